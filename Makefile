@@ -1,0 +1,33 @@
+# Two commands from a fresh clone: `make test` and `make demo`.
+# Both build .venv from uv.lock first. If uv is not installed, it is fetched with pip
+# into .tools/ (nothing is installed system-wide).
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+VENV_PY := .venv/bin/python
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: venv test demo lint bench clean
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet uv
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+venv: .venv/.synced
+
+test: venv
+	$(VENV_PY) -m pytest -q tests
+
+demo: venv
+	$(VENV_PY) experiments/demo.py
+
+lint: venv
+	.venv/bin/ruff check fedcompress experiments tests
+
+clean:
+	rm -rf .venv .tools

@@ -1,0 +1,73 @@
+"""Exact bit accounting of what crosses the wire.
+
+A value's cost is every tensor of its (encoded) structure at its dtype's full width:
+a bit-packed int32 costs 32 bits however many quantized values it holds, and side
+information (min/max, norms, seeds, the mean's weight) is counted like any tensor.
+The pure-Python functions here are the reference the in-graph counter is tested
+against; `structure_bits_tf` is what the processes call inside their computations, so
+dynamically shaped encodings are counted from their real size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+MIBIT = 2**20
+GIBIT = 2**30
+# tensor_encoding's BitpackingEncodingStage fills only 28 of each int32's 32 bits, so
+# a serialized value never needs a fifth protobuf varint byte.
+BITPACK_TARGET_BITS = 28
+
+
+def dtype_bits(dtype: tf.dtypes.DType | np.dtype | str) -> int:
+  """Width in bits of one element of `dtype` (bool counts as 8, as serialized)."""
+  dtype = tf.as_dtype(dtype)
+  if dtype == tf.bool:
+    return 8
+  if dtype == tf.string:
+    raise ValueError("string tensors have no fixed width; count their bytes instead")
+  return dtype.size * 8
+
+
+def tensor_bits(shape: Sequence[int], dtype) -> int:
+  """Bits of one dense tensor of a fully known shape."""
+  return math.prod(int(d) for d in shape) * dtype_bits(dtype)
+
+
+def specs_bits(specs: Iterable[tf.TensorSpec]) -> int:
+  """Bits of a flat collection of fully defined `tf.TensorSpec`s."""
+  return sum(tensor_bits(s.shape.as_list(), s.dtype) for s in specs)
+
+
+def bitpacked_int32_count(num_elements: int, bits: int) -> int:
+  """Number of int32 words tensor_encoding's bitpacking uses for `num_elements` values."""
+  return math.ceil(num_elements * bits / BITPACK_TARGET_BITS)
+
+
+def uniform_quantized_bits(num_elements: int, bits: int) -> int:
+  """Bits of one tensor through the `uniform` codec: packed words plus float32 min/max."""
+  return bitpacked_int32_count(num_elements, bits) * 32 + 2 * 32
+
+
+def structure_bits_tf(structure) -> tf.Tensor:
+  """In-graph bit count (int64 scalar) of a nested structure of tensors."""
+  total = tf.constant(0, tf.int64)
+  for t in tf.nest.flatten(structure):
+    t = tf.convert_to_tensor(t)
+    total += tf.size(t, out_type=tf.int64) * dtype_bits(t.dtype)
+  return total
+
+
+def format_bits(bits: float) -> str:
+  """Human units as the TFF tutorial printed them: '507.62Mibit', '1.49Gibit'."""
+  if bits >= GIBIT:
+    return f"{bits / GIBIT:.2f}Gibit"
+  if bits >= MIBIT:
+    return f"{bits / MIBIT:.2f}Mibit"
+  if bits >= 2**10:
+    return f"{bits / 2**10:.2f}Kibit"
+  return f"{bits:.0f}bit"

@@ -1,0 +1,1 @@
+"""Federated tasks: data loaders and models."""
