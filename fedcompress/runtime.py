@@ -189,6 +189,12 @@ def set_local_context(max_concurrent_clients: int | None = None) -> None:
   _manager = manager
 
 
+def worker_pids() -> list[int]:
+  """PIDs of the worker processes this Python process started and has not stopped."""
+  with _lock:
+    return sorted(w.process.pid for w in _live_workers if w.alive())
+
+
 def shutdown() -> None:
   """Stops every worker this process started. Safe to call more than once."""
   if _manager is not None:
