@@ -17,6 +17,7 @@ Register your own stage in a few lines::
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -90,6 +91,52 @@ def _uniform(bits: int = 8, deterministic: bool = False) -> te.core.Encoder:
 
 register_codec("identity", _identity)
 register_codec("uniform", _uniform)
+
+
+def _parse_value(text: str) -> Any:
+  lowered = text.strip().lower()
+  if lowered in ("true", "false"):
+    return lowered == "true"
+  for cast in (int, float):
+    try:
+      return cast(text)
+    except ValueError:
+      pass
+  return text.strip()
+
+
+def parse_options(text: str | None) -> dict[str, Any]:
+  """'fraction=0.01,deterministic=true' -> {'fraction': 0.01, 'deterministic': True}."""
+  options: dict[str, Any] = {}
+  for item in (text or "").split(","):
+    if not item.strip():
+      continue
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+      raise ValueError(f"codec option {item!r} is not of the form key=value")
+    options[key.strip()] = _parse_value(value)
+  return options
+
+
+def accepts_option(name: str, option: str) -> bool:
+  """Whether codec `name`'s builder takes keyword `option` (e.g. 'bits')."""
+  try:
+    parameters = inspect.signature(get_builder(name)).parameters
+  except (TypeError, ValueError):
+    return False
+  return option in parameters
+
+
+def make_codec(name: str, *, bits: int | None = None, options: str | Mapping[str, Any] = "",
+               threshold: int = DEFAULT_THRESHOLD) -> CodecSpec:
+  """A `CodecSpec` from flag-style values: `bits` applies where the codec takes bits."""
+  opts = parse_options(options) if isinstance(options, str) else dict(options)
+  if bits is not None and "bits" not in opts and accepts_option(name, "bits"):
+    opts["bits"] = bits
+  try:
+    return CodecSpec(name, opts, threshold)
+  except TypeError as e:  # An option the builder does not take.
+    raise ValueError(f"codec {name!r}: {e}") from None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -219,3 +219,11 @@ def install_signal_handlers() -> None:
 atexit.register(shutdown)
 # Replace the context TFF installed on import: ours is equally lazy but owns its worker.
 set_local_context()
+
+
+def configure(workers: list[str] | None = None, max_concurrent_clients: int | None = None
+              ) -> None:
+  """Sets the execution context from the binaries' runtime flags."""
+  if workers:
+    raise ValueError("--workers is not supported yet")
+  set_local_context(max_concurrent_clients)

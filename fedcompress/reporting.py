@@ -1,0 +1,206 @@
+"""Where round metrics go: console lines and progress bar, CSV, TensorBoard.
+
+Every reporter takes the same flat rows of canonical metric names (fedcompress.metrics)
+and knows how to resume: rows after the resumed round are dropped, never duplicated.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, TextIO
+
+from fedcompress import metrics as m
+from fedcompress.bits import format_bits
+
+
+class Reporter(Protocol):
+  def start(self, first_round: int, total_rounds: int) -> None: ...
+  def write(self, row: Mapping[str, Any]) -> None: ...
+  def close(self) -> None: ...
+
+
+def _fmt(value: Any, spec: str) -> str:
+  return "n/a" if value is None else format(value, spec)
+
+
+def format_round_line(row: Mapping[str, Any]) -> str:
+  """One console line per round, with bits in the tutorial's Mibit/Gibit units."""
+  parts = [f"round {row[m.ROUND]:3d}",
+           f"loss={_fmt(row.get(m.TRAIN_LOSS), '.4f')}",
+           f"accuracy={_fmt(row.get(m.TRAIN_ACCURACY), '.4f')}"]
+  if row.get(m.EVAL_ACCURACY) is not None:
+    parts.append(f"eval_accuracy={row[m.EVAL_ACCURACY]:.4f}")
+  parts.append(f"broadcast={format_bits(row[m.BROADCAST_BITS])} "
+               f"(total {format_bits(row[m.BROADCAST_CUMULATIVE_BITS])})")
+  parts.append(f"aggregate={format_bits(row[m.AGGREGATE_BITS])} "
+               f"(total {format_bits(row[m.AGGREGATE_CUMULATIVE_BITS])})")
+  parts.append(f"{row[m.ROUND_TIME_S]:.2f}s")
+  return ", ".join(parts)
+
+
+class ConsoleReporter:
+  """Prints a line per round; on a terminal also shows a progress bar with ETA."""
+
+  def __init__(self, stream: TextIO | None = None, progress: bool | None = None,
+               prefix: str = ""):
+    self._stream = stream or sys.stdout
+    self._progress = sys.stderr.isatty() if progress is None else progress
+    self._bar = None
+    self._prefix = prefix
+
+  def start(self, first_round: int, total_rounds: int) -> None:
+    if self._progress and first_round <= total_rounds:
+      from tqdm import tqdm
+
+      self._bar = tqdm(total=total_rounds, initial=first_round - 1, unit="round",
+                       desc=self._prefix or "training", dynamic_ncols=True, leave=False)
+
+  def write(self, row: Mapping[str, Any]) -> None:
+    line = self._prefix + format_round_line(row)
+    if self._bar is not None:
+      self._bar.write(line, file=self._stream)
+      accuracy = row.get(m.EVAL_ACCURACY, row.get(m.TRAIN_ACCURACY))
+      if accuracy is not None:
+        self._bar.set_postfix(accuracy=f"{accuracy:.3f}")
+      self._bar.update(1)
+    else:
+      print(line, file=self._stream, flush=True)
+
+  def close(self) -> None:
+    if self._bar is not None:
+      self._bar.close()
+      self._bar = None
+
+
+class CsvReporter:
+  """`metrics.csv`: one row per round, columns named as the canonical metrics."""
+
+  def __init__(self, path: str, extra_columns: Sequence[str] = ()):
+    self.path = path
+    self.columns = list(m.CANONICAL) + [c for c in extra_columns if c not in m.CANONICAL]
+    self._file: TextIO | None = None
+    self._writer = None
+
+  def start(self, first_round: int, total_rounds: int) -> None:
+    del total_rounds
+    kept: list[dict[str, str]] = []
+    if os.path.exists(self.path):
+      with open(self.path, newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames:
+          # Keep columns an earlier segment of this run wrote (e.g. optional metrics).
+          self.columns += [c for c in reader.fieldnames if c not in self.columns]
+        kept = [r for r in reader if int(r[m.ROUND]) < first_round]
+    # Rewrite through a temporary file so a crash here never loses the old rows.
+    tmp = self.path + ".tmp"
+    with open(tmp, "w", newline="") as f:
+      writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
+      writer.writeheader()
+      writer.writerows(kept)
+    os.replace(tmp, self.path)
+    self._file = open(self.path, "a", newline="")  # noqa: SIM115 (closed in close())
+    self._writer = csv.DictWriter(self._file, fieldnames=self.columns, extrasaction="ignore")
+
+  def write(self, row: Mapping[str, Any]) -> None:
+    assert self._writer is not None and self._file is not None, "start() first"
+    self._writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    self._file.flush()
+    os.fsync(self._file.fileno())
+
+  def close(self) -> None:
+    if self._file is not None:
+      self._file.close()
+      self._file = None
+
+
+def read_metrics_csv(path: str) -> list[dict[str, float | None]]:
+  """Rows of a `metrics.csv` with numbers parsed (empty cells -> None)."""
+  with open(path, newline="") as f:
+    rows = list(csv.DictReader(f))
+
+  def parse(v: str) -> float | None:
+    if v == "":
+      return None
+    number = float(v)
+    return int(number) if number.is_integer() and "." not in v and "e" not in v else number
+
+  return [{k: parse(v) for k, v in r.items()} for r in rows]
+
+
+class TensorBoardReporter:
+  """TensorBoard scalars under the canonical tags, plus HParams for the run."""
+
+  def __init__(self, logdir: str, hparams: Mapping[str, Any] | None = None,
+               run_name: str | None = None):
+    self.logdir = logdir
+    self._hparams = dict(hparams or {})
+    self._run_name = run_name
+    self._writer = None
+
+  def start(self, first_round: int, total_rounds: int) -> None:
+    del total_rounds
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hp
+
+    if first_round > 1:
+      _purge_after(self.logdir, first_round)
+    self._writer = tf.summary.create_file_writer(self.logdir)
+    if self._hparams:
+      with self._writer.as_default():
+        hp.hparams(_hparam_values(self._hparams), trial_id=self._run_name)
+      self._writer.flush()
+
+  def write(self, row: Mapping[str, Any]) -> None:
+    import tensorflow as tf
+
+    assert self._writer is not None, "start() first"
+    step = int(row[m.ROUND])
+    with self._writer.as_default():
+      for key, value in row.items():
+        if key != m.ROUND and value is not None:
+          tf.summary.scalar(key, float(value), step=step)
+    self._writer.flush()
+
+  def close(self) -> None:
+    if self._writer is not None:
+      self._writer.close()
+      self._writer = None
+
+
+def _hparam_values(hparams: Mapping[str, Any]) -> dict[str, bool | int | float | str]:
+  """HParams accept only bool/int/float/str: anything else is shown as its str."""
+  return {k: v if isinstance(v, (bool, int, float, str)) else str(v)
+          for k, v in hparams.items() if v is not None}
+
+
+def _purge_after(logdir: str, first_round: int) -> None:
+  """Drops events of rounds >= `first_round` from the event files already in `logdir`.
+
+  A resumed run redoes those rounds. TensorBoard's own orphan purge (SessionLog.START)
+  depends on the order of event file names, which collide within one second, so the old
+  files are rewritten instead (they are TFRecord files of `Event` protos).
+  """
+  import tensorflow as tf
+  from tensorboard.compat.proto import event_pb2
+
+  for path in tf.io.gfile.glob(os.path.join(logdir, "events.out.tfevents.*")):
+    kept, dropped = [], 0
+    try:
+      for record in tf.data.TFRecordDataset(path):
+        event = event_pb2.Event.FromString(record.numpy())
+        if event.step >= first_round and event.HasField("summary"):
+          dropped += 1
+        else:
+          kept.append(record.numpy())
+    except tf.errors.DataLossError:
+      dropped += 1  # A record cut short by a kill: rewrite the file without it.
+    if not dropped:
+      continue
+    tmp = path + ".tmp"
+    with tf.io.TFRecordWriter(tmp) as writer:
+      for record in kept:
+        writer.write(record)
+    os.replace(tmp, path)

@@ -1,0 +1,23 @@
+"""Errors shared by the task loaders.
+
+Binaries catch these and print one line instead of a traceback, so a user who is offline
+learns which flag to set rather than reading a urllib stack.
+"""
+
+from __future__ import annotations
+
+
+class DatasetUnavailableError(Exception):
+  """A dataset is neither in the cache directory nor downloadable."""
+
+  def __init__(self, dataset: str, cache_dir: str | None, expected_file: str,
+               cause: BaseException | None = None):
+    self.dataset = dataset
+    self.cache_dir = cache_dir
+    self.expected_file = expected_file
+    self.cause = cause
+    where = cache_dir if cache_dir is not None else "TFF's default cache (~/.tff)"
+    reason = f" ({type(cause).__name__}: {cause})" if cause is not None else ""
+    super().__init__(
+        f"{dataset} is not cached and could not be downloaded{reason}: put {expected_file} "
+        f"in {where} or point --cache_dir at a folder that has it.")

@@ -1,0 +1,149 @@
+"""experiments/emnist_compression.py: main() end to end on tiny data."""
+
+import collections
+import json
+import urllib.error
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_federated as tff
+from absl.testing import flagsaver
+from tensorboard.backend.event_processing import event_accumulator
+
+from fedcompress import metrics as m
+from fedcompress import reporting
+
+# The tutorial CNN through `uniform` 8 bits above 10,000 elements, per client.
+U8_CLIENT_BITS = 15_357_536
+
+
+@pytest.fixture(scope="module")
+def binary(load_binary):
+  with load_binary("experiments/emnist_compression.py") as module:
+    yield module
+
+
+def _run(binary, **flag_values):
+  defaults = dict(dataset="digits", digits_clients=4, clients_per_round=2, rounds=2,
+                  client_learning_rate=0.05, experiment_name="run", rounds_per_eval=1)
+  defaults.update(flag_values)
+  with flagsaver.flagsaver(**defaults):
+    return binary.main(["emnist_compression"])
+
+
+def test_smoke_outputs(binary, tmp_path, capsys):
+  rc = _run(binary, root_output_dir=str(tmp_path), broadcast_encoder="uniform",
+            aggregate_encoder="uniform")
+  out, err = capsys.readouterr()
+  assert rc == 0, err
+  run_dir = tmp_path / "run"
+  rows = reporting.read_metrics_csv(str(run_dir / "metrics.csv"))
+  assert list(rows[0]) == list(m.CANONICAL)
+  assert [r[m.ROUND] for r in rows] == [1, 2]
+  assert all(r[m.BROADCAST_BITS] == 2 * U8_CLIENT_BITS for r in rows)
+  assert all(r[m.AGGREGATE_BITS] == 2 * (U8_CLIENT_BITS + 32) for r in rows)
+  assert rows[1][m.BROADCAST_CUMULATIVE_BITS] == 4 * U8_CLIENT_BITS
+  assert all(0.0 <= r[m.EVAL_ACCURACY] <= 1.0 for r in rows)
+  assert "round   1, loss=" in out and "29.29Mibit" in out
+  assert out.strip().splitlines()[-1].startswith("done: 2 rounds, eval accuracy")
+
+  acc = event_accumulator.EventAccumulator(str(run_dir),
+                                           size_guidance={event_accumulator.TENSORS: 0})
+  acc.Reload()
+  tags = set(acc.Tags()["tensors"])
+  assert set(m.CANONICAL) - {m.ROUND} <= tags
+  assert [e.step for e in acc.Tensors(m.AGGREGATE_CUMULATIVE_BITS)] == [1, 2]
+
+  config = json.loads((run_dir / "config.json").read_text())
+  assert config["dataset"] == "digits" and config["rounds"] == 2
+  assert config["broadcast_codec"] == "uniform(bits=8)>10000"
+  assert (run_dir / "checkpoints" / "round_2").is_dir()
+
+
+def _comparable(rows):
+  return [{k: r[k] for k in (m.ROUND, m.BROADCAST_BITS, m.AGGREGATE_BITS,
+                             m.BROADCAST_CUMULATIVE_BITS, m.AGGREGATE_CUMULATIVE_BITS)}
+          for r in rows]
+
+
+def test_resume_matches_uninterrupted(binary, tmp_path):
+  common = dict(root_output_dir=str(tmp_path), rounds_per_eval=3)
+  assert _run(binary, experiment_name="full", rounds=3, **common) == 0
+  assert _run(binary, experiment_name="part", rounds=1, **common) == 0
+  assert _run(binary, experiment_name="part", rounds=3, resume=True, **common) == 0
+  full = reporting.read_metrics_csv(str(tmp_path / "full" / "metrics.csv"))
+  part = reporting.read_metrics_csv(str(tmp_path / "part" / "metrics.csv"))
+  assert _comparable(part) == _comparable(full)  # Rounds and bits continue exactly.
+  # Same seed, same clients, same data order, identity codec: same training.
+  np.testing.assert_allclose([r[m.TRAIN_LOSS] for r in part],
+                             [r[m.TRAIN_LOSS] for r in full], rtol=1e-4)
+  np.testing.assert_allclose(part[-1][m.EVAL_ACCURACY], full[-1][m.EVAL_ACCURACY], atol=1e-6)
+
+
+def test_refuses_to_overwrite(binary, tmp_path, capsys):
+  run_dir = tmp_path / "run"
+  run_dir.mkdir()
+  (run_dir / "metrics.csv").write_text("precious\n")
+  assert _run(binary, root_output_dir=str(tmp_path)) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "--resume" in err[0] and "already holds a run" in err[0]
+  assert (run_dir / "metrics.csv").read_text() == "precious\n"
+  assert sorted(p.name for p in run_dir.iterdir()) == ["metrics.csv"]
+
+
+def _write_emnist_sqlite(cache_dir, train_clients=3, examples=12):
+  """A tiny emnist_all.sqlite in TFF's own format, written by TFF's own writer."""
+  rng = np.random.default_rng(0)
+  data = {}
+  for i in range(train_clients):
+    data[f"f{i:04d}_train"] = ("digits_only_train", examples)
+  data["f9999_test"] = ("digits_only_test", 20)
+
+  def dataset_fn(client_id):
+    n = data[client_id][1]
+    return tf.data.Dataset.from_tensor_slices(collections.OrderedDict(
+        label=rng.integers(0, 10, n).astype(np.int64),
+        pixels=rng.random((n, 28, 28)).astype(np.float32)))
+
+  tff.simulation.datasets.save_to_sql_client_data(
+      list(data), dataset_fn, str(cache_dir / "emnist_all.sqlite"),
+      split_names_by_client_id={c: s for c, (s, _) in data.items()})
+
+
+def test_emnist_path_on_generated_sqlite(binary, tmp_path):
+  cache = tmp_path / "cache"
+  cache.mkdir()
+  _write_emnist_sqlite(cache)
+  rc = _run(binary, dataset="emnist", cache_dir=str(cache), rounds=1,
+            root_output_dir=str(tmp_path / "runs"))
+  assert rc == 0
+  rows = reporting.read_metrics_csv(str(tmp_path / "runs" / "run" / "metrics.csv"))
+  assert len(rows) == 1 and rows[0][m.BROADCAST_BITS] == 2 * 1_663_370 * 32
+  assert rows[0][m.EVAL_ACCURACY] is not None
+
+
+def test_emnist_unavailable_is_one_line(binary, tmp_path, capsys, monkeypatch):
+  from tensorflow_federated.python.simulation.datasets import download
+
+  def offline(*args, **kwargs):  # The network is what cannot run here.
+    raise urllib.error.URLError("offline")
+
+  monkeypatch.setattr(download, "get_compressed_file", offline)
+  rc = _run(binary, dataset="emnist", cache_dir=str(tmp_path / "empty"),
+            root_output_dir=str(tmp_path / "runs"))
+  err = capsys.readouterr().err.strip().splitlines()
+  assert rc != 0 and len(err) == 1
+  assert "--cache_dir" in err[0] and "--dataset=digits" in err[0]
+  assert "Traceback" not in err[0]
+  assert not (tmp_path / "runs").exists()
+
+
+def test_cache_file_that_is_not_sqlite(binary, tmp_path, capsys):
+  cache = tmp_path / "cache"
+  cache.mkdir()
+  (cache / "emnist_all.sqlite").write_text("not a database")
+  rc = _run(binary, dataset="emnist", cache_dir=str(cache),
+            root_output_dir=str(tmp_path / "runs"))
+  err = capsys.readouterr().err.strip().splitlines()
+  assert rc != 0 and len(err) == 1 and "not an SQLite database" in err[0]

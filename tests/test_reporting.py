@@ -1,0 +1,94 @@
+"""Reporters: console line, CSV resume semantics, TensorBoard tags read back."""
+
+import io
+
+import pytest
+from tensorboard.backend.event_processing import event_accumulator
+
+from fedcompress import metrics as m
+from fedcompress import reporting
+
+
+def _row(r, **extra):
+  row = {m.ROUND: r, m.TRAIN_LOSS: 2.0 / r, m.TRAIN_ACCURACY: 0.1 * r,
+         m.BROADCAST_BITS: 532_278_400, m.AGGREGATE_BITS: 532_278_720,
+         m.BROADCAST_CUMULATIVE_BITS: 532_278_400 * r,
+         m.AGGREGATE_CUMULATIVE_BITS: 532_278_720 * r, m.ROUND_TIME_S: 1.5}
+  row.update(extra)
+  return row
+
+
+def test_console_line_uses_tutorial_units():
+  out = io.StringIO()
+  reporter = reporting.ConsoleReporter(stream=out, progress=False)
+  reporter.start(1, 10)
+  reporter.write(_row(10, **{m.EVAL_ACCURACY: 0.5}))
+  reporter.close()
+  line = out.getvalue().strip()
+  assert line.startswith("round  10, loss=0.2000, accuracy=1.0000, eval_accuracy=0.5000")
+  assert "broadcast=507.62Mibit (total 4.96Gibit)" in line
+
+
+def test_csv_columns_and_resume_drop_later_rows(tmp_path):
+  path = str(tmp_path / "metrics.csv")
+  reporter = reporting.CsvReporter(path)
+  reporter.start(1, 4)
+  for r in (1, 2, 3):
+    reporter.write(_row(r))
+  reporter.close()
+  # Resume from a checkpoint after round 2: round 3 is redone, never duplicated.
+  reporter = reporting.CsvReporter(path)
+  reporter.start(3, 4)
+  reporter.write(_row(3, **{m.EVAL_ACCURACY: 0.9, m.EVAL_LOSS: 0.3}))
+  reporter.write(_row(4))
+  reporter.close()
+  rows = reporting.read_metrics_csv(path)
+  assert [r[m.ROUND] for r in rows] == [1, 2, 3, 4]
+  assert list(rows[0]) == list(m.CANONICAL)
+  assert rows[2][m.EVAL_ACCURACY] == 0.9 and rows[1][m.EVAL_ACCURACY] is None
+  assert rows[3][m.BROADCAST_CUMULATIVE_BITS] == 4 * 532_278_400
+
+
+def _scalars(logdir):
+  acc = event_accumulator.EventAccumulator(
+      str(logdir), size_guidance={event_accumulator.TENSORS: 0}, purge_orphaned_data=True)
+  acc.Reload()
+  return acc
+
+
+@pytest.fixture
+def tb_run(tmp_path):
+  reporter = reporting.TensorBoardReporter(str(tmp_path), {"codec": "uniform", "bits": 8},
+                                           run_name="run")
+  reporter.start(1, 3)
+  for r in (1, 2, 3):
+    reporter.write(_row(r, **{m.EVAL_ACCURACY: 0.1 * r}))
+  reporter.close()
+  return tmp_path
+
+
+def test_tensorboard_tags_and_values(tb_run):
+  acc = _scalars(tb_run)
+  tags = set(acc.Tags()["tensors"])
+  assert {m.TRAIN_LOSS, m.TRAIN_ACCURACY, m.EVAL_ACCURACY, m.BROADCAST_BITS,
+          m.AGGREGATE_CUMULATIVE_BITS, m.ROUND_TIME_S} <= tags
+  events = acc.Tensors(m.BROADCAST_CUMULATIVE_BITS)
+  assert [e.step for e in events] == [1, 2, 3]
+  import tensorflow as tf
+
+  assert float(tf.make_ndarray(events[-1].tensor_proto)) == pytest.approx(3 * 532_278_400)
+  # HParams are written as a plugin summary the HParams dashboard reads.
+  assert "_hparams_/session_start_info" in tags
+
+
+def test_tensorboard_resume_purges_redone_rounds(tb_run):
+  reporter = reporting.TensorBoardReporter(str(tb_run))
+  reporter.start(3, 4)  # Resumed from round 2: rounds 3.. are written again.
+  reporter.write(_row(3, **{m.EVAL_ACCURACY: 0.95}))
+  reporter.write(_row(4, **{m.EVAL_ACCURACY: 0.96}))
+  reporter.close()
+  import tensorflow as tf
+
+  events = _scalars(tb_run).Tensors(m.EVAL_ACCURACY)
+  assert [e.step for e in events] == [1, 2, 3, 4]
+  assert float(tf.make_ndarray(events[2].tensor_proto)) == pytest.approx(0.95)

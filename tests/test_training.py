@@ -1,0 +1,137 @@
+"""The round loop against a fake process: no TFF involved."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from fedcompress import metrics as m
+from fedcompress.checkpoints import Checkpointer
+from fedcompress.training import LoopConfig, run_loop, sample_clients
+
+
+@dataclasses.dataclass
+class FakeOutput:
+  state: dict
+  metrics: dict
+
+
+class FakeProcess:
+  """State is a weight vector; each round adds the mean of the clients' data."""
+
+  def __init__(self, bits_per_client=(100, 130)):
+    self.bits = bits_per_client
+    self.calls = []
+
+  def initialize(self):
+    return {"w": np.zeros(3, np.float32), "step": np.int64(0)}
+
+  def next(self, state, client_data):
+    self.calls.append(list(client_data))
+    update = np.mean([np.full(3, d, np.float32) for d in client_data], axis=0)
+    new_state = {"w": state["w"] + update, "step": state["step"] + 1}
+    n = len(client_data)
+    metrics = {"client_work": {"train": {"loss": float(1.0 / (1 + state["step"])),
+                                         "sparse_categorical_accuracy": 0.5}},
+               "broadcast/bits": self.bits[0] * n, "aggregate/bits": self.bits[1] * n}
+    return FakeOutput(new_state, metrics)
+
+  def get_model_weights(self, state):
+    return state["w"]
+
+
+CLIENTS = [f"c{i}" for i in range(7)]
+
+
+def client_dataset(cid, round_num):
+  return int(cid[1:]) + 10 * round_num
+
+
+class ListReporter:
+  def __init__(self):
+    self.rows, self.started = [], []
+
+  def start(self, first, total):
+    self.started.append((first, total))
+
+  def write(self, row):
+    self.rows.append(dict(row))
+
+  def close(self):
+    pass
+
+
+def test_sampling_is_uniform_without_replacement_and_seeded():
+  a = sample_clients(CLIENTS, 3, seed=1, round_num=5)
+  assert len(set(a)) == 3 and set(a) <= set(CLIENTS)
+  assert a == sample_clients(CLIENTS, 3, seed=1, round_num=5)
+  assert a != sample_clients(CLIENTS, 3, seed=2, round_num=5) or a != sample_clients(
+      CLIENTS, 3, seed=1, round_num=6)
+  counts = {c: 0 for c in CLIENTS}
+  for r in range(3500):
+    for c in sample_clients(CLIENTS, 2, seed=0, round_num=r):
+      counts[c] += 1
+  # Each client is picked with probability 2/7: 1000 expected, std ~27.
+  assert all(abs(v - 1000) < 130 for v in counts.values()), counts
+  with pytest.raises(ValueError, match="1..7"):
+    sample_clients(CLIENTS, 8, 0, 1)
+  with pytest.raises(ValueError):
+    sample_clients(CLIENTS, 0, 0, 1)
+
+
+def test_loop_rows_bits_and_eval_cadence():
+  process, reporter = FakeProcess(), ListReporter()
+  evals = []
+
+  def evaluate(weights):
+    evals.append(weights.copy())
+    return {m.EVAL_LOSS: 0.25, m.EVAL_ACCURACY: 0.75}
+
+  result = run_loop(process, CLIENTS, client_dataset,
+                    LoopConfig(rounds=5, clients_per_round=3, seed=4, rounds_per_eval=2),
+                    evaluate=evaluate, reporters=[reporter])
+  assert [r[m.ROUND] for r in reporter.rows] == [1, 2, 3, 4, 5]
+  assert reporter.started == [(1, 5)]
+  assert all(r[m.BROADCAST_BITS] == 300 and r[m.AGGREGATE_BITS] == 390 for r in reporter.rows)
+  assert [r[m.BROADCAST_CUMULATIVE_BITS] for r in reporter.rows] == [300, 600, 900, 1200, 1500]
+  assert reporter.rows[-1][m.AGGREGATE_CUMULATIVE_BITS] == 5 * 390
+  # Evaluated at rounds 2, 4 and the last one (5) only.
+  assert [m.EVAL_ACCURACY in r for r in reporter.rows] == [False, True, False, True, True]
+  assert len(evals) == 3
+  assert reporter.rows[0][m.TRAIN_LOSS] == 1.0 and reporter.rows[0][m.TRAIN_ACCURACY] == 0.5
+  # The datasets built were exactly those of the sampled clients of each round.
+  for r, data in enumerate(process.calls, start=1):
+    sampled = sample_clients(CLIENTS, 3, 4, r)
+    assert data == [client_dataset(c, r) for c in sampled]
+  assert result.final_eval == {m.EVAL_LOSS: 0.25, m.EVAL_ACCURACY: 0.75}
+
+
+def test_fixed_clients():
+  process = FakeProcess()
+  run_loop(process, CLIENTS, client_dataset,
+           LoopConfig(rounds=2, clients_per_round=1, fixed_clients=["c1", "c5"]))
+  assert process.calls == [[11, 15], [21, 25]]
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+  config = LoopConfig(rounds=6, clients_per_round=2, seed=3, rounds_per_checkpoint=2)
+  full = run_loop(FakeProcess(), CLIENTS, client_dataset, config,
+                  checkpointer=Checkpointer(str(tmp_path / "a")))
+  # A first segment that stops after round 3 (the last round always checkpoints).
+  run_loop(FakeProcess(), CLIENTS, client_dataset, dataclasses.replace(config, rounds=3),
+           checkpointer=Checkpointer(str(tmp_path / "b")))
+  assert Checkpointer(str(tmp_path / "b")).versions() == [2, 3]
+  resumed = run_loop(FakeProcess(), CLIENTS, client_dataset, config,
+                     checkpointer=Checkpointer(str(tmp_path / "b")), resume=True)
+  assert resumed.start_round == 4
+  assert [r[m.ROUND] for r in resumed.rows] == [4, 5, 6]
+  for a, b in zip(resumed.rows, full.rows[3:], strict=True):
+    assert {k: v for k, v in a.items() if k != m.ROUND_TIME_S} == {
+        k: v for k, v in b.items() if k != m.ROUND_TIME_S}
+  np.testing.assert_array_equal(resumed.state["w"], full.state["w"])
+  assert int(resumed.state["step"]) == 6
+
+
+def test_rounds_must_be_positive():
+  with pytest.raises(ValueError, match="rounds must be >= 1"):
+    run_loop(FakeProcess(), CLIENTS, client_dataset, LoopConfig(rounds=0, clients_per_round=1))
