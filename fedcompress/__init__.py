@@ -2,17 +2,32 @@
 
 Encoded broadcast and encoded aggregation for `tff.learning` FedAvg, with every bit
 that crosses the wire counted in the process's own metrics.
+
+Importing the package is cheap: it only quiets TensorFlow's logs (which must happen
+before TensorFlow loads). The public names below load TFF on first use, and with it
+`fedcompress.runtime`, whose execution context owns TFF's worker process.
 """
+
+import importlib
 
 from fedcompress import _quiet
 
 _quiet.quiet_tensorflow()
 
-# Imported after the environment is set, on purpose.
-from fedcompress import runtime  # noqa: E402
-from fedcompress.codecs import CodecSpec, register_codec, register_stage  # noqa: E402
-from fedcompress.fedavg import build_fedavg  # noqa: E402
+_LAZY = {
+    "build_fedavg": "fedcompress.fedavg",
+    "CodecSpec": "fedcompress.codecs",
+    "register_codec": "fedcompress.codecs",
+    "register_stage": "fedcompress.codecs",
+    "available_codecs": "fedcompress.codecs",
+}
+__all__ = sorted(_LAZY) + ["runtime"]
 
-_quiet.quiet_python_loggers()
 
-__all__ = ["CodecSpec", "build_fedavg", "register_codec", "register_stage", "runtime"]
+def __getattr__(name: str):
+  if name in _LAZY:
+    importlib.import_module("fedcompress.runtime")
+    return getattr(importlib.import_module(_LAZY[name]), name)
+  if name == "runtime":
+    return importlib.import_module("fedcompress.runtime")
+  raise AttributeError(f"module 'fedcompress' has no attribute {name!r}")

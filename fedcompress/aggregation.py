@@ -10,6 +10,13 @@ own version reports empty measurements, and TFF 0.87 has no sizing executor left
 and denominator, as the TFF compression tutorial does; the weight (a float32 scalar,
 under any threshold) then costs 32 bits per client.
 
+With an entropy-coded codec (`fedcompress.stages.entropy`) the measurements are
+`{'bits', 'coded_bits'}`: `coded_bits` is what clients actually send, `bits` the raw
+size with plain bit-packing. Entropy-coded values do not commute with sum; like any
+such stage they are decoded per client at the server (`decode_before_sum`) inside
+`federated_aggregate`. `build_mean_factory(..., measure_error=True)` adds the
+`relative_error` of the decoded mean against the exact mean of the same round.
+
 The next function below follows TFF 0.87's `aggregators/encoded.py` (Apache 2.0)
 step for step; the only additions are the bit count and its measurement.
 """
@@ -88,7 +95,7 @@ def _encoded_next_fn(server_state_type, value_type, encoders):
 
   @tff.tensorflow.computation(encoded_type)
   def bits_fn(encoded):
-    return bits_lib.structure_bits_tf(encoded)
+    return bits_lib.bit_counts_tf(encoded)
 
   def decode_before_sum(encoded_x, decode_before_sum_params):
     part_decoded = tree.map_structure_up_to(
@@ -161,15 +168,75 @@ def _encoded_next_fn(server_state_type, value_type, encoders):
     decoded = tff.federated_map(decode_after_sum_fn,
                                 [aggregated.values, decode_after_sum_params])
     new_state = tff.federated_map(update_state_fn, [state, aggregated.state_update_tensors])
-    sent_bits = tff.federated_sum(tff.federated_map(bits_fn, encoded))
-    return tff.templates.MeasuredProcessOutput(
-        state=new_state, result=decoded,
-        measurements=tff.federated_zip(collections.OrderedDict(bits=sent_bits)))
+    measurements = tff.federated_sum(tff.federated_map(bits_fn, encoded))
+    return tff.templates.MeasuredProcessOutput(state=new_state, result=decoded,
+                                               measurements=measurements)
 
   return next_fn
 
 
-def build_mean_factory(codec: CodecSpec | str | None = None) -> tff.aggregators.MeanFactory:
-  """Weighted mean whose numerator and denominator are both encoded sums with `codec`."""
-  return tff.aggregators.MeanFactory(EncodedSumFactory.from_codec(codec),
+def build_mean_factory(
+    codec: CodecSpec | str | None = None, *, measure_error: bool = False
+) -> tff.aggregators.WeightedAggregationFactory:
+  """Weighted mean whose numerator and denominator are both encoded sums with `codec`.
+
+  Args:
+    codec: codec of the clients' contributions (`None` = identity).
+    measure_error: also measure `relative_error` (see `RelativeErrorFactory`).
+
+  Returns:
+    A `tff.aggregators.MeanFactory`, wrapped in a `RelativeErrorFactory` when
+    `measure_error`.
+  """
+  mean = tff.aggregators.MeanFactory(EncodedSumFactory.from_codec(codec),
                                      EncodedSumFactory.from_codec(codec))
+  return RelativeErrorFactory(mean) if measure_error else mean
+
+
+def relative_error_tf(decoded, exact) -> tf.Tensor:
+  """||decoded - exact|| / ||exact|| over all tensors of a structure (0 if exact is 0)."""
+  decoded, exact = tf.nest.flatten(decoded), tf.nest.flatten(exact)
+  # float64 so that tiny errors of nearly exact codecs do not round away.
+  diff = tf.linalg.global_norm([tf.cast(d, tf.float64) - tf.cast(e, tf.float64)
+                                for d, e in zip(decoded, exact, strict=True)])
+  norm = tf.linalg.global_norm([tf.cast(e, tf.float64) for e in exact])
+  return tf.cast(tf.math.divide_no_nan(diff, norm), tf.float32)
+
+
+class RelativeErrorFactory(tff.aggregators.WeightedAggregationFactory):
+  """Adds `relative_error` = ||mean - exact mean|| / ||exact mean|| to a weighted mean.
+
+  The exact mean of the same round is computed beside the encoded one with
+  `tff.federated_mean` of the unencoded values: instrumentation for rate-distortion
+  plots. In a simulation it doubles the uplink, but it is not part of the protocol
+  and is not counted in any `bits`. Measurements become the inner factory's, plus a
+  float32 `relative_error` (0.0 when the exact mean is all zeros).
+  """
+
+  def __init__(self, inner: tff.aggregators.WeightedAggregationFactory):
+    self._inner = inner
+
+  def create(self, value_type, weight_type) -> tff.templates.AggregationProcess:
+    inner = self._inner.create(value_type, weight_type)
+    result_type = inner.next.type_signature.result.result.member
+    inner_measurements_type = inner.next.type_signature.result.measurements.member
+
+    @tff.tensorflow.computation(result_type, result_type)
+    def error_fn(decoded, exact):
+      return relative_error_tf(decoded, exact)
+
+    @tff.tensorflow.computation(inner_measurements_type, tf.float32)
+    def add_error_fn(measurements, error):
+      out = collections.OrderedDict(measurements)
+      out["relative_error"] = error
+      return out
+
+    @tff.federated_computation(inner.next.type_signature.parameter)
+    def next_fn(state, value, weight):
+      output = inner.next(state, value, weight)
+      exact = tff.federated_mean(value, weight)
+      error = tff.federated_map(error_fn, (output.result, exact))
+      measurements = tff.federated_map(add_error_fn, (output.measurements, error))
+      return tff.templates.MeasuredProcessOutput(output.state, output.result, measurements)
+
+    return tff.templates.AggregationProcess(inner.initialize, next_fn)

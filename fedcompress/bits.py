@@ -6,15 +6,24 @@ information (min/max, norms, seeds, the mean's weight) is counted like any tenso
 The pure-Python functions here are the reference the in-graph counter is tested
 against; `structure_bits_tf` is what the processes call inside their computations, so
 dynamically shaped encodings are counted from their real size.
+
+Entropy-coded streams have two sizes. `structure_bits_tf` counts what is actually
+sent (the processes report it as `coded_bits`); `raw_structure_bits_tf` counts the
+same structure with every coded stream replaced by what its symbols would cost
+bit-packed (reported as `bits`, so `bits` means the same thing with and without an
+entropy coder). A lossless coding stage declares how to compute that from its
+stream with `register_raw_bits_rule(key, rule)`, keyed by its encoded-tensor key.
 """
 
 from __future__ import annotations
 
+import collections
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import tensorflow as tf
+import tree
 
 MIBIT = 2**20
 GIBIT = 2**30
@@ -60,6 +69,60 @@ def structure_bits_tf(structure) -> tf.Tensor:
     t = tf.convert_to_tensor(t)
     total += tf.size(t, out_type=tf.int64) * dtype_bits(t.dtype)
   return total
+
+
+# Encoded-tensor key (last component of its path) -> in-graph raw size of that tensor.
+RawBitsRule = Callable[[tf.Tensor], tf.Tensor]
+_RAW_BITS_RULES: dict[str, RawBitsRule] = {}
+
+
+def register_raw_bits_rule(key: str, rule: RawBitsRule) -> None:
+  """Declares that encoded tensors named `key` are coded streams.
+
+  Args:
+    key: the encoded-tensor key of a lossless coding stage (e.g. 'huffman_stream').
+    rule: `stream -> int64 scalar`, the stream's symbols' bit-packed size in bits.
+  """
+  if not key or "/" in key:
+    raise ValueError(f"raw-bits rule key must be a non-empty name without '/', got {key!r}")
+  _RAW_BITS_RULES[key] = rule
+
+
+def _leaf_key(path) -> str:
+  # tensor_encoding flattens encoded structures to 'a/b/key' strings; nested
+  # containers add path components. The stage's own key is the last name.
+  return str(path[-1]).rsplit("/", 1)[-1] if path else ""
+
+
+def has_coded_streams(structure) -> bool:
+  """Whether any tensor of `structure` is a registered coded stream (Python, static)."""
+  return any(_leaf_key(path) in _RAW_BITS_RULES
+             for path, _ in tree.flatten_with_path(structure))
+
+
+def raw_structure_bits_tf(structure) -> tf.Tensor:
+  """Like `structure_bits_tf`, with coded streams counted at their bit-packed size."""
+  total = tf.constant(0, tf.int64)
+  for path, t in tree.flatten_with_path(structure):
+    t = tf.convert_to_tensor(t)
+    rule = _RAW_BITS_RULES.get(_leaf_key(path))
+    if rule is not None:
+      total += tf.cast(rule(t), tf.int64)
+    else:
+      total += tf.size(t, out_type=tf.int64) * dtype_bits(t.dtype)
+  return total
+
+
+def bit_counts_tf(structure) -> collections.OrderedDict[str, tf.Tensor]:
+  """`{'bits': raw, 'coded_bits': actual}`, or just `{'bits'}` with no coded stream.
+
+  The key set is decided statically from the structure's names, so processes without
+  an entropy coder keep their exact measurement type.
+  """
+  counts = collections.OrderedDict(bits=raw_structure_bits_tf(structure))
+  if has_coded_streams(structure):
+    counts["coded_bits"] = structure_bits_tf(structure)
+  return counts
 
 
 def format_bits(bits: float) -> str:

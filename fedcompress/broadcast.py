@@ -4,12 +4,13 @@ A `tff.learning.templates.DistributionProcess` for `build_weighted_fed_avg(...,
 model_distributor=...)`: the server encodes each weight tensor with the codec's
 `SimpleEncoder`, broadcasts the encoded structure, and every client decodes it. Each
 client counts the bits of what it received, so `measurements['bits']` is the total
-sent to all participating clients this round.
+sent to all participating clients this round. When the codec entropy-codes (see
+`fedcompress.stages.entropy`), `measurements['coded_bits']` is the size actually
+sent and `bits` the raw size the same codec would have with plain bit-packing;
+without an entropy coder only `bits` is measured (it is then the size sent).
 """
 
 from __future__ import annotations
-
-import collections
 
 import tensorflow as tf
 import tensorflow_federated as tff
@@ -57,7 +58,7 @@ def build_encoded_broadcast_process(
 
   @tff.tensorflow.computation(encoded_type)
   def bits_fn(encoded):
-    return bits_lib.structure_bits_tf(encoded)
+    return bits_lib.bit_counts_tf(encoded)
 
   @tff.federated_computation(init_fn.type_signature.result,
                              tff.FederatedType(value_type, tff.SERVER))
@@ -65,8 +66,7 @@ def build_encoded_broadcast_process(
     encoded, new_state = tff.federated_map(encode_fn, (value, state))
     encoded_at_clients = tff.federated_broadcast(encoded)
     decoded = tff.federated_map(decode_fn, encoded_at_clients)
-    sent_bits = tff.federated_sum(tff.federated_map(bits_fn, encoded_at_clients))
-    measurements = tff.federated_zip(collections.OrderedDict(bits=sent_bits))
+    measurements = tff.federated_sum(tff.federated_map(bits_fn, encoded_at_clients))
     return tff.templates.MeasuredProcessOutput(new_state, decoded, measurements)
 
   return tff.learning.templates.DistributionProcess(init_fn, next_fn)

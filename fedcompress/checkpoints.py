@@ -29,6 +29,11 @@ class LoopState:
   round_num: int
   broadcast_cumulative_bits: int
   aggregate_cumulative_bits: int
+  broadcast_cumulative_coded_bits: int = 0
+  aggregate_cumulative_coded_bits: int = 0
+
+  def as_array(self) -> np.ndarray:
+    return np.array(dataclasses.astuple(self), np.int64)
 
 
 class Checkpointer:
@@ -46,8 +51,7 @@ class Checkpointer:
     flat = [np.asarray(x) for x in tf.nest.flatten(process_state)]
     payload = {
         "process_state": flat,
-        "loop": np.array([loop.round_num, loop.broadcast_cumulative_bits,
-                          loop.aggregate_cumulative_bits], np.int64),
+        "loop": loop.as_array(),
     }
     tmp_version = loop.round_num
     # FileProgramStateManager refuses to overwrite; a re-run of the same round (after a
@@ -80,8 +84,7 @@ class Checkpointer:
       values = [np.asarray(v, dtype=np.asarray(t).dtype)
                 for t, v in zip(template_flat, flat, strict=True)]
       state = tf.nest.pack_sequence_as(template_state, values)
-      round_num, broadcast_bits, aggregate_bits = (int(x) for x in payload["loop"])
-      return state, LoopState(round_num, broadcast_bits, aggregate_bits)
+      return state, LoopState(*(int(x) for x in payload["loop"]))
     return None
 
 

@@ -187,7 +187,11 @@ class CodecSpec:
 
   def gather_encoder(self, spec: tf.TensorSpec) -> te.core.GatherEncoder:
     encoder = self.make_encoder() if self.applies_to(spec) else _identity()
-    return te.encoders.as_gather_encoder(encoder, spec)
+    # GatherEncoder records encoded shapes from a trial encode at construction; in a
+    # throwaway graph, variable-length (entropy-coded) outputs keep unknown dimensions
+    # instead of the trial's concrete ones.
+    with tf.Graph().as_default():
+      return te.encoders.as_gather_encoder(encoder, spec)
 
   def describe(self) -> str:
     opts = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -21,8 +20,12 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from fedcompress import metrics as m
-from fedcompress import reporting
+from fedcompress import (
+  reporting,
+  runtime,  # noqa: F401  (owned TFF worker for the processes built here)
+)
 from fedcompress.checkpoints import Checkpointer, CheckpointMismatchError
+from fedcompress.cli import fail  # noqa: F401  (re-exported for binaries)
 from fedcompress.codecs import CodecSpec
 from fedcompress.fedavg import build_fedavg
 from fedcompress.tasks.federated_data import FederatedTask
@@ -31,6 +34,7 @@ from fedcompress.training import LoopConfig, LoopResult, run_loop
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
 CHECKPOINT_DIR = "checkpoints"
+RUN_INFO_FILE = "run_info.json"
 
 
 class RunDirectoryError(ValueError):
@@ -242,6 +246,8 @@ def run_experiment(task: FederatedTask, config: ExperimentConfig, *,
       reporters=reporters,
       checkpointer=Checkpointer(os.path.join(config.run_dir, CHECKPOINT_DIR)),
       initial_state=initial_state, resume=resuming)
+  wall_time_s = time.perf_counter() - began
+  _add_wall_time(config.run_dir, wall_time_s)
   rows = reporting.read_metrics_csv(os.path.join(config.run_dir, METRICS_FILE))
   totals = {m.BROADCAST_CUMULATIVE_BITS: int(rows[-1][m.BROADCAST_CUMULATIVE_BITS]),
             m.AGGREGATE_CUMULATIVE_BITS: int(rows[-1][m.AGGREGATE_CUMULATIVE_BITS])} if rows else {}
@@ -249,13 +255,27 @@ def run_experiment(task: FederatedTask, config: ExperimentConfig, *,
   if final_eval is None and rows and rows[-1].get(m.EVAL_ACCURACY) is not None:
     final_eval = {m.EVAL_LOSS: rows[-1][m.EVAL_LOSS], m.EVAL_ACCURACY: rows[-1][m.EVAL_ACCURACY]}
   return ExperimentResult(run_dir=config.run_dir, loop=loop,
-                          wall_time_s=time.perf_counter() - began, final_eval=final_eval,
+                          wall_time_s=wall_time_s, final_eval=final_eval,
                           totals=totals, process=process)
+
+
+def _add_wall_time(run_dir: str, seconds: float) -> None:
+  """Accumulates the run's wall time over its resumed segments in run_info.json."""
+  path = os.path.join(run_dir, RUN_INFO_FILE)
+  info = {"wall_time_s": 0.0, "segments": 0}
+  if os.path.exists(path):
+    with open(path) as f:
+      info.update(json.load(f))
+  info["wall_time_s"] += seconds
+  info["segments"] += 1
+  with open(path + ".tmp", "w") as f:
+    json.dump(info, f, indent=2)
+  os.replace(path + ".tmp", path)
 
 
 def describe_result(result: ExperimentResult) -> str:
   """The closing line of a run: rounds, final eval accuracy, total bits, where logs are."""
-  from fedcompress.bits import format_bits
+  from fedcompress.units import format_bits
 
   accuracy = (result.final_eval or {}).get(m.EVAL_ACCURACY)
   rounds = result.loop.rows[-1][m.ROUND] if result.loop.rows else result.loop.start_round - 1
@@ -266,7 +286,3 @@ def describe_result(result: ExperimentResult) -> str:
           f"{result.wall_time_s:.0f}s; logs: {result.run_dir}")
 
 
-def fail(message: str, code: int = 2) -> int:
-  """Prints one `error: ...` line on stderr and returns the exit code for main()."""
-  print(f"error: {message}", file=sys.stderr, flush=True)
-  return code

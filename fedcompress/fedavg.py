@@ -3,7 +3,11 @@
 The returned `tff.learning.templates.LearningProcess` is TFF's own
 `build_weighted_fed_avg` process with our distributor and aggregator plugged in, and
 `next` extended so its metrics carry the canonical `broadcast/bits` and
-`aggregate/bits` (see ../shared/DESIGN.md, "What counts as a bit").
+`aggregate/bits` (see ../shared/DESIGN.md, "What counts as a bit"), and beside them
+`broadcast/coded_bits` and `aggregate/coded_bits`: the size actually sent when a
+codec entropy-codes (`fedcompress.stages.entropy`), while `bits` stays the raw size
+the same codec has with plain bit-packing. Without an entropy coder the two are
+equal. With `measure_error=True` the metrics also carry `aggregate/relative_error`.
 """
 
 from __future__ import annotations
@@ -20,28 +24,59 @@ from fedcompress.codecs import CodecSpec
 
 BROADCAST_BITS = "broadcast/bits"
 AGGREGATE_BITS = "aggregate/bits"
+BROADCAST_CODED_BITS = "broadcast/coded_bits"
+AGGREGATE_CODED_BITS = "aggregate/coded_bits"
+AGGREGATE_RELATIVE_ERROR = "aggregate/relative_error"
 
 ClientWeighting = tff.learning.ClientWeighting
 
 
-def _sum_bits_leaves(measurements) -> tf.Tensor:
-  """Sum of every `bits` entry in a nested measurement structure (in-graph)."""
+def _sum_bits_leaves(measurements, key: str = "bits") -> tf.Tensor:
+  """Sum of every `key` entry in a nested measurement structure (in-graph).
+
+  For `key='coded_bits'`, a measurement dict that has `bits` but no `coded_bits` (no
+  entropy coder there) contributes its `bits`: what it sends is its raw size.
+  """
   total = tf.constant(0, tf.int64)
   if isinstance(measurements, Mapping):
-    for key, value in measurements.items():
-      if key == "bits":
+    if key == "coded_bits" and "bits" in measurements and key not in measurements:
+      total += tf.cast(measurements["bits"], tf.int64)
+    for name, value in measurements.items():
+      if name == key:
         total += tf.cast(value, tf.int64)
-      else:
-        total += _sum_bits_leaves(value)
+      elif name != "bits":
+        total += _sum_bits_leaves(value, key)
   elif isinstance(measurements, (list, tuple)):
     for value in measurements:
-      total += _sum_bits_leaves(value)
+      total += _sum_bits_leaves(value, key)
   return total
+
+
+def _find_leaf(measurements, key: str):
+  """The first `key` entry of a nested measurement structure, or None."""
+  if isinstance(measurements, Mapping):
+    if key in measurements:
+      return measurements[key]
+    values = measurements.values()
+  elif isinstance(measurements, (list, tuple)):
+    values = measurements
+  else:
+    return None
+  for value in values:
+    found = _find_leaf(value, key)
+    if found is not None:
+      return found
+  return None
 
 
 def with_bit_metrics(process: tff.learning.templates.LearningProcess
                      ) -> tff.learning.templates.LearningProcess:
-  """Adds top-level `broadcast/bits` and `aggregate/bits` to `process.next`'s metrics."""
+  """Adds top-level bit metrics (and `aggregate/relative_error`) to `next`'s metrics.
+
+  `broadcast/bits`, `aggregate/bits` (raw sizes), `broadcast/coded_bits`,
+  `aggregate/coded_bits` (sizes sent), and `aggregate/relative_error` when the
+  aggregator measures it.
+  """
   metrics_type = process.next.type_signature.result.metrics.member
 
   @tff.tensorflow.computation(metrics_type)
@@ -49,6 +84,11 @@ def with_bit_metrics(process: tff.learning.templates.LearningProcess
     out = collections.OrderedDict(metrics)
     out[BROADCAST_BITS] = _sum_bits_leaves(metrics["distributor"])
     out[AGGREGATE_BITS] = _sum_bits_leaves(metrics["aggregator"])
+    out[BROADCAST_CODED_BITS] = _sum_bits_leaves(metrics["distributor"], "coded_bits")
+    out[AGGREGATE_CODED_BITS] = _sum_bits_leaves(metrics["aggregator"], "coded_bits")
+    error = _find_leaf(metrics["aggregator"], "relative_error")
+    if error is not None:
+      out[AGGREGATE_RELATIVE_ERROR] = error
     return out
 
   @tff.federated_computation(process.next.type_signature.parameter)
@@ -70,6 +110,7 @@ def build_fedavg(
     broadcast_codec: CodecSpec | str | None = None,
     aggregate_codec: CodecSpec | str | None = None,
     client_weighting: ClientWeighting = ClientWeighting.NUM_EXAMPLES,
+    measure_error: bool = False,
 ) -> tff.learning.templates.LearningProcess:
   """Weighted FedAvg with encoded broadcast and encoded mean, bits in its metrics.
 
@@ -81,10 +122,15 @@ def build_fedavg(
     aggregate_codec: codec for client -> server updates, numerator and denominator of
       the mean (`None` = identity).
     client_weighting: `NUM_EXAMPLES` (FedAvg) or `UNIFORM`.
+    measure_error: also report `aggregate/relative_error`, the relative error of the
+      decoded mean update against the exact mean of the same round (computed with an
+      extra, uncounted `federated_mean`; instrumentation for rate-distortion plots).
 
   Returns:
     A `tff.learning.templates.LearningProcess`; `next(...).metrics` holds
-    `broadcast/bits` and `aggregate/bits` for that round, besides TFF's own metrics.
+    `broadcast/bits`, `aggregate/bits`, `broadcast/coded_bits` and
+    `aggregate/coded_bits` for that round (plus `aggregate/relative_error` if
+    asked), besides TFF's own metrics.
   """
   client_optimizer = client_optimizer or tff.learning.optimizers.build_sgdm(0.02)
   server_optimizer = server_optimizer or tff.learning.optimizers.build_sgdm(1.0)
@@ -95,6 +141,6 @@ def build_fedavg(
       server_optimizer,
       client_weighting=client_weighting,
       model_distributor=build_encoded_broadcast_process(weights_type, broadcast_codec),
-      model_aggregator=build_mean_factory(aggregate_codec),
+      model_aggregator=build_mean_factory(aggregate_codec, measure_error=measure_error),
   )
   return with_bit_metrics(process)

@@ -18,12 +18,23 @@ AGGREGATE_BITS = "aggregate/bits"
 BROADCAST_CUMULATIVE_BITS = "broadcast/cumulative_bits"
 AGGREGATE_CUMULATIVE_BITS = "aggregate/cumulative_bits"
 ROUND_TIME_S = "round_time_s"
+BROADCAST_CODED_BITS = "broadcast/coded_bits"
+AGGREGATE_CODED_BITS = "aggregate/coded_bits"
+BROADCAST_CUMULATIVE_CODED_BITS = "broadcast/cumulative_coded_bits"
+AGGREGATE_CUMULATIVE_CODED_BITS = "aggregate/cumulative_coded_bits"
+AGGREGATE_RELATIVE_ERROR = "aggregate/relative_error"
+AGGREGATE_REJECTED_CLIENTS = "aggregate/rejected_clients"
 
 CANONICAL = (ROUND, TRAIN_LOSS, TRAIN_ACCURACY, EVAL_LOSS, EVAL_ACCURACY, BROADCAST_BITS,
              AGGREGATE_BITS, BROADCAST_CUMULATIVE_BITS, AGGREGATE_CUMULATIVE_BITS, ROUND_TIME_S)
 # Extra per-round quantities some codecs or options report; columns appear when present.
-OPTIONAL = ("broadcast/coded_bits", "aggregate/coded_bits", "aggregate/relative_error",
-            "aggregate/rejected_clients")
+# Coded sizes are what an entropy coder actually sent, beside (never instead of) the raw
+# bits; without one they equal the raw bits.
+OPTIONAL = (BROADCAST_CODED_BITS, AGGREGATE_CODED_BITS, BROADCAST_CUMULATIVE_CODED_BITS,
+            AGGREGATE_CUMULATIVE_CODED_BITS, AGGREGATE_RELATIVE_ERROR,
+            AGGREGATE_REJECTED_CLIENTS)
+_PER_ROUND_OPTIONAL = (BROADCAST_CODED_BITS, AGGREGATE_CODED_BITS, AGGREGATE_RELATIVE_ERROR,
+                       AGGREGATE_REJECTED_CLIENTS)
 BITS_KEYS = (BROADCAST_BITS, AGGREGATE_BITS)
 
 
@@ -40,7 +51,7 @@ def flatten_round_metrics(metrics: Mapping) -> dict[str, float]:
       flat[TRAIN_LOSS] = float(value)
     elif key.endswith("accuracy"):
       flat[TRAIN_ACCURACY] = float(value)
-  for key in BITS_KEYS + OPTIONAL:
+  for key in BITS_KEYS + _PER_ROUND_OPTIONAL:
     if key in metrics:
       flat[key] = float(metrics[key]) if "error" in key else int(metrics[key])
   return flat

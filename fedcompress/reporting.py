@@ -9,11 +9,11 @@ from __future__ import annotations
 import csv
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Protocol, TextIO
 
 from fedcompress import metrics as m
-from fedcompress.bits import format_bits
+from fedcompress.units import format_bits
 
 
 class Reporter(Protocol):
@@ -37,6 +37,12 @@ def format_round_line(row: Mapping[str, Any]) -> str:
                f"(total {format_bits(row[m.BROADCAST_CUMULATIVE_BITS])})")
   parts.append(f"aggregate={format_bits(row[m.AGGREGATE_BITS])} "
                f"(total {format_bits(row[m.AGGREGATE_CUMULATIVE_BITS])})")
+  for direction, coded, raw in (("broadcast", m.BROADCAST_CODED_BITS, m.BROADCAST_BITS),
+                                ("aggregate", m.AGGREGATE_CODED_BITS, m.AGGREGATE_BITS)):
+    if row.get(coded) is not None and row[coded] != row[raw]:
+      parts.append(f"{direction}_coded={format_bits(row[coded])}")
+  if row.get(m.AGGREGATE_RELATIVE_ERROR) is not None:
+    parts.append(f"relative_error={row[m.AGGREGATE_RELATIVE_ERROR]:.4f}")
   parts.append(f"{row[m.ROUND_TIME_S]:.2f}s")
   return ", ".join(parts)
 
@@ -76,36 +82,48 @@ class ConsoleReporter:
 
 
 class CsvReporter:
-  """`metrics.csv`: one row per round, columns named as the canonical metrics."""
+  """`metrics.csv`: one row per round, columns named as the canonical metrics.
 
-  def __init__(self, path: str, extra_columns: Sequence[str] = ()):
+  The canonical columns always come first; optional ones (coded bits, relative error,
+  rejected clients) are added when the first row written has them, or when the file
+  being resumed already had them.
+  """
+
+  def __init__(self, path: str):
     self.path = path
-    self.columns = list(m.CANONICAL) + [c for c in extra_columns if c not in m.CANONICAL]
+    self.columns: list[str] = list(m.CANONICAL)
+    self._kept: list[dict[str, str]] = []
     self._file: TextIO | None = None
     self._writer = None
 
   def start(self, first_round: int, total_rounds: int) -> None:
     del total_rounds
-    kept: list[dict[str, str]] = []
+    self._kept = []
     if os.path.exists(self.path):
       with open(self.path, newline="") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames:
-          # Keep columns an earlier segment of this run wrote (e.g. optional metrics).
           self.columns += [c for c in reader.fieldnames if c not in self.columns]
-        kept = [r for r in reader if int(r[m.ROUND]) < first_round]
-    # Rewrite through a temporary file so a crash here never loses the old rows.
+        self._kept = [r for r in reader if int(r[m.ROUND]) < first_round]
+      # Rows of rounds that will be redone go now, even if no round completes.
+      self._rewrite()
+
+  def _rewrite(self) -> None:
+    # Through a temporary file, so a crash here never loses the rows already there.
     tmp = self.path + ".tmp"
     with open(tmp, "w", newline="") as f:
       writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
       writer.writeheader()
-      writer.writerows(kept)
+      writer.writerows(self._kept)
     os.replace(tmp, self.path)
-    self._file = open(self.path, "a", newline="")  # noqa: SIM115 (closed in close())
-    self._writer = csv.DictWriter(self._file, fieldnames=self.columns, extrasaction="ignore")
 
   def write(self, row: Mapping[str, Any]) -> None:
-    assert self._writer is not None and self._file is not None, "start() first"
+    if self._writer is None:
+      self.columns += [c for c in m.OPTIONAL if c in row and c not in self.columns]
+      self._rewrite()
+      self._file = open(self.path, "a", newline="")  # noqa: SIM115 (closed in close())
+      self._writer = csv.DictWriter(self._file, fieldnames=self.columns,
+                                    extrasaction="ignore")
     self._writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
     self._file.flush()
     os.fsync(self._file.fileno())
@@ -114,6 +132,7 @@ class CsvReporter:
     if self._file is not None:
       self._file.close()
       self._file = None
+    self._writer = None
 
 
 def read_metrics_csv(path: str) -> list[dict[str, float | None]]:

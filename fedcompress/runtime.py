@@ -217,6 +217,7 @@ def install_signal_handlers() -> None:
 
 
 atexit.register(shutdown)
+_quiet.quiet_python_loggers()
 # Replace the context TFF installed on import: ours is equally lazy but owns its worker.
 set_local_context()
 

@@ -5,13 +5,14 @@ Reads each run's own `metrics.csv`, so what a summary says is what the run recor
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from typing import Any
 
 from fedcompress import metrics as m
-from fedcompress.bits import format_bits
 from fedcompress.reporting import read_metrics_csv
+from fedcompress.units import format_bits
 
 
 def run_summary(run_dir: str) -> dict[str, Any]:
@@ -20,6 +21,11 @@ def run_summary(run_dir: str) -> dict[str, Any]:
   if not rows:
     raise ValueError(f"{run_dir} has no rounds in metrics.csv")
   evaluated = [r for r in rows if r.get(m.EVAL_ACCURACY) is not None]
+  info_path = os.path.join(run_dir, "run_info.json")
+  wall_time_s = None
+  if os.path.exists(info_path):
+    with open(info_path) as f:
+      wall_time_s = json.load(f).get("wall_time_s")
   last_eval = evaluated[-1] if evaluated else {}
   return {
       "run": os.path.basename(os.path.normpath(run_dir)),
@@ -29,6 +35,7 @@ def run_summary(run_dir: str) -> dict[str, Any]:
       "broadcast_bits": int(rows[-1][m.BROADCAST_CUMULATIVE_BITS]),
       "aggregate_bits": int(rows[-1][m.AGGREGATE_CUMULATIVE_BITS]),
       "train_time_s": float(sum(r[m.ROUND_TIME_S] for r in rows)),
+      "wall_time_s": wall_time_s,
   }
 
 
@@ -42,14 +49,18 @@ def compare_runs(run_dirs: Sequence[str], baseline: str | None = None) -> list[d
   return summaries
 
 
+def _seconds(value: float | None) -> str:
+  return "n/a" if value is None else f"{value:.0f}s"
+
+
 def format_markdown(summaries: Sequence[dict[str, Any]], baseline: str) -> str:
   lines = [f"| run | rounds | eval accuracy | broadcast | aggregate | {baseline}/run broadcast "
-           f"| {baseline}/run aggregate | train time |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+           f"| {baseline}/run aggregate | round time | wall time |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
   for s in summaries:
     accuracy = "n/a" if s["eval_accuracy"] is None else f"{s['eval_accuracy']:.4f}"
     lines.append(f"| {s['run']} | {s['rounds']} | {accuracy} | "
                  f"{format_bits(s['broadcast_bits'])} | {format_bits(s['aggregate_bits'])} | "
                  f"{s['broadcast_ratio']:.2f}x | {s['aggregate_ratio']:.2f}x | "
-                 f"{s['train_time_s']:.0f}s |")
+                 f"{s['train_time_s']:.0f}s | {_seconds(s.get('wall_time_s'))} |")
   return "\n".join(lines)

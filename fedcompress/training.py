@@ -106,6 +106,11 @@ def run_loop(process: Process, client_ids: Sequence[str],
       loop.aggregate_cumulative_bits += int(row[m.AGGREGATE_BITS])
       row[m.BROADCAST_CUMULATIVE_BITS] = loop.broadcast_cumulative_bits
       row[m.AGGREGATE_CUMULATIVE_BITS] = loop.aggregate_cumulative_bits
+      if m.BROADCAST_CODED_BITS in row and m.AGGREGATE_CODED_BITS in row:
+        loop.broadcast_cumulative_coded_bits += int(row[m.BROADCAST_CODED_BITS])
+        loop.aggregate_cumulative_coded_bits += int(row[m.AGGREGATE_CODED_BITS])
+        row[m.BROADCAST_CUMULATIVE_CODED_BITS] = loop.broadcast_cumulative_coded_bits
+        row[m.AGGREGATE_CUMULATIVE_CODED_BITS] = loop.aggregate_cumulative_coded_bits
       row[m.ROUND_TIME_S] = elapsed
       last = round_num == config.rounds
       if evaluate is not None and (last or round_num % config.rounds_per_eval == 0):

@@ -34,7 +34,7 @@ def test_csv_columns_and_resume_drop_later_rows(tmp_path):
   reporter = reporting.CsvReporter(path)
   reporter.start(1, 4)
   for r in (1, 2, 3):
-    reporter.write(_row(r))
+    reporter.write(_row(r, **{m.AGGREGATE_CODED_BITS: 1000 * r}))
   reporter.close()
   # Resume from a checkpoint after round 2: round 3 is redone, never duplicated.
   reporter = reporting.CsvReporter(path)
@@ -44,7 +44,8 @@ def test_csv_columns_and_resume_drop_later_rows(tmp_path):
   reporter.close()
   rows = reporting.read_metrics_csv(path)
   assert [r[m.ROUND] for r in rows] == [1, 2, 3, 4]
-  assert list(rows[0]) == list(m.CANONICAL)
+  assert list(rows[0]) == list(m.CANONICAL) + [m.AGGREGATE_CODED_BITS]
+  assert rows[1][m.AGGREGATE_CODED_BITS] == 2000 and rows[3][m.AGGREGATE_CODED_BITS] is None
   assert rows[2][m.EVAL_ACCURACY] == 0.9 and rows[1][m.EVAL_ACCURACY] is None
   assert rows[3][m.BROADCAST_CUMULATIVE_BITS] == 4 * 532_278_400
 

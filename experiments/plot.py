@@ -1,0 +1,33 @@
+"""PNG comparison figure of run directories, one labelled line per run.
+
+  python experiments/plot.py --runs=runs/demo/X/original,runs/demo/X/compressed_u8 \
+      --output=comparison.png
+"""
+
+from absl import app, flags
+
+from fedcompress.cli import fail
+from fedcompress.plotting import plot_runs
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("runs", [], "Run directories (each with a metrics.csv).")
+flags.DEFINE_list("labels", [], "Line labels, one per run (default: folder names).")
+flags.DEFINE_string("output", "comparison.png", "PNG file to write.")
+flags.DEFINE_string("title", None, "Figure title.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    return fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  if FLAGS.labels and len(FLAGS.labels) != len(FLAGS.runs):
+    return fail(f"--labels has {len(FLAGS.labels)} entries for {len(FLAGS.runs)} runs")
+  try:
+    path = plot_runs(FLAGS.runs, FLAGS.output, FLAGS.labels or None, FLAGS.title)
+  except (ValueError, FileNotFoundError) as e:
+    return fail(str(e))
+  print(f"wrote {path}")
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,54 @@
+"""Runs several configurations into one folder and compares them.
+
+  python experiments/sweep.py --root_output_dir=runs/sweep \
+      --flagfiles=configs/emnist/original.flags,configs/emnist/compressed_u8.flags \
+      --common_flags="--dataset=digits --rounds=20" --baseline=original
+
+  python experiments/sweep.py --root_output_dir=runs/bits \
+      --grid="aggregate_encoder=uniform;aggregate_bits=2,4,8" --common_flags="--dataset=digits"
+
+Finished runs are skipped and unfinished ones resumed, so the same command continues
+an interrupted sweep. Writes summary.csv and summary.md next to the runs.
+"""
+
+from absl import app, flags
+
+import fedcompress  # noqa: F401  (first: quiet TF logs)
+from fedcompress import runtime
+from fedcompress.cli import fail
+from fedcompress.summary import format_markdown
+from fedcompress.sweep import EXPERIMENTS, run_sweep, runs_from_flagfiles, runs_from_grid
+from fedcompress.tasks.errors import DatasetUnavailableError
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("flagfiles", [], "One run per flagfile.")
+flags.DEFINE_string("grid", "", "Runs over the product of flag values: "
+                    "'flag=v1,v2;other=w1,w2'.")
+flags.DEFINE_string("common_flags", "", "Flags added to every run, e.g. '--dataset=digits "
+                    "--rounds=20'.")
+flags.DEFINE_string("root_output_dir", None, "Folder of the sweep's runs.")
+flags.DEFINE_string("baseline", None, "Run the ratios are taken against (default: first).")
+flags.DEFINE_enum("experiment", "emnist", sorted(EXPERIMENTS), "Which experiment's flags "
+                  "the runs use.")
+flags.mark_flag_as_required("root_output_dir")
+
+
+def main(argv):
+  if len(argv) > 1:
+    return fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  runtime.install_signal_handlers()
+  try:
+    runs = runs_from_flagfiles(FLAGS.flagfiles) + runs_from_grid(FLAGS.grid)
+    summaries = run_sweep(runs, FLAGS.root_output_dir, experiment=FLAGS.experiment,
+                          common_flags=FLAGS.common_flags, baseline=FLAGS.baseline)
+  except DatasetUnavailableError as e:
+    return fail(f"{e} Or run offline with --dataset=digits.")
+  except (ValueError, flags.Error) as e:
+    return fail(str(e))
+  print(format_markdown(summaries, FLAGS.baseline or summaries[0]["run"]))
+  print(f"summary: {FLAGS.root_output_dir}/summary.md")
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)

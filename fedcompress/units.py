@@ -1,0 +1,15 @@
+"""Bit units as the TFF tutorial printed them (no TensorFlow import: cheap for tools)."""
+
+MIBIT = 2**20
+GIBIT = 2**30
+
+
+def format_bits(bits: float) -> str:
+  """'507.62Mibit', '1.49Gibit', '2.00Kibit', '512bit'."""
+  if bits >= GIBIT:
+    return f"{bits / GIBIT:.2f}Gibit"
+  if bits >= MIBIT:
+    return f"{bits / MIBIT:.2f}Mibit"
+  if bits >= 2**10:
+    return f"{bits / 2**10:.2f}Kibit"
+  return f"{bits:.0f}bit"

@@ -1,0 +1,102 @@
+"""experiments/sweep.py: three flagfiles, summary ratios from the runs' own CSVs."""
+
+import csv
+import os
+import re
+
+import pytest
+from absl.testing import flagsaver
+
+from fedcompress import metrics as m
+from fedcompress import reporting
+
+COMMON = ("--dataset=digits --digits_clients=4 --clients_per_round=2 --rounds=2 "
+          "--rounds_per_eval=2 --client_learning_rate=0.05")
+
+
+@pytest.fixture(scope="module")
+def binary(load_binary):
+  with load_binary("experiments/sweep.py") as module:
+    yield module
+
+
+@pytest.fixture
+def flagfiles(tmp_path):
+  specs = {"base": [], "u8": ["--broadcast_encoder=uniform", "--aggregate_encoder=uniform"],
+           "u4_up": ["--aggregate_encoder=uniform", "--aggregate_bits=4"]}
+  paths = []
+  for name, lines in specs.items():
+    path = tmp_path / f"{name}.flags"
+    path.write_text("\n".join(lines) + "\n")
+    paths.append(str(path))
+  return paths
+
+
+def _sweep(binary, root, flagfiles):
+  with flagsaver.flagsaver(flagfiles=flagfiles, root_output_dir=str(root), baseline="base",
+                           common_flags=COMMON, grid=""):
+    return binary.main(["sweep"])
+
+
+def test_sweep_summary_matches_runs_and_resumes(binary, flagfiles, tmp_path, capsys):
+  root = tmp_path / "sweep"
+  assert _sweep(binary, root, flagfiles) == 0
+  with open(root / "summary.csv", newline="") as f:
+    summary = {r["run"]: r for r in csv.DictReader(f)}
+  assert set(summary) == {"base", "u8", "u4_up"}
+  finals = {name: reporting.read_metrics_csv(str(root / name / "metrics.csv"))[-1]
+            for name in summary}
+  base = finals["base"]
+  for name, row in summary.items():
+    final = finals[name]
+    assert int(row["rounds"]) == final[m.ROUND] == 2
+    assert int(row["broadcast_bits"]) == final[m.BROADCAST_CUMULATIVE_BITS]
+    assert float(row["aggregate_ratio"]) == pytest.approx(
+        base[m.AGGREGATE_CUMULATIVE_BITS] / final[m.AGGREGATE_CUMULATIVE_BITS])
+    assert float(row["eval_accuracy"]) == pytest.approx(final[m.EVAL_ACCURACY])
+  # u4_up compresses only the uplink: broadcast ratio 1, aggregate ratio well above u8's.
+  assert float(summary["u4_up"]["broadcast_ratio"]) == 1.0
+  assert float(summary["u4_up"]["aggregate_ratio"]) > float(summary["u8"]["aggregate_ratio"]) > 3
+
+  markdown = (root / "summary.md").read_text()
+  for name, row in summary.items():
+    line = next(ln for ln in markdown.splitlines() if ln.startswith(f"| {name} |"))
+    ratios = re.findall(r"([0-9.]+)x", line)
+    assert [float(r) for r in ratios] == pytest.approx(
+        [float(row["broadcast_ratio"]), float(row["aggregate_ratio"])], abs=0.006)
+
+  # Interrupt u8 after round 1: drop its last row and checkpoint. The next sweep skips
+  # the finished runs and resumes u8 only.
+  metrics_path = root / "u8" / "metrics.csv"
+  lines = metrics_path.read_text().splitlines()
+  metrics_path.write_text("\n".join(lines[:-1]) + "\n")
+  import shutil
+
+  shutil.rmtree(root / "u8" / "checkpoints" / "round_2")
+  before = {n: os.path.getmtime(root / n / "metrics.csv") for n in ("base", "u4_up")}
+  capsys.readouterr()
+  assert _sweep(binary, root, flagfiles) == 0
+  out = capsys.readouterr().out
+  assert "base: finished (2 rounds), skipped" in out and "u8: resuming after round 1" in out
+  assert before == {n: os.path.getmtime(root / n / "metrics.csv") for n in ("base", "u4_up")}
+  rows = reporting.read_metrics_csv(str(metrics_path))
+  assert [r[m.ROUND] for r in rows] == [1, 2]
+
+
+def test_missing_flagfile_is_one_line(binary, tmp_path, capsys):
+  rc = _sweep(binary, tmp_path / "s", [str(tmp_path / "nope.flags")])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert rc == 2 and len(err) == 1 and "does not exist" in err[0]
+
+
+def test_grid_expands_to_the_product():
+  from fedcompress.sweep import runs_from_grid
+
+  runs = runs_from_grid("aggregate_encoder=uniform,identity;aggregate_bits=2,4")
+  assert [r.name for r in runs] == [
+      "aggregate_encoder-uniform_aggregate_bits-2", "aggregate_encoder-uniform_aggregate_bits-4",
+      "aggregate_encoder-identity_aggregate_bits-2", "aggregate_encoder-identity_aggregate_bits-4"]
+  assert runs[1].args == ("--aggregate_encoder=uniform", "--aggregate_bits=4")
+  assert runs_from_grid("") == []
+  with pytest.raises(ValueError, match="flag=value"):
+    runs_from_grid("aggregate_bits")
