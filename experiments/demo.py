@@ -14,7 +14,7 @@ from absl import app, flags
 
 import fedcompress  # noqa: F401  (first: quiet TF logs, owned TFF worker)
 from fedcompress import flags as fc_flags
-from fedcompress import reporting, runtime, summary
+from fedcompress import plotting, reporting, runtime, summary
 from fedcompress.experiment import fail, run_experiment
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,6 +63,10 @@ def main(argv):
         f"and {compressed['aggregate_ratio']:.2f}x fewer aggregate bits; final eval accuracy "
         f"{original['eval_accuracy']:.4f} (original) vs {compressed['eval_accuracy']:.4f} "
         "(compressed).")
+  figure = plotting.plot_runs([os.path.join(root, n) for n in RUNS],
+                              os.path.join(root, "comparison.png"),
+                              title=f"TFF compression tutorial on digits, {FLAGS.rounds} rounds")
+  print(f"comparison figure: {os.path.abspath(figure)}")
   print(f"TensorBoard: .venv/bin/tensorboard --logdir {os.path.abspath(root)}")
   print(f"demo took {time.perf_counter() - began:.0f}s", file=sys.stdout)
   return 0
