@@ -28,6 +28,8 @@ def quiet_tensorflow() -> None:
   os.environ.setdefault("GLOG_minloglevel", "2")
   warnings.filterwarnings("ignore", category=DeprecationWarning)
   warnings.filterwarnings("ignore", category=FutureWarning)
+  # google.rpc (a TFF dependency) imports pkg_resources, which warns on every start.
+  warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 
 
 def quiet_python_loggers() -> None:

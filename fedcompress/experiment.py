@@ -28,6 +28,7 @@ from fedcompress.checkpoints import Checkpointer, CheckpointMismatchError
 from fedcompress.cli import fail  # noqa: F401  (re-exported for binaries)
 from fedcompress.codecs import CodecSpec
 from fedcompress.fedavg import build_fedavg
+from fedcompress.keras_compat import restore_keras_v2_classes
 from fedcompress.tasks.federated_data import FederatedTask
 from fedcompress.training import LoopConfig, LoopResult, run_loop
 
@@ -118,6 +119,17 @@ class ExperimentResult:
   process: Any = None
 
 
+def check_run_dir(config: ExperimentConfig) -> None:
+  """Raises what `prepare_run_dir` would, without creating anything (fail before work)."""
+  run_dir = config.run_dir
+  if os.path.isdir(run_dir) and os.listdir(run_dir):
+    if not config.resume:
+      raise RunDirectoryError(
+          f"{run_dir} already holds a run; pass --resume to continue it or choose another "
+          "--experiment_name (nothing was overwritten)")
+    _check_resumable(config)
+
+
 def prepare_run_dir(config: ExperimentConfig) -> bool:
   """Creates or checks the run directory; returns True when resuming a previous run.
 
@@ -127,12 +139,7 @@ def prepare_run_dir(config: ExperimentConfig) -> bool:
   """
   run_dir = config.run_dir
   existing = os.path.isdir(run_dir) and bool(os.listdir(run_dir))
-  if existing and not config.resume:
-    raise RunDirectoryError(
-        f"{run_dir} already holds a run; pass --resume to continue it or choose another "
-        "--experiment_name (nothing was overwritten)")
-  if existing:
-    _check_resumable(config)
+  check_run_dir(config)
   try:
     os.makedirs(run_dir, exist_ok=True)
     probe = os.path.join(run_dir, ".write_test")
@@ -182,6 +189,7 @@ def keras_evaluator(keras_model_fn: Callable[[], tf.keras.Model], dataset: tf.da
   model = keras_model_fn()
 
   def evaluate(model_weights) -> dict[str, float]:
+    restore_keras_v2_classes(model)  # A TFF process built since may have swapped them.
     model_weights.assign_weights_to(model)
     results = model.evaluate(dataset, verbose=0, return_dict=True)
     out = {m.EVAL_LOSS: float(results["loss"])}

@@ -108,6 +108,58 @@ def define_image_experiment_flags(fv: FlagValues = flags.FLAGS) -> None:
   define_runtime_flags(fv)
 
 
+def define_shakespeare_experiment_flags(fv: FlagValues = flags.FLAGS) -> None:
+  """Every flag of the Shakespeare fine-tuning experiment."""
+  flags.DEFINE_string("pretrained_model", None, "Keras model file of the pretrained "
+                      "character RNN (experiments/pretrain_char_rnn.py makes one).",
+                      flag_values=fv)
+  flags.DEFINE_string("cache_dir", None, "Folder holding (or to download) "
+                      "shakespeare.sqlite.", flag_values=fv)
+  flags.DEFINE_list("clients", [], "Train on these client ids every round (the "
+                    "tutorial's two); empty samples --clients_per_round each round.",
+                    flag_values=fv)
+  flags.DEFINE_integer("max_batches_per_client", None, "Batches of 8 windows per client "
+                       "and epoch (the tutorial's .take(5)); default all.", flag_values=fv)
+  flags.DEFINE_bool("pad_short_clients", False, "Pad the last window and batch (masked "
+                    "out of loss and accuracy) so clients under 808 characters train.",
+                    flag_values=fv)
+  flags.DEFINE_integer("max_eval_batches", 60, "Held-out test batches evaluated after "
+                       "each evaluation round.", flag_values=fv)
+  flags.DEFINE_string("sanity_client", None, "Client of the initial sanity check "
+                      "(default: first --clients, else THE_TRAGEDY_OF_KING_LEAR_KING).",
+                      flag_values=fv)
+  flags.DEFINE_string("generate_prompt", "What of TensorFlow Federated, you ask? ",
+                      "Text generation prompt after training.", flag_values=fv)
+  flags.DEFINE_float("temperature", 1.0, "Sampling temperature of text generation.",
+                     flag_values=fv)
+  flags.DEFINE_integer("num_generate", 200, "Characters to generate.", flag_values=fv)
+  define_loop_flags(fv, rounds=5, clients_per_round=10)
+  define_optimizer_flags(fv, client_lr=0.5, server_lr=1.0)
+  define_codec_flags(fv)
+  define_output_flags(fv, experiment_name="shakespeare")
+  define_runtime_flags(fv)
+  fv.set_default("client_batch_size", 8)
+
+
+def run_shakespeare_from_flags(fv: FlagValues, module_names: list[str] | None = None):
+  from fedcompress.tasks.shakespeare_finetune import run_finetune
+
+  if not fv.pretrained_model:
+    raise ValueError("--pretrained_model is required")
+  if fv.client_batch_size != 8:
+    raise ValueError("--client_batch_size is fixed at the tutorial's 8 for Shakespeare")
+  config = experiment_config_from_flags(
+      fv, module_names=module_names or [],
+      extra_recorded={"dataset": "shakespeare"},
+      fixed_clients=tuple(fv.clients) or None)
+  return run_finetune(
+      config, pretrained_path=fv.pretrained_model, cache_dir=fv.cache_dir,
+      epochs=fv.client_epochs, max_batches=fv.max_batches_per_client,
+      pad_short_clients=fv.pad_short_clients, max_eval_batches=fv.max_eval_batches,
+      sanity_client=fv.sanity_client, prompt=fv.generate_prompt,
+      temperature=fv.temperature, num_generate=fv.num_generate, generate_seed=fv.seed)
+
+
 def image_task_from_flags(fv: FlagValues) -> tasks.FederatedTask:
   return tasks.build_image_task(
       fv.dataset, only_digits=fv.only_digits, cache_dir=fv.cache_dir,

@@ -47,7 +47,15 @@ def _image_kind() -> ExperimentKind:
   return ExperimentKind(fc_flags.define_image_experiment_flags, run)
 
 
-EXPERIMENTS: dict[str, Callable[[], ExperimentKind]] = {"emnist": _image_kind}
+def _shakespeare_kind() -> ExperimentKind:
+  from fedcompress import flags as fc_flags
+
+  return ExperimentKind(fc_flags.define_shakespeare_experiment_flags,
+                        fc_flags.run_shakespeare_from_flags)
+
+
+EXPERIMENTS: dict[str, Callable[[], ExperimentKind]] = {"emnist": _image_kind,
+                                                         "shakespeare": _shakespeare_kind}
 
 
 def get_experiment(name: str) -> ExperimentKind:

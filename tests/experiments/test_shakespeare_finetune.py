@@ -1,0 +1,118 @@
+"""experiments/shakespeare_finetune.py: main() on a generated sqlite and a tiny model."""
+
+import collections
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_federated as tff
+from absl.testing import flagsaver
+
+from fedcompress import metrics as m
+from fedcompress import reporting
+from fedcompress.tasks import shakespeare as sh
+
+LINES = ["To be, or not to be, that is the question: ",
+         "Whether 'tis nobler in the mind to suffer ",
+         "The slings and arrows of outrageous fortune, "]
+
+
+@pytest.fixture(scope="module")
+def binary(load_binary):
+  with load_binary("experiments/shakespeare_finetune.py") as module:
+    yield module
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  """A shakespeare.sqlite in TFF's format, written by TFF's own writer."""
+  root = tmp_path_factory.mktemp("shakespeare")
+  clients = {"HAMLET": ("train", 40), "OPHELIA": ("train", 30), "SHORT": ("train", 1),
+             "HORATIO": ("test", 30)}
+
+  def dataset_fn(client_id):
+    split, n = clients[client_id]
+    snippets = [LINES[i % 3] * (1 if client_id == "SHORT" else 2) for i in range(n)]
+    return tf.data.Dataset.from_tensor_slices(collections.OrderedDict(
+        snippets=tf.constant(snippets)))
+
+  tff.simulation.datasets.save_to_sql_client_data(
+      list(clients), dataset_fn, str(root / "shakespeare.sqlite"),
+      split_names_by_client_id={c: s for c, (s, _) in clients.items()})
+  return root
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+  path = tmp_path_factory.mktemp("model") / "tiny.keras"
+  sh.create_char_rnn(embedding_dim=8, rnn_units=16, seed=0).save(str(path))
+  return str(path)
+
+
+def _run(binary, **flag_values):
+  with flagsaver.flagsaver(**flag_values):
+    return binary.main(["shakespeare_finetune"])
+
+
+def test_finetune_end_to_end(binary, data_dir, tiny_model, tmp_path, capsys):
+  rc = _run(binary, pretrained_model=tiny_model, cache_dir=str(data_dir),
+            clients=["HAMLET", "OPHELIA"], max_batches_per_client=2, rounds=2,
+            max_eval_batches=3, num_generate=30, root_output_dir=str(tmp_path),
+            experiment_name="ft", aggregate_encoder="uniform", compression_threshold=100)
+  out, err = capsys.readouterr()
+  assert rc == 0, err
+  assert "sanity check: pretrained accuracy" in out and "on random text" in out
+  run = tmp_path / "ft"
+  rows = reporting.read_metrics_csv(str(run / "metrics.csv"))
+  assert [r[m.ROUND] for r in rows] == [1, 2]
+  assert all(r[m.EVAL_ACCURACY] is not None for r in rows)  # Evaluated every round.
+  # Broadcast is uncompressed: every float32 of the tiny model to 2 clients.
+  params = sh.create_char_rnn(embedding_dim=8, rnn_units=16).count_params()
+  assert rows[0][m.BROADCAST_BITS] == 2 * params * 32
+  assert rows[0][m.AGGREGATE_BITS] < rows[0][m.BROADCAST_BITS]
+  text = (run / "generated.txt").read_text().rstrip("\n")
+  assert text.startswith("What of TensorFlow Federated, you ask? ")
+  assert len(text) == len("What of TensorFlow Federated, you ask? ") + 30
+  assert set(text) <= set(sh.VOCAB)
+  final = tf.keras.models.load_model(str(run / "final_model.keras"), compile=False)
+  assert final.count_params() == params
+  saved = json.loads((run / "pretrained_eval.json").read_text())
+  assert saved["sanity_client"] == "HAMLET"
+
+
+def test_sampled_clients_with_padding(binary, data_dir, tiny_model, tmp_path, capsys):
+  rc = _run(binary, pretrained_model=tiny_model, cache_dir=str(data_dir), clients=[],
+            clients_per_round=3, pad_short_clients=True, rounds=1, max_eval_batches=2,
+            num_generate=5, root_output_dir=str(tmp_path), experiment_name="sampled",
+            sanity_client="HAMLET", client_epochs=2)
+  assert rc == 0, capsys.readouterr().err
+  rows = reporting.read_metrics_csv(str(tmp_path / "sampled" / "metrics.csv"))
+  assert rows[0][m.BROADCAST_BITS] == 3 * 32 * sh.create_char_rnn(
+      embedding_dim=8, rnn_units=16).count_params()
+  assert np.isfinite(rows[0][m.TRAIN_LOSS])
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"pretrained_model": "/nonexistent/model.keras"}, "does not exist"),
+    ({"clients": ["NOBODY"]}, "unknown client id: NOBODY"),
+    ({"generate_prompt": "caf\u00e9 \u2603"}, "vocabulary"),
+])
+def test_bad_input_is_one_line(binary, data_dir, tiny_model, tmp_path, capsys, overrides,
+                               message):
+  values = dict(pretrained_model=tiny_model, cache_dir=str(data_dir), clients=["HAMLET"],
+                rounds=1, root_output_dir=str(tmp_path / "runs"), experiment_name="bad")
+  values.update(overrides)
+  assert _run(binary, **values) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and message in err[0], err
+  assert not (tmp_path / "runs" / "bad").exists()
+
+
+def test_corrupt_pretrained_model(binary, data_dir, tmp_path, capsys):
+  bad = tmp_path / "broken.keras"
+  bad.write_bytes(b"not a keras zip")
+  assert _run(binary, pretrained_model=str(bad), cache_dir=str(data_dir),
+              root_output_dir=str(tmp_path / "runs")) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "cannot load --pretrained_model" in err[0]
