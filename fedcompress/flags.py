@@ -65,8 +65,9 @@ def define_codec_flags(fv: FlagValues = flags.FLAGS) -> None:
                            "denominator of the mean)")):
     flags.DEFINE_enum(f"{direction}_encoder", "identity", names, f"Codec for {what}.",
                       flag_values=fv)
-    flags.DEFINE_integer(f"{direction}_bits", 8, f"Bits per value for {direction} codecs "
-                         "that take `bits` (1..16).", flag_values=fv)
+    flags.DEFINE_integer(f"{direction}_bits", None, f"Bits per value for {direction} "
+                         "codecs that take `bits` (uniform: 1..16); default: the codec's "
+                         "own (8 for uniform).", flag_values=fv)
     flags.DEFINE_string(f"{direction}_encoder_args", "", "Codec options as key=value,... "
                         "(e.g. fraction=0.01 or deterministic=true); every codec takes "
                         "its own keyword options this way.", flag_values=fv)

@@ -36,6 +36,9 @@ def run_summary(run_dir: str) -> dict[str, Any]:
       "aggregate_bits": int(rows[-1][m.AGGREGATE_CUMULATIVE_BITS]),
       "train_time_s": float(sum(r[m.ROUND_TIME_S] for r in rows)),
       "wall_time_s": wall_time_s,
+      "broadcast_coded_bits": rows[-1].get(m.BROADCAST_CUMULATIVE_CODED_BITS),
+      "aggregate_coded_bits": rows[-1].get(m.AGGREGATE_CUMULATIVE_CODED_BITS),
+      "mean_round_time_s": float(sum(r[m.ROUND_TIME_S] for r in rows)) / len(rows),
   }
 
 

@@ -1,0 +1,77 @@
+"""The codec comparison table: every codec run against an uncompressed baseline.
+
+Built from the runs' own metrics.csv and config.json (never typed by hand) and written
+as Markdown, optionally into the README between `<!-- codec-table:NAME -->` markers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from fedcompress.units import format_bits
+
+
+def _codec_of(run_dir: str) -> str:
+  with open(os.path.join(run_dir, "config.json")) as f:
+    config = json.load(f)
+  parts = []
+  for direction in ("broadcast", "aggregate"):
+    codec = config.get(f"{direction}_codec", "identity")
+    if not codec.startswith("identity"):
+      parts.append(f"{direction[:4]}: {codec}")
+  return "; ".join(parts) or "none"
+
+
+def table_rows(summaries: Sequence[dict[str, Any]], root: str, baseline: str
+               ) -> list[dict[str, Any]]:
+  base = next(s for s in summaries if s["run"] == baseline)
+  rows = []
+  for s in summaries:
+    row = dict(s)
+    row["codec"] = _codec_of(os.path.join(root, s["run"]))
+    row["accuracy_delta_pp"] = (None if s["eval_accuracy"] is None else
+                                100 * (s["eval_accuracy"] - base["eval_accuracy"]))
+    # The baseline sends 32 bits per coordinate (plus a 32-bit weight per client, which
+    # is under 0.01% of the CNN's bits): its ratio to a run gives the run's bits/coord.
+    row["aggregate_bits_per_coord"] = 32 / s["aggregate_ratio"]
+    row["broadcast_bits_per_coord"] = 32 / s["broadcast_ratio"]
+    coded = s.get("aggregate_coded_bits")
+    row["aggregate_coded_ratio"] = (base["aggregate_bits"] / coded if coded else None)
+    rows.append(row)
+  return rows
+
+
+def format_table(rows: Sequence[dict[str, Any]], title: str) -> str:
+  lines = [f"**{title}**", "",
+           "| run | codec | eval acc | vs baseline | broadcast | ratio | aggregate | ratio "
+           "| uplink bits/coord | coded uplink ratio | round time |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+  for r in rows:
+    acc = "n/a" if r["eval_accuracy"] is None else f"{r['eval_accuracy']:.4f}"
+    delta = "" if r["accuracy_delta_pp"] is None else f"{r['accuracy_delta_pp']:+.2f} pp"
+    coded = ("" if r["aggregate_coded_ratio"] is None or
+             r["aggregate_coded_bits"] == r["aggregate_bits"]
+             else f"{r['aggregate_coded_ratio']:.1f}x")
+    lines.append(
+        f"| {r['run']} | {r['codec']} | {acc} | {delta} | {format_bits(r['broadcast_bits'])} "
+        f"| {r['broadcast_ratio']:.1f}x | {format_bits(r['aggregate_bits'])} "
+        f"| {r['aggregate_ratio']:.1f}x | {r['aggregate_bits_per_coord']:.2f} | {coded} "
+        f"| {r['mean_round_time_s']:.2f}s |")
+  return "\n".join(lines)
+
+
+def update_readme(readme_path: str, name: str, text: str) -> None:
+  """Replaces the block between `<!-- codec-table:NAME -->` and `<!-- end codec-table -->`."""
+  with open(readme_path) as f:
+    readme = f.read()
+  begin, end = f"<!-- codec-table:{name} -->", "<!-- end codec-table -->"
+  pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+  if not pattern.search(readme):
+    raise ValueError(f"{readme_path} has no {begin} ... {end} block")
+  readme = pattern.sub(lambda _: f"{begin}\n{text}\n{end}", readme)
+  with open(readme_path, "w") as f:
+    f.write(readme)

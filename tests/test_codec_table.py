@@ -1,0 +1,50 @@
+"""The codec table is computed from the runs' own files (checked on hand-made runs)."""
+
+import json
+
+import pytest
+
+from fedcompress import codec_table, reporting, summary
+from fedcompress import metrics as m
+
+
+def _run(root, name, agg_per_round, accuracy, codec="identity>100", coded=None):
+  run = root / name
+  run.mkdir()
+  (run / "config.json").write_text(json.dumps({"broadcast_codec": "identity>100",
+                                               "aggregate_codec": codec}))
+  csv = reporting.CsvReporter(str(run / "metrics.csv"))
+  csv.start(1, 2)
+  for r in (1, 2):
+    row = {m.ROUND: r, m.BROADCAST_BITS: 3200, m.AGGREGATE_BITS: agg_per_round,
+           m.BROADCAST_CUMULATIVE_BITS: 3200 * r, m.AGGREGATE_CUMULATIVE_BITS: agg_per_round * r,
+           m.ROUND_TIME_S: 0.5 * r, m.EVAL_ACCURACY: accuracy if r == 2 else None}
+    if coded is not None:
+      row.update({m.AGGREGATE_CODED_BITS: coded, m.AGGREGATE_CUMULATIVE_CODED_BITS: coded * r})
+    csv.write(row)
+  csv.close()
+
+
+def test_table_from_runs(tmp_path):
+  _run(tmp_path, "baseline", 3200, 0.90)
+  _run(tmp_path, "up_u8", 800, 0.895, codec="uniform(bits=8)>100", coded=400)
+  summaries = summary.compare_runs([str(tmp_path / "baseline"), str(tmp_path / "up_u8")],
+                                   baseline="baseline")
+  rows = codec_table.table_rows(summaries, str(tmp_path), "baseline")
+  up = rows[1]
+  assert up["aggregate_ratio"] == 4.0 and up["aggregate_bits_per_coord"] == 8.0
+  assert up["accuracy_delta_pp"] == pytest.approx(-0.5)
+  assert up["aggregate_coded_ratio"] == 8.0
+  assert up["codec"] == "aggr: uniform(bits=8)>100"
+  assert up["mean_round_time_s"] == pytest.approx(0.75)
+  table = codec_table.format_table(rows, "t")
+  assert "| up_u8 | aggr: uniform(bits=8)>100 | 0.8950 | -0.50 pp |" in table
+  assert "| 4.0x | 8.00 | 8.0x |" in table
+
+  readme = tmp_path / "README.md"
+  readme.write_text("a\n<!-- codec-table:emnist -->\nold\n<!-- end codec-table -->\nb\n")
+  codec_table.update_readme(str(readme), "emnist", table)
+  text = readme.read_text()
+  assert "old" not in text and "| up_u8 |" in text and text.endswith("b\n")
+  with pytest.raises(ValueError, match="no <!-- codec-table:other -->"):
+    codec_table.update_readme(str(readme), "other", table)
