@@ -25,8 +25,8 @@ import numpy as np
 import tensorflow as tf
 import tree
 
-MIBIT = 2**20
-GIBIT = 2**30
+from fedcompress.units import GIBIT, MIBIT, format_bits  # noqa: F401  (re-exported)
+
 # tensor_encoding's BitpackingEncodingStage fills only 28 of each int32's 32 bits, so
 # a serialized value never needs a fifth protobuf varint byte.
 BITPACK_TARGET_BITS = 28
@@ -123,14 +123,3 @@ def bit_counts_tf(structure) -> collections.OrderedDict[str, tf.Tensor]:
   if has_coded_streams(structure):
     counts["coded_bits"] = structure_bits_tf(structure)
   return counts
-
-
-def format_bits(bits: float) -> str:
-  """Human units as the TFF tutorial printed them: '507.62Mibit', '1.49Gibit'."""
-  if bits >= GIBIT:
-    return f"{bits / GIBIT:.2f}Gibit"
-  if bits >= MIBIT:
-    return f"{bits / MIBIT:.2f}Mibit"
-  if bits >= 2**10:
-    return f"{bits / 2**10:.2f}Kibit"
-  return f"{bits:.0f}bit"
