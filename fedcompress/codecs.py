@@ -196,3 +196,7 @@ class CodecSpec:
   def describe(self) -> str:
     opts = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))
     return f"{self.name}({opts})>{self.threshold}" if opts else f"{self.name}>{self.threshold}"
+
+
+# Registers the research codecs; last, because fedcompress.stages imports this module.
+from fedcompress import stages as _research_stages  # noqa: E402,F401

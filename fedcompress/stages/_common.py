@@ -1,0 +1,111 @@
+"""Helpers shared by the research codecs: option checks, widths, seeds.
+
+Codec options arrive as plain keyword values (binaries pass `fraction=0.01` strings
+that the flag layer converts), so every check here rejects the wrong Python type with
+a message naming the option, rather than letting TensorFlow fail later inside a trace.
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+# Bits of the per-encode random seed the stochastic stages send with their payload.
+SEED_BITS = 32
+# Second word of the stateless seed; any constant works, it only has to be shared.
+_SEED_SALT = 0x5EED
+
+
+def check_int(name: str, value, low: int, high: int | None = None) -> int:
+  """Returns `value` if it is an int (not bool) in [low, high], else raises ValueError."""
+  if isinstance(value, bool) or not isinstance(value, int):
+    raise ValueError(f"{name} must be an integer, got {value!r}")
+  if value < low or (high is not None and value > high):
+    bound = f"in {low}..{high}" if high is not None else f">= {low}"
+    raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
+  return value
+
+
+def check_bool(name: str, value) -> bool:
+  # A string such as "false" is truthy; refusing it keeps a mistyped flag from
+  # silently meaning the opposite.
+  if not isinstance(value, bool):
+    raise ValueError(f"{name} must be a bool, got {value!r}")
+  return value
+
+
+def check_fraction(name: str, value) -> float:
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    raise ValueError(f"{name} must be a number in (0, 1], got {value!r}")
+  if not 0.0 < float(value) <= 1.0:
+    raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+  return float(value)
+
+
+def check_choice(name: str, value, choices: tuple[str, ...]) -> str:
+  if value not in choices:
+    raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+  return value
+
+
+def dtype_bits(dtype) -> int:
+  """Width in bits of one element of a float dtype (`tf.float32`, 'float64', ...)."""
+  return tf.as_dtype(dtype).size * 8
+
+
+def packed_words(num_values: int, bits: int) -> int:
+  """int32 words holding `num_values` values of `bits` bits, 32 bits per word."""
+  return math.ceil(num_values * bits / 32)
+
+
+def next_power_of_two(n: int) -> int:
+  return 1 << (n - 1).bit_length() if n > 1 else 1
+
+
+def kept_count(num_elements: int, fraction: float) -> int:
+  """k = ceil(fraction * n), at least 1, at most n (the sparsifiers' count)."""
+  # round() first so 0.1 * 30 = 3.0000000000000004 does not become 4.
+  return min(num_elements, max(1, math.ceil(round(fraction * num_elements, 9))))
+
+
+def draw_seed() -> tf.Tensor:
+  """A fresh int32 scalar seed; unseeded, so every client and round draws its own."""
+  return tf.random.uniform([], minval=0, maxval=tf.int32.max, dtype=tf.int32)
+
+
+def stateless_seed(seed: tf.Tensor, salt: int = 0) -> tf.Tensor:
+  """The shape-[2] seed TensorFlow's stateless ops take, from one sent int32."""
+  return tf.stack([tf.cast(seed, tf.int32), tf.constant(_SEED_SALT + salt, tf.int32)])
+
+
+def static_num_elements(shape) -> int | tf.Tensor:
+  """Element count of a decode `shape` (Python value when the shape is static)."""
+  static = tf.get_static_value(shape) if tf.is_tensor(shape) else shape
+  if static is not None:
+    return int(math.prod(int(d) for d in static))
+  return tf.reduce_prod(shape)
+
+
+def compute_dtype(dtype: tf.dtypes.DType) -> tf.dtypes.DType:
+  # Norms and sums over ~10^6 half-precision values overflow; work in float32 then.
+  return tf.float64 if dtype == tf.float64 else tf.float32
+
+
+DIRECTIONS = ("broadcast", "aggregate")
+
+
+def check_direction(direction: str) -> str:
+  return check_choice("direction", direction, DIRECTIONS)
+
+
+def robust_norm(x: tf.Tensor, axis: int = -1, keepdims: bool = True) -> tf.Tensor:
+  """Euclidean norm along `axis` that neither overflows nor underflows.
+
+  Squaring first would overflow float32 for magnitudes above ~1e19 and flush
+  denormals to zero; dividing by the largest magnitude first avoids both.
+  """
+  scale = tf.reduce_max(tf.abs(x), axis=axis, keepdims=True)
+  unit = tf.math.divide_no_nan(x, scale)
+  norm = tf.norm(unit, axis=axis, keepdims=True) * scale
+  return norm if keepdims else tf.squeeze(norm, axis=axis)

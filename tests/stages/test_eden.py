@@ -1,0 +1,116 @@
+"""Tests of the `eden` codec (fedcompress/stages/eden.py)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fedcompress.codecs import CodecSpec
+from fedcompress.stages import drive, eden, testing
+from fedcompress.stages.testing import BaseEncodingStageTest
+
+Stage = eden.EdenEncodingStage
+
+
+class EdenEncodingStageTest(BaseEncodingStageTest):
+  """Round-trip suite on 4 rows of 16, 2 bits."""
+
+  def default_encoding_stage(self):
+    return Stage(bits=2)
+
+  def default_input(self):
+    return tf.random.normal([4, 16])
+
+  @property
+  def is_lossless(self):
+    return False
+
+  def common_asserts_for_test_data(self, data):
+    indices = data.encoded_x[Stage.ENCODED_VALUES_KEY]
+    scales = data.encoded_x[Stage.SCALES_KEY]
+    self.assertAllEqual(indices, np.round(indices))
+    self.assertAllInRange(indices, 0, 3)
+    # Signs are kept: indices 0, 1 are the negative centroids.
+    self.assertAllEqual(indices >= 2, data.x >= 0)
+    # The unbiased scale keeps each row's inner product: <x, x_hat> = ||x||^2.
+    self.assertAllClose(np.sum(data.x * data.decoded_x, 1), np.sum(data.x**2, 1), rtol=1e-5)
+    self.assertAllGreater(scales, 0.0)
+
+
+def test_lloyd_max_tables_match_max_1960():
+  # Max (1960), Table I: optimal levels of the unit normal for 2, 4 and 8 levels.
+  np.testing.assert_allclose(eden.gaussian_lloyd_max(1), [-math.sqrt(2 / math.pi),
+                                                          math.sqrt(2 / math.pi)], atol=1e-12)
+  np.testing.assert_allclose(eden.gaussian_lloyd_max(2), [-1.5104, -0.4528, 0.4528, 1.5104],
+                             atol=1e-4)
+  # The table gives 8 levels to 3-4 decimals.
+  np.testing.assert_allclose(eden.gaussian_lloyd_max(3)[4:], [0.2451, 0.7560, 1.344, 2.152],
+                             atol=5e-4)
+  assert len(eden.gaussian_lloyd_max(4)) == 16
+
+
+def test_hand_computed_two_bit_row():
+  # y = [3, -1, 0, -2]: ||y|| = sqrt(14), z = y * sqrt(4) / sqrt(14)
+  #   = [1.6036, -0.5345, 0, -1.0690]; the 2-bit boundaries are -0.9816, 0, 0.9816, so
+  # q = [1.5104, -0.4528, 0.4528, -1.5104] (zero goes up) and
+  # S = ||y|| sqrt(4) / <z, q> = 2 sqrt(14) / 4.27874 = 1.74898.
+  c1, c2 = eden.gaussian_lloyd_max(2)[2:]
+  z = np.array([3, -1, 0, -2]) * 2 / math.sqrt(14)
+  q = np.array([c2, -c1, c1, -c2])
+  scale = 2 * math.sqrt(14) / np.dot(z, q)
+  assert scale == pytest.approx(1.74898, abs=1e-4)
+  encoded = Stage(bits=2).encode(tf.constant([[3.0, -1.0, 0.0, -2.0]]), {})
+  np.testing.assert_array_equal(encoded[Stage.ENCODED_VALUES_KEY].numpy(), [[3, 1, 2, 0]])
+  np.testing.assert_allclose(encoded[Stage.SCALES_KEY].numpy(), [scale], rtol=1e-6)
+  decoded = Stage(bits=2).decode(encoded, {}).numpy()
+  np.testing.assert_allclose(decoded, [scale * q], rtol=1e-6)
+
+
+def test_one_bit_eden_is_drive():
+  y = tf.random.normal([3, 32])
+  by_eden = Stage(bits=1).decode(Stage(bits=1).encode(y, {}), {})
+  by_drive = drive.DriveEncodingStage().decode(drive.DriveEncodingStage().encode(y, {}), {})
+  np.testing.assert_allclose(by_eden.numpy(), by_drive.numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("bits, expected", [
+    # 3000 elements -> 4096 rotated coordinates in 2 rows; + 2 scales + seed.
+    (1, 128 * 32 + 64 + 32),
+    (2, 256 * 32 + 64 + 32),
+    (3, 384 * 32 + 64 + 32),
+    (4, 512 * 32 + 64 + 32),
+])
+def test_bits_of_hand_computed_cases(bits, expected):
+  assert eden.bits_formula(3000, bits=bits) == expected
+  encoder = testing.simple_encoder("eden", tf.TensorSpec([3000], tf.float32), bits=bits)
+  assert testing.round_trip(encoder, tf.random.normal([3000]))[2] == expected
+
+
+def test_error_matches_the_lloyd_max_distortion():
+  # Rotated coordinates are ~N(0, 1) after normalization, so one 2-bit round trip has
+  # squared relative error ~D / (1 - D) with D = 0.1175 (Lloyd-Max, 4 levels): 0.133.
+  tf.random.set_seed(7)
+  x = tf.random.normal([8192])
+  encoder = testing.simple_encoder("eden", tf.TensorSpec([8192], tf.float32), bits=2)
+  decoded = testing.round_trip(encoder, x)[1]
+  error = float(tf.norm(decoded - x) / tf.norm(x))**2
+  assert 0.11 < error < 0.16
+
+
+def test_unbiased_on_a_random_input():
+  # Relative error of one 2-bit draw ~0.36, of the mean of 3000 draws ~0.007.
+  tf.random.set_seed(11)
+  x = np.random.default_rng(3).standard_normal(64).astype(np.float32)
+  encoder = testing.simple_encoder("eden", tf.TensorSpec([64], tf.float32), bits=2)
+  mean = testing.mean_of_decodes(encoder, tf.constant(x), 3000).numpy()
+  assert np.linalg.norm(mean - x) / np.linalg.norm(x) < 0.03
+
+
+@pytest.mark.parametrize("options", [{"bits": 0}, {"bits": 5}, {"block_size": 6},
+                                     {"rounds": 9}])
+def test_bad_options_raise(options):
+  with pytest.raises(ValueError):
+    CodecSpec("eden", options)

@@ -1,0 +1,86 @@
+"""Tests of the `randk` codec (fedcompress/stages/randk.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fedcompress.codecs import CodecSpec
+from fedcompress.stages import randk, testing
+from fedcompress.stages.testing import BaseEncodingStageTest
+
+Stage = randk.RandKEncodingStage
+
+
+class RandKEncodingStageTest(BaseEncodingStageTest):
+  """Round-trip suite on a 4 x 5 input keeping a quarter (k = 5), scaled by n/k = 4."""
+
+  def default_encoding_stage(self):
+    return Stage(fraction=0.25)
+
+  def default_input(self):
+    return tf.random.normal([4, 5])
+
+  @property
+  def is_lossless(self):
+    return False
+
+  def common_asserts_for_test_data(self, data):
+    values = data.encoded_x[Stage.ENCODED_VALUES_KEY]
+    self.assertEqual(values.shape, (5,))
+    self.assertEqual(data.encoded_x[Stage.SEED_KEY].shape, ())
+    flat, decoded = data.x.reshape(-1), data.decoded_x.reshape(-1)
+    kept = np.flatnonzero(decoded)
+    self.assertLen(kept, 5)
+    self.assertAllClose(decoded[kept], 4.0 * flat[kept])
+    self.assertAllClose(np.sort(values), np.sort(flat[kept]))
+
+
+def test_indices_are_a_function_of_the_seed():
+  a = randk.random_indices(tf.constant(42), 1000, 10).numpy()
+  b = randk.random_indices(tf.constant(42), 1000, 10).numpy()
+  c = randk.random_indices(tf.constant(43), 1000, 10).numpy()
+  np.testing.assert_array_equal(a, b)
+  assert len(set(a)) == 10 and set(a) != set(c)
+
+
+def test_bits_of_a_hand_computed_case():
+  # k = ceil(0.01 * 1000) = 10 float32 values and one int32 seed: 352 bits, no indices.
+  encoder = testing.simple_encoder("randk", tf.TensorSpec([1000], tf.float32), fraction=0.01)
+  encoded, _, bits = testing.round_trip(encoder, tf.random.normal([1000]))
+  assert bits == 10 * 32 + 32 == randk.bits_formula(1000, fraction=0.01)
+  assert sorted(encoded) == ["encoded_tensors/seed", "encoded_tensors/values"]
+  assert randk.bits_formula(1_605_632, fraction=0.01) == 16_057 * 32 + 32
+
+
+def test_fraction_one_is_lossless():
+  x = tf.random.normal([50])
+  encoder = testing.simple_encoder("randk", tf.TensorSpec([50]), fraction=1.0)
+  np.testing.assert_allclose(testing.round_trip(encoder, x)[1].numpy(), x.numpy())
+
+
+def _mean_of_decodes(x, draws, **options):
+  tf.random.set_seed(99)
+  encoder = testing.simple_encoder("randk", tf.TensorSpec(x.shape, tf.float32), **options)
+  return testing.mean_of_decodes(encoder, tf.constant(x), draws).numpy()
+
+
+def test_unbiased_with_n_over_k_scaling():
+  # n = 20, k = 5: each decoded coordinate is 4 x_i with probability 1/4, else 0, so
+  # the mean of 4000 draws has relative error ~sqrt(3 / 4000) = 0.027.
+  x = np.random.default_rng(2).standard_normal(20).astype(np.float32)
+  mean = _mean_of_decodes(x, 4000, fraction=0.25)
+  assert np.linalg.norm(mean - x) / np.linalg.norm(x) < 0.1
+
+
+def test_unscaled_variant_shrinks_by_k_over_n():
+  x = np.random.default_rng(2).standard_normal(20).astype(np.float32)
+  mean = _mean_of_decodes(x, 4000, fraction=0.25, unbiased=False)
+  assert np.linalg.norm(mean - x / 4) / np.linalg.norm(x / 4) < 0.1
+
+
+@pytest.mark.parametrize("options", [{"fraction": 0.0}, {"unbiased": "false"}])
+def test_bad_options_raise(options):
+  with pytest.raises(ValueError):
+    CodecSpec("randk", options)
