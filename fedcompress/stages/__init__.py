@@ -11,7 +11,7 @@ Importing this package registers, by name, one codec per module:
 | `topk` | k largest magnitudes, values + int32 indices | `topk.py` |
 | `randk` | k seed-chosen coordinates, values + seed | `randk.py` |
 | `nonuniform` | per-tensor quantile / Lloyd-Max levels + codebook | `nonuniform.py` |
-| `uniform_huffman`, `huffman` | quantization then in-graph canonical Huffman coding | `entropy.py` |
+| `uniform_huffman`, `huffman` | quantization, then in-graph Huffman coding | `entropy.py` |
 | `adaptive` | bit width chosen each round to meet a bits-per-coordinate budget | `adaptive.py` |
 
 Shared building blocks: `rotation.py` (blockwise randomized Hadamard with a per-encode
