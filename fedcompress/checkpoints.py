@@ -2,22 +2,48 @@
 
 A checkpoint holds the learning process state (flattened to a list of arrays, so any
 process state structure saves as a SavedModel) and the loop's own state: the round and
-the cumulative bits. Versions are round numbers. Loading falls back to the previous
-version when the newest one is unreadable (a kill during its write), so `--resume`
-never picks a checkpoint it then fails on.
+the cumulative bits. Versions are round numbers.
+
+A kill at any moment never leaves a checkpoint that `--resume` picks and then fails on:
+TFF writes each version into `round_N_temp<random>` and renames it to `round_N` only
+when complete (a rename is atomic), and a directory name that is not `round_<int>` is
+not a version. Leftover temporary directories are removed on restore. Should the
+newest version still be unreadable (e.g. a damaged disk), loading falls back to the
+previous one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import os
+import re
 import shutil
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 from absl import logging
+from tensorflow_federated.python.program import file_utils
+
+_PREFIX = "round_"
+# What FileProgramStateManager writes before renaming: f"{path}_temp{random 4 digits}".
+_PARTIAL_WRITE = re.compile(r"round_\d+_temp\d+$")
+
+
+def _run(coroutine):
+  """Runs a coroutine to completion, also where an event loop already runs (Jupyter).
+
+  `asyncio.run` refuses to start inside a running loop, which every notebook kernel
+  has; there the coroutine runs on its own loop in a worker thread.
+  """
+  try:
+    asyncio.get_running_loop()
+  except RuntimeError:
+    return asyncio.run(coroutine)
+  with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    return pool.submit(asyncio.run, coroutine).result()
 
 
 class CheckpointMismatchError(ValueError):
@@ -42,10 +68,19 @@ class Checkpointer:
   def __init__(self, root_dir: str, keep_total: int = 3):
     self.root_dir = root_dir
     self._manager = tff.program.FileProgramStateManager(
-        root_dir, prefix="round_", keep_total=keep_total, keep_first=False)
+        root_dir, prefix=_PREFIX, keep_total=keep_total, keep_first=False)
 
   def versions(self) -> list[int]:
-    return sorted(asyncio.run(self._manager.get_versions()) or [])
+    return sorted(_run(self._manager.get_versions()) or [])
+
+  def remove_partial_writes(self) -> list[str]:
+    """Deletes temporary directories of saves that were killed; returns their names."""
+    if not os.path.isdir(self.root_dir):
+      return []
+    partial = sorted(n for n in os.listdir(self.root_dir) if _PARTIAL_WRITE.match(n))
+    for name in partial:
+      shutil.rmtree(os.path.join(self.root_dir, name), ignore_errors=True)
+    return partial
 
   def save(self, process_state, loop: LoopState) -> None:
     flat = [np.asarray(x) for x in tf.nest.flatten(process_state)]
@@ -59,7 +94,7 @@ class Checkpointer:
     stale = os.path.join(self.root_dir, f"round_{tmp_version}")
     if os.path.exists(stale):
       shutil.rmtree(stale)
-    asyncio.run(self._manager.save(payload, tmp_version))
+    _run(self._manager.save(payload, tmp_version))
 
   def restore(self, template_state):
     """(process_state, LoopState) of the newest readable checkpoint, or None.
@@ -71,20 +106,28 @@ class Checkpointer:
     Raises:
       CheckpointMismatchError: a readable checkpoint does not fit `template_state`.
     """
+    self.remove_partial_writes()
     template_flat = tf.nest.flatten(template_state)
     for version in reversed(self.versions()):
-      structure = {"process_state": [np.zeros(0)] * len(template_flat), "loop": np.zeros(0)}
+      # Read as saved, without imposing the template's structure (which is all
+      # `FileProgramStateManager.load` adds, for `tff.Serializable` values we do not
+      # save): a checkpoint that does not fit must be reported as such, not taken for
+      # an unreadable one and silently skipped, which would restart the run.
+      path = os.path.join(self.root_dir, f"{_PREFIX}{version}")
       try:
-        payload = asyncio.run(self._manager.load(version, structure))
-      except Exception as e:  # A partial write: SavedModel incomplete or corrupt.
+        payload = _run(file_utils.read_saved_model(path))
+      except Exception as e:  # Incomplete or damaged SavedModel.
         logging.warning("checkpoint round_%d unreadable (%s); trying an older one", version, e)
         continue
-      flat = payload["process_state"]
+      if not (isinstance(payload, dict) and set(payload) == {"process_state", "loop"}):
+        raise CheckpointMismatchError(
+            f"checkpoint round_{version} was not written by fedcompress's Checkpointer")
+      flat = [np.asarray(v) for v in payload["process_state"]]
       _check_compatible(template_flat, flat, version)
       values = [np.asarray(v, dtype=np.asarray(t).dtype)
                 for t, v in zip(template_flat, flat, strict=True)]
       state = tf.nest.pack_sequence_as(template_state, values)
-      return state, LoopState(*(int(x) for x in payload["loop"]))
+      return state, LoopState(*(int(x) for x in np.asarray(payload["loop"])))
     return None
 
 

@@ -135,3 +135,20 @@ def test_resume_equals_uninterrupted(tmp_path):
 def test_rounds_must_be_positive():
   with pytest.raises(ValueError, match="rounds must be >= 1"):
     run_loop(FakeProcess(), CLIENTS, client_dataset, LoopConfig(rounds=0, clients_per_round=1))
+
+
+def test_checkpoints_work_inside_a_running_event_loop(tmp_path):
+  # Notebook kernels run an event loop; asyncio.run() alone would refuse to start there.
+  import asyncio
+
+  from fedcompress.checkpoints import LoopState
+
+  async def in_loop():
+    checkpointer = Checkpointer(str(tmp_path))
+    state = FakeProcess().initialize()
+    checkpointer.save(state, LoopState(1, 10, 20))
+    return checkpointer.restore(state)
+
+  state, loop = asyncio.run(in_loop())
+  assert loop == LoopState(1, 10, 20)
+  np.testing.assert_array_equal(state["w"], np.zeros(3))
