@@ -118,21 +118,29 @@ def parse_options(text: str | None) -> dict[str, Any]:
   return options
 
 
+def _parameter(name: str, option: str) -> inspect.Parameter | None:
+  try:
+    return inspect.signature(get_builder(name)).parameters.get(option)
+  except (TypeError, ValueError):
+    return None
+
+
 def accepts_option(name: str, option: str) -> bool:
   """Whether codec `name`'s builder takes keyword `option` (e.g. 'bits')."""
-  try:
-    parameters = inspect.signature(get_builder(name)).parameters
-  except (TypeError, ValueError):
-    return False
-  return option in parameters
+  return _parameter(name, option) is not None
 
 
 def make_codec(name: str, *, bits: int | None = None, options: str | Mapping[str, Any] = "",
                threshold: int = DEFAULT_THRESHOLD) -> CodecSpec:
   """A `CodecSpec` from flag-style values: `bits` applies where the codec takes bits."""
   opts = parse_options(options) if isinstance(options, str) else dict(options)
-  if bits is not None and "bits" not in opts and accepts_option(name, "bits"):
-    opts["bits"] = bits
+  parameter = _parameter(name, "bits")
+  if parameter is not None and "bits" not in opts:
+    if bits is not None:
+      opts["bits"] = bits
+    elif parameter.default is not inspect.Parameter.empty:
+      # Recorded explicitly, so config.json and run names say which width was used.
+      opts["bits"] = parameter.default
   try:
     return CodecSpec(name, opts, threshold)
   except TypeError as e:  # An option the builder does not take.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import functools
 import http.server
-import importlib.util
 import re
 import subprocess
 import sys
@@ -14,7 +13,6 @@ import threading
 import numpy as np
 import pytest
 import tensorflow as tf
-from absl import flags
 from absl.testing import flagsaver
 
 from fedcompress.tasks import pretrain, shakespeare
@@ -25,14 +23,11 @@ TINY = dict(embedding_dim=4, rnn_units=8, batch_size=4, seq_length=20, epochs=1,
 
 
 @pytest.fixture(scope="module")
-def binary(repo_root):
-  path = repo_root / "experiments" / "pretrain_char_rnn.py"
-  spec = importlib.util.spec_from_file_location("pretrain_char_rnn_binary", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)  # Defines the binary's flags once.
-  if not flags.FLAGS.is_parsed():
-    flags.FLAGS.mark_as_parsed()
-  return module
+def binary(load_binary):
+  # load_binary removes the binary's absl flags afterwards: other binaries' tests
+  # define flags of the same names (--seed, --cache_dir).
+  with load_binary("experiments/pretrain_char_rnn.py") as module:
+    yield module
 
 
 @pytest.fixture()
