@@ -16,7 +16,7 @@ from absl import app, flags
 
 import fedcompress  # noqa: F401  (first: quiet TF logs)
 from fedcompress import codec_table, runtime
-from fedcompress.cli import fail
+from fedcompress.cli import fail, interruptible, parse_flags
 from fedcompress.sweep import EXPERIMENTS, run_sweep, runs_from_flagfiles
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,4 +58,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(interruptible(main, "finished runs are kept; rerun the same command to continue"),
+          flags_parser=parse_flags)

@@ -15,6 +15,7 @@ from absl import app, flags
 import fedcompress  # noqa: F401  (first: quiet TF logs, owned TFF worker)
 from fedcompress import flags as fc_flags
 from fedcompress import plotting, reporting, runtime, summary
+from fedcompress.cli import interruptible, parse_flags
 from fedcompress.experiment import fail, run_experiment
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,4 +74,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(interruptible(main), flags_parser=parse_flags)

@@ -14,6 +14,7 @@ from absl import app, flags
 import fedcompress  # noqa: F401  (first: quiet TF logs, owned TFF worker)
 from fedcompress import flags as fc_flags
 from fedcompress import runtime
+from fedcompress.cli import interruptible, parse_flags
 from fedcompress.experiment import describe_result, fail, run_experiment
 from fedcompress.tasks.errors import DatasetUnavailableError
 
@@ -39,4 +40,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(interruptible(main, "the last checkpoint is kept; rerun with --resume to continue"),
+          flags_parser=parse_flags)

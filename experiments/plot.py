@@ -6,7 +6,7 @@
 
 from absl import app, flags
 
-from fedcompress.cli import fail
+from fedcompress.cli import fail, interruptible, parse_flags
 from fedcompress.plotting import plot_runs
 
 FLAGS = flags.FLAGS
@@ -30,4 +30,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(interruptible(main), flags_parser=parse_flags)

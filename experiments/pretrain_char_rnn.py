@@ -16,7 +16,7 @@ from __future__ import annotations
 from absl import app, flags
 
 import fedcompress  # noqa: F401  (before TF: quiet logs, owned TFF runtime)
-from fedcompress.cli import fail
+from fedcompress.cli import fail, interruptible, parse_flags
 from fedcompress.tasks import pretrain
 from fedcompress.tasks.text import TextInputError
 
@@ -57,4 +57,4 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
   flags.mark_flag_as_required("output")
-  app.run(main)
+  app.run(interruptible(main), flags_parser=parse_flags)

@@ -13,7 +13,7 @@ from absl import app, flags
 import fedcompress  # noqa: F401  (first: quiet TF logs)
 from fedcompress import flags as fc_flags
 from fedcompress import runtime
-from fedcompress.cli import fail
+from fedcompress.cli import fail, interruptible, parse_flags
 from fedcompress.experiment import describe_result
 from fedcompress.tasks.errors import DatasetUnavailableError
 
@@ -36,4 +36,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(interruptible(main, "the last checkpoint is kept; rerun with --resume to continue"),
+          flags_parser=parse_flags)

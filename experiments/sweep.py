@@ -15,7 +15,7 @@ from absl import app, flags
 
 import fedcompress  # noqa: F401  (first: quiet TF logs)
 from fedcompress import runtime
-from fedcompress.cli import fail
+from fedcompress.cli import fail, interruptible, parse_flags
 from fedcompress.summary import format_markdown
 from fedcompress.sweep import EXPERIMENTS, run_sweep, runs_from_flagfiles, runs_from_grid
 from fedcompress.tasks.errors import DatasetUnavailableError
@@ -51,4 +51,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(interruptible(main, "rerun the same command to continue the sweep"),
+          flags_parser=parse_flags)

@@ -1,9 +1,81 @@
-"""What every binary does the same way at its edges (no TensorFlow import)."""
+"""What every binary does the same way at its edges (no TensorFlow import).
 
+Bad input is one `error: ...` line on stderr and a non-zero exit, never a traceback:
+`fail` for what `main()` finds wrong, `parse_flags` (passed to `absl.app.run` as
+`flags_parser`) for what absl finds wrong before `main()` runs: an unknown flag, a value
+outside an enum, a flagfile that does not exist. `interruptible(main)` turns Ctrl-C into
+one line too:
+
+    app.run(interruptible(main, "--resume continues the run"), flags_parser=parse_flags)
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import signal
 import sys
+from collections.abc import Callable, Sequence
+
+# Exit code of a usage error (bad flag or input), as argparse and getopt-style tools use.
+USAGE_ERROR = 2
+# Shells report a process ended by signal N as 128 + N.
+INTERRUPTED = 128 + signal.SIGINT
 
 
-def fail(message: str, code: int = 2) -> int:
+def fail(message: str, code: int = USAGE_ERROR) -> int:
   """Prints one `error: ...` line on stderr and returns the exit code for main()."""
-  print(f"error: {message}", file=sys.stderr, flush=True)
+  print(f"error: {one_line(message)}", file=sys.stderr, flush=True)
   return code
+
+
+def one_line(message: str) -> str:
+  """`message` with its line breaks and runs of whitespace folded into single spaces."""
+  return " ".join(str(message).split())
+
+
+def parse_flags(argv: Sequence[str]) -> list[str]:
+  """`absl.app.run(main, flags_parser=parse_flags)`: flag errors as one line, exit 2.
+
+  absl's default parser prints 'FATAL Flags parsing error: ...' plus a help hint on a
+  second line (and multi-line messages indented under it) and exits 1.
+
+  Args:
+    argv: the command line, program name first.
+
+  Returns:
+    The arguments left after flags, program name first (what `main` receives).
+  """
+  from absl import flags
+
+  try:
+    return flags.FLAGS(list(argv))
+  except flags.Error as e:
+    # absl prefixes some messages with its own 'ERROR::'; ours already says error.
+    message = re.sub(r"^\s*ERROR::\s*", "", str(e))
+    if not isinstance(e, flags.CantOpenFlagFileError):
+      message += " (--helpshort lists the flags)"
+    sys.exit(fail(message))
+
+
+def interruptible(main: Callable[[list[str]], int | None], hint: str = ""
+                  ) -> Callable[[list[str]], int | None]:
+  """`main` with Ctrl-C (SIGINT) reported as one line and exit code 130.
+
+  Without it Python prints a KeyboardInterrupt traceback from wherever the main thread
+  was waiting (usually deep inside TFF). `finally` blocks and atexit handlers run as
+  before: reporters close their files and the TFF worker is stopped.
+
+  Args:
+    main: the binary's `main(argv)`.
+    hint: what the user can do next, e.g. how to resume.
+  """
+
+  @functools.wraps(main)
+  def wrapped(argv: list[str]) -> int | None:
+    try:
+      return main(argv)
+    except KeyboardInterrupt:
+      return fail("interrupted" + (f"; {hint}" if hint else ""), INTERRUPTED)
+
+  return wrapped

@@ -232,6 +232,8 @@ def run_experiment(task: FederatedTask, config: ExperimentConfig, *,
   if unknown:
     raise ValueError(f"unknown client id(s): {', '.join(unknown)}")
   resuming = prepare_run_dir(config)
+  config_path = os.path.join(config.run_dir, CONFIG_FILE)
+  previous_config = _read_optional(config_path)
   write_config(config)
   began = time.perf_counter()
   process = process or build_process(task, config)
@@ -244,16 +246,22 @@ def run_experiment(task: FederatedTask, config: ExperimentConfig, *,
       reporting.CsvReporter(os.path.join(config.run_dir, METRICS_FILE)),
       reporting.TensorBoardReporter(config.run_dir, hparams, run_name=config.experiment_name),
   ]
-  loop = run_loop(
-      process, task.client_ids, task.client_dataset,
-      LoopConfig(rounds=config.rounds, clients_per_round=config.clients_per_round,
-                 seed=config.seed, rounds_per_eval=config.rounds_per_eval,
-                 rounds_per_checkpoint=config.rounds_per_checkpoint,
-                 fixed_clients=config.fixed_clients),
-      evaluate=keras_evaluator(task.keras_model_fn, task.test_dataset),
-      reporters=reporters,
-      checkpointer=Checkpointer(os.path.join(config.run_dir, CHECKPOINT_DIR)),
-      initial_state=initial_state, resume=resuming)
+  try:
+    loop = run_loop(
+        process, task.client_ids, task.client_dataset,
+        LoopConfig(rounds=config.rounds, clients_per_round=config.clients_per_round,
+                   seed=config.seed, rounds_per_eval=config.rounds_per_eval,
+                   rounds_per_checkpoint=config.rounds_per_checkpoint,
+                   fixed_clients=config.fixed_clients),
+        evaluate=keras_evaluator(task.keras_model_fn, task.test_dataset),
+        reporters=reporters,
+        checkpointer=Checkpointer(os.path.join(config.run_dir, CHECKPOINT_DIR)),
+        initial_state=initial_state, resume=resuming)
+  except CheckpointMismatchError:
+    # Refused before any round ran: leave the run as it was, so that resuming it with
+    # its own flags still works.
+    _restore_optional(config_path, previous_config)
+    raise
   wall_time_s = time.perf_counter() - began
   _add_wall_time(config.run_dir, wall_time_s)
   rows = reporting.read_metrics_csv(os.path.join(config.run_dir, METRICS_FILE))
@@ -265,6 +273,23 @@ def run_experiment(task: FederatedTask, config: ExperimentConfig, *,
   return ExperimentResult(run_dir=config.run_dir, loop=loop,
                           wall_time_s=wall_time_s, final_eval=final_eval,
                           totals=totals, process=process)
+
+
+def _read_optional(path: str) -> bytes | None:
+  if not os.path.exists(path):
+    return None
+  with open(path, "rb") as f:
+    return f.read()
+
+
+def _restore_optional(path: str, content: bytes | None) -> None:
+  if content is None:
+    if os.path.exists(path):
+      os.remove(path)
+    return
+  with open(path + ".tmp", "wb") as f:
+    f.write(content)
+  os.replace(path + ".tmp", path)
 
 
 def _add_wall_time(run_dir: str, seconds: float) -> None:

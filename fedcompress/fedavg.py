@@ -8,6 +8,8 @@ The returned `tff.learning.templates.LearningProcess` is TFF's own
 codec entropy-codes (`fedcompress.stages.entropy`), while `bits` stays the raw size
 the same codec has with plain bit-packing. Without an entropy coder the two are
 equal. With `measure_error=True` the metrics also carry `aggregate/relative_error`.
+Client updates with NaN or Inf are left out of the mean and counted as
+`aggregate/rejected_clients` (`fedcompress.robust`; on by default).
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ import tensorflow_federated as tff
 from fedcompress.aggregation import build_mean_factory
 from fedcompress.broadcast import build_encoded_broadcast_process
 from fedcompress.codecs import CodecSpec
+from fedcompress.robust import REJECTED_CLIENTS, RejectNonFiniteFactory
 
 BROADCAST_BITS = "broadcast/bits"
 AGGREGATE_BITS = "aggregate/bits"
 BROADCAST_CODED_BITS = "broadcast/coded_bits"
 AGGREGATE_CODED_BITS = "aggregate/coded_bits"
 AGGREGATE_RELATIVE_ERROR = "aggregate/relative_error"
+AGGREGATE_REJECTED_CLIENTS = "aggregate/rejected_clients"
 
 ClientWeighting = tff.learning.ClientWeighting
 
@@ -89,6 +93,9 @@ def with_bit_metrics(process: tff.learning.templates.LearningProcess
     error = _find_leaf(metrics["aggregator"], "relative_error")
     if error is not None:
       out[AGGREGATE_RELATIVE_ERROR] = error
+    rejected = _find_leaf(metrics["aggregator"], REJECTED_CLIENTS)
+    if rejected is not None:
+      out[AGGREGATE_REJECTED_CLIENTS] = rejected
     return out
 
   @tff.federated_computation(process.next.type_signature.parameter)
@@ -111,6 +118,7 @@ def build_fedavg(
     aggregate_codec: CodecSpec | str | None = None,
     client_weighting: ClientWeighting = ClientWeighting.NUM_EXAMPLES,
     measure_error: bool = False,
+    reject_non_finite: bool = True,
 ) -> tff.learning.templates.LearningProcess:
   """Weighted FedAvg with encoded broadcast and encoded mean, bits in its metrics.
 
@@ -125,6 +133,8 @@ def build_fedavg(
     measure_error: also report `aggregate/relative_error`, the relative error of the
       decoded mean update against the exact mean of the same round (computed with an
       extra, uncounted `federated_mean`; instrumentation for rate-distortion plots).
+    reject_non_finite: leave client updates with NaN/Inf (or a non-positive weight)
+      out of the mean and report `aggregate/rejected_clients`.
 
   Returns:
     A `tff.learning.templates.LearningProcess`; `next(...).metrics` holds
@@ -135,12 +145,16 @@ def build_fedavg(
   client_optimizer = client_optimizer or tff.learning.optimizers.build_sgdm(0.02)
   server_optimizer = server_optimizer or tff.learning.optimizers.build_sgdm(1.0)
   weights_type = tff.learning.models.weights_type_from_model(model_fn)
+  aggregator = build_mean_factory(aggregate_codec, measure_error=measure_error)
+  if reject_non_finite:
+    # Outermost, so the exact mean of `measure_error` never sees a NaN either.
+    aggregator = RejectNonFiniteFactory(aggregator)
   process = tff.learning.algorithms.build_weighted_fed_avg(
       model_fn,
       client_optimizer,
       server_optimizer,
       client_weighting=client_weighting,
       model_distributor=build_encoded_broadcast_process(weights_type, broadcast_codec),
-      model_aggregator=build_mean_factory(aggregate_codec, measure_error=measure_error),
+      model_aggregator=aggregator,
   )
   return with_bit_metrics(process)

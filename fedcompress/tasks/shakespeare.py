@@ -74,8 +74,10 @@ def load_shakespeare(cache_dir: str | os.PathLike[str] | None = None):
   """
   import http.client
   import lzma
+  import sqlite3
 
   import tensorflow_federated as tff
+  from tensorflow_federated.python.simulation.datasets import sql_client_data
 
   cache_dir = None if cache_dir is None else os.fspath(cache_dir)
   where = cache_dir if cache_dir is not None else os.path.join(os.path.expanduser("~"), ".tff")
@@ -84,7 +86,8 @@ def load_shakespeare(cache_dir: str | os.PathLike[str] | None = None):
   try:
     return tff.simulation.datasets.shakespeare.load_data(cache_dir=cache_dir)
   except (OSError, EOFError, lzma.LZMAError, http.client.HTTPException,
-          tf.errors.OpError) as e:
+          tf.errors.OpError, sqlite3.Error, sql_client_data.DatabaseFormatError) as e:
+    # sqlite3 / DatabaseFormatError: a cached file that is not TFF's database.
     if not existed and os.path.exists(expected):
       os.remove(expected)
     raise DatasetUnavailableError("Federated Shakespeare", cache_dir, SHAKESPEARE_SQLITE,

@@ -1,0 +1,213 @@
+"""Interruptions lose nothing: damaged checkpoints, and a short chaos run of the binary."""
+
+import dataclasses
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fedcompress import chaos
+from fedcompress import metrics as m
+from fedcompress.checkpoints import Checkpointer, CheckpointMismatchError, LoopState
+from fedcompress.reporting import CsvReporter, read_metrics_csv
+from fedcompress.training import LoopConfig, run_loop
+
+
+def _state(value):
+  return {"w": np.full(3, value, np.float32), "step": np.int64(value)}
+
+
+@pytest.fixture
+def checkpointer(tmp_path):
+  """Rounds 1..3 saved; round r holds w = r and bits 10 r, 20 r."""
+  ckpt = Checkpointer(str(tmp_path / "checkpoints"))
+  for r in (1, 2, 3):
+    ckpt.save(_state(r), LoopState(r, 10 * r, 20 * r))
+  return ckpt
+
+
+def _newest(ckpt):
+  return os.path.join(ckpt.root_dir, "round_3")
+
+
+def _truncate_variables(path):
+  data = [os.path.join(path, "variables", n) for n in os.listdir(os.path.join(path, "variables"))
+          if n.startswith("variables.data")]
+  assert data
+  for name in data:
+    size = os.path.getsize(name)
+    with open(name, "r+b") as f:
+      f.truncate(size // 2)
+
+
+def _remove_graph(path):
+  os.remove(os.path.join(path, "saved_model.pb"))
+
+
+def _garbage_graph(path):
+  with open(os.path.join(path, "saved_model.pb"), "wb") as f:
+    f.write(b"\x00garbage" * 10)
+
+
+def _empty(path):
+  shutil.rmtree(path)
+  os.mkdir(path)
+
+
+@pytest.mark.parametrize("damage", [_truncate_variables, _remove_graph, _garbage_graph,
+                                    _empty])
+def test_unreadable_newest_checkpoint_falls_back(checkpointer, damage):
+  assert checkpointer.versions() == [1, 2, 3]
+  damage(_newest(checkpointer))
+  state, loop = checkpointer.restore(_state(0))
+  np.testing.assert_array_equal(state["w"], [2, 2, 2])
+  assert state["step"] == 2 and state["w"].dtype == np.float32
+  assert loop == LoopState(2, 20, 40)
+
+
+def test_killed_save_leaves_no_version(checkpointer):
+  # What a kill during TFF's write leaves: a temporary directory, never renamed.
+  partial = os.path.join(checkpointer.root_dir, "round_4_temp1234")
+  shutil.copytree(_newest(checkpointer), partial)
+  _truncate_variables(partial)
+  assert checkpointer.versions() == [1, 2, 3]
+  state, loop = checkpointer.restore(_state(0))
+  assert loop.round_num == 3 and state["step"] == 3
+  assert not os.path.exists(partial)  # Cleaned up on restore.
+  checkpointer.save(_state(4), LoopState(4, 40, 80))
+  assert checkpointer.versions() == [2, 3, 4]
+
+
+@dataclasses.dataclass
+class _Output:
+  state: dict
+  metrics: dict
+
+
+@pytest.mark.parametrize("template,message", [
+    ({"w": np.zeros(3, np.float32), "step": np.int64(0), "extra": np.zeros(2)},
+     "holds 2 state tensors, this model and codec need 3"),
+    ({"w": np.zeros(4, np.float32), "step": np.int64(0)}, "has shape (3,)"),
+])
+def test_checkpoint_of_another_model_is_a_mismatch_not_skipped(checkpointer, template,
+                                                              message):
+  # Readable but not fitting: an error, never a silent restart from round 1.
+  with pytest.raises(CheckpointMismatchError, match=message.replace("(", r"\(").replace(
+      ")", r"\)")):
+    checkpointer.restore(template)
+  assert checkpointer.versions() == [1, 2, 3]
+
+
+class _AddProcess:
+  """No TFF: each round adds the sum of the clients' data to w; fixed bits per round."""
+
+  def initialize(self):
+    return _state(0)
+
+  def next(self, state, client_data):
+    new = {"w": state["w"] + np.float32(sum(client_data)), "step": state["step"] + 1}
+    metrics = {"client_work": {"train": {"loss": float(new["step"])}},
+               m.BROADCAST_BITS: 7, m.AGGREGATE_BITS: 11}
+    return _Output(new, metrics)
+
+  def get_model_weights(self, state):
+    return state["w"]
+
+
+def _loop(tmp_path, name, rounds, resume=False):
+  run_dir = tmp_path / name
+  run_dir.mkdir(exist_ok=True)
+  return run_loop(_AddProcess(), ["a", "b", "c"], lambda cid, r: r * 10 + ord(cid) - 96,
+                  LoopConfig(rounds=rounds, clients_per_round=2, seed=3),
+                  reporters=[CsvReporter(str(run_dir / "metrics.csv"))],
+                  checkpointer=Checkpointer(str(run_dir / "checkpoints")), resume=resume)
+
+
+def test_resume_after_damaged_newest_checkpoint_matches_uninterrupted(tmp_path):
+  full = _loop(tmp_path, "full", 4)
+  _loop(tmp_path, "part", 3)
+  # Round 3's row is in metrics.csv, its checkpoint unreadable: round 3 is redone.
+  _truncate_variables(str(tmp_path / "part" / "checkpoints" / "round_3"))
+  resumed = _loop(tmp_path, "part", 4, resume=True)
+  assert resumed.start_round == 3
+  np.testing.assert_array_equal(resumed.state["w"], full.state["w"])
+  rows = read_metrics_csv(str(tmp_path / "part" / "metrics.csv"))
+  reference = read_metrics_csv(str(tmp_path / "full" / "metrics.csv"))
+
+  def comparable(table):
+    return [{k: v for k, v in r.items() if k != m.ROUND_TIME_S} for r in table]
+
+  assert comparable(rows) == comparable(reference)
+  assert [r[m.ROUND] for r in rows] == [1, 2, 3, 4]
+  assert [r[m.BROADCAST_CUMULATIVE_BITS] for r in rows] == [7, 14, 21, 28]
+  assert [r[m.AGGREGATE_CUMULATIVE_BITS] for r in rows] == [11, 22, 33, 44]
+  assert Checkpointer(str(tmp_path / "part" / "checkpoints")).versions() == [2, 3, 4]
+
+
+def test_pick_rounds_is_seeded_distinct_and_after_round_one():
+  picks = chaos.pick_rounds(8, 3, seed=0)
+  assert picks == chaos.pick_rounds(8, 3, seed=0) and picks == sorted(set(picks))
+  assert len(picks) == 3 and all(2 <= r <= 8 for r in picks)
+  assert chaos.pick_rounds(3, 2, seed=5) == [2, 3]  # The only two rounds there are.
+  with pytest.raises(ValueError, match="rounds must be >= 4"):
+    chaos.ChaosConfig("x", rounds=3).validate()
+  with pytest.raises(ValueError, match="unknown signal"):
+    chaos.ChaosConfig("x", signals=("SIGHUP",)).validate()
+
+
+def _fake_run(run_dir, checkpoints, csv_rounds, tb_steps):
+  for r in checkpoints:
+    os.makedirs(run_dir / "checkpoints" / f"round_{r}")
+  os.makedirs(run_dir / "checkpoints" / "round_9_temp1234")  # Not a checkpoint.
+  reporter = CsvReporter(str(run_dir / "metrics.csv"))
+  reporter.start(1, 10)
+  for r in csv_rounds:
+    reporter.write({m.ROUND: r, m.BROADCAST_BITS: 1, m.AGGREGATE_BITS: 1,
+                    m.ROUND_TIME_S: 0.1})
+  reporter.close()
+  with tf.summary.create_file_writer(str(run_dir)).as_default():
+    for step in tb_steps:
+      tf.summary.scalar(m.TRAIN_LOSS, 1.0, step=step)
+  return str(run_dir)
+
+
+@pytest.mark.parametrize("checkpoints,csv_rounds,tb_steps,problem", [
+    ([1, 2], [1, 2, 3], [1, 2, 3], None),  # A row past the checkpoint: allowed.
+    ([1, 2], [1, 2], [1], None),  # Killed between the CSV and TensorBoard writes.
+    ([1, 2], [1, 2, 3, 4], [1, 2], "4 rounds for last checkpoint 2"),
+    ([1, 2], [1], [1], "1 rounds for last checkpoint 2"),
+    ([1, 2], [1, 3], [1], "not 1..2"),
+    ([1, 2], [1, 2], [1, 2, 3], "step 3 past"),
+    ([1, 2], [1, 2], [1, 2, 2], "repeated steps"),
+])
+def test_consistency_check(tmp_path, checkpoints, csv_rounds, tb_steps, problem):
+  last, rounds, max_step, problems = chaos.check_consistency(
+      _fake_run(tmp_path, checkpoints, csv_rounds, tb_steps))
+  assert (last, rounds, max_step) == (2, csv_rounds, max(tb_steps))
+  if problem is None:
+    assert problems == []
+  else:
+    assert len(problems) == 1 and problem in problems[0], problems
+
+
+def test_short_chaos_run_matches_uninterrupted(tmp_path):
+  """The binary, Ctrl-C'd mid-round 2 and kill -9'd at round 3, resumed: same results."""
+  config = chaos.ChaosConfig(
+      root_dir=str(tmp_path / "chaos"), rounds=4, signals=("SIGINT", "SIGKILL"),
+      at_rounds=(2, 3), parallel_reference=True,
+      experiment_flags=("--dataset=digits", "--digits_clients=3", "--clients_per_round=2",
+                        "--client_learning_rate=0.05", "--aggregate_encoder=uniform",
+                        "--aggregate_encoder_args=deterministic=true"))
+  report = chaos.run_chaos(config, log=lambda line: None)
+  assert report.ok, "\n".join(report.summary_lines())
+  sigint, sigkill = report.interruptions
+  assert sigint.exit_code == 130 and sigint.stderr[0].startswith("error: interrupted")
+  assert sigkill.exit_code == -9
+  # Whatever the moment, the run dir only ever held rounds up to one past its checkpoint.
+  for i in report.interruptions:
+    assert i.last_checkpoint <= len(i.csv_rounds) <= i.last_checkpoint + 1
+  rows = read_metrics_csv(str(tmp_path / "chaos" / "interrupted" / "metrics.csv"))
+  assert [r[m.ROUND] for r in rows] == [1, 2, 3, 4]
+  assert report.max_loss_rel_diff <= 1e-3
