@@ -22,7 +22,9 @@ from fedcompress.sweep import EXPERIMENTS, run_sweep, runs_from_flagfiles
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
 flags.DEFINE_string("root_output_dir", "runs/codecs", "Folder of the runs.")
-flags.DEFINE_string("configs", "configs/codecs/*.flags", "Glob of the run flagfiles.")
+flags.DEFINE_list("configs", ["configs/codecs/*.flags"],
+                  "Comma-separated globs of the run flagfiles (e.g. the baseline and the uplink "
+                  "codecs only: configs/codecs/baseline.flags,configs/codecs/up_*.flags).")
 flags.DEFINE_string("common_flags", "--dataset=digits --rounds=60 --client_learning_rate=0.1 "
                     "--rounds_per_eval=10 --rounds_per_checkpoint=20 "
                     "--compression_threshold=100", "Flags of every run.")
@@ -38,7 +40,9 @@ def main(argv):
     return fail(f"unexpected arguments: {' '.join(argv[1:])}")
   os.chdir(REPO_ROOT)
   runtime.install_signal_handlers()
-  paths = sorted(glob.glob(FLAGS.configs))
+  paths = sorted({path for pattern in FLAGS.configs for path in glob.glob(pattern)})
+  if not paths:
+    return fail(f"no flagfile matches --configs={','.join(FLAGS.configs)}")
   try:
     runs = runs_from_flagfiles(paths)
     summaries = run_sweep(runs, FLAGS.root_output_dir, experiment=FLAGS.experiment,
