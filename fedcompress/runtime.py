@@ -10,18 +10,23 @@ of a pipe, so `python experiments/x.py | tail` never ends. Here the worker:
 * is stopped explicitly at interpreter exit (normal exit, exception, SIGINT) and, once
   `install_signal_handlers()` ran, on SIGTERM;
 * writes its logs to /dev/null unless TF logs were asked for (`--tf_logs`).
+
+`set_remote_context` runs rounds across remote workers instead (`--workers`, each
+started by `experiments/worker.py`, which calls `serve_worker`), through TFF's own
+mergeable-computation context; `configure` picks one of the two from the flags.
 """
 
 from __future__ import annotations
 
 import atexit
 import ctypes
+import math
 import os
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import grpc
 import portpicker
@@ -30,10 +35,14 @@ from tensorflow_federated.python.core.backends.native import compiler
 from tensorflow_federated.python.core.environments.tensorflow_frontend import (
     tensorflow_computation,
 )
-from tensorflow_federated.python.core.impl.context_stack import context_stack_impl
-from tensorflow_federated.python.core.impl.execution_contexts import sync_execution_context
+from tensorflow_federated.python.core.impl.context_stack import context_base, context_stack_impl
+from tensorflow_federated.python.core.impl.execution_contexts import (
+    async_execution_context,
+    sync_execution_context,
+)
 from tensorflow_federated.python.core.impl.executor_stacks import python_executor_stacks
 from tensorflow_federated.python.core.impl.executors import (
+    cardinalities_utils,
     remote_executor,
     remote_executor_grpc_stub,
 )
@@ -114,6 +123,11 @@ def wait_for_stub(target: str, timeout_s: float = _READY_TIMEOUT_S,
   """Returns a ready `RemoteExecutorGrpcStub` for `target` ('host:port')."""
   channel = grpc.insecure_channel(target, GRPC_CHANNEL_OPTIONS)
   stub = remote_executor_grpc_stub.RemoteExecutorGrpcStub(channel)
+  return _wait_until_ready(stub, target, timeout_s, alive)
+
+
+def _wait_until_ready(stub, target: str, timeout_s: float,
+                      alive: Callable[[], bool] | None = None):
   deadline = time.monotonic() + timeout_s
   while not stub.is_ready:
     if alive is not None and not alive():
@@ -152,6 +166,22 @@ class _LocalWorkerManager:
 _manager: _LocalWorkerManager | None = None
 
 
+def _executor_factory(get_stub: Callable[[], remote_executor_grpc_stub.RemoteExecutorGrpcStub]
+                      ) -> python_executor_stacks.ResourceManagingExecutorFactory:
+  """One `RemoteExecutor` per cardinality, on the stub `get_stub()` returns."""
+
+  def stack_fn(cardinalities):
+    # A computation with no CLIENTS-placed value (e.g. `initialize`) infers no CLIENTS
+    # cardinality, and the worker refuses an executor without one.
+    if cardinalities.get(placements.CLIENTS) is None:
+      cardinalities[placements.CLIENTS] = 0
+    executor = remote_executor.RemoteExecutor(get_stub())
+    executor.set_cardinalities(cardinalities)
+    return executor
+
+  return python_executor_stacks.ResourceManagingExecutorFactory(executor_stack_fn=stack_fn)
+
+
 def default_max_concurrent_clients() -> int:
   """Concurrent client computations for this machine: one per core."""
   return max(1, os.cpu_count() or 1)
@@ -171,22 +201,138 @@ def set_local_context(max_concurrent_clients: int | None = None) -> None:
       max_concurrent_clients)
   manager = _LocalWorkerManager(calls)
 
-  def stack_fn(cardinalities):
-    if cardinalities.get(placements.CLIENTS) is None:
-      cardinalities[placements.CLIENTS] = 0
-    executor = remote_executor.RemoteExecutor(manager.get_stub())
-    executor.set_cardinalities(cardinalities)
-    return executor
-
-  factory = python_executor_stacks.ResourceManagingExecutorFactory(executor_stack_fn=stack_fn)
   context = sync_execution_context.SyncExecutionContext(
-      executor_fn=factory,
+      executor_fn=_executor_factory(manager.get_stub),
       compiler_fn=compiler.desugar_and_transform_to_native,
       transform_args=tensorflow_computation.transform_args,
       transform_result=tensorflow_computation.transform_result,
   )
+  _close_remote()
   context_stack_impl.context_stack.set_default_context(context)
   _manager = manager
+
+
+def parse_worker_address(address: str) -> str:
+  """Checks one 'HOST:PORT' worker address and returns it stripped."""
+  address = address.strip()
+  host, sep, port = address.rpartition(":")
+  if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    raise ValueError(f"worker address must be HOST:PORT, got {address!r}")
+  return address
+
+
+class _RemoteContext(context_base.SyncContext):
+  """TFF's mergeable-computation context over remote workers.
+
+  Each round is split into subrounds by TFF's `MergeableCompExecutionContext`: one per
+  worker, or more when `max_clients_per_worker` asks for it. TFF hands each worker one
+  subround at a time and merges the partial aggregates, so a worker then never holds
+  more than `max_clients_per_worker` clients at once. That is the only concurrency
+  limit a driver can impose: a worker's own `max_concurrent_computation_calls` is a
+  flag of the worker process (`experiments/worker.py`), not part of the gRPC protocol.
+  """
+
+  def __init__(self, async_contexts: Sequence[context_base.AsyncContext],
+               max_clients_per_worker: int | None):
+    self._async_contexts = list(async_contexts)
+    self._max_clients = max_clients_per_worker if (
+        max_clients_per_worker is not None and max_clients_per_worker > 0) else None
+    self._by_subrounds: dict[int, context_base.SyncContext] = {}
+
+  def num_subrounds(self, num_clients: int | None) -> int:
+    """Subrounds for a call with `num_clients` CLIENTS values (None: no such value)."""
+    workers = len(self._async_contexts)
+    if self._max_clients is None or not num_clients:
+      return workers
+    return max(workers, math.ceil(num_clients / self._max_clients))
+
+  def invoke(self, comp, arg):
+    num_clients = None
+    if arg is not None:
+      num_clients = cardinalities_utils.infer_cardinalities(
+          arg, comp.type_signature.parameter).get(placements.CLIENTS)
+    subrounds = self.num_subrounds(num_clients)
+    context = self._by_subrounds.get(subrounds)
+    if context is None:
+      context = tff.backends.native.create_mergeable_comp_execution_context(
+          self._async_contexts, num_subrounds=subrounds)
+      self._by_subrounds[subrounds] = context
+    return context.invoke(comp, arg)
+
+
+_remote_channels: list[grpc.Channel] = []
+
+
+def _close_remote() -> None:
+  while _remote_channels:
+    _remote_channels.pop().close()
+
+
+def set_remote_context(workers: Sequence[str], *, max_concurrent_clients: int | None = None,
+                       ready_timeout_s: float = 60.0) -> None:
+  """Runs every computation across remote TFF workers (`experiments/worker.py`).
+
+  Uses TFF's own distributed runtime: `tff.backends.native.
+  create_mergeable_comp_execution_context` over one `tff.framework.AsyncExecutionContext`
+  per worker, each around a `tff.framework.RemoteExecutor` on a `RemoteExecutorGrpcStub`.
+  A round's clients are split across the workers and their partial aggregates merged,
+  so a round may use at most one aggregation level (FedAvg and its encoded variants do).
+  The local worker, if running, is stopped; `set_local_context()` goes back.
+
+  Args:
+    workers: 'HOST:PORT' of each worker; all must run this TFF version.
+    max_concurrent_clients: most clients a worker trains at once, enforced by running
+      more (sequential) subrounds per worker; `None` or <= 0: one subround per worker,
+      bounded only by each worker's own `--max_concurrent_computation_calls`.
+    ready_timeout_s: how long to wait for each worker to accept connections.
+
+  Raises:
+    ValueError: `workers` is empty or an address is not HOST:PORT.
+    RuntimeError: a worker did not become ready in time.
+  """
+  global _manager
+  addresses = [parse_worker_address(w) for w in workers]
+  if not addresses:
+    raise ValueError("set_remote_context needs at least one worker address")
+  channels, contexts = [], []
+  try:
+    for address in addresses:
+      channel = grpc.insecure_channel(address, GRPC_CHANNEL_OPTIONS)
+      channels.append(channel)
+      stub = _wait_until_ready(remote_executor_grpc_stub.RemoteExecutorGrpcStub(channel),
+                               address, ready_timeout_s)
+      contexts.append(async_execution_context.AsyncExecutionContext(
+          executor_fn=_executor_factory(lambda stub=stub: stub),
+          compiler_fn=compiler.desugar_and_transform_to_native,
+          transform_args=tensorflow_computation.transform_args,
+          transform_result=tensorflow_computation.transform_result,
+      ))
+  except BaseException:
+    for channel in channels:
+      channel.close()
+    raise
+  if _manager is not None:
+    _manager.stop()
+    _manager = None
+  _close_remote()
+  _remote_channels.extend(channels)
+  context_stack_impl.context_stack.set_default_context(
+      _RemoteContext(contexts, max_concurrent_clients))
+
+
+def configure(workers: Sequence[str] | None = None, max_concurrent_clients: int | None = None
+              ) -> None:
+  """Sets the execution context from the binaries' runtime flags.
+
+  Args:
+    workers: `--workers` ('HOST:PORT' list); empty or None runs on the local worker.
+    max_concurrent_clients: `--max_concurrent_clients`; see `set_local_context` and
+      `set_remote_context`.
+  """
+  if workers:
+    set_remote_context(workers, max_concurrent_clients=max_concurrent_clients)
+  else:
+    set_local_context(max_concurrent_clients)
 
 
 def worker_pids() -> list[int]:
@@ -195,8 +341,67 @@ def worker_pids() -> list[int]:
     return sorted(w.process.pid for w in _live_workers if w.alive())
 
 
+def serve_worker(port: int, max_concurrent_computation_calls: int | None = None, *,
+                 on_ready: Callable[[str], None] = print) -> int:
+  """Runs one `worker_binary` on `port` in the foreground until it exits or is signalled.
+
+  SIGINT and SIGTERM are forwarded to the worker, which is then waited for (and killed
+  if it does not stop within 5 s). The worker also dies with this process, by any signal.
+
+  Args:
+    port: port the worker serves TFF's executor service on (all interfaces).
+    max_concurrent_computation_calls: the worker's limit on client computations run at
+      once; `None` picks `default_max_concurrent_clients()` for this machine, <= 0 means
+      no limit.
+    on_ready: called with one line once the worker accepts connections.
+
+  Returns:
+    0 after a signalled, clean stop; otherwise the worker's own exit status.
+  """
+  calls = (default_max_concurrent_clients() if max_concurrent_computation_calls is None
+           else max_concurrent_computation_calls)
+  worker = LocalWorker(port, calls)
+  received: list[int] = []
+
+  def forward(signum, frame):  # noqa: ARG001
+    received.append(signum)
+    if worker.alive():
+      worker.process.send_signal(signum)
+
+  previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+  try:
+    worker.start()
+    if received:  # Signalled while starting: the handler had no process to forward to.
+      worker.process.send_signal(received[-1])
+    target = f"localhost:{port}"
+    channel = grpc.insecure_channel(target, GRPC_CHANNEL_OPTIONS)
+    try:
+      _wait_until_ready(remote_executor_grpc_stub.RemoteExecutorGrpcStub(channel), target,
+                        _READY_TIMEOUT_S, lambda: worker.alive() and not received)
+    except RuntimeError:
+      if not received:
+        raise
+    finally:
+      channel.close()
+    if not received:
+      on_ready(f"TFF worker ready on port {port} (pid {worker.process.pid}, "
+               f"max_concurrent_computation_calls={calls}); Ctrl-C or SIGTERM stops it.")
+    while True:
+      try:
+        code = worker.process.wait(timeout=5.0 if received else None)
+        break
+      except subprocess.TimeoutExpired:
+        worker.process.kill()
+  finally:
+    worker.stop()
+    for s, handler in previous.items():
+      signal.signal(s, handler)
+  return 0 if received else code
+
+
 def shutdown() -> None:
   """Stops every worker this process started. Safe to call more than once."""
+  _close_remote()
   if _manager is not None:
     _manager.stop()
   with _lock:
@@ -221,10 +426,3 @@ _quiet.quiet_python_loggers()
 # Replace the context TFF installed on import: ours is equally lazy but owns its worker.
 set_local_context()
 
-
-def configure(workers: list[str] | None = None, max_concurrent_clients: int | None = None
-              ) -> None:
-  """Sets the execution context from the binaries' runtime flags."""
-  if workers:
-    raise ValueError("--workers is not supported yet")
-  set_local_context(max_concurrent_clients)

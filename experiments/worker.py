@@ -1,0 +1,39 @@
+"""One remote TFF worker for `--workers=HOST:PORT,...`, run in the foreground.
+
+  python experiments/worker.py --port=8000 [--max_concurrent_computation_calls=N]
+
+Starts the C++ `worker_binary` shipped inside the TFF wheel (TFF's gRPC executor
+service), prints one line when it accepts connections, and stops it cleanly on Ctrl-C
+or SIGTERM; it also dies with this process. The driver and every worker must run the
+same TFF version. See the README for the multi-machine recipe.
+"""
+
+import sys
+
+from absl import app, flags
+
+from fedcompress import runtime
+
+_PORT = flags.DEFINE_integer("port", None, "Port to serve TFF's executor service on.",
+                             required=True, lower_bound=1, upper_bound=65535)
+_MAX_CALLS = flags.DEFINE_integer(
+    "max_concurrent_computation_calls", None,
+    "Client computations this worker runs at once; default one per core of this "
+    "machine, <= 0 for no limit.")
+flags.DEFINE_bool("tf_logs", False, "Show the worker's own logs (quiet by default).")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    return runtime.serve_worker(_PORT.value, _MAX_CALLS.value,
+                                on_ready=lambda line: print(line, flush=True))
+  except RuntimeError as e:  # e.g. the port is taken: the worker exits at once.
+    print(f"worker.py: {e} Is port {_PORT.value} in use? --tf_logs shows its log.",
+          file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,108 @@
+"""The benchmark library on tiny sizes: keys, ratios, generated data, memory probe.
+
+No timing assertions: timing on a shared machine is not a test. What is checked is that
+the harness times what it says, the ratios come from the reported times, and the
+memory probe runs the same round on the shared clients of every population.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+
+from fedcompress import benchmark
+
+_TINY = benchmark.BenchmarkConfig(
+    num_clients=2, examples_per_client=4, batch_size=2, rounds=1, warmup_rounds=0,
+    memory_populations=(2, 3), memory_examples_per_client=3)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+  output = tmp_path_factory.mktemp("bench") / "benchmark.json"
+  result = benchmark.run_benchmark(_TINY, output, log=None)
+  return result, json.loads(output.read_text())
+
+
+def test_json_has_times_and_ratios_from_them(smoke):
+  result, written = smoke
+  assert written == json.loads(json.dumps(result))  # What is returned is what is written.
+  times = written["times_s"]
+  assert set(times) == {"a", "b", "c", "d", "e"}
+  assert all(t > 0 for t in times.values())
+  assert written["ratios"] == pytest.approx({
+      "b/a": times["b"] / times["a"], "c/b": times["c"] / times["b"],
+      "c/d": times["c"] / times["d"], "b/e": times["b"] / times["e"]})
+  cpu = written["cpu_s"]
+  assert written["cpu_ratios"]["c/d"] == pytest.approx(cpu["c"] / cpu["d"])
+  for name, samples in written["samples"].items():
+    assert len(samples["wall_s"]) == len(samples["cpu_s"]) == _TINY.rounds, name
+    assert times[name] == pytest.approx(float(np.median(samples["wall_s"])))
+  assert written["targets"] == {"b/a": 1.05, "c/b": 1.10, "c/d": 1.3}
+  assert written["config"]["num_clients"] == 2
+
+
+def test_memory_probe_runs_the_same_round(smoke):
+  memory = smoke[1]["memory"]
+  ids = memory["sampled_clients"]
+  assert len(ids) == 2 and set(ids) <= {"f0000", "f0001"}
+  pops = memory["populations"]
+  assert set(pops) == {"2", "3"}
+  for population, probe in pops.items():
+    assert probe["population"] == int(population)
+    # Two sampled clients of 3 examples each, one epoch: the same work in both.
+    assert probe["examples_in_round"] == 2 * 3
+    assert probe["peak_rss_bytes"] > 0 and probe["tracemalloc_peak_bytes"] > 0
+  assert memory["peak_rss_ratio"] == pytest.approx(
+      pops["3"]["peak_rss_bytes"] / pops["2"]["peak_rss_bytes"])
+
+
+def test_interleaving_rotates_and_skips_warmup():
+  calls = []
+  runners = {name: (lambda rep, name=name: calls.append((name, rep))) for name in "xyz"}
+  samples = benchmark.time_interleaved(runners, rounds=2, warmup_rounds=1)
+  assert calls == [("x", 0), ("y", 0), ("z", 0),
+                   ("y", 1), ("z", 1), ("x", 1),
+                   ("z", 2), ("x", 2), ("y", 2)]
+  assert {n: len(s["wall_s"]) for n, s in samples.items()} == {"x": 2, "y": 2, "z": 2}
+
+
+def test_generated_populations_share_their_first_clients(tmp_path):
+  small, large = tmp_path / "small.sqlite", tmp_path / "large.sqlite"
+  benchmark.write_population_sqlite(str(small), 2, 3, seed=5)
+  benchmark.write_population_sqlite(str(large), 4, 3, seed=5)
+  with sqlite3.connect(large) as connection:
+    indexes = {row[0] for row in connection.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index'")}
+    counts = dict(connection.execute(
+        "SELECT split_name, COUNT(DISTINCT client_id) FROM client_metadata GROUP BY 1"))
+  assert "idx_examples_client_id_split" in indexes
+  assert counts == {"digits_only_train": 4, "digits_only_test": 1}
+
+  def rows(path, client_id):
+    with sqlite3.connect(path) as connection:
+      return [r[0] for r in connection.execute(
+          "SELECT serialized_example_proto FROM examples WHERE client_id = ? ORDER BY rowid",
+          (client_id,))]
+
+  assert len(rows(small, "f0001")) == 3
+  assert rows(small, "f0001") == rows(large, "f0001")
+  assert rows(large, "f0002") != rows(large, "f0001")
+
+
+def test_sampled_clients_come_from_the_smallest_population():
+  config = benchmark.BenchmarkConfig(num_clients=10, memory_populations=(100, 3400))
+  ids = benchmark.sampled_clients(config)
+  assert len(set(ids)) == 10
+  assert all(i.startswith("f") and int(i[1:]) < 100 for i in ids)
+  assert ids == benchmark.sampled_clients(config)
+
+
+def test_config_validation():
+  with pytest.raises(ValueError, match="rounds"):
+    benchmark.BenchmarkConfig(rounds=0)
+  with pytest.raises(ValueError, match="memory_populations"):
+    benchmark.BenchmarkConfig(num_clients=10, memory_populations=(5, 100))

@@ -1,0 +1,192 @@
+"""Remote TFF workers: two `experiments/worker.py` processes on 127.0.0.1 against a local run.
+
+The workers are real `worker_binary` processes reached over gRPC through TFF's
+mergeable-computation context (`runtime.set_remote_context`). Every test restores the
+local context, so the rest of the suite is unaffected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import portpicker
+import pytest
+import tensorflow as tf
+import tensorflow_federated as tff
+
+import fedcompress
+from fedcompress import runtime
+from fedcompress.codecs import CodecSpec
+
+_STARTUP_S = 300.0  # Importing TF on a loaded 2-core machine can take a minute.
+_READY = re.compile(r"TFF worker ready on port (\d+) \(pid (\d+),")
+_THRESHOLD = 4  # Encodes the 4x3 kernel (12 elements), not the 3-element bias.
+
+# Hand-computed bits per client (see fedcompress/bits.py for what counts):
+#   kernel, uniform 8 bits: min_max 2 x float32 = 64, plus 12 values x 8 bits bit-packed
+#     by tensor_encoding 28 bits per int32 -> ceil(96 / 28) = 4 x int32 = 128;  192
+#   bias (under the threshold): 3 x float32 = 96
+# broadcast: 192 + 96 = 288 per client; aggregate: the same update, plus the mean's
+# weight (its denominator, a float32 scalar) = 320 per client.
+_NUM_CLIENTS = 3
+_BROADCAST_BITS = _NUM_CLIENTS * 288
+_AGGREGATE_BITS = _NUM_CLIENTS * 320
+
+
+def _model_fn() -> tff.learning.models.VariableModel:
+  keras_model = tf.keras.Sequential([
+      tf.keras.layers.Input(shape=(4,)),
+      tf.keras.layers.Dense(3, kernel_initializer=tf.keras.initializers.GlorotUniform(seed=7)),
+  ])
+  return tff.learning.models.from_keras_model(
+      keras_model,
+      loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+      input_spec=(tf.TensorSpec([None, 4], tf.float32), tf.TensorSpec([None], tf.int64)),
+      metrics=[tf.keras.metrics.SparseCategoricalAccuracy()])
+
+
+def _client_data() -> list[tf.data.Dataset]:
+  rng = np.random.default_rng(0)
+  return [tf.data.Dataset.from_tensor_slices(
+      (rng.normal(size=(6, 4)).astype(np.float32), rng.integers(0, 3, 6).astype(np.int64))
+  ).batch(3) for _ in range(_NUM_CLIENTS)]
+
+
+def _process(**codec_options):
+  codec = CodecSpec("uniform", {"bits": 8, **codec_options}, threshold=_THRESHOLD)
+  return fedcompress.build_fedavg(_model_fn, broadcast_codec=codec, aggregate_codec=codec)
+
+
+def _run(process, rounds: int = 2) -> list[dict]:
+  state = process.initialize()
+  data = _client_data()
+  rows = []
+  for _ in range(rounds):
+    output = process.next(state, data)
+    state = output.state
+    train = output.metrics["client_work"]["train"]
+    rows.append({
+        "broadcast/bits": int(output.metrics["broadcast/bits"]),
+        "aggregate/bits": int(output.metrics["aggregate/bits"]),
+        "loss": float(train["loss"]),
+        "accuracy": float(train["sparse_categorical_accuracy"]),
+        "num_examples": int(train["num_examples"]),
+        "weights": [np.asarray(w) for w in process.get_model_weights(state).trainable],
+    })
+  return rows
+
+
+def _read_line(proc: subprocess.Popen, deadline: float) -> str:
+  while time.monotonic() < deadline:
+    if proc.poll() is not None:
+      raise RuntimeError(f"worker.py exited early with {proc.returncode}")
+    ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+    if ready:
+      return proc.stdout.readline()
+  raise RuntimeError("worker.py did not report ready in time")
+
+
+def _pid_exists(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  return True
+
+
+@pytest.fixture(scope="module")
+def workers(repo_root):
+  """Two worker.py processes; yields [(address, wrapper Popen, worker_binary pid)]."""
+  procs = []
+  try:
+    for _ in range(2):
+      port = portpicker.pick_unused_port()
+      procs.append((port, subprocess.Popen(
+          [sys.executable, str(repo_root / "experiments" / "worker.py"), f"--port={port}"],
+          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)))
+    deadline = time.monotonic() + _STARTUP_S
+    started = []
+    for port, proc in procs:
+      line = _read_line(proc, deadline)
+      match = _READY.match(line)
+      assert match and int(match.group(1)) == port, line
+      started.append((f"127.0.0.1:{port}", proc, int(match.group(2))))
+    yield started
+  finally:
+    runtime.set_local_context()
+    for _, proc in procs:
+      if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def local_rows():
+  runtime.set_local_context()
+  return {"stochastic": _run(_process()), "deterministic": _run(_process(deterministic=True))}
+
+
+def test_remote_matches_local(workers, local_rows):
+  try:
+    runtime.set_remote_context([address for address, _, _ in workers])
+    remote = _run(_process())
+    # Nothing ran on a local worker: set_remote_context stopped it and none restarted.
+    assert runtime.worker_pids() == []
+  finally:
+    runtime.set_local_context()
+  local = local_rows["stochastic"]
+  for r, loc in zip(remote, local, strict=True):
+    assert r["broadcast/bits"] == loc["broadcast/bits"] == _BROADCAST_BITS
+    assert r["aggregate/bits"] == loc["aggregate/bits"] == _AGGREGATE_BITS
+    assert r["num_examples"] == loc["num_examples"] == 18
+    # Stochastic rounding draws differ between runs, and so does the summation order.
+    assert r["loss"] == pytest.approx(loc["loss"], abs=0.05)
+    assert r["accuracy"] == pytest.approx(loc["accuracy"], abs=1 / 18 + 1e-6)
+
+
+def test_remote_subrounds_deterministic_codec(workers, local_rows):
+  # max_concurrent_clients=1 splits 3 clients over 2 workers into 3 subrounds, so one
+  # worker runs two in sequence and TFF merges three partial aggregates.
+  try:
+    runtime.set_remote_context([address for address, _, _ in workers],
+                               max_concurrent_clients=1)
+    context = tff.framework.get_context_stack().current
+    assert context.num_subrounds(_NUM_CLIENTS) == 3
+    remote = _run(_process(deterministic=True))
+  finally:
+    runtime.set_local_context()
+  for r, loc in zip(remote, local_rows["deterministic"], strict=True):
+    assert r["broadcast/bits"] == loc["broadcast/bits"] == _BROADCAST_BITS
+    assert r["aggregate/bits"] == loc["aggregate/bits"] == _AGGREGATE_BITS
+    # Deterministic rounding: only float summation order differs.
+    assert r["loss"] == pytest.approx(loc["loss"], rel=1e-5)
+    assert r["accuracy"] == loc["accuracy"]
+    for rw, lw in zip(r["weights"], loc["weights"], strict=True):
+      np.testing.assert_allclose(rw, lw, rtol=1e-5, atol=1e-6)
+
+
+def test_workers_stop_cleanly(workers):
+  for _, proc, _ in workers:
+    proc.send_signal(signal.SIGTERM)
+  for _, proc, worker_pid in workers:
+    assert proc.wait(timeout=30) == 0
+    assert not _pid_exists(worker_pid)
+
+
+@pytest.mark.parametrize("bad", ["localhost", ":80", "host:port", "host:0", "host:70000"])
+def test_bad_worker_address(bad):
+  with pytest.raises(ValueError, match="HOST:PORT"):
+    runtime.set_remote_context([bad])
+
+
+def test_configure_without_workers_is_local():
+  runtime.configure([], 1)
+  assert not isinstance(tff.framework.get_context_stack().current, runtime._RemoteContext)
+  runtime.configure(None, None)
