@@ -93,6 +93,13 @@ def _read_line(proc: subprocess.Popen, deadline: float) -> str:
   raise RuntimeError("worker.py did not report ready in time")
 
 
+def _cpu_ticks(pid: int) -> int:
+  """User + system CPU ticks of process `pid` so far (from /proc)."""
+  with open(f"/proc/{pid}/stat") as f:
+    fields = f.read().rsplit(")", 1)[1].split()
+  return int(fields[11]) + int(fields[12])
+
+
 def _pid_exists(pid: int) -> bool:
   try:
     os.kill(pid, 0)
@@ -170,6 +177,45 @@ def test_remote_subrounds_deterministic_codec(workers, local_rows):
     assert r["accuracy"] == loc["accuracy"]
     for rw, lw in zip(r["weights"], loc["weights"], strict=True):
       np.testing.assert_allclose(rw, lw, rtol=1e-5, atol=1e-6)
+
+
+def test_experiment_binary_through_workers(workers, load_binary, tmp_path):
+  # The EMNIST binary, 2 rounds of the tutorial CNN on digits, 8 bits both ways
+  # (stochastic rounding): once locally, once with --workers. Bits must agree exactly.
+  from absl.testing import flagsaver
+
+  from fedcompress import metrics as m
+  from fedcompress import reporting
+
+  common = dict(dataset="digits", digits_clients=4, clients_per_round=2, rounds=2,
+                client_learning_rate=0.05, rounds_per_eval=1, root_output_dir=str(tmp_path),
+                broadcast_encoder="uniform", aggregate_encoder="uniform")
+  rows = {}
+  with load_binary("experiments/emnist_compression.py") as binary:
+    try:
+      for name, addresses in (("local", []), ("remote", [a for a, _, _ in workers])):
+        cpu_before = [_cpu_ticks(pid) for _, _, pid in workers]
+        with flagsaver.flagsaver(experiment_name=name, workers=addresses, **common):
+          assert binary.main(["emnist_compression"]) == 0
+        worked = [_cpu_ticks(pid) - t for (_, _, pid), t in zip(workers, cpu_before, strict=True)]
+        if addresses:  # Both workers trained clients; no local worker was started.
+          assert min(worked) > 0 and runtime.worker_pids() == []
+        else:
+          assert runtime.worker_pids()
+        rows[name] = reporting.read_metrics_csv(str(tmp_path / name / "metrics.csv"))
+    finally:
+      runtime.set_local_context()
+  local, remote = rows["local"], rows["remote"]
+  assert [r[m.ROUND] for r in remote] == [r[m.ROUND] for r in local] == [1, 2]
+  for r, loc in zip(remote, local, strict=True):
+    for key in (m.BROADCAST_BITS, m.AGGREGATE_BITS, m.BROADCAST_CUMULATIVE_BITS,
+                m.AGGREGATE_CUMULATIVE_BITS):
+      assert r[key] == loc[key] > 0, key
+    assert r[m.TRAIN_LOSS] == pytest.approx(loc[m.TRAIN_LOSS], rel=0.05)
+    assert r[m.TRAIN_ACCURACY] == pytest.approx(loc[m.TRAIN_ACCURACY], abs=0.05)
+    assert r[m.EVAL_ACCURACY] == pytest.approx(loc[m.EVAL_ACCURACY], abs=0.05)
+  # The tutorial CNN's two kernels above 10,000 elements go out at 8 bits: 3.47x fewer.
+  assert local[0][m.BROADCAST_BITS] == 2 * 15_357_536
 
 
 def test_workers_stop_cleanly(workers):
