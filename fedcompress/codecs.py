@@ -86,12 +86,14 @@ def _identity() -> te.core.Encoder:
 def _uniform(bits: int = 8, deterministic: bool = False) -> te.core.Encoder:
   # Stochastic rounding (tensor_encoding's default) is unbiased; deterministic
   # rounding halves the worst-case error and makes results exactly reproducible.
-  # tensor_encoding's `uniform_quantization` encoder, stage for stage, with its
-  # bit-packing stage swapped for one that writes the same words faster (8 bits).
+  # tensor_encoding's `uniform_quantization` encoder, stage for stage, with two stages
+  # swapped for faster equivalents: stochastic rounding in fewer passes (same
+  # distribution) and bit-packing that writes the same words (8 bits).
   from fedcompress.stages.bitpack28 import Bitpacking28EncodingStage  # (stages import us)
+  from fedcompress.stages.uniform import UniformQuantizationStage
 
   bits = _check_bits(bits)
-  quantize = te.stages.UniformQuantizationEncodingStage
+  quantize = UniformQuantizationStage
   return te.core.EncoderComposer(Bitpacking28EncodingStage(bits)).add_parent(
       quantize(bits, stochastic=not deterministic), quantize.ENCODED_VALUES_KEY).add_parent(
           te.stages.FlattenEncodingStage(), te.stages.FlattenEncodingStage.ENCODED_VALUES_KEY

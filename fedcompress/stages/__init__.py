@@ -15,7 +15,10 @@ Importing this package registers, by name, one codec per module:
 | `adaptive` | bit width chosen each round to meet a bits-per-coordinate budget | `adaptive.py` |
 
 Shared building blocks: `rotation.py` (blockwise randomized Hadamard with a per-encode
-seed) and `packing.py` (32 bits per int32 word).
+seed) and `packing.py` (32 bits per int32 word). The registry's `uniform` (the TFF
+tutorial's codec) is tensor_encoding's encoder with two stages swapped for faster
+equivalents: `uniform.py` (stochastic rounding in fewer passes, same distribution) and
+`bitpack28.py` (tensor_encoding's 28-bit words, written faster for 8 bits).
 
 Every codec module also has `bits_formula(num_elements, *, direction, dtype,
 **options)`, the exact wire size of one tensor as a pure-Python reference for the

@@ -1,0 +1,79 @@
+"""Tests of the faster stochastic rounding of uniform quantization (stages/uniform.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
+
+from fedcompress.stages import uniform
+from fedcompress.stages.testing import BaseEncodingStageTest
+
+VALUES = te.stages.UniformQuantizationEncodingStage.ENCODED_VALUES_KEY
+MIN_MAX = te.stages.UniformQuantizationEncodingStage.MIN_MAX_VALUES_KEY
+
+
+class UniformQuantizationStageTest(BaseEncodingStageTest):
+  """tensor_encoding's suite on the stochastic path, 8 bits."""
+
+  def default_encoding_stage(self):
+    return uniform.UniformQuantizationStage(8)
+
+  def default_input(self):
+    return tf.random.normal([20, 30])
+
+  @property
+  def is_lossless(self):
+    return False
+
+  def common_asserts_for_test_data(self, data):
+    q = data.encoded_x[VALUES]
+    self.assertAllEqual(q, np.floor(q))  # Integer levels...
+    self.assertAllInRange(q, 0, 255)  # ...of 8 bits.
+    self.assertAllClose(data.encoded_x[MIN_MAX], [data.x.min(), data.x.max()])
+    step = (data.x.max() - data.x.min()) / 255
+    self.assertLessEqual(np.max(np.abs(data.decoded_x - data.x)), step * (1 + 1e-5))
+
+
+def _encode(stage, x):
+  return stage.encode(tf.constant(x), stage.get_params()[0])
+
+
+def test_rounds_up_with_probability_of_the_fraction():
+  # 2 bits over [0, 3]: y = x, so P(round up) = frac(x); 3.0 must never become 4.
+  x = np.array([0.0, 0.1, 0.5, 0.9, 1.25, 2.75, 3.0], np.float32)
+  stage = uniform.UniformQuantizationStage(2)
+  draw = tf.function(lambda: _encode(stage, x)[VALUES])
+  draws = np.stack([draw().numpy() for _ in range(4000)])
+  assert set(np.unique(draws)) <= {0.0, 1.0, 2.0, 3.0}
+  np.testing.assert_array_equal(draws.min(axis=0), np.floor(x))
+  np.testing.assert_array_equal(draws.max(axis=0), np.ceil(x))
+  # Bernoulli means: std error <= 0.5 / sqrt(4000) = 0.0079; 4 of them is 0.032.
+  np.testing.assert_allclose(draws.mean(axis=0), x, atol=0.032)
+
+
+def test_top_level_is_clipped():
+  # All mass at the maximum plus one value at the minimum: y = 255 exactly for most
+  # entries, where y + u can round to 256 in float32.
+  x = np.full(1_000_000, 1.0, np.float32)  # ~7.6 of them expected to overflow unclipped.
+  x[0] = 0.0
+  q = _encode(uniform.UniformQuantizationStage(8), x)[VALUES].numpy()
+  assert q.max() == 255.0 and q[0] == 0.0
+
+
+def test_constant_input_encodes_to_zeros_and_decodes_exactly():
+  stage = uniform.UniformQuantizationStage(8)
+  x = np.full(10, -2.5, np.float32)
+  encoded = _encode(stage, x)
+  np.testing.assert_array_equal(encoded[VALUES].numpy(), np.zeros(10))
+  decoded = stage.decode(encoded, stage.get_params()[1])
+  np.testing.assert_array_equal(decoded.numpy(), x)
+
+
+def test_deterministic_and_fixed_range_are_tensor_encodings():
+  x = np.random.default_rng(0).normal(size=50).astype(np.float32)
+  for kwargs in ({"stochastic": False}, {"stochastic": False, "min_max": [-1.0, 1.0]}):
+    ours = _encode(uniform.UniformQuantizationStage(4, **kwargs), x)
+    theirs = _encode(te.stages.UniformQuantizationEncodingStage(4, **kwargs), x)
+    tf.nest.map_structure(lambda a, b: np.testing.assert_array_equal(a.numpy(), b.numpy()),
+                          ours, theirs)
