@@ -19,6 +19,9 @@ from fedcompress.keras_compat import restore_keras_v2_classes
 from fedcompress.tasks import shakespeare as sh
 from fedcompress.tasks.federated_data import FederatedTask
 
+# Order in which the test clients are joined for evaluation; fixed so that runs compare.
+_EVAL_CLIENT_ORDER_SEED = 0
+
 
 def load_pretrained(path: str) -> tf.keras.Model:
   """The pretrained character RNN, or a one-line ValueError when missing or unusable."""
@@ -75,10 +78,12 @@ def build_shakespeare_task(pretrained: tf.keras.Model, *, cache_dir: str | None,
                          max_batches=max_batches)
     return data.repeat(epochs)
 
-  # Held-out test snippets in a fixed order (no shuffle), so every round is evaluated
-  # on the same windows.
-  test_dataset = sh.preprocess(test.create_tf_dataset_from_all_clients(), shuffle_buffer=1,
-                               max_batches=max_eval_batches).cache()
+  # Held-out test snippets in a fixed order (no shuffle, and a fixed client order: TFF
+  # joins the clients in a random order without a seed), so every round of every run,
+  # whatever its --seed, is evaluated on the same windows.
+  test_dataset = sh.preprocess(
+      test.create_tf_dataset_from_all_clients(seed=_EVAL_CLIENT_ORDER_SEED), shuffle_buffer=1,
+      max_batches=max_eval_batches).cache()
   input_spec = test_dataset.element_spec
 
   def model_fn() -> tff.learning.models.VariableModel:
