@@ -26,6 +26,13 @@ test: venv
 demo: venv
 	$(VENV_PY) experiments/demo.py
 
+# Speed and memory figures: prints them and writes runs/benchmark.json. Writing the
+# 3,400-client sqlite takes longest; it is kept in runs/benchmark_data for next time.
+bench: venv
+	mkdir -p runs
+	$(VENV_PY) experiments/benchmark.py --rounds=7 --output=runs/benchmark.json \
+	    --memory_cache_dir=runs/benchmark_data
+
 lint: venv
 	.venv/bin/ruff check fedcompress experiments tests
 
