@@ -82,36 +82,3 @@ def test_worker_is_stopped(tmp_path, mode, sig, expected_rc):
   assert _wait_gone(pids[0]), f"worker_binary {pids[0]} outlived its program"
   if mode == "exception":
     assert b"RuntimeError: boom" in err
-
-
-AFTER_SHUTDOWN = """
-import fedcompress
-import tensorflow as tf
-import tensorflow_federated as tff
-from fedcompress import runtime
-
-@tff.tensorflow.computation(tf.int32)
-def add_one(x):
-  return x + 1
-
-assert add_one(1) == 2
-runtime.shutdown()
-try:
-  add_one(2)
-except Exception as e:
-  print("refused:", "shut down" in str(e), runtime.worker_pids(), flush=True)
-else:
-  print("ran", runtime.worker_pids(), flush=True)
-runtime.set_local_context()
-print("again:", add_one(2), len(runtime.worker_pids()), flush=True)
-"""
-
-
-def test_no_worker_is_started_after_shutdown(tmp_path):
-  # What a round still in flight at exit would do: it must fail, not fork a new worker.
-  script = tmp_path / "prog.py"
-  script.write_text(AFTER_SHUTDOWN)
-  done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                        timeout=300)
-  assert done.returncode == 0, done.stderr[-2000:]
-  assert done.stdout.splitlines()[-2:] == ["refused: True []", "again: 3 1"], done.stdout
