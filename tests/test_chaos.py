@@ -140,7 +140,7 @@ def test_resume_after_damaged_newest_checkpoint_matches_uninterrupted(tmp_path):
     return [{k: v for k, v in r.items() if k != m.ROUND_TIME_S} for r in table]
 
   assert comparable(rows) == comparable(reference)
-  assert [r[m.ROUND] for r in rows] == list(range(1, 9))
+  assert [r[m.ROUND] for r in rows] == [1, 2, 3, 4]
   assert [r[m.BROADCAST_CUMULATIVE_BITS] for r in rows] == [7, 14, 21, 28]
   assert [r[m.AGGREGATE_CUMULATIVE_BITS] for r in rows] == [11, 22, 33, 44]
   assert Checkpointer(str(tmp_path / "part" / "checkpoints")).versions() == [2, 3, 4]
