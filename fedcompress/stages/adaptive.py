@@ -51,7 +51,7 @@ from tensorflow_model_optimization.python.core.internal import tensor_encoding a
 
 from fedcompress import bits as bits_lib
 from fedcompress import codecs
-from fedcompress.stages import entropy
+from fedcompress.stages import _common, entropy
 
 NAME = "adaptive"
 CODERS = ("huffman", "fixed")
@@ -176,7 +176,7 @@ class AdaptiveUniformEncodingStage(te.core.AdaptiveEncodingStageInterface):
     scaled = tf.math.divide_no_nan(work - low, high - low) * levels
     if self._stochastic:
       floor = tf.floor(scaled)
-      scaled = floor + tf.cast(tf.random.uniform(tf.shape(scaled)) < scaled - floor,
+      scaled = floor + tf.cast(_common.dither16(tf.shape(scaled)) < scaled - floor,
                                tf.float32)
     else:
       scaled = tf.round(scaled)

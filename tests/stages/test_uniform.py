@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.stages import uniform
+from fedcompress.stages import _common, uniform
 from fedcompress.stages.testing import BaseEncodingStageTest
 
 VALUES = te.stages.UniformQuantizationEncodingStage.ENCODED_VALUES_KEY
@@ -77,3 +77,29 @@ def test_deterministic_and_fixed_range_are_tensor_encodings():
     theirs = _encode(te.stages.UniformQuantizationEncodingStage(4, **kwargs), x)
     tf.nest.map_structure(lambda a, b: np.testing.assert_array_equal(a.numpy(), b.numpy()),
                           ours, theirs)
+
+
+def test_dither_is_the_centred_16_bit_grid_and_fresh_per_call():
+  draw = tf.function(lambda: _common.dither16([1001]))  # Odd: the last word is half used.
+  first, second = draw().numpy(), draw().numpy()
+  assert first.shape == (1001,) and first.dtype == np.float32
+  k = first * 65536 - 0.5
+  np.testing.assert_array_equal(k, np.round(k))  # (k + 1/2) / 2^16 exactly...
+  assert k.min() >= 0 and k.max() <= 65535  # ...with k a 16-bit integer.
+  assert not np.array_equal(first, second)
+
+
+def test_dither_uses_both_halves_of_each_word_uniformly():
+  # If one 16-bit half of every Philox word were lost or repeated, the even or odd
+  # positions would be constant or equal to their neighbours.
+  u = _common.dither16([200_000]).numpy()
+  even, odd = u[0::2], u[1::2]
+  for half in (even, odd):
+    # Uniform on (0, 1): mean 1/2 (std error 0.29 / sqrt(1e5) ~ 0.0009), variance 1/12.
+    assert abs(half.mean() - 0.5) < 0.005 and abs(half.var() - 1 / 12) < 0.002
+  assert abs(np.corrcoef(even, odd)[0, 1]) < 0.02
+
+
+def test_dither_in_half_precision_does_not_overflow():
+  u = _common.dither16([4096], tf.float16).numpy()
+  assert u.dtype == np.float16 and np.all(np.isfinite(u)) and u.min() > 0 and u.max() < 1
