@@ -9,23 +9,28 @@ three times per client and round (encode, decode before sum, broadcast decode), 
 most of what 8-bit compression cost on top of uncompressed FedAvg
 (fedcompress/benchmark.py).
 
-Seven bytes are 56 bits, exactly two words. Packing reads each 7-byte group as two
-overlapping little-endian uint32 (bytes 0-3 and 3-6) and keeps the low 28 bits of the
-first and the high 28 of the second; unpacking joins two words into one int64 and
-reads its bytes back. The words are the same as tensor_encoding's (the tests compare
-them for every length modulo 7), so bit counts and wire format do not change; other
-bit widths, and big-endian hosts, use tensor_encoding's own code.
+Seven bytes are 56 bits, exactly two words. Packing reads each 7-byte group as one
+little-endian uint64 and moves its high 28 bits up by 4, so that its two uint32 halves
+are the two words; unpacking reads a pair of words as one uint64, moves the high word
+down by 4 bits and reads its seven low bytes back. The words are the same as
+tensor_encoding's (the tests compare them for every length modulo 7), so bit counts and
+wire format do not change; other bit widths, and big-endian hosts, use
+tensor_encoding's own code.
 """
 
 from __future__ import annotations
 
 import sys
 
+import numpy as np
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
 _WORD_BITS = 28
-_LOW_28 = (1 << _WORD_BITS) - 1
+_LOW_28_U64 = np.uint64((1 << _WORD_BITS) - 1)
+_LOW_32_U64 = np.uint64((1 << 32) - 1)
+_WORD_BITS_U64 = np.uint64(_WORD_BITS)
+_HALF_U64 = np.uint64(32)
 # The byte views below (bitcast between uint8 and wider integers) assume little endian.
 _FAST = sys.byteorder == "little"
 # Dtypes tensor_encoding's stage records with a zero of that dtype (float32 needs none).
@@ -47,17 +52,26 @@ def pack_8_in_28(values: tf.Tensor) -> tf.Tensor:
   if n is None:
     raise ValueError("pack_8_in_28 needs a statically known number of values")
   groups = tf.reshape(tf.pad(flat, [[0, -n % 7]]), [-1, 7])
-  low = tf.bitwise.bitwise_and(tf.bitcast(groups[:, :4], tf.uint32), _LOW_28)
-  high = tf.bitwise.right_shift(tf.bitcast(groups[:, 3:], tf.uint32), 4)
-  words = tf.reshape(tf.bitcast(tf.stack([low, high], 1), tf.int32), [-1, 1])
+  # Each group as one uint64 (a zero eighth byte), 56 bits: the low 28 stay, the high
+  # 28 move up to bit 32, so its two little-endian uint32 halves are the two words.
+  joined = tf.bitcast(tf.pad(groups, [[0, 0], [0, 1]]), tf.uint64)
+  split = tf.bitwise.bitwise_or(
+      tf.bitwise.bitwise_and(joined, _LOW_28_U64),
+      tf.bitwise.left_shift(tf.bitwise.right_shift(joined, _WORD_BITS_U64), _HALF_U64))
+  words = tf.reshape(tf.bitcast(split, tf.int32), [-1, 1])
   return words[:packed_words(n)]
 
 
 def unpack_8_from_28(words: tf.Tensor, shape, dtype: tf.DType = tf.float32) -> tf.Tensor:
   """Inverse of `pack_8_in_28`: the values as `dtype`, reshaped to `shape`."""
   flat = tf.reshape(words, [-1])
-  pairs = tf.cast(tf.reshape(tf.pad(flat, [[0, tf.shape(flat)[0] % 2]]), [-1, 2]), tf.int64)
-  joined = tf.bitwise.bitwise_or(pairs[:, 0], tf.bitwise.left_shift(pairs[:, 1], _WORD_BITS))
+  pairs = tf.reshape(tf.pad(flat, [[0, tf.shape(flat)[0] % 2]]), [-1, 2])
+  # A pair read as one uint64 is `w0 | w1 << 32`; moving w1 down to bit 28 gives the
+  # group's 56 bits, seven bytes.
+  both = tf.bitcast(pairs, tf.uint64)
+  joined = tf.bitwise.bitwise_or(
+      tf.bitwise.bitwise_and(both, _LOW_32_U64),
+      tf.bitwise.left_shift(tf.bitwise.right_shift(both, _HALF_U64), _WORD_BITS_U64))
   values = tf.reshape(tf.bitcast(joined, tf.uint8)[:, :7], [-1])[:tf.reduce_prod(shape)]
   return tf.reshape(tf.cast(values, dtype), shape)
 
