@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from fedcompress import _signals
 from fedcompress import metrics as m
 from fedcompress.reporting import read_metrics_csv
 
@@ -200,8 +201,11 @@ class _Segment:
     self.stderr_path = log_path + ".stderr"
     self._stderr = open(self.stderr_path, "w")  # noqa: SIM115 (closed in finish())
     # A new session: the process group is the run and its TFF worker, as in a shell.
+    # SIGINT handling is reset, as an interactive shell does for a foreground job: run
+    # from a background job, the run would otherwise inherit SIGINT ignored.
     self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr,
-                                    text=True, start_new_session=True, cwd=REPO_ROOT)
+                                    text=True, start_new_session=True, cwd=REPO_ROOT,
+                                    preexec_fn=_signals.restore_default_sigint)
     self.rounds: list[tuple[int, float]] = []  # (round, round time) of each line seen
     self._ended = False
     self._changed = threading.Condition()

@@ -48,7 +48,7 @@ from tensorflow_federated.python.core.impl.executors import (
 )
 from tensorflow_federated.python.core.impl.types import placements
 
-from fedcompress import _quiet
+from fedcompress import _quiet, _signals
 
 _GRPC_MAX_MESSAGE_BYTES = 2 * 1000 * 1000 * 1000
 GRPC_CHANNEL_OPTIONS = [
@@ -74,8 +74,10 @@ def worker_binary_path() -> str:
 def _die_with_parent() -> None:
   # Runs in the child between fork and exec. The kernel sends SIGKILL to the worker
   # when the thread that started it ends, so a killed driver never leaves it behind.
+  # `stop()` asks with SIGINT first, which must not be left ignored.
   libc = ctypes.CDLL("libc.so.6", use_errno=True)
   libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+  _signals.restore_default_sigint()
 
 
 class LocalWorker:

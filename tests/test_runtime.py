@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from fedcompress import _signals
+
 SCRIPT = """
 import sys, time
 import fedcompress
@@ -60,9 +62,12 @@ def _wait_gone(pid: int, timeout_s: float = 15.0) -> bool:
 def test_worker_is_stopped(tmp_path, mode, sig, expected_rc):
   script = tmp_path / "prog.py"
   script.write_text(SCRIPT)
-  # Output piped: an orphaned worker holding the pipe would make this hang.
+  # Output piped: an orphaned worker holding the pipe would make this hang. SIGINT is
+  # reset to its default as for a foreground job (a suite run from a background shell
+  # job would otherwise pass it on ignored, and the SIGINT case would wait forever).
   proc = subprocess.Popen([sys.executable, str(script), mode], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                          stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                          preexec_fn=_signals.restore_default_sigint)
   try:
     first = proc.stdout.readline().decode().split()
     assert first and first[0] == "worker", proc.stderr.read().decode()[-2000:]
@@ -82,3 +87,34 @@ def test_worker_is_stopped(tmp_path, mode, sig, expected_rc):
   assert _wait_gone(pids[0]), f"worker_binary {pids[0]} outlived its program"
   if mode == "exception":
     assert b"RuntimeError: boom" in err
+
+
+IGNORED_SIGINT_SCRIPT = """
+import signal, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # As a background shell job starts us.
+import tensorflow as tf
+import tensorflow_federated as tff
+from fedcompress import runtime
+
+@tff.tensorflow.computation(tf.int32)
+def add_one(x):
+  return x + 1
+
+assert add_one(1) == 2
+(worker,) = runtime._live_workers
+start = time.monotonic()
+runtime.shutdown()
+print(worker.process.returncode, time.monotonic() - start, flush=True)
+"""
+
+
+def test_worker_stops_on_sigint_even_when_started_with_sigint_ignored(tmp_path):
+  # stop() asks with SIGINT and kills after 5 s; an inherited SIG_IGN would always
+  # end in the kill (returncode -9) and cost those 5 s.
+  script = tmp_path / "prog.py"
+  script.write_text(IGNORED_SIGINT_SCRIPT)
+  done = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=120,
+                        check=True)
+  returncode, seconds = done.stdout.decode().split()
+  assert int(returncode) != -signal.SIGKILL, f"worker killed after {seconds} s"
+  assert float(seconds) < 5.0
