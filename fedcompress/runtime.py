@@ -149,6 +149,10 @@ class _LocalWorkerManager:
     self._stub = None
 
   def get_stub(self):
+    if _shut_down.is_set():
+      # A round still in flight while the process exits (SIGINT, SIGTERM) must not
+      # start a fresh worker: that worker would be forked during gRPC teardown.
+      raise RuntimeError("fedcompress.runtime is shut down; no TFF worker is started")
     if self._stub is not None and self._worker is not None and self._worker.alive():
       if self._stub.is_ready:
         return self._stub
@@ -166,6 +170,7 @@ class _LocalWorkerManager:
 
 
 _manager: _LocalWorkerManager | None = None
+_shut_down = threading.Event()
 
 
 def _executor_factory(get_stub: Callable[[], remote_executor_grpc_stub.RemoteExecutorGrpcStub]
@@ -199,6 +204,7 @@ def set_local_context(max_concurrent_clients: int | None = None) -> None:
   global _manager
   if _manager is not None:
     _manager.stop()
+  _shut_down.clear()
   calls = default_max_concurrent_clients() if max_concurrent_clients is None else (
       max_concurrent_clients)
   manager = _LocalWorkerManager(calls)
@@ -402,7 +408,12 @@ def serve_worker(port: int, max_concurrent_computation_calls: int | None = None,
 
 
 def shutdown() -> None:
-  """Stops every worker this process started. Safe to call more than once."""
+  """Stops every worker this process started, for good. Safe to call more than once.
+
+  Runs at interpreter exit. Afterwards no local worker is started again (until
+  `set_local_context()` is called anew).
+  """
+  _shut_down.set()
   _close_remote()
   if _manager is not None:
     _manager.stop()

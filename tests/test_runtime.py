@@ -118,3 +118,36 @@ def test_worker_stops_on_sigint_even_when_started_with_sigint_ignored(tmp_path):
   returncode, seconds = done.stdout.decode().split()
   assert int(returncode) != -signal.SIGKILL, f"worker killed after {seconds} s"
   assert float(seconds) < 5.0
+
+
+AFTER_SHUTDOWN = """
+import fedcompress
+import tensorflow as tf
+import tensorflow_federated as tff
+from fedcompress import runtime
+
+@tff.tensorflow.computation(tf.int32)
+def add_one(x):
+  return x + 1
+
+assert add_one(1) == 2
+runtime.shutdown()
+try:
+  add_one(2)
+except Exception as e:
+  print("refused:", "shut down" in str(e), runtime.worker_pids(), flush=True)
+else:
+  print("ran", runtime.worker_pids(), flush=True)
+runtime.set_local_context()
+print("again:", add_one(2), len(runtime.worker_pids()), flush=True)
+"""
+
+
+def test_no_worker_is_started_after_shutdown(tmp_path):
+  # What a round still in flight at exit would do: it must fail, not fork a new worker.
+  script = tmp_path / "prog.py"
+  script.write_text(AFTER_SHUTDOWN)
+  done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                        timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.splitlines()[-2:] == ["refused: True []", "again: 3 1"], done.stdout
