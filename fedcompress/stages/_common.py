@@ -7,10 +7,12 @@ a message naming the option, rather than letting TensorFlow fail later inside a 
 
 from __future__ import annotations
 
+import collections
 import math
 
 import numpy as np
 import tensorflow as tf
+from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
 # Bits of the per-encode random seed the stochastic stages send with their payload.
 SEED_BITS = 32
@@ -134,3 +136,37 @@ def robust_norm(x: tf.Tensor, axis: int = -1, keepdims: bool = True) -> tf.Tenso
   unit = tf.math.divide_no_nan(x, scale)
   norm = tf.norm(unit, axis=axis, keepdims=True) * scale
   return norm if keepdims else tf.squeeze(norm, axis=axis)
+
+
+class StatelessStage(te.core.EncodingStageInterface):
+  """The interface's fixed answers for fedcompress's stateless stages, from class attributes.
+
+  Every such stage is per client (none commutes with sum: each client has its own
+  scales, codebook, rotation or kept coordinates) and has no parameters; a subclass
+  names itself and says which outputs later stages may transform and whether decoding
+  needs the input shape.
+  """
+
+  STAGE_NAME: str
+  # Outputs a later stage may transform further (a coded stream or packed words: none).
+  COMPRESSIBLE_KEYS: tuple[str, ...] = ()
+  DECODE_NEEDS_INPUT_SHAPE = False
+
+  @property
+  def name(self):
+    return self.STAGE_NAME
+
+  @property
+  def compressible_tensors_keys(self):
+    return list(self.COMPRESSIBLE_KEYS)
+
+  @property
+  def commutes_with_sum(self):
+    return False
+
+  @property
+  def decode_needs_input_shape(self):
+    return self.DECODE_NEEDS_INPUT_SHAPE
+
+  def get_params(self):
+    return collections.OrderedDict(), collections.OrderedDict()

@@ -58,7 +58,7 @@ DEFAULT_ROUNDS = 2
 
 
 @te.core.tf_style_encoding_stage
-class DriveEncodingStage(te.core.EncodingStageInterface):
+class DriveEncodingStage(_common.StatelessStage):
   """Signs and per-row unbiased DRIVE scales of (already rotated) rows.
 
   Input: a tensor whose last dimension is the row (`[rows, L]` after the rotation; a
@@ -70,24 +70,9 @@ class DriveEncodingStage(te.core.EncodingStageInterface):
   ENCODED_VALUES_KEY = "signs"
   SCALES_KEY = "scales"
 
-  @property
-  def name(self):
-    return "drive"
-
-  @property
-  def compressible_tensors_keys(self):
-    return [self.ENCODED_VALUES_KEY]
-
-  @property
-  def commutes_with_sum(self):
-    return False  # Each client has its own scales.
-
-  @property
-  def decode_needs_input_shape(self):
-    return False
-
-  def get_params(self):
-    return collections.OrderedDict(), collections.OrderedDict()
+  # Not commuting with sum: each client has its own scales.
+  STAGE_NAME = "drive"
+  COMPRESSIBLE_KEYS = (ENCODED_VALUES_KEY,)
 
   def encode(self, x, encode_params):
     del encode_params  # Unused.

@@ -84,7 +84,7 @@ def gaussian_lloyd_max(bits: int) -> tuple[float, ...]:
 
 
 @te.core.tf_style_encoding_stage
-class EdenEncodingStage(te.core.EncodingStageInterface):
+class EdenEncodingStage(_common.StatelessStage):
   """Lloyd-Max indices of unit-variance rows and the unbiased EDEN scale per row.
 
   Input: a tensor whose last dimension is the row (`[rows, L]` after the rotation).
@@ -98,24 +98,9 @@ class EdenEncodingStage(te.core.EncodingStageInterface):
   def __init__(self, bits: int = 2):
     self._bits = _check_bits(bits)
 
-  @property
-  def name(self):
-    return "eden"
-
-  @property
-  def compressible_tensors_keys(self):
-    return [self.ENCODED_VALUES_KEY]
-
-  @property
-  def commutes_with_sum(self):
-    return False  # Each client has its own scales.
-
-  @property
-  def decode_needs_input_shape(self):
-    return False
-
-  def get_params(self):
-    return collections.OrderedDict(), collections.OrderedDict()
+  # Not commuting with sum: each client has its own scales.
+  STAGE_NAME = "eden"
+  COMPRESSIBLE_KEYS = (ENCODED_VALUES_KEY,)
 
   def _centroids(self, dtype):
     return tf.constant(gaussian_lloyd_max(self._bits), dtype)

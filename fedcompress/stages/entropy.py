@@ -58,6 +58,7 @@ from tensorflow_model_optimization.python.core.internal import tensor_encoding a
 
 from fedcompress import bits as bits_lib
 from fedcompress import codecs
+from fedcompress.stages import _common
 
 COUNT_FIELD_BITS = 32
 BITS_FIELD_BITS = 4
@@ -397,7 +398,7 @@ STREAM_KEYS = {28: "huffman_stream", 32: "huffman_stream_w32"}
 
 
 @te.core.tf_style_encoding_stage
-class HuffmanEncodingStage(te.core.EncodingStageInterface):
+class HuffmanEncodingStage(_common.StatelessStage):
   """Lossless: integer-valued symbols in [0, 2**input_bits) -> Huffman-coded stream.
 
   A drop-in replacement for a bit-packing stage of `input_bits`. The encoded
@@ -435,25 +436,11 @@ class HuffmanEncodingStage(te.core.EncodingStageInterface):
     self._max_code_length = check_max_code_length(max_code_length, input_bits)
     self._block_size = check_block_size(block_size)
 
-  @property
-  def name(self):
-    return "huffman"
-
-  @property
-  def compressible_tensors_keys(self):
-    return []  # A coded stream admits no further transformation.
-
-  @property
-  def commutes_with_sum(self):
-    return False
-
-  @property
-  def decode_needs_input_shape(self):
-    # Only to restore the rank; free when static, counted by tensor_encoding if not.
-    return True
-
-  def get_params(self):
-    return collections.OrderedDict(), collections.OrderedDict()
+  STAGE_NAME = "huffman"
+  # A coded stream admits no further transformation.
+  COMPRESSIBLE_KEYS = ()
+  # Only to restore the rank; free when static, counted by tensor_encoding if not.
+  DECODE_NEEDS_INPUT_SHAPE = True
 
   def encode(self, x, encode_params):
     del encode_params  # Unused.

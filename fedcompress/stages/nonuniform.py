@@ -92,7 +92,7 @@ def _lloyd(ordered: tf.Tensor, levels: tf.Tensor, iters: int) -> tf.Tensor:
 
 
 @te.core.tf_style_encoding_stage
-class NonUniformQuantizationEncodingStage(te.core.EncodingStageInterface):
+class NonUniformQuantizationEncodingStage(_common.StatelessStage):
   """Per-tensor data-fitted levels (quantiles or Lloyd-Max), nearest-level indices.
 
   Encoded: `{'indices': float32 integers in [0, 2**bits) of the input's shape,
@@ -108,24 +108,9 @@ class NonUniformQuantizationEncodingStage(te.core.EncodingStageInterface):
     self._method = method
     self._iters = iters
 
-  @property
-  def name(self):
-    return "nonuniform_quantization"
-
-  @property
-  def compressible_tensors_keys(self):
-    return [self.ENCODED_VALUES_KEY]
-
-  @property
-  def commutes_with_sum(self):
-    return False  # Every client has its own codebook.
-
-  @property
-  def decode_needs_input_shape(self):
-    return False
-
-  def get_params(self):
-    return collections.OrderedDict(), collections.OrderedDict()
+  # Not commuting with sum: every client has its own codebook.
+  STAGE_NAME = "nonuniform_quantization"
+  COMPRESSIBLE_KEYS = (ENCODED_VALUES_KEY,)
 
   def encode(self, x, encode_params):
     del encode_params  # Unused.

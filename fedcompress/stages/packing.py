@@ -66,7 +66,7 @@ def unpack_bits(words: tf.Tensor, bits: int, num_values: int) -> tf.Tensor:
 
 
 @te.core.tf_style_encoding_stage
-class Bitpack32EncodingStage(te.core.EncodingStageInterface):
+class Bitpack32EncodingStage(_common.StatelessStage):
   """Lossless: integer-valued floats in [0, 2**bits) -> int32 words, 32 bits each.
 
   The encoded structure is `{'packed': int32[ceil(n * bits / 32)]}`. For inputs other
@@ -82,24 +82,10 @@ class Bitpack32EncodingStage(te.core.EncodingStageInterface):
       raise TypeError("bits cannot be a TensorFlow value")
     self._bits = _common.check_int("bits", bits, 1, _MAX_BITS)
 
-  @property
-  def name(self):
-    return "bitpack32"
-
-  @property
-  def compressible_tensors_keys(self):
-    return []  # Packed words are not to be transformed further.
-
-  @property
-  def commutes_with_sum(self):
-    return False
-
-  @property
-  def decode_needs_input_shape(self):
-    return True
-
-  def get_params(self):
-    return collections.OrderedDict(), collections.OrderedDict()
+  STAGE_NAME = "bitpack32"
+  # Packed words are not to be transformed further.
+  COMPRESSIBLE_KEYS = ()
+  DECODE_NEEDS_INPUT_SHAPE = True
 
   def encode(self, x, encode_params):
     del encode_params  # Unused.

@@ -39,7 +39,7 @@ def random_indices(seed: tf.Tensor, num_elements: int, k: int) -> tf.Tensor:
 
 
 @te.core.tf_style_encoding_stage
-class RandKEncodingStage(te.core.EncodingStageInterface):
+class RandKEncodingStage(_common.StatelessStage):
   """Keeps `ceil(fraction * n)` seed-chosen elements of any-shaped input.
 
   Encoded: `{'values': [k] input dtype, 'seed': int32 []}`.
@@ -52,24 +52,10 @@ class RandKEncodingStage(te.core.EncodingStageInterface):
     self._fraction = _common.check_fraction("fraction", fraction)
     self._unbiased = _common.check_bool("unbiased", unbiased)
 
-  @property
-  def name(self):
-    return "randk"
-
-  @property
-  def compressible_tensors_keys(self):
-    return [self.ENCODED_VALUES_KEY]
-
-  @property
-  def commutes_with_sum(self):
-    return False  # Every client keeps different coordinates.
-
-  @property
-  def decode_needs_input_shape(self):
-    return True
-
-  def get_params(self):
-    return collections.OrderedDict(), collections.OrderedDict()
+  # Not commuting with sum: every client keeps different coordinates.
+  STAGE_NAME = "randk"
+  COMPRESSIBLE_KEYS = (ENCODED_VALUES_KEY,)
+  DECODE_NEEDS_INPUT_SHAPE = True
 
   def encode(self, x, encode_params):
     del encode_params  # Unused.

@@ -89,7 +89,7 @@ def _fwht(x: tf.Tensor) -> tf.Tensor:
 
 
 @te.core.tf_style_encoding_stage
-class RandomizedHadamardEncodingStage(te.core.EncodingStageInterface):
+class RandomizedHadamardEncodingStage(_common.StatelessStage):
   """Blockwise randomized Hadamard rotation (`rounds` times); lossless up to rounding.
 
   Encoded structure: `{'rotated': [rows, L] of the input dtype, 'seed': int32 []}`.
@@ -102,24 +102,10 @@ class RandomizedHadamardEncodingStage(te.core.EncodingStageInterface):
     self._block_size = check_block_size(block_size)
     self._rounds = check_rounds(rounds)
 
-  @property
-  def name(self):
-    return "randomized_hadamard"
-
-  @property
-  def compressible_tensors_keys(self):
-    return [self.ENCODED_VALUES_KEY]
-
-  @property
-  def commutes_with_sum(self):
-    return False  # Every encode has its own rotation.
-
-  @property
-  def decode_needs_input_shape(self):
-    return True
-
-  def get_params(self):
-    return collections.OrderedDict(), collections.OrderedDict()
+  # Not commuting with sum: every encode has its own rotation.
+  STAGE_NAME = "randomized_hadamard"
+  COMPRESSIBLE_KEYS = (ENCODED_VALUES_KEY,)
+  DECODE_NEEDS_INPUT_SHAPE = True
 
   def encode(self, x, encode_params):
     del encode_params  # Unused.

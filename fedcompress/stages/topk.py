@@ -24,7 +24,7 @@ NAME = "topk"
 
 
 @te.core.tf_style_encoding_stage
-class TopKEncodingStage(te.core.EncodingStageInterface):
+class TopKEncodingStage(_common.StatelessStage):
   """Keeps the `ceil(fraction * n)` largest-magnitude elements of any-shaped input.
 
   Encoded: `{'values': [k] input dtype, 'indices': [k] int32 (flat positions)}`.
@@ -37,24 +37,10 @@ class TopKEncodingStage(te.core.EncodingStageInterface):
   def __init__(self, fraction: float = 0.01):
     self._fraction = _common.check_fraction("fraction", fraction)
 
-  @property
-  def name(self):
-    return "topk"
-
-  @property
-  def compressible_tensors_keys(self):
-    return [self.ENCODED_VALUES_KEY]
-
-  @property
-  def commutes_with_sum(self):
-    return False  # Every client keeps different coordinates.
-
-  @property
-  def decode_needs_input_shape(self):
-    return True
-
-  def get_params(self):
-    return collections.OrderedDict(), collections.OrderedDict()
+  # Not commuting with sum: every client keeps different coordinates.
+  STAGE_NAME = "topk"
+  COMPRESSIBLE_KEYS = (ENCODED_VALUES_KEY,)
+  DECODE_NEEDS_INPUT_SHAPE = True
 
   def encode(self, x, encode_params):
     del encode_params  # Unused.
