@@ -27,7 +27,7 @@ def main(argv):
     return fail(f"unexpected arguments: {' '.join(argv[1:])}")
   runtime.install_signal_handlers()
   try:
-    runtime.configure(FLAGS.workers, FLAGS.max_concurrent_clients)
+    runtime.configure(FLAGS.workers, FLAGS.max_concurrent_clients, FLAGS.worker_timeout_s)
     config = fc_flags.experiment_config_from_flags(FLAGS, module_names=[__name__])
     task = fc_flags.image_task_from_flags(FLAGS)
     result = run_experiment(task, config)
@@ -35,6 +35,8 @@ def main(argv):
     return fail(f"{e} Or run offline with --dataset=digits.")
   except ValueError as e:
     return fail(str(e))
+  except runtime.WorkerUnavailableError as e:
+    return fail(f"{e} The last checkpoint is kept; rerun with --resume.", 1)
   print(describe_result(result), file=sys.stdout)
   return 0
 

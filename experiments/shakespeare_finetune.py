@@ -26,10 +26,12 @@ def main(argv):
     return fail(f"unexpected arguments: {' '.join(argv[1:])}")
   runtime.install_signal_handlers()
   try:
-    runtime.configure(FLAGS.workers, FLAGS.max_concurrent_clients)
+    runtime.configure(FLAGS.workers, FLAGS.max_concurrent_clients, FLAGS.worker_timeout_s)
     result = fc_flags.run_shakespeare_from_flags(FLAGS, module_names=[__name__])
   except (DatasetUnavailableError, ValueError) as e:
     return fail(str(e))
+  except runtime.WorkerUnavailableError as e:
+    return fail(f"{e} The last checkpoint is kept; rerun with --resume.", 1)
   print("generated text:\n" + result.generated)
   print(describe_result(result.experiment))
   return 0

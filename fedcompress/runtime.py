@@ -43,8 +43,10 @@ from tensorflow_federated.python.core.impl.execution_contexts import (
 from tensorflow_federated.python.core.impl.executor_stacks import python_executor_stacks
 from tensorflow_federated.python.core.impl.executors import (
     cardinalities_utils,
+    executors_errors,
     remote_executor,
     remote_executor_grpc_stub,
+    remote_executor_stub,
 )
 from tensorflow_federated.python.core.impl.types import placements
 
@@ -57,6 +59,8 @@ GRPC_CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", _GRPC_MAX_MESSAGE_BYTES),
 ]
 _PR_SET_PDEATHSIG = 1
+# How long a remote worker may be unreachable before a round fails (--worker_timeout_s).
+DEFAULT_WORKER_TIMEOUT_S = 120.0
 _READY_TIMEOUT_S = 120.0
 
 _live_workers: set[LocalWorker] = set()
@@ -268,6 +272,72 @@ class _RemoteContext(context_base.SyncContext):
     return context.invoke(comp, arg)
 
 
+class WorkerUnavailableError(RuntimeError):
+  """A remote worker stopped answering for longer than the driver is willing to wait."""
+
+
+class _DeadlineStub(remote_executor_stub.RemoteExecutorStub):
+  """A worker's stub that gives up once the worker has been unreachable for too long.
+
+  TFF marks UNAVAILABLE (and FAILED_PRECONDITION) as retryable and its execution
+  context retries them without limit, so a dead worker would leave the driver waiting
+  forever. The failures pass through as before (TFF retries them) until the worker has
+  failed every call for `timeout_s`; the next failure is a `WorkerUnavailableError`,
+  which TFF does not retry. Any answer from the worker resets the clock.
+  """
+
+  def __init__(self, stub: remote_executor_stub.RemoteExecutorStub, address: str,
+               timeout_s: float):
+    self._stub = stub
+    self._address = address
+    self._timeout_s = timeout_s
+    self._failing_since: float | None = None
+
+  def _call(self, method: str, *args, **kwargs):
+    try:
+      result = getattr(self._stub, method)(*args, **kwargs)
+    except executors_errors.RetryableError as e:
+      now = time.monotonic()
+      if self._failing_since is None:
+        self._failing_since = now
+      elif now - self._failing_since > self._timeout_s:
+        raise WorkerUnavailableError(
+            f"TFF worker {self._address} has not answered for "
+            f"{now - self._failing_since:.0f} s ({e}); is it still running? "
+            "(--worker_timeout_s sets how long to wait)") from e
+      raise
+    self._failing_since = None
+    return result
+
+  def get_executor(self, request):
+    return self._call("get_executor", request)
+
+  def create_value(self, request):
+    return self._call("create_value", request)
+
+  def create_struct(self, request):
+    return self._call("create_struct", request)
+
+  def create_call(self, request):
+    return self._call("create_call", request)
+
+  def create_selection(self, request):
+    return self._call("create_selection", request)
+
+  def compute(self, request):
+    return self._call("compute", request)
+
+  def dispose(self, request):
+    return self._call("dispose", request)
+
+  def dispose_executor(self, request):
+    return self._call("dispose_executor", request)
+
+  @property
+  def is_ready(self) -> bool:
+    return self._stub.is_ready
+
+
 _remote_channels: list[grpc.Channel] = []
 
 
@@ -277,7 +347,8 @@ def _close_remote() -> None:
 
 
 def set_remote_context(workers: Sequence[str], *, max_concurrent_clients: int | None = None,
-                       ready_timeout_s: float = 60.0) -> None:
+                       ready_timeout_s: float = 60.0,
+                       unavailable_timeout_s: float = DEFAULT_WORKER_TIMEOUT_S) -> None:
   """Runs every computation across remote TFF workers (`experiments/worker.py`).
 
   Uses TFF's own distributed runtime: `tff.backends.native.
@@ -293,6 +364,9 @@ def set_remote_context(workers: Sequence[str], *, max_concurrent_clients: int | 
       more (sequential) subrounds per worker; `None` or <= 0: one subround per worker,
       bounded only by each worker's own `--max_concurrent_computation_calls`.
     ready_timeout_s: how long to wait for each worker to accept connections.
+    unavailable_timeout_s: how long a worker may fail every call (it died, or the
+      network is down) before a computation raises `WorkerUnavailableError` instead
+      of TFF retrying it forever.
 
   Raises:
     ValueError: `workers` is empty or an address is not HOST:PORT.
@@ -307,8 +381,9 @@ def set_remote_context(workers: Sequence[str], *, max_concurrent_clients: int | 
     for address in addresses:
       channel = grpc.insecure_channel(address, GRPC_CHANNEL_OPTIONS)
       channels.append(channel)
-      stub = _wait_until_ready(remote_executor_grpc_stub.RemoteExecutorGrpcStub(channel),
-                               address, ready_timeout_s)
+      stub = _DeadlineStub(
+          _wait_until_ready(remote_executor_grpc_stub.RemoteExecutorGrpcStub(channel),
+                            address, ready_timeout_s), address, unavailable_timeout_s)
       contexts.append(async_execution_context.AsyncExecutionContext(
           executor_fn=_executor_factory(lambda stub=stub: stub),
           compiler_fn=compiler.desugar_and_transform_to_native,
@@ -328,17 +403,20 @@ def set_remote_context(workers: Sequence[str], *, max_concurrent_clients: int | 
       _RemoteContext(contexts, max_concurrent_clients))
 
 
-def configure(workers: Sequence[str] | None = None, max_concurrent_clients: int | None = None
-              ) -> None:
+def configure(workers: Sequence[str] | None = None, max_concurrent_clients: int | None = None,
+              worker_timeout_s: float = DEFAULT_WORKER_TIMEOUT_S) -> None:
   """Sets the execution context from the binaries' runtime flags.
 
   Args:
     workers: `--workers` ('HOST:PORT' list); empty or None runs on the local worker.
     max_concurrent_clients: `--max_concurrent_clients`; see `set_local_context` and
       `set_remote_context`.
+    worker_timeout_s: `--worker_timeout_s`, how long a remote worker may be
+      unreachable (see `set_remote_context`).
   """
   if workers:
-    set_remote_context(workers, max_concurrent_clients=max_concurrent_clients)
+    set_remote_context(workers, max_concurrent_clients=max_concurrent_clients,
+                       unavailable_timeout_s=worker_timeout_s)
   else:
     set_local_context(max_concurrent_clients)
 

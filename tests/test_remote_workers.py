@@ -236,3 +236,27 @@ def test_configure_without_workers_is_local():
   runtime.configure([], 1)
   assert not isinstance(tff.framework.get_context_stack().current, runtime._RemoteContext)
   runtime.configure(None, None)
+
+
+def test_dead_worker_fails_the_computation_instead_of_retrying_forever():
+  # TFF retries UNAVAILABLE without limit; after unavailable_timeout_s the stub gives up.
+  worker = runtime.LocalWorker(max_concurrent_computation_calls=1).start()
+
+  @tff.tensorflow.computation(tf.int32)
+  def add_one(x):
+    return x + 1
+
+  try:
+    runtime.set_remote_context([f"127.0.0.1:{worker.port}"], unavailable_timeout_s=2.0)
+    assert add_one(1) == 2
+    worker.stop()
+    start = time.monotonic()
+    with pytest.raises(runtime.WorkerUnavailableError,
+                       match=rf"127\.0\.0\.1:{worker.port} has not answered for \d+ s"):
+      add_one(2)
+    # The first retry that finds 2 s passed raises; TFF's backoff between retries is
+    # short at first (well under its 30 s cap after a few seconds of failures).
+    assert time.monotonic() - start < 60
+  finally:
+    worker.stop()
+    runtime.set_local_context()
