@@ -36,7 +36,7 @@ def main(argv):
   except ValueError as e:
     return fail(str(e))
   except runtime.WorkerUnavailableError as e:
-    return fail(f"{e} The last checkpoint is kept; rerun with --resume.", 1)
+    return fail(f"{e} Checkpoints written so far are kept (--resume continues).", 1)
   print(describe_result(result), file=sys.stdout)
   return 0
 

@@ -31,7 +31,7 @@ def main(argv):
   except (DatasetUnavailableError, ValueError) as e:
     return fail(str(e))
   except runtime.WorkerUnavailableError as e:
-    return fail(f"{e} The last checkpoint is kept; rerun with --resume.", 1)
+    return fail(f"{e} Checkpoints written so far are kept (--resume continues).", 1)
   print("generated text:\n" + result.generated)
   print(describe_result(result.experiment))
   return 0

@@ -25,9 +25,10 @@ def define_runtime_flags(fv: FlagValues = flags.FLAGS) -> None:
                        "<= 0 for no limit.", flag_values=fv)
   flags.DEFINE_list("workers", [], "HOST:PORT of remote TFF workers (experiments/worker.py) "
                     "to run rounds on; empty runs locally.", flag_values=fv)
-  flags.DEFINE_float("worker_timeout_s", 120.0, "With --workers: seconds a worker may fail "
-                     "every call (dead, unreachable) before the run stops with an error "
-                     "instead of TFF retrying forever.", lower_bound=0.0, flag_values=fv)
+  flags.DEFINE_float("worker_timeout_s", 120.0, "With --workers: seconds a worker may take to "
+                     "accept connections, and later fail every call (dead, unreachable), "
+                     "before the run stops with an error instead of TFF retrying forever.",
+                     lower_bound=0.0, flag_values=fv)
 
 
 def define_loop_flags(fv: FlagValues = flags.FLAGS, *, rounds: int = 10,

@@ -124,6 +124,10 @@ class LocalWorker:
       self.process.wait()
 
 
+class WorkerUnavailableError(RuntimeError):
+  """A TFF worker did not become ready, or stopped answering, within its time limit."""
+
+
 def wait_for_stub(target: str, timeout_s: float = _READY_TIMEOUT_S,
                   alive: Callable[[], bool] | None = None):
   """Returns a ready `RemoteExecutorGrpcStub` for `target` ('host:port')."""
@@ -137,9 +141,11 @@ def _wait_until_ready(stub, target: str, timeout_s: float,
   deadline = time.monotonic() + timeout_s
   while not stub.is_ready:
     if alive is not None and not alive():
-      raise RuntimeError(f"TFF worker for {target} exited before it became ready.")
+      raise WorkerUnavailableError(f"TFF worker for {target} exited before it became ready.")
     if time.monotonic() > deadline:
-      raise RuntimeError(f"TFF worker at {target} not ready after {timeout_s:.0f}s.")
+      raise WorkerUnavailableError(
+          f"TFF worker at {target} not ready after {timeout_s:.0f}s; is experiments/worker.py "
+          "running there?")
     time.sleep(0.05)
   return stub
 
@@ -270,10 +276,6 @@ class _RemoteContext(context_base.SyncContext):
           self._async_contexts, num_subrounds=subrounds)
       self._by_subrounds[subrounds] = context
     return context.invoke(comp, arg)
-
-
-class WorkerUnavailableError(RuntimeError):
-  """A remote worker stopped answering for longer than the driver is willing to wait."""
 
 
 class _DeadlineStub(remote_executor_stub.RemoteExecutorStub):
@@ -411,12 +413,12 @@ def configure(workers: Sequence[str] | None = None, max_concurrent_clients: int 
     workers: `--workers` ('HOST:PORT' list); empty or None runs on the local worker.
     max_concurrent_clients: `--max_concurrent_clients`; see `set_local_context` and
       `set_remote_context`.
-    worker_timeout_s: `--worker_timeout_s`, how long a remote worker may be
-      unreachable (see `set_remote_context`).
+    worker_timeout_s: `--worker_timeout_s`, how long a remote worker may take to
+      accept connections and may be unreachable later (see `set_remote_context`).
   """
   if workers:
     set_remote_context(workers, max_concurrent_clients=max_concurrent_clients,
-                       unavailable_timeout_s=worker_timeout_s)
+                       ready_timeout_s=worker_timeout_s, unavailable_timeout_s=worker_timeout_s)
   else:
     set_local_context(max_concurrent_clients)
 

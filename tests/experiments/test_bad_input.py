@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 
+import portpicker
 import pytest
 import tensorflow as tf
 import tensorflow_federated as tff
@@ -153,6 +154,16 @@ class TestEmnist:
   @pytest.mark.parametrize("rounds", [0, -1])
   def test_rounds_below_one(self, binary, tmp_path, capsys, rounds):
     self.check(binary, tmp_path, capsys, "--rounds must be >= 1", rounds=rounds)
+
+  def test_unreachable_worker(self, binary, tmp_path, capsys):
+    port = portpicker.pick_unused_port()  # Nothing listens there.
+    root = tmp_path / "runs"
+    rc = self.run(binary, root, workers=[f"127.0.0.1:{port}"], worker_timeout_s=1.0)
+    out, err = capsys.readouterr()
+    assert rc == 1, (out, err)
+    _assert_one_error_line(err, f"TFF worker at 127.0.0.1:{port} not ready after 1s",
+                           "experiments/worker.py")
+    assert not root.exists()
 
   @pytest.mark.parametrize("where", ["under_a_file", "proc"])
   def test_unwritable_output_dir(self, binary, tmp_path, capsys, where):
