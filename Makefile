@@ -30,7 +30,7 @@ demo: venv
 # 3,400-client sqlite takes longest; it is kept in runs/benchmark_data for next time.
 bench: venv
 	mkdir -p runs
-	$(VENV_PY) experiments/benchmark.py --rounds=7 --output=runs/benchmark.json \
+	$(VENV_PY) -m tools.run_benchmark --rounds=7 --output=runs/benchmark.json \
 	    --memory_cache_dir=runs/benchmark_data
 
 lint: venv

@@ -13,10 +13,11 @@ import time
 from absl import app, flags
 
 import fedcompress  # noqa: F401  (first: quiet TF logs, owned TFF worker)
-from fedcompress import flags as fc_flags
-from fedcompress import plotting, reporting, runtime, summary
-from fedcompress.cli import interruptible, parse_flags
-from fedcompress.experiment import fail, run_experiment
+from fedcompress.federated import runtime
+from fedcompress.harness import flags as fc_flags
+from fedcompress.harness import plotting, reporting, summary
+from fedcompress.harness.cli import interruptible, parse_flags
+from fedcompress.harness.experiment import fail, run_experiment
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = ("original", "compressed_u8")

@@ -12,10 +12,10 @@ import sys
 from absl import app, flags
 
 import fedcompress  # noqa: F401  (first: quiet TF logs, owned TFF worker)
-from fedcompress import flags as fc_flags
-from fedcompress import runtime
-from fedcompress.cli import interruptible, parse_flags
-from fedcompress.experiment import describe_result, fail, run_experiment
+from fedcompress.federated import runtime
+from fedcompress.harness import flags as fc_flags
+from fedcompress.harness.cli import interruptible, parse_flags
+from fedcompress.harness.experiment import describe_result, fail, run_experiment
 from fedcompress.tasks.errors import DatasetUnavailableError
 
 FLAGS = flags.FLAGS

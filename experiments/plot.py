@@ -6,8 +6,8 @@
 
 from absl import app, flags
 
-from fedcompress.cli import fail, interruptible, parse_flags
-from fedcompress.plotting import plot_runs
+from fedcompress.harness.cli import fail, interruptible, parse_flags
+from fedcompress.harness.plotting import plot_runs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("runs", [], "Run directories (each with a metrics.csv).")

@@ -16,9 +16,9 @@ from __future__ import annotations
 from absl import app, flags
 
 import fedcompress  # noqa: F401  (before TF: quiet logs, owned TFF runtime)
-from fedcompress.cli import fail, interruptible, parse_flags
-from fedcompress.tasks import pretrain
-from fedcompress.tasks.text import TextInputError
+from fedcompress.harness.cli import fail, interruptible, parse_flags
+from fedcompress.tasks.datasets.text import TextInputError
+from fedcompress.tasks.models import pretrain
 
 _TEXT_FILES = flags.DEFINE_list("text_files", [], "Text files to train on (comma-separated).")
 _TEXT_URLS = flags.DEFINE_list("text_urls", [], "Texts to download and train on.")

@@ -11,10 +11,10 @@ snippets, then generates text into generated.txt and saves final_model.keras.
 from absl import app, flags
 
 import fedcompress  # noqa: F401  (first: quiet TF logs)
-from fedcompress import flags as fc_flags
-from fedcompress import runtime
-from fedcompress.cli import fail, interruptible, parse_flags
-from fedcompress.experiment import describe_result
+from fedcompress.federated import runtime
+from fedcompress.harness import flags as fc_flags
+from fedcompress.harness.cli import fail, interruptible, parse_flags
+from fedcompress.harness.experiment import describe_result
 from fedcompress.tasks.errors import DatasetUnavailableError
 
 FLAGS = flags.FLAGS

@@ -14,10 +14,10 @@ an interrupted sweep. Writes summary.csv and summary.md next to the runs.
 from absl import app, flags
 
 import fedcompress  # noqa: F401  (first: quiet TF logs)
-from fedcompress import runtime
-from fedcompress.cli import fail, interruptible, parse_flags
-from fedcompress.summary import format_markdown
-from fedcompress.sweep import EXPERIMENTS, run_sweep, runs_from_flagfiles, runs_from_grid
+from fedcompress.federated import runtime
+from fedcompress.harness.cli import fail, interruptible, parse_flags
+from fedcompress.harness.summary import format_markdown
+from fedcompress.harness.sweep import EXPERIMENTS, run_sweep, runs_from_flagfiles, runs_from_grid
 from fedcompress.tasks.errors import DatasetUnavailableError
 
 FLAGS = flags.FLAGS

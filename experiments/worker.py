@@ -12,7 +12,7 @@ import sys
 
 from absl import app, flags
 
-from fedcompress import runtime
+from fedcompress.federated import runtime
 
 _PORT = flags.DEFINE_integer("port", None, "Port to serve TFF's executor service on.",
                              required=True, lower_bound=1, upper_bound=65535)

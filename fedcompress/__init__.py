@@ -5,17 +5,17 @@ that crosses the wire counted in the process's own metrics.
 
 Importing the package is cheap: it only quiets TensorFlow's logs (which must happen
 before TensorFlow loads). The public names below load TFF on first use, and with it
-`fedcompress.runtime`, whose execution context owns TFF's worker process.
+`fedcompress.federated.runtime`, whose execution context owns TFF's worker process.
 """
 
 import importlib
 
-from fedcompress import _quiet
+from fedcompress.federated import quiet as _quiet
 
 _quiet.quiet_tensorflow()
 
 _LAZY = {
-    "build_fedavg": "fedcompress.fedavg",
+    "build_fedavg": "fedcompress.federated.fedavg",
     "CodecSpec": "fedcompress.codecs",
     "register_codec": "fedcompress.codecs",
     "register_stage": "fedcompress.codecs",
@@ -26,8 +26,8 @@ __all__ = sorted(_LAZY) + ["runtime"]
 
 def __getattr__(name: str):
   if name in _LAZY:
-    importlib.import_module("fedcompress.runtime")
+    importlib.import_module("fedcompress.federated.runtime")
     return getattr(importlib.import_module(_LAZY[name]), name)
   if name == "runtime":
-    return importlib.import_module("fedcompress.runtime")
+    return importlib.import_module("fedcompress.federated.runtime")
   raise AttributeError(f"module 'fedcompress' has no attribute {name!r}")

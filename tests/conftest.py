@@ -15,7 +15,7 @@ import sys
 import pytest
 from absl import flags
 
-import fedcompress.runtime  # noqa: F401  (side effects: quiet logs, owned TFF runtime)
+import fedcompress.federated.runtime  # noqa: F401  (side effects: quiet logs, owned TFF runtime)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED_DATA = pathlib.Path(os.environ.get("FEDCOMPRESS_SHARED_DATA",

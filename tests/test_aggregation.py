@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow_federated as tff
 
-from fedcompress.aggregation import EncodedSumFactory, build_mean_factory
 from fedcompress.codecs import CodecSpec
+from fedcompress.federated.aggregation import EncodedSumFactory, build_mean_factory
 
 VALUE_TYPE = tff.types.to_type(collections.OrderedDict(
     a=tff.TensorType(np.float32, [6]), b=tff.TensorType(np.float32, [2])))

@@ -13,7 +13,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from fedcompress import benchmark
+from tools import benchmark
 
 _TINY = benchmark.BenchmarkConfig(
     num_clients=2, examples_per_client=4, batch_size=2, rounds=1, warmup_rounds=0,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fedcompress import bits
+from fedcompress.codecs import accounting as bits
 
 
 def test_dtype_widths():

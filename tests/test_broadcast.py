@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow_federated as tff
 
-from fedcompress.broadcast import build_encoded_broadcast_process
 from fedcompress.codecs import CodecSpec
+from fedcompress.federated.broadcast import build_encoded_broadcast_process
 
 VALUE_TYPE = tff.types.to_type(collections.OrderedDict(
     a=tff.TensorType(np.float32, [6]), b=tff.TensorType(np.float32, [2])))

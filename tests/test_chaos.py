@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fedcompress import chaos
 from fedcompress import metrics as m
-from fedcompress.checkpoints import Checkpointer, CheckpointMismatchError, LoopState
-from fedcompress.reporting import CsvReporter, read_metrics_csv
-from fedcompress.training import LoopConfig, run_loop
+from fedcompress.harness.checkpoints import Checkpointer, CheckpointMismatchError, LoopState
+from fedcompress.harness.loop import LoopConfig, run_loop
+from fedcompress.harness.reporting import CsvReporter, read_metrics_csv
+from tools import chaos
 
 
 def _state(value):

@@ -30,10 +30,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-import fedcompress.stages as stages
-from fedcompress import bits as bits_lib
+import fedcompress.codecs.stages as stages
 from fedcompress import codecs
-from fedcompress.stages import testing
+from fedcompress.codecs import accounting as bits_lib
+from fedcompress.codecs import testing
 
 # Options each codec is tested with (its defaults where it has them).
 OPTIONS: dict[str, dict] = {

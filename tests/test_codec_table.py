@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from fedcompress import codec_table, reporting, summary
 from fedcompress import metrics as m
+from fedcompress.harness import reporting, summary
+from tools import codec_table
 
 
 def _run(root, name, agg_per_round, accuracy, codec="identity>100", coded=None):

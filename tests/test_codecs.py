@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fedcompress import bits, codecs
+from fedcompress import codecs
 from fedcompress.codecs import CodecSpec
+from fedcompress.codecs import accounting as bits
 
 
 def _roundtrip(spec: CodecSpec, x: np.ndarray):

@@ -8,8 +8,12 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 import fedcompress
-from fedcompress.aggregation import RelativeErrorFactory, build_mean_factory, relative_error_tf
 from fedcompress.codecs import CodecSpec
+from fedcompress.federated.aggregation import (
+  RelativeErrorFactory,
+  build_mean_factory,
+  relative_error_tf,
+)
 
 VALUE_TYPE = tff.TensorType(np.float32, [3])
 WEIGHT_TYPE = tff.TensorType(np.float32)

@@ -8,7 +8,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 import fedcompress
-from fedcompress.tasks.models import create_original_fedavg_cnn
+from fedcompress.tasks.models.cnn import create_original_fedavg_cnn
 
 CNN_SPEC = collections.OrderedDict(x=tf.TensorSpec([None, 28, 28, 1], tf.float32),
                                    y=tf.TensorSpec([None, 1], tf.int32))

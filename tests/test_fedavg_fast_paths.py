@@ -14,7 +14,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 import fedcompress
-from fedcompress import fedavg
+from fedcompress.federated import fedavg
 
 # BatchNormalization is here on purpose: its non-trainable statistics keep their
 # initializers, which is what the zero-initialized client model must not touch.

@@ -27,8 +27,8 @@ from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 
 from fedcompress import metrics as m
-from fedcompress import reporting
-from fedcompress.tasks import shakespeare as sh
+from fedcompress.harness import reporting
+from fedcompress.tasks.datasets import shakespeare as sh
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO_ROOT / "notebooks"

@@ -6,7 +6,7 @@ import pytest
 from absl.testing import flagsaver
 
 from fedcompress import metrics as m
-from fedcompress import plotting, reporting
+from fedcompress.harness import plotting, reporting
 
 
 def _run(root, name, scale):

@@ -6,7 +6,8 @@ import runpy
 import numpy as np
 import tensorflow as tf
 
-from fedcompress import bits, codecs
+from fedcompress import codecs
+from fedcompress.codecs import accounting as bits
 
 
 def _readme_example(repo_root) -> str:
@@ -31,4 +32,4 @@ def test_readme_custom_codec(repo_root, tmp_path):
     np.testing.assert_allclose(decoded, x, rtol=1e-3, atol=1e-3)
     assert not np.array_equal(decoded, x)  # float16 really was on the wire
   finally:
-    codecs._REGISTRY.pop("fp16", None)
+    codecs.spec._REGISTRY.pop("fp16", None)

@@ -22,8 +22,8 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 import fedcompress
-from fedcompress import runtime
 from fedcompress.codecs import CodecSpec
+from fedcompress.federated import runtime
 
 _STARTUP_S = 300.0  # Importing TF on a loaded 2-core machine can take a minute.
 _READY = re.compile(r"TFF worker ready on port (\d+) \(pid (\d+),")
@@ -185,7 +185,7 @@ def test_experiment_binary_through_workers(workers, load_binary, tmp_path):
   from absl.testing import flagsaver
 
   from fedcompress import metrics as m
-  from fedcompress import reporting
+  from fedcompress.harness import reporting
 
   common = dict(dataset="digits", digits_clients=4, clients_per_round=2, rounds=2,
                 client_learning_rate=0.05, rounds_per_eval=1, root_output_dir=str(tmp_path),

@@ -6,7 +6,7 @@ import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
 from fedcompress import metrics as m
-from fedcompress import reporting
+from fedcompress.harness import reporting
 
 
 def _row(r, **extra):

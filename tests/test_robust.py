@@ -7,8 +7,8 @@ import tensorflow_federated as tff
 
 import fedcompress
 from fedcompress import metrics as m
-from fedcompress.aggregation import build_mean_factory
-from fedcompress.robust import RejectNonFiniteFactory
+from fedcompress.federated.aggregation import build_mean_factory
+from fedcompress.federated.robust import RejectNonFiniteFactory
 
 VALUE_TYPE = tff.TensorType(np.float32, [3])
 WEIGHT_TYPE = tff.TensorType(np.float32)

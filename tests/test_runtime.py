@@ -9,14 +9,14 @@ import time
 
 import pytest
 
-from fedcompress import _signals
+from fedcompress.federated import signals as _signals
 
 SCRIPT = """
 import sys, time
 import fedcompress
 import tensorflow as tf
 import tensorflow_federated as tff
-from fedcompress import runtime
+from fedcompress.federated import runtime
 
 runtime.install_signal_handlers()
 
@@ -94,7 +94,7 @@ import signal, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)  # As a background shell job starts us.
 import tensorflow as tf
 import tensorflow_federated as tff
-from fedcompress import runtime
+from fedcompress.federated import runtime
 
 @tff.tensorflow.computation(tf.int32)
 def add_one(x):
@@ -124,7 +124,7 @@ AFTER_SHUTDOWN = """
 import fedcompress
 import tensorflow as tf
 import tensorflow_federated as tff
-from fedcompress import runtime
+from fedcompress.federated import runtime
 
 @tff.tensorflow.computation(tf.int32)
 def add_one(x):

@@ -10,8 +10,9 @@ import shutil
 
 import pytest
 
-from fedcompress import browser_check, reporting
 from fedcompress import metrics as m
+from fedcompress.harness import reporting
+from tools import browser_check
 
 RUNS = {"original": 532_278_400, "compressed_u8": 153_575_360}
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from fedcompress import metrics as m
-from fedcompress.checkpoints import Checkpointer
-from fedcompress.training import LoopConfig, run_loop, sample_clients
+from fedcompress.harness.checkpoints import Checkpointer
+from fedcompress.harness.loop import LoopConfig, run_loop, sample_clients
 
 
 @dataclasses.dataclass
@@ -141,7 +141,7 @@ def test_checkpoints_work_inside_a_running_event_loop(tmp_path):
   # Notebook kernels run an event loop; asyncio.run() alone would refuse to start there.
   import asyncio
 
-  from fedcompress.checkpoints import LoopState
+  from fedcompress.harness.checkpoints import LoopState
 
   async def in_loop():
     checkpointer = Checkpointer(str(tmp_path))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fedcompress.tasks.federated_data import FederatedTask
+from fedcompress.tasks.task import FederatedTask
 
 
 def _emnist(**kw) -> FederatedTask:
-  from fedcompress.tasks.emnist import emnist_task
+  from fedcompress.tasks.datasets.emnist import emnist_task
 
   kw.pop("digits_clients", None)
   kw.pop("digits_alpha", None)
@@ -17,7 +17,7 @@ def _emnist(**kw) -> FederatedTask:
 
 def _digits(*, only_digits: bool = True, cache_dir: str | None = None,
             digits_clients: int = 20, digits_alpha: float = 1.0, **kw) -> FederatedTask:
-  from fedcompress.tasks.digits import digits_task
+  from fedcompress.tasks.datasets.digits import digits_task
 
   del cache_dir  # Embedded in scikit-learn: nothing to load.
   if not only_digits:

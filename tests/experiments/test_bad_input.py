@@ -19,7 +19,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 from absl.testing import flagsaver
 
-from fedcompress.tasks import shakespeare as sh
+from fedcompress.tasks.datasets import shakespeare as sh
 
 USAGE_ERROR = 2
 

@@ -12,7 +12,7 @@ from absl.testing import flagsaver
 from tensorboard.backend.event_processing import event_accumulator
 
 from fedcompress import metrics as m
-from fedcompress import reporting
+from fedcompress.harness import reporting
 
 # The tutorial CNN through `uniform` 8 bits above 10,000 elements, per client.
 U8_CLIENT_BITS = 15_357_536

@@ -15,8 +15,9 @@ import pytest
 import tensorflow as tf
 from absl.testing import flagsaver
 
-from fedcompress.tasks import pretrain, shakespeare
-from fedcompress.tasks.text import TextInputError
+from fedcompress.tasks.datasets import shakespeare
+from fedcompress.tasks.datasets.text import TextInputError
+from fedcompress.tasks.models import pretrain
 
 TINY = dict(embedding_dim=4, rnn_units=8, batch_size=4, seq_length=20, epochs=1,
             steps_per_epoch=3, log_every=1)

@@ -10,8 +10,8 @@ import tensorflow_federated as tff
 from absl.testing import flagsaver
 
 from fedcompress import metrics as m
-from fedcompress import reporting
-from fedcompress.tasks import shakespeare as sh
+from fedcompress.harness import reporting
+from fedcompress.tasks.datasets import shakespeare as sh
 
 LINES = ["To be, or not to be, that is the question: ",
          "Whether 'tis nobler in the mind to suffer ",

@@ -8,7 +8,7 @@ import pytest
 from absl.testing import flagsaver
 
 from fedcompress import metrics as m
-from fedcompress import reporting
+from fedcompress.harness import reporting
 
 COMMON = ("--dataset=digits --digits_clients=4 --clients_per_round=2 --rounds=2 "
           "--rounds_per_eval=2 --client_learning_rate=0.05")
@@ -90,7 +90,7 @@ def test_missing_flagfile_is_one_line(binary, tmp_path, capsys):
 
 
 def test_grid_expands_to_the_product():
-  from fedcompress.sweep import runs_from_grid
+  from fedcompress.harness.sweep import runs_from_grid
 
   runs = runs_from_grid("aggregate_encoder=uniform,identity;aggregate_bits=2,4")
   assert [r.name for r in runs] == [

@@ -7,11 +7,11 @@ import pytest
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from fedcompress import bits
-from fedcompress.aggregation import build_mean_factory
 from fedcompress.codecs import CodecSpec
-from fedcompress.stages import adaptive, entropy
-from fedcompress.stages import testing as stage_testing
+from fedcompress.codecs import accounting as bits
+from fedcompress.codecs import testing as stage_testing
+from fedcompress.codecs.stages import adaptive, entropy
+from fedcompress.federated.aggregation import build_mean_factory
 
 N = 4000
 NUM_CLIENTS = 3

@@ -9,8 +9,8 @@ from tensorflow_model_optimization.python.core.internal import tensor_encoding a
 from tensorflow_model_optimization.python.core.internal.tensor_encoding.utils import tf_utils
 
 from fedcompress import codecs
-from fedcompress.stages import bitpack28
-from fedcompress.stages.testing import BaseEncodingStageTest
+from fedcompress.codecs.stages import bitpack28
+from fedcompress.codecs.testing import BaseEncodingStageTest
 
 KEY = te.stages.BitpackingEncodingStage.ENCODED_VALUES_KEY
 

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fedcompress import stages
-from fedcompress.stages import testing
+from fedcompress.codecs import stages, testing
 
 N = 300
 CODECS = [

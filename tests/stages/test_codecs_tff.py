@@ -15,10 +15,9 @@ import numpy as np
 import pytest
 import tensorflow_federated as tff
 
-from fedcompress import stages
-from fedcompress.aggregation import build_mean_factory
-from fedcompress.broadcast import build_encoded_broadcast_process
-from fedcompress.codecs import CodecSpec
+from fedcompress.codecs import CodecSpec, stages
+from fedcompress.federated.aggregation import build_mean_factory
+from fedcompress.federated.broadcast import build_encoded_broadcast_process
 
 VALUE_TYPE = tff.types.to_type(collections.OrderedDict(
     w=tff.TensorType(np.float32, [5, 8]), b=tff.TensorType(np.float32, [3])))

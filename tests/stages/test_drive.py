@@ -7,10 +7,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from fedcompress.aggregation import EncodedSumFactory
-from fedcompress.codecs import CodecSpec
-from fedcompress.stages import drive, testing
-from fedcompress.stages.testing import BaseEncodingStageTest
+from fedcompress.codecs import CodecSpec, testing
+from fedcompress.codecs.stages import drive
+from fedcompress.codecs.testing import BaseEncodingStageTest
+from fedcompress.federated.aggregation import EncodedSumFactory
 
 Stage = drive.DriveEncodingStage
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fedcompress.codecs import CodecSpec
-from fedcompress.stages import drive, eden, testing
-from fedcompress.stages.testing import BaseEncodingStageTest
+from fedcompress.codecs import CodecSpec, testing
+from fedcompress.codecs.stages import drive, eden
+from fedcompress.codecs.testing import BaseEncodingStageTest
 
 Stage = eden.EdenEncodingStage
 

@@ -10,11 +10,11 @@ import tensorflow_federated as tff
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
 import fedcompress
-from fedcompress import bits
-from fedcompress.aggregation import build_mean_factory
 from fedcompress.codecs import CodecSpec
-from fedcompress.stages import entropy
-from fedcompress.stages import testing as stage_testing
+from fedcompress.codecs import accounting as bits
+from fedcompress.codecs import testing as stage_testing
+from fedcompress.codecs.stages import entropy
+from fedcompress.federated.aggregation import build_mean_factory
 
 
 def _as_int32(word: int) -> int:

@@ -15,7 +15,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 import fedcompress
-from fedcompress import stages
+from fedcompress.codecs import stages
 
 OPTIONS = {
     "hadamard": {"bits": 4},

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fedcompress.codecs import CodecSpec
-from fedcompress.stages import hadamard, testing
+from fedcompress.codecs import CodecSpec, testing
+from fedcompress.codecs.stages import hadamard
 
 
 @pytest.mark.parametrize("n, options, expected", [

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import tensorflow as tf
 
-from fedcompress.codecs import CodecSpec
-from fedcompress.stages import kashin, testing
+from fedcompress.codecs import CodecSpec, testing
+from fedcompress.codecs.stages import kashin
 
 
 @pytest.mark.parametrize("n, frame", [

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fedcompress.stages import packing
-from fedcompress.stages.testing import BaseEncodingStageTest
+from fedcompress.codecs.stages import packing
+from fedcompress.codecs.testing import BaseEncodingStageTest
 
 
 class Bitpack32EncodingStageTest(BaseEncodingStageTest):

@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.stages import rotation
-from fedcompress.stages.testing import BaseEncodingStageTest
+from fedcompress.codecs.stages import rotation
+from fedcompress.codecs.testing import BaseEncodingStageTest
 
 Stage = rotation.RandomizedHadamardEncodingStage
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fedcompress.codecs import CodecSpec
-from fedcompress.stages import _common, testing, topk
-from fedcompress.stages.testing import BaseEncodingStageTest
+from fedcompress.codecs import CodecSpec, testing
+from fedcompress.codecs.stages import _common, topk
+from fedcompress.codecs.testing import BaseEncodingStageTest
 
 Stage = topk.TopKEncodingStage
 

@@ -6,8 +6,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.stages import _common, uniform
-from fedcompress.stages.testing import BaseEncodingStageTest
+from fedcompress.codecs.stages import _common, uniform
+from fedcompress.codecs.testing import BaseEncodingStageTest
 
 VALUES = te.stages.UniformQuantizationEncodingStage.ENCODED_VALUES_KEY
 MIN_MAX = te.stages.UniformQuantizationEncodingStage.MIN_MAX_VALUES_KEY

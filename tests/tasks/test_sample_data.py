@@ -2,8 +2,8 @@
 
 import pytest
 
-from fedcompress.tasks import sample_data
-from fedcompress.tasks import shakespeare as sh
+from fedcompress.tasks.datasets import shakespeare as sh
+from tools import sample_data
 
 
 def test_client_snippets_deal_lines_round_robin_and_cycle_to_min_chars():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fedcompress.tasks import shakespeare as sh
+from fedcompress.tasks.datasets import shakespeare as sh
 from fedcompress.tasks.errors import DatasetUnavailableError
 
 TUTORIAL_VOCAB = ("dhlptx@DHLPTX $(,048cgkoswCGKOSW[_#'/37;?bfjnrvzBFJNRVZ\"&*.26:\n"

@@ -7,8 +7,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from fedcompress.tasks import shakespeare as sh
-from fedcompress.tasks import shakespeare_finetune as ft
+from fedcompress.harness import finetune as ft
+from fedcompress.tasks.datasets import shakespeare as sh
 
 
 def test_eval_windows_do_not_depend_on_the_run(tmp_path):

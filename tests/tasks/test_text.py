@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from fedcompress.tasks import shakespeare
-from fedcompress.tasks.text import (
+from fedcompress.tasks.datasets import shakespeare
+from fedcompress.tasks.datasets.text import (
     TextInputError,
     download_texts,
     fold_to_ascii,

@@ -1,0 +1,116 @@
+"""`kashin` codec: Kashin's representation, then uniform quantization.
+
+Kashin's representation writes a vector in an overcomplete tight frame (here a
+subsampled randomized Hadamard frame) so that every coefficient is at most
+O(||x|| / sqrt(d)): the smallest dynamic range possible, which uniform quantization
+turns into a small error (Lyubarskii and Vershynin, "Uncertainty Principles and Vector
+Quantization", IEEE Trans. Inf. Theory 56(7), 2010; used for federated mean
+estimation by Caldas et al., "Expanding the Reach of Federated Learning by Reducing
+Client Resource Requirements", 2018).
+
+Pipeline (all tensor_encoding stages except the packing): `FlattenEncodingStage` ->
+`KashinHadamardEncodingStage(num_iters, eta, delta, last_iter_clip)` ->
+`UniformQuantizationEncodingStage(bits)` -> `Bitpack32EncodingStage(bits)`.
+
+The frame is overcomplete: `n` elements become `pad(n)` coefficients, the next power
+of two, doubled when `n / pow2 > 0.85` (tensor_encoding's `pad_extra_level_threshold`)
+so the frame keeps enough redundancy. That is the price of the small range.
+
+The rotation seed comes from tensor_encoding's `get_params`: in aggregation it is
+one seed per round shared by all clients (sent with the encode parameters, not by the
+clients), the stage commutes with sum and the server undoes the representation once
+after summing. In a broadcast the seed travels with the payload: 2 int64 = 128 bits.
+
+Wire cost per tensor: `ceil(pad(n) * bits / 32)` int32 words, min and max (2 values of
+the dtype), the seed in broadcasts, one dtype marker for non-float32 tensors.
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
+
+from fedcompress.codecs import spec as codecs
+from fedcompress.codecs.stages import _common
+from fedcompress.codecs.stages.packing import Bitpack32EncodingStage
+
+NAME = "kashin"
+# tensor_encoding's default; it is not an option here because the bit formula and
+# the frame both depend on it.
+PAD_EXTRA_LEVEL_THRESHOLD = 0.85
+_BROADCAST_SEED_BITS = 2 * 64  # tensor_encoding's seed: int64[2].
+
+
+def _check(bits, deterministic, num_iters, eta, delta, last_iter_clip):
+  _common.check_int("bits", bits, 1, 16)
+  _common.check_bool("deterministic", deterministic)
+  _common.check_int("num_iters", num_iters, 1, 100)
+  for name, value in (("eta", eta), ("delta", delta)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      raise ValueError(f"{name} must be a number, got {value!r}")
+  if not 0.0 < eta < 1.0:
+    raise ValueError(f"eta must be in (0, 1), got {eta!r}")
+  if delta <= 0.0:
+    raise ValueError(f"delta must be > 0, got {delta!r}")
+  _common.check_bool("last_iter_clip", last_iter_clip)
+
+
+def build(bits: int = 8, deterministic: bool = False, num_iters: int = 3, eta: float = 0.9,
+          delta: float = 1.0, last_iter_clip: bool = False) -> te.core.Encoder:
+  """Returns the `kashin` encoder (see the module docstring)."""
+  _check(bits, deterministic, num_iters, eta, delta, last_iter_clip)
+  uniform = te.stages.UniformQuantizationEncodingStage
+  kashin = te.stages.research.KashinHadamardEncodingStage
+  flatten = te.stages.FlattenEncodingStage
+  return (te.core.EncoderComposer(Bitpack32EncodingStage(bits))
+          .add_parent(uniform(bits, stochastic=not deterministic), uniform.ENCODED_VALUES_KEY)
+          .add_parent(kashin(num_iters=num_iters, eta=float(eta), delta=float(delta),
+                             last_iter_clip=last_iter_clip,
+                             pad_extra_level_threshold=PAD_EXTRA_LEVEL_THRESHOLD),
+                      kashin.ENCODED_VALUES_KEY)
+          .add_parent(flatten(), flatten.ENCODED_VALUES_KEY)
+          .make())
+
+
+def frame_size(num_elements: int) -> int:
+  """Number of Kashin coefficients for `num_elements` inputs (tensor_encoding's rule)."""
+  pad = _common.next_power_of_two(num_elements)
+  if num_elements / pad > PAD_EXTRA_LEVEL_THRESHOLD:
+    pad *= 2
+  return pad
+
+
+def bits_formula(num_elements: int, *, bits: int = 8, deterministic: bool = False,
+                 num_iters: int = 3, eta: float = 0.9, delta: float = 1.0,
+                 last_iter_clip: bool = False, direction: str = "aggregate",
+                 dtype=tf.float32) -> int:
+  """Exact bits of one `num_elements`-element tensor through `kashin`."""
+  _check(bits, deterministic, num_iters, eta, delta, last_iter_clip)
+  direction = _common.check_direction(direction)
+  width = _common.dtype_bits(dtype)
+  marker = width if tf.as_dtype(dtype) != tf.float32 else 0
+  seed = _BROADCAST_SEED_BITS if direction == "broadcast" else 0
+  return _common.packed_words(frame_size(num_elements), bits) * 32 + 2 * width + seed + marker
+
+
+
+def relative_error_bound(num_elements: int, *, bits: int = 8, deterministic: bool = False,
+                         num_iters: int = 3, eta: float = 0.9, delta: float = 1.0,
+                         last_iter_clip: bool = False, **_) -> float | None:
+  """Worst-case `||x - x_hat|| / ||x||` over all inputs, or None with last_iter_clip.
+
+  The frame `F` has orthonormal columns, so every residual has norm <= ||x|| and
+  every coefficient of it is <= ||x||. The clipped iterations add at most
+  `M_k = ||x|| eta**k / sqrt(delta n)` each, so the quantized range is at most
+  `2 ||x|| (1 + sum_k eta**k / sqrt(delta n))`; the decode `F^T` does not grow the
+  coefficient error. A clipped last iteration loses mass and rescales: no such bound.
+  """
+  if last_iter_clip:
+    return None
+  clipped = sum(eta**k for k in range(num_iters - 1)) / math.sqrt(delta * num_elements)
+  steps = 1 if deterministic else 2
+  return steps * math.sqrt(frame_size(num_elements)) * (1 + clipped) / (2**bits - 1)
+
+codecs.register_codec(NAME, build)

@@ -1,0 +1,133 @@
+"""Randomized Hadamard rotation in blocks, with a fresh seed per encode.
+
+The building block of the `hadamard`, `drive` and `eden` codecs. The flattened tensor
+is zero-padded to `rows * L` and cut into rows of `L` coordinates (`L` a power of
+two); each row is multiplied by independent random signs `D` and by the normalized
+Walsh-Hadamard matrix `H`, so `y = H D x` row by row (an orthogonal map, computed in
+O(L log L) with tensor_encoding's fast transform). With `rounds=r` the map is
+`H D_r ... H D_1`, each `D_i` independent.
+
+Why more than one round: one `H D` is far from a uniformly random rotation for
+structured inputs, and codecs whose unbiasedness rests on the rotation (DRIVE, EDEN)
+then show a bias. Measured for DRIVE over 20,000-40,000 draws (relative error of the
+mean decode, sampling noise ~0.004-0.005): a half-ones/half-zeros vector of 128
+coordinates 0.071 with one round, 0.006 with two, 0.004 with three; of 2048
+coordinates 0.015 / 0.005 / 0.005; ones plus a spike of 5 in 16 coordinates 0.33
+with one round, 0.013 with two. Repeating `H D` to approach a random rotation is the
+construction of Andoni, Indyk, Laarhoven, Razenshteyn and Schmidt, "Practical and
+Optimal LSH for Angular Distance", NeurIPS 2015 (`H D_3 H D_2 H D_1`).
+
+Why not tensor_encoding's `HadamardEncodingStage`:
+
+* Blocks. That stage pads the whole tensor to the next power of two: the tutorial
+  CNN's 1,605,632-element dense kernel becomes 2,097,152 coordinates (+31%), which
+  a 1-bit codec pays for in full. With `L = 2048` it is exactly 784 rows.
+* Independent rotations per client. That stage draws its seed in `get_params`, so in
+  aggregation every client uses the same rotation; codecs whose only randomness is
+  the rotation (DRIVE, EDEN) then make correlated errors and the mean's error does
+  not shrink with the number of clients. Here each `encode` draws its own seed and
+  sends it: one int32 (32 bits), counted like every tensor, in both directions. The
+  stage therefore does not commute with sum; the server inverts each client's
+  rotation before summing (O(d log d) per client, like the client's own encode).
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+
+import tensorflow as tf
+from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
+
+from fedcompress.codecs.stages import _common
+
+DEFAULT_BLOCK_SIZE = 2048
+
+
+def check_block_size(block_size) -> int:
+  """0 (one block: the whole tensor, padded to a power of two) or a power of two."""
+  _common.check_int("block_size", block_size, 0, 2**30)
+  if block_size and block_size & (block_size - 1):
+    raise ValueError(f"block_size must be 0 or a power of two, got {block_size}")
+  return block_size
+
+
+def block_layout(num_elements: int, block_size: int) -> tuple[int, int]:
+  """(rows, L) of the rotated representation of `num_elements` coordinates."""
+  length = _common.next_power_of_two(max(num_elements, 1))
+  if block_size:
+    length = min(length, block_size)
+  return math.ceil(max(num_elements, 1) / length), length
+
+
+def rotated_size(num_elements: int, block_size: int) -> int:
+  """Coordinates after padding: what a quantizer after the rotation pays for."""
+  rows, length = block_layout(num_elements, block_size)
+  return rows * length
+
+
+MAX_ROUNDS = 4
+
+
+def check_rounds(rounds) -> int:
+  return _common.check_int("rounds", rounds, 1, MAX_ROUNDS)
+
+
+def _signs(seed: tf.Tensor, rows: int, length: int, dtype, round_index: int = 0) -> tf.Tensor:
+  return tf.reshape(
+      te.utils.random_signs(rows * length, _common.stateless_seed(seed, round_index), dtype),
+      [rows, length])
+
+
+def _fwht(x: tf.Tensor) -> tf.Tensor:
+  # Scale each row by its largest magnitude first: the transform's unnormalized
+  # butterflies grow values up to L-fold, which would overflow for |x| > max/L
+  # although the rotated values themselves are at most sqrt(L) * max|x|.
+  scale = tf.reduce_max(tf.abs(x), axis=1, keepdims=True)
+  unit = tf.math.divide_no_nan(x, scale)
+  return te.utils.fast_walsh_hadamard_transform(unit) * scale
+
+
+@te.core.tf_style_encoding_stage
+class RandomizedHadamardEncodingStage(_common.StatelessStage):
+  """Blockwise randomized Hadamard rotation (`rounds` times); lossless up to rounding.
+
+  Encoded structure: `{'rotated': [rows, L] of the input dtype, 'seed': int32 []}`.
+  """
+
+  ENCODED_VALUES_KEY = "rotated"
+  SEED_KEY = "seed"
+
+  def __init__(self, block_size: int = DEFAULT_BLOCK_SIZE, rounds: int = 1):
+    self._block_size = check_block_size(block_size)
+    self._rounds = check_rounds(rounds)
+
+  # Not commuting with sum: every encode has its own rotation.
+  STAGE_NAME = "randomized_hadamard"
+  COMPRESSIBLE_KEYS = (ENCODED_VALUES_KEY,)
+  DECODE_NEEDS_INPUT_SHAPE = True
+
+  def encode(self, x, encode_params):
+    del encode_params  # Unused.
+    n = x.shape.num_elements()
+    if n is None:
+      raise ValueError(f"the rotation needs a statically known shape, got {x.shape}")
+    rows, length = block_layout(n, self._block_size)
+    flat = tf.reshape(x, [-1])
+    padded = tf.reshape(tf.pad(flat, [[0, rows * length - n]]), [rows, length])
+    seed = _common.draw_seed()
+    rotated = padded
+    for i in range(self._rounds):
+      rotated = _fwht(rotated * _signs(seed, rows, length, x.dtype, i))
+    return collections.OrderedDict([(self.ENCODED_VALUES_KEY, rotated), (self.SEED_KEY, seed)])
+
+  def decode(self, encoded_tensors, decode_params, num_summands=None, shape=None):
+    del decode_params, num_summands  # Unused.
+    rotated = encoded_tensors[self.ENCODED_VALUES_KEY]
+    rows, length = rotated.shape.as_list()
+    n = _common.static_num_elements(shape)
+    seed = encoded_tensors[self.SEED_KEY]
+    unrotated = rotated
+    for i in reversed(range(self._rounds)):
+      unrotated = _fwht(unrotated) * _signs(seed, rows, length, rotated.dtype, i)
+    return tf.reshape(tf.reshape(unrotated, [-1])[:n], shape)

@@ -1,0 +1,78 @@
+"""`topk` codec: keep the k largest magnitudes, send their values and indices.
+
+Top-k sparsification (Aji and Heafield, "Sparse Communication for Distributed
+Gradient Descent", EMNLP 2017; Stich, Cordonnier and Jaggi, "Sparsified SGD with
+Memory", NeurIPS 2018). It is biased: the dropped coordinates are lost (the papers
+pair it with error feedback, which is a training-loop concern, not a codec's).
+
+With `n` elements, `k = ceil(fraction * n)` (at least 1). The encoded structure is
+the `k` values at the tensor's dtype and their `k` flat indices as int32, so a tensor
+costs `k * (width + 32)` bits: the index cost is counted in full.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import tensorflow as tf
+from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
+
+from fedcompress.codecs import spec as codecs
+from fedcompress.codecs.stages import _common
+
+NAME = "topk"
+
+
+@te.core.tf_style_encoding_stage
+class TopKEncodingStage(_common.StatelessStage):
+  """Keeps the `ceil(fraction * n)` largest-magnitude elements of any-shaped input.
+
+  Encoded: `{'values': [k] input dtype, 'indices': [k] int32 (flat positions)}`.
+  Decoded: zeros of the input shape with the kept values scattered back.
+  """
+
+  ENCODED_VALUES_KEY = "values"
+  INDICES_KEY = "indices"
+
+  def __init__(self, fraction: float = 0.01):
+    self._fraction = _common.check_fraction("fraction", fraction)
+
+  # Not commuting with sum: every client keeps different coordinates.
+  STAGE_NAME = "topk"
+  COMPRESSIBLE_KEYS = (ENCODED_VALUES_KEY,)
+  DECODE_NEEDS_INPUT_SHAPE = True
+
+  def encode(self, x, encode_params):
+    del encode_params  # Unused.
+    n = x.shape.num_elements()
+    if n is None:
+      raise ValueError(f"topk needs a statically known shape, got {x.shape}")
+    flat = tf.reshape(x, [-1])
+    _, indices = tf.math.top_k(tf.abs(flat), k=_common.kept_count(n, self._fraction))
+    return collections.OrderedDict([(self.ENCODED_VALUES_KEY, tf.gather(flat, indices)),
+                                    (self.INDICES_KEY, tf.cast(indices, tf.int32))])
+
+  def decode(self, encoded_tensors, decode_params, num_summands=None, shape=None):
+    del decode_params, num_summands  # Unused.
+    values = encoded_tensors[self.ENCODED_VALUES_KEY]
+    indices = encoded_tensors[self.INDICES_KEY]
+    n = _common.static_num_elements(shape)
+    dense = tf.scatter_nd(indices[:, tf.newaxis], values, tf.reshape(n, [1]))
+    return tf.reshape(dense, shape)
+
+
+def bits_formula(num_elements: int, *, fraction: float = 0.01, direction: str = "aggregate",
+                 dtype=tf.float32) -> int:
+  """Exact bits of one `num_elements`-element tensor through `topk`."""
+  fraction = _common.check_fraction("fraction", fraction)
+  _common.check_direction(direction)
+  return _common.kept_count(num_elements, fraction) * (_common.dtype_bits(dtype) + 32)
+
+
+
+def relative_error_bound(num_elements: int, **_) -> float:
+  """Worst-case `||x - x_hat|| / ||x||`: only dropped coordinates err, by themselves."""
+  del num_elements  # Unused.
+  return 1.0
+
+codecs.register_stage(NAME, TopKEncodingStage, flatten=False)

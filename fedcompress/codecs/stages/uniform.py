@@ -1,0 +1,44 @@
+"""tensor_encoding's uniform quantization, with stochastic rounding in fewer passes.
+
+`te.stages.UniformQuantizationEncodingStage` rounds stochastically as
+`floor(y) + (u < y - floor(y))` with `y = (x - min) / (max - min) * (2^bits - 1)`: nine
+elementwise passes over the tensor besides drawing `u`. Here the same rounding is
+`min(floor(y + u), 2^bits - 1)` with `y = (x - min) * scale`: `floor(y + u)` is
+`floor(y) + 1` exactly when `u >= 1 - frac(y)`, with probability `frac(y)`, so the
+quantized values have the same distribution (unbiased, as tensor_encoding's), in four
+passes. The clip guards `y + u` rounding up to `2^bits` in float32 at the top level.
+`u` is 16-bit dither (`_common.dither16`: the same probabilities to within 2^-17, about
+the float32 spacing of `y + u` at the top levels) from the stateless Philox kernel,
+half the random bits of a float32 uniform. On the TFF tutorial CNN's 1.6M-element
+kernel the encode is about 7 ms instead of 16 on this machine, most of it the draw.
+
+Encoded structure, decoding, and deterministic rounding (and fixed `min_max`) are
+tensor_encoding's own.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import tensorflow as tf
+from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
+
+from fedcompress.codecs.stages import _common
+
+
+class UniformQuantizationStage(te.stages.UniformQuantizationEncodingStage):
+  """`te.stages.UniformQuantizationEncodingStage`, faster stochastic rounding."""
+
+  def encode(self, x, encode_params, name=None):
+    if not self._stochastic or self.MIN_MAX_VALUES_KEY in encode_params:
+      return super().encode(x, encode_params, name=name)
+    with tf.name_scope(name or "uniform_quantization_encode"):
+      x = tf.convert_to_tensor(x)
+      min_x, max_x = tf.reduce_min(x), tf.reduce_max(x)
+      max_value = tf.cast(encode_params[self.MAX_INT_VALUE_PARAMS_KEY], x.dtype)
+      scale = tf.math.divide_no_nan(max_value, max_x - min_x)  # 0 for a constant x
+      y = (x - min_x) * scale
+      quantized = tf.minimum(tf.floor(y + _common.dither16(tf.shape(y), x.dtype)),
+                             max_value)
+      return collections.OrderedDict([(self.ENCODED_VALUES_KEY, quantized),
+                                      (self.MIN_MAX_VALUES_KEY, tf.stack([min_x, max_x]))])

@@ -1,0 +1,1 @@
+"""TFF wiring: encoded broadcast and mean, robust aggregation, FedAvg, the owned runtime."""

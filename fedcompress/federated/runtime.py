@@ -1,0 +1,522 @@
+"""TFF execution context whose C++ worker process fedcompress owns.
+
+`import tensorflow_federated` installs a context that starts TFF's `worker_binary` on
+first use, with our stdout/stderr inherited, and relies on `__del__` to stop it. In
+practice the worker often outlives Python: it keeps a CPU busy and holds the write end
+of a pipe, so `python experiments/x.py | tail` never ends. Here the worker:
+
+* is started with `PR_SET_PDEATHSIG`, so the kernel kills it whenever the Python
+  process dies, even by SIGKILL;
+* is stopped explicitly at interpreter exit (normal exit, exception, SIGINT) and, once
+  `install_signal_handlers()` ran, on SIGTERM;
+* writes its logs to /dev/null unless TF logs were asked for (`--tf_logs`).
+
+`set_remote_context` runs rounds across remote workers instead (`--workers`, each
+started by `experiments/worker.py`, which calls `serve_worker`), through TFF's own
+mergeable-computation context; `configure` picks one of the two from the flags.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import math
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import grpc
+import portpicker
+import tensorflow_federated as tff
+from tensorflow_federated.python.core.backends.native import compiler
+from tensorflow_federated.python.core.environments.tensorflow_frontend import (
+  tensorflow_computation,
+)
+from tensorflow_federated.python.core.impl.context_stack import context_base, context_stack_impl
+from tensorflow_federated.python.core.impl.execution_contexts import (
+  async_execution_context,
+  sync_execution_context,
+)
+from tensorflow_federated.python.core.impl.executor_stacks import python_executor_stacks
+from tensorflow_federated.python.core.impl.executors import (
+  cardinalities_utils,
+  executors_errors,
+  remote_executor,
+  remote_executor_grpc_stub,
+  remote_executor_stub,
+)
+from tensorflow_federated.python.core.impl.types import placements
+
+from fedcompress.federated import quiet as _quiet
+from fedcompress.federated import signals as _signals
+
+_GRPC_MAX_MESSAGE_BYTES = 2 * 1000 * 1000 * 1000
+GRPC_CHANNEL_OPTIONS = [
+    ("grpc.max_message_length", _GRPC_MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", _GRPC_MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", _GRPC_MAX_MESSAGE_BYTES),
+]
+_PR_SET_PDEATHSIG = 1
+# How long a remote worker may be unreachable before a round fails (--worker_timeout_s).
+DEFAULT_WORKER_TIMEOUT_S = 120.0
+_READY_TIMEOUT_S = 120.0
+
+_live_workers: set[LocalWorker] = set()
+_lock = threading.Lock()
+
+
+def worker_binary_path() -> str:
+  """Path of the C++ `worker_binary` shipped inside the TFF wheel."""
+  path = os.path.join(os.path.dirname(tff.__file__), "data", "worker_binary")
+  if not os.path.isfile(path):
+    raise RuntimeError(f"TFF's worker_binary is missing at {path}; reinstall tensorflow-federated.")
+  return path
+
+
+def _die_with_parent() -> None:
+  # Runs in the child between fork and exec. The kernel sends SIGKILL to the worker
+  # when the thread that started it ends, so a killed driver never leaves it behind.
+  # `stop()` asks with SIGINT first, which must not be left ignored.
+  libc = ctypes.CDLL("libc.so.6", use_errno=True)
+  libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+  _signals.restore_default_sigint()
+
+
+class LocalWorker:
+  """One `worker_binary` process serving TFF's executor service on a local port."""
+
+  def __init__(self, port: int | None = None, max_concurrent_computation_calls: int = -1):
+    self.port = port or portpicker.pick_unused_port()
+    self.max_concurrent_computation_calls = max_concurrent_computation_calls
+    self.process: subprocess.Popen[bytes] | None = None
+
+  def start(self) -> LocalWorker:
+    args = [
+        worker_binary_path(),
+        f"--port={self.port}",
+        f"--max_concurrent_computation_calls={self.max_concurrent_computation_calls}",
+    ]
+    out = None if _quiet.tf_logs_requested() else subprocess.DEVNULL
+    self.process = subprocess.Popen(
+        args, stdin=subprocess.DEVNULL, stdout=out, stderr=out, preexec_fn=_die_with_parent
+    )
+    with _lock:
+      _live_workers.add(self)
+    return self
+
+  def alive(self) -> bool:
+    return self.process is not None and self.process.poll() is None
+
+  def stop(self, timeout_s: float = 5.0) -> None:
+    """Stops the worker: SIGINT, then SIGKILL if it has not exited in time."""
+    with _lock:
+      _live_workers.discard(self)
+    if not self.alive():
+      return
+    assert self.process is not None
+    self.process.send_signal(signal.SIGINT)
+    try:
+      self.process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+      self.process.kill()
+      self.process.wait()
+
+
+class WorkerUnavailableError(RuntimeError):
+  """A TFF worker did not become ready, or stopped answering, within its time limit."""
+
+
+def wait_for_stub(target: str, timeout_s: float = _READY_TIMEOUT_S,
+                  alive: Callable[[], bool] | None = None):
+  """Returns a ready `RemoteExecutorGrpcStub` for `target` ('host:port')."""
+  channel = grpc.insecure_channel(target, GRPC_CHANNEL_OPTIONS)
+  stub = remote_executor_grpc_stub.RemoteExecutorGrpcStub(channel)
+  return _wait_until_ready(stub, target, timeout_s, alive)
+
+
+def _wait_until_ready(stub, target: str, timeout_s: float,
+                      alive: Callable[[], bool] | None = None):
+  deadline = time.monotonic() + timeout_s
+  while not stub.is_ready:
+    if alive is not None and not alive():
+      raise WorkerUnavailableError(f"TFF worker for {target} exited before it became ready.")
+    if time.monotonic() > deadline:
+      raise WorkerUnavailableError(
+          f"TFF worker at {target} not ready after {timeout_s:.0f}s; is experiments/worker.py "
+          "running there?")
+    time.sleep(0.05)
+  return stub
+
+
+class _LocalWorkerManager:
+  """Starts the local worker on first use and restarts it if it died."""
+
+  def __init__(self, max_concurrent_computation_calls: int):
+    self._max_calls = max_concurrent_computation_calls
+    self._worker: LocalWorker | None = None
+    self._stub = None
+
+  def get_stub(self):
+    if _shut_down.is_set():
+      # A round still in flight while the process exits (SIGINT, SIGTERM) must not
+      # start a fresh worker: that worker would be forked during gRPC teardown.
+      raise RuntimeError("fedcompress.runtime is shut down; no TFF worker is started")
+    if self._stub is not None and self._worker is not None and self._worker.alive():
+      if self._stub.is_ready:
+        return self._stub
+    if self._worker is not None:
+      self._worker.stop()
+    self._worker = LocalWorker(max_concurrent_computation_calls=self._max_calls).start()
+    self._stub = wait_for_stub(f"localhost:{self._worker.port}", alive=self._worker.alive)
+    return self._stub
+
+  def stop(self) -> None:
+    if self._worker is not None:
+      self._worker.stop()
+    self._worker = None
+    self._stub = None
+
+
+_manager: _LocalWorkerManager | None = None
+_shut_down = threading.Event()
+
+
+def _executor_factory(get_stub: Callable[[], remote_executor_grpc_stub.RemoteExecutorGrpcStub]
+                      ) -> python_executor_stacks.ResourceManagingExecutorFactory:
+  """One `RemoteExecutor` per cardinality, on the stub `get_stub()` returns."""
+
+  def stack_fn(cardinalities):
+    # A computation with no CLIENTS-placed value (e.g. `initialize`) infers no CLIENTS
+    # cardinality, and the worker refuses an executor without one.
+    if cardinalities.get(placements.CLIENTS) is None:
+      cardinalities[placements.CLIENTS] = 0
+    executor = remote_executor.RemoteExecutor(get_stub())
+    executor.set_cardinalities(cardinalities)
+    return executor
+
+  return python_executor_stacks.ResourceManagingExecutorFactory(executor_stack_fn=stack_fn)
+
+
+def default_max_concurrent_clients() -> int:
+  """Concurrent client computations for this machine: one per core."""
+  return max(1, os.cpu_count() or 1)
+
+
+def set_local_context(max_concurrent_clients: int | None = None) -> None:
+  """Installs a sync TFF context backed by one fedcompress-owned local worker.
+
+  Args:
+    max_concurrent_clients: TFF's `max_concurrent_computation_calls`; `None` picks
+      `default_max_concurrent_clients()`, a value <= 0 means no limit.
+  """
+  global _manager
+  if _manager is not None:
+    _manager.stop()
+  _shut_down.clear()
+  calls = default_max_concurrent_clients() if max_concurrent_clients is None else (
+      max_concurrent_clients)
+  manager = _LocalWorkerManager(calls)
+
+  context = sync_execution_context.SyncExecutionContext(
+      executor_fn=_executor_factory(manager.get_stub),
+      compiler_fn=compiler.desugar_and_transform_to_native,
+      transform_args=tensorflow_computation.transform_args,
+      transform_result=tensorflow_computation.transform_result,
+  )
+  _close_remote()
+  context_stack_impl.context_stack.set_default_context(context)
+  _manager = manager
+
+
+def parse_worker_address(address: str) -> str:
+  """Checks one 'HOST:PORT' worker address and returns it stripped."""
+  address = address.strip()
+  host, sep, port = address.rpartition(":")
+  if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    raise ValueError(f"worker address must be HOST:PORT, got {address!r}")
+  return address
+
+
+class _RemoteContext(context_base.SyncContext):
+  """TFF's mergeable-computation context over remote workers.
+
+  Each round is split into subrounds by TFF's `MergeableCompExecutionContext`: one per
+  worker, or more when `max_clients_per_worker` asks for it. TFF hands each worker one
+  subround at a time and merges the partial aggregates, so a worker then never holds
+  more than `max_clients_per_worker` clients at once. That is the only concurrency
+  limit a driver can impose: a worker's own `max_concurrent_computation_calls` is a
+  flag of the worker process (`experiments/worker.py`), not part of the gRPC protocol.
+  """
+
+  def __init__(self, async_contexts: Sequence[context_base.AsyncContext],
+               max_clients_per_worker: int | None):
+    self._async_contexts = list(async_contexts)
+    self._max_clients = max_clients_per_worker if (
+        max_clients_per_worker is not None and max_clients_per_worker > 0) else None
+    self._by_subrounds: dict[int, context_base.SyncContext] = {}
+
+  def num_subrounds(self, num_clients: int | None) -> int:
+    """Subrounds for a call with `num_clients` CLIENTS values (None: no such value)."""
+    workers = len(self._async_contexts)
+    if self._max_clients is None or not num_clients:
+      return workers
+    return max(workers, math.ceil(num_clients / self._max_clients))
+
+  def invoke(self, comp, arg):
+    num_clients = None
+    if arg is not None:
+      num_clients = cardinalities_utils.infer_cardinalities(
+          arg, comp.type_signature.parameter).get(placements.CLIENTS)
+    subrounds = self.num_subrounds(num_clients)
+    context = self._by_subrounds.get(subrounds)
+    if context is None:
+      context = tff.backends.native.create_mergeable_comp_execution_context(
+          self._async_contexts, num_subrounds=subrounds)
+      self._by_subrounds[subrounds] = context
+    return context.invoke(comp, arg)
+
+
+class _DeadlineStub(remote_executor_stub.RemoteExecutorStub):
+  """A worker's stub that gives up once the worker has been unreachable for too long.
+
+  TFF marks UNAVAILABLE (and FAILED_PRECONDITION) as retryable and its execution
+  context retries them without limit, so a dead worker would leave the driver waiting
+  forever. The failures pass through as before (TFF retries them) until the worker has
+  failed every call for `timeout_s`; the next failure is a `WorkerUnavailableError`,
+  which TFF does not retry. Any answer from the worker resets the clock.
+  """
+
+  def __init__(self, stub: remote_executor_stub.RemoteExecutorStub, address: str,
+               timeout_s: float):
+    self._stub = stub
+    self._address = address
+    self._timeout_s = timeout_s
+    self._failing_since: float | None = None
+
+  def _call(self, method: str, *args, **kwargs):
+    try:
+      result = getattr(self._stub, method)(*args, **kwargs)
+    except executors_errors.RetryableError as e:
+      now = time.monotonic()
+      if self._failing_since is None:
+        self._failing_since = now
+      elif now - self._failing_since > self._timeout_s:
+        raise WorkerUnavailableError(
+            f"TFF worker {self._address} has not answered for "
+            f"{now - self._failing_since:.0f} s ({e}); is it still running? "
+            "(--worker_timeout_s sets how long to wait)") from e
+      raise
+    self._failing_since = None
+    return result
+
+  def get_executor(self, request):
+    return self._call("get_executor", request)
+
+  def create_value(self, request):
+    return self._call("create_value", request)
+
+  def create_struct(self, request):
+    return self._call("create_struct", request)
+
+  def create_call(self, request):
+    return self._call("create_call", request)
+
+  def create_selection(self, request):
+    return self._call("create_selection", request)
+
+  def compute(self, request):
+    return self._call("compute", request)
+
+  def dispose(self, request):
+    return self._call("dispose", request)
+
+  def dispose_executor(self, request):
+    return self._call("dispose_executor", request)
+
+  @property
+  def is_ready(self) -> bool:
+    return self._stub.is_ready
+
+
+_remote_channels: list[grpc.Channel] = []
+
+
+def _close_remote() -> None:
+  while _remote_channels:
+    _remote_channels.pop().close()
+
+
+def set_remote_context(workers: Sequence[str], *, max_concurrent_clients: int | None = None,
+                       ready_timeout_s: float = 60.0,
+                       unavailable_timeout_s: float = DEFAULT_WORKER_TIMEOUT_S) -> None:
+  """Runs every computation across remote TFF workers (`experiments/worker.py`).
+
+  Uses TFF's own distributed runtime: `tff.backends.native.
+  create_mergeable_comp_execution_context` over one `tff.framework.AsyncExecutionContext`
+  per worker, each around a `tff.framework.RemoteExecutor` on a `RemoteExecutorGrpcStub`.
+  A round's clients are split across the workers and their partial aggregates merged,
+  so a round may use at most one aggregation level (FedAvg and its encoded variants do).
+  The local worker, if running, is stopped; `set_local_context()` goes back.
+
+  Args:
+    workers: 'HOST:PORT' of each worker; all must run this TFF version.
+    max_concurrent_clients: most clients a worker trains at once, enforced by running
+      more (sequential) subrounds per worker; `None` or <= 0: one subround per worker,
+      bounded only by each worker's own `--max_concurrent_computation_calls`.
+    ready_timeout_s: how long to wait for each worker to accept connections.
+    unavailable_timeout_s: how long a worker may fail every call (it died, or the
+      network is down) before a computation raises `WorkerUnavailableError` instead
+      of TFF retrying it forever.
+
+  Raises:
+    ValueError: `workers` is empty or an address is not HOST:PORT.
+    RuntimeError: a worker did not become ready in time.
+  """
+  global _manager
+  addresses = [parse_worker_address(w) for w in workers]
+  if not addresses:
+    raise ValueError("set_remote_context needs at least one worker address")
+  channels, contexts = [], []
+  try:
+    for address in addresses:
+      channel = grpc.insecure_channel(address, GRPC_CHANNEL_OPTIONS)
+      channels.append(channel)
+      stub = _DeadlineStub(
+          _wait_until_ready(remote_executor_grpc_stub.RemoteExecutorGrpcStub(channel),
+                            address, ready_timeout_s), address, unavailable_timeout_s)
+      contexts.append(async_execution_context.AsyncExecutionContext(
+          executor_fn=_executor_factory(lambda stub=stub: stub),
+          compiler_fn=compiler.desugar_and_transform_to_native,
+          transform_args=tensorflow_computation.transform_args,
+          transform_result=tensorflow_computation.transform_result,
+      ))
+  except BaseException:
+    for channel in channels:
+      channel.close()
+    raise
+  if _manager is not None:
+    _manager.stop()
+    _manager = None
+  _close_remote()
+  _remote_channels.extend(channels)
+  context_stack_impl.context_stack.set_default_context(
+      _RemoteContext(contexts, max_concurrent_clients))
+
+
+def configure(workers: Sequence[str] | None = None, max_concurrent_clients: int | None = None,
+              worker_timeout_s: float = DEFAULT_WORKER_TIMEOUT_S) -> None:
+  """Sets the execution context from the binaries' runtime flags.
+
+  Args:
+    workers: `--workers` ('HOST:PORT' list); empty or None runs on the local worker.
+    max_concurrent_clients: `--max_concurrent_clients`; see `set_local_context` and
+      `set_remote_context`.
+    worker_timeout_s: `--worker_timeout_s`, how long a remote worker may take to
+      accept connections and may be unreachable later (see `set_remote_context`).
+  """
+  if workers:
+    set_remote_context(workers, max_concurrent_clients=max_concurrent_clients,
+                       ready_timeout_s=worker_timeout_s, unavailable_timeout_s=worker_timeout_s)
+  else:
+    set_local_context(max_concurrent_clients)
+
+
+def worker_pids() -> list[int]:
+  """PIDs of the worker processes this Python process started and has not stopped."""
+  with _lock:
+    return sorted(w.process.pid for w in _live_workers if w.alive())
+
+
+def serve_worker(port: int, max_concurrent_computation_calls: int | None = None, *,
+                 on_ready: Callable[[str], None] = print) -> int:
+  """Runs one `worker_binary` on `port` in the foreground until it exits or is signalled.
+
+  SIGINT and SIGTERM are forwarded to the worker, which is then waited for (and killed
+  if it does not stop within 5 s). The worker also dies with this process, by any signal.
+
+  Args:
+    port: port the worker serves TFF's executor service on (all interfaces).
+    max_concurrent_computation_calls: the worker's limit on client computations run at
+      once; `None` picks `default_max_concurrent_clients()` for this machine, <= 0 means
+      no limit.
+    on_ready: called with one line once the worker accepts connections.
+
+  Returns:
+    0 after a signalled, clean stop; otherwise the worker's own exit status.
+  """
+  calls = (default_max_concurrent_clients() if max_concurrent_computation_calls is None
+           else max_concurrent_computation_calls)
+  worker = LocalWorker(port, calls)
+  received: list[int] = []
+
+  def forward(signum, frame):  # noqa: ARG001
+    received.append(signum)
+    if worker.alive():
+      worker.process.send_signal(signum)
+
+  previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+  try:
+    worker.start()
+    if received:  # Signalled while starting: the handler had no process to forward to.
+      worker.process.send_signal(received[-1])
+    target = f"localhost:{port}"
+    channel = grpc.insecure_channel(target, GRPC_CHANNEL_OPTIONS)
+    try:
+      _wait_until_ready(remote_executor_grpc_stub.RemoteExecutorGrpcStub(channel), target,
+                        _READY_TIMEOUT_S, lambda: worker.alive() and not received)
+    except RuntimeError:
+      if not received:
+        raise
+    finally:
+      channel.close()
+    if not received:
+      on_ready(f"TFF worker ready on port {port} (pid {worker.process.pid}, "
+               f"max_concurrent_computation_calls={calls}); Ctrl-C or SIGTERM stops it.")
+    while True:
+      try:
+        code = worker.process.wait(timeout=5.0 if received else None)
+        break
+      except subprocess.TimeoutExpired:
+        worker.process.kill()
+  finally:
+    worker.stop()
+    for s, handler in previous.items():
+      signal.signal(s, handler)
+  return 0 if received else code
+
+
+def shutdown() -> None:
+  """Stops every worker this process started, for good. Safe to call more than once.
+
+  Runs at interpreter exit. Afterwards no local worker is started again (until
+  `set_local_context()` is called anew).
+  """
+  _shut_down.set()
+  _close_remote()
+  if _manager is not None:
+    _manager.stop()
+  with _lock:
+    workers = list(_live_workers)
+  for worker in workers:
+    worker.stop()
+
+
+def _on_sigterm(signum, frame):  # noqa: ARG001
+  # Turn SIGTERM into a normal exit so `finally` blocks and atexit handlers run.
+  raise SystemExit(128 + signum)
+
+
+def install_signal_handlers() -> None:
+  """Makes SIGTERM exit like an exception (cleanup runs). Main thread only."""
+  if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+atexit.register(shutdown)
+_quiet.quiet_python_loggers()
+# Replace the context TFF installed on import: ours is equally lazy but owns its worker.
+set_local_context()
+

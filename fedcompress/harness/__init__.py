@@ -1,0 +1,1 @@
+"""The experiment harness: config, round loop, checkpoints, reporters, flags, sweeps, plots."""

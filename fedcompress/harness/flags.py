@@ -1,0 +1,214 @@
+"""Shared absl flag groups for the experiment binaries, and their translation.
+
+Binaries call the `define_*` functions at import and, in `main()`, the `*_from_flags`
+functions, which turn flag values into the library's plain arguments. Nothing else in
+the library reads flags.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from absl import flags
+
+from fedcompress import codecs, tasks
+from fedcompress.harness.experiment import CLIENT_WEIGHTINGS, OPTIMIZERS, ExperimentConfig
+
+FlagValues = flags.FlagValues
+
+
+def define_runtime_flags(fv: FlagValues = flags.FLAGS) -> None:
+  flags.DEFINE_bool("tf_logs", False, "Show TensorFlow/TFF logs (quiet by default). Also "
+                    "FEDCOMPRESS_TF_LOGS=1.", flag_values=fv)
+  flags.DEFINE_integer("max_concurrent_clients", None, "Client computations run at once "
+                       "(TFF's max_concurrent_computation_calls); default one per core, "
+                       "<= 0 for no limit.", flag_values=fv)
+  flags.DEFINE_list("workers", [], "HOST:PORT of remote TFF workers (experiments/worker.py) "
+                    "to run rounds on; empty runs locally.", flag_values=fv)
+  flags.DEFINE_float("worker_timeout_s", 120.0, "With --workers: seconds a worker may take to "
+                     "accept connections, and later fail every call (dead, unreachable), "
+                     "before the run stops with an error instead of TFF retrying forever.",
+                     lower_bound=0.0, flag_values=fv)
+
+
+def define_loop_flags(fv: FlagValues = flags.FLAGS, *, rounds: int = 10,
+                      clients_per_round: int = 10, rounds_per_eval: int = 1) -> None:
+  flags.DEFINE_integer("rounds", rounds, "Federated rounds to run.", flag_values=fv)
+  flags.DEFINE_integer("clients_per_round", clients_per_round,
+                       "Clients sampled uniformly without replacement each round.",
+                       flag_values=fv)
+  flags.DEFINE_integer("client_epochs", 1, "Local epochs over each client's data.",
+                       flag_values=fv)
+  flags.DEFINE_integer("client_batch_size", 20, "Local batch size.", flag_values=fv)
+  flags.DEFINE_integer("rounds_per_eval", rounds_per_eval,
+                       "Evaluate on the test split every N rounds (and after the last).",
+                       flag_values=fv)
+  flags.DEFINE_integer("rounds_per_checkpoint", 1, "Checkpoint every N rounds (and after "
+                       "the last).", flag_values=fv)
+  flags.DEFINE_integer("seed", 0, "Seed of client sampling, data order, model init and "
+                       "data splits.", flag_values=fv)
+  flags.DEFINE_enum("client_weighting", "num_examples", sorted(CLIENT_WEIGHTINGS),
+                    "Weight of each client in the mean.", flag_values=fv)
+
+
+def define_optimizer_flags(fv: FlagValues = flags.FLAGS, *, client_lr: float = 0.02,
+                           server_lr: float = 1.0) -> None:
+  names = sorted(OPTIMIZERS)
+  flags.DEFINE_enum("client_optimizer", "sgd", names, "Client optimizer.", flag_values=fv)
+  flags.DEFINE_float("client_learning_rate", client_lr, "Client learning rate.",
+                     flag_values=fv)
+  flags.DEFINE_enum("server_optimizer", "sgd", names, "Server optimizer.", flag_values=fv)
+  flags.DEFINE_float("server_learning_rate", server_lr, "Server learning rate.",
+                     flag_values=fv)
+
+
+def define_codec_flags(fv: FlagValues = flags.FLAGS) -> None:
+  names = codecs.available_codecs()
+  for direction, what in (("broadcast", "server -> client weights"),
+                          ("aggregate", "client -> server updates (numerator and "
+                           "denominator of the mean)")):
+    flags.DEFINE_enum(f"{direction}_encoder", "identity", names, f"Codec for {what}.",
+                      flag_values=fv)
+    flags.DEFINE_integer(f"{direction}_bits", None, f"Bits per value for {direction} "
+                         "codecs that take `bits` (uniform: 1..16); default: the codec's "
+                         "own (8 for uniform).", flag_values=fv)
+    flags.DEFINE_string(f"{direction}_encoder_args", "", "Codec options as key=value,... "
+                        "(e.g. fraction=0.01 or deterministic=true); every codec takes "
+                        "its own keyword options this way.", flag_values=fv)
+  flags.DEFINE_integer("compression_threshold", codecs.DEFAULT_THRESHOLD,
+                       "Only tensors with more elements than this are encoded.",
+                       flag_values=fv)
+
+
+def define_output_flags(fv: FlagValues = flags.FLAGS, *, experiment_name: str) -> None:
+  flags.DEFINE_string("root_output_dir", "runs", "Runs are written under this folder.",
+                      flag_values=fv)
+  flags.DEFINE_string("experiment_name", experiment_name, "Folder name of this run.",
+                      flag_values=fv)
+  flags.DEFINE_bool("resume", False, "Continue the run in the experiment folder from its "
+                    "last checkpoint.", flag_values=fv)
+
+
+def define_image_task_flags(fv: FlagValues = flags.FLAGS) -> None:
+  flags.DEFINE_enum("dataset", "emnist", sorted(tasks.IMAGE_TASKS),
+                    "emnist: TFF's federated EMNIST (download or --cache_dir); digits: the "
+                    "embedded scikit-learn digits, offline.", flag_values=fv)
+  flags.DEFINE_string("cache_dir", None, "Folder holding (or to download) emnist_all.sqlite.",
+                      flag_values=fv)
+  flags.DEFINE_bool("only_digits", True, "EMNIST digits only (10 classes) or all 62.",
+                    flag_values=fv)
+  flags.DEFINE_integer("digits_clients", 20, "Clients the digits dataset is split into.",
+                       flag_values=fv)
+  flags.DEFINE_float("digits_alpha", 1.0, "Dirichlet concentration of the digits label "
+                     "split (smaller = more non-IID).", flag_values=fv)
+
+
+def define_image_experiment_flags(fv: FlagValues = flags.FLAGS) -> None:
+  """Every flag of the EMNIST compression experiment."""
+  define_image_task_flags(fv)
+  define_loop_flags(fv)
+  define_optimizer_flags(fv, client_lr=0.02, server_lr=1.0)
+  define_codec_flags(fv)
+  define_output_flags(fv, experiment_name="emnist")
+  define_runtime_flags(fv)
+
+
+def define_shakespeare_experiment_flags(fv: FlagValues = flags.FLAGS) -> None:
+  """Every flag of the Shakespeare fine-tuning experiment."""
+  flags.DEFINE_string("pretrained_model", None, "Keras model file of the pretrained "
+                      "character RNN (experiments/pretrain_char_rnn.py makes one).",
+                      flag_values=fv)
+  flags.DEFINE_string("cache_dir", None, "Folder holding (or to download) "
+                      "shakespeare.sqlite.", flag_values=fv)
+  flags.DEFINE_list("clients", [], "Train on these client ids every round (the "
+                    "tutorial's two); empty samples --clients_per_round each round.",
+                    flag_values=fv)
+  flags.DEFINE_integer("max_batches_per_client", None, "Batches of 8 windows per client "
+                       "and epoch (the tutorial's .take(5)); default all.", flag_values=fv)
+  flags.DEFINE_bool("pad_short_clients", False, "Pad the last window and batch (masked "
+                    "out of loss and accuracy) so clients under 808 characters train.",
+                    flag_values=fv)
+  flags.DEFINE_integer("max_eval_batches", 60, "Held-out test batches evaluated after "
+                       "each evaluation round.", flag_values=fv)
+  flags.DEFINE_string("sanity_client", None, "Client of the initial sanity check "
+                      "(default: first --clients, else THE_TRAGEDY_OF_KING_LEAR_KING).",
+                      flag_values=fv)
+  flags.DEFINE_string("generate_prompt", "What of TensorFlow Federated, you ask? ",
+                      "Text generation prompt after training.", flag_values=fv)
+  flags.DEFINE_float("temperature", 1.0, "Sampling temperature of text generation.",
+                     flag_values=fv)
+  flags.DEFINE_integer("num_generate", 200, "Characters to generate.", flag_values=fv)
+  define_loop_flags(fv, rounds=5, clients_per_round=10)
+  define_optimizer_flags(fv, client_lr=0.5, server_lr=1.0)
+  define_codec_flags(fv)
+  define_output_flags(fv, experiment_name="shakespeare")
+  define_runtime_flags(fv)
+  fv.set_default("client_batch_size", 8)
+
+
+def run_shakespeare_from_flags(fv: FlagValues, module_names: list[str] | None = None):
+  from fedcompress.harness.finetune import run_finetune
+
+  if not fv.pretrained_model:
+    raise ValueError("--pretrained_model is required")
+  if fv.client_batch_size != 8:
+    raise ValueError("--client_batch_size is fixed at the tutorial's 8 for Shakespeare")
+  config = experiment_config_from_flags(
+      fv, module_names=module_names or [],
+      extra_recorded={"dataset": "shakespeare"},
+      fixed_clients=tuple(fv.clients) or None)
+  return run_finetune(
+      config, pretrained_path=fv.pretrained_model, cache_dir=fv.cache_dir,
+      epochs=fv.client_epochs, max_batches=fv.max_batches_per_client,
+      pad_short_clients=fv.pad_short_clients, max_eval_batches=fv.max_eval_batches,
+      sanity_client=fv.sanity_client, prompt=fv.generate_prompt,
+      temperature=fv.temperature, num_generate=fv.num_generate, generate_seed=fv.seed)
+
+
+def image_task_from_flags(fv: FlagValues) -> tasks.FederatedTask:
+  return tasks.build_image_task(
+      fv.dataset, only_digits=fv.only_digits, cache_dir=fv.cache_dir,
+      epochs=fv.client_epochs, batch_size=fv.client_batch_size, seed=fv.seed,
+      digits_clients=fv.digits_clients, digits_alpha=fv.digits_alpha)
+
+
+def codec_from_flags(fv: FlagValues, direction: str) -> codecs.CodecSpec:
+  return codecs.make_codec(fv[f"{direction}_encoder"].value,
+                           bits=fv[f"{direction}_bits"].value,
+                           options=fv[f"{direction}_encoder_args"].value,
+                           threshold=fv["compression_threshold"].value)
+
+
+def recorded_flags(fv: FlagValues, module_names: list[str]) -> dict[str, Any]:
+  """Resolved values of the flags the binary and this module define (for config.json)."""
+  record: dict[str, Any] = {}
+  for module in module_names + [__name__]:
+    for flag in fv.get_flags_for_module(module):
+      record[flag.name] = flag.value
+  return record
+
+
+# Flags whose change makes a checkpoint unusable: a different model or codec.
+RESUME_MUST_MATCH = ("dataset", "only_digits", "broadcast_codec", "aggregate_codec",
+                     "client_optimizer", "server_optimizer")
+
+
+def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
+                                 extra_recorded: dict[str, Any] | None = None,
+                                 fixed_clients: tuple[str, ...] | None = None
+                                 ) -> ExperimentConfig:
+  broadcast = codec_from_flags(fv, "broadcast")
+  aggregate = codec_from_flags(fv, "aggregate")
+  recorded = recorded_flags(fv, module_names)
+  recorded.update(broadcast_codec=broadcast.describe(), aggregate_codec=aggregate.describe())
+  recorded.update(extra_recorded or {})
+  return ExperimentConfig(
+      root_output_dir=fv.root_output_dir, experiment_name=fv.experiment_name,
+      rounds=fv.rounds, clients_per_round=fv.clients_per_round,
+      client_optimizer=fv.client_optimizer, client_learning_rate=fv.client_learning_rate,
+      server_optimizer=fv.server_optimizer, server_learning_rate=fv.server_learning_rate,
+      client_weighting=fv.client_weighting, broadcast_codec=broadcast,
+      aggregate_codec=aggregate, rounds_per_eval=fv.rounds_per_eval,
+      rounds_per_checkpoint=fv.rounds_per_checkpoint, seed=fv.seed, resume=fv.resume,
+      fixed_clients=fixed_clients, recorded=recorded,
+      resume_must_match=tuple(k for k in RESUME_MUST_MATCH if k in recorded))

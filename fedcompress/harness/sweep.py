@@ -1,0 +1,152 @@
+"""Run a list of configurations one after another and compare them.
+
+A sweep is a list of named runs, each a list of flags for one experiment binary's
+flag set (from flagfiles, or the product of a grid over flag values). Runs already
+finished are skipped, unfinished ones resumed; `summary.csv` and `summary.md` compare
+them all with a named baseline, from each run's own `metrics.csv`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import itertools
+import os
+import shlex
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from absl import flags
+
+from fedcompress.harness import summary
+from fedcompress.harness.reporting import read_metrics_csv
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepRun:
+  name: str
+  args: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentKind:
+  """How to define one binary's flags on a `FlagValues` and run it from them."""
+
+  define_flags: Callable[[flags.FlagValues], None]
+  run: Callable[[flags.FlagValues], Any]
+
+
+def _image_kind() -> ExperimentKind:
+  from fedcompress.harness import flags as fc_flags
+  from fedcompress.harness.experiment import run_experiment
+
+  def run(fv):
+    config = fc_flags.experiment_config_from_flags(fv, module_names=[])
+    return run_experiment(fc_flags.image_task_from_flags(fv), config)
+
+  return ExperimentKind(fc_flags.define_image_experiment_flags, run)
+
+
+def _shakespeare_kind() -> ExperimentKind:
+  from fedcompress.harness import flags as fc_flags
+
+  return ExperimentKind(fc_flags.define_shakespeare_experiment_flags,
+                        fc_flags.run_shakespeare_from_flags)
+
+
+EXPERIMENTS: dict[str, Callable[[], ExperimentKind]] = {"emnist": _image_kind,
+                                                         "shakespeare": _shakespeare_kind}
+
+
+def get_experiment(name: str) -> ExperimentKind:
+  if name not in EXPERIMENTS:
+    raise ValueError(f"unknown experiment {name!r}; valid: {', '.join(sorted(EXPERIMENTS))}")
+  return EXPERIMENTS[name]()
+
+
+def runs_from_flagfiles(paths: Sequence[str]) -> list[SweepRun]:
+  """One run per flagfile, named after the file (e.g. compressed_u8.flags -> compressed_u8)."""
+  runs = []
+  for path in paths:
+    if not os.path.isfile(path):
+      raise ValueError(f"flagfile {path} does not exist")
+    runs.append(SweepRun(os.path.splitext(os.path.basename(path))[0], (f"--flagfile={path}",)))
+  return runs
+
+
+def runs_from_grid(grid: str) -> list[SweepRun]:
+  """'aggregate_encoder=uniform,hadamard;aggregate_bits=2,4' -> the 4 combinations."""
+  axes = []
+  for part in grid.split(";"):
+    if not part.strip():
+      continue
+    name, sep, values = part.partition("=")
+    if not sep or not values.strip():
+      raise ValueError(f"grid axis {part!r} is not of the form flag=value,value")
+    axes.append((name.strip(), [v.strip() for v in values.split(",") if v.strip()]))
+  if not axes:  # itertools.product() of nothing is one empty run, not none.
+    return []
+  runs = []
+  for combo in itertools.product(*(values for _, values in axes)):
+    pairs = list(zip((name for name, _ in axes), combo, strict=True))
+    runs.append(SweepRun("_".join(f"{n}-{v}" for n, v in pairs),
+                         tuple(f"--{n}={v}" for n, v in pairs)))
+  return runs
+
+
+def _finished_rounds(run_dir: str) -> int:
+  path = os.path.join(run_dir, "metrics.csv")
+  if not os.path.exists(path):
+    return 0
+  rows = read_metrics_csv(path)
+  return int(rows[-1]["round"]) if rows else 0
+
+
+def run_sweep(runs: Sequence[SweepRun], root_output_dir: str, *, experiment: str = "emnist",
+              common_flags: str = "", baseline: str | None = None,
+              log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+  """Runs, skips or resumes each run; writes and returns the comparison."""
+  if not runs:
+    raise ValueError("the sweep has no runs")
+  names = [r.name for r in runs]
+  if len(set(names)) != len(names):
+    raise ValueError(f"run names must be unique: {names}")
+  baseline = baseline or names[0]
+  if baseline not in names:
+    raise ValueError(f"baseline {baseline!r} is not one of the runs: {', '.join(names)}")
+  kind = get_experiment(experiment)
+  common = shlex.split(common_flags)
+  for run in runs:
+    fv = flags.FlagValues()
+    kind.define_flags(fv)
+    fv(["sweep", *run.args, *common, f"--root_output_dir={root_output_dir}",
+        f"--experiment_name={run.name}"])
+    run_dir = os.path.join(root_output_dir, run.name)
+    done = _finished_rounds(run_dir)
+    if done >= fv.rounds:
+      log(f"== {run.name}: finished ({done} rounds), skipped")
+      continue
+    if os.path.isdir(run_dir) and os.listdir(run_dir):
+      fv.resume = True
+      log(f"== {run.name}: resuming after round {done}")
+    else:
+      log(f"== {run.name}: {' '.join(run.args)}")
+    kind.run(fv)
+  summaries = summary.compare_runs([os.path.join(root_output_dir, n) for n in names], baseline)
+  write_summary(summaries, root_output_dir, baseline)
+  return summaries
+
+
+SUMMARY_COLUMNS = ("run", "rounds", "eval_accuracy", "eval_loss", "broadcast_bits",
+                   "aggregate_bits", "broadcast_ratio", "aggregate_ratio", "train_time_s",
+                   "wall_time_s")
+
+
+def write_summary(summaries: Sequence[dict[str, Any]], root: str, baseline: str) -> None:
+  with open(os.path.join(root, "summary.csv"), "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(summaries)
+  with open(os.path.join(root, "summary.md"), "w") as f:
+    f.write(f"Ratios are {baseline}'s bits divided by the run's (x times fewer bits).\n\n")
+    f.write(summary.format_markdown(summaries, baseline) + "\n")

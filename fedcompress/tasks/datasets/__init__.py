@@ -1,0 +1,1 @@
+"""Federated datasets: loaders and preprocessing, apart from the models."""

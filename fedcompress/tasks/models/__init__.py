@@ -1,0 +1,1 @@
+"""Models of the tasks, and the Keras helpers they need."""

@@ -1,0 +1,453 @@
+"""What a round costs: fedcompress against plain TFF and a centralized Keras pass.
+
+Four contenders run the same work in one process, interleaved so that load from other
+processes hits them alike, and each is timed over several repetitions after warm-up:
+
+  a. plain TFF `tff.learning.algorithms.build_weighted_fed_avg` with TFF's defaults
+     (client `build_sgdm(0.02)`, TFF's default server optimizer `build_sgdm(1.0)`);
+  b. `fedcompress.build_fedavg`, uncompressed;
+  c. `fedcompress.build_fedavg`, uniform 8-bit quantization both ways above 10,000
+     elements (the TFF compression tutorial's setting);
+  d. one epoch of Keras `model.fit` over the same examples, pooled: the floor;
+  e. plain TFF as in (a) but with the client loop fedcompress defaults to
+     (`DATASET_ITERATOR`), so that b/e is the cost of the wrapper alone.
+
+A round is 10 clients of 100 examples at batch size 20 with the tutorial CNN, through
+the EMNIST client pipeline of `fedcompress.tasks.emnist` (data: scikit-learn's digits
+in EMNIST format). The medians give the ratios b/a (cost of the wrapper), c/b (cost of
+compression), c/d (distance to the floor) and b/e. Besides wall time, each repetition's CPU
+time is recorded (driver plus local worker, from /proc), which other agents' load
+disturbs far less than wall time.
+
+The memory part checks that a round's driver memory does not depend on how many
+clients the dataset has: TFF's own SQL writer generates an `emnist_all.sqlite` of N
+clients, and a fresh subprocess per N loads it the way experiments do, builds datasets
+for the same 10 sampled clients only, runs one round, and reports its peak RSS
+(`ru_maxrss`, the whole driver process) and the tracemalloc peak of Python allocations
+from loading the data to the end of the round.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+import resource
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+LABELS = {
+    "a": "plain TFF build_weighted_fed_avg (TFF defaults)",
+    "b": "fedcompress build_fedavg, uncompressed",
+    "c": "fedcompress build_fedavg, uniform 8-bit both ways",
+    "d": "centralized Keras model.fit, one epoch (floor)",
+    "e": "plain TFF build_weighted_fed_avg, DATASET_ITERATOR loop (fedcompress's)",
+}
+RATIOS = (("b", "a"), ("c", "b"), ("c", "d"), ("b", "e"))
+TARGETS = {"b/a": 1.05, "c/b": 1.10, "c/d": 1.3}
+MEMORY_TARGET = 1.10
+_TRAIN_SPLIT = "digits_only_train"
+_TEST_SPLIT = "digits_only_test"
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkConfig:
+  """Sizes and repetitions of the benchmark.
+
+  Attributes:
+    num_clients: clients per round (and in the timing dataset).
+    examples_per_client: examples each client holds.
+    batch_size: client (and Keras) batch size.
+    rounds: timed repetitions of each contender (the median is reported).
+    warmup_rounds: untimed repetitions first (tracing, compilation, caches).
+    bits: quantization bits of contender c.
+    threshold: contender c encodes only tensors with more elements than this.
+    seed: data order, model init and client sampling.
+    max_concurrent_clients: TFF's `max_concurrent_computation_calls` for the local
+      worker (`None`: fedcompress's default for this machine).
+    memory_populations: clients in each generated dataset of the memory measurement;
+      empty skips it.
+    memory_examples_per_client: examples per client in the generated datasets.
+    memory_cache_dir: where generated datasets are kept and reused (`None`: a
+      temporary folder, deleted afterwards).
+  """
+
+  num_clients: int = 10
+  examples_per_client: int = 100
+  batch_size: int = 20
+  rounds: int = 5
+  warmup_rounds: int = 1
+  bits: int = 8
+  threshold: int = 10_000
+  seed: int = 0
+  max_concurrent_clients: int | None = None
+  memory_populations: tuple[int, ...] = (100, 3400)
+  memory_examples_per_client: int = 100
+  memory_cache_dir: str | None = None
+
+  def __post_init__(self):
+    positive = ("num_clients", "examples_per_client", "batch_size", "rounds")
+    for name in positive:
+      if getattr(self, name) < 1:
+        raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+    if self.warmup_rounds < 0:
+      raise ValueError(f"warmup_rounds must be >= 0, got {self.warmup_rounds}")
+    if any(n < self.num_clients for n in self.memory_populations):
+      raise ValueError(f"memory_populations must each hold at least num_clients="
+                       f"{self.num_clients} clients, got {self.memory_populations}")
+
+
+# --- timing -------------------------------------------------------------------------
+
+
+def _digits_pixels(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """`count` EMNIST-format digits (cycled when more than scikit-learn's 1,797)."""
+  from fedcompress.tasks.datasets.digits import digits_images
+
+  pixels, labels = digits_images()
+  order = np.random.default_rng(seed).permutation(len(labels))
+  order = np.resize(order, count)
+  return pixels[order], labels[order]
+
+
+def build_timing_task(config: BenchmarkConfig):
+  """The timing data: (`FederatedTask` of num_clients x examples_per_client, its ClientData)."""
+  import tensorflow_federated as tff
+
+  from fedcompress.tasks.datasets.emnist import build_image_task
+
+  n = config.examples_per_client
+  pixels, labels = _digits_pixels(config.num_clients * n, config.seed)
+  width = len(str(config.num_clients - 1))
+  train = tff.simulation.datasets.TestClientData({
+      f"bench_{c:0{width}d}": collections.OrderedDict(
+          label=labels[c * n:(c + 1) * n], pixels=pixels[c * n:(c + 1) * n])
+      for c in range(config.num_clients)})
+  task = build_image_task("benchmark", train, train, num_classes=10, epochs=1,
+                          batch_size=config.batch_size, seed=config.seed)
+  return task, train
+
+
+def build_contenders(config: BenchmarkConfig) -> dict[str, Callable[[int], None]]:
+  """`{'a'..'e': run(repetition)}`; each call runs one round (a-c, e) or one pass (d).
+
+  Every call builds its datasets afresh (as a training loop does each round), with the
+  same pipeline and a shuffle seed that depends on the repetition.
+  """
+  import tensorflow as tf
+  import tensorflow_federated as tff
+
+  import fedcompress
+  from fedcompress.tasks.datasets import emnist
+
+  task, train = build_timing_task(config)
+  client_ids = list(task.client_ids)
+  codec = fedcompress.CodecSpec("uniform", {"bits": config.bits}, threshold=config.threshold)
+  processes = {
+      "a": tff.learning.algorithms.build_weighted_fed_avg(
+          task.model_fn, tff.learning.optimizers.build_sgdm(0.02)),
+      "b": fedcompress.build_fedavg(task.model_fn),
+      "c": fedcompress.build_fedavg(task.model_fn, broadcast_codec=codec,
+                                    aggregate_codec=codec),
+      "e": tff.learning.algorithms.build_weighted_fed_avg(
+          task.model_fn, tff.learning.optimizers.build_sgdm(0.02),
+          loop_implementation=tff.learning.LoopImplementation.DATASET_ITERATOR),
+  }
+  states = {name: process.initialize() for name, process in processes.items()}
+
+  def federated(name: str) -> Callable[[int], None]:
+    def run(repetition: int) -> None:
+      data = [task.client_dataset(cid, repetition) for cid in client_ids]
+      states[name] = processes[name].next(states[name], data).state
+    return run
+
+  # Same model, loss, metric and learning rate as the clients' local training.
+  keras_model = task.keras_model_fn()
+  keras_model.compile(optimizer=tf.keras.optimizers.SGD(0.02),
+                      loss=tf.keras.losses.SparseCategoricalCrossentropy(),
+                      metrics=[tf.keras.metrics.SparseCategoricalAccuracy()])
+
+  def keras_pass(repetition: int) -> None:
+    dataset = emnist.preprocess(train.create_tf_dataset_from_all_clients(), epochs=1,
+                                batch_size=config.batch_size,
+                                seed=config.seed * 100_003 + repetition)
+    # Keras takes (x, y) tuples where TFF takes the OrderedDict(x=, y=) of the task.
+    keras_model.fit(dataset.map(lambda e: (e["x"], e["y"])), epochs=1, verbose=0)
+
+  runners = {name: federated(name) for name in processes}
+  runners["d"] = keras_pass
+  return runners
+
+
+def _worker_cpu_s() -> float:
+  """CPU seconds used so far by this process's live local workers (0 without /proc)."""
+  from fedcompress.federated import runtime
+
+  total = 0.0
+  for pid in runtime.worker_pids():
+    try:
+      with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+      continue
+    total += (int(fields[11]) + int(fields[12])) / _CLK_TCK
+  return total
+
+
+def time_interleaved(runners: Mapping[str, Callable[[int], None]], rounds: int,
+                     warmup_rounds: int = 1) -> dict[str, dict[str, list[float]]]:
+  """Runs every contender once per repetition, rotating the order, and times each.
+
+  Returns:
+    `{name: {'wall_s': [...], 'cpu_s': [...]}}` over the timed repetitions; CPU time is
+    this process's plus its local workers'.
+  """
+  names = list(runners)
+  samples = {name: {"wall_s": [], "cpu_s": []} for name in names}
+  for repetition in range(warmup_rounds + rounds):
+    shift = repetition % len(names)
+    for name in names[shift:] + names[:shift]:
+      cpu0, worker0 = time.process_time(), _worker_cpu_s()
+      wall0 = time.perf_counter()
+      runners[name](repetition)
+      wall = time.perf_counter() - wall0
+      cpu = time.process_time() - cpu0 + _worker_cpu_s() - worker0
+      if repetition >= warmup_rounds:
+        samples[name]["wall_s"].append(wall)
+        samples[name]["cpu_s"].append(cpu)
+  return samples
+
+
+def ratios(times: Mapping[str, float]) -> dict[str, float]:
+  """`{'b/a': .., 'c/b': .., 'c/d': .., 'b/e': ..}` from per-contender times."""
+  return {f"{x}/{y}": times[x] / times[y] for x, y in RATIOS if x in times and y in times}
+
+
+# --- memory -------------------------------------------------------------------------
+
+
+def write_population_sqlite(path: str, num_clients: int, examples_per_client: int,
+                            seed: int = 0) -> None:
+  """An `emnist_all.sqlite` of `num_clients` digits-only training clients.
+
+  Written by TFF's own `save_to_sql_client_data`; client `f{i:04d}`'s examples depend
+  only on (seed, i), so two populations share their first clients exactly. The index
+  TFF's published databases carry is added, so a client's query does not scan the file.
+  """
+  import tensorflow as tf
+  import tensorflow_federated as tff
+
+  width = max(4, len(str(num_clients - 1)))
+  splits = {f"f{i:0{width}d}": _TRAIN_SPLIT for i in range(num_clients)}
+  splits["test_0"] = _TEST_SPLIT
+
+  def dataset_fn(client_id: str) -> tf.data.Dataset:
+    index = num_clients if client_id == "test_0" else int(client_id[1:])
+    rng = np.random.default_rng([seed, index])
+    return tf.data.Dataset.from_tensor_slices(collections.OrderedDict(
+        label=rng.integers(0, 10, examples_per_client).astype(np.int32),
+        pixels=rng.random((examples_per_client, 28, 28), dtype=np.float32)))
+
+  tff.simulation.datasets.save_to_sql_client_data(
+      list(splits), dataset_fn, path, split_names_by_client_id=splits)
+  with sqlite3.connect(path) as connection:
+    connection.execute("CREATE INDEX idx_examples_client_id_split "
+                       "ON examples (split_name, client_id)")
+    connection.execute("CREATE INDEX idx_metadata_client_id ON client_metadata (client_id)")
+
+
+def sampled_clients(config: BenchmarkConfig) -> list[str]:
+  """The round's clients: drawn from the first (shared) clients of every population."""
+  from fedcompress.harness.loop import sample_clients
+
+  smallest = min(config.memory_populations)
+  width = max(4, len(str(max(config.memory_populations) - 1)))
+  common = [f"f{i:0{width}d}" for i in range(smallest)]
+  return sample_clients(common, config.num_clients, config.seed, 1)
+
+
+def driver_memory_probe(cache_dir: str, client_ids: Sequence[str], batch_size: int,
+                        seed: int, max_concurrent_clients: int | None) -> dict[str, Any]:
+  """One round on sampled clients of `<cache_dir>/emnist_all.sqlite`; peak memory.
+
+  Meant to run in a fresh process (see `measure_driver_memory`): `ru_maxrss` is a
+  high-water mark over the process's whole life.
+  """
+  import tracemalloc
+
+  import fedcompress
+  from fedcompress.federated import runtime
+  from fedcompress.tasks.datasets.emnist import emnist_task
+
+  runtime.set_local_context(max_concurrent_clients)
+  began = time.perf_counter()
+  # Python allocations are traced while the data is loaded and the round runs, but not
+  # while TFF traces the process: tracemalloc slows that Python-heavy step several times
+  # over, and it is the same for every population. The loaded task and datasets stay
+  # alive through the round, so its peak counts on top of what loading left.
+  tracemalloc.start()
+  task = emnist_task(only_digits=True, cache_dir=cache_dir, batch_size=batch_size, seed=seed)
+  data = [task.client_dataset(cid, 1) for cid in client_ids]
+  loaded, loading_peak = tracemalloc.get_traced_memory()
+  tracemalloc.stop()
+  process = fedcompress.build_fedavg(task.model_fn)
+  state = process.initialize()
+  tracemalloc.start()
+  output = process.next(state, data)
+  _, round_peak = tracemalloc.get_traced_memory()
+  tracemalloc.stop()
+  elapsed = time.perf_counter() - began
+  return {
+      "population": len(task.client_ids),
+      "examples_in_round": int(output.metrics["client_work"]["train"]["num_examples"]),
+      "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+      "tracemalloc_peak_bytes": int(max(loading_peak, loaded + round_peak)),
+      "seconds": elapsed,
+  }
+
+
+def measure_driver_memory(config: BenchmarkConfig) -> dict[str, Any]:
+  """Peak driver memory for each population size, one fresh subprocess each."""
+  ids = sampled_clients(config)
+  with tempfile.TemporaryDirectory(prefix="fedcompress_bench_") as tmp:
+    root = config.memory_cache_dir or tmp
+    probes = {}
+    for population in config.memory_populations:
+      cache_dir = os.path.join(
+          root, f"pop{population}_ex{config.memory_examples_per_client}_seed{config.seed}")
+      path = os.path.join(cache_dir, "emnist_all.sqlite")
+      if not os.path.exists(path):
+        os.makedirs(cache_dir, exist_ok=True)
+        write_population_sqlite(path + ".partial", population,
+                                config.memory_examples_per_client, config.seed)
+        os.replace(path + ".partial", path)
+      args = json.dumps([cache_dir, ids, config.batch_size, config.seed,
+                         config.max_concurrent_clients])
+      # Probes run side by side: each is its own process, so its ru_maxrss is its own.
+      probes[population] = (path, subprocess.Popen(
+          [sys.executable, "-m", "tools.benchmark", "--memory-probe", args],
+          stdout=subprocess.PIPE, text=True))
+    results = {}
+    try:
+      for population, (path, probe) in probes.items():
+        stdout, _ = probe.communicate()
+        if probe.returncode != 0:
+          raise RuntimeError(f"memory probe for {population} clients failed "
+                             f"(exit {probe.returncode}); its stderr is above")
+        result = json.loads(stdout.strip().splitlines()[-1])
+        result["database_bytes"] = os.path.getsize(path)
+        results[str(population)] = result
+    finally:
+      for _, probe in probes.values():
+        if probe.poll() is None:
+          probe.kill()
+          probe.wait()
+  sizes = [str(p) for p in config.memory_populations]
+  summary: dict[str, Any] = {"sampled_clients": ids, "populations": results}
+  if len(sizes) >= 2:
+    first, last = results[sizes[0]], results[sizes[-1]]
+    summary["peak_rss_ratio"] = last["peak_rss_bytes"] / first["peak_rss_bytes"]
+    summary["tracemalloc_peak_ratio"] = (last["tracemalloc_peak_bytes"]
+                                         / first["tracemalloc_peak_bytes"])
+  return summary
+
+
+# --- the whole benchmark ------------------------------------------------------------
+
+
+def run_benchmark(config: BenchmarkConfig = BenchmarkConfig(),
+                  output: str | os.PathLike[str] | None = "benchmark.json",
+                  log: Callable[[str], None] | None = print) -> dict[str, Any]:
+  """Runs the timing and memory benchmarks; writes `output` (JSON) unless None.
+
+  Returns:
+    The JSON-able result: `times_s` (medians of wall time per contender a-d),
+    `ratios` (b/a, c/b, c/d from those medians), `cpu_s` and `cpu_ratios` (the same
+    from CPU time), every sample, `memory`, `targets`, and the environment.
+  """
+  from fedcompress.federated import runtime
+
+  runtime.set_local_context(config.max_concurrent_clients)
+  load_before = os.getloadavg()
+  began = time.perf_counter()
+  samples = time_interleaved(build_contenders(config), config.rounds, config.warmup_rounds)
+  times = {name: statistics.median(s["wall_s"]) for name, s in samples.items()}
+  cpu = {name: statistics.median(s["cpu_s"]) for name, s in samples.items()}
+  result: dict[str, Any] = {
+      "labels": LABELS,
+      "times_s": times,
+      "ratios": ratios(times),
+      "cpu_s": cpu,
+      "cpu_ratios": ratios(cpu),
+      "targets": TARGETS,
+      "samples": samples,
+      "timing_seconds": time.perf_counter() - began,
+      "config": dataclasses.asdict(config),
+      "environment": {
+          "cpu_count": os.cpu_count(),
+          "loadavg_before": load_before,
+          "loadavg_after_timing": os.getloadavg(),
+          "max_concurrent_clients": (config.max_concurrent_clients
+                                     if config.max_concurrent_clients is not None
+                                     else runtime.default_max_concurrent_clients()),
+          "keras_floor": "model.fit, one epoch, same pipeline and examples",
+          "memory_metric": "ru_maxrss of a fresh driver process; tracemalloc peak",
+      },
+  }
+  if log:
+    log(format_timing(result))
+  if config.memory_populations:
+    result["memory"] = measure_driver_memory(config)
+    result["memory"]["target_peak_rss_ratio"] = MEMORY_TARGET
+    if log:
+      log(format_memory(result["memory"]))
+  if output is not None:
+    with open(output, "w") as f:
+      json.dump(result, f, indent=2, sort_keys=True)
+      f.write("\n")
+  return result
+
+
+def format_timing(result: Mapping[str, Any]) -> str:
+  lines = [f"median of {result['config']['rounds']} after {result['config']['warmup_rounds']}"
+           " warm-up, interleaved (wall s / CPU s incl. worker):"]
+  for name, label in LABELS.items():
+    lines.append(f"  {name}  {result['times_s'][name]:7.3f}  {result['cpu_s'][name]:7.3f}  "
+                 f"{label}")
+  parts = [f"{k} {v:.3f} (CPU {result['cpu_ratios'][k]:.3f}"
+           + (f", target <= {TARGETS[k]})" if k in TARGETS else ")")
+           for k, v in result["ratios"].items()]
+  lines.append("ratios: " + "; ".join(parts))
+  return "\n".join(lines)
+
+
+def format_memory(memory: Mapping[str, Any]) -> str:
+  parts = [f"{p} clients: peak RSS {r['peak_rss_bytes'] / 2**20:.1f} MiB, Python peak "
+           f"{r['tracemalloc_peak_bytes'] / 2**20:.1f} MiB"
+           for p, r in memory["populations"].items()]
+  line = (f"driver memory, the same round of {len(memory['sampled_clients'])} sampled "
+          "clients: " + "; ".join(parts))
+  if "peak_rss_ratio" in memory:
+    line += (f"; ratio {memory['peak_rss_ratio']:.3f} (target <= "
+             f"{memory.get('target_peak_rss_ratio', MEMORY_TARGET)})")
+  return line
+
+
+def _memory_probe_main(argv: Sequence[str]) -> None:
+  cache_dir, ids, batch_size, seed, max_concurrent_clients = json.loads(argv[0])
+  result = driver_memory_probe(cache_dir, ids, batch_size, seed, max_concurrent_clients)
+  print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--memory-probe"]:
+  _memory_probe_main(sys.argv[2:])

@@ -1,0 +1,56 @@
+"""Benchmark: fedcompress vs plain TFF vs a centralized Keras pass, and driver memory.
+
+  python -m tools.run_benchmark --output=benchmark.json
+
+Prints the median round times of (a) plain TFF FedAvg, (b) fedcompress uncompressed,
+(c) fedcompress 8-bit both ways and (d) one Keras epoch over the same examples, the
+ratios b/a, c/b and c/d, and the driver's peak memory for generated datasets of 100 and
+3,400 clients; writes all of it to --output. See tools/benchmark.py.
+"""
+
+from absl import app, flags
+
+import fedcompress  # noqa: F401  (first: quiet TF logs, owned TFF worker)
+from fedcompress.federated import runtime
+from tools import benchmark
+
+_D = benchmark.BenchmarkConfig()
+_OUTPUT = flags.DEFINE_string("output", "benchmark.json", "Where to write the JSON result.")
+_ROUNDS = flags.DEFINE_integer("rounds", _D.rounds, "Timed repetitions per contender.")
+_WARMUP = flags.DEFINE_integer("warmup_rounds", _D.warmup_rounds, "Untimed repetitions first.")
+_CLIENTS = flags.DEFINE_integer("num_clients", _D.num_clients, "Clients per round.")
+_EXAMPLES = flags.DEFINE_integer("examples_per_client", _D.examples_per_client,
+                                 "Examples per client.")
+_BATCH = flags.DEFINE_integer("batch_size", _D.batch_size, "Batch size.")
+_SEED = flags.DEFINE_integer("seed", _D.seed, "Seed of data order, init and sampling.")
+_MAX_CLIENTS = flags.DEFINE_integer(
+    "max_concurrent_clients", None, "Client computations run at once (TFF's "
+    "max_concurrent_computation_calls); default one per core, <= 0 for no limit.")
+_POPULATIONS = flags.DEFINE_list(
+    "memory_populations", [str(n) for n in _D.memory_populations],
+    "Clients in each generated dataset of the memory measurement; empty skips it.")
+_MEMORY_EXAMPLES = flags.DEFINE_integer("memory_examples_per_client",
+                                        _D.memory_examples_per_client,
+                                        "Examples per client in the generated datasets.")
+_MEMORY_CACHE = flags.DEFINE_string("memory_cache_dir", None, "Keep (and reuse) the generated "
+                                    "datasets here instead of a temporary folder.")
+flags.DEFINE_bool("tf_logs", False, "Show TensorFlow/TFF logs (quiet by default).")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  runtime.install_signal_handlers()
+  config = benchmark.BenchmarkConfig(
+      num_clients=_CLIENTS.value, examples_per_client=_EXAMPLES.value,
+      batch_size=_BATCH.value, rounds=_ROUNDS.value, warmup_rounds=_WARMUP.value,
+      seed=_SEED.value, max_concurrent_clients=_MAX_CLIENTS.value,
+      memory_populations=tuple(int(n) for n in _POPULATIONS.value),
+      memory_examples_per_client=_MEMORY_EXAMPLES.value,
+      memory_cache_dir=_MEMORY_CACHE.value)
+  benchmark.run_benchmark(config, _OUTPUT.value)
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)
