@@ -28,7 +28,9 @@ from nbclient import NotebookClient
 
 from fedcompress import metrics as m
 from fedcompress.harness import reporting
+from fedcompress.tasks.datasets import char_vocab
 from fedcompress.tasks.datasets import shakespeare as sh
+from fedcompress.tasks.models import char_rnn
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -210,7 +212,7 @@ def test_shakespeare_notebook(executed):
   rows = reporting.read_metrics_csv(str(run / "metrics.csv"))
   assert [r[m.ROUND] for r in rows] == [1, 2]
   assert all(r[m.EVAL_ACCURACY] is not None for r in rows)
-  params_count = sh.create_char_rnn(embedding_dim=8, rnn_units=16).count_params()
+  params_count = char_rnn.create_char_rnn(embedding_dim=8, rnn_units=16).count_params()
   # The two tutorial clients get every float32 parameter; their updates are quantized.
   assert rows[0][m.BROADCAST_BITS] == 2 * params_count * 32
   assert rows[0][m.AGGREGATE_BITS] < rows[0][m.BROADCAST_BITS]
@@ -220,7 +222,7 @@ def test_shakespeare_notebook(executed):
   assert written.endswith("\n")
   generated = written[:-1]
   assert generated.startswith(prompt) and len(generated) == len(prompt) + 20
-  assert set(generated) <= set(sh.VOCAB)
+  assert set(generated) <= set(char_vocab.VOCAB)
   text = _stream_text(nb)
   # Only the prompt is compared: the notebook's stream output renders a sampled '\r'.
   assert "fine-tuned model says:\n" + prompt in text

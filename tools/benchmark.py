@@ -124,7 +124,7 @@ def build_timing_task(config: BenchmarkConfig):
   """The timing data: (`FederatedTask` of num_clients x examples_per_client, its ClientData)."""
   import tensorflow_federated as tff
 
-  from fedcompress.tasks.datasets.emnist import build_image_task
+  from fedcompress.tasks.image import image_task
 
   n = config.examples_per_client
   pixels, labels = _digits_pixels(config.num_clients * n, config.seed)
@@ -133,7 +133,7 @@ def build_timing_task(config: BenchmarkConfig):
       f"bench_{c:0{width}d}": collections.OrderedDict(
           label=labels[c * n:(c + 1) * n], pixels=pixels[c * n:(c + 1) * n])
       for c in range(config.num_clients)})
-  task = build_image_task("benchmark", train, train, num_classes=10, epochs=1,
+  task = image_task("benchmark", train, train, num_classes=10, epochs=1,
                           batch_size=config.batch_size, seed=config.seed)
   return task, train
 
@@ -287,7 +287,7 @@ def driver_memory_probe(cache_dir: str, client_ids: Sequence[str], batch_size: i
 
   import fedcompress
   from fedcompress.federated import runtime
-  from fedcompress.tasks.datasets.emnist import emnist_task
+  from fedcompress.tasks.image import emnist_task
 
   runtime.set_local_context(max_concurrent_clients)
   began = time.perf_counter()

@@ -13,6 +13,7 @@ from absl import flags
 
 from fedcompress import codecs, tasks
 from fedcompress.harness.experiment import CLIENT_WEIGHTINGS, OPTIMIZERS, ExperimentConfig
+from fedcompress.harness.finetune import run_finetune
 
 FlagValues = flags.FlagValues
 
@@ -147,8 +148,6 @@ def define_shakespeare_experiment_flags(fv: FlagValues = flags.FLAGS) -> None:
 
 
 def run_shakespeare_from_flags(fv: FlagValues, module_names: list[str] | None = None):
-  from fedcompress.harness.finetune import run_finetune
-
   if not fv.pretrained_model:
     raise ValueError("--pretrained_model is required")
   if fv.client_batch_size != 8:

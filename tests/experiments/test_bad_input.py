@@ -19,7 +19,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 from absl.testing import flagsaver
 
-from fedcompress.tasks.datasets import shakespeare as sh
+from fedcompress.tasks.models import char_rnn
 
 USAGE_ERROR = 2
 
@@ -254,7 +254,7 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
   path = tmp_path_factory.mktemp("model") / "tiny.keras"
-  sh.create_char_rnn(embedding_dim=8, rnn_units=16, seed=0).save(str(path))
+  char_rnn.create_char_rnn(embedding_dim=8, rnn_units=16, seed=0).save(str(path))
   return str(path)
 
 

@@ -15,9 +15,10 @@ import pytest
 import tensorflow as tf
 from absl.testing import flagsaver
 
+from fedcompress.tasks import shakespeare as sh_task
 from fedcompress.tasks.datasets import shakespeare
 from fedcompress.tasks.datasets.text import TextInputError
-from fedcompress.tasks.models import pretrain
+from fedcompress.tasks.models import char_rnn, pretrain
 
 TINY = dict(embedding_dim=4, rnn_units=8, batch_size=4, seq_length=20, epochs=1,
             steps_per_epoch=3, log_every=1)
@@ -78,7 +79,7 @@ def test_main_trains_on_files_and_urls_and_saves_a_loadable_model(binary, text_f
   (cached,) = cache.iterdir()
   assert cached.read_bytes().startswith(b"Marley was dead")
   model = tf.keras.models.load_model(out, compile=False)
-  assert shakespeare.char_rnn_sizes(model) == (86, 4, 8)
+  assert char_rnn.char_rnn_sizes(model) == (86, 4, 8)
   assert model(tf.zeros([2, 5], tf.int64)).shape == (2, 5, 86)
 
 
@@ -95,10 +96,10 @@ def test_pretraining_learns_a_periodic_text(tmp_path):
   assert (result.num_chars, result.num_dropped_chars, result.steps) == (4000, 0, 80)
   assert result.final_accuracy > 0.95
   model = tf.keras.models.load_model(out, compile=False)
-  assert shakespeare.char_rnn_sizes(model) == (86, 8, 32)
+  assert char_rnn.char_rnn_sizes(model) == (86, 8, 32)
   raw = tf.data.Dataset.from_tensor_slices(
       collections.OrderedDict(snippets=tf.constant(["abcd" * 300])))
-  ev = shakespeare.evaluate(model, shakespeare.preprocess(raw, seed=0))
+  ev = sh_task.evaluate(model, shakespeare.preprocess(raw, seed=0))
   assert ev.accuracy > 0.95
 
 

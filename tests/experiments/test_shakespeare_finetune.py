@@ -11,7 +11,8 @@ from absl.testing import flagsaver
 
 from fedcompress import metrics as m
 from fedcompress.harness import reporting
-from fedcompress.tasks.datasets import shakespeare as sh
+from fedcompress.tasks.datasets import char_vocab
+from fedcompress.tasks.models import char_rnn
 
 LINES = ["To be, or not to be, that is the question: ",
          "Whether 'tis nobler in the mind to suffer ",
@@ -46,7 +47,7 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
   path = tmp_path_factory.mktemp("model") / "tiny.keras"
-  sh.create_char_rnn(embedding_dim=8, rnn_units=16, seed=0).save(str(path))
+  char_rnn.create_char_rnn(embedding_dim=8, rnn_units=16, seed=0).save(str(path))
   return str(path)
 
 
@@ -68,13 +69,13 @@ def test_finetune_end_to_end(binary, data_dir, tiny_model, tmp_path, capsys):
   assert [r[m.ROUND] for r in rows] == [1, 2]
   assert all(r[m.EVAL_ACCURACY] is not None for r in rows)  # Evaluated every round.
   # Broadcast is uncompressed: every float32 of the tiny model to 2 clients.
-  params = sh.create_char_rnn(embedding_dim=8, rnn_units=16).count_params()
+  params = char_rnn.create_char_rnn(embedding_dim=8, rnn_units=16).count_params()
   assert rows[0][m.BROADCAST_BITS] == 2 * params * 32
   assert rows[0][m.AGGREGATE_BITS] < rows[0][m.BROADCAST_BITS]
   text = (run / "generated.txt").read_text().rstrip("\n")
   assert text.startswith("What of TensorFlow Federated, you ask? ")
   assert len(text) == len("What of TensorFlow Federated, you ask? ") + 30
-  assert set(text) <= set(sh.VOCAB)
+  assert set(text) <= set(char_vocab.VOCAB)
   final = tf.keras.models.load_model(str(run / "final_model.keras"), compile=False)
   assert final.count_params() == params
   saved = json.loads((run / "pretrained_eval.json").read_text())
@@ -88,7 +89,7 @@ def test_sampled_clients_with_padding(binary, data_dir, tiny_model, tmp_path, ca
             sanity_client="HAMLET", client_epochs=2)
   assert rc == 0, capsys.readouterr().err
   rows = reporting.read_metrics_csv(str(tmp_path / "sampled" / "metrics.csv"))
-  assert rows[0][m.BROADCAST_BITS] == 3 * 32 * sh.create_char_rnn(
+  assert rows[0][m.BROADCAST_BITS] == 3 * 32 * char_rnn.create_char_rnn(
       embedding_dim=8, rnn_units=16).count_params()
   assert np.isfinite(rows[0][m.TRAIN_LOSS])
 

@@ -2,6 +2,7 @@
 
 import pytest
 
+from fedcompress.tasks.datasets import char_vocab
 from fedcompress.tasks.datasets import shakespeare as sh
 from tools import sample_data
 
@@ -21,8 +22,8 @@ def test_client_snippets_rejects_more_clients_than_lines():
 
 def test_passages_are_inside_the_tutorial_vocabulary():
   # Would raise naming any character the 86-character vocabulary lacks.
-  sh.text_to_ids(sample_data.SHAKESPEARE_PASSAGE, oov="error")
-  sh.text_to_ids(sample_data.DICKENS_PASSAGE, oov="error")
+  char_vocab.text_to_ids(sample_data.SHAKESPEARE_PASSAGE, oov="error")
+  char_vocab.text_to_ids(sample_data.DICKENS_PASSAGE, oov="error")
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from fedcompress.tasks import shakespeare as sh_task
+from fedcompress.tasks.datasets import char_vocab
 from fedcompress.tasks.datasets import shakespeare as sh
 from fedcompress.tasks.errors import DatasetUnavailableError
+from fedcompress.tasks.models import char_rnn, generation
 
 TUTORIAL_VOCAB = ("dhlptx@DHLPTX $(,048cgkoswCGKOSW[_#'/37;?bfjnrvzBFJNRVZ\"&*.26:\n"
                   "aeimquyAEIMQUY]!%)-159\r")
@@ -37,32 +40,32 @@ def ids(text: str) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def tiny_model() -> tf.keras.Model:
-  return sh.create_char_rnn(embedding_dim=8, rnn_units=16, seed=1)
+  return char_rnn.create_char_rnn(embedding_dim=8, rnn_units=16, seed=1)
 
 
 # --------------------------------------------------------------------- vocabulary
 
 
 def test_vocabulary_is_the_tutorials_in_order():
-  assert sh.VOCAB == TUTORIAL_VOCAB
-  assert sh.VOCAB_SIZE == 86
-  assert (sh.CHAR2IDX["d"], sh.CHAR2IDX[" "], sh.CHAR2IDX["\n"], sh.CHAR2IDX["\r"]) == (
-      0, 13, 62, 85)
-  assert sh.PAD_ID == 86 and sh.OOV_ID == 0
+  assert char_vocab.VOCAB == TUTORIAL_VOCAB
+  assert char_vocab.VOCAB_SIZE == 86
+  ids = char_vocab.CHAR2IDX
+  assert (ids["d"], ids[" "], ids["\n"], ids["\r"]) == (0, 13, 62, 85)
+  assert char_vocab.PAD_ID == 86 and char_vocab.OOV_ID == 0
 
 
 def test_table_maps_unknown_bytes_to_zero_like_the_tutorial():
-  table = sh.build_char_table()
+  table = char_vocab.build_char_table()
   chars = tf.strings.bytes_split(tf.constant(["dx\r~", "é"])).values  # 'é' is 2 bytes.
   np.testing.assert_array_equal(table.lookup(chars).numpy(), [0, 5, 85, 0, 0, 0])
 
 
 def test_text_to_ids_modes():
-  np.testing.assert_array_equal(sh.text_to_ids("h~d"), [1, 0, 0])
-  np.testing.assert_array_equal(sh.text_to_ids("h~d", oov="drop"), [1, 0])
+  np.testing.assert_array_equal(char_vocab.text_to_ids("h~d"), [1, 0, 0])
+  np.testing.assert_array_equal(char_vocab.text_to_ids("h~d", oov="drop"), [1, 0])
   with pytest.raises(ValueError, match="'~'"):
-    sh.text_to_ids("h~d", oov="error")
-  assert sh.ids_to_text([1, 0, 86, 85]) == "hd\r"
+    char_vocab.text_to_ids("h~d", oov="error")
+  assert char_vocab.ids_to_text([1, 0, 86, 85]) == "hd\r"
 
 
 # ------------------------------------------------------------------ preprocessing
@@ -101,26 +104,26 @@ def test_padding_a_150_character_client():
   assert len(batches) == 1
   x, y = (t.numpy() for t in batches[0])
   assert x.shape == y.shape == (8, 100)
-  assert int(np.sum(y != sh.PAD_ID)) == 148
+  assert int(np.sum(y != char_vocab.PAD_ID)) == 148
   t = ids(text)
-  rows = {int(np.sum(r != sh.PAD_ID)): i for i, r in enumerate(y)}
+  rows = {int(np.sum(r != char_vocab.PAD_ID)): i for i, r in enumerate(y)}
   assert sorted(rows) == [0, 48, 100]  # Six all-pad rows share the key 0.
   full, short = rows[100], rows[48]
   np.testing.assert_array_equal(x[full], t[:100])
   np.testing.assert_array_equal(y[full], t[1:101])
   np.testing.assert_array_equal(x[short][:49], t[101:150])
   np.testing.assert_array_equal(y[short][:48], t[102:150])
-  assert np.all(y[short][48:] == sh.PAD_ID)
+  assert np.all(y[short][48:] == char_vocab.PAD_ID)
   # Input pads are a valid id so the Embedding can look them up.
-  assert np.all(x[short][49:] == sh.OOV_ID)
-  assert np.all(x[[i for i in range(8) if i not in (full, short)]] == sh.OOV_ID)
+  assert np.all(x[short][49:] == char_vocab.OOV_ID)
+  assert np.all(x[[i for i in range(8) if i not in (full, short)]] == char_vocab.OOV_ID)
 
 
 def test_padding_drops_a_one_character_last_window():
   # 102 chars: a full window and a lone character with nothing to predict.
   (x, y), = sh.preprocess(client(numbered_text(102)), pad_short_clients=True)
-  assert int(np.sum(y.numpy() != sh.PAD_ID)) == 100
-  assert int(np.sum(np.any(y.numpy() != sh.PAD_ID, axis=1))) == 1
+  assert int(np.sum(y.numpy() != char_vocab.PAD_ID)) == 100
+  assert int(np.sum(np.any(y.numpy() != char_vocab.PAD_ID, axis=1))) == 1
 
 
 def test_padding_keeps_full_batches_unchanged():
@@ -128,7 +131,7 @@ def test_padding_keeps_full_batches_unchanged():
   plain = [y.numpy() for _, y in sh.preprocess(client(text), seed=5)]
   padded = [y.numpy() for _, y in sh.preprocess(client(text), seed=5, pad_short_clients=True)]
   assert len(plain) == len(padded) == 2
-  assert all(np.all(b != sh.PAD_ID) for b in padded)
+  assert all(np.all(b != char_vocab.PAD_ID) for b in padded)
 
 
 # ------------------------------------------------------------------- loss, metric
@@ -140,8 +143,8 @@ def test_masked_loss_hand_computed():
   # that would dominate if counted.
   logits = tf.constant([[[0.0, math.log(3.0)], [50.0, -50.0]],
                         [[0.0, 0.0], [-50.0, 50.0]]])
-  y = tf.constant([[1, sh.PAD_ID], [0, sh.PAD_ID]], tf.int64)
-  loss = sh.MaskedSparseCategoricalCrossentropy()(y, logits)
+  y = tf.constant([[1, char_vocab.PAD_ID], [0, char_vocab.PAD_ID]], tf.int64)
+  loss = char_rnn.MaskedSparseCategoricalCrossentropy()(y, logits)
   assert float(loss) == pytest.approx((math.log(4.0 / 3.0) + math.log(2.0)) / 2, rel=1e-6)
 
 
@@ -149,7 +152,7 @@ def test_masked_loss_equals_keras_loss_without_pads(tiny_model):
   x, y = next(iter(sh.preprocess(client(numbered_text(808)))))
   logits = tiny_model(x)
   expected = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, logits)
-  assert float(sh.MaskedSparseCategoricalCrossentropy()(y, logits)) == pytest.approx(
+  assert float(char_rnn.MaskedSparseCategoricalCrossentropy()(y, logits)) == pytest.approx(
       float(expected), rel=1e-6)
 
 
@@ -159,44 +162,44 @@ def test_masked_loss_on_a_padded_client_ignores_pads(tiny_model):
   logits = tiny_model(x).numpy()
   y = y.numpy()
   log_probs = logits - np.log(np.sum(np.exp(logits), axis=-1, keepdims=True))
-  valid = y != sh.PAD_ID
+  valid = y != char_vocab.PAD_ID
   expected = -np.mean(np.take_along_axis(log_probs, np.where(valid, y, 0)[..., None],
                                          axis=-1)[..., 0][valid])
   assert valid.sum() == 148
-  loss = sh.MaskedSparseCategoricalCrossentropy()(tf.constant(y), tf.constant(logits))
+  loss = char_rnn.MaskedSparseCategoricalCrossentropy()(tf.constant(y), tf.constant(logits))
   assert float(loss) == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_flattened_accuracy_hand_computed_and_masks_pads():
   # 87 logits so that a pad target *could* match an argmax: it must still not count.
   logits = np.zeros((1, 4, 87), np.float32)
-  for t, c in enumerate([5, 7, 9, sh.PAD_ID]):
+  for t, c in enumerate([5, 7, 9, char_vocab.PAD_ID]):
     logits[0, t, c] = 1.0
-  y = tf.constant([[5, 8, 9, sh.PAD_ID]], tf.int64)
-  metric = sh.FlattenedCategoricalAccuracy()
+  y = tf.constant([[5, 8, 9, char_vocab.PAD_ID]], tf.int64)
+  metric = char_rnn.FlattenedCategoricalAccuracy()
   metric.update_state(y, tf.constant(logits))
   assert float(metric.result()) == pytest.approx(2 / 3)
   assert float(metric.count) == 3.0
-  unmasked = sh.FlattenedCategoricalAccuracy(pad_id=-1)
+  unmasked = char_rnn.FlattenedCategoricalAccuracy(pad_id=-1)
   unmasked.update_state(y, tf.constant(logits))
   assert float(unmasked.result()) == pytest.approx(3 / 4)
 
 
 def test_flattened_accuracy_config_round_trip():
   # TFF rebuilds metrics from their config when finalizing.
-  metric = sh.FlattenedCategoricalAccuracy(pad_id=7)
-  clone = sh.FlattenedCategoricalAccuracy.from_config(metric.get_config())
+  metric = char_rnn.FlattenedCategoricalAccuracy(pad_id=7)
+  clone = char_rnn.FlattenedCategoricalAccuracy.from_config(metric.get_config())
   assert (clone.name, clone.pad_id) == ("accuracy", 7)
 
 
 def test_keras_compile_and_evaluate_agree_with_evaluate(tiny_model):
   model = tf.keras.models.clone_model(tiny_model)
   model.set_weights(tiny_model.get_weights())
-  model.compile(loss=sh.MaskedSparseCategoricalCrossentropy(),
-                metrics=[sh.FlattenedCategoricalAccuracy()])
+  model.compile(loss=char_rnn.MaskedSparseCategoricalCrossentropy(),
+                metrics=[char_rnn.FlattenedCategoricalAccuracy()])
   ds = sh.preprocess(client(numbered_text(150)), pad_short_clients=True, seed=0)
   loss, accuracy = model.evaluate(ds, verbose=0)
-  ev = sh.evaluate(tiny_model, ds)
+  ev = sh_task.evaluate(tiny_model, ds)
   assert (ev.num_batches, ev.num_predictions) == (1, 148)
   assert ev.loss == pytest.approx(loss, rel=1e-5)
   assert ev.accuracy == pytest.approx(accuracy, rel=1e-6)
@@ -215,9 +218,9 @@ def test_masked_loss_and_metric_inside_tff_fedavg(tiny_model):
 
   def model_fn():
     return tff.learning.models.from_keras_model(
-        sh.create_char_rnn(embedding_dim=8, rnn_units=16), input_spec=spec,
-        loss=sh.MaskedSparseCategoricalCrossentropy(),
-        metrics=[sh.FlattenedCategoricalAccuracy()])
+        char_rnn.create_char_rnn(embedding_dim=8, rnn_units=16), input_spec=spec,
+        loss=char_rnn.MaskedSparseCategoricalCrossentropy(),
+        metrics=[char_rnn.FlattenedCategoricalAccuracy()])
 
   weights = tiny_model.get_weights()
   process = fedcompress.build_fedavg(model_fn, tff.learning.optimizers.build_sgdm(0.0))
@@ -227,9 +230,9 @@ def test_masked_loss_and_metric_inside_tff_fedavg(tiny_model):
   train = process.next(state, [client_a, client_b]).metrics["client_work"]["train"]
   # `tiny_model` predates the build, which swapped Keras' classes to v1 (see
   # `restore_keras_v2_classes`); evaluate must still work on it.
-  ev_a, ev_b = sh.evaluate(tiny_model, client_a), sh.evaluate(tiny_model, client_b)
-  generated = sh.generate_text(sh.create_generation_model(tiny_model), "a", num_generate=3,
-                               seed=0)
+  ev_a, ev_b = sh_task.evaluate(tiny_model, client_a), sh_task.evaluate(tiny_model, client_b)
+  generated = generation.generate_text(generation.create_generation_model(tiny_model), "a",
+                                       num_generate=3, seed=0)
   assert len(generated) == 4
   # 150 chars -> 100 + 48 targets; 260 = 101 + 101 + 58 -> 100 + 100 + 57.
   assert (ev_a.num_predictions, ev_b.num_predictions) == (148, 257)
@@ -245,11 +248,11 @@ def test_masked_loss_and_metric_inside_tff_fedavg(tiny_model):
 
 
 def test_full_size_model_has_the_tutorials_parameter_count():
-  model = sh.create_char_rnn()
+  model = char_rnn.create_char_rnn()
   # Embedding 86x256; GRU (reset_after) 3 x (256x1024 + 1024x1024 + 2x1024); Dense 1024x86+86.
   assert model.count_params() == 86 * 256 + 3 * (256 * 1024 + 1024 * 1024 + 2048) + 1024 * 86 + 86
   assert model.count_params() == 4_048_470  # x4 bytes = the tutorial's 16.19 MB file.
-  assert sh.char_rnn_sizes(model) == (86, 256, 1024)
+  assert char_rnn.char_rnn_sizes(model) == (86, 256, 1024)
 
 
 def test_model_takes_any_batch_size(tiny_model):
@@ -258,17 +261,18 @@ def test_model_takes_any_batch_size(tiny_model):
 
 
 def test_generation_model_is_stateful_and_matches_the_batch_model(tiny_model):
-  gen = sh.create_generation_model(tiny_model)
+  gen = generation.create_generation_model(tiny_model)
   assert gen.layers[1].stateful and gen.input_shape == (1, None)
   for a, b in zip(gen.get_weights(), tiny_model.get_weights(), strict=True):
     np.testing.assert_array_equal(a, b)
-  seq = tf.constant([sh.text_to_ids("To be, or not")])
+  seq = tf.constant([char_vocab.text_to_ids("To be, or not")])
   full = tiny_model(seq).numpy()
   gen.reset_states()
   stepped = np.concatenate([gen(seq[:, i:i + 1]).numpy() for i in range(seq.shape[1])], axis=1)
   np.testing.assert_allclose(stepped, full, rtol=1e-5, atol=1e-5)
   # And back: a batch-8 model gets the weights with set_weights too.
-  back = sh.copy_weights(gen, sh.create_char_rnn(embedding_dim=8, rnn_units=16, batch_size=8))
+  back = char_rnn.copy_weights(
+      gen, char_rnn.create_char_rnn(embedding_dim=8, rnn_units=16, batch_size=8))
   np.testing.assert_allclose(back(tf.tile(seq, [8, 1])).numpy()[3], full[0], rtol=1e-5,
                              atol=1e-5)
 
@@ -276,33 +280,33 @@ def test_generation_model_is_stateful_and_matches_the_batch_model(tiny_model):
 def constant_model(char: str, batch_size: int | None = None, stateful: bool = False,
                    strength: float = 30.0) -> tf.keras.Model:
   """A character RNN whose logits always favour `char` (Dense kernel zero)."""
-  model = sh.create_char_rnn(embedding_dim=2, rnn_units=2, batch_size=batch_size,
+  model = char_rnn.create_char_rnn(embedding_dim=2, rnn_units=2, batch_size=batch_size,
                              stateful=stateful, seed=0)
   dense = model.layers[-1]
   bias = np.zeros(86, np.float32)
-  bias[sh.CHAR2IDX[char]] = strength
+  bias[char_vocab.CHAR2IDX[char]] = strength
   dense.set_weights([np.zeros_like(dense.kernel.numpy()), bias])
   return model
 
 
 def test_generate_text_is_seeded_and_follows_the_model(tiny_model):
-  gen = sh.create_generation_model(tiny_model)
-  a = sh.generate_text(gen, "ROMEO: ", num_generate=25, seed=4)
-  b = sh.generate_text(gen, "ROMEO: ", num_generate=25, seed=4)
-  c = sh.generate_text(gen, "ROMEO: ", num_generate=25, seed=5)
+  gen = generation.create_generation_model(tiny_model)
+  a = generation.generate_text(gen, "ROMEO: ", num_generate=25, seed=4)
+  b = generation.generate_text(gen, "ROMEO: ", num_generate=25, seed=4)
+  c = generation.generate_text(gen, "ROMEO: ", num_generate=25, seed=5)
   assert a == b != c
   assert a.startswith("ROMEO: ") and len(a) == 7 + 25
-  assert set(a) <= set(sh.VOCAB)
+  assert set(a) <= set(char_vocab.VOCAB)
   certain = constant_model("e", batch_size=1, stateful=True)
-  assert sh.generate_text(certain, "x", num_generate=12, seed=0) == "x" + "e" * 12
+  assert generation.generate_text(certain, "x", num_generate=12, seed=0) == "x" + "e" * 12
 
 
 def test_generate_text_rejects_bad_inputs(tiny_model):
   with pytest.raises(ValueError, match="stateful"):
-    sh.generate_text(tiny_model, "abc")
-  gen = sh.create_generation_model(tiny_model)
+    generation.generate_text(tiny_model, "abc")
+  gen = generation.create_generation_model(tiny_model)
   with pytest.raises(ValueError, match="vocabulary"):
-    sh.generate_text(gen, "caf\u00e9")
+    generation.generate_text(gen, "caf\u00e9")
 
 
 # ---------------------------------------------------------------- sanity check
@@ -312,10 +316,10 @@ def test_sanity_check_hand_computed():
   # A model that always predicts ' ': its accuracy is the share of targets that are ' '.
   model = constant_model(" ")
   text = ("to be or not to be " * 130)[:3 * 808]  # 24 windows -> 3 batches, all evaluated.
-  check = sh.sanity_check(model, client(text), num_batches=5, num_random_batches=2, seed=1)
+  check = sh_task.sanity_check(model, client(text), num_batches=5, num_random_batches=2, seed=1)
   windows = [text[i * 101:(i + 1) * 101] for i in range(24)]
   expected_client = sum(w[1:].count(" ") for w in windows) / (24 * 100)
-  rand = sh.random_text(2 * 8 * 101, seed=1)
+  rand = char_vocab.random_text(2 * 8 * 101, seed=1)
   expected_random = sum(rand[i * 101 + 1:(i + 1) * 101].count(" ") for i in range(16)) / 1600
   assert check.client_accuracy == pytest.approx(expected_client, rel=1e-6)
   assert check.random_accuracy == pytest.approx(expected_random, rel=1e-6)
@@ -325,8 +329,8 @@ def test_sanity_check_hand_computed():
 
 def test_sanity_check_short_client_needs_padding(tiny_model):
   with pytest.raises(ValueError, match="no .*target"):
-    sh.sanity_check(tiny_model, client(numbered_text(300)))
-  check = sh.sanity_check(tiny_model, client(numbered_text(300)), pad_short_clients=True)
+    sh_task.sanity_check(tiny_model, client(numbered_text(300)))
+  check = sh_task.sanity_check(tiny_model, client(numbered_text(300)), pad_short_clients=True)
   assert 0.0 <= check.client_accuracy <= 1.0
 
 
@@ -370,7 +374,7 @@ def test_real_short_client_contributes_only_with_padding(real_shakespeare, share
   # Full windows have 100 targets; a last window of k >= 2 characters has k - 1.
   rest = n % 101
   expected_targets = (n // 101) * 100 + (rest - 1 if rest >= 2 else 0)
-  assert sum(int(np.sum(y.numpy() != sh.PAD_ID)) for _, y in padded) == expected_targets
+  assert sum(int(np.sum(y.numpy() != char_vocab.PAD_ID)) for _, y in padded) == expected_targets
 
 
 def test_unavailable_dataset_raises_a_clear_error(tmp_path):

@@ -7,8 +7,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from fedcompress.harness import finetune as ft
-from fedcompress.tasks.datasets import shakespeare as sh
+from fedcompress.tasks import shakespeare as sh_task
+from fedcompress.tasks.models import char_rnn
 
 
 def test_eval_windows_do_not_depend_on_the_run(tmp_path):
@@ -25,10 +25,10 @@ def test_eval_windows_do_not_depend_on_the_run(tmp_path):
       list(clients), dataset_fn, str(tmp_path / "shakespeare.sqlite"),
       split_names_by_client_id={c: "test" if c.startswith("TEST") else "train"
                                 for c in clients})
-  model = sh.create_char_rnn(embedding_dim=4, rnn_units=4, seed=0)
+  model = char_rnn.create_char_rnn(embedding_dim=4, rnn_units=4, seed=0)
   batches = []
   for seed in (0, 1, 2):  # Training seeds differ; the held-out windows must not.
-    setup = ft.build_shakespeare_task(model, cache_dir=str(tmp_path), max_eval_batches=10,
+    setup = sh_task.build_shakespeare_task(model, cache_dir=str(tmp_path), max_eval_batches=10,
                                       seed=seed)
     batches.append([x.numpy() for x, _ in setup.task.test_dataset])
   assert len(batches[0]) == 6 * 1000 // (101 * 8)  # 59 windows over six clients: 7 batches

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from fedcompress.tasks.datasets import shakespeare
+from fedcompress.tasks.datasets import char_vocab
 from fedcompress.tasks.datasets.text import (
     TextInputError,
     download_texts,
@@ -46,7 +46,7 @@ def test_missing_file_is_a_clear_error(tmp_path):
 def test_dickens_texts_fold_into_the_vocabulary(shared_data):
   text = load_text_files([shared_data / "text" / "a_tale_of_two_cities.txt",
                           shared_data / "text" / "a_christmas_carol.txt"])
-  assert set(text) <= set(shakespeare.VOCAB)
+  assert set(text) <= set(char_vocab.VOCAB)
   assert "Scrooge" in text and "It was the best of times" in text
 
 

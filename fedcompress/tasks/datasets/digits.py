@@ -17,9 +17,6 @@ import tensorflow_federated as tff
 from sklearn import datasets as sk_datasets
 from sklearn.model_selection import train_test_split
 
-from fedcompress.tasks.datasets.emnist import build_image_task
-from fedcompress.tasks.task import FederatedTask
-
 
 def digits_images() -> tuple[np.ndarray, np.ndarray]:
   """All 1,797 digits as (N, 28, 28) float32 in [0, 1] with 1.0 = background, labels."""
@@ -66,10 +63,3 @@ def digits_client_data(num_clients: int = 20, alpha: float = 1.0, seed: int = 0,
       {f"digits_{c:0{width}d}": element(train_idx[p]) for c, p in enumerate(parts)})
   test = tff.simulation.datasets.TestClientData({"digits_test": element(test_idx)})
   return train, test
-
-
-def digits_task(*, num_clients: int = 20, alpha: float = 1.0, epochs: int = 1,
-                batch_size: int = 20, seed: int = 0) -> FederatedTask:
-  train, test = digits_client_data(num_clients, alpha, seed)
-  return build_image_task("digits", train, test, num_classes=10, epochs=epochs,
-                          batch_size=batch_size, seed=seed)

@@ -19,13 +19,14 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from fedcompress.tasks.datasets import shakespeare
+from fedcompress.tasks.datasets import char_vocab, shakespeare
 from fedcompress.tasks.datasets.text import (
   TextInputError,
   download_texts,
   fold_to_ascii,
   read_text_file,
 )
+from fedcompress.tasks.models import char_rnn
 
 DEFAULT_CACHE_DIR = "~/.cache/fedcompress/text"
 SAVE_SUFFIXES = (".keras", ".h5")
@@ -100,13 +101,13 @@ def _load_ids(paths: Sequence[str | os.PathLike[str]]) -> tuple[np.ndarray, int]
   (a wrong file, another script) is an error rather than silently contributing nothing.
   """
   parts, dropped = [], 0
-  newline = np.array([shakespeare.CHAR2IDX["\n"]], np.int64)
+  newline = np.array([char_vocab.CHAR2IDX["\n"]], np.int64)
   for path in paths:
     text = fold_to_ascii(read_text_file(path))
-    ids = shakespeare.text_to_ids(text, oov="drop")
+    ids = char_vocab.text_to_ids(text, oov="drop")
     if len(ids) == 0:
       raise TextInputError(f"none of the {len(text):,} characters of {os.fspath(path)} is in "
-                           f"the {shakespeare.VOCAB_SIZE}-character vocabulary")
+                           f"the {char_vocab.VOCAB_SIZE}-character vocabulary")
     dropped += len(text) - len(ids)
     if parts and parts[-1][-1] != newline[0]:
       parts.append(newline)
@@ -192,11 +193,11 @@ def pretrain_char_rnn(*, output: str | os.PathLike[str],
 
   dataset = make_pretraining_dataset(ids, batch_size=batch_size, seq_length=seq_length,
                                      seed=seed, repeat=steps_per_epoch is not None)
-  model = shakespeare.create_char_rnn(embedding_dim=embedding_dim, rnn_units=rnn_units,
+  model = char_rnn.create_char_rnn(embedding_dim=embedding_dim, rnn_units=rnn_units,
                                       seed=seed)
   model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate),
-                loss=shakespeare.MaskedSparseCategoricalCrossentropy(),
-                metrics=[shakespeare.FlattenedCategoricalAccuracy()])
+                loss=char_rnn.MaskedSparseCategoricalCrossentropy(),
+                metrics=[char_rnn.FlattenedCategoricalAccuracy()])
   start = time.monotonic()
   history = model.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=0,
                       callbacks=[_Progress(log, log_every, steps, epochs)])
@@ -205,8 +206,8 @@ def pretrain_char_rnn(*, output: str | os.PathLike[str],
   # Saved without optimizer or compile state, like the tutorial's model
   # (`save_model(include_optimizer=False)`), which the native format does not offer:
   # copy the weights into a fresh uncompiled model instead.
-  plain = shakespeare.copy_weights(
-      model, shakespeare.create_char_rnn(embedding_dim=embedding_dim, rnn_units=rnn_units))
+  plain = char_rnn.copy_weights(
+      model, char_rnn.create_char_rnn(embedding_dim=embedding_dim, rnn_units=rnn_units))
   output.parent.mkdir(parents=True, exist_ok=True)
   with warnings.catch_warnings():
     # .h5 is asked for explicitly when used; Keras' "legacy format" advice is noise then.

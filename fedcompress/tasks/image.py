@@ -1,0 +1,83 @@
+"""Image tasks: EMNIST-format client data with the original FedAvg CNN, by dataset name.
+
+`build_image_task("emnist" | "digits", ...)` is what `--dataset` selects: real federated
+EMNIST through TFF's loader, or the embedded scikit-learn digits in EMNIST's format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import tensorflow as tf
+import tensorflow_federated as tff
+
+from fedcompress.tasks.datasets import digits, emnist
+from fedcompress.tasks.models.cnn import create_original_fedavg_cnn
+from fedcompress.tasks.task import FederatedTask
+
+
+def image_task(name: str, train, test, *, num_classes: int, epochs: int,
+               batch_size: int, seed: int, model_seed: int | None = None) -> FederatedTask:
+  """A `FederatedTask` for EMNIST-shaped client data and the original FedAvg CNN."""
+  model_seed = seed if model_seed is None else model_seed
+
+  def client_dataset(client_id: str, round_num: int) -> tf.data.Dataset:
+    # Shuffle order depends on (seed, round), so a resumed run sees the same data.
+    return emnist.preprocess(train.create_tf_dataset_for_client(client_id), epochs=epochs,
+                             batch_size=batch_size, seed=seed * 100_003 + round_num)
+
+  def keras_model_fn() -> tf.keras.Model:
+    model = create_original_fedavg_cnn(num_classes, seed=model_seed)
+    model.compile(loss=tf.keras.losses.SparseCategoricalCrossentropy(),
+                  metrics=[tf.keras.metrics.SparseCategoricalAccuracy()])
+    return model
+
+  def model_fn() -> tff.learning.models.VariableModel:
+    return tff.learning.models.from_keras_model(
+        create_original_fedavg_cnn(num_classes, seed=model_seed),
+        input_spec=emnist.INPUT_SPEC,
+        loss=tf.keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[tf.keras.metrics.SparseCategoricalAccuracy()])
+
+  return FederatedTask(name=name, client_ids=list(train.client_ids),
+                       client_dataset=client_dataset, test_dataset=emnist.test_dataset(test),
+                       model_fn=model_fn, keras_model_fn=keras_model_fn,
+                       input_spec=emnist.INPUT_SPEC)
+
+
+def emnist_task(*, only_digits: bool = True, cache_dir: str | None = None, epochs: int = 1,
+                batch_size: int = 20, seed: int = 0) -> FederatedTask:
+  train, test = emnist.load_emnist(only_digits, cache_dir)
+  return image_task("emnist", train, test, num_classes=10 if only_digits else 62,
+                    epochs=epochs, batch_size=batch_size, seed=seed)
+
+
+def digits_task(*, num_clients: int = 20, alpha: float = 1.0, epochs: int = 1,
+                batch_size: int = 20, seed: int = 0) -> FederatedTask:
+  train, test = digits.digits_client_data(num_clients, alpha, seed)
+  return image_task("digits", train, test, num_classes=10, epochs=epochs,
+                    batch_size=batch_size, seed=seed)
+
+
+def _emnist(**kw) -> FederatedTask:
+  kw.pop("digits_clients", None)
+  kw.pop("digits_alpha", None)
+  return emnist_task(**kw)
+
+
+def _digits(*, only_digits: bool = True, cache_dir: str | None = None,
+            digits_clients: int = 20, digits_alpha: float = 1.0, **kw) -> FederatedTask:
+  del cache_dir  # Embedded in scikit-learn: nothing to load.
+  if not only_digits:
+    raise ValueError("--dataset=digits has only the 10 digit classes; --noonly_digits "
+                     "needs --dataset=emnist")
+  return digits_task(num_clients=digits_clients, alpha=digits_alpha, **kw)
+
+
+IMAGE_TASKS: dict[str, Callable[..., FederatedTask]] = {"emnist": _emnist, "digits": _digits}
+
+
+def build_image_task(name: str, **kwargs) -> FederatedTask:
+  if name not in IMAGE_TASKS:
+    raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(sorted(IMAGE_TASKS))}")
+  return IMAGE_TASKS[name](**kwargs)

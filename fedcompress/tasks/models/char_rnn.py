@@ -1,0 +1,125 @@
+"""The tutorial's character RNN, its masked loss and its flattened character accuracy."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import tensorflow as tf
+
+from fedcompress.tasks.datasets.char_vocab import PAD_ID, VOCAB_SIZE
+from fedcompress.tasks.models.keras_compat import restore_keras_v2_classes
+
+
+@tf.keras.utils.register_keras_serializable(package="fedcompress")
+class MaskedSparseCategoricalCrossentropy(tf.keras.losses.Loss):
+  """Mean softmax cross-entropy over the target positions that are not `pad_id`.
+
+  Without pads this equals `SparseCategoricalCrossentropy(from_logits=True)` (the
+  tutorial's loss). TFF's `from_keras_model` passes no sample weights, which is why the
+  mask comes from the targets themselves.
+  """
+
+  def __init__(self, pad_id: int = PAD_ID, name: str = "masked_sparse_categorical_crossentropy",
+               **kwargs):
+    super().__init__(name=name, **kwargs)
+    self.pad_id = pad_id
+
+  def call(self, y_true, y_pred):
+    logits = tf.cast(y_pred, tf.float32)
+    labels = tf.reshape(tf.cast(y_true, tf.int64), tf.shape(logits)[:-1])
+    mask = tf.not_equal(labels, self.pad_id)
+    safe_labels = tf.where(mask, labels, tf.zeros_like(labels))
+    per_position = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe_labels,
+                                                                  logits=logits)
+    mask = tf.cast(mask, per_position.dtype)
+    # A scalar: Keras' reduction of a scalar is the scalar itself.
+    return tf.math.divide_no_nan(tf.reduce_sum(per_position * mask), tf.reduce_sum(mask))
+
+  def get_config(self):
+    return {**super().get_config(), "pad_id": self.pad_id}
+
+
+@tf.keras.utils.register_keras_serializable(package="fedcompress")
+class FlattenedCategoricalAccuracy(tf.keras.metrics.SparseCategoricalAccuracy):
+  """The tutorial's character accuracy for rank-3 predictions, ignoring pad targets.
+
+  Flattens [batch, time, vocab] logits and [batch, time] targets into one prediction
+  per character (the tutorial's class), and gives targets equal to `pad_id` zero weight.
+  """
+
+  def __init__(self, name: str = "accuracy", dtype=tf.float32, pad_id: int = PAD_ID):
+    super().__init__(name, dtype=dtype)
+    self.pad_id = pad_id
+
+  def update_state(self, y_true, y_pred, sample_weight=None):
+    num_classes = tf.shape(y_pred)[-1]
+    y_true = tf.reshape(tf.cast(y_true, tf.int64), [-1])
+    y_pred = tf.reshape(y_pred, [-1, num_classes])
+    weight = tf.cast(tf.not_equal(y_true, self.pad_id), self.dtype)
+    if sample_weight is not None:
+      weight *= tf.reshape(tf.cast(sample_weight, self.dtype), [-1])
+    return super().update_state(y_true, y_pred, weight)
+
+  def get_config(self):
+    return {**super().get_config(), "pad_id": self.pad_id}
+
+
+def create_char_rnn(*, vocab_size: int = VOCAB_SIZE, embedding_dim: int = 256,
+                    rnn_units: int = 1024, batch_size: int | None = None,
+                    stateful: bool = False, seed: int | None = None) -> tf.keras.Model:
+  """The tutorial's character RNN: Embedding, GRU (return_sequences), Dense logits.
+
+  Args:
+    vocab_size: classes (86 for the tutorial's vocabulary).
+    embedding_dim: embedding width (256 in the tutorial).
+    rnn_units: GRU units (1024 in the tutorial).
+    batch_size: fixed batch size, or None for any; required when `stateful`.
+    stateful: keep the GRU state between calls (the batch-1 generation model).
+    seed: initializer seed; None for random.
+
+  Returns:
+    An uncompiled `tf.keras.Sequential` taking int ids [batch, time] and returning
+    logits [batch, time, vocab_size].
+  """
+  if stateful and batch_size is None:
+    raise ValueError("a stateful model needs a fixed batch_size (1 for generation)")
+
+  def seeded(init, offset):
+    # One initializer per weight: a shared seeded instance would repeat its values.
+    return init(seed=None if seed is None else seed + offset)
+
+  return tf.keras.Sequential([
+      tf.keras.layers.InputLayer(batch_input_shape=(batch_size, None), dtype=tf.int64),
+      tf.keras.layers.Embedding(
+          vocab_size, embedding_dim,
+          embeddings_initializer=seeded(tf.keras.initializers.RandomUniform, 1)),
+      tf.keras.layers.GRU(
+          rnn_units, return_sequences=True, stateful=stateful,
+          kernel_initializer=seeded(tf.keras.initializers.GlorotUniform, 2),
+          recurrent_initializer=seeded(tf.keras.initializers.GlorotUniform, 3)),
+      tf.keras.layers.Dense(vocab_size,
+                            kernel_initializer=seeded(tf.keras.initializers.GlorotUniform, 4)),
+  ])
+
+
+class CharRnnSizes(NamedTuple):
+  vocab_size: int
+  embedding_dim: int
+  rnn_units: int
+
+
+def char_rnn_sizes(model: tf.keras.Model) -> CharRnnSizes:
+  """Reads the sizes of a character RNN (e.g. one loaded from a file)."""
+  embeddings = [layer for layer in model.layers if isinstance(layer, tf.keras.layers.Embedding)]
+  grus = [layer for layer in model.layers if isinstance(layer, tf.keras.layers.GRU)]
+  if len(embeddings) != 1 or len(grus) != 1:
+    raise ValueError("expected a character RNN with one Embedding and one GRU layer, got "
+                     f"{[type(layer).__name__ for layer in model.layers]}")
+  return CharRnnSizes(embeddings[0].input_dim, embeddings[0].output_dim, grus[0].units)
+
+
+def copy_weights(source: tf.keras.Model, target: tf.keras.Model) -> tf.keras.Model:
+  """Puts `source`'s weights into `target` (same sizes, any batch size) and returns it."""
+  restore_keras_v2_classes(source, target)
+  target.set_weights(source.get_weights())
+  return target

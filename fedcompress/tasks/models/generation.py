@@ -1,0 +1,56 @@
+"""Text generation with a batch-1 stateful copy of the character RNN (the tutorial's)."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from fedcompress.tasks.datasets.char_vocab import IDX2CHAR, text_to_ids
+from fedcompress.tasks.models.char_rnn import char_rnn_sizes, copy_weights, create_char_rnn
+from fedcompress.tasks.models.keras_compat import restore_keras_v2_classes
+
+
+def create_generation_model(model: tf.keras.Model) -> tf.keras.Model:
+  """A batch-1 stateful copy of a character RNN, for `generate_text`."""
+  sizes = char_rnn_sizes(model)
+  return copy_weights(model, create_char_rnn(**sizes._asdict(), batch_size=1, stateful=True))
+
+
+def generate_text(model: tf.keras.Model, start_string: str, *, num_generate: int = 200,
+                  temperature: float = 1.0, seed: int | None = None) -> str:
+  """The tutorial's `generate_text`: samples `num_generate` characters after a prompt.
+
+  Args:
+    model: a batch-1 stateful character RNN (see `create_generation_model`); its state
+      is reset first.
+    start_string: the prompt; every character must be in `VOCAB`.
+    num_generate: characters to sample.
+    temperature: logits are divided by it; lower is more predictable.
+    seed: makes sampling reproducible (stateless sampling); None samples with TF's
+      global random state, as the tutorial does.
+
+  Returns:
+    `start_string` followed by the generated characters.
+  """
+  if not start_string:
+    raise ValueError("start_string must not be empty")
+  if temperature <= 0:
+    raise ValueError(f"temperature must be > 0, got {temperature}")
+  if not any(getattr(layer, "stateful", False) for layer in model.layers):
+    raise ValueError("generate_text needs a stateful batch-1 model: "
+                     "use create_generation_model(model)")
+  input_eval = tf.constant([text_to_ids(start_string, oov="error")], dtype=tf.int64)
+  restore_keras_v2_classes(model)
+  generated = []
+  model.reset_states()
+  for i in range(num_generate):
+    predictions = model(input_eval, training=False)
+    # Only the last position's logits matter; earlier ones were for prompt characters.
+    logits = tf.squeeze(predictions, 0)[-1:] / temperature
+    if seed is None:
+      predicted = tf.random.categorical(logits, num_samples=1)
+    else:
+      predicted = tf.random.stateless_categorical(logits, num_samples=1, seed=[seed, i])
+    predicted_id = int(predicted[0, 0])
+    input_eval = tf.constant([[predicted_id]], dtype=tf.int64)
+    generated.append(IDX2CHAR[predicted_id])
+  return start_string + "".join(generated)

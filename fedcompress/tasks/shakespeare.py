@@ -1,0 +1,196 @@
+"""The Shakespeare fine-tuning task of TFF tutorial 2: pretrained char-RNN + Shakespeare clients.
+
+Builds the `FederatedTask` the round loop runs: the pretrained Keras model's
+architecture as the TFF model (masked loss, flattened character accuracy), the
+Shakespeare clients preprocessed as the tutorial does, and held-out test snippets
+for Keras evaluation after each round. `finish` writes the fine-tuned weights into a
+batch-1 model, generates text and saves the final Keras model. `evaluate` and
+`sanity_check` are the tutorial's Keras-side checks of a character RNN on this data.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+from typing import NamedTuple
+
+import tensorflow as tf
+import tensorflow_federated as tff
+
+from fedcompress.tasks.datasets import shakespeare as sh
+from fedcompress.tasks.datasets.char_vocab import PAD_ID, VOCAB_SIZE, random_text
+from fedcompress.tasks.models import char_rnn
+from fedcompress.tasks.models.generation import create_generation_model, generate_text
+from fedcompress.tasks.models.keras_compat import restore_keras_v2_classes
+from fedcompress.tasks.task import FederatedTask
+
+# Order in which the test clients are joined for evaluation; fixed so that runs compare.
+_EVAL_CLIENT_ORDER_SEED = 0
+
+
+def load_pretrained(path: str) -> tf.keras.Model:
+  """The pretrained character RNN, or a one-line ValueError when missing or unusable."""
+  if not os.path.exists(path):
+    raise ValueError(f"--pretrained_model {path} does not exist (make one with "
+                     "experiments/pretrain_char_rnn.py)")
+  try:
+    model = tf.keras.models.load_model(path, compile=False)
+    sizes = char_rnn.char_rnn_sizes(model)
+  except Exception as e:  # h5py/zip/Keras errors: all mean "not a usable model".
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise ValueError(f"cannot load --pretrained_model {path}: {first}") from None
+  if sizes.vocab_size != VOCAB_SIZE:
+    raise ValueError(f"--pretrained_model {path} predicts {sizes.vocab_size} characters; "
+                     f"the Shakespeare vocabulary has {VOCAB_SIZE}")
+  return model
+
+
+@dataclasses.dataclass
+class ShakespeareSetup:
+  task: FederatedTask
+  train: tff.simulation.datasets.ClientData
+  sizes: char_rnn.CharRnnSizes
+  initial_weights: tff.learning.models.ModelWeights
+
+
+def _compiled(sizes: char_rnn.CharRnnSizes) -> tf.keras.Model:
+  model = char_rnn.create_char_rnn(**sizes._asdict())
+  model.compile(loss=char_rnn.MaskedSparseCategoricalCrossentropy(),
+                metrics=[char_rnn.FlattenedCategoricalAccuracy()])
+  return model
+
+
+def build_shakespeare_task(pretrained: tf.keras.Model, *, cache_dir: str | None,
+                           epochs: int = 1, max_batches: int | None = None,
+                           pad_short_clients: bool = False, max_eval_batches: int = 60,
+                           seed: int = 0) -> ShakespeareSetup:
+  """Shakespeare clients + the pretrained model's architecture, ready for the loop."""
+  if epochs < 1:
+    raise ValueError(f"--client_epochs must be >= 1, got {epochs}")
+  if max_batches is not None and max_batches < 1:
+    raise ValueError(f"--max_batches_per_client must be >= 1, got {max_batches}")
+  train, test = sh.load_shakespeare(cache_dir)
+  sizes = char_rnn.char_rnn_sizes(pretrained)
+  # Taken now, as plain arrays: once a TFF process is built, Keras objects created
+  # before it need `restore_keras_v2_classes` to work again.
+  initial_weights = tff.learning.models.ModelWeights(
+      trainable=[w.numpy() for w in pretrained.trainable_weights],
+      non_trainable=[w.numpy() for w in pretrained.non_trainable_weights])
+
+  def client_dataset(client_id: str, round_num: int) -> tf.data.Dataset:
+    data = sh.preprocess(train.create_tf_dataset_for_client(client_id),
+                         seed=seed * 100_003 + round_num, pad_short_clients=pad_short_clients,
+                         max_batches=max_batches)
+    return data.repeat(epochs)
+
+  # Held-out test snippets in a fixed order (no shuffle, and a fixed client order: TFF
+  # joins the clients in a random order without a seed), so every round of every run,
+  # whatever its --seed, is evaluated on the same windows.
+  test_dataset = sh.preprocess(
+      test.create_tf_dataset_from_all_clients(seed=_EVAL_CLIENT_ORDER_SEED), shuffle_buffer=1,
+      max_batches=max_eval_batches).cache()
+  input_spec = test_dataset.element_spec
+
+  def model_fn() -> tff.learning.models.VariableModel:
+    return tff.learning.models.from_keras_model(
+        char_rnn.create_char_rnn(**sizes._asdict()), input_spec=input_spec,
+        loss=char_rnn.MaskedSparseCategoricalCrossentropy(),
+        metrics=[char_rnn.FlattenedCategoricalAccuracy()])
+
+  task = FederatedTask(name="shakespeare", client_ids=list(train.client_ids),
+                       client_dataset=client_dataset, test_dataset=test_dataset,
+                       model_fn=model_fn, keras_model_fn=lambda: _compiled(sizes),
+                       input_spec=input_spec)
+  return ShakespeareSetup(task, train, sizes, initial_weights)
+
+
+def finish(model_weights: tff.learning.models.ModelWeights, sizes: char_rnn.CharRnnSizes,
+           run_dir: str, *, prompt: str, temperature: float, num_generate: int,
+           seed: int | None) -> str:
+  """Saves the fine-tuned model and `generated.txt`; returns the generated text."""
+  model = char_rnn.create_char_rnn(**sizes._asdict())
+  restore_keras_v2_classes(model)
+  model_weights.assign_weights_to(model)
+  model.save(os.path.join(run_dir, "final_model.keras"))
+  generator = create_generation_model(model)
+  text = generate_text(generator, prompt, num_generate=num_generate,
+                          temperature=temperature, seed=seed)
+  with open(os.path.join(run_dir, "generated.txt"), "w") as f:
+    f.write(text + "\n")
+  return text
+
+
+class Evaluation(NamedTuple):
+  loss: float
+  accuracy: float
+  num_batches: int
+  num_predictions: int  # Target positions that counted (pads excluded).
+
+
+def evaluate(model: tf.keras.Model, dataset: tf.data.Dataset) -> Evaluation:
+  """Masked loss and flattened accuracy of a Keras model over (input, target) batches.
+
+  Does not compile or otherwise change `model` (its RNN state is reset first). The loss
+  is averaged over counted positions, so batches with pads weigh by their real content.
+  """
+  restore_keras_v2_classes(model)
+  loss_fn = char_rnn.MaskedSparseCategoricalCrossentropy()
+  accuracy = char_rnn.FlattenedCategoricalAccuracy()
+  total_loss = 0.0
+  count = 0
+  batches = 0
+  model.reset_states()
+  for x, y in dataset:
+    logits = model(x, training=False)
+    valid = int(tf.reduce_sum(tf.cast(tf.not_equal(y, PAD_ID), tf.int64)))
+    total_loss += float(loss_fn(y, logits)) * valid
+    count += valid
+    batches += 1
+    accuracy.update_state(y, logits)
+  if count == 0:
+    raise ValueError("the dataset has no (unpadded) target to evaluate on")
+  return Evaluation(total_loss / count, float(accuracy.result()), batches, count)
+
+
+class SanityCheck(NamedTuple):
+  client_accuracy: float
+  random_accuracy: float
+  expected_random_accuracy: float  # 1 / VOCAB_SIZE, about 0.012.
+  client_loss: float
+  random_loss: float
+
+
+def sanity_check(model: tf.keras.Model, client_dataset: tf.data.Dataset, *,
+                 batch_size: int = sh.BATCH_SIZE, seq_length: int = sh.SEQ_LENGTH,
+                 num_batches: int = 5, num_random_batches: int = 10, seed: int = 0,
+                 pad_short_clients: bool = False) -> SanityCheck:
+  """The tutorial's check: accuracy on one client's text versus on random characters.
+
+  A model that learned English should be far above chance on Shakespeare and at chance
+  (about 1/86) on uniformly random characters.
+
+  Args:
+    model: a character RNN accepting [batch_size, time] inputs (not the batch-1 model).
+    client_dataset: one client's raw dataset (`OrderedDict(snippets=...)`).
+    batch_size: rows per batch (8 in the tutorial).
+    seq_length: input length (100).
+    num_batches: client batches evaluated (the tutorial's `.take(5)`).
+    num_random_batches: batches of random text evaluated.
+    seed: shuffle seed and random-text seed.
+    pad_short_clients: see `fedcompress.tasks.datasets.shakespeare.preprocess`; lets a
+      short client be checked.
+
+  Returns:
+    Both accuracies (and losses), plus the chance level.
+  """
+  client = evaluate(model, sh.preprocess(client_dataset, batch_size=batch_size,
+                                         seq_length=seq_length, seed=seed,
+                                         pad_short_clients=pad_short_clients,
+                                         max_batches=num_batches))
+  text = random_text(num_random_batches * batch_size * (seq_length + 1), seed=seed)
+  random_ds = tf.data.Dataset.from_tensor_slices(
+      collections.OrderedDict(snippets=tf.constant([text])))
+  rand = evaluate(model, sh.preprocess(random_ds, batch_size=batch_size,
+                                       seq_length=seq_length, seed=seed))
+  return SanityCheck(client.accuracy, rand.accuracy, 1.0 / VOCAB_SIZE, client.loss, rand.loss)
