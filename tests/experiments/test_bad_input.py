@@ -79,10 +79,12 @@ def test_flag_errors_are_one_line_in_every_binary(repo_root, tmp_path):
   result = _command_line(repo_root, tmp_path, "--no_such_flag", binary="experiments/plot.py")
   assert result.returncode == USAGE_ERROR, result.stderr
   _assert_one_error_line(result.stderr, "no_such_flag")
-  for name in ("emnist_compression", "shakespeare_finetune", "sweep", "plot", "demo",
-               "pretrain_char_rnn", "chaos"):
-    source = (repo_root / "experiments" / f"{name}.py").read_text()
-    assert "flags_parser=parse_flags" in source, name
+  for path in ("experiments/emnist_compression.py", "experiments/shakespeare_finetune.py",
+               "experiments/sweep.py", "experiments/plot.py", "experiments/demo.py",
+               "experiments/pretrain_char_rnn.py", "tools/run_chaos.py",
+               "tools/compare_codecs.py"):
+    source = (repo_root / path).read_text()
+    assert "flags_parser=parse_flags" in source, path
 
 
 # ---------------------------------------------------------------------------------------
