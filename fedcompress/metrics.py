@@ -1,7 +1,9 @@
 """Canonical metric names and flattening of TFF's nested round metrics into them.
 
-One name per quantity everywhere (console, CSV columns, TensorBoard tags, plots); see
-"Canonical metric names" in ../shared/DESIGN.md.
+One name per quantity everywhere (console, CSV columns, TensorBoard tags, plots), and
+this module is where each is defined. `broadcast/bits` is every bit the server sent to
+all sampled clients in a round, `aggregate/bits` every bit all sampled clients sent to
+the server; the cumulative ones add them up over the run.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ processes hits them alike, and each is timed over several repetitions after warm
      (`DATASET_ITERATOR`), so that b/e is the cost of the wrapper alone.
 
 A round is 10 clients of 100 examples at batch size 20 with the tutorial CNN, through
-the EMNIST client pipeline of `fedcompress.tasks.emnist` (data: scikit-learn's digits
+the EMNIST client pipeline of `fedcompress.tasks.datasets.emnist` (data: scikit-learn's digits
 in EMNIST format). The medians give the ratios b/a (cost of the wrapper), c/b (cost of
 compression), c/d (distance to the floor) and b/e. Besides wall time, each repetition's CPU
 time is recorded (driver plus local worker, from /proc), which other agents' load

@@ -7,7 +7,7 @@ writes them in the formats the real pipeline reads, so nothing downstream is spe
 * `write_sample_shakespeare_sqlite` writes a `shakespeare.sqlite` with TFF's own writer
   (`tff.simulation.datasets.save_to_sql_client_data`) in the schema of the published
   dataset (`OrderedDict(snippets=<scalar tf.string>)`, splits `train` and `test`), so
-  `fedcompress.tasks.shakespeare.load_shakespeare(cache_dir=<its folder>)` loads it. Its
+  `fedcompress.tasks.datasets.shakespeare.load_shakespeare(cache_dir=<its folder>)` loads it. Its
   training clients are named like the real ones the tutorial uses (its two fixed
   clients and the sanity-check client), so the tutorial's settings work on it unchanged.
 * `write_sample_text` writes a Dickens passage for pretraining the character RNN.
@@ -128,7 +128,7 @@ def write_sample_shakespeare_sqlite(
   """Writes a small federated Shakespeare in TFF's format to `path`.
 
   Pass a path ending in `shakespeare.sqlite` and give its folder as `cache_dir` to
-  `fedcompress.tasks.shakespeare.load_shakespeare` (or TFF's `shakespeare.load_data`).
+  `fedcompress.tasks.datasets.shakespeare.load_shakespeare` (or TFF's `shakespeare.load_data`).
 
   Args:
     path: the sqlite file to write; parent folders are created.

@@ -1,13 +1,26 @@
-"""Codecs: tensor_encoding encoders by name, the per-tensor policy, and bit accounting."""
+"""Codecs: one record per codec, the per-tensor policy, and exact bit accounting.
 
-from fedcompress.codecs.spec import (  # noqa: F401
-  DEFAULT_THRESHOLD,
-  CodecSpec,
-  accepts_option,
+No TFF here, only TensorFlow and tensor_encoding. `registry.py` holds the `Codec`
+record and the registry; `builtin.py` the built-in records (the only module that
+imports the stages in `stages/`); `spec.py` the `CodecSpec` that applies a codec to the
+tensors of a model; `accounting.py` the bit counts. Importing this package registers
+the built-in codecs.
+"""
+
+from fedcompress.codecs import builtin as _builtin
+from fedcompress.codecs.registry import (
+  Codec,
   available_codecs,
-  get_builder,
-  make_codec,
-  parse_options,
+  get_codec,
+  register,
   register_codec,
   register_stage,
+  unregister,
 )
+from fedcompress.codecs.spec import DEFAULT_THRESHOLD, CodecSpec, make_codec, parse_options
+
+_builtin.register_builtin_codecs()
+
+__all__ = ["DEFAULT_THRESHOLD", "Codec", "CodecSpec", "available_codecs", "get_codec",
+           "make_codec", "parse_options", "register", "register_codec", "register_stage",
+           "unregister"]

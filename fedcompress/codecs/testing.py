@@ -7,7 +7,7 @@
 and fails with a broadcasting error. `BaseEncodingStageTest` here is the same suite
 with that helper finding its marker by type. Subclass it exactly like the original::
 
-    class MyStageTest(fedcompress.stages.testing.BaseEncodingStageTest):
+    class MyStageTest(fedcompress.codecs.testing.BaseEncodingStageTest):
       def default_encoding_stage(self): ...
       def default_input(self): ...
       is_lossless = property(lambda self: False)

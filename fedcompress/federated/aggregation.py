@@ -10,7 +10,7 @@ own version reports empty measurements, and TFF 0.87 has no sizing executor left
 and denominator, as the TFF compression tutorial does; the weight (a float32 scalar,
 under any threshold) then costs 32 bits per client.
 
-With an entropy-coded codec (`fedcompress.stages.entropy`) the measurements are
+With an entropy-coded codec (`fedcompress.codecs.stages.entropy`) the measurements are
 `{'bits', 'coded_bits'}`: `coded_bits` is what clients actually send, `bits` the raw
 size with plain bit-packing. Entropy-coded values do not commute with sum; like any
 such stage they are decoded per client at the server (`decode_before_sum`) inside
@@ -31,18 +31,28 @@ import tree
 from tensorflow_federated.python.core.impl.types import type_conversions
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs import CodecSpec
-from fedcompress.codecs import accounting as bits_lib
+from fedcompress.codecs import CodecSpec, accounting
 from fedcompress.federated.broadcast import slice_structure
 
 
 class EncodedSumFactory(tff.aggregators.EncodedSumFactory):
   """TFF's `EncodedSumFactory` whose process measures `{'bits': int64}` per round."""
 
+  def __init__(self, encoder_fn, *, raw_bits_rules: accounting.RawBitsRules | None = None):
+    """Initializer.
+
+    Args:
+      encoder_fn: `tf.TensorSpec -> te.core.GatherEncoder`, as for TFF's factory.
+      raw_bits_rules: how to count the raw size of coded streams the encoders send
+        (`CodecSpec.raw_bits_rules`); none for codecs without an entropy coder.
+    """
+    super().__init__(encoder_fn)
+    self._raw_bits_rules = dict(raw_bits_rules or {})
+
   @classmethod
   def from_codec(cls, codec: CodecSpec | str | None) -> EncodedSumFactory:
     codec = CodecSpec.parse(codec)
-    return cls(codec.gather_encoder)
+    return cls(codec.gather_encoder, raw_bits_rules=codec.raw_bits_rules)
 
   def create(self, value_type) -> tff.templates.AggregationProcess:
     encoders = self._encoders_for_value_type(value_type)
@@ -55,7 +65,8 @@ class EncodedSumFactory(tff.aggregators.EncodedSumFactory):
     def init_fn():
       return tff.federated_eval(initial_state_fn, tff.SERVER)
 
-    next_fn = _encoded_next_fn(init_fn.type_signature.result, value_type, encoders)
+    next_fn = _encoded_next_fn(init_fn.type_signature.result, value_type, encoders,
+                               self._raw_bits_rules)
     return tff.templates.AggregationProcess(init_fn, next_fn)
 
 
@@ -70,7 +81,7 @@ def _accumulate_state_update(a, b, mode):
   return combine[mode](a, b)
 
 
-def _encoded_next_fn(server_state_type, value_type, encoders):
+def _encoded_next_fn(server_state_type, value_type, encoders, rules):
   """`next` of the encoded sum: encode at clients, aggregate, decode at server."""
 
   @tff.tensorflow.computation(server_state_type.member)
@@ -95,7 +106,7 @@ def _encoded_next_fn(server_state_type, value_type, encoders):
 
   @tff.tensorflow.computation(encoded_type)
   def bits_fn(encoded):
-    return bits_lib.bit_counts_tf(encoded)
+    return accounting.bit_counts_tf(encoded, rules)
 
   def decode_before_sum(encoded_x, decode_before_sum_params):
     part_decoded = tree.map_structure_up_to(

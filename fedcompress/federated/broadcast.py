@@ -5,7 +5,7 @@ model_distributor=...)`: the server encodes each weight tensor with the codec's
 `SimpleEncoder`, broadcasts the encoded structure, and every client decodes it. Each
 client counts the bits of what it received, so `measurements['bits']` is the total
 sent to all participating clients this round. When the codec entropy-codes (see
-`fedcompress.stages.entropy`), `measurements['coded_bits']` is the size actually
+`fedcompress.codecs.stages.entropy`), `measurements['coded_bits']` is the size actually
 sent and `bits` the raw size the same codec would have with plain bit-packing;
 without an entropy coder only `bits` is measured (it is then the size sent).
 """
@@ -33,6 +33,7 @@ def build_encoded_broadcast_process(
   codec = CodecSpec.parse(codec)
   value_specs = type_conversions.type_to_tf_tensor_specs(value_type)
   encoders = tf.nest.map_structure(codec.simple_encoder, value_specs)
+  rules = codec.raw_bits_rules
 
   @tff.tensorflow.computation
   def initial_state_fn():
@@ -58,7 +59,7 @@ def build_encoded_broadcast_process(
 
   @tff.tensorflow.computation(encoded_type)
   def bits_fn(encoded):
-    return bits_lib.bit_counts_tf(encoded)
+    return bits_lib.bit_counts_tf(encoded, rules)
 
   @tff.federated_computation(init_fn.type_signature.result,
                              tff.FederatedType(value_type, tff.SERVER))

@@ -3,13 +3,14 @@
 The returned `tff.learning.templates.LearningProcess` is TFF's own
 `build_weighted_fed_avg` process with our distributor and aggregator plugged in, and
 `next` extended so its metrics carry the canonical `broadcast/bits` and
-`aggregate/bits` (see ../shared/DESIGN.md, "What counts as a bit"), and beside them
+`aggregate/bits` (names in `fedcompress.metrics`; what counts as a bit is in
+`fedcompress.codecs.accounting`), and beside them
 `broadcast/coded_bits` and `aggregate/coded_bits`: the size actually sent when a
-codec entropy-codes (`fedcompress.stages.entropy`), while `bits` stays the raw size
+codec entropy-codes (`fedcompress.codecs.stages.entropy`), while `bits` stays the raw size
 the same codec has with plain bit-packing. Without an entropy coder the two are
 equal. With `measure_error=True` the metrics also carry `aggregate/relative_error`.
 Client updates with NaN or Inf are left out of the mean and counted as
-`aggregate/rejected_clients` (`fedcompress.robust`; on by default).
+`aggregate/rejected_clients` (`fedcompress.federated.robust`; on by default).
 """
 
 from __future__ import annotations
@@ -20,17 +21,11 @@ from collections.abc import Callable, Mapping
 import tensorflow as tf
 import tensorflow_federated as tff
 
+from fedcompress import metrics as m
 from fedcompress.codecs import CodecSpec
 from fedcompress.federated.aggregation import build_mean_factory
 from fedcompress.federated.broadcast import build_encoded_broadcast_process
 from fedcompress.federated.robust import REJECTED_CLIENTS, RejectNonFiniteFactory
-
-BROADCAST_BITS = "broadcast/bits"
-AGGREGATE_BITS = "aggregate/bits"
-BROADCAST_CODED_BITS = "broadcast/coded_bits"
-AGGREGATE_CODED_BITS = "aggregate/coded_bits"
-AGGREGATE_RELATIVE_ERROR = "aggregate/relative_error"
-AGGREGATE_REJECTED_CLIENTS = "aggregate/rejected_clients"
 
 ClientWeighting = tff.learning.ClientWeighting
 
@@ -86,16 +81,16 @@ def with_bit_metrics(process: tff.learning.templates.LearningProcess
   @tff.tensorflow.computation(metrics_type)
   def add_bits(metrics):
     out = collections.OrderedDict(metrics)
-    out[BROADCAST_BITS] = _sum_bits_leaves(metrics["distributor"])
-    out[AGGREGATE_BITS] = _sum_bits_leaves(metrics["aggregator"])
-    out[BROADCAST_CODED_BITS] = _sum_bits_leaves(metrics["distributor"], "coded_bits")
-    out[AGGREGATE_CODED_BITS] = _sum_bits_leaves(metrics["aggregator"], "coded_bits")
+    out[m.BROADCAST_BITS] = _sum_bits_leaves(metrics["distributor"])
+    out[m.AGGREGATE_BITS] = _sum_bits_leaves(metrics["aggregator"])
+    out[m.BROADCAST_CODED_BITS] = _sum_bits_leaves(metrics["distributor"], "coded_bits")
+    out[m.AGGREGATE_CODED_BITS] = _sum_bits_leaves(metrics["aggregator"], "coded_bits")
     error = _find_leaf(metrics["aggregator"], "relative_error")
     if error is not None:
-      out[AGGREGATE_RELATIVE_ERROR] = error
+      out[m.AGGREGATE_RELATIVE_ERROR] = error
     rejected = _find_leaf(metrics["aggregator"], REJECTED_CLIENTS)
     if rejected is not None:
-      out[AGGREGATE_REJECTED_CLIENTS] = rejected
+      out[m.AGGREGATE_REJECTED_CLIENTS] = rejected
     return out
 
   @tff.federated_computation(process.next.type_signature.parameter)

@@ -1,7 +1,7 @@
 """Weighted mean that leaves non-finite client updates out of the round and counts them.
 
 `RejectNonFiniteFactory(inner)` wraps any weighted aggregation factory (the encoded
-mean of `fedcompress.aggregation`). Before anything is encoded, each client checks its
+mean of `fedcompress.federated.aggregation`). Before anything is encoded, each client checks its
 update: if any value is NaN or +-Inf, or its weight is not a finite positive number, it
 sends zeros with weight 0, so the weighted mean ignores it, and a `rejected` flag. The
 server sums the flags into the measurement `rejected_clients` (int32). When every client

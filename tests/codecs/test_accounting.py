@@ -5,15 +5,20 @@ import pytest
 import tensorflow as tf
 
 from fedcompress.codecs import accounting as bits
+from fedcompress.codecs import get_codec
+from fedcompress.codecs.stages._common import TE_BITPACK_WORD_BITS, dtype_bits, packed_words
+from fedcompress.units import format_bits
+
+UNIFORM = get_codec("uniform")
 
 
 def test_dtype_widths():
-  assert bits.dtype_bits(tf.float32) == 32
-  assert bits.dtype_bits(np.int64) == 64
-  assert bits.dtype_bits("float16") == 16
-  assert bits.dtype_bits(tf.bool) == 8
+  assert dtype_bits(tf.float32) == 32
+  assert dtype_bits(np.int64) == 64
+  assert dtype_bits("float16") == 16
+  assert dtype_bits(tf.bool) == 8
   with pytest.raises(ValueError):
-    bits.dtype_bits(tf.string)
+    dtype_bits(tf.string)
 
 
 def test_tensor_and_specs_bits():
@@ -25,12 +30,12 @@ def test_tensor_and_specs_bits():
 
 def test_bitpacking_uses_28_bits_per_word():
   # 8-bit values: 7 values fill 2 words (56 bits).
-  assert bits.bitpacked_int32_count(7, 8) == 2
-  assert bits.bitpacked_int32_count(8, 8) == 3
+  assert packed_words(7, 8, TE_BITPACK_WORD_BITS) == 2
+  assert packed_words(8, 8, TE_BITPACK_WORD_BITS) == 3
   # The tutorial CNN's two large kernels.
-  assert bits.bitpacked_int32_count(51_200, 8) == 14_629
-  assert bits.bitpacked_int32_count(1_605_632, 8) == 458_752
-  assert bits.uniform_quantized_bits(1_605_632, 8) == 458_752 * 32 + 64
+  assert packed_words(51_200, 8, TE_BITPACK_WORD_BITS) == 14_629
+  assert packed_words(1_605_632, 8, TE_BITPACK_WORD_BITS) == 458_752
+  assert UNIFORM.bits(1_605_632, {"bits": 8}) == 458_752 * 32 + 64
 
 
 def test_tutorial_cnn_totals():
@@ -39,12 +44,12 @@ def test_tutorial_cnn_totals():
   assert sum(sizes) == 1_663_370
   uncompressed = sum(sizes) * 32 * 10
   assert uncompressed == 532_278_400
-  assert bits.format_bits(uncompressed) == "507.62Mibit"
+  assert format_bits(uncompressed) == "507.62Mibit"
   compressed = 10 * sum(
-      bits.uniform_quantized_bits(n, 8) if n > 10_000 else n * 32 for n in sizes)
+      UNIFORM.bits(n, {"bits": 8}) if n > 10_000 else n * 32 for n in sizes)
   assert compressed == 153_575_360
-  assert bits.format_bits(compressed) == "146.46Mibit"
-  assert bits.format_bits(10 * uncompressed) == "4.96Gibit"
+  assert format_bits(compressed) == "146.46Mibit"
+  assert format_bits(10 * uncompressed) == "4.96Gibit"
 
 
 def test_structure_bits_tf_matches_formula():
@@ -55,5 +60,5 @@ def test_structure_bits_tf_matches_formula():
 
 
 def test_format_units():
-  assert bits.format_bits(512) == "512bit"
-  assert bits.format_bits(2048) == "2.00Kibit"
+  assert format_bits(512) == "512bit"
+  assert format_bits(2048) == "2.00Kibit"

@@ -1,20 +1,32 @@
-"""Every research codec stays within its worst-case relative error bound.
+"""Every codec meets its error promises: worst-case bounds on hard inputs, and the
+expected error on typical (Gaussian) inputs, tight enough that a broken codec fails.
 
-The bounds (`relative_error_bound` in each codec module) hold for every input; here
-they are checked on inputs that stress them: random, constant, a spike, mixed scales,
-alternating signs, and a tensor with a zero block.
+Worst-case bounds (`Codec.relative_error_bound`, derived in each technique module) hold
+for every input; they are checked on inputs that stress them. Several are large (a
+rotation codec's worst case is far from its typical error), so they alone would let a
+codec that decodes everything to zeros pass. The typical-error test below pins each
+codec's normalized error on N(0, 1) vectors to its known expected value, or to a
+ceiling well under 1 where the codec promises accuracy; `test_a_zero_decoder_fails`
+shows that replacing a codec's decode by zeros makes it fail.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs import stages, testing
+from fedcompress import codecs
+from fedcompress.codecs import testing
+from fedcompress.codecs.stages import uniform
 
 N = 300
-CODECS = [
+WORST_CASE = [
+    ("uniform", {"bits": 3, "deterministic": True}),
+    ("uniform", {"bits": 2}),
     ("hadamard", {"bits": 3, "deterministic": True, "block_size": 64}),
     ("hadamard", {"bits": 2, "block_size": 64}),
     ("kashin", {"bits": 4, "deterministic": True}),
@@ -30,7 +42,7 @@ CODECS = [
 ]
 
 
-def _inputs():
+def _hard_inputs():
   rng = np.random.default_rng(0)
   spike = np.zeros(N)
   spike[17] = -4.0
@@ -46,29 +58,137 @@ def _inputs():
   }
 
 
-@pytest.mark.parametrize("name, options", CODECS)
-def test_error_within_bound(name, options):
-  bound = stages.relative_error_bound(name, N, **options)
+def _relative_error(encoder, x: np.ndarray) -> float:
+  decoded = testing.round_trip(encoder, tf.constant(x.astype(np.float32)))[1].numpy()
+  return float(np.linalg.norm(decoded - x) / np.linalg.norm(x))
+
+
+@pytest.mark.parametrize("name, options", WORST_CASE)
+def test_error_within_worst_case_bound(name, options):
+  bound = codecs.get_codec(name).relative_error_bound(N, options)
   encoder = testing.simple_encoder(name, tf.TensorSpec([N], tf.float32), **options)
   worst = 0.0
-  for x in _inputs().values():
-    x = x.astype(np.float32)
+  for x in _hard_inputs().values():
     for _ in range(2):  # The randomized codecs: more than one draw.
-      decoded = testing.round_trip(encoder, tf.constant(x))[1].numpy()
-      worst = max(worst, np.linalg.norm(decoded - x) / np.linalg.norm(x))
+      worst = max(worst, _relative_error(encoder, x))
   assert worst <= bound * (1 + 1e-4)
 
 
-def test_hadamard_bound_by_hand():
+def test_worst_case_bounds_by_hand():
+  def bound(name, **options):
+    return codecs.get_codec(name).relative_error_bound(300, options)
+
   # 300 elements in rows of 64: P = 320; 3 bits, deterministic: sqrt(320) / 7.
-  assert stages.relative_error_bound(
-      "hadamard", 300, bits=3, deterministic=True, block_size=64) == pytest.approx(
-          np.sqrt(320) / 7)
-  assert stages.relative_error_bound("drive", 300, block_size=64) == pytest.approx(np.sqrt(63))
-  assert stages.relative_error_bound("randk", 300, fraction=0.1) == pytest.approx(9.0)
-  assert stages.relative_error_bound("kashin", 300, last_iter_clip=True) is None
+  assert bound("hadamard", bits=3, deterministic=True, block_size=64) == pytest.approx(
+      np.sqrt(320) / 7)
+  assert bound("uniform", bits=2) == pytest.approx(2 * np.sqrt(300) / 3)
+  assert bound("drive", block_size=64) == pytest.approx(np.sqrt(63))
+  assert bound("randk", fraction=0.1) == pytest.approx(9.0)
+  assert bound("randk", fraction=1.0) == 0.0
+  assert bound("topk", fraction=0.1) == pytest.approx(np.sqrt(0.9))
+  assert bound("identity") == 0.0
+  assert bound("kashin", last_iter_clip=True) is None
+  assert codecs.get_codec("adaptive").relative_error_bound(
+      300, {"budget_bits_per_coordinate": 2.0}) is None
 
 
-def test_unknown_codec_lists_the_valid_ones():
-  with pytest.raises(ValueError, match="valid: drive, eden, hadamard"):
-    stages.relative_error_bound("uniform", 10)
+# --------------------------------------------------------------------------------------
+# Typical inputs: normalized error E||x - x_hat||^2 / ||x||^2 on N(0, 1) vectors.
+
+TYPICAL_N = 2**14
+GAUSSIAN = np.random.default_rng(7).standard_normal(TYPICAL_N)
+
+
+def _top_fraction_loss(x: np.ndarray, fraction: float) -> float:
+  """The exact normalized error of top-k: the energy of the dropped coordinates."""
+  k = math.ceil(fraction * x.size)
+  energy = np.sort(x**2)
+  return float(energy[:-k].sum() / energy.sum())
+
+
+# name -> (options, expected normalized error, relative tolerance); `None` expected means
+# "at most the tolerance" for codecs whose error is only bounded, not known in closed form.
+TYPICAL = {
+    "identity": ({}, 0.0, 0.0),
+    # Stochastic rounding: variance frac(1 - frac) <= 1/4 of a step^2 per coordinate;
+    # the range of 2^14 Gaussians is about 8, so step^2 / 4 ~ 2.5e-4 at 8 bits.
+    "uniform": ({"bits": 8}, None, 3e-4),
+    "uniform_huffman": ({"bits": 8}, None, 3e-4),
+    "huffman": ({"base": "nonuniform", "bits": 4}, None, 0.012),
+    # After the rotation the range is about that of the Gaussian itself (~8.5 over 2^14
+    # coordinates): step^2 / 4 = (8.5 / 15)^2 / 4 = 0.08 at 4 bits.
+    "hadamard": ({"bits": 4}, None, 0.08),
+    "kashin": ({"bits": 4}, None, 0.03),
+    # Vargaftik et al. 2021: pi/2 - 1; 2022: D_2 / (1 - D_2) for Lloyd-Max D_2 = 0.1175.
+    "drive": ({}, math.pi / 2 - 1, 0.03),
+    "eden": ({"bits": 2}, 0.1331, 0.03),
+    "topk": ({"fraction": 0.1}, _top_fraction_loss(GAUSSIAN, 0.1), 1e-5),
+    # Unbiased rand-k: n / k - 1; without the n / k scaling exactly the dropped energy.
+    "randk": ({"fraction": 0.25}, 3.0, 0.05),
+    "nonuniform": ({"bits": 4}, None, 0.012),
+    # 6 bits per coordinate leave 5-bit symbols after the side information:
+    # (8.5 / 31)^2 / 4 = 0.019.
+    "adaptive": ({"budget_bits_per_coordinate": 6.0}, None, 0.025),
+}
+
+
+def _normalized_error(name: str, options: dict, x: np.ndarray = GAUSSIAN) -> float:
+  encoder = testing.simple_encoder(name, tf.TensorSpec(x.shape, tf.float32), **options)
+  return _relative_error(encoder, x)**2
+
+
+def check_typical_error(name: str) -> None:
+  options, expected, tolerance = TYPICAL[name]
+  error = _normalized_error(name, options)
+  if expected is None:
+    assert error <= tolerance, (name, error)
+  else:
+    assert error == pytest.approx(expected, rel=tolerance, abs=1e-12), (name, error)
+
+
+def test_every_codec_has_a_typical_error():
+  assert set(codecs.available_codecs()) == set(TYPICAL)
+
+
+@pytest.mark.parametrize("name", sorted(TYPICAL))
+def test_typical_error(name):
+  check_typical_error(name)
+
+
+def test_randk_without_scaling_loses_the_dropped_energy():
+  # The kept coordinates are exact, so the error is the dropped energy: 3/4 of it in
+  # expectation, never anything like the 1.0 of a zero decoder.
+  error = _normalized_error("randk", {"fraction": 0.25, "unbiased": False})
+  assert error == pytest.approx(0.75, abs=0.02)
+
+
+class _ZeroDecodingQuantization(uniform.UniformQuantizationStage):
+  """`uniform`'s quantization, whose decode returns zeros: a broken codec."""
+
+  def decode(self, encoded_tensors, decode_params, num_summands=None, shape=None, name=None):
+    del decode_params, num_summands, name  # Unused.
+    return tf.zeros_like(encoded_tensors[self.ENCODED_VALUES_KEY], tf.float32)
+
+
+def _zero_decoding_uniform(bits: int = 8, deterministic: bool = False) -> te.core.Encoder:
+  flatten = te.stages.FlattenEncodingStage
+  stage = _ZeroDecodingQuantization(bits, stochastic=not deterministic)
+  return (te.core.EncoderComposer(stage)
+          .add_parent(flatten(), flatten.ENCODED_VALUES_KEY).make())
+
+
+def test_a_zero_decoder_fails():
+  original = codecs.get_codec("uniform")
+  broken = codecs.Codec("uniform", build=_zero_decoding_uniform,
+                        check_options=original.check_options,
+                        bits_formula=original.bits_formula, error_bound=original.error_bound)
+  codecs.register(broken, overwrite=True)
+  try:
+    with pytest.raises(AssertionError):
+      check_typical_error("uniform")
+    # The worst-case bound alone (2.5 here: a whole range per coordinate) cannot tell:
+    # that is why the typical errors are pinned.
+    test_error_within_worst_case_bound("uniform", {"bits": 3, "deterministic": True})
+  finally:
+    codecs.register(original, overwrite=True)
+  check_typical_error("uniform")  # The real codec passes again.

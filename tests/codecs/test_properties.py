@@ -10,9 +10,9 @@ values, constants, signed zeros, denormals and huge magnitudes (up to 1e30):
 * the error is within the codec's bound (`BOUNDS` below says which, and why; relative
   bounds allow an absolute `UNDERFLOW_NORM`, as float32 squares of values under ~1e-19
   underflow);
-* the bits of the encoded structure are exactly the accounting formula
-  (`fedcompress.bits.uniform_quantized_bits` for uniform quantization,
-  `fedcompress.stages.bits_formula` for the research codecs).
+* the bits of the encoded structure are exactly the codec record's bit formula
+  (`Codec.bits`), or for codecs whose size depends on the data, the raw size is
+  `uniform`'s at the width used.
 
 Encoders are built once per (codec, shape) and reused across examples: building and
 tracing is what costs time, not encoding.
@@ -30,7 +30,6 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-import fedcompress.codecs.stages as stages
 from fedcompress import codecs
 from fedcompress.codecs import accounting as bits_lib
 from fedcompress.codecs import testing
@@ -50,6 +49,8 @@ OPTIONS: dict[str, dict] = {
     "randk": {"fraction": 0.1},
     "nonuniform": {"bits": 4},
 }
+# Codecs with a bit formula and a worst-case error bound besides the tutorial's two.
+RESEARCH = ("hadamard", "kashin", "drive", "eden", "topk", "randk", "nonuniform")
 SHAPES = [(), (1,), (2,), (7,), (3, 5), (257,)]
 LARGE = 2**20 + 1
 HUGE = float(np.float32(1e30))  # 1e30 as float32 represents it.
@@ -108,9 +109,9 @@ UNDERFLOW_NORM = 1e-18
 
 
 def _bound_relative(name, x, x_hat, options):
-  """Research codecs: `||x - x_hat|| <= B ||x||`, B = `stages.relative_error_bound`
-  (worst case over all inputs, derived in each codec's module); norms in float64."""
-  bound = stages.relative_error_bound(name, x.size, **options)
+  """Codecs with a worst-case bound: `||x - x_hat|| <= B ||x||`, B from the codec's
+  record (`Codec.relative_error_bound`, derived in its module); norms in float64."""
+  bound = codecs.get_codec(name).relative_error_bound(x.size, options)
   norm = np.linalg.norm(x)
   err = np.linalg.norm(x_hat - x)
   # Relative float32 rounding of the transforms, plus the underflow allowance.
@@ -123,7 +124,7 @@ BOUNDS = {
     "huffman": _bound_uniform,
     "uniform_huffman": _bound_uniform,
     "adaptive": _bound_adaptive,
-    **{name: _bound_relative for name in stages.research_codecs()},
+    **{name: _bound_relative for name in RESEARCH},
 }
 
 
@@ -131,42 +132,44 @@ BOUNDS = {
 # Bit formulas: bits of the encoded structure for `n` float32 elements.
 
 
-def _raw_and_sent(encoded) -> tuple[int, int]:
-  return (int(bits_lib.raw_structure_bits_tf(encoded)),
+def _raw_and_sent(name, encoded) -> tuple[int, int]:
+  rules = codecs.get_codec(name).raw_bits_rules
+  return (int(bits_lib.raw_structure_bits_tf(encoded, rules)),
           int(bits_lib.structure_bits_tf(encoded)))
 
 
+def _uniform_bits(n: int, bits: int) -> int:
+  return codecs.get_codec("uniform").bits(n, {"bits": bits})
+
+
 def _bits_identity(name, n, encoded, options):
-  del name, options
-  assert _raw_and_sent(encoded) == (n * 32, n * 32)
+  del options
+  assert _raw_and_sent(name, encoded) == (n * 32, n * 32)
 
 
 def _bits_uniform(name, n, encoded, options):
-  del name
-  want = bits_lib.uniform_quantized_bits(n, options["bits"])
-  assert _raw_and_sent(encoded) == (want, want)
+  want = _uniform_bits(n, options["bits"])
+  assert _raw_and_sent(name, encoded) == (want, want)
 
 
 def _bits_entropy(name, n, encoded, options):
   """Raw size as `uniform` sends it; the Huffman stream actually sent is counted
   separately, and holds at least its 32-bit element count."""
-  del name
-  raw, sent = _raw_and_sent(encoded)
-  assert raw == bits_lib.uniform_quantized_bits(n, options["bits"])
+  raw, sent = _raw_and_sent(name, encoded)
+  assert raw == _uniform_bits(n, options["bits"])
   assert sent >= 32 + 64
 
 
 def _bits_adaptive(name, n, encoded, options):
   """Raw size is `uniform`'s at the width chosen, one of 1..max_bits."""
-  del name
-  raw, _ = _raw_and_sent(encoded)
+  raw, _ = _raw_and_sent(name, encoded)
   widths = range(1, options.get("max_bits", 12) + 1)
-  assert raw in {bits_lib.uniform_quantized_bits(n, b) for b in widths}, raw
+  assert raw in {_uniform_bits(n, b) for b in widths}, raw
 
 
 def _bits_research(name, n, encoded, options):
-  want = stages.bits_formula(name, n, direction="broadcast", **options)
-  assert _raw_and_sent(encoded) == (want, want)
+  want = codecs.get_codec(name).bits(n, options, direction="broadcast")
+  assert _raw_and_sent(name, encoded) == (want, want)
 
 
 BITS = {
@@ -175,7 +178,7 @@ BITS = {
     "huffman": _bits_entropy,
     "uniform_huffman": _bits_entropy,
     "adaptive": _bits_adaptive,
-    **{name: _bits_research for name in stages.research_codecs()},
+    **{name: _bits_research for name in RESEARCH},
 }
 
 

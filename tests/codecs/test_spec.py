@@ -60,7 +60,7 @@ def test_uniform_error_bound_and_bits(nbits_q):
   decoded, nbits = _roundtrip(spec, x)
   step = (x.max() - x.min()) / (2**nbits_q - 1)
   assert np.max(np.abs(decoded - x)) <= step * (1 + 1e-5) + 1e-6
-  assert nbits == bits.uniform_quantized_bits(x.size, nbits_q)
+  assert nbits == codecs.get_codec("uniform").bits(x.size, {"bits": nbits_q})
 
 
 def test_uniform_deterministic_rounds_to_nearest():

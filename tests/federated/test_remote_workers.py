@@ -25,6 +25,8 @@ import fedcompress
 from fedcompress.codecs import CodecSpec
 from fedcompress.federated import runtime
 
+pytestmark = pytest.mark.slow  # starts remote worker processes
+
 _STARTUP_S = 300.0  # Importing TF on a loaded 2-core machine can take a minute.
 _READY = re.compile(r"TFF worker ready on port (\d+) \(pid (\d+),")
 _THRESHOLD = 4  # Encodes the 4x3 kernel (12 elements), not the 3-element bias.

@@ -15,6 +15,8 @@ import pytest
 
 from tools import benchmark
 
+pytestmark = pytest.mark.slow  # times real rounds, writes sqlite files
+
 _TINY = benchmark.BenchmarkConfig(
     num_clients=2, examples_per_client=4, batch_size=2, rounds=1, warmup_rounds=0,
     memory_populations=(2, 3), memory_examples_per_client=3)

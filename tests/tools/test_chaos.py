@@ -14,6 +14,8 @@ from fedcompress.harness.loop import LoopConfig, run_loop
 from fedcompress.harness.reporting import CsvReporter, read_metrics_csv
 from tools import chaos
 
+pytestmark = pytest.mark.slow  # interrupts and resumes real runs
+
 
 def _state(value):
   return {"w": np.full(3, value, np.float32), "step": np.int64(value)}

@@ -1,8 +1,10 @@
-"""Helpers shared by the research codecs: option checks, widths, seeds.
+"""Helpers shared by the stages: option checks, widths, word counts, seeds, the stage base.
 
 Codec options arrive as plain keyword values (binaries pass `fraction=0.01` strings
-that the flag layer converts), so every check here rejects the wrong Python type with
-a message naming the option, rather than letting TensorFlow fail later inside a trace.
+that `fedcompress.codecs.spec.parse_options` converts), so every check here rejects the
+wrong Python type with a message naming the option, rather than letting TensorFlow fail
+later inside a trace. This module imports nothing of fedcompress: every other module
+of the package may use it.
 """
 
 from __future__ import annotations
@@ -16,26 +18,32 @@ from tensorflow_model_optimization.python.core.internal import tensor_encoding a
 
 # Bits of the per-encode random seed the stochastic stages send with their payload.
 SEED_BITS = 32
+# tensor_encoding's BitpackingEncodingStage fills only 28 of each int32's 32 bits, so
+# a serialized value never needs a fifth protobuf varint byte; fedcompress's own
+# packing (`packing.py`) uses all 32.
+TE_BITPACK_WORD_BITS = 28
 # Second word of the stateless seed; any constant works, it only has to be shared.
 _SEED_SALT = 0x5EED
 
 
 def check_int(name: str, value, low: int, high: int | None = None) -> int:
   """Returns `value` if it is an int (not bool) in [low, high], else raises ValueError."""
-  if isinstance(value, bool) or not isinstance(value, int):
-    raise ValueError(f"{name} must be an integer, got {value!r}")
-  if value < low or (high is not None and value > high):
-    bound = f"in {low}..{high}" if high is not None else f">= {low}"
+  bound = f"in {low}..{high}" if high is not None else f">= {low}"
+  if (isinstance(value, bool) or not isinstance(value, int) or value < low
+      or (high is not None and value > high)):
     raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
   return value
 
 
 def check_bool(name: str, value) -> bool:
-  # A string such as "false" is truthy; refusing it keeps a mistyped flag from
-  # silently meaning the opposite.
-  if not isinstance(value, bool):
-    raise ValueError(f"{name} must be a bool, got {value!r}")
-  return value
+  """`value` if it is a bool, or 1/0 as True/False; anything else raises ValueError."""
+  # A string such as "false" or "no" is truthy; refusing it keeps a mistyped option
+  # from silently meaning the opposite.
+  if isinstance(value, bool):
+    return value
+  if isinstance(value, int) and value in (0, 1):
+    return bool(value)
+  raise ValueError(f"{name} must be true or false (or 1/0), got {value!r}")
 
 
 def check_fraction(name: str, value) -> float:
@@ -53,13 +61,22 @@ def check_choice(name: str, value, choices: tuple[str, ...]) -> str:
 
 
 def dtype_bits(dtype) -> int:
-  """Width in bits of one element of a float dtype (`tf.float32`, 'float64', ...)."""
-  return tf.as_dtype(dtype).size * 8
+  """Width in bits of one element of `dtype` (bool counts as 8, as serialized)."""
+  dtype = tf.as_dtype(dtype)
+  if dtype == tf.bool:
+    return 8
+  if dtype == tf.string:
+    raise ValueError("string tensors have no fixed width; count their bytes instead")
+  return dtype.size * 8
 
 
-def packed_words(num_values: int, bits: int) -> int:
-  """int32 words holding `num_values` values of `bits` bits, 32 bits per word."""
-  return math.ceil(num_values * bits / 32)
+def packed_words(num_values: int, bits: int, word_bits: int = 32) -> int:
+  """int32 words holding `num_values` values of `bits` bits, `word_bits` used per word.
+
+  `word_bits` is 32 for fedcompress's packing and `TE_BITPACK_WORD_BITS` (28) for
+  tensor_encoding's.
+  """
+  return -(-num_values * bits // word_bits)
 
 
 def next_power_of_two(n: int) -> int:
@@ -84,9 +101,9 @@ def dither16(shape, dtype: tf.dtypes.DType = tf.float32) -> tf.Tensor:
   step) for this `u`, against 2^-23 for a float32 uniform; but for the 8-bit levels
   `y + u` itself is a float32 whose spacing is 2^-16 above 128, so the 23-bit draw
   bought nothing there. Two 16-bit draws per Philox word halve the random bits, the
-  largest cost of stochastic rounding on this 2-core machine (~9 ms for 1.6M float32
-  uniforms, ~4.5 ms for half as many uint32). The stateless kernel draws them under a
-  fresh stateful seed (unseeded, as before), so every client and round has its own noise.
+  largest cost of stochastic rounding (drawing takes time in proportion to the random
+  words). The stateless kernel draws them under a fresh stateful seed (unseeded), so
+  every client and round has its own noise.
   """
   size = tf.reduce_prod(shape)
   seed = tf.random.uniform([2], minval=0, maxval=tf.int32.max, dtype=tf.int32)

@@ -21,15 +21,16 @@ quantizer's entropy is nearly independent of `b` (one more bit halves the cells,
 adding about one bit of entropy), so the loop settles within a few rounds; starting
 from `offset = 0` it approaches the budget from below.
 
-The chosen width travels in the stream header (`fedcompress.stages.entropy` stream
-format), so the server needs no extra parameter to decode, and `fedcompress.bits`
+The chosen width travels in the stream header (`fedcompress.codecs.stages.huffman` stream
+format), so the server needs no extra parameter to decode, and the codec record
 counts the raw size (`bits`) as the `uniform` codec at that width would send it,
 `ceil(n * b / 28) * 32 + 64`, while `coded_bits` is the stream actually sent.
 
 Options (`CodecSpec("adaptive", {...})`):
   budget_bits_per_coordinate: required; mean wire bits (`coded_bits`) per encoded
     coordinate per client, side information included. For a per-round total budget,
-    see `budget_bits_per_coordinate(...)` below, which inverts the accounting.
+    see `fedcompress.codecs.budget.budget_bits_per_coordinate`, which inverts the
+    accounting.
   coder: "huffman" (entropy-coded, default) or "fixed" (b bits per symbol, 32 per word).
   stochastic: stochastic (unbiased) rounding, default True.
   max_bits: largest width considered, 1..16 (default 12).
@@ -43,17 +44,12 @@ spends 64 bits per tensor less than budgeted.
 from __future__ import annotations
 
 import collections
-import math
-from collections.abc import Iterable
 
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs import accounting as bits_lib
-from fedcompress.codecs import spec as codecs
-from fedcompress.codecs.stages import _common, entropy
+from fedcompress.codecs.stages import _common, huffman
 
-NAME = "adaptive"
 CODERS = ("huffman", "fixed")
 DEFAULT_MAX_BITS = 12
 # min/max (2 float32) and the two float32 state-update scalars each client sends.
@@ -67,12 +63,12 @@ def base_stream_bits(n, bits, coder: str, max_code_length: int, block_size: int)
   For "fixed" this is the exact stream size; for "huffman" it counts the payload at
   `bits` per symbol (the entropy coder's saving is what the codec learns).
   """
-  payload = entropy.HEADER_BITS + n * bits
+  payload = huffman.HEADER_BITS + n * bits
   if coder == "fixed":
     return (payload + 31) // 32 * 32
-  table = (2**bits) * entropy.length_field_bits(max_code_length)
+  table = (2**bits) * huffman.length_field_bits(max_code_length)
   num_blocks = (n + block_size - 1) // block_size
-  blocks = (num_blocks - 1) * entropy.block_field_bits(block_size, max_code_length)
+  blocks = (num_blocks - 1) * huffman.block_field_bits(block_size, max_code_length)
   return payload + table + blocks
 
 
@@ -101,21 +97,13 @@ class AdaptiveUniformEncodingStage(te.core.AdaptiveEncodingStageInterface):
 
   def __init__(self, budget_bits_per_coordinate: float, coder: str = "huffman",
                stochastic: bool = True, max_bits: int = DEFAULT_MAX_BITS,
-               block_size: int = entropy.DEFAULT_BLOCK_SIZE):
+               block_size: int = huffman.DEFAULT_BLOCK_SIZE):
     self._budget = _check_budget(budget_bits_per_coordinate)
-    if coder not in CODERS:
-      raise ValueError(f"coder must be one of {', '.join(CODERS)}; got {coder!r}")
-    self._coder = coder
-    if not isinstance(stochastic, bool):
-      raise ValueError(f"stochastic must be a bool, got {stochastic!r}")
-    self._stochastic = stochastic
-    if isinstance(max_bits, bool) or not isinstance(max_bits, int) or not (
-        1 <= max_bits <= entropy.MAX_SYMBOL_BITS):
-      raise ValueError(f"max_bits must be an integer in 1..{entropy.MAX_SYMBOL_BITS}, "
-                       f"got {max_bits!r}")
-    self._max_bits = max_bits
-    self._max_code_length = max(entropy.DEFAULT_MAX_CODE_LENGTH, max_bits)
-    self._block_size = entropy.check_block_size(block_size)
+    self._coder = _common.check_choice("coder", coder, CODERS)
+    self._stochastic = _common.check_bool("stochastic", stochastic)
+    self._max_bits = _common.check_int("max_bits", max_bits, 1, huffman.MAX_SYMBOL_BITS)
+    self._max_code_length = max(huffman.DEFAULT_MAX_CODE_LENGTH, max_bits)
+    self._block_size = huffman.check_block_size(block_size)
 
   @property
   def name(self):
@@ -183,10 +171,10 @@ class AdaptiveUniformEncodingStage(te.core.AdaptiveEncodingStageInterface):
     symbols = tf.cast(tf.clip_by_value(scaled, 0.0, levels), tf.int32)
 
     if self._coder == "huffman":
-      stream = entropy.huffman_encode(symbols, bits, max_code_length=self._max_code_length,
+      stream = huffman.huffman_encode(symbols, bits, max_code_length=self._max_code_length,
                                       block_size=self._block_size)
     else:
-      stream = entropy.fixed_width_encode(symbols, bits)
+      stream = huffman.fixed_width_encode(symbols, bits)
     sent = tf.cast(tf.size(stream) * 32 + MIN_MAX_BITS + STATE_UPDATE_BITS, tf.float64)
     measured_rate = sent / tf.maximum(tf.cast(n, tf.float64), 1.0)
     excess = tf.cast(measured_rate - self._base_rate(n, bits), tf.float32)
@@ -204,12 +192,12 @@ class AdaptiveUniformEncodingStage(te.core.AdaptiveEncodingStageInterface):
   def decode(self, encoded_tensors, decode_params, num_summands=None, shape=None):
     del decode_params, num_summands  # Unused.
     stream = encoded_tensors[self.ENCODED_VALUES_KEY]
-    _, bits = entropy.stream_header(stream)
+    _, bits = huffman.stream_header(stream)
     if self._coder == "huffman":
-      symbols = entropy.huffman_decode(stream, max_code_length=self._max_code_length,
+      symbols = huffman.huffman_decode(stream, max_code_length=self._max_code_length,
                                        block_size=self._block_size)
     else:
-      symbols = entropy.fixed_width_decode(stream)
+      symbols = huffman.fixed_width_decode(stream)
     min_max = encoded_tensors[self.MIN_MAX_KEY]
     low, high = tf.cast(min_max[0], tf.float32), tf.cast(min_max[1], tf.float32)
     levels = tf.cast(tf.bitwise.left_shift(tf.constant(1, tf.int64), bits) - 1, tf.float32)
@@ -217,18 +205,30 @@ class AdaptiveUniformEncodingStage(te.core.AdaptiveEncodingStageInterface):
     return tf.reshape(tf.cast(values, min_max.dtype), shape)
 
 
-# Raw size of an adaptive stream: the `uniform` codec's 28-bit packing at the width used.
-bits_lib.register_raw_bits_rule(AdaptiveUniformEncodingStage.ENCODED_VALUES_KEY,
-                                entropy.stream_raw_bits)
+# Raw size of an adaptive stream, declared in the codec's record: the `uniform` codec's
+# 28-bit packing at the width used.
+RAW_BITS_RULES = {AdaptiveUniformEncodingStage.ENCODED_VALUES_KEY: huffman.stream_raw_bits}
 
 
-def build(budget_bits_per_coordinate: float | None = None, coder: str = "huffman",
-          stochastic: bool = True, max_bits: int = DEFAULT_MAX_BITS,
-          block_size: int = entropy.DEFAULT_BLOCK_SIZE) -> te.core.Encoder:
-  """The `adaptive` codec's Encoder: flatten, then `AdaptiveUniformEncodingStage`."""
+def check_options(budget_bits_per_coordinate: float | None = None, coder: str = "huffman",
+                  stochastic: bool = True, max_bits: int = DEFAULT_MAX_BITS,
+                  block_size: int = huffman.DEFAULT_BLOCK_SIZE) -> dict:
+  """The `adaptive` codec's options, checked, with their defaults."""
   if budget_bits_per_coordinate is None:
     raise ValueError("the adaptive codec needs budget_bits_per_coordinate (mean bits per "
-                     "encoded coordinate per client); see budget_bits_per_coordinate()")
+                     "encoded coordinate per client); see "
+                     "fedcompress.codecs.budget.budget_bits_per_coordinate()")
+  return {"budget_bits_per_coordinate": _check_budget(budget_bits_per_coordinate),
+          "coder": _common.check_choice("coder", coder, CODERS),
+          "stochastic": _common.check_bool("stochastic", stochastic),
+          "max_bits": _common.check_int("max_bits", max_bits, 1, huffman.MAX_SYMBOL_BITS),
+          "block_size": huffman.check_block_size(block_size)}
+
+
+def build(budget_bits_per_coordinate: float, coder: str = "huffman",
+          stochastic: bool = True, max_bits: int = DEFAULT_MAX_BITS,
+          block_size: int = huffman.DEFAULT_BLOCK_SIZE) -> te.core.Encoder:
+  """The `adaptive` codec's Encoder: flatten, then `AdaptiveUniformEncodingStage`."""
   stage = AdaptiveUniformEncodingStage(budget_bits_per_coordinate, coder=coder,
                                        stochastic=stochastic, max_bits=max_bits,
                                        block_size=block_size)
@@ -236,46 +236,3 @@ def build(budget_bits_per_coordinate: float | None = None, coder: str = "huffman
           .add_parent(te.stages.FlattenEncodingStage(),
                       te.stages.FlattenEncodingStage.ENCODED_VALUES_KEY)
           .make())
-
-
-codecs.register_codec(NAME, build)
-
-
-def budget_bits_per_coordinate(aggregate_bits_budget: float, clients_per_round: int,
-                               value_specs: Iterable[tf.TensorSpec],
-                               threshold: int = codecs.DEFAULT_THRESHOLD) -> float:
-  """The `budget_bits_per_coordinate` that makes a round cost `aggregate_bits_budget`.
-
-  Inverts `build_fedavg`'s uplink accounting with `build_mean_factory`: per client,
-  tensors at or under `threshold` (and non-float ones) go through identity at full
-  width, the mean's float32 weight costs 32 bits, and the rest is encoded by this
-  codec at the per-coordinate budget. So
-
-      budget = (aggregate_bits_budget / clients_per_round - fixed) / encoded_coordinates
-
-  Args:
-    aggregate_bits_budget: bits per round, total over the round's clients (the value
-      of `--aggregate_bits_budget`), met by `aggregate/coded_bits`.
-    clients_per_round: clients sampled per round.
-    value_specs: specs of the aggregated tensors (the model's trainable weights).
-    threshold: the codec's `CodecSpec.threshold`.
-
-  Raises:
-    ValueError: nothing to encode, or the budget does not cover the unencoded part.
-  """
-  if clients_per_round < 1:
-    raise ValueError(f"clients_per_round must be >= 1, got {clients_per_round}")
-  policy = codecs.CodecSpec("identity", threshold=threshold)
-  encoded, fixed = 0, 32  # The mean's float32 weight.
-  for spec in value_specs:
-    if policy.applies_to(spec):
-      encoded += math.prod(spec.shape.as_list())
-    else:
-      fixed += bits_lib.tensor_bits(spec.shape.as_list(), spec.dtype)
-  if encoded == 0:
-    raise ValueError(f"no tensor has more than {threshold} elements: nothing to encode")
-  per_client = aggregate_bits_budget / clients_per_round
-  if per_client <= fixed:
-    raise ValueError(f"a budget of {aggregate_bits_budget} bits for {clients_per_round} "
-                     f"clients does not cover the {fixed} unencoded bits per client")
-  return (per_client - fixed) / encoded

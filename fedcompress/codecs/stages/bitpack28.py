@@ -3,11 +3,10 @@
 `te.stages.BitpackingEncodingStage` writes values least significant bit first into the
 low 28 bits of int32 words (so a protobuf varint never needs a fifth byte). For 8-bit
 values, the TFF compression tutorial's setting, its `tf_utils` code works column by
-column with integer multiply, floordiv and mod: on the tutorial CNN's 1.6M-element
-dense kernel that is about 8 ms to pack and 13-17 ms to unpack on this 2-core machine,
-three times per client and round (encode, decode before sum, broadcast decode), and
-most of what 8-bit compression cost on top of uncompressed FedAvg
-(tools/benchmark.py).
+column with integer multiply, floordiv and mod, several passes over the tutorial CNN's
+1.6M-element dense kernel, three times per client and round (encode, decode before
+sum, broadcast decode): most of what 8-bit compression cost on top of uncompressed
+FedAvg (`make bench` measures it).
 
 Seven bytes are 56 bits, exactly two words. Packing reads each 7-byte group as one
 little-endian uint64 and moves its high 28 bits up by 4, so that its two uint32 halves
@@ -26,7 +25,9 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-_WORD_BITS = 28
+from fedcompress.codecs.stages import _common
+
+_WORD_BITS = _common.TE_BITPACK_WORD_BITS
 _LOW_28_U64 = np.uint64((1 << _WORD_BITS) - 1)
 _LOW_32_U64 = np.uint64((1 << 32) - 1)
 _WORD_BITS_U64 = np.uint64(_WORD_BITS)
@@ -35,11 +36,6 @@ _HALF_U64 = np.uint64(32)
 _FAST = sys.byteorder == "little"
 # Dtypes tensor_encoding's stage records with a zero of that dtype (float32 needs none).
 _MARKED_DTYPES = (tf.float16, tf.bfloat16, tf.float64)
-
-
-def packed_words(num_values: int) -> int:
-  """int32 words tensor_encoding uses for `num_values` 8-bit values: ceil(8n / 28)."""
-  return -(-num_values * 8 // _WORD_BITS)
 
 
 def pack_8_in_28(values: tf.Tensor) -> tf.Tensor:
@@ -59,7 +55,7 @@ def pack_8_in_28(values: tf.Tensor) -> tf.Tensor:
       tf.bitwise.bitwise_and(joined, _LOW_28_U64),
       tf.bitwise.left_shift(tf.bitwise.right_shift(joined, _WORD_BITS_U64), _HALF_U64))
   words = tf.reshape(tf.bitcast(split, tf.int32), [-1, 1])
-  return words[:packed_words(n)]
+  return words[:_common.packed_words(n, 8, _WORD_BITS)]
 
 
 def unpack_8_from_28(words: tf.Tensor, shape, dtype: tf.DType = tf.float32) -> tf.Tensor:

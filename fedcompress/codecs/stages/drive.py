@@ -10,12 +10,12 @@ variant, implemented here, uses `S = ||x||_2^2 / ||R x||_1`: then `<x, x_hat> =
 (the paper's unbiasedness theorem). Like the paper's experiments we use the
 randomized Hadamard transform `H D` as the rotation, but two rounds of it by default
 (`H D_2 H D_1`): one round is far enough from a uniform rotation that structured
-inputs show a bias (measured in fedcompress/stages/rotation.py: up to 7% at 128
+inputs show a bias (measured in fedcompress/codecs/stages/rotation.py: up to 7% at 128
 coordinates, 1.5% at 2048, within noise with two rounds). Unbiasedness is checked
-statistically in tests/stages/test_drive.py.
+statistically in tests/codecs/stages/test_drive.py.
 
 Blocks. `RandomizedHadamardEncodingStage` rotates each row of `L` coordinates on
-its own (see fedcompress/stages/rotation.py), and this stage sends one scale per
+its own (see fedcompress/codecs/stages/rotation.py), and this stage sends one scale per
 row, `S_r = ||y_r||^2 / ||y_r||_1` (`||y_r|| = ||x_r||`, the rotation being
 orthogonal), which is exactly DRIVE applied to each row. A single scale for all rows
 would not be unbiased: it would over-scale rows of small norm and under-scale large
@@ -48,11 +48,9 @@ import math
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs import spec as codecs
 from fedcompress.codecs.stages import _common, rotation
 from fedcompress.codecs.stages.packing import Bitpack32EncodingStage
 
-NAME = "drive"
 # Two `H D` rounds: one leaves a measurable bias on structured inputs (rotation.py).
 DEFAULT_ROUNDS = 2
 
@@ -96,6 +94,13 @@ class DriveEncodingStage(_common.StatelessStage):
     return tf.reshape(rows * scales[:, tf.newaxis], out_shape)
 
 
+def check_options(block_size: int = rotation.DEFAULT_BLOCK_SIZE,
+                  rounds: int = DEFAULT_ROUNDS) -> dict:
+  """The `drive` codec's options, checked, with their defaults."""
+  return {"block_size": rotation.check_block_size(block_size),
+          "rounds": rotation.check_rounds(rounds)}
+
+
 def build(block_size: int = rotation.DEFAULT_BLOCK_SIZE,
           rounds: int = DEFAULT_ROUNDS) -> te.core.Encoder:
   """Returns the `drive` encoder (see the module docstring)."""
@@ -109,10 +114,11 @@ def build(block_size: int = rotation.DEFAULT_BLOCK_SIZE,
 def bits_formula(num_elements: int, *, block_size: int = rotation.DEFAULT_BLOCK_SIZE,
                  rounds: int = DEFAULT_ROUNDS, direction: str = "aggregate",
                  dtype=tf.float32) -> int:
-  """Exact bits of one `num_elements`-element tensor through `drive`."""
-  rotation.check_block_size(block_size)
-  rotation.check_rounds(rounds)
-  _common.check_direction(direction)  # Same cost both ways: the seed is in the payload.
+  """Exact bits of one `num_elements`-element tensor through `drive`.
+
+  The same both ways (`direction` is unused): the seed travels in the payload.
+  """
+  del rounds, direction
   rows, length = rotation.block_layout(num_elements, block_size)
   return (_common.packed_words(rows * length, 1) * 32 + rows * _common.dtype_bits(dtype)
           + _common.SEED_BITS)
@@ -120,13 +126,12 @@ def bits_formula(num_elements: int, *, block_size: int = rotation.DEFAULT_BLOCK_
 
 
 def relative_error_bound(num_elements: int, *, block_size: int = rotation.DEFAULT_BLOCK_SIZE,
-                         **_) -> float:
+                         rounds: int = DEFAULT_ROUNDS) -> float:
   """Worst-case `||x - x_hat|| / ||x||` over all inputs (up to float rounding).
 
   `<x_r, x_hat_r> = ||x_r||^2` row by row, so `||x - x_hat||^2 = ||x_hat||^2 -
   ||x||^2`, and `||x_hat_r|| = sqrt(L) ||y||^2 / ||y||_1 <= sqrt(L) ||x_r||`.
   """
+  del rounds  # The rotation is orthogonal whatever the number of rounds.
   _, length = rotation.block_layout(num_elements, block_size)
   return math.sqrt(length - 1)
-
-codecs.register_codec(NAME, build)

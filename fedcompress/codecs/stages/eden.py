@@ -13,10 +13,10 @@ Trans. Inf. Theory, 1960). The receiver gets the centroid indices and one scale
 scale makes `<x, x_hat> = ||x||^2` for every rotation and the estimate unbiased for a
 uniformly random rotation (the paper's result); with the randomized Hadamard rotation
 used here (two rounds by default, as for `drive`) unbiasedness is checked
-statistically in tests/stages/test_eden.py. With `bits=1` the centroids are
+statistically in tests/codecs/stages/test_eden.py. With `bits=1` the centroids are
 `+-sqrt(2/pi)` and EDEN is exactly DRIVE.
 
-Rows, seeds and packing are those of `drive` (see fedcompress/stages/drive.py): one
+Rows, seeds and packing are those of `drive` (see fedcompress/codecs/stages/drive.py): one
 scale per rotated row of `L = block_size` coordinates, one 32-bit seed per encode (so
 clients rotate independently), indices packed 32 bits per int32 word.
 
@@ -42,11 +42,9 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs import spec as codecs
 from fedcompress.codecs.stages import _common, rotation
 from fedcompress.codecs.stages.packing import Bitpack32EncodingStage
 
-NAME = "eden"
 # Two `H D` rounds: one leaves a measurable bias on structured inputs (rotation.py).
 DEFAULT_ROUNDS = 2
 MAX_BITS = 4
@@ -138,6 +136,13 @@ class EdenEncodingStage(_common.StatelessStage):
     return tf.reshape(rows, out_shape)
 
 
+def check_options(bits: int = 2, block_size: int = rotation.DEFAULT_BLOCK_SIZE,
+                  rounds: int = DEFAULT_ROUNDS) -> dict:
+  """The `eden` codec's options, checked, with their defaults."""
+  return {"bits": _check_bits(bits), "block_size": rotation.check_block_size(block_size),
+          "rounds": rotation.check_rounds(rounds)}
+
+
 def build(bits: int = 2, block_size: int = rotation.DEFAULT_BLOCK_SIZE,
           rounds: int = DEFAULT_ROUNDS) -> te.core.Encoder:
   """Returns the `eden` encoder (see the module docstring)."""
@@ -151,11 +156,11 @@ def build(bits: int = 2, block_size: int = rotation.DEFAULT_BLOCK_SIZE,
 def bits_formula(num_elements: int, *, bits: int = 2,
                  block_size: int = rotation.DEFAULT_BLOCK_SIZE, rounds: int = DEFAULT_ROUNDS,
                  direction: str = "aggregate", dtype=tf.float32) -> int:
-  """Exact bits of one `num_elements`-element tensor through `eden`."""
-  _check_bits(bits)
-  rotation.check_block_size(block_size)
-  rotation.check_rounds(rounds)
-  _common.check_direction(direction)  # Same cost both ways: the seed is in the payload.
+  """Exact bits of one `num_elements`-element tensor through `eden`.
+
+  The same both ways (`direction` is unused): the seed travels in the payload.
+  """
+  del rounds, direction
   rows, length = rotation.block_layout(num_elements, block_size)
   return (_common.packed_words(rows * length, bits) * 32
           + rows * _common.dtype_bits(dtype) + _common.SEED_BITS)
@@ -163,7 +168,8 @@ def bits_formula(num_elements: int, *, bits: int = 2,
 
 
 def relative_error_bound(num_elements: int, *, bits: int = 2,
-                         block_size: int = rotation.DEFAULT_BLOCK_SIZE, **_) -> float:
+                         block_size: int = rotation.DEFAULT_BLOCK_SIZE,
+                         rounds: int = DEFAULT_ROUNDS) -> float:
   """Worst-case `||x - x_hat|| / ||x||` over all inputs (up to float rounding).
 
   As for DRIVE, `||x - x_hat||^2 = ||x_hat||^2 - ||x||^2`; with centroids between
@@ -171,9 +177,8 @@ def relative_error_bound(num_elements: int, *, bits: int = 2,
   sqrt(L)` and `||q|| <= c_max sqrt(L)`, so `||x_hat_r|| <= sqrt(L) (c_max / c_min)
   ||x_r||`.
   """
+  del rounds  # The rotation is orthogonal whatever the number of rounds.
   _, length = rotation.block_layout(num_elements, block_size)
   magnitudes = [abs(c) for c in gaussian_lloyd_max(bits)]
   ratio = max(magnitudes) / min(magnitudes)
   return math.sqrt(length * ratio**2 - 1)
-
-codecs.register_codec(NAME, build)

@@ -1,50 +1,12 @@
-"""Lossless entropy coding of quantized symbols, in pure TensorFlow graph ops.
+"""Entropy coding as a tensor_encoding stage, and replacing a codec's bit-packing with it.
 
-A quantizing codec (uniform, nonuniform, ...) turns a tensor into integer symbols in
-`[0, 2**bits)` and normally bit-packs them at a fixed `bits` per symbol. Here they are
-Huffman coded instead: a real, exactly decodable bit string whose size is what the
-process reports as `coded_bits`, beside the raw (bit-packed) size it reports as `bits`.
-
-Everything is graph ops (no `tf.py_function`), so it runs inside TFF computations in
-TFF's C++ worker:
-
-* Code lengths: an optimal length-limited Huffman code (maximum length `L`) from the
-  symbol histogram, by package-merge (Larmore and Hirschberg, 1990). It needs `L`
-  stable sorts of at most `2m` weights (`m` = distinct symbols), no sequential loop.
-* Canonical codes: the code of the i-th symbol in (length, symbol) order is the
-  exclusive cumulative sum of `2**(L - length)` over the symbols before it, shifted
-  right by `L - length`; one `cumsum`.
-* Encoding: bit positions are the cumulative sum of code lengths; codes are scattered
-  into int32 words with `unsorted_segment_sum` (fields never overlap, so sums are ORs).
-* Decoding: the symbols are cut into blocks of `block_size`; each block's length in
-  bits is sent, so all blocks decode in parallel and the decoder runs `block_size`
-  iterations of a vectorized step (peek `L` bits, `searchsorted` over the canonical
-  code starts, advance) in a `tf.while_loop`.
-
-The stream (one int32 tensor, bit 0 = most significant bit of word 0, 32 bits used
-per word) is self-describing and every bit of it is counted as side information:
-
-    n (32 bits) | bits - 1 (4) | K = 2**bits code lengths (bit_length(L) each)
-    | lengths of blocks 0..nb-2 in bits (bit_length(block_size * L) each;
-      absent when fewer than two distinct symbols) | payload | zero padding
-
-With one distinct symbol the payload is empty: the table names the symbol and `n`
-says how many. `n` and `bits` in the header also let `fedcompress.bits` compute the
-raw size from the stream alone (`bits.register_raw_bits_rule`): what the bit-packing
-stage the coder replaced would have sent, `ceil(n * bits / w) * 32` with `w = 28`
-for tensor_encoding's `BitpackingEncodingStage` (key 'huffman_stream') or `w = 32`
-for fedcompress's `Bitpack32EncodingStage` (key 'huffman_stream_w32'). The stream
-itself uses all 32 bits of each word, so after a 28-bit codec part of the saving
-(at most 1 - 28/32 = 12.5%) is denser packing rather than entropy coding.
-
-Using it after any quantizing codec:
-
-* `CodecSpec("uniform_huffman", {"bits": 8})`: uniform quantization, then Huffman.
-* `CodecSpec("huffman", {"base": "nonuniform", "bits": 3, ...})`: any registered codec
-  whose encoder ends in a bit-packing stage (tensor_encoding's
-  `BitpackingEncodingStage` or fedcompress's `Bitpack32EncodingStage`); the remaining
-  options go to the base codec. `entropy_coded(encoder)` does the same to an Encoder
-  object, and `register_entropy_coded(name, base)` registers a named variant.
+`HuffmanEncodingStage` Huffman-codes quantized symbols (`huffman.py` has the stream
+format) in place of a bit-packing stage, so its raw size (`bits`) is still what the
+replaced packing would have sent and `coded_bits` is the stream itself.
+`entropy_coded(encoder)` swaps every bit-packing stage of an Encoder (tensor_encoding's
+`BitpackingEncodingStage` or fedcompress's `Bitpack32EncodingStage`) for the coder;
+the `huffman` and `uniform_huffman` codecs are built that way
+(`fedcompress.codecs.builtin`).
 """
 
 from __future__ import annotations
@@ -56,344 +18,8 @@ from collections.abc import Callable
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs import accounting as bits_lib
-from fedcompress.codecs import spec as codecs
-from fedcompress.codecs.stages import _common
+from fedcompress.codecs.stages import _common, huffman
 
-COUNT_FIELD_BITS = 32
-BITS_FIELD_BITS = 4
-HEADER_BITS = COUNT_FIELD_BITS + BITS_FIELD_BITS
-MAX_SYMBOL_BITS = 16
-# Deflate's limit; 4 bits per code length in the table. Raised to `bits` if larger.
-DEFAULT_MAX_CODE_LENGTH = 15
-# Decoding runs this many sequential steps; each block costs bit_length(block_size * L)
-# bits of side information (14 bits for 1024 x 15: ~0.3% of a 5-bit/symbol payload).
-DEFAULT_BLOCK_SIZE = 1024
-_MAX_CODE_LENGTH_LIMIT = 24  # A peeked window (<= 24 bits) then spans <= 2 words.
-
-
-def length_field_bits(max_code_length: int) -> int:
-  """Bits of one code length in the table (lengths 0..L)."""
-  return max_code_length.bit_length()
-
-
-def block_field_bits(block_size: int, max_code_length: int) -> int:
-  """Bits of one block length (at most block_size * L bits)."""
-  return (block_size * max_code_length).bit_length()
-
-
-def check_max_code_length(max_code_length: int, bits: int) -> int:
-  if isinstance(max_code_length, bool) or not isinstance(max_code_length, int) or not (
-      bits <= max_code_length <= _MAX_CODE_LENGTH_LIMIT):
-    raise ValueError(f"max_code_length must be an integer in {bits}..{_MAX_CODE_LENGTH_LIMIT} "
-                     f"(at least bits={bits}), got {max_code_length!r}")
-  return max_code_length
-
-
-def check_block_size(block_size: int) -> int:
-  if isinstance(block_size, bool) or not isinstance(block_size, int) or not (
-      1 <= block_size <= 2**20):
-    raise ValueError(f"block_size must be an integer in 1..{2**20}, got {block_size!r}")
-  return block_size
-
-
-# ---------------------------------------------------------------------------------
-# Bit I/O: fields of 0..32 bits, most significant bit first, 32 bits per int32 word.
-# ---------------------------------------------------------------------------------
-
-
-def _low_mask(widths: tf.Tensor) -> tf.Tensor:
-  """int64 masks of the low `widths` (0..32) bits."""
-  return tf.bitwise.left_shift(tf.constant(1, tf.int64), widths) - 1
-
-
-def write_fields(values: tf.Tensor, widths: tf.Tensor) -> tf.Tensor:
-  """Concatenates `values[i]` as `widths[i]`-bit fields into int32 words.
-
-  Args:
-    values: rank-1 integer tensor; only the low `widths[i]` bits of each are written.
-    widths: rank-1 integer tensor of field widths in 0..32, same length.
-
-  Returns:
-    int32 tensor of shape `[ceil(sum(widths) / 32)]`, the last word zero-padded.
-  """
-  values = tf.cast(values, tf.int64)
-  widths = tf.cast(widths, tf.int64)
-  pos = tf.cumsum(widths, exclusive=True)
-  num_words = (tf.reduce_sum(widths) + 31) // 32
-  word = pos // 32
-  # A field (<= 32 bits) starting at bit offset <= 31 of its word fits in the 64-bit
-  # pair (word, word + 1); place it there, left aligned after `offset` bits.
-  shift = tf.cast(64 - pos % 32 - widths, tf.uint64)
-  field = tf.cast(tf.bitwise.bitwise_and(values, _low_mask(widths)), tf.uint64)
-  placed = tf.bitwise.left_shift(field, shift)
-  hi = tf.cast(tf.bitwise.right_shift(placed, tf.constant(32, tf.uint64)), tf.int64)
-  lo = tf.cast(tf.bitwise.bitwise_and(placed, tf.constant(0xFFFFFFFF, tf.uint64)), tf.int64)
-  # Fields never overlap, so summing them is OR-ing them, and no word exceeds 2**32.
-  segments = num_words + 2
-  words = (tf.math.unsorted_segment_sum(hi, word, segments)
-           + tf.math.unsorted_segment_sum(lo, word + 1, segments))[:num_words]
-  return tf.bitcast(tf.cast(words, tf.uint32), tf.int32)
-
-
-def _padded_words(stream: tf.Tensor) -> tf.Tensor:
-  """uint64 copy of the stream's words with two zero words appended (safe peeking)."""
-  words = tf.cast(tf.bitcast(tf.reshape(tf.cast(stream, tf.int32), [-1]), tf.uint32),
-                  tf.uint64)
-  return tf.concat([words, tf.zeros([2], tf.uint64)], 0)
-
-
-def read_fields(padded: tf.Tensor, pos: tf.Tensor, width) -> tf.Tensor:
-  """Reads `width`-bit fields (<= 32) at bit positions `pos` of `_padded_words` output.
-
-  Positions past the end read zeros (or garbage from clamping), never fail; callers
-  only use fields they wrote.
-  """
-  pos = tf.cast(pos, tf.int64)
-  width = tf.cast(width, tf.int64)
-  last = tf.cast(tf.size(padded), tf.int64) - 2
-  word = tf.clip_by_value(pos // 32, 0, last)
-  pair = tf.bitwise.bitwise_or(
-      tf.bitwise.left_shift(tf.gather(padded, word), tf.constant(32, tf.uint64)),
-      tf.gather(padded, word + 1))
-  shifted = tf.bitwise.right_shift(pair, tf.cast(64 - pos % 32 - width, tf.uint64))
-  return tf.bitwise.bitwise_and(tf.cast(shifted, tf.int64), _low_mask(width))
-
-
-def stream_header(stream: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-  """(n, bits) of a symbol stream, as int64 scalars."""
-  padded = _padded_words(stream)
-  n = read_fields(padded, tf.constant(0, tf.int64), COUNT_FIELD_BITS)
-  bits = read_fields(padded, tf.constant(COUNT_FIELD_BITS, tf.int64), BITS_FIELD_BITS) + 1
-  return n, bits
-
-
-def stream_raw_bits(stream: tf.Tensor, word_bits: int = bits_lib.BITPACK_TARGET_BITS
-                    ) -> tf.Tensor:
-  """What the stream's symbols cost bit-packed `word_bits` per int32: ceil(n*bits/wb)*32.
-
-  `word_bits` is 28 for tensor_encoding's `BitpackingEncodingStage`, 32 for
-  fedcompress's `Bitpack32EncodingStage`.
-  """
-  n, bits = stream_header(stream)
-  return (n * bits + word_bits - 1) // word_bits * 32
-
-
-def _header(n: tf.Tensor, num_bits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-  values = tf.stack([tf.cast(n, tf.int64), tf.cast(num_bits, tf.int64) - 1])
-  widths = tf.constant([COUNT_FIELD_BITS, BITS_FIELD_BITS], tf.int64)
-  return values, widths
-
-
-# ---------------------------------------------------------------------------------
-# Huffman code construction.
-# ---------------------------------------------------------------------------------
-
-
-def huffman_code_lengths(counts: tf.Tensor, max_length: int) -> tf.Tensor:
-  """Optimal code lengths, each at most `max_length`, for a symbol histogram.
-
-  Package-merge: list_L is the leaves sorted by weight; list_l (l < L) merges the
-  leaves with the pairs ("packages") of list_(l+1). Selecting the first 2m - 2 items
-  of list_1 and expanding packages recursively, a leaf's code length is the number of
-  levels it is selected at. Packages are formed from list prefixes, so the selection
-  at every level is a prefix: with c_l leaves in the selected prefix of list_l and
-  p_l packages, the prefix of list_(l+1) has 2 p_l items, and the leaf of rank i
-  (ascending weight) has length #{l : i < c_l}.
-
-  Args:
-    counts: rank-1 integer histogram of length K; zero entries get length 0.
-    max_length: L, with 2**L >= number of nonzero counts.
-
-  Returns:
-    int32 tensor [K]. A lone nonzero count gets length 0 (no code is needed).
-  """
-  counts = tf.cast(counts, tf.int64)
-  present = tf.cast(tf.where(counts > 0)[:, 0], tf.int32)
-  weights = tf.gather(counts, present)
-  order = tf.argsort(weights, stable=True)
-  leaves = tf.gather(weights, order)
-  m = tf.size(leaves)
-  leaf_flags = tf.ones([m], tf.bool)
-
-  # flags[l] marks which items of list_(l+1) are leaves, in list order.
-  flags = [leaf_flags]
-  level = leaves
-  for _ in range(max_length - 1):
-    num_packages = tf.size(level) // 2
-    packages = tf.reduce_sum(tf.reshape(level[:2 * num_packages], [-1, 2]), axis=1)
-    merged = tf.concat([leaves, packages], 0)
-    # Stable: on ties leaves precede packages, consistently at every level.
-    merge_order = tf.argsort(merged, stable=True)
-    level = tf.gather(merged, merge_order)
-    flags.append(tf.gather(tf.concat([leaf_flags, tf.zeros([num_packages], tf.bool)], 0),
-                           merge_order))
-  flags.reverse()  # flags[0] is now list_1.
-
-  rank = tf.range(m)
-  lengths_by_rank = tf.zeros([m], tf.int32)
-  selected = tf.maximum(2 * m - 2, 0)
-  for level_flags in flags:
-    num_leaves = tf.reduce_sum(tf.cast(level_flags[:selected], tf.int32))
-    lengths_by_rank += tf.cast(rank < num_leaves, tf.int32)
-    selected = 2 * (selected - num_leaves)
-  symbols_by_rank = tf.gather(present, order)
-  return tf.scatter_nd(symbols_by_rank[:, None], lengths_by_rank, tf.shape(counts))
-
-
-def _canonical_order(lengths: tf.Tensor, max_length: int):
-  """Symbols sorted by (length, symbol), absent ones last; their lengths and starts.
-
-  `starts[i]` is the i-th code left-aligned to `max_length` bits: the exclusive
-  cumulative sum of 2**(L - length) over the codes before it.
-  """
-  lengths = tf.cast(lengths, tf.int64)
-  k = tf.cast(tf.size(lengths), tf.int64)
-  key = tf.where(lengths > 0, lengths, max_length + 1) * k + tf.range(k)
-  order = tf.argsort(key)
-  sorted_lengths = tf.gather(lengths, order)
-  interval = tf.where(sorted_lengths > 0,
-                      tf.bitwise.left_shift(tf.constant(1, tf.int64),
-                                            max_length - sorted_lengths), 0)
-  starts = tf.cumsum(interval, exclusive=True)
-  return order, sorted_lengths, starts
-
-
-def canonical_codes(lengths: tf.Tensor, max_length: int) -> tf.Tensor:
-  """Canonical prefix codes (int64, right-aligned) for the given code lengths."""
-  order, sorted_lengths, starts = _canonical_order(lengths, max_length)
-  codes = tf.bitwise.right_shift(starts, tf.maximum(max_length - sorted_lengths, 0))
-  codes = tf.where(sorted_lengths > 0, codes, 0)
-  return tf.scatter_nd(order[:, None], codes, tf.shape(order))
-
-
-# ---------------------------------------------------------------------------------
-# Streams.
-# ---------------------------------------------------------------------------------
-
-
-def huffman_encode(symbols: tf.Tensor, num_bits, *, max_code_length: int = 16,
-                   block_size: int = DEFAULT_BLOCK_SIZE) -> tf.Tensor:
-  """Huffman-codes integer symbols in [0, 2**num_bits) into an int32 stream.
-
-  Args:
-    symbols: integer tensor (any shape; read flattened). Values are clipped to range.
-    num_bits: alphabet size exponent, 1..16; a Python int or an int32 scalar tensor.
-    max_code_length: L, a Python int >= the largest possible `num_bits`, <= 24.
-    block_size: symbols per independently decodable block (a Python int).
-
-  Returns:
-    The int32 stream described in the module docstring.
-  """
-  num_bits = tf.cast(num_bits, tf.int32)
-  alphabet = tf.bitwise.left_shift(1, num_bits)
-  symbols = tf.clip_by_value(tf.reshape(tf.cast(symbols, tf.int32), [-1]), 0, alphabet - 1)
-  n = tf.size(symbols)
-  counts = tf.math.bincount(symbols, minlength=alphabet, maxlength=alphabet, dtype=tf.int64)
-  distinct = tf.math.count_nonzero(counts, dtype=tf.int32)
-  lengths = huffman_code_lengths(counts, max_code_length)
-  # A lone symbol is named in the table by length 1 but costs no payload bits.
-  lengths = tf.where((distinct == 1) & (counts > 0), 1, lengths)
-  codes = canonical_codes(lengths, max_code_length)
-  multi = distinct >= 2
-  symbol_lengths = tf.where(multi, tf.cast(tf.gather(lengths, symbols), tf.int64), 0)
-  symbol_codes = tf.gather(codes, symbols)
-
-  num_blocks = (n + block_size - 1) // block_size
-  block_bits = tf.math.unsorted_segment_sum(symbol_lengths, tf.range(n) // block_size,
-                                            num_blocks)
-  block_width = tf.where(multi, block_field_bits(block_size, max_code_length), 0)
-  header_values, header_widths = _header(n, num_bits)
-  values = tf.concat([header_values, tf.cast(lengths, tf.int64),
-                      block_bits[:tf.maximum(num_blocks - 1, 0)], symbol_codes], 0)
-  widths = tf.concat([
-      header_widths,
-      tf.fill([alphabet], tf.constant(length_field_bits(max_code_length), tf.int64)),
-      tf.fill([tf.maximum(num_blocks - 1, 0)], tf.cast(block_width, tf.int64)),
-      symbol_lengths], 0)
-  return write_fields(values, widths)
-
-
-def huffman_decode(stream: tf.Tensor, *, max_code_length: int = 16,
-                   block_size: int = DEFAULT_BLOCK_SIZE) -> tf.Tensor:
-  """Inverse of `huffman_encode` (same `max_code_length`, `block_size`): int32 [n]."""
-  padded = _padded_words(stream)
-  n, num_bits = stream_header(stream)
-  alphabet = tf.bitwise.left_shift(tf.constant(1, tf.int64), num_bits)
-  len_width = length_field_bits(max_code_length)
-  lengths = read_fields(padded, HEADER_BITS + tf.range(alphabet) * len_width, len_width)
-  distinct = tf.math.count_nonzero(lengths, dtype=tf.int32)
-  table_end = HEADER_BITS + alphabet * len_width
-
-  def single_symbol():
-    # n copies of the only symbol with a code (n = 0 when there is none).
-    symbol = tf.cast(tf.argmax(lengths), tf.int32)
-    return tf.fill(tf.cast(n[None], tf.int32), symbol)
-
-  def blocks():
-    num_blocks = (n + block_size - 1) // block_size
-    blk_width = block_field_bits(block_size, max_code_length)
-    block_bits = read_fields(padded, table_end + tf.range(num_blocks - 1) * blk_width,
-                             blk_width)
-    payload_start = table_end + (num_blocks - 1) * blk_width
-    pos = payload_start + tf.cumsum(tf.concat([block_bits, [0]], 0), exclusive=True)
-
-    order, sorted_lengths, starts = _canonical_order(lengths, max_code_length)
-    code_symbols = tf.cast(order[:distinct], tf.int32)
-    code_lengths = sorted_lengths[:distinct]
-    code_starts = starts[:distinct]
-    steps = tf.cast(tf.minimum(n, block_size), tf.int32)
-
-    def body(step, pos, out):
-      window = read_fields(padded, pos, max_code_length)
-      # The code whose left-aligned interval [start, start + 2**(L-len)) holds window.
-      index = tf.searchsorted(code_starts, window, side="right") - 1
-      out = out.write(step, tf.gather(code_symbols, index))
-      return step + 1, pos + tf.gather(code_lengths, index), out
-
-    out = tf.TensorArray(tf.int32, size=steps, element_shape=tf.TensorShape([None]))
-    _, _, out = tf.while_loop(lambda step, *_: step < steps, body,
-                              (tf.constant(0), pos, out))
-    # out[t, j] is symbol t of block j, i.e. symbol j * block_size + t.
-    decoded = tf.reshape(tf.transpose(out.stack()), [-1])
-    return decoded[:tf.cast(n, tf.int32)]
-
-  return tf.cond(distinct >= 2, blocks, single_symbol)
-
-
-def fixed_width_encode(symbols: tf.Tensor, num_bits) -> tf.Tensor:
-  """The same stream header, then every symbol at `num_bits` bits (no table)."""
-  num_bits = tf.cast(num_bits, tf.int32)
-  symbols = tf.reshape(tf.cast(symbols, tf.int64), [-1])
-  symbols = tf.clip_by_value(symbols, 0, tf.bitwise.left_shift(tf.constant(1, tf.int64),
-                                                               tf.cast(num_bits, tf.int64)) - 1)
-  header_values, header_widths = _header(tf.size(symbols), num_bits)
-  widths = tf.fill(tf.shape(symbols), tf.cast(num_bits, tf.int64))
-  return write_fields(tf.concat([header_values, symbols], 0),
-                      tf.concat([header_widths, widths], 0))
-
-
-def fixed_width_decode(stream: tf.Tensor) -> tf.Tensor:
-  """Inverse of `fixed_width_encode`: int32 [n]."""
-  padded = _padded_words(stream)
-  n, num_bits = stream_header(stream)
-  pos = HEADER_BITS + tf.range(n) * num_bits
-  return tf.cast(read_fields(padded, pos, num_bits), tf.int32)
-
-
-# ---------------------------------------------------------------------------------
-# The encoding stage and the codecs.
-# ---------------------------------------------------------------------------------
-
-
-def _check_bits(bits) -> int:
-  if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= MAX_SYMBOL_BITS:
-    raise ValueError(f"input_bits must be an integer in 1..{MAX_SYMBOL_BITS}, got {bits!r}")
-  return bits
-
-
-# Encoded-tensor key of a Huffman stream, by the raw bit-packing it stands in for
-# (payload bits per int32 word); `fedcompress.bits` computes `bits` from the key.
 STREAM_KEYS = {28: "huffman_stream", 32: "huffman_stream_w32"}
 
 
@@ -414,7 +40,7 @@ class HuffmanEncodingStage(_common.StatelessStage):
   DUMMY_TYPE_VALUES_KEY = "dtype_marker"
 
   def __init__(self, input_bits: int, max_code_length: int | None = None,
-               block_size: int = DEFAULT_BLOCK_SIZE, raw_word_bits: int = 28):
+               block_size: int = huffman.DEFAULT_BLOCK_SIZE, raw_word_bits: int = 28):
     """Initializer.
 
     Args:
@@ -426,15 +52,15 @@ class HuffmanEncodingStage(_common.StatelessStage):
     """
     if tf.is_tensor(input_bits):
       raise TypeError("input_bits cannot be a TensorFlow value")
-    self._input_bits = _check_bits(input_bits)
+    self._input_bits = _common.check_int("input_bits", input_bits, 1, huffman.MAX_SYMBOL_BITS)
     if raw_word_bits not in STREAM_KEYS:
       raise ValueError(f"raw_word_bits must be one of {sorted(STREAM_KEYS)}, "
                        f"got {raw_word_bits!r}")
     self._key = STREAM_KEYS[raw_word_bits]
     if max_code_length is None:
-      max_code_length = max(DEFAULT_MAX_CODE_LENGTH, input_bits)
-    self._max_code_length = check_max_code_length(max_code_length, input_bits)
-    self._block_size = check_block_size(block_size)
+      max_code_length = max(huffman.DEFAULT_MAX_CODE_LENGTH, input_bits)
+    self._max_code_length = huffman.check_max_code_length(max_code_length, input_bits)
+    self._block_size = huffman.check_block_size(block_size)
 
   STAGE_NAME = "huffman"
   # A coded stream admits no further transformation.
@@ -445,8 +71,9 @@ class HuffmanEncodingStage(_common.StatelessStage):
   def encode(self, x, encode_params):
     del encode_params  # Unused.
     symbols = tf.cast(tf.round(tf.reshape(x, [-1])), tf.int32)
-    stream = huffman_encode(symbols, self._input_bits, max_code_length=self._max_code_length,
-                            block_size=self._block_size)
+    stream = huffman.huffman_encode(symbols, self._input_bits,
+                                    max_code_length=self._max_code_length,
+                                    block_size=self._block_size)
     encoded = collections.OrderedDict([(self._key, stream)])
     if x.dtype != tf.float32:
       encoded[self.DUMMY_TYPE_VALUES_KEY] = tf.zeros([], x.dtype)
@@ -454,7 +81,7 @@ class HuffmanEncodingStage(_common.StatelessStage):
 
   def decode(self, encoded_tensors, decode_params, num_summands=None, shape=None):
     del decode_params, num_summands  # Unused.
-    symbols = huffman_decode(encoded_tensors[self._key],
+    symbols = huffman.huffman_decode(encoded_tensors[self._key],
                              max_code_length=self._max_code_length,
                              block_size=self._block_size)
     dummy = encoded_tensors.get(self.DUMMY_TYPE_VALUES_KEY)
@@ -462,8 +89,11 @@ class HuffmanEncodingStage(_common.StatelessStage):
     return tf.reshape(tf.cast(symbols, dtype), shape)
 
 
-for _word_bits, _key in STREAM_KEYS.items():
-  bits_lib.register_raw_bits_rule(_key, functools.partial(stream_raw_bits, word_bits=_word_bits))
+
+# What each stream would have cost bit-packed, by its key: the codec record declares
+# these as its raw-bits rules (`fedcompress.codecs.accounting`).
+RAW_BITS_RULES = {key: functools.partial(huffman.stream_raw_bits, word_bits=word_bits)
+                  for word_bits, key in STREAM_KEYS.items()}
 
 
 def _packing_of(stage) -> tuple[int, int] | None:
@@ -472,8 +102,8 @@ def _packing_of(stage) -> tuple[int, int] | None:
   inner = getattr(stage, "_wrapped_stage", stage)
   name = getattr(inner, "name", None)
   if name == "bitpacking":  # tensor_encoding's BitpackingEncodingStage
-    return inner._input_bits, bits_lib.BITPACK_TARGET_BITS  # pylint: disable=protected-access
-  if name == "bitpack32":  # fedcompress.stages.packing.Bitpack32EncodingStage
+    return inner._input_bits, _common.TE_BITPACK_WORD_BITS  # pylint: disable=protected-access
+  if name == "bitpack32":  # packing.Bitpack32EncodingStage
     return inner._bits, 32  # pylint: disable=protected-access
   return None
 
@@ -492,9 +122,14 @@ def _replace_packing(encoder: te.core.Encoder, make_stage) -> tuple[te.core.Enco
   return te.core.Encoder(stage, children), replaced
 
 
+ENTROPY_CODERS: dict[str, Callable[..., te.core.EncodingStageInterface]] = {
+    "huffman": HuffmanEncodingStage,
+}
+
+
 def entropy_coded(encoder: te.core.Encoder, coder: str = "huffman", *,
                   max_code_length: int | None = None,
-                  block_size: int = DEFAULT_BLOCK_SIZE) -> te.core.Encoder:
+                  block_size: int = huffman.DEFAULT_BLOCK_SIZE) -> te.core.Encoder:
   """`encoder` with every bit-packing stage replaced by an entropy coder.
 
   Args:
@@ -520,31 +155,3 @@ def entropy_coded(encoder: te.core.Encoder, coder: str = "huffman", *,
     raise ValueError("entropy coding needs quantized symbols: the codec has no bit-packing "
                      "stage (BitpackingEncodingStage or Bitpack32EncodingStage) to replace")
   return new_encoder
-
-
-ENTROPY_CODERS: dict[str, Callable[..., te.core.EncodingStageInterface]] = {
-    "huffman": HuffmanEncodingStage,
-}
-
-
-def _entropy_builder(base: str = "uniform", coder: str = "huffman",
-                     max_code_length: int | None = None, block_size: int = DEFAULT_BLOCK_SIZE,
-                     **base_options) -> te.core.Encoder:
-  if base in _ENTROPY_CODEC_NAMES:
-    raise ValueError(f"base codec {base!r} is already entropy coded")
-  return entropy_coded(codecs.get_builder(base)(**base_options), coder,
-                       max_code_length=max_code_length, block_size=block_size)
-
-
-_ENTROPY_CODEC_NAMES: set[str] = set()
-
-
-def register_entropy_coded(name: str, base: str, coder: str = "huffman") -> None:
-  """Registers codec `name` = codec `base` with its bit-packing entropy coded."""
-  codecs.register_codec(name, functools.partial(_entropy_builder, base=base, coder=coder))
-  _ENTROPY_CODEC_NAMES.add(name)
-
-
-codecs.register_codec("huffman", _entropy_builder)
-_ENTROPY_CODEC_NAMES.add("huffman")
-register_entropy_coded("uniform_huffman", "uniform")

@@ -31,18 +31,22 @@ import math
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs import spec as codecs
 from fedcompress.codecs.stages import _common, rotation
 from fedcompress.codecs.stages.packing import Bitpack32EncodingStage
 
-NAME = "hadamard"
+
+def check_options(bits: int = 8, deterministic: bool = False,
+                  block_size: int = rotation.DEFAULT_BLOCK_SIZE, rounds: int = 1) -> dict:
+  """The `hadamard` codec's options, checked, with their defaults."""
+  return {"bits": _common.check_int("bits", bits, 1, 16),
+          "deterministic": _common.check_bool("deterministic", deterministic),
+          "block_size": rotation.check_block_size(block_size),
+          "rounds": rotation.check_rounds(rounds)}
 
 
 def build(bits: int = 8, deterministic: bool = False,
           block_size: int = rotation.DEFAULT_BLOCK_SIZE, rounds: int = 1) -> te.core.Encoder:
   """Returns the `hadamard` encoder (see the module docstring)."""
-  bits = _common.check_int("bits", bits, 1, 16)
-  deterministic = _common.check_bool("deterministic", deterministic)
   uniform = te.stages.UniformQuantizationEncodingStage
   return (te.core.EncoderComposer(Bitpack32EncodingStage(bits))
           .add_parent(uniform(bits, stochastic=not deterministic), uniform.ENCODED_VALUES_KEY)
@@ -54,12 +58,11 @@ def build(bits: int = 8, deterministic: bool = False,
 def bits_formula(num_elements: int, *, bits: int = 8, deterministic: bool = False,
                  block_size: int = rotation.DEFAULT_BLOCK_SIZE, rounds: int = 1,
                  direction: str = "aggregate", dtype=tf.float32) -> int:
-  """Exact bits of one `num_elements`-element tensor through `hadamard`."""
-  _common.check_int("bits", bits, 1, 16)
-  _common.check_bool("deterministic", deterministic)
-  rotation.check_block_size(block_size)
-  rotation.check_rounds(rounds)
-  _common.check_direction(direction)  # The seed travels in the payload both ways.
+  """Exact bits of one `num_elements`-element tensor through `hadamard`.
+
+  The same both ways (`direction` is unused): the seed travels in the payload.
+  """
+  del deterministic, rounds, direction
   width = _common.dtype_bits(dtype)
   padded = rotation.rotated_size(num_elements, block_size)
   marker = width if tf.as_dtype(dtype) != tf.float32 else 0
@@ -69,8 +72,7 @@ def bits_formula(num_elements: int, *, bits: int = 8, deterministic: bool = Fals
 
 
 def relative_error_bound(num_elements: int, *, bits: int = 8, deterministic: bool = False,
-                         block_size: int = rotation.DEFAULT_BLOCK_SIZE, rounds: int = 1,
-                         **_) -> float:
+                         block_size: int = rotation.DEFAULT_BLOCK_SIZE, rounds: int = 1) -> float:
   """Worst-case `||x - x_hat|| / ||x||` over all inputs (up to float rounding).
 
   Every rotated coordinate is at most its row's norm, so the quantized range is at
@@ -81,5 +83,3 @@ def relative_error_bound(num_elements: int, *, bits: int = 8, deterministic: boo
   padded = rotation.rotated_size(num_elements, block_size)
   steps = 1 if deterministic else 2
   return steps * math.sqrt(padded) / (2**bits - 1)
-
-codecs.register_codec(NAME, build)

@@ -32,35 +32,36 @@ import math
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs import spec as codecs
 from fedcompress.codecs.stages import _common
 from fedcompress.codecs.stages.packing import Bitpack32EncodingStage
 
-NAME = "kashin"
 # tensor_encoding's default; it is not an option here because the bit formula and
 # the frame both depend on it.
 PAD_EXTRA_LEVEL_THRESHOLD = 0.85
 _BROADCAST_SEED_BITS = 2 * 64  # tensor_encoding's seed: int64[2].
 
 
-def _check(bits, deterministic, num_iters, eta, delta, last_iter_clip):
-  _common.check_int("bits", bits, 1, 16)
-  _common.check_bool("deterministic", deterministic)
-  _common.check_int("num_iters", num_iters, 1, 100)
+def check_options(bits: int = 8, deterministic: bool = False, num_iters: int = 3,
+                  eta: float = 0.9, delta: float = 1.0, last_iter_clip: bool = False) -> dict:
+  """The `kashin` codec's options, checked, with their defaults."""
   for name, value in (("eta", eta), ("delta", delta)):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-      raise ValueError(f"{name} must be a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
+        value):
+      raise ValueError(f"{name} must be a finite number, got {value!r}")
   if not 0.0 < eta < 1.0:
     raise ValueError(f"eta must be in (0, 1), got {eta!r}")
   if delta <= 0.0:
     raise ValueError(f"delta must be > 0, got {delta!r}")
-  _common.check_bool("last_iter_clip", last_iter_clip)
+  return {"bits": _common.check_int("bits", bits, 1, 16),
+          "deterministic": _common.check_bool("deterministic", deterministic),
+          "num_iters": _common.check_int("num_iters", num_iters, 1, 100),
+          "eta": float(eta), "delta": float(delta),
+          "last_iter_clip": _common.check_bool("last_iter_clip", last_iter_clip)}
 
 
 def build(bits: int = 8, deterministic: bool = False, num_iters: int = 3, eta: float = 0.9,
           delta: float = 1.0, last_iter_clip: bool = False) -> te.core.Encoder:
   """Returns the `kashin` encoder (see the module docstring)."""
-  _check(bits, deterministic, num_iters, eta, delta, last_iter_clip)
   uniform = te.stages.UniformQuantizationEncodingStage
   kashin = te.stages.research.KashinHadamardEncodingStage
   flatten = te.stages.FlattenEncodingStage
@@ -87,8 +88,7 @@ def bits_formula(num_elements: int, *, bits: int = 8, deterministic: bool = Fals
                  last_iter_clip: bool = False, direction: str = "aggregate",
                  dtype=tf.float32) -> int:
   """Exact bits of one `num_elements`-element tensor through `kashin`."""
-  _check(bits, deterministic, num_iters, eta, delta, last_iter_clip)
-  direction = _common.check_direction(direction)
+  del deterministic, num_iters, eta, delta, last_iter_clip
   width = _common.dtype_bits(dtype)
   marker = width if tf.as_dtype(dtype) != tf.float32 else 0
   seed = _BROADCAST_SEED_BITS if direction == "broadcast" else 0
@@ -98,7 +98,7 @@ def bits_formula(num_elements: int, *, bits: int = 8, deterministic: bool = Fals
 
 def relative_error_bound(num_elements: int, *, bits: int = 8, deterministic: bool = False,
                          num_iters: int = 3, eta: float = 0.9, delta: float = 1.0,
-                         last_iter_clip: bool = False, **_) -> float | None:
+                         last_iter_clip: bool = False) -> float | None:
   """Worst-case `||x - x_hat|| / ||x||` over all inputs, or None with last_iter_clip.
 
   The frame `F` has orthonormal columns, so every residual has norm <= ||x|| and
@@ -112,5 +112,3 @@ def relative_error_bound(num_elements: int, *, bits: int = 8, deterministic: boo
   clipped = sum(eta**k for k in range(num_iters - 1)) / math.sqrt(delta * num_elements)
   steps = 1 if deterministic else 2
   return steps * math.sqrt(frame_size(num_elements)) * (1 + clipped) / (2**bits - 1)
-
-codecs.register_codec(NAME, build)

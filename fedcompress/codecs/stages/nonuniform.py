@@ -35,19 +35,18 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs import spec as codecs
 from fedcompress.codecs.stages import _common
 from fedcompress.codecs.stages.packing import Bitpack32EncodingStage
 
-NAME = "nonuniform"
 MAX_BITS = 8
 METHODS = ("quantile", "lloyd")
 
 
-def _check(bits, method, iters):
-  _common.check_int("bits", bits, 1, MAX_BITS)
-  _common.check_choice("method", method, METHODS)
-  _common.check_int("iters", iters, 1, 1000)
+def check_options(bits: int = 4, method: str = "lloyd", iters: int = 20) -> dict:
+  """The `nonuniform` codec's options, checked, with their defaults."""
+  return {"bits": _common.check_int("bits", bits, 1, MAX_BITS),
+          "method": _common.check_choice("method", method, METHODS),
+          "iters": _common.check_int("iters", iters, 1, 1000)}
 
 
 def quantile_positions(num_elements: int, levels: int) -> np.ndarray:
@@ -103,7 +102,7 @@ class NonUniformQuantizationEncodingStage(_common.StatelessStage):
   CODEBOOK_KEY = "codebook"
 
   def __init__(self, bits: int = 4, method: str = "lloyd", iters: int = 20):
-    _check(bits, method, iters)
+    check_options(bits, method, iters)
     self._bits = bits
     self._method = method
     self._iters = iters
@@ -146,7 +145,6 @@ class NonUniformQuantizationEncodingStage(_common.StatelessStage):
 
 def build(bits: int = 4, method: str = "lloyd", iters: int = 20) -> te.core.Encoder:
   """Returns the `nonuniform` encoder (see the module docstring)."""
-  _check(bits, method, iters)
   stage = NonUniformQuantizationEncodingStage
   return (te.core.EncoderComposer(Bitpack32EncodingStage(bits))
           .add_parent(stage(bits, method, iters), stage.ENCODED_VALUES_KEY)
@@ -155,20 +153,19 @@ def build(bits: int = 4, method: str = "lloyd", iters: int = 20) -> te.core.Enco
 
 def bits_formula(num_elements: int, *, bits: int = 4, method: str = "lloyd", iters: int = 20,
                  direction: str = "aggregate", dtype=tf.float32) -> int:
-  """Exact bits of one `num_elements`-element tensor through `nonuniform`."""
-  _check(bits, method, iters)
-  _common.check_direction(direction)
+  """Exact bits of one `num_elements`-element tensor through `nonuniform` (either way)."""
+  del method, iters, direction
   return (_common.packed_words(num_elements, bits) * 32
           + 2**bits * _common.dtype_bits(dtype))
 
 
 
-def relative_error_bound(num_elements: int, **_) -> float:
+def relative_error_bound(num_elements: int, *, bits: int = 4, method: str = "lloyd",
+                         iters: int = 20) -> float:
   """Worst-case `||x - x_hat|| / ||x||` over all inputs (up to float rounding).
 
   The levels lie in `[min x, max x]` and each value goes to the nearest one, so it
   moves by at most `2 max|x| <= 2 ||x||`; summed over `n` values.
   """
+  del bits, method, iters  # The bound holds for any levels inside the range.
   return 2 * math.sqrt(num_elements)
-
-codecs.register_codec(NAME, build)

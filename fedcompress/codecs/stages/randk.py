@@ -26,10 +26,7 @@ import collections
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs import spec as codecs
 from fedcompress.codecs.stages import _common
-
-NAME = "randk"
 
 
 def random_indices(seed: tf.Tensor, num_elements: int, k: int) -> tf.Tensor:
@@ -81,22 +78,31 @@ class RandKEncodingStage(_common.StatelessStage):
     return tf.reshape(tf.scatter_nd(indices[:, tf.newaxis], values, [n]), shape)
 
 
+def check_options(fraction: float = 0.01, unbiased: bool = True) -> dict:
+  """The `randk` codec's options, checked, with their defaults."""
+  return {"fraction": _common.check_fraction("fraction", fraction),
+          "unbiased": _common.check_bool("unbiased", unbiased)}
+
+
+def build(fraction: float = 0.01, unbiased: bool = True) -> te.core.Encoder:
+  """The `randk` encoder: the stage alone (it flattens by itself)."""
+  return te.core.EncoderComposer(RandKEncodingStage(fraction, unbiased)).make()
+
+
 def bits_formula(num_elements: int, *, fraction: float = 0.01, unbiased: bool = True,
                  direction: str = "aggregate", dtype=tf.float32) -> int:
-  """Exact bits of one `num_elements`-element tensor through `randk`."""
-  fraction = _common.check_fraction("fraction", fraction)
-  _common.check_bool("unbiased", unbiased)
-  _common.check_direction(direction)
+  """Exact bits of one `num_elements`-element tensor through `randk` (either way)."""
+  del unbiased, direction
   return _common.kept_count(num_elements, fraction) * _common.dtype_bits(dtype) + \
       _common.SEED_BITS
 
 
 
-def relative_error_bound(num_elements: int, *, fraction: float = 0.01, unbiased: bool = True,
-                         **_) -> float:
+def relative_error_bound(num_elements: int, *, fraction: float = 0.01,
+                         unbiased: bool = True) -> float:
   """Worst-case `||x - x_hat|| / ||x||`: dropped coordinates err by themselves, kept
   ones by `(n / k - 1)` times themselves when scaled."""
-  k = _common.kept_count(num_elements, _common.check_fraction("fraction", fraction))
+  k = _common.kept_count(num_elements, fraction)
+  if k == num_elements:
+    return 0.0
   return max(1.0, num_elements / k - 1) if unbiased else 1.0
-
-codecs.register_stage(NAME, RandKEncodingStage, flatten=False)

@@ -13,14 +13,12 @@ costs `k * (width + 32)` bits: the index cost is counted in full.
 from __future__ import annotations
 
 import collections
+import math
 
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs import spec as codecs
 from fedcompress.codecs.stages import _common
-
-NAME = "topk"
 
 
 @te.core.tf_style_encoding_stage
@@ -61,18 +59,29 @@ class TopKEncodingStage(_common.StatelessStage):
     return tf.reshape(dense, shape)
 
 
+def check_options(fraction: float = 0.01) -> dict:
+  """The `topk` codec's options, checked, with their defaults."""
+  return {"fraction": _common.check_fraction("fraction", fraction)}
+
+
+def build(fraction: float = 0.01) -> te.core.Encoder:
+  """The `topk` encoder: the stage alone (it flattens by itself)."""
+  return te.core.EncoderComposer(TopKEncodingStage(fraction)).make()
+
+
 def bits_formula(num_elements: int, *, fraction: float = 0.01, direction: str = "aggregate",
                  dtype=tf.float32) -> int:
-  """Exact bits of one `num_elements`-element tensor through `topk`."""
-  fraction = _common.check_fraction("fraction", fraction)
-  _common.check_direction(direction)
+  """Exact bits of one `num_elements`-element tensor through `topk` (either way)."""
+  del direction
   return _common.kept_count(num_elements, fraction) * (_common.dtype_bits(dtype) + 32)
 
 
 
-def relative_error_bound(num_elements: int, **_) -> float:
-  """Worst-case `||x - x_hat|| / ||x||`: only dropped coordinates err, by themselves."""
-  del num_elements  # Unused.
-  return 1.0
+def relative_error_bound(num_elements: int, *, fraction: float = 0.01) -> float:
+  """Worst-case `||x - x_hat|| / ||x||`: only dropped coordinates err, by themselves.
 
-codecs.register_stage(NAME, TopKEncodingStage, flatten=False)
+  Top-k keeps the largest magnitudes, so at most `sqrt(1 - k/n)` of the norm is lost
+  (equal magnitudes are the worst case); with `k = n` nothing is.
+  """
+  k = _common.kept_count(num_elements, fraction)
+  return math.sqrt(1 - k / num_elements)

@@ -9,8 +9,7 @@ quantized values have the same distribution (unbiased, as tensor_encoding's), in
 passes. The clip guards `y + u` rounding up to `2^bits` in float32 at the top level.
 `u` is 16-bit dither (`_common.dither16`: the same probabilities to within 2^-17, about
 the float32 spacing of `y + u` at the top levels) from the stateless Philox kernel,
-half the random bits of a float32 uniform. On the TFF tutorial CNN's 1.6M-element
-kernel the encode is about 7 ms instead of 16 on this machine, most of it the draw.
+half the random bits of a float32 uniform; the draw is most of the encode's cost.
 
 Encoded structure, decoding, and deterministic rounding (and fixed `min_max`) are
 tensor_encoding's own.
@@ -19,11 +18,13 @@ tensor_encoding's own.
 from __future__ import annotations
 
 import collections
+import math
 
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
 from fedcompress.codecs.stages import _common
+from fedcompress.codecs.stages.bitpack28 import Bitpacking28EncodingStage
 
 
 class UniformQuantizationStage(te.stages.UniformQuantizationEncodingStage):
@@ -42,3 +43,54 @@ class UniformQuantizationStage(te.stages.UniformQuantizationEncodingStage):
                              max_value)
       return collections.OrderedDict([(self.ENCODED_VALUES_KEY, quantized),
                                       (self.MIN_MAX_VALUES_KEY, tf.stack([min_x, max_x]))])
+
+
+# The `uniform` codec: the TFF tutorial's, tensor_encoding's `uniform_quantization`
+# encoder stage for stage, with this stage and `bitpack28.Bitpacking28EncodingStage`
+# in place of tensor_encoding's quantization and bit-packing (same words).
+
+
+def check_options(bits: int = 8, deterministic: bool = False) -> dict:
+  """The `uniform` codec's options, checked, with their defaults.
+
+  Stochastic rounding (tensor_encoding's default) is unbiased; deterministic rounding
+  halves the worst-case error and makes results exactly reproducible.
+  """
+  return {"bits": _common.check_int("bits", bits, 1, 16),
+          "deterministic": _common.check_bool("deterministic", deterministic)}
+
+
+def build(bits: int = 8, deterministic: bool = False) -> te.core.Encoder:
+  """Flatten, quantize to `bits` between the tensor's min and max, pack 28 bits per word."""
+  flatten = te.stages.FlattenEncodingStage
+  return (te.core.EncoderComposer(Bitpacking28EncodingStage(bits))
+          .add_parent(UniformQuantizationStage(bits, stochastic=not deterministic),
+                      UniformQuantizationStage.ENCODED_VALUES_KEY)
+          .add_parent(flatten(), flatten.ENCODED_VALUES_KEY)
+          .make())
+
+
+def bits_formula(num_elements: int, *, bits: int = 8, deterministic: bool = False,
+                 direction: str = "aggregate", dtype=tf.float32) -> int:
+  """Exact bits of one tensor through `uniform`, either way.
+
+  `ceil(n * bits / 28)` int32 words, min and max at the tensor's dtype, and for a dtype
+  other than float32 one zero of that dtype (tensor_encoding's bit-packing records the
+  dtype that way).
+  """
+  del deterministic, direction
+  width = _common.dtype_bits(dtype)
+  marker = width if tf.as_dtype(dtype) != tf.float32 else 0
+  words = _common.packed_words(num_elements, bits, _common.TE_BITPACK_WORD_BITS)
+  return words * 32 + 2 * width + marker
+
+
+def relative_error_bound(num_elements: int, *, bits: int = 8,
+                         deterministic: bool = False) -> float:
+  """Worst-case `||x - x_hat|| / ||x||` over all inputs (up to float rounding).
+
+  The range `max - min` is at most `2 max|x| <= 2 ||x||`; a value moves by at most half
+  a step (deterministic) or a step (stochastic) of `range / (2**bits - 1)`.
+  """
+  steps = 1 if deterministic else 2
+  return steps * math.sqrt(num_elements) / (2**bits - 1)

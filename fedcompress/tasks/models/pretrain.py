@@ -144,7 +144,7 @@ def pretrain_char_rnn(*, output: str | os.PathLike[str],
                       log: Callable[[str], None] = print) -> PretrainResult:
   """Trains the character RNN on text files and/or URLs and saves it.
 
-  Text is decoded robustly and folded to ASCII (`fedcompress.tasks.text`); characters
+  Text is decoded robustly and folded to ASCII (`fedcompress.tasks.datasets.text`); characters
   still outside the tutorial's vocabulary are dropped (rather than read as 'd' the way
   the tutorial's table reads unknown bytes) and counted. Training is Adam on softmax
   cross-entropy over windows of `seq_length + 1` characters, as in TensorFlow's

@@ -7,19 +7,21 @@ import pytest
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from fedcompress.codecs import CodecSpec
+from fedcompress.codecs import CodecSpec, budget, get_codec
 from fedcompress.codecs import accounting as bits
 from fedcompress.codecs import testing as stage_testing
-from fedcompress.codecs.stages import adaptive, entropy
+from fedcompress.codecs.stages import adaptive, huffman
 from fedcompress.federated.aggregation import build_mean_factory
 
 N = 4000
 NUM_CLIENTS = 3
 
+UNIFORM = get_codec("uniform")
+
 
 def _uniform_bits(n, b):
   """What the `uniform` codec sends for n values at b bits: 28-bit words + min/max."""
-  return bits.uniform_quantized_bits(n, b)
+  return UNIFORM.bits(n, {"bits": b})
 
 
 class AdaptiveUniformStageTest(stage_testing.BaseEncodingStageTest):
@@ -62,9 +64,9 @@ def test_budget_mapping_by_hand():
   # Per client: 4 bits per encoded coordinate + the 10-element tensor at float32 + the
   # mean's float32 weight.
   total = NUM_CLIENTS * (N * 4 + 10 * 32 + 32)
-  assert adaptive.budget_bits_per_coordinate(total, NUM_CLIENTS, specs, threshold=100) == 4.0
+  assert budget.budget_bits_per_coordinate(total, NUM_CLIENTS, specs, threshold=100) == 4.0
   with pytest.raises(ValueError, match="does not cover"):
-    adaptive.budget_bits_per_coordinate(NUM_CLIENTS * 352, NUM_CLIENTS, specs, threshold=100)
+    budget.budget_bits_per_coordinate(NUM_CLIENTS * 352, NUM_CLIENTS, specs, threshold=100)
 
 
 def _client_values(round_num):
@@ -82,9 +84,10 @@ def _simulate(options, rounds):
   def client(x, encode_params, decode_before_sum_params):
     encoded, state_update = encoder.encode(x, encode_params)
     stream = encoded["tensors/flattened_values/adaptive_stream"]
-    _, width = entropy.stream_header(stream)
+    _, width = huffman.stream_header(stream)
     sent = (encoded, state_update)
-    return (width, bits.structure_bits_tf(sent), bits.raw_structure_bits_tf(sent),
+    return (width, bits.structure_bits_tf(sent),
+            bits.raw_structure_bits_tf(sent, adaptive.RAW_BITS_RULES),
             encoder.decode_before_sum(encoded, decode_before_sum_params), state_update)
 
   state = encoder.initial_state()

@@ -45,7 +45,7 @@ def test_same_words_as_tensor_encoding(n):
   values[7:14] = 0
   expected = tf_utils.pack_into_int(tf.constant(values, tf.int32), 8, 28).numpy()
   packed = bitpack28.pack_8_in_28(tf.constant(values, tf.float32)).numpy()
-  assert packed.shape == expected.shape == (bitpack28.packed_words(n), 1)
+  assert packed.shape == expected.shape == (-(-8 * n // 28), 1)
   np.testing.assert_array_equal(packed, expected)
   assert packed.min() >= 0 and packed.max() < 2**28  # 28 of 32 bits, as tensor_encoding
   unpacked = bitpack28.unpack_8_from_28(tf.constant(expected), [n]).numpy()
@@ -88,8 +88,8 @@ def test_uniform_codec_sends_tensor_encodings_words():
   # Deterministic rounding: the registry's `uniform` and tensor_encoding's encoder must
   # produce identical encodings (hence identical bit counts) on the same input.
   x = tf.constant(np.random.default_rng(0).normal(size=(37, 29)), tf.float32)
-  ours = te.core.SimpleEncoder(codecs.get_builder("uniform")(bits=8, deterministic=True),
-                               tf.TensorSpec(x.shape, x.dtype))
+  uniform = codecs.get_codec("uniform").encoder({"bits": 8, "deterministic": True})
+  ours = te.core.SimpleEncoder(uniform, tf.TensorSpec(x.shape, x.dtype))
   theirs = te.core.SimpleEncoder(te.encoders.uniform_quantization(8, stochastic=False),
                                  tf.TensorSpec(x.shape, x.dtype))
   ours_encoded, _ = ours.encode(x, ours.initial_state())

@@ -1,4 +1,4 @@
-"""Tests of the `drive` codec (fedcompress/stages/drive.py)."""
+"""Tests of the `drive` codec (fedcompress/codecs/stages/drive.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of the `eden` codec (fedcompress/stages/eden.py)."""
+"""Tests of the `eden` codec (fedcompress/codecs/stages/eden.py)."""
 
 from __future__ import annotations
 

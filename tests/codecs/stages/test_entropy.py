@@ -10,11 +10,13 @@ import tensorflow_federated as tff
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
 import fedcompress
-from fedcompress.codecs import CodecSpec
+from fedcompress.codecs import CodecSpec, get_codec
 from fedcompress.codecs import accounting as bits
 from fedcompress.codecs import testing as stage_testing
-from fedcompress.codecs.stages import entropy
+from fedcompress.codecs.stages import bitio, entropy, huffman
 from fedcompress.federated.aggregation import build_mean_factory
+
+UNIFORM = get_codec("uniform")
 
 
 def _as_int32(word: int) -> int:
@@ -54,59 +56,59 @@ class HuffmanEncodingStageTest(stage_testing.BaseEncodingStageTest):
 
 def test_code_lengths_and_canonical_codes_by_hand():
   # Counts 4, 2, 1, 1: Huffman merges 1+1, then 2+2, then 4+4 -> lengths 1, 2, 3, 3.
-  lengths = entropy.huffman_code_lengths(tf.constant([4, 2, 1, 1]), 15)
+  lengths = huffman.huffman_code_lengths(tf.constant([4, 2, 1, 1]), 15)
   np.testing.assert_array_equal(lengths, [1, 2, 3, 3])
   # Canonical: 0, 10, 110, 111.
-  np.testing.assert_array_equal(entropy.canonical_codes(lengths, 15), [0b0, 0b10, 0b110, 0b111])
+  np.testing.assert_array_equal(huffman.canonical_codes(lengths, 15), [0b0, 0b10, 0b110, 0b111])
   # Absent symbols get no code; the others keep their order among equal lengths.
-  np.testing.assert_array_equal(entropy.huffman_code_lengths(tf.constant([0, 5, 0, 5]), 15),
+  np.testing.assert_array_equal(huffman.huffman_code_lengths(tf.constant([0, 5, 0, 5]), 15),
                                 [0, 1, 0, 1])
 
 
 def test_stream_words_by_hand():
-  stream = entropy.huffman_encode(tf.constant([0, 0, 0, 0, 1, 1, 2, 3]), 2, max_code_length=15)
+  stream = huffman.huffman_encode(tf.constant([0, 0, 0, 0, 1, 1, 2, 3]), 2, max_code_length=15)
   # n = 8 (32 bits) | bits-1 = 0001 | lengths 0001 0010 0011 0011 | payload
   # 0 0 0 0 10 10 110 111 (14 bits) = 66 bits -> 3 words, the last zero-padded.
   word1 = int("0001" "0001001000110011" "000010101101", 2)
   word2 = int("11" + "0" * 30, 2)
   np.testing.assert_array_equal(stream, [8, _as_int32(word1), _as_int32(word2)])
-  np.testing.assert_array_equal(entropy.huffman_decode(stream, max_code_length=15),
+  np.testing.assert_array_equal(huffman.huffman_decode(stream, max_code_length=15),
                                 [0, 0, 0, 0, 1, 1, 2, 3])
   structure = {"flattened_values/quantized_values/huffman_stream": stream}
   assert int(bits.structure_bits_tf(structure)) == 96  # coded: 3 int32 words
   # raw: 8 symbols x 2 bits in one 28-bit-packed word.
-  assert int(bits.raw_structure_bits_tf(structure)) == 32
-  assert bits.has_coded_streams(structure)
+  assert int(bits.raw_structure_bits_tf(structure, entropy.RAW_BITS_RULES)) == 32
+  assert bits.has_coded_streams(structure, entropy.RAW_BITS_RULES)
 
 
 def test_blocks_are_counted_by_hand():
   # 80 symbols (the pattern above x 10), blocks of 32: payload 140 bits; blocks 0 and 1
   # send their lengths (56 bits each) in bit_length(32 * 15) = 9 bits.
   symbols = tf.constant([0, 0, 0, 0, 1, 1, 2, 3] * 10)
-  stream = entropy.huffman_encode(symbols, 2, max_code_length=15, block_size=32)
-  assert entropy.block_field_bits(32, 15) == 9
+  stream = huffman.huffman_encode(symbols, 2, max_code_length=15, block_size=32)
+  assert huffman.block_field_bits(32, 15) == 9
   total = 36 + 4 * 4 + 2 * 9 + 140  # = 210 bits -> 7 words
   assert stream.shape == [(total + 31) // 32]
-  padded = entropy._padded_words(stream)  # pylint: disable=protected-access
-  np.testing.assert_array_equal(entropy.read_fields(padded, [52, 61], 9), [56, 56])
+  padded = bitio.padded_words(stream)  # pylint: disable=protected-access
+  np.testing.assert_array_equal(bitio.read_fields(padded, [52, 61], 9), [56, 56])
   np.testing.assert_array_equal(
-      entropy.huffman_decode(stream, max_code_length=15, block_size=32), symbols)
+      huffman.huffman_decode(stream, max_code_length=15, block_size=32), symbols)
 
 
 def test_single_symbol_costs_no_payload():
   symbols = tf.fill([1000], 37)
-  stream = entropy.huffman_encode(symbols, 8, max_code_length=15)
+  stream = huffman.huffman_encode(symbols, 8, max_code_length=15)
   assert stream.shape == [(36 + 256 * 4 + 31) // 32]  # header + table only
-  np.testing.assert_array_equal(entropy.huffman_decode(stream, max_code_length=15), symbols)
+  np.testing.assert_array_equal(huffman.huffman_decode(stream, max_code_length=15), symbols)
 
 
 def test_fixed_width_stream_by_hand():
   symbols = tf.constant([5, 0, 7, 1, 2, 3, 4, 6, 6, 6])
-  stream = entropy.fixed_width_encode(symbols, 3)
+  stream = huffman.fixed_width_encode(symbols, 3)
   assert stream.shape == [3]  # 36 + 10 x 3 = 66 bits
-  n, b = entropy.stream_header(stream)
+  n, b = huffman.stream_header(stream)
   assert (int(n), int(b)) == (10, 3)
-  np.testing.assert_array_equal(entropy.fixed_width_decode(stream), symbols)
+  np.testing.assert_array_equal(huffman.fixed_width_decode(stream), symbols)
 
 
 # ------------------------------------------------------------ optimality and limits
@@ -131,7 +133,7 @@ def test_package_merge_is_optimal_when_unconstrained():
   for trial in range(20):
     k = int(rng.integers(2, 300))
     counts = rng.integers(0, 50, k) * (rng.random(k) < 0.7) + (np.arange(k) < 2)
-    lengths = entropy.huffman_code_lengths(tf.constant(counts), 24).numpy()
+    lengths = huffman.huffman_code_lengths(tf.constant(counts), 24).numpy()
     assert (lengths > 0).sum() == (counts > 0).sum(), trial
     assert np.sum(2.0 ** -lengths[lengths > 0]) == 1.0  # complete prefix code
     assert int(np.dot(lengths, counts)) == _huffman_cost(counts), trial
@@ -142,13 +144,13 @@ def test_length_limit_holds_on_fibonacci_counts():
   while len(fib) < 26:
     fib.append(fib[-1] + fib[-2])
   # Unlimited Huffman gives these lengths 1..25; the limit caps them at 15.
-  lengths = entropy.huffman_code_lengths(tf.constant(fib, tf.int64), 15).numpy()
+  lengths = huffman.huffman_code_lengths(tf.constant(fib, tf.int64), 15).numpy()
   assert lengths.max() == 15
   assert np.sum(2.0 ** -lengths) == 1.0
   assert np.dot(lengths, fib) >= _huffman_cost(fib)
   symbols = np.repeat(np.arange(26), fib).astype(np.int32)  # 318k symbols
-  stream = entropy.huffman_encode(symbols, 5, max_code_length=15)
-  np.testing.assert_array_equal(entropy.huffman_decode(stream, max_code_length=15), symbols)
+  stream = huffman.huffman_encode(symbols, 5, max_code_length=15)
+  np.testing.assert_array_equal(huffman.huffman_decode(stream, max_code_length=15), symbols)
 
 
 # ------------------------------------------------------------ exact round trips
@@ -156,17 +158,17 @@ def test_length_limit_holds_on_fibonacci_counts():
 
 @tf.function(input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32),
                               tf.TensorSpec([], tf.bool)])
-def _roundtrip(symbols, num_bits, huffman):
+def _roundtrip(symbols, num_bits, use_huffman):
   # One graph for every case: shapes and widths are dynamic, as inside TFF.
   def by_huffman():
-    return entropy.huffman_decode(
-        entropy.huffman_encode(symbols, num_bits, max_code_length=16, block_size=37),
+    return huffman.huffman_decode(
+        huffman.huffman_encode(symbols, num_bits, max_code_length=16, block_size=37),
         max_code_length=16, block_size=37)
 
   def by_fixed():
-    return entropy.fixed_width_decode(entropy.fixed_width_encode(symbols, num_bits))
+    return huffman.fixed_width_decode(huffman.fixed_width_encode(symbols, num_bits))
 
-  return tf.cond(huffman, by_huffman, by_fixed)
+  return tf.cond(use_huffman, by_huffman, by_fixed)
 
 
 def _cases():
@@ -193,11 +195,11 @@ def _cases():
     yield f"random {i} ({b} bits, n={n})", x, b
 
 
-@pytest.mark.parametrize("huffman", [True, False], ids=["huffman", "fixed"])
-def test_exact_roundtrip_on_every_input(huffman):
+@pytest.mark.parametrize("use_huffman", [True, False], ids=["huffman", "fixed"])
+def test_exact_roundtrip_on_every_input(use_huffman):
   for name, x, b in _cases():
     x = np.asarray(x, np.int32)
-    decoded = _roundtrip(x, b, huffman).numpy()
+    decoded = _roundtrip(x, b, use_huffman).numpy()
     assert decoded.dtype == np.int32, name
     np.testing.assert_array_equal(decoded, x, err_msg=name)
 
@@ -212,7 +214,7 @@ def _simple_roundtrip(spec: CodecSpec, x: np.ndarray):
   def run(value):
     encoded, _ = encoder.encode(value, encoder.initial_state())
     return (encoder.decode(encoded), bits.structure_bits_tf(encoded),
-            bits.raw_structure_bits_tf(encoded))
+            bits.raw_structure_bits_tf(encoded, entropy.RAW_BITS_RULES))
 
   decoded, coded, raw = run(tf.constant(x))
   return decoded.numpy(), int(coded), int(raw)
@@ -225,7 +227,7 @@ def test_uniform_huffman_decodes_like_uniform_and_counts_raw_as_uniform():
   coded, coded_bits, raw_bits = _simple_roundtrip(
       CodecSpec("uniform_huffman", options, threshold=0), x)
   np.testing.assert_array_equal(coded, plain)  # lossless after the same quantizer
-  assert plain_bits == bits.uniform_quantized_bits(3000, 8)
+  assert plain_bits == UNIFORM.bits(3000, {"bits": 8})
   assert raw_bits == plain_bits
   # Gaussian 8-bit symbols have ~6 bits of entropy.
   assert coded_bits < 0.85 * raw_bits
@@ -238,11 +240,11 @@ def test_generic_wrapper_over_another_codec():
   spec = CodecSpec("huffman", dict(options, base="uniform", block_size=100), threshold=0)
   coded, _, raw = _simple_roundtrip(spec, x)
   np.testing.assert_array_equal(coded, plain)
-  assert raw == bits.uniform_quantized_bits(3000, 3)
+  assert raw == UNIFORM.bits(3000, {"bits": 3})
 
 
 def test_wrapper_uses_32_bit_raw_size_after_bitpack32():
-  # `nonuniform` (registered by the fedcompress.stages package) packs 32 bits per word.
+  # `nonuniform` packs 32 bits per word.
   x = np.random.default_rng(5).normal(size=(4000,)).astype(np.float32)
   options = {"bits": 3, "method": "quantile"}
   plain, plain_bits, _ = _simple_roundtrip(CodecSpec("nonuniform", options, threshold=0), x)
@@ -265,13 +267,14 @@ def test_other_dtypes_come_back_with_a_counted_marker():
     encoded, _ = encoder.encode(value, encoder.initial_state())
     plain_encoded, _ = plain.encode(value, plain.initial_state())
     return (encoder.decode(encoded), plain.decode(plain_encoded),
-            bits.raw_structure_bits_tf(encoded), bits.structure_bits_tf(plain_encoded))
+            bits.raw_structure_bits_tf(encoded, entropy.RAW_BITS_RULES),
+            bits.structure_bits_tf(plain_encoded))
 
   decoded, plain_decoded, raw, plain_bits = run(tf.constant(x))
   assert decoded.dtype == tf.float64
   np.testing.assert_array_equal(decoded, plain_decoded)
   # Both carry a float64 marker; min/max are float64 too.
-  assert int(raw) == int(plain_bits) == bits.bitpacked_int32_count(500, 6) * 32 + 3 * 64
+  assert int(raw) == int(plain_bits) == -(-500 * 6 // 28) * 32 + 3 * 64
 
 
 def test_wrapper_rejects_codecs_without_symbols_and_unknown_coders():
@@ -347,7 +350,7 @@ def test_fedavg_reports_coded_bits_beside_raw_bits():
   metrics = process.next(process.initialize(), _clients()).metrics
   # The plain uniform codec: the 40 x 64 kernel at 8 bits in 28-bit words plus min/max;
   # bias (64), kernel (128) and bias (2) at float32.
-  per_client = bits.uniform_quantized_bits(2560, 8) + (64 + 128 + 2) * 32
+  per_client = UNIFORM.bits(2560, {"bits": 8}) + (64 + 128 + 2) * 32
   assert metrics["broadcast/bits"] == 3 * per_client
   assert metrics["aggregate/bits"] == 3 * (per_client + 32)
   assert 0 < metrics["broadcast/coded_bits"] < metrics["broadcast/bits"]

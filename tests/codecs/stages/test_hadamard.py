@@ -1,4 +1,4 @@
-"""Tests of the `hadamard` codec (fedcompress/stages/hadamard.py).
+"""Tests of the `hadamard` codec (fedcompress/codecs/stages/hadamard.py).
 
 Its stages are tested on their own in test_rotation.py, test_packing.py and
 tensor_encoding (uniform quantization); here: bits, error bound, unbiasedness.

@@ -1,4 +1,4 @@
-"""Tests of the `kashin` codec (fedcompress/stages/kashin.py).
+"""Tests of the `kashin` codec (fedcompress/codecs/stages/kashin.py).
 
 The representation itself is tensor_encoding's `KashinHadamardEncodingStage` (tested
 there); here: the frame size, bits in both directions, and the quantization error.
@@ -48,7 +48,7 @@ def test_small_range_gives_a_small_error():
 
 
 @pytest.mark.parametrize("options", [{"bits": 0}, {"eta": 1.0}, {"delta": 0.0},
-                                     {"num_iters": 0}, {"last_iter_clip": 1}])
+                                     {"num_iters": 0}, {"last_iter_clip": 2}])
 def test_bad_options_raise(options):
   with pytest.raises(ValueError):
     CodecSpec("kashin", options)

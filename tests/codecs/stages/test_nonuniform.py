@@ -1,4 +1,4 @@
-"""Tests of the `nonuniform` codec (fedcompress/stages/nonuniform.py)."""
+"""Tests of the `nonuniform` codec (fedcompress/codecs/stages/nonuniform.py)."""
 
 from __future__ import annotations
 

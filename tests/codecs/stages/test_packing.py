@@ -1,4 +1,4 @@
-"""Tests of 32-bit-per-word packing (fedcompress/stages/packing.py)."""
+"""Tests of 32-bit-per-word packing (fedcompress/codecs/stages/packing.py)."""
 
 from __future__ import annotations
 

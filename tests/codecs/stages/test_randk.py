@@ -1,4 +1,4 @@
-"""Tests of the `randk` codec (fedcompress/stages/randk.py)."""
+"""Tests of the `randk` codec (fedcompress/codecs/stages/randk.py)."""
 
 from __future__ import annotations
 

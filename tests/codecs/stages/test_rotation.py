@@ -1,4 +1,4 @@
-"""Tests of the blockwise randomized Hadamard rotation (fedcompress/stages/rotation.py)."""
+"""Tests of the blockwise randomized Hadamard rotation (fedcompress/codecs/stages/rotation.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of the `topk` codec (fedcompress/stages/topk.py)."""
+"""Tests of the `topk` codec (fedcompress/codecs/stages/topk.py)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,51 @@
+"""The per-coordinate budget of the `adaptive` codec that makes a round cost a given total."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import tensorflow as tf
+
+from fedcompress.codecs.accounting import tensor_bits
+from fedcompress.codecs.spec import DEFAULT_THRESHOLD, CodecSpec
+
+
+def budget_bits_per_coordinate(aggregate_bits_budget: float, clients_per_round: int,
+                               value_specs: Iterable[tf.TensorSpec],
+                               threshold: int = DEFAULT_THRESHOLD) -> float:
+  """The `budget_bits_per_coordinate` that makes a round cost `aggregate_bits_budget`.
+
+  Inverts `build_fedavg`'s uplink accounting with `build_mean_factory`: per client,
+  tensors at or under `threshold` (and non-float ones) go through identity at full
+  width, the mean's float32 weight costs 32 bits, and the rest is encoded by this
+  codec at the per-coordinate budget. So
+
+      budget = (aggregate_bits_budget / clients_per_round - fixed) / encoded_coordinates
+
+  Args:
+    aggregate_bits_budget: bits per round, total over the round's clients (the value
+      of `--aggregate_bits_budget`), met by `aggregate/coded_bits`.
+    clients_per_round: clients sampled per round.
+    value_specs: specs of the aggregated tensors (the model's trainable weights).
+    threshold: the codec's `CodecSpec.threshold`.
+
+  Raises:
+    ValueError: nothing to encode, or the budget does not cover the unencoded part.
+  """
+  if clients_per_round < 1:
+    raise ValueError(f"clients_per_round must be >= 1, got {clients_per_round}")
+  policy = CodecSpec("identity", threshold=threshold)
+  encoded, fixed = 0, 32  # The mean's float32 weight.
+  for spec in value_specs:
+    if policy.applies_to(spec):
+      encoded += math.prod(spec.shape.as_list())
+    else:
+      fixed += tensor_bits(spec.shape.as_list(), spec.dtype)
+  if encoded == 0:
+    raise ValueError(f"no tensor has more than {threshold} elements: nothing to encode")
+  per_client = aggregate_bits_budget / clients_per_round
+  if per_client <= fixed:
+    raise ValueError(f"a budget of {aggregate_bits_budget} bits for {clients_per_round} "
+                     f"clients does not cover the {fixed} unencoded bits per client")
+  return (per_client - fixed) / encoded

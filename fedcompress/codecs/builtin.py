@@ -1,0 +1,104 @@
+"""The built-in codecs: one record each, the only module that names the stages together.
+
+`fedcompress.codecs` imports this module once, which registers every record below.
+Each record takes its option check, builder, bit formula and error bound from its
+technique module (`fedcompress.codecs.stages`); entropy-coded variants are composed
+here from a base codec and the Huffman stage.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
+
+from fedcompress.codecs.registry import Codec, get_codec, register
+from fedcompress.codecs.stages import (
+  _common,
+  adaptive,
+  drive,
+  eden,
+  entropy,
+  hadamard,
+  huffman,
+  kashin,
+  nonuniform,
+  randk,
+  topk,
+  uniform,
+)
+
+
+def _identity_bits(num_elements: int, *, direction: str = "aggregate",
+                   dtype=tf.float32) -> int:
+  del direction
+  return num_elements * _common.dtype_bits(dtype)
+
+
+def _technique(name: str, module, summary: str) -> Codec:
+  """The record of a codec whose technique module has all four functions."""
+  return Codec(name, build=module.build, check_options=module.check_options,
+               bits_formula=module.bits_formula, error_bound=module.relative_error_bound,
+               summary=summary)
+
+
+# Entropy coding after a base codec: the base codec's options plus the coder's.
+# Codecs that already entropy-code cannot be a base.
+_ENTROPY_CODED = ("huffman", "uniform_huffman")
+
+
+def _check_entropy_options(base: str = "uniform", coder: str = "huffman",
+                           max_code_length: int | None = None,
+                           block_size: int = huffman.DEFAULT_BLOCK_SIZE,
+                           **base_options) -> dict:
+  if base in _ENTROPY_CODED:
+    raise ValueError(f"base codec {base!r} is already entropy coded")
+  _common.check_choice("coder", coder, tuple(sorted(entropy.ENTROPY_CODERS)))
+  checked = get_codec(base).options(base_options)
+  if max_code_length is not None:
+    huffman.check_max_code_length(max_code_length, checked.get("bits", 1))
+  return {"base": base, "coder": coder, "max_code_length": max_code_length,
+          "block_size": huffman.check_block_size(block_size), **checked}
+
+
+def _build_entropy_coded(base: str, coder: str, max_code_length: int | None,
+                         block_size: int, **base_options) -> te.core.Encoder:
+  return entropy.entropy_coded(get_codec(base).build(**base_options), coder,
+                               max_code_length=max_code_length, block_size=block_size)
+
+
+def _check_uniform_huffman(**options) -> dict:
+  if "base" in options:
+    raise ValueError("uniform_huffman takes no base option: it is huffman with "
+                     "base=uniform")
+  return _check_entropy_options(base="uniform", **options)
+
+
+def register_builtin_codecs() -> None:
+  """Registers every built-in codec (called once, by `fedcompress.codecs`)."""
+  register(Codec("identity", build=te.encoders.identity, bits_formula=_identity_bits,
+                 error_bound=lambda num_elements: 0.0,
+                 summary="no compression: every tensor at its dtype's width"))
+  register(_technique("uniform", uniform,
+                      "min/max uniform quantization to `bits`, 28 bits per int32 (TFF "
+                      "tutorial)"))
+  register(_technique("hadamard", hadamard,
+                      "randomized Hadamard rotation + uniform quantization"))
+  register(_technique("kashin", kashin, "Kashin's representation + uniform quantization"))
+  register(_technique("drive", drive, "DRIVE: rotation, 1 bit per coordinate + unbiased scale"))
+  register(_technique("eden", eden, "EDEN: rotation, 1-4 bit Lloyd-Max + unbiased scale"))
+  register(_technique("topk", topk, "k largest magnitudes, values + int32 indices"))
+  register(_technique("randk", randk, "k seed-chosen coordinates, values + seed"))
+  register(_technique("nonuniform", nonuniform,
+                      "per-tensor quantile / Lloyd-Max levels + codebook"))
+  register(Codec("huffman", build=_build_entropy_coded, check_options=_check_entropy_options,
+                 raw_bits_rules=entropy.RAW_BITS_RULES,
+                 summary="a base codec (option `base`) with its bit-packing Huffman coded"))
+  register(Codec("uniform_huffman", build=_build_entropy_coded,
+                 check_options=_check_uniform_huffman, raw_bits_rules=entropy.RAW_BITS_RULES,
+                 summary="uniform quantization, then Huffman coding"))
+  register(Codec("adaptive", build=adaptive.build, check_options=adaptive.check_options,
+                 raw_bits_rules=adaptive.RAW_BITS_RULES,
+                 summary="uniform width chosen each round to meet a bits-per-coordinate "
+                 "budget"))
+
+

@@ -1,0 +1,186 @@
+"""One record per codec, and the registry of codecs by name.
+
+A `Codec` is everything fedcompress knows about one codec, defined once: how to check
+its options (and fill in their defaults), how to build its `tensor_encoding` Encoder,
+its exact wire size per tensor, its worst-case relative error, and, for entropy
+coders, how to count the raw (bit-packed) size of the streams it sends. The built-in
+records are made in `fedcompress.codecs.builtin`, the only module that names the
+stages together; `register` adds yours.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import tensorflow as tf
+from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
+
+from fedcompress.codecs.accounting import RawBitsRules
+from fedcompress.codecs.stages import _common
+
+Builder = Callable[..., te.core.Encoder]
+# (num_elements, *, direction, dtype, **options) -> exact bits of one encoded tensor.
+BitsFormula = Callable[..., int]
+# (num_elements, **options) -> worst-case ||x - x_hat|| / ||x|| over all inputs, or None.
+ErrorBound = Callable[..., float | None]
+# (**options) -> the complete checked options (defaults filled in); raises ValueError.
+OptionCheck = Callable[..., dict[str, Any]]
+
+DIRECTIONS = ("broadcast", "aggregate")
+
+
+def _signature_defaults(fn: Callable[..., Any]) -> OptionCheck:
+  """An option check that only fills in `fn`'s keyword defaults (for user codecs)."""
+  signature = inspect.signature(fn)
+
+  def check(**options) -> dict[str, Any]:
+    bound = signature.bind(**options)
+    bound.apply_defaults()
+    out = dict(bound.arguments)
+    for name, parameter in signature.parameters.items():
+      if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+        out.update(out.pop(name, {}))
+      elif parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+        out.pop(name, None)
+    return out
+
+  return check
+
+
+@dataclasses.dataclass(frozen=True)
+class Codec:
+  """A codec: its option check, Encoder builder, bit formula, error bound, raw-bits rules.
+
+  Attributes:
+    name: registry name (what `--aggregate_encoder` and `CodecSpec` take).
+    build: `(**checked_options) -> te.core.Encoder`.
+    check_options: `(**options) -> dict`, the options checked and completed with their
+      defaults; raises ValueError naming a bad option. Default: `build`'s signature.
+    bits_formula: exact wire bits of one tensor, `(num_elements, *, direction, dtype,
+      **checked_options) -> int`; None where the size depends on the data.
+    error_bound: worst-case `||x - x_hat|| / ||x||` over all inputs,
+      `(num_elements, **checked_options) -> float | None`; None where none is derived.
+    raw_bits_rules: for codecs that send coded streams, the stream's key -> its raw
+      (bit-packed) size in-graph (see `fedcompress.codecs.accounting`).
+    summary: one line for listings.
+  """
+
+  name: str
+  build: Builder
+  check_options: OptionCheck | None = None
+  bits_formula: BitsFormula | None = None
+  error_bound: ErrorBound | None = None
+  raw_bits_rules: RawBitsRules = dataclasses.field(default_factory=dict)
+  summary: str = ""
+
+  def options(self, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """`options` checked and completed with the codec's defaults.
+
+    Raises:
+      ValueError: an unknown option (the message lists the valid ones) or a bad value.
+    """
+    options = dict(options or {})
+    check = self.check_options or _signature_defaults(self.build)
+    parameters = inspect.signature(check).parameters.values()
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+      valid = [p.name for p in parameters if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+      unknown = sorted(set(options) - set(valid))
+      if unknown:
+        raise ValueError(f"codec {self.name!r} has no option {unknown[0]!r}; its options: "
+                         f"{', '.join(valid) or 'none'}")
+    try:
+      return check(**options)
+    except TypeError as e:  # A builder signature that binds differently.
+      raise ValueError(f"codec {self.name!r}: {e}") from None
+
+  def encoder(self, options: Mapping[str, Any] | None = None) -> te.core.Encoder:
+    """The codec's Encoder for `options` (checked here)."""
+    return self.build(**self.options(options))
+
+  def bits(self, num_elements: int, options: Mapping[str, Any] | None = None, *,
+           direction: str = "aggregate", dtype=tf.float32) -> int:
+    """Exact bits of one `num_elements`-element tensor through this codec.
+
+    Raises:
+      ValueError: the codec's size depends on the data (no bit formula), a bad option,
+        or a direction other than 'broadcast' and 'aggregate'.
+    """
+    _common.check_choice("direction", direction, DIRECTIONS)
+    if self.bits_formula is None:
+      raise ValueError(f"codec {self.name!r} has no bit formula: its size depends on the data")
+    return self.bits_formula(num_elements, direction=direction, dtype=tf.as_dtype(dtype),
+                             **self.options(options))
+
+  def relative_error_bound(self, num_elements: int,
+                           options: Mapping[str, Any] | None = None) -> float | None:
+    """Worst-case `||x - x_hat|| / ||x||` over all inputs (float rounding aside), or None."""
+    if self.error_bound is None:
+      return None
+    return self.error_bound(num_elements, **self.options(options))
+
+
+_CODECS: dict[str, Codec] = {}
+
+
+def register(codec: Codec, *, overwrite: bool = False) -> Codec:
+  """Adds `codec` to the registry under `codec.name` and returns it."""
+  if not isinstance(codec.name, str) or not codec.name:
+    raise ValueError("codec name must be a non-empty string")
+  if codec.name in _CODECS and not overwrite:
+    raise ValueError(f"codec {codec.name!r} is already registered (pass overwrite=True to "
+                     "replace it)")
+  _CODECS[codec.name] = codec
+  return codec
+
+
+def unregister(name: str) -> None:
+  """Removes codec `name` (e.g. one a test or notebook registered); a no-op if absent."""
+  _CODECS.pop(name, None)
+
+
+def register_codec(name: str, builder: Builder, *, overwrite: bool = False) -> Codec:
+  """Registers `builder(**options) -> te.core.Encoder` under `name`.
+
+  The options are those of `builder`'s signature; for a bit formula, an error bound or
+  option checks of your own, register a `Codec` with `register`.
+  """
+  return register(Codec(name, builder), overwrite=overwrite)
+
+
+def register_stage(name: str, stage_factory: Callable[..., Any], *, flatten: bool = True,
+                   overwrite: bool = False) -> Codec:
+  """Registers a single (Adaptive)EncodingStageInterface as a codec.
+
+  Args:
+    name: codec name.
+    stage_factory: `(**options) -> stage`, typically the stage class itself.
+    flatten: reshape the tensor to rank 1 before the stage, as the built-in codecs do.
+    overwrite: replace an existing codec of that name.
+  """
+
+  def builder(**options) -> te.core.Encoder:
+    composer = te.core.EncoderComposer(stage_factory(**options))
+    if flatten:
+      composer = composer.add_parent(
+          te.stages.FlattenEncodingStage(), te.stages.FlattenEncodingStage.ENCODED_VALUES_KEY)
+    return composer.make()
+
+  check = _signature_defaults(stage_factory)
+  return register(Codec(name, builder, check_options=check), overwrite=overwrite)
+
+
+def available_codecs() -> list[str]:
+  """Names of the registered codecs, sorted."""
+  return sorted(_CODECS)
+
+
+def get_codec(name: str) -> Codec:
+  """The record of codec `name`; ValueError listing the valid names if there is none."""
+  try:
+    return _CODECS[name]
+  except (KeyError, TypeError):
+    raise ValueError(
+        f"unknown codec {name!r}; valid codecs: {', '.join(available_codecs())}") from None

@@ -1,0 +1,69 @@
+"""Bit I/O in graph ops: fields of 0..32 bits, most significant bit first, 32 per int32.
+
+The entropy coders write their streams with `write_fields` and read them back with
+`read_fields` on `padded_words(stream)`; everything is vectorized (cumulative sums and
+segment sums), so it runs inside TFF computations with no Python loop over bits.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def _low_mask(widths: tf.Tensor) -> tf.Tensor:
+  """int64 masks of the low `widths` (0..32) bits."""
+  return tf.bitwise.left_shift(tf.constant(1, tf.int64), widths) - 1
+
+
+def write_fields(values: tf.Tensor, widths: tf.Tensor) -> tf.Tensor:
+  """Concatenates `values[i]` as `widths[i]`-bit fields into int32 words.
+
+  Args:
+    values: rank-1 integer tensor; only the low `widths[i]` bits of each are written.
+    widths: rank-1 integer tensor of field widths in 0..32, same length.
+
+  Returns:
+    int32 tensor of shape `[ceil(sum(widths) / 32)]`, the last word zero-padded.
+  """
+  values = tf.cast(values, tf.int64)
+  widths = tf.cast(widths, tf.int64)
+  pos = tf.cumsum(widths, exclusive=True)
+  num_words = (tf.reduce_sum(widths) + 31) // 32
+  word = pos // 32
+  # A field (<= 32 bits) starting at bit offset <= 31 of its word fits in the 64-bit
+  # pair (word, word + 1); place it there, left aligned after `offset` bits.
+  shift = tf.cast(64 - pos % 32 - widths, tf.uint64)
+  field = tf.cast(tf.bitwise.bitwise_and(values, _low_mask(widths)), tf.uint64)
+  placed = tf.bitwise.left_shift(field, shift)
+  hi = tf.cast(tf.bitwise.right_shift(placed, tf.constant(32, tf.uint64)), tf.int64)
+  lo = tf.cast(tf.bitwise.bitwise_and(placed, tf.constant(0xFFFFFFFF, tf.uint64)), tf.int64)
+  # Fields never overlap, so summing them is OR-ing them, and no word exceeds 2**32.
+  segments = num_words + 2
+  words = (tf.math.unsorted_segment_sum(hi, word, segments)
+           + tf.math.unsorted_segment_sum(lo, word + 1, segments))[:num_words]
+  return tf.bitcast(tf.cast(words, tf.uint32), tf.int32)
+
+
+def padded_words(stream: tf.Tensor) -> tf.Tensor:
+  """uint64 copy of the stream's words with two zero words appended (safe peeking)."""
+  words = tf.cast(tf.bitcast(tf.reshape(tf.cast(stream, tf.int32), [-1]), tf.uint32),
+                  tf.uint64)
+  return tf.concat([words, tf.zeros([2], tf.uint64)], 0)
+
+
+def read_fields(padded: tf.Tensor, pos: tf.Tensor, width) -> tf.Tensor:
+  """Reads `width`-bit fields (<= 32) at bit positions `pos` of `padded_words` output.
+
+  Positions past the end read zeros (or garbage from clamping), never fail; callers
+  only use fields they wrote.
+  """
+  pos = tf.cast(pos, tf.int64)
+  width = tf.cast(width, tf.int64)
+  last = tf.cast(tf.size(padded), tf.int64) - 2
+  word = tf.clip_by_value(pos // 32, 0, last)
+  pair = tf.bitwise.bitwise_or(
+      tf.bitwise.left_shift(tf.gather(padded, word), tf.constant(32, tf.uint64)),
+      tf.gather(padded, word + 1))
+  shifted = tf.bitwise.right_shift(pair, tf.cast(64 - pos % 32 - width, tf.uint64))
+  return tf.bitwise.bitwise_and(tf.cast(shifted, tf.int64), _low_mask(width))
+
