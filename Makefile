@@ -8,7 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV_PY := .venv/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: venv test demo lint bench clean
+.PHONY: venv test test-fast demo lint bench clean
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -23,6 +23,10 @@ venv: .venv/.synced
 test: venv
 	$(VENV_PY) -m pytest -q tests
 
+# The edit-test loop: everything but the slow, notebook and browser tests.
+test-fast: venv
+	$(VENV_PY) -m pytest -q -m "not slow and not notebook and not browser" tests
+
 demo: venv
 	$(VENV_PY) experiments/demo.py
 
@@ -34,7 +38,7 @@ bench: venv
 	    --memory_cache_dir=runs/benchmark_data
 
 lint: venv
-	.venv/bin/ruff check fedcompress experiments tests
+	.venv/bin/ruff check fedcompress experiments tests tools
 
 clean:
 	rm -rf .venv .tools

@@ -9,9 +9,12 @@ checkpoints/}; `--resume` continues a run from its last checkpoint.
 
 import sys
 
+from fedcompress.federated import quiet
+
+quiet.quiet_tensorflow()  # Before TensorFlow loads: it reads its log level only then.
+
 from absl import app, flags
 
-import fedcompress  # noqa: F401  (first: quiet TF logs, owned TFF worker)
 from fedcompress.federated import runtime
 from fedcompress.harness import flags as fc_flags
 from fedcompress.harness.cli import interruptible, parse_flags

@@ -13,9 +13,12 @@ A small model in minutes on a CPU, on the Dickens texts the tutorial's model saw
 
 from __future__ import annotations
 
+from fedcompress.federated import quiet
+
+quiet.quiet_tensorflow()  # Before TensorFlow loads: it reads its log level only then.
+
 from absl import app, flags
 
-import fedcompress  # noqa: F401  (before TF: quiet logs, owned TFF runtime)
 from fedcompress.harness.cli import fail, interruptible, parse_flags
 from fedcompress.tasks.datasets.text import TextInputError
 from fedcompress.tasks.models import pretrain

@@ -8,9 +8,12 @@ and outputs as the EMNIST experiment), evaluates after each round on held-out te
 snippets, then generates text into generated.txt and saves final_model.keras.
 """
 
+from fedcompress.federated import quiet
+
+quiet.quiet_tensorflow()  # Before TensorFlow loads: it reads its log level only then.
+
 from absl import app, flags
 
-import fedcompress  # noqa: F401  (first: quiet TF logs)
 from fedcompress.federated import runtime
 from fedcompress.harness import flags as fc_flags
 from fedcompress.harness.cli import fail, interruptible, parse_flags

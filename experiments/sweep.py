@@ -11,9 +11,12 @@ Finished runs are skipped and unfinished ones resumed, so the same command conti
 an interrupted sweep. Writes summary.csv and summary.md next to the runs.
 """
 
+from fedcompress.federated import quiet
+
+quiet.quiet_tensorflow()  # Before TensorFlow loads: it reads its log level only then.
+
 from absl import app, flags
 
-import fedcompress  # noqa: F401  (first: quiet TF logs)
 from fedcompress.federated import runtime
 from fedcompress.harness.cli import fail, interruptible, parse_flags
 from fedcompress.harness.summary import format_markdown

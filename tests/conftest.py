@@ -1,7 +1,8 @@
 """Shared test fixtures.
 
-Importing fedcompress first quiets TensorFlow and installs the context whose worker
-process fedcompress owns, so no test leaves a `worker_binary` behind.
+Before any test module loads TensorFlow, the suite quiets it and installs the TFF
+context whose worker process fedcompress owns, so no test leaves a `worker_binary`
+behind (importing fedcompress itself does neither).
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ import sys
 import pytest
 from absl import flags
 
-import fedcompress.federated.runtime  # noqa: F401  (side effects: quiet logs, owned TFF runtime)
+from fedcompress.federated import quiet
+
+quiet.quiet_tensorflow()
+
+from fedcompress.federated import runtime  # noqa: E402
+
+runtime.install()
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED_DATA = pathlib.Path(os.environ.get("FEDCOMPRESS_SHARED_DATA",

@@ -32,6 +32,8 @@ from fedcompress.tasks.datasets import char_vocab
 from fedcompress.tasks.datasets import shakespeare as sh
 from fedcompress.tasks.models import char_rnn
 
+pytestmark = pytest.mark.notebook  # kernels run whole notebooks (minutes)
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO_ROOT / "notebooks"
 SHARED_DATA = pathlib.Path(os.environ.get("FEDCOMPRESS_SHARED_DATA",
@@ -59,7 +61,7 @@ def _inject_parameters(nb: nbformat.NotebookNode, params: dict) -> nbformat.Note
   cell.metadata["tags"] = ["injected-parameters"]
   nb.cells.insert(tagged[0] + 1, cell)
   nb.cells.append(nbformat.v4.new_code_cell(
-      "from fedcompress import runtime as _runtime\n"
+      "from fedcompress.federated import runtime as _runtime\n"
       f"print('{WORKER_PIDS_MARKER}' + ','.join(map(str, _runtime.worker_pids())))"))
   for i, c in enumerate(nb.cells):
     c["id"] = f"test-{i:02d}"  # Inserted cells need ids too (nbformat 4.5).
@@ -190,7 +192,7 @@ def test_emnist_compression_notebook(executed):
   assert original[m.BROADCAST_BITS] == 2 * 1_663_370 * 32
   assert original[m.AGGREGATE_BITS] == 2 * (1_663_370 * 32 + 32)
   # The tutorial's 146.46 Mibit per round for 10 clients (153,575,360 bits, see
-  # ../shared/DESIGN.md) is 15,357,536 bits per client.
+  # tests/codecs/test_accounting.py) is 15,357,536 bits per client.
   assert compressed[m.BROADCAST_BITS] == 2 * 15_357_536
   assert compressed[m.AGGREGATE_BITS] == 2 * (15_357_536 + 32)
   text = _stream_text(nb)

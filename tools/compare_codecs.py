@@ -12,9 +12,12 @@ coordinate and round time is written to <root>/codec_table.md and, with
 import glob
 import os
 
+from fedcompress.federated import quiet
+
+quiet.quiet_tensorflow()  # Before TensorFlow loads: it reads its log level only then.
+
 from absl import app, flags
 
-import fedcompress  # noqa: F401  (first: quiet TF logs)
 from fedcompress.federated import runtime
 from fedcompress.harness.cli import fail, interruptible, parse_flags
 from fedcompress.harness.sweep import EXPERIMENTS, run_sweep, runs_from_flagfiles

@@ -8,9 +8,12 @@ ratios b/a, c/b and c/d, and the driver's peak memory for generated datasets of 
 3,400 clients; writes all of it to --output. See tools/benchmark.py.
 """
 
+from fedcompress.federated import quiet
+
+quiet.quiet_tensorflow()  # Before TensorFlow loads: it reads its log level only then.
+
 from absl import app, flags
 
-import fedcompress  # noqa: F401  (first: quiet TF logs, owned TFF worker)
 from fedcompress.federated import runtime
 from tools import benchmark
 

@@ -1,8 +1,10 @@
-"""Quiets TensorFlow/TFF log noise before TensorFlow is first imported.
+"""Quiets TensorFlow/TFF log noise for the binaries, when they ask, before TensorFlow loads.
 
-TensorFlow reads `TF_CPP_MIN_LOG_LEVEL` once, when its C++ library loads, so this has
-to run before `import tensorflow`; absl flags are parsed only later, in `main()`. The
-`--tf_logs` flag (see `fedcompress.flags`) is therefore also looked for directly in
+Nothing here runs at import: `import fedcompress` leaves the user's warning filters,
+logger levels and environment alone. The binaries (and notebooks that want it) call
+`quiet_tensorflow()` first thing, because TensorFlow reads `TF_CPP_MIN_LOG_LEVEL` once,
+when its C++ library loads. absl flags are parsed only later, in `main()`, so the
+`--tf_logs` flag (see `fedcompress.harness.flags`) is also looked for directly in
 `sys.argv` here, and `FEDCOMPRESS_TF_LOGS=1` does the same for notebooks and scripts.
 """
 
@@ -20,7 +22,12 @@ def tf_logs_requested(argv: list[str] | None = None) -> bool:
 
 
 def quiet_tensorflow() -> None:
-  """Sets the environment so TensorFlow starts quiet, unless logs were requested."""
+  """Starts TensorFlow quiet in this process, unless logs were requested.
+
+  Sets the C++ log levels of TensorFlow and TFF's worker (environment), ignores
+  deprecation and future warnings, and lowers the Python `tensorflow` and absl loggers
+  to errors. For binaries and notebooks; the library itself never calls it.
+  """
   if tf_logs_requested():
     return
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -30,15 +37,9 @@ def quiet_tensorflow() -> None:
   warnings.filterwarnings("ignore", category=FutureWarning)
   # google.rpc (a TFF dependency) imports pkg_resources, which warns on every start.
   warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
-
-
-def quiet_python_loggers() -> None:
-  """Lowers Python-side TF/absl loggers once TensorFlow is imported."""
-  if tf_logs_requested():
-    return
   import logging
 
-  logging.getLogger("tensorflow").setLevel(logging.ERROR)
   from absl import logging as absl_logging
 
+  logging.getLogger("tensorflow").setLevel(logging.ERROR)
   absl_logging.set_verbosity(absl_logging.ERROR)

@@ -9,6 +9,9 @@ of a pipe, so `python experiments/x.py | tail` never ends. Here the worker:
   process dies, even by SIGKILL;
 * is stopped explicitly at interpreter exit (normal exit, exception, SIGINT) and, once
   `install_signal_handlers()` ran, on SIGTERM;
+* is installed only when asked: `install()` (idempotent; `run_experiment` and the
+  binaries call it), `set_local_context` or `configure`. Importing this module changes
+  nothing;
 * writes its logs to /dev/null unless TF logs were asked for (`--tf_logs`).
 
 `set_remote_context` runs rounds across remote workers instead (`--workers`, each
@@ -163,7 +166,7 @@ class _LocalWorkerManager:
     if _shut_down.is_set():
       # A round still in flight while the process exits (SIGINT, SIGTERM) must not
       # start a fresh worker: that worker would be forked during gRPC teardown.
-      raise RuntimeError("fedcompress.runtime is shut down; no TFF worker is started")
+      raise RuntimeError("fedcompress.federated.runtime is shut down; no TFF worker is started")
     if self._stub is not None and self._worker is not None and self._worker.alive():
       if self._stub.is_ready:
         return self._stub
@@ -216,6 +219,7 @@ def set_local_context(max_concurrent_clients: int | None = None) -> None:
   if _manager is not None:
     _manager.stop()
   _shut_down.clear()
+  _stop_at_exit()
   calls = default_max_concurrent_clients() if max_concurrent_clients is None else (
       max_concurrent_clients)
   manager = _LocalWorkerManager(calls)
@@ -401,6 +405,7 @@ def set_remote_context(workers: Sequence[str], *, max_concurrent_clients: int | 
     _manager.stop()
     _manager = None
   _close_remote()
+  _stop_at_exit()
   _remote_channels.extend(channels)
   context_stack_impl.context_stack.set_default_context(
       _RemoteContext(contexts, max_concurrent_clients))
@@ -515,8 +520,35 @@ def install_signal_handlers() -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
 
 
-atexit.register(shutdown)
-_quiet.quiet_python_loggers()
-# Replace the context TFF installed on import: ours is equally lazy but owns its worker.
-set_local_context()
+_atexit_registered = False
+
+
+def _stop_at_exit() -> None:
+  global _atexit_registered
+  if not _atexit_registered:
+    atexit.register(shutdown)
+    _atexit_registered = True
+
+
+def installed() -> bool:
+  """Whether a fedcompress context (local or remote workers) is in place."""
+  return _manager is not None or bool(_remote_channels)
+
+
+def install(max_concurrent_clients: int | None = None) -> None:
+  """Makes TFF run computations on a worker this process owns; idempotent.
+
+  Importing fedcompress changes nothing in the process: TFF keeps the context it
+  installed on `import tensorflow_federated`, whose worker may outlive Python. This
+  replaces it with `set_local_context(max_concurrent_clients)` unless a fedcompress
+  context is already in place (then it does nothing). The binaries call it through
+  `configure`, `run_experiment` calls it before its first round, and a notebook or
+  script that builds and runs a process by hand calls it once (also as
+  `fedcompress.install_runtime()`).
+
+  Args:
+    max_concurrent_clients: see `set_local_context`.
+  """
+  if not installed():
+    set_local_context(max_concurrent_clients)
 

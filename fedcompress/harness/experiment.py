@@ -21,7 +21,7 @@ import tensorflow_federated as tff
 
 from fedcompress import metrics as m
 from fedcompress.codecs import CodecSpec
-from fedcompress.federated import runtime  # noqa: F401  (owned TFF worker for the processes built here)
+from fedcompress.federated import runtime
 from fedcompress.federated.fedavg import build_fedavg
 from fedcompress.harness import reporting
 from fedcompress.harness.checkpoints import Checkpointer, CheckpointMismatchError
@@ -229,6 +229,8 @@ def run_experiment(task: FederatedTask, config: ExperimentConfig, *,
   unknown = [c for c in (config.fixed_clients or ()) if c not in set(task.client_ids)]
   if unknown:
     raise ValueError(f"unknown client id(s): {', '.join(unknown)}")
+  # The rounds run on a TFF worker this process owns (unless a context is in place).
+  runtime.install()
   resuming = prepare_run_dir(config)
   config_path = os.path.join(config.run_dir, CONFIG_FILE)
   previous_config = _read_optional(config_path)

@@ -14,6 +14,8 @@ from fedcompress import metrics as m
 from fedcompress.harness import reporting
 from tools import browser_check
 
+pytestmark = pytest.mark.browser  # starts TensorBoard and Chromium
+
 RUNS = {"original": 532_278_400, "compressed_u8": 153_575_360}
 
 
