@@ -8,7 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV_PY := .venv/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: venv test demo lint bench clean requirements
+.PHONY: venv test demo lint bench clean requirements dist
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -61,6 +61,12 @@ requirements: | $(UV)
 	  $(UV) export --locked --no-default-groups --no-emit-project --format requirements.txt \
 	      --no-header --quiet; } > requirements.txt.tmp
 	mv requirements.txt.tmp requirements.txt
+
+# Wheel and sdist of this checkout in dist/ (emptied first, so `dist/fedcompress-*.whl`
+# names one file). The wheel holds the fedcompress package only.
+dist: | $(UV)
+	rm -rf dist
+	$(UV) build --python $(PYTHON) --out-dir dist
 
 lint: venv
 	.venv/bin/ruff check fedcompress experiments tests
