@@ -8,7 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV_PY := .venv/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: venv test demo lint bench clean requirements dist
+.PHONY: venv test demo lint bench clean requirements dist check-install
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -67,6 +67,12 @@ requirements: | $(UV)
 dist: | $(UV)
 	rm -rf dist
 	$(UV) build --python $(PYTHON) --out-dir dist
+
+# The README's plain-pip install (no uv) of the wheel from `make dist` in a fresh venv,
+# then an import and a one-round run from outside the checkout. It downloads TensorFlow
+# and the rest from PyPI (minutes), so it is not part of `make test`.
+check-install: dist
+	$(PYTHON) tools/check_install.py --python $(PYTHON) --wheel dist/fedcompress-*.whl
 
 lint: venv
 	.venv/bin/ruff check fedcompress experiments tests
