@@ -28,9 +28,9 @@ import time
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
-# What a user runs once the package is installed. The one copy in the repository of the
-# import paths it exercises: the README's plain-pip example must equal it
-# (tests/test_check_install.py), so moving a module means changing it here.
+# What a user runs once the package is installed: the place to change when modules move.
+# The README shows the same text as its plain-pip example, and tests/test_check_install.py
+# fails when the two differ or when a name imported here does not exist.
 SMOKE_TEST = """\
 from fedcompress.experiment import ExperimentConfig, describe_result, run_experiment
 from fedcompress.tasks.digits import digits_task
