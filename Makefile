@@ -8,7 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV_PY := .venv/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: venv test test-fast demo lint bench clean
+.PHONY: venv test test-fast demo lint bench clean requirements dist check-install
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -37,8 +37,49 @@ bench: venv
 	$(VENV_PY) -m tools.run_benchmark --rounds=7 --output=runs/benchmark.json \
 	    --memory_cache_dir=runs/benchmark_data
 
+# requirements.txt: the lock's runtime closure, for installing with plain pip (no uv).
+# --locked refuses a uv.lock that no longer matches pyproject.toml (run `uv lock` first);
+# --no-default-groups leaves out the dev group; --no-emit-project leaves out the `-e .`
+# line (the package itself is installed from its wheel). The header is written here
+# because it explains the install command, which uv's own header does not.
+define REQUIREMENTS_HEADER
+# Generated from uv.lock by `make requirements`: do not edit. tests/test_requirements_export.py
+# fails when this file and uv.lock disagree.
+#
+# Install with plain pip (Python 3.11), see the README's Install section:
+#   pip install --no-deps -r requirements.txt
+#   pip install --no-deps dist/fedcompress-*.whl      (the wheel from `make dist`)
+#
+# --no-deps is required: tensorflow-federated 0.87.0 declares jax==0.4.14 and
+# jaxlib==0.4.14, which PyPI no longer carries. uv.lock overrides both to 0.4.13
+# ([tool.uv] override-dependencies in pyproject.toml); pip cannot override a dependency's
+# pin, so without --no-deps its resolver stops with ResolutionImpossible. Skipping
+# resolution is safe because this file is the lock's whole runtime closure: every
+# transitive dependency at its locked version, with the lock's hashes. Afterwards
+# `pip check` reports TFF's two jax pins and nothing else.
+endef
+export REQUIREMENTS_HEADER
+
+requirements: | $(UV)
+	{ printf '%s\n' "$$REQUIREMENTS_HEADER"; \
+	  $(UV) export --locked --no-default-groups --no-emit-project --format requirements.txt \
+	      --no-header --quiet; } > requirements.txt.tmp
+	mv requirements.txt.tmp requirements.txt
+
+# Wheel and sdist of this checkout in dist/ (emptied first, so `dist/fedcompress-*.whl`
+# names one file). The wheel holds the fedcompress package only.
+dist: | $(UV)
+	rm -rf dist
+	$(UV) build --python $(PYTHON) --out-dir dist
+
+# The README's plain-pip install (no uv) of the wheel from `make dist` in a fresh venv,
+# then an import and a one-round run from outside the checkout. It downloads TensorFlow
+# and the rest from PyPI (minutes), so it is not part of `make test`.
+check-install: dist
+	$(PYTHON) tools/check_install.py --python $(PYTHON) --wheel dist/fedcompress-*.whl
+
 lint: venv
 	.venv/bin/ruff check fedcompress experiments tests tools
 
 clean:
-	rm -rf .venv .tools
+	rm -rf .venv .tools dist

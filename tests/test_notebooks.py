@@ -132,7 +132,8 @@ def test_notebook_is_saved_clean_and_valid(name):
   assert nb.nbformat == 4
   code = [c for c in nb.cells if c.cell_type == "code"]
   assert all(not c.outputs and c.execution_count is None for c in code), "saved with outputs"
-  assert "google.colab" in code[0].source and "Python 3.11" in nb.cells[0].source
+  # The install cell itself: tests/test_notebooks_install_cell.py.
+  assert "FEDCOMPRESS_SOURCE" in code[0].source and "Python 3.11" in nb.cells[0].source
 
 
 def _emnist_params(tmp: pathlib.Path) -> dict:
