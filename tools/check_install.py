@@ -32,13 +32,15 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 # The README shows the same text as its plain-pip example, and tests/test_check_install.py
 # fails when the two differ or when a name imported here does not exist.
 SMOKE_TEST = """\
-from fedcompress.experiment import ExperimentConfig, describe_result, run_experiment
-from fedcompress.tasks.digits import digits_task
+import fedcompress
+from fedcompress.harness.experiment import describe_result
+from fedcompress.tasks import digits_task
 
 task = digits_task(num_clients=4, seed=0)  # scikit-learn's digits: no download
-config = ExperimentConfig(root_output_dir="runs", experiment_name="smoke", rounds=1,
-                          clients_per_round=2, client_learning_rate=0.1, progress=False)
-result = run_experiment(task, config)
+config = fedcompress.ExperimentConfig(root_output_dir="runs", experiment_name="smoke",
+                                      rounds=1, clients_per_round=2,
+                                      client_learning_rate=0.1, progress=False)
+result = fedcompress.run_experiment(task, config)  # installs the owned TFF runtime
 print(describe_result(result))
 # Uncompressed: each of the 2 clients received every float32 parameter once.
 assert result.totals["broadcast/cumulative_bits"] == 2 * 32 * task.keras_model_fn().count_params()
