@@ -68,7 +68,6 @@ class DriveEncodingStage(_common.StatelessStage):
   ENCODED_VALUES_KEY = "signs"
   SCALES_KEY = "scales"
 
-  # Not commuting with sum: each client has its own scales.
   STAGE_NAME = "drive"
   COMPRESSIBLE_KEYS = (ENCODED_VALUES_KEY,)
 

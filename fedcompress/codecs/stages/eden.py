@@ -96,7 +96,6 @@ class EdenEncodingStage(_common.StatelessStage):
   def __init__(self, bits: int = 2):
     self._bits = _check_bits(bits)
 
-  # Not commuting with sum: each client has its own scales.
   STAGE_NAME = "eden"
   COMPRESSIBLE_KEYS = (ENCODED_VALUES_KEY,)
 

@@ -107,7 +107,6 @@ class NonUniformQuantizationEncodingStage(_common.StatelessStage):
     self._method = method
     self._iters = iters
 
-  # Not commuting with sum: every client has its own codebook.
   STAGE_NAME = "nonuniform_quantization"
   COMPRESSIBLE_KEYS = (ENCODED_VALUES_KEY,)
 

@@ -49,7 +49,6 @@ class RandKEncodingStage(_common.StatelessStage):
     self._fraction = _common.check_fraction("fraction", fraction)
     self._unbiased = _common.check_bool("unbiased", unbiased)
 
-  # Not commuting with sum: every client keeps different coordinates.
   STAGE_NAME = "randk"
   COMPRESSIBLE_KEYS = (ENCODED_VALUES_KEY,)
   DECODE_NEEDS_INPUT_SHAPE = True

@@ -102,7 +102,6 @@ class RandomizedHadamardEncodingStage(_common.StatelessStage):
     self._block_size = check_block_size(block_size)
     self._rounds = check_rounds(rounds)
 
-  # Not commuting with sum: every encode has its own rotation.
   STAGE_NAME = "randomized_hadamard"
   COMPRESSIBLE_KEYS = (ENCODED_VALUES_KEY,)
   DECODE_NEEDS_INPUT_SHAPE = True

@@ -35,7 +35,6 @@ class TopKEncodingStage(_common.StatelessStage):
   def __init__(self, fraction: float = 0.01):
     self._fraction = _common.check_fraction("fraction", fraction)
 
-  # Not commuting with sum: every client keeps different coordinates.
   STAGE_NAME = "topk"
   COMPRESSIBLE_KEYS = (ENCODED_VALUES_KEY,)
   DECODE_NEEDS_INPUT_SHAPE = True
