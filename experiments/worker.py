@@ -10,6 +10,10 @@ same TFF version. See the README for the multi-machine recipe.
 
 import sys
 
+from fedcompress.federated import quiet
+
+quiet.quiet_tensorflow()  # Before TensorFlow loads: it reads its log level only then.
+
 from absl import app, flags
 
 from fedcompress.federated import runtime
