@@ -107,8 +107,16 @@ class EdenEncodingStage(_common.StatelessStage):
     cdtype = _common.compute_dtype(x.dtype)
     length = x.shape[-1]
     rows = tf.reshape(tf.cast(x, cdtype), [-1, length])
-    norms = _common.robust_norm(rows, axis=1)
-    z = tf.math.divide_no_nan(rows, norms) * math.sqrt(length)
+    # Everything below works on y / max|y| (as `drive` does) and multiplies by max|y|
+    # last: ||y|| itself overflows when a row holds a few values near the dtype's
+    # maximum, and ||y|| sqrt(L) already for ||y|| above max / sqrt(L), although the
+    # scale S (about ||y|| / sqrt(L)) is representable. On y / max|y| the norm lies in
+    # [1, sqrt(L)] and the factor ||y|| sqrt(L) / <z, q> / max|y| in (0, sqrt(L) /
+    # c_min], so S overflows only when it is not representable itself.
+    peak = tf.reduce_max(tf.abs(rows), axis=1, keepdims=True)
+    unit = tf.math.divide_no_nan(rows, peak)
+    unit_norms = tf.norm(unit, axis=1, keepdims=True)
+    z = tf.math.divide_no_nan(unit, unit_norms) * math.sqrt(length)
     centroids = self._centroids(cdtype)
     boundaries = (centroids[1:] + centroids[:-1]) / 2
     # side="right": a zero coordinate maps to the first positive centroid.
@@ -118,8 +126,8 @@ class EdenEncodingStage(_common.StatelessStage):
     quantized = tf.gather(centroids, indices)
     # S = ||y||^2 / <y, q> = ||y|| sqrt(L) / <z, q>; <z, q> > 0 whenever y != 0
     # because the quantizer keeps signs.
-    scales = tf.math.divide_no_nan(norms[:, 0] * math.sqrt(length),
-                                   tf.reduce_sum(z * quantized, axis=1))
+    scales = tf.math.divide_no_nan(unit_norms[:, 0] * math.sqrt(length),
+                                   tf.reduce_sum(z * quantized, axis=1)) * peak[:, 0]
     return collections.OrderedDict([
         (self.ENCODED_VALUES_KEY, tf.reshape(tf.cast(indices, tf.float32), x.shape)),
         (self.SCALES_KEY, tf.cast(scales, x.dtype)),

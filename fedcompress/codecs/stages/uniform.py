@@ -20,11 +20,17 @@ from __future__ import annotations
 import collections
 import math
 
+import numpy as np
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
 from fedcompress.codecs.stages import _common
 from fedcompress.codecs.stages.bitpack28 import Bitpacking28EncodingStage
+
+
+def _smallest_normal(dtype: tf.dtypes.DType) -> float:
+  # bfloat16 has float32's exponent range; numpy's finfo does not know bfloat16.
+  return float(np.finfo(np.float32 if dtype == tf.bfloat16 else dtype.as_numpy_dtype).tiny)
 
 
 class UniformQuantizationStage(te.stages.UniformQuantizationEncodingStage):
@@ -38,7 +44,15 @@ class UniformQuantizationStage(te.stages.UniformQuantizationEncodingStage):
       min_x, max_x = tf.reduce_min(x), tf.reduce_max(x)
       max_value = tf.cast(encode_params[self.MAX_INT_VALUE_PARAMS_KEY], x.dtype)
       scale = tf.math.divide_no_nan(max_value, max_x - min_x)  # 0 for a constant x
-      y = (x - min_x) * scale
+      shifted = x - min_x
+      # For ranges above (2^bits - 1) / tiny (1 and 2 bits in float32) the scale is
+      # subnormal, flushed to zero, and every value would become the minimum; for an
+      # infinite range it is 0 too. tensor_encoding's order, dividing first, keeps the
+      # values there (and gives its NaNs for an infinite range): take it in those
+      # cases only, so that ordinary ranges keep the one-pass product.
+      y = tf.cond(scale >= _smallest_normal(x.dtype),
+                  lambda: shifted * scale,
+                  lambda: tf.math.divide_no_nan(shifted, max_x - min_x) * max_value)
       quantized = tf.minimum(tf.floor(y + _common.dither16(tf.shape(y), x.dtype)),
                              max_value)
       return collections.OrderedDict([(self.ENCODED_VALUES_KEY, quantized),

@@ -65,6 +65,43 @@ def test_hand_computed_lloyd_iterations():
   np.testing.assert_allclose(decoded.numpy()[2], 10.0)
 
 
+def test_iters_caps_the_steps_and_the_first_is_plain_lloyd():
+  # The values above, one step from the quantile start [0, 1]: boundary 0.5 gives
+  # [0, 5.5]; momentum only acts from the second step on.
+  x = [0.0, 0.0, 10.0, 0.0, 0.0, 1.0, 0.0, 0.0]
+  encoded, _, _ = _round_trip(x, bits=1, method="lloyd", iters=1)
+  np.testing.assert_array_equal(encoded["encoded_tensors/codebook"].numpy(), [0.0, 5.5])
+
+
+def _plain_lloyd_nmse(x: np.ndarray, bits: int, steps: int) -> float:
+  """Normalized MSE after `steps` plain Lloyd steps from the quantiles, in float64."""
+  ordered = np.sort(x)
+  prefix = np.concatenate([[0.0], np.cumsum(ordered)])
+  levels = ordered[nonuniform.quantile_positions(x.size, 2**bits)]
+  for _ in range(steps):
+    ends = np.append(np.searchsorted(ordered, levels[:-1] / 2 + levels[1:] / 2, "right"),
+                     x.size)
+    starts = np.append(0, ends[:-1])
+    sizes = ends - starts
+    levels = np.where(sizes > 0, (prefix[ends] - prefix[starts]) / np.maximum(sizes, 1),
+                      levels)
+  nearest = np.searchsorted(levels[:-1] / 2 + levels[1:] / 2, x)
+  return float(np.sum((x - levels[nearest])**2) / np.sum(x**2))
+
+
+def test_lloyd_converges_by_default_on_heavy_tails():
+  # Student-t with 2 degrees of freedom, 2^20 values, 2 bits: 20 plain Lloyd steps
+  # from the quantiles (the former default) leave normalized MSE 0.7533; converged
+  # (plain, 2000 steps) it is 0.3962.
+  x = np.random.default_rng(5).standard_t(2, 2**20).astype(np.float32)
+  wide = x.astype(np.float64)
+  assert _plain_lloyd_nmse(wide, 2, 20) == pytest.approx(0.7533, abs=1e-4)
+  converged = _plain_lloyd_nmse(wide, 2, 2000)
+  assert converged == pytest.approx(0.3962, abs=1e-4)
+  decoded = _round_trip(x, bits=2)[1].numpy().astype(np.float64)
+  assert np.sum((decoded - wide)**2) / np.sum(wide**2) == pytest.approx(converged, rel=0.05)
+
+
 def test_few_distinct_values_are_sent_exactly():
   values = np.array([-1.5, 0.0, 0.25, 3.0], np.float32)
   x = np.random.default_rng(0).choice(values, size=100)

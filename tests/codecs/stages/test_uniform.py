@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
@@ -103,3 +104,52 @@ def test_dither_uses_both_halves_of_each_word_uniformly():
 def test_dither_in_half_precision_does_not_overflow():
   u = _common.dither16([4096], tf.float16).numpy()
   assert u.dtype == np.float16 and np.all(np.isfinite(u)) and u.min() > 0 and u.max() < 1
+
+
+def _round_trip(stage, x):
+  encoded = _encode(stage, x)
+  return encoded[VALUES].numpy(), stage.decode(encoded, stage.get_params()[1]).numpy()
+
+
+# Ranges above (2^bits - 1) / 2^-126, where (2^bits - 1) / (max - min) is subnormal.
+EXTREME_RANGES = [(1, -5e37, 5e37), (1, -1.7e38, 1.7e38), (2, -1.5e38, 1.5e38)]
+
+
+@pytest.mark.parametrize("bits, low, high", EXTREME_RANGES)
+def test_extreme_range_keeps_both_ends_as_tensor_encoding_does(bits, low, high):
+  # y is exactly 0 and 2^bits - 1 at the ends, whatever the dither. Multiplying by the
+  # flushed scale made both 0 and decoded the maximum as the minimum.
+  x = np.array([low, high], np.float32)
+  for stage in (uniform.UniformQuantizationStage(bits),
+                te.stages.UniformQuantizationEncodingStage(bits)):
+    quantized, decoded = _round_trip(stage, x)
+    np.testing.assert_array_equal(quantized, [0, 2**bits - 1])
+    np.testing.assert_array_equal(decoded, x)
+
+
+@pytest.mark.parametrize("bits, low, high", EXTREME_RANGES)
+def test_extreme_range_error_is_tensor_encodings(bits, low, high):
+  # Uniform x over the range: stochastic rounding to steps of R / (2^bits - 1) has
+  # RMS error sqrt(1/6) R / (2^bits - 1) and is unbiased; over 2^20 values the mean
+  # error's standard deviation is below 4e-4 R. All-minimum decodes are off by R / 2.
+  x = np.random.default_rng(bits).uniform(low, high, 2**20).astype(np.float32)
+  x[:2] = low, high
+  width = np.float64(high) - np.float64(low)
+  for stage in (uniform.UniformQuantizationStage(bits),
+                te.stages.UniformQuantizationEncodingStage(bits)):
+    error = _round_trip(stage, x)[1].astype(np.float64) - x
+    assert abs(np.mean(error)) / width < 2e-3
+    rms = np.sqrt(np.mean(error**2)) / width
+    assert rms == pytest.approx(np.sqrt(1 / 6) / (2**bits - 1), rel=0.01)
+
+
+def test_infinite_range_gives_tensor_encodings_nans():
+  # max - min overflows: tensor_encoding's (x - min) / inf * max_value is 0, or NaN
+  # where x - min overflows too, and its decode (q / max_value) * inf + min is NaN
+  # for every value. The fast path encodes the same values, so fails the same way.
+  x = np.array([-3e38, 0.0, 1e37, 2e38, 3e38], np.float32)
+  ours = _round_trip(uniform.UniformQuantizationStage(8), x)
+  theirs = _round_trip(te.stages.UniformQuantizationEncodingStage(8), x)
+  np.testing.assert_array_equal(ours[0], [0, 0, 0, np.nan, np.nan])
+  np.testing.assert_array_equal(ours[0], theirs[0])
+  assert np.all(np.isnan(ours[1])) and np.all(np.isnan(theirs[1]))
