@@ -120,8 +120,11 @@ TYPICAL = {
     "hadamard": ({"bits": 4}, None, 0.08),
     "kashin": ({"bits": 4}, None, 0.03),
     # Vargaftik et al. 2021: pi/2 - 1; 2022: D_2 / (1 - D_2) for Lloyd-Max D_2 = 0.1175.
-    "drive": ({}, math.pi / 2 - 1, 0.03),
-    "eden": ({"bits": 2}, 0.1331, 0.03),
+    # Eight rotated rows of 2048 (each with its own random rotation and scale) spread
+    # one draw's figure by a few percent; tests/codecs/stages/test_fidelity.py checks
+    # both to 2% on 2^20 elements.
+    "drive": ({}, math.pi / 2 - 1, 0.1),
+    "eden": ({"bits": 2}, 0.1331, 0.1),
     "topk": ({"fraction": 0.1}, _top_fraction_loss(GAUSSIAN, 0.1), 1e-5),
     # Unbiased rand-k: n / k - 1; without the n / k scaling exactly the dropped energy.
     "randk": ({"fraction": 0.25}, 3.0, 0.05),

@@ -18,6 +18,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 from fedcompress.federated import runtime
 
+runtime.install()  # What run_experiment and the binaries do; importing does not.
 runtime.install_signal_handlers()
 
 @tff.tensorflow.computation(tf.int32)
@@ -96,6 +97,8 @@ import tensorflow as tf
 import tensorflow_federated as tff
 from fedcompress.federated import runtime
 
+runtime.install()
+
 @tff.tensorflow.computation(tf.int32)
 def add_one(x):
   return x + 1
@@ -125,6 +128,8 @@ import fedcompress
 import tensorflow as tf
 import tensorflow_federated as tff
 from fedcompress.federated import runtime
+
+runtime.install()
 
 @tff.tensorflow.computation(tf.int32)
 def add_one(x):
