@@ -12,6 +12,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "fedcompress"
 
 # Layers, lowest first; a module may import its own layer and the ones below it.
@@ -141,6 +143,7 @@ def test_import_changes_nothing_in_the_process():
   assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
 
 
+@pytest.mark.slow  # Imports TensorFlow and TFF in a fresh interpreter.
 def test_importing_the_library_leaves_tff_its_own_context():
   result = _python(
       "import logging, warnings\n"

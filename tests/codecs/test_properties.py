@@ -231,6 +231,7 @@ def _f32(*values):
   return np.array(values, np.float32)
 
 
+@pytest.mark.slow  # 25 hypothesis examples per codec, each a fresh encode.
 @pytest.mark.parametrize("name", sorted(OPTIONS))
 @settings(max_examples=25, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
@@ -247,6 +248,7 @@ def test_round_trip_properties(name, x):
   _check(name, x)
 
 
+@pytest.mark.slow  # 2^20 + 1 elements through every codec.
 @pytest.mark.parametrize("name", sorted(OPTIONS))
 def test_more_than_a_million_elements(name):
   rng = np.random.default_rng(0)

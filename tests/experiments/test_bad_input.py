@@ -21,6 +21,8 @@ from absl.testing import flagsaver
 
 from fedcompress.tasks.models import char_rnn
 
+pytestmark = pytest.mark.slow  # builds processes and runs binaries
+
 USAGE_ERROR = 2
 
 

@@ -14,6 +14,8 @@ from tensorboard.backend.event_processing import event_accumulator
 from fedcompress import metrics as m
 from fedcompress.harness import reporting
 
+pytestmark = pytest.mark.slow  # runs the binary for several rounds
+
 # The tutorial CNN through `uniform` 8 bits above 10,000 elements, per client.
 U8_CLIENT_BITS = 15_357_536
 

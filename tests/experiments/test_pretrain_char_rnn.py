@@ -20,6 +20,8 @@ from fedcompress.tasks.datasets import shakespeare
 from fedcompress.tasks.datasets.text import TextInputError
 from fedcompress.tasks.models import char_rnn, pretrain
 
+pytestmark = pytest.mark.slow  # pretrains and runs the binary
+
 TINY = dict(embedding_dim=4, rnn_units=8, batch_size=4, seq_length=20, epochs=1,
             steps_per_epoch=3, log_every=1)
 

@@ -14,6 +14,8 @@ from fedcompress.harness import reporting
 from fedcompress.tasks.datasets import char_vocab
 from fedcompress.tasks.models import char_rnn
 
+pytestmark = pytest.mark.slow  # fine-tunes end to end
+
 LINES = ["To be, or not to be, that is the question: ",
          "Whether 'tis nobler in the mind to suffer ",
          "The slings and arrows of outrageous fortune, "]

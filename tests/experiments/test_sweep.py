@@ -10,6 +10,8 @@ from absl.testing import flagsaver
 from fedcompress import metrics as m
 from fedcompress.harness import reporting
 
+pytestmark = pytest.mark.slow  # runs the sweep binary end to end
+
 COMMON = ("--dataset=digits --digits_clients=4 --clients_per_round=2 --rounds=2 "
           "--rounds_per_eval=2 --client_learning_rate=0.05")
 

@@ -17,6 +17,8 @@ import tensorflow_federated as tff
 import fedcompress
 from fedcompress.codecs import available_codecs, get_codec
 
+pytestmark = pytest.mark.slow  # a FedAvg round per codec
+
 OPTIONS = {
     "hadamard": {"bits": 4},
     "kashin": {"bits": 4},

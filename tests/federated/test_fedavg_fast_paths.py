@@ -18,7 +18,8 @@ from fedcompress.federated import fedavg
 
 # BatchNormalization is here on purpose: its non-trainable statistics keep their
 # initializers, which is what the zero-initialized client model must not touch.
-pytestmark = pytest.mark.filterwarnings("ignore:Batch Normalization contains")
+pytestmark = [pytest.mark.filterwarnings("ignore:Batch Normalization contains"),
+              pytest.mark.slow]  # Builds and runs several TFF processes.
 
 
 def _keras_model() -> tf.keras.Model:

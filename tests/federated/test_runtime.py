@@ -11,6 +11,8 @@ import pytest
 
 from fedcompress.federated import signals as _signals
 
+pytestmark = pytest.mark.slow  # each case starts Python, TFF and a worker
+
 SCRIPT = """
 import sys, time
 import fedcompress

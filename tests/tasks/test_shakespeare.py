@@ -205,6 +205,7 @@ def test_keras_compile_and_evaluate_agree_with_evaluate(tiny_model):
   assert ev.accuracy == pytest.approx(accuracy, rel=1e-6)
 
 
+@pytest.mark.slow  # Builds and runs a TFF process.
 def test_masked_loss_and_metric_inside_tff_fedavg(tiny_model):
   # Two short padded clients, one batch each, client SGD with learning rate 0: TFF's
   # train metrics are then those of the initial weights, computable with `evaluate`.

@@ -343,6 +343,7 @@ def _clients(num_clients=3):
       rng.integers(0, 2, (16, 1)).astype(np.int32))).batch(8) for _ in range(num_clients)]
 
 
+@pytest.mark.slow  # Builds and runs a TFF process.
 def test_fedavg_reports_coded_bits_beside_raw_bits():
   codec = CodecSpec("uniform_huffman", {"bits": 8}, threshold=1000)
   process = fedcompress.build_fedavg(_dense_model_fn, broadcast_codec=codec,

@@ -20,6 +20,8 @@ import tensorflow as tf
 
 from fedcompress.codecs import testing
 
+pytestmark = pytest.mark.slow  # round trips of 2^20 elements
+
 SIZE = 2**20
 
 
