@@ -32,6 +32,7 @@ flags.DEFINE_integer("rounds", 20, "Rounds of each run.")
 flags.DEFINE_float("client_learning_rate", 0.1, "Client learning rate (the tutorial's "
                    "0.02 learns too slowly to see in a demo).")
 flags.DEFINE_integer("rounds_per_eval", 5, "Evaluate every N rounds.")
+fc_flags.add_number_checks(FLAGS, ["rounds", "client_learning_rate", "rounds_per_eval"])
 
 
 def run_demo(root: str, rounds: int, client_learning_rate: float, rounds_per_eval: int

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 
 from fedcompress.harness.experiment import ExperimentConfig, check_run_dir, run_experiment
@@ -53,8 +54,9 @@ def run_finetune(config: ExperimentConfig, *, pretrained_path: str, cache_dir: s
     log: where progress lines go.
   """
   text_to_ids(prompt, oov="error")  # Fails now, not after training, on a bad prompt.
-  if num_generate < 0 or temperature <= 0:
-    raise ValueError("--num_generate must be >= 0 and --temperature > 0")
+  if num_generate < 0 or not (temperature > 0 and math.isfinite(temperature)):
+    raise ValueError(f"--num_generate must be >= 0 and --temperature a finite number > 0, "
+                     f"got {num_generate} and {temperature}")
   pretrained = load_pretrained(pretrained_path)
   check_run_dir(config)
   setup = build_shakespeare_task(pretrained, cache_dir=cache_dir, epochs=epochs,

@@ -1,17 +1,21 @@
-"""Issue 8, point 1: each bad input is one `error: ...` line, a non-zero exit, no files.
+"""Issues 8 and 13: each bad input is one `error: ...` line, a non-zero exit, no files.
 
-One test per bad input. Flag errors absl finds before `main()` runs are tested on the
-real command line (a subprocess); the rest call `main()` in-process on the embedded
-digits (EMNIST binary) or a generated Shakespeare sqlite and a tiny model.
+One test per bad input. Flag errors absl finds before `main()` runs are tested through
+the binaries' own parser (`parse_flags`, in-process), or on the real command line (a
+subprocess) where the whole path matters (an input that used to hang); the rest call
+`main()` in-process on the embedded digits (EMNIST binary) or a generated Shakespeare
+sqlite and a tiny model. Every test has a deadline: an input that hangs fails it.
 """
 
 import collections
 import hashlib
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 
 import portpicker
 import pytest
@@ -19,9 +23,28 @@ import tensorflow as tf
 import tensorflow_federated as tff
 from absl.testing import flagsaver
 
+from fedcompress.harness.cli import parse_flags
 from fedcompress.tasks.models import char_rnn
 
 USAGE_ERROR = 2
+# Longest any test here may take (the subprocess ones import TensorFlow, on 2 busy cores).
+DEADLINE_S = 600
+
+
+@pytest.fixture(autouse=True)
+def _deadline():
+  """Fails a test that runs longer than DEADLINE_S (an input that hangs)."""
+
+  def expire(signum, frame):  # noqa: ARG001
+    raise TimeoutError(f"the test did not finish within {DEADLINE_S}s")
+
+  previous = signal.signal(signal.SIGALRM, expire)
+  signal.alarm(DEADLINE_S)
+  try:
+    yield
+  finally:
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
 
 
 def _assert_one_error_line(err: str, *fragments: str) -> str:
@@ -32,6 +55,33 @@ def _assert_one_error_line(err: str, *fragments: str) -> str:
   for fragment in fragments:
     assert fragment in lines[0], (fragment, lines[0])
   return lines[0]
+
+
+def _parse_error(capsys, *args: str) -> str:
+  """Parses `args` with the binaries' parser; asserts exit 2 and one error line."""
+  capsys.readouterr()
+  with flagsaver.flagsaver(), pytest.raises(SystemExit) as exit_info:
+    parse_flags(["binary", *args])
+  out, err = capsys.readouterr()
+  assert exit_info.value.code == USAGE_ERROR, (out, err)
+  assert out == ""
+  return _assert_one_error_line(err)
+
+
+def _session_processes(sid: int) -> list[int]:
+  """Processes still alive in session `sid` (a subprocess started with a new session)."""
+  pids = []
+  for entry in os.listdir("/proc"):
+    if not entry.isdigit():
+      continue
+    try:
+      with open(f"/proc/{entry}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+      continue
+    if int(fields[3]) == sid and fields[0] != "Z":
+      pids.append(int(entry))
+  return pids
 
 
 def _snapshot(root) -> dict[str, str]:
@@ -49,13 +99,24 @@ def _snapshot(root) -> dict[str, str]:
 # Flag errors (before main): the real command line.
 
 
-def _command_line(repo_root, tmp_path, *args, binary="experiments/emnist_compression.py"):
+def _command_line(repo_root, tmp_path, *args, binary="experiments/emnist_compression.py",
+                  timeout=DEADLINE_S - 60, output=True):
+  """Runs a binary; asserts it wrote no run directory and left no process behind."""
   runs = tmp_path / "runs"
-  result = subprocess.run(
-      [sys.executable, binary, *args, f"--root_output_dir={runs}"], cwd=repo_root,
-      capture_output=True, text=True, timeout=600, check=False)
+  proc = subprocess.Popen(
+      [sys.executable, binary, *args, *([f"--root_output_dir={runs}"] if output else [])],
+      cwd=repo_root,
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+  try:
+    out, err = proc.communicate(timeout=timeout)
+  except subprocess.TimeoutExpired:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    pytest.fail(f"{binary} {' '.join(args)} did not exit within {timeout}s")
+  time.sleep(0.5)  # The kernel delivers a worker's parent-death signal.
+  assert _session_processes(proc.pid) == [], "a process of the run outlived it"
   assert not runs.exists()
-  return result
+  return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def test_unknown_codec_name(repo_root, tmp_path):
@@ -85,6 +146,16 @@ def test_flag_errors_are_one_line_in_every_binary(repo_root, tmp_path):
                "tools/compare_codecs.py"):
     source = (repo_root / path).read_text()
     assert "flags_parser=parse_flags" in source, path
+    assert "interruptible(main" in source, path
+
+
+def test_digits_alpha_zero_does_not_hang(repo_root, tmp_path):
+  # Issue 13, item 8: numpy's Dirichlet sampler never returned (and ignored SIGINT and
+  # SIGTERM) with alpha 0. Now the command line is refused before anything loads.
+  result = _command_line(repo_root, tmp_path, "--dataset=digits", "--digits_alpha=0",
+                         timeout=300)
+  assert result.returncode == USAGE_ERROR, result.stderr
+  _assert_one_error_line(result.stderr, "--digits_alpha=0.0", "must be a finite number")
 
 
 # ---------------------------------------------------------------------------------------
@@ -148,14 +219,49 @@ class TestEmnist:
     self.check(binary, tmp_path, capsys, "--clients_per_round=5", "only 4 clients",
                clients_per_round=5)
 
-  @pytest.mark.parametrize("clients", [0, -2])
-  def test_clients_per_round_below_one(self, binary, tmp_path, capsys, clients):
-    self.check(binary, tmp_path, capsys, "--clients_per_round must be >= 1",
-               clients_per_round=clients)
+  def parse_check(self, tmp_path, capsys, *args: str) -> str:
+    """The command line `args` is refused by the parser: one line, exit 2, nothing made."""
+    root = tmp_path / "runs"
+    line = _parse_error(capsys, "--dataset=digits", f"--root_output_dir={root}", *args)
+    assert not root.exists()
+    return line
 
-  @pytest.mark.parametrize("rounds", [0, -1])
-  def test_rounds_below_one(self, binary, tmp_path, capsys, rounds):
-    self.check(binary, tmp_path, capsys, "--rounds must be >= 1", rounds=rounds)
+  # Numbers out of range or not finite: refused when the command line is parsed, the
+  # flag named (issue 13, items 6, 8, 9 and 10). Each used to hang, train on garbage,
+  # write NaN checkpoints, or fail with a traceback or an unnamed message.
+  @pytest.mark.parametrize("arg,fragment", [
+      ("--clients_per_round=0", "must be an integer >= 1"),
+      ("--clients_per_round=-2", "must be an integer >= 1"),
+      ("--rounds=0", "must be an integer >= 1"),
+      ("--rounds=-1", "must be an integer >= 1"),
+      ("--digits_alpha=0", "must be a finite number >= 1e-06"),
+      ("--digits_alpha=nan", "must be a finite number >= 1e-06"),
+      ("--digits_alpha=-1", "must be a finite number >= 1e-06"),
+      ("--client_epochs=-1", "must be an integer >= 1"),
+      ("--client_epochs=0", "must be an integer >= 1"),
+      ("--worker_timeout_s=nan", "must be a finite number >= 0"),
+      ("--worker_timeout_s=inf", "must be a finite number >= 0"),
+      ("--client_batch_size=0", "must be an integer >= 1"),
+      ("--client_batch_size=-5", "must be an integer >= 1"),
+      ("--server_learning_rate=inf", "must be a finite number > 0"),
+      ("--server_learning_rate=1e39", "float32"),
+      ("--client_learning_rate=nan", "must be a finite number > 0"),
+      ("--client_learning_rate=0", "must be a finite number > 0"),
+      ("--seed=-1", "must be an integer in 0..4294967295"),
+      ("--digits_clients=0", "must be an integer >= 1"),
+      ("--rounds_per_eval=0", "must be an integer >= 1"),
+  ])
+  def test_number_out_of_range(self, binary, tmp_path, capsys, arg, fragment):
+    name = arg.split("=")[0]
+    line = self.parse_check(tmp_path, capsys, arg)
+    assert f"flag {name}=" in line and fragment in line, line
+
+  @pytest.mark.parametrize("value", ["no", "off", "yes"])
+  def test_codec_booleans_only_true_false_1_0(self, binary, tmp_path, capsys, value):
+    # Issue 13, item 5 (fixed by the codec records): 'deterministic=no' turned
+    # deterministic rounding on.
+    self.check(binary, tmp_path, capsys, f"deterministic={value!r}", "true/false",
+               aggregate_encoder="uniform", aggregate_encoder_args=f"deterministic={value}")
 
   def test_unreachable_worker(self, binary, tmp_path, capsys):
     port = portpicker.pick_unused_port()  # Nothing listens there.
@@ -276,6 +382,20 @@ class TestShakespeare:
     out, err = capsys.readouterr()
     assert rc == USAGE_ERROR, (out, err)
     _assert_one_error_line(err, *fragments)
+    assert not root.exists()
+
+  @pytest.mark.parametrize("arg,fragment", [
+      # Issue 13, item 9: an IndexError after the whole fine-tuning had run.
+      ("--temperature=nan", "must be a finite number > 0"),
+      # Issue 13, item 10: the message did not name the flag.
+      ("--max_eval_batches=0", "must be an integer >= 1"),
+      ("--max_batches_per_client=0", "must be an integer >= 1"),
+      ("--num_generate=-1", "must be an integer >= 0"),
+  ])
+  def test_number_out_of_range(self, binary, tmp_path, capsys, arg, fragment):
+    root = tmp_path / "runs"
+    line = _parse_error(capsys, f"--root_output_dir={root}", arg)
+    assert f"flag {arg.split('=')[0]}=" in line and fragment in line, line
     assert not root.exists()
 
   def test_unknown_client_id(self, binary, tmp_path, capsys, data_dir, tiny_model):
