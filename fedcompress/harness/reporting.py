@@ -75,6 +75,14 @@ class ConsoleReporter:
     else:
       print(line, file=self._stream, flush=True)
 
+  def warn(self, message: str) -> None:
+    """One `warning: ...` line among the round lines."""
+    line = f"{self._prefix}warning: {message}"
+    if self._bar is not None:
+      self._bar.write(line, file=self._stream)
+    else:
+      print(line, file=self._stream, flush=True)
+
   def close(self) -> None:
     if self._bar is not None:
       self._bar.close()
