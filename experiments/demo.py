@@ -20,7 +20,7 @@ from fedcompress.federated import runtime
 from fedcompress.harness import flags as fc_flags
 from fedcompress.harness import plotting, reporting, summary
 from fedcompress.harness.cli import interruptible, parse_flags
-from fedcompress.harness.experiment import fail, run_experiment
+from fedcompress.harness.experiment import NonFiniteModelError, fail, run_experiment
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = ("original", "compressed_u8")
@@ -63,6 +63,8 @@ def main(argv):
     summaries = run_demo(root, FLAGS.rounds, FLAGS.client_learning_rate, FLAGS.rounds_per_eval)
   except ValueError as e:
     return fail(str(e))
+  except NonFiniteModelError as e:
+    return fail(str(e), 1)
   original, compressed = summaries
   print("\n" + summary.format_markdown(summaries, baseline="original"))
   print(f"\ncompressed_u8 sent {compressed['broadcast_ratio']:.2f}x fewer broadcast bits "

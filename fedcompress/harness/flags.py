@@ -246,21 +246,39 @@ def define_shakespeare_experiment_flags(fv: FlagValues = flags.FLAGS) -> None:
   fv.set_default("client_batch_size", 8)
 
 
-def run_shakespeare_from_flags(fv: FlagValues, module_names: list[str] | None = None):
+def shakespeare_config_from_flags(fv: FlagValues, module_names: list[str] | None = None
+                                  ) -> ExperimentConfig:
+  """The `ExperimentConfig` of a Shakespeare fine-tuning run (checks its fixed flags)."""
   if not fv.pretrained_model:
     raise ValueError("--pretrained_model is required")
   if fv.client_batch_size != 8:
     raise ValueError("--client_batch_size is fixed at the tutorial's 8 for Shakespeare")
-  config = experiment_config_from_flags(
+  return experiment_config_from_flags(
       fv, module_names=module_names or [],
       extra_recorded={"dataset": "shakespeare"},
       fixed_clients=tuple(fv.clients) or None)
+
+
+def run_shakespeare_from_flags(fv: FlagValues, module_names: list[str] | None = None,
+                               config: ExperimentConfig | None = None):
+  config = config or shakespeare_config_from_flags(fv, module_names)
   return run_finetune(
       config, pretrained_path=fv.pretrained_model, cache_dir=fv.cache_dir,
       epochs=fv.client_epochs, max_batches=fv.max_batches_per_client,
       pad_short_clients=fv.pad_short_clients, max_eval_batches=fv.max_eval_batches,
       sanity_client=fv.sanity_client, prompt=fv.generate_prompt,
       temperature=fv.temperature, num_generate=fv.num_generate, generate_seed=fv.seed)
+
+
+def image_config_from_flags(fv: FlagValues, module_names: list[str] | None = None
+                            ) -> ExperimentConfig:
+  """The `ExperimentConfig` of an image (EMNIST, digits) run."""
+  config = experiment_config_from_flags(fv, module_names=module_names or [])
+  # Known without loading the data: refused before a sweep starts its first run.
+  if fv.dataset == "digits" and config.clients_per_round > fv.digits_clients:
+    raise ValueError(f"--clients_per_round={config.clients_per_round} but the dataset has "
+                     f"only {fv.digits_clients} clients (--digits_clients)")
+  return config
 
 
 def image_task_from_flags(fv: FlagValues) -> tasks.FederatedTask:
@@ -286,11 +304,6 @@ def recorded_flags(fv: FlagValues, module_names: list[str]) -> dict[str, Any]:
   return record
 
 
-# Flags whose change makes a checkpoint unusable: a different model or codec.
-RESUME_MUST_MATCH = ("dataset", "only_digits", "broadcast_codec", "aggregate_codec",
-                     "client_optimizer", "server_optimizer")
-
-
 def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
                                  extra_recorded: dict[str, Any] | None = None,
                                  fixed_clients: tuple[str, ...] | None = None
@@ -308,5 +321,4 @@ def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
       client_weighting=fv.client_weighting, broadcast_codec=broadcast,
       aggregate_codec=aggregate, rounds_per_eval=fv.rounds_per_eval,
       rounds_per_checkpoint=fv.rounds_per_checkpoint, seed=fv.seed, resume=fv.resume,
-      fixed_clients=fixed_clients, recorded=recorded,
-      resume_must_match=tuple(k for k in RESUME_MUST_MATCH if k in recorded))
+      fixed_clients=fixed_clients, recorded=recorded)

@@ -9,6 +9,7 @@ sqlite and a tiny model. Every test has a deadline: an input that hangs fails it
 
 import collections
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -256,6 +257,17 @@ class TestEmnist:
     line = self.parse_check(tmp_path, capsys, arg)
     assert f"flag {name}=" in line and fragment in line, line
 
+  @pytest.mark.parametrize("name", ["", ".", "..", "a/b", "../escape"])
+  def test_experiment_name_must_be_a_plain_folder_name(self, binary, tmp_path, capsys, name):
+    # Issue 13, item 7: '..' wrote the run into the parent of --root_output_dir, '.'
+    # straight into it.
+    root = tmp_path / "runs" / "inner"
+    rc = self.run(binary, root, experiment_name=name)
+    out, err = capsys.readouterr()
+    assert rc == USAGE_ERROR, (out, err)
+    _assert_one_error_line(err, "--experiment_name must be a plain folder name")
+    assert list(tmp_path.iterdir()) == []
+
   @pytest.mark.parametrize("value", ["no", "off", "yes"])
   def test_codec_booleans_only_true_false_1_0(self, binary, tmp_path, capsys, value):
     # Issue 13, item 5 (fixed by the codec records): 'deterministic=no' turned
@@ -312,9 +324,152 @@ class TestEmnist:
     rc = self.run(binary, root, resume=True, rounds=2, aggregate_encoder="uniform")
     out, err = capsys.readouterr()
     assert rc == USAGE_ERROR, (out, err)
-    _assert_one_error_line(err, "cannot resume", "aggregate_codec='identity>10000'",
-                           "now 'uniform", "different model or codec")
+    _assert_one_error_line(err, "cannot resume", "aggregate_codec uniform(bits=8)>10000 "
+                           "(recorded identity>10000)", "--experiment_name")
     assert _snapshot(root) == before
+
+  def test_resume_must_match_the_record(self, binary, finished_run, tmp_path, capsys):
+    # Issue 13, item 3: a resume with another seed, split or learning rate ran on other
+    # data and rewrote config.json; a lower --rounds was recorded as the run's rounds.
+    root = self.resume_copy(finished_run, tmp_path)
+    config_before = (root / "run" / "config.json").read_text()
+    before = _snapshot(root)
+    capsys.readouterr()
+    rc = self.run(binary, root, resume=True, rounds=2, seed=1, digits_clients=5,
+                  client_learning_rate=0.5)
+    out, err = capsys.readouterr()
+    assert rc == USAGE_ERROR, (out, err)
+    _assert_one_error_line(err, "cannot resume", "--seed=1 (recorded 0)",
+                           "--digits_clients=5 (recorded 4)",
+                           "--client_learning_rate=0.5 (recorded 0.02)")
+    assert _snapshot(root) == before
+    # Raising --rounds continues the run and adds a segment; config.json stays as written.
+    assert self.run(binary, root, resume=True, rounds=2) == 0
+    info = json.loads((root / "run" / "run_info.json").read_text())
+    assert [(s["rounds"], s["first_round"], s["last_round"]) for s in info["segments"]] == [
+        (1, 1, 1), (2, 2, 2)]
+    # Lowering it again is refused: the run was already set to 2 rounds.
+    before = _snapshot(root)
+    capsys.readouterr()
+    rc = self.run(binary, root, resume=True, rounds=1)
+    out, err = capsys.readouterr()
+    assert rc == USAGE_ERROR, (out, err)
+    _assert_one_error_line(err, "--rounds=1 (recorded 2; rounds may only go up)")
+    assert _snapshot(root) == before
+    assert (root / "run" / "config.json").read_text() == config_before
+
+  def test_second_writer_is_refused(self, binary, repo_root, tmp_path, capsys):
+    # Issue 13, item 2: two runs of one experiment at once interleaved their rows and
+    # checkpoints. The first run (a real process) holds the run directory; it is paused
+    # so that the directory stands still while the second one is refused.
+    root = tmp_path / "runs"
+    first = subprocess.Popen(
+        [sys.executable, "experiments/emnist_compression.py", "--dataset=digits",
+         "--digits_clients=4", "--clients_per_round=2", "--rounds=3", "--rounds_per_eval=3",
+         f"--root_output_dir={root}", "--experiment_name=run"],
+        cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        start_new_session=True)
+    try:
+      for line in first.stdout:
+        if line.startswith("round   1,"):
+          break
+      else:
+        pytest.fail("the first run ended before its first round")
+      os.killpg(first.pid, signal.SIGSTOP)
+      before = _snapshot(root)
+      capsys.readouterr()
+      rc = self.run(binary, root, resume=True, rounds=3, rounds_per_eval=3)
+      out, err = capsys.readouterr()
+      assert rc == USAGE_ERROR, (out, err)
+      _assert_one_error_line(err, str(root / "run"), "being written by another process")
+      assert _snapshot(root) == before
+      # Killed, the first run's lock goes with it: its own --resume works at once.
+      os.killpg(first.pid, signal.SIGKILL)
+      first.wait()
+    finally:
+      if first.poll() is None:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+      first.stdout.close()
+    assert self.run(binary, root, resume=True, rounds=3, rounds_per_eval=3) == 0
+    out = capsys.readouterr().out
+    assert out.strip().splitlines()[-1].startswith("done: 3 rounds")
+    rows = (root / "run" / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
+
+  def test_damaged_metrics_on_resume(self, binary, finished_run, tmp_path, capsys):
+    # Issue 13, item 9: a garbage metrics.csv gave a KeyError traceback; a last row cut
+    # short was kept as if it were complete.
+    root = self.resume_copy(finished_run, tmp_path)
+    metrics = root / "run" / "metrics.csv"
+    complete = metrics.read_text()
+    metrics.write_text("garbage\nxx,yy\n")
+    before = _snapshot(root)
+    capsys.readouterr()
+    rc = self.run(binary, root, resume=True, rounds=2)
+    out, err = capsys.readouterr()
+    assert rc == USAGE_ERROR, (out, err)
+    _assert_one_error_line(err, "cannot resume", str(metrics), "not a fedcompress metrics.csv")
+    assert _snapshot(root) == before
+    # The row of checkpointed round 1 cut short: its metrics would be lost.
+    metrics.write_text(complete[:-40])
+    before = _snapshot(root)
+    rc = self.run(binary, root, resume=True, rounds=2)
+    out, err = capsys.readouterr()
+    assert rc == USAGE_ERROR, (out, err)
+    _assert_one_error_line(err, "last row", "cut short", "round_1")
+    assert _snapshot(root) == before
+    # A kill while round 2's row was written (after checkpoint 1): the row is redone.
+    metrics.write_text(complete + complete.splitlines()[-1].replace("1,", "2,", 1)[:30])
+    assert self.run(binary, root, resume=True, rounds=2) == 0
+    lines = metrics.read_text().splitlines()
+    assert [ln.split(",")[0] for ln in lines[1:]] == ["1", "2"]
+    assert lines[1] == complete.splitlines()[1]
+    assert len(lines[2].split(",")) == len(lines[0].split(","))
+
+  def test_invalid_config_json_is_named(self, binary, finished_run, tmp_path, capsys):
+    # Issue 13, item 10: a bare JSONDecodeError without the file's name.
+    root = self.resume_copy(finished_run, tmp_path)
+    config = root / "run" / "config.json"
+    config.write_text('{"rounds": 1,')
+    before = _snapshot(root)
+    capsys.readouterr()
+    rc = self.run(binary, root, resume=True, rounds=2)
+    out, err = capsys.readouterr()
+    assert rc == USAGE_ERROR, (out, err)
+    _assert_one_error_line(err, str(config), "is not valid JSON")
+    assert _snapshot(root) == before
+
+  def test_rounds_without_any_client_and_a_non_finite_model(self, binary, tmp_path, capsys):
+    # Issue 13, item 6: rounds where every client was left out printed loss=0.0000,
+    # accuracy=0.0000, as if training went perfectly; a model that became NaN or Inf was
+    # checkpointed and the run exited 0.
+    root = tmp_path / "rejected"
+    assert self.run(binary, root, rounds=2, client_learning_rate=1e30) == 0
+    out = capsys.readouterr().out
+    lines = out.strip().splitlines()
+    assert "round   1, loss=n/a, accuracy=n/a" in lines[0]
+    assert lines[1] == ("warning: round 1: all 2 clients were left out (non-finite "
+                        "updates, or no examples): no update was averaged and train loss "
+                        "and accuracy are left empty")
+    rows = (root / "run" / "metrics.csv").read_text().splitlines()
+    columns = rows[0].split(",")
+    for row in rows[1:]:
+      values = dict(zip(columns, row.split(","), strict=True))
+      assert values["train/loss"] == values["train/accuracy"] == ""
+      assert values["aggregate/rejected_clients"] == "2"
+
+    # Client updates finite but huge, and a server step that overflows float32.
+    root = tmp_path / "non_finite"
+    rc = self.run(binary, root, rounds=2, client_learning_rate=100.0,
+                  server_learning_rate=3e38, client_batch_size=1000)
+    out, err = capsys.readouterr()
+    assert rc == 1, (out, err)
+    _assert_one_error_line(err, "round 1 made the model weights non-finite",
+                           "no checkpoint had been written")
+    checkpoints = root / "run" / "checkpoints"
+    assert not (checkpoints.exists() and any(checkpoints.iterdir()))
+    assert not (root / "run" / "metrics.csv").exists()  # No round was reported.
 
   def test_checkpoint_of_another_model_state(self, binary, finished_run, tmp_path, capsys):
     # Without config.json to compare with, the checkpoint itself is checked: momentum

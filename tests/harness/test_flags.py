@@ -8,6 +8,7 @@ import tensorflow as tf
 from absl import flags
 
 from fedcompress.harness import flags as fc_flags
+from fedcompress.harness import rundir
 
 
 def _parsed(define, *args):
@@ -84,3 +85,17 @@ def test_codec_booleans_refused(value):
   with pytest.raises(ValueError, match="true/false"):
     fc_flags.experiment_config_from_flags(fv, module_names=[])
 
+
+def test_only_harmless_flags_may_differ_on_resume():
+  # The list is the one place that says which recorded settings a resume may change;
+  # a flag added later is compared unless someone adds it there.
+  image, shakespeare = flags.FlagValues(), flags.FlagValues()
+  fc_flags.define_image_experiment_flags(image)
+  fc_flags.define_shakespeare_experiment_flags(shakespeare)
+  compared = (set(image) | set(shakespeare)) - rundir.MAY_DIFFER_ON_RESUME
+  assert {"seed", "dataset", "digits_clients", "digits_alpha", "client_learning_rate",
+          "server_learning_rate", "client_optimizer", "server_optimizer", "client_epochs",
+          "client_batch_size", "clients_per_round", "client_weighting", "only_digits",
+          "cache_dir", "pretrained_model", "clients", "max_eval_batches",
+          "max_batches_per_client", "pad_short_clients"} <= compared
+  assert "rounds" in rundir.MAY_DIFFER_ON_RESUME  # Checked on its own: only up.
