@@ -143,11 +143,20 @@ def test_flag_errors_are_one_line_in_every_binary(repo_root, tmp_path):
   _assert_one_error_line(result.stderr, "no_such_flag")
   for path in ("experiments/emnist_compression.py", "experiments/shakespeare_finetune.py",
                "experiments/sweep.py", "experiments/plot.py", "experiments/demo.py",
-               "experiments/pretrain_char_rnn.py", "tools/run_chaos.py",
-               "tools/compare_codecs.py"):
+               "experiments/pretrain_char_rnn.py", "experiments/worker.py",
+               "tools/run_chaos.py", "tools/compare_codecs.py"):
     source = (repo_root / path).read_text()
     assert "flags_parser=parse_flags" in source, path
     assert "interruptible(main" in source, path
+
+
+def test_worker_flag_errors_are_one_line(repo_root, tmp_path):
+  # Issue 13, item 10: worker.py printed absl's 'FATAL Flags parsing error' on two lines
+  # and its 21-line usage text.
+  result = _command_line(repo_root, tmp_path, binary="experiments/worker.py", output=False)
+  assert result.returncode == USAGE_ERROR, result.stderr
+  _assert_one_error_line(result.stderr, "--port")
+  assert result.stdout == ""
 
 
 def test_digits_alpha_zero_does_not_hang(repo_root, tmp_path):
