@@ -277,6 +277,14 @@ class TestEmnist:
     _assert_one_error_line(err, "--experiment_name must be a plain folder name")
     assert list(tmp_path.iterdir()) == []
 
+  def test_cache_dir_that_is_a_file(self, binary, tmp_path, capsys):
+    # Issue 13, item 10: it said the dataset "could not be downloaded".
+    cache = tmp_path / "emnist_all.sqlite"
+    cache.write_text("a file\n")
+    self.check(binary, tmp_path, capsys, f"--cache_dir {cache} is a file, not a folder",
+               dataset="emnist", cache_dir=str(cache))
+    assert cache.read_text() == "a file\n"
+
   @pytest.mark.parametrize("value", ["no", "off", "yes"])
   def test_codec_booleans_only_true_false_1_0(self, binary, tmp_path, capsys, value):
     # Issue 13, item 5 (fixed by the codec records): 'deterministic=no' turned
