@@ -20,7 +20,7 @@ from fedcompress.federated import runtime
 from fedcompress.harness import flags as fc_flags
 from fedcompress.harness import plotting, reporting, summary
 from fedcompress.harness.cli import interruptible, parse_flags
-from fedcompress.harness.experiment import fail, run_experiment
+from fedcompress.harness.experiment import NonFiniteModelError, fail, run_experiment
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = ("original", "compressed_u8")
@@ -32,6 +32,7 @@ flags.DEFINE_integer("rounds", 20, "Rounds of each run.")
 flags.DEFINE_float("client_learning_rate", 0.1, "Client learning rate (the tutorial's "
                    "0.02 learns too slowly to see in a demo).")
 flags.DEFINE_integer("rounds_per_eval", 5, "Evaluate every N rounds.")
+fc_flags.add_number_checks(FLAGS, ["rounds", "client_learning_rate", "rounds_per_eval"])
 
 
 def run_demo(root: str, rounds: int, client_learning_rate: float, rounds_per_eval: int
@@ -62,6 +63,8 @@ def main(argv):
     summaries = run_demo(root, FLAGS.rounds, FLAGS.client_learning_rate, FLAGS.rounds_per_eval)
   except ValueError as e:
     return fail(str(e))
+  except NonFiniteModelError as e:
+    return fail(str(e), 1)
   original, compressed = summaries
   print("\n" + summary.format_markdown(summaries, baseline="original"))
   print(f"\ncompressed_u8 sent {compressed['broadcast_ratio']:.2f}x fewer broadcast bits "
@@ -78,4 +81,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  # Replaces the TFF context `import tensorflow_federated` installed before flags are
+  # parsed: torn down at exit after the modules it uses, it prints an ignored exception
+  # when a bad flag ends the process early.
+  runtime.install()
   app.run(interruptible(main), flags_parser=parse_flags)

@@ -18,7 +18,12 @@ from absl import app, flags
 from fedcompress.federated import runtime
 from fedcompress.harness import flags as fc_flags
 from fedcompress.harness.cli import interruptible, parse_flags
-from fedcompress.harness.experiment import describe_result, fail, run_experiment
+from fedcompress.harness.experiment import (
+  NonFiniteModelError,
+  describe_result,
+  fail,
+  run_experiment,
+)
 from fedcompress.tasks.errors import DatasetUnavailableError
 
 FLAGS = flags.FLAGS
@@ -31,7 +36,7 @@ def main(argv):
   runtime.install_signal_handlers()
   try:
     runtime.configure(FLAGS.workers, FLAGS.max_concurrent_clients, FLAGS.worker_timeout_s)
-    config = fc_flags.experiment_config_from_flags(FLAGS, module_names=[__name__])
+    config = fc_flags.image_config_from_flags(FLAGS, module_names=[__name__])
     task = fc_flags.image_task_from_flags(FLAGS)
     result = run_experiment(task, config)
   except DatasetUnavailableError as e:
@@ -40,10 +45,16 @@ def main(argv):
     return fail(str(e))
   except runtime.WorkerUnavailableError as e:
     return fail(f"{e} Checkpoints written so far are kept (--resume continues).", 1)
+  except NonFiniteModelError as e:
+    return fail(str(e), 1)
   print(describe_result(result), file=sys.stdout)
   return 0
 
 
 if __name__ == "__main__":
+  # Replaces the TFF context `import tensorflow_federated` installed before flags are
+  # parsed: torn down at exit after the modules it uses, it prints an ignored exception
+  # when a bad flag ends the process early.
+  runtime.install()
   app.run(interruptible(main, "the last checkpoint is kept; rerun with --resume to continue"),
           flags_parser=parse_flags)

@@ -17,7 +17,7 @@ from absl import app, flags
 from fedcompress.federated import runtime
 from fedcompress.harness import flags as fc_flags
 from fedcompress.harness.cli import fail, interruptible, parse_flags
-from fedcompress.harness.experiment import describe_result
+from fedcompress.harness.experiment import NonFiniteModelError, describe_result
 from fedcompress.tasks.errors import DatasetUnavailableError
 
 FLAGS = flags.FLAGS
@@ -35,11 +35,17 @@ def main(argv):
     return fail(str(e))
   except runtime.WorkerUnavailableError as e:
     return fail(f"{e} Checkpoints written so far are kept (--resume continues).", 1)
+  except NonFiniteModelError as e:
+    return fail(str(e), 1)
   print("generated text:\n" + result.generated)
   print(describe_result(result.experiment))
   return 0
 
 
 if __name__ == "__main__":
+  # Replaces the TFF context `import tensorflow_federated` installed before flags are
+  # parsed: torn down at exit after the modules it uses, it prints an ignored exception
+  # when a bad flag ends the process early.
+  runtime.install()
   app.run(interruptible(main, "the last checkpoint is kept; rerun with --resume to continue"),
           flags_parser=parse_flags)

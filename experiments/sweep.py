@@ -7,8 +7,10 @@
   python experiments/sweep.py --root_output_dir=runs/bits \
       --grid="aggregate_encoder=uniform;aggregate_bits=2,4,8" --common_flags="--dataset=digits"
 
-Finished runs are skipped and unfinished ones resumed, so the same command continues
-an interrupted sweep. Writes summary.csv and summary.md next to the runs.
+Every run's flags are checked before the first run starts. Finished runs are skipped
+and unfinished ones resumed, so the same command continues an interrupted sweep; a
+run directory made with other settings is refused, never reused. Writes summary.csv
+and summary.md next to the runs.
 """
 
 from fedcompress.federated import quiet
@@ -19,6 +21,7 @@ from absl import app, flags
 
 from fedcompress.federated import runtime
 from fedcompress.harness.cli import fail, interruptible, parse_flags
+from fedcompress.harness.loop import NonFiniteModelError
 from fedcompress.harness.summary import format_markdown
 from fedcompress.harness.sweep import EXPERIMENTS, run_sweep, runs_from_flagfiles, runs_from_grid
 from fedcompress.tasks.errors import DatasetUnavailableError
@@ -48,11 +51,17 @@ def main(argv):
     return fail(f"{e} Or run offline with --dataset=digits.")
   except (ValueError, flags.Error) as e:
     return fail(str(e))
+  except (runtime.WorkerUnavailableError, NonFiniteModelError) as e:
+    return fail(str(e), 1)
   print(format_markdown(summaries, FLAGS.baseline or summaries[0]["run"]))
   print(f"summary: {FLAGS.root_output_dir}/summary.md")
   return 0
 
 
 if __name__ == "__main__":
+  # Replaces the TFF context `import tensorflow_federated` installed before flags are
+  # parsed: torn down at exit after the modules it uses, it prints an ignored exception
+  # when a bad flag ends the process early.
+  runtime.install()
   app.run(interruptible(main, "rerun the same command to continue the sweep"),
           flags_parser=parse_flags)

@@ -8,7 +8,9 @@ or SIGTERM; it also dies with this process. The driver and every worker must run
 same TFF version. See the README for the multi-machine recipe.
 """
 
-import sys
+from fedcompress.federated import quiet
+
+quiet.quiet_tensorflow()  # Before TensorFlow loads: it reads its log level only then.
 
 from fedcompress.federated import quiet
 
@@ -17,6 +19,7 @@ quiet.quiet_tensorflow()  # Before TensorFlow loads: it reads its log level only
 from absl import app, flags
 
 from fedcompress.federated import runtime
+from fedcompress.harness.cli import fail, interruptible, parse_flags
 
 _PORT = flags.DEFINE_integer("port", None, "Port to serve TFF's executor service on.",
                              required=True, lower_bound=1, upper_bound=65535)
@@ -29,15 +32,17 @@ flags.DEFINE_bool("tf_logs", False, "Show the worker's own logs (quiet by defaul
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    return fail(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
     return runtime.serve_worker(_PORT.value, _MAX_CALLS.value,
                                 on_ready=lambda line: print(line, flush=True))
   except RuntimeError as e:  # e.g. the port is taken: the worker exits at once.
-    print(f"worker.py: {e} Is port {_PORT.value} in use? --tf_logs shows its log.",
-          file=sys.stderr)
-    return 1
+    return fail(f"{e} Is port {_PORT.value} in use? --tf_logs shows the worker's log.", 1)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  # Replaces the TFF context `import tensorflow_federated` installed before flags are
+  # parsed: torn down at exit after the modules it uses, it prints an ignored exception
+  # when a bad flag ends the process early.
+  runtime.install()
+  app.run(interruptible(main), flags_parser=parse_flags)

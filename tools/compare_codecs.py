@@ -66,5 +66,9 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  # Replaces the TFF context `import tensorflow_federated` installed before flags are
+  # parsed: torn down at exit after the modules it uses, it prints an ignored exception
+  # when a bad flag ends the process early.
+  runtime.install()
   app.run(interruptible(main, "finished runs are kept; rerun the same command to continue"),
           flags_parser=parse_flags)

@@ -33,6 +33,8 @@ def quiet_tensorflow() -> None:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   # The C++ worker binary logs through absl/glog too.
   os.environ.setdefault("GLOG_minloglevel", "2")
+  # gRPC's core (in this process) logs INFO lines of its own, e.g. about fork handlers.
+  os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
   warnings.filterwarnings("ignore", category=DeprecationWarning)
   warnings.filterwarnings("ignore", category=FutureWarning)
   # google.rpc (a TFF dependency) imports pkg_resources, which warns on every start.

@@ -113,6 +113,10 @@ class LocalWorker:
   def alive(self) -> bool:
     return self.process is not None and self.process.poll() is None
 
+  def interrupted(self) -> bool:
+    """Whether the worker has exited because of a SIGINT (Ctrl-C)."""
+    return self.process is not None and self.process.poll() == -signal.SIGINT
+
   def stop(self, timeout_s: float = 5.0) -> None:
     """Stops the worker: SIGINT, then SIGKILL if it has not exited in time."""
     with _lock:
@@ -170,6 +174,13 @@ class _LocalWorkerManager:
     if self._stub is not None and self._worker is not None and self._worker.alive():
       if self._stub.is_ready:
         return self._stub
+    if self._worker is not None and self._worker.interrupted():
+      # Ctrl-C reached the worker with the rest of the process group: the run is being
+      # interrupted. A worker forked now (from one of TFF's threads, while the main
+      # thread handles the KeyboardInterrupt) would make gRPC log its fork warnings
+      # under the one error line, and die at exit anyway.
+      raise WorkerUnavailableError("the local TFF worker was interrupted (SIGINT); it is "
+                                   "not restarted")
     if self._worker is not None:
       self._worker.stop()
     self._worker = LocalWorker(max_concurrent_computation_calls=self._max_calls).start()

@@ -53,7 +53,8 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
   except flags.Error as e:
     # absl prefixes some messages with its own 'ERROR::'; ours already says error.
     message = re.sub(r"^\s*ERROR::\s*", "", str(e))
-    if not isinstance(e, flags.CantOpenFlagFileError):
+    # A bad value's message says what is valid; a name absl does not know needs the list.
+    if isinstance(e, flags.UnrecognizedFlagError):
       message += " (--helpshort lists the flags)"
     sys.exit(fail(message))
 

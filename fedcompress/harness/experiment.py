@@ -2,15 +2,20 @@
 
 `run_experiment(task, config)` builds the FedAvg process with the configured codecs,
 runs the round loop, evaluates with Keras, and writes into
-`<root_output_dir>/<experiment_name>/`: `config.json`, `metrics.csv`, TensorBoard
-events (scalars + HParams) and `checkpoints/`. Binaries translate flags into an
-`ExperimentConfig`; notebooks build one directly.
+`<root_output_dir>/<experiment_name>/`: `config.json`, `run_info.json`, `metrics.csv`,
+TensorBoard events (scalars + HParams) and `checkpoints/`. Binaries translate flags into
+an `ExperimentConfig`; notebooks build one directly.
+
+The run directory has one writer (its lock is taken before anything is written), and
+`config.json` is the run's record, written once: a resume must match it in every
+setting that changes results, and may only raise the rounds (see
+`fedcompress.harness.rundir`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -23,21 +28,23 @@ from fedcompress import metrics as m
 from fedcompress.codecs import CodecSpec
 from fedcompress.federated import runtime
 from fedcompress.federated.fedavg import build_fedavg
-from fedcompress.harness import reporting
-from fedcompress.harness.checkpoints import Checkpointer, CheckpointMismatchError
+from fedcompress.harness import reporting, rundir
+from fedcompress.harness.checkpoints import Checkpointer
 from fedcompress.harness.cli import fail  # noqa: F401  (re-exported for binaries)
-from fedcompress.harness.loop import LoopConfig, LoopResult, run_loop
+from fedcompress.harness.loop import (  # noqa: F401  (NonFiniteModelError re-exported)
+  LoopConfig,
+  LoopResult,
+  NonFiniteModelError,
+  run_loop,
+)
+from fedcompress.harness.rundir import RunDirectoryError
 from fedcompress.tasks.models.keras_compat import restore_keras_v2_classes
 from fedcompress.tasks.task import FederatedTask
 
-CONFIG_FILE = "config.json"
+CONFIG_FILE = rundir.CONFIG_FILE
 METRICS_FILE = "metrics.csv"
 CHECKPOINT_DIR = "checkpoints"
-RUN_INFO_FILE = "run_info.json"
-
-
-class RunDirectoryError(ValueError):
-  """The output directory cannot be used as asked (exists without --resume, unwritable)."""
+RUN_INFO_FILE = rundir.RUN_INFO_FILE
 
 
 OPTIMIZERS: dict[str, Callable[[float], tff.learning.optimizers.Optimizer]] = {
@@ -57,8 +64,8 @@ CLIENT_WEIGHTINGS = {
 def build_optimizer(name: str, learning_rate: float) -> tff.learning.optimizers.Optimizer:
   if name not in OPTIMIZERS:
     raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(sorted(OPTIMIZERS))}")
-  if not learning_rate > 0:
-    raise ValueError(f"learning rate must be > 0, got {learning_rate}")
+  if not (learning_rate > 0 and math.isfinite(learning_rate)):
+    raise ValueError(f"learning rate must be a finite number > 0, got {learning_rate}")
   return OPTIMIZERS[name](learning_rate)
 
 
@@ -83,9 +90,9 @@ class ExperimentConfig:
   resume: bool = False
   fixed_clients: tuple[str, ...] | None = None
   # Values recorded in config.json and TensorBoard HParams (e.g. the resolved flags).
+  # On resume every one must match the run's config.json, except those in
+  # `rundir.MAY_DIFFER_ON_RESUME`.
   recorded: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-  # Keys of `recorded` that must match the checkpointed run for --resume.
-  resume_must_match: tuple[str, ...] = ()
   progress: bool | None = None
 
   @property
@@ -102,9 +109,36 @@ class ExperimentConfig:
     if self.client_weighting not in CLIENT_WEIGHTINGS:
       raise ValueError(f"unknown client weighting {self.client_weighting!r}; valid: "
                        f"{', '.join(CLIENT_WEIGHTINGS)}")
-    if not self.experiment_name or os.sep in self.experiment_name:
-      raise ValueError(f"--experiment_name must be a plain folder name, got "
-                       f"{self.experiment_name!r}")
+    name = self.experiment_name
+    if (not isinstance(name, str) or name in ("", ".", "..") or "/" in name or os.sep in name
+        or (os.altsep and os.altsep in name) or "\0" in name):
+      raise ValueError(f"--experiment_name must be a plain folder name (not '.' or '..', no "
+                       f"path separator), got {name!r}")
+    for what, rate in (("client", self.client_learning_rate),
+                       ("server", self.server_learning_rate)):
+      if not (rate > 0 and math.isfinite(rate)):
+        raise ValueError(f"--{what}_learning_rate must be a finite number > 0, got {rate}")
+
+  def record(self) -> dict[str, Any]:
+    """What config.json holds: `recorded` plus this config's own result-affecting values.
+
+    The plain fields are added under their flag names where `recorded` lacks them (a
+    config built in a notebook), so that a resume is compared with them too.
+    """
+    record = {k: rundir.jsonable(v) for k, v in self.recorded.items()}
+    own = {"rounds": self.rounds, "clients_per_round": self.clients_per_round,
+           "client_optimizer": self.client_optimizer,
+           "client_learning_rate": self.client_learning_rate,
+           "server_optimizer": self.server_optimizer,
+           "server_learning_rate": self.server_learning_rate,
+           "client_weighting": self.client_weighting, "seed": self.seed,
+           "broadcast_codec": self.broadcast_codec.describe(),
+           "aggregate_codec": self.aggregate_codec.describe()}
+    if self.fixed_clients and "clients" not in record:
+      own["fixed_clients"] = list(self.fixed_clients)
+    for key, value in own.items():
+      record.setdefault(key, rundir.jsonable(value))
+    return record
 
 
 @dataclasses.dataclass
@@ -118,67 +152,92 @@ class ExperimentResult:
 
 
 def check_run_dir(config: ExperimentConfig) -> None:
-  """Raises what `prepare_run_dir` would, without creating anything (fail before work)."""
-  run_dir = config.run_dir
-  if os.path.isdir(run_dir) and os.listdir(run_dir):
-    if not config.resume:
-      raise RunDirectoryError(
-          f"{run_dir} already holds a run; pass --resume to continue it or choose another "
-          "--experiment_name (nothing was overwritten)")
-    _check_resumable(config)
-
-
-def prepare_run_dir(config: ExperimentConfig) -> bool:
-  """Creates or checks the run directory; returns True when resuming a previous run.
+  """Raises what starting `config` in its run directory would, creating nothing.
 
   Raises:
-    RunDirectoryError: it exists and `resume` is off, or it cannot be written.
-    CheckpointMismatchError: `resume` into a run of a different model or codec.
+    ValueError: a bad config (e.g. `--experiment_name=..`).
+    RunDirectoryError: the directory holds a run and `resume` is off; or `resume` is on
+      and the run's record differs in a setting that changes results, or in rounds
+      lowered; or its record or metrics.csv cannot be read.
   """
+  config.validate()
   run_dir = config.run_dir
-  existing = os.path.isdir(run_dir) and bool(os.listdir(run_dir))
-  check_run_dir(config)
+  if not rundir.has_run(run_dir):
+    return
+  if not config.resume:
+    raise RunDirectoryError(
+        f"{run_dir} already holds a run; pass --resume to continue it or choose another "
+        "--experiment_name (nothing was overwritten)")
+  mismatch = rundir.record_mismatch(run_dir, config.record(), config.rounds)
+  if mismatch:
+    raise RunDirectoryError(
+        f"cannot resume {run_dir}: it was run with other settings: {mismatch}. Resume with "
+        "the recorded values, or start a new run under another --experiment_name")
+  _check_metrics_resumable(run_dir)
+
+
+def _check_metrics_resumable(run_dir: str) -> None:
+  path = os.path.join(run_dir, METRICS_FILE)
+  if not os.path.exists(path):
+    return
   try:
-    os.makedirs(run_dir, exist_ok=True)
+    _, rows, partial = reporting.read_metrics_rows(path)
+  except reporting.MetricsFileError as e:
+    raise RunDirectoryError(f"cannot resume {run_dir}: {e}") from None
+  if partial:
+    complete = int(rows[-1][m.ROUND]) if rows else 0
+    newest = max(_checkpoint_rounds(os.path.join(run_dir, CHECKPOINT_DIR)), default=0)
+    if newest > complete:
+      raise RunDirectoryError(
+          f"cannot resume {run_dir}: the last row of {path} is cut short, but round "
+          f"{newest} was checkpointed, so its metrics would be lost; delete "
+          f"{os.path.join(run_dir, CHECKPOINT_DIR, f'round_{newest}')} to redo that round")
+
+
+def _checkpoint_rounds(checkpoint_dir: str) -> list[int]:
+  if not os.path.isdir(checkpoint_dir):
+    return []
+  names = os.listdir(checkpoint_dir)
+  return [int(n[len("round_"):]) for n in names
+          if n.startswith("round_") and n[len("round_"):].isdigit()]
+
+
+def _check_writable(run_dir: str) -> None:
+  try:
     probe = os.path.join(run_dir, ".write_test")
     with open(probe, "w") as f:
       f.write("ok")
     os.remove(probe)
   except OSError as e:
     raise RunDirectoryError(f"cannot write to {run_dir}: {e.strerror or e}") from None
-  return existing
 
 
-def _check_resumable(config: ExperimentConfig) -> None:
-  path = os.path.join(config.run_dir, CONFIG_FILE)
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    previous = json.load(f)
-  for key in config.resume_must_match:
-    old, new = previous.get(key), _jsonable(config.recorded.get(key))
-    if old != new:
-      raise CheckpointMismatchError(
-          f"cannot resume {config.run_dir}: it was run with {key}={old!r}, now {new!r} "
-          "(a checkpoint of a different model or codec)")
+class _RunRecord:
+  """Reporter that keeps the run's record: config.json once, a segment per start.
 
+  It runs as a reporter because `start` comes after the checkpoint was restored: a
+  resume refused by the checkpoint itself writes nothing.
+  """
 
-def _jsonable(value: Any) -> Any:
-  if isinstance(value, (str, int, float, bool)) or value is None:
-    return value
-  if isinstance(value, (list, tuple)):
-    return [_jsonable(v) for v in value]
-  return str(value)
+  def __init__(self, config: ExperimentConfig, began: float):
+    self._config = config
+    self._began = began
+    self._segment: int | None = None
+    self._last_round = 0
 
+  def start(self, first_round: int, total_rounds: int) -> None:
+    self._last_round = first_round - 1
+    self._segment = rundir.start_segment(self._config.run_dir, self._config.record(),
+                                         rounds=total_rounds, first_round=first_round)
 
-def write_config(config: ExperimentConfig) -> None:
-  record = {k: _jsonable(v) for k, v in config.recorded.items()}
-  record.setdefault("broadcast_codec", config.broadcast_codec.describe())
-  record.setdefault("aggregate_codec", config.aggregate_codec.describe())
-  tmp = os.path.join(config.run_dir, CONFIG_FILE + ".tmp")
-  with open(tmp, "w") as f:
-    json.dump(record, f, indent=2, sort_keys=True)
-  os.replace(tmp, os.path.join(config.run_dir, CONFIG_FILE))
+  def write(self, row) -> None:
+    self._last_round = int(row[m.ROUND])
+
+  def close(self) -> None:
+    if self._segment is not None:
+      rundir.end_segment(self._config.run_dir, self._segment, last_round=self._last_round,
+                         wall_time_s=time.perf_counter() - self._began)
+      self._segment = None
 
 
 def keras_evaluator(keras_model_fn: Callable[[], tf.keras.Model], dataset: tf.data.Dataset
@@ -222,6 +281,21 @@ def run_experiment(task: FederatedTask, config: ExperimentConfig, *,
     process: a prebuilt process for this task and config (tests share one).
     console: console reporter to use (default: stdout lines, progress bar on a tty).
   """
+  check_experiment(task, config)
+  # The rounds run on a TFF worker this process owns (unless a context is in place).
+  runtime.install()
+  with rundir.lock_run_dir(config.run_dir):
+    # Again under the lock: another process may have written the run since.
+    check_run_dir(config)
+    _check_writable(config.run_dir)
+    return _run_locked(task, config, initial_weights, process, console)
+
+
+def check_experiment(task: FederatedTask, config: ExperimentConfig) -> None:
+  """Raises what `run_experiment(task, config)` would refuse before its first round.
+
+  Creates nothing; `run_finetune` calls it before taking the run directory's lock.
+  """
   config.validate()
   if not config.fixed_clients and config.clients_per_round > len(task.client_ids):
     raise ValueError(f"--clients_per_round={config.clients_per_round} but the dataset has "
@@ -229,41 +303,34 @@ def run_experiment(task: FederatedTask, config: ExperimentConfig, *,
   unknown = [c for c in (config.fixed_clients or ()) if c not in set(task.client_ids)]
   if unknown:
     raise ValueError(f"unknown client id(s): {', '.join(unknown)}")
-  # The rounds run on a TFF worker this process owns (unless a context is in place).
-  runtime.install()
-  resuming = prepare_run_dir(config)
-  config_path = os.path.join(config.run_dir, CONFIG_FILE)
-  previous_config = _read_optional(config_path)
-  write_config(config)
+  check_run_dir(config)
+
+
+def _run_locked(task, config, initial_weights, process, console) -> ExperimentResult:
   began = time.perf_counter()
   process = process or build_process(task, config)
   initial_state = None
   if initial_weights is not None:
     initial_state = process.set_model_weights(process.initialize(), initial_weights)
   hparams = dict(config.recorded) or {"experiment_name": config.experiment_name}
+  console = console or reporting.ConsoleReporter(progress=config.progress)
   reporters = [
-      console or reporting.ConsoleReporter(progress=config.progress),
+      _RunRecord(config, began),
+      console,
       reporting.CsvReporter(os.path.join(config.run_dir, METRICS_FILE)),
       reporting.TensorBoardReporter(config.run_dir, hparams, run_name=config.experiment_name),
   ]
-  try:
-    loop = run_loop(
-        process, task.client_ids, task.client_dataset,
-        LoopConfig(rounds=config.rounds, clients_per_round=config.clients_per_round,
-                   seed=config.seed, rounds_per_eval=config.rounds_per_eval,
-                   rounds_per_checkpoint=config.rounds_per_checkpoint,
-                   fixed_clients=config.fixed_clients),
-        evaluate=keras_evaluator(task.keras_model_fn, task.test_dataset),
-        reporters=reporters,
-        checkpointer=Checkpointer(os.path.join(config.run_dir, CHECKPOINT_DIR)),
-        initial_state=initial_state, resume=resuming)
-  except CheckpointMismatchError:
-    # Refused before any round ran: leave the run as it was, so that resuming it with
-    # its own flags still works.
-    _restore_optional(config_path, previous_config)
-    raise
+  loop = run_loop(
+      process, task.client_ids, task.client_dataset,
+      LoopConfig(rounds=config.rounds, clients_per_round=config.clients_per_round,
+                 seed=config.seed, rounds_per_eval=config.rounds_per_eval,
+                 rounds_per_checkpoint=config.rounds_per_checkpoint,
+                 fixed_clients=config.fixed_clients),
+      evaluate=keras_evaluator(task.keras_model_fn, task.test_dataset),
+      reporters=reporters,
+      checkpointer=Checkpointer(os.path.join(config.run_dir, CHECKPOINT_DIR)),
+      initial_state=initial_state, resume=config.resume, warn=console.warn)
   wall_time_s = time.perf_counter() - began
-  _add_wall_time(config.run_dir, wall_time_s)
   rows = reporting.read_metrics_csv(os.path.join(config.run_dir, METRICS_FILE))
   totals = {m.BROADCAST_CUMULATIVE_BITS: int(rows[-1][m.BROADCAST_CUMULATIVE_BITS]),
             m.AGGREGATE_CUMULATIVE_BITS: int(rows[-1][m.AGGREGATE_CUMULATIVE_BITS])} if rows else {}
@@ -273,37 +340,6 @@ def run_experiment(task: FederatedTask, config: ExperimentConfig, *,
   return ExperimentResult(run_dir=config.run_dir, loop=loop,
                           wall_time_s=wall_time_s, final_eval=final_eval,
                           totals=totals, process=process)
-
-
-def _read_optional(path: str) -> bytes | None:
-  if not os.path.exists(path):
-    return None
-  with open(path, "rb") as f:
-    return f.read()
-
-
-def _restore_optional(path: str, content: bytes | None) -> None:
-  if content is None:
-    if os.path.exists(path):
-      os.remove(path)
-    return
-  with open(path + ".tmp", "wb") as f:
-    f.write(content)
-  os.replace(path + ".tmp", path)
-
-
-def _add_wall_time(run_dir: str, seconds: float) -> None:
-  """Accumulates the run's wall time over its resumed segments in run_info.json."""
-  path = os.path.join(run_dir, RUN_INFO_FILE)
-  info = {"wall_time_s": 0.0, "segments": 0}
-  if os.path.exists(path):
-    with open(path) as f:
-      info.update(json.load(f))
-  info["wall_time_s"] += seconds
-  info["segments"] += 1
-  with open(path + ".tmp", "w") as f:
-    json.dump(info, f, indent=2)
-  os.replace(path + ".tmp", path)
 
 
 def describe_result(result: ExperimentResult) -> str:

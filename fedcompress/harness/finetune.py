@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 
-from fedcompress.harness.experiment import ExperimentConfig, check_run_dir, run_experiment
+from fedcompress.harness import rundir
+from fedcompress.harness.experiment import (
+  ExperimentConfig,
+  check_experiment,
+  check_run_dir,
+  run_experiment,
+)
 from fedcompress.tasks.datasets.char_vocab import text_to_ids
 from fedcompress.tasks.shakespeare import (
   Evaluation,
@@ -53,8 +60,9 @@ def run_finetune(config: ExperimentConfig, *, pretrained_path: str, cache_dir: s
     log: where progress lines go.
   """
   text_to_ids(prompt, oov="error")  # Fails now, not after training, on a bad prompt.
-  if num_generate < 0 or temperature <= 0:
-    raise ValueError("--num_generate must be >= 0 and --temperature > 0")
+  if num_generate < 0 or not (temperature > 0 and math.isfinite(temperature)):
+    raise ValueError(f"--num_generate must be >= 0 and --temperature a finite number > 0, "
+                     f"got {num_generate} and {temperature}")
   pretrained = load_pretrained(pretrained_path)
   check_run_dir(config)
   setup = build_shakespeare_task(pretrained, cache_dir=cache_dir, epochs=epochs,
@@ -64,6 +72,7 @@ def run_finetune(config: ExperimentConfig, *, pretrained_path: str, cache_dir: s
                              "THE_TRAGEDY_OF_KING_LEAR_KING")
   if client not in set(setup.task.client_ids):
     raise ValueError(f"unknown client id: {client}")
+  check_experiment(setup.task, config)
   sanity = sanity_check(pretrained, setup.train.create_tf_dataset_for_client(client),
                         pad_short_clients=True)
   log(f"sanity check: pretrained accuracy {sanity.client_accuracy:.4f} on {client}, "
@@ -71,11 +80,14 @@ def run_finetune(config: ExperimentConfig, *, pretrained_path: str, cache_dir: s
   pretrained_eval = evaluate(pretrained, setup.task.test_dataset)
   log(f"pretrained model on {pretrained_eval.num_batches} test batches: "
       f"loss {pretrained_eval.loss:.4f}, accuracy {pretrained_eval.accuracy:.4f}")
-  result = run_experiment(setup.task, config, initial_weights=setup.initial_weights)
-  with open(os.path.join(config.run_dir, "pretrained_eval.json"), "w") as f:
-    json.dump({"sanity_client": client, "sanity": sanity._asdict(),
-               "pretrained_eval": pretrained_eval._asdict()}, f, indent=2)
-  weights = result.process.get_model_weights(result.loop.state)
-  generated = finish(weights, setup.sizes, config.run_dir, prompt=prompt,
-                     temperature=temperature, num_generate=num_generate, seed=generate_seed)
+  # One lock from the first round to the generated text (run_experiment takes it too).
+  with rundir.lock_run_dir(config.run_dir):
+    result = run_experiment(setup.task, config, initial_weights=setup.initial_weights)
+    with open(os.path.join(config.run_dir, "pretrained_eval.json"), "w") as f:
+      json.dump({"sanity_client": client, "sanity": sanity._asdict(),
+                 "pretrained_eval": pretrained_eval._asdict()}, f, indent=2)
+    weights = result.process.get_model_weights(result.loop.state)
+    generated = finish(weights, setup.sizes, config.run_dir, prompt=prompt,
+                       temperature=temperature, num_generate=num_generate,
+                       seed=generate_seed)
   return FinetuneResult(result, sanity, pretrained_eval, generated)

@@ -3,10 +3,15 @@
 Binaries call the `define_*` functions at import and, in `main()`, the `*_from_flags`
 functions, which turn flag values into the library's plain arguments. Nothing else in
 the library reads flags.
+
+The range of every numeric flag is in `NUMBER_FLAGS`, checked when the command line is
+parsed (see there).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Any
 
 from absl import flags
@@ -14,8 +19,95 @@ from absl import flags
 from fedcompress import codecs, tasks
 from fedcompress.harness.experiment import CLIENT_WEIGHTINGS, OPTIMIZERS, ExperimentConfig
 from fedcompress.harness.finetune import run_finetune
+from fedcompress.tasks.datasets.digits import MIN_DIRICHLET_ALPHA
 
 FlagValues = flags.FlagValues
+
+# TFF's optimizers compute in float32: a larger learning rate is infinite there.
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
+@dataclasses.dataclass(frozen=True)
+class NumberRule:
+  """The values a numeric flag accepts: a finite number in [low, high] (or (low, high])."""
+
+  low: float
+  high: float | None = None
+  low_open: bool = False  # low itself excluded
+  integer: bool = False
+  optional: bool = False  # None (unset) allowed
+  why: str = ""
+
+  def accepts(self, value: Any) -> bool:
+    if value is None:
+      return self.optional
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      return False
+    if not math.isfinite(value) or (self.integer and value != int(value)):
+      return False
+    above = value > self.low if self.low_open else value >= self.low
+    return above and (self.high is None or value <= self.high)
+
+  def describe(self) -> str:
+    def show(x: float) -> str:
+      return str(int(x)) if self.integer else f"{x:g}"
+
+    what = "an integer" if self.integer else "a finite number"
+    if self.high is not None and not self.low_open:
+      text = f"{what} in {show(self.low)}..{show(self.high)}"
+    else:
+      text = f"{what} {'>' if self.low_open else '>='} {show(self.low)}"
+      if self.high is not None:
+        text += f" and <= {show(self.high)}"
+    if self.optional:
+      text += " (or unset)"
+    return f"must be {text}" + (f" ({self.why})" if self.why else "")
+
+
+def _at_least(low: int, **kw) -> NumberRule:
+  return NumberRule(low, integer=True, **kw)
+
+
+_POSITIVE = NumberRule(0.0, low_open=True)
+_LEARNING_RATE = NumberRule(0.0, _FLOAT32_MAX, low_open=True,
+                            why="TFF's optimizers compute in float32")
+
+# Every numeric flag of the experiment binaries and the values it accepts. They are
+# absl validators, registered where the flags are defined: absl runs them when the
+# command line is parsed, before main() and so before anything is loaded or written,
+# for every binary and for every run of a sweep (which parses all of its runs before it
+# starts the first); the error names the flag (`flag --digits_alpha=0.0: must be ...`).
+# A check function called from the binaries instead would run only where it is called,
+# and NaN passes absl's own lower_bound/upper_bound (every comparison with NaN is False),
+# hence these rules. Bits and the threshold of codecs are not here: the codec's own
+# record checks them (`fedcompress.codecs`), for flags and library calls alike.
+NUMBER_FLAGS: dict[str, NumberRule] = {
+    "rounds": _at_least(1),
+    "clients_per_round": _at_least(1),
+    "client_epochs": _at_least(1),
+    "client_batch_size": _at_least(1),
+    "rounds_per_eval": _at_least(1),
+    "rounds_per_checkpoint": _at_least(1),
+    # scikit-learn's and numpy's seeds are 32-bit unsigned.
+    "seed": NumberRule(0, 2**32 - 1, integer=True),
+    "client_learning_rate": _LEARNING_RATE,
+    "server_learning_rate": _LEARNING_RATE,
+    "digits_clients": _at_least(1),
+    "digits_alpha": NumberRule(MIN_DIRICHLET_ALPHA,
+                               why="smaller ones make numpy's Dirichlet sampler run for hours"),
+    "worker_timeout_s": NumberRule(0.0),
+    "max_batches_per_client": _at_least(1, optional=True),
+    "max_eval_batches": _at_least(1),
+    "temperature": _POSITIVE,
+    "num_generate": _at_least(0),
+}
+
+
+def add_number_checks(fv: FlagValues, names: list[str]) -> None:
+  """Registers the `NUMBER_FLAGS` rule of each of `names` as an absl validator on `fv`."""
+  for name in names:
+    rule = NUMBER_FLAGS[name]
+    flags.register_validator(name, rule.accepts, message=rule.describe(), flag_values=fv)
 
 
 def define_runtime_flags(fv: FlagValues = flags.FLAGS) -> None:
@@ -29,7 +121,8 @@ def define_runtime_flags(fv: FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_float("worker_timeout_s", 120.0, "With --workers: seconds a worker may take to "
                      "accept connections, and later fail every call (dead, unreachable), "
                      "before the run stops with an error instead of TFF retrying forever.",
-                     lower_bound=0.0, flag_values=fv)
+                     flag_values=fv)
+  add_number_checks(fv, ["worker_timeout_s"])
 
 
 def define_loop_flags(fv: FlagValues = flags.FLAGS, *, rounds: int = 10,
@@ -50,6 +143,8 @@ def define_loop_flags(fv: FlagValues = flags.FLAGS, *, rounds: int = 10,
                        "data splits.", flag_values=fv)
   flags.DEFINE_enum("client_weighting", "num_examples", sorted(CLIENT_WEIGHTINGS),
                     "Weight of each client in the mean.", flag_values=fv)
+  add_number_checks(fv, ["rounds", "clients_per_round", "client_epochs", "client_batch_size",
+                         "rounds_per_eval", "rounds_per_checkpoint", "seed"])
 
 
 def define_optimizer_flags(fv: FlagValues = flags.FLAGS, *, client_lr: float = 0.02,
@@ -61,6 +156,7 @@ def define_optimizer_flags(fv: FlagValues = flags.FLAGS, *, client_lr: float = 0
   flags.DEFINE_enum("server_optimizer", "sgd", names, "Server optimizer.", flag_values=fv)
   flags.DEFINE_float("server_learning_rate", server_lr, "Server learning rate.",
                      flag_values=fv)
+  add_number_checks(fv, ["client_learning_rate", "server_learning_rate"])
 
 
 def define_codec_flags(fv: FlagValues = flags.FLAGS) -> None:
@@ -102,6 +198,7 @@ def define_image_task_flags(fv: FlagValues = flags.FLAGS) -> None:
                        flag_values=fv)
   flags.DEFINE_float("digits_alpha", 1.0, "Dirichlet concentration of the digits label "
                      "split (smaller = more non-IID).", flag_values=fv)
+  add_number_checks(fv, ["digits_clients", "digits_alpha"])
 
 
 def define_image_experiment_flags(fv: FlagValues = flags.FLAGS) -> None:
@@ -139,6 +236,8 @@ def define_shakespeare_experiment_flags(fv: FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_float("temperature", 1.0, "Sampling temperature of text generation.",
                      flag_values=fv)
   flags.DEFINE_integer("num_generate", 200, "Characters to generate.", flag_values=fv)
+  add_number_checks(fv, ["max_batches_per_client", "max_eval_batches", "temperature",
+                         "num_generate"])
   define_loop_flags(fv, rounds=5, clients_per_round=10)
   define_optimizer_flags(fv, client_lr=0.5, server_lr=1.0)
   define_codec_flags(fv)
@@ -147,21 +246,39 @@ def define_shakespeare_experiment_flags(fv: FlagValues = flags.FLAGS) -> None:
   fv.set_default("client_batch_size", 8)
 
 
-def run_shakespeare_from_flags(fv: FlagValues, module_names: list[str] | None = None):
+def shakespeare_config_from_flags(fv: FlagValues, module_names: list[str] | None = None
+                                  ) -> ExperimentConfig:
+  """The `ExperimentConfig` of a Shakespeare fine-tuning run (checks its fixed flags)."""
   if not fv.pretrained_model:
     raise ValueError("--pretrained_model is required")
   if fv.client_batch_size != 8:
     raise ValueError("--client_batch_size is fixed at the tutorial's 8 for Shakespeare")
-  config = experiment_config_from_flags(
+  return experiment_config_from_flags(
       fv, module_names=module_names or [],
       extra_recorded={"dataset": "shakespeare"},
       fixed_clients=tuple(fv.clients) or None)
+
+
+def run_shakespeare_from_flags(fv: FlagValues, module_names: list[str] | None = None,
+                               config: ExperimentConfig | None = None):
+  config = config or shakespeare_config_from_flags(fv, module_names)
   return run_finetune(
       config, pretrained_path=fv.pretrained_model, cache_dir=fv.cache_dir,
       epochs=fv.client_epochs, max_batches=fv.max_batches_per_client,
       pad_short_clients=fv.pad_short_clients, max_eval_batches=fv.max_eval_batches,
       sanity_client=fv.sanity_client, prompt=fv.generate_prompt,
       temperature=fv.temperature, num_generate=fv.num_generate, generate_seed=fv.seed)
+
+
+def image_config_from_flags(fv: FlagValues, module_names: list[str] | None = None
+                            ) -> ExperimentConfig:
+  """The `ExperimentConfig` of an image (EMNIST, digits) run."""
+  config = experiment_config_from_flags(fv, module_names=module_names or [])
+  # Known without loading the data: refused before a sweep starts its first run.
+  if fv.dataset == "digits" and config.clients_per_round > fv.digits_clients:
+    raise ValueError(f"--clients_per_round={config.clients_per_round} but the dataset has "
+                     f"only {fv.digits_clients} clients (--digits_clients)")
+  return config
 
 
 def image_task_from_flags(fv: FlagValues) -> tasks.FederatedTask:
@@ -187,11 +304,6 @@ def recorded_flags(fv: FlagValues, module_names: list[str]) -> dict[str, Any]:
   return record
 
 
-# Flags whose change makes a checkpoint unusable: a different model or codec.
-RESUME_MUST_MATCH = ("dataset", "only_digits", "broadcast_codec", "aggregate_codec",
-                     "client_optimizer", "server_optimizer")
-
-
 def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
                                  extra_recorded: dict[str, Any] | None = None,
                                  fixed_clients: tuple[str, ...] | None = None
@@ -209,5 +321,4 @@ def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
       client_weighting=fv.client_weighting, broadcast_codec=broadcast,
       aggregate_codec=aggregate, rounds_per_eval=fv.rounds_per_eval,
       rounds_per_checkpoint=fv.rounds_per_checkpoint, seed=fv.seed, resume=fv.resume,
-      fixed_clients=fixed_clients, recorded=recorded,
-      resume_must_match=tuple(k for k in RESUME_MUST_MATCH if k in recorded))
+      fixed_clients=fixed_clients, recorded=recorded)

@@ -4,11 +4,19 @@ Nothing here imports TFF: the loop drives any object with `initialize()`,
 `next(state, client_data)` and `get_model_weights(state)`, so it is tested against a
 fake process. Client sampling is uniform without replacement from a generator seeded
 by (seed, round), which makes round r's clients the same in a resumed run.
+
+Two kinds of round are not reported as if they were normal ones. A round where the
+process left every client out (`aggregate/rejected_clients` equals the clients sampled:
+non-finite updates) has no training loss or accuracy: they are left empty and a
+warning says so. A round after which the model weights are no longer finite stops the
+run with `NonFiniteModelError`, before it is evaluated, reported or checkpointed, so
+the last checkpoint is the last finite model.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -18,6 +26,26 @@ import numpy as np
 from fedcompress import metrics as m
 from fedcompress.harness.checkpoints import Checkpointer, LoopState
 from fedcompress.harness.reporting import Reporter
+
+
+class NonFiniteModelError(RuntimeError):
+  """The model weights became NaN or infinite; the run cannot go on meaningfully."""
+
+
+def all_finite(value: Any) -> bool:
+  """Whether every floating-point number in a (nested) structure of arrays is finite."""
+  if isinstance(value, Mapping):
+    return all(all_finite(v) for v in value.values())
+  if isinstance(value, (list, tuple)):  # Also TFF's ModelWeights, a NamedTuple.
+    return all(all_finite(v) for v in value)
+  array = np.asarray(value)
+  if array.dtype.kind in "fc":
+    return bool(np.isfinite(array).all())
+  return True
+
+
+def _warn_on_stderr(message: str) -> None:
+  print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 class Process(Protocol):
@@ -59,7 +87,8 @@ def run_loop(process: Process, client_ids: Sequence[str],
              client_dataset: Callable[[str, int], Any], config: LoopConfig, *,
              evaluate: Callable[[Any], Mapping[str, float]] | None = None,
              reporters: Sequence[Reporter] = (), checkpointer: Checkpointer | None = None,
-             initial_state: Any = None, resume: bool = False) -> LoopResult:
+             initial_state: Any = None, resume: bool = False,
+             warn: Callable[[str], None] = _warn_on_stderr) -> LoopResult:
   """Runs rounds `start..config.rounds`, where start follows the last checkpoint.
 
   Args:
@@ -74,6 +103,11 @@ def run_loop(process: Process, client_ids: Sequence[str],
     initial_state: state to start from instead of `process.initialize()` (e.g. with
       pretrained weights).
     resume: continue from the newest checkpoint in `checkpointer`.
+    warn: receives a line about rounds whose clients were left out.
+
+  Raises:
+    NonFiniteModelError: a round made the model weights non-finite. That round is
+      neither reported nor checkpointed; earlier ones are.
   """
   if config.rounds < 1:
     raise ValueError(f"rounds must be >= 1, got {config.rounds}")
@@ -84,6 +118,7 @@ def run_loop(process: Process, client_ids: Sequence[str],
     if restored is not None:
       state, loop = restored
   start = loop.round_num + 1
+  last_checkpoint = loop.round_num if resume and loop.round_num else None
   for reporter in reporters:
     reporter.start(start, config.rounds)
   rows: list[dict[str, Any]] = []
@@ -112,15 +147,36 @@ def run_loop(process: Process, client_ids: Sequence[str],
         row[m.BROADCAST_CUMULATIVE_CODED_BITS] = loop.broadcast_cumulative_coded_bits
         row[m.AGGREGATE_CUMULATIVE_CODED_BITS] = loop.aggregate_cumulative_coded_bits
       row[m.ROUND_TIME_S] = elapsed
+      rejected = row.get(m.AGGREGATE_REJECTED_CLIENTS)
+      if rejected and rejected >= len(sampled):
+        # Nothing was averaged: TFF's client metrics of such a round read 0.0, which
+        # would look like perfect training.
+        row[m.TRAIN_LOSS] = row[m.TRAIN_ACCURACY] = None
+      weights = process.get_model_weights(state)
+      if not all_finite(weights):
+        kept = (f"checkpoint round_{last_checkpoint} is kept" if last_checkpoint
+                else "no checkpoint had been written")
+        raise NonFiniteModelError(
+            f"round {round_num} made the model weights non-finite (NaN or Inf), so the run "
+            f"stops before reporting or checkpointing it; {kept}. Start a new run "
+            "(another --experiment_name) with lower learning rates")
       last = round_num == config.rounds
       if evaluate is not None and (last or round_num % config.rounds_per_eval == 0):
-        final_eval = dict(evaluate(process.get_model_weights(state)))
+        final_eval = dict(evaluate(weights))
         row.update(final_eval)
       for reporter in reporters:
         reporter.write(row)
       rows.append(row)
+      if rejected:
+        what = (f"all {len(sampled)} clients were left out (non-finite updates, or no "
+                "examples): no update was averaged and train loss and accuracy are left "
+                "empty" if rejected >= len(sampled) else
+                f"{rejected} of {len(sampled)} clients were left out (non-finite updates, "
+                "or no examples); the mean is over the others")
+        warn(f"round {round_num}: {what}")
       if checkpointer is not None and (last or round_num % config.rounds_per_checkpoint == 0):
         checkpointer.save(state, loop)
+        last_checkpoint = round_num
   finally:
     for reporter in reporters:
       reporter.close()

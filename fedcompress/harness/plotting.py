@@ -26,11 +26,36 @@ def _series(rows, x_key, y_key):
   return [p[0] for p in points], [p[1] for p in points]
 
 
+DEFAULT_FILE_NAME = "comparison.png"
+
+
+def output_file(output_path: str) -> str:
+  """The file `plot_runs` writes for `output_path`.
+
+  An existing folder gets `comparison.png` inside it, and a name without an extension
+  gets `.png` (matplotlib would add it anyway; this way the caller knows the name).
+  """
+  if os.path.isdir(output_path):
+    return os.path.join(output_path, DEFAULT_FILE_NAME)
+  if not os.path.splitext(output_path)[1]:
+    return output_path + ".png"
+  return output_path
+
+
 def plot_runs(run_dirs: Sequence[str], output_path: str, labels: Sequence[str] | None = None,
               title: str | None = None) -> str:
-  """Writes the four-panel comparison PNG of `run_dirs` to `output_path`; returns it."""
+  """Writes the four-panel comparison figure of `run_dirs`; returns the file written.
+
+  Args:
+    run_dirs: run directories, each with a `metrics.csv`.
+    output_path: the image file (its extension picks the format, PNG when it has none),
+      or an existing folder to write `comparison.png` into.
+    labels: line labels, one per run (default: the folder names).
+    title: figure title.
+  """
   if not run_dirs:
     raise ValueError("no runs to plot")
+  output_path = output_file(output_path)
   labels = list(labels or [os.path.basename(os.path.normpath(d)) for d in run_dirs])
   fig, axes = plt.subplots(2, 2, figsize=(13, 9), constrained_layout=True)
   (ax_acc, ax_loss), (ax_bits, ax_frontier) = axes

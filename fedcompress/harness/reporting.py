@@ -7,6 +7,7 @@ and knows how to resume: rows after the resumed round are dropped, never duplica
 from __future__ import annotations
 
 import csv
+import io
 import os
 import sys
 from collections.abc import Mapping
@@ -75,6 +76,14 @@ class ConsoleReporter:
     else:
       print(line, file=self._stream, flush=True)
 
+  def warn(self, message: str) -> None:
+    """One `warning: ...` line among the round lines."""
+    line = f"{self._prefix}warning: {message}"
+    if self._bar is not None:
+      self._bar.write(line, file=self._stream)
+    else:
+      print(line, file=self._stream, flush=True)
+
   def close(self) -> None:
     if self._bar is not None:
       self._bar.close()
@@ -100,12 +109,11 @@ class CsvReporter:
     del total_rounds
     self._kept = []
     if os.path.exists(self.path):
-      with open(self.path, newline="") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames:
-          self.columns += [c for c in reader.fieldnames if c not in self.columns]
-        self._kept = [r for r in reader if int(r[m.ROUND]) < first_round]
-      # Rows of rounds that will be redone go now, even if no round completes.
+      columns, self._kept, _ = read_metrics_rows(self.path)
+      self.columns += [c for c in columns if c not in self.columns]
+      # A last row cut short by a kill was never complete: it goes with the other rows
+      # of rounds that will be redone, now, even if no round completes.
+      self._kept = [r for r in self._kept if int(r[m.ROUND]) < first_round]
       self._rewrite()
 
   def _rewrite(self) -> None:
@@ -135,10 +143,65 @@ class CsvReporter:
     self._writer = None
 
 
+class MetricsFileError(ValueError):
+  """A `metrics.csv` that is not one fedcompress wrote, or is damaged before its last row."""
+
+
+def _complete(fields: list[str], columns: list[str]) -> bool:
+  if len(fields) != len(columns):
+    return False
+  try:
+    int(fields[0])
+    for value in fields[1:]:
+      if value != "":
+        float(value)
+  except ValueError:
+    return False
+  return True
+
+
+def read_metrics_rows(path: str) -> tuple[list[str], list[dict[str, str]], bool]:
+  """The columns and complete rows of a `metrics.csv`, as text.
+
+  A kill can cut the file's last line short (a row is written in one piece and flushed,
+  but the write itself can be interrupted): a last row that is incomplete, or not
+  ended by a line break, is left out and reported as the third value.
+
+  Raises:
+    MetricsFileError: the file does not start with the canonical columns, or a row
+      before the last one is damaged (the message names the file and the line).
+  """
+  try:
+    with open(path, newline="") as f:
+      text = f.read()
+    lines = [fields for fields in csv.reader(io.StringIO(text)) if fields]
+  except (UnicodeDecodeError, csv.Error) as e:
+    raise MetricsFileError(f"{path} is not a fedcompress metrics.csv ({e})") from None
+  if not lines:
+    return list(m.CANONICAL), [], False
+  columns = lines[0]
+  if columns[:len(m.CANONICAL)] != list(m.CANONICAL):
+    first = text.splitlines()[0] if text.splitlines() else ""
+    raise MetricsFileError(f"{path} is not a fedcompress metrics.csv: its first line is "
+                           f"{first[:80]!r}, not the metric names starting with 'round'")
+  rows, partial = [], False
+  last = len(lines) - 1
+  for i, fields in enumerate(lines[1:], start=1):
+    if _complete(fields, columns) and not (i == last and not text.endswith("\n")):
+      rows.append(dict(zip(columns, fields, strict=True)))
+    elif i == last:
+      partial = True
+    else:
+      raise MetricsFileError(f"{path}: row {i} is damaged ({','.join(fields)[:80]!r})")
+  return columns, rows, partial
+
+
 def read_metrics_csv(path: str) -> list[dict[str, float | None]]:
-  """Rows of a `metrics.csv` with numbers parsed (empty cells -> None)."""
-  with open(path, newline="") as f:
-    rows = list(csv.DictReader(f))
+  """Rows of a `metrics.csv` with numbers parsed (empty cells -> None).
+
+  A last row cut short by a kill is left out (see `read_metrics_rows`).
+  """
+  _, rows, _ = read_metrics_rows(path)
 
   def parse(v: str) -> float | None:
     if v == "":

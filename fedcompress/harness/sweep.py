@@ -1,9 +1,13 @@
 """Run a list of configurations one after another and compare them.
 
 A sweep is a list of named runs, each a list of flags for one experiment binary's
-flag set (from flagfiles, or the product of a grid over flag values). Runs already
-finished are skipped, unfinished ones resumed; `summary.csv` and `summary.md` compare
-them all with a named baseline, from each run's own `metrics.csv`.
+flag set (from flagfiles, or the product of a grid over flag values). Before the first
+run starts, every run's flags are parsed and checked, and every run directory that
+already exists is compared with the run's settings: a run made with other settings
+(another learning rate, other codec bits, ...) is neither reused nor overwritten, the
+sweep refuses to start. Runs already finished with the same settings are skipped,
+unfinished ones resumed; `summary.csv` and `summary.md` compare them all with a named
+baseline, from each run's own `metrics.csv`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 
 from absl import flags
 
-from fedcompress.harness import summary
+from fedcompress.harness import rundir, summary
 from fedcompress.harness.reporting import read_metrics_csv
 
 
@@ -30,28 +34,35 @@ class SweepRun:
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentKind:
-  """How to define one binary's flags on a `FlagValues` and run it from them."""
+  """How to define one binary's flags on a `FlagValues`, check them and run them.
+
+  `config(fv)` is the run's `ExperimentConfig` (raising ValueError on bad values) and
+  `run(fv, config)` runs it.
+  """
 
   define_flags: Callable[[flags.FlagValues], None]
-  run: Callable[[flags.FlagValues], Any]
+  config: Callable[[flags.FlagValues], Any]
+  run: Callable[[flags.FlagValues, Any], Any]
 
 
 def _image_kind() -> ExperimentKind:
   from fedcompress.harness import flags as fc_flags
   from fedcompress.harness.experiment import run_experiment
 
-  def run(fv):
-    config = fc_flags.experiment_config_from_flags(fv, module_names=[])
+  def run(fv, config):
     return run_experiment(fc_flags.image_task_from_flags(fv), config)
 
-  return ExperimentKind(fc_flags.define_image_experiment_flags, run)
+  return ExperimentKind(fc_flags.define_image_experiment_flags,
+                        fc_flags.image_config_from_flags, run)
 
 
 def _shakespeare_kind() -> ExperimentKind:
   from fedcompress.harness import flags as fc_flags
 
   return ExperimentKind(fc_flags.define_shakespeare_experiment_flags,
-                        fc_flags.run_shakespeare_from_flags)
+                        fc_flags.shakespeare_config_from_flags,
+                        lambda fv, config: fc_flags.run_shakespeare_from_flags(
+                            fv, config=config))
 
 
 EXPERIMENTS: dict[str, Callable[[], ExperimentKind]] = {"emnist": _image_kind,
@@ -102,10 +113,55 @@ def _finished_rounds(run_dir: str) -> int:
   return int(rows[-1]["round"]) if rows else 0
 
 
+@dataclasses.dataclass
+class _Plan:
+  run: SweepRun
+  fv: flags.FlagValues
+  config: Any
+  action: str  # "start", "resume" or "skip"
+  done: int = 0
+
+
+def _plan(kind: ExperimentKind, run: SweepRun, root_output_dir: str,
+          common: Sequence[str]) -> _Plan:
+  """Parses and checks one run's flags and decides what to do with its directory."""
+  fv = flags.FlagValues()
+  kind.define_flags(fv)
+  try:
+    fv(["sweep", *run.args, *common, f"--root_output_dir={root_output_dir}",
+        f"--experiment_name={run.name}"])
+    config = kind.config(fv)
+    config.validate()
+  except (flags.Error, ValueError) as e:
+    raise ValueError(f"sweep run {run.name!r}: {e}") from None
+  run_dir = config.run_dir
+  if not rundir.has_run(run_dir):
+    return _Plan(run, fv, config, "start")
+  try:
+    mismatch = rundir.record_mismatch(run_dir, config.record(), config.rounds)
+    done = _finished_rounds(run_dir)
+  except ValueError as e:
+    raise ValueError(f"sweep run {run.name!r}: {e}") from None
+  if mismatch:
+    raise ValueError(
+        f"sweep run {run.name!r} exists in {run_dir} with other settings: {mismatch}. The "
+        "sweep neither reuses nor overwrites it: pass another --root_output_dir, or delete "
+        f"{run_dir} to run it again")
+  if done >= config.rounds:
+    return _Plan(run, fv, config, "skip", done)
+  fv.resume = True
+  return _Plan(run, fv, kind.config(fv), "resume", done)
+
+
 def run_sweep(runs: Sequence[SweepRun], root_output_dir: str, *, experiment: str = "emnist",
               common_flags: str = "", baseline: str | None = None,
               log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-  """Runs, skips or resumes each run; writes and returns the comparison."""
+  """Checks every run, then runs, skips or resumes each; writes and returns the comparison.
+
+  Raises:
+    ValueError: a run's flags or values are bad, or its directory holds a run made with
+      other settings; raised before any run starts.
+  """
   if not runs:
     raise ValueError("the sweep has no runs")
   names = [r.name for r in runs]
@@ -115,23 +171,21 @@ def run_sweep(runs: Sequence[SweepRun], root_output_dir: str, *, experiment: str
   if baseline not in names:
     raise ValueError(f"baseline {baseline!r} is not one of the runs: {', '.join(names)}")
   kind = get_experiment(experiment)
-  common = shlex.split(common_flags)
-  for run in runs:
-    fv = flags.FlagValues()
-    kind.define_flags(fv)
-    fv(["sweep", *run.args, *common, f"--root_output_dir={root_output_dir}",
-        f"--experiment_name={run.name}"])
-    run_dir = os.path.join(root_output_dir, run.name)
-    done = _finished_rounds(run_dir)
-    if done >= fv.rounds:
-      log(f"== {run.name}: finished ({done} rounds), skipped")
+  try:
+    common = shlex.split(common_flags)
+  except ValueError as e:
+    raise ValueError(f"--common_flags: {e} in {common_flags!r}") from None
+  plans = [_plan(kind, run, root_output_dir, common) for run in runs]
+  for plan in plans:
+    name = plan.run.name
+    if plan.action == "skip":
+      log(f"== {name}: finished ({plan.done} rounds), skipped")
       continue
-    if os.path.isdir(run_dir) and os.listdir(run_dir):
-      fv.resume = True
-      log(f"== {run.name}: resuming after round {done}")
+    if plan.action == "resume":
+      log(f"== {name}: resuming after round {plan.done}")
     else:
-      log(f"== {run.name}: {' '.join(run.args)}")
-    kind.run(fv)
+      log(f"== {name}: {' '.join(plan.run.args)}")
+    kind.run(plan.fv, plan.config)
   summaries = summary.compare_runs([os.path.join(root_output_dir, n) for n in names], baseline)
   write_summary(summaries, root_output_dir, baseline)
   return summaries

@@ -6,6 +6,8 @@ learns which flag to set rather than reading a urllib stack.
 
 from __future__ import annotations
 
+import os
+
 
 class DatasetUnavailableError(Exception):
   """A dataset is neither in the cache directory nor downloadable."""
@@ -21,3 +23,10 @@ class DatasetUnavailableError(Exception):
     super().__init__(
         f"{dataset} is not cached and could not be downloaded{reason}: put {expected_file} "
         f"in {where} or point --cache_dir at a folder that has it.")
+
+
+def check_cache_dir(cache_dir: str | os.PathLike[str] | None, expected_file: str) -> None:
+  """Raises ValueError if `cache_dir` exists but is not a folder (e.g. the sqlite itself)."""
+  if cache_dir is not None and os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
+    raise ValueError(f"--cache_dir {os.fspath(cache_dir)} is a file, not a folder: point it "
+                     f"at the folder that holds (or is to hold) {expected_file}")

@@ -1,17 +1,22 @@
-"""Issue 8, point 1: each bad input is one `error: ...` line, a non-zero exit, no files.
+"""Issues 8 and 13: each bad input is one `error: ...` line, a non-zero exit, no files.
 
-One test per bad input. Flag errors absl finds before `main()` runs are tested on the
-real command line (a subprocess); the rest call `main()` in-process on the embedded
-digits (EMNIST binary) or a generated Shakespeare sqlite and a tiny model.
+One test per bad input. Flag errors absl finds before `main()` runs are tested through
+the binaries' own parser (`parse_flags`, in-process), or on the real command line (a
+subprocess) where the whole path matters (an input that used to hang); the rest call
+`main()` in-process on the embedded digits (EMNIST binary) or a generated Shakespeare
+sqlite and a tiny model. Every test has a deadline: an input that hangs fails it.
 """
 
 import collections
 import hashlib
+import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 
 import portpicker
 import pytest
@@ -19,11 +24,30 @@ import tensorflow as tf
 import tensorflow_federated as tff
 from absl.testing import flagsaver
 
+from fedcompress.harness.cli import parse_flags
 from fedcompress.tasks.models import char_rnn
 
 pytestmark = pytest.mark.slow  # builds processes and runs binaries
 
 USAGE_ERROR = 2
+# Longest any test here may take (the subprocess ones import TensorFlow, on 2 busy cores).
+DEADLINE_S = 600
+
+
+@pytest.fixture(autouse=True)
+def _deadline():
+  """Fails a test that runs longer than DEADLINE_S (an input that hangs)."""
+
+  def expire(signum, frame):  # noqa: ARG001
+    raise TimeoutError(f"the test did not finish within {DEADLINE_S}s")
+
+  previous = signal.signal(signal.SIGALRM, expire)
+  signal.alarm(DEADLINE_S)
+  try:
+    yield
+  finally:
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
 
 
 def _assert_one_error_line(err: str, *fragments: str) -> str:
@@ -34,6 +58,33 @@ def _assert_one_error_line(err: str, *fragments: str) -> str:
   for fragment in fragments:
     assert fragment in lines[0], (fragment, lines[0])
   return lines[0]
+
+
+def _parse_error(capsys, *args: str) -> str:
+  """Parses `args` with the binaries' parser; asserts exit 2 and one error line."""
+  capsys.readouterr()
+  with flagsaver.flagsaver(), pytest.raises(SystemExit) as exit_info:
+    parse_flags(["binary", *args])
+  out, err = capsys.readouterr()
+  assert exit_info.value.code == USAGE_ERROR, (out, err)
+  assert out == ""
+  return _assert_one_error_line(err)
+
+
+def _session_processes(sid: int) -> list[int]:
+  """Processes still alive in session `sid` (a subprocess started with a new session)."""
+  pids = []
+  for entry in os.listdir("/proc"):
+    if not entry.isdigit():
+      continue
+    try:
+      with open(f"/proc/{entry}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+      continue
+    if int(fields[3]) == sid and fields[0] != "Z":
+      pids.append(int(entry))
+  return pids
 
 
 def _snapshot(root) -> dict[str, str]:
@@ -51,13 +102,24 @@ def _snapshot(root) -> dict[str, str]:
 # Flag errors (before main): the real command line.
 
 
-def _command_line(repo_root, tmp_path, *args, binary="experiments/emnist_compression.py"):
+def _command_line(repo_root, tmp_path, *args, binary="experiments/emnist_compression.py",
+                  timeout=DEADLINE_S - 60, output=True):
+  """Runs a binary; asserts it wrote no run directory and left no process behind."""
   runs = tmp_path / "runs"
-  result = subprocess.run(
-      [sys.executable, binary, *args, f"--root_output_dir={runs}"], cwd=repo_root,
-      capture_output=True, text=True, timeout=600, check=False)
+  proc = subprocess.Popen(
+      [sys.executable, binary, *args, *([f"--root_output_dir={runs}"] if output else [])],
+      cwd=repo_root,
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+  try:
+    out, err = proc.communicate(timeout=timeout)
+  except subprocess.TimeoutExpired:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    pytest.fail(f"{binary} {' '.join(args)} did not exit within {timeout}s")
+  time.sleep(0.5)  # The kernel delivers a worker's parent-death signal.
+  assert _session_processes(proc.pid) == [], "a process of the run outlived it"
   assert not runs.exists()
-  return result
+  return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def test_unknown_codec_name(repo_root, tmp_path):
@@ -83,10 +145,29 @@ def test_flag_errors_are_one_line_in_every_binary(repo_root, tmp_path):
   _assert_one_error_line(result.stderr, "no_such_flag")
   for path in ("experiments/emnist_compression.py", "experiments/shakespeare_finetune.py",
                "experiments/sweep.py", "experiments/plot.py", "experiments/demo.py",
-               "experiments/pretrain_char_rnn.py", "tools/run_chaos.py",
-               "tools/compare_codecs.py"):
+               "experiments/pretrain_char_rnn.py", "experiments/worker.py",
+               "tools/run_chaos.py", "tools/compare_codecs.py"):
     source = (repo_root / path).read_text()
     assert "flags_parser=parse_flags" in source, path
+    assert "interruptible(main" in source, path
+
+
+def test_worker_flag_errors_are_one_line(repo_root, tmp_path):
+  # Issue 13, item 10: worker.py printed absl's 'FATAL Flags parsing error' on two lines
+  # and its 21-line usage text.
+  result = _command_line(repo_root, tmp_path, binary="experiments/worker.py", output=False)
+  assert result.returncode == USAGE_ERROR, result.stderr
+  _assert_one_error_line(result.stderr, "--port")
+  assert result.stdout == ""
+
+
+def test_digits_alpha_zero_does_not_hang(repo_root, tmp_path):
+  # Issue 13, item 8: numpy's Dirichlet sampler never returned (and ignored SIGINT and
+  # SIGTERM) with alpha 0. Now the command line is refused before anything loads.
+  result = _command_line(repo_root, tmp_path, "--dataset=digits", "--digits_alpha=0",
+                         timeout=300)
+  assert result.returncode == USAGE_ERROR, result.stderr
+  _assert_one_error_line(result.stderr, "--digits_alpha=0.0", "must be a finite number")
 
 
 # ---------------------------------------------------------------------------------------
@@ -150,14 +231,68 @@ class TestEmnist:
     self.check(binary, tmp_path, capsys, "--clients_per_round=5", "only 4 clients",
                clients_per_round=5)
 
-  @pytest.mark.parametrize("clients", [0, -2])
-  def test_clients_per_round_below_one(self, binary, tmp_path, capsys, clients):
-    self.check(binary, tmp_path, capsys, "--clients_per_round must be >= 1",
-               clients_per_round=clients)
+  def parse_check(self, tmp_path, capsys, *args: str) -> str:
+    """The command line `args` is refused by the parser: one line, exit 2, nothing made."""
+    root = tmp_path / "runs"
+    line = _parse_error(capsys, "--dataset=digits", f"--root_output_dir={root}", *args)
+    assert not root.exists()
+    return line
 
-  @pytest.mark.parametrize("rounds", [0, -1])
-  def test_rounds_below_one(self, binary, tmp_path, capsys, rounds):
-    self.check(binary, tmp_path, capsys, "--rounds must be >= 1", rounds=rounds)
+  # Numbers out of range or not finite: refused when the command line is parsed, the
+  # flag named (issue 13, items 6, 8, 9 and 10). Each used to hang, train on garbage,
+  # write NaN checkpoints, or fail with a traceback or an unnamed message.
+  @pytest.mark.parametrize("arg,fragment", [
+      ("--clients_per_round=0", "must be an integer >= 1"),
+      ("--clients_per_round=-2", "must be an integer >= 1"),
+      ("--rounds=0", "must be an integer >= 1"),
+      ("--rounds=-1", "must be an integer >= 1"),
+      ("--digits_alpha=0", "must be a finite number >= 1e-06"),
+      ("--digits_alpha=nan", "must be a finite number >= 1e-06"),
+      ("--digits_alpha=-1", "must be a finite number >= 1e-06"),
+      ("--client_epochs=-1", "must be an integer >= 1"),
+      ("--client_epochs=0", "must be an integer >= 1"),
+      ("--worker_timeout_s=nan", "must be a finite number >= 0"),
+      ("--worker_timeout_s=inf", "must be a finite number >= 0"),
+      ("--client_batch_size=0", "must be an integer >= 1"),
+      ("--client_batch_size=-5", "must be an integer >= 1"),
+      ("--server_learning_rate=inf", "must be a finite number > 0"),
+      ("--server_learning_rate=1e39", "float32"),
+      ("--client_learning_rate=nan", "must be a finite number > 0"),
+      ("--client_learning_rate=0", "must be a finite number > 0"),
+      ("--seed=-1", "must be an integer in 0..4294967295"),
+      ("--digits_clients=0", "must be an integer >= 1"),
+      ("--rounds_per_eval=0", "must be an integer >= 1"),
+  ])
+  def test_number_out_of_range(self, binary, tmp_path, capsys, arg, fragment):
+    name = arg.split("=")[0]
+    line = self.parse_check(tmp_path, capsys, arg)
+    assert f"flag {name}=" in line and fragment in line, line
+
+  @pytest.mark.parametrize("name", ["", ".", "..", "a/b", "../escape"])
+  def test_experiment_name_must_be_a_plain_folder_name(self, binary, tmp_path, capsys, name):
+    # Issue 13, item 7: '..' wrote the run into the parent of --root_output_dir, '.'
+    # straight into it.
+    root = tmp_path / "runs" / "inner"
+    rc = self.run(binary, root, experiment_name=name)
+    out, err = capsys.readouterr()
+    assert rc == USAGE_ERROR, (out, err)
+    _assert_one_error_line(err, "--experiment_name must be a plain folder name")
+    assert list(tmp_path.iterdir()) == []
+
+  def test_cache_dir_that_is_a_file(self, binary, tmp_path, capsys):
+    # Issue 13, item 10: it said the dataset "could not be downloaded".
+    cache = tmp_path / "emnist_all.sqlite"
+    cache.write_text("a file\n")
+    self.check(binary, tmp_path, capsys, f"--cache_dir {cache} is a file, not a folder",
+               dataset="emnist", cache_dir=str(cache))
+    assert cache.read_text() == "a file\n"
+
+  @pytest.mark.parametrize("value", ["no", "off", "yes"])
+  def test_codec_booleans_only_true_false_1_0(self, binary, tmp_path, capsys, value):
+    # Issue 13, item 5 (fixed by the codec records): 'deterministic=no' turned
+    # deterministic rounding on.
+    self.check(binary, tmp_path, capsys, f"deterministic={value!r}", "true/false",
+               aggregate_encoder="uniform", aggregate_encoder_args=f"deterministic={value}")
 
   def test_unreachable_worker(self, binary, tmp_path, capsys):
     port = portpicker.pick_unused_port()  # Nothing listens there.
@@ -208,9 +343,152 @@ class TestEmnist:
     rc = self.run(binary, root, resume=True, rounds=2, aggregate_encoder="uniform")
     out, err = capsys.readouterr()
     assert rc == USAGE_ERROR, (out, err)
-    _assert_one_error_line(err, "cannot resume", "aggregate_codec='identity>10000'",
-                           "now 'uniform", "different model or codec")
+    _assert_one_error_line(err, "cannot resume", "aggregate_codec uniform(bits=8)>10000 "
+                           "(recorded identity>10000)", "--experiment_name")
     assert _snapshot(root) == before
+
+  def test_resume_must_match_the_record(self, binary, finished_run, tmp_path, capsys):
+    # Issue 13, item 3: a resume with another seed, split or learning rate ran on other
+    # data and rewrote config.json; a lower --rounds was recorded as the run's rounds.
+    root = self.resume_copy(finished_run, tmp_path)
+    config_before = (root / "run" / "config.json").read_text()
+    before = _snapshot(root)
+    capsys.readouterr()
+    rc = self.run(binary, root, resume=True, rounds=2, seed=1, digits_clients=5,
+                  client_learning_rate=0.5)
+    out, err = capsys.readouterr()
+    assert rc == USAGE_ERROR, (out, err)
+    _assert_one_error_line(err, "cannot resume", "--seed=1 (recorded 0)",
+                           "--digits_clients=5 (recorded 4)",
+                           "--client_learning_rate=0.5 (recorded 0.02)")
+    assert _snapshot(root) == before
+    # Raising --rounds continues the run and adds a segment; config.json stays as written.
+    assert self.run(binary, root, resume=True, rounds=2) == 0
+    info = json.loads((root / "run" / "run_info.json").read_text())
+    assert [(s["rounds"], s["first_round"], s["last_round"]) for s in info["segments"]] == [
+        (1, 1, 1), (2, 2, 2)]
+    # Lowering it again is refused: the run was already set to 2 rounds.
+    before = _snapshot(root)
+    capsys.readouterr()
+    rc = self.run(binary, root, resume=True, rounds=1)
+    out, err = capsys.readouterr()
+    assert rc == USAGE_ERROR, (out, err)
+    _assert_one_error_line(err, "--rounds=1 (recorded 2; rounds may only go up)")
+    assert _snapshot(root) == before
+    assert (root / "run" / "config.json").read_text() == config_before
+
+  def test_second_writer_is_refused(self, binary, repo_root, tmp_path, capsys):
+    # Issue 13, item 2: two runs of one experiment at once interleaved their rows and
+    # checkpoints. The first run (a real process) holds the run directory; it is paused
+    # so that the directory stands still while the second one is refused.
+    root = tmp_path / "runs"
+    first = subprocess.Popen(
+        [sys.executable, "experiments/emnist_compression.py", "--dataset=digits",
+         "--digits_clients=4", "--clients_per_round=2", "--rounds=3", "--rounds_per_eval=3",
+         f"--root_output_dir={root}", "--experiment_name=run"],
+        cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        start_new_session=True)
+    try:
+      for line in first.stdout:
+        if line.startswith("round   1,"):
+          break
+      else:
+        pytest.fail("the first run ended before its first round")
+      os.killpg(first.pid, signal.SIGSTOP)
+      before = _snapshot(root)
+      capsys.readouterr()
+      rc = self.run(binary, root, resume=True, rounds=3, rounds_per_eval=3)
+      out, err = capsys.readouterr()
+      assert rc == USAGE_ERROR, (out, err)
+      _assert_one_error_line(err, str(root / "run"), "being written by another process")
+      assert _snapshot(root) == before
+      # Killed, the first run's lock goes with it: its own --resume works at once.
+      os.killpg(first.pid, signal.SIGKILL)
+      first.wait()
+    finally:
+      if first.poll() is None:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+      first.stdout.close()
+    assert self.run(binary, root, resume=True, rounds=3, rounds_per_eval=3) == 0
+    out = capsys.readouterr().out
+    assert out.strip().splitlines()[-1].startswith("done: 3 rounds")
+    rows = (root / "run" / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
+
+  def test_damaged_metrics_on_resume(self, binary, finished_run, tmp_path, capsys):
+    # Issue 13, item 9: a garbage metrics.csv gave a KeyError traceback; a last row cut
+    # short was kept as if it were complete.
+    root = self.resume_copy(finished_run, tmp_path)
+    metrics = root / "run" / "metrics.csv"
+    complete = metrics.read_text()
+    metrics.write_text("garbage\nxx,yy\n")
+    before = _snapshot(root)
+    capsys.readouterr()
+    rc = self.run(binary, root, resume=True, rounds=2)
+    out, err = capsys.readouterr()
+    assert rc == USAGE_ERROR, (out, err)
+    _assert_one_error_line(err, "cannot resume", str(metrics), "not a fedcompress metrics.csv")
+    assert _snapshot(root) == before
+    # The row of checkpointed round 1 cut short: its metrics would be lost.
+    metrics.write_text(complete[:-40])
+    before = _snapshot(root)
+    rc = self.run(binary, root, resume=True, rounds=2)
+    out, err = capsys.readouterr()
+    assert rc == USAGE_ERROR, (out, err)
+    _assert_one_error_line(err, "last row", "cut short", "round_1")
+    assert _snapshot(root) == before
+    # A kill while round 2's row was written (after checkpoint 1): the row is redone.
+    metrics.write_text(complete + complete.splitlines()[-1].replace("1,", "2,", 1)[:30])
+    assert self.run(binary, root, resume=True, rounds=2) == 0
+    lines = metrics.read_text().splitlines()
+    assert [ln.split(",")[0] for ln in lines[1:]] == ["1", "2"]
+    assert lines[1] == complete.splitlines()[1]
+    assert len(lines[2].split(",")) == len(lines[0].split(","))
+
+  def test_invalid_config_json_is_named(self, binary, finished_run, tmp_path, capsys):
+    # Issue 13, item 10: a bare JSONDecodeError without the file's name.
+    root = self.resume_copy(finished_run, tmp_path)
+    config = root / "run" / "config.json"
+    config.write_text('{"rounds": 1,')
+    before = _snapshot(root)
+    capsys.readouterr()
+    rc = self.run(binary, root, resume=True, rounds=2)
+    out, err = capsys.readouterr()
+    assert rc == USAGE_ERROR, (out, err)
+    _assert_one_error_line(err, str(config), "is not valid JSON")
+    assert _snapshot(root) == before
+
+  def test_rounds_without_any_client_and_a_non_finite_model(self, binary, tmp_path, capsys):
+    # Issue 13, item 6: rounds where every client was left out printed loss=0.0000,
+    # accuracy=0.0000, as if training went perfectly; a model that became NaN or Inf was
+    # checkpointed and the run exited 0.
+    root = tmp_path / "rejected"
+    assert self.run(binary, root, rounds=2, client_learning_rate=1e30) == 0
+    out = capsys.readouterr().out
+    lines = out.strip().splitlines()
+    assert "round   1, loss=n/a, accuracy=n/a" in lines[0]
+    assert lines[1] == ("warning: round 1: all 2 clients were left out (non-finite "
+                        "updates, or no examples): no update was averaged and train loss "
+                        "and accuracy are left empty")
+    rows = (root / "run" / "metrics.csv").read_text().splitlines()
+    columns = rows[0].split(",")
+    for row in rows[1:]:
+      values = dict(zip(columns, row.split(","), strict=True))
+      assert values["train/loss"] == values["train/accuracy"] == ""
+      assert values["aggregate/rejected_clients"] == "2"
+
+    # Client updates finite but huge, and a server step that overflows float32.
+    root = tmp_path / "non_finite"
+    rc = self.run(binary, root, rounds=2, client_learning_rate=100.0,
+                  server_learning_rate=3e38, client_batch_size=1000)
+    out, err = capsys.readouterr()
+    assert rc == 1, (out, err)
+    _assert_one_error_line(err, "round 1 made the model weights non-finite",
+                           "no checkpoint had been written")
+    checkpoints = root / "run" / "checkpoints"
+    assert not (checkpoints.exists() and any(checkpoints.iterdir()))
+    assert not (root / "run" / "metrics.csv").exists()  # No round was reported.
 
   def test_checkpoint_of_another_model_state(self, binary, finished_run, tmp_path, capsys):
     # Without config.json to compare with, the checkpoint itself is checked: momentum
@@ -278,6 +556,20 @@ class TestShakespeare:
     out, err = capsys.readouterr()
     assert rc == USAGE_ERROR, (out, err)
     _assert_one_error_line(err, *fragments)
+    assert not root.exists()
+
+  @pytest.mark.parametrize("arg,fragment", [
+      # Issue 13, item 9: an IndexError after the whole fine-tuning had run.
+      ("--temperature=nan", "must be a finite number > 0"),
+      # Issue 13, item 10: the message did not name the flag.
+      ("--max_eval_batches=0", "must be an integer >= 1"),
+      ("--max_batches_per_client=0", "must be an integer >= 1"),
+      ("--num_generate=-1", "must be an integer >= 0"),
+  ])
+  def test_number_out_of_range(self, binary, tmp_path, capsys, arg, fragment):
+    root = tmp_path / "runs"
+    line = _parse_error(capsys, f"--root_output_dir={root}", arg)
+    assert f"flag {arg.split('=')[0]}=" in line and fragment in line, line
     assert not root.exists()
 
   def test_unknown_client_id(self, binary, tmp_path, capsys, data_dir, tiny_model):

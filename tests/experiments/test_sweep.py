@@ -102,3 +102,58 @@ def test_grid_expands_to_the_product():
   assert runs_from_grid("") == []
   with pytest.raises(ValueError, match="flag=value"):
     runs_from_grid("aggregate_bits")
+
+
+GRID_COMMON = "--dataset=digits --digits_clients=4 --clients_per_round=2 --rounds=1"
+
+
+def _grid_sweep(binary, root, grid, common):
+  with flagsaver.flagsaver(flagfiles=[], grid=grid, root_output_dir=str(root),
+                           baseline=None, common_flags=common):
+    return binary.main(["sweep"])
+
+
+def test_changed_flags_are_refused_not_reused(binary, tmp_path, capsys):
+  # Issue 13, item 1: finished runs were skipped on their round count alone, so after
+  # --common_flags changed, the summary showed the old runs and the sweep exited 0.
+  root = tmp_path / "sweep"
+  grid = "aggregate_encoder=uniform,hadamard"
+  assert _grid_sweep(binary, root, grid, GRID_COMMON) == 0
+  before = {p.name: p.read_bytes() for p in root.iterdir() if p.is_file()}
+  capsys.readouterr()
+  rc = _grid_sweep(binary, root, grid,
+                   GRID_COMMON + " --aggregate_bits=2 --client_learning_rate=0.5")
+  out, err = capsys.readouterr()
+  assert rc == 2, (out, err)
+  lines = err.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: sweep run "
+                                                 "'aggregate_encoder-uniform'"), lines
+  for fragment in ("--client_learning_rate=0.5 (recorded 0.02)",
+                   "aggregate_codec uniform(bits=2)>10000 (recorded uniform(bits=8)>10000)",
+                   "another --root_output_dir"):
+    assert fragment in lines[0], (fragment, lines[0])
+  assert out == ""  # Refused before any run started.
+  assert {p.name: p.read_bytes() for p in root.iterdir() if p.is_file()} == before
+
+
+def test_every_run_is_checked_before_the_first_starts(binary, tmp_path, capsys):
+  # Issue 13, item 9: a bad value in a later run was found only after the earlier runs
+  # had finished.
+  root = tmp_path / "sweep"
+  rc = _grid_sweep(binary, root, "client_learning_rate=0.1,inf", GRID_COMMON)
+  out, err = capsys.readouterr()
+  assert rc == 2, (out, err)
+  lines = err.strip().splitlines()
+  assert len(lines) == 1 and "sweep run 'client_learning_rate-inf'" in lines[0], lines
+  assert "flag --client_learning_rate=inf: must be a finite number > 0" in lines[0]
+  assert not root.exists() and out == ""
+
+
+def test_unbalanced_quote_in_common_flags(binary, tmp_path, capsys):
+  # Issue 13, item 10: the message was only "No closing quotation".
+  common = '--dataset=digits --experiment_name="oops'
+  rc = _grid_sweep(binary, tmp_path / "sweep", "rounds=1", common)
+  err = capsys.readouterr().err.strip().splitlines()
+  assert rc == 2 and len(err) == 1, err
+  assert "--common_flags: No closing quotation" in err[0] and common in err[0]
+  assert not (tmp_path / "sweep").exists()

@@ -158,3 +158,41 @@ def test_no_worker_is_started_after_shutdown(tmp_path):
                         timeout=300)
   assert done.returncode == 0, done.stderr[-2000:]
   assert done.stdout.splitlines()[-2:] == ["refused: True []", "again: 3 1"], done.stdout
+
+
+AFTER_WORKER_SIGINT = """
+import os, signal, time
+import fedcompress
+import tensorflow as tf
+import tensorflow_federated as tff
+from fedcompress.federated import runtime
+
+runtime.install()
+
+@tff.tensorflow.computation(tf.int32)
+def add_one(x):
+  return x + 1
+
+assert add_one(1) == 2
+(pid,) = runtime.worker_pids()
+os.kill(pid, signal.SIGINT)  # What Ctrl-C does to the worker, in the driver's group.
+while runtime.worker_pids():
+  time.sleep(0.05)
+try:
+  add_one(2)
+except Exception as e:
+  print("refused:", "interrupted" in str(e), runtime.worker_pids(), flush=True)
+else:
+  print("ran", runtime.worker_pids(), flush=True)
+"""
+
+
+def test_no_worker_is_restarted_after_an_interrupt(tmp_path):
+  # Issue 13, item 10: after Ctrl-C, one of TFF's threads restarted the worker the
+  # signal had stopped, and gRPC logged its fork warnings under the one error line.
+  script = tmp_path / "prog.py"
+  script.write_text(AFTER_WORKER_SIGINT)
+  done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                        timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.splitlines()[-1] == "refused: True []", done.stdout

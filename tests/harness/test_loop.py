@@ -7,7 +7,7 @@ import pytest
 
 from fedcompress import metrics as m
 from fedcompress.harness.checkpoints import Checkpointer
-from fedcompress.harness.loop import LoopConfig, run_loop, sample_clients
+from fedcompress.harness.loop import LoopConfig, NonFiniteModelError, run_loop, sample_clients
 
 
 @dataclasses.dataclass
@@ -152,3 +152,50 @@ def test_checkpoints_work_inside_a_running_event_loop(tmp_path):
   state, loop = asyncio.run(in_loop())
   assert loop == LoopState(1, 10, 20)
   np.testing.assert_array_equal(state["w"], np.zeros(3))
+
+
+class RejectingProcess(FakeProcess):
+  """Rejects every client in the rounds listed, and makes the weights Inf in another."""
+
+  def __init__(self, rejected_rounds=(), inf_round=None):
+    super().__init__()
+    self.rejected_rounds, self.inf_round = rejected_rounds, inf_round
+
+  def next(self, state, client_data):
+    output = super().next(state, client_data)
+    step = int(output.state["step"])
+    if step in self.rejected_rounds:
+      output.state["w"] = state["w"]
+      output.metrics["client_work"]["train"] = {"loss": 0.0, "sparse_categorical_accuracy": 0.0}
+      output.metrics[m.AGGREGATE_REJECTED_CLIENTS] = len(client_data)
+    elif step == self.inf_round:
+      output.state["w"] = np.array([1.0, np.inf, 1.0], np.float32)
+    return output
+
+
+def test_round_with_every_client_rejected_is_reported_empty():
+  reporter, warnings = ListReporter(), []
+  run_loop(RejectingProcess(rejected_rounds=(2,)), CLIENTS, client_dataset,
+           LoopConfig(rounds=3, clients_per_round=3), reporters=[reporter],
+           warn=warnings.append)
+  row = reporter.rows[1]
+  assert row[m.TRAIN_LOSS] is None and row[m.TRAIN_ACCURACY] is None  # Not 0.0.
+  assert row[m.AGGREGATE_REJECTED_CLIENTS] == 3
+  assert reporter.rows[0][m.TRAIN_LOSS] == 1.0 and reporter.rows[2][m.TRAIN_LOSS] == 1 / 3
+  assert warnings == ["round 2: all 3 clients were left out (non-finite updates, or no "
+                      "examples): no update was averaged and train loss and accuracy are "
+                      "left empty"]
+
+
+def test_non_finite_model_stops_and_keeps_the_last_finite_checkpoint(tmp_path):
+  reporter = ListReporter()
+  checkpointer = Checkpointer(str(tmp_path))
+  with pytest.raises(NonFiniteModelError, match="round 3 made the model weights non-finite.*"
+                     "checkpoint round_2 is kept"):
+    run_loop(RejectingProcess(inf_round=3), CLIENTS, client_dataset,
+             LoopConfig(rounds=5, clients_per_round=2), reporters=[reporter],
+             checkpointer=checkpointer, evaluate=lambda w: {m.EVAL_ACCURACY: 0.5})
+  assert [r[m.ROUND] for r in reporter.rows] == [1, 2]  # Round 3 is not reported...
+  assert checkpointer.versions() == [1, 2]  # ...nor checkpointed.
+  state, loop = checkpointer.restore(FakeProcess().initialize())
+  assert loop.round_num == 2 and np.isfinite(state["w"]).all()

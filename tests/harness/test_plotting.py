@@ -52,3 +52,18 @@ def test_plot_binary(load_binary, tmp_path, capsys):
 def test_no_runs_is_an_error(tmp_path):
   with pytest.raises(ValueError, match="no runs"):
     plotting.plot_runs([], str(tmp_path / "x.png"))
+
+
+def test_output_that_is_a_folder_or_has_no_extension(load_binary, tmp_path, capsys):
+  # Issue 13, item 10: --output=DIR wrote DIR.png and printed "wrote DIR".
+  runs = [_run(tmp_path, "a", 100)]
+  folder = tmp_path / "figures"
+  folder.mkdir()
+  with load_binary("experiments/plot.py") as binary:
+    for output, written in ((folder, folder / "comparison.png"),
+                            (tmp_path / "fig", tmp_path / "fig.png")):
+      with flagsaver.flagsaver(runs=runs, output=str(output)):
+        assert binary.main(["plot"]) == 0
+      assert capsys.readouterr().out == f"wrote {written}\n"
+      _png_size(written)
+  assert sorted(p.name for p in folder.iterdir()) == ["comparison.png"]

@@ -10,6 +10,7 @@ clients see skewed label mixes, as EMNIST writers do.
 from __future__ import annotations
 
 import collections
+import math
 
 import numpy as np
 import tensorflow as tf
@@ -27,9 +28,26 @@ def digits_images() -> tuple[np.ndarray, np.ndarray]:
   return (1.0 - ink).astype(np.float32), digits.target.astype(np.int32)
 
 
+# numpy's Dirichlet sampler takes time growing like 1/alpha below about 1e-6 (0.4 s a
+# draw at 1e-9) and never returns at 0, without reacting to signals; NaN gives garbage.
+MIN_DIRICHLET_ALPHA = 1e-6
+
+
 def dirichlet_split(labels: np.ndarray, num_clients: int, alpha: float,
                     rng: np.random.Generator) -> list[np.ndarray]:
-  """Indices per client: each class spread over clients with Dirichlet proportions."""
+  """Indices per client: each class spread over clients with Dirichlet proportions.
+
+  Raises:
+    ValueError: `alpha` is not a finite number >= `MIN_DIRICHLET_ALPHA`, or there are
+      fewer examples than clients (every client gets at least one).
+  """
+  if not (isinstance(alpha, (int, float, np.floating)) and math.isfinite(alpha)
+          and alpha >= MIN_DIRICHLET_ALPHA):
+    raise ValueError(f"Dirichlet alpha must be a finite number >= {MIN_DIRICHLET_ALPHA:g}, "
+                     f"got {alpha}")
+  if num_clients > len(labels):
+    raise ValueError(f"cannot split {len(labels)} examples over {num_clients} clients "
+                     "(each needs at least one)")
   per_client: list[list[int]] = [[] for _ in range(num_clients)]
   for label in np.unique(labels):
     idx = rng.permutation(np.flatnonzero(labels == label))
@@ -53,6 +71,9 @@ def digits_client_data(num_clients: int = 20, alpha: float = 1.0, seed: int = 0,
   train_idx, test_idx = train_test_split(np.arange(len(labels)), test_size=test_fraction,
                                          stratify=labels, random_state=seed)
   rng = np.random.default_rng(seed)
+  if num_clients > len(train_idx):
+    raise ValueError(f"--digits_clients={num_clients}, but the digits have only "
+                     f"{len(train_idx)} training examples (each client needs one)")
   parts = dirichlet_split(labels[train_idx], num_clients, alpha, rng)
   width = len(str(num_clients - 1))
 

@@ -13,7 +13,7 @@ import os
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from fedcompress.tasks.errors import DatasetUnavailableError
+from fedcompress.tasks.errors import DatasetUnavailableError, check_cache_dir
 
 SHUFFLE_BUFFER = 418
 EMNIST_SQLITE = "emnist_all.sqlite"
@@ -23,6 +23,7 @@ INPUT_SPEC = collections.OrderedDict(x=tf.TensorSpec([None, 28, 28, 1], tf.float
 
 def load_emnist(only_digits: bool = True, cache_dir: str | None = None):
   """TFF's federated EMNIST (train, test) `ClientData`, or a clear error offline."""
+  check_cache_dir(cache_dir, EMNIST_SQLITE)
   if cache_dir is not None:
     path = os.path.join(cache_dir, EMNIST_SQLITE)
     if os.path.exists(path) and not _is_sqlite(path):

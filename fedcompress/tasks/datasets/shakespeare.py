@@ -15,7 +15,7 @@ import os
 import tensorflow as tf
 
 from fedcompress.tasks.datasets.char_vocab import OOV_ID, PAD_ID, build_char_table
-from fedcompress.tasks.errors import DatasetUnavailableError
+from fedcompress.tasks.errors import DatasetUnavailableError, check_cache_dir
 
 SEQ_LENGTH = 100
 BATCH_SIZE = 8
@@ -42,6 +42,7 @@ def load_shakespeare(cache_dir: str | os.PathLike[str] | None = None):
 
   Raises:
     DatasetUnavailableError: not cached and not downloadable.
+    ValueError: `cache_dir` is a file.
   """
   import http.client
   import lzma
@@ -51,6 +52,7 @@ def load_shakespeare(cache_dir: str | os.PathLike[str] | None = None):
   from tensorflow_federated.python.simulation.datasets import sql_client_data
 
   cache_dir = None if cache_dir is None else os.fspath(cache_dir)
+  check_cache_dir(cache_dir, SHAKESPEARE_SQLITE)
   where = cache_dir if cache_dir is not None else os.path.join(os.path.expanduser("~"), ".tff")
   expected = os.path.join(where, SHAKESPEARE_SQLITE)
   existed = os.path.exists(expected)

@@ -1,0 +1,273 @@
+"""A run directory's integrity: one writer at a time, and a record of what the run is.
+
+Nothing here imports TensorFlow (a test holds a run's lock from a bare subprocess).
+
+* **One writer.** `lock_run_dir` takes an exclusive `fcntl.flock` on `<run_dir>/.lock`
+  before anything is written there, and holds it until the run ends. The kernel drops
+  the lock when its process dies, however it dies (even SIGKILL), so a killed run never
+  blocks its own `--resume`; a second process asking for it is refused at once.
+* **A record written once.** `config.json` holds every resolved setting of the run as it
+  was first started and is never rewritten. Each start of the run (the first and every
+  `--resume`) appends a segment to `run_info.json`: the rounds it was asked for, the
+  rounds it ran, its wall time, and the harmless settings it changed (see
+  `MAY_DIFFER_ON_RESUME`). `record_mismatch` compares a new start with that record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import math
+import os
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+CONFIG_FILE = "config.json"
+RUN_INFO_FILE = "run_info.json"
+LOCK_FILE = ".lock"
+
+# Recorded settings that may change when a run is resumed, because they change where its
+# output goes, how it is shown or on which machines it runs, but not what it computes:
+#   rounds             checked on its own: it may only go up (raising it adds a segment);
+#   rounds_per_eval    evaluation reads the weights and changes nothing in training, so it
+#                      only decides which rows carry eval/* (the last round always does);
+#   rounds_per_checkpoint  a resume from any checkpoint reproduces the run exactly;
+#   the codec flags    compared through the codecs they resolve to (`broadcast_codec`,
+#                      `aggregate_codec`), so `--aggregate_bits=8` equals uniform's default;
+#   sanity_client, generate_prompt, temperature, num_generate
+#                      Shakespeare's checks before and text generation after the rounds.
+# Every other recorded setting (data, split, seed, model, optimizers, learning rates,
+# codecs, client epochs and batch size, evaluation batches, ...) must match; a setting
+# added later is therefore compared unless it is listed here.
+MAY_DIFFER_ON_RESUME = frozenset({
+    "root_output_dir", "experiment_name", "resume", "rounds", "rounds_per_eval",
+    "rounds_per_checkpoint", "tf_logs", "workers", "max_concurrent_clients",
+    "worker_timeout_s", "broadcast_encoder", "broadcast_bits", "broadcast_encoder_args",
+    "aggregate_encoder", "aggregate_bits", "aggregate_encoder_args",
+    "compression_threshold", "sanity_client", "generate_prompt", "temperature",
+    "num_generate",
+})
+# Recorded values that are resolved codecs rather than flags (named so in messages).
+_NOT_FLAGS = frozenset({"broadcast_codec", "aggregate_codec"})
+
+
+class RunDirectoryError(ValueError):
+  """The output directory cannot be used as asked (exists without --resume, unwritable,
+  written by another process, or its record does not match the settings)."""
+
+
+# ---------------------------------------------------------------------------------------
+# One writer.
+
+_held: dict[str, list] = {}  # realpath of a lock file -> [open file, depth]
+_held_lock = threading.Lock()
+
+
+def has_run(run_dir: str) -> bool:
+  """Whether `run_dir` holds anything besides its lock file."""
+  try:
+    return any(name != LOCK_FILE for name in os.listdir(run_dir))
+  except (FileNotFoundError, NotADirectoryError):
+    return False
+
+
+@contextlib.contextmanager
+def lock_run_dir(run_dir: str) -> Iterator[None]:
+  """Creates `run_dir` if needed and holds its exclusive lock inside the `with`.
+
+  Re-entrant within one process (the fine-tuning run holds the lock around
+  `run_experiment`, which takes it too).
+
+  Raises:
+    RunDirectoryError: another process holds the lock, or the folder cannot be written.
+  """
+  path = os.path.realpath(os.path.join(run_dir, LOCK_FILE))
+  with _held_lock:
+    if path in _held:
+      _held[path][1] += 1
+      reentered = True
+    else:
+      reentered = False
+  if reentered:
+    try:
+      yield
+    finally:
+      with _held_lock:
+        _held[path][1] -= 1
+    return
+  try:
+    os.makedirs(run_dir, exist_ok=True)
+    # Append mode: opening never changes the file, so a refused writer touches nothing.
+    f = open(path, "a")  # noqa: SIM115 (closed below, or when the process dies)
+  except OSError as e:
+    raise RunDirectoryError(f"cannot write to {run_dir}: {e.strerror or e}") from None
+  try:
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except OSError as e:
+    f.close()
+    if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+      raise RunDirectoryError(
+          f"{run_dir} is being written by another process (it holds {LOCK_FILE} there); "
+          "wait for that run to end, or stop it, before running this one (nothing was "
+          "written)") from None
+    raise RunDirectoryError(f"cannot lock {path}: {e.strerror or e}") from None
+  with _held_lock:
+    _held[path] = [f, 1]
+  try:
+    yield
+  finally:
+    with _held_lock:
+      del _held[path]
+    fcntl.flock(f, fcntl.LOCK_UN)
+    f.close()
+
+
+# ---------------------------------------------------------------------------------------
+# The record.
+
+
+def read_json(path: str) -> Any:
+  """The JSON content of `path`; a RunDirectoryError naming the file if it is not JSON."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except json.JSONDecodeError as e:
+    raise RunDirectoryError(
+        f"{path} is not valid JSON ({e.msg}, line {e.lineno} column {e.colno}); restore "
+        "it, or start the run afresh under another --experiment_name") from None
+  except UnicodeDecodeError:
+    raise RunDirectoryError(f"{path} is not valid JSON (not UTF-8 text)") from None
+
+
+def read_config(run_dir: str) -> dict[str, Any] | None:
+  """The run's `config.json`, or None where there is none."""
+  path = os.path.join(run_dir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return None
+  record = read_json(path)
+  if not isinstance(record, dict):
+    raise RunDirectoryError(f"{path} is not a fedcompress config (a JSON object)")
+  return record
+
+
+def read_run_info(run_dir: str) -> dict[str, Any]:
+  """`run_info.json` with `segments` a list (runs of older versions stored a count)."""
+  path = os.path.join(run_dir, RUN_INFO_FILE)
+  info: dict[str, Any] = {"wall_time_s": 0.0, "segments": []}
+  if os.path.exists(path):
+    loaded = read_json(path)
+    if not isinstance(loaded, dict):
+      raise RunDirectoryError(f"{path} is not a fedcompress run record (a JSON object)")
+    info.update(loaded)
+  if not isinstance(info.get("segments"), list):
+    info["segments"] = []
+  return info
+
+
+def _write_json(path: str, value: Any) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(value, f, indent=2, sort_keys=True)
+    f.write("\n")
+  os.replace(tmp, path)
+
+
+def jsonable(value: Any) -> Any:
+  """`value` as config.json stores it (what a new value is compared as)."""
+  if isinstance(value, (str, int, float, bool)) or value is None:
+    return value
+  if isinstance(value, (list, tuple)):
+    return [jsonable(v) for v in value]
+  return str(value)
+
+
+def recorded_rounds(run_dir: str) -> int | None:
+  """The most rounds this run was ever asked for (config.json and every segment)."""
+  config = read_config(run_dir) or {}
+  asked = [s.get("rounds") for s in read_run_info(run_dir)["segments"]]
+  asked.append(config.get("rounds"))
+  asked = [r for r in asked if isinstance(r, int) and not isinstance(r, bool)]
+  return max(asked) if asked else None
+
+
+def _text(value: Any) -> str:
+  if isinstance(value, list):
+    return ",".join(str(v) for v in value)
+  return str(value)
+
+
+def _same(old: Any, new: Any) -> bool:
+  if isinstance(old, bool) or isinstance(new, bool):
+    return old is new
+  if isinstance(old, (int, float)) and isinstance(new, (int, float)):
+    return float(old) == float(new) or (math.isnan(old) and math.isnan(new))
+  return old == new
+
+
+def differences(record: Mapping[str, Any], values: Mapping[str, Any]) -> list[str]:
+  """`--flag=new (recorded old)` for each result-affecting value that differs.
+
+  Keys missing from `record` (a run of an older version) are not compared.
+  """
+  out = []
+  for key in sorted(values):
+    if key in MAY_DIFFER_ON_RESUME or key not in record:
+      continue
+    old, new = record[key], jsonable(values[key])
+    if not _same(old, new):
+      shown = f"{key} {_text(new)}" if key in _NOT_FLAGS else f"--{key}={_text(new)}"
+      out.append(f"{shown} (recorded {_text(old)})")
+  return out
+
+
+def record_mismatch(run_dir: str, values: Mapping[str, Any], rounds: int) -> str | None:
+  """What keeps a run with `values` and `rounds` from continuing `run_dir`, or None.
+
+  Raises:
+    RunDirectoryError: the record cannot be read (names the file).
+  """
+  record = read_config(run_dir)
+  problems = differences(record, values) if record is not None else []
+  asked = recorded_rounds(run_dir)
+  if asked is not None and rounds < asked:
+    problems.append(f"--rounds={rounds} (recorded {asked}; rounds may only go up)")
+  return "; ".join(problems) or None
+
+
+def start_segment(run_dir: str, values: Mapping[str, Any], *, rounds: int,
+                  first_round: int) -> int:
+  """Writes config.json if the run has none and appends a segment to run_info.json.
+
+  Returns:
+    The index of the new segment (for `end_segment`).
+  """
+  config_path = os.path.join(run_dir, CONFIG_FILE)
+  record = read_config(run_dir)
+  if record is None:
+    record = {k: jsonable(v) for k, v in values.items()}
+    _write_json(config_path, record)
+  info = read_run_info(run_dir)
+  changed = {k: jsonable(v) for k, v in sorted(values.items())
+             if k in MAY_DIFFER_ON_RESUME and k in record and k not in ("resume", "rounds")
+             and not _same(record[k], jsonable(v))}
+  segment: dict[str, Any] = {"rounds": rounds, "first_round": first_round,
+                             "last_round": first_round - 1, "wall_time_s": 0.0}
+  if changed:
+    segment["changed"] = changed
+  info["segments"].append(segment)
+  _write_json(os.path.join(run_dir, RUN_INFO_FILE), info)
+  return len(info["segments"]) - 1
+
+
+def end_segment(run_dir: str, index: int, *, last_round: int, wall_time_s: float) -> None:
+  """Records how far segment `index` got and adds its wall time to the run's."""
+  info = read_run_info(run_dir)
+  segments: Sequence[dict[str, Any]] = info["segments"]
+  if index < len(segments):
+    segments[index]["last_round"] = last_round
+    segments[index]["wall_time_s"] = wall_time_s
+  info["wall_time_s"] = float(info.get("wall_time_s") or 0.0) + wall_time_s
+  _write_json(os.path.join(run_dir, RUN_INFO_FILE), info)

@@ -1,0 +1,101 @@
+"""harness/flags.py: numeric ranges at parse time, and flags reaching the codecs."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl import flags
+
+from fedcompress.harness import flags as fc_flags
+from fedcompress.harness import rundir
+
+
+def _parsed(define, *args):
+  fv = flags.FlagValues()
+  define(fv)
+  fv(["binary", *args])
+  return fv
+
+
+@pytest.mark.parametrize("define", [fc_flags.define_image_experiment_flags,
+                                    fc_flags.define_shakespeare_experiment_flags])
+def test_every_numeric_flag_has_a_range(define):
+  fv = flags.FlagValues()
+  define(fv)
+  numeric = {name for name in fv if isinstance(fv[name].parser,
+                                               (flags.IntegerParser, flags.FloatParser))}
+  # Checked by the codec records (bits, threshold), or any value meaningful (<= 0: no
+  # limit).
+  elsewhere = {"broadcast_bits", "aggregate_bits", "compression_threshold",
+               "max_concurrent_clients"}
+  assert numeric - elsewhere <= set(fc_flags.NUMBER_FLAGS)
+  assert numeric - elsewhere == {n for n in fc_flags.NUMBER_FLAGS if n in fv}
+  for name in numeric - elsewhere:
+    assert fv[name].validators, name
+
+
+def test_number_rules():
+  rule = fc_flags.NUMBER_FLAGS["server_learning_rate"]
+  assert rule.accepts(1.0) and rule.accepts(3e38)
+  for value in (0.0, -1.0, math.nan, math.inf, 1e39, None, True):
+    assert not rule.accepts(value), value
+  seed = fc_flags.NUMBER_FLAGS["seed"]
+  assert seed.accepts(0) and seed.accepts(2**32 - 1)
+  assert not seed.accepts(-1) and not seed.accepts(2**32)
+  assert seed.describe() == "must be an integer in 0..4294967295"
+  assert fc_flags.NUMBER_FLAGS["max_batches_per_client"].accepts(None)
+
+
+def test_values_are_checked_whenever_set():
+  fv = _parsed(fc_flags.define_image_experiment_flags)
+  with pytest.raises(flags.IllegalFlagValueError, match="flag --digits_alpha=nan: must be"):
+    fv.digits_alpha = math.nan
+
+
+@pytest.mark.parametrize("codec", ["huffman", "uniform_huffman"])
+def test_aggregate_bits_reach_entropy_coded_codecs(codec):
+  # Issue 13, item 4 (fixed by the codec records): their builder took `bits` through
+  # **kwargs, so config.json said 4 while the run quantized with 8.
+  fv = _parsed(fc_flags.define_image_experiment_flags, f"--aggregate_encoder={codec}",
+               "--aggregate_bits=4")
+  config = fc_flags.experiment_config_from_flags(fv, module_names=[])
+  assert config.recorded["aggregate_codec"] == f"{codec}(bits=4)>10000"
+  assert config.aggregate_codec.resolved_options()["bits"] == 4
+  x = tf.constant(np.random.default_rng(0).normal(size=20_000).astype(np.float32))
+  encoder = config.aggregate_codec.simple_encoder(tf.TensorSpec(x.shape, tf.float32))
+  encoded, _ = encoder.encode(x)
+  assert len(np.unique(encoder.decode(encoded).numpy())) == 16  # 4 bits: 16 levels.
+
+
+@pytest.mark.parametrize("value,expected", [("true", True), ("1", True), ("false", False),
+                                            ("0", False)])
+def test_codec_booleans(value, expected):
+  # Issue 13, item 5 (fixed by the codec records): only true/false/1/0 are booleans.
+  fv = _parsed(fc_flags.define_image_experiment_flags, "--aggregate_encoder=uniform",
+               f"--aggregate_encoder_args=deterministic={value}")
+  config = fc_flags.experiment_config_from_flags(fv, module_names=[])
+  assert config.aggregate_codec.resolved_options()["deterministic"] is expected
+
+
+@pytest.mark.parametrize("value", ["no", "off", "yes", "on"])
+def test_codec_booleans_refused(value):
+  fv = _parsed(fc_flags.define_image_experiment_flags, "--aggregate_encoder=uniform",
+               f"--aggregate_encoder_args=deterministic={value}")
+  with pytest.raises(ValueError, match="true/false"):
+    fc_flags.experiment_config_from_flags(fv, module_names=[])
+
+
+def test_only_harmless_flags_may_differ_on_resume():
+  # The list is the one place that says which recorded settings a resume may change;
+  # a flag added later is compared unless someone adds it there.
+  image, shakespeare = flags.FlagValues(), flags.FlagValues()
+  fc_flags.define_image_experiment_flags(image)
+  fc_flags.define_shakespeare_experiment_flags(shakespeare)
+  compared = (set(image) | set(shakespeare)) - rundir.MAY_DIFFER_ON_RESUME
+  assert {"seed", "dataset", "digits_clients", "digits_alpha", "client_learning_rate",
+          "server_learning_rate", "client_optimizer", "server_optimizer", "client_epochs",
+          "client_batch_size", "clients_per_round", "client_weighting", "only_digits",
+          "cache_dir", "pretrained_model", "clients", "max_eval_batches",
+          "max_batches_per_client", "pad_short_clients"} <= compared
+  assert "rounds" in rundir.MAY_DIFFER_ON_RESUME  # Checked on its own: only up.
