@@ -12,10 +12,6 @@ from fedcompress.federated import quiet
 
 quiet.quiet_tensorflow()  # Before TensorFlow loads: it reads its log level only then.
 
-from fedcompress.federated import quiet
-
-quiet.quiet_tensorflow()  # Before TensorFlow loads: it reads its log level only then.
-
 from absl import app, flags
 
 from fedcompress.federated import runtime
