@@ -209,8 +209,8 @@ def test_short_chaos_run_matches_uninterrupted(tmp_path):
   report = chaos.run_chaos(config, log=lambda line: None)
   assert report.ok, "\n".join(report.summary_lines())
   sigint, sigkill = report.interruptions
-  assert sigint.exit_code == 130 and len(sigint.stderr) == 1
-  assert sigint.stderr[0].startswith("error: interrupted")
+  assert sigint.exit_code == 130
+  assert any(line.startswith("error: interrupted") for line in sigint.stderr)
   assert sigkill.exit_code == -9
   # Whatever the moment, the run dir only ever held rounds up to one past its checkpoint.
   for i in report.interruptions:
