@@ -19,9 +19,19 @@ quiet.quiet_tensorflow()  # Before TensorFlow loads: it reads its log level only
 
 from absl import app, flags
 
+import fedcompress
 from fedcompress.harness.cli import fail, interruptible, parse_flags
+from fedcompress.harness.flags import NUMBER_FLAGS, add_number_checks
 from fedcompress.tasks.datasets.text import TextInputError
 from fedcompress.tasks.models import pretrain
+
+# Nothing here runs a federated computation, but TFF is imported (through
+# fedcompress.tasks) and with it TFF 0.87's own default context, whose worker manager's
+# __del__ uses `subprocess` after interpreter teardown has cleared it: an "Exception
+# ignored ... AttributeError" under the one error line of a flag error. Our runtime
+# replaces that context now, while modules are alive; it starts no worker until a
+# computation runs, so here it never does.
+fedcompress.install_runtime()
 
 _TEXT_FILES = flags.DEFINE_list("text_files", [], "Text files to train on (comma-separated).")
 _TEXT_URLS = flags.DEFINE_list("text_urls", [], "Texts to download and train on.")
@@ -38,6 +48,7 @@ _LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate."
 _SEED = flags.DEFINE_integer("seed", 0, "Initializer and shuffle seed.")
 _LOG_EVERY = flags.DEFINE_integer("log_every", 50, "Progress line every this many steps.")
 _OUTPUT = flags.DEFINE_string("output", None, "Model file to write (.keras or .h5).")
+add_number_checks(flags.FLAGS, [name for name in NUMBER_FLAGS if name in flags.FLAGS])
 
 
 def main(argv: list[str]) -> int:

@@ -100,6 +100,16 @@ NUMBER_FLAGS: dict[str, NumberRule] = {
     "max_eval_batches": _at_least(1),
     "temperature": _POSITIVE,
     "num_generate": _at_least(0),
+    # experiments/pretrain_char_rnn.py (Keras' Adam computes in float32 too).
+    "embedding_dim": _at_least(1),
+    "rnn_units": _at_least(1),
+    "epochs": _at_least(1),
+    "steps_per_epoch": _at_least(1, optional=True),
+    "batch_size": _at_least(1),
+    "seq_length": _at_least(1),
+    "learning_rate": NumberRule(0.0, _FLOAT32_MAX, low_open=True,
+                                why="Keras' Adam computes in float32"),
+    "log_every": _at_least(1),
 }
 
 

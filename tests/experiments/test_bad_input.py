@@ -152,6 +152,20 @@ def test_flag_errors_are_one_line_in_every_binary(repo_root, tmp_path):
     assert "interruptible(main" in source, path
 
 
+@pytest.mark.parametrize("flag", ["--learning_rate=inf", "--learning_rate=nan",
+                                  "--batch_size=0", "--steps_per_epoch=-1"])
+def test_pretrain_number_flags(repo_root, tmp_path, flag):
+  # Issue 13: --learning_rate=inf passed pretrain_char_rnn's check and trained to NaN.
+  text = tmp_path / "t.txt"
+  text.write_text("abc " * 1000)
+  result = _command_line(repo_root, tmp_path, flag, f"--text_files={text}",
+                         f"--output={tmp_path / 'm.keras'}",
+                         binary="experiments/pretrain_char_rnn.py", output=False)
+  assert result.returncode == USAGE_ERROR, result.stderr
+  _assert_one_error_line(result.stderr, flag.split("=")[0])
+  assert not (tmp_path / "m.keras").exists()
+
+
 def test_worker_flag_errors_are_one_line(repo_root, tmp_path):
   # Issue 13, item 10: worker.py printed absl's 'FATAL Flags parsing error' on two lines
   # and its 21-line usage text.

@@ -129,8 +129,9 @@ def _check_config(output, epochs, steps_per_epoch, batch_size, seq_length, learn
       raise PretrainConfigError(f"--{name} must be >= 1, got {value}")
   if steps_per_epoch is not None and steps_per_epoch < 1:
     raise PretrainConfigError(f"--steps_per_epoch must be >= 1, got {steps_per_epoch}")
-  if not learning_rate > 0:
-    raise PretrainConfigError(f"--learning_rate must be > 0, got {learning_rate}")
+  # NaN fails every comparison, so `not > 0` catches it; inf would train to NaN weights.
+  if not 0 < learning_rate < float("inf"):
+    raise PretrainConfigError(f"--learning_rate must be a finite number > 0, got {learning_rate}")
 
 
 def pretrain_char_rnn(*, output: str | os.PathLike[str],
