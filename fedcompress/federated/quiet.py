@@ -30,11 +30,19 @@ def quiet_tensorflow() -> None:
   """
   if tf_logs_requested():
     return
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  # Set, not defaulted: `import tensorflow` itself puts TF_CPP_MIN_LOG_LEVEL=1 into
+  # os.environ, so every binary started by a process that imported TensorFlow (a sweep,
+  # tools/chaos.py, a notebook) would inherit it and print TensorFlow's C++ warnings.
+  # --tf_logs (or FEDCOMPRESS_TF_LOGS=1) is the switch for seeing them.
+  os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
   # The C++ worker binary logs through absl/glog too.
-  os.environ.setdefault("GLOG_minloglevel", "2")
-  # gRPC's core (in this process) logs INFO lines of its own, e.g. about fork handlers.
-  os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+  os.environ["GLOG_minloglevel"] = "2"
+  # gRPC's C++ core (in this process) logs lines of its own: INFO about fork handlers,
+  # and at shutdown after Ctrl-C under load an ERROR "Kick failed: eventfd_write: Bad
+  # file descriptor" from a channel torn down mid-poll. Failures that matter reach us as
+  # Python exceptions (grpc.RpcError) and are reported as one error line, so none of
+  # the core's own lines are shown unless logs were asked for.
+  os.environ["GRPC_VERBOSITY"] = "NONE"
   warnings.filterwarnings("ignore", category=DeprecationWarning)
   warnings.filterwarnings("ignore", category=FutureWarning)
   # google.rpc (a TFF dependency) imports pkg_resources, which warns on every start.

@@ -522,7 +522,7 @@ def shutdown() -> None:
 
 def _on_sigterm(signum, frame):  # noqa: ARG001
   # Turn SIGTERM into a normal exit so `finally` blocks and atexit handlers run.
-  raise SystemExit(128 + signum)
+  raise _signals.Terminated(signum)
 
 
 def install_signal_handlers() -> None:

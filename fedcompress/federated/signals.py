@@ -13,3 +13,15 @@ def restore_default_sigint() -> None:
   SIGINT sent to stop a worker or to act as Ctrl-C would do nothing.
   """
   signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class Terminated(SystemExit):
+  """Raised in the main thread on SIGTERM (see `runtime.install_signal_handlers`).
+
+  A `SystemExit` with code 128 + SIGTERM, so code that does not know it still exits the
+  way a shell expects, with `finally` blocks and atexit handlers run; the binaries'
+  `interruptible` catches it to print their one error line first.
+  """
+
+  def __init__(self, signum: int = signal.SIGTERM):
+    super().__init__(128 + signum)

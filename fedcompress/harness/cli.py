@@ -17,6 +17,8 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
+from fedcompress.federated import signals as _signals
+
 # Exit code of a usage error (bad flag or input), as argparse and getopt-style tools use.
 USAGE_ERROR = 2
 # Shells report a process ended by signal N as 128 + N.
@@ -61,11 +63,13 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
 
 def interruptible(main: Callable[[list[str]], int | None], hint: str = ""
                   ) -> Callable[[list[str]], int | None]:
-  """`main` with Ctrl-C (SIGINT) reported as one line and exit code 130.
+  """`main` with Ctrl-C (SIGINT) and SIGTERM reported as one line (exit 130 and 143).
 
   Without it Python prints a KeyboardInterrupt traceback from wherever the main thread
-  was waiting (usually deep inside TFF). `finally` blocks and atexit handlers run as
-  before: reporters close their files and the TFF worker is stopped.
+  was waiting (usually deep inside TFF), and SIGTERM (made an exception by
+  `runtime.install_signal_handlers`) ends the run without a word. `finally` blocks and
+  atexit handlers run as before: reporters close their files and the TFF worker is
+  stopped.
 
   Args:
     main: the binary's `main(argv)`.
@@ -78,5 +82,7 @@ def interruptible(main: Callable[[list[str]], int | None], hint: str = ""
       return main(argv)
     except KeyboardInterrupt:
       return fail("interrupted" + (f"; {hint}" if hint else ""), INTERRUPTED)
+    except _signals.Terminated as e:
+      return fail("terminated (SIGTERM)" + (f"; {hint}" if hint else ""), e.code)
 
   return wrapped

@@ -195,22 +195,26 @@ def test_consistency_check(tmp_path, checkpoints, csv_rounds, tb_steps, problem)
 
 
 def test_short_chaos_run_matches_uninterrupted(tmp_path):
-  """The binary, Ctrl-C'd mid-round 2 and kill -9'd at round 3, resumed: same results.
+  """The binary, Ctrl-C'd at round 2, SIGTERM'd at 3, kill -9'd at 4, resumed: same results.
 
   Rounds here take ~1.5 s; when the harness is too late for a round it signals a later
   one, so the run has rounds to spare (with 4, a loaded machine could finish first).
   """
   config = chaos.ChaosConfig(
-      root_dir=str(tmp_path / "chaos"), rounds=8, signals=("SIGINT", "SIGKILL"),
-      at_rounds=(2, 3), parallel_reference=True,
+      root_dir=str(tmp_path / "chaos"), rounds=8, signals=("SIGINT", "SIGTERM", "SIGKILL"),
+      at_rounds=(2, 3, 4), parallel_reference=True,
       experiment_flags=("--dataset=digits", "--digits_clients=3", "--clients_per_round=2",
                         "--client_learning_rate=0.05", "--aggregate_encoder=uniform",
                         "--aggregate_encoder_args=deterministic=true"))
   report = chaos.run_chaos(config, log=lambda line: None)
   assert report.ok, "\n".join(report.summary_lines())
-  sigint, sigkill = report.interruptions
+  sigint, sigterm, sigkill = report.interruptions
+  # Exactly the one line: no traceback, no TensorFlow or gRPC log lines (the chaos
+  # harness imports TensorFlow, whose TF_CPP_MIN_LOG_LEVEL=1 the runs inherit).
   assert sigint.exit_code == 130
-  assert any(line.startswith("error: interrupted") for line in sigint.stderr)
+  assert len(sigint.stderr) == 1 and sigint.stderr[0].startswith("error: interrupted")
+  assert sigterm.exit_code == 128 + 15
+  assert len(sigterm.stderr) == 1 and sigterm.stderr[0].startswith("error: terminated")
   assert sigkill.exit_code == -9
   # Whatever the moment, the run dir only ever held rounds up to one past its checkpoint.
   for i in report.interruptions:
