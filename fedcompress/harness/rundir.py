@@ -38,7 +38,9 @@ LOCK_FILE = ".lock"
 #   the codec flags    compared through the codecs they resolve to (`broadcast_codec`,
 #                      `aggregate_codec`), so `--aggregate_bits=8` equals uniform's default;
 #   sanity_client, generate_prompt, temperature, num_generate
-#                      Shakespeare's checks before and text generation after the rounds.
+#                      Shakespeare's checks before and text generation after the rounds;
+#   cache_dir          where the dataset files are kept: the dataset itself is named by
+#                      --dataset, and a moved cache holds the same files.
 # Every other recorded setting (data, split, seed, model, optimizers, learning rates,
 # codecs, client epochs and batch size, evaluation batches, ...) must match; a setting
 # added later is therefore compared unless it is listed here.
@@ -48,7 +50,7 @@ MAY_DIFFER_ON_RESUME = frozenset({
     "worker_timeout_s", "broadcast_encoder", "broadcast_bits", "broadcast_encoder_args",
     "aggregate_encoder", "aggregate_bits", "aggregate_encoder_args",
     "compression_threshold", "sanity_client", "generate_prompt", "temperature",
-    "num_generate",
+    "num_generate", "cache_dir",
 })
 # Recorded values that are resolved codecs rather than flags (named so in messages).
 _NOT_FLAGS = frozenset({"broadcast_codec", "aggregate_codec"})
