@@ -153,7 +153,14 @@ def test_every_codec_has_a_typical_error():
   assert set(codecs.available_codecs()) == set(TYPICAL)
 
 
-@pytest.mark.parametrize("name", sorted(TYPICAL))
+# The codecs whose check builds a slow graph (entropy coders, rotations of 2^20 values)
+# run in `make test` only; the rest keep every kind of codec in `make test-fast`.
+_SLOW_TYPICAL = {"adaptive", "huffman", "uniform_huffman", "eden", "drive"}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.slow) if n in _SLOW_TYPICAL else n
+    for n in sorted(TYPICAL)])
 def test_typical_error(name):
   check_typical_error(name)
 

@@ -21,6 +21,7 @@ def process():
   return build_encoded_broadcast_process(VALUE_TYPE, CODEC)
 
 
+@pytest.mark.slow
 def test_type_signature(process):
   assert isinstance(process, tff.learning.templates.DistributionProcess)
   next_type = process.next.type_signature

@@ -56,11 +56,16 @@ def _values(kind):
   return values
 
 
+# Codecs whose TFF computations take longest to build run in `make test` only.
+_SLOW = {"drive", "eden", "hadamard", "kashin", "nonuniform"}
+_PARAMS = [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW else n for n in sorted(CASES)]
+
+
 def test_every_research_codec_is_covered():
   assert sorted(CASES) == research_codecs()
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", _PARAMS)
 def test_weighted_mean(name):
   options, kind, tolerance = CASES[name]
   factory = build_mean_factory(CodecSpec(name, options, threshold=THRESHOLD))
@@ -77,7 +82,7 @@ def test_weighted_mean(name):
   assert bits == 3 * per_client
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", _PARAMS)
 def test_broadcast(name):
   options, kind, tolerance = CASES[name]
   process = build_encoded_broadcast_process(VALUE_TYPE,

@@ -83,6 +83,7 @@ def _linear_model_fn():
       loss=tf.keras.losses.MeanSquaredError())
 
 
+@pytest.mark.slow
 def test_fedavg_reports_relative_error():
   process = fedcompress.build_fedavg(
       _linear_model_fn, tff.learning.optimizers.build_sgdm(0.1),

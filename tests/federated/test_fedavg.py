@@ -37,6 +37,7 @@ def test_cnn_has_tutorial_size():
     # Tensors over 10,000 elements at 8 bits, packed 28 bits per int32, plus min/max.
     (fedcompress.CodecSpec("uniform", {"bits": 8}), 153_575_360),  # 146.46 Mibit
 ])
+@pytest.mark.slow
 def test_tutorial_cnn_bits_per_round(codec, broadcast_bits):
   process = fedcompress.build_fedavg(cnn_model_fn, broadcast_codec=codec,
                                      aggregate_codec=codec)
@@ -77,6 +78,7 @@ def test_one_round_by_hand():
   np.testing.assert_allclose(loss, (4 + 4) / 2, rtol=1e-6)  # both start at loss 4
 
 
+@pytest.mark.slow
 def test_metrics_type_carries_bits():
   process = fedcompress.build_fedavg(linear_model_fn)
   metrics_type = process.next.type_signature.result.metrics.member

@@ -84,6 +84,7 @@ def fedavg():
                                   tff.learning.optimizers.build_sgdm(1.0))
 
 
+@pytest.mark.slow
 def test_fedavg_leaves_out_a_nan_client(fedavg):
   clients = [_client(1.0, 2.0), _client(NAN, 2.0), _client(2.0, 2.0)]
   output = fedavg.next(fedavg.initialize(), clients)
@@ -115,6 +116,7 @@ def test_fedavg_metric_in_flattened_row(fedavg):
   assert isinstance(row[m.AGGREGATE_REJECTED_CLIENTS], int)
 
 
+@pytest.mark.slow
 def test_fedavg_without_rejection_has_no_metric():
   process = fedcompress.build_fedavg(linear_model_fn, reject_non_finite=False)
   metrics_type = process.next.type_signature.result.metrics.member

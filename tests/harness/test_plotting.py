@@ -30,6 +30,7 @@ def _png_size(path):
   return struct.unpack(">II", header[16:24])
 
 
+@pytest.mark.slow
 def test_plot_runs_writes_four_panel_png(tmp_path):
   runs = [_run(tmp_path, "original", 532_278_400), _run(tmp_path, "compressed", 153_575_360)]
   out = plotting.plot_runs(runs, str(tmp_path / "fig" / "cmp.png"), title="t")
@@ -38,6 +39,7 @@ def test_plot_runs_writes_four_panel_png(tmp_path):
   assert (tmp_path / "fig" / "cmp.png").stat().st_size > 50_000  # Drawn, not blank.
 
 
+@pytest.mark.slow
 def test_plot_binary(load_binary, tmp_path, capsys):
   runs = [_run(tmp_path, "a", 100), _run(tmp_path, "b", 50)]
   with load_binary("experiments/plot.py") as binary:
@@ -54,6 +56,7 @@ def test_no_runs_is_an_error(tmp_path):
     plotting.plot_runs([], str(tmp_path / "x.png"))
 
 
+@pytest.mark.slow
 def test_output_that_is_a_folder_or_has_no_extension(load_binary, tmp_path, capsys):
   # Issue 13, item 10: --output=DIR wrote DIR.png and printed "wrote DIR".
   runs = [_run(tmp_path, "a", 100)]

@@ -192,6 +192,7 @@ def test_flattened_accuracy_config_round_trip():
   assert (clone.name, clone.pad_id) == ("accuracy", 7)
 
 
+@pytest.mark.slow
 def test_keras_compile_and_evaluate_agree_with_evaluate(tiny_model):
   model = tf.keras.models.clone_model(tiny_model)
   model.set_weights(tiny_model.get_weights())
@@ -261,6 +262,7 @@ def test_model_takes_any_batch_size(tiny_model):
   assert tiny_model(tf.zeros([3, 7], tf.int64)).shape == (3, 7, 86)
 
 
+@pytest.mark.slow
 def test_generation_model_is_stateful_and_matches_the_batch_model(tiny_model):
   gen = generation.create_generation_model(tiny_model)
   assert gen.layers[1].stateful and gen.input_shape == (1, None)
@@ -290,6 +292,7 @@ def constant_model(char: str, batch_size: int | None = None, stateful: bool = Fa
   return model
 
 
+@pytest.mark.slow
 def test_generate_text_is_seeded_and_follows_the_model(tiny_model):
   gen = generation.create_generation_model(tiny_model)
   a = generation.generate_text(gen, "ROMEO: ", num_generate=25, seed=4)
@@ -313,6 +316,7 @@ def test_generate_text_rejects_bad_inputs(tiny_model):
 # ---------------------------------------------------------------- sanity check
 
 
+@pytest.mark.slow
 def test_sanity_check_hand_computed():
   # A model that always predicts ' ': its accuracy is the share of targets that are ' '.
   model = constant_model(" ")
@@ -328,6 +332,7 @@ def test_sanity_check_hand_computed():
   assert check.client_accuracy > 0.2 > check.random_accuracy
 
 
+@pytest.mark.slow
 def test_sanity_check_short_client_needs_padding(tiny_model):
   with pytest.raises(ValueError, match="no .*target"):
     sh_task.sanity_check(tiny_model, client(numbered_text(300)))

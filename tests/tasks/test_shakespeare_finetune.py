@@ -4,6 +4,7 @@ import collections
 import string
 
 import numpy as np
+import pytest
 import tensorflow as tf
 import tensorflow_federated as tff
 
@@ -11,6 +12,7 @@ from fedcompress.tasks import shakespeare as sh_task
 from fedcompress.tasks.models import char_rnn
 
 
+@pytest.mark.slow
 def test_eval_windows_do_not_depend_on_the_run(tmp_path):
   # Six test clients, each writing one letter: TFF joins clients in a random order
   # unless seeded, so two unseeded builds would agree with probability 1/720.

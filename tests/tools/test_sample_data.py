@@ -48,6 +48,7 @@ def test_sqlite_loads_with_tffs_loader_and_holds_the_dealt_snippets(sample_dir):
     assert sum(map(len, got)) >= 1616  # Two batches of 8 x 101 characters.
 
 
+@pytest.mark.slow
 def test_every_client_trains_without_padding(sample_dir):
   train, _ = sh.load_shakespeare(sample_dir)
   for client_id in train.client_ids:

@@ -106,6 +106,7 @@ def _simulate(options, rounds):
   return history
 
 
+@pytest.mark.slow
 def test_fixed_width_meets_the_budget_exactly_from_the_first_round():
   history = _simulate({"budget_bits_per_coordinate": 4.0, "coder": "fixed",
                        "stochastic": False}, rounds=2)
@@ -116,6 +117,7 @@ def test_fixed_width_meets_the_budget_exactly_from_the_first_round():
     assert raw == [_uniform_bits(N, 3) + 64] * NUM_CLIENTS
 
 
+@pytest.mark.slow
 def test_huffman_width_moves_up_to_the_budget():
   budget = 4.0
   history = _simulate({"budget_bits_per_coordinate": budget, "stochastic": False}, rounds=4)
@@ -141,6 +143,7 @@ def mean_process():
                                           tff.TensorType(np.float32))
 
 
+@pytest.mark.slow
 def test_tff_mean_adapts_and_reports_formula_bits(mean_process):
   expected_widths = [3, 4, 4]
   state = mean_process.initialize()

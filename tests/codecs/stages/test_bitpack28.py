@@ -84,6 +84,7 @@ def test_other_widths_are_tensor_encodings_own(bits):
                                 theirs.encode(values, {})[KEY].numpy())
 
 
+@pytest.mark.slow
 def test_uniform_codec_sends_tensor_encodings_words():
   # Deterministic rounding: the registry's `uniform` and tensor_encoding's encoder must
   # produce identical encodings (hence identical bit counts) on the same input.

@@ -46,6 +46,7 @@ def test_hand_computed_row():
   np.testing.assert_allclose(decoded.numpy(), [[7 / 3, -7 / 3, 7 / 3, -7 / 3]], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_bits_of_a_hand_computed_case():
   # 3000 elements -> 2 rows of 2048 = 4096 signs = 128 int32 words (4096 bits),
   # 2 float32 scales (64 bits), one int32 seed (32 bits).
@@ -97,6 +98,7 @@ def _relative_bias(x, draws, **options):
   return np.linalg.norm(mean - x) / np.linalg.norm(x)
 
 
+@pytest.mark.slow
 def test_unbiased_on_a_random_input():
   # One draw has relative error ~sqrt(pi/2 - 1) = 0.76, so the mean of 4000 draws of
   # an unbiased estimate has ~0.012; the biased scale ||Rx||_1 / d would give 0.36.
@@ -104,6 +106,7 @@ def test_unbiased_on_a_random_input():
   assert _relative_bias(x, 4000) < 0.05
 
 
+@pytest.mark.slow
 def test_two_rotation_rounds_remove_the_bias_on_a_structured_input():
   # Ones plus a spike, 16 coordinates: one H D round is far from a random rotation
   # (measured bias 0.33); two rounds bring it within sampling noise (~0.012 + 0.013).
@@ -113,6 +116,7 @@ def test_two_rotation_rounds_remove_the_bias_on_a_structured_input():
   assert _relative_bias(x, 4000, rounds=1) > 0.15
 
 
+@pytest.mark.slow
 def test_clients_rotate_independently_in_aggregation():
   # 8 clients send the same vector. With independent rotations their errors average
   # out (~0.76 / sqrt(8) = 0.27); with one shared rotation the mean would keep the

@@ -101,6 +101,7 @@ def test_error_matches_the_lloyd_max_distortion():
   assert 0.11 < error < 0.16
 
 
+@pytest.mark.slow
 def test_unbiased_on_a_random_input():
   # Relative error of one 2-bit draw ~0.36, of the mean of 3000 draws ~0.007.
   tf.random.set_seed(11)
@@ -161,6 +162,7 @@ def _encoder_of_4096(codec, **options):
 _NMSE = {1: 0.5708, 2: 0.1331, 3: 0.03578, 4: 0.009588}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["spike", "spikes", "wide"])
 def test_huge_inputs_decode_as_accurately_as_ordinary_ones(name):
   # Huge values matter in one or two rows of 2048 rotated coordinates: over seeds the

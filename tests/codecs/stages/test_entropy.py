@@ -128,6 +128,7 @@ def _huffman_cost(counts) -> int:
   return cost
 
 
+@pytest.mark.slow
 def test_package_merge_is_optimal_when_unconstrained():
   rng = np.random.default_rng(1)
   for trial in range(20):
@@ -139,6 +140,7 @@ def test_package_merge_is_optimal_when_unconstrained():
     assert int(np.dot(lengths, counts)) == _huffman_cost(counts), trial
 
 
+@pytest.mark.slow
 def test_length_limit_holds_on_fibonacci_counts():
   fib = [1, 1]
   while len(fib) < 26:
@@ -195,7 +197,8 @@ def _cases():
     yield f"random {i} ({b} bits, n={n})", x, b
 
 
-@pytest.mark.parametrize("use_huffman", [True, False], ids=["huffman", "fixed"])
+@pytest.mark.parametrize("use_huffman", [pytest.param(True, marks=pytest.mark.slow), False],
+                         ids=["huffman", "fixed"])
 def test_exact_roundtrip_on_every_input(use_huffman):
   for name, x, b in _cases():
     x = np.asarray(x, np.int32)
@@ -220,6 +223,7 @@ def _simple_roundtrip(spec: CodecSpec, x: np.ndarray):
   return decoded.numpy(), int(coded), int(raw)
 
 
+@pytest.mark.slow
 def test_uniform_huffman_decodes_like_uniform_and_counts_raw_as_uniform():
   x = np.random.default_rng(3).normal(size=(60, 50)).astype(np.float32)
   options = {"bits": 8, "deterministic": True}
@@ -233,6 +237,7 @@ def test_uniform_huffman_decodes_like_uniform_and_counts_raw_as_uniform():
   assert coded_bits < 0.85 * raw_bits
 
 
+@pytest.mark.slow
 def test_generic_wrapper_over_another_codec():
   x = np.random.default_rng(4).normal(size=(3000,)).astype(np.float32)
   options = {"bits": 3, "deterministic": True}
@@ -243,6 +248,7 @@ def test_generic_wrapper_over_another_codec():
   assert raw == UNIFORM.bits(3000, {"bits": 3})
 
 
+@pytest.mark.slow
 def test_wrapper_uses_32_bit_raw_size_after_bitpack32():
   # `nonuniform` packs 32 bits per word.
   x = np.random.default_rng(5).normal(size=(4000,)).astype(np.float32)
@@ -254,6 +260,7 @@ def test_wrapper_uses_32_bit_raw_size_after_bitpack32():
   assert raw == plain_bits  # ceil(4000 * 3 / 32) words + the 8-level float32 codebook
 
 
+@pytest.mark.slow
 def test_other_dtypes_come_back_with_a_counted_marker():
   x = np.random.default_rng(8).normal(size=(500,))
   options = {"bits": 6, "deterministic": True}
@@ -301,6 +308,7 @@ def mean_process():
   return build_mean_factory(codec).create(VALUE_TYPE, tff.TensorType(np.float32))
 
 
+@pytest.mark.slow
 def test_encoded_mean_decodes_before_sum_and_counts_both_sizes(mean_process):
   measurements_type = mean_process.next.type_signature.result.measurements.member
   assert measurements_type.mean_value == tff.to_type(

@@ -89,6 +89,7 @@ def _plain_lloyd_nmse(x: np.ndarray, bits: int, steps: int) -> float:
   return float(np.sum((x - levels[nearest])**2) / np.sum(x**2))
 
 
+@pytest.mark.slow
 def test_lloyd_converges_by_default_on_heavy_tails():
   # Student-t with 2 degrees of freedom, 2^20 values, 2 bits: 20 plain Lloyd steps
   # from the quantiles (the former default) leave normalized MSE 0.7533; converged
