@@ -324,7 +324,8 @@ def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
   if not aggregator.is_mean and not aggregate.is_identity:
     raise ValueError(f"--aggregator={fv.aggregator} replaces the encoded mean: use "
                      "--aggregate_encoder=identity")
-  recorded.update(broadcast_codec=broadcast.describe(), aggregate_codec=aggregate.describe())
+  recorded.update(broadcast_codec=broadcast.describe(), aggregate_codec=aggregate.describe(),
+                  aggregator=aggregator.describe())
   recorded.update(extra_recorded or {})
   return ExperimentConfig(
       root_output_dir=fv.root_output_dir, experiment_name=fv.experiment_name,
