@@ -23,6 +23,9 @@ def _codec_of(run_dir: str) -> str:
     codec = config.get(f"{direction}_codec", "identity")
     if not codec.startswith("identity"):
       parts.append(f"{direction[:4]}: {codec}")
+  aggregator = config.get("aggregator", "mean")  # A server-side aggregator (FetchSGD).
+  if aggregator != "mean":
+    parts.append(f"aggr: {aggregator}")
   return "; ".join(parts) or "none"
 
 

@@ -15,6 +15,7 @@ from fedcompress.codecs.registry import Codec, get_codec, register
 from fedcompress.codecs.stages import (
   _common,
   adaptive,
+  countsketch,
   drive,
   eden,
   entropy,
@@ -26,6 +27,11 @@ from fedcompress.codecs.stages import (
   topk,
   uniform,
 )
+
+# The count sketch's linear map itself, for aggregators that keep memory in sketch space
+# (`fedcompress.federated.fetchsgd`): only this module may import the stages.
+CountSketch = countsketch.CountSketch
+count_sketch_columns = countsketch.column_count
 
 
 def _identity_bits(num_elements: int, *, direction: str = "aggregate",
@@ -88,6 +94,8 @@ def register_builtin_codecs() -> None:
   register(_technique("eden", eden, "EDEN: rotation, 1-4 bit Lloyd-Max + unbiased scale"))
   register(_technique("topk", topk, "k largest magnitudes, values + int32 indices"))
   register(_technique("randk", randk, "k seed-chosen coordinates, values + seed"))
+  register(_technique("countsketch", countsketch,
+                      "count sketch (rows x columns table), linear: summed before decoding"))
   register(_technique("nonuniform", nonuniform,
                       "per-tensor quantile / Lloyd-Max levels + codebook"))
   register(Codec("huffman", build=_build_entropy_coded, check_options=_check_entropy_options,

@@ -23,7 +23,7 @@ import tensorflow_federated as tff
 
 from fedcompress import metrics as m
 from fedcompress.codecs import CodecSpec
-from fedcompress.federated.aggregation import build_mean_factory
+from fedcompress.federated.aggregation import RelativeErrorFactory, build_mean_factory
 from fedcompress.federated.broadcast import build_encoded_broadcast_process
 from fedcompress.federated.robust import REJECTED_CLIENTS, RejectNonFiniteFactory
 
@@ -162,6 +162,7 @@ def build_fedavg(
     client_weighting: ClientWeighting = ClientWeighting.NUM_EXAMPLES,
     measure_error: bool = False,
     reject_non_finite: bool = True,
+    aggregator: tff.aggregators.WeightedAggregationFactory | None = None,
     loop_implementation: tff.learning.LoopImplementation = (
         tff.learning.LoopImplementation.DATASET_ITERATOR),
 ) -> tff.learning.templates.LearningProcess:
@@ -180,6 +181,9 @@ def build_fedavg(
       extra, uncounted `federated_mean`; instrumentation for rate-distortion plots).
     reject_non_finite: leave client updates with NaN/Inf (or a non-positive weight)
       out of the mean and report `aggregate/rejected_clients`.
+    aggregator: a weighted aggregation factory that replaces the encoded mean (e.g.
+      `fedcompress.federated.fetchsgd.FetchSGDFactory`); its measurements' `bits`
+      become `aggregate/bits`. `aggregate_codec` must then be identity (None).
     loop_implementation: how clients iterate over their data. `DATASET_ITERATOR`
       (default) gives the same results as TFF's default `DATASET_REDUCE`, about 20%
       faster on CPU workers (tools/benchmark.py measures it); TPUs need
@@ -195,7 +199,13 @@ def build_fedavg(
   client_optimizer = client_optimizer or tff.learning.optimizers.build_sgdm(0.02)
   server_optimizer = server_optimizer or tff.learning.optimizers.build_sgdm(1.0)
   weights_type = tff.learning.models.weights_type_from_model(model_fn)
-  aggregator = build_mean_factory(aggregate_codec, measure_error=measure_error)
+  if aggregator is None:
+    aggregator = build_mean_factory(aggregate_codec, measure_error=measure_error)
+  elif not CodecSpec.parse(aggregate_codec).is_identity:
+    raise ValueError("an aggregator replaces the encoded mean: leave the aggregate codec "
+                     f"as identity, got {CodecSpec.parse(aggregate_codec).describe()}")
+  elif measure_error:
+    aggregator = RelativeErrorFactory(aggregator)
   if reject_non_finite:
     # Outermost, so the exact mean of `measure_error` never sees a NaN either.
     aggregator = RejectNonFiniteFactory(aggregator)

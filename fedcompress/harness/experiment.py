@@ -26,6 +26,7 @@ import tensorflow_federated as tff
 
 from fedcompress import metrics as m
 from fedcompress.codecs import CodecSpec
+from fedcompress.federated.aggregators import AggregatorSpec
 from fedcompress.federated import runtime
 from fedcompress.federated.fedavg import build_fedavg
 from fedcompress.harness import reporting, rundir
@@ -84,6 +85,8 @@ class ExperimentConfig:
   client_weighting: str = "num_examples"
   broadcast_codec: CodecSpec = dataclasses.field(default_factory=CodecSpec)
   aggregate_codec: CodecSpec = dataclasses.field(default_factory=CodecSpec)
+  # The encoded mean (default) or a server-side aggregator that replaces it (FetchSGD).
+  aggregator: AggregatorSpec = dataclasses.field(default_factory=AggregatorSpec)
   rounds_per_eval: int = 1
   rounds_per_checkpoint: int = 1
   seed: int = 0
@@ -134,6 +137,8 @@ class ExperimentConfig:
            "client_weighting": self.client_weighting, "seed": self.seed,
            "broadcast_codec": self.broadcast_codec.describe(),
            "aggregate_codec": self.aggregate_codec.describe()}
+    if not self.aggregator.is_mean:
+      own["aggregator"] = self.aggregator.describe()
     if self.fixed_clients and "clients" not in record:
       own["fixed_clients"] = list(self.fixed_clients)
     for key, value in own.items():
@@ -266,6 +271,7 @@ def build_process(task: FederatedTask, config: ExperimentConfig):
       broadcast_codec=config.broadcast_codec,
       aggregate_codec=config.aggregate_codec,
       client_weighting=CLIENT_WEIGHTINGS[config.client_weighting],
+      aggregator=config.aggregator.factory(),
   )
 
 

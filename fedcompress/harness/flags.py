@@ -17,6 +17,7 @@ from typing import Any
 from absl import flags
 
 from fedcompress import codecs, tasks
+from fedcompress.federated import aggregators
 from fedcompress.harness.experiment import CLIENT_WEIGHTINGS, OPTIMIZERS, ExperimentConfig
 from fedcompress.harness.finetune import run_finetune
 from fedcompress.tasks.datasets.digits import MIN_DIRICHLET_ALPHA
@@ -182,6 +183,13 @@ def define_codec_flags(fv: FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_string(f"{direction}_encoder_args", "", "Codec options as key=value,... "
                         "(e.g. fraction=0.01 or deterministic=true); every codec takes "
                         "its own keyword options this way.", flag_values=fv)
+  flags.DEFINE_enum("aggregator", aggregators.MEAN, list(aggregators.NAMES),
+                    "Server-side aggregation: mean (the encoded mean, with "
+                    "--aggregate_encoder) or fetchsgd (count-sketched updates, momentum and "
+                    "error accumulation in sketch space at the server; then "
+                    "--aggregate_encoder must be identity).", flag_values=fv)
+  flags.DEFINE_string("aggregator_args", "", "Aggregator options as key=value,... (e.g. "
+                      "rows=1,fraction=0.04,topk=0.01 for fetchsgd).", flag_values=fv)
   flags.DEFINE_integer("compression_threshold", codecs.DEFAULT_THRESHOLD,
                        "Only tensors with more elements than this are encoded.",
                        flag_values=fv)
@@ -321,7 +329,13 @@ def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
   broadcast = codec_from_flags(fv, "broadcast")
   aggregate = codec_from_flags(fv, "aggregate")
   recorded = recorded_flags(fv, module_names)
-  recorded.update(broadcast_codec=broadcast.describe(), aggregate_codec=aggregate.describe())
+  aggregator = aggregators.AggregatorSpec(fv.aggregator,
+                                          codecs.parse_options(fv.aggregator_args))
+  if not aggregator.is_mean and not aggregate.is_identity:
+    raise ValueError(f"--aggregator={fv.aggregator} replaces the encoded mean: use "
+                     "--aggregate_encoder=identity")
+  recorded.update(broadcast_codec=broadcast.describe(), aggregate_codec=aggregate.describe(),
+                  aggregator=aggregator.describe())
   recorded.update(extra_recorded or {})
   return ExperimentConfig(
       root_output_dir=fv.root_output_dir, experiment_name=fv.experiment_name,
@@ -329,6 +343,6 @@ def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
       client_optimizer=fv.client_optimizer, client_learning_rate=fv.client_learning_rate,
       server_optimizer=fv.server_optimizer, server_learning_rate=fv.server_learning_rate,
       client_weighting=fv.client_weighting, broadcast_codec=broadcast,
-      aggregate_codec=aggregate, rounds_per_eval=fv.rounds_per_eval,
+      aggregate_codec=aggregate, aggregator=aggregator, rounds_per_eval=fv.rounds_per_eval,
       rounds_per_checkpoint=fv.rounds_per_checkpoint, seed=fv.seed, resume=fv.resume,
       fixed_clients=fixed_clients, recorded=recorded)

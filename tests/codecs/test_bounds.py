@@ -39,6 +39,7 @@ WORST_CASE = [
     ("randk", {"fraction": 0.1, "unbiased": False}),
     ("nonuniform", {"bits": 1, "method": "quantile"}),
     ("nonuniform", {"bits": 2, "method": "lloyd"}),
+    ("countsketch", {"rows": 3, "columns": 16}),
 ]
 
 
@@ -84,6 +85,7 @@ def test_worst_case_bounds_by_hand():
   assert bound("uniform", bits=2) == pytest.approx(2 * np.sqrt(300) / 3)
   assert bound("drive", block_size=64) == pytest.approx(np.sqrt(63))
   assert bound("randk", fraction=0.1) == pytest.approx(9.0)
+  assert bound("countsketch", rows=3, columns=16) == pytest.approx(np.sqrt(3 * 300 * 299))
   assert bound("randk", fraction=1.0) == 0.0
   assert bound("topk", fraction=0.1) == pytest.approx(np.sqrt(0.9))
   assert bound("identity") == 0.0
@@ -129,6 +131,10 @@ TYPICAL = {
     # Unbiased rand-k: n / k - 1; without the n / k scaling exactly the dropped energy.
     "randk": ({"fraction": 0.25}, 3.0, 0.05),
     "nonuniform": ({"bits": 4}, None, 0.012),
+    # One row: each other coordinate shares a bucket with probability 1 / columns, so
+    # E = (n - 1) / columns (over the hashes); one draw spreads it by a few percent.
+    "countsketch": ({"rows": 1, "columns": 4 * TYPICAL_N}, (TYPICAL_N - 1) / (4 * TYPICAL_N),
+                    0.15),
     # 6 bits per coordinate leave 5-bit symbols after the side information:
     # (8.5 / 31)^2 / 4 = 0.019.
     "adaptive": ({"budget_bits_per_coordinate": 6.0}, None, 0.025),

@@ -237,6 +237,10 @@ class TestEmnist:
     self.check(binary, tmp_path, capsys, "codec 'uniform'", "levels",
                aggregate_encoder="uniform", aggregate_encoder_args="levels=3")
 
+  def test_aggregator_with_an_aggregate_codec(self, binary, tmp_path, capsys):
+    self.check(binary, tmp_path, capsys, "--aggregator=fetchsgd replaces the encoded mean",
+               aggregator="fetchsgd", aggregate_encoder="drive")
+
   def test_negative_threshold(self, binary, tmp_path, capsys):
     self.check(binary, tmp_path, capsys, "threshold must be a non-negative integer", "-1",
                compression_threshold=-1)

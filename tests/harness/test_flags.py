@@ -102,3 +102,24 @@ def test_only_harmless_flags_may_differ_on_resume():
   assert "rounds" in rundir.MAY_DIFFER_ON_RESUME  # Checked on its own: only up.
   # A dataset moved to another cache folder is the same dataset (--dataset names it).
   assert "cache_dir" in rundir.MAY_DIFFER_ON_RESUME
+
+
+def test_fetchsgd_flags_reach_the_config():
+  fv = _parsed(fc_flags.define_image_experiment_flags, "--aggregator=fetchsgd",
+               "--aggregator_args=rows=1,fraction=0.048,topk=0.01")
+  config = fc_flags.experiment_config_from_flags(fv, module_names=[])
+  assert config.aggregator.name == "fetchsgd"
+  assert config.aggregator.resolved_options()["fraction"] == 0.048
+  assert config.record()["aggregator"] == config.aggregator.describe()
+  assert config.recorded["aggregator_args"] == "rows=1,fraction=0.048,topk=0.01"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--aggregate_encoder=drive"], "replaces the encoded mean"),
+    (["--aggregator_args=rowz=2"], "has no option"),
+    (["--aggregator_args=momentum=1.5"], "momentum must be < 1"),
+])
+def test_fetchsgd_flags_refused(args, message):
+  fv = _parsed(fc_flags.define_image_experiment_flags, "--aggregator=fetchsgd", *args)
+  with pytest.raises(ValueError, match=message):
+    fc_flags.experiment_config_from_flags(fv, module_names=[])

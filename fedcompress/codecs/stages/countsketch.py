@@ -1,0 +1,227 @@
+"""`countsketch` codec: a count sketch of the tensor, linear, so it sums in the compressed domain.
+
+The count sketch (Charikar, Chen and Farach-Colton, "Finding Frequent Items in Data
+Streams", ICALP 2002) maps an `n`-element vector `x` to a `rows x columns` table
+`S[j, b] = sum_{i : h_j(i) = b} s_j(i) x_i`, with bucket hashes `h_j` and signs
+`s_j(i) in {-1, +1}`. Coordinate `i` is estimated as the median over the rows of
+`s_j(i) S[j, h_j(i)]`: the coordinate itself plus the signed sum of the coordinates
+that share its bucket. Each row's estimate is unbiased, with variance
+`(||x||^2 - x_i^2) / columns` (over the hashes), and a heavy hitter, `x_i^2` large
+against `||x||^2 / columns`, comes back nearly exact. It is the compressor of sketched
+SGD in federated and distributed learning (Ivkin, Rothchild, Ullah, Braverman, Stoica
+and Arora, "Communication-efficient Distributed SGD with Sketching", NeurIPS 2019;
+Rothchild, Panda, Ullah, Ivkin, Stoica, Braverman, Gonzalez and Arora, "FetchSGD:
+Communication-Efficient Federated Learning with Sketching", ICML 2020, whose server
+side is `fedcompress.federated.fetchsgd`).
+
+**Aggregation.** The table is a linear function of `x` for a given hash, so every
+client of a round must use the same hashes: they come from one seed that
+`get_params` draws on the server (tensor_encoding's mechanism for shared randomness,
+as its randomized Hadamard and Kashin stages use it) and that reaches the clients with
+the encode parameters. The stage commutes with sum: TFF's encoded sum adds the
+clients' tables and the server decodes the summed table once. The server therefore
+recovers the heavy hitters of the *summed* vector, not of each client's: coordinates
+that are large in the sum come back well even if every client's share of them is
+small, and the error of every coordinate grows with the norm of the whole sum
+(`||sum - its large coordinates||`), not with the clients' own norms. The median is
+not linear, so decoding the summed table is not the sum of the clients' decodes
+(it equals it for `rows=1`, where decoding is a signed gather).
+
+Seed policy (`seed_policy`): `round` (default) draws a fresh seed each time
+tensor_encoding asks for parameters (in aggregation once per round, shared by the
+round's clients; in a broadcast once per encode); `fixed` uses `seed` every time,
+which sketch-space memory across rounds (FetchSGD) needs.
+
+Wire cost per tensor: `rows * columns` values at the tensor's dtype, with
+`columns` either given or `ceil(fraction * n / rows)`. In aggregation the seed is not
+sent by the clients (it travels server -> client with the encode parameters, as for
+`kashin`); in a broadcast it travels with the payload: 32 bits.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+
+import tensorflow as tf
+from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
+
+from fedcompress.codecs.stages import _common
+
+SEED_POLICIES = ("round", "fixed")
+_MAX_ROWS = 64
+_HASH_SALT = 0xC5  # Own stateless stream, apart from other stages' uses of a seed.
+
+
+@dataclasses.dataclass(frozen=True)
+class CountSketch:
+  """The count sketch of `num_elements`-element vectors into a `rows x columns` table.
+
+  Pure TensorFlow functions, usable inside any graph (tensor_encoding stages, TFF
+  computations). The hashes are a function of an int32 `seed` tensor; compute them
+  once with `hashes` and pass them to the other methods.
+  """
+
+  num_elements: int
+  rows: int
+  columns: int
+
+  def hashes(self, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(flat bucket ids `[rows, n]` int32, in `[0, rows * columns)`; signs `[rows, n]` +-1).
+
+    One stateless draw in `[0, 2 * columns)` per row and coordinate: its half is the
+    bucket, its parity the sign (independent and uniform, as the sketch needs).
+    """
+    draw = tf.random.stateless_uniform(
+        [self.rows, self.num_elements], _common.stateless_seed(seed, _HASH_SALT), minval=0,
+        maxval=2 * self.columns, dtype=tf.int32)
+    offsets = tf.range(self.rows, dtype=tf.int32)[:, tf.newaxis] * self.columns
+    signs = 1 - 2 * tf.math.floormod(draw, 2)
+    return tf.math.floordiv(draw, 2) + offsets, signs
+
+  def sketch(self, x: tf.Tensor, hashes) -> tf.Tensor:
+    """The `[rows, columns]` table of the flat vector `x` (in `x`'s dtype)."""
+    buckets, signs = hashes
+    x = tf.reshape(x, [1, self.num_elements])
+    signed = tf.cast(signs, x.dtype) * x
+    table = tf.math.unsorted_segment_sum(tf.reshape(signed, [-1]), tf.reshape(buckets, [-1]),
+                                         self.rows * self.columns)
+    return tf.reshape(table, [self.rows, self.columns])
+
+  def estimate(self, table: tf.Tensor, hashes) -> tf.Tensor:
+    """Every coordinate's estimate `[n]`: the median over rows of its signed bucket."""
+    buckets, signs = hashes
+    per_row = tf.gather(tf.reshape(table, [-1]), buckets) * tf.cast(signs, table.dtype)
+    ordered = tf.sort(per_row, axis=0)
+    middle = self.rows // 2
+    if self.rows % 2:
+      return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+  def heavy_hitters(self, table: tf.Tensor, hashes, k: int) -> tf.Tensor:
+    """Dense `[n]`: the `k` estimates of largest magnitude, zeros elsewhere."""
+    estimate = self.estimate(table, hashes)
+    top = tf.math.top_k(tf.abs(estimate), k=k, sorted=False).indices
+    return tf.scatter_nd(top[:, tf.newaxis], tf.gather(estimate, top), [self.num_elements])
+
+
+def column_count(num_elements: int, rows: int, columns: int, fraction: float) -> int:
+  """`columns` if given (> 0), else `ceil(fraction * n / rows)`, at least 1."""
+  if columns > 0:
+    return columns
+  return max(1, math.ceil(round(fraction * num_elements / rows, 9)))
+
+
+def _seed_tensor(seed_policy: str, seed: int) -> tf.Tensor:
+  if seed_policy == "fixed":
+    return tf.constant(seed, tf.int32)
+  return _common.draw_seed()
+
+
+@te.core.tf_style_encoding_stage
+class CountSketchEncodingStage(te.core.EncodingStageInterface):
+  """Count sketch of any-shaped input (see the module docstring); commutes with sum.
+
+  Encoded: `{'table': [rows, columns] input dtype}`; the seed is a parameter.
+  """
+
+  ENCODED_VALUES_KEY = "table"
+  SEED_PARAMS_KEY = "seed"
+
+  def __init__(self, rows: int = 5, columns: int = 0, fraction: float = 0.05,
+               seed_policy: str = "round", seed: int = 0):
+    checked = check_options(rows, columns, fraction, seed_policy, seed)
+    self._rows, self._columns, self._fraction = (checked["rows"], checked["columns"],
+                                                 checked["fraction"])
+    self._seed_policy, self._seed = checked["seed_policy"], checked["seed"]
+
+  @property
+  def name(self):
+    return "countsketch"
+
+  @property
+  def compressible_tensors_keys(self):
+    return [self.ENCODED_VALUES_KEY]
+
+  @property
+  def commutes_with_sum(self):
+    return True
+
+  @property
+  def decode_needs_input_shape(self):
+    return True
+
+  def get_params(self):
+    seed = _seed_tensor(self._seed_policy, self._seed)
+    params = collections.OrderedDict([(self.SEED_PARAMS_KEY, seed)])
+    return params, params
+
+  def _sketch_for(self, n: int) -> CountSketch:
+    return CountSketch(n, self._rows, column_count(n, self._rows, self._columns,
+                                                   self._fraction))
+
+  def encode(self, x, encode_params):
+    n = x.shape.num_elements()
+    if n is None:
+      raise ValueError(f"countsketch needs a statically known shape, got {x.shape}")
+    sketch = self._sketch_for(n)
+    table = sketch.sketch(x, sketch.hashes(encode_params[self.SEED_PARAMS_KEY]))
+    return collections.OrderedDict([(self.ENCODED_VALUES_KEY, table)])
+
+  def decode(self, encoded_tensors, decode_params, num_summands=None, shape=None):
+    del num_summands  # The sum of tables is the table of the sum.
+    n = _common.static_num_elements(shape)
+    if not isinstance(n, int):
+      raise ValueError("countsketch needs a statically known input shape to decode")
+    sketch = self._sketch_for(n)
+    estimate = sketch.estimate(encoded_tensors[self.ENCODED_VALUES_KEY],
+                               sketch.hashes(decode_params[self.SEED_PARAMS_KEY]))
+    return tf.reshape(estimate, shape)
+
+
+def check_options(rows: int = 5, columns: int = 0, fraction: float = 0.05,
+                  seed_policy: str = "round", seed: int = 0) -> dict:
+  """The `countsketch` codec's options, checked, with their defaults.
+
+  `columns=0` sizes the table from `fraction` (of the tensor's elements, over all rows).
+  """
+  return {"rows": _common.check_int("rows", rows, 1, _MAX_ROWS),
+          "columns": _common.check_int("columns", columns, 0, 2**31 - 1),
+          "fraction": _common.check_fraction("fraction", fraction),
+          "seed_policy": _common.check_choice("seed_policy", seed_policy, SEED_POLICIES),
+          "seed": _common.check_int("seed", seed, 0, 2**31 - 1)}
+
+
+def build(rows: int = 5, columns: int = 0, fraction: float = 0.05, seed_policy: str = "round",
+          seed: int = 0) -> te.core.Encoder:
+  """The `countsketch` encoder: the stage alone (it flattens by itself)."""
+  return te.core.EncoderComposer(
+      CountSketchEncodingStage(rows, columns, fraction, seed_policy, seed)).make()
+
+
+def bits_formula(num_elements: int, *, rows: int = 5, columns: int = 0,
+                 fraction: float = 0.05, seed_policy: str = "round", seed: int = 0,
+                 direction: str = "aggregate", dtype=tf.float32) -> int:
+  """Exact bits of one `num_elements`-element tensor: the table, plus the seed in a
+  broadcast (where the decode parameters travel with the payload)."""
+  del seed_policy, seed
+  cols = column_count(num_elements, rows, columns, fraction)
+  side = _common.SEED_BITS if _common.check_direction(direction) == "broadcast" else 0
+  return rows * cols * _common.dtype_bits(dtype) + side
+
+
+def relative_error_bound(num_elements: int, *, rows: int = 5, columns: int = 0,
+                         fraction: float = 0.05, seed_policy: str = "round",
+                         seed: int = 0) -> float:
+  """Worst-case `||x - x_hat|| / ||x||` over all inputs and hashes: `sqrt(rows n (n - 1))`.
+
+  A row's error at `i` is the signed sum of the other coordinates in `i`'s bucket, at
+  most `sqrt(n - 1) ||x||` (Cauchy-Schwarz); the median is one row's estimate or the
+  mean of two, so its squared error is at most the sum over rows of theirs, and over
+  the `n` coordinates `rows n (n - 1) ||x||^2`. It is reached when every coordinate
+  shares one bucket; with random hashes the typical error is `(n - 1) / columns` in
+  squared norm for one row (see the module docstring), far below it.
+  """
+  del columns, fraction, seed_policy, seed
+  return math.sqrt(rows * num_elements * (num_elements - 1))
