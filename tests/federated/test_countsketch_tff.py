@@ -1,11 +1,14 @@
 """The `countsketch` codec in TFF's encoded mean: summed as sketches, decoded once."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 import tensorflow_federated as tff
 
 from fedcompress.codecs import CodecSpec
 from fedcompress.federated.aggregation import build_mean_factory
+
+pytestmark = pytest.mark.slow  # builds and runs TFF processes: the slow tier
 
 
 def test_mean_of_sketches_recovers_the_heavy_hitters_of_the_sum():

@@ -17,6 +17,8 @@ from fedcompress.codecs.builtin import CountSketch
 from fedcompress.federated import fetchsgd
 from fedcompress.federated.aggregators import AggregatorSpec
 
+pytestmark = pytest.mark.slow  # builds and runs TFF processes: the slow tier
+
 N = 16
 OPTIONS = dict(rows=3, columns=64, topk=1 / N, momentum=0.5, learning_rate=1.0, seed=3)
 VALUE = collections.OrderedDict(a=tff.TensorType(np.float32, [4, 2]),
