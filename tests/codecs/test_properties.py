@@ -48,9 +48,10 @@ OPTIONS: dict[str, dict] = {
     "topk": {"fraction": 0.1},
     "randk": {"fraction": 0.1},
     "nonuniform": {"bits": 4},
+    "rotation": {},
 }
 # Codecs with a bit formula and a worst-case error bound besides the tutorial's two.
-RESEARCH = ("hadamard", "kashin", "drive", "eden", "topk", "randk", "nonuniform")
+RESEARCH = ("hadamard", "kashin", "drive", "eden", "topk", "randk", "nonuniform", "rotation")
 SHAPES = [(), (1,), (2,), (7,), (3, 5), (257,)]
 LARGE = 2**20 + 1
 HUGE = float(np.float32(1e30))  # 1e30 as float32 represents it.
