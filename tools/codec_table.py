@@ -22,7 +22,8 @@ def _codec_of(run_dir: str) -> str:
   for direction in ("broadcast", "aggregate"):
     codec = config.get(f"{direction}_codec", "identity")
     if not codec.startswith("identity"):
-      parts.append(f"{direction[:4]}: {codec}")
+      # A chain's `|` would end the Markdown cell.
+      parts.append(f"{direction[:4]}: {codec}".replace("|", "\\|"))
   aggregator = config.get("aggregator", "mean")  # A server-side aggregator (FetchSGD).
   if aggregator != "mean":
     parts.append(f"aggr: {aggregator}")

@@ -3,8 +3,8 @@
 No TFF here, only TensorFlow and tensor_encoding. `registry.py` holds the `Codec`
 record and the registry; `builtin.py` the built-in records (the only module that
 imports the stages in `stages/`); `spec.py` the `CodecSpec` that applies a codec to the
-tensors of a model; `accounting.py` the bit counts. Importing this package registers
-the built-in codecs.
+tensors of a model; `chain.py` composed codecs (`randk(fraction=0.1)|eden(bits=1)`);
+`accounting.py` the bit counts. Importing this package registers the built-in codecs.
 """
 
 from fedcompress.codecs import builtin as _builtin
@@ -17,10 +17,16 @@ from fedcompress.codecs.registry import (
   register_stage,
   unregister,
 )
-from fedcompress.codecs.spec import DEFAULT_THRESHOLD, CodecSpec, make_codec, parse_options
+from fedcompress.codecs.spec import (
+  DEFAULT_THRESHOLD,
+  CodecSpec,
+  make_codec,
+  parse_chain,
+  parse_options,
+)
 
 _builtin.register_builtin_codecs()
 
 __all__ = ["DEFAULT_THRESHOLD", "Codec", "CodecSpec", "available_codecs", "get_codec",
-           "make_codec", "parse_options", "register", "register_codec", "register_stage",
-           "unregister"]
+           "make_codec", "parse_chain", "parse_options", "register", "register_codec",
+           "register_stage", "unregister"]

@@ -24,6 +24,7 @@ from fedcompress.codecs.stages import (
   kashin,
   nonuniform,
   randk,
+  rotation,
   topk,
   uniform,
 )
@@ -41,10 +42,12 @@ def _identity_bits(num_elements: int, *, direction: str = "aggregate",
 
 
 def _technique(name: str, module, summary: str) -> Codec:
-  """The record of a codec whose technique module has all four functions."""
+  """The record of a codec whose technique module has all four functions (and, if its
+  values can be encoded further in a chain, `output_size` and `error_gain`)."""
   return Codec(name, build=module.build, check_options=module.check_options,
                bits_formula=module.bits_formula, error_bound=module.relative_error_bound,
-               summary=summary)
+               summary=summary, output_size=getattr(module, "output_size", None),
+               error_gain=getattr(module, "error_gain", None))
 
 
 # Entropy coding after a base codec: the base codec's options plus the coder's.
@@ -72,6 +75,16 @@ def _build_entropy_coded(base: str, coder: str, max_code_length: int | None,
                                max_code_length=max_code_length, block_size=block_size)
 
 
+def _code_symbols(encoder: te.core.Encoder, coder: str = "huffman",
+                  max_code_length: int | None = None,
+                  block_size: int = huffman.DEFAULT_BLOCK_SIZE) -> te.core.Encoder:
+  # `huffman` in a chain (`uniform(bits=8)|huffman`): the coder's options only.
+  if max_code_length is not None:
+    huffman.check_max_code_length(max_code_length, 1)
+  return entropy.entropy_coded(encoder, coder, max_code_length=max_code_length,
+                               block_size=huffman.check_block_size(block_size))
+
+
 def _check_uniform_huffman(**options) -> dict:
   if "base" in options:
     raise ValueError("uniform_huffman takes no base option: it is huffman with "
@@ -83,12 +96,16 @@ def register_builtin_codecs() -> None:
   """Registers every built-in codec (called once, by `fedcompress.codecs`)."""
   register(Codec("identity", build=te.encoders.identity, bits_formula=_identity_bits,
                  error_bound=lambda num_elements: 0.0,
-                 summary="no compression: every tensor at its dtype's width"))
+                 summary="no compression: every tensor at its dtype's width",
+                 output_size=lambda num_elements: num_elements,
+                 error_gain=lambda num_elements: 1.0))
   register(_technique("uniform", uniform,
                       "min/max uniform quantization to `bits`, 28 bits per int32 (TFF "
                       "tutorial)"))
   register(_technique("hadamard", hadamard,
                       "randomized Hadamard rotation + uniform quantization"))
+  register(_technique("rotation", rotation,
+                      "blockwise randomized Hadamard rotation alone (a link of chains)"))
   register(_technique("kashin", kashin, "Kashin's representation + uniform quantization"))
   register(_technique("drive", drive, "DRIVE: rotation, 1 bit per coordinate + unbiased scale"))
   register(_technique("eden", eden, "EDEN: rotation, 1-4 bit Lloyd-Max + unbiased scale"))
@@ -99,7 +116,7 @@ def register_builtin_codecs() -> None:
   register(_technique("nonuniform", nonuniform,
                       "per-tensor quantile / Lloyd-Max levels + codebook"))
   register(Codec("huffman", build=_build_entropy_coded, check_options=_check_entropy_options,
-                 raw_bits_rules=entropy.RAW_BITS_RULES,
+                 raw_bits_rules=entropy.RAW_BITS_RULES, code_symbols=_code_symbols,
                  summary="a base codec (option `base`) with its bit-packing Huffman coded"))
   register(Codec("uniform_huffman", build=_build_entropy_coded,
                  check_options=_check_uniform_huffman, raw_bits_rules=entropy.RAW_BITS_RULES,

@@ -28,6 +28,14 @@ BitsFormula = Callable[..., int]
 ErrorBound = Callable[..., float | None]
 # (**options) -> the complete checked options (defaults filled in); raises ValueError.
 OptionCheck = Callable[..., dict[str, Any]]
+# (num_elements, **options) -> elements of the values output a next codec in a chain takes.
+OutputSize = Callable[..., int]
+# (num_elements, **options) -> how much this codec's decoder can amplify an error in the
+# values it decodes, relative to the input's norm (see `Codec.error_gain`).
+ErrorGain = Callable[..., float]
+# (encoder, **coder_options) -> the encoder with its quantized symbols coded (a chain's
+# entropy coder acts on the codec before it instead of after it).
+SymbolCoder = Callable[..., te.core.Encoder]
 
 DIRECTIONS = ("broadcast", "aggregate")
 
@@ -66,6 +74,17 @@ class Codec:
     raw_bits_rules: for codecs that send coded streams, the stream's key -> its raw
       (bit-packed) size in-graph (see `fedcompress.codecs.accounting`).
     summary: one line for listings.
+    output_size: for codecs whose encoded values are real values another codec may
+      take in a chain (`randk`, `topk`, `rotation`, `identity`), their element count,
+      `(num_elements, **checked_options) -> int`. With it, the codec's side bits are
+      `bits_formula(n) - output_size(n) * width`, which makes a chain's bits exact.
+    error_gain: for the same codecs, `g` such that decoding values `y_hat` instead of
+      the encoded `y` moves the result by at most `g * e * ||x||` when `||y_hat - y|| <=
+      e ||y||`, `(num_elements, **checked_options) -> float` (`n / k` for unbiased
+      `randk`, 1 for a rotation); a chain's error bound composes with it.
+    code_symbols: for entropy coders, `(encoder, **coder_options) -> encoder` coding the
+      symbols `encoder` would bit-pack; in a chain such a codec follows a quantizer
+      (`uniform(bits=4)|huffman`) and takes only the options of this function.
   """
 
   name: str
@@ -75,6 +94,9 @@ class Codec:
   error_bound: ErrorBound | None = None
   raw_bits_rules: RawBitsRules = dataclasses.field(default_factory=dict)
   summary: str = ""
+  output_size: OutputSize | None = None
+  error_gain: ErrorGain | None = None
+  code_symbols: SymbolCoder | None = None
 
   def options(self, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """`options` checked and completed with the codec's defaults.

@@ -11,18 +11,24 @@ Register your own stage in a few lines::
 
     fedcompress.register_stage("negate", NegateStage)
     spec = fedcompress.CodecSpec("negate")
+
+A codec may be written with its options, `CodecSpec("eden(bits=1)")`, and codecs chain
+with `|` (`fedcompress.codecs.chain`): `CodecSpec("randk(fraction=0.1)|eden(bits=1)")`,
+the same text as `--aggregate_encoder=` takes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
+from fedcompress.codecs import chain
 from fedcompress.codecs.accounting import RawBitsRules
 from fedcompress.codecs.registry import Codec, get_codec
 
@@ -63,19 +69,65 @@ def parse_options(text: str | None) -> dict[str, Any]:
   return options
 
 
+# One link of a chain: a name, then optionally its options in parentheses.
+_LINK = re.compile(r"\s*([^\s()|,=]+)\s*(?:\(([^()]*)\))?\s*")
+
+
+def parse_chain(text: str) -> list[tuple[str, dict[str, Any]]]:
+  """'randk(fraction=0.1)|eden(bits=1)' -> [('randk', {...}), ('eden', {'bits': 1})].
+
+  A single codec is a chain of one: 'eden(bits=1)' -> [('eden', {'bits': 1})].
+  """
+  links = []
+  for part in text.split(chain.SEPARATOR):
+    match = _LINK.fullmatch(part)
+    if not match:
+      raise ValueError(f"codec {part.strip()!r} in {text!r} is not of the form name or "
+                       "name(key=value,...)")
+    links.append((match.group(1), parse_options(match.group(2))))
+  return links
+
+
+def _merged(name: str, inline: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+  twice = sorted(set(inline) & set(extra))
+  if twice:
+    raise ValueError(f"codec {name!r}: option {twice[0]!r} is given twice (in the name "
+                     "and separately)")
+  return {**inline, **extra}
+
+
+def _with_bits(name: str, options: dict[str, Any], bits: int | None, *,
+               in_chain: bool = False) -> dict[str, Any]:
+  codec = get_codec(name)
+  if in_chain and codec.code_symbols is not None:
+    return options  # In a chain an entropy coder takes the symbols it gets, no width.
+  if "bits" not in options and "bits" in codec.options(options):
+    options["bits"] = bits if bits is not None else codec.options(options)["bits"]
+  return options
+
+
 def make_codec(name: str, *, bits: int | None = None, options: str | Mapping[str, Any] = "",
                threshold: int = DEFAULT_THRESHOLD) -> CodecSpec:
   """A `CodecSpec` from flag-style values: `bits` applies where the codec takes bits.
 
-  Where the codec takes `bits` and neither `bits` nor the options set it, the codec's
-  default width is recorded explicitly, so config.json and run names say which width
-  was used.
+  `name` is a codec, with or without its options (`eden(bits=1)`), or a chain
+  (`randk(fraction=0.1)|eden`). Where a codec takes `bits` and neither `bits` nor the
+  options set it, the codec's default width is recorded explicitly, so config.json and
+  run names say which width was used; in a chain this holds for every link that takes
+  `bits`. A chain's options go inside it: separate `options` are refused.
   """
-  opts = parse_options(options) if isinstance(options, str) else dict(options)
-  codec = get_codec(name)
-  if "bits" not in opts and "bits" in codec.options(opts):
-    opts["bits"] = bits if bits is not None else codec.options(opts)["bits"]
-  return CodecSpec(name, opts, threshold)
+  extra = parse_options(options) if isinstance(options, str) else dict(options)
+  links = parse_chain(name)
+  if len(links) == 1:
+    link_name, inline = links[0]
+    return CodecSpec(link_name, _with_bits(link_name, _merged(link_name, inline, extra), bits),
+                     threshold)
+  if extra:
+    raise ValueError(f"options of a chain go inside it (e.g. randk(fraction=0.1)|eden(bits=1)),"
+                     f" not separately: got {', '.join(sorted(extra))} for {name!r}")
+  text = chain.SEPARATOR.join(chain.link_text(n, _with_bits(n, dict(o), bits, in_chain=True))
+                              for n, o in links)
+  return CodecSpec(text, {}, threshold)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,9 +135,11 @@ class CodecSpec:
   """A codec name, its options, and which tensors it applies to.
 
   Attributes:
-    name: registry name (see `available_codecs()`).
+    name: registry name (see `available_codecs()`), optionally with its options
+      (`"eden(bits=1)"`, moved into `options`), or a chain of codecs
+      (`"randk(fraction=0.1)|eden(bits=1)"`, kept as its canonical text).
     options: keyword options for the codec, e.g. `{"bits": 8}`; checked by the codec's
-      record when the spec is made.
+      record when the spec is made. A chain takes none: its options are in its name.
     threshold: only tensors with more than this many elements are encoded; smaller
       ones, and non-float tensors, go through `identity`.
   """
@@ -98,6 +152,17 @@ class CodecSpec:
     if isinstance(self.threshold, bool) or not isinstance(self.threshold, int) or (
         self.threshold < 0):
       raise ValueError(f"threshold must be a non-negative integer, got {self.threshold!r}")
+    if isinstance(self.name, str) and re.search(r"[()|]", self.name):
+      links = parse_chain(self.name)
+      if len(links) == 1:
+        name, inline = links[0]
+        object.__setattr__(self, "options", _merged(name, inline, self.options))
+        object.__setattr__(self, "name", name)
+      elif self.options:
+        raise ValueError(f"options of a chain go inside it, not in options: {self.name!r}")
+      else:  # Canonical text (options sorted), so equal chains describe alike.
+        object.__setattr__(self, "name", chain.SEPARATOR.join(
+            chain.link_text(n, o) for n, o in links))
     # Fails here, listing valid names or options, rather than deep inside a TFF trace;
     # building once also runs the checks of stages registered without a record.
     self.make_encoder()
@@ -112,8 +177,13 @@ class CodecSpec:
     return cls(spec, **defaults)
 
   @property
+  def is_chain(self) -> bool:
+    return isinstance(self.name, str) and chain.SEPARATOR in self.name
+
+  @property
   def codec(self) -> Codec:
-    return get_codec(self.name)
+    """The codec's record; for a chain, the record composed from its links."""
+    return chain.compose(parse_chain(self.name)) if self.is_chain else get_codec(self.name)
 
   @property
   def is_identity(self) -> bool:

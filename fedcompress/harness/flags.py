@@ -170,13 +170,26 @@ def define_optimizer_flags(fv: FlagValues = flags.FLAGS, *, client_lr: float = 0
   add_number_checks(fv, ["client_learning_rate", "server_learning_rate"])
 
 
+def _check_codec_names(text: str) -> bool:
+  # Names only, so a typo fails as the flag is parsed; options are checked as the
+  # codec is made (`codec_from_flags`), with the other codec flags.
+  try:
+    for name, _ in codecs.parse_chain(text):
+      codecs.get_codec(name)
+  except ValueError as e:
+    raise flags.ValidationError(str(e)) from None
+  return True
+
+
 def define_codec_flags(fv: FlagValues = flags.FLAGS) -> None:
-  names = codecs.available_codecs()
   for direction, what in (("broadcast", "server -> client weights"),
                           ("aggregate", "client -> server updates (numerator and "
                            "denominator of the mean)")):
-    flags.DEFINE_enum(f"{direction}_encoder", "identity", names, f"Codec for {what}.",
-                      flag_values=fv)
+    flags.DEFINE_string(f"{direction}_encoder", "identity", f"Codec for {what}: one of "
+                        f"{', '.join(codecs.available_codecs())}, optionally with its "
+                        "options (eden(bits=1)), or a chain of them "
+                        "(randk(fraction=0.1)|eden(bits=1)).", flag_values=fv)
+    flags.register_validator(f"{direction}_encoder", _check_codec_names, flag_values=fv)
     flags.DEFINE_integer(f"{direction}_bits", None, f"Bits per value for {direction} "
                          "codecs that take `bits` (uniform: 1..16); default: the codec's "
                          "own (8 for uniform).", flag_values=fv)

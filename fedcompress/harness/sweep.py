@@ -16,6 +16,7 @@ import csv
 import dataclasses
 import itertools
 import os
+import re
 import shlex
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -85,8 +86,17 @@ def runs_from_flagfiles(paths: Sequence[str]) -> list[SweepRun]:
   return runs
 
 
+def _folder_part(value: str) -> str:
+  # Codec chains ('randk(fraction=0.1)|eden(bits=1)') hold characters a run folder's
+  # name should not; equal names after this are refused by `run_sweep`.
+  return re.sub(r"[^\w.=+-]+", "-", value).strip("-")
+
+
 def runs_from_grid(grid: str) -> list[SweepRun]:
-  """'aggregate_encoder=uniform,hadamard;aggregate_bits=2,4' -> the 4 combinations."""
+  """'aggregate_encoder=uniform,hadamard;aggregate_bits=2,4' -> the 4 combinations.
+
+  Commas inside parentheses belong to a value (a codec's options, `eden(bits=1,rounds=1)`).
+  """
   axes = []
   for part in grid.split(";"):
     if not part.strip():
@@ -94,13 +104,14 @@ def runs_from_grid(grid: str) -> list[SweepRun]:
     name, sep, values = part.partition("=")
     if not sep or not values.strip():
       raise ValueError(f"grid axis {part!r} is not of the form flag=value,value")
-    axes.append((name.strip(), [v.strip() for v in values.split(",") if v.strip()]))
+    axes.append((name.strip(), [v.strip() for v in re.split(r",(?![^()]*\))", values)
+                                if v.strip()]))
   if not axes:  # itertools.product() of nothing is one empty run, not none.
     return []
   runs = []
   for combo in itertools.product(*(values for _, values in axes)):
     pairs = list(zip((name for name, _ in axes), combo, strict=True))
-    runs.append(SweepRun("_".join(f"{n}-{v}" for n, v in pairs),
+    runs.append(SweepRun("_".join(f"{n}-{_folder_part(v)}" for n, v in pairs),
                          tuple(f"--{n}={v}" for n, v in pairs)))
   return runs
 

@@ -49,10 +49,11 @@ OPTIONS: dict[str, dict] = {
     "randk": {"fraction": 0.1},
     "nonuniform": {"bits": 4},
     "countsketch": {"rows": 3, "columns": 8},
+    "rotation": {},
 }
 # Codecs with a bit formula and a worst-case error bound besides the tutorial's two.
 RESEARCH = ("hadamard", "kashin", "drive", "eden", "topk", "randk", "nonuniform",
-            "countsketch")
+            "countsketch", "rotation")
 SHAPES = [(), (1,), (2,), (7,), (3, 5), (257,)]
 LARGE = 2**20 + 1
 HUGE = float(np.float32(1e30))  # 1e30 as float32 represents it.

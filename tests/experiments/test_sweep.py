@@ -104,6 +104,17 @@ def test_grid_expands_to_the_product():
     runs_from_grid("aggregate_bits")
 
 
+def test_grid_values_may_be_chains():
+  from fedcompress.harness.sweep import runs_from_grid
+
+  runs = runs_from_grid("aggregate_encoder=randk(fraction=0.1)|eden(bits=1,rounds=1),drive")
+  assert [r.args for r in runs] == [
+      ("--aggregate_encoder=randk(fraction=0.1)|eden(bits=1,rounds=1)",),
+      ("--aggregate_encoder=drive",)]
+  # A folder name without parentheses or pipes.
+  assert runs[0].name == "aggregate_encoder-randk-fraction=0.1-eden-bits=1-rounds=1"
+
+
 GRID_COMMON = "--dataset=digits --digits_clients=4 --clients_per_round=2 --rounds=1"
 
 

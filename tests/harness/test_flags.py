@@ -69,6 +69,35 @@ def test_aggregate_bits_reach_entropy_coded_codecs(codec):
   assert len(np.unique(encoder.decode(encoded).numpy())) == 16  # 4 bits: 16 levels.
 
 
+def test_chain_flags_and_flagfile(tmp_path):
+  # The same chain notation as CodecSpec, on the command line and in a flagfile.
+  flagfile = tmp_path / "chain.flags"
+  flagfile.write_text("--aggregate_encoder=randk(fraction=0.1)|eden\n"
+                      "--compression_threshold=100\n")
+  fv = _parsed(fc_flags.define_image_experiment_flags, f"--flagfile={flagfile}",
+               "--aggregate_bits=1")
+  config = fc_flags.experiment_config_from_flags(fv, module_names=[])
+  assert config.recorded["aggregate_codec"] == "randk(fraction=0.1)|eden(bits=1)>100"
+  assert config.aggregate_codec == fc_flags.codecs.CodecSpec(
+      "randk(fraction=0.1)|eden(bits=1)", threshold=100)
+
+
+def test_codec_flag_refuses_unknown_names_at_parse_time():
+  fv = flags.FlagValues()
+  fc_flags.define_image_experiment_flags(fv)
+  with pytest.raises(flags.IllegalFlagValueError,
+                     match=r"flag --aggregate_encoder=randk\|nope: unknown codec 'nope'; "
+                     "valid codecs: adaptive"):
+    fv(["binary", "--aggregate_encoder=randk|nope"])
+
+
+def test_chain_options_outside_the_chain_are_refused():
+  fv = _parsed(fc_flags.define_image_experiment_flags, "--aggregate_encoder=randk|eden",
+               "--aggregate_encoder_args=bits=1")
+  with pytest.raises(ValueError, match="options of a chain go inside it"):
+    fc_flags.experiment_config_from_flags(fv, module_names=[])
+
+
 @pytest.mark.parametrize("value,expected", [("true", True), ("1", True), ("false", False),
                                             ("0", False)])
 def test_codec_booleans(value, expected):

@@ -97,6 +97,18 @@ def bits_formula(num_elements: int, *, fraction: float = 0.01, unbiased: bool = 
 
 
 
+def output_size(num_elements: int, *, fraction: float = 0.01, unbiased: bool = True) -> int:
+  """The `k` values a next codec in a chain encodes (fedcompress.codecs.chain)."""
+  del unbiased
+  return _common.kept_count(num_elements, fraction)
+
+
+def error_gain(num_elements: int, *, fraction: float = 0.01, unbiased: bool = True) -> float:
+  """Decoding scales the values by `n / k` (unbiased) or 1: an error in them by as much;
+  the kept values have at most the input's norm."""
+  return num_elements / output_size(num_elements, fraction=fraction) if unbiased else 1.0
+
+
 def relative_error_bound(num_elements: int, *, fraction: float = 0.01,
                          unbiased: bool = True) -> float:
   """Worst-case `||x - x_hat|| / ||x||`: dropped coordinates err by themselves, kept

@@ -130,3 +130,47 @@ class RandomizedHadamardEncodingStage(_common.StatelessStage):
     for i in reversed(range(self._rounds)):
       unrotated = _fwht(unrotated) * _signs(seed, rows, length, rotated.dtype, i)
     return tf.reshape(tf.reshape(unrotated, [-1])[:n], shape)
+
+
+# The `rotation` codec: the rotation alone, a link of chains (`rotation|uniform` is
+# `hadamard` with uniform's own quantizer; fedcompress.codecs.chain). One round by
+# default, as `hadamard`: in front of a quantizer the range reduction is what counts.
+
+
+def check_options(block_size: int = DEFAULT_BLOCK_SIZE, rounds: int = 1) -> dict:
+  """The `rotation` codec's options, checked, with their defaults."""
+  return {"block_size": check_block_size(block_size), "rounds": check_rounds(rounds)}
+
+
+def build(block_size: int = DEFAULT_BLOCK_SIZE, rounds: int = 1) -> te.core.Encoder:
+  """The `rotation` encoder: the stage alone (it flattens and pads by itself)."""
+  return te.core.EncoderComposer(RandomizedHadamardEncodingStage(block_size, rounds)).make()
+
+
+def output_size(num_elements: int, *, block_size: int = DEFAULT_BLOCK_SIZE,
+                rounds: int = 1) -> int:
+  """The `rows * L` rotated coordinates a next codec in a chain encodes."""
+  del rounds
+  return rotated_size(num_elements, block_size)
+
+
+def bits_formula(num_elements: int, *, block_size: int = DEFAULT_BLOCK_SIZE, rounds: int = 1,
+                 direction: str = "aggregate", dtype=tf.float32) -> int:
+  """The padded rotated coordinates at the tensor's width, and the 32-bit seed."""
+  del direction
+  return (output_size(num_elements, block_size=block_size, rounds=rounds)
+          * _common.dtype_bits(dtype) + _common.SEED_BITS)
+
+
+def error_gain(num_elements: int, *, block_size: int = DEFAULT_BLOCK_SIZE,
+               rounds: int = 1) -> float:
+  """The inverse rotation is orthogonal and cropping the padding shrinks norms."""
+  del num_elements, block_size, rounds
+  return 1.0
+
+
+def relative_error_bound(num_elements: int, *, block_size: int = DEFAULT_BLOCK_SIZE,
+                         rounds: int = 1) -> float:
+  """Lossless up to float rounding."""
+  del num_elements, block_size, rounds
+  return 0.0

@@ -76,6 +76,17 @@ def bits_formula(num_elements: int, *, fraction: float = 0.01, direction: str = 
 
 
 
+def output_size(num_elements: int, *, fraction: float = 0.01) -> int:
+  """The `k` values a next codec in a chain encodes (the indices stay side information)."""
+  return _common.kept_count(num_elements, fraction)
+
+
+def error_gain(num_elements: int, *, fraction: float = 0.01) -> float:
+  """Decoding scatters the values unscaled; they have at most the input's norm."""
+  del num_elements, fraction
+  return 1.0
+
+
 def relative_error_bound(num_elements: int, *, fraction: float = 0.01) -> float:
   """Worst-case `||x - x_hat|| / ||x||`: only dropped coordinates err, by themselves.
 

@@ -26,6 +26,11 @@ from tensorflow_model_optimization.python.core.internal import tensor_encoding a
 
 from fedcompress.codecs.stages import _common
 from fedcompress.codecs.stages.bitpack28 import Bitpacking28EncodingStage
+from fedcompress.codecs.stages.packing import Bitpack32EncodingStage
+
+# Payload bits per int32 word: tensor_encoding's 28 (the tutorial's, the default) or all
+# 32 (`packing.py`, as `hadamard` packs: `rotation|uniform(word_bits=32)` is `hadamard`).
+_PACKINGS = {28: Bitpacking28EncodingStage, 32: Bitpack32EncodingStage}
 
 
 def _smallest_normal(dtype: tf.dtypes.DType) -> float:
@@ -64,20 +69,27 @@ class UniformQuantizationStage(te.stages.UniformQuantizationEncodingStage):
 # in place of tensor_encoding's quantization and bit-packing (same words).
 
 
-def check_options(bits: int = 8, deterministic: bool = False) -> dict:
+def _check_word_bits(word_bits) -> int:
+  if isinstance(word_bits, bool) or word_bits not in _PACKINGS:
+    raise ValueError(f"word_bits must be 28 or 32, got {word_bits!r}")
+  return word_bits
+
+
+def check_options(bits: int = 8, deterministic: bool = False, word_bits: int = 28) -> dict:
   """The `uniform` codec's options, checked, with their defaults.
 
   Stochastic rounding (tensor_encoding's default) is unbiased; deterministic rounding
   halves the worst-case error and makes results exactly reproducible.
   """
   return {"bits": _common.check_int("bits", bits, 1, 16),
-          "deterministic": _common.check_bool("deterministic", deterministic)}
+          "deterministic": _common.check_bool("deterministic", deterministic),
+          "word_bits": _check_word_bits(word_bits)}
 
 
-def build(bits: int = 8, deterministic: bool = False) -> te.core.Encoder:
-  """Flatten, quantize to `bits` between the tensor's min and max, pack 28 bits per word."""
+def build(bits: int = 8, deterministic: bool = False, word_bits: int = 28) -> te.core.Encoder:
+  """Flatten, quantize to `bits` between the tensor's min and max, pack `word_bits` per word."""
   flatten = te.stages.FlattenEncodingStage
-  return (te.core.EncoderComposer(Bitpacking28EncodingStage(bits))
+  return (te.core.EncoderComposer(_PACKINGS[_check_word_bits(word_bits)](bits))
           .add_parent(UniformQuantizationStage(bits, stochastic=not deterministic),
                       UniformQuantizationStage.ENCODED_VALUES_KEY)
           .add_parent(flatten(), flatten.ENCODED_VALUES_KEY)
@@ -85,26 +97,27 @@ def build(bits: int = 8, deterministic: bool = False) -> te.core.Encoder:
 
 
 def bits_formula(num_elements: int, *, bits: int = 8, deterministic: bool = False,
-                 direction: str = "aggregate", dtype=tf.float32) -> int:
+                 word_bits: int = 28, direction: str = "aggregate", dtype=tf.float32) -> int:
   """Exact bits of one tensor through `uniform`, either way.
 
-  `ceil(n * bits / 28)` int32 words, min and max at the tensor's dtype, and for a dtype
-  other than float32 one zero of that dtype (tensor_encoding's bit-packing records the
-  dtype that way).
+  `ceil(n * bits / word_bits)` int32 words, min and max at the tensor's dtype, and for a
+  dtype other than float32 one zero of that dtype (both bit-packings record the dtype
+  that way).
   """
   del deterministic, direction
   width = _common.dtype_bits(dtype)
   marker = width if tf.as_dtype(dtype) != tf.float32 else 0
-  words = _common.packed_words(num_elements, bits, _common.TE_BITPACK_WORD_BITS)
+  words = _common.packed_words(num_elements, bits, word_bits)
   return words * 32 + 2 * width + marker
 
 
 def relative_error_bound(num_elements: int, *, bits: int = 8,
-                         deterministic: bool = False) -> float:
+                         deterministic: bool = False, word_bits: int = 28) -> float:
   """Worst-case `||x - x_hat|| / ||x||` over all inputs (up to float rounding).
 
   The range `max - min` is at most `2 max|x| <= 2 ||x||`; a value moves by at most half
   a step (deterministic) or a step (stochastic) of `range / (2**bits - 1)`.
   """
+  del word_bits
   steps = 1 if deterministic else 2
   return steps * math.sqrt(num_elements) / (2**bits - 1)

@@ -1,0 +1,193 @@
+"""Composed codecs: a chain of registered codecs, each encoding what the one before sends.
+
+`randk(fraction=0.1)|eden(bits=1)` encodes a tensor with `randk` and hands its encoded
+*values* (the output the codec's last stage names `ENCODED_VALUES_KEY`: the `k` kept
+values) to `eden`. This is tensor_encoding's own composition
+(`te.core.EncoderComposer.add_child(stage, key)`, `te.core.Encoder(stage, children)`):
+the next codec's Encoder becomes the child of the previous codec's values leaf.
+Everything else each codec sends (seeds, scales, indices, min/max) stays in the encoded
+structure beside it, so `accounting.bit_counts_tf` counts the side information of every
+link. Decoding runs backwards: the last codec decodes, each earlier one decodes what it
+gets back (for `randk`, scattering the values and scaling them by `n / k`).
+
+Entropy coders (records with `code_symbols`) are the exception: they code the symbols of
+the quantizer before them in place of its bit-packing, so `uniform(bits=8)|huffman` is
+`uniform_huffman`, and they must come after a codec that bit-packs symbols.
+
+Refused when the chain is made, with one ValueError line: an unknown name or option, an
+entropy coder first or after a codec that sends no symbols, and any codec after one
+whose values cannot be transformed further (bit-packed words, a coded stream: its last
+stage does not list the values key in `compressible_tensors_keys`).
+
+Bits: `sum of each link's side bits + the last link's bits on the values it receives`,
+where `side(n) = bits_formula(n) - output_size(n) * width` (`Codec.output_size`): an exact
+formula when every link but the last has `output_size` and every link a `bits_formula`,
+else None (the processes count in-graph either way). Error bound: `e(A|B)(n) = e_A(n) +
+g_A(n) * e_B(output_size_A(n))` with `g` = `Codec.error_gain`, because `x - x_hat = (x -
+dec_A(y)) + (dec_A(y) - dec_A(y_hat))`; entropy coders are lossless and add nothing;
+None when a link has no figure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import tensorflow as tf
+from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
+
+from fedcompress.codecs.registry import Codec, get_codec
+from fedcompress.codecs.stages import _common
+
+SEPARATOR = "|"
+
+
+def link_text(name: str, options: Mapping[str, Any]) -> str:
+  """'eden', {'bits': 1} -> 'eden(bits=1)' (options sorted; none: the bare name)."""
+  opts = ",".join(f"{k}={v}" for k, v in sorted(options.items()))
+  return f"{name}({opts})" if opts else name
+
+
+@dataclasses.dataclass(frozen=True)
+class _Link:
+  codec: Codec
+  given: Mapping[str, Any]  # As written: what the chain's name shows.
+  checked: Mapping[str, Any]  # Complete, defaults filled in.
+
+  @property
+  def text(self) -> str:
+    return link_text(self.codec.name, self.given)
+
+  @property
+  def is_coder(self) -> bool:
+    return self.codec.code_symbols is not None
+
+
+def _coder_options(codec: Codec, options: Mapping[str, Any]) -> dict[str, Any]:
+  """The options of an entropy coder in a chain: those of its `code_symbols`."""
+  signature = inspect.signature(codec.code_symbols)
+  names = list(signature.parameters)[1:]  # The first is the encoder it codes.
+  unknown = sorted(set(options) - set(names))
+  if unknown:
+    raise ValueError(f"in a chain, {codec.name!r} has no option {unknown[0]!r}; its "
+                     f"options there: {', '.join(names) or 'none'}")
+  bound = signature.bind_partial(None, **options)
+  bound.apply_defaults()
+  return {k: v for k, v in bound.arguments.items() if k in names}
+
+
+def _inner(stage):
+  # Encoder wraps plain stages in NoneStateAdaptiveEncodingStage; look inside.
+  return getattr(stage, "_wrapped_stage", stage)
+
+
+def _attach(encoder: te.core.Encoder, child: te.core.Encoder, before: str,
+            after: str) -> te.core.Encoder:
+  """`encoder` with `child` encoding the values at the end of its values path."""
+  stage = encoder.stage
+  key = getattr(_inner(stage), "ENCODED_VALUES_KEY", None)
+  children = dict(encoder.children)
+  if key is not None and key in children:
+    children[key] = _attach(children[key], child, before, after)
+  elif key is not None and key in stage.compressible_tensors_keys:
+    children[key] = child
+  else:
+    raise ValueError(f"cannot put {after!r} after {before!r}: {before!r} ends in "
+                     f"{stage.name!r}, whose output no codec can take (bit-packed words or "
+                     "a coded stream); quantizers and entropy coders go last")
+  return te.core.Encoder(stage, children)
+
+
+def _build(links: Sequence[_Link]) -> te.core.Encoder:
+  encoder = links[0].codec.build(**links[0].checked)
+  for before, link in zip(links, links[1:], strict=False):
+    if link.is_coder:
+      try:
+        encoder = link.codec.code_symbols(encoder, **link.checked)
+      except ValueError:
+        raise ValueError(f"cannot put {link.text!r} after {before.text!r}: an entropy "
+                         f"coder needs quantized symbols and {before.text!r} sends none; "
+                         "put it after a quantizer (e.g. uniform)") from None
+    else:
+      encoder = _attach(encoder, link.codec.build(**link.checked), before.text, link.text)
+  return encoder
+
+
+def _bits_formula(links: Sequence[_Link]):
+  """The chain's exact bit formula, or None when a link's size is not known exactly."""
+  if any(link.is_coder or link.codec.bits_formula is None for link in links) or any(
+      link.codec.output_size is None for link in links[:-1]):
+    return None
+
+  def bits(num_elements: int, *, direction: str = "aggregate", dtype=tf.float32) -> int:
+    width = _common.dtype_bits(dtype)
+    total, n = 0, num_elements
+    for link in links[:-1]:
+      out = link.codec.output_size(n, **link.checked)
+      total += link.codec.bits_formula(n, direction=direction, dtype=dtype,
+                                       **link.checked) - out * width
+      n = out
+    last = links[-1]
+    return total + last.codec.bits_formula(n, direction=direction, dtype=dtype,
+                                           **last.checked)
+
+  return bits
+
+
+def _error_bound(links: Sequence[_Link]):
+  lossy = [link for link in links if not link.is_coder]
+  if any(link.codec.error_bound is None for link in lossy) or any(
+      link.codec.error_gain is None or link.codec.output_size is None for link in lossy[:-1]):
+    return None
+
+  def bound(num_elements: int) -> float | None:
+    total, gain, n = 0.0, 1.0, num_elements
+    for link in lossy:
+      error = link.codec.error_bound(n, **link.checked)
+      if error is None:
+        return None
+      total += gain * error
+      if link is not lossy[-1]:
+        gain *= link.codec.error_gain(n, **link.checked)
+        n = link.codec.output_size(n, **link.checked)
+    return total
+
+  return bound
+
+
+def _no_options() -> dict[str, Any]:
+  return {}
+
+
+def compose(links: Sequence[tuple[str, Mapping[str, Any]]]) -> Codec:
+  """The record of the chain of registered codecs `[(name, options), ...]`, in order.
+
+  Raises:
+    ValueError: fewer than two codecs, an unknown codec or option, or a chain that
+      cannot work (see the module docstring); one line naming the links concerned.
+  """
+  if len(links) < 2:
+    raise ValueError("a chain needs at least two codecs")
+  parts = []
+  for i, (name, options) in enumerate(links):
+    codec = get_codec(name)
+    if codec.code_symbols is not None:
+      if i == 0:
+        raise ValueError(f"{name!r} entropy-codes quantized symbols, so it cannot come "
+                         f"first: put it after a quantizer (e.g. uniform{SEPARATOR}{name})")
+      checked = _coder_options(codec, options)
+    else:
+      checked = codec.options(options)
+    parts.append(_Link(codec, dict(options), checked))
+  parts = tuple(parts)
+  _build(parts)  # Refuses a chain that cannot work now, not when a process is built.
+  rules = {}
+  for part in parts:
+    rules.update(part.codec.raw_bits_rules)
+  name = SEPARATOR.join(part.text for part in parts)
+  return Codec(name, build=lambda: _build(parts), check_options=_no_options,
+               bits_formula=_bits_formula(parts), error_bound=_error_bound(parts),
+               raw_bits_rules=rules,
+               summary=" then ".join(part.codec.name for part in parts))
