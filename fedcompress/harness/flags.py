@@ -17,7 +17,12 @@ from typing import Any
 from absl import flags
 
 from fedcompress import codecs, tasks
-from fedcompress.harness.experiment import CLIENT_WEIGHTINGS, OPTIMIZERS, ExperimentConfig
+from fedcompress.harness.experiment import (
+  CLIENT_WEIGHTINGS,
+  ERROR_FEEDBACK_MODES,
+  OPTIMIZERS,
+  ExperimentConfig,
+)
 from fedcompress.harness.finetune import run_finetune
 from fedcompress.tasks.datasets.digits import MIN_DIRICHLET_ALPHA
 
@@ -172,6 +177,11 @@ def define_codec_flags(fv: FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_string(f"{direction}_encoder_args", "", "Codec options as key=value,... "
                         "(e.g. fraction=0.01 or deterministic=true); every codec takes "
                         "its own keyword options this way.", flag_values=fv)
+  flags.DEFINE_enum("error_feedback", "none", list(ERROR_FEEDBACK_MODES),
+                    "Client error feedback on the uplink codec: none; ef (residual memory, "
+                    "Stich et al. 2018); ef21 (Richtarik et al. 2021). ef/ef21 keep one "
+                    "state per client seen in <run>/client_states; no extra bits.",
+                    flag_values=fv)
   flags.DEFINE_integer("compression_threshold", codecs.DEFAULT_THRESHOLD,
                        "Only tensors with more elements than this are encoded.",
                        flag_values=fv)
@@ -319,6 +329,7 @@ def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
       client_optimizer=fv.client_optimizer, client_learning_rate=fv.client_learning_rate,
       server_optimizer=fv.server_optimizer, server_learning_rate=fv.server_learning_rate,
       client_weighting=fv.client_weighting, broadcast_codec=broadcast,
-      aggregate_codec=aggregate, rounds_per_eval=fv.rounds_per_eval,
+      aggregate_codec=aggregate, error_feedback=fv.error_feedback,
+      rounds_per_eval=fv.rounds_per_eval,
       rounds_per_checkpoint=fv.rounds_per_checkpoint, seed=fv.seed, resume=fv.resume,
       fixed_clients=fixed_clients, recorded=recorded)
