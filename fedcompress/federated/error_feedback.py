@@ -53,7 +53,12 @@ the error-feedback step between client work and aggregator, as one
 client_states)`. Client states are CLIENTS-placed flat float32 vectors, so with remote
 workers (`fedcompress.federated.runtime`) a state travels with its client's data to the
 worker that trains it and back; the store itself stays on the driver
-(`fedcompress.harness.client_state`).
+(`fedcompress.harness.client_state`). Caveat, from compiling `next` with TFF's
+`mergeable_comp_compiler` (what the remote context does): it compiles, but TFF's
+`after_merge` recomputes the client work to produce the CLIENTS-placed states, so on
+remote workers each client trains twice per round, and the states match the
+aggregated updates only when client work is deterministic given its inputs (seeded
+data order, deterministic broadcast and uplink codecs). Not yet run against workers.
 """
 
 from __future__ import annotations
