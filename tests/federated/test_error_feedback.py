@@ -1,6 +1,5 @@
 """Error feedback (EF, EF21): the residual is what the transmitted encoding lost."""
 
-import collections
 
 import numpy as np
 import pytest

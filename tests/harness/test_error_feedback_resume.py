@@ -5,7 +5,6 @@ round was reported or checkpointed (the last checkpoint is round 2): the window 
 store without versions would make the resumed rounds 3-4 read states from the future.
 """
 
-import collections
 import csv
 
 import numpy as np
@@ -35,7 +34,8 @@ def _task() -> FederatedTask:
   def examples(seed, n):
     r = np.random.default_rng(seed)
     y = r.integers(0, CLASSES, n)
-    return (centers[y] + r.normal(size=(n, DIM)).astype(np.float32)), y.reshape(-1, 1).astype(np.int32)
+    x = centers[y] + r.normal(size=(n, DIM)).astype(np.float32)
+    return x, y.reshape(-1, 1).astype(np.int32)
 
   def client_dataset(cid, round_num):
     x, y = examples(int(cid[1:]), 8)
