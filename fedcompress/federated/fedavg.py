@@ -68,15 +68,12 @@ def _find_leaf(measurements, key: str):
   return None
 
 
-def with_bit_metrics(process: tff.learning.templates.LearningProcess
-                     ) -> tff.learning.templates.LearningProcess:
-  """Adds top-level bit metrics (and aggregator instrumentation) to `next`'s metrics.
+def bit_metrics_computation(metrics_type) -> tff.Computation:
+  """`metrics -> metrics` adding the top-level bit metrics (and aggregator instrumentation).
 
-  `broadcast/bits`, `aggregate/bits` (raw sizes), `broadcast/coded_bits`,
-  `aggregate/coded_bits` (sizes sent), and `aggregate/relative_error` and
-  `aggregate/rejected_clients` when the aggregator measures them.
+  `metrics_type` is a round's metrics with `distributor` and `aggregator` entries, as
+  TFF's composed learning processes report them.
   """
-  metrics_type = process.next.type_signature.result.metrics.member
 
   @tff.tensorflow.computation(metrics_type)
   def add_bits(metrics):
@@ -92,6 +89,19 @@ def with_bit_metrics(process: tff.learning.templates.LearningProcess
     if rejected is not None:
       out[m.AGGREGATE_REJECTED_CLIENTS] = rejected
     return out
+
+  return add_bits
+
+
+def with_bit_metrics(process: tff.learning.templates.LearningProcess
+                     ) -> tff.learning.templates.LearningProcess:
+  """Adds top-level bit metrics (and aggregator instrumentation) to `next`'s metrics.
+
+  `broadcast/bits`, `aggregate/bits` (raw sizes), `broadcast/coded_bits`,
+  `aggregate/coded_bits` (sizes sent), and `aggregate/relative_error` and
+  `aggregate/rejected_clients` when the aggregator measures them.
+  """
+  add_bits = bit_metrics_computation(process.next.type_signature.result.metrics.member)
 
   @tff.federated_computation(process.next.type_signature.parameter)
   def next_fn(state, client_data):
@@ -115,7 +125,7 @@ def _trainable_zeros_creator(next_creator, **kwargs):
   return next_creator(**kwargs)
 
 
-def _zero_initialized(model_fn: Callable[[], tff.learning.models.VariableModel]
+def zero_initialized(model_fn: Callable[[], tff.learning.models.VariableModel]
                       ) -> Callable[[], tff.learning.models.VariableModel]:
   """`model_fn` whose trainable weights are created as zeros.
 
@@ -212,7 +222,7 @@ def build_fedavg(
   # The process trains models whose weights start as zeros (they are overwritten by
   # the broadcast anyway); only `initialize` builds `model_fn`'s real initial weights.
   process = tff.learning.algorithms.build_weighted_fed_avg(
-      _zero_initialized(model_fn),
+      zero_initialized(model_fn),
       client_optimizer,
       server_optimizer,
       client_weighting=client_weighting,

@@ -28,10 +28,15 @@ from fedcompress import metrics as m
 from fedcompress.codecs import CodecSpec
 from fedcompress.federated.aggregators import AggregatorSpec
 from fedcompress.federated import runtime
+from fedcompress.federated.error_feedback import (
+  ERROR_FEEDBACK_MODES,
+  build_fedavg_with_error_feedback,
+)
 from fedcompress.federated.fedavg import build_fedavg
 from fedcompress.harness import reporting, rundir
 from fedcompress.harness.checkpoints import Checkpointer
 from fedcompress.harness.cli import fail  # noqa: F401  (re-exported for binaries)
+from fedcompress.harness.client_state import ClientStateStore
 from fedcompress.harness.loop import (  # noqa: F401  (NonFiniteModelError re-exported)
   LoopConfig,
   LoopResult,
@@ -45,6 +50,7 @@ from fedcompress.tasks.task import FederatedTask
 CONFIG_FILE = rundir.CONFIG_FILE
 METRICS_FILE = "metrics.csv"
 CHECKPOINT_DIR = "checkpoints"
+CLIENT_STATE_DIR = "client_states"
 RUN_INFO_FILE = rundir.RUN_INFO_FILE
 
 
@@ -87,6 +93,9 @@ class ExperimentConfig:
   aggregate_codec: CodecSpec = dataclasses.field(default_factory=CodecSpec)
   # The encoded mean (default) or a server-side aggregator that replaces it (FetchSGD).
   aggregator: AggregatorSpec = dataclasses.field(default_factory=AggregatorSpec)
+  # Client error feedback on the uplink codec: none, ef or ef21
+  # (`fedcompress.federated.error_feedback`); ef/ef21 keep client state on disk.
+  error_feedback: str = "none"
   rounds_per_eval: int = 1
   rounds_per_checkpoint: int = 1
   seed: int = 0
@@ -112,6 +121,9 @@ class ExperimentConfig:
     if self.client_weighting not in CLIENT_WEIGHTINGS:
       raise ValueError(f"unknown client weighting {self.client_weighting!r}; valid: "
                        f"{', '.join(CLIENT_WEIGHTINGS)}")
+    if self.error_feedback not in ERROR_FEEDBACK_MODES:
+      raise ValueError(f"unknown --error_feedback {self.error_feedback!r}; valid: "
+                       f"{', '.join(ERROR_FEEDBACK_MODES)}")
     name = self.experiment_name
     if (not isinstance(name, str) or name in ("", ".", "..") or "/" in name or os.sep in name
         or (os.altsep and os.altsep in name) or "\0" in name):
@@ -136,7 +148,8 @@ class ExperimentConfig:
            "server_learning_rate": self.server_learning_rate,
            "client_weighting": self.client_weighting, "seed": self.seed,
            "broadcast_codec": self.broadcast_codec.describe(),
-           "aggregate_codec": self.aggregate_codec.describe()}
+           "aggregate_codec": self.aggregate_codec.describe(),
+           "error_feedback": self.error_feedback}
     if not self.aggregator.is_mean:
       own["aggregator"] = self.aggregator.describe()
     if self.fixed_clients and "clients" not in record:
@@ -264,15 +277,18 @@ def keras_evaluator(keras_model_fn: Callable[[], tf.keras.Model], dataset: tf.da
 
 
 def build_process(task: FederatedTask, config: ExperimentConfig):
-  return build_fedavg(
-      task.model_fn,
-      build_optimizer(config.client_optimizer, config.client_learning_rate),
-      build_optimizer(config.server_optimizer, config.server_learning_rate),
-      broadcast_codec=config.broadcast_codec,
-      aggregate_codec=config.aggregate_codec,
-      client_weighting=CLIENT_WEIGHTINGS[config.client_weighting],
-      aggregator=config.aggregator.factory(),
-  )
+  """FedAvg with the config's codecs; with error feedback, a `ClientStateProcess`."""
+  common = dict(broadcast_codec=config.broadcast_codec,
+                aggregate_codec=config.aggregate_codec,
+                client_weighting=CLIENT_WEIGHTINGS[config.client_weighting])
+  client_optimizer = build_optimizer(config.client_optimizer, config.client_learning_rate)
+  server_optimizer = build_optimizer(config.server_optimizer, config.server_learning_rate)
+  if config.error_feedback != "none":
+    return build_fedavg_with_error_feedback(
+        task.model_fn, client_optimizer, server_optimizer, mode=config.error_feedback,
+        num_clients=len(task.client_ids), **common)
+  return build_fedavg(task.model_fn, client_optimizer, server_optimizer,
+                      aggregator=config.aggregator.factory(), **common)
 
 
 def run_experiment(task: FederatedTask, config: ExperimentConfig, *,
@@ -335,7 +351,8 @@ def _run_locked(task, config, initial_weights, process, console) -> ExperimentRe
       evaluate=keras_evaluator(task.keras_model_fn, task.test_dataset),
       reporters=reporters,
       checkpointer=Checkpointer(os.path.join(config.run_dir, CHECKPOINT_DIR)),
-      initial_state=initial_state, resume=config.resume, warn=console.warn)
+      initial_state=initial_state, resume=config.resume, warn=console.warn,
+      client_states=_client_state_store(process, config.run_dir))
   wall_time_s = time.perf_counter() - began
   rows = reporting.read_metrics_csv(os.path.join(config.run_dir, METRICS_FILE))
   totals = {m.BROADCAST_CUMULATIVE_BITS: int(rows[-1][m.BROADCAST_CUMULATIVE_BITS]),
@@ -346,6 +363,14 @@ def _run_locked(task, config, initial_weights, process, console) -> ExperimentRe
   return ExperimentResult(run_dir=config.run_dir, loop=loop,
                           wall_time_s=wall_time_s, final_eval=final_eval,
                           totals=totals, process=process)
+
+
+def _client_state_store(process, run_dir: str) -> ClientStateStore | None:
+  """The run's client-state store when `process` keeps client state, else None."""
+  size = getattr(process, "client_state_size", None)
+  if size is None:
+    return None
+  return ClientStateStore(os.path.join(run_dir, CLIENT_STATE_DIR), size)
 
 
 def describe_result(result: ExperimentResult) -> str:

@@ -18,7 +18,12 @@ from absl import flags
 
 from fedcompress import codecs, tasks
 from fedcompress.federated import aggregators
-from fedcompress.harness.experiment import CLIENT_WEIGHTINGS, OPTIMIZERS, ExperimentConfig
+from fedcompress.harness.experiment import (
+  CLIENT_WEIGHTINGS,
+  ERROR_FEEDBACK_MODES,
+  OPTIMIZERS,
+  ExperimentConfig,
+)
 from fedcompress.harness.finetune import run_finetune
 from fedcompress.tasks.datasets.digits import MIN_DIRICHLET_ALPHA
 
@@ -203,6 +208,11 @@ def define_codec_flags(fv: FlagValues = flags.FLAGS) -> None:
                     "--aggregate_encoder must be identity).", flag_values=fv)
   flags.DEFINE_string("aggregator_args", "", "Aggregator options as key=value,... (e.g. "
                       "rows=1,fraction=0.04,topk=0.01 for fetchsgd).", flag_values=fv)
+  flags.DEFINE_enum("error_feedback", "none", list(ERROR_FEEDBACK_MODES),
+                    "Client error feedback on the uplink codec: none; ef (residual memory, "
+                    "Stich et al. 2018); ef21 (Richtarik et al. 2021). ef/ef21 keep one "
+                    "state per client seen in <run>/client_states; no extra bits.",
+                    flag_values=fv)
   flags.DEFINE_integer("compression_threshold", codecs.DEFAULT_THRESHOLD,
                        "Only tensors with more elements than this are encoded.",
                        flag_values=fv)
@@ -347,6 +357,9 @@ def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
   if not aggregator.is_mean and not aggregate.is_identity:
     raise ValueError(f"--aggregator={fv.aggregator} replaces the encoded mean: use "
                      "--aggregate_encoder=identity")
+  if not aggregator.is_mean and fv.error_feedback != "none":
+    raise ValueError(f"--aggregator={fv.aggregator} keeps its memory at the server: use "
+                     "--error_feedback=none")
   recorded.update(broadcast_codec=broadcast.describe(), aggregate_codec=aggregate.describe(),
                   aggregator=aggregator.describe())
   recorded.update(extra_recorded or {})
@@ -356,6 +369,7 @@ def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
       client_optimizer=fv.client_optimizer, client_learning_rate=fv.client_learning_rate,
       server_optimizer=fv.server_optimizer, server_learning_rate=fv.server_learning_rate,
       client_weighting=fv.client_weighting, broadcast_codec=broadcast,
-      aggregate_codec=aggregate, aggregator=aggregator, rounds_per_eval=fv.rounds_per_eval,
+      aggregate_codec=aggregate, aggregator=aggregator, error_feedback=fv.error_feedback,
+      rounds_per_eval=fv.rounds_per_eval,
       rounds_per_checkpoint=fv.rounds_per_checkpoint, seed=fv.seed, resume=fv.resume,
       fixed_clients=fixed_clients, recorded=recorded)

@@ -25,6 +25,7 @@ import numpy as np
 
 from fedcompress import metrics as m
 from fedcompress.harness.checkpoints import Checkpointer, LoopState
+from fedcompress.harness.client_state import ClientStateStore
 from fedcompress.harness.reporting import Reporter
 
 
@@ -88,7 +89,8 @@ def run_loop(process: Process, client_ids: Sequence[str],
              evaluate: Callable[[Any], Mapping[str, float]] | None = None,
              reporters: Sequence[Reporter] = (), checkpointer: Checkpointer | None = None,
              initial_state: Any = None, resume: bool = False,
-             warn: Callable[[str], None] = _warn_on_stderr) -> LoopResult:
+             warn: Callable[[str], None] = _warn_on_stderr,
+             client_states: ClientStateStore | None = None) -> LoopResult:
   """Runs rounds `start..config.rounds`, where start follows the last checkpoint.
 
   Args:
@@ -104,6 +106,11 @@ def run_loop(process: Process, client_ids: Sequence[str],
       pretrained weights).
     resume: continue from the newest checkpoint in `checkpointer`.
     warn: receives a line about rounds whose clients were left out.
+    client_states: for a process with client state (`next(state, data, states)`
+      returning `.client_states` too): the sampled clients' states are read from this
+      store before each round and written back after it; on resume the versions of
+      rounds after the checkpoint are dropped, and after each checkpoint the versions
+      no kept checkpoint needs are deleted.
 
   Raises:
     NonFiniteModelError: a round made the model weights non-finite. That round is
@@ -118,6 +125,9 @@ def run_loop(process: Process, client_ids: Sequence[str],
     if restored is not None:
       state, loop = restored
   start = loop.round_num + 1
+  if client_states is not None:
+    # Rounds after the checkpoint are redone: they must read what they read before.
+    client_states.discard_after(loop.round_num)
   last_checkpoint = loop.round_num if resume and loop.round_num else None
   for reporter in reporters:
     reporter.start(start, config.rounds)
@@ -131,7 +141,12 @@ def run_loop(process: Process, client_ids: Sequence[str],
         sampled = sample_clients(client_ids, config.clients_per_round, config.seed, round_num)
       data = [client_dataset(cid, round_num) for cid in sampled]
       began = time.perf_counter()
-      output = process.next(state, data)
+      if client_states is None:
+        output = process.next(state, data)
+      else:
+        states_in = [client_states.read(cid, round_num) for cid in sampled]
+        output = process.next(state, data, states_in)
+        del states_in
       elapsed = time.perf_counter() - began
       state = output.state
       row: dict[str, Any] = {m.ROUND: round_num}
@@ -164,6 +179,12 @@ def run_loop(process: Process, client_ids: Sequence[str],
       if evaluate is not None and (last or round_num % config.rounds_per_eval == 0):
         final_eval = dict(evaluate(weights))
         row.update(final_eval)
+      if client_states is not None:
+        # Written before the checkpoint of this round, so a checkpoint never refers to
+        # client states that are not on disk.
+        for cid, value in zip(sampled, output.client_states, strict=True):
+          client_states.write(cid, round_num, value)
+        client_states.sync()
       for reporter in reporters:
         reporter.write(row)
       rows.append(row)
@@ -177,6 +198,11 @@ def run_loop(process: Process, client_ids: Sequence[str],
       if checkpointer is not None and (last or round_num % config.rounds_per_checkpoint == 0):
         checkpointer.save(state, loop)
         last_checkpoint = round_num
+        if client_states is not None:
+          # A resume may fall back to the oldest kept checkpoint; keep what it reads.
+          client_states.collect_garbage(min(checkpointer.versions(), default=round_num))
+      elif client_states is not None and checkpointer is None:
+        client_states.collect_garbage(round_num)
   finally:
     for reporter in reporters:
       reporter.close()

@@ -87,7 +87,7 @@ def test_training_matches_plain_tff(runs):
 
 
 def test_zero_initialized_touches_only_trainable_variables():
-  model = fedavg._zero_initialized(_model_fn)()
+  model = fedavg.zero_initialized(_model_fn)()
   assert all(not np.any(v.numpy()) for v in model.trainable_variables)
   moving_variance = [v for v in model.non_trainable_variables if "moving_variance" in v.name]
   np.testing.assert_array_equal(moving_variance[0].numpy(), np.ones(5, np.float32))

@@ -1,0 +1,315 @@
+"""FedAvg with client-side error feedback (EF, EF21) and client state placed at CLIENTS.
+
+Error feedback gives every client a memory of what its uplink codec lost, so that the
+compression error is sent later instead of being dropped. Two modes:
+
+* `ef` — error feedback / "memory" (Stich, Cordonnier & Jaggi, "Sparsified SGD with
+  memory", NeurIPS 2018; Karimireddy et al., "Error feedback fixes SignSGD and other
+  gradient compression schemes", ICML 2019). The client keeps a residual e. With its
+  model update u (the FedAvg delta) it forms v = u + e, the codec C transmits v, and
+  the client keeps e' = v - D(C(v)).
+* `ef21` — EF21 (Richtárik, Sokolov & Fatkhullin, "EF21: a new, simpler, theoretically
+  better, and practically faster error feedback", NeurIPS 2021), in its
+  partial-participation form (EF21-PP, Fatkhullin et al., "EF21 with bells & whistles",
+  2021). Client i keeps g_i (zeros at first), sends c_i = C(u_i - g_i) and sets
+  g_i += D(c_i); the server keeps g = the population mean of the g_i, updated with the
+  participants' c_i. Adapted to FedAvg, u_i is the client's model delta (EF21 uses a
+  gradient) and the server applies g, not the round's mean, through the server
+  optimizer: g += (|S|/N) * mean_{i in S} D(c_i), N = `num_clients` of the population,
+  S the clients of the round. With `UNIFORM` client weighting this is EF21-PP exactly;
+  with `NUM_EXAMPLES`, mean is the example-weighted mean of the c_i and |S|/N stands
+  for the participants' share of the population's weight, which the server does not
+  know. Clients not sampled keep their g_i, so g carries their last contribution.
+
+What is implemented here, and why it is exact: the aggregator
+(`fedcompress.federated.aggregation.build_mean_factory`, a `tff.aggregators.MeanFactory`
+over encoded sums) encodes each client's weight * value, w*v, not v. The client
+therefore computes the round trip D(C(w*v)) of exactly that tensor, with the same
+codec, the same per-tensor threshold and the same float32 multiplication
+(`MeanFactory` multiplies value by weight), and keeps e' = (w*v - D(C(w*v))) / w: the
+residual in update units of what the transmitted encoding lost. So after any number of
+participations, sum_t D(C(w_t v_t)) / w_t + e_T = sum_t u_t (to float rounding);
+`tests/federated/test_error_feedback.py` checks this. For EF21, D(c_i) is likewise
+D(C(w (u - g_i))) / w. It is equal to what the aggregator decodes when the encode is a
+function of its input: deterministic codecs (`topk`, `uniform` with `deterministic`,
+`identity`) and codecs whose encode state is their initial one (the client encodes
+with the codec's initial encoder state; a stateful codec such as `adaptive`, whose
+server-side state moves, is then only approximated). For stochastic codecs
+(stochastic rounding, random rotations, `randk`) the client's round trip is an
+independent draw of the same codec unless the codec derives its randomness from seeds
+that are equal in both encodes: the residual then has the right distribution but is not
+the transmitted realization.
+
+Bits: error feedback changes no bit count. The value the aggregator encodes has the
+same type and the codec the same size; the residual never leaves the client. The
+metrics are `build_fedavg`'s, under the same names (`broadcast/bits`,
+`aggregate/bits`, ...). The client's extra encode is simulation work, not traffic.
+
+The process: `tff.learning`'s `LearningProcess` cannot return a CLIENTS-placed value,
+so this is TFF's `compose_learning_process` (distributor, FedAvg client work, the
+aggregator, the optimizer finalizer: the parts `build_weighted_fed_avg` composes) with
+the error-feedback step between client work and aggregator, as one
+`tff.federated_computation` `(state, client_data, client_states) -> (state, metrics,
+client_states)`. Client states are CLIENTS-placed flat float32 vectors, so with remote
+workers (`fedcompress.federated.runtime`) a state travels with its client's data to the
+worker that trains it and back; the store itself stays on the driver
+(`fedcompress.harness.client_state`). Caveat, from compiling `next` with TFF's
+`mergeable_comp_compiler` (what the remote context does): it compiles, but TFF's
+`after_merge` recomputes the client work to produce the CLIENTS-placed states, so on
+remote workers each client trains twice per round, and the states match the
+aggregated updates only when client work is deterministic given its inputs (seeded
+data order, deterministic broadcast and uplink codecs). Not yet run against workers.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_federated as tff
+import tree
+from tensorflow_federated.python.core.impl.types import type_conversions
+
+from fedcompress.codecs import CodecSpec
+from fedcompress.federated.aggregation import build_mean_factory
+from fedcompress.federated.broadcast import build_encoded_broadcast_process
+from fedcompress.federated.fedavg import ClientWeighting, bit_metrics_computation, zero_initialized
+from fedcompress.federated.robust import RejectNonFiniteFactory
+
+ERROR_FEEDBACK_MODES = ("none", "ef", "ef21")
+
+
+@dataclasses.dataclass
+class ClientStateOutput:
+  """What `ClientStateProcess.next` returns: TFF's `LearningProcessOutput` plus states."""
+
+  state: Any
+  metrics: Any
+  client_states: list
+
+
+@dataclasses.dataclass
+class ClientStateProcess:
+  """A learning process whose round also takes and returns one state per client.
+
+  Shaped like `tff.learning.templates.LearningProcess` (`initialize`, `next`,
+  `get_model_weights`, `set_model_weights`) except that `next(state, client_data,
+  client_states)` takes the sampled clients' states (flat float32 vectors of
+  `client_state_size` elements, zeros for a client not seen before) and returns them
+  updated in `.client_states`, in the same order.
+  """
+
+  initialize: tff.Computation
+  next_computation: tff.Computation
+  get_model_weights: tff.Computation
+  set_model_weights: tff.Computation
+  client_state_size: int
+  mode: str
+
+  def next(self, state, client_data: Sequence[Any], client_states: Sequence[np.ndarray]
+           ) -> ClientStateOutput:
+    if len(client_states) != len(client_data):
+      raise ValueError(f"{len(client_data)} clients but {len(client_states)} client states")
+    out = self.next_computation(state, client_data, list(client_states))
+    return ClientStateOutput(out["state"], out["metrics"], list(out["client_states"]))
+
+
+def _flatten(structure) -> tf.Tensor:
+  return tf.concat([tf.reshape(t, [-1]) for t in tf.nest.flatten(structure)], 0)
+
+
+def _unflatten(vector: tf.Tensor, specs) -> Any:
+  flat_specs = tf.nest.flatten(specs)
+  sizes = [math.prod(s.shape.as_list()) for s in flat_specs]
+  parts = tf.split(vector, sizes)
+  return tf.nest.pack_sequence_as(
+      specs, [tf.reshape(p, s.shape) for p, s in zip(parts, flat_specs, strict=True)])
+
+
+def _round_trip(encoders, value):
+  """D(C(value)) for one client, as the encoded sum of one summand decodes it."""
+
+  def one(encoder, x):
+    encode_params, before_sum_params, after_sum_params = encoder.get_params(
+        encoder.initial_state())
+    encoded, _ = encoder.encode(x, encode_params)
+    part = encoder.decode_before_sum(encoded, before_sum_params)
+    return encoder.decode_after_sum(part, after_sum_params, tf.constant((1,), tf.int32))
+
+  return tree.map_structure_up_to(encoders, one, encoders, value)
+
+
+def build_fedavg_with_error_feedback(
+    model_fn: Callable[[], tff.learning.models.VariableModel],
+    client_optimizer: tff.learning.optimizers.Optimizer | None = None,
+    server_optimizer: tff.learning.optimizers.Optimizer | None = None,
+    *,
+    mode: str = "ef",
+    num_clients: int | None = None,
+    broadcast_codec: CodecSpec | str | None = None,
+    aggregate_codec: CodecSpec | str | None = None,
+    client_weighting: ClientWeighting = ClientWeighting.NUM_EXAMPLES,
+    reject_non_finite: bool = True,
+    loop_implementation: tff.learning.LoopImplementation = (
+        tff.learning.LoopImplementation.DATASET_ITERATOR),
+) -> ClientStateProcess:
+  """`build_fedavg`'s process with client error feedback on the uplink codec.
+
+  Args:
+    model_fn: no-arg function returning a fresh `tff.learning.models.VariableModel`.
+    client_optimizer: TFF optimizer for local training; SGD 0.02.
+    server_optimizer: TFF optimizer applying the mean update; SGD 1.0.
+    mode: `ef` or `ef21` (see the module docstring).
+    num_clients: the population size N (EF21's server update); required for `ef21`.
+    broadcast_codec: codec for server -> client weights (`None` = identity).
+    aggregate_codec: codec of the clients' updates, as in `build_fedavg`.
+    client_weighting: `NUM_EXAMPLES` (FedAvg) or `UNIFORM`.
+    reject_non_finite: as in `build_fedavg`; a client whose update or new state is not
+      finite keeps its old state.
+    loop_implementation: as in `build_fedavg`.
+
+  Returns:
+    A `ClientStateProcess`; its metrics are those of `build_fedavg` under the same names.
+  """
+  if mode not in ("ef", "ef21"):
+    raise ValueError(f"unknown error feedback mode {mode!r}; valid: ef, ef21")
+  if mode == "ef21" and not (isinstance(num_clients, int) and num_clients >= 1):
+    raise ValueError(f"ef21 needs num_clients (the population size) >= 1, got {num_clients!r}")
+  client_optimizer = client_optimizer or tff.learning.optimizers.build_sgdm(0.02)
+  server_optimizer = server_optimizer or tff.learning.optimizers.build_sgdm(1.0)
+  aggregate_codec = CodecSpec.parse(aggregate_codec)
+  weights_type = tff.learning.models.weights_type_from_model(model_fn)
+  update_type = weights_type.trainable
+  update_specs = type_conversions.type_to_tf_tensor_specs(update_type)
+  size = sum(math.prod(s.shape.as_list()) for s in tf.nest.flatten(update_specs))
+  state_type = tff.TensorType(np.float32, [size])
+
+  distributor = build_encoded_broadcast_process(weights_type, broadcast_codec)
+  client_work = tff.learning.templates.build_model_delta_client_work(
+      zero_initialized(model_fn), client_optimizer, client_weighting,
+      loop_implementation=loop_implementation)
+  factory = build_mean_factory(aggregate_codec)
+  if reject_non_finite:
+    factory = RejectNonFiniteFactory(factory)
+  aggregator = factory.create(update_type, tff.TensorType(np.float32))
+  finalizer = tff.learning.templates.build_apply_optimizer_finalizer(
+      server_optimizer, weights_type)
+  # The aggregator's numerator encoders, built the same way (EncodedSumFactory maps
+  # the codec over the value's tensor specs).
+  encoders = tf.nest.map_structure(aggregate_codec.gather_encoder, update_specs)
+
+  @tff.tensorflow.computation(update_type, tf.float32, state_type)
+  def client_fn(update, weight, memory):
+    memory_tree = _unflatten(memory, update_specs)
+    if mode == "ef":
+      value = tf.nest.map_structure(tf.add, update, memory_tree)
+    else:
+      value = tf.nest.map_structure(tf.subtract, update, memory_tree)
+    weighted = tf.nest.map_structure(lambda x: x * tf.cast(weight, x.dtype), value)
+    decoded = tf.nest.map_structure(lambda d: tf.math.divide_no_nan(d, weight),
+                                    _round_trip(encoders, weighted))
+    if mode == "ef":
+      # What the transmitted w*v lost, in update units (v - D(C(w v)) / w).
+      new_memory = _flatten(value) - _flatten(decoded)
+    else:
+      new_memory = memory + _flatten(decoded)
+    keep = tf.logical_and(weight > 0, tf.reduce_all(tf.math.is_finite(new_memory)))
+    return value, tf.where(keep, new_memory, memory)
+
+  @tff.tensorflow.computation
+  def initial_weights_fn():
+    return tff.learning.models.ModelWeights.from_model(model_fn())
+
+  def learner_state(weights, distributor_state, client_work_state, aggregator_state,
+                    finalizer_state):
+    return tff.learning.templates.LearningAlgorithmState(
+        weights, distributor_state, client_work_state, aggregator_state, finalizer_state)
+
+  @tff.tensorflow.computation
+  def zero_estimate_fn():
+    return tf.nest.map_structure(lambda s: tf.zeros(s.shape, s.dtype), update_specs)
+
+  @tff.federated_computation
+  def init_fn():
+    learner = tff.federated_zip(learner_state(
+        tff.federated_eval(initial_weights_fn, tff.SERVER), distributor.initialize(),
+        client_work.initialize(), aggregator.initialize(), finalizer.initialize()))
+    if mode == "ef":
+      return learner
+    return tff.federated_zip(collections.OrderedDict(
+        learner=learner, server_estimate=tff.federated_eval(zero_estimate_fn, tff.SERVER)))
+
+  server_state_type = init_fn.type_signature.result
+  client_data_type = client_work.next.type_signature.parameter[2]
+  metrics_type = tff.StructWithPythonType([
+      ("distributor", distributor.next.type_signature.result.measurements.member),
+      ("client_work", client_work.next.type_signature.result.measurements.member),
+      ("aggregator", aggregator.next.type_signature.result.measurements.member),
+      ("finalizer", finalizer.next.type_signature.result.measurements.member)],
+      collections.OrderedDict)
+  add_bits = bit_metrics_computation(metrics_type)
+
+  @tff.tensorflow.computation(tf.float32)
+  def one_fn(weight):
+    del weight
+    return tf.constant(1.0)
+
+  @tff.tensorflow.computation(update_type, update_type, tf.float32)
+  def server_estimate_fn(estimate, mean_c, participants):
+    share = participants / float(num_clients or 1)
+    return tf.nest.map_structure(lambda g, c: g + share * c, estimate, mean_c)
+
+  @tff.federated_computation(server_state_type, client_data_type,
+                             tff.FederatedType(state_type, tff.CLIENTS))
+  def next_fn(state, client_data, client_states):
+    learner = state if mode == "ef" else state.learner
+    distributor_output = distributor.next(learner.distributor, learner.global_model_weights)
+    client_work_output = client_work.next(learner.client_work, distributor_output.result,
+                                          client_data)
+    weight = client_work_output.result.update_weight
+    value, new_client_states = tff.federated_map(
+        client_fn, (client_work_output.result.update, weight, client_states))
+    aggregator_output = aggregator.next(learner.aggregator, value, weight)
+    if mode == "ef":
+      model_update = aggregator_output.result
+    else:
+      participants = tff.federated_sum(tff.federated_map(one_fn, weight))
+      model_update = tff.federated_map(server_estimate_fn, (
+          state.server_estimate, aggregator_output.result, participants))
+    finalizer_output = finalizer.next(learner.finalizer, learner.global_model_weights,
+                                      model_update)
+    new_learner = tff.federated_zip(learner_state(
+        finalizer_output.result, distributor_output.state, client_work_output.state,
+        aggregator_output.state, finalizer_output.state))
+    new_state = new_learner if mode == "ef" else tff.federated_zip(collections.OrderedDict(
+        learner=new_learner, server_estimate=model_update))
+    metrics = tff.federated_map(add_bits, tff.federated_zip(collections.OrderedDict(
+        distributor=distributor_output.measurements,
+        client_work=client_work_output.measurements,
+        aggregator=aggregator_output.measurements,
+        finalizer=finalizer_output.measurements)))
+    return collections.OrderedDict(state=new_state, metrics=metrics,
+                                   client_states=new_client_states)
+
+  state_member = server_state_type.member
+
+  @tff.tensorflow.computation(state_member)
+  def get_model_weights_fn(state):
+    return state.global_model_weights if mode == "ef" else state["learner"].global_model_weights
+
+  @tff.tensorflow.computation(state_member, weights_type)
+  def set_model_weights_fn(state, weights):
+    learner = state if mode == "ef" else state["learner"]
+    new = learner_state(weights, learner.distributor, learner.client_work,
+                        learner.aggregator, learner.finalizer)
+    if mode == "ef":
+      return new
+    return collections.OrderedDict(learner=new, server_estimate=state["server_estimate"])
+
+  return ClientStateProcess(init_fn, next_fn, get_model_weights_fn, set_model_weights_fn,
+                            client_state_size=size, mode=mode)

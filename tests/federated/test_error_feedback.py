@@ -1,0 +1,120 @@
+"""Error feedback (EF, EF21): the residual is what the transmitted encoding lost."""
+
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_federated as tff
+
+import fedcompress
+from fedcompress import metrics as m
+from fedcompress.federated.error_feedback import build_fedavg_with_error_feedback
+
+DIM = 20
+LR = 0.1
+TOPK = fedcompress.CodecSpec("topk", {"fraction": 0.1}, threshold=0)  # 2 of 20 kept
+
+
+class _MinusMeanOutput(tf.keras.losses.Loss):
+  def call(self, y_true, y_pred):
+    del y_true
+    return -y_pred[:, 0]
+
+
+def linear_model_fn():
+  # loss = -mean(x . w): its gradient -mean(x) does not depend on w, so every round a
+  # client's update is the same known vector u = -LR * mean(x).
+  keras_model = tf.keras.Sequential([
+      tf.keras.layers.Input(shape=(DIM,)),
+      tf.keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")])
+  return tff.learning.models.from_keras_model(
+      keras_model, input_spec=(tf.TensorSpec([None, DIM], tf.float32),
+                               tf.TensorSpec([None, 1], tf.float32)),
+      loss=_MinusMeanOutput())
+
+
+def _client(seed, n):
+  x = np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
+  dataset = tf.data.Dataset.from_tensor_slices((x, np.zeros((n, 1), np.float32)))
+  return dataset.batch(n), -LR * x.mean(axis=0)
+
+
+@pytest.fixture(scope="module")
+def ef_process():
+  return build_fedavg_with_error_feedback(
+      linear_model_fn, tff.learning.optimizers.build_sgdm(LR),
+      tff.learning.optimizers.build_sgdm(1.0), mode="ef", aggregate_codec=TOPK)
+
+
+def test_accumulated_transmitted_plus_residual_equals_accumulated_updates(ef_process):
+  # Two clients with different data and weights (2 and 3 examples), one per round,
+  # alternating; server SGD 1.0, so the model moves by minus what was transmitted.
+  clients = {"a": _client(1, 2), "b": _client(2, 3)}
+  states = {c: np.zeros(DIM, np.float32) for c in clients}
+  transmitted = {c: np.zeros(DIM) for c in clients}
+  rounds = {c: 0 for c in clients}
+  state = ef_process.initialize()
+  weights = ef_process.get_model_weights(state).trainable[0].reshape(-1)
+  for client in "ababa":
+    output = ef_process.next(state, [clients[client][0]], [states[client]])
+    state = output.state
+    new_weights = ef_process.get_model_weights(state).trainable[0].reshape(-1)
+    sent = weights - new_weights
+    assert np.count_nonzero(sent) <= 2  # top-k of 20 at 10%: the mean is that client's
+    transmitted[client] += sent
+    weights = new_weights
+    states[client] = output.client_states[0]
+    rounds[client] += 1
+  for client, (_, update) in clients.items():
+    residual = states[client]
+    assert np.abs(residual).max() > 1e-3  # top-k lost something
+    np.testing.assert_allclose(transmitted[client] + residual, rounds[client] * update,
+                               atol=1e-5)
+
+
+def test_metrics_and_bits_are_build_fedavg_s(ef_process):
+  data = [_client(1, 2)[0], _client(2, 3)[0]]
+  plain = fedcompress.build_fedavg(
+      linear_model_fn, tff.learning.optimizers.build_sgdm(LR),
+      tff.learning.optimizers.build_sgdm(1.0), aggregate_codec=TOPK)
+  plain_output = plain.next(plain.initialize(), data)
+  expected = m.flatten_round_metrics(plain_output.metrics)
+  output = ef_process.next(ef_process.initialize(), data,
+                           [np.zeros(DIM, np.float32)] * 2)
+  got = m.flatten_round_metrics(output.metrics)
+  assert sorted(got) == sorted(expected)
+  for key in (m.BROADCAST_BITS, m.AGGREGATE_BITS, m.AGGREGATE_CODED_BITS):
+    assert got[key] == expected[key]
+  # First round, zero residuals: EF sends exactly what plain top-k sends.
+  assert got[m.TRAIN_LOSS] == pytest.approx(expected[m.TRAIN_LOSS])
+  np.testing.assert_allclose(ef_process.get_model_weights(output.state).trainable[0],
+                             plain.get_model_weights(plain_output.state).trainable[0])
+
+
+def test_ef21_client_and_server_estimates():
+  process = build_fedavg_with_error_feedback(
+      linear_model_fn, tff.learning.optimizers.build_sgdm(LR),
+      tff.learning.optimizers.build_sgdm(1.0), mode="ef21", num_clients=4,
+      aggregate_codec=TOPK, client_weighting=tff.learning.ClientWeighting.UNIFORM)
+  data, update = _client(1, 2)
+  output = process.next(process.initialize(), [data], [np.zeros(DIM, np.float32)])
+  g = output.client_states[0]
+  # g_i = C(u - 0): the 2 largest magnitudes of u, the rest zero.
+  top = np.argsort(-np.abs(update))[:2]
+  expected = np.zeros(DIM, np.float32)
+  expected[top] = update[top]
+  np.testing.assert_allclose(g, expected, atol=1e-7)
+  # Server estimate g = (|S|/N) * mean c = g_i / 4, applied with server SGD 1.0.
+  np.testing.assert_allclose(output.state["server_estimate"][0].reshape(-1), g / 4, atol=1e-7)
+  weights = process.get_model_weights(output.state).trainable[0].reshape(-1)
+  np.testing.assert_allclose(weights, -g / 4, atol=1e-7)
+  # Second participation: sends C(u - g_i), moving g_i toward u.
+  output = process.next(output.state, [data], [g])
+  assert np.linalg.norm(output.client_states[0] - update) < np.linalg.norm(g - update)
+
+
+def test_unknown_mode_and_missing_population_are_refused():
+  with pytest.raises(ValueError, match="unknown error feedback mode 'sgd'"):
+    build_fedavg_with_error_feedback(linear_model_fn, mode="sgd")
+  with pytest.raises(ValueError, match="ef21 needs num_clients"):
+    build_fedavg_with_error_feedback(linear_model_fn, mode="ef21")

@@ -1,0 +1,127 @@
+"""The client-state store, and the round loop with client state (fake process, no TFF)."""
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+
+from fedcompress.harness.checkpoints import Checkpointer
+from fedcompress.harness.client_state import ClientStateStore
+from fedcompress.harness.loop import LoopConfig, run_loop
+
+
+def test_state_is_zeros_until_written_and_no_file_for_unseen_clients(tmp_path):
+  store = ClientStateStore(str(tmp_path / "s"), 4)
+  np.testing.assert_array_equal(store.read("a", 1), np.zeros(4, np.float32))
+  assert os.listdir(tmp_path / "s") == [] and store.clients_seen() == []
+  store.write("a", 1, np.arange(4))
+  assert store.clients_seen() == ["a"]
+  assert os.listdir(tmp_path / "s") == ["c_a.r1.npy"]
+
+
+def test_reads_the_newest_version_before_the_round(tmp_path):
+  store = ClientStateStore(str(tmp_path), 2)
+  store.write("a", 1, [1, 1])
+  store.write("a", 3, [3, 3])
+  np.testing.assert_array_equal(store.read("a", 1), [0, 0])  # round 1 starts from zeros
+  np.testing.assert_array_equal(store.read("a", 2), [1, 1])
+  np.testing.assert_array_equal(store.read("a", 3), [1, 1])
+  np.testing.assert_array_equal(store.read("a", 4), [3, 3])
+  assert store.versions("a") == [1, 3]
+  assert isinstance(store.read("a", 4), np.memmap)  # memory-mapped, not loaded
+
+
+def test_persisted_across_reopen_with_odd_ids_and_temp_files_dropped(tmp_path):
+  store = ClientStateStore(str(tmp_path), 3)
+  store.write("f0/../x y", 2, [1, 2, 3])
+  (tmp_path / ".tmp-killed").write_bytes(b"torn")
+  reopened = ClientStateStore(str(tmp_path), 3)
+  assert reopened.clients_seen() == ["f0/../x y"]
+  np.testing.assert_array_equal(reopened.read("f0/../x y", 5), [1, 2, 3])
+  assert not (tmp_path / ".tmp-killed").exists()
+  assert reopened.disk_bytes() == os.path.getsize(next(tmp_path.glob("c_*.npy")))
+
+
+def test_discard_after_and_garbage_collection(tmp_path):
+  store = ClientStateStore(str(tmp_path), 1)
+  for r in (1, 2, 4, 6):
+    store.write("a", r, [r])
+  store.write("b", 3, [3])
+  store.discard_after(4)  # a resume from checkpoint 4 redoes round 6
+  assert store.versions("a") == [1, 2, 4]
+  store.collect_garbage(3)  # the oldest kept checkpoint is round 3
+  assert store.versions("a") == [2, 4] and store.versions("b") == [3]
+  np.testing.assert_array_equal(store.read("a", 4), [2])
+  assert sorted(os.listdir(tmp_path)) == ["c_a.r2.npy", "c_a.r4.npy", "c_b.r3.npy"]
+
+
+def test_wrong_sizes_are_refused(tmp_path):
+  store = ClientStateStore(str(tmp_path), 3)
+  with pytest.raises(ValueError, match="has 2 elements, the store holds 3"):
+    store.write("a", 1, [1, 2])
+  store.write("a", 1, [1, 2, 3])
+  with pytest.raises(ValueError, match=r"holds float32\[3\], this run needs float32\[4\]"):
+    ClientStateStore(str(tmp_path), 4).read("a", 2)
+
+
+@dataclasses.dataclass
+class _Output:
+  state: dict
+  metrics: dict
+  client_states: list
+
+
+class _CountingProcess:
+  """Each client's state counts its participations; the model sums the counts seen."""
+
+  def initialize(self):
+    return {"w": np.zeros(1, np.float32)}
+
+  def next(self, state, data, client_states):
+    new = [s + 1 for s in client_states]
+    total = state["w"] + sum(float(s[0]) for s in new)
+    return _Output({"w": total}, {"broadcast/bits": 1, "aggregate/bits": 1}, new)
+
+  def get_model_weights(self, state):
+    return state["w"]
+
+
+class _StopAfter:
+  """Reporter that fails once round `n` has run (its client states are written)."""
+
+  def __init__(self, n):
+    self.n = n
+
+  def start(self, first, total):
+    pass
+
+  def write(self, row):
+    if row["round"] == self.n:
+      raise KeyboardInterrupt
+
+  def close(self):
+    pass
+
+
+def _run(tmp_path, name, rounds, resume=False, reporters=()):
+  store = ClientStateStore(str(tmp_path / name / "states"), 1)
+  return run_loop(_CountingProcess(), [f"c{i}" for i in range(6)], lambda c, r: c,
+                  LoopConfig(rounds=rounds, clients_per_round=2, seed=3,
+                             rounds_per_checkpoint=2),
+                  checkpointer=Checkpointer(str(tmp_path / name / "ckpt")),
+                  resume=resume, reporters=reporters, client_states=store), store
+
+
+def test_loop_interrupted_after_client_writes_resumes_to_the_same_states(tmp_path):
+  full, full_store = _run(tmp_path, "full", 7)
+  with pytest.raises(KeyboardInterrupt):
+    _run(tmp_path, "cut", 7, reporters=[_StopAfter(5)])  # round 5 ran, checkpoint is 4
+  resumed, store = _run(tmp_path, "cut", 7, resume=True)
+  assert resumed.start_round == 5
+  np.testing.assert_array_equal(resumed.state["w"], full.state["w"])
+  for client in full_store.clients_seen():
+    np.testing.assert_array_equal(store.read(client, 8), full_store.read(client, 8))
+  # Only versions a resume from a kept checkpoint (3: rounds 4, 6, 7) could read are left.
+  assert all(len(store.versions(c)) <= 4 for c in store.clients_seen())
+  assert store.clients_seen() == full_store.clients_seen()

@@ -1,0 +1,136 @@
+"""Driver peak memory with and without client state, on a generated EMNIST population.
+
+Error feedback keeps one model-sized state per client (`fedcompress.harness.
+client_state`): 3,400 EMNIST clients x 1.66M float32 would be 22 GB if the driver held
+them. This tool checks that it does not: it writes an `emnist_all.sqlite` of
+`--population` clients (TFF's own SQL writer, `tools.benchmark.write_population_sqlite`),
+then runs the EMNIST experiment twice, side by side in fresh subprocesses, with the
+same uplink codec (top-k 1%), seed and sampled clients: once with `--error_feedback=none`
+and once with `ef`. Each run reports the driver's peak RSS (`ru_maxrss` of its own
+process: the TFF worker is a separate process), and the EF run the clients seen and the
+bytes and files of its state directory, after every round. The verdict is the RSS
+ratio (target <= 1.10) and whether the state files grew only with the clients seen.
+
+    python -m tools.client_state_memory                       # 3,400 clients, 20 rounds
+    python -m tools.client_state_memory --population=200 --rounds=5   # quicker
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from absl import app, flags
+
+_POPULATION = flags.DEFINE_integer("population", 3400, "Clients in the generated dataset.")
+_EXAMPLES = flags.DEFINE_integer("examples_per_client", 100, "Examples per client.")
+_ROUNDS = flags.DEFINE_integer("rounds", 20, "Rounds of each run.")
+_CLIENTS = flags.DEFINE_integer("clients_per_round", 10, "Clients per round.")
+_CACHE = flags.DEFINE_string("cache_dir", None, "Keep (and reuse) the generated dataset here.")
+_OUTPUT = flags.DEFINE_string("output", "runs/client_state_memory.json",
+                              "Where to write the JSON result.")
+TARGET = 1.10
+
+
+def probe(cache_dir: str, run_root: str, mode: str, rounds: int, clients_per_round: int
+          ) -> dict[str, Any]:
+  """One experiment run in this (fresh) process; its peak RSS and state-file growth."""
+  import fedcompress
+  from fedcompress.federated import quiet
+  from fedcompress.harness import experiment, reporting
+  from fedcompress.harness.loop import sample_clients
+  from fedcompress.tasks.image import emnist_task
+
+  quiet.quiet_tensorflow()
+  task = emnist_task(only_digits=True, cache_dir=cache_dir, batch_size=20, seed=0)
+  config = fedcompress.ExperimentConfig(
+      root_output_dir=run_root, experiment_name=mode, rounds=rounds,
+      clients_per_round=clients_per_round, client_learning_rate=0.1,
+      aggregate_codec=fedcompress.CodecSpec("topk", {"fraction": 0.01}),
+      error_feedback=mode, rounds_per_eval=rounds, rounds_per_checkpoint=5, progress=False)
+  state_dir = os.path.join(config.run_dir, experiment.CLIENT_STATE_DIR)
+  growth, seen = [], set()
+
+  class WatchingConsole(reporting.ConsoleReporter):
+    """Console lines, plus after each round: clients seen, state files on disk, RSS."""
+
+    def write(self, row):
+      super().write(row)
+      round_num = int(row["round"])
+      seen.update(sample_clients(task.client_ids, clients_per_round, config.seed, round_num))
+      names = os.listdir(state_dir) if os.path.isdir(state_dir) else []
+      growth.append({
+          "round": round_num, "clients_seen": len(seen), "files": len(names),
+          "clients_with_files": len({n.rsplit(".r", 1)[0] for n in names}),
+          "bytes": sum(os.path.getsize(os.path.join(state_dir, n)) for n in names),
+          "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024})
+
+  console = WatchingConsole(progress=False)
+  began = time.perf_counter()
+  experiment.run_experiment(task, config, console=console)
+  return {"mode": mode, "population": len(task.client_ids),
+          "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+          "seconds": time.perf_counter() - began, "growth": growth}
+
+
+def main(argv):
+  del argv
+  from tools.benchmark import write_population_sqlite
+
+  with tempfile.TemporaryDirectory(prefix="fedcompress_state_mem_") as tmp:
+    cache_dir = _CACHE.value or os.path.join(tmp, "data")
+    path = os.path.join(cache_dir, "emnist_all.sqlite")
+    if not os.path.exists(path):
+      os.makedirs(cache_dir, exist_ok=True)
+      print(f"writing {_POPULATION.value} clients to {path}", flush=True)
+      write_population_sqlite(path + ".partial", _POPULATION.value, _EXAMPLES.value)
+      os.replace(path + ".partial", path)
+    runs = {}
+    for mode in ("none", "ef"):
+      args = json.dumps([cache_dir, os.path.join(tmp, "runs"), mode, _ROUNDS.value,
+                         _CLIENTS.value])
+      runs[mode] = subprocess.Popen([sys.executable, "-m", "tools.client_state_memory",
+                                     "--probe", args], stdout=subprocess.PIPE, text=True)
+    results = {}
+    try:
+      for mode, proc in runs.items():
+        stdout, _ = proc.communicate()
+        if proc.returncode != 0:
+          raise RuntimeError(f"the {mode} run failed (exit {proc.returncode}); stderr above")
+        results[mode] = json.loads(stdout.strip().splitlines()[-1])
+    finally:
+      for proc in runs.values():
+        if proc.poll() is None:
+          proc.kill()
+          proc.wait()
+  none, ef = results["none"], results["ef"]
+  ratio = ef["peak_rss_bytes"] / none["peak_rss_bytes"]
+  state_size = ef["growth"][-1]["bytes"] / max(1, ef["growth"][-1]["files"])
+  # Exactly the clients seen have a state file; extra files are the versions kept for
+  # the checkpoints a resume may use.
+  grows_with_seen = all(g["clients_with_files"] == g["clients_seen"] for g in ef["growth"])
+  summary = {"population": ef["population"], "rounds": _ROUNDS.value,
+             "clients_per_round": _CLIENTS.value, "runs": results,
+             "peak_rss_ratio": ratio, "target_peak_rss_ratio": TARGET,
+             "state_file_bytes": state_size, "grows_only_with_clients_seen": grows_with_seen}
+  os.makedirs(os.path.dirname(_OUTPUT.value) or ".", exist_ok=True)
+  with open(_OUTPUT.value, "w") as f:
+    json.dump(summary, f, indent=1)
+  last = ef["growth"][-1]
+  print(f"{ef['population']} clients, {_ROUNDS.value} rounds of {_CLIENTS.value}: driver peak "
+        f"RSS {none['peak_rss_bytes'] / 2**20:.1f} MiB without client state, "
+        f"{ef['peak_rss_bytes'] / 2**20:.1f} MiB with (ef); ratio {ratio:.3f} (target <= "
+        f"{TARGET}); state on disk: {last['files']} files, {last['bytes'] / 2**20:.1f} MiB for "
+        f"{last['clients_seen']} clients seen of {ef['population']}; written to {_OUTPUT.value}")
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--probe"]:
+  print(json.dumps(probe(*json.loads(sys.argv[2]))), flush=True)
+elif __name__ == "__main__":
+  app.run(main)
