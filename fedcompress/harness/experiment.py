@@ -266,6 +266,7 @@ def build_process(task: FederatedTask, config: ExperimentConfig):
       broadcast_codec=config.broadcast_codec,
       aggregate_codec=config.aggregate_codec,
       client_weighting=CLIENT_WEIGHTINGS[config.client_weighting],
+      seed=config.seed,
   )
 
 
