@@ -18,7 +18,13 @@ such stage they are decoded per client at the server (`decode_before_sum`) insid
 `relative_error` of the decoded mean against the exact mean of the same round.
 
 The next function below follows TFF 0.87's `aggregators/encoded.py` (Apache 2.0)
-step for step; the only additions are the bit count and its measurement.
+step for step; the additions are the bit count and its measurement, and seeded codec
+randomness: the state is `{'encoders': TFF's, 'round': int64}`, the server broadcasts
+the round key `seeding.round_key(seed, round)` with the encode parameters, and each
+client encodes every tensor inside `seeding.encode_key(...)`'s scope, which folds in
+the tensor's fingerprint (why, and the caveat for bit-identical updates:
+`fedcompress.codecs.seeding`). A rerun or a resumed run with the same seed therefore
+sends the same bits.
 """
 
 from __future__ import annotations
@@ -31,42 +37,48 @@ import tree
 from tensorflow_federated.python.core.impl.types import type_conversions
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs import CodecSpec, accounting
+from fedcompress.codecs import CodecSpec, accounting, seeding
 from fedcompress.federated.broadcast import slice_structure
 
 
 class EncodedSumFactory(tff.aggregators.EncodedSumFactory):
   """TFF's `EncodedSumFactory` whose process measures `{'bits': int64}` per round."""
 
-  def __init__(self, encoder_fn, *, raw_bits_rules: accounting.RawBitsRules | None = None):
+  def __init__(self, encoder_fn, *, raw_bits_rules: accounting.RawBitsRules | None = None,
+               seed: int = 0):
     """Initializer.
 
     Args:
       encoder_fn: `tf.TensorSpec -> te.core.GatherEncoder`, as for TFF's factory.
       raw_bits_rules: how to count the raw size of coded streams the encoders send
         (`CodecSpec.raw_bits_rules`); none for codecs without an entropy coder.
+      seed: the run's seed; the codecs' randomness derives from it, the round and
+        each client's own update (`fedcompress.codecs.seeding`).
     """
     super().__init__(encoder_fn)
     self._raw_bits_rules = dict(raw_bits_rules or {})
+    self._seed = int(seed)
 
   @classmethod
-  def from_codec(cls, codec: CodecSpec | str | None) -> EncodedSumFactory:
+  def from_codec(cls, codec: CodecSpec | str | None, *, seed: int = 0) -> EncodedSumFactory:
     codec = CodecSpec.parse(codec)
-    return cls(codec.gather_encoder, raw_bits_rules=codec.raw_bits_rules)
+    return cls(codec.gather_encoder, raw_bits_rules=codec.raw_bits_rules, seed=seed)
 
   def create(self, value_type) -> tff.templates.AggregationProcess:
     encoders = self._encoders_for_value_type(value_type)
 
     @tff.tensorflow.computation
     def initial_state_fn():
-      return tf.nest.map_structure(lambda e: e.initial_state(), encoders)
+      return collections.OrderedDict(
+          encoders=tf.nest.map_structure(lambda e: e.initial_state(), encoders),
+          round=tf.constant(0, tf.int64))
 
     @tff.federated_computation
     def init_fn():
       return tff.federated_eval(initial_state_fn, tff.SERVER)
 
     next_fn = _encoded_next_fn(init_fn.type_signature.result, value_type, encoders,
-                               self._raw_bits_rules)
+                               self._raw_bits_rules, self._seed)
     return tff.templates.AggregationProcess(init_fn, next_fn)
 
 
@@ -81,13 +93,29 @@ def _accumulate_state_update(a, b, mode):
   return combine[mode](a, b)
 
 
-def _encoded_next_fn(server_state_type, value_type, encoders, rules):
+def _indexed(encoders):
+  """`encoders` with each leaf replaced by (its index in flattening order, the encoder)."""
+  flat = tf.nest.flatten(encoders)
+  return tf.nest.pack_sequence_as(encoders, list(enumerate(flat)))
+
+
+def _encoded_next_fn(server_state_type, value_type, encoders, rules, seed):
   """`next` of the encoded sum: encode at clients, aggregate, decode at server."""
+  indexed = _indexed(encoders)
 
   @tff.tensorflow.computation(server_state_type.member)
   def get_params_fn(state):
-    params = tree.map_structure_up_to(encoders, lambda e, s: e.get_params(s), encoders, state)
-    return tuple(slice_structure(encoders, params, i) for i in range(3))
+    key = seeding.round_key(seed, state["round"])
+
+    def get_params(indexed_encoder, encoder_state):
+      index, encoder = indexed_encoder
+      with seeding.seed_scope(seeding.params_key(key, index)):
+        return encoder.get_params(encoder_state)
+
+    params = tree.map_structure_up_to(encoders, get_params, indexed, state["encoders"])
+    encode_params, before_sum, after_sum = (slice_structure(encoders, params, i)
+                                            for i in range(3))
+    return (encode_params, key), before_sum, after_sum
 
   encode_params_type, decode_before_sum_params_type, decode_after_sum_params_type = (
       get_params_fn.type_signature.result)
@@ -95,9 +123,15 @@ def _encoded_next_fn(server_state_type, value_type, encoders, rules):
   # Like TFF, decode-before-sum params travel to the clients and back inside the
   # encoded structure, because federated_aggregate cannot see SERVER values.
   @tff.tensorflow.computation(value_type, encode_params_type, decode_before_sum_params_type)
-  def encode_fn(x, encode_params, decode_before_sum_params):
-    encoded = tree.map_structure_up_to(encoders, lambda e, *a: e.encode(*a), encoders, x,
-                                       encode_params)
+  def encode_fn(x, encode_params_and_key, decode_before_sum_params):
+    encode_params, key = encode_params_and_key
+
+    def encode(indexed_encoder, value, params):
+      index, encoder = indexed_encoder
+      with seeding.seed_scope(seeding.encode_key(key, index, value)):
+        return encoder.encode(value, params)
+
+    encoded = tree.map_structure_up_to(encoders, encode, indexed, x, encode_params)
     return (slice_structure(encoders, encoded, 0), decode_before_sum_params,
             slice_structure(encoders, encoded, 1))
 
@@ -129,8 +163,10 @@ def _encoded_next_fn(server_state_type, value_type, encoders, rules):
 
   @tff.tensorflow.computation(server_state_type.member, state_update_tensors_type)
   def update_state_fn(state, state_update_tensors):
-    return tree.map_structure_up_to(encoders, lambda e, *a: e.update_state(*a), encoders,
-                                    state, state_update_tensors)
+    return collections.OrderedDict(
+        encoders=tree.map_structure_up_to(encoders, lambda e, *a: e.update_state(*a),
+                                          encoders, state["encoders"], state_update_tensors),
+        round=state["round"] + 1)
 
   def zeros_like_type(t):
     return tf.nest.map_structure(lambda s: tf.zeros(s.shape, s.dtype),
@@ -187,20 +223,21 @@ def _encoded_next_fn(server_state_type, value_type, encoders, rules):
 
 
 def build_mean_factory(
-    codec: CodecSpec | str | None = None, *, measure_error: bool = False
+    codec: CodecSpec | str | None = None, *, measure_error: bool = False, seed: int = 0
 ) -> tff.aggregators.WeightedAggregationFactory:
   """Weighted mean whose numerator and denominator are both encoded sums with `codec`.
 
   Args:
     codec: codec of the clients' contributions (`None` = identity).
     measure_error: also measure `relative_error` (see `RelativeErrorFactory`).
+    seed: the run's seed, from which the codec's randomness derives.
 
   Returns:
     A `tff.aggregators.MeanFactory`, wrapped in a `RelativeErrorFactory` when
     `measure_error`.
   """
-  mean = tff.aggregators.MeanFactory(EncodedSumFactory.from_codec(codec),
-                                     EncodedSumFactory.from_codec(codec))
+  mean = tff.aggregators.MeanFactory(EncodedSumFactory.from_codec(codec, seed=seed),
+                                     EncodedSumFactory.from_codec(codec, seed=seed))
   return RelativeErrorFactory(mean) if measure_error else mean
 
 

@@ -8,16 +8,22 @@ sent to all participating clients this round. When the codec entropy-codes (see
 `fedcompress.codecs.stages.entropy`), `measurements['coded_bits']` is the size actually
 sent and `bits` the raw size the same codec would have with plain bit-packing;
 without an entropy coder only `bits` is measured (it is then the size sent).
+
+The codec's randomness is seeded: the state is `{'encoders': ..., 'round': int64}` and
+tensor number `i` is encoded in the scope of `seeding.encode_key(round_key(seed,
+round), i, value)` (`fedcompress.codecs.seeding`), so a rerun sends the same bits.
 """
 
 from __future__ import annotations
+
+import collections
 
 import tensorflow as tf
 import tensorflow_federated as tff
 import tree
 from tensorflow_federated.python.core.impl.types import type_conversions
 
-from fedcompress.codecs import CodecSpec
+from fedcompress.codecs import CodecSpec, seeding
 from fedcompress.codecs import accounting as bits_lib
 
 
@@ -27,17 +33,23 @@ def slice_structure(encoders, nested, idx):
 
 
 def build_encoded_broadcast_process(
-    value_type: tff.types.Type, codec: CodecSpec | str | None = None
+    value_type: tff.types.Type, codec: CodecSpec | str | None = None, *, seed: int = 0
 ) -> tff.learning.templates.DistributionProcess:
-  """Builds the encoded broadcast of values of `value_type` (unplaced) with `codec`."""
+  """Builds the encoded broadcast of values of `value_type` (unplaced) with `codec`.
+
+  `seed` is the run's seed, from which (with the round) the codec's randomness derives.
+  """
   codec = CodecSpec.parse(codec)
   value_specs = type_conversions.type_to_tf_tensor_specs(value_type)
   encoders = tf.nest.map_structure(codec.simple_encoder, value_specs)
+  indices = tf.nest.pack_sequence_as(encoders, list(range(len(tf.nest.flatten(encoders)))))
   rules = codec.raw_bits_rules
 
   @tff.tensorflow.computation
   def initial_state_fn():
-    return tf.nest.map_structure(lambda e: e.initial_state(), encoders)
+    return collections.OrderedDict(
+        encoders=tf.nest.map_structure(lambda e: e.initial_state(), encoders),
+        round=tf.constant(0, tf.int64))
 
   @tff.federated_computation
   def init_fn():
@@ -47,9 +59,18 @@ def build_encoded_broadcast_process(
 
   @tff.tensorflow.computation(value_type, state_type)
   def encode_fn(value, state):
-    pairs = tree.map_structure_up_to(encoders, lambda e, v, s: e.encode(v, s), encoders,
-                                     value, state)
-    return slice_structure(encoders, pairs, 0), slice_structure(encoders, pairs, 1)
+    key = seeding.round_key(seed, state["round"])
+
+    def encode(encoder, index, tensor, encoder_state):
+      # The SimpleEncoder calls get_params inside encode: one scope covers both.
+      with seeding.seed_scope(seeding.encode_key(key, index, tensor)):
+        return encoder.encode(tensor, encoder_state)
+
+    pairs = tree.map_structure_up_to(encoders, encode, encoders, indices, value,
+                                     state["encoders"])
+    new_state = collections.OrderedDict(encoders=slice_structure(encoders, pairs, 1),
+                                        round=state["round"] + 1)
+    return slice_structure(encoders, pairs, 0), new_state
 
   encoded_type = encode_fn.type_signature.result[0]
 

@@ -157,6 +157,7 @@ def build_fedavg_with_error_feedback(
     reject_non_finite: bool = True,
     loop_implementation: tff.learning.LoopImplementation = (
         tff.learning.LoopImplementation.DATASET_ITERATOR),
+    seed: int = 0,
 ) -> ClientStateProcess:
   """`build_fedavg`'s process with client error feedback on the uplink codec.
 
@@ -172,6 +173,9 @@ def build_fedavg_with_error_feedback(
     reject_non_finite: as in `build_fedavg`; a client whose update or new state is not
       finite keeps its old state.
     loop_implementation: as in `build_fedavg`.
+    seed: as in `build_fedavg` (the codecs' seeded randomness). The client's own round
+      trip D(C(w*v)) is drawn outside the aggregator's seed scope, so for stochastic
+      codecs it is an independent draw of the same codec (deterministic ones: exact).
 
   Returns:
     A `ClientStateProcess`; its metrics are those of `build_fedavg` under the same names.
@@ -189,11 +193,11 @@ def build_fedavg_with_error_feedback(
   size = sum(math.prod(s.shape.as_list()) for s in tf.nest.flatten(update_specs))
   state_type = tff.TensorType(np.float32, [size])
 
-  distributor = build_encoded_broadcast_process(weights_type, broadcast_codec)
+  distributor = build_encoded_broadcast_process(weights_type, broadcast_codec, seed=seed)
   client_work = tff.learning.templates.build_model_delta_client_work(
       zero_initialized(model_fn), client_optimizer, client_weighting,
       loop_implementation=loop_implementation)
-  factory = build_mean_factory(aggregate_codec)
+  factory = build_mean_factory(aggregate_codec, seed=seed)
   if reject_non_finite:
     factory = RejectNonFiniteFactory(factory)
   aggregator = factory.create(update_type, tff.TensorType(np.float32))

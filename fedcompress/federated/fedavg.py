@@ -175,6 +175,7 @@ def build_fedavg(
     aggregator: tff.aggregators.WeightedAggregationFactory | None = None,
     loop_implementation: tff.learning.LoopImplementation = (
         tff.learning.LoopImplementation.DATASET_ITERATOR),
+    seed: int = 0,
 ) -> tff.learning.templates.LearningProcess:
   """Weighted FedAvg with encoded broadcast and encoded mean, bits in its metrics.
 
@@ -198,6 +199,8 @@ def build_fedavg(
       (default) gives the same results as TFF's default `DATASET_REDUCE`, about 20%
       faster on CPU workers (tools/benchmark.py measures it); TPUs need
       `DATASET_REDUCE`.
+    seed: the run's seed: the codecs' randomness derives from it, the round and each
+      client's update (`fedcompress.codecs.seeding`), so reruns send the same bits.
 
   Returns:
     A `tff.learning.templates.LearningProcess`; `next(...).metrics` holds
@@ -210,7 +213,7 @@ def build_fedavg(
   server_optimizer = server_optimizer or tff.learning.optimizers.build_sgdm(1.0)
   weights_type = tff.learning.models.weights_type_from_model(model_fn)
   if aggregator is None:
-    aggregator = build_mean_factory(aggregate_codec, measure_error=measure_error)
+    aggregator = build_mean_factory(aggregate_codec, measure_error=measure_error, seed=seed)
   elif not CodecSpec.parse(aggregate_codec).is_identity:
     raise ValueError("an aggregator replaces the encoded mean: leave the aggregate codec "
                      f"as identity, got {CodecSpec.parse(aggregate_codec).describe()}")
@@ -226,7 +229,8 @@ def build_fedavg(
       client_optimizer,
       server_optimizer,
       client_weighting=client_weighting,
-      model_distributor=build_encoded_broadcast_process(weights_type, broadcast_codec),
+      model_distributor=build_encoded_broadcast_process(weights_type, broadcast_codec,
+                                                        seed=seed),
       model_aggregator=aggregator,
       loop_implementation=loop_implementation,
   )

@@ -280,7 +280,8 @@ def build_process(task: FederatedTask, config: ExperimentConfig):
   """FedAvg with the config's codecs; with error feedback, a `ClientStateProcess`."""
   common = dict(broadcast_codec=config.broadcast_codec,
                 aggregate_codec=config.aggregate_codec,
-                client_weighting=CLIENT_WEIGHTINGS[config.client_weighting])
+                client_weighting=CLIENT_WEIGHTINGS[config.client_weighting],
+                seed=config.seed)
   client_optimizer = build_optimizer(config.client_optimizer, config.client_learning_rate)
   server_optimizer = build_optimizer(config.server_optimizer, config.server_learning_rate)
   if config.error_feedback != "none":

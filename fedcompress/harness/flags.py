@@ -155,8 +155,8 @@ def define_loop_flags(fv: FlagValues = flags.FLAGS, *, rounds: int = 10,
                        flag_values=fv)
   flags.DEFINE_integer("rounds_per_checkpoint", 1, "Checkpoint every N rounds (and after "
                        "the last).", flag_values=fv)
-  flags.DEFINE_integer("seed", 0, "Seed of client sampling, data order, model init and "
-                       "data splits.", flag_values=fv)
+  flags.DEFINE_integer("seed", 0, "Seed of client sampling, data order, model init, "
+                       "data splits and the codecs' randomness.", flag_values=fv)
   flags.DEFINE_enum("client_weighting", "num_examples", sorted(CLIENT_WEIGHTINGS),
                     "Weight of each client in the mean.", flag_values=fv)
   add_number_checks(fv, ["rounds", "clients_per_round", "client_epochs", "client_batch_size",

@@ -2,23 +2,126 @@
 
 Four panels: accuracy (eval solid, train dashed) and loss against round, cumulative
 bits against round (broadcast solid, aggregate dashed), and eval accuracy against
-cumulative total bits, the rate/accuracy frontier.
+cumulative total bits, the rate/accuracy frontier. `plot_frontier` draws a sweep over
+seeds: one point per configuration with its confidence interval.
+
+Axes read like a paper's: rounds at integer ticks (`round_ticks`), bits at round
+binary values such as 512 Mibit, 1 Gibit, 2 Gibit (`bit_ticks`), log axes at labelled
+decades (`log_ticks`). The tick choices are pure functions of the data range, tested
+on known ranges.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # Files only: no display on servers and in CI.
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter  # noqa: E402
 
 from fedcompress import metrics as m  # noqa: E402
 from fedcompress.harness.reporting import read_metrics_csv  # noqa: E402
-from fedcompress.units import format_bits  # noqa: E402
+
+MAX_TICKS = 7
+# Steps that read as round numbers, in units of the axis (rounds, or Kibit/Mibit/...).
+_NICE_STEPS = (0.25, 0.5, 1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500)
+_BIT_UNITS = ((2**40, "Tibit"), (2**30, "Gibit"), (2**20, "Mibit"), (2**10, "Kibit"),
+              (1, "bit"))
+
+
+def _step(span: float, max_ticks: int, smallest: float = 0.25) -> float:
+  """Smallest nice step (x 1000s beyond 500) giving at most `max_ticks` ticks over span."""
+  scale = 1.0
+  while True:
+    for step in _NICE_STEPS:
+      if step * scale >= smallest and span / (step * scale) + 1 <= max_ticks:
+        return step * scale
+    scale *= 1000
+
+
+def round_ticks(first: int, last: int, max_ticks: int = MAX_TICKS) -> list[int]:
+  """Integer round ticks on [first, last]: multiples of 1, 2, 5, 10, 20, 25, 50, ..."""
+  step = int(_step(max(last - first, 0), max_ticks, smallest=1))
+  start = -(-first // step) * step
+  return list(range(start, last + 1, step)) or [first]
+
+
+def bit_ticks(low: float, high: float, max_ticks: int = MAX_TICKS
+              ) -> tuple[list[float], list[str]]:
+  """Ticks and labels of a linear bit axis over [low, high], at round binary values.
+
+  The unit is the largest binary unit of `high` (1.5 Gibit: Gibit), the step a nice
+  number of that unit (0.25, 0.5, 1, 2, 5, ...): e.g. 0 to 2.5 Gibit gives
+  0, 0.5 Gibit, ..., 2.5 Gibit, never 190.73 Mibit.
+  """
+  top = max(abs(low), abs(high), 1)
+  unit, name = next((u, n) for u, n in _BIT_UNITS if top >= u)
+  smallest = 1 if unit == 1 else 0.25
+  step = _step((high - low) / unit, max_ticks, smallest=smallest)
+  first = math.ceil(low / unit / step - 1e-9)
+  last = math.floor(high / unit / step + 1e-9)
+  values = [k * step for k in range(first, last + 1)]
+  return [v * unit for v in values], [f"{v:g} {name}" if v else "0" for v in values]
+
+
+def log_ticks(low: float, high: float) -> tuple[list[float], list[str]]:
+  """Major ticks and labels of a log axis over [low, high]: the decades 10^k inside it.
+
+  When the range holds fewer than two decades, 2 x 10^k and 5 x 10^k are labelled too,
+  and failing that every m x 10^k: any range wider than a factor of 2 gets two labels
+  or more (`plot_frontier` pads its range by a quarter decade each side).
+  """
+  if not 0 < low <= high:
+    raise ValueError(f"a log axis needs 0 < low <= high, got {low}, {high}")
+  k_low, k_high = math.floor(math.log10(low)), math.ceil(math.log10(high))
+  for mantissas in ((1,), (1, 2, 5), tuple(range(1, 10))):
+    ticks = [(m, k) for k in range(k_low, k_high + 1) for m in mantissas
+             if low <= m * 10.0**k <= high]
+    if len(ticks) >= 2:
+      break
+  labels = [f"$10^{{{k}}}$" if m == 1 else f"${m}\\times10^{{{k}}}$" for m, k in ticks]
+  return [m * 10.0**k for m, k in ticks], labels
+
+
+def _fix(axis, ticks: list[float], labels: list[str]) -> None:
+  axis.set_major_locator(FixedLocator(ticks))
+  axis.set_major_formatter(FixedFormatter(labels))
+
+
+def _data_range(ax, which: str) -> tuple[float, float] | None:
+  values = []
+  for line in ax.get_lines():
+    values.extend(line.get_xdata() if which == "x" else line.get_ydata())
+  values = [float(v) for v in values]
+  return (min(values), max(values)) if values else None
+
+
+def _round_axis(ax) -> None:
+  span = _data_range(ax, "x")
+  if span:
+    ticks = round_ticks(math.floor(span[0]), math.ceil(span[1]))
+    _fix(ax.xaxis, ticks, [str(t) for t in ticks])
+
+
+def _bit_axis(ax, which: str) -> None:
+  span = _data_range(ax, which)
+  if span:
+    axis = ax.yaxis if which == "y" else ax.xaxis
+    _fix(axis, *bit_ticks(min(0.0, span[0]), span[1]))
+
+
+def _log_bit_axis(ax, low: float, high: float) -> None:
+  ax.set_xscale("log")
+  # A quarter decade of margin each side, so the end points are not on the frame.
+  low, high = low / 10**0.25, high * 10**0.25
+  ax.set_xlim(low, high)
+  _fix(ax.xaxis, *log_ticks(low, high))
+  ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _series(rows, x_key, y_key):
@@ -59,7 +162,6 @@ def plot_runs(run_dirs: Sequence[str], output_path: str, labels: Sequence[str] |
   labels = list(labels or [os.path.basename(os.path.normpath(d)) for d in run_dirs])
   fig, axes = plt.subplots(2, 2, figsize=(13, 9), constrained_layout=True)
   (ax_acc, ax_loss), (ax_bits, ax_frontier) = axes
-  bits_axis = FuncFormatter(lambda v, _: format_bits(v) if v > 0 else "0")
   for i, (run_dir, label) in enumerate(zip(run_dirs, labels, strict=True)):
     rows = read_metrics_csv(os.path.join(run_dir, "metrics.csv"))
     color = f"C{i % 10}"
@@ -86,16 +188,53 @@ def plot_runs(run_dirs: Sequence[str], output_path: str, labels: Sequence[str] |
               ylabel="bits")
   ax_frontier.set(title="Eval accuracy vs cumulative total bits", xlabel="bits (both ways)",
                   ylabel="eval accuracy")
-  ax_bits.yaxis.set_major_formatter(bits_axis)
+  for ax in (ax_acc, ax_loss, ax_bits):
+    _round_axis(ax)
+  _bit_axis(ax_bits, "y")
   # Codecs differ by factors, so the frontier reads best on a log axis.
-  ax_frontier.set_xscale("log")
-  ax_frontier.xaxis.set_major_formatter(bits_axis)
-  ax_frontier.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+  span = _data_range(ax_frontier, "x")
+  if span and span[0] > 0:
+    _log_bit_axis(ax_frontier, *span)
   for ax in axes.flat:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
   if title:
     fig.suptitle(title)
+  os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+  fig.savefig(output_path, dpi=110)
+  plt.close(fig)
+  return output_path
+
+
+def plot_frontier(stats: Sequence[Mapping[str, Any]], output_path: str,
+                  title: str | None = None) -> str:
+  """Final eval accuracy against total uplink bits, one point per configuration.
+
+  Args:
+    stats: rows of `summary.seed_statistics` (with `uplink_bits`).
+    output_path: the image file (or a folder, as for `plot_runs`).
+    title: figure title.
+
+  Error bars are each configuration's confidence interval of the mean accuracy over
+  seeds (none for a single seed); the x axis is logarithmic, in bits.
+  """
+  points = [s for s in stats if s.get("uplink_bits")]
+  if not points:
+    raise ValueError("no configuration with uplink bits to plot")
+  output_path = output_file(output_path)
+  fig, ax = plt.subplots(figsize=(7, 5), constrained_layout=True)
+  for i, s in enumerate(points):
+    acc = s["accuracy"]
+    half = acc.half_width
+    ax.errorbar([s["uplink_bits"]], [acc.mean], yerr=None if half is None else [[half], [half]],
+                fmt="o", color=f"C{i % 10}", capsize=4,
+                label=f"{s['configuration']} (n={acc.n})")
+  bits = [s["uplink_bits"] for s in points]
+  _log_bit_axis(ax, min(bits), max(bits))
+  ax.set(xlabel="total uplink bits (all clients, all rounds)",
+         ylabel="final eval accuracy (mean, 95% CI)", title=title or "Rate/accuracy frontier")
+  ax.grid(alpha=0.3, which="both")
+  ax.legend(fontsize=8)
   os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
   fig.savefig(output_path, dpi=110)
   plt.close(fig)

@@ -1,13 +1,18 @@
 """Compare finished runs: totals, ratios to a baseline, final accuracy.
 
 Reads each run's own `metrics.csv`, so what a summary says is what the run recorded.
+With several seeds per configuration, `seed_statistics` gives each configuration's
+mean final accuracy with a Student-t confidence interval, and its difference to a
+baseline paired by seed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fedcompress import metrics as m
@@ -66,4 +71,146 @@ def format_markdown(summaries: Sequence[dict[str, Any]], baseline: str) -> str:
                  f"{format_bits(s['broadcast_bits'])} | {format_bits(s['aggregate_bits'])} | "
                  f"{s['broadcast_ratio']:.2f}x | {s['aggregate_ratio']:.2f}x | "
                  f"{s['train_time_s']:.0f}s | {_seconds(s.get('wall_time_s'))} |")
+  return "\n".join(lines)
+
+
+# --- Several seeds per configuration -----------------------------------------------
+
+CONFIDENCE = 0.95
+
+
+def t_quantile(p: float, df: int) -> float:
+  """The `p` quantile of Student's t with `df` degrees of freedom (scipy's, exact)."""
+  # scipy comes with scikit-learn, a dependency; imported here so that importing the
+  # harness does not load it.
+  from scipy import stats
+
+  return float(stats.t.ppf(p, df))
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+  """Mean of `n` numbers with sample std and a Student-t confidence interval.
+
+  `std`, `ci_low` and `ci_high` are None for a single number (no spread to estimate).
+  """
+
+  n: int
+  mean: float
+  std: float | None
+  ci_low: float | None
+  ci_high: float | None
+
+  @property
+  def half_width(self) -> float | None:
+    return None if self.ci_high is None else self.ci_high - self.mean
+
+  @property
+  def excludes_zero(self) -> bool | None:
+    """Whether the interval lies wholly on one side of 0 (None without an interval)."""
+    if self.ci_low is None:
+      return None
+    return self.ci_low > 0 or self.ci_high < 0
+
+
+def estimate(values: Sequence[float], confidence: float = CONFIDENCE) -> Estimate:
+  """Mean, sample standard deviation (n - 1) and `mean +- t_{(1+c)/2, n-1} std / sqrt(n)`."""
+  values = [float(v) for v in values]
+  if not values:
+    raise ValueError("no values to estimate from")
+  n = len(values)
+  mean = math.fsum(values) / n
+  if n == 1:
+    return Estimate(1, mean, None, None, None)
+  std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+  half = t_quantile((1 + confidence) / 2, n - 1) * std / math.sqrt(n)
+  return Estimate(n, mean, std, mean - half, mean + half)
+
+
+def seed_statistics(accuracy: Mapping[str, Mapping[int, float]], baseline: str,
+                    uplink_bits: Mapping[str, Mapping[int, float]] | None = None
+                    ) -> list[dict[str, Any]]:
+  """Per configuration: final accuracy over seeds, and its paired difference to `baseline`.
+
+  Args:
+    accuracy: configuration -> {seed: final eval accuracy}.
+    baseline: the configuration the others are compared with.
+    uplink_bits: configuration -> {seed: total uplink bits}, averaged into the row.
+
+  Returns:
+    One dict per configuration, in `accuracy`'s order: `configuration`, `seeds`,
+    `accuracy` (an `Estimate`), `diff` (the `Estimate` of accuracy minus the
+    baseline's, over the seeds both have: a paired comparison, so the variation
+    between seeds common to both cancels; None for the baseline), `differs` (the
+    diff's interval excludes 0; None when it cannot say), and `uplink_bits` (mean).
+  """
+  if baseline not in accuracy:
+    raise ValueError(f"baseline {baseline!r} is not one of the configurations: "
+                     f"{', '.join(accuracy)}")
+  base = accuracy[baseline]
+  rows = []
+  for name, by_seed in accuracy.items():
+    seeds = sorted(by_seed)
+    diff = None
+    if name != baseline:
+      shared = [s for s in seeds if s in base]
+      if shared:
+        diff = estimate([by_seed[s] - base[s] for s in shared])
+    bits = (uplink_bits or {}).get(name)
+    rows.append({
+        "configuration": name, "seeds": seeds,
+        "accuracy": estimate([by_seed[s] for s in seeds]),
+        "diff": diff, "differs": None if diff is None else diff.excludes_zero,
+        "uplink_bits": None if not bits else math.fsum(bits.values()) / len(bits),
+    })
+  return rows
+
+
+def _fmt(value: float | None, digits: int = 4, sign: bool = False) -> str:
+  if value is None:
+    return "n/a"
+  return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def _interval(e: Estimate | None, sign: bool = False) -> str:
+  if e is None or e.ci_low is None:
+    return "n/a"
+  return f"[{_fmt(e.ci_low, sign=sign)}, {_fmt(e.ci_high, sign=sign)}]"
+
+
+SEED_COLUMNS = ("configuration", "seeds", "accuracy_mean", "accuracy_std", "accuracy_ci_low",
+                "accuracy_ci_high", "diff_mean", "diff_ci_low", "diff_ci_high", "differs",
+                "uplink_bits")
+
+
+def seed_rows_for_csv(stats: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+  """`seed_statistics` flattened to the `SEED_COLUMNS` of a CSV file."""
+  out = []
+  for s in stats:
+    acc, diff = s["accuracy"], s["diff"]
+    out.append({
+        "configuration": s["configuration"], "seeds": " ".join(map(str, s["seeds"])),
+        "accuracy_mean": acc.mean, "accuracy_std": acc.std, "accuracy_ci_low": acc.ci_low,
+        "accuracy_ci_high": acc.ci_high, "diff_mean": diff and diff.mean,
+        "diff_ci_low": diff and diff.ci_low, "diff_ci_high": diff and diff.ci_high,
+        "differs": s["differs"], "uplink_bits": s["uplink_bits"]})
+  return out
+
+
+def format_seed_markdown(stats: Sequence[Mapping[str, Any]], baseline: str) -> str:
+  """The per-configuration table: accuracy over seeds and the paired difference."""
+  pct = f"{CONFIDENCE:.0%}"
+  lines = [f"| configuration | seeds | eval accuracy mean | std | {pct} CI | "
+           f"minus {baseline} (paired) | {pct} CI of the difference | differs | uplink |",
+           "|---|---:|---:|---:|---|---:|---|---|---:|"]
+  for s in stats:
+    acc, diff = s["accuracy"], s["diff"]
+    differs = {True: "yes", False: "no", None: "n/a"}[s["differs"]]
+    if s["configuration"] == baseline:
+      differs = "baseline"
+    bits = "n/a" if s["uplink_bits"] is None else format_bits(s["uplink_bits"])
+    lines.append(f"| {s['configuration']} | {len(s['seeds'])} | {_fmt(acc.mean)} | "
+                 f"{_fmt(acc.std)} | {_interval(acc)} | "
+                 f"{_fmt(diff and diff.mean, sign=True)} | {_interval(diff, sign=True)} | "
+                 f"{differs} | {bits} |")
   return "\n".join(lines)

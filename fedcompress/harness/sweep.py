@@ -8,6 +8,12 @@ already exists is compared with the run's settings: a run made with other settin
 sweep refuses to start. Runs already finished with the same settings are skipped,
 unfinished ones resumed; `summary.csv` and `summary.md` compare them all with a named
 baseline, from each run's own `metrics.csv`.
+
+With `seeds`, every configuration runs once per seed (run `<name>_seed<s>`, with
+`--seed=<s>`), and the summary adds, per configuration, the mean final accuracy with
+its standard deviation and 95% Student-t interval, and the difference to the baseline
+paired by seed (`summary.seed_statistics`): `summary_seeds.csv`, a second table in
+`summary.md`, and `frontier.png` (accuracy against uplink bits with error bars).
 """
 
 from __future__ import annotations
@@ -116,6 +122,14 @@ def runs_from_grid(grid: str) -> list[SweepRun]:
   return runs
 
 
+def with_seeds(runs: Sequence[SweepRun], seeds: Sequence[int]) -> list[SweepRun]:
+  """Each run once per seed, named `<name>_seed<s>`, with `--seed=<s>` last of its flags."""
+  if len(set(seeds)) != len(seeds):
+    raise ValueError(f"seeds must be distinct, got {list(seeds)}")
+  return [SweepRun(f"{run.name}_seed{seed}", (*run.args, f"--seed={seed}"))
+          for run in runs for seed in seeds]
+
+
 def _finished_rounds(run_dir: str) -> int:
   path = os.path.join(run_dir, "metrics.csv")
   if not os.path.exists(path):
@@ -166,8 +180,12 @@ def _plan(kind: ExperimentKind, run: SweepRun, root_output_dir: str,
 
 def run_sweep(runs: Sequence[SweepRun], root_output_dir: str, *, experiment: str = "emnist",
               common_flags: str = "", baseline: str | None = None,
+              seeds: Sequence[int] | None = None,
               log: Callable[[str], None] = print) -> list[dict[str, Any]]:
   """Checks every run, then runs, skips or resumes each; writes and returns the comparison.
+
+  `seeds` runs every configuration once per seed (see the module docstring); the
+  returned rows are then per run and seed, the seed table is in the files written.
 
   Raises:
     ValueError: a run's flags or values are bad, or its directory holds a run made with
@@ -186,6 +204,12 @@ def run_sweep(runs: Sequence[SweepRun], root_output_dir: str, *, experiment: str
     common = shlex.split(common_flags)
   except ValueError as e:
     raise ValueError(f"--common_flags: {e} in {common_flags!r}") from None
+  configurations = names
+  if seeds:
+    if any(a.startswith("--seed=") or a == "--seed" for a in common):
+      raise ValueError("--seeds sets each run's --seed: remove --seed from --common_flags")
+    runs = with_seeds(runs, seeds)
+    names = [r.name for r in runs]
   plans = [_plan(kind, run, root_output_dir, common) for run in runs]
   for plan in plans:
     name = plan.run.name
@@ -197,8 +221,22 @@ def run_sweep(runs: Sequence[SweepRun], root_output_dir: str, *, experiment: str
     else:
       log(f"== {name}: {' '.join(plan.run.args)}")
     kind.run(plan.fv, plan.config)
-  summaries = summary.compare_runs([os.path.join(root_output_dir, n) for n in names], baseline)
-  write_summary(summaries, root_output_dir, baseline)
+  ratio_baseline = f"{baseline}_seed{seeds[0]}" if seeds else baseline
+  summaries = summary.compare_runs([os.path.join(root_output_dir, n) for n in names],
+                                   ratio_baseline)
+  write_summary(summaries, root_output_dir, ratio_baseline)
+  if seeds:
+    by_name = {s["run"]: s for s in summaries}
+    accuracy = {c: {seed: by_name[f"{c}_seed{seed}"]["eval_accuracy"] for seed in seeds}
+                for c in configurations}
+    missing = [f"{c}_seed{seed}" for c, values in accuracy.items()
+               for seed, v in values.items() if v is None]
+    if missing:
+      raise ValueError(f"runs without an evaluation: {', '.join(missing)}")
+    uplink = {c: {seed: by_name[f"{c}_seed{seed}"]["aggregate_bits"] for seed in seeds}
+              for c in configurations}
+    write_seed_summary(summary.seed_statistics(accuracy, baseline, uplink), root_output_dir,
+                       baseline)
   return summaries
 
 
@@ -215,3 +253,31 @@ def write_summary(summaries: Sequence[dict[str, Any]], root: str, baseline: str)
   with open(os.path.join(root, "summary.md"), "w") as f:
     f.write(f"Ratios are {baseline}'s bits divided by the run's (x times fewer bits).\n\n")
     f.write(summary.format_markdown(summaries, baseline) + "\n")
+
+
+def write_seed_summary(stats: Sequence[dict[str, Any]], root: str, baseline: str) -> None:
+  """`summary_seeds.csv`, the seed table appended to `summary.md`, and `frontier.png`."""
+  from fedcompress.harness import plotting
+
+  with open(os.path.join(root, "summary_seeds.csv"), "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=summary.SEED_COLUMNS)
+    writer.writeheader()
+    writer.writerows(summary.seed_rows_for_csv(stats))
+  with open(os.path.join(root, "summary.md"), "a") as f:
+    f.write(f"\nFinal eval accuracy over seeds; the difference to {baseline} is paired by "
+            "seed, and a configuration differs when that interval excludes 0.\n\n")
+    f.write(summary.format_seed_markdown(stats, baseline) + "\n")
+  plotting.plot_frontier(stats, os.path.join(root, "frontier.png"))
+
+
+def parse_seeds(values: Sequence[str]) -> list[int]:
+  """['0', '1', '2'] (a `--seeds` list) -> [0, 1, 2]; ValueError naming a bad entry."""
+  seeds = []
+  for value in values:
+    try:
+      seeds.append(int(value))
+    except ValueError:
+      raise ValueError(f"--seeds must be integers, got {value!r}") from None
+    if seeds[-1] < 0:
+      raise ValueError(f"--seeds must be >= 0, got {value!r}")
+  return seeds

@@ -1,6 +1,7 @@
 """experiments/sweep.py: three flagfiles, summary ratios from the runs' own CSVs."""
 
 import csv
+import json
 import os
 import re
 
@@ -168,3 +169,29 @@ def test_unbalanced_quote_in_common_flags(binary, tmp_path, capsys):
   assert rc == 2 and len(err) == 1, err
   assert "--common_flags: No closing quotation" in err[0] and common in err[0]
   assert not (tmp_path / "sweep").exists()
+
+
+def test_seeds_give_statistics_per_configuration(binary, flagfiles, tmp_path, capsys):
+  root = tmp_path / "seeds"
+  common = COMMON.replace("--rounds=2 --rounds_per_eval=2", "--rounds=1")
+  with flagsaver.flagsaver(flagfiles=flagfiles[:2], root_output_dir=str(root), baseline="base",
+                           common_flags=common, grid="", seeds=["0", "1"]):
+    assert binary.main(["sweep"]) == 0
+  out = capsys.readouterr().out
+  assert "| configuration | seeds | eval accuracy mean |" in out
+  accuracy = {(c, s): reporting.read_metrics_csv(
+      str(root / f"{c}_seed{s}" / "metrics.csv"))[-1][m.EVAL_ACCURACY]
+              for c in ("base", "u8") for s in (0, 1)}
+  for (c, s) in accuracy:
+    config = json.loads((root / f"{c}_seed{s}" / "config.json").read_text())
+    assert config["seed"] == s
+  with open(root / "summary_seeds.csv", newline="") as f:
+    rows = {r["configuration"]: r for r in csv.DictReader(f)}
+  assert rows["base"]["accuracy_mean"] and float(rows["base"]["accuracy_mean"]) == (
+      pytest.approx((accuracy["base", 0] + accuracy["base", 1]) / 2))
+  diffs = [accuracy["u8", s] - accuracy["base", s] for s in (0, 1)]
+  assert float(rows["u8"]["diff_mean"]) == pytest.approx(sum(diffs) / 2)
+  # Two seeds: t_{0.975, 1} = 12.706 times the standard error.
+  half = 12.7062 * abs(diffs[0] - diffs[1]) / 2
+  assert float(rows["u8"]["diff_ci_high"]) == pytest.approx(sum(diffs) / 2 + half, abs=1e-4)
+  assert (root / "frontier.png").exists()

@@ -70,3 +70,82 @@ def test_output_that_is_a_folder_or_has_no_extension(load_binary, tmp_path, caps
       assert capsys.readouterr().out == f"wrote {written}\n"
       _png_size(written)
   assert sorted(p.name for p in folder.iterdir()) == ["comparison.png"]
+
+
+def test_round_ticks_are_integers_at_round_steps():
+  assert plotting.round_ticks(1, 5) == [1, 2, 3, 4, 5]
+  assert plotting.round_ticks(1, 20) == [5, 10, 15, 20]
+  assert plotting.round_ticks(1, 200) == [50, 100, 150, 200]
+  assert plotting.round_ticks(1, 1500) == [250, 500, 750, 1000, 1250, 1500]
+  assert plotting.round_ticks(3, 3) == [3]
+
+
+def test_bit_ticks_are_round_binary_values():
+  gibit, mibit = 2**30, 2**20
+  ticks, labels = plotting.bit_ticks(0, 9.91 * gibit)  # The demo's original, 20 rounds.
+  assert labels == ["0", "2 Gibit", "4 Gibit", "6 Gibit", "8 Gibit"]
+  assert ticks == [0, 2 * gibit, 4 * gibit, 6 * gibit, 8 * gibit]
+  assert plotting.bit_ticks(0, 2.86 * gibit)[1] == [
+      "0", "0.5 Gibit", "1 Gibit", "1.5 Gibit", "2 Gibit", "2.5 Gibit"]
+  # One round of the tutorial CNN to 10 clients: Mibit steps, not 190.73 Mibit.
+  assert plotting.bit_ticks(0, 507.62 * mibit)[1] == [
+      "0", "100 Mibit", "200 Mibit", "300 Mibit", "400 Mibit", "500 Mibit"]
+  assert plotting.bit_ticks(0, 100)[1] == ["0", "20 bit", "40 bit", "60 bit", "80 bit",
+                                           "100 bit"]
+
+
+def test_log_ticks_label_decades():
+  assert plotting.log_ticks(3e8, 2e11) == ([1e9, 1e10, 1e11],
+                                           ["$10^{9}$", "$10^{10}$", "$10^{11}$"])
+  # Less than two decades: 2 and 5 times a power of ten are labelled too.
+  assert plotting.log_ticks(3e8, 2e9) == (
+      [5e8, 1e9, 2e9], ["$5\\times10^{8}$", "$10^{9}$", "$2\\times10^{9}$"])
+  ticks, _ = plotting.log_ticks(5.5, 17.4)
+  assert ticks == [6, 7, 8, 9, 10]
+  with pytest.raises(ValueError, match="log axis"):
+    plotting.log_ticks(0, 1)
+
+
+def test_figure_axes_use_the_ticks(tmp_path, monkeypatch):
+  runs = [_run(tmp_path, "original", 532_278_400), _run(tmp_path, "compressed", 153_575_360)]
+  figures = []
+  monkeypatch.setattr(plotting.plt, "close", figures.append)  # Keep the figure to inspect.
+  plotting.plot_runs(runs, str(tmp_path / "cmp.png"))
+  (ax_acc, _), (ax_bits, ax_frontier) = figures[0].axes[0:2], figures[0].axes[2:4]
+  assert list(ax_acc.get_xticks()) == [1, 2, 3, 4, 5]
+  # Up to 5 x 532,278,400 bits = 2.48 Gibit.
+  labels = [t.get_text() for t in ax_bits.get_yticklabels()]
+  assert labels == ["0", "0.5 Gibit", "1 Gibit", "1.5 Gibit", "2 Gibit"]
+  # Both ways, 307,150,720 to 5,322,784,000 bits, a quarter decade of margin each side:
+  # a single decade inside, so 2 and 5 times powers of ten are labelled too.
+  assert ax_frontier.get_xscale() == "log"
+  assert [t.get_text() for t in ax_frontier.get_xticklabels()] == [
+      "$2\\times10^{8}$", "$5\\times10^{8}$", "$10^{9}$", "$2\\times10^{9}$",
+      "$5\\times10^{9}$"]
+
+
+def test_frontier_has_one_point_per_configuration_with_error_bars(tmp_path, monkeypatch):
+  from fedcompress.harness import summary
+
+  stats = summary.seed_statistics(
+      {"base": {0: 0.90, 1: 0.91, 2: 0.92}, "drive": {0: 0.88, 1: 0.90, 2: 0.89},
+       "single": {0: 0.85}},
+      "base", {"base": {0: 3e10, 1: 3e10, 2: 3e10}, "drive": {0: 1e9, 1: 1e9, 2: 1e9},
+               "single": {0: 2e8}})
+  figures = []
+  monkeypatch.setattr(plotting.plt, "close", figures.append)
+  out = plotting.plot_frontier(stats, str(tmp_path / "frontier"))
+  assert out == str(tmp_path / "frontier.png")
+  _png_size(out)
+  ax = figures[0].axes[0]
+  assert ax.get_xscale() == "log"
+  # 2e8 / 10^0.25 = 1.1e8 to 3e10 * 10^0.25 = 5.3e10: two decades inside.
+  assert [t.get_text() for t in ax.get_xticklabels()] == ["$10^{9}$", "$10^{10}$"]
+  # One marker per configuration at (uplink bits, mean accuracy); the bars span the CI.
+  markers = [c.lines[0] for c in ax.containers]
+  assert [(m.get_xdata()[0], m.get_ydata()[0]) for m in markers] == [
+      (3e10, pytest.approx(0.91)), (1e9, pytest.approx(0.89)), (2e8, 0.85)]
+  base_bar = ax.containers[0].lines[2][0].get_segments()[0]
+  assert [y for _, y in base_bar] == pytest.approx(
+      [stats[0]["accuracy"].ci_low, stats[0]["accuracy"].ci_high])
+  assert ax.containers[2].lines[2] == ()  # A single seed: no interval to draw.

@@ -1,5 +1,13 @@
 """Helpers shared by the stages: option checks, widths, word counts, seeds, the stage base.
 
+Randomness. A stage never draws from a stateful generator while a `seed_scope` is
+open: `draw_seed`, `draw_seed_pair64` and `dither16` then derive their draws from the
+scope's key (a stateless seed) and a counter of draws made under it, so an encode is a
+deterministic function of that key. fedcompress's TFF wiring opens one scope per
+tensor per encode, keyed by (`--seed`, round, tensor, the tensor's own bytes): see
+`fedcompress.codecs.seeding`. Outside a scope (stage tests that encode the same input
+many times) they draw unseeded, as tensor_encoding's stages do.
+
 Codec options arrive as plain keyword values (binaries pass `fraction=0.01` strings
 that `fedcompress.codecs.spec.parse_options` converts), so every check here rejects the
 wrong Python type with a message naming the option, rather than letting TensorFlow fail
@@ -10,7 +18,9 @@ of the package may use it.
 from __future__ import annotations
 
 import collections
+import contextlib
 import math
+import threading
 
 import numpy as np
 import tensorflow as tf
@@ -89,9 +99,56 @@ def kept_count(num_elements: int, fraction: float) -> int:
   return min(num_elements, max(1, math.ceil(round(fraction * num_elements, 9))))
 
 
+class _Scopes(threading.local):
+  """Open seed scopes of this thread, innermost last: [key, draws made] pairs."""
+
+  def __init__(self):
+    self.stack: list[list] = []
+
+
+_scopes = _Scopes()
+
+
+@contextlib.contextmanager
+def seed_scope(key: tf.Tensor):
+  """Within it, the stages' random draws are pure functions of `key` (int64 [2]).
+
+  The scope is a trace-time context: it must be open while the encode (or
+  `get_params`) is traced, which is when the stages call the draw functions below.
+  The i-th draw under the scope uses `stateless_fold_in(key, i)`, so two draws of one
+  encode are independent and the same trace order gives the same draws.
+  """
+  _scopes.stack.append([tf.cast(key, tf.int64), 0])
+  try:
+    yield
+  finally:
+    _scopes.stack.pop()
+
+
+def _next_key() -> tf.Tensor | None:
+  """The stateless seed of the next draw under the innermost scope, or None outside."""
+  if not _scopes.stack:
+    return None
+  scope = _scopes.stack[-1]
+  scope[1] += 1
+  return tf.random.experimental.stateless_fold_in(scope[0], scope[1])
+
+
 def draw_seed() -> tf.Tensor:
-  """A fresh int32 scalar seed; unseeded, so every client and round draws its own."""
-  return tf.random.uniform([], minval=0, maxval=tf.int32.max, dtype=tf.int32)
+  """A fresh int32 scalar seed in [0, 2^31 - 1): from the open `seed_scope`, else unseeded."""
+  key = _next_key()
+  if key is None:
+    return tf.random.uniform([], minval=0, maxval=tf.int32.max, dtype=tf.int32)
+  return tf.random.stateless_uniform([], key, minval=0, maxval=tf.int32.max, dtype=tf.int32)
+
+
+def draw_seed_pair64() -> tf.Tensor:
+  """tensor_encoding's int64 [2] seed (Kashin, Hadamard): from the open scope, else unseeded."""
+  key = _next_key()
+  if key is None:
+    return tf.random.uniform((2,), maxval=tf.int64.max, dtype=tf.int64)
+  return tf.random.stateless_uniform((2,), key, minval=0, maxval=tf.int64.max,
+                                     dtype=tf.int64)
 
 
 def dither16(shape, dtype: tf.dtypes.DType = tf.float32) -> tf.Tensor:
@@ -102,11 +159,14 @@ def dither16(shape, dtype: tf.dtypes.DType = tf.float32) -> tf.Tensor:
   `y + u` itself is a float32 whose spacing is 2^-16 above 128, so the 23-bit draw
   bought nothing there. Two 16-bit draws per Philox word halve the random bits, the
   largest cost of stochastic rounding (drawing takes time in proportion to the random
-  words). The stateless kernel draws them under a fresh stateful seed (unseeded), so
-  every client and round has its own noise.
+  words). The stateless kernel draws them under the open `seed_scope`'s next key, or
+  outside a scope under a fresh stateful seed (unseeded), so every client and round
+  has its own noise either way.
   """
+  seed = _next_key()
+  if seed is None:
+    seed = tf.random.uniform([2], minval=0, maxval=tf.int32.max, dtype=tf.int32)
   size = tf.reduce_prod(shape)
-  seed = tf.random.uniform([2], minval=0, maxval=tf.int32.max, dtype=tf.int32)
   words = tf.random.stateless_uniform([(size + 1) // 2], seed, minval=None, maxval=None,
                                       dtype=tf.uint32)
   halves = tf.reshape(tf.bitcast(words, tf.uint16), [-1])[:size]

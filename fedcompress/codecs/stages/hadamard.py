@@ -6,9 +6,10 @@ and the quantization error drops with it (Suresh, Yu, Kumar and McMahan,
 "Distributed Mean Estimation with Limited Communication", ICML 2017; Konecny et al.,
 "Federated Learning: Strategies for Improving Communication Efficiency", 2016).
 
-Pipeline: `RandomizedHadamardEncodingStage(block_size)` -> tensor_encoding's
-`UniformQuantizationEncodingStage(bits, stochastic=not deterministic)` (min/max of the
-rotated tensor) -> `Bitpack32EncodingStage(bits)`.
+Pipeline: `RandomizedHadamardEncodingStage(block_size)` ->
+`uniform.UniformQuantizationStage(bits, stochastic=not deterministic)` (tensor_encoding's
+min/max quantization of the rotated tensor, its stochastic rounding drawn by
+`_common.dither16` so seed scopes fix it) -> `Bitpack32EncodingStage(bits)`.
 
 Wire cost of a tensor of `n` elements (same in both directions): `P = rows * L`
 padded coordinates (see `rotation.block_layout`), `ceil(P * bits / 32)` int32 words,
@@ -33,6 +34,7 @@ from tensorflow_model_optimization.python.core.internal import tensor_encoding a
 
 from fedcompress.codecs.stages import _common, rotation
 from fedcompress.codecs.stages.packing import Bitpack32EncodingStage
+from fedcompress.codecs.stages.uniform import UniformQuantizationStage
 
 
 def check_options(bits: int = 8, deterministic: bool = False,
@@ -47,7 +49,7 @@ def check_options(bits: int = 8, deterministic: bool = False,
 def build(bits: int = 8, deterministic: bool = False,
           block_size: int = rotation.DEFAULT_BLOCK_SIZE, rounds: int = 1) -> te.core.Encoder:
   """Returns the `hadamard` encoder (see the module docstring)."""
-  uniform = te.stages.UniformQuantizationEncodingStage
+  uniform = UniformQuantizationStage
   return (te.core.EncoderComposer(Bitpack32EncodingStage(bits))
           .add_parent(uniform(bits, stochastic=not deterministic), uniform.ENCODED_VALUES_KEY)
           .add_parent(rotation.RandomizedHadamardEncodingStage(block_size, rounds),

@@ -8,15 +8,17 @@ Quantization", IEEE Trans. Inf. Theory 56(7), 2010; used for federated mean
 estimation by Caldas et al., "Expanding the Reach of Federated Learning by Reducing
 Client Resource Requirements", 2018).
 
-Pipeline (all tensor_encoding stages except the packing): `FlattenEncodingStage` ->
-`KashinHadamardEncodingStage(num_iters, eta, delta, last_iter_clip)` ->
-`UniformQuantizationEncodingStage(bits)` -> `Bitpack32EncodingStage(bits)`.
+Pipeline: tensor_encoding's `FlattenEncodingStage` ->
+`KashinHadamardEncodingStage(num_iters, eta, delta, last_iter_clip)` (its seed drawn
+below) -> `uniform.UniformQuantizationStage(bits)` (tensor_encoding's quantization with
+seedable stochastic rounding) -> `Bitpack32EncodingStage(bits)`.
 
 The frame is overcomplete: `n` elements become `pad(n)` coefficients, the next power
 of two, doubled when `n / pow2 > 0.85` (tensor_encoding's `pad_extra_level_threshold`)
 so the frame keeps enough redundancy. That is the price of the small range.
 
-The rotation seed comes from tensor_encoding's `get_params`: in aggregation it is
+The rotation seed comes from `get_params` (tensor_encoding's, with the seed drawn by
+`_common.draw_seed_pair64` so that fedcompress's seed scopes fix it): in aggregation it is
 one seed per round shared by all clients (sent with the encode parameters, not by the
 clients), the stage commutes with sum and the server undoes the representation once
 after summing. In a broadcast the seed travels with the payload: 2 int64 = 128 bits.
@@ -27,6 +29,7 @@ the dtype), the seed in broadcasts, one dtype marker for non-float32 tensors.
 
 from __future__ import annotations
 
+import collections
 import math
 
 import tensorflow as tf
@@ -34,11 +37,24 @@ from tensorflow_model_optimization.python.core.internal import tensor_encoding a
 
 from fedcompress.codecs.stages import _common
 from fedcompress.codecs.stages.packing import Bitpack32EncodingStage
+from fedcompress.codecs.stages.uniform import UniformQuantizationStage
 
 # tensor_encoding's default; it is not an option here because the bit formula and
 # the frame both depend on it.
 PAD_EXTRA_LEVEL_THRESHOLD = 0.85
 _BROADCAST_SEED_BITS = 2 * 64  # tensor_encoding's seed: int64[2].
+
+
+class KashinStage(te.stages.research.KashinHadamardEncodingStage):
+  """tensor_encoding's Kashin stage whose rotation seed obeys `_common.seed_scope`."""
+
+  def get_params(self, name=None):
+    del name  # tensor_encoding's decorator passes it; the scope is the caller's.
+    seed = _common.draw_seed_pair64()
+    encode_params = collections.OrderedDict([(self.ETA_PARAMS_KEY, self._eta),
+                                             (self.DELTA_PARAMS_KEY, self._delta),
+                                             (self.SEED_PARAMS_KEY, seed)])
+    return encode_params, collections.OrderedDict([(self.SEED_PARAMS_KEY, seed)])
 
 
 def check_options(bits: int = 8, deterministic: bool = False, num_iters: int = 3,
@@ -62,8 +78,8 @@ def check_options(bits: int = 8, deterministic: bool = False, num_iters: int = 3
 def build(bits: int = 8, deterministic: bool = False, num_iters: int = 3, eta: float = 0.9,
           delta: float = 1.0, last_iter_clip: bool = False) -> te.core.Encoder:
   """Returns the `kashin` encoder (see the module docstring)."""
-  uniform = te.stages.UniformQuantizationEncodingStage
-  kashin = te.stages.research.KashinHadamardEncodingStage
+  uniform = UniformQuantizationStage
+  kashin = KashinStage
   flatten = te.stages.FlattenEncodingStage
   return (te.core.EncoderComposer(Bitpack32EncodingStage(bits))
           .add_parent(uniform(bits, stochastic=not deterministic), uniform.ENCODED_VALUES_KEY)

@@ -1,0 +1,75 @@
+"""Seeds of the codecs' randomness: from (`--seed`, round, tensor, the tensor's bytes).
+
+Every stochastic stage (stochastic rounding, rotations, random coordinates, Kashin's
+frame) draws through `fedcompress.codecs.stages._common`, which derives its draws from
+the key of the innermost open `seed_scope`. The TFF wiring (`fedcompress.federated`)
+opens one scope per tensor around each encode, with the key from `encode_key` below,
+and one around each `get_params` with `params_key`; so a run's codecs draw the same
+numbers when it is run again, or resumed from a checkpoint, with the same `--seed`.
+
+Why this key, and not a seed per client. A TFF aggregator's client-side encode is one
+computation mapped over the clients: it does not know which client it runs for.
+Giving it a per-client seed means a CLIENTS-placed input to every aggregator, which
+TFF's `model_aggregator` interface (one CLIENTS value, one weight) does not carry.
+Instead the server keeps a round counter in the aggregator's state and broadcasts the
+round key `round_key(seed, round)` with the encode parameters, and each client folds
+in a fingerprint of the very tensor it encodes (`tf.fingerprint`, 64 bits of
+FarmHash over its bytes) and its position in the model. Clients with different
+updates therefore draw independent-looking randomness, and the same client's update
+is encoded the same way on rerun. The caveat: two clients whose updates are
+bit-identical (e.g. the same data and the same broadcast model, or updates that are
+all zero) draw the same randomness in that round, so their errors are equal rather
+than independent; with real data this does not happen. The round key costs nothing on
+the wire that counts: a client can compute it from the round number and the public
+seed.
+
+A consequence clients' stateful algorithms can use: an encode is a deterministic
+function of (its input, the round key), so a client can recompute exactly what it
+sent (error feedback keeps `x - decode(encode(x))`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import tensorflow as tf
+
+from fedcompress.codecs.stages import _common
+
+# Distinguish the keys of the broadcast, the aggregation's encodes and get_params.
+_PARAMS_SALT = 0x9A7A
+_ENCODE_SALT = 0xE7C0
+
+
+def round_key(seed: int, round_num: tf.Tensor) -> tf.Tensor:
+  """int64 [2] key of round `round_num` (a counter kept in process state) of run `seed`."""
+  base = tf.constant([seed, 0x5EED], tf.int64)
+  return tf.random.experimental.stateless_fold_in(base, tf.cast(round_num, tf.int64))
+
+
+def fingerprint64(x: tf.Tensor) -> tf.Tensor:
+  """int64 scalar FarmHash fingerprint of the bytes of `x` (not of its shape or dtype)."""
+  x = tf.convert_to_tensor(x)
+  flat = tf.reshape(x, [1, -1])
+  return tf.bitcast(tf.fingerprint(flat)[0], tf.int64)
+
+
+def _fold(key: tf.Tensor, *data) -> tf.Tensor:
+  for value in data:
+    key = tf.random.experimental.stateless_fold_in(key, tf.cast(value, tf.int64))
+  return key
+
+
+def encode_key(key: tf.Tensor, index: int, x: tf.Tensor) -> tf.Tensor:
+  """Key of encoding tensor number `index` of a structure, whose value is `x`."""
+  return _fold(key, _ENCODE_SALT, index, fingerprint64(x))
+
+
+def params_key(key: tf.Tensor, index: int) -> tf.Tensor:
+  """Key of `get_params` of the encoder of tensor number `index` (server side)."""
+  return _fold(key, _PARAMS_SALT, index)
+
+
+def seed_scope(key: tf.Tensor) -> contextlib.AbstractContextManager:
+  """The stages' draws traced inside are functions of `key` (see `_common.seed_scope`)."""
+  return _common.seed_scope(key)

@@ -1,0 +1,87 @@
+"""Statistics over seeds: mean, std, Student-t interval, paired difference, on known numbers."""
+
+import math
+
+import pytest
+
+from fedcompress.harness import summary
+
+
+def test_t_quantiles_match_the_tables():
+  # Two-sided 95% critical values of Student's t (any statistics table).
+  for df, value in ((1, 12.7062), (2, 4.3027), (4, 2.7764), (30, 2.0423)):
+    assert summary.t_quantile(0.975, df) == pytest.approx(value, abs=1e-4)
+
+
+def test_estimate_by_hand():
+  e = summary.estimate([0.90, 0.92, 0.94])
+  assert e.n == 3
+  assert e.mean == pytest.approx(0.92)
+  assert e.std == pytest.approx(0.02)  # sqrt((0.02^2 + 0 + 0.02^2) / 2)
+  half = 4.302653 * 0.02 / math.sqrt(3)  # = 0.049683
+  assert e.ci_low == pytest.approx(0.92 - half, abs=1e-6)
+  assert e.ci_high == pytest.approx(0.92 + half, abs=1e-6)
+  assert e.half_width == pytest.approx(half, abs=1e-6)
+  assert e.excludes_zero is True
+
+
+def test_single_value_has_no_spread():
+  e = summary.estimate([0.5])
+  assert (e.n, e.mean, e.std, e.ci_low, e.excludes_zero) == (1, 0.5, None, None, None)
+  with pytest.raises(ValueError, match="no values"):
+    summary.estimate([])
+
+
+ACCURACY = {
+    "base": {0: 0.90, 1: 0.91, 2: 0.92},
+    # Each seed 0.015-0.02 above the baseline's same seed.
+    "better": {0: 0.92, 1: 0.925, 2: 0.94},
+    "same": {0: 0.91, 1: 0.90, 2: 0.925},
+}
+
+
+def test_paired_difference_by_hand():
+  stats = {s["configuration"]: s for s in summary.seed_statistics(
+      ACCURACY, "base", {c: {0: 100, 1: 100, 2: 130} for c in ACCURACY})}
+  assert list(stats) == ["base", "better", "same"]
+  assert stats["base"]["diff"] is None and stats["base"]["differs"] is None
+  assert stats["base"]["uplink_bits"] == 110
+
+  # better - base = 0.02, 0.015, 0.02: mean 0.018333, std 0.0028868.
+  diff = stats["better"]["diff"]
+  half = 4.302653 * math.sqrt(1 / 120_000) / math.sqrt(3)  # = 0.0071712
+  assert diff.mean == pytest.approx(0.055 / 3)
+  assert diff.std == pytest.approx(math.sqrt(1 / 120_000))
+  assert diff.ci_low == pytest.approx(0.055 / 3 - half, abs=1e-7)
+  assert diff.ci_high == pytest.approx(0.055 / 3 + half, abs=1e-7)
+  assert stats["better"]["differs"] is True
+  # Unpaired, the two intervals overlap: pairing by seed is what resolves the difference.
+  assert stats["better"]["accuracy"].ci_low < stats["base"]["accuracy"].ci_high
+
+  # same - base = 0.01, -0.01, 0.005: the interval contains 0.
+  assert stats["same"]["diff"].mean == pytest.approx(0.005 / 3)
+  assert stats["same"]["differs"] is False
+
+
+def test_pairing_uses_only_shared_seeds_and_refuses_unknown_baseline():
+  stats = summary.seed_statistics({"base": {0: 0.5, 1: 0.6}, "x": {1: 0.7, 2: 0.9}}, "base")
+  assert stats[1]["diff"].n == 1 and stats[1]["diff"].mean == pytest.approx(0.1)
+  assert stats[1]["differs"] is None  # One shared seed: no interval.
+  with pytest.raises(ValueError, match="baseline 'nope'"):
+    summary.seed_statistics(ACCURACY, "nope")
+
+
+def test_seed_table_and_csv_rows():
+  stats = summary.seed_statistics(ACCURACY, "base", {c: {0: 2**30, 1: 2**30, 2: 2**30}
+                                                     for c in ACCURACY})
+  table = summary.format_seed_markdown(stats, "base").splitlines()
+  assert table[0].startswith("| configuration | seeds | eval accuracy mean | std | 95% CI |")
+  assert table[2] == ("| base | 3 | 0.9100 | 0.0100 | [0.8852, 0.9348] | n/a | n/a | "
+                      "baseline | 1.00Gibit |")
+  assert table[3] == ("| better | 3 | 0.9283 | 0.0104 | [0.9025, 0.9542] | +0.0183 | "
+                      "[+0.0112, +0.0255] | yes | 1.00Gibit |")
+  assert "| same | 3 |" in table[4] and "| no |" in table[4]
+  rows = summary.seed_rows_for_csv(stats)
+  assert set(rows[0]) == set(summary.SEED_COLUMNS)
+  assert rows[1]["seeds"] == "0 1 2" and rows[1]["differs"] is True
+  assert rows[1]["diff_mean"] == pytest.approx(0.055 / 3)

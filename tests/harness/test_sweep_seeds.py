@@ -1,0 +1,113 @@
+"""run_sweep(seeds=...): one run per configuration and seed, and the seed statistics.
+
+The experiment is a stand-in (no TFF) whose final accuracy is a known function of its
+flags and seed, so the summary's numbers can be checked by hand; the end-to-end run of
+the binary with real runs is in tests/experiments/test_sweep.py.
+"""
+
+import csv
+import math
+import os
+
+import pytest
+from absl import flags
+
+from fedcompress import metrics as m
+from fedcompress.harness import reporting, sweep
+from fedcompress.harness.experiment import ExperimentConfig
+
+# Accuracy of seed s: 0.80 + 0.01 s for the baseline; `--gain` is added on top, plus a
+# seed-dependent wobble for the "noisy" configuration.
+_WOBBLE = {0: 0.01, 1: -0.01, 2: 0.0}
+
+
+def _define(fv):
+  flags.DEFINE_string("root_output_dir", None, "", flag_values=fv)
+  flags.DEFINE_string("experiment_name", None, "", flag_values=fv)
+  flags.DEFINE_integer("seed", 0, "", flag_values=fv)
+  flags.DEFINE_float("gain", 0.0, "", flag_values=fv)
+  flags.DEFINE_boolean("wobble", False, "", flag_values=fv)
+  flags.DEFINE_integer("bits", 100, "", flag_values=fv)
+  flags.DEFINE_boolean("resume", False, "", flag_values=fv)
+
+
+def _config(fv):
+  return ExperimentConfig(root_output_dir=fv.root_output_dir,
+                          experiment_name=fv.experiment_name, rounds=1, seed=fv.seed,
+                          resume=fv.resume, recorded={"gain": fv.gain, "wobble": fv.wobble,
+                                                      "bits": fv.bits})
+
+
+def _run(fv, config):
+  accuracy = 0.80 + 0.01 * fv.seed + fv.gain + (_WOBBLE[fv.seed] if fv.wobble else 0.0)
+  os.makedirs(config.run_dir)
+  writer = reporting.CsvReporter(f"{config.run_dir}/metrics.csv")
+  writer.start(1, 1)
+  writer.write({m.ROUND: 1, m.EVAL_ACCURACY: accuracy, m.EVAL_LOSS: 1.0,
+                m.BROADCAST_CUMULATIVE_BITS: 10, m.AGGREGATE_CUMULATIVE_BITS: fv.bits,
+                m.BROADCAST_BITS: 10, m.AGGREGATE_BITS: fv.bits, m.ROUND_TIME_S: 1.0})
+  writer.close()
+
+
+@pytest.fixture
+def fake_experiment(monkeypatch):
+  seen = []
+
+  def run(fv, config):
+    seen.append((config.experiment_name, fv.seed))
+    _run(fv, config)
+
+  monkeypatch.setitem(sweep.EXPERIMENTS, "fake",
+                      lambda: sweep.ExperimentKind(_define, _config, run))
+  return seen
+
+
+RUNS = [sweep.SweepRun("base", ()), sweep.SweepRun("better", ("--gain=0.02", "--bits=10")),
+        sweep.SweepRun("noisy", ("--gain=0.0", "--wobble", "--bits=1000"))]
+
+
+def test_every_configuration_runs_once_per_seed(tmp_path, fake_experiment):
+  sweep.run_sweep(RUNS, str(tmp_path), experiment="fake", seeds=[0, 1, 2], log=lambda _: None)
+  assert fake_experiment == [(f"{name}_seed{s}", s) for name in ("base", "better", "noisy")
+                             for s in (0, 1, 2)]
+  with open(tmp_path / "summary_seeds.csv", newline="") as f:
+    rows = {r["configuration"]: r for r in csv.DictReader(f)}
+  assert list(rows) == ["base", "better", "noisy"]
+  # base: 0.80, 0.81, 0.82.
+  half = 4.302653 * 0.01 / math.sqrt(3)
+  assert float(rows["base"]["accuracy_mean"]) == pytest.approx(0.81)
+  assert float(rows["base"]["accuracy_std"]) == pytest.approx(0.01)
+  assert float(rows["base"]["accuracy_ci_low"]) == pytest.approx(0.81 - half, abs=1e-6)
+  assert rows["base"]["diff_mean"] == "" and rows["base"]["differs"] == ""
+  # better: exactly 0.02 above base on every seed, so the paired interval is [0.02, 0.02].
+  assert float(rows["better"]["diff_mean"]) == pytest.approx(0.02)
+  assert float(rows["better"]["diff_ci_low"]) == pytest.approx(0.02)
+  assert rows["better"]["differs"] == "True"
+  assert float(rows["better"]["uplink_bits"]) == 10
+  # noisy: differences 0.01, -0.01, 0: mean 0, interval +-4.30 * 0.01 / sqrt(3).
+  assert float(rows["noisy"]["diff_mean"]) == pytest.approx(0.0, abs=1e-12)
+  assert float(rows["noisy"]["diff_ci_high"]) == pytest.approx(half, abs=1e-6)
+  assert rows["noisy"]["differs"] == "False"
+  markdown = (tmp_path / "summary.md").read_text()
+  assert "| better | 3 | 0.8300 | 0.0100 |" in markdown
+  assert "| +0.0200 | [+0.0200, +0.0200] | yes |" in markdown
+  assert (tmp_path / "frontier.png").stat().st_size > 10_000
+  # The per-run table still lists every run, ratios against the baseline's first seed.
+  with open(tmp_path / "summary.csv", newline="") as f:
+    per_run = {r["run"]: r for r in csv.DictReader(f)}
+  assert len(per_run) == 9 and float(per_run["better_seed2"]["aggregate_ratio"]) == 10
+
+
+def test_seed_flag_conflicts_are_refused(tmp_path, fake_experiment):
+  with pytest.raises(ValueError, match="remove --seed from --common_flags"):
+    sweep.run_sweep(RUNS, str(tmp_path), experiment="fake", seeds=[0, 1],
+                    common_flags="--seed=3")
+  with pytest.raises(ValueError, match="distinct"):
+    sweep.run_sweep(RUNS, str(tmp_path), experiment="fake", seeds=[1, 1])
+  assert fake_experiment == []
+
+
+def test_parse_seeds():
+  assert sweep.parse_seeds(["0", "1", "2"]) == [0, 1, 2]
+  with pytest.raises(ValueError, match="integers, got 'x'"):
+    sweep.parse_seeds(["0", "x"])
