@@ -14,7 +14,7 @@ from fedcompress.federated.fedavg import build_fedavg
 
 pytestmark = pytest.mark.slow  # Builds and runs two FedAvg processes of the tutorial CNN.
 
-ROUNDS = 4
+ROUNDS = 3
 CLIENTS = 3
 
 
