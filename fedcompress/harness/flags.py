@@ -316,8 +316,11 @@ def codec_from_flags(fv: FlagValues, direction: str
     raise ValueError(f"--{direction}_bits and --{direction}_bits_per_coordinate exclude "
                      "each other: with a budget the widths are allocated")
   widths = fv[f"{direction}_widths"].value
+  # The width is allocated: a default `bits` recorded by make_codec would only mislead.
+  base = codecs.CodecSpec(spec.name, {k: v for k, v in spec.options.items() if k != "bits"},
+                          spec.threshold)
   return allocation.AllocatedCodec(
-      spec, budget, allocation.parse_widths(widths) if widths else allocation.DEFAULT_WIDTHS)
+      base, budget, allocation.parse_widths(widths) if widths else allocation.DEFAULT_WIDTHS)
 
 
 def recorded_flags(fv: FlagValues, module_names: list[str]) -> dict[str, Any]:
