@@ -19,7 +19,6 @@ import importlib
 
 _LAZY = {
     "build_fedavg": "fedcompress.federated.fedavg",
-    "AllocatedCodec": "fedcompress.codecs.allocation",
     "Codec": "fedcompress.codecs",
     "CodecSpec": "fedcompress.codecs",
     "available_codecs": "fedcompress.codecs",
