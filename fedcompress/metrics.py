@@ -38,6 +38,17 @@ OPTIONAL = (BROADCAST_CODED_BITS, AGGREGATE_CODED_BITS, BROADCAST_CUMULATIVE_COD
 _PER_ROUND_OPTIONAL = (BROADCAST_CODED_BITS, AGGREGATE_CODED_BITS, AGGREGATE_RELATIVE_ERROR,
                        AGGREGATE_REJECTED_CLIENTS)
 BITS_KEYS = (BROADCAST_BITS, AGGREGATE_BITS)
+# With bit allocation (`fedcompress.codecs.allocation`): the width each encoded tensor
+# got this round, one metric per tensor, named by prefix + the weight's name (e.g.
+# `broadcast/width/dense/kernel`).
+BROADCAST_WIDTH_PREFIX = "broadcast/width/"
+AGGREGATE_WIDTH_PREFIX = "aggregate/width/"
+WIDTH_PREFIXES = (BROADCAST_WIDTH_PREFIX, AGGREGATE_WIDTH_PREFIX)
+
+
+def is_width(key: str) -> bool:
+  """Whether `key` is a per-tensor width metric (its columns appear when present)."""
+  return key.startswith(WIDTH_PREFIXES)
 
 
 def flatten_round_metrics(metrics: Mapping) -> dict[str, float]:
@@ -56,4 +67,7 @@ def flatten_round_metrics(metrics: Mapping) -> dict[str, float]:
   for key in BITS_KEYS + _PER_ROUND_OPTIONAL:
     if key in metrics:
       flat[key] = float(metrics[key]) if "error" in key else int(metrics[key])
+  for key, value in metrics.items():
+    if isinstance(key, str) and is_width(key):
+      flat[key] = float(value)
   return flat

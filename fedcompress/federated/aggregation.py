@@ -38,6 +38,8 @@ from tensorflow_federated.python.core.impl.types import type_conversions
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
 from fedcompress.codecs import CodecSpec, accounting, seeding
+from fedcompress.codecs.allocation import AllocatedCodec
+from fedcompress.federated.allocated import AllocatedSumFactory
 from fedcompress.federated.broadcast import slice_structure
 
 
@@ -223,21 +225,33 @@ def _encoded_next_fn(server_state_type, value_type, encoders, rules, seed):
 
 
 def build_mean_factory(
-    codec: CodecSpec | str | None = None, *, measure_error: bool = False, seed: int = 0
+    codec: CodecSpec | AllocatedCodec | str | None = None, *, measure_error: bool = False,
+    names: list[str] | None = None, seed: int = 0
 ) -> tff.aggregators.WeightedAggregationFactory:
   """Weighted mean whose numerator and denominator are both encoded sums with `codec`.
 
   Args:
-    codec: codec of the clients' contributions (`None` = identity).
+    codec: codec of the clients' contributions (`None` = identity). An
+      `AllocatedCodec` allocates the numerator's widths per tensor
+      (`fedcompress.federated.allocated`); the weight then goes through its base
+      codec (identity: a scalar is under any threshold), paid from the same budget.
     measure_error: also measure `relative_error` (see `RelativeErrorFactory`).
-    seed: the run's seed, from which the codec's randomness derives.
+    names: names of the value's tensors, for an `AllocatedCodec`'s width measurements.
+    seed: the run's seed, from which the codec's randomness derives (not yet used by an
+      `AllocatedCodec`, whose candidate encoders draw unseeded).
 
   Returns:
     A `tff.aggregators.MeanFactory`, wrapped in a `RelativeErrorFactory` when
     `measure_error`.
   """
-  mean = tff.aggregators.MeanFactory(EncodedSumFactory.from_codec(codec, seed=seed),
-                                     EncodedSumFactory.from_codec(codec, seed=seed))
+  if isinstance(codec, AllocatedCodec):
+    weight = EncodedSumFactory.from_codec(codec.base, seed=seed)
+    weight_bits = codec.base.tensor_bits(tf.TensorSpec([], tf.float32))
+    mean = tff.aggregators.MeanFactory(
+        AllocatedSumFactory(codec, names, reserved_bits=weight_bits), weight)
+  else:
+    mean = tff.aggregators.MeanFactory(EncodedSumFactory.from_codec(codec, seed=seed),
+                                       EncodedSumFactory.from_codec(codec, seed=seed))
   return RelativeErrorFactory(mean) if measure_error else mean
 
 

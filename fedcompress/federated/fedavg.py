@@ -23,7 +23,9 @@ import tensorflow_federated as tff
 
 from fedcompress import metrics as m
 from fedcompress.codecs import CodecSpec
+from fedcompress.codecs.allocation import AllocatedCodec
 from fedcompress.federated.aggregation import RelativeErrorFactory, build_mean_factory
+from fedcompress.federated.allocated import build_allocated_broadcast_process
 from fedcompress.federated.broadcast import build_encoded_broadcast_process
 from fedcompress.federated.robust import REJECTED_CLIENTS, RejectNonFiniteFactory
 
@@ -85,6 +87,11 @@ def bit_metrics_computation(metrics_type) -> tff.Computation:
     error = _find_leaf(metrics["aggregator"], "relative_error")
     if error is not None:
       out[m.AGGREGATE_RELATIVE_ERROR] = error
+    for direction, key in ((m.BROADCAST_WIDTH_PREFIX, "distributor"),
+                           (m.AGGREGATE_WIDTH_PREFIX, "aggregator")):
+      widths = _find_leaf(metrics[key], "widths")
+      for name, width in (widths or {}).items():
+        out[direction + name] = width
     rejected = _find_leaf(metrics["aggregator"], REJECTED_CLIENTS)
     if rejected is not None:
       out[m.AGGREGATE_REJECTED_CLIENTS] = rejected
@@ -162,13 +169,21 @@ def _with_initial_weights(process: tff.learning.templates.LearningProcess,
       get_hparams_fn=process.get_hparams, set_hparams_fn=process.set_hparams)
 
 
+def _weight_names(model_fn: Callable[[], tff.learning.models.VariableModel]) -> list[str]:
+  """Names of the model's weights in `ModelWeights` order (trainable first)."""
+  with tf.Graph().as_default():
+    model = model_fn()
+    variables = list(model.trainable_variables) + list(model.non_trainable_variables)
+    return [v.name.split(":")[0] for v in variables]
+
+
 def build_fedavg(
     model_fn: Callable[[], tff.learning.models.VariableModel],
     client_optimizer: tff.learning.optimizers.Optimizer | None = None,
     server_optimizer: tff.learning.optimizers.Optimizer | None = None,
     *,
-    broadcast_codec: CodecSpec | str | None = None,
-    aggregate_codec: CodecSpec | str | None = None,
+    broadcast_codec: CodecSpec | AllocatedCodec | str | None = None,
+    aggregate_codec: CodecSpec | AllocatedCodec | str | None = None,
     client_weighting: ClientWeighting = ClientWeighting.NUM_EXAMPLES,
     measure_error: bool = False,
     reject_non_finite: bool = True,
@@ -183,9 +198,11 @@ def build_fedavg(
     model_fn: no-arg function returning a fresh `tff.learning.models.VariableModel`.
     client_optimizer: TFF optimizer for local training; SGD 0.02 (the tutorial's).
     server_optimizer: TFF optimizer applying the mean update; SGD 1.0 (plain FedAvg).
-    broadcast_codec: codec for server -> client weights (`None` = identity).
+    broadcast_codec: codec for server -> client weights (`None` = identity); an
+      `AllocatedCodec` chooses each tensor's width every round at a budget, and the
+      metrics then carry `broadcast/width/<weight name>`.
     aggregate_codec: codec for client -> server updates, numerator and denominator of
-      the mean (`None` = identity).
+      the mean (`None` = identity); likewise `aggregate/width/<weight name>`.
     client_weighting: `NUM_EXAMPLES` (FedAvg) or `UNIFORM`.
     measure_error: also report `aggregate/relative_error`, the relative error of the
       decoded mean update against the exact mean of the same round (computed with an
@@ -212,11 +229,18 @@ def build_fedavg(
   client_optimizer = client_optimizer or tff.learning.optimizers.build_sgdm(0.02)
   server_optimizer = server_optimizer or tff.learning.optimizers.build_sgdm(1.0)
   weights_type = tff.learning.models.weights_type_from_model(model_fn)
+  allocated = (isinstance(broadcast_codec, AllocatedCodec)
+               or isinstance(aggregate_codec, AllocatedCodec))
+  names = _weight_names(model_fn) if allocated else None
   if aggregator is None:
-    aggregator = build_mean_factory(aggregate_codec, measure_error=measure_error, seed=seed)
-  elif not CodecSpec.parse(aggregate_codec).is_identity:
+    aggregator = build_mean_factory(aggregate_codec, measure_error=measure_error, seed=seed,
+                                    names=names and names[:len(weights_type.trainable)])
+  elif not isinstance(aggregate_codec, AllocatedCodec) and not CodecSpec.parse(
+      aggregate_codec).is_identity:
     raise ValueError("an aggregator replaces the encoded mean: leave the aggregate codec "
                      f"as identity, got {CodecSpec.parse(aggregate_codec).describe()}")
+  elif isinstance(aggregate_codec, AllocatedCodec):
+    raise ValueError("an aggregator replaces the encoded mean: it takes no allocated codec")
   elif measure_error:
     aggregator = RelativeErrorFactory(aggregator)
   if reject_non_finite:
@@ -229,8 +253,10 @@ def build_fedavg(
       client_optimizer,
       server_optimizer,
       client_weighting=client_weighting,
-      model_distributor=build_encoded_broadcast_process(weights_type, broadcast_codec,
-                                                        seed=seed),
+      model_distributor=(
+          build_allocated_broadcast_process(weights_type, broadcast_codec, names)
+          if isinstance(broadcast_codec, AllocatedCodec)
+          else build_encoded_broadcast_process(weights_type, broadcast_codec, seed=seed)),
       model_aggregator=aggregator,
       loop_implementation=loop_implementation,
   )

@@ -17,6 +17,7 @@ from typing import Any
 from absl import flags
 
 from fedcompress import codecs, tasks
+from fedcompress.codecs import allocation
 from fedcompress.federated import aggregators
 from fedcompress.harness.experiment import (
   CLIENT_WEIGHTINGS,
@@ -116,6 +117,8 @@ NUMBER_FLAGS: dict[str, NumberRule] = {
     "learning_rate": NumberRule(0.0, _FLOAT32_MAX, low_open=True,
                                 why="Keras' Adam computes in float32"),
     "log_every": _at_least(1),
+    "broadcast_bits_per_coordinate": NumberRule(0.0, low_open=True, optional=True),
+    "aggregate_bits_per_coordinate": NumberRule(0.0, low_open=True, optional=True),
 }
 
 
@@ -213,6 +216,16 @@ def define_codec_flags(fv: FlagValues = flags.FLAGS) -> None:
                     "Stich et al. 2018); ef21 (Richtarik et al. 2021). ef/ef21 keep one "
                     "state per client seen in <run>/client_states; no extra bits.",
                     flag_values=fv)
+    flags.DEFINE_float(f"{direction}_bits_per_coordinate", None, "Budget in bits per "
+                       "coordinate of the whole model per client, everything sent included: "
+                       f"each {direction} tensor's codec width is then allocated every round "
+                       "to minimize the expected squared error (fedcompress.codecs."
+                       "allocation); the codec must take `bits`.", flag_values=fv)
+    flags.DEFINE_string(f"{direction}_widths", "", "With --"
+                        f"{direction}_bits_per_coordinate: candidate widths, comma-separated "
+                        "(below 1: that fraction of rotated coordinates at 1 bit, for eden); "
+                        "default 1,2,3,4,6,8 (those the codec takes).", flag_values=fv)
+    add_number_checks(fv, [f"{direction}_bits_per_coordinate"])
   flags.DEFINE_integer("compression_threshold", codecs.DEFAULT_THRESHOLD,
                        "Only tensors with more elements than this are encoded.",
                        flag_values=fv)
@@ -329,11 +342,26 @@ def image_task_from_flags(fv: FlagValues) -> tasks.FederatedTask:
       digits_clients=fv.digits_clients, digits_alpha=fv.digits_alpha)
 
 
-def codec_from_flags(fv: FlagValues, direction: str) -> codecs.CodecSpec:
-  return codecs.make_codec(fv[f"{direction}_encoder"].value,
+def codec_from_flags(fv: FlagValues, direction: str
+                     ) -> codecs.CodecSpec | allocation.AllocatedCodec:
+  spec = codecs.make_codec(fv[f"{direction}_encoder"].value,
                            bits=fv[f"{direction}_bits"].value,
                            options=fv[f"{direction}_encoder_args"].value,
                            threshold=fv["compression_threshold"].value)
+  budget = fv[f"{direction}_bits_per_coordinate"].value
+  if budget is None:
+    if fv[f"{direction}_widths"].value:
+      raise ValueError(f"--{direction}_widths needs --{direction}_bits_per_coordinate")
+    return spec
+  if fv[f"{direction}_bits"].value is not None:
+    raise ValueError(f"--{direction}_bits and --{direction}_bits_per_coordinate exclude "
+                     "each other: with a budget the widths are allocated")
+  widths = fv[f"{direction}_widths"].value
+  # The width is allocated: a default `bits` recorded by make_codec would only mislead.
+  base = codecs.CodecSpec(spec.name, {k: v for k, v in spec.options.items() if k != "bits"},
+                          spec.threshold)
+  return allocation.AllocatedCodec(
+      base, budget, allocation.parse_widths(widths) if widths else allocation.DEFAULT_WIDTHS)
 
 
 def recorded_flags(fv: FlagValues, module_names: list[str]) -> dict[str, Any]:

@@ -128,6 +128,7 @@ class CsvReporter:
   def write(self, row: Mapping[str, Any]) -> None:
     if self._writer is None:
       self.columns += [c for c in m.OPTIONAL if c in row and c not in self.columns]
+      self.columns += [c for c in row if m.is_width(c) and c not in self.columns]
       self._rewrite()
       self._file = open(self.path, "a", newline="")  # noqa: SIM115 (closed in close())
       self._writer = csv.DictWriter(self._file, fieldnames=self.columns,

@@ -151,4 +151,33 @@ def test_fetchsgd_flags_reach_the_config():
 def test_fetchsgd_flags_refused(args, message):
   fv = _parsed(fc_flags.define_image_experiment_flags, "--aggregator=fetchsgd", *args)
   with pytest.raises(ValueError, match=message):
+
+
+def test_down_32x_flagfile_allocates_at_one_bit_per_coordinate(repo_root):
+  # configs/codecs/down_32x.flags: at most one bit per coordinate of the tutorial CNN,
+  # everything sent included, i.e. at least 32x fewer broadcast bits than float32.
+  from fedcompress.codecs.allocation import AllocatedCodec
+
+  fv = _parsed(fc_flags.define_image_experiment_flags,
+               f"--flagfile={repo_root / 'configs/emnist/original.flags'}",
+               f"--flagfile={repo_root / 'configs/codecs/down_32x.flags'}")
+  config = fc_flags.experiment_config_from_flags(fv, module_names=[])
+  codec = config.broadcast_codec
+  assert isinstance(codec, AllocatedCodec) and codec.bits_per_coordinate == 1.0
+  assert config.recorded["broadcast_codec"] == codec.describe()
+  cnn = [tf.TensorSpec(s) for s in [(5, 5, 1, 32), (32,), (5, 5, 32, 64), (64,),
+                                    (3136, 512), (512,), (512, 10), (10,)]]
+  plan = codec.plan(cnn, direction="broadcast")
+  assert plan.budget == 1_663_370
+  choice = plan.allocate([float(t.num_elements) for t in plan.encoded])
+  assert 32 * 1_663_370 / plan.total_bits(choice) >= 32
+
+
+def test_bits_and_budget_exclude_each_other():
+  fv = _parsed(fc_flags.define_image_experiment_flags, "--aggregate_encoder=eden",
+               "--aggregate_bits=2", "--aggregate_bits_per_coordinate=2")
+  with pytest.raises(ValueError, match="exclude each other"):
+    fc_flags.experiment_config_from_flags(fv, module_names=[])
+  fv = _parsed(fc_flags.define_image_experiment_flags, "--aggregate_widths=1,2")
+  with pytest.raises(ValueError, match="needs --aggregate_bits_per_coordinate"):
     fc_flags.experiment_config_from_flags(fv, module_names=[])

@@ -93,3 +93,24 @@ def test_tensorboard_resume_purges_redone_rounds(tb_run):
   events = _scalars(tb_run).Tensors(m.EVAL_ACCURACY)
   assert [e.step for e in events] == [1, 2, 3, 4]
   assert float(tf.make_ndarray(events[2].tensor_proto)) == pytest.approx(0.95)
+
+
+def test_per_tensor_widths_reach_the_csv(tmp_path):
+  # Bit allocation reports one width per tensor; flattening keeps them and the CSV
+  # gets a column for each, after the canonical ones.
+  metrics = {m.BROADCAST_BITS: 10, m.AGGREGATE_BITS: 20,
+             m.BROADCAST_WIDTH_PREFIX + "dense/kernel": 0.98,
+             m.AGGREGATE_WIDTH_PREFIX + "dense/kernel": 2.0, "distributor": {}}
+  flat = m.flatten_round_metrics(metrics)
+  assert flat[m.BROADCAST_WIDTH_PREFIX + "dense/kernel"] == pytest.approx(0.98)
+  assert flat[m.AGGREGATE_WIDTH_PREFIX + "dense/kernel"] == 2.0
+  path = str(tmp_path / "metrics.csv")
+  csv_reporter = reporting.CsvReporter(path)
+  csv_reporter.start(1, 1)
+  csv_reporter.write({m.ROUND: 1, **flat})
+  csv_reporter.close()
+  columns, rows, _ = reporting.read_metrics_rows(path)
+  assert columns[:len(m.CANONICAL)] == list(m.CANONICAL)
+  assert columns[len(m.CANONICAL):] == ["broadcast/width/dense/kernel",
+                                        "aggregate/width/dense/kernel"]
+  assert float(rows[0]["broadcast/width/dense/kernel"]) == pytest.approx(0.98)

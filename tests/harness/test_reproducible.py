@@ -18,7 +18,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from fedcompress import metrics as m
-from fedcompress.codecs import CodecSpec, available_codecs
+from fedcompress.codecs import CodecSpec
 from fedcompress.harness.experiment import ExperimentConfig, build_process, run_experiment
 from fedcompress.tasks.task import FederatedTask
 

@@ -13,6 +13,7 @@
 | per-tensor quantile / Lloyd-Max levels + codebook | `nonuniform.py` |
 | Huffman coding in place of bit-packing | `entropy.py` (stream format `huffman.py`) |
 | bit width chosen each round to meet a bits-per-coordinate budget | `adaptive.py` |
+| a fraction of each rotated row (rates below 1 bit, eden's `keep`) | `subsample.py` |
 
 Shared building blocks: `rotation.py` (blockwise randomized Hadamard with a per-encode
 seed), `packing.py` (32 bits per int32 word), `bitio.py` (bit fields in graph ops) and

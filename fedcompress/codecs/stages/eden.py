@@ -29,6 +29,9 @@ Options:
   block_size: rotation block length, a power of two (default 2048), or 0 for the
     whole tensor.
   rounds: `H D` rounds of the rotation, 1..4 (default 2).
+  keep: fraction of each rotated row sent (default 1.0: all); below 1 only the first
+    `ceil(keep * L)` coordinates of each row are quantized and the rest decode to 0
+    (`subsample.py`), which makes rates below one bit per coordinate.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs.stages import _common, rotation
+from fedcompress.codecs.stages import _common, rotation, subsample
 from fedcompress.codecs.stages.packing import Bitpack32EncodingStage
 
 # Two `H D` rounds: one leaves a measurable bias on structured inputs (rotation.py).
@@ -144,17 +147,21 @@ class EdenEncodingStage(_common.StatelessStage):
 
 
 def check_options(bits: int = 2, block_size: int = rotation.DEFAULT_BLOCK_SIZE,
-                  rounds: int = DEFAULT_ROUNDS) -> dict:
+                  rounds: int = DEFAULT_ROUNDS, keep: float = 1.0) -> dict:
   """The `eden` codec's options, checked, with their defaults."""
   return {"bits": _check_bits(bits), "block_size": rotation.check_block_size(block_size),
-          "rounds": rotation.check_rounds(rounds)}
+          "rounds": rotation.check_rounds(rounds), "keep": subsample.check_keep(keep)}
 
 
 def build(bits: int = 2, block_size: int = rotation.DEFAULT_BLOCK_SIZE,
-          rounds: int = DEFAULT_ROUNDS) -> te.core.Encoder:
+          rounds: int = DEFAULT_ROUNDS, keep: float = 1.0) -> te.core.Encoder:
   """Returns the `eden` encoder (see the module docstring)."""
-  return (te.core.EncoderComposer(Bitpack32EncodingStage(_check_bits(bits)))
-          .add_parent(EdenEncodingStage(bits), EdenEncodingStage.ENCODED_VALUES_KEY)
+  composer = (te.core.EncoderComposer(Bitpack32EncodingStage(_check_bits(bits)))
+              .add_parent(EdenEncodingStage(bits), EdenEncodingStage.ENCODED_VALUES_KEY))
+  if subsample.check_keep(keep) < 1.0:
+    composer = composer.add_parent(subsample.RowPrefixEncodingStage(keep),
+                                   subsample.RowPrefixEncodingStage.ENCODED_VALUES_KEY)
+  return (composer
           .add_parent(rotation.RandomizedHadamardEncodingStage(block_size, rounds),
                       rotation.RandomizedHadamardEncodingStage.ENCODED_VALUES_KEY)
           .make())
@@ -162,21 +169,22 @@ def build(bits: int = 2, block_size: int = rotation.DEFAULT_BLOCK_SIZE,
 
 def bits_formula(num_elements: int, *, bits: int = 2,
                  block_size: int = rotation.DEFAULT_BLOCK_SIZE, rounds: int = DEFAULT_ROUNDS,
-                 direction: str = "aggregate", dtype=tf.float32) -> int:
+                 keep: float = 1.0, direction: str = "aggregate", dtype=tf.float32) -> int:
   """Exact bits of one `num_elements`-element tensor through `eden`.
 
   The same both ways (`direction` is unused): the seed travels in the payload.
   """
   del rounds, direction
   rows, length = rotation.block_layout(num_elements, block_size)
-  return (_common.packed_words(rows * length, bits) * 32
+  sent = subsample.kept_length(length, keep) if keep < 1.0 else length
+  return (_common.packed_words(rows * sent, bits) * 32
           + rows * _common.dtype_bits(dtype) + _common.SEED_BITS)
 
 
 
 def relative_error_bound(num_elements: int, *, bits: int = 2,
                          block_size: int = rotation.DEFAULT_BLOCK_SIZE,
-                         rounds: int = DEFAULT_ROUNDS) -> float:
+                         rounds: int = DEFAULT_ROUNDS, keep: float = 1.0) -> float:
   """Worst-case `||x - x_hat|| / ||x||` over all inputs (up to float rounding).
 
   As for DRIVE, `||x - x_hat||^2 = ||x_hat||^2 - ||x||^2`; with centroids between
@@ -188,4 +196,8 @@ def relative_error_bound(num_elements: int, *, bits: int = 2,
   _, length = rotation.block_layout(num_elements, block_size)
   magnitudes = [abs(c) for c in gaussian_lloyd_max(bits)]
   ratio = max(magnitudes) / min(magnitudes)
+  if keep < 1.0:
+    # The kept part decodes within the bound of its own length; the triangle
+    # inequality adds the input: ||x - x_hat|| <= ||x|| + ||x_hat||.
+    return 1.0 + math.sqrt(subsample.kept_length(length, keep)) * ratio
   return math.sqrt(length * ratio**2 - 1)

@@ -1,0 +1,288 @@
+"""Broadcast and sum whose codec width is allocated per tensor each round at a budget.
+
+TFF types are static, but a codec's encoded shapes depend on its width. So every
+encoded tensor has one encoder per candidate width, and the encoded structure holds,
+for every candidate, its tensors flattened to rank 1: the chosen candidate's hold its
+encoding (selected with `tf.switch_case`, which runs only that branch), every other
+candidate's are empty (`[0]`). The wire value therefore is exactly the chosen
+encoding, plus one uint8 per encoded tensor naming the choice, and
+`accounting.structure_bits_tf` counts it like any other structure (empty tensors cost
+0 bits). The decoder switches on that byte.
+
+The choice is `fedcompress.codecs.allocation`'s policy evaluated in-graph from each
+tensor's squared norm:
+
+* broadcast: the server encodes the weights it has, so it allocates on this round's
+  norms, at the server, before encoding;
+* sum (under `MeanFactory`, see `build_allocated_mean_factory`): the server keeps the
+  squared norms of last round's decoded sum in its state (it computes them, no client
+  sends anything for them) and broadcasts the choice with the round; round 1 assumes
+  equal variance per coordinate.
+
+Both report the width chosen for each encoded tensor as `measurements['widths']`
+(name -> float32), beside `bits`.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_federated as tff
+from tensorflow_federated.python.core.impl.types import type_conversions
+from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
+
+from fedcompress.codecs import accounting
+from fedcompress.codecs.allocation import CHOICE_DTYPE, AllocatedCodec, AllocationPlan, allocate_tf
+from fedcompress.codecs.spec import CodecSpec
+
+
+class _SwitchedTensor:
+  """One encoded tensor: its candidate SimpleEncoders and their encoded layouts."""
+
+  def __init__(self, spec: tf.TensorSpec, candidates: Sequence[CodecSpec]):
+    self.spec = spec
+    self.encoders = [te.encoders.as_simple_encoder(c.make_encoder(), spec) for c in candidates]
+    self.layouts = []  # Per candidate: [(key, shape, dtype)] of its flat encoded dict.
+    for encoder in self.encoders:
+      with tf.Graph().as_default():
+        encoded, _ = encoder.encode(tf.zeros(spec.shape, spec.dtype), encoder.initial_state())
+      self.layouts.append([(key, t.shape, t.dtype) for key, t in encoded.items()])
+
+  def encode(self, x: tf.Tensor, choice: tf.Tensor) -> list[tf.Tensor]:
+    def branch(chosen):
+      def fn():
+        encoded, _ = self.encoders[chosen].encode(x, self.encoders[chosen].initial_state())
+        out = []
+        for c, layout in enumerate(self.layouts):
+          for key, _, dtype in layout:
+            out.append(tf.reshape(encoded[key], [-1]) if c == chosen else tf.zeros([0], dtype))
+        return out
+      return fn
+
+    return tf.switch_case(tf.cast(choice, tf.int32), [branch(c) for c in range(len(self.encoders))])
+
+  def decode(self, flat: Sequence[tf.Tensor], choice: tf.Tensor) -> tf.Tensor:
+    parts, start = [], 0
+    for layout in self.layouts:
+      parts.append(flat[start:start + len(layout)])
+      start += len(layout)
+
+    def branch(chosen):
+      def fn():
+        encoded = collections.OrderedDict(
+            (key, tf.reshape(t, shape)) for (key, shape, _), t in zip(self.layouts[chosen],
+                                                                      parts[chosen], strict=True))
+        return tf.reshape(self.encoders[chosen].decode(encoded), self.spec.shape)
+      return fn
+
+    return tf.switch_case(tf.cast(choice, tf.int32), [branch(c) for c in range(len(self.encoders))])
+
+
+class _Allocated:
+  """The plan and switched encoders of a flat list of tensors, and their in-graph use."""
+
+  def __init__(self, codec: AllocatedCodec, value_specs: Sequence[tf.TensorSpec],
+               names: Sequence[str] | None, direction: str, reserved_bits: int = 0):
+    self.plan: AllocationPlan = codec.plan(value_specs, names, direction=direction,
+                                           reserved_bits=reserved_bits)
+    self.specs = list(value_specs)
+    self.switched = [_SwitchedTensor(s, t.specs) if t.encoded else None
+                     for s, t in zip(value_specs, self.plan.tensors, strict=True)]
+    self.encoded_index = [i for i, t in enumerate(self.plan.tensors) if t.encoded]
+    self.costs, self.unit_mse = self.plan.tables()
+    self.widths = np.array([t.widths for t in self.plan.encoded], np.float32)
+    # Names become keys of the measurement structure.
+    self.names = [t.name for t in self.plan.encoded]
+
+  def squared_norms(self, flat_values) -> tf.Tensor:
+    return tf.stack([tf.reduce_sum(tf.square(tf.cast(flat_values[i], tf.float64)))
+                     for i in self.encoded_index])
+
+  def choose(self, squared_norms: tf.Tensor) -> tf.Tensor:
+    distortions = tf.constant(self.unit_mse) * tf.cast(squared_norms, tf.float64)[:, None]
+    return allocate_tf(self.costs, distortions, self.plan.allocatable)
+
+  def width_measurements(self, choice: tf.Tensor) -> collections.OrderedDict:
+    chosen = tf.gather(tf.constant(self.widths), choice, batch_dims=1)
+    return collections.OrderedDict((name, chosen[j]) for j, name in enumerate(self.names))
+
+  def encode(self, flat_values, choice: tf.Tensor) -> collections.OrderedDict:
+    tensors, j = [], 0
+    for i, x in enumerate(flat_values):
+      if self.switched[i] is None:
+        tensors.append([x])
+      else:
+        tensors.append(self.switched[i].encode(x, choice[j]))
+        j += 1
+    return collections.OrderedDict(choice=tf.cast(choice, CHOICE_DTYPE), tensors=tensors)
+
+  def decode(self, encoded) -> list[tf.Tensor]:
+    choice = tf.cast(encoded["choice"], tf.int32)
+    out, j = [], 0
+    for i, flat in enumerate(encoded["tensors"]):
+      if self.switched[i] is None:
+        out.append(flat[0])
+      else:
+        out.append(self.switched[i].decode(flat, choice[j]))
+        j += 1
+    return out
+
+
+def _merge_measurements(bits, widths):
+  out = collections.OrderedDict(bits)
+  out["widths"] = widths
+  return out
+
+
+def build_allocated_broadcast_process(
+    value_type: tff.types.Type, codec: AllocatedCodec, names: Sequence[str] | None = None
+) -> tff.learning.templates.DistributionProcess:
+  """Encoded broadcast of `value_type` values, widths allocated per tensor each round.
+
+  Args:
+    value_type: the unplaced type of the broadcast value (e.g. the model weights).
+    codec: the codec, candidate widths and budget (bits per coordinate per client).
+    names: names of the flattened value's tensors, for the width measurements.
+  """
+  value_specs = type_conversions.type_to_tf_tensor_specs(value_type)
+  alloc = _Allocated(codec, tf.nest.flatten(value_specs), names, "broadcast")
+
+  @tff.tensorflow.computation
+  def initial_state_fn():
+    return tf.zeros([len(alloc.names)], tf.int32)
+
+  @tff.federated_computation
+  def init_fn():
+    return tff.federated_eval(initial_state_fn, tff.SERVER)
+
+  state_type = init_fn.type_signature.result.member
+
+  @tff.tensorflow.computation(value_type, state_type)
+  def encode_fn(value, state):
+    del state  # The last choice, kept for inspection only.
+    flat = tf.nest.flatten(value)
+    choice = alloc.choose(alloc.squared_norms(flat))
+    return alloc.encode(flat, choice), choice, alloc.width_measurements(choice)
+
+  encoded_type = encode_fn.type_signature.result[0]
+
+  @tff.tensorflow.computation(encoded_type)
+  def decode_fn(encoded):
+    return tf.nest.pack_sequence_as(value_specs, alloc.decode(encoded))
+
+  @tff.tensorflow.computation(encoded_type)
+  def bits_fn(encoded):
+    return accounting.bit_counts_tf(encoded, codec.raw_bits_rules)
+
+  bits_type = bits_fn.type_signature.result
+  widths_type = encode_fn.type_signature.result[2]
+
+  @tff.tensorflow.computation(bits_type, widths_type)
+  def merge_fn(bits, widths):
+    return _merge_measurements(bits, widths)
+
+  @tff.federated_computation(init_fn.type_signature.result,
+                             tff.FederatedType(value_type, tff.SERVER))
+  def next_fn(state, value):
+    encoded, choice, widths = tff.federated_map(encode_fn, (value, state))
+    encoded_at_clients = tff.federated_broadcast(encoded)
+    decoded = tff.federated_map(decode_fn, encoded_at_clients)
+    bits = tff.federated_sum(tff.federated_map(bits_fn, encoded_at_clients))
+    measurements = tff.federated_map(merge_fn, (bits, widths))
+    return tff.templates.MeasuredProcessOutput(choice, decoded, measurements)
+
+  return tff.learning.templates.DistributionProcess(init_fn, next_fn)
+
+
+class AllocatedSumFactory(tff.aggregators.UnweightedAggregationFactory):
+  """Sum of client values encoded with widths allocated per tensor each round.
+
+  Each client's contribution is budgeted at `codec.bits_per_coordinate` per coordinate
+  of the value, minus `reserved_bits` sent beside it (the mean's weight).
+  """
+
+  def __init__(self, codec: AllocatedCodec, names: Sequence[str] | None = None, *,
+               reserved_bits: int = 0):
+    self._codec = codec
+    self._names = names
+    self._reserved_bits = reserved_bits
+
+  def create(self, value_type) -> tff.templates.AggregationProcess:
+    value_specs = type_conversions.type_to_tf_tensor_specs(value_type)
+    flat_specs = tf.nest.flatten(value_specs)
+    alloc = _Allocated(self._codec, flat_specs, self._names, "aggregate",
+                       self._reserved_bits)
+    # Round 1: equal variance per coordinate, so ||x_i||^2 = n_i.
+    initial = np.array([t.num_elements for t in alloc.plan.encoded], np.float64)
+
+    @tff.tensorflow.computation
+    def initial_state_fn():
+      return tf.constant(initial, tf.float64)
+
+    @tff.federated_computation
+    def init_fn():
+      return tff.federated_eval(initial_state_fn, tff.SERVER)
+
+    state_type = init_fn.type_signature.result.member
+
+    @tff.tensorflow.computation(state_type)
+    def choose_fn(squared_norms):
+      choice = alloc.choose(squared_norms)
+      return choice, alloc.width_measurements(choice)
+
+    choice_type = choose_fn.type_signature.result[0]
+
+    @tff.tensorflow.computation(value_type, choice_type)
+    def encode_fn(value, choice):
+      return alloc.encode(tf.nest.flatten(value), choice)
+
+    encoded_type = encode_fn.type_signature.result
+
+    @tff.tensorflow.computation(encoded_type)
+    def bits_fn(encoded):
+      return accounting.bit_counts_tf(encoded, self._codec.raw_bits_rules)
+
+    @tff.tensorflow.computation
+    def zero_fn():
+      return [tf.zeros(s.shape, s.dtype) for s in flat_specs]
+
+    accumulator_type = zero_fn.type_signature.result
+
+    @tff.tensorflow.computation(accumulator_type, encoded_type)
+    def accumulate_fn(acc, encoded):
+      return [a + d for a, d in zip(acc, alloc.decode(encoded), strict=True)]
+
+    @tff.tensorflow.computation(accumulator_type, accumulator_type)
+    def merge_fn(a, b):
+      return [x + y for x, y in zip(a, b, strict=True)]
+
+    @tff.tensorflow.computation(accumulator_type)
+    def report_fn(acc):
+      return tf.nest.pack_sequence_as(value_specs, list(acc))
+
+    @tff.tensorflow.computation(value_type)
+    def norms_fn(summed):
+      return alloc.squared_norms(tf.nest.flatten(summed))
+
+    bits_type = bits_fn.type_signature.result
+    widths_type = choose_fn.type_signature.result[1]
+
+    @tff.tensorflow.computation(bits_type, widths_type)
+    def measure_fn(bits, widths):
+      return _merge_measurements(bits, widths)
+
+    @tff.federated_computation(init_fn.type_signature.result,
+                               tff.FederatedType(value_type, tff.CLIENTS))
+    def next_fn(state, value):
+      choice, widths = tff.federated_map(choose_fn, state)
+      encoded = tff.federated_map(encode_fn, (value, tff.federated_broadcast(choice)))
+      summed = tff.federated_aggregate(encoded, zero_fn(), accumulate_fn, merge_fn, report_fn)
+      new_state = tff.federated_map(norms_fn, summed)
+      bits = tff.federated_sum(tff.federated_map(bits_fn, encoded))
+      measurements = tff.federated_map(measure_fn, (bits, widths))
+      return tff.templates.MeasuredProcessOutput(new_state, summed, measurements)
+
+    return tff.templates.AggregationProcess(init_fn, next_fn)
