@@ -28,6 +28,8 @@ BitsFormula = Callable[..., int]
 ErrorBound = Callable[..., float | None]
 # (**options) -> the complete checked options (defaults filled in); raises ValueError.
 OptionCheck = Callable[..., dict[str, Any]]
+# (**options) -> the largest |integer| one client's encoding holds per coordinate.
+SumBound = Callable[..., int]
 
 DIRECTIONS = ("broadcast", "aggregate")
 
@@ -66,6 +68,11 @@ class Codec:
     raw_bits_rules: for codecs that send coded streams, the stream's key -> its raw
       (bit-packed) size in-graph (see `fedcompress.codecs.accounting`).
     summary: one line for listings.
+    sum_bound: for codecs whose encodings add up (every stage commutes with sum and the
+      encoded values are integers with a scale shared by all clients), the largest
+      |integer| per coordinate of one client, `(**checked_options) -> int`; secure
+      aggregation sizes its field from it and accepts only these codecs. None: the
+      codec must be decoded per client.
   """
 
   name: str
@@ -75,6 +82,12 @@ class Codec:
   error_bound: ErrorBound | None = None
   raw_bits_rules: RawBitsRules = dataclasses.field(default_factory=dict)
   summary: str = ""
+  sum_bound: SumBound | None = None
+
+  @property
+  def sum_compatible(self) -> bool:
+    """Whether the clients' encodings add up, so the server can decode only their sum."""
+    return self.sum_bound is not None
 
   def options(self, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """`options` checked and completed with the codec's defaults.
@@ -175,6 +188,11 @@ def register_stage(name: str, stage_factory: Callable[..., Any], *, flatten: boo
 def available_codecs() -> list[str]:
   """Names of the registered codecs, sorted."""
   return sorted(_CODECS)
+
+
+def sum_compatible_codecs() -> list[str]:
+  """Names of the registered codecs whose encodings add up (secure aggregation), sorted."""
+  return sorted(name for name, codec in _CODECS.items() if codec.sum_compatible)
 
 
 def get_codec(name: str) -> Codec:

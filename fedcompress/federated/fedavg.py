@@ -23,8 +23,9 @@ import tensorflow_federated as tff
 
 from fedcompress import metrics as m
 from fedcompress.codecs import CodecSpec
-from fedcompress.federated.aggregation import build_mean_factory
+from fedcompress.federated.aggregation import RelativeErrorFactory, build_mean_factory
 from fedcompress.federated.broadcast import build_encoded_broadcast_process
+from fedcompress.federated.privacy import DPConfig, build_protected_mean
 from fedcompress.federated.robust import REJECTED_CLIENTS, RejectNonFiniteFactory
 
 ClientWeighting = tff.learning.ClientWeighting
@@ -164,6 +165,9 @@ def build_fedavg(
     reject_non_finite: bool = True,
     loop_implementation: tff.learning.LoopImplementation = (
         tff.learning.LoopImplementation.DATASET_ITERATOR),
+    secure_aggregation: bool = False,
+    clients_per_round: int | None = None,
+    dp: DPConfig | None = None,
 ) -> tff.learning.templates.LearningProcess:
   """Weighted FedAvg with encoded broadcast and encoded mean, bits in its metrics.
 
@@ -184,6 +188,10 @@ def build_fedavg(
       (default) gives the same results as TFF's default `DATASET_REDUCE`, about 20%
       faster on CPU workers (tools/benchmark.py measures it); TPUs need
       `DATASET_REDUCE`.
+    secure_aggregation: sum the updates with TFF's secure sum; `aggregate_codec` must
+      be sum-compatible (`fedcompress.federated.secure`), the mean is unweighted.
+    clients_per_round: clients per round, which sizes the secure sum's field.
+    dp: differential privacy of the mean (`fedcompress.federated.privacy`).
 
   Returns:
     A `tff.learning.templates.LearningProcess`; `next(...).metrics` holds
@@ -195,7 +203,14 @@ def build_fedavg(
   client_optimizer = client_optimizer or tff.learning.optimizers.build_sgdm(0.02)
   server_optimizer = server_optimizer or tff.learning.optimizers.build_sgdm(1.0)
   weights_type = tff.learning.models.weights_type_from_model(model_fn)
-  aggregator = build_mean_factory(aggregate_codec, measure_error=measure_error)
+  if secure_aggregation or dp is not None:
+    aggregator = build_protected_mean(aggregate_codec, secure_aggregation=secure_aggregation,
+                                      clients_per_round=clients_per_round, dp=dp,
+                                      client_weighting=client_weighting)
+    if measure_error:
+      aggregator = RelativeErrorFactory(aggregator)
+  else:
+    aggregator = build_mean_factory(aggregate_codec, measure_error=measure_error)
   if reject_non_finite:
     # Outermost, so the exact mean of `measure_error` never sees a NaN either.
     aggregator = RejectNonFiniteFactory(aggregator)

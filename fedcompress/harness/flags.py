@@ -17,6 +17,7 @@ from typing import Any
 from absl import flags
 
 from fedcompress import codecs, tasks
+from fedcompress.federated import privacy
 from fedcompress.harness.experiment import CLIENT_WEIGHTINGS, OPTIMIZERS, ExperimentConfig
 from fedcompress.harness.finetune import run_finetune
 from fedcompress.tasks.datasets.digits import MIN_DIRICHLET_ALPHA
@@ -172,9 +173,27 @@ def define_codec_flags(fv: FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_string(f"{direction}_encoder_args", "", "Codec options as key=value,... "
                         "(e.g. fraction=0.01 or deterministic=true); every codec takes "
                         "its own keyword options this way.", flag_values=fv)
+  define_privacy_flags(fv)
   flags.DEFINE_integer("compression_threshold", codecs.DEFAULT_THRESHOLD,
                        "Only tensors with more elements than this are encoded.",
                        flag_values=fv)
+
+
+def define_privacy_flags(fv: FlagValues = flags.FLAGS) -> None:
+  """Secure aggregation and differential privacy (fedcompress.federated.secure, .privacy)."""
+  flags.DEFINE_bool("secure_aggregation", False, "Sum client updates with TFF's secure sum; "
+                    "the aggregate codec must be sum-compatible (e.g. fixed_int) and the "
+                    "mean is unweighted (--client_weighting=uniform).", flag_values=fv)
+  flags.DEFINE_enum("dp", "none", ("none",) + privacy.MECHANISMS, "Differential privacy of "
+                    "the mean: central Gaussian (fixed or adaptive clip) or distributed "
+                    "discrete Gaussian under --secure_aggregation.", flag_values=fv)
+  flags.DEFINE_float("dp_noise_multiplier", 1.0, "Noise std / L2 clip.", flag_values=fv)
+  flags.DEFINE_float("dp_clip", 0.1, "L2 clip norm of a client update (initial one for "
+                     "central_adaptive).", flag_values=fv)
+  flags.DEFINE_float("dp_delta", 1e-5, "Delta of the reported privacy/epsilon.",
+                     flag_values=fv)
+  flags.DEFINE_integer("dp_field_bits", 16, "--dp=distributed: bits per coordinate of the "
+                       "secure sum's field (1..22).", flag_values=fv)
 
 
 def define_output_flags(fv: FlagValues = flags.FLAGS, *, experiment_name: str) -> None:
@@ -321,4 +340,7 @@ def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
       client_weighting=fv.client_weighting, broadcast_codec=broadcast,
       aggregate_codec=aggregate, rounds_per_eval=fv.rounds_per_eval,
       rounds_per_checkpoint=fv.rounds_per_checkpoint, seed=fv.seed, resume=fv.resume,
-      fixed_clients=fixed_clients, recorded=recorded)
+      fixed_clients=fixed_clients, recorded=recorded,
+      secure_aggregation=fv.secure_aggregation, dp=fv.dp,
+      dp_noise_multiplier=fv.dp_noise_multiplier, dp_clip=fv.dp_clip, dp_delta=fv.dp_delta,
+      dp_field_bits=fv.dp_field_bits)

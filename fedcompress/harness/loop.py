@@ -88,7 +88,8 @@ def run_loop(process: Process, client_ids: Sequence[str],
              evaluate: Callable[[Any], Mapping[str, float]] | None = None,
              reporters: Sequence[Reporter] = (), checkpointer: Checkpointer | None = None,
              initial_state: Any = None, resume: bool = False,
-             warn: Callable[[str], None] = _warn_on_stderr) -> LoopResult:
+             warn: Callable[[str], None] = _warn_on_stderr,
+             round_metrics: Callable[[int], Mapping[str, float]] | None = None) -> LoopResult:
   """Runs rounds `start..config.rounds`, where start follows the last checkpoint.
 
   Args:
@@ -104,6 +105,9 @@ def run_loop(process: Process, client_ids: Sequence[str],
       pretrained weights).
     resume: continue from the newest checkpoint in `checkpointer`.
     warn: receives a line about rounds whose clients were left out.
+    round_metrics: `round_num -> {name: value}` added to each round's row (e.g. the
+      privacy spent after that round, a function of the round alone, so a resumed run
+      reports the same).
 
   Raises:
     NonFiniteModelError: a round made the model weights non-finite. That round is
@@ -147,6 +151,8 @@ def run_loop(process: Process, client_ids: Sequence[str],
         row[m.BROADCAST_CUMULATIVE_CODED_BITS] = loop.broadcast_cumulative_coded_bits
         row[m.AGGREGATE_CUMULATIVE_CODED_BITS] = loop.aggregate_cumulative_coded_bits
       row[m.ROUND_TIME_S] = elapsed
+      if round_metrics is not None:
+        row.update(round_metrics(round_num))
       rejected = row.get(m.AGGREGATE_REJECTED_CLIENTS)
       if rejected and rejected >= len(sampled):
         # Nothing was averaged: TFF's client metrics of such a round read 0.0, which
