@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 
 import dp_accounting
 import tensorflow as tf
@@ -136,9 +137,20 @@ def effective_noise_multiplier(config: DPConfig, value_type) -> float:
   if config.mechanism != "distributed" or config.noise_multiplier == 0:
     return config.noise_multiplier
   process = distributed_factory(config).create(value_type)
-  query_state = process.initialize()[0]["inner_agg"]["inner_agg_process"]["query_state"]
-  return (math.sqrt(config.clients_per_round) * float(query_state["local_stddev"])
-          / float(query_state["l2_norm_bound"]))
+  state = process.initialize()[0]
+  # The state comes back as named or plain tuples: fields by name, else by position.
+  query_state = _field(_field(_field(state, "inner_agg", 1), "inner_agg_process", 2),
+                       "query_state", 0)
+  return (math.sqrt(config.clients_per_round) * float(_field(query_state, "local_stddev", 1))
+          / float(_field(query_state, "l2_norm_bound", 0)))
+
+
+def _field(structure, name: str, index: int):
+  if isinstance(structure, Mapping):
+    return structure[name]
+  if hasattr(structure, name):
+    return getattr(structure, name)
+  return structure[index]
 
 
 def _central_query(config: DPConfig) -> tfp.DPQuery:
