@@ -15,6 +15,7 @@ from fedcompress.codecs.registry import (
   register,
   register_codec,
   register_stage,
+  sum_compatible_codecs,
   unregister,
 )
 from fedcompress.codecs.spec import (
@@ -29,4 +30,4 @@ _builtin.register_builtin_codecs()
 
 __all__ = ["DEFAULT_THRESHOLD", "Codec", "CodecSpec", "available_codecs", "get_codec",
            "make_codec", "parse_chain", "parse_options", "register", "register_codec",
-           "register_stage", "unregister"]
+           "register_stage", "sum_compatible_codecs", "unregister"]

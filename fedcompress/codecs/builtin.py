@@ -19,6 +19,7 @@ from fedcompress.codecs.stages import (
   drive,
   eden,
   entropy,
+  fixedint,
   hadamard,
   huffman,
   kashin,
@@ -121,6 +122,11 @@ def register_builtin_codecs() -> None:
   register(Codec("uniform_huffman", build=_build_entropy_coded,
                  check_options=_check_uniform_huffman, raw_bits_rules=entropy.RAW_BITS_RULES,
                  summary="uniform quantization, then Huffman coding"))
+  register(Codec("fixed_int", build=fixedint.build, check_options=fixedint.check_options,
+                 bits_formula=fixedint.bits_formula,
+                 error_bound=fixedint.relative_error_bound, sum_bound=fixedint.sum_bound,
+                 summary="[rotation +] clip, shared scale, stochastic rounding to integers: "
+                 "sums exactly (secure aggregation)"))
   register(Codec("adaptive", build=adaptive.build, check_options=adaptive.check_options,
                  raw_bits_rules=adaptive.RAW_BITS_RULES,
                  summary="uniform width chosen each round to meet a bits-per-coordinate "

@@ -36,6 +36,8 @@ ErrorGain = Callable[..., float]
 # (encoder, **coder_options) -> the encoder with its quantized symbols coded (a chain's
 # entropy coder acts on the codec before it instead of after it).
 SymbolCoder = Callable[..., te.core.Encoder]
+# (**options) -> the largest |integer| one client's encoding holds per coordinate.
+SumBound = Callable[..., int]
 
 DIRECTIONS = ("broadcast", "aggregate")
 
@@ -85,6 +87,11 @@ class Codec:
     code_symbols: for entropy coders, `(encoder, **coder_options) -> encoder` coding the
       symbols `encoder` would bit-pack; in a chain such a codec follows a quantizer
       (`uniform(bits=4)|huffman`) and takes only the options of this function.
+    sum_bound: for codecs whose encodings add up (every stage commutes with sum and the
+      encoded values are integers with a scale shared by all clients), the largest
+      |integer| per coordinate of one client, `(**checked_options) -> int`; secure
+      aggregation sizes its field from it and accepts only these codecs. None: the
+      codec must be decoded per client.
   """
 
   name: str
@@ -97,6 +104,12 @@ class Codec:
   output_size: OutputSize | None = None
   error_gain: ErrorGain | None = None
   code_symbols: SymbolCoder | None = None
+  sum_bound: SumBound | None = None
+
+  @property
+  def sum_compatible(self) -> bool:
+    """Whether the clients' encodings add up, so the server can decode only their sum."""
+    return self.sum_bound is not None
 
   def options(self, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """`options` checked and completed with the codec's defaults.
@@ -197,6 +210,11 @@ def register_stage(name: str, stage_factory: Callable[..., Any], *, flatten: boo
 def available_codecs() -> list[str]:
   """Names of the registered codecs, sorted."""
   return sorted(_CODECS)
+
+
+def sum_compatible_codecs() -> list[str]:
+  """Names of the registered codecs whose encodings add up (secure aggregation), sorted."""
+  return sorted(name for name, codec in _CODECS.items() if codec.sum_compatible)
 
 
 def get_codec(name: str) -> Codec:

@@ -27,6 +27,7 @@ from fedcompress.codecs.allocation import AllocatedCodec
 from fedcompress.federated.aggregation import RelativeErrorFactory, build_mean_factory
 from fedcompress.federated.allocated import build_allocated_broadcast_process
 from fedcompress.federated.broadcast import build_encoded_broadcast_process
+from fedcompress.federated.privacy import DPConfig, build_protected_mean
 from fedcompress.federated.robust import REJECTED_CLIENTS, RejectNonFiniteFactory
 
 ClientWeighting = tff.learning.ClientWeighting
@@ -191,6 +192,9 @@ def build_fedavg(
     loop_implementation: tff.learning.LoopImplementation = (
         tff.learning.LoopImplementation.DATASET_ITERATOR),
     seed: int = 0,
+    secure_aggregation: bool = False,
+    clients_per_round: int | None = None,
+    dp: DPConfig | None = None,
 ) -> tff.learning.templates.LearningProcess:
   """Weighted FedAvg with encoded broadcast and encoded mean, bits in its metrics.
 
@@ -218,6 +222,10 @@ def build_fedavg(
       `DATASET_REDUCE`.
     seed: the run's seed: the codecs' randomness derives from it, the round and each
       client's update (`fedcompress.codecs.seeding`), so reruns send the same bits.
+    secure_aggregation: sum the updates with TFF's secure sum; `aggregate_codec` must
+      be sum-compatible (`fedcompress.federated.secure`), the mean is unweighted.
+    clients_per_round: clients per round, which sizes the secure sum's field.
+    dp: differential privacy of the mean (`fedcompress.federated.privacy`).
 
   Returns:
     A `tff.learning.templates.LearningProcess`; `next(...).metrics` holds
@@ -232,7 +240,16 @@ def build_fedavg(
   allocated = (isinstance(broadcast_codec, AllocatedCodec)
                or isinstance(aggregate_codec, AllocatedCodec))
   names = _weight_names(model_fn) if allocated else None
-  if aggregator is None:
+  if secure_aggregation or dp is not None:
+    if aggregator is not None or isinstance(aggregate_codec, AllocatedCodec):
+      raise ValueError("secure aggregation and DP take the encoded mean's codec: no "
+                       "aggregator and no allocated codec")
+    aggregator = build_protected_mean(aggregate_codec, secure_aggregation=secure_aggregation,
+                                      clients_per_round=clients_per_round, dp=dp,
+                                      client_weighting=client_weighting)
+    if measure_error:
+      aggregator = RelativeErrorFactory(aggregator)
+  elif aggregator is None:
     aggregator = build_mean_factory(aggregate_codec, measure_error=measure_error, seed=seed,
                                     names=names and names[:len(weights_type.trainable)])
   elif not isinstance(aggregate_codec, AllocatedCodec) and not CodecSpec.parse(

@@ -35,6 +35,7 @@ import grpc
 import portpicker
 import tensorflow_federated as tff
 from tensorflow_federated.python.core.backends.native import compiler
+from tensorflow_federated.python.core.backends.test import compiler as test_compiler
 from tensorflow_federated.python.core.environments.tensorflow_frontend import (
   tensorflow_computation,
 )
@@ -194,6 +195,18 @@ class _LocalWorkerManager:
     self._stub = None
 
 
+def _compile(comp):
+  """TFF's native compilation, after lowering the secure-sum intrinsics to plain sums.
+
+  TFF's C++ worker cannot run `federated_secure_sum_bitwidth`/`_modular_sum` ("Cannot
+  embed a federated value"); TFF's own test context lowers them the same way, checking
+  each summand against the bit width (`fedcompress.federated.secure`). A computation
+  without those intrinsics is unchanged.
+  """
+  comp = test_compiler.replace_secure_intrinsics_with_bodies(comp)
+  return compiler.desugar_and_transform_to_native(comp)
+
+
 _manager: _LocalWorkerManager | None = None
 _shut_down = threading.Event()
 
@@ -237,7 +250,7 @@ def set_local_context(max_concurrent_clients: int | None = None) -> None:
 
   context = sync_execution_context.SyncExecutionContext(
       executor_fn=_executor_factory(manager.get_stub),
-      compiler_fn=compiler.desugar_and_transform_to_native,
+      compiler_fn=_compile,
       transform_args=tensorflow_computation.transform_args,
       transform_result=tensorflow_computation.transform_result,
   )
@@ -404,7 +417,7 @@ def set_remote_context(workers: Sequence[str], *, max_concurrent_clients: int | 
                             address, ready_timeout_s), address, unavailable_timeout_s)
       contexts.append(async_execution_context.AsyncExecutionContext(
           executor_fn=_executor_factory(lambda stub=stub: stub),
-          compiler_fn=compiler.desugar_and_transform_to_native,
+          compiler_fn=_compile,
           transform_args=tensorflow_computation.transform_args,
           transform_result=tensorflow_computation.transform_result,
       ))

@@ -33,6 +33,12 @@ from fedcompress.federated.error_feedback import (
   build_fedavg_with_error_feedback,
 )
 from fedcompress.federated.fedavg import build_fedavg
+from fedcompress.federated.privacy import (
+  DPConfig,
+  check_protected_mean,
+  effective_noise_multiplier,
+  rdp_epsilon,
+)
 from fedcompress.harness import reporting, rundir
 from fedcompress.harness.checkpoints import Checkpointer
 from fedcompress.harness.cli import fail  # noqa: F401  (re-exported for binaries)
@@ -106,6 +112,20 @@ class ExperimentConfig:
   # `rundir.MAY_DIFFER_ON_RESUME`.
   recorded: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   progress: bool | None = None
+  # Secure aggregation and differential privacy (fedcompress.federated.secure, .privacy).
+  secure_aggregation: bool = False
+  dp: str = "none"
+  dp_noise_multiplier: float = 1.0
+  dp_clip: float = 0.1
+  dp_delta: float = 1e-5
+  dp_field_bits: int = 16
+
+  def dp_config(self, population: int) -> DPConfig | None:
+    """The DP mechanism over `population` clients, or None without DP."""
+    if self.dp == "none":
+      return None
+    return DPConfig(self.dp, self.dp_noise_multiplier, self.dp_clip, self.clients_per_round,
+                    population, delta=self.dp_delta, field_bits=self.dp_field_bits)
 
   @property
   def run_dir(self) -> str:
@@ -149,9 +169,13 @@ class ExperimentConfig:
            "client_weighting": self.client_weighting, "seed": self.seed,
            "broadcast_codec": self.broadcast_codec.describe(),
            "aggregate_codec": self.aggregate_codec.describe(),
-           "error_feedback": self.error_feedback}
+           "error_feedback": self.error_feedback,
+           "secure_aggregation": self.secure_aggregation, "dp": self.dp}
     if not self.aggregator.is_mean:
       own["aggregator"] = self.aggregator.describe()
+    if self.dp != "none":
+      own.update(dp_noise_multiplier=self.dp_noise_multiplier, dp_clip=self.dp_clip,
+                 dp_delta=self.dp_delta, dp_field_bits=self.dp_field_bits)
     if self.fixed_clients and "clients" not in record:
       own["fixed_clients"] = list(self.fixed_clients)
     for key, value in own.items():
@@ -288,8 +312,25 @@ def build_process(task: FederatedTask, config: ExperimentConfig):
     return build_fedavg_with_error_feedback(
         task.model_fn, client_optimizer, server_optimizer, mode=config.error_feedback,
         num_clients=len(task.client_ids), **common)
+  protected = config.secure_aggregation or config.dp != "none"
   return build_fedavg(task.model_fn, client_optimizer, server_optimizer,
-                      aggregator=config.aggregator.factory(), **common)
+                      aggregator=None if protected else config.aggregator.factory(),
+                      secure_aggregation=config.secure_aggregation,
+                      clients_per_round=config.clients_per_round,
+                      dp=config.dp_config(len(task.client_ids)), **common)
+
+
+def privacy_metrics(task: FederatedTask, config: ExperimentConfig
+                    ) -> Callable[[int], dict[str, float]] | None:
+  """`round -> {privacy/epsilon, privacy/noise_multiplier}` for a DP run, else None."""
+  dp = config.dp_config(len(task.client_ids))
+  if dp is None:
+    return None
+  weights_type = tff.learning.models.weights_type_from_model(task.model_fn).trainable
+  noise = effective_noise_multiplier(dp, weights_type)
+  return lambda round_num: {
+      m.PRIVACY_EPSILON: rdp_epsilon(noise, dp.sampling_rate, round_num, dp.delta),
+      m.PRIVACY_NOISE_MULTIPLIER: noise}
 
 
 def run_experiment(task: FederatedTask, config: ExperimentConfig, *,
@@ -326,6 +367,11 @@ def check_experiment(task: FederatedTask, config: ExperimentConfig) -> None:
   unknown = [c for c in (config.fixed_clients or ()) if c not in set(task.client_ids)]
   if unknown:
     raise ValueError(f"unknown client id(s): {', '.join(unknown)}")
+  if config.secure_aggregation or config.dp != "none":
+    check_protected_mean(config.aggregate_codec, secure_aggregation=config.secure_aggregation,
+                         clients_per_round=config.clients_per_round,
+                         dp=config.dp_config(len(task.client_ids)),
+                         client_weighting=CLIENT_WEIGHTINGS[config.client_weighting])
   check_run_dir(config)
 
 
@@ -353,7 +399,8 @@ def _run_locked(task, config, initial_weights, process, console) -> ExperimentRe
       reporters=reporters,
       checkpointer=Checkpointer(os.path.join(config.run_dir, CHECKPOINT_DIR)),
       initial_state=initial_state, resume=config.resume, warn=console.warn,
-      client_states=_client_state_store(process, config.run_dir))
+      client_states=_client_state_store(process, config.run_dir),
+      round_metrics=privacy_metrics(task, config))
   wall_time_s = time.perf_counter() - began
   rows = reporting.read_metrics_csv(os.path.join(config.run_dir, METRICS_FILE))
   totals = {m.BROADCAST_CUMULATIVE_BITS: int(rows[-1][m.BROADCAST_CUMULATIVE_BITS]),
@@ -379,11 +426,13 @@ def describe_result(result: ExperimentResult) -> str:
   from fedcompress.units import format_bits
 
   accuracy = (result.final_eval or {}).get(m.EVAL_ACCURACY)
+  epsilon = result.loop.rows[-1].get(m.PRIVACY_EPSILON) if result.loop.rows else None
+  privacy = "" if epsilon is None else f", privacy epsilon {epsilon:.3g}"
   rounds = result.loop.rows[-1][m.ROUND] if result.loop.rows else result.loop.start_round - 1
   return (f"done: {rounds} rounds, eval accuracy "
           f"{'n/a' if accuracy is None else f'{accuracy:.4f}'}, broadcast "
           f"{format_bits(result.totals.get(m.BROADCAST_CUMULATIVE_BITS, 0))}, aggregate "
-          f"{format_bits(result.totals.get(m.AGGREGATE_CUMULATIVE_BITS, 0))} in "
+          f"{format_bits(result.totals.get(m.AGGREGATE_CUMULATIVE_BITS, 0))}{privacy} in "
           f"{result.wall_time_s:.0f}s; logs: {result.run_dir}")
 
 

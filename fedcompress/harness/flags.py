@@ -18,7 +18,7 @@ from absl import flags
 
 from fedcompress import codecs, tasks
 from fedcompress.codecs import allocation
-from fedcompress.federated import aggregators
+from fedcompress.federated import aggregators, privacy
 from fedcompress.harness.experiment import (
   CLIENT_WEIGHTINGS,
   ERROR_FEEDBACK_MODES,
@@ -204,6 +204,16 @@ def define_codec_flags(fv: FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_string(f"{direction}_encoder_args", "", "Codec options as key=value,... "
                         "(e.g. fraction=0.01 or deterministic=true); every codec takes "
                         "its own keyword options this way.", flag_values=fv)
+    flags.DEFINE_float(f"{direction}_bits_per_coordinate", None, "Budget in bits per "
+                       "coordinate of the whole model per client, everything sent included: "
+                       f"each {direction} tensor's codec width is then allocated every round "
+                       "to minimize the expected squared error (fedcompress.codecs."
+                       "allocation); the codec must take `bits`.", flag_values=fv)
+    flags.DEFINE_string(f"{direction}_widths", "", "With --"
+                        f"{direction}_bits_per_coordinate: candidate widths, comma-separated "
+                        "(below 1: that fraction of rotated coordinates at 1 bit, for eden); "
+                        "default 1,2,3,4,6,8 (those the codec takes).", flag_values=fv)
+    add_number_checks(fv, [f"{direction}_bits_per_coordinate"])
   flags.DEFINE_enum("aggregator", aggregators.MEAN, list(aggregators.NAMES),
                     "Server-side aggregation: mean (the encoded mean, with "
                     "--aggregate_encoder) or fetchsgd (count-sketched updates, momentum and "
@@ -216,19 +226,27 @@ def define_codec_flags(fv: FlagValues = flags.FLAGS) -> None:
                     "Stich et al. 2018); ef21 (Richtarik et al. 2021). ef/ef21 keep one "
                     "state per client seen in <run>/client_states; no extra bits.",
                     flag_values=fv)
-    flags.DEFINE_float(f"{direction}_bits_per_coordinate", None, "Budget in bits per "
-                       "coordinate of the whole model per client, everything sent included: "
-                       f"each {direction} tensor's codec width is then allocated every round "
-                       "to minimize the expected squared error (fedcompress.codecs."
-                       "allocation); the codec must take `bits`.", flag_values=fv)
-    flags.DEFINE_string(f"{direction}_widths", "", "With --"
-                        f"{direction}_bits_per_coordinate: candidate widths, comma-separated "
-                        "(below 1: that fraction of rotated coordinates at 1 bit, for eden); "
-                        "default 1,2,3,4,6,8 (those the codec takes).", flag_values=fv)
-    add_number_checks(fv, [f"{direction}_bits_per_coordinate"])
+  define_privacy_flags(fv)
   flags.DEFINE_integer("compression_threshold", codecs.DEFAULT_THRESHOLD,
                        "Only tensors with more elements than this are encoded.",
                        flag_values=fv)
+
+
+def define_privacy_flags(fv: FlagValues = flags.FLAGS) -> None:
+  """Secure aggregation and differential privacy (fedcompress.federated.secure, .privacy)."""
+  flags.DEFINE_bool("secure_aggregation", False, "Sum client updates with TFF's secure sum; "
+                    "the aggregate codec must be sum-compatible (e.g. fixed_int) and the "
+                    "mean is unweighted (--client_weighting=uniform).", flag_values=fv)
+  flags.DEFINE_enum("dp", "none", ("none",) + privacy.MECHANISMS, "Differential privacy of "
+                    "the mean: central Gaussian (fixed or adaptive clip) or distributed "
+                    "discrete Gaussian under --secure_aggregation.", flag_values=fv)
+  flags.DEFINE_float("dp_noise_multiplier", 1.0, "Noise std / L2 clip.", flag_values=fv)
+  flags.DEFINE_float("dp_clip", 0.1, "L2 clip norm of a client update (initial one for "
+                     "central_adaptive).", flag_values=fv)
+  flags.DEFINE_float("dp_delta", 1e-5, "Delta of the reported privacy/epsilon.",
+                     flag_values=fv)
+  flags.DEFINE_integer("dp_field_bits", 16, "--dp=distributed: bits per coordinate of the "
+                       "secure sum's field (1..22).", flag_values=fv)
 
 
 def define_output_flags(fv: FlagValues = flags.FLAGS, *, experiment_name: str) -> None:
@@ -388,6 +406,10 @@ def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
   if not aggregator.is_mean and fv.error_feedback != "none":
     raise ValueError(f"--aggregator={fv.aggregator} keeps its memory at the server: use "
                      "--error_feedback=none")
+  if (fv.secure_aggregation or fv.dp != "none") and (
+      not aggregator.is_mean or fv.error_feedback != "none"):
+    raise ValueError("--secure_aggregation and --dp protect the encoded mean: they take "
+                     "neither --aggregator nor --error_feedback")
   recorded.update(broadcast_codec=broadcast.describe(), aggregate_codec=aggregate.describe(),
                   aggregator=aggregator.describe())
   recorded.update(extra_recorded or {})
@@ -400,4 +422,7 @@ def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
       aggregate_codec=aggregate, aggregator=aggregator, error_feedback=fv.error_feedback,
       rounds_per_eval=fv.rounds_per_eval,
       rounds_per_checkpoint=fv.rounds_per_checkpoint, seed=fv.seed, resume=fv.resume,
-      fixed_clients=fixed_clients, recorded=recorded)
+      fixed_clients=fixed_clients, recorded=recorded,
+      secure_aggregation=fv.secure_aggregation, dp=fv.dp,
+      dp_noise_multiplier=fv.dp_noise_multiplier, dp_clip=fv.dp_clip, dp_delta=fv.dp_delta,
+      dp_field_bits=fv.dp_field_bits)

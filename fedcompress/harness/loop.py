@@ -90,7 +90,8 @@ def run_loop(process: Process, client_ids: Sequence[str],
              reporters: Sequence[Reporter] = (), checkpointer: Checkpointer | None = None,
              initial_state: Any = None, resume: bool = False,
              warn: Callable[[str], None] = _warn_on_stderr,
-             client_states: ClientStateStore | None = None) -> LoopResult:
+             client_states: ClientStateStore | None = None,
+             round_metrics: Callable[[int], Mapping[str, float]] | None = None) -> LoopResult:
   """Runs rounds `start..config.rounds`, where start follows the last checkpoint.
 
   Args:
@@ -111,6 +112,9 @@ def run_loop(process: Process, client_ids: Sequence[str],
       store before each round and written back after it; on resume the versions of
       rounds after the checkpoint are dropped, and after each checkpoint the versions
       no kept checkpoint needs are deleted.
+    round_metrics: `round_num -> {name: value}` added to each round's row (e.g. the
+      privacy spent after that round, a function of the round alone, so a resumed run
+      reports the same).
 
   Raises:
     NonFiniteModelError: a round made the model weights non-finite. That round is
@@ -162,6 +166,8 @@ def run_loop(process: Process, client_ids: Sequence[str],
         row[m.BROADCAST_CUMULATIVE_CODED_BITS] = loop.broadcast_cumulative_coded_bits
         row[m.AGGREGATE_CUMULATIVE_CODED_BITS] = loop.aggregate_cumulative_coded_bits
       row[m.ROUND_TIME_S] = elapsed
+      if round_metrics is not None:
+        row.update(round_metrics(round_num))
       rejected = row.get(m.AGGREGATE_REJECTED_CLIENTS)
       if rejected and rejected >= len(sampled):
         # Nothing was averaged: TFF's client metrics of such a round read 0.0, which

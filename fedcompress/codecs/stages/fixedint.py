@@ -1,0 +1,134 @@
+"""`fixed_int` codec: integer quantization with a shared scale, whose encodings add up.
+
+Each coordinate is clipped to `[-clip, clip]`, multiplied by the scale
+`s = (2^(bits-1) - 1) / clip` and rounded stochastically (unbiased) to an integer in
+`[-L, L]`, `L = 2^(bits-1) - 1`. The scale is fixed by the options, the same for every
+client and round, so decoding (`/ s`) is linear: the sum of the clients' integers,
+divided by `s`, is the decoded sum. The stage commutes with sum, which is what secure
+aggregation needs (`fedcompress.federated.secure`: the server decodes only the sum).
+
+With `rotation=True` a randomized Hadamard rotation comes first (tensor_encoding's
+`HadamardEncodingStage`: its seed is drawn on the server each round and broadcast, so
+all clients rotate alike and the rotation commutes with sum too; the tensor is padded to
+the next power of two). It spreads a tensor's energy over its coordinates so that a
+small `clip` cuts little (Suresh, Yu, Kumar and McMahan, ICML 2017). Rotate, scale,
+round stochastically, sum in a modular field is the pipeline of the distributed
+discrete Gaussian (Kairouz, Liu and Steinke, ICML 2021).
+
+Outside secure aggregation each client sends the int32 values: 32 bits per (padded)
+coordinate, nothing else (the scale is an option, the rotation seed is broadcast).
+Under secure aggregation the same integers are sent in the summation field, whose width
+`fedcompress.federated.secure` sizes from `sum_bound` and the clients per round.
+
+Options:
+  bits: 2..16, the signed width of one client's integers (`L = 2^(bits-1) - 1`).
+  clip: coordinate range `[-clip, clip]` (after rotation), > 0.
+  rotation: rotate first (shared per-round seed).
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+
+import tensorflow as tf
+from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
+
+from fedcompress.codecs.stages import _common
+
+
+def check_options(bits: int = 8, clip: float = 0.01, rotation: bool = False) -> dict:
+  """The `fixed_int` codec's options, checked, with their defaults."""
+  bits = _common.check_int("bits", bits, 2, 16)
+  if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not (
+      math.isfinite(clip) and clip > 0):
+    raise ValueError(f"clip must be a finite number > 0, got {clip!r}")
+  return {"bits": bits, "clip": float(clip), "rotation": _common.check_bool("rotation", rotation)}
+
+
+def level(bits: int) -> int:
+  """L = 2^(bits-1) - 1: one client's integers lie in [-L, L]."""
+  return 2 ** (bits - 1) - 1
+
+
+def sum_bound(*, bits: int = 8, clip: float = 0.01, rotation: bool = False) -> int:
+  """The largest |integer| one client sends per coordinate (for sizing the field)."""
+  del clip, rotation
+  return level(bits)
+
+
+@te.core.tf_style_encoding_stage
+class SharedScaleIntegerStage(te.core.EncodingStageInterface):
+  """Clip, scale by a fixed `s`, round stochastically to int32; decode divides by `s`.
+
+  Encoded: `{'values': int32, same shape}`. Commutes with sum.
+  """
+
+  ENCODED_VALUES_KEY = "values"
+
+  def __init__(self, bits: int = 8, clip: float = 0.01):
+    self._clip = float(clip)
+    self._level = level(bits)
+    self._scale = self._level / self._clip
+
+  @property
+  def name(self):
+    return "shared_scale_integer"
+
+  @property
+  def compressible_tensors_keys(self):
+    return []
+
+  @property
+  def commutes_with_sum(self):
+    return True
+
+  @property
+  def decode_needs_input_shape(self):
+    return False
+
+  def get_params(self):
+    return collections.OrderedDict(), collections.OrderedDict()
+
+  def encode(self, x, encode_params):
+    del encode_params  # The scale is a constant: no parameter needs to travel.
+    y = tf.clip_by_value(tf.cast(x, tf.float32), -self._clip, self._clip) * self._scale
+    # floor(y + u), u uniform in [0, 1): rounds up with probability frac(y), unbiased;
+    # each client draws its own u. Clamped because y + u may round up to L + 1 in float.
+    rounded = tf.clip_by_value(tf.floor(y + _common.dither16(tf.shape(y))),
+                               -self._level, self._level)
+    return collections.OrderedDict([(self.ENCODED_VALUES_KEY, tf.cast(rounded, tf.int32))])
+
+  def decode(self, encoded_tensors, decode_params, num_summands=None, shape=None):
+    del decode_params, num_summands, shape  # Linear: a sum decodes like one value.
+    return tf.cast(encoded_tensors[self.ENCODED_VALUES_KEY], tf.float32) / self._scale
+
+
+def build(bits: int = 8, clip: float = 0.01, rotation: bool = False) -> te.core.Encoder:
+  """Returns the `fixed_int` encoder (see the module docstring)."""
+  composer = te.core.EncoderComposer(SharedScaleIntegerStage(bits, clip))
+  if rotation:
+    composer = composer.add_parent(te.stages.HadamardEncodingStage(),
+                                   te.stages.HadamardEncodingStage.ENCODED_VALUES_KEY)
+  return composer.add_parent(te.stages.FlattenEncodingStage(),
+                             te.stages.FlattenEncodingStage.ENCODED_VALUES_KEY).make()
+
+
+def coordinates(num_elements: int, *, rotation: bool = False) -> int:
+  """Integers one client sends for a tensor: padded to a power of two when rotated."""
+  return _common.next_power_of_two(num_elements) if rotation else num_elements
+
+
+def bits_formula(num_elements: int, *, bits: int = 8, clip: float = 0.01,
+                 rotation: bool = False, direction: str = "aggregate",
+                 dtype=tf.float32) -> int:
+  """Exact bits of one tensor outside secure aggregation: int32 per coordinate."""
+  del bits, clip, direction, dtype
+  return 32 * coordinates(num_elements, rotation=rotation)
+
+
+def relative_error_bound(num_elements: int, *, bits: int = 8, clip: float = 0.01,
+                         rotation: bool = False) -> None:
+  """None: clipping to a fixed range has no worst case relative to ||x||."""
+  del num_elements, bits, clip, rotation
+  return None

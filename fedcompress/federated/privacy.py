@@ -1,0 +1,288 @@
+"""Differentially private aggregation, combined with compression, and its accounting.
+
+Three mechanisms (`DPConfig.mechanism`), all user-level DP over the clients of a round:
+
+* `central`: TFF's `DifferentiallyPrivateFactory` with a `GaussianSumQuery` (the
+  query of `DifferentiallyPrivateFactory.gaussian_fixed`): each client's update is
+  clipped to L2 norm `clip`, the server adds N(0, (noise_multiplier * clip)^2) to the
+  sum and divides by the clients per round (McMahan et al., ICLR 2018). The clipped
+  updates are summed by the compressed aggregation: the encoded sum of any codec, or
+  the secure sum of a sum-compatible one.
+* `central_adaptive`: the same with the clip adapted to a quantile of the update norms
+  (TFF's `gaussian_adaptive` query; Andrew et al., NeurIPS 2021); `noise_multiplier`
+  covers the value and the clipped-count noise together, as TFF defines it.
+* `distributed`: TFF's distributed discrete Gaussian (`DistributedDpSumFactory`,
+  mechanism `distributed_dgauss`, randomized Hadamard rotation, as in
+  `tff.learning.ddp_secure_aggregator`; Kairouz, Liu and Steinke, ICML 2021): each
+  client clips, rotates, scales, rounds to integers and adds its share of discrete
+  Gaussian noise, and the integers are summed with the secure modular sum in a field of
+  `field_bits` bits, with modular clipping (a value that overflows wraps around, and
+  the scale is chosen so that this is rare). That pipeline is itself the compression:
+  each client sends `field_bits` per padded coordinate (+ its count, see
+  `fedcompress.federated.secure.count_bits`), so it takes no other codec.
+
+Accounting (`epsilon`): `dp_accounting`'s RDP accountant for `rounds` compositions of a
+Poisson-sampled Gaussian mechanism with sampling rate `clients_per_round / population`
+(the clients are sampled uniformly without replacement; Poisson sampling at the same
+rate is the usual approximation, as in TFF's DP tutorials). For `distributed` the noise
+multiplier accounted is the effective one, the central noise std over the L2
+sensitivity inflated by the rounding (both as TFF's factory computes them), with the
+sum of discrete Gaussians treated as a Gaussian (the approximation Kairouz et al. show
+is tight for the noise levels used).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+
+import dp_accounting
+import tensorflow as tf
+import tensorflow_federated as tff
+import tensorflow_privacy as tfp
+from tensorflow_federated.python.aggregators import differential_privacy, distributed_dp
+
+from fedcompress.codecs import CodecSpec
+from fedcompress.federated.aggregation import EncodedSumFactory
+from fedcompress.federated.secure import (
+  SecureEncodedSumFactory,
+  build_secure_mean_factory,
+  check_sum_compatible,
+  count_bits,
+)
+
+MECHANISMS = ("central", "central_adaptive", "distributed")
+DEFAULT_DELTA = 1e-5
+
+
+@dataclasses.dataclass(frozen=True)
+class DPConfig:
+  """A DP mechanism and what its accounting needs.
+
+  Attributes:
+    mechanism: one of `MECHANISMS`.
+    noise_multiplier: noise std / L2 clip (>= 0).
+    clip: L2 clip norm of a client update (the initial one for `central_adaptive`).
+    clients_per_round: clients summed each round (the denominator of the mean).
+    population: clients sampled from (for the sampling rate).
+    delta: the delta of the reported epsilon.
+    field_bits: `distributed` only: bits per coordinate of the secure sum's field.
+    target_quantile: `central_adaptive` only: the update-norm quantile the clip tracks.
+  """
+
+  mechanism: str
+  noise_multiplier: float
+  clip: float
+  clients_per_round: int
+  population: int
+  delta: float = DEFAULT_DELTA
+  field_bits: int = 16
+  target_quantile: float = 0.5
+
+  def __post_init__(self):
+    if self.mechanism not in MECHANISMS:
+      raise ValueError(f"unknown DP mechanism {self.mechanism!r}; valid: {', '.join(MECHANISMS)}")
+    if not (math.isfinite(self.noise_multiplier) and self.noise_multiplier >= 0):
+      raise ValueError(f"--dp_noise_multiplier must be a finite number >= 0, got "
+                       f"{self.noise_multiplier}")
+    if not (math.isfinite(self.clip) and self.clip > 0):
+      raise ValueError(f"--dp_clip must be a finite number > 0, got {self.clip}")
+    if not 1 <= self.clients_per_round <= self.population:
+      raise ValueError(f"DP needs 1 <= clients per round <= population, got "
+                       f"{self.clients_per_round} of {self.population}")
+    if not 0 < self.delta < 1:
+      raise ValueError(f"--dp_delta must be in (0, 1), got {self.delta}")
+    if not 1 <= self.field_bits <= 22:
+      raise ValueError(f"--dp_field_bits must be in 1..22 (TFF's distributed DP), got "
+                       f"{self.field_bits}")
+    if not 0 < self.target_quantile < 1:
+      raise ValueError(f"target quantile must be in (0, 1), got {self.target_quantile}")
+
+  @property
+  def sampling_rate(self) -> float:
+    return self.clients_per_round / self.population
+
+
+def rdp_epsilon(noise_multiplier: float, sampling_rate: float, rounds: int,
+                delta: float) -> float:
+  """Epsilon at `delta` after `rounds` Poisson-sampled Gaussian rounds (RDP accountant)."""
+  if rounds == 0:
+    return 0.0
+  if noise_multiplier == 0:
+    return math.inf
+  event = dp_accounting.SelfComposedDpEvent(
+      dp_accounting.PoissonSampledDpEvent(sampling_rate,
+                                          dp_accounting.GaussianDpEvent(noise_multiplier)),
+      rounds)
+  accountant = dp_accounting.rdp.RdpAccountant()
+  accountant.compose(event)
+  return float(accountant.get_epsilon(delta))
+
+
+def distributed_factory(config: DPConfig) -> distributed_dp.DistributedDpSumFactory:
+  """TFF's distributed discrete Gaussian sum for `config` (fixed clip)."""
+  return distributed_dp.DistributedDpSumFactory(
+      noise_multiplier=config.noise_multiplier,
+      expected_clients_per_round=config.clients_per_round, bits=config.field_bits,
+      l2_clip=config.clip, mechanism="distributed_dgauss", rotation_type="hd")
+
+
+def effective_noise_multiplier(config: DPConfig, value_type) -> float:
+  """The noise multiplier the accounting uses (see the module docstring).
+
+  For `distributed`: `sqrt(n) * local std / inflated L2 bound`, read from the initial
+  state of TFF's factory for `value_type` (the factory computes both in Python).
+  """
+  if config.mechanism != "distributed" or config.noise_multiplier == 0:
+    return config.noise_multiplier
+  process = distributed_factory(config).create(value_type)
+  state = process.initialize()[0]
+  # The state comes back as named or plain tuples: fields by name, else by position.
+  query_state = _field(_field(_field(state, "inner_agg", 1), "inner_agg_process", 2),
+                       "query_state", 0)
+  return (math.sqrt(config.clients_per_round) * float(_field(query_state, "local_stddev", 1))
+          / float(_field(query_state, "l2_norm_bound", 0)))
+
+
+def _field(structure, name: str, index: int):
+  if isinstance(structure, Mapping):
+    return structure[name]
+  if hasattr(structure, name):
+    return getattr(structure, name)
+  return structure[index]
+
+
+def _central_query(config: DPConfig) -> tfp.DPQuery:
+  if config.mechanism == "central":
+    query = tfp.GaussianSumQuery(l2_norm_clip=config.clip,
+                                 stddev=config.clip * config.noise_multiplier)
+  else:
+    # What `DifferentiallyPrivateFactory.gaussian_adaptive` builds, with its defaults.
+    value_noise_multiplier, clipped_count_stddev = (
+        differential_privacy.adaptive_clip_noise_params(
+            config.noise_multiplier, float(config.clients_per_round)))
+    query = tfp.QuantileAdaptiveClipSumQuery(
+        initial_l2_norm_clip=config.clip, noise_multiplier=value_noise_multiplier,
+        target_unclipped_quantile=config.target_quantile, learning_rate=0.2,
+        clipped_count_stddev=clipped_count_stddev,
+        expected_num_records=config.clients_per_round, geometric_update=True)
+  return tfp.NormalizedQuery(query, denominator=config.clients_per_round)
+
+
+def build_dp_mean_factory(config: DPConfig, *,
+                          sum_factory: tff.aggregators.UnweightedAggregationFactory | None
+                          ) -> tff.aggregators.UnweightedAggregationFactory:
+  """The DP mean of client updates for `config`.
+
+  Args:
+    config: the mechanism.
+    sum_factory: for central DP, the (compressed, possibly secure) sum of the clipped
+      updates; must be None for `distributed`, whose pipeline is its own compression.
+
+  Raises:
+    ValueError: a codec given with `distributed`, or (TFF's) a noise multiplier too
+      large for `central_adaptive` to split between the update and the clipped count.
+  """
+  if config.mechanism == "distributed":
+    if sum_factory is not None:
+      raise ValueError("--dp=distributed quantizes and sums in its own field "
+                       "(--dp_field_bits): leave --aggregate_encoder at identity")
+    return _DistributedDpMeanFactory(config)
+  return tff.aggregators.DifferentiallyPrivateFactory(
+      _central_query(config), record_aggregation_factory=sum_factory)
+
+
+class _DistributedDpMeanFactory(tff.aggregators.UnweightedAggregationFactory):
+  """The distributed-DP sum divided by its client count, with `bits` measured.
+
+  TFF's factory already sums the client count securely (`actual_num_clients`), so the
+  mean reuses it rather than wrapping the sum in `UnweightedMeanFactory` (which would
+  send the count twice, and nests the computation one level deeper than TFF's
+  compiler can serialize here). Each client sends `field_bits` per padded coordinate
+  plus the count (`secure.count_bits`).
+  """
+
+  def __init__(self, config: DPConfig):
+    self._config = config
+
+  def create(self, value_type) -> tff.templates.AggregationProcess:
+    inner = distributed_factory(self._config).create(value_type)
+    result_type = inner.next.type_signature.result.result.member
+    measurements_type = inner.next.type_signature.result.measurements.member
+    field = self._config.field_bits
+    count = count_bits(self._config.clients_per_round)
+
+    @tff.tensorflow.computation(result_type, measurements_type)
+    def mean_fn(total, measurements):
+      clients = measurements["actual_num_clients"]
+      mean = tf.nest.map_structure(
+          lambda t: tf.math.divide_no_nan(t, tf.cast(clients, t.dtype)), total)
+      out = dict(measurements)
+      out["bits"] = tf.cast(clients, tf.int64) * (
+          field * tf.cast(measurements["padded_dim"], tf.int64) + count)
+      return mean, out
+
+    @tff.federated_computation(inner.next.type_signature.parameter)
+    def next_fn(state, value):
+      output = inner.next(state, value)
+      mean_and_measurements = tff.federated_map(mean_fn, (output.result, output.measurements))
+      return tff.templates.MeasuredProcessOutput(output.state, mean_and_measurements[0],
+                                                 mean_and_measurements[1])
+
+    return tff.templates.AggregationProcess(inner.initialize, next_fn)
+
+
+def check_protected_mean(aggregate_codec: CodecSpec | str | None, *, secure_aggregation: bool,
+                         clients_per_round: int | None, dp: DPConfig | None,
+                         client_weighting: tff.learning.ClientWeighting) -> CodecSpec:
+  """The codec, if secure aggregation and DP accept it; else one-line ValueError.
+
+  What `build_protected_mean` refuses, checked without building anything.
+  """
+  if client_weighting != tff.learning.ClientWeighting.UNIFORM:
+    raise ValueError("--secure_aggregation and --dp bound each client's contribution, so the "
+                     "mean is unweighted: pass --client_weighting=uniform")
+  if secure_aggregation and not clients_per_round:
+    raise ValueError("secure aggregation sizes its field from the clients per round: "
+                     "pass clients_per_round")
+  codec = CodecSpec.parse(aggregate_codec)
+  if dp is not None and dp.mechanism == "distributed":
+    if not secure_aggregation:
+      raise ValueError("--dp=distributed adds its noise on the clients and needs the secure "
+                       "sum: pass --secure_aggregation")
+    if not codec.is_identity:
+      raise ValueError("--dp=distributed quantizes and sums in its own field "
+                       f"(--dp_field_bits): leave --aggregate_encoder at identity, not "
+                       f"{codec.name!r}")
+  elif secure_aggregation:
+    check_sum_compatible(codec)
+  return codec
+
+
+def build_protected_mean(aggregate_codec: CodecSpec | str | None, *, secure_aggregation: bool,
+                         clients_per_round: int | None, dp: DPConfig | None,
+                         client_weighting: tff.learning.ClientWeighting
+                         ) -> tff.aggregators.WeightedAggregationFactory:
+  """The mean of client updates under secure aggregation and/or DP, for FedAvg.
+
+  Both bound what one client contributes, so the mean is unweighted (each client counts
+  once), as in TFF's DP aggregators; `client_weighting` must be `UNIFORM`.
+
+  Raises:
+    ValueError: one line: weighting by examples, a codec whose encodings do not add up
+      under secure aggregation, a codec with distributed DP, distributed DP without
+      secure aggregation, or no `clients_per_round` for secure aggregation.
+  """
+  codec = check_protected_mean(aggregate_codec, secure_aggregation=secure_aggregation,
+                               clients_per_round=clients_per_round, dp=dp,
+                               client_weighting=client_weighting)
+  if dp is not None and dp.mechanism == "distributed":
+    mean = build_dp_mean_factory(dp, sum_factory=None)
+  elif dp is not None:
+    sum_factory = (SecureEncodedSumFactory(codec, clients_per_round=clients_per_round)
+                   if secure_aggregation else EncodedSumFactory.from_codec(codec))
+    mean = build_dp_mean_factory(dp, sum_factory=sum_factory)
+  else:
+    mean = build_secure_mean_factory(codec, clients_per_round=clients_per_round)
+  return tff.aggregators.as_weighted_aggregator(mean)

@@ -1,0 +1,215 @@
+"""Secure aggregation of encoded client updates: the server decodes only their sum.
+
+Secure aggregation (Bonawitz et al., CCS 2017) gives the server the sum of the clients'
+vectors in a finite field and nothing else, so only codecs whose encodings add up can
+run under it: every stage commutes with sum and the encoded values are integers with a
+scale all clients share (`Codec.sum_compatible`; e.g. `fixed_int`, optionally after a
+Hadamard rotation whose seed the server broadcasts). Any other codec is refused.
+
+`SecureEncodedSumFactory` encodes each tensor at the clients, sums the integers with
+TFF's `SecureModularSumFactory` (the `federated_secure_modular_sum` intrinsic), counts
+the clients with `federated_secure_sum_bitwidth`, and decodes the sum on the server.
+
+The field is sized so that the sum of a round's clients cannot overflow: with one
+client's integers in `[-L, L]` (`Codec.sum_bound`) and at most `n = clients_per_round`
+clients, the sum lies in `[-nL, nL]`, so the modulus is `2nL + 1` and each coordinate
+is sent as `B = ceil(log2(2nL + 1))` bits (`field_bits`); no modular wrap-around can
+happen (in simulation TFF's lowering of the intrinsic checks each summand's range).
+Each client also sends a 1 for the count, in a field of `ceil(log2(n + 1))` bits. So
+the bits each client sends are `B * coordinates + ceil(log2(n + 1))`, where the
+coordinates are those of the encoded tensors (padded to a power of two when rotated);
+the scale is a codec option and the rotation seed is broadcast, so neither is uplink
+side information. Measurements: `bits` (all clients of the round) and `clients`.
+
+In a simulation TFF lowers the secure intrinsics to plain sums (see
+`fedcompress.federated.runtime`): the arithmetic, sizes and intrinsics are those of the
+protocol, not its cryptography.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+
+import tensorflow as tf
+import tensorflow_federated as tff
+import tree
+from tensorflow_federated.python.core.impl.types import type_conversions
+from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
+
+from fedcompress.codecs import CodecSpec, sum_compatible_codecs
+from fedcompress.federated.broadcast import slice_structure
+
+COUNT_KEY = "clients"
+
+
+def check_sum_compatible(codec: CodecSpec | str | None) -> CodecSpec:
+  """`codec` as a spec if its encodings add up; else ValueError naming those that do."""
+  codec = CodecSpec.parse(codec)
+  if not codec.codec.sum_compatible:
+    raise ValueError(f"--secure_aggregation needs a codec whose encodings add up; "
+                     f"{codec.name!r} must be decoded per client; valid codecs: "
+                     f"{', '.join(sum_compatible_codecs())}")
+  return codec
+
+
+def field_bits(bound: int, clients: int) -> int:
+  """Bits of one coordinate in the field of the sum: `ceil(log2(2 * clients * bound + 1))`."""
+  return math.ceil(math.log2(2 * clients * bound + 1))
+
+
+def count_bits(clients: int) -> int:
+  """Bits of the count each client sends (a 1, summed in a field holding `clients`)."""
+  return max(1, math.ceil(math.log2(clients + 1)))
+
+
+def _client_one():
+  return tff.federated_eval(tff.tensorflow.computation(lambda: tf.constant(1, tf.int32)),
+                            tff.CLIENTS)
+
+
+class SecureEncodedSumFactory(tff.aggregators.UnweightedAggregationFactory):
+  """Sum of client values through a sum-compatible codec and TFF's secure modular sum."""
+
+  def __init__(self, codec: CodecSpec | str, *, clients_per_round: int):
+    """Initializer.
+
+    Args:
+      codec: a sum-compatible codec (`Codec.sum_compatible`), applied to every float
+        tensor whatever its size (the spec's threshold does not apply: a float sent
+        as is could not be summed in the field).
+      clients_per_round: the most clients one round sums; sizes the field.
+
+    Raises:
+      ValueError: the codec's encodings do not add up, or `clients_per_round` < 1.
+    """
+    self._codec = check_sum_compatible(codec)
+    if isinstance(clients_per_round, bool) or not isinstance(clients_per_round, int) or (
+        clients_per_round < 1):
+      raise ValueError(f"clients_per_round must be an integer >= 1, got {clients_per_round!r}")
+    self._clients = clients_per_round
+    self._bound = self._codec.codec.sum_bound(**self._codec.resolved_options())
+    self.field_bits = field_bits(self._bound, clients_per_round)
+    self.count_bits = count_bits(clients_per_round)
+
+  @property
+  def modulus(self) -> int:
+    """The field's modulus `2nL + 1` (TFF's symmetric modular sum with modulus `nL + 1`)."""
+    return 2 * self._clients * self._bound + 1
+
+  def _encoder(self, spec: tf.TensorSpec) -> te.core.GatherEncoder:
+    if not spec.dtype.is_floating:
+      raise ValueError(f"secure aggregation encodes float tensors only, got {spec}")
+    encoder = self._codec.make_encoder()
+    with tf.Graph().as_default():
+      gather = te.encoders.as_gather_encoder(encoder, spec)
+    if not gather.fully_commutes_with_sum:
+      raise ValueError(f"codec {self._codec.name!r} is marked sum-compatible but a stage of "
+                       "its encoder does not commute with sum")
+    return gather
+
+  def create(self, value_type) -> tff.templates.AggregationProcess:
+    specs = type_conversions.type_to_tf_tensor_specs(value_type)
+    encoders = tf.nest.map_structure(self._encoder, specs)
+
+    @tff.tensorflow.computation
+    def initial_state_fn():
+      return tf.nest.map_structure(lambda e: e.initial_state(), encoders)
+
+    @tff.federated_computation
+    def init_fn():
+      return tff.federated_eval(initial_state_fn, tff.SERVER)
+
+    state_type = init_fn.type_signature.result
+
+    @tff.tensorflow.computation(state_type.member)
+    def get_params_fn(state):
+      # One get_params call per encoder: each call draws a fresh rotation seed, and the
+      # encode and decode parameters must share it.
+      params = tree.map_structure_up_to(encoders, lambda e, s: e.get_params(s), encoders,
+                                        state)
+      return tuple(slice_structure(encoders, params, i) for i in range(3))
+
+    encode_params_type, before_params_type, after_params_type = (
+        get_params_fn.type_signature.result)
+
+    # Clients also apply decode_before_sum: a no-op for a fully commuting encoder, but
+    # it is what turns te's encoded structure into the summable one.
+    @tff.tensorflow.computation(value_type, encode_params_type, before_params_type)
+    def encode_fn(x, encode_params, before_params):
+      encoded = tree.map_structure_up_to(encoders, lambda e, v, p: e.encode(v, p)[0], encoders,
+                                         x, encode_params)
+      return tree.map_structure_up_to(encoders, lambda e, v, p: e.decode_before_sum(v, p),
+                                      encoders, encoded, before_params)
+
+    summable_type = encode_fn.type_signature.result
+    for leaf in tf.nest.flatten(type_conversions.type_to_tf_tensor_specs(summable_type)):
+      if not leaf.dtype.is_integer:
+        raise ValueError(f"codec {self._codec.name!r} sends {leaf.dtype.name} values; the "
+                         "secure sum needs integers")
+    coordinates = sum(math.prod(leaf.shape.as_list()) for leaf in
+                      tf.nest.flatten(type_conversions.type_to_tf_tensor_specs(summable_type)))
+    self.coordinates = coordinates
+    per_client_bits = self.field_bits * coordinates + self.count_bits
+    modular_sum = tff.aggregators.SecureModularSumFactory(
+        self._clients * self._bound + 1, symmetric_range=True).create(summable_type)
+
+    @tff.tensorflow.computation(summable_type, after_params_type, tf.int32)
+    def decode_fn(summed, after_params, clients):
+      return tree.map_structure_up_to(encoders, lambda e, v, p: e.decode_after_sum(v, p, clients),
+                                      encoders, summed, after_params)
+
+    @tff.tensorflow.computation(tf.int32)
+    def measurements_fn(clients):
+      return collections.OrderedDict(
+          bits=tf.cast(clients, tf.int64) * per_client_bits, **{COUNT_KEY: clients})
+
+    @tff.federated_computation(state_type, tff.FederatedType(value_type, tff.CLIENTS))
+    def next_fn(state, value):
+      encode_params, before_params, after_params = tff.federated_map(get_params_fn, state)
+      summable = tff.federated_map(encode_fn, (value, tff.federated_broadcast(encode_params),
+                                               tff.federated_broadcast(before_params)))
+      summed = modular_sum.next(modular_sum.initialize(), summable).result
+      clients = tff.federated_secure_sum_bitwidth(_client_one(), 1)
+      decoded = tff.federated_map(decode_fn, (summed, after_params, clients))
+      # The encoders are stateless between rounds (a fresh rotation seed comes from
+      # get_params), so the state is passed on as it is.
+      return tff.templates.MeasuredProcessOutput(
+          state=state, result=decoded, measurements=tff.federated_map(measurements_fn, clients))
+
+    return tff.templates.AggregationProcess(init_fn, next_fn)
+
+
+class SumToMeanFactory(tff.aggregators.UnweightedAggregationFactory):
+  """Unweighted mean from a sum factory that measures its securely summed client count.
+
+  The count comes from the sum's own `clients` measurement, so it is sent once.
+  """
+
+  def __init__(self, sum_factory: SecureEncodedSumFactory):
+    self._sum = sum_factory
+
+  def create(self, value_type) -> tff.templates.AggregationProcess:
+    inner = self._sum.create(value_type)
+    result_type = inner.next.type_signature.result.result.member
+    measurements_type = inner.next.type_signature.result.measurements.member
+
+    @tff.tensorflow.computation(result_type, measurements_type)
+    def divide_fn(total, measurements):
+      clients = tf.cast(measurements[COUNT_KEY], tf.float32)
+      return tf.nest.map_structure(lambda t: tf.math.divide_no_nan(t, tf.cast(clients, t.dtype)),
+                                   total)
+
+    @tff.federated_computation(inner.next.type_signature.parameter)
+    def next_fn(state, value):
+      output = inner.next(state, value)
+      mean = tff.federated_map(divide_fn, (output.result, output.measurements))
+      return tff.templates.MeasuredProcessOutput(output.state, mean, output.measurements)
+
+    return tff.templates.AggregationProcess(inner.initialize, next_fn)
+
+
+def build_secure_mean_factory(codec: CodecSpec | str, *, clients_per_round: int
+                              ) -> tff.aggregators.UnweightedAggregationFactory:
+  """Unweighted mean of client updates under secure aggregation with `codec`."""
+  return SumToMeanFactory(SecureEncodedSumFactory(codec, clients_per_round=clients_per_round))

@@ -1,0 +1,179 @@
+"""Secure aggregation of sum-compatible codecs, DP noise, and the privacy accounting."""
+
+import collections
+import math
+
+import dp_accounting
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_federated as tff
+
+import fedcompress
+from fedcompress.codecs import make_codec
+from fedcompress.federated import privacy, secure
+
+VALUE_TYPE = tff.to_type(collections.OrderedDict(a=tff.TensorType(np.float32, [5]),
+                                                 b=tff.TensorType(np.float32, [2, 3])))
+CLIENTS = 4
+
+
+def _values(n=CLIENTS, scale=1.0, seed=0):
+  rng = np.random.default_rng(seed)
+  return [collections.OrderedDict(a=rng.uniform(-scale, scale, 5).astype(np.float32),
+                                  b=rng.uniform(-scale, scale, (2, 3)).astype(np.float32))
+          for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def secure_sum():
+  factory = secure.SecureEncodedSumFactory(
+      make_codec("fixed_int", options={"bits": 8, "clip": 1.0}), clients_per_round=CLIENTS)
+  return factory, factory.create(VALUE_TYPE)
+
+
+def test_secure_sum_decodes_the_sum_within_the_quantization_bound(secure_sum):
+  _, process = secure_sum
+  values = _values()
+  output = process.next(process.initialize(), values)
+  step = 1.0 / 127  # clip / L: one client's stochastic rounding moves < one step.
+  for key in ("a", "b"):
+    exact = sum(v[key] for v in values)
+    error = np.abs(output.result[key] - exact)
+    assert error.max() < CLIENTS * step
+    assert error.max() > 0  # Quantized, not passed through.
+
+
+def test_secure_sum_bits_are_field_width_times_coordinates_plus_count(secure_sum):
+  factory, process = secure_sum
+  output = process.next(process.initialize(), _values())
+  # Sum of 4 clients in [-4*127, 4*127]: 1017 values -> 10 bits; 11 coordinates; the
+  # count (a 1 summed to at most 4) in ceil(log2(5)) = 3 bits.
+  assert factory.field_bits == 10 and factory.modulus == 1017
+  assert output.measurements["bits"] == 4 * (10 * 11 + 3)
+  assert output.measurements["clients"] == 4
+
+
+def test_server_receives_only_secure_sums(secure_sum):
+  _, process = secure_sum
+  text = process.next.to_building_block().compact_representation()
+  assert "federated_secure_modular_sum" in text
+  assert "federated_secure_sum_bitwidth" in text
+  assert "federated_aggregate" not in text and "federated_sum" not in text.replace(
+      "federated_secure_sum", "")
+
+
+def test_rotated_secure_sum_pads_and_decodes():
+  factory = secure.SecureEncodedSumFactory(
+      make_codec("fixed_int", options={"bits": 12, "clip": 2.0, "rotation": True}),
+      clients_per_round=CLIENTS)
+  process = factory.create(VALUE_TYPE)
+  values = _values(scale=0.5)
+  output = process.next(process.initialize(), values)
+  assert factory.coordinates == 8 + 8  # 5 -> 8 and 6 -> 8, powers of two.
+  for key in ("a", "b"):
+    exact = sum(v[key] for v in values)
+    # Orthogonal rotation: the error norm is the rotated one, < 1 step per coordinate.
+    assert np.linalg.norm(output.result[key] - exact) < CLIENTS * (2.0 / 2047) * math.sqrt(8)
+
+
+def test_codec_that_does_not_add_up_is_refused_in_one_line():
+  with pytest.raises(ValueError) as info:
+    secure.SecureEncodedSumFactory("uniform", clients_per_round=3)
+  message = str(info.value)
+  assert "\n" not in message
+  assert "'uniform'" in message and "valid codecs: fixed_int" in message
+  assert fedcompress.get_codec("fixed_int").sum_compatible
+  assert not fedcompress.get_codec("hadamard").sum_compatible
+
+
+def _linear_model_fn():
+  keras_model = tf.keras.Sequential([
+      tf.keras.layers.Input(shape=(1,)),
+      tf.keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")])
+  return tff.learning.models.from_keras_model(
+      keras_model, input_spec=(tf.TensorSpec([None, 1], tf.float32),
+                               tf.TensorSpec([None, 1], tf.float32)),
+      loss=tf.keras.losses.MeanSquaredError())
+
+
+def test_fedavg_under_secure_aggregation_counts_bits_per_client():
+  process = fedcompress.build_fedavg(
+      _linear_model_fn, aggregate_codec=make_codec("fixed_int", options={"clip": 1.0}),
+      secure_aggregation=True, clients_per_round=3,
+      client_weighting=tff.learning.ClientWeighting.UNIFORM)
+  data = [tf.data.Dataset.from_tensor_slices(
+      (np.ones((1, 1), np.float32), np.full((1, 1), y, np.float32))).batch(1)
+      for y in (1.0, 2.0, 3.0)]
+  metrics = process.next(process.initialize(), data).metrics
+  # One coordinate in a field of ceil(log2(2*3*127+1)) = 10 bits, count in 2 bits.
+  assert metrics["aggregate/bits"] == 3 * (10 * 1 + 2)
+  # The weight moved by the mean of the three updates 0.02 * 2 * y (SGD 0.02, MSE).
+  weights = process.get_model_weights(process.next(process.initialize(), data).state)
+  assert abs(float(weights.trainable[0][0, 0]) - 0.02 * 2 * 2.0) < 3 / 127
+
+
+def test_protected_mean_refusals_are_one_line():
+  uniform = tff.learning.ClientWeighting.UNIFORM
+  dp = privacy.DPConfig("distributed", 1.0, 0.1, 10, 100)
+  cases = [
+      dict(aggregate_codec="fixed_int", secure_aggregation=True, dp=None,
+           client_weighting=tff.learning.ClientWeighting.NUM_EXAMPLES),
+      dict(aggregate_codec="topk", secure_aggregation=True, dp=None, client_weighting=uniform),
+      dict(aggregate_codec=None, secure_aggregation=False, dp=dp, client_weighting=uniform),
+      dict(aggregate_codec="fixed_int", secure_aggregation=True, dp=dp,
+           client_weighting=uniform),
+  ]
+  for case in cases:
+    with pytest.raises(ValueError) as info:
+      privacy.check_protected_mean(clients_per_round=10, **case)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("rounds,noise,rate", [(1, 1.0, 0.01), (100, 1.0, 0.01),
+                                               (200, 0.8, 0.5)])
+# Each accountant call takes 0.2-2 s: the composition is by count, not round by round.
+def test_epsilon_matches_dp_accounting_directly(rounds, noise, rate):
+  accountant = dp_accounting.rdp.RdpAccountant()
+  accountant.compose(dp_accounting.PoissonSampledDpEvent(
+      rate, dp_accounting.GaussianDpEvent(noise)), count=rounds)
+  expected = accountant.get_epsilon(1e-5)
+  assert privacy.rdp_epsilon(noise, rate, rounds, 1e-5) == pytest.approx(expected, rel=1e-9)
+
+
+def test_epsilon_grows_with_rounds_and_shrinks_with_noise():
+  eps = [privacy.rdp_epsilon(1.0, 0.1, r, 1e-5) for r in (1, 10, 100)]
+  assert eps[0] < eps[1] < eps[2]
+  assert privacy.rdp_epsilon(2.0, 0.1, 100, 1e-5) < eps[2]
+  assert privacy.rdp_epsilon(1.0, 0.1, 0, 1e-5) == 0.0
+
+
+DIM = 4096
+ZERO_TYPE = tff.TensorType(np.float32, [DIM])
+
+
+@pytest.mark.parametrize("secure_records", [False, True])
+def test_central_dp_noise_has_the_configured_std(secure_records):
+  # One client sends zeros: the mean is the noise alone, std noise_multiplier * clip.
+  config = privacy.DPConfig("central", noise_multiplier=2.0, clip=0.5, clients_per_round=1,
+                            population=10)
+  records = (secure.SecureEncodedSumFactory(
+      make_codec("fixed_int", options={"clip": 0.5}), clients_per_round=1)
+      if secure_records else None)
+  process = privacy.build_dp_mean_factory(config, sum_factory=records).create(ZERO_TYPE)
+  result = process.next(process.initialize(), [np.zeros(DIM, np.float32)]).result
+  # The std estimate over 4096 draws is within 2.2% (2 sigma); 1.0 vs a wrong 2.0 or 0.5.
+  assert np.std(result) == pytest.approx(1.0, rel=0.06)
+  assert abs(np.mean(result)) < 0.1
+
+
+def test_distributed_dp_noise_has_the_configured_std_and_counts_field_bits():
+  config = privacy.DPConfig("distributed", noise_multiplier=2.0, clip=0.5,
+                            clients_per_round=1, population=10, field_bits=16)
+  process = privacy.build_dp_mean_factory(config, sum_factory=None).create(ZERO_TYPE)
+  output = process.next(process.initialize(), [np.zeros(DIM, np.float32)])
+  # Central std noise_multiplier * clip = 1.0 (TFF splits it over the clients).
+  assert np.std(output.result) == pytest.approx(1.0, rel=0.06)
+  assert output.measurements["bits"] == 16 * DIM + secure.count_bits(1)
+  effective = privacy.effective_noise_multiplier(config, ZERO_TYPE)
+  assert 0.5 * 2.0 < effective <= 2.0  # The rounding inflates the sensitivity a little.
