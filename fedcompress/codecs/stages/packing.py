@@ -90,7 +90,7 @@ def unpack_bits(words: tf.Tensor, bits: int, num_values: int) -> tf.Tensor:
   groups = -(-num_values // 32)
   word, offset = _word_layout(bits)
   u = tf.cast(tf.bitcast(tf.reshape(words, [-1]), tf.uint32), tf.int64)
-  u = tf.reshape(tf.pad(u, [[0, groups * bits - u.shape[0]]]), [groups, bits])
+  u = tf.reshape(tf.pad(u, [[0, groups * bits - tf.size(u)]]), [groups, bits])
   # Only the low 16 bits of the next word can belong to a value of <= 16 bits, so
   # shifting them up by 32 stays far below the int64 sign bit. (A group's last value
   # never straddles, so its clipped "next word" is masked away by the final shift.)
