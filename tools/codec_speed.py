@@ -16,19 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-# The codecs of the table, with the options it measured.
-CODECS: dict[str, dict[str, Any]] = {
-    "uniform": {"bits": 8},
-    "topk": {"fraction": 0.01},
-    "randk": {"fraction": 0.01},
-    "hadamard": {"bits": 2},
-    "drive": {},
-    "eden": {"bits": 1},
-    "kashin": {"bits": 2},
-    "nonuniform": {},
-    "uniform_huffman": {},
-    "adaptive": {"budget_bits_per_coordinate": 2.0},
-}
+from tools.benchmark import CODEC_OPTIONS as CODECS
 
 
 def time_codec(name: str, options: Mapping[str, Any], shape: Sequence[int], reps: int,
