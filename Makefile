@@ -30,12 +30,13 @@ test-fast: venv
 demo: venv
 	$(VENV_PY) experiments/demo.py
 
-# Speed and memory figures: prints them and writes runs/benchmark.json. Writing the
+# Speed and memory figures, and every codec against uncompressed (uplink only and both
+# ways): prints them, writes runs/benchmark.json and the codec table into README.md. Writing the
 # 3,400-client sqlite takes longest; it is kept in runs/benchmark_data for next time.
 bench: venv
 	mkdir -p runs
 	$(VENV_PY) -m tools.run_benchmark --rounds=7 --output=runs/benchmark.json \
-	    --memory_cache_dir=runs/benchmark_data
+	    --memory_cache_dir=runs/benchmark_data --codecs=all --readme=README.md
 
 # requirements.txt: the lock's runtime closure, for installing with plain pip (no uv).
 # --locked refuses a uv.lock that no longer matches pyproject.toml (run `uv lock` first);

@@ -55,6 +55,20 @@ LABELS = {
 RATIOS = (("b", "a"), ("c", "b"), ("c", "d"), ("b", "e"))
 TARGETS = {"b/a": 1.05, "c/b": 1.10, "c/d": 1.3}
 MEMORY_TARGET = 1.10
+# The codec sweep: every registered codec but identity and the generic `huffman`
+# (`uniform_huffman` is its instance), with the options of issue 15's table.
+CODEC_OPTIONS: dict[str, dict[str, Any]] = {
+    "uniform": {"bits": 8},
+    "topk": {"fraction": 0.01},
+    "randk": {"fraction": 0.01},
+    "hadamard": {"bits": 2},
+    "drive": {},
+    "eden": {"bits": 1},
+    "kashin": {"bits": 2},
+    "nonuniform": {},
+    "uniform_huffman": {},
+    "adaptive": {"budget_bits_per_coordinate": 2.0},
+}
 _TRAIN_SPLIT = "digits_only_train"
 _TEST_SPLIT = "digits_only_test"
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -80,6 +94,10 @@ class BenchmarkConfig:
     memory_examples_per_client: examples per client in the generated datasets.
     memory_cache_dir: where generated datasets are kept and reused (`None`: a
       temporary folder, deleted afterwards).
+    codecs: codecs (keys of `CODEC_OPTIONS`) of the codec sweep, each timed against
+      uncompressed in its own interleaved run; empty skips the sweep.
+    codec_directions: `uplink` (aggregate codec only) and/or `both` (the same codec
+      for the broadcast too).
   """
 
   num_clients: int = 10
@@ -94,6 +112,8 @@ class BenchmarkConfig:
   memory_populations: tuple[int, ...] = (100, 3400)
   memory_examples_per_client: int = 100
   memory_cache_dir: str | None = None
+  codecs: tuple[str, ...] = ()
+  codec_directions: tuple[str, ...] = ("uplink", "both")
 
   def __post_init__(self):
     positive = ("num_clients", "examples_per_client", "batch_size", "rounds")
@@ -102,6 +122,12 @@ class BenchmarkConfig:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
     if self.warmup_rounds < 0:
       raise ValueError(f"warmup_rounds must be >= 0, got {self.warmup_rounds}")
+    unknown = set(self.codecs) - set(CODEC_OPTIONS)
+    if unknown:
+      raise ValueError(f"unknown codecs {sorted(unknown)}; valid: {', '.join(CODEC_OPTIONS)}")
+    if set(self.codec_directions) - {"uplink", "both"}:
+      raise ValueError(f"codec_directions must be uplink and/or both, got "
+                       f"{self.codec_directions}")
     if any(n < self.num_clients for n in self.memory_populations):
       raise ValueError(f"memory_populations must each hold at least num_clients="
                        f"{self.num_clients} clients, got {self.memory_populations}")
@@ -231,6 +257,80 @@ def time_interleaved(runners: Mapping[str, Callable[[int], None]], rounds: int,
 def ratios(times: Mapping[str, float]) -> dict[str, float]:
   """`{'b/a': .., 'c/b': .., 'c/d': .., 'b/e': ..}` from per-contender times."""
   return {f"{x}/{y}": times[x] / times[y] for x, y in RATIOS if x in times and y in times}
+
+
+# --- codec sweep --------------------------------------------------------------------
+
+
+def run_codec_sweep(config: BenchmarkConfig, log: Callable[[str], None] | None = print
+                    ) -> dict[str, Any]:
+  """Every codec of `config.codecs` against uncompressed, one interleaved run each.
+
+  Each run interleaves uncompressed (`none`) with the codec in each of
+  `config.codec_directions`, so the ratio compares rounds under the same load.
+
+  Returns:
+    `{codec: {'options', 'wall_s': {contender: median}, 'cpu_s': {...},
+    'cpu_ratio': {direction: ..}, 'wall_ratio': {direction: ..}}}` plus the process's
+    peak RSS under `peak_rss_bytes`.
+  """
+  import fedcompress
+
+  task, _ = build_timing_task(config)
+  client_ids = list(task.client_ids)
+  uncompressed = fedcompress.build_fedavg(task.model_fn)
+  out: dict[str, Any] = {}
+  for name in config.codecs:
+    spec = fedcompress.CodecSpec(name, CODEC_OPTIONS[name], threshold=config.threshold)
+    processes = {"none": uncompressed}
+    for direction in config.codec_directions:
+      processes[direction] = fedcompress.build_fedavg(
+          task.model_fn, aggregate_codec=spec,
+          broadcast_codec=spec if direction == "both" else None)
+    states = {key: process.initialize() for key, process in processes.items()}
+
+    def runner(key: str, processes=processes, states=states) -> Callable[[int], None]:
+      def run(repetition: int) -> None:
+        data = [task.client_dataset(cid, repetition) for cid in client_ids]
+        states[key] = processes[key].next(states[key], data).state
+      return run
+
+    samples = time_interleaved({key: runner(key) for key in processes}, config.rounds,
+                               config.warmup_rounds)
+    wall = {k: statistics.median(v["wall_s"]) for k, v in samples.items()}
+    cpu = {k: statistics.median(v["cpu_s"]) for k, v in samples.items()}
+    out[name] = {
+        "options": CODEC_OPTIONS[name], "wall_s": wall, "cpu_s": cpu, "samples": samples,
+        "wall_ratio": {d: wall[d] / wall["none"] for d in config.codec_directions},
+        "cpu_ratio": {d: cpu[d] / cpu["none"] for d in config.codec_directions},
+    }
+    if log:
+      log(f"{name}: " + "; ".join(
+          f"{d} wall {out[name]['wall_ratio'][d]:.2f}x CPU {out[name]['cpu_ratio'][d]:.2f}x"
+          for d in config.codec_directions) + f" (uncompressed {wall['none']:.3f} s)")
+  return {"codecs": out,
+          "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def format_codec_table(result: Mapping[str, Any]) -> str:
+  """Markdown table of a `run_benchmark` result's codec sweep (what the README shows)."""
+  config = result["config"]
+  sweep = result["codec_sweep"]["codecs"]
+  directions = config["codec_directions"]
+  head = " | ".join(f"{d} wall | {d} CPU" for d in directions)
+  lines = [f"Round time vs uncompressed, median of {config['rounds']} interleaved rounds "
+           f"after {config['warmup_rounds']} warm-up; {config['num_clients']} clients of "
+           f"{config['examples_per_client']} examples; tensors over {config['threshold']:,} "
+           f"elements encoded; load average {result['environment']['loadavg_before'][0]:.1f} "
+           f"on {result['environment']['cpu_count']} cores at the start.", "",
+           f"| codec | options | uncompressed s | {head} |",
+           "|---|---|---:|" + "---:|---:|" * len(directions)]
+  for name, r in sweep.items():
+    options = ", ".join(f"{k}={v}" for k, v in r["options"].items())
+    cells = " | ".join(f"{r['wall_ratio'][d]:.2f}x | {r['cpu_ratio'][d]:.2f}x"
+                       for d in directions)
+    lines.append(f"| {name} | {options} | {r['wall_s']['none']:.3f} | {cells} |")
+  return "\n".join(lines)
 
 
 # --- memory -------------------------------------------------------------------------
@@ -403,9 +503,14 @@ def run_benchmark(config: BenchmarkConfig = BenchmarkConfig(),
           "keras_floor": "model.fit, one epoch, same pipeline and examples",
           "memory_metric": "ru_maxrss of a fresh driver process; tracemalloc peak",
       },
+      "peak_rss_bytes_after_timing": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
   }
   if log:
     log(format_timing(result))
+  if config.codecs:
+    result["codec_sweep"] = run_codec_sweep(config, log)
+    if log:
+      log(format_codec_table(result))
   if config.memory_populations:
     result["memory"] = measure_driver_memory(config)
     result["memory"]["target_peak_rss_ratio"] = MEMORY_TARGET

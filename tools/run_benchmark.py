@@ -5,8 +5,12 @@
 Prints the median round times of (a) plain TFF FedAvg, (b) fedcompress uncompressed,
 (c) fedcompress 8-bit both ways and (d) one Keras epoch over the same examples, the
 ratios b/a, c/b and c/d, and the driver's peak memory for generated datasets of 100 and
-3,400 clients; writes all of it to --output. See tools/benchmark.py.
+3,400 clients; writes all of it to --output. With --codecs=all it also times every
+codec against uncompressed (uplink only and both ways) and, with --readme=README.md,
+writes that table into the README. See tools/benchmark.py.
 """
+
+import sys
 
 from fedcompress.federated import quiet
 
@@ -15,7 +19,7 @@ quiet.quiet_tensorflow()  # Before TensorFlow loads: it reads its log level only
 from absl import app, flags
 
 from fedcompress.federated import runtime
-from tools import benchmark
+from tools import benchmark, codec_table
 
 _D = benchmark.BenchmarkConfig()
 _OUTPUT = flags.DEFINE_string("output", "benchmark.json", "Where to write the JSON result.")
@@ -37,6 +41,13 @@ _MEMORY_EXAMPLES = flags.DEFINE_integer("memory_examples_per_client",
                                         "Examples per client in the generated datasets.")
 _MEMORY_CACHE = flags.DEFINE_string("memory_cache_dir", None, "Keep (and reuse) the generated "
                                     "datasets here instead of a temporary folder.")
+_CODECS = flags.DEFINE_list(
+    "codecs", [], "Codec sweep: these codecs each against uncompressed, interleaved "
+    f"(any of {', '.join(benchmark.CODEC_OPTIONS)}, or 'all'); empty skips it.")
+_DIRECTIONS = flags.DEFINE_list("codec_directions", ["uplink", "both"],
+                                "Codec sweep: uplink (aggregate only) and/or both.")
+_README = flags.DEFINE_string("readme", None, "Write the codec sweep's table into this "
+                              "README, between <!-- codec-table:benchmark --> markers.")
 flags.DEFINE_bool("tf_logs", False, "Show TensorFlow/TFF logs (quiet by default).")
 
 
@@ -44,15 +55,28 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   runtime.install_signal_handlers()
-  config = benchmark.BenchmarkConfig(
+  try:
+    config = _config()
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  result = benchmark.run_benchmark(config, _OUTPUT.value)
+  if _README.value and config.codecs:
+    codec_table.update_readme(_README.value, "benchmark", benchmark.format_codec_table(result))
+  return 0
+
+
+def _config() -> benchmark.BenchmarkConfig:
+  return benchmark.BenchmarkConfig(
       num_clients=_CLIENTS.value, examples_per_client=_EXAMPLES.value,
       batch_size=_BATCH.value, rounds=_ROUNDS.value, warmup_rounds=_WARMUP.value,
       seed=_SEED.value, max_concurrent_clients=_MAX_CLIENTS.value,
       memory_populations=tuple(int(n) for n in _POPULATIONS.value),
       memory_examples_per_client=_MEMORY_EXAMPLES.value,
-      memory_cache_dir=_MEMORY_CACHE.value)
-  benchmark.run_benchmark(config, _OUTPUT.value)
-  return 0
+      memory_cache_dir=_MEMORY_CACHE.value,
+      codecs=(tuple(benchmark.CODEC_OPTIONS) if _CODECS.value == ["all"]
+              else tuple(_CODECS.value)),
+      codec_directions=tuple(_DIRECTIONS.value))
 
 
 if __name__ == "__main__":

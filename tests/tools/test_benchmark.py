@@ -7,6 +7,7 @@ memory probe runs the same round on the shared clients of every population.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 
@@ -108,3 +109,22 @@ def test_config_validation():
     benchmark.BenchmarkConfig(rounds=0)
   with pytest.raises(ValueError, match="memory_populations"):
     benchmark.BenchmarkConfig(num_clients=10, memory_populations=(5, 100))
+  with pytest.raises(ValueError, match="unknown codecs"):
+    benchmark.BenchmarkConfig(codecs=("nope",))
+  with pytest.raises(ValueError, match="codec_directions"):
+    benchmark.BenchmarkConfig(codecs=("drive",), codec_directions=("down",))
+
+
+def test_codec_sweep_times_each_codec_against_uncompressed():
+  config = dataclasses.replace(_TINY, codecs=("drive",), codec_directions=("uplink",),
+                               memory_populations=())
+  sweep = benchmark.run_codec_sweep(config, log=None)
+  drive = sweep["codecs"]["drive"]
+  assert set(drive["wall_s"]) == {"none", "uplink"}
+  assert drive["cpu_ratio"]["uplink"] == drive["cpu_s"]["uplink"] / drive["cpu_s"]["none"]
+  assert sweep["peak_rss_bytes"] > 0
+  table = benchmark.format_codec_table({
+      "config": dataclasses.asdict(config), "codec_sweep": sweep,
+      "environment": {"loadavg_before": (1.0, 1.0, 1.0), "cpu_count": 2}})
+  assert f"| drive |  | {drive['wall_s']['none']:.3f} | " in table
+  assert table.count("\n| drive") == 1

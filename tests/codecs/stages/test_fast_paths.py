@@ -1,0 +1,102 @@
+"""The fast implementations against the ones they replaced, and against definitions.
+
+The references below are the previous implementations, copied verbatim: packing's and
+write_fields' scatter-adds must give bit-identical words; the blocked Walsh-Hadamard
+transform must equal the explicit Sylvester matrix product and tensor_encoding's
+butterflies to float rounding, and the Kashin stage tensor_encoding's own.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
+
+from fedcompress.codecs.stages import bitio, kashin, packing, rotation
+
+
+def _old_pack_bits(values, bits):
+  n = values.shape.num_elements()
+  num_words = -(-n * bits // 32)
+  v = tf.bitwise.bitwise_and(tf.cast(tf.reshape(values, [-1]), tf.int64), (1 << bits) - 1)
+  start = tf.range(n, dtype=tf.int64) * bits
+  word = start // 32
+  shifted = tf.bitwise.left_shift(v, start % 32)
+  low = tf.bitwise.bitwise_and(shifted, 0xFFFFFFFF)
+  high = tf.bitwise.right_shift(shifted, 32)
+  words = (tf.math.unsorted_segment_sum(low, word, num_words + 1)
+           + tf.math.unsorted_segment_sum(high, word + 1, num_words + 1))[:num_words]
+  return tf.bitcast(tf.cast(words, tf.uint32), tf.int32)
+
+
+def _old_write_fields(values, widths):
+  values = tf.cast(values, tf.int64)
+  widths = tf.cast(widths, tf.int64)
+  pos = tf.cumsum(widths, exclusive=True)
+  num_words = (tf.reduce_sum(widths) + 31) // 32
+  word = pos // 32
+  shift = tf.cast(64 - pos % 32 - widths, tf.uint64)
+  field = tf.cast(tf.bitwise.bitwise_and(
+      values, tf.bitwise.left_shift(tf.constant(1, tf.int64), widths) - 1), tf.uint64)
+  placed = tf.bitwise.left_shift(field, shift)
+  hi = tf.cast(tf.bitwise.right_shift(placed, tf.constant(32, tf.uint64)), tf.int64)
+  lo = tf.cast(tf.bitwise.bitwise_and(placed, tf.constant(0xFFFFFFFF, tf.uint64)), tf.int64)
+  segments = num_words + 2
+  words = (tf.math.unsorted_segment_sum(hi, word, segments)
+           + tf.math.unsorted_segment_sum(lo, word + 1, segments))[:num_words]
+  return tf.bitcast(tf.cast(words, tf.uint32), tf.int32)
+
+
+@pytest.mark.parametrize("bits", range(1, 17))
+def test_pack_bits_words_equal_the_scatter_reference(bits):
+  # 1,000 values: not a multiple of 32, so the last group and word are partial.
+  values = np.random.default_rng(bits).integers(0, 2**bits, 1000)
+  new = packing.pack_bits(tf.constant(values, tf.int64), bits).numpy()
+  np.testing.assert_array_equal(new, _old_pack_bits(tf.constant(values), bits).numpy())
+  np.testing.assert_array_equal(packing.unpack_bits(tf.constant(new), bits, 1000).numpy(),
+                                values)
+
+
+def test_write_fields_equals_the_scatter_reference():
+  rng = np.random.default_rng(0)
+  widths = rng.integers(0, 33, 3000)  # Zero widths and full 32-bit fields included.
+  values = rng.integers(0, 2**32, 3000)
+  np.testing.assert_array_equal(bitio.write_fields(values, widths).numpy(),
+                                _old_write_fields(values, widths).numpy())
+
+
+def _sylvester(size):
+  h = np.ones([1, 1])
+  while h.shape[0] < size:
+    h = np.block([[h, h], [h, -h]])
+  return h / np.sqrt(size)
+
+
+@pytest.mark.parametrize("length", [1, 2, 8, 64, 128, 2048, 8192])
+def test_walsh_hadamard_equals_the_matrix_product(length):
+  x = np.random.default_rng(length).standard_normal([3, length]).astype(np.float32)
+  fast = rotation.fast_walsh_hadamard(tf.constant(x)).numpy()
+  np.testing.assert_allclose(fast, x.astype(np.float64) @ _sylvester(length), atol=3e-6)
+  if length > 1:
+    butterflies = te.utils.fast_walsh_hadamard_transform(tf.constant(x)).numpy()
+    np.testing.assert_allclose(fast, butterflies, atol=3e-6)
+
+
+def test_walsh_hadamard_rescales_near_the_largest_float():
+  # Above the overflow limit the rows are scaled by their largest magnitude first.
+  x = np.random.default_rng(1).standard_normal([2, 2048]).astype(np.float32) * 3e36
+  fast = rotation.fast_walsh_hadamard(tf.constant(x)).numpy()
+  assert np.all(np.isfinite(fast))
+  np.testing.assert_allclose(fast, x.astype(np.float64) @ _sylvester(2048), rtol=1e-5,
+                             atol=1e31)
+
+
+def test_kashin_representation_equals_tensor_encodings():
+  x = tf.constant(np.random.default_rng(2).standard_normal([1, 700]).astype(np.float32))
+  stages = [kashin.FastKashinHadamardEncodingStage(num_iters=3, eta=0.9, delta=1.0),
+            te.stages.research.KashinHadamardEncodingStage(num_iters=3, eta=0.9, delta=1.0)]
+  params = stages[1].get_params()[0]
+  fast, reference = (s.encode(x, params)[s.ENCODED_VALUES_KEY].numpy() for s in stages)
+  np.testing.assert_allclose(fast, reference, atol=1e-5)
+  decoded = stages[0].decode({stages[0].ENCODED_VALUES_KEY: tf.constant(fast)}, params,
+                             shape=tf.constant([1, 700]))
+  np.testing.assert_allclose(decoded.numpy(), x.numpy(), atol=1e-5)
