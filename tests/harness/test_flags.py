@@ -151,6 +151,7 @@ def test_fetchsgd_flags_reach_the_config():
 def test_fetchsgd_flags_refused(args, message):
   fv = _parsed(fc_flags.define_image_experiment_flags, "--aggregator=fetchsgd", *args)
   with pytest.raises(ValueError, match=message):
+    fc_flags.experiment_config_from_flags(fv, module_names=[])
 
 
 def test_down_32x_flagfile_allocates_at_one_bit_per_coordinate(repo_root):
