@@ -157,8 +157,9 @@ class FetchSGDFactory(tff.aggregators.WeightedAggregationFactory):
       new_state = collections.OrderedDict(
           momentum=tf.where(hit, 0.0, momentum), error=tf.where(hit, 0.0, error))
       parts = tf.split(delta, sizes)
-      update = tf.nest.pack_sequence_as(
-          specs, [tf.cast(tf.reshape(p, s.shape), s.dtype) for p, s in zip(parts, flat_specs)])
+      update = tf.nest.pack_sequence_as(specs, [
+          tf.cast(tf.reshape(p, s.shape), s.dtype)
+          for p, s in zip(parts, flat_specs, strict=True)])
       return new_state, update
 
     @tff.federated_computation(init_fn.type_signature.result,

@@ -26,8 +26,8 @@ import tensorflow_federated as tff
 
 from fedcompress import metrics as m
 from fedcompress.codecs import CodecSpec
-from fedcompress.federated.aggregators import AggregatorSpec
 from fedcompress.federated import runtime
+from fedcompress.federated.aggregators import AggregatorSpec
 from fedcompress.federated.error_feedback import (
   ERROR_FEEDBACK_MODES,
   build_fedavg_with_error_feedback,
@@ -80,6 +80,19 @@ def build_optimizer(name: str, learning_rate: float) -> tff.learning.optimizers.
   if not (learning_rate > 0 and math.isfinite(learning_rate)):
     raise ValueError(f"learning rate must be a finite number > 0, got {learning_rate}")
   return OPTIMIZERS[name](learning_rate)
+
+
+def _same_codec(description: str, spec: Any) -> bool:
+  """Whether `description` (a `CodecSpec.describe()`) names the codec `spec` resolves to."""
+  if not isinstance(spec, CodecSpec):
+    return False
+  name, sep, threshold = description.rpartition(">")
+  try:
+    old = CodecSpec(name, threshold=int(threshold)) if sep else None
+  except ValueError:  # A codec this version no longer has, or a damaged record.
+    return False
+  return old is not None and (old.name, old.threshold, old.resolved_options()) == (
+      spec.name, spec.threshold, spec.resolved_options())
 
 
 @dataclasses.dataclass
@@ -182,6 +195,21 @@ class ExperimentConfig:
       record.setdefault(key, rundir.jsonable(value))
     return record
 
+  def record_compared_with(self, recorded: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`record()`, each codec written as `recorded` wrote it where both are the same codec.
+
+    Codecs are recorded as given (`uniform(deterministic=False,bits=8)>10000` or
+    `uniform(bits=8)>10000`), so a resume that spells out a default option, or leaves
+    out one the first run spelled out, would otherwise be refused as another codec.
+    """
+    record = self.record()
+    for key, spec in (("broadcast_codec", self.broadcast_codec),
+                      ("aggregate_codec", self.aggregate_codec)):
+      old = (recorded or {}).get(key)
+      if isinstance(old, str) and old != record.get(key) and _same_codec(old, spec):
+        record[key] = old
+    return record
+
 
 @dataclasses.dataclass
 class ExperimentResult:
@@ -210,7 +238,8 @@ def check_run_dir(config: ExperimentConfig) -> None:
     raise RunDirectoryError(
         f"{run_dir} already holds a run; pass --resume to continue it or choose another "
         "--experiment_name (nothing was overwritten)")
-  mismatch = rundir.record_mismatch(run_dir, config.record(), config.rounds)
+  mismatch = rundir.record_mismatch(
+      run_dir, config.record_compared_with(rundir.read_config(run_dir)), config.rounds)
   if mismatch:
     raise RunDirectoryError(
         f"cannot resume {run_dir}: it was run with other settings: {mismatch}. Resume with "

@@ -163,7 +163,8 @@ def _plan(kind: ExperimentKind, run: SweepRun, root_output_dir: str,
   if not rundir.has_run(run_dir):
     return _Plan(run, fv, config, "start")
   try:
-    mismatch = rundir.record_mismatch(run_dir, config.record(), config.rounds)
+    mismatch = rundir.record_mismatch(
+        run_dir, config.record_compared_with(rundir.read_config(run_dir)), config.rounds)
     done = _finished_rounds(run_dir)
   except ValueError as e:
     raise ValueError(f"sweep run {run.name!r}: {e}") from None

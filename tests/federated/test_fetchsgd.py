@@ -35,8 +35,8 @@ def _value(flat):
 
 @pytest.fixture(scope="module")
 def process():
-  return fetchsgd.FetchSGDFactory(**OPTIONS).create(tff.StructWithPythonType(VALUE, collections.OrderedDict),
-                                                    tff.TensorType(np.float32))
+  value_type = tff.StructWithPythonType(VALUE, collections.OrderedDict)
+  return fetchsgd.FetchSGDFactory(**OPTIONS).create(value_type, tff.TensorType(np.float32))
 
 
 @pytest.fixture(scope="module")

@@ -182,3 +182,24 @@ def test_bits_and_budget_exclude_each_other():
   fv = _parsed(fc_flags.define_image_experiment_flags, "--aggregate_widths=1,2")
   with pytest.raises(ValueError, match="needs --aggregate_bits_per_coordinate"):
     fc_flags.experiment_config_from_flags(fv, module_names=[])
+
+
+@pytest.mark.parametrize("first,then", [
+    ("deterministic=false", ""), ("", "deterministic=false"), ("", "deterministic=0")])
+def test_resume_compares_codecs_as_resolved(first, then):
+  # Issue 13: codecs are recorded as given, so resuming with a default option spelled
+  # out (or left out) was refused as another codec.
+  def config(args):
+    fv = _parsed(fc_flags.define_image_experiment_flags, "--aggregate_encoder=uniform",
+                 f"--aggregate_encoder_args={args}")
+    return fc_flags.experiment_config_from_flags(fv, module_names=[])
+
+  recorded = config(first).record()
+  resumed = config(then)
+  assert resumed.record()["aggregate_codec"] != recorded["aggregate_codec"]
+  assert rundir.differences(recorded, resumed.record_compared_with(recorded)) == []
+  # Another codec is still another codec.
+  other = config("deterministic=true")
+  assert rundir.differences(recorded, other.record_compared_with(recorded)) == [
+      f"aggregate_codec {other.record()['aggregate_codec']} "
+      f"(recorded {recorded['aggregate_codec']})"]

@@ -98,7 +98,8 @@ class FastKashinHadamardEncodingStage(KashinStage):
   The representation takes `2 * num_iters` transforms of the whole padded frame
   (2^21 coordinates for the CNN's dense kernel); tensor_encoding's 21 butterfly passes
   per transform made `kashin` the slowest codec (about 1.1 s per encode of that
-  kernel, measured). Everything else (signs, clipping, padding, the seeded get_params) is the parent's.
+  kernel, measured). Everything else (signs, clipping, padding, the seeded get_params)
+  is the parent's.
   """
 
   def _kashin_forward(self, x, signs, clip_level, clip):
