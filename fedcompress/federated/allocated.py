@@ -73,12 +73,18 @@ class _SwitchedTensor:
     def branch(chosen):
       def fn():
         encoded = collections.OrderedDict(
-            (key, tf.reshape(t, shape)) for (key, shape, _), t in zip(self.layouts[chosen],
-                                                                      parts[chosen], strict=True))
+            (key, tf.reshape(t, _reshape_target(shape)))
+            for (key, shape, _), t in zip(self.layouts[chosen], parts[chosen], strict=True))
         return tf.reshape(self.encoders[chosen].decode(encoded), self.spec.shape)
       return fn
 
     return tf.switch_case(tf.cast(choice, tf.int32), [branch(c) for c in range(len(self.encoders))])
+
+
+def _reshape_target(shape) -> list[int]:
+  """A layout's shape as `tf.reshape` takes it: an encoder output whose length depends on
+  the data (a packed stream, shape `(None,)`) keeps its one unknown dimension as -1."""
+  return [-1 if d is None else d for d in tf.TensorShape(shape).as_list()]
 
 
 class _Allocated:

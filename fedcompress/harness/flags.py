@@ -117,6 +117,12 @@ NUMBER_FLAGS: dict[str, NumberRule] = {
     "learning_rate": NumberRule(0.0, _FLOAT32_MAX, low_open=True,
                                 why="Keras' Adam computes in float32"),
     "log_every": _at_least(1),
+    # Differential privacy (define_privacy_flags): noise std / clip, clip norm, delta of
+    # the reported epsilon, and the distributed mechanism's field width.
+    "dp_noise_multiplier": NumberRule(0.0),
+    "dp_clip": _POSITIVE,
+    "dp_delta": NumberRule(0.0, 1.0, low_open=True),
+    "dp_field_bits": NumberRule(1, 22, integer=True),
     "broadcast_bits_per_coordinate": NumberRule(0.0, low_open=True, optional=True),
     "aggregate_bits_per_coordinate": NumberRule(0.0, low_open=True, optional=True),
 }
@@ -247,6 +253,7 @@ def define_privacy_flags(fv: FlagValues = flags.FLAGS) -> None:
                      flag_values=fv)
   flags.DEFINE_integer("dp_field_bits", 16, "--dp=distributed: bits per coordinate of the "
                        "secure sum's field (1..22).", flag_values=fv)
+  add_number_checks(fv, ["dp_noise_multiplier", "dp_clip", "dp_delta", "dp_field_bits"])
 
 
 def define_output_flags(fv: FlagValues = flags.FLAGS, *, experiment_name: str) -> None:

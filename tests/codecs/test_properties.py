@@ -50,6 +50,7 @@ OPTIONS: dict[str, dict] = {
     "nonuniform": {"bits": 4},
     "countsketch": {"rows": 3, "columns": 8},
     "rotation": {},
+    "fixed_int": {"bits": 8, "clip": 2.0},
 }
 # Codecs with a bit formula and a worst-case error bound besides the tutorial's two.
 RESEARCH = ("hadamard", "kashin", "drive", "eden", "topk", "randk", "nonuniform",
@@ -121,8 +122,18 @@ def _bound_relative(name, x, x_hat, options):
   assert err <= bound * norm * (1 + 1e-3) + 1e-4 * norm + UNDERFLOW_NORM, (err, bound, norm)
 
 
+def _bound_clipped(name, x, x_hat, options):
+  """fixed_int (no rotation): each value is clipped to +-clip and rounded to the grid of
+  step clip / (2^(bits-1) - 1), so it decodes within one step of the clipped value."""
+  del name
+  clip, bits = options["clip"], options["bits"]
+  step = clip / (2 ** (bits - 1) - 1)
+  assert np.all(np.abs(x_hat - np.clip(x, -clip, clip)) <= step * (1 + 1e-5) + 1e-7 * clip)
+
+
 BOUNDS = {
     "identity": _bound_exact,
+    "fixed_int": _bound_clipped,
     "uniform": _bound_uniform,
     "huffman": _bound_uniform,
     "uniform_huffman": _bound_uniform,
@@ -177,6 +188,7 @@ def _bits_research(name, n, encoded, options):
 
 BITS = {
     "identity": _bits_identity,
+    "fixed_int": _bits_research,
     "uniform": _bits_uniform,
     "huffman": _bits_entropy,
     "uniform_huffman": _bits_entropy,

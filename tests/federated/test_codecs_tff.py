@@ -33,6 +33,11 @@ CASES = {
     "topk": ({"fraction": 1.0}, "levels", 0.0),
     "randk": ({"fraction": 1.0}, "levels", 1e-6),
     "nonuniform": ({"bits": 2, "method": "quantile"}, "levels", 0.0),
+    "rotation": ({}, "levels", 1e-5),
+    # Three spikes in 5 rows x 400 buckets: every estimate's median is exact.
+    "countsketch": ({"rows": 5, "columns": 400}, "spikes", 1e-5),
+    # A step of 100 / 32767 per value (weights up to 3 times values up to 3: no clipping).
+    "fixed_int": ({"bits": 16, "clip": 100.0}, "levels", 1e-2),
 }
 
 

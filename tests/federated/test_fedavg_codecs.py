@@ -27,6 +27,9 @@ OPTIONS = {
     "topk": {"fraction": 0.25},
     "randk": {"fraction": 0.25},
     "nonuniform": {"bits": 3},
+    "rotation": {},
+    "countsketch": {"rows": 3, "columns": 16},
+    "fixed_int": {"bits": 8, "clip": 1.0},
 }
 
 THRESHOLD = 10
