@@ -11,6 +11,8 @@ from fedcompress.codecs import CodecSpec
 from fedcompress.codecs.allocation import AllocatedCodec
 from fedcompress.federated.allocated import AllocatedSumFactory, build_allocated_broadcast_process
 
+pytestmark = pytest.mark.slow  # builds allocated TFF processes: the slow tier
+
 VALUE_TYPE = tff.types.to_type(collections.OrderedDict(
     big=tff.TensorType(np.float32, [4096]), mid=tff.TensorType(np.float32, [512]),
     small=tff.TensorType(np.float32, [8])))

@@ -10,6 +10,8 @@ import fedcompress
 from fedcompress import metrics as m
 from fedcompress.federated.error_feedback import build_fedavg_with_error_feedback
 
+pytestmark = pytest.mark.slow  # builds EF FedAvg processes: the slow tier
+
 DIM = 20
 LR = 0.1
 TOPK = fedcompress.CodecSpec("topk", {"fraction": 0.1}, threshold=0)  # 2 of 20 kept

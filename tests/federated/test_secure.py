@@ -97,6 +97,7 @@ def _linear_model_fn():
       loss=tf.keras.losses.MeanSquaredError())
 
 
+@pytest.mark.slow
 def test_fedavg_under_secure_aggregation_counts_bits_per_client():
   process = fedcompress.build_fedavg(
       _linear_model_fn, aggregate_codec=make_codec("fixed_int", options={"clip": 1.0}),
@@ -167,6 +168,7 @@ def test_central_dp_noise_has_the_configured_std(secure_records):
   assert abs(np.mean(result)) < 0.1
 
 
+@pytest.mark.slow
 def test_distributed_dp_noise_has_the_configured_std_and_counts_field_bits():
   config = privacy.DPConfig("distributed", noise_multiplier=2.0, clip=0.5,
                             clients_per_round=1, population=10, field_bits=16)
