@@ -533,15 +533,27 @@ def shutdown() -> None:
     worker.stop()
 
 
-def _on_sigterm(signum, frame):  # noqa: ARG001
+def _on_sigterm(signum, frame):
   # Turn SIGTERM into a normal exit so `finally` blocks and atexit handlers run.
-  raise _signals.Terminated(signum)
+  _signals.raise_or_redeliver(signum, frame, _signals.Terminated(signum))
+
+
+def _on_sigint(signum, frame):
+  # Python's own handler, except that a Ctrl-C arriving inside a gc callback is not lost.
+  _signals.raise_or_redeliver(signum, frame, KeyboardInterrupt())
 
 
 def install_signal_handlers() -> None:
-  """Makes SIGTERM exit like an exception (cleanup runs). Main thread only."""
+  """Makes SIGTERM exit like an exception (cleanup runs). Main thread only.
+
+  Neither SIGTERM nor SIGINT is lost when it arrives inside a gc callback or `__del__`
+  (see `signals.raise_or_redeliver`). A SIGINT the process was started ignoring stays
+  ignored.
+  """
   if threading.current_thread() is threading.main_thread():
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+      signal.signal(signal.SIGINT, _on_sigint)
 
 
 _atexit_registered = False

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+import os
 import signal
+import threading
+import types
 
 
 def restore_default_sigint() -> None:
@@ -25,3 +29,36 @@ class Terminated(SystemExit):
 
   def __init__(self, signum: int = signal.SIGTERM):
     super().__init__(128 + signum)
+
+
+# How long a signal that arrived where Python would drop its exception waits to be sent
+# again: long enough for a gc callback or `__del__` to return, short for a user.
+REDELIVERY_DELAY_S = 0.05
+
+
+def raised_here_is_dropped(frame: types.FrameType | None) -> bool:
+  """Whether an exception raised at `frame` would be printed and dropped by Python.
+
+  Python runs gc callbacks and `__del__` from C and ignores what they raise ("Exception
+  ignored in ..."). A signal handler that raises runs in whatever frame the main thread is
+  executing: when that is jax's `_xla_gc_callback`, which TFF's import registers, the
+  exception is dropped and the signal lost (measured: a SIGTERM during process building
+  left the run going).
+  """
+  callbacks = {getattr(cb, "__code__", None) for cb in gc.callbacks}
+  while frame is not None:
+    if frame.f_code in callbacks or frame.f_code.co_name == "__del__":
+      return True
+    frame = frame.f_back
+  return False
+
+
+def raise_or_redeliver(signum: int, frame: types.FrameType | None,
+                       error: BaseException) -> None:
+  """Raises `error` from a signal handler, or sends `signum` again if it would be dropped."""
+  if raised_here_is_dropped(frame):
+    timer = threading.Timer(REDELIVERY_DELAY_S, os.kill, (os.getpid(), signum))
+    timer.daemon = True
+    timer.start()
+    return
+  raise error

@@ -1,0 +1,79 @@
+"""A signal that arrives inside a gc callback is not lost (signals.raise_or_redeliver)."""
+
+import gc
+import os
+import signal
+import sys
+import time
+
+import pytest
+
+from fedcompress.federated import signals
+
+
+class _Stop(Exception):
+  pass
+
+
+def _deliver_during_gc(handler, monkeypatch) -> tuple[list, list]:
+  """Sends SIGUSR1 from inside a gc callback; returns (where _Stop was caught, dropped)."""
+  dropped = []
+  monkeypatch.setattr(sys, "unraisablehook", dropped.append)
+  previous = signal.signal(signal.SIGUSR1, handler)
+  sent = []
+
+  def callback(phase, info):  # noqa: ARG001
+    if phase == "start" and not sent:
+      sent.append(True)
+      os.kill(os.getpid(), signal.SIGUSR1)  # The handler runs right here, in the callback.
+
+  gc.callbacks.append(callback)
+  caught = []
+  try:
+    try:
+      gc.collect()
+      deadline = time.monotonic() + 2.0
+      while time.monotonic() < deadline:
+        time.sleep(0.01)
+    except _Stop:
+      caught.append("main flow")
+  finally:
+    gc.callbacks.remove(callback)
+    signal.signal(signal.SIGUSR1, previous)
+  assert sent
+  return caught, dropped
+
+
+def test_raising_from_a_gc_callback_loses_the_signal(monkeypatch):
+  # The problem: a handler that simply raises is dropped by Python.
+  def handler(signum, frame):  # noqa: ARG001
+    raise _Stop()
+
+  caught, dropped = _deliver_during_gc(handler, monkeypatch)
+  assert caught == [] and len(dropped) == 1
+
+
+def test_signal_is_redelivered_outside_the_gc_callback(monkeypatch):
+  def handler(signum, frame):
+    signals.raise_or_redeliver(signum, frame, _Stop())
+
+  caught, dropped = _deliver_during_gc(handler, monkeypatch)
+  assert caught == ["main flow"] and dropped == []
+
+
+def test_dropped_contexts():
+  def in_del():
+    class Finalized:
+      def __del__(self):
+        seen.append(signals.raised_here_is_dropped(sys._getframe()))
+    Finalized()
+
+  seen = []
+  in_del()
+  assert seen == [True]
+  assert not signals.raised_here_is_dropped(sys._getframe())
+
+
+def test_a_plain_frame_raises():
+  with pytest.raises(_Stop):
+    signals.raise_or_redeliver(signal.SIGUSR1, sys._getframe(), _Stop())
