@@ -25,7 +25,9 @@ formula when every link but the last has `output_size` and every link a `bits_fo
 else None (the processes count in-graph either way). Error bound: `e(A|B)(n) = e_A(n) +
 g_A(n) * e_B(output_size_A(n))` with `g` = `Codec.error_gain`, because `x - x_hat = (x -
 dec_A(y)) + (dec_A(y) - dec_A(y_hat))`; entropy coders are lossless and add nothing;
-None when a link has no figure.
+None when a link has no figure. A chain sums under secure aggregation (`Codec.sum_bound`)
+when its last link does and every stage commutes with sum, e.g.
+`countsketch(rows=1,fraction=0.25)|fixed_int(bits=4)`.
 """
 
 from __future__ import annotations
@@ -157,6 +159,28 @@ def _error_bound(links: Sequence[_Link]):
   return bound
 
 
+# Any size: whether a chain's stages commute with sum does not depend on it.
+_PROBE_SPEC = tf.TensorSpec([64], tf.float32)
+
+
+def _sum_bound(links: Sequence[_Link], encoder: te.core.Encoder):
+  """The last link's `sum_bound` if the whole chain's encodings add up, else None.
+
+  They add up when the last link's integers do (`Codec.sum_compatible`) and every stage
+  before it commutes with sum with randomness shared by the round's clients (a count
+  sketch, a rotation or coordinate sampling with a server-drawn seed): tensor_encoding
+  says so per stage (`fully_commutes_with_sum`).
+  """
+  last = links[-1]
+  if last.is_coder or not last.codec.sum_compatible:
+    return None
+  with tf.Graph().as_default():
+    if not te.encoders.as_gather_encoder(encoder, _PROBE_SPEC).fully_commutes_with_sum:
+      return None
+  checked = dict(last.checked)
+  return lambda **_: last.codec.sum_bound(**checked)
+
+
 def _no_options() -> dict[str, Any]:
   return {}
 
@@ -182,12 +206,12 @@ def compose(links: Sequence[tuple[str, Mapping[str, Any]]]) -> Codec:
       checked = codec.options(options)
     parts.append(_Link(codec, dict(options), checked))
   parts = tuple(parts)
-  _build(parts)  # Refuses a chain that cannot work now, not when a process is built.
+  encoder = _build(parts)  # Refuses a chain that cannot work now, not when a process is built.
   rules = {}
   for part in parts:
     rules.update(part.codec.raw_bits_rules)
   name = SEPARATOR.join(part.text for part in parts)
   return Codec(name, build=lambda: _build(parts), check_options=_no_options,
                bits_formula=_bits_formula(parts), error_bound=_error_bound(parts),
-               raw_bits_rules=rules,
+               raw_bits_rules=rules, sum_bound=_sum_bound(parts, encoder),
                summary=" then ".join(part.codec.name for part in parts))

@@ -188,9 +188,26 @@ def build_dp_mean_factory(config: DPConfig, *,
     if sum_factory is not None:
       raise ValueError("--dp=distributed quantizes and sums in its own field "
                        "(--dp_field_bits): leave --aggregate_encoder at identity")
+    allow_deep_computations()
     return _DistributedDpMeanFactory(config)
   return tff.aggregators.DifferentiallyPrivateFactory(
       _central_query(config), record_aggregation_factory=sum_factory)
+
+
+def allow_deep_computations() -> None:
+  """Lets Python's protobuf copy computations nested deeper than 100 messages.
+
+  TFF builds each computation's proto by nesting its parts' protos (`Block.Local(value=
+  ...)`), and the upb runtime (protobuf 4.25) copies a submessage by parsing it, refusing
+  more than 100 levels unless oversize protos are allowed ("DecodeError: Error parsing
+  message"). Distributed DP inside FedAvg nests deeper than that. Process-wide, so it is
+  set only when such a process is built, not at import.
+  """
+  try:
+    from google._upb import _message as upb_message  # noqa: PLC0415 (only the upb runtime)
+  except ImportError:  # The pure-Python or C++ runtime: no such limit on copies.
+    return
+  upb_message.SetAllowOversizeProtos(True)
 
 
 class _DistributedDpMeanFactory(tff.aggregators.UnweightedAggregationFactory):
@@ -198,8 +215,7 @@ class _DistributedDpMeanFactory(tff.aggregators.UnweightedAggregationFactory):
 
   TFF's factory already sums the client count securely (`actual_num_clients`), so the
   mean reuses it rather than wrapping the sum in `UnweightedMeanFactory` (which would
-  send the count twice, and nests the computation one level deeper than TFF's
-  compiler can serialize here). Each client sends `field_bits` per padded coordinate
+  send the count twice). Each client sends `field_bits` per padded coordinate
   plus the count (`secure.count_bits`).
   """
 

@@ -2,6 +2,7 @@
 
 import collections
 import math
+import re
 
 import dp_accounting
 import numpy as np
@@ -10,7 +11,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 import fedcompress
-from fedcompress.codecs import make_codec
+from fedcompress.codecs import CodecSpec, make_codec
 from fedcompress.federated import privacy, secure
 
 VALUE_TYPE = tff.to_type(collections.OrderedDict(a=tff.TensorType(np.float32, [5]),
@@ -77,6 +78,30 @@ def test_rotated_secure_sum_pads_and_decodes():
     assert np.linalg.norm(output.result[key] - exact) < CLIENTS * (2.0 / 2047) * math.sqrt(8)
 
 
+def test_count_sketch_chain_sums_under_secure_aggregation():
+  # Linear sketch with the round's shared hashes, then shared-scale integers: the chain
+  # adds up, the server decodes the summed table once.
+  spec = CodecSpec.parse("countsketch(rows=1,fraction=0.25)|fixed_int(bits=4,clip=1.0)")
+  assert spec.codec.sum_compatible and spec.codec.sum_bound() == 7
+  assert not CodecSpec.parse("topk(fraction=0.25)|fixed_int(bits=4)").codec.sum_compatible
+  factory = secure.SecureEncodedSumFactory(spec, clients_per_round=3)
+  process = factory.create(tff.to_type(collections.OrderedDict(
+      a=tff.TensorType(np.float32, [400]))))
+  rng = np.random.default_rng(0)
+  values = [collections.OrderedDict(a=np.where(np.arange(400) < 3, 0.9, rng.normal(
+      0, 0.01, 400)).astype(np.float32)) for _ in range(3)]
+  output = process.next(process.initialize(), values)
+  # Field ceil(log2(2*3*7 + 1)) = 6 bits, 100 table entries, the count in 2 bits.
+  assert (factory.field_bits, factory.coordinates) == (6, 100)
+  assert output.measurements["bits"] == 3 * (6 * 100 + 2)
+  # The three heavy coordinates (sum 2.7) come back within the clients' rounding
+  # (< 1/7 each) plus the small coordinates sharing their buckets. A small coordinate
+  # reads as small unless it shares a heavy one's bucket (about 3 * 400/100 of 397).
+  decoded = output.result["a"]
+  np.testing.assert_array_less(np.abs(decoded[:3] - 2.7), 3 / 7 + 0.1)
+  assert np.mean(np.abs(decoded[3:]) > 3 / 7 + 0.1) < 0.1
+
+
 def test_codec_that_does_not_add_up_is_refused_in_one_line():
   with pytest.raises(ValueError) as info:
     secure.SecureEncodedSumFactory("uniform", clients_per_round=3)
@@ -112,6 +137,30 @@ def test_fedavg_under_secure_aggregation_counts_bits_per_client():
   # The weight moved by the mean of the three updates 0.02 * 2 * y (SGD 0.02, MSE).
   weights = process.get_model_weights(process.next(process.initialize(), data).state)
   assert abs(float(weights.trainable[0][0, 0]) - 0.02 * 2 * 2.0) < 3 / 127
+
+
+@pytest.mark.slow
+def test_fedavg_with_distributed_dp_runs_under_secure_sum_and_counts_field_bits():
+  # Used to fail building: TFF's proto nesting past upb's 100-level copy limit.
+  config = privacy.DPConfig("distributed", noise_multiplier=0.5, clip=1.0,
+                            clients_per_round=3, population=10, field_bits=16)
+  process = fedcompress.build_fedavg(
+      _linear_model_fn, secure_aggregation=True, dp=config, clients_per_round=3,
+      client_weighting=tff.learning.ClientWeighting.UNIFORM)
+  intrinsics = set(re.findall(r"federated_\w+",
+                              process.next.to_building_block().compact_representation()))
+  # TFF's distributed DP clips modularly itself, then sums in a plain secure sum; the
+  # other sums are of the training metrics (loss, example counts), not of the update.
+  assert "federated_secure_sum_bitwidth" in intrinsics
+  assert not intrinsics & {"federated_aggregate", "federated_mean", "federated_weighted_mean"}
+  data = [tf.data.Dataset.from_tensor_slices(
+      (np.ones((1, 1), np.float32), np.full((1, 1), y, np.float32))).batch(1)
+      for y in (1.0, 2.0, 3.0)]
+  output = process.next(process.initialize(), data)
+  # One coordinate (the Hadamard rotation pads to 1 = 2^0) in 16 bits, the count in
+  # ceil(log2(3 + 1)) = 2 bits, from each of the 3 clients.
+  assert output.metrics["aggregate/bits"] == 3 * (16 * 1 + 2)
+  assert np.isfinite(process.get_model_weights(output.state).trainable[0]).all()
 
 
 def test_protected_mean_refusals_are_one_line():

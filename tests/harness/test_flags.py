@@ -203,3 +203,24 @@ def test_resume_compares_codecs_as_resolved(first, then):
   assert rundir.differences(recorded, other.record_compared_with(recorded)) == [
       f"aggregate_codec {other.record()['aggregate_codec']} "
       f"(recorded {recorded['aggregate_codec']})"]
+
+
+@pytest.mark.parametrize("name", ["secagg_quantized", "secagg_sketch", "dp_central",
+                                  "dp_central_secagg", "dp_distributed"])
+def test_secure_flagfiles_are_complete_and_accepted(repo_root, name):
+  # What each configs/secure flagfile asks for is accepted by the protected mean,
+  # checked as the build does, without building it.
+  from fedcompress.federated import privacy
+  from fedcompress.harness.experiment import CLIENT_WEIGHTINGS
+
+  fv = _parsed(fc_flags.define_image_experiment_flags,
+               f"--flagfile={repo_root / 'configs/emnist/original.flags'}",
+               f"--flagfile={repo_root / f'configs/secure/{name}.flags'}")
+  config = fc_flags.experiment_config_from_flags(fv, module_names=[])
+  assert config.experiment_name == name
+  codec = privacy.check_protected_mean(
+      config.aggregate_codec, secure_aggregation=config.secure_aggregation,
+      clients_per_round=config.clients_per_round, dp=config.dp_config(3383),
+      client_weighting=CLIENT_WEIGHTINGS[config.client_weighting])
+  if config.secure_aggregation and config.dp != "distributed":
+    assert codec.codec.sum_compatible
