@@ -26,7 +26,7 @@ import tensorflow_federated as tff
 
 from fedcompress import metrics as m
 from fedcompress.codecs import CodecSpec
-from fedcompress.federated import runtime
+from fedcompress.federated import optimizers, runtime
 from fedcompress.federated.aggregators import AggregatorSpec
 from fedcompress.federated.error_feedback import (
   ERROR_FEEDBACK_MODES,
@@ -73,9 +73,8 @@ class OptimizerChoice:
   options: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
-# Keras' Adam/Yogi form (epsilon outside the square root, after bias correction), as the
-# FedOpt paper's code used; TFF's Adagrad puts epsilon inside the square root, which
-# Keras' Adagrad (the paper's FedAdagrad) does not (see README, FedOpt).
+# TFF's Adam and Yogi add epsilon outside the square root, as the FedOpt paper's Keras
+# optimizers did; TFF's Adagrad adds it inside, hence `adagrad_keras` for FedAdagrad.
 OPTIMIZERS: dict[str, OptimizerChoice] = {
     "sgd": OptimizerChoice(tff.learning.optimizers.build_sgdm, {"momentum": "momentum"}),
     "sgdm": OptimizerChoice(
@@ -83,6 +82,8 @@ OPTIMIZERS: dict[str, OptimizerChoice] = {
             learning_rate=learning_rate, momentum=momentum), {"momentum": "momentum"}),
     "adam": OptimizerChoice(tff.learning.optimizers.build_adam, {"epsilon": "epsilon"}),
     "adagrad": OptimizerChoice(tff.learning.optimizers.build_adagrad, {
+        "epsilon": "epsilon", "initial_accumulator": "initial_preconditioner_value"}),
+    "adagrad_keras": OptimizerChoice(optimizers.build_keras_adagrad, {
         "epsilon": "epsilon", "initial_accumulator": "initial_preconditioner_value"}),
     "yogi": OptimizerChoice(tff.learning.optimizers.build_yogi, {
         "epsilon": "epsilon", "initial_accumulator": "initial_preconditioner_value"}),

@@ -185,8 +185,9 @@ def define_loop_flags(fv: FlagValues = flags.FLAGS, *, rounds: int = 10,
 
 _OPTIMIZER_OPTION_HELP = {
     "momentum": ("sgd|sgdm", "Momentum (0.9: FedAvgM at the server)"),
-    "epsilon": ("adam|adagrad|yogi", "Epsilon (the FedOpt paper's tau)"),
-    "initial_accumulator": ("adagrad|yogi", "Initial second-moment accumulator"),
+    "epsilon": ("adam|adagrad|adagrad_keras|yogi", "Epsilon (the FedOpt paper's tau)"),
+    "initial_accumulator": ("adagrad|adagrad_keras|yogi", "Initial second-moment "
+                            "accumulator"),
 }
 
 

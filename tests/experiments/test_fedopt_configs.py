@@ -109,7 +109,8 @@ def test_emnist62_flagfile_runs(load_binary, repo_root, monkeypatch, emnist62_di
 
 @pytest.mark.parametrize("name,codec,server", [
     ("shakespeare_fedadagrad", "up_eden1",
-     {"server_optimizer": "adagrad", "server_epsilon": 0.1, "server_initial_accumulator": 0.0}),
+     {"server_optimizer": "adagrad_keras", "server_epsilon": 0.1,
+      "server_initial_accumulator": 0.0}),
     ("shakespeare_fedyogi", None,
      {"server_optimizer": "yogi", "server_epsilon": 1e-3, "server_learning_rate": 0.01}),
 ])

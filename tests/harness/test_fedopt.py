@@ -30,6 +30,7 @@ def _hparams(optimizer) -> dict:
     ("adam", {"epsilon": 1e-4}, {"learning_rate": 0.5, "epsilon": 1e-4}),
     ("adagrad", {"epsilon": 0.1, "initial_accumulator": 0.0},
      {"learning_rate": 0.5, "epsilon": 0.1}),
+    ("adagrad_keras", {"epsilon": 0.1}, {"learning_rate": 0.5, "epsilon": 0.1}),
     ("yogi", {"epsilon": 1e-3}, {"learning_rate": 0.5, "epsilon": 1e-3}),
     ("sgd", {"momentum": 0.9}, {"learning_rate": 0.5, "momentum": 0.9}),
 ])
@@ -46,18 +47,36 @@ def test_unset_options_keep_tff_defaults():
   assert _hparams(experiment.build_optimizer("sgdm", 0.5))["momentum"] == pytest.approx(0.9)
 
 
-def test_initial_accumulator_starts_the_second_moment():
-  # Adagrad from accumulator 0: the first step is lr * g / sqrt(g^2 + eps) (TFF's form).
-  opt = experiment.build_optimizer("adagrad", 1.0, {"epsilon": 0.0, "initial_accumulator": 0.0})
-  state = opt.initialize(tf.TensorSpec([2], tf.float32))
-  _, weights = opt.next(state, tf.constant([0.0, 0.0]), tf.constant([3.0, -0.5]))
-  np.testing.assert_allclose(weights.numpy(), [-1.0, 1.0], rtol=1e-6)
+def _two_steps(name, options):
+  opt = experiment.build_optimizer(name, 1.0, options)
+  state = opt.initialize([tf.TensorSpec([2], tf.float32)])
+  state, weights = opt.next(state, [tf.constant([0.0, 0.0])], [tf.constant([3.0, -0.5])])
+  first = weights[0].numpy()
+  _, weights = opt.next(state, weights, [tf.constant([4.0, 0.0])])
+  return first, weights[0].numpy()
+
+
+def test_adagrad_epsilon_inside_or_outside_the_root():
+  g = np.array([3.0, -0.5])
+  # FedAdagrad as the paper (Algorithm 2) and Keras compute it: g / (sqrt(v) + tau).
+  first, second = _two_steps("adagrad_keras", {"epsilon": 0.1, "initial_accumulator": 0.0})
+  np.testing.assert_allclose(first, -g / (np.abs(g) + 0.1), rtol=1e-6)
+  np.testing.assert_allclose(second, first - [4.0 / (5.0 + 0.1), 0.0], rtol=1e-6)
+  # TFF's Adagrad: g / sqrt(v + eps).
+  first, _ = _two_steps("adagrad", {"epsilon": 0.1, "initial_accumulator": 0.0})
+  np.testing.assert_allclose(first, -g / np.sqrt(g**2 + 0.1), rtol=1e-6)
+  # A start above 0 (Keras' default 0.1) damps the first step.
+  first, _ = _two_steps("adagrad_keras", {"epsilon": 0.0, "initial_accumulator": 1.0})
+  np.testing.assert_allclose(first, -g / np.sqrt(g**2 + 1.0), rtol=1e-6)
+  # Epsilon 0 and a coordinate never moved: it stays (no 0/0).
+  _, second = _two_steps("adagrad_keras", {"epsilon": 0.0, "initial_accumulator": 0.0})
+  assert np.isfinite(second).all()
 
 
 @pytest.mark.parametrize("name,options,message", [
     ("adam", {"momentum": 0.9}, "--server_momentum applies to --server_optimizer=sgd|sgdm"),
     ("sgd", {"epsilon": 1e-3}, "--server_epsilon applies to"),
-    ("adam", {"initial_accumulator": 0.0}, "adagrad|yogi, not adam"),
+    ("adam", {"initial_accumulator": 0.0}, "adagrad|adagrad_keras|yogi, not adam"),
     ("sgd", {"momentum": 1.0}, "and < 1"),
 ])
 def test_option_the_optimizer_lacks_is_refused(name, options, message):
@@ -152,7 +171,7 @@ def test_emnist62_flagfiles_are_the_published_hyperparameters(
 
 
 @pytest.mark.parametrize("name,optimizer,server_lr,epsilon", [
-    ("shakespeare_fedadagrad", "adagrad", 10**-0.5, 0.1),
+    ("shakespeare_fedadagrad", "adagrad_keras", 10**-0.5, 0.1),
     ("shakespeare_fedyogi", "yogi", 10**-2, 1e-3),
 ])
 def test_shakespeare_flagfiles_are_the_published_hyperparameters(
