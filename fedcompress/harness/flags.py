@@ -130,12 +130,12 @@ NUMBER_FLAGS: dict[str, NumberRule] = {
     "dp_delta": NumberRule(0.0, 1.0, low_open=True),
     "dp_field_bits": NumberRule(1, 22, integer=True),
     "broadcast_bits_per_coordinate": NumberRule(0.0, low_open=True, optional=True),
+    "aggregate_bits_per_coordinate": NumberRule(0.0, low_open=True, optional=True),
     # Optimizer options (define_optimizer_flags); unset keeps TFF's default.
     **{f"{side}_{option}": rule for side in ("client", "server") for option, rule in (
         ("momentum", NumberRule(0.0, 1.0, high_open=True, optional=True)),
         ("epsilon", NumberRule(0.0, optional=True)),
         ("initial_accumulator", NumberRule(0.0, optional=True)))},
-    "aggregate_bits_per_coordinate": NumberRule(0.0, low_open=True, optional=True),
 }
 
 
@@ -184,10 +184,9 @@ def define_loop_flags(fv: FlagValues = flags.FLAGS, *, rounds: int = 10,
 
 
 _OPTIMIZER_OPTION_HELP = {
-    "momentum": ("sgd|sgdm", "Momentum (0.9: FedAvgM at the server)"),
-    "epsilon": ("adam|adagrad|adagrad_keras|yogi", "Epsilon (the FedOpt paper's tau)"),
-    "initial_accumulator": ("adagrad|adagrad_keras|yogi", "Initial second-moment "
-                            "accumulator"),
+    "momentum": "Momentum (0.9: FedAvgM at the server)",
+    "epsilon": "Epsilon (the FedOpt paper's tau)",
+    "initial_accumulator": "Initial second-moment accumulator",
 }
 
 
@@ -205,7 +204,8 @@ def define_optimizer_flags(fv: FlagValues = flags.FLAGS, *, client_lr: float = 0
                       flag_values=fv)
     flags.DEFINE_float(f"{side}_learning_rate", lr, f"{side.capitalize()} learning rate.",
                        flag_values=fv)
-    for option, (takes, what) in _OPTIMIZER_OPTION_HELP.items():
+    for option, what in _OPTIMIZER_OPTION_HELP.items():
+      takes = "|".join(n for n in names if option in OPTIMIZERS[n].options)
       flags.DEFINE_float(f"{side}_{option}", None, f"{what} of --{side}_optimizer="
                          f"{takes}; default: TFF's.", flag_values=fv)
     add_number_checks(fv, [f"{side}_learning_rate"] +
@@ -341,7 +341,8 @@ def define_shakespeare_experiment_flags(fv: FlagValues = flags.FLAGS) -> None:
                        "windows) per client and epoch (the tutorial's .take(5)); default "
                        "all.", flag_values=fv)
   flags.DEFINE_bool("pad_short_clients", False, "Pad the last window and batch (masked "
-                    "out of loss and accuracy) so clients under 808 characters train.",
+                    "out of loss and accuracy) so clients with less than one batch of "
+                    "text (808 characters at 8 x 100) train.",
                     flag_values=fv)
   flags.DEFINE_integer("max_eval_batches", 60, "Held-out test batches evaluated after "
                        "each evaluation round.", flag_values=fv)
