@@ -26,7 +26,7 @@ import tensorflow_federated as tff
 
 from fedcompress import metrics as m
 from fedcompress.codecs import CodecSpec
-from fedcompress.federated import runtime
+from fedcompress.federated import optimizers, runtime
 from fedcompress.federated.aggregators import AggregatorSpec
 from fedcompress.federated.error_feedback import (
   ERROR_FEEDBACK_MODES,
@@ -60,13 +60,35 @@ CLIENT_STATE_DIR = "client_states"
 RUN_INFO_FILE = rundir.RUN_INFO_FILE
 
 
-OPTIMIZERS: dict[str, Callable[[float], tff.learning.optimizers.Optimizer]] = {
-    "sgd": lambda lr: tff.learning.optimizers.build_sgdm(learning_rate=lr),
-    "sgdm": lambda lr: tff.learning.optimizers.build_sgdm(learning_rate=lr, momentum=0.9),
-    "adam": lambda lr: tff.learning.optimizers.build_adam(learning_rate=lr),
-    "adagrad": lambda lr: tff.learning.optimizers.build_adagrad(learning_rate=lr),
-    "yogi": lambda lr: tff.learning.optimizers.build_yogi(learning_rate=lr),
+@dataclasses.dataclass(frozen=True)
+class OptimizerChoice:
+  """One optimizer of `--client_optimizer` / `--server_optimizer` and the options it takes.
+
+  `options` maps an option name (`momentum`, `epsilon`, `initial_accumulator`; the flags
+  are `--server_<option>`) to its keyword in the TFF builder. An option left unset (None)
+  keeps the builder's own default, so runs that never name one are unchanged.
+  """
+
+  build: Callable[..., tff.learning.optimizers.Optimizer]
+  options: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+# TFF's Adam and Yogi add epsilon outside the square root, as the FedOpt paper's Keras
+# optimizers did; TFF's Adagrad adds it inside, hence `adagrad_keras` for FedAdagrad.
+OPTIMIZERS: dict[str, OptimizerChoice] = {
+    "sgd": OptimizerChoice(tff.learning.optimizers.build_sgdm, {"momentum": "momentum"}),
+    "sgdm": OptimizerChoice(
+        lambda learning_rate, momentum=0.9: tff.learning.optimizers.build_sgdm(
+            learning_rate=learning_rate, momentum=momentum), {"momentum": "momentum"}),
+    "adam": OptimizerChoice(tff.learning.optimizers.build_adam, {"epsilon": "epsilon"}),
+    "adagrad": OptimizerChoice(tff.learning.optimizers.build_adagrad, {
+        "epsilon": "epsilon", "initial_accumulator": "initial_preconditioner_value"}),
+    "adagrad_keras": OptimizerChoice(optimizers.build_keras_adagrad, {
+        "epsilon": "epsilon", "initial_accumulator": "initial_preconditioner_value"}),
+    "yogi": OptimizerChoice(tff.learning.optimizers.build_yogi, {
+        "epsilon": "epsilon", "initial_accumulator": "initial_preconditioner_value"}),
 }
+OPTIMIZER_OPTIONS = ("momentum", "epsilon", "initial_accumulator")
 
 CLIENT_WEIGHTINGS = {
     "num_examples": tff.learning.ClientWeighting.NUM_EXAMPLES,
@@ -74,12 +96,42 @@ CLIENT_WEIGHTINGS = {
 }
 
 
-def build_optimizer(name: str, learning_rate: float) -> tff.learning.optimizers.Optimizer:
+def build_optimizer(name: str, learning_rate: float,
+                    options: Mapping[str, float | None] | None = None, *,
+                    flag_prefix: str = "") -> tff.learning.optimizers.Optimizer:
+  """The TFF optimizer `name` at `learning_rate`, with `options` (None: the default).
+
+  Raises:
+    ValueError: see `check_optimizer`.
+  """
+  kwargs = check_optimizer(name, learning_rate, options, flag_prefix=flag_prefix)
+  return OPTIMIZERS[name].build(learning_rate=learning_rate, **kwargs)
+
+
+def check_optimizer(name: str, learning_rate: float,
+                    options: Mapping[str, float | None] | None = None, *,
+                    flag_prefix: str = "") -> dict[str, float]:
+  """The TFF builder's keyword arguments for `options` of optimizer `name`.
+
+  Raises:
+    ValueError: unknown name, bad learning rate, or an option this optimizer lacks or
+      a value out of range (named as the flag `--<flag_prefix><option>`).
+  """
   if name not in OPTIMIZERS:
     raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(sorted(OPTIMIZERS))}")
   if not (learning_rate > 0 and math.isfinite(learning_rate)):
     raise ValueError(f"learning rate must be a finite number > 0, got {learning_rate}")
-  return OPTIMIZERS[name](learning_rate)
+  choice = OPTIMIZERS[name]
+  given = {k: v for k, v in (options or {}).items() if v is not None}
+  for option, value in given.items():
+    if option not in choice.options:
+      takes = sorted(n for n, c in OPTIMIZERS.items() if option in c.options)
+      raise ValueError(f"--{flag_prefix}{option} applies to --{flag_prefix}optimizer="
+                       f"{'|'.join(takes)}, not {name}")
+    if not (value >= 0 and math.isfinite(value)) or (option == "momentum" and value >= 1):
+      raise ValueError(f"--{flag_prefix}{option} must be a finite number >= 0"
+                       f"{' and < 1' if option == 'momentum' else ''}, got {value}")
+  return {choice.options[k]: v for k, v in given.items()}
 
 
 def _same_codec(description: str, spec: Any) -> bool:
@@ -107,6 +159,10 @@ class ExperimentConfig:
   client_learning_rate: float = 0.02
   server_optimizer: str = "sgd"
   server_learning_rate: float = 1.0
+  # `OPTIMIZER_OPTIONS` of each optimizer (momentum, epsilon, initial_accumulator); an
+  # option left out keeps TFF's default.
+  client_optimizer_options: Mapping[str, float] = dataclasses.field(default_factory=dict)
+  server_optimizer_options: Mapping[str, float] = dataclasses.field(default_factory=dict)
   client_weighting: str = "num_examples"
   broadcast_codec: CodecSpec = dataclasses.field(default_factory=CodecSpec)
   aggregate_codec: CodecSpec = dataclasses.field(default_factory=CodecSpec)
@@ -166,6 +222,10 @@ class ExperimentConfig:
                        ("server", self.server_learning_rate)):
       if not (rate > 0 and math.isfinite(rate)):
         raise ValueError(f"--{what}_learning_rate must be a finite number > 0, got {rate}")
+    check_optimizer(self.client_optimizer, self.client_learning_rate,
+                    self.client_optimizer_options, flag_prefix="client_")
+    check_optimizer(self.server_optimizer, self.server_learning_rate,
+                    self.server_optimizer_options, flag_prefix="server_")
 
   def record(self) -> dict[str, Any]:
     """What config.json holds: `recorded` plus this config's own result-affecting values.
@@ -189,6 +249,9 @@ class ExperimentConfig:
     if self.dp != "none":
       own.update(dp_noise_multiplier=self.dp_noise_multiplier, dp_clip=self.dp_clip,
                  dp_delta=self.dp_delta, dp_field_bits=self.dp_field_bits)
+    for side, options in (("client", self.client_optimizer_options),
+                          ("server", self.server_optimizer_options)):
+      own.update({f"{side}_{k}": v for k, v in options.items() if v is not None})
     if self.fixed_clients and "clients" not in record:
       own["fixed_clients"] = list(self.fixed_clients)
     for key, value in own.items():
@@ -335,8 +398,10 @@ def build_process(task: FederatedTask, config: ExperimentConfig):
                 aggregate_codec=config.aggregate_codec,
                 client_weighting=CLIENT_WEIGHTINGS[config.client_weighting],
                 seed=config.seed)
-  client_optimizer = build_optimizer(config.client_optimizer, config.client_learning_rate)
-  server_optimizer = build_optimizer(config.server_optimizer, config.server_learning_rate)
+  client_optimizer = build_optimizer(config.client_optimizer, config.client_learning_rate,
+                                     config.client_optimizer_options)
+  server_optimizer = build_optimizer(config.server_optimizer, config.server_learning_rate,
+                                     config.server_optimizer_options)
   if config.error_feedback != "none":
     return build_fedavg_with_error_feedback(
         task.model_fn, client_optimizer, server_optimizer, mode=config.error_feedback,

@@ -3,6 +3,8 @@
 `run_finetune` loads the pretrained model, builds the task
 (`fedcompress.tasks.shakespeare`), runs the tutorial's sanity check, the federated
 rounds (`run_experiment`) and finally text generation with the fine-tuned weights.
+With `model=` instead of a pretrained file it trains that model from scratch (the FedOpt
+protocol), without the sanity check of a pretrained model.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from fedcompress.tasks.shakespeare import (
   Evaluation,
   SanityCheck,
   build_shakespeare_task,
+  create_model,
   evaluate,
   finish,
   load_pretrained,
@@ -34,13 +37,14 @@ from fedcompress.tasks.shakespeare import (
 @dataclasses.dataclass
 class FinetuneResult:
   experiment: object
-  sanity: SanityCheck
-  pretrained_eval: Evaluation
+  sanity: SanityCheck | None  # None when trained from scratch.
+  pretrained_eval: Evaluation | None
   generated: str
 
 
-def run_finetune(config: ExperimentConfig, *, pretrained_path: str, cache_dir: str | None,
-                 epochs: int = 1,
+def run_finetune(config: ExperimentConfig, *, pretrained_path: str | None,
+                 cache_dir: str | None, model: str | None = None, epochs: int = 1,
+                 batch_size: int = 8, seq_length: int = 100,
                  max_batches: int | None = None, pad_short_clients: bool = False,
                  max_eval_batches: int = 60, sanity_client: str | None = None,
                  prompt: str = "What of TensorFlow Federated, you ask? ",
@@ -50,9 +54,13 @@ def run_finetune(config: ExperimentConfig, *, pretrained_path: str, cache_dir: s
 
   Args:
     config: the `ExperimentConfig` of the federated run.
-    pretrained_path: Keras model file of the pretrained character RNN.
+    pretrained_path: Keras model file of the pretrained character RNN; or None, with
+      `model`.
     cache_dir: folder with (or to download) shakespeare.sqlite.
-    epochs, max_batches, pad_short_clients: client data (see `build_shakespeare_task`).
+    model: a `SHAKESPEARE_MODELS` name to train from scratch (seeded by `config.seed`)
+      instead of a pretrained file.
+    epochs, max_batches, pad_short_clients, batch_size, seq_length: client data (see
+      `build_shakespeare_task`).
     max_eval_batches: test windows evaluated after each round.
     sanity_client: client of the initial sanity check (default: the first fixed client,
       else the first client with enough text).
@@ -63,31 +71,39 @@ def run_finetune(config: ExperimentConfig, *, pretrained_path: str, cache_dir: s
   if num_generate < 0 or not (temperature > 0 and math.isfinite(temperature)):
     raise ValueError(f"--num_generate must be >= 0 and --temperature a finite number > 0, "
                      f"got {num_generate} and {temperature}")
-  pretrained = load_pretrained(pretrained_path)
+  if (pretrained_path is None) == (model is None):
+    raise ValueError("give either --pretrained_model or a --model to train from scratch")
+  start = (load_pretrained(pretrained_path) if pretrained_path is not None
+           else create_model(model, seed=config.seed))
   check_run_dir(config)
-  setup = build_shakespeare_task(pretrained, cache_dir=cache_dir, epochs=epochs,
+  setup = build_shakespeare_task(start, cache_dir=cache_dir, epochs=epochs,
                                  max_batches=max_batches, pad_short_clients=pad_short_clients,
-                                 max_eval_batches=max_eval_batches, seed=config.seed)
+                                 max_eval_batches=max_eval_batches, seed=config.seed,
+                                 batch_size=batch_size, seq_length=seq_length)
   client = sanity_client or (config.fixed_clients[0] if config.fixed_clients else
                              "THE_TRAGEDY_OF_KING_LEAR_KING")
-  if client not in set(setup.task.client_ids):
+  if pretrained_path is not None and client not in set(setup.task.client_ids):
     raise ValueError(f"unknown client id: {client}")
   check_experiment(setup.task, config)
-  sanity = sanity_check(pretrained, setup.train.create_tf_dataset_for_client(client),
-                        pad_short_clients=True)
-  log(f"sanity check: pretrained accuracy {sanity.client_accuracy:.4f} on {client}, "
-      f"{sanity.random_accuracy:.4f} on random text (chance {sanity.expected_random_accuracy:.4f})")
-  pretrained_eval = evaluate(pretrained, setup.task.test_dataset)
-  log(f"pretrained model on {pretrained_eval.num_batches} test batches: "
-      f"loss {pretrained_eval.loss:.4f}, accuracy {pretrained_eval.accuracy:.4f}")
+  sanity = pretrained_eval = None
+  if pretrained_path is not None:  # A model from scratch would only show chance here.
+    sanity = sanity_check(start, setup.train.create_tf_dataset_for_client(client),
+                          pad_short_clients=True)
+    log(f"sanity check: pretrained accuracy {sanity.client_accuracy:.4f} on {client}, "
+        f"{sanity.random_accuracy:.4f} on random text (chance "
+        f"{sanity.expected_random_accuracy:.4f})")
+    pretrained_eval = evaluate(start, setup.task.test_dataset)
+    log(f"pretrained model on {pretrained_eval.num_batches} test batches: "
+        f"loss {pretrained_eval.loss:.4f}, accuracy {pretrained_eval.accuracy:.4f}")
   # One lock from the first round to the generated text (run_experiment takes it too).
   with rundir.lock_run_dir(config.run_dir):
     result = run_experiment(setup.task, config, initial_weights=setup.initial_weights)
-    with open(os.path.join(config.run_dir, "pretrained_eval.json"), "w") as f:
-      json.dump({"sanity_client": client, "sanity": sanity._asdict(),
-                 "pretrained_eval": pretrained_eval._asdict()}, f, indent=2)
+    if sanity is not None:
+      with open(os.path.join(config.run_dir, "pretrained_eval.json"), "w") as f:
+        json.dump({"sanity_client": client, "sanity": sanity._asdict(),
+                   "pretrained_eval": pretrained_eval._asdict()}, f, indent=2)
     weights = result.process.get_model_weights(result.loop.state)
-    generated = finish(weights, setup.sizes, config.run_dir, prompt=prompt,
+    generated = finish(weights, setup.model_config, config.run_dir, prompt=prompt,
                        temperature=temperature, num_generate=num_generate,
                        seed=generate_seed)
   return FinetuneResult(result, sanity, pretrained_eval, generated)

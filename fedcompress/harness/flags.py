@@ -22,6 +22,7 @@ from fedcompress.federated import aggregators, privacy
 from fedcompress.harness.experiment import (
   CLIENT_WEIGHTINGS,
   ERROR_FEEDBACK_MODES,
+  OPTIMIZER_OPTIONS,
   OPTIMIZERS,
   ExperimentConfig,
 )
@@ -29,6 +30,9 @@ from fedcompress.harness.finetune import run_finetune
 from fedcompress.tasks.datasets.digits import MIN_DIRICHLET_ALPHA
 
 FlagValues = flags.FlagValues
+
+# `--model` of the Shakespeare binary that fine-tunes `--pretrained_model`.
+PRETRAINED = "pretrained"
 
 # TFF's optimizers compute in float32: a larger learning rate is infinite there.
 _FLOAT32_MAX = 3.4028234663852886e38
@@ -41,6 +45,7 @@ class NumberRule:
   low: float
   high: float | None = None
   low_open: bool = False  # low itself excluded
+  high_open: bool = False  # high itself excluded
   integer: bool = False
   optional: bool = False  # None (unset) allowed
   why: str = ""
@@ -53,19 +58,20 @@ class NumberRule:
     if not math.isfinite(value) or (self.integer and value != int(value)):
       return False
     above = value > self.low if self.low_open else value >= self.low
-    return above and (self.high is None or value <= self.high)
+    below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+    return above and below
 
   def describe(self) -> str:
     def show(x: float) -> str:
       return str(int(x)) if self.integer else f"{x:g}"
 
     what = "an integer" if self.integer else "a finite number"
-    if self.high is not None and not self.low_open:
+    if self.high is not None and not self.low_open and not self.high_open:
       text = f"{what} in {show(self.low)}..{show(self.high)}"
     else:
       text = f"{what} {'>' if self.low_open else '>='} {show(self.low)}"
       if self.high is not None:
-        text += f" and <= {show(self.high)}"
+        text += f" and {'<' if self.high_open else '<='} {show(self.high)}"
     if self.optional:
       text += " (or unset)"
     return f"must be {text}" + (f" ({self.why})" if self.why else "")
@@ -125,6 +131,11 @@ NUMBER_FLAGS: dict[str, NumberRule] = {
     "dp_field_bits": NumberRule(1, 22, integer=True),
     "broadcast_bits_per_coordinate": NumberRule(0.0, low_open=True, optional=True),
     "aggregate_bits_per_coordinate": NumberRule(0.0, low_open=True, optional=True),
+    # Optimizer options (define_optimizer_flags); unset keeps TFF's default.
+    **{f"{side}_{option}": rule for side in ("client", "server") for option, rule in (
+        ("momentum", NumberRule(0.0, 1.0, high_open=True, optional=True)),
+        ("epsilon", NumberRule(0.0, optional=True)),
+        ("initial_accumulator", NumberRule(0.0, optional=True)))},
 }
 
 
@@ -172,16 +183,33 @@ def define_loop_flags(fv: FlagValues = flags.FLAGS, *, rounds: int = 10,
                          "rounds_per_eval", "rounds_per_checkpoint", "seed"])
 
 
+_OPTIMIZER_OPTION_HELP = {
+    "momentum": "Momentum (0.9: FedAvgM at the server)",
+    "epsilon": "Epsilon (the FedOpt paper's tau)",
+    "initial_accumulator": "Initial second-moment accumulator",
+}
+
+
+def optimizer_options_from_flags(fv: FlagValues, side: str) -> dict[str, float]:
+  """The optimizer options set on the command line for `side` ('client' or 'server')."""
+  return {option: fv[f"{side}_{option}"].value for option in OPTIMIZER_OPTIONS
+          if fv[f"{side}_{option}"].value is not None}
+
+
 def define_optimizer_flags(fv: FlagValues = flags.FLAGS, *, client_lr: float = 0.02,
                            server_lr: float = 1.0) -> None:
   names = sorted(OPTIMIZERS)
-  flags.DEFINE_enum("client_optimizer", "sgd", names, "Client optimizer.", flag_values=fv)
-  flags.DEFINE_float("client_learning_rate", client_lr, "Client learning rate.",
-                     flag_values=fv)
-  flags.DEFINE_enum("server_optimizer", "sgd", names, "Server optimizer.", flag_values=fv)
-  flags.DEFINE_float("server_learning_rate", server_lr, "Server learning rate.",
-                     flag_values=fv)
-  add_number_checks(fv, ["client_learning_rate", "server_learning_rate"])
+  for side, lr in (("client", client_lr), ("server", server_lr)):
+    flags.DEFINE_enum(f"{side}_optimizer", "sgd", names, f"{side.capitalize()} optimizer.",
+                      flag_values=fv)
+    flags.DEFINE_float(f"{side}_learning_rate", lr, f"{side.capitalize()} learning rate.",
+                       flag_values=fv)
+    for option, what in _OPTIMIZER_OPTION_HELP.items():
+      takes = "|".join(n for n in names if option in OPTIMIZERS[n].options)
+      flags.DEFINE_float(f"{side}_{option}", None, f"{what} of --{side}_optimizer="
+                         f"{takes}; default: TFF's.", flag_values=fv)
+    add_number_checks(fv, [f"{side}_learning_rate"] +
+                      [f"{side}_{option}" for option in OPTIMIZER_OPTIONS])
 
 
 def _check_codec_names(text: str) -> bool:
@@ -273,6 +301,9 @@ def define_image_task_flags(fv: FlagValues = flags.FLAGS) -> None:
                       flag_values=fv)
   flags.DEFINE_bool("only_digits", True, "EMNIST digits only (10 classes) or all 62.",
                     flag_values=fv)
+  flags.DEFINE_enum("model", tasks.DEFAULT_IMAGE_MODEL, sorted(tasks.IMAGE_MODELS),
+                    "fedavg_cnn: the tutorial's CNN (McMahan et al. 2017); fedopt_cnn: the "
+                    "FedOpt paper's CNN with dropout (Reddi et al. 2021).", flag_values=fv)
   flags.DEFINE_integer("digits_clients", 20, "Clients the digits dataset is split into.",
                        flag_values=fv)
   flags.DEFINE_float("digits_alpha", 1.0, "Dirichlet concentration of the digits label "
@@ -291,19 +322,27 @@ def define_image_experiment_flags(fv: FlagValues = flags.FLAGS) -> None:
 
 
 def define_shakespeare_experiment_flags(fv: FlagValues = flags.FLAGS) -> None:
-  """Every flag of the Shakespeare fine-tuning experiment."""
+  """Every flag of the Shakespeare experiment (fine-tuning, or from scratch with --model)."""
   flags.DEFINE_string("pretrained_model", None, "Keras model file of the pretrained "
                       "character RNN (experiments/pretrain_char_rnn.py makes one).",
                       flag_values=fv)
+  flags.DEFINE_enum("model", PRETRAINED, [PRETRAINED, *sorted(tasks.SHAKESPEARE_MODELS)],
+                    f"{PRETRAINED}: fine-tune --pretrained_model (the tutorial); fedopt_lstm: "
+                    "train the FedOpt paper's LSTM from scratch (seeded by --seed).",
+                    flag_values=fv)
+  flags.DEFINE_integer("seq_length", 100, "Characters per training and evaluation window "
+                       "(the tutorial's 100; the FedOpt protocol's 80).", flag_values=fv)
   flags.DEFINE_string("cache_dir", None, "Folder holding (or to download) "
                       "shakespeare.sqlite.", flag_values=fv)
   flags.DEFINE_list("clients", [], "Train on these client ids every round (the "
                     "tutorial's two); empty samples --clients_per_round each round.",
                     flag_values=fv)
-  flags.DEFINE_integer("max_batches_per_client", None, "Batches of 8 windows per client "
-                       "and epoch (the tutorial's .take(5)); default all.", flag_values=fv)
+  flags.DEFINE_integer("max_batches_per_client", None, "Batches (of --client_batch_size "
+                       "windows) per client and epoch (the tutorial's .take(5)); default "
+                       "all.", flag_values=fv)
   flags.DEFINE_bool("pad_short_clients", False, "Pad the last window and batch (masked "
-                    "out of loss and accuracy) so clients under 808 characters train.",
+                    "out of loss and accuracy) so clients with less than one batch of "
+                    "text (808 characters at 8 x 100) train.",
                     flag_values=fv)
   flags.DEFINE_integer("max_eval_batches", 60, "Held-out test batches evaluated after "
                        "each evaluation round.", flag_values=fv)
@@ -316,7 +355,7 @@ def define_shakespeare_experiment_flags(fv: FlagValues = flags.FLAGS) -> None:
                      flag_values=fv)
   flags.DEFINE_integer("num_generate", 200, "Characters to generate.", flag_values=fv)
   add_number_checks(fv, ["max_batches_per_client", "max_eval_batches", "temperature",
-                         "num_generate"])
+                         "num_generate", "seq_length"])
   define_loop_flags(fv, rounds=5, clients_per_round=10)
   define_optimizer_flags(fv, client_lr=0.5, server_lr=1.0)
   define_codec_flags(fv)
@@ -328,10 +367,11 @@ def define_shakespeare_experiment_flags(fv: FlagValues = flags.FLAGS) -> None:
 def shakespeare_config_from_flags(fv: FlagValues, module_names: list[str] | None = None
                                   ) -> ExperimentConfig:
   """The `ExperimentConfig` of a Shakespeare fine-tuning run (checks its fixed flags)."""
-  if not fv.pretrained_model:
-    raise ValueError("--pretrained_model is required")
-  if fv.client_batch_size != 8:
-    raise ValueError("--client_batch_size is fixed at the tutorial's 8 for Shakespeare")
+  if fv.model == PRETRAINED and not fv.pretrained_model:
+    raise ValueError("--pretrained_model is required (or --model=fedopt_lstm to train from "
+                     "scratch)")
+  if fv.model != PRETRAINED and fv.pretrained_model:
+    raise ValueError(f"--model={fv.model} trains from scratch: leave --pretrained_model unset")
   return experiment_config_from_flags(
       fv, module_names=module_names or [],
       extra_recorded={"dataset": "shakespeare"},
@@ -342,8 +382,10 @@ def run_shakespeare_from_flags(fv: FlagValues, module_names: list[str] | None = 
                                config: ExperimentConfig | None = None):
   config = config or shakespeare_config_from_flags(fv, module_names)
   return run_finetune(
-      config, pretrained_path=fv.pretrained_model, cache_dir=fv.cache_dir,
-      epochs=fv.client_epochs, max_batches=fv.max_batches_per_client,
+      config, pretrained_path=fv.pretrained_model or None, cache_dir=fv.cache_dir,
+      model=None if fv.model == PRETRAINED else fv.model, epochs=fv.client_epochs,
+      batch_size=fv.client_batch_size, seq_length=fv.seq_length,
+      max_batches=fv.max_batches_per_client,
       pad_short_clients=fv.pad_short_clients, max_eval_batches=fv.max_eval_batches,
       sanity_client=fv.sanity_client, prompt=fv.generate_prompt,
       temperature=fv.temperature, num_generate=fv.num_generate, generate_seed=fv.seed)
@@ -364,7 +406,7 @@ def image_task_from_flags(fv: FlagValues) -> tasks.FederatedTask:
   return tasks.build_image_task(
       fv.dataset, only_digits=fv.only_digits, cache_dir=fv.cache_dir,
       epochs=fv.client_epochs, batch_size=fv.client_batch_size, seed=fv.seed,
-      digits_clients=fv.digits_clients, digits_alpha=fv.digits_alpha)
+      digits_clients=fv.digits_clients, digits_alpha=fv.digits_alpha, model=fv.model)
 
 
 def codec_from_flags(fv: FlagValues, direction: str
@@ -425,6 +467,8 @@ def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
       rounds=fv.rounds, clients_per_round=fv.clients_per_round,
       client_optimizer=fv.client_optimizer, client_learning_rate=fv.client_learning_rate,
       server_optimizer=fv.server_optimizer, server_learning_rate=fv.server_learning_rate,
+      client_optimizer_options=optimizer_options_from_flags(fv, "client"),
+      server_optimizer_options=optimizer_options_from_flags(fv, "server"),
       client_weighting=fv.client_weighting, broadcast_codec=broadcast,
       aggregate_codec=aggregate, aggregator=aggregator, error_feedback=fv.error_feedback,
       rounds_per_eval=fv.rounds_per_eval,

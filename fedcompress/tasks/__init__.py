@@ -5,7 +5,17 @@
 together for the round loop.
 """
 
-from fedcompress.tasks.image import IMAGE_TASKS, build_image_task, digits_task, emnist_task
+from fedcompress.tasks.image import (
+  DEFAULT_IMAGE_MODEL,
+  IMAGE_MODELS,
+  IMAGE_TASKS,
+  build_image_task,
+  digits_task,
+  emnist_task,
+)
+from fedcompress.tasks.shakespeare import SHAKESPEARE_MODELS
 from fedcompress.tasks.task import FederatedTask
 
-__all__ = ["IMAGE_TASKS", "FederatedTask", "build_image_task", "digits_task", "emnist_task"]
+__all__ = ["DEFAULT_IMAGE_MODEL", "IMAGE_MODELS", "IMAGE_TASKS", "SHAKESPEARE_MODELS",
+           "FederatedTask",
+           "build_image_task", "digits_task", "emnist_task"]

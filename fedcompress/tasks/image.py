@@ -1,7 +1,9 @@
-"""Image tasks: EMNIST-format client data with the original FedAvg CNN, by dataset name.
+"""Image tasks: EMNIST-format client data with a CNN, by dataset and model name.
 
 `build_image_task("emnist" | "digits", ...)` is what `--dataset` selects: real federated
 EMNIST through TFF's loader, or the embedded scikit-learn digits in EMNIST's format.
+`IMAGE_MODELS` is what `--model` selects: the tutorial's CNN (McMahan et al. 2017) or the
+FedOpt paper's (Reddi et al. 2021).
 """
 
 from __future__ import annotations
@@ -12,13 +14,24 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from fedcompress.tasks.datasets import digits, emnist
-from fedcompress.tasks.models.cnn import create_original_fedavg_cnn
+from fedcompress.tasks.models.cnn import create_fedopt_cnn, create_original_fedavg_cnn
 from fedcompress.tasks.task import FederatedTask
+
+# `(num_classes, seed) -> uncompiled Keras model` of 28x28x1 images, by `--model` name.
+IMAGE_MODELS: dict[str, Callable[..., tf.keras.Model]] = {
+    "fedavg_cnn": create_original_fedavg_cnn,  # TFF's compression tutorial.
+    "fedopt_cnn": create_fedopt_cnn,  # Adaptive Federated Optimization, with dropout.
+}
+DEFAULT_IMAGE_MODEL = "fedavg_cnn"
 
 
 def image_task(name: str, train, test, *, num_classes: int, epochs: int,
-               batch_size: int, seed: int, model_seed: int | None = None) -> FederatedTask:
-  """A `FederatedTask` for EMNIST-shaped client data and the original FedAvg CNN."""
+               batch_size: int, seed: int, model_seed: int | None = None,
+               model: str = DEFAULT_IMAGE_MODEL) -> FederatedTask:
+  """A `FederatedTask` for EMNIST-shaped client data and the `IMAGE_MODELS` CNN `model`."""
+  if model not in IMAGE_MODELS:
+    raise ValueError(f"unknown model {model!r}; valid: {', '.join(sorted(IMAGE_MODELS))}")
+  create_cnn = IMAGE_MODELS[model]
   model_seed = seed if model_seed is None else model_seed
 
   def client_dataset(client_id: str, round_num: int) -> tf.data.Dataset:
@@ -27,14 +40,14 @@ def image_task(name: str, train, test, *, num_classes: int, epochs: int,
                              batch_size=batch_size, seed=seed * 100_003 + round_num)
 
   def keras_model_fn() -> tf.keras.Model:
-    model = create_original_fedavg_cnn(num_classes, seed=model_seed)
+    model = create_cnn(num_classes, seed=model_seed)
     model.compile(loss=tf.keras.losses.SparseCategoricalCrossentropy(),
                   metrics=[tf.keras.metrics.SparseCategoricalAccuracy()])
     return model
 
   def model_fn() -> tff.learning.models.VariableModel:
     return tff.learning.models.from_keras_model(
-        create_original_fedavg_cnn(num_classes, seed=model_seed),
+        create_cnn(num_classes, seed=model_seed),
         input_spec=emnist.INPUT_SPEC,
         loss=tf.keras.losses.SparseCategoricalCrossentropy(),
         metrics=[tf.keras.metrics.SparseCategoricalAccuracy()])
@@ -46,17 +59,19 @@ def image_task(name: str, train, test, *, num_classes: int, epochs: int,
 
 
 def emnist_task(*, only_digits: bool = True, cache_dir: str | None = None, epochs: int = 1,
-                batch_size: int = 20, seed: int = 0) -> FederatedTask:
+                batch_size: int = 20, seed: int = 0,
+                model: str = DEFAULT_IMAGE_MODEL) -> FederatedTask:
   train, test = emnist.load_emnist(only_digits, cache_dir)
   return image_task("emnist", train, test, num_classes=10 if only_digits else 62,
-                    epochs=epochs, batch_size=batch_size, seed=seed)
+                    epochs=epochs, batch_size=batch_size, seed=seed, model=model)
 
 
 def digits_task(*, num_clients: int = 20, alpha: float = 1.0, epochs: int = 1,
-                batch_size: int = 20, seed: int = 0) -> FederatedTask:
+                batch_size: int = 20, seed: int = 0,
+                model: str = DEFAULT_IMAGE_MODEL) -> FederatedTask:
   train, test = digits.digits_client_data(num_clients, alpha, seed)
   return image_task("digits", train, test, num_classes=10, epochs=epochs,
-                    batch_size=batch_size, seed=seed)
+                    batch_size=batch_size, seed=seed, model=model)
 
 
 def _emnist(**kw) -> FederatedTask:

@@ -1,7 +1,8 @@
-"""The Shakespeare fine-tuning task of TFF tutorial 2: pretrained char-RNN + Shakespeare clients.
+"""The Shakespeare task of TFF tutorial 2: a character RNN + Shakespeare clients.
 
-Builds the `FederatedTask` the round loop runs: the pretrained Keras model's
-architecture as the TFF model (masked loss, flattened character accuracy), the
+Builds the `FederatedTask` the round loop runs: the Keras model's architecture (the
+pretrained model of the tutorial, or one of `SHAKESPEARE_MODELS` from scratch, as the
+FedOpt protocol trains) as the TFF model (masked loss, flattened character accuracy), the
 Shakespeare clients preprocessed as the tutorial does, and held-out test snippets
 for Keras evaluation after each round. `finish` writes the fine-tuned weights into a
 batch-1 model, generates text and saves the final Keras model. `evaluate` and
@@ -13,7 +14,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import tensorflow as tf
 import tensorflow_federated as tff
@@ -27,6 +29,19 @@ from fedcompress.tasks.task import FederatedTask
 
 # Order in which the test clients are joined for evaluation; fixed so that runs compare.
 _EVAL_CLIENT_ORDER_SEED = 0
+
+# Models trained from scratch, by `--model` name: `(seed=) -> uncompiled Keras model`.
+SHAKESPEARE_MODELS: dict[str, Callable[..., tf.keras.Model]] = {
+    # Reddi et al., Adaptive Federated Optimization (ICLR 2021).
+    "fedopt_lstm": char_rnn.create_fedopt_lstm,
+}
+
+
+def create_model(name: str, seed: int) -> tf.keras.Model:
+  """The `SHAKESPEARE_MODELS` model `name`, freshly initialized from `seed`."""
+  if name not in SHAKESPEARE_MODELS:
+    raise ValueError(f"unknown model {name!r}; valid: {', '.join(sorted(SHAKESPEARE_MODELS))}")
+  return SHAKESPEARE_MODELS[name](seed=seed)
 
 
 def load_pretrained(path: str) -> tf.keras.Model:
@@ -50,12 +65,12 @@ def load_pretrained(path: str) -> tf.keras.Model:
 class ShakespeareSetup:
   task: FederatedTask
   train: tff.simulation.datasets.ClientData
-  sizes: char_rnn.CharRnnSizes
+  model_config: dict[str, Any]  # The Keras model's `get_config()`: its architecture.
   initial_weights: tff.learning.models.ModelWeights
 
 
-def _compiled(sizes: char_rnn.CharRnnSizes) -> tf.keras.Model:
-  model = char_rnn.create_char_rnn(**sizes._asdict())
+def _compiled(model_config: dict[str, Any]) -> tf.keras.Model:
+  model = char_rnn.rebuild(model_config)
   model.compile(loss=char_rnn.MaskedSparseCategoricalCrossentropy(),
                 metrics=[char_rnn.FlattenedCategoricalAccuracy()])
   return model
@@ -64,14 +79,24 @@ def _compiled(sizes: char_rnn.CharRnnSizes) -> tf.keras.Model:
 def build_shakespeare_task(pretrained: tf.keras.Model, *, cache_dir: str | None,
                            epochs: int = 1, max_batches: int | None = None,
                            pad_short_clients: bool = False, max_eval_batches: int = 60,
-                           seed: int = 0) -> ShakespeareSetup:
-  """Shakespeare clients + the pretrained model's architecture, ready for the loop."""
+                           seed: int = 0, batch_size: int = sh.BATCH_SIZE,
+                           seq_length: int = sh.SEQ_LENGTH) -> ShakespeareSetup:
+  """Shakespeare clients + the model's architecture and weights, ready for the loop.
+
+  `pretrained` is the starting model: the tutorial's pretrained one, or a freshly
+  initialized one (`create_model`). Clients train on batches of `batch_size` windows of
+  `seq_length` characters (the tutorial's 8 x 100; the FedOpt protocol's 4 x 80).
+  Evaluation uses batches of 8 windows of `seq_length`.
+  """
   if epochs < 1:
     raise ValueError(f"--client_epochs must be >= 1, got {epochs}")
   if max_batches is not None and max_batches < 1:
     raise ValueError(f"--max_batches_per_client must be >= 1, got {max_batches}")
+  if batch_size < 1 or seq_length < 1:
+    raise ValueError(f"--client_batch_size and --seq_length must be >= 1, got {batch_size} "
+                     f"and {seq_length}")
   train, test = sh.load_shakespeare(cache_dir)
-  sizes = char_rnn.char_rnn_sizes(pretrained)
+  model_config = pretrained.get_config()
   # Taken now, as plain arrays: once a TFF process is built, Keras objects created
   # before it need `restore_keras_v2_classes` to work again.
   initial_weights = tff.learning.models.ModelWeights(
@@ -80,6 +105,7 @@ def build_shakespeare_task(pretrained: tf.keras.Model, *, cache_dir: str | None,
 
   def client_dataset(client_id: str, round_num: int) -> tf.data.Dataset:
     data = sh.preprocess(train.create_tf_dataset_for_client(client_id),
+                         batch_size=batch_size, seq_length=seq_length,
                          seed=seed * 100_003 + round_num, pad_short_clients=pad_short_clients,
                          max_batches=max_batches)
     return data.repeat(epochs)
@@ -89,27 +115,29 @@ def build_shakespeare_task(pretrained: tf.keras.Model, *, cache_dir: str | None,
   # whatever its --seed, is evaluated on the same windows.
   test_dataset = sh.preprocess(
       test.create_tf_dataset_from_all_clients(seed=_EVAL_CLIENT_ORDER_SEED), shuffle_buffer=1,
-      max_batches=max_eval_batches).cache()
-  input_spec = test_dataset.element_spec
+      seq_length=seq_length, max_batches=max_eval_batches).cache()
+  # The clients' batches: static [batch_size, seq_length] (remainders dropped or padded).
+  window = tf.TensorSpec([batch_size, seq_length], tf.int64)
+  input_spec = (window, window)
 
   def model_fn() -> tff.learning.models.VariableModel:
     return tff.learning.models.from_keras_model(
-        char_rnn.create_char_rnn(**sizes._asdict()), input_spec=input_spec,
+        char_rnn.rebuild(model_config), input_spec=input_spec,
         loss=char_rnn.MaskedSparseCategoricalCrossentropy(),
         metrics=[char_rnn.FlattenedCategoricalAccuracy()])
 
   task = FederatedTask(name="shakespeare", client_ids=list(train.client_ids),
                        client_dataset=client_dataset, test_dataset=test_dataset,
-                       model_fn=model_fn, keras_model_fn=lambda: _compiled(sizes),
+                       model_fn=model_fn, keras_model_fn=lambda: _compiled(model_config),
                        input_spec=input_spec)
-  return ShakespeareSetup(task, train, sizes, initial_weights)
+  return ShakespeareSetup(task, train, model_config, initial_weights)
 
 
-def finish(model_weights: tff.learning.models.ModelWeights, sizes: char_rnn.CharRnnSizes,
+def finish(model_weights: tff.learning.models.ModelWeights, model_config: dict[str, Any],
            run_dir: str, *, prompt: str, temperature: float, num_generate: int,
            seed: int | None) -> str:
-  """Saves the fine-tuned model and `generated.txt`; returns the generated text."""
-  model = char_rnn.create_char_rnn(**sizes._asdict())
+  """Saves the trained model and `generated.txt`; returns the generated text."""
+  model = char_rnn.rebuild(model_config)
   restore_keras_v2_classes(model)
   model_weights.assign_weights_to(model)
   model.save(os.path.join(run_dir, "final_model.keras"))

@@ -1,7 +1,8 @@
-"""The tutorial's character RNN, its masked loss and its flattened character accuracy."""
+"""Character RNNs (the tutorial's GRU, the FedOpt paper's LSTM), masked loss and accuracy."""
 
 from __future__ import annotations
 
+import copy
 from typing import NamedTuple
 
 import tensorflow as tf
@@ -100,6 +101,63 @@ def create_char_rnn(*, vocab_size: int = VOCAB_SIZE, embedding_dim: int = 256,
       tf.keras.layers.Dense(vocab_size,
                             kernel_initializer=seeded(tf.keras.initializers.GlorotUniform, 4)),
   ])
+
+
+def create_fedopt_lstm(*, vocab_size: int = VOCAB_SIZE, batch_size: int | None = None,
+                       stateful: bool = False, seed: int | None = None) -> tf.keras.Model:
+  """The Shakespeare LSTM of Reddi et al., *Adaptive Federated Optimization* (ICLR 2021).
+
+  google-research/federated `utils/models/shakespeare_models.py`,
+  `create_recurrent_model` (McMahan et al.'s model, AISTATS 2017): Embedding of width 8,
+  two LSTMs of 256 units (return_sequences; He-normal kernels, orthogonal recurrent
+  kernels), Dense logits. Two differences, both from this package's vocabulary
+  (`fedcompress.tasks.datasets.char_vocab`): `vocab_size` is the tutorial's 86 classes
+  rather than the paper's 90 (86 characters + pad, OOV, BOS, EOS), and the Embedding does
+  not mask id 0, which is the character 'd' here, not the paper's pad (pads are masked in
+  the targets instead, and the model is causal). 819,462 parameters at 86 classes
+  (820,522 at the paper's 90).
+
+  Args, returns: as `create_char_rnn`.
+  """
+  if stateful and batch_size is None:
+    raise ValueError("a stateful model needs a fixed batch_size (1 for generation)")
+
+  def seeded(init, offset):
+    return init(seed=None if seed is None else seed + offset)
+
+  def lstm(offset: int) -> tf.keras.layers.LSTM:
+    return tf.keras.layers.LSTM(
+        256, return_sequences=True, stateful=stateful,
+        kernel_initializer=seeded(tf.keras.initializers.HeNormal, offset),
+        recurrent_initializer=seeded(tf.keras.initializers.Orthogonal, offset + 1))
+
+  return tf.keras.Sequential([
+      tf.keras.layers.InputLayer(batch_input_shape=(batch_size, None), dtype=tf.int64),
+      tf.keras.layers.Embedding(
+          vocab_size, 8,
+          embeddings_initializer=seeded(tf.keras.initializers.RandomUniform, 1)),
+      lstm(2),
+      lstm(4),
+      tf.keras.layers.Dense(vocab_size,
+                            kernel_initializer=seeded(tf.keras.initializers.GlorotNormal, 6)),
+  ])
+
+
+def rebuild(config: dict, *, batch_size: int | None = None, stateful: bool = False
+            ) -> tf.keras.Model:
+  """A new, untrained Sequential character model from another's `get_config()`.
+
+  Any of this module's models (GRU or LSTM, pretrained or not), with the input batch
+  size and the RNN layers' statefulness replaced (batch 1, stateful: for generation).
+  """
+  config = copy.deepcopy(config)
+  for layer in config["layers"]:
+    layer_config = layer["config"]
+    if "batch_input_shape" in layer_config:
+      layer_config["batch_input_shape"] = (batch_size, *layer_config["batch_input_shape"][1:])
+    if "stateful" in layer_config:
+      layer_config["stateful"] = stateful
+  return tf.keras.Sequential.from_config(config)
 
 
 class CharRnnSizes(NamedTuple):

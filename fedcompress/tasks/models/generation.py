@@ -5,14 +5,13 @@ from __future__ import annotations
 import tensorflow as tf
 
 from fedcompress.tasks.datasets.char_vocab import IDX2CHAR, text_to_ids
-from fedcompress.tasks.models.char_rnn import char_rnn_sizes, copy_weights, create_char_rnn
+from fedcompress.tasks.models.char_rnn import copy_weights, rebuild
 from fedcompress.tasks.models.keras_compat import restore_keras_v2_classes
 
 
 def create_generation_model(model: tf.keras.Model) -> tf.keras.Model:
-  """A batch-1 stateful copy of a character RNN, for `generate_text`."""
-  sizes = char_rnn_sizes(model)
-  return copy_weights(model, create_char_rnn(**sizes._asdict(), batch_size=1, stateful=True))
+  """A batch-1 stateful copy of a character RNN (GRU or LSTM), for `generate_text`."""
+  return copy_weights(model, rebuild(model.get_config(), batch_size=1, stateful=True))
 
 
 def generate_text(model: tf.keras.Model, start_string: str, *, num_generate: int = 200,
