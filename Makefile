@@ -20,12 +20,17 @@ export UV_PYTHON_DOWNLOADS := never
 
 venv: .venv/.synced
 
+# Tests run in one process per core (pytest-xdist): most of the suite's time is TFF
+# building computations and binaries importing TensorFlow, one core each. `worksteal`
+# balances the few minute-long tests (chaos, notebooks, benchmark) against the rest.
+PYTEST := $(VENV_PY) -m pytest -q -n auto --dist worksteal
+
 test: venv
-	$(VENV_PY) -m pytest -q tests
+	$(PYTEST) tests
 
 # The edit-test loop: everything but the slow, notebook and browser tests.
 test-fast: venv
-	$(VENV_PY) -m pytest -q -m "not slow and not notebook and not browser" tests
+	$(PYTEST) -m "not slow and not notebook and not browser" tests
 
 demo: venv
 	$(VENV_PY) experiments/demo.py
