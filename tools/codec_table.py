@@ -49,11 +49,19 @@ def table_rows(summaries: Sequence[dict[str, Any]], root: str, baseline: str
   return rows
 
 
+def _epsilon(row: dict[str, Any]) -> str:
+  epsilon = row.get("privacy_epsilon")
+  return "" if epsilon is None else f"{epsilon:.3g}"
+
+
 def format_table(rows: Sequence[dict[str, Any]], title: str) -> str:
+  """Markdown table of `table_rows`; an epsilon column when a run spent privacy (--dp)."""
+  private = any(r.get("privacy_epsilon") is not None for r in rows)
   lines = [f"**{title}**", "",
            "| run | codec | eval acc | vs baseline | broadcast | ratio | aggregate | ratio "
-           "| uplink bits/coord | coded uplink ratio | round time |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "| uplink bits/coord | coded uplink ratio | round time |" + (
+               " epsilon |" if private else ""),
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if private else "")]
   for r in rows:
     acc = "n/a" if r["eval_accuracy"] is None else f"{r['eval_accuracy']:.4f}"
     delta = "" if r["accuracy_delta_pp"] is None else f"{r['accuracy_delta_pp']:+.2f} pp"
@@ -64,7 +72,7 @@ def format_table(rows: Sequence[dict[str, Any]], title: str) -> str:
         f"| {r['run']} | {r['codec']} | {acc} | {delta} | {format_bits(r['broadcast_bits'])} "
         f"| {r['broadcast_ratio']:.1f}x | {format_bits(r['aggregate_bits'])} "
         f"| {r['aggregate_ratio']:.1f}x | {r['aggregate_bits_per_coord']:.2f} | {coded} "
-        f"| {r['mean_round_time_s']:.2f}s |")
+        f"| {r['mean_round_time_s']:.2f}s |" + (f" {_epsilon(r)} |" if private else ""))
   return "\n".join(lines)
 
 

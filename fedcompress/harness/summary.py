@@ -44,6 +44,8 @@ def run_summary(run_dir: str) -> dict[str, Any]:
       "broadcast_coded_bits": rows[-1].get(m.BROADCAST_CUMULATIVE_CODED_BITS),
       "aggregate_coded_bits": rows[-1].get(m.AGGREGATE_CUMULATIVE_CODED_BITS),
       "mean_round_time_s": float(sum(r[m.ROUND_TIME_S] for r in rows)) / len(rows),
+      # Differential privacy spent by the end (None without --dp).
+      "privacy_epsilon": rows[-1].get(m.PRIVACY_EPSILON),
   }
 
 

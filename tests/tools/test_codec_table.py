@@ -9,7 +9,8 @@ from fedcompress.harness import reporting, summary
 from tools import codec_table
 
 
-def _run(root, name, agg_per_round, accuracy, codec="identity>100", coded=None):
+def _run(root, name, agg_per_round, accuracy, codec="identity>100", coded=None,
+         epsilon=None):
   run = root / name
   run.mkdir()
   (run / "config.json").write_text(json.dumps({"broadcast_codec": "identity>100",
@@ -22,6 +23,8 @@ def _run(root, name, agg_per_round, accuracy, codec="identity>100", coded=None):
            m.ROUND_TIME_S: 0.5 * r, m.EVAL_ACCURACY: accuracy if r == 2 else None}
     if coded is not None:
       row.update({m.AGGREGATE_CODED_BITS: coded, m.AGGREGATE_CUMULATIVE_CODED_BITS: coded * r})
+    if epsilon is not None:
+      row[m.PRIVACY_EPSILON] = epsilon * r
     csv.write(row)
   csv.close()
 
@@ -41,6 +44,7 @@ def test_table_from_runs(tmp_path):
   table = codec_table.format_table(rows, "t")
   assert "| up_u8 | aggr: uniform(bits=8)>100 | 0.8950 | -0.50 pp |" in table
   assert "| 4.0x | 8.00 | 8.0x |" in table
+  assert "epsilon" not in table  # No run spent privacy.
 
   readme = tmp_path / "README.md"
   readme.write_text("a\n<!-- codec-table:emnist -->\nold\n<!-- end codec-table -->\nb\n")
@@ -49,3 +53,15 @@ def test_table_from_runs(tmp_path):
   assert "old" not in text and "| up_u8 |" in text and text.endswith("b\n")
   with pytest.raises(ValueError, match="no <!-- codec-table:other -->"):
     codec_table.update_readme(str(readme), "other", table)
+
+
+def test_epsilon_column_holds_the_last_rounds_epsilon(tmp_path):
+  _run(tmp_path, "baseline", 3200, 0.90)
+  _run(tmp_path, "dp", 3200, 0.5, epsilon=1.25)
+  summaries = summary.compare_runs([str(tmp_path / "baseline"), str(tmp_path / "dp")],
+                                   baseline="baseline")
+  table = codec_table.format_table(codec_table.table_rows(summaries, str(tmp_path), "baseline"),
+                                   "t")
+  lines = table.splitlines()
+  assert lines[2].endswith("| round time | epsilon |")
+  assert lines[-2].endswith("s |  |") and lines[-1].endswith("s | 2.5 |")  # Round 2: 2 x 1.25.
