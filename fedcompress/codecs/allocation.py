@@ -11,9 +11,13 @@ total squared error. It is classical bit allocation:
   `E||x - x_hat||^2 / ||x||^2`, measured once when the plan is made on a seeded
   N(0, 1) vector of the tensor's size (up to `_MEASURE_SIZE` coordinates) through the
   real encoder, so it holds for any codec (EDEN: 0.5708 at 1 bit, 0.1331 at 2, ...;
-  uniform: its own curve, about 4**-b). `||x_i||^2` is the statistic of the data:
-  the processes pass this round's (broadcast: the server has the weights) or last
-  round's (aggregation: the decoded mean update, at the server, so it costs no bits).
+  uniform: its own curve, about 4**-b). `||x_i||^2` is the statistic of the data,
+  taken by whoever encodes on what it encodes, so it costs no bits: the server on the
+  weights it broadcasts, each client on its own update (the mean's error is the sum
+  of the clients' independent errors, so each client minimizing its own minimizes
+  the mean's; see `fedcompress.federated.allocated`). The measured curve, not the
+  codec record's `error_bound` (a worst case) nor `4**-b` (a Gaussian source's ideal
+  quantizer), is the expected error of the real encoder at each width.
 * Exact allocation by dynamic programming over the budget, then a greedy fill. The
   textbook greedy of marginal returns (Fox, "Discrete optimization via marginal
   analysis", Management Science 13(3), 1966; Gersho and Gray, "Vector Quantization
@@ -39,8 +43,9 @@ sends per round (unencoded tensors, the choice of each tensor, the mean's weight
 and the greedy only takes upgrades that fit. `allocate_tf` is the greedy in
 TensorFlow (it runs inside the TFF processes); called eagerly, it is the pure policy.
 
-Widths below 1 bit are the codec's `keep` option (the fraction of rotated coordinates
-sent, at 1 bit), for codecs that have one (`eden`).
+Widths that are not whole are the codec's `keep` option (the fraction of rotated
+coordinates sent, at the next whole width), for codecs that have one (`eden`): below 1
+bit they make sub-bit rates, above it steps finer than a bit (`width_options`).
 """
 
 from __future__ import annotations
@@ -91,16 +96,18 @@ def parse_widths(text: str | Sequence[float]) -> tuple[float, ...]:
 def width_options(base: CodecSpec, width: float) -> dict[str, Any] | None:
   """The codec options of `width` for `base`'s codec, or None if the codec lacks it.
 
-  An integer width is the `bits` option; a width below 1 is `bits=1` with that
-  fraction of coordinates kept (`keep`), where the codec has a `keep` option.
+  An integer width is the `bits` option. Any other width `w` is `bits = ceil(w)` on
+  the fraction `keep = w / ceil(w)` of the rotated coordinates, where the codec has a
+  `keep` option (`eden`): below 1, that fraction at 1 bit; 1.98, 99% at 2 bits. Such
+  widths make steps finer than a whole bit for a tensor that holds most of the model
+  (on the tutorial CNN, one bit of the dense kernel is 97% of a bit per coordinate).
   """
   options = dict(base.options)
   if float(width).is_integer():
     options["bits"] = int(width)
   else:
-    options.update(bits=1, keep=float(width))
-    if width > 1:
-      return None
+    bits = math.ceil(width)
+    options.update(bits=bits, keep=float(width) / bits)
   try:
     checked = base.codec.options(options)
   except ValueError:
@@ -293,7 +300,7 @@ class AllocatedCodec:
       paid from the budget.
     bits_per_coordinate: the budget, in bits per coordinate of the whole value (all
       tensors), per client, everything sent included.
-    widths: candidate widths (`bits`; below 1, the `keep` fraction at 1 bit).
+    widths: candidate widths (`bits`; not whole, a `keep` fraction: `width_options`).
   """
 
   base: CodecSpec

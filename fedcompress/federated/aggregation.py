@@ -237,8 +237,7 @@ def build_mean_factory(
       codec (identity: a scalar is under any threshold), paid from the same budget.
     measure_error: also measure `relative_error` (see `RelativeErrorFactory`).
     names: names of the value's tensors, for an `AllocatedCodec`'s width measurements.
-    seed: the run's seed, from which the codec's randomness derives (not yet used by an
-      `AllocatedCodec`, whose candidate encoders draw unseeded).
+    seed: the run's seed, from which the codec's randomness derives.
 
   Returns:
     A `tff.aggregators.MeanFactory`, wrapped in a `RelativeErrorFactory` when
@@ -248,7 +247,7 @@ def build_mean_factory(
     weight = EncodedSumFactory.from_codec(codec.base, seed=seed)
     weight_bits = codec.base.tensor_bits(tf.TensorSpec([], tf.float32))
     mean = tff.aggregators.MeanFactory(
-        AllocatedSumFactory(codec, names, reserved_bits=weight_bits), weight)
+        AllocatedSumFactory(codec, names, reserved_bits=weight_bits, seed=seed), weight)
   else:
     mean = tff.aggregators.MeanFactory(EncodedSumFactory.from_codec(codec, seed=seed),
                                        EncodedSumFactory.from_codec(codec, seed=seed))

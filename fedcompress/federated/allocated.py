@@ -9,18 +9,28 @@ encoding, plus one uint8 per encoded tensor naming the choice, and
 `accounting.structure_bits_tf` counts it like any other structure (empty tensors cost
 0 bits). The decoder switches on that byte.
 
-The choice is `fedcompress.codecs.allocation`'s policy evaluated in-graph from each
-tensor's squared norm:
+The choice is `fedcompress.codecs.allocation`'s policy evaluated in-graph, by whoever
+encodes, on the squared norms of the very tensors it encodes:
 
-* broadcast: the server encodes the weights it has, so it allocates on this round's
-  norms, at the server, before encoding;
-* sum (under `MeanFactory`, see `build_allocated_mean_factory`): the server keeps the
-  squared norms of last round's decoded sum in its state (it computes them, no client
-  sends anything for them) and broadcasts the choice with the round; round 1 assumes
-  equal variance per coordinate.
+* broadcast: the server allocates on the weights it sends this round;
+* sum (under `MeanFactory`, see `aggregation.build_mean_factory`): each client allocates
+  on its own (weighted) update, at the client, before encoding. The error of the mean
+  is the sum of the clients' independent errors, each `c_i(b) ||x_ki||^2` for client
+  `k`'s tensor `i`, and every client has its own budget, so minimizing each client's
+  own expected error minimizes the mean's: per-client allocation is the optimum of the
+  whole, for this round's data, from round 1 on. A shared allocation on last round's
+  decoded mean is not: what cancels out of the mean still costs each client bits. The
+  choice byte each client already sends tells the server how to decode it; nothing
+  else is sent.
 
 Both report the width chosen for each encoded tensor as `measurements['widths']`
-(name -> float32), beside `bits`.
+(name -> float32; for the sum, the mean over the round's clients, computed at the
+server from the choice bytes), beside `bits`.
+
+Randomness is seeded as in the other codecs (`fedcompress.codecs.seeding`): the state
+holds a round counter, and tensor number `i` is encoded, whichever width it gets,
+inside the scope of `seeding.encode_key(round_key(seed, round), i, tensor)`, so a
+rerun with the same seed sends the same bits.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ import tensorflow_federated as tff
 from tensorflow_federated.python.core.impl.types import type_conversions
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs import accounting
+from fedcompress.codecs import accounting, seeding
 from fedcompress.codecs.allocation import CHOICE_DTYPE, AllocatedCodec, AllocationPlan, allocate_tf
 from fedcompress.codecs.spec import CodecSpec
 
@@ -111,17 +121,25 @@ class _Allocated:
     distortions = tf.constant(self.unit_mse) * tf.cast(squared_norms, tf.float64)[:, None]
     return allocate_tf(self.costs, distortions, self.plan.allocatable)
 
-  def width_measurements(self, choice: tf.Tensor) -> collections.OrderedDict:
-    chosen = tf.gather(tf.constant(self.widths), choice, batch_dims=1)
-    return collections.OrderedDict((name, chosen[j]) for j, name in enumerate(self.names))
+  def width_measurements(self, widths: tf.Tensor) -> collections.OrderedDict:
+    """float32 [T] widths -> name -> width."""
+    return collections.OrderedDict((name, widths[j]) for j, name in enumerate(self.names))
 
-  def encode(self, flat_values, choice: tf.Tensor) -> collections.OrderedDict:
+  def chosen_widths(self, choice: tf.Tensor) -> tf.Tensor:
+    """float32 [T]: the width of each encoded tensor's chosen candidate."""
+    return tf.gather(tf.constant(self.widths), tf.cast(choice, tf.int32), batch_dims=1)
+
+  def encode(self, flat_values, choice: tf.Tensor, key: tf.Tensor) -> collections.OrderedDict:
+    """The encoded structure; tensor `i` draws under `seeding.encode_key(key, i, x_i)`."""
     tensors, j = [], 0
     for i, x in enumerate(flat_values):
       if self.switched[i] is None:
         tensors.append([x])
       else:
-        tensors.append(self.switched[i].encode(x, choice[j]))
+        # The scope is open while switch_case traces every branch: each candidate's
+        # draws are functions of the key, whichever runs.
+        with seeding.seed_scope(seeding.encode_key(key, i, x)):
+          tensors.append(self.switched[i].encode(x, choice[j]))
         j += 1
     return collections.OrderedDict(choice=tf.cast(choice, CHOICE_DTYPE), tensors=tensors)
 
@@ -144,7 +162,8 @@ def _merge_measurements(bits, widths):
 
 
 def build_allocated_broadcast_process(
-    value_type: tff.types.Type, codec: AllocatedCodec, names: Sequence[str] | None = None
+    value_type: tff.types.Type, codec: AllocatedCodec, names: Sequence[str] | None = None,
+    *, seed: int = 0
 ) -> tff.learning.templates.DistributionProcess:
   """Encoded broadcast of `value_type` values, widths allocated per tensor each round.
 
@@ -152,13 +171,19 @@ def build_allocated_broadcast_process(
     value_type: the unplaced type of the broadcast value (e.g. the model weights).
     codec: the codec, candidate widths and budget (bits per coordinate per client).
     names: names of the flattened value's tensors, for the width measurements.
+    seed: the run's seed, from which (with the round) the codecs' randomness derives.
+
+  Returns:
+    A `DistributionProcess` whose state is `{'choice': int32 [T], the last choice (for
+    inspection), 'round': int64}`.
   """
   value_specs = type_conversions.type_to_tf_tensor_specs(value_type)
   alloc = _Allocated(codec, tf.nest.flatten(value_specs), names, "broadcast")
 
   @tff.tensorflow.computation
   def initial_state_fn():
-    return tf.zeros([len(alloc.names)], tf.int32)
+    return collections.OrderedDict(choice=tf.zeros([len(alloc.names)], tf.int32),
+                                   round=tf.constant(0, tf.int64))
 
   @tff.federated_computation
   def init_fn():
@@ -168,10 +193,11 @@ def build_allocated_broadcast_process(
 
   @tff.tensorflow.computation(value_type, state_type)
   def encode_fn(value, state):
-    del state  # The last choice, kept for inspection only.
     flat = tf.nest.flatten(value)
     choice = alloc.choose(alloc.squared_norms(flat))
-    return alloc.encode(flat, choice), choice, alloc.width_measurements(choice)
+    encoded = alloc.encode(flat, choice, seeding.round_key(seed, state["round"]))
+    new_state = collections.OrderedDict(choice=choice, round=state["round"] + 1)
+    return encoded, new_state, alloc.width_measurements(alloc.chosen_widths(choice))
 
   encoded_type = encode_fn.type_signature.result[0]
 
@@ -193,40 +219,41 @@ def build_allocated_broadcast_process(
   @tff.federated_computation(init_fn.type_signature.result,
                              tff.FederatedType(value_type, tff.SERVER))
   def next_fn(state, value):
-    encoded, choice, widths = tff.federated_map(encode_fn, (value, state))
+    encoded, new_state, widths = tff.federated_map(encode_fn, (value, state))
     encoded_at_clients = tff.federated_broadcast(encoded)
     decoded = tff.federated_map(decode_fn, encoded_at_clients)
     bits = tff.federated_sum(tff.federated_map(bits_fn, encoded_at_clients))
     measurements = tff.federated_map(merge_fn, (bits, widths))
-    return tff.templates.MeasuredProcessOutput(choice, decoded, measurements)
+    return tff.templates.MeasuredProcessOutput(new_state, decoded, measurements)
 
   return tff.learning.templates.DistributionProcess(init_fn, next_fn)
 
 
 class AllocatedSumFactory(tff.aggregators.UnweightedAggregationFactory):
-  """Sum of client values encoded with widths allocated per tensor each round.
+  """Sum of client values, each client allocating its widths on its own value.
 
   Each client's contribution is budgeted at `codec.bits_per_coordinate` per coordinate
-  of the value, minus `reserved_bits` sent beside it (the mean's weight).
+  of the value, minus `reserved_bits` sent beside it (the mean's weight). The state is
+  the round counter of the seeded randomness (int64).
   """
 
   def __init__(self, codec: AllocatedCodec, names: Sequence[str] | None = None, *,
-               reserved_bits: int = 0):
+               reserved_bits: int = 0, seed: int = 0):
     self._codec = codec
     self._names = names
     self._reserved_bits = reserved_bits
+    self._seed = int(seed)
 
   def create(self, value_type) -> tff.templates.AggregationProcess:
     value_specs = type_conversions.type_to_tf_tensor_specs(value_type)
     flat_specs = tf.nest.flatten(value_specs)
     alloc = _Allocated(self._codec, flat_specs, self._names, "aggregate",
                        self._reserved_bits)
-    # Round 1: equal variance per coordinate, so ||x_i||^2 = n_i.
-    initial = np.array([t.num_elements for t in alloc.plan.encoded], np.float64)
+    seed = self._seed
 
     @tff.tensorflow.computation
     def initial_state_fn():
-      return tf.constant(initial, tf.float64)
+      return tf.constant(0, tf.int64)
 
     @tff.federated_computation
     def init_fn():
@@ -235,15 +262,15 @@ class AllocatedSumFactory(tff.aggregators.UnweightedAggregationFactory):
     state_type = init_fn.type_signature.result.member
 
     @tff.tensorflow.computation(state_type)
-    def choose_fn(squared_norms):
-      choice = alloc.choose(squared_norms)
-      return choice, alloc.width_measurements(choice)
+    def key_fn(round_num):
+      return seeding.round_key(seed, round_num), round_num + 1
 
-    choice_type = choose_fn.type_signature.result[0]
+    key_type = key_fn.type_signature.result[0]
 
-    @tff.tensorflow.computation(value_type, choice_type)
-    def encode_fn(value, choice):
-      return alloc.encode(tf.nest.flatten(value), choice)
+    @tff.tensorflow.computation(value_type, key_type)
+    def encode_fn(value, key):
+      flat = tf.nest.flatten(value)
+      return alloc.encode(flat, alloc.choose(alloc.squared_norms(flat)), key)
 
     encoded_type = encode_fn.type_signature.result
 
@@ -253,42 +280,49 @@ class AllocatedSumFactory(tff.aggregators.UnweightedAggregationFactory):
 
     @tff.tensorflow.computation
     def zero_fn():
-      return [tf.zeros(s.shape, s.dtype) for s in flat_specs]
+      # The sum, and (for the width measurements) the sum of the chosen widths and the
+      # number of clients: the server reads them off the choice bytes it decodes with.
+      return collections.OrderedDict(values=[tf.zeros(s.shape, s.dtype) for s in flat_specs],
+                                     widths=tf.zeros([len(alloc.names)], tf.float32),
+                                     clients=tf.constant(0, tf.int32))
 
     accumulator_type = zero_fn.type_signature.result
 
     @tff.tensorflow.computation(accumulator_type, encoded_type)
     def accumulate_fn(acc, encoded):
-      return [a + d for a, d in zip(acc, alloc.decode(encoded), strict=True)]
+      return collections.OrderedDict(
+          values=[a + d for a, d in zip(acc["values"], alloc.decode(encoded), strict=True)],
+          widths=acc["widths"] + alloc.chosen_widths(encoded["choice"]),
+          clients=acc["clients"] + 1)
 
     @tff.tensorflow.computation(accumulator_type, accumulator_type)
     def merge_fn(a, b):
-      return [x + y for x, y in zip(a, b, strict=True)]
+      return collections.OrderedDict(
+          values=[x + y for x, y in zip(a["values"], b["values"], strict=True)],
+          widths=a["widths"] + b["widths"], clients=a["clients"] + b["clients"])
 
     @tff.tensorflow.computation(accumulator_type)
     def report_fn(acc):
-      return tf.nest.pack_sequence_as(value_specs, list(acc))
+      widths = tf.math.divide_no_nan(acc["widths"], tf.cast(acc["clients"], tf.float32))
+      return collections.OrderedDict(
+          values=tf.nest.pack_sequence_as(value_specs, list(acc["values"])),
+          widths=alloc.width_measurements(widths))
 
-    @tff.tensorflow.computation(value_type)
-    def norms_fn(summed):
-      return alloc.squared_norms(tf.nest.flatten(summed))
-
+    report_type = report_fn.type_signature.result
     bits_type = bits_fn.type_signature.result
-    widths_type = choose_fn.type_signature.result[1]
 
-    @tff.tensorflow.computation(bits_type, widths_type)
-    def measure_fn(bits, widths):
-      return _merge_measurements(bits, widths)
+    @tff.tensorflow.computation(bits_type, report_type)
+    def measure_fn(bits, report):
+      return _merge_measurements(bits, report["widths"])
 
     @tff.federated_computation(init_fn.type_signature.result,
                                tff.FederatedType(value_type, tff.CLIENTS))
     def next_fn(state, value):
-      choice, widths = tff.federated_map(choose_fn, state)
-      encoded = tff.federated_map(encode_fn, (value, tff.federated_broadcast(choice)))
-      summed = tff.federated_aggregate(encoded, zero_fn(), accumulate_fn, merge_fn, report_fn)
-      new_state = tff.federated_map(norms_fn, summed)
+      key, new_state = tff.federated_map(key_fn, state)
+      encoded = tff.federated_map(encode_fn, (value, tff.federated_broadcast(key)))
+      report = tff.federated_aggregate(encoded, zero_fn(), accumulate_fn, merge_fn, report_fn)
       bits = tff.federated_sum(tff.federated_map(bits_fn, encoded))
-      measurements = tff.federated_map(measure_fn, (bits, widths))
-      return tff.templates.MeasuredProcessOutput(new_state, summed, measurements)
+      measurements = tff.federated_map(measure_fn, (bits, report))
+      return tff.templates.MeasuredProcessOutput(new_state, report.values, measurements)
 
     return tff.templates.AggregationProcess(init_fn, next_fn)

@@ -271,7 +271,7 @@ def build_fedavg(
       server_optimizer,
       client_weighting=client_weighting,
       model_distributor=(
-          build_allocated_broadcast_process(weights_type, broadcast_codec, names)
+          build_allocated_broadcast_process(weights_type, broadcast_codec, names, seed=seed)
           if isinstance(broadcast_codec, AllocatedCodec)
           else build_encoded_broadcast_process(weights_type, broadcast_codec, seed=seed)),
       model_aggregator=aggregator,

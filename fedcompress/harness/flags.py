@@ -245,7 +245,8 @@ def define_codec_flags(fv: FlagValues = flags.FLAGS) -> None:
                        "allocation); the codec must take `bits`.", flag_values=fv)
     flags.DEFINE_string(f"{direction}_widths", "", "With --"
                         f"{direction}_bits_per_coordinate: candidate widths, comma-separated "
-                        "(below 1: that fraction of rotated coordinates at 1 bit, for eden); "
+                        "(not whole, e.g. 0.9 or 1.95: ceil(w) bits on the fraction w/ceil(w) "
+                        "of rotated coordinates, for eden); "
                         "default 1,2,3,4,6,8 (those the codec takes).", flag_values=fv)
     add_number_checks(fv, [f"{direction}_bits_per_coordinate"])
   flags.DEFINE_enum("aggregator", aggregators.MEAN, list(aggregators.NAMES),

@@ -1,6 +1,7 @@
 """Bit allocation policy: optimal on small cases, water-filling, budget never exceeded."""
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -141,3 +142,17 @@ def test_widths_are_checked():
   assert allocation.parse_widths("0.5, 1,2") == (0.5, 1, 2)
   with pytest.raises(ValueError):
     allocation.parse_widths("1,x")
+
+
+def test_widths_that_are_not_whole_keep_a_fraction_at_the_next_width():
+  base = CodecSpec("eden", {"block_size": 512})
+  assert allocation.width_options(base, 1.95) == {"block_size": 512, "bits": 2, "keep": 0.975}
+  assert allocation.width_options(base, 0.5) == {"block_size": 512, "bits": 1, "keep": 0.5}
+  assert allocation.width_options(base, 4.5) is None  # eden has no 5 bits.
+  assert allocation.width_options(CodecSpec("uniform", {}), 1.5) is None  # No `keep`.
+  assert AllocatedCodec(base, 2.0, (1.95, 2, 4.5)).widths == (1.95, 2)
+  # 1.95 is a step finer than a bit: ceil(97.5% x 512) = 500 coordinates of each of the
+  # 10 rows at 2 bits, packed in int32 words, 10 float32 scales and the seed.
+  eden = base.codec
+  assert (eden.bits(5120, {"block_size": 512, "bits": 2, "keep": 0.975})
+          == math.ceil(10 * 500 * 2 / 32) * 32 + 10 * 32 + 32)

@@ -52,7 +52,7 @@ def test_broadcast_widths_follow_the_norms_and_bits_are_exact(broadcast):
                               for k in ("big", "mid")])
     widths = [plan.encoded[j].widths[c] for j, c in enumerate(expected)]
     assert [float(output.measurements["widths"][k]) for k in ("big", "mid")] == widths
-    assert list(output.state) == expected
+    assert list(output.state["choice"]) == expected and output.state["round"] == 1
     # Every client receives exactly the chosen encoding: the plan's bits, within budget.
     assert output.measurements["bits"] == 2 * plan.total_bits(expected)
     assert plan.total_bits(expected) <= plan.budget == 3 * (4096 + 512 + 8)
@@ -62,30 +62,48 @@ def test_broadcast_widths_follow_the_norms_and_bits_are_exact(broadcast):
         err = np.linalg.norm(received[k] - value[k]) / np.linalg.norm(value[k])
         assert err < 1.0
     seen.append(widths)
+    # Seeded: the same round and value encode to the same bits.
+    again = run(broadcast.initialize(), value, [0, 0])
+    for k in NAMES:
+      np.testing.assert_array_equal(again.result[0][k], output.result[0][k])
   # The energy moved from 'mid' to 'big', and so did the bits.
   assert seen[1][0] > seen[0][0] and seen[1][1] < seen[0][1], seen
 
 
-def test_sum_adapts_from_last_rounds_norms():
-  process = AllocatedSumFactory(CODEC, NAMES, reserved_bits=32).create(VALUE_TYPE)
+def _squared_norms(value):
+  return [float(np.sum(np.square(value[k], dtype=np.float64))) for k in ("big", "mid")]
+
+
+def test_sum_each_client_allocates_on_its_own_value():
+  process = AllocatedSumFactory(CODEC, NAMES, reserved_bits=32, seed=5).create(VALUE_TYPE)
   plan = CODEC.plan(SPECS, NAMES, direction="aggregate", reserved_bits=32)
   rng = np.random.default_rng(1)
-  values = [_value(rng, 0.01, 10.0) for _ in range(3)]
+  # Two clients hold their energy in 'mid', one in 'big'.
+  values = [_value(rng, 0.01, 10.0), _value(rng, 0.01, 10.0), _value(rng, 10.0, 0.01)]
+  choices = [plan.allocate(_squared_norms(v)) for v in values]
+  assert choices[0] != choices[2]
   state = process.initialize()
+  output = process.next(state, values)
+  assert output.state == 1  # The round counter of the seeded randomness.
+  widths = np.mean([[plan.encoded[j].widths[c] for j, c in enumerate(choice)]
+                    for choice in choices], axis=0)
+  np.testing.assert_allclose([output.measurements["widths"][k] for k in ("big", "mid")],
+                             widths, rtol=1e-6)
+  # Each client sends exactly its own choice's encoding (the weight's 32 bits are the
+  # weight sum's), within its budget.
+  assert output.measurements["bits"] == sum(plan.total_bits(c) - 32 for c in choices)
+  assert all(plan.total_bits(c) <= plan.budget for c in choices)
   exact = {k: sum(v[k].astype(np.float64) for v in values) for k in NAMES}
-  # Round 1 assumes equal variance per coordinate; round 2 uses round 1's sum.
-  first = plan.allocate([4096.0, 512.0])
-  second = plan.allocate([float(np.sum(np.square(exact[k]))) for k in ("big", "mid")])
-  assert first != second
-  errors = []
-  for expected in (first, second):
-    output = process.next(state, values)
-    widths = [plan.encoded[j].widths[c] for j, c in enumerate(expected)]
-    assert [float(output.measurements["widths"][k]) for k in ("big", "mid")] == widths
-    assert output.measurements["bits"] == 3 * (plan.total_bits(expected) - 32)
-    np.testing.assert_allclose(output.result["small"], exact["small"], rtol=1e-5)
-    state = output.state
-    errors.append(np.sqrt(sum(np.sum((output.result[k] - exact[k]) ** 2) for k in NAMES)
-                          / sum(np.sum(exact[k] ** 2) for k in NAMES)))
-  # The mid tensor holds the energy: round 2 gives it the bits, and the error drops.
-  assert errors[1] < errors[0]
+  np.testing.assert_allclose(output.result["small"], exact["small"], rtol=1e-5)
+  # The sum errs as the clients' chosen widths predict (independent unbiased errors):
+  # each decoded with its own choice, not one shared.
+  expected = sum(plan.encoded[j].unit_mse[c] * norm
+                 for v, choice in zip(values, choices, strict=True)
+                 for j, (c, norm) in enumerate(zip(choice, _squared_norms(v), strict=True)))
+  error = sum(np.sum((output.result[k] - exact[k]) ** 2) for k in ("big", "mid"))
+  assert 0.7 * expected < error < 1.3 * expected, (error, expected)
+  # Seeded: the same round encodes the same bits; the next round draws anew.
+  again = process.next(state, values)
+  later = process.next(output.state, values)
+  np.testing.assert_array_equal(again.result["big"], output.result["big"])
+  assert not np.array_equal(later.result["big"], output.result["big"])
