@@ -95,10 +95,24 @@ def task():
   return _tiny_task()
 
 
+@pytest.fixture(scope="module")
+def processes(task, tmp_path_factory):
+  """`get(codec_name, seed)`: one TFF process build per codec and seed in this module."""
+  built = {}
+  root = tmp_path_factory.mktemp("builds")
+
+  def get(name: str, seed: int = 0):
+    if (name, seed) not in built:
+      built[name, seed] = build_process(task, _config(root, "x", _CODECS[name], seed=seed))
+    return built[name, seed]
+
+  return get
+
+
 @pytest.mark.parametrize("name", sorted(_CODECS))
-def test_rerun_and_resume_give_the_same_metrics(tmp_path, task, name):
+def test_rerun_and_resume_give_the_same_metrics(tmp_path, task, processes, name):
   codec = _CODECS[name]
-  process = build_process(task, _config(tmp_path, "x", codec))  # One build per codec.
+  process = processes(name)
   first = run_experiment(task, _config(tmp_path, "first", codec), process=process)
   second = run_experiment(task, _config(tmp_path, "second", codec), process=process)
   run_experiment(task, _config(tmp_path, "resumed", codec, rounds=1), process=process)
@@ -110,13 +124,12 @@ def test_rerun_and_resume_give_the_same_metrics(tmp_path, task, name):
   assert _rows_without_time(resumed.run_dir) == rows
 
 
-def test_codec_seed_changes_the_run(tmp_path, task):
+def test_codec_seed_changes_the_run(tmp_path, task, processes):
   # Same clients and data order, only the codecs' seed differs: the run must change, so
   # the equal files above are not those of a codec that draws nothing.
   codec = _CODECS["uniform"]
   runs = [run_experiment(task, _config(tmp_path, f"codec_seed_{seed}", codec),
-                         process=build_process(task, _config(tmp_path, "x", codec, seed=seed)))
-          for seed in (0, 1)]
+                         process=processes("uniform", seed)) for seed in (0, 1)]
   first, other = (_rows_without_time(r.run_dir) for r in runs)
   assert [r[m.AGGREGATE_BITS] for r in other] == [r[m.AGGREGATE_BITS] for r in first]
   assert [r[m.TRAIN_LOSS] for r in other] != [r[m.TRAIN_LOSS] for r in first]
