@@ -9,12 +9,15 @@ stays float32) once per seed through the sweep (finished runs are skipped, unfin
 resumed, runs made with other settings refused), then:
 
   (a) non-uniform against uniform quantization at 2, 3 and 4 bits per coordinate;
-  (b) Huffman coding's saving on the real updates against bit-packing, and, on updates
-      of the trained model, against the quantized symbols' empirical entropy;
+  (b) Huffman coding's saving against bit-packing and against the quantized symbols'
+      empirical entropy, on clients' first-round updates re-encoded per seed
+      (`tools.symbol_entropy`), and in-graph over the adaptive runs;
   (c) the adaptive codec (a budget of 2 coded bits per coordinate, its width chosen
       from earlier rounds) against fixed-rate codecs within the same budget,
 
 each a table closed by a sentence computed from its numbers (`tools.answers_table`).
+`--bits`, `--datasets`, `--configs` and `--probe_only` narrow the work (the last two to
+split it over processes; rerun without them to write the results).
 Writes `--output` (JSON: settings, per-run summaries, rows, sentences) and, with
 `--readme`, the block between `<!-- codec-table:answers -->` and
 `<!-- end codec-table -->`. The Shakespeare model is pretrained first (about a minute)
@@ -48,10 +51,14 @@ PRETRAIN = {"embedding_dim": 64, "rnn_units": 256, "epochs": 1, "steps_per_epoch
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds every configuration runs with.")
+flags.DEFINE_list("bits", ["2", "3", "4"], "Quantizer widths of (a) and (b); must "
+                  "include 2, the adaptive codec's budget.")
 flags.DEFINE_list("datasets", ["digits", "shakespeare"], "Which of digits, shakespeare.")
 flags.DEFINE_string("root_output_dir", "runs/answers", "Folder of the runs.")
 flags.DEFINE_string("output", "docs/answers.json", "JSON file of the results.")
 flags.DEFINE_string("readme", None, "README to write the answers block into.")
+flags.DEFINE_bool("probe_only", False, "Only measure (b)'s entropy probe (kept for "
+                  "the next run), e.g. beside processes running --configs.")
 flags.DEFINE_list("configs", [], "Run only these configurations (default all), e.g. to "
                   "split the runs over processes; the answers need them all.")
 flags.DEFINE_string("pretrained_model", "runs/answers/char_rnn_answers.keras",
@@ -68,8 +75,8 @@ DATASETS = {
         "title": "digits (scikit-learn's, 20 clients), 5 rounds of 10 clients, 3 local "
                  "epochs, client SGD 0.1, threshold 100",
         # Entropy probe: the first-round updates of these clients, trained as the runs'.
-        "probe": {"clients": 2, "learning_rate": 0.1, "threshold": 100,
-                  "from": "the model's seed-0 initializers"},
+        "probe": {"clients": 1, "learning_rate": 0.1, "threshold": 100,
+                  "from": "the model's initializers under that seed"},
     },
     "shakespeare": {
         "experiment": "shakespeare",
@@ -80,7 +87,7 @@ DATASETS = {
         "title": "Shakespeare fine-tuning (real federated Shakespeare, small pretrained "
                  "char-RNN), 5 rounds of 5 clients, 1 local epoch of 5 batches, client "
                  "SGD 0.5, threshold 10,000",
-        "probe": {"clients": 2, "learning_rate": 0.5, "threshold": 10_000,
+        "probe": {"clients": 1, "learning_rate": 0.5, "threshold": 10_000,
                   "from": "the pretrained model"},
     },
 }
@@ -119,43 +126,70 @@ def _coordinates(name: str, run_dir: str) -> int:
   return config["rounds"] * config["clients_per_round"] * _parameters(name)
 
 
-def _probe_task(name: str):
-  """(task, initial weights or None) of the entropy probe: a dataset's first round."""
+def _bits() -> list[int]:
+  return [int(b) for b in FLAGS.bits]
+
+
+def _probe_task(name: str, seed: int):
+  """(task, initial weights or None) of the entropy probe: a run's first round."""
   if name == "digits":
     from fedcompress import tasks
 
-    return tasks.digits_task(num_clients=20, alpha=1.0, epochs=3, batch_size=20, seed=0), None
+    return tasks.digits_task(num_clients=20, alpha=1.0, epochs=3, batch_size=20,
+                             seed=seed), None
   from fedcompress.tasks.shakespeare import build_shakespeare_task, load_pretrained
 
   pretrained = load_pretrained(FLAGS.pretrained_model)
   setup = build_shakespeare_task(pretrained, cache_dir=SHAKESPEARE_DATA, epochs=1,
-                                 max_batches=5, pad_short_clients=True, max_eval_batches=1)
+                                 max_batches=5, pad_short_clients=True, max_eval_batches=1,
+                                 seed=seed)
   return setup.task, pretrained.get_weights()
 
 
-def entropy_probe(name: str) -> dict[int, dict[str, float]]:
-  """Per quantizer width: entropy, Huffman and bit-packed bits per symbol (see
-  `tools.symbol_entropy`) on clients' first-round updates."""
+def entropy_probe(name: str, seeds: list[int]) -> dict[int, dict[int, dict[str, float]]]:
+  """seed -> quantizer width -> entropy, Huffman and bit-packed bits per symbol.
+
+  Measured (`tools.symbol_entropy`) on the first-round updates of the probe's clients,
+  per seed; kept in `<root>/<dataset>/entropy_probe.json` with its settings and reused
+  while they are the same.
+  """
   from tools import symbol_entropy
 
   probe = DATASETS[name]["probe"]
-  print(f"== {name}: entropy of the quantized symbols of {probe['clients']} clients' "
-        f"first-round updates from {probe['from']}", flush=True)
-  task, initial = _probe_task(name)
-  updates = symbol_entropy.client_updates(task, initial, task.client_ids[:probe["clients"]],
-                                          probe["learning_rate"])
-  codecs = answers_table.configurations()
-  return symbol_entropy.measure_updates(
-      {b: codecs[f"uniform{b}"] for b in answers_table.QUANTIZER_BITS}, updates,
-      probe["threshold"])
+  # (b) needs no runs: it measures every width of (a)'s default, whatever --bits says.
+  codecs = {b: answers_table.huffman_codec(b)
+            for b in sorted({*answers_table.QUANTIZER_BITS, *_bits()})}
+  key = {"probe": probe, "codecs": codecs, "seeds": seeds,
+         "pretrained_model": FLAGS.pretrained_model if name == "shakespeare" else None}
+  path = os.path.join(FLAGS.root_output_dir, name, "entropy_probe.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      cached = json.load(f)
+    if cached["settings"] == json.loads(json.dumps(key)):
+      return {int(s): {int(b): v for b, v in r.items()} for s, r in cached["result"].items()}
+  result = {}
+  for seed in seeds:
+    print(f"== {name}: entropy probe, seed {seed}: first-round updates of "
+          f"{probe['clients']} client(s) from {probe['from']}", flush=True)
+    task, initial = _probe_task(name, seed)
+    updates = symbol_entropy.client_updates(task, initial, task.client_ids[:probe["clients"]],
+                                            probe["learning_rate"], seed=seed)
+    result[seed] = symbol_entropy.measure_updates(codecs, updates, probe["threshold"])
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w") as f:
+    json.dump({"settings": key, "result": result}, f, indent=1)
+  return result
 
 
 def run_dataset(name: str, seeds: list[int]) -> dict:
   """Runs (or reuses) every configuration of one dataset and answers the questions."""
   spec = DATASETS[name]
   common = spec["common_flags"].format(model=FLAGS.pretrained_model)
+  if FLAGS.probe_only:
+    entropy_probe(name, seeds)
+    return None
   runs = [SweepRun(config, (f"--aggregate_encoder={codec}",))
-          for config, codec in answers_table.configurations().items()
+          for config, codec in answers_table.configurations(_bits()).items()
           if not FLAGS.configs or config in FLAGS.configs]
   root = os.path.join(FLAGS.root_output_dir, name)
   summaries = run_sweep(runs, root, experiment=spec["experiment"], common_flags=common,
@@ -168,9 +202,11 @@ def run_dataset(name: str, seeds: list[int]) -> dict:
   sent = answers_table.by_seed(
       [{**s, "aggregate_coded_bits": s.get("aggregate_coded_bits") or s["aggregate_bits"]}
        for s in summaries], "aggregate_coded_bits")
+  adaptive = f"adaptive{answers_table.BUDGET_BITS}"
   answers = {
       "nonuniform": answers_table.nonuniform_answer(acc, raw, coordinates),
-      "huffman": answers_table.huffman_answer(raw, sent, coordinates, entropy_probe(name)),
+      "huffman": answers_table.huffman_answer(entropy_probe(name, seeds), raw[adaptive],
+                                              sent[adaptive]),
       "adaptive": answers_table.adaptive_answer(acc, raw, sent, coordinates),
   }
   return {"title": spec["title"], "experiment": spec["experiment"],
@@ -200,6 +236,13 @@ def main(argv):
     seeds = parse_seeds(FLAGS.seeds)
   except ValueError as e:
     return fail(str(e))
+  try:
+    configurations = answers_table.configurations([int(b) for b in FLAGS.bits])
+  except ValueError as e:
+    return fail(f"--bits: {e}")
+  unknown = sorted(set(FLAGS.configs) - set(configurations))
+  if unknown:
+    return fail(f"unknown --configs {', '.join(unknown)}; valid: {', '.join(configurations)}")
   if "shakespeare" in FLAGS.datasets:
     if not os.path.exists(os.path.join(SHAKESPEARE_DATA, "shakespeare.sqlite")):
       return fail(f"Shakespeare needs {SHAKESPEARE_DATA}/shakespeare.sqlite "
@@ -209,6 +252,7 @@ def main(argv):
   settings = {
       "command": "python -m tools.answers " + " ".join(
           f"--{k}={v}" for k, v in (("seeds", ",".join(FLAGS.seeds)),
+                                    ("bits", ",".join(FLAGS.bits)),
                                     ("datasets", ",".join(FLAGS.datasets)),
                                     ("root_output_dir", FLAGS.root_output_dir),
                                     ("output", FLAGS.output),
@@ -217,20 +261,16 @@ def main(argv):
       "commit": _commit(),
       "date": datetime.date.today().isoformat(),
       "seeds": seeds, "output": FLAGS.output,
-      "configurations": answers_table.configurations(),
+      "configurations": configurations,
       "pretrain": {**PRETRAIN, "text_files": list(DICKENS)},
   }
-  unknown = sorted(set(FLAGS.configs) - set(answers_table.configurations()))
-  if unknown:
-    return fail(f"unknown --configs {', '.join(unknown)}; valid: "
-                f"{', '.join(answers_table.configurations())}")
   results = {}
   try:
     for name in FLAGS.datasets:
       results[name] = run_dataset(name, seeds)
   except ValueError as e:
     return fail(str(e))
-  if FLAGS.configs:
+  if FLAGS.configs or FLAGS.probe_only:
     print("runs done; the answers need every configuration: rerun without --configs")
     return 0
   os.makedirs(os.path.dirname(FLAGS.output) or ".", exist_ok=True)

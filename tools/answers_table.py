@@ -23,27 +23,34 @@ from fedcompress.harness.summary import Estimate
 
 # Uplink codecs only (the downlink stays float32), so every difference is the uplink's.
 # `uniform` packs 32 bits per word here, so that it sends exactly `bits` per coordinate
-# like `nonuniform` (tensor_encoding's default packs 28, 14% more at 2 bits). Its
-# symbols are then Huffman coded: lossless, so the model learns from exactly what plain
-# `uniform` would decode, the run's `aggregate/bits` is the bit-packed size (what (a)
-# compares) and `aggregate/coded_bits` the Huffman stream (what (b) compares), so one
-# set of runs answers both.
+# like `nonuniform` (tensor_encoding's default packs 28, 14% more at 2 bits).
 QUANTIZER_BITS = (2, 3, 4)
 BUDGET_BITS = 2
 
 
-def configurations() -> dict[str, str]:
-  """Configuration name -> its `--aggregate_encoder` codec text."""
-  configs = {f"uniform{b}": f"uniform(bits={b},word_bits=32)|huffman" for b in QUANTIZER_BITS}
-  configs.update({f"nonuniform{b}": f"nonuniform(bits={b})" for b in QUANTIZER_BITS})
+def uniform_codec(bits: int) -> str:
+  return f"uniform(bits={bits},word_bits=32)"
+
+
+def huffman_codec(bits: int) -> str:
+  """`uniform_codec(bits)` with its symbols Huffman coded instead of bit-packed."""
+  return f"{uniform_codec(bits)}|huffman"
+
+
+def configurations(bits: Sequence[int] = QUANTIZER_BITS) -> dict[str, str]:
+  """Configuration name -> its `--aggregate_encoder` codec text, at quantizer `bits`."""
+  if BUDGET_BITS not in bits:
+    raise ValueError(f"the quantizer bits must include {BUDGET_BITS}, the adaptive "
+                     f"codec's budget: its fixed-rate comparisons; got {list(bits)}")
+  configs = {f"uniform{b}": uniform_codec(b) for b in bits}
+  configs.update({f"nonuniform{b}": f"nonuniform(bits={b})" for b in bits})
   configs[f"adaptive{BUDGET_BITS}"] = (
       f"adaptive(budget_bits_per_coordinate={float(BUDGET_BITS)})")
   return configs
 
 
-# The fixed-rate codecs the adaptive one is compared with: each sends at most the
-# adaptive codec's budget per coordinate (`uniform` counted as sent, Huffman coded,
-# and as bit-packed, which is exactly the budget).
+# The fixed-rate codecs the adaptive one is compared with: each sends exactly the
+# adaptive codec's budget per coordinate.
 FIXED_RATE = (f"uniform{BUDGET_BITS}", f"nonuniform{BUDGET_BITS}")
 
 
@@ -123,14 +130,21 @@ def _estimate_dict(e: Estimate | None) -> dict[str, Any] | None:
 
 # --- (a) non-uniform against uniform at equal bits -------------------------------
 
+def _widths(configs: Mapping[str, Any]) -> list[int]:
+  """The quantizer widths b with both `uniform<b>` and `nonuniform<b>` present."""
+  return sorted(b for b in range(1, 17)
+                if f"uniform{b}" in configs and f"nonuniform{b}" in configs)
+
+
 def nonuniform_answer(acc: Mapping[str, Mapping[int, float]],
                       bits: Mapping[str, Mapping[int, float]], coordinates: float) -> Answer:
-  """`nonuniform<b>` against `uniform<b>` (both exactly b bits per coordinate)."""
+  """`nonuniform<b>` against `uniform<b>` (both exactly b bits per coordinate), for
+  every width b that `acc` has both of."""
   rows, lines = [], [
       "| bits | uniform acc (mean ± 95% CI) | nonuniform acc | nonuniform − uniform "
       "(paired, 95% CI) | verdict | uplink bits/coord (u / nu) |",
       "|---:|---:|---:|---:|---|---:|"]
-  for b in QUANTIZER_BITS:
+  for b in _widths(acc):
     u, nu = acc[f"uniform{b}"], acc[f"nonuniform{b}"]
     diff = paired_diff(nu, u)
     row = {"bits": b, "uniform": summary.estimate(list(u.values())),
@@ -164,62 +178,78 @@ def nonuniform_sentence(rows: Sequence[Mapping[str, Any]]) -> str:
 
 # --- (b) what Huffman coding saves on real updates --------------------------------
 
-def huffman_answer(bits: Mapping[str, Mapping[int, float]],
-                   coded: Mapping[str, Mapping[int, float]], coordinates: float,
-                   entropy: Mapping[int, Mapping[str, float]] | None = None) -> Answer:
-  """Coded against bit-packed uplink bits of `huffman<b>` runs, and against the entropy.
+def huffman_answer(probe: Mapping[int, Mapping[int, Mapping[str, float]]],
+                   adaptive_raw: Mapping[int, float], adaptive_sent: Mapping[int, float]
+                   ) -> Answer:
+  """Huffman-coded size against bit-packing and against the symbols' entropy.
 
   Args:
-    bits: configuration -> {seed: total uplink bits}, raw (bit-packed) size.
-    coded: configuration -> {seed: total uplink bits actually sent}.
-    entropy: optional, quantizer bits -> {'entropy': H, 'huffman': coded bits,
-      'packed': bit-packed bits}, each per symbol, measured on the same kind of update
-      (`tools.answers` measures them on clients' updates of the trained model).
+    probe: seed -> quantizer bits -> {'entropy', 'huffman', 'packed'} bits per symbol,
+      measured on clients' updates with `huffman_codec(bits)` (`tools.symbol_entropy`).
+    adaptive_raw, adaptive_sent: seed -> total uplink bits of the adaptive runs,
+      bit-packed and Huffman coded (every client and round, counted in-graph).
   """
+  seeds = sorted(probe)
+  widths = sorted(set.intersection(*(set(probe[s]) for s in seeds)))
   rows, lines = [], [
-      "| quantizer bits | bit-packed bits/coord | Huffman-coded bits/coord | saving "
-      "(packed / coded, 95% CI) | per symbol: entropy H / Huffman / packed |",
-      "|---:|---:|---:|---:|---:|"]
-  for b in QUANTIZER_BITS:
-    name = f"uniform{b}"
-    saving = ratio_estimate(bits[name], coded[name])
-    row = {"bits": b, "packed_bits_per_coord": _bits_per_coord(bits[name], coordinates),
-           "coded_bits_per_coord": _bits_per_coord(coded[name], coordinates),
-           "saving": saving, "entropy": (entropy or {}).get(b)}
+      "| quantizer bits | entropy H (bits/symbol) | Huffman | bit-packed "
+      "| saving (packed / Huffman, 95% CI) | Huffman − H (95% CI) |",
+      "|---|---:|---:|---:|---:|---:|"]
+  for b in widths:
+    sizes = [probe[s][b] for s in seeds]
+    row = {"bits": b, **{k: summary.estimate([z[k] for z in sizes])
+                         for k in ("entropy", "huffman", "packed")},
+           "saving": summary.estimate([z["packed"] / z["huffman"] for z in sizes]),
+           "gap": summary.estimate([z["huffman"] - z["entropy"] for z in sizes])}
     rows.append(row)
-    interval = ("" if saving.ci_low is None
-                else f" [{saving.ci_low:.2f}, {saving.ci_high:.2f}]")
-    e = row["entropy"]
-    per_symbol = ("n/a" if e is None else
-                  f"{e['entropy']:.3f} / {e['huffman']:.3f} / {e['packed']:.3f}")
-    lines.append(f"| {b} | {row['packed_bits_per_coord']:.3f} | "
-                 f"{row['coded_bits_per_coord']:.3f} | {saving.mean:.2f}x{interval} | "
-                 f"{per_symbol} |")
+    lines.append(f"| {b} | {row['entropy'].mean:.3f} | {row['huffman'].mean:.3f} | "
+                 f"{row['packed'].mean:.3f} | {_times(row['saving'])} | "
+                 f"{_plain(row['gap'])} |")
+  in_runs = ratio_estimate(adaptive_raw, adaptive_sent)
+  rows.append({"bits": "adaptive runs", "saving": in_runs})
+  lines.append(f"| adaptive{BUDGET_BITS} runs (widths it chose; every client and round) "
+               f"| | | | {_times(in_runs)} | |")
   return Answer(_jsonable(rows), "\n".join(lines), huffman_sentence(rows))
 
 
+def _times(e: Estimate) -> str:
+  if e.ci_low is None:
+    return f"{e.mean:.2f}x"
+  return f"{e.mean:.2f}x [{e.ci_low:.2f}, {e.ci_high:.2f}]"
+
+
+def _plain(e: Estimate) -> str:
+  if e.ci_low is None:
+    return f"{e.mean:.3f}"
+  return f"{e.mean:.3f} [{e.ci_low:.3f}, {e.ci_high:.3f}]"
+
+
 def huffman_sentence(rows: Sequence[Mapping[str, Any]]) -> str:
-  """How much Huffman coding saves, whether it is significant, and its gap to entropy."""
-  saves = [r for r in rows if r["saving"].ci_low is not None and r["saving"].ci_low > 1]
-  unclear = [r for r in rows if r not in saves]
+  """How much Huffman coding saves, whether the seeds establish it, its gap to entropy."""
+  widths, in_runs = rows[:-1], rows[-1]["saving"]
+
+  def saves(e: Estimate) -> bool:
+    return e.ci_low is not None and e.ci_low > 1
+
   parts = []
-  if saves:
-    parts.append("Huffman coding of the quantized updates sends "
-                 + _listing([f"{r['saving'].mean:.2f}x" for r in saves])
-                 + f" fewer uplink bits than bit-packing at "
-                 f"{_listing([str(r['bits']) for r in saves])} bits (95% CI above 1x)")
-  if unclear:
-    parts.append(("" if saves else "Huffman coding shows ")
-                 + "no saving the seeds establish at "
-                 f"{_listing([str(r['bits']) for r in unclear])} bits")
-  with_h = [r for r in rows if r["entropy"] is not None]
-  if with_h:
-    parts.append("on the measured updates the Huffman stream is "
-                 + _listing([f"{r['entropy']['huffman'] - r['entropy']['entropy']:.2f}"
-                             for r in with_h])
-                 + " bits per symbol above the symbols' empirical entropy ("
-                 + _listing([f"{r['entropy']['entropy']:.2f}" for r in with_h])
-                 + f" bits) at {_listing([str(r['bits']) for r in with_h])} bits")
+  sure = [r for r in widths if saves(r["saving"])]
+  unsure = [r for r in widths if not saves(r["saving"])]
+  if sure:
+    parts.append("Huffman coding of uniformly quantized client updates sends "
+                 + _listing([f"{r['saving'].mean:.2f}x" for r in sure])
+                 + " fewer bits than bit-packing at "
+                 + _listing([str(r["bits"]) for r in sure]) + " bits (95% CI above 1x)")
+  if unsure:
+    parts.append(("" if sure else "Huffman coding of uniformly quantized client updates "
+                  "shows ") + "no saving the seeds establish at "
+                 + _listing([str(r["bits"]) for r in unsure]) + " bits")
+  parts.append("its stream is "
+               + _listing([f"{r['gap'].mean:.2f}" for r in widths])
+               + " bits per symbol above the symbols' empirical entropy ("
+               + _listing([f"{r['entropy'].mean:.2f}" for r in widths]) + " bits)")
+  parts.append(f"in the adaptive runs coding saved {_times(in_runs)} against bit-packing "
+               "at the widths the codec chose"
+               + ("" if saves(in_runs) else ", which the seeds do not establish"))
   return "; ".join(parts) + "."
 
 
@@ -282,7 +312,8 @@ def adaptive_sentence(rows: Sequence[Mapping[str, Any]]) -> str:
 QUESTIONS = (
     ("nonuniform", "(a) Non-uniform against uniform quantization at equal bits per "
                    "coordinate (final eval accuracy)"),
-    ("huffman", "(b) Huffman coding against plain bit-packing, on the runs' real updates"),
+    ("huffman", "(b) Huffman coding against plain bit-packing and the empirical entropy, on "
+                "real client updates"),
     ("adaptive", "(c) The adaptive codec against fixed-rate codecs within the same budget"),
 )
 
@@ -305,10 +336,11 @@ def format_section(results: Mapping[str, Mapping[str, Any]], settings: Mapping[s
            + ", ".join(f"{k} `{v}`" for k, v in settings["configurations"].items()) + "."]
   for name, result in results.items():
     lines += ["", f"**{result['title']}.** Each run: `{result['common_flags']}` "
-              f"(`--experiment={result['experiment']}` in the sweep). The per-symbol "
-              f"columns of (b) are measured on the first-round updates of "
-              f"{result['probe']['clients']} clients from {result['probe']['from']}, "
-              "encoded by the same codec (`tools/symbol_entropy.py`)."]
+              f"(`--experiment={result['experiment']}` in the sweep). (b) re-encodes, "
+              f"per seed, the first-round updates of {result['probe']['clients']} "
+              f"client(s) from {result['probe']['from']} with `{huffman_codec(2)}` (and 3, "
+              "4 bits) and decodes the stream back to its symbols "
+              "(`tools/symbol_entropy.py`)."]
     for key, heading in QUESTIONS:
       answer = result["answers"][key]
       lines += ["", f"*{heading}, {name}*", "", answer.table, "",

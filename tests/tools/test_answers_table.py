@@ -23,22 +23,31 @@ COORDINATES = 1000.0  # rounds x clients x parameters
 RAW = {f"{q}{b}": {s: 1000.0 * b for s in range(3)}
        for q in ("uniform", "nonuniform") for b in (2, 3, 4)}
 RAW["adaptive2"] = {0: 2286.0, 1: 2286.0, 2: 2286.0}
-# Bit-packed / coded per seed: 2 bits [2.0, 2.2, 2.4]; 3 bits [1, 1.5, 0.5]; 4 bits 2 always.
-SENT = dict(RAW, uniform2={0: 1000.0, 1: 2000 / 2.2, 2: 2000 / 2.4},
-            uniform3={0: 3000.0, 1: 2000.0, 2: 6000.0}, uniform4={0: 2000.0, 1: 2000.0, 2: 2000.0},
-            adaptive2={0: 1500.0, 1: 1600.0, 2: 1700.0})
-ENTROPY = {2: {"entropy": 1.08, "huffman": 1.49, "packed": 2.0},
-           3: {"entropy": 2.0, "huffman": 2.1, "packed": 3.0},
-           4: {"entropy": 2.9, "huffman": 2.95, "packed": 4.0}}
+SENT = dict(RAW, adaptive2={0: 1500.0, 1: 1600.0, 2: 1700.0})
+
+
+def _sizes(entropy, huffman, packed):
+  return {"entropy": entropy, "huffman": huffman, "packed": packed}
+
+
+# Per seed and width, bits per symbol. Packed / Huffman: 2 bits [2.0, 2.2, 2.4] (std 0.2);
+# 3 bits [1.0, 1.5, 0.75] (its interval reaches below 1); 4 bits 2.0 on every seed.
+PROBE = {s: {2: _sizes(0.7 + 0.05 * s, 2 / (2.0 + 0.2 * s), 2.0),
+             3: _sizes(1.0, 3 / (1.0, 1.5, 0.75)[s], 3.0),
+             4: _sizes(1.9, 2.0, 4.0)} for s in range(3)}
 HALF = 4.302653 * 0.01 / 3**0.5
 
 
 def test_configurations_name_the_codecs():
   configs = at.configurations()
-  assert configs["uniform3"] == "uniform(bits=3,word_bits=32)|huffman"
+  assert configs["uniform3"] == "uniform(bits=3,word_bits=32)"
+  assert at.huffman_codec(3) == "uniform(bits=3,word_bits=32)|huffman"
   assert configs["nonuniform2"] == "nonuniform(bits=2)"
   assert configs["adaptive2"] == "adaptive(budget_bits_per_coordinate=2.0)"
   assert len(configs) == 7
+  assert list(at.configurations([2])) == ["uniform2", "nonuniform2", "adaptive2"]
+  with pytest.raises(ValueError, match="must include 2"):
+    at.configurations([3, 4])
 
 
 def test_by_seed_reads_run_names():
@@ -78,6 +87,14 @@ def test_nonuniform_answer():
       "(+0.00 pp [-2.48, +2.48]), by the paired 95% intervals of the accuracy difference.")
 
 
+def test_nonuniform_answer_covers_the_widths_run():
+  two_bits = {k: v for k, v in ACC.items() if k.endswith("2")}
+  answer = at.nonuniform_answer(two_bits, RAW, COORDINATES)
+  assert [r["bits"] for r in answer.rows] == [2]
+  assert answer.sentence.startswith("At equal bits per coordinate, non-uniform quantization "
+                                    "is more accurate than uniform at 2 bits (")
+
+
 def test_nonuniform_sentence_without_a_significant_difference():
   rows = [{"bits": b, "verdict": "no significant difference",
            "diff": Estimate(3, 0.001, 0.01, -0.02, 0.022)} for b in (2, 3, 4)]
@@ -89,22 +106,26 @@ def test_nonuniform_sentence_without_a_significant_difference():
 
 
 def test_huffman_answer():
-  answer = at.huffman_answer(RAW, SENT, COORDINATES, ENTROPY)
+  # The adaptive runs' bit-packed / coded ratio per seed: [2.286 / 1.5, 2.286 / 1.6, ...].
+  answer = at.huffman_answer(PROBE, RAW["adaptive2"], SENT["adaptive2"])
   by_bits = {r["bits"]: r for r in answer.rows}
   assert by_bits[2]["saving"]["mean"] == pytest.approx(2.2)
   # Ratios [2.0, 2.2, 2.4]: std 0.2, half-width 4.302653 * 0.2 / sqrt(3) = 0.4968.
   assert by_bits[2]["saving"]["ci_low"] == pytest.approx(2.2 - 20 * HALF, abs=1e-6)
-  assert by_bits[2]["coded_bits_per_coord"] == pytest.approx((1 + 2 / 2.2 + 2 / 2.4) / 3)
-  assert "| 2 | 2.000 | 0.914 | 2.20x [1.70, 2.70] | 1.080 / 1.490 / 2.000 |" in answer.table
+  assert by_bits[4]["gap"]["mean"] == pytest.approx(0.1)
+  assert by_bits["adaptive runs"]["saving"]["mean"] == pytest.approx(
+      (2286 / 1500 + 2286 / 1600 + 2286 / 1700) / 3)
+  assert ("| 2 | 0.750 | 0.914 | 2.000 | 2.20x [1.70, 2.70] | 0.164 [-0.167, 0.496] |"
+          in answer.table)
+  # Ratios [1.524, 1.429, 1.345]: std 0.0897, half-width 0.2228.
+  assert ("| adaptive2 runs (widths it chose; every client and round) | | | | "
+          "1.43x [1.21, 1.66] | |") in answer.table
   assert answer.sentence == (
-      "Huffman coding of the quantized updates sends 2.20x and 2.00x fewer uplink bits "
-      "than bit-packing at 2 and 4 bits (95% CI above 1x); no saving the seeds establish "
-      "at 3 bits; on the measured updates the Huffman stream is 0.41, 0.10 and 0.05 bits "
-      "per symbol above the symbols' empirical entropy (1.08, 2.00 and 2.90 bits) at 2, 3 "
-      "and 4 bits.")
-  # Without the entropy measurement the columns say so and the sentence stops earlier.
-  plain = at.huffman_answer(RAW, SENT, COORDINATES)
-  assert "| n/a |" in plain.table and "entropy" not in plain.sentence
+      "Huffman coding of uniformly quantized client updates sends 2.20x and 2.00x fewer "
+      "bits than bit-packing at 2 and 4 bits (95% CI above 1x); no saving the seeds "
+      "establish at 3 bits; its stream is 0.16, 2.00 and 0.10 bits per symbol above the "
+      "symbols' empirical entropy (0.75, 1.00 and 1.90 bits); in the adaptive runs coding "
+      "saved 1.43x [1.21, 1.66] against bit-packing at the widths the codec chose.")
 
 
 def test_adaptive_answer():
@@ -118,8 +139,8 @@ def test_adaptive_answer():
   assert "| adaptive2 | 0.6100 ± 0.2617 |  |  | 2.286 | 1.600 |" in answer.table
   assert answer.sentence == (
       "Within a budget of 2 bits per coordinate the adaptive codec sent 1.60 bits per "
-      "coordinate (fixed rates: uniform2 2.00 bit-packed or 0.91 Huffman coded; "
-      "nonuniform2 2.00) and showed no significant accuracy difference from uniform2 "
+      "coordinate (fixed rates: uniform2 2.00; nonuniform2 2.00) and showed no significant "
+      "accuracy difference from uniform2 "
       "(+1.00 pp [-1.48, +3.48]) and nonuniform2 (-2.00 pp [-4.48, +0.48]), by the paired "
       "95% intervals.")
 
@@ -129,7 +150,7 @@ def test_section_written_into_the_readme(tmp_path):
       "title": "digits, 5 rounds", "experiment": "emnist", "common_flags": "--rounds=5",
       "probe": {"clients": 2, "from": "the initializers"},
       "answers": {"nonuniform": at.nonuniform_answer(ACC, RAW, COORDINATES),
-                  "huffman": at.huffman_answer(RAW, SENT, COORDINATES, ENTROPY),
+                  "huffman": at.huffman_answer(PROBE, RAW["adaptive2"], SENT["adaptive2"]),
                   "adaptive": at.adaptive_answer(ACC, RAW, SENT, COORDINATES)}}}
   settings = {"command": "python -m tools.answers --readme=README.md", "commit": "abc1234",
               "date": "2026-12-01", "seeds": [0, 1, 2], "output": "docs/answers.json",
@@ -138,7 +159,7 @@ def test_section_written_into_the_readme(tmp_path):
   assert section.startswith("Generated by `make answers` (`python -m tools.answers "
                             "--readme=README.md`) on abc1234, 2026-12-01; 3 seeds (0,1,2)")
   assert "**digits, 5 rounds.** Each run: `--rounds=5`" in section
-  assert "first-round updates of 2 clients from the initializers" in section
+  assert "first-round updates of 2 client(s) from the initializers" in section
   for answer in results["digits"]["answers"].values():
     assert answer.table in section and f"**Answer (digits).** {answer.sentence}" in section
   readme = tmp_path / "README.md"
