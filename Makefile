@@ -8,7 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV_PY := .venv/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: venv test test-fast demo lint bench clean requirements dist check-install
+.PHONY: venv test test-fast demo lint bench answers clean requirements dist check-install
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -42,6 +42,11 @@ bench: venv
 	mkdir -p runs
 	$(VENV_PY) -m tools.run_benchmark --rounds=7 --output=runs/benchmark.json \
 	    --memory_cache_dir=runs/benchmark_data --codecs=all --readme=README.md
+
+# The README's answers to the tutorial's three questions (3 seeds per configuration, on
+# digits and Shakespeare fine-tuning): runs, docs/answers.json and the README block.
+answers: venv
+	$(VENV_PY) -m tools.answers --readme=README.md
 
 # requirements.txt: the lock's runtime closure, for installing with plain pip (no uv).
 # --locked refuses a uv.lock that no longer matches pyproject.toml (run `uv lock` first);

@@ -1,0 +1,171 @@
+"""The answers to the tutorial's three questions: tables and sentences from known numbers.
+
+Accuracies are chosen so that the paired differences have hand-computable intervals:
+differences [d - 0.01, d, d + 0.01] over 3 seeds have std 0.01 and a 95% half-width of
+t_{0.975,2} * 0.01 / sqrt(3) = 4.302653 * 0.01 / 1.732051 = 0.024841.
+"""
+
+import json
+
+import pytest
+
+from fedcompress.harness.summary import Estimate
+from tools import answers_table as at
+from tools import codec_table
+
+ACC = {
+    "uniform2": {0: 0.50, 1: 0.60, 2: 0.70}, "nonuniform2": {0: 0.52, 1: 0.63, 2: 0.74},
+    "uniform3": {0: 0.50, 1: 0.60, 2: 0.70}, "nonuniform3": {0: 0.51, 1: 0.59, 2: 0.70},
+    "uniform4": {0: 0.50, 1: 0.60, 2: 0.70}, "nonuniform4": {0: 0.48, 1: 0.57, 2: 0.66},
+    "adaptive2": {0: 0.51, 1: 0.60, 2: 0.72},
+}
+COORDINATES = 1000.0  # rounds x clients x parameters
+RAW = {f"{q}{b}": {s: 1000.0 * b for s in range(3)}
+       for q in ("uniform", "nonuniform") for b in (2, 3, 4)}
+RAW["adaptive2"] = {0: 2286.0, 1: 2286.0, 2: 2286.0}
+SENT = dict(RAW, adaptive2={0: 1500.0, 1: 1600.0, 2: 1700.0})
+
+
+def _sizes(entropy, huffman, packed):
+  return {"entropy": entropy, "huffman": huffman, "packed": packed}
+
+
+# Per seed and width, bits per symbol. Packed / Huffman: 2 bits [2.0, 2.2, 2.4] (std 0.2);
+# 3 bits [1.0, 1.5, 0.75] (its interval reaches below 1); 4 bits 2.0 on every seed.
+PROBE = {s: {2: _sizes(0.7 + 0.05 * s, 2 / (2.0 + 0.2 * s), 2.0),
+             3: _sizes(1.0, 3 / (1.0, 1.5, 0.75)[s], 3.0),
+             4: _sizes(1.9, 2.0, 4.0)} for s in range(3)}
+HALF = 4.302653 * 0.01 / 3**0.5
+
+
+def test_configurations_name_the_codecs():
+  configs = at.configurations()
+  assert configs["uniform3"] == "uniform(bits=3,word_bits=32)"
+  assert at.huffman_codec(3) == "uniform(bits=3,word_bits=32)|huffman"
+  assert configs["nonuniform2"] == "nonuniform(bits=2)"
+  assert configs["adaptive2"] == "adaptive(budget_bits_per_coordinate=2.0)"
+  assert len(configs) == 7
+  assert list(at.configurations([2])) == ["uniform2", "nonuniform2", "adaptive2"]
+  with pytest.raises(ValueError, match="must include 2"):
+    at.configurations([3, 4])
+
+
+def test_by_seed_reads_run_names():
+  summaries = [{"run": "uniform2_seed0", "eval_accuracy": 0.5},
+               {"run": "uniform2_seed11", "eval_accuracy": 0.25},
+               {"run": "a_b_seed1", "eval_accuracy": 0.75}]
+  assert at.by_seed(summaries, "eval_accuracy") == {"uniform2": {0: 0.5, 11: 0.25},
+                                                    "a_b": {1: 0.75}}
+  with pytest.raises(ValueError, match="not named"):
+    at.by_seed([{"run": "uniform2", "eval_accuracy": 0.5}], "eval_accuracy")
+  with pytest.raises(ValueError, match="has no eval_accuracy"):
+    at.by_seed([{"run": "u_seed0", "eval_accuracy": None}], "eval_accuracy")
+
+
+def test_verdict_needs_the_interval_to_exclude_zero():
+  assert at.verdict(Estimate(3, 0.03, 0.01, 0.005, 0.055)) == "higher"
+  assert at.verdict(Estimate(3, -0.03, 0.01, -0.055, -0.005)) == "lower"
+  assert at.verdict(Estimate(3, 0.03, 0.04, -0.07, 0.13)) == "no significant difference"
+  # One seed gives no interval: no evidence either way.
+  assert at.verdict(Estimate(1, 0.03, None, None, None)) == "no significant difference"
+
+
+def test_nonuniform_answer():
+  answer = at.nonuniform_answer(ACC, RAW, COORDINATES)
+  by_bits = {r["bits"]: r for r in answer.rows}
+  assert by_bits[2]["diff"]["mean"] == pytest.approx(0.03)
+  assert by_bits[2]["diff"]["ci_low"] == pytest.approx(0.03 - HALF, abs=1e-6)
+  assert [by_bits[b]["verdict"] for b in (2, 3, 4)] == [
+      "higher", "no significant difference", "lower"]
+  assert by_bits[3]["uniform_bits_per_coord"] == 3.0
+  assert ("| 2 | 0.6000 ± 0.2484 | 0.6300 ± 0.2733 | +3.00 pp [+0.52, +5.48] | higher "
+          "| 2.00 / 2.00 |") in answer.table
+  assert answer.sentence == (
+      "At equal bits per coordinate, non-uniform quantization is more accurate than "
+      "uniform at 2 bits (+3.00 pp [+0.52, +5.48]), less accurate at 4 bits "
+      "(-3.00 pp [-5.48, -0.52]) and not significantly different at 3 bits "
+      "(+0.00 pp [-2.48, +2.48]), by the paired 95% intervals of the accuracy difference.")
+
+
+def test_nonuniform_answer_covers_the_widths_run():
+  two_bits = {k: v for k, v in ACC.items() if k.endswith("2")}
+  answer = at.nonuniform_answer(two_bits, RAW, COORDINATES)
+  assert [r["bits"] for r in answer.rows] == [2]
+  assert answer.sentence.startswith("At equal bits per coordinate, non-uniform quantization "
+                                    "is more accurate than uniform at 2 bits (")
+
+
+def test_nonuniform_sentence_without_a_significant_difference():
+  rows = [{"bits": b, "verdict": "no significant difference",
+           "diff": Estimate(3, 0.001, 0.01, -0.02, 0.022)} for b in (2, 3, 4)]
+  assert at.nonuniform_sentence(rows) == (
+      "At equal bits per coordinate, non-uniform quantization is not significantly "
+      "different from uniform at 2, 3 and 4 bits (+0.10 pp [-2.00, +2.20]; +0.10 pp "
+      "[-2.00, +2.20]; +0.10 pp [-2.00, +2.20]), by the paired 95% intervals of the "
+      "accuracy difference.")
+
+
+def test_huffman_answer():
+  # The adaptive runs' bit-packed / coded ratio per seed: [2.286 / 1.5, 2.286 / 1.6, ...].
+  answer = at.huffman_answer(PROBE, RAW["adaptive2"], SENT["adaptive2"])
+  by_bits = {r["bits"]: r for r in answer.rows}
+  assert by_bits[2]["saving"]["mean"] == pytest.approx(2.2)
+  # Ratios [2.0, 2.2, 2.4]: std 0.2, half-width 4.302653 * 0.2 / sqrt(3) = 0.4968.
+  assert by_bits[2]["saving"]["ci_low"] == pytest.approx(2.2 - 20 * HALF, abs=1e-6)
+  assert by_bits[4]["gap"]["mean"] == pytest.approx(0.1)
+  assert by_bits["adaptive runs"]["saving"]["mean"] == pytest.approx(
+      (2286 / 1500 + 2286 / 1600 + 2286 / 1700) / 3)
+  assert ("| 2 | 0.750 | 0.914 | 2.000 | 2.20x [1.70, 2.70] | 0.164 [-0.167, 0.496] |"
+          in answer.table)
+  # Ratios [1.524, 1.429, 1.345]: std 0.0897, half-width 0.2228.
+  assert ("| adaptive2 runs (widths it chose; every client and round) | | | | "
+          "1.43x [1.21, 1.66] | |") in answer.table
+  assert answer.sentence == (
+      "Huffman coding of uniformly quantized client updates sends 2.20x and 2.00x fewer "
+      "bits than bit-packing at 2 and 4 bits (95% CI above 1x); no saving the seeds "
+      "establish at 3 bits; its stream is 0.16, 2.00 and 0.10 bits per symbol above the "
+      "symbols' empirical entropy (0.75, 1.00 and 1.90 bits); in the adaptive runs coding "
+      "saved 1.43x [1.21, 1.66] against bit-packing at the widths the codec chose.")
+
+
+def test_adaptive_answer():
+  answer = at.adaptive_answer(ACC, RAW, SENT, COORDINATES)
+  assert [r["configuration"] for r in answer.rows] == ["adaptive2", "uniform2", "nonuniform2"]
+  adaptive, uniform, nonuniform = answer.rows
+  assert adaptive["bits_per_coord"] == pytest.approx(1.6)
+  assert adaptive["packed_bits_per_coord"] == pytest.approx(2.286)
+  assert uniform["adaptive_minus"]["mean"] == pytest.approx(0.01)
+  assert nonuniform["adaptive_minus"]["mean"] == pytest.approx(-0.02)
+  assert "| adaptive2 | 0.6100 ± 0.2617 |  |  | 2.286 | 1.600 |" in answer.table
+  assert answer.sentence == (
+      "Within a budget of 2 bits per coordinate the adaptive codec sent 1.60 bits per "
+      "coordinate (fixed rates: uniform2 2.00; nonuniform2 2.00) and showed no significant "
+      "accuracy difference from uniform2 "
+      "(+1.00 pp [-1.48, +3.48]) and nonuniform2 (-2.00 pp [-4.48, +0.48]), by the paired "
+      "95% intervals.")
+
+
+def test_section_written_into_the_readme(tmp_path):
+  results = {"digits": {
+      "title": "digits, 5 rounds", "experiment": "emnist", "common_flags": "--rounds=5",
+      "probe": {"clients": 2, "from": "the initializers"},
+      "answers": {"nonuniform": at.nonuniform_answer(ACC, RAW, COORDINATES),
+                  "huffman": at.huffman_answer(PROBE, RAW["adaptive2"], SENT["adaptive2"]),
+                  "adaptive": at.adaptive_answer(ACC, RAW, SENT, COORDINATES)}}}
+  settings = {"command": "python -m tools.answers --readme=README.md", "commit": "abc1234",
+              "date": "2026-12-01", "seeds": [0, 1, 2], "output": "docs/answers.json",
+              "configurations": at.configurations()}
+  section = at.format_section(results, settings)
+  assert section.startswith("Generated by `make answers` (`python -m tools.answers "
+                            "--readme=README.md`) on abc1234, 2026-12-01; 3 seeds (0,1,2)")
+  assert "**digits, 5 rounds.** Each run: `--rounds=5`" in section
+  assert "first-round updates of 2 client(s) from the initializers" in section
+  for answer in results["digits"]["answers"].values():
+    assert answer.table in section and f"**Answer (digits).** {answer.sentence}" in section
+  readme = tmp_path / "README.md"
+  readme.write_text("a\n<!-- codec-table:answers -->\nold\n<!-- end codec-table -->\nb\n")
+  codec_table.update_readme(str(readme), "answers", section)
+  assert readme.read_text() == (
+      f"a\n<!-- codec-table:answers -->\n{section}\n<!-- end codec-table -->\nb\n")
+  # The rows are plain JSON (the Estimates as dicts).
+  json.dumps([a.rows for a in results["digits"]["answers"].values()])
