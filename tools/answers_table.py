@@ -88,11 +88,17 @@ def verdict(diff: Estimate) -> str:
   return "higher" if diff.mean > 0 else "lower"
 
 
+def _interval(e: Estimate, spec: str, scale: float = 1.0, unit: str = "") -> str:
+  """`e`'s mean and, when there is one, its interval: '+1.20 pp [+0.40, +2.00]'."""
+  text = f"{scale * e.mean:{spec}}{unit}"
+  if e.ci_low is None:
+    return text
+  return f"{text} [{scale * e.ci_low:{spec}}, {scale * e.ci_high:{spec}}]"
+
+
 def _pp(e: Estimate) -> str:
   """A difference of accuracies in points with its interval: '+1.20 pp [+0.40, +2.00]'."""
-  if e.ci_low is None:
-    return f"{100 * e.mean:+.2f} pp"
-  return f"{100 * e.mean:+.2f} pp [{100 * e.ci_low:+.2f}, {100 * e.ci_high:+.2f}]"
+  return _interval(e, "+.2f", 100, " pp")
 
 
 def _acc(e: Estimate) -> str:
@@ -213,15 +219,11 @@ def huffman_answer(probe: Mapping[int, Mapping[int, Mapping[str, float]]],
 
 
 def _times(e: Estimate) -> str:
-  if e.ci_low is None:
-    return f"{e.mean:.2f}x"
-  return f"{e.mean:.2f}x [{e.ci_low:.2f}, {e.ci_high:.2f}]"
+  return _interval(e, ".2f", unit="x")
 
 
 def _plain(e: Estimate) -> str:
-  if e.ci_low is None:
-    return f"{e.mean:.3f}"
-  return f"{e.mean:.3f} [{e.ci_low:.3f}, {e.ci_high:.3f}]"
+  return _interval(e, ".3f")
 
 
 def huffman_sentence(rows: Sequence[Mapping[str, Any]]) -> str:
