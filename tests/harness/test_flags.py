@@ -226,3 +226,28 @@ def test_secure_flagfiles_are_complete_and_accepted(repo_root, name):
       client_weighting=CLIENT_WEIGHTINGS[config.client_weighting])
   if config.secure_aggregation and config.dp != "distributed":
     assert codec.codec.sum_compatible
+
+
+def test_allocation_flagfiles_compare_at_the_same_bits(repo_root):
+  # configs/allocation: the allocated uplink's budget per client is at most what fixed
+  # EDEN 2 bits sends, everything counted (the README table's comparison).
+  from fedcompress.codecs.allocation import AllocatedCodec
+
+  def config(name):
+    fv = _parsed(fc_flags.define_image_experiment_flags,
+                 f"--flagfile={repo_root / 'configs/emnist/original.flags'}",
+                 f"--flagfile={repo_root / f'configs/allocation/{name}.flags'}",
+                 "--compression_threshold=100")
+    return fc_flags.experiment_config_from_flags(fv, module_names=[])
+
+  cnn = [tf.TensorSpec(s) for s in [(5, 5, 1, 32), (32,), (5, 5, 32, 64), (64,),
+                                    (3136, 512), (512,), (512, 10), (10,)]]
+  fixed = config("up_eden2").aggregate_codec
+  sizes = [t.shape.num_elements() for t in cnn]
+  fixed_bits = sum(fixed.codec.bits_formula(n, **fixed.resolved_options()) if n > 100
+                   else 32 * n for n in sizes) + 32
+  assert fixed_bits == 3_358_656  # With the mean's float32 weight.
+  allocated = config("up_alloc2").aggregate_codec
+  assert isinstance(allocated, AllocatedCodec)
+  assert allocated.plan(cnn, direction="aggregate").budget <= fixed_bits
+  assert config("down_32x").broadcast_codec.bits_per_coordinate == 1.0
