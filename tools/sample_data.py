@@ -11,6 +11,8 @@ writes them in the formats the real pipeline reads, so nothing downstream is spe
   training clients are named like the real ones the tutorial uses (its two fixed
   clients and the sanity-check client), so the tutorial's settings work on it unchanged.
 * `write_sample_text` writes a Dickens passage for pretraining the character RNN.
+* `write_random_emnist_sqlite` writes an `emnist_all.sqlite` of random images in the
+  published schema (`label` int64, `pixels` 28x28 float32), for runs of the EMNIST path.
 
 The samples are tiny: they exercise the code paths, they do not train a useful model.
 """
@@ -162,6 +164,35 @@ def write_sample_shakespeare_sqlite(
   tff.simulation.datasets.save_to_sql_client_data(
       ids, dataset_fn, os.fspath(path), allow_overwrite=overwrite,
       split_names_by_client_id=splits)
+  return path
+
+
+def write_random_emnist_sqlite(path: str | os.PathLike[str],
+                               clients: dict[str, tuple[str, int]], *, num_classes: int,
+                               seed: int = 0) -> pathlib.Path:
+  """Writes `clients` ({id: (split, examples)}) of random EMNIST-format data to `path`.
+
+  Splits as in the real file: `digits_only_train`/`_test` (10 classes) or
+  `all_train`/`all_test` (62). Random labels and pixels from `seed`: it exercises the
+  loader and the model, it does not train anything.
+  """
+  import numpy as np
+  import tensorflow as tf
+  import tensorflow_federated as tff
+
+  rng = np.random.default_rng(seed)
+
+  def dataset_fn(client_id: str) -> tf.data.Dataset:
+    n = clients[client_id][1]
+    return tf.data.Dataset.from_tensor_slices(collections.OrderedDict(
+        label=rng.integers(0, num_classes, n).astype(np.int64),
+        pixels=rng.random((n, 28, 28)).astype(np.float32)))
+
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tff.simulation.datasets.save_to_sql_client_data(
+      list(clients), dataset_fn, os.fspath(path),
+      split_names_by_client_id={c: split for c, (split, _) in clients.items()})
   return path
 
 

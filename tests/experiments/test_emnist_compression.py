@@ -1,18 +1,16 @@
 """experiments/emnist_compression.py: main() end to end on tiny data."""
 
-import collections
 import json
 import urllib.error
 
 import numpy as np
 import pytest
-import tensorflow as tf
-import tensorflow_federated as tff
 from absl.testing import flagsaver
 from tensorboard.backend.event_processing import event_accumulator
 
 from fedcompress import metrics as m
 from fedcompress.harness import reporting
+from tools import sample_data
 
 pytestmark = pytest.mark.slow  # runs the binary for several rounds
 
@@ -99,21 +97,10 @@ def test_refuses_to_overwrite(binary, tmp_path, capsys):
 
 def _write_emnist_sqlite(cache_dir, train_clients=3, examples=12):
   """A tiny emnist_all.sqlite in TFF's own format, written by TFF's own writer."""
-  rng = np.random.default_rng(0)
-  data = {}
-  for i in range(train_clients):
-    data[f"f{i:04d}_train"] = ("digits_only_train", examples)
-  data["f9999_test"] = ("digits_only_test", 20)
-
-  def dataset_fn(client_id):
-    n = data[client_id][1]
-    return tf.data.Dataset.from_tensor_slices(collections.OrderedDict(
-        label=rng.integers(0, 10, n).astype(np.int64),
-        pixels=rng.random((n, 28, 28)).astype(np.float32)))
-
-  tff.simulation.datasets.save_to_sql_client_data(
-      list(data), dataset_fn, str(cache_dir / "emnist_all.sqlite"),
-      split_names_by_client_id={c: s for c, (s, _) in data.items()})
+  clients = {f"f{i:04d}_train": ("digits_only_train", examples) for i in range(train_clients)}
+  clients["f9999_test"] = ("digits_only_test", 20)
+  sample_data.write_random_emnist_sqlite(cache_dir / "emnist_all.sqlite", clients,
+                                         num_classes=10)
 
 
 def test_emnist_path_on_generated_sqlite(binary, tmp_path):

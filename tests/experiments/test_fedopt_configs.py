@@ -17,6 +17,7 @@ from absl.testing import flagsaver
 
 from fedcompress import metrics as m
 from fedcompress.harness import reporting
+from tools import sample_data
 
 pytestmark = pytest.mark.slow  # builds a TFF process per flagfile
 
@@ -30,19 +31,9 @@ QUICK = ["--rounds=1", "--clients_per_round=2", "--rounds_per_eval=1",
 def emnist62_dir(tmp_path_factory):
   """An emnist_all.sqlite with the 62-class splits (all_train, all_test)."""
   root = tmp_path_factory.mktemp("emnist62")
-  rng = np.random.default_rng(0)
   clients = {"f0000_00": ("all_train", 12), "f0001_00": ("all_train", 9),
              "f0002_00": ("all_train", 7), "f9999_00": ("all_test", 30)}
-
-  def dataset_fn(client_id):
-    n = clients[client_id][1]
-    return tf.data.Dataset.from_tensor_slices(collections.OrderedDict(
-        label=rng.integers(0, 62, n).astype(np.int64),
-        pixels=rng.random((n, 28, 28)).astype(np.float32)))
-
-  tff.simulation.datasets.save_to_sql_client_data(
-      list(clients), dataset_fn, str(root / "emnist_all.sqlite"),
-      split_names_by_client_id={c: s for c, (s, _) in clients.items()})
+  sample_data.write_random_emnist_sqlite(root / "emnist_all.sqlite", clients, num_classes=62)
   return root
 
 
