@@ -236,8 +236,7 @@ def test_allocation_flagfiles_compare_at_the_same_bits(repo_root):
   def config(name):
     fv = _parsed(fc_flags.define_image_experiment_flags,
                  f"--flagfile={repo_root / 'configs/emnist/original.flags'}",
-                 f"--flagfile={repo_root / f'configs/allocation/{name}.flags'}",
-                 "--compression_threshold=100")
+                 f"--flagfile={repo_root / f'configs/allocation/{name}.flags'}")
     return fc_flags.experiment_config_from_flags(fv, module_names=[])
 
   cnn = [tf.TensorSpec(s) for s in [(5, 5, 1, 32), (32,), (5, 5, 32, 64), (64,),
