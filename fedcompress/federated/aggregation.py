@@ -95,7 +95,7 @@ def _accumulate_state_update(a, b, mode):
   return combine[mode](a, b)
 
 
-def _indexed(encoders):
+def indexed_encoders(encoders):
   """`encoders` with each leaf replaced by (its index in flattening order, the encoder)."""
   flat = tf.nest.flatten(encoders)
   return tf.nest.pack_sequence_as(encoders, list(enumerate(flat)))
@@ -103,7 +103,7 @@ def _indexed(encoders):
 
 def _encoded_next_fn(server_state_type, value_type, encoders, rules, seed):
   """`next` of the encoded sum: encode at clients, aggregate, decode at server."""
-  indexed = _indexed(encoders)
+  indexed = indexed_encoders(encoders)
 
   @tff.tensorflow.computation(server_state_type.member)
   def get_params_fn(state):

@@ -34,11 +34,11 @@ D(C(w (u - g_i))) / w. It is equal to what the aggregator decodes when the encod
 function of its input: deterministic codecs (`topk`, `uniform` with `deterministic`,
 `identity`) and codecs whose encode state is their initial one (the client encodes
 with the codec's initial encoder state; a stateful codec such as `adaptive`, whose
-server-side state moves, is then only approximated). For stochastic codecs
-(stochastic rounding, random rotations, `randk`) the client's round trip is an
-independent draw of the same codec unless the codec derives its randomness from seeds
-that are equal in both encodes: the residual then has the right distribution but is not
-the transmitted realization.
+server-side state moves, is then only approximated). Stochastic codecs (stochastic
+rounding, random rotations, `randk`) are exact too: the server broadcasts the round key
+of the aggregator's own counter (`fedcompress.codecs.seeding`), and the client draws
+its round trip under the same keys the aggregator's encode uses (the key folds in the
+bytes of the very tensor w*v), so it recomputes the realization that was sent.
 
 Bits: error feedback changes no bit count. The value the aggregator encodes has the
 same type and the codec the same size; the residual never leaves the client. The
@@ -75,8 +75,8 @@ import tensorflow_federated as tff
 import tree
 from tensorflow_federated.python.core.impl.types import type_conversions
 
-from fedcompress.codecs import CodecSpec
-from fedcompress.federated.aggregation import build_mean_factory
+from fedcompress.codecs import CodecSpec, seeding
+from fedcompress.federated.aggregation import build_mean_factory, indexed_encoders
 from fedcompress.federated.broadcast import build_encoded_broadcast_process
 from fedcompress.federated.fedavg import ClientWeighting, bit_metrics_computation, zero_initialized
 from fedcompress.federated.robust import RejectNonFiniteFactory
@@ -131,17 +131,37 @@ def _unflatten(vector: tf.Tensor, specs) -> Any:
       specs, [tf.reshape(p, s.shape) for p, s in zip(parts, flat_specs, strict=True)])
 
 
-def _round_trip(encoders, value):
-  """D(C(value)) for one client, as the encoded sum of one summand decodes it."""
+def _round_trip(encoders, value, key):
+  """D(C(value)) for one client, as the encoded sum of one summand decodes it.
 
-  def one(encoder, x):
-    encode_params, before_sum_params, after_sum_params = encoder.get_params(
-        encoder.initial_state())
-    encoded, _ = encoder.encode(x, encode_params)
+  Drawn under the seed scopes `EncodedSumFactory` opens for the same tensor in the
+  round of `key`, so a stochastic codec gives the realization the aggregator sent.
+  """
+
+  def one(indexed_encoder, x):
+    index, encoder = indexed_encoder
+    with seeding.seed_scope(seeding.params_key(key, index)):
+      encode_params, before_sum_params, after_sum_params = encoder.get_params(
+          encoder.initial_state())
+    with seeding.seed_scope(seeding.encode_key(key, index, x)):
+      encoded, _ = encoder.encode(x, encode_params)
     part = encoder.decode_before_sum(encoded, before_sum_params)
     return encoder.decode_after_sum(part, after_sum_params, tf.constant((1,), tf.int32))
 
-  return tree.map_structure_up_to(encoders, one, encoders, value)
+  return tree.map_structure_up_to(encoders, one, indexed_encoders(encoders), value)
+
+
+def _aggregator_round(state) -> tf.Tensor:
+  """The round counter of the (first) encoded sum in an aggregator's state.
+
+  `build_mean_factory`'s state holds the numerator's `EncodedSumFactory` state
+  (`{'encoders', 'round'}`) first; an identity codec keeps no counter and draws nothing,
+  so any round will do there.
+  """
+  for path, leaf in tree.flatten_with_path(state):
+    if path and path[-1] == "round":
+      return leaf
+  return tf.constant(0, tf.int64)
 
 
 def build_fedavg_with_error_feedback(
@@ -174,8 +194,7 @@ def build_fedavg_with_error_feedback(
       finite keeps its old state.
     loop_implementation: as in `build_fedavg`.
     seed: as in `build_fedavg` (the codecs' seeded randomness). The client's own round
-      trip D(C(w*v)) is drawn outside the aggregator's seed scope, so for stochastic
-      codecs it is an independent draw of the same codec (deterministic ones: exact).
+      trip D(C(w*v)) draws with the aggregator's keys: the residual is what was sent.
 
   Returns:
     A `ClientStateProcess`; its metrics are those of `build_fedavg` under the same names.
@@ -207,8 +226,14 @@ def build_fedavg_with_error_feedback(
   # the codec over the value's tensor specs).
   encoders = tf.nest.map_structure(aggregate_codec.gather_encoder, update_specs)
 
-  @tff.tensorflow.computation(update_type, tf.float32, state_type)
-  def client_fn(update, weight, memory):
+  @tff.tensorflow.computation(aggregator.initialize.type_signature.result.member)
+  def round_key_fn(aggregator_state):
+    return seeding.round_key(seed, _aggregator_round(aggregator_state))
+
+  key_type = round_key_fn.type_signature.result
+
+  @tff.tensorflow.computation(update_type, tf.float32, state_type, key_type)
+  def client_fn(update, weight, memory, key):
     memory_tree = _unflatten(memory, update_specs)
     if mode == "ef":
       value = tf.nest.map_structure(tf.add, update, memory_tree)
@@ -216,7 +241,7 @@ def build_fedavg_with_error_feedback(
       value = tf.nest.map_structure(tf.subtract, update, memory_tree)
     weighted = tf.nest.map_structure(lambda x: x * tf.cast(weight, x.dtype), value)
     decoded = tf.nest.map_structure(lambda d: tf.math.divide_no_nan(d, weight),
-                                    _round_trip(encoders, weighted))
+                                    _round_trip(encoders, weighted, key))
     if mode == "ef":
       # What the transmitted w*v lost, in update units (v - D(C(w v)) / w).
       new_memory = _flatten(value) - _flatten(decoded)
@@ -276,8 +301,9 @@ def build_fedavg_with_error_feedback(
     client_work_output = client_work.next(learner.client_work, distributor_output.result,
                                           client_data)
     weight = client_work_output.result.update_weight
+    key = tff.federated_broadcast(tff.federated_map(round_key_fn, learner.aggregator))
     value, new_client_states = tff.federated_map(
-        client_fn, (client_work_output.result.update, weight, client_states))
+        client_fn, (client_work_output.result.update, weight, client_states, key))
     aggregator_output = aggregator.next(learner.aggregator, value, weight)
     if mode == "ef":
       model_update = aggregator_output.result

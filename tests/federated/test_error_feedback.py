@@ -15,6 +15,8 @@ pytestmark = pytest.mark.slow  # builds EF FedAvg processes: the slow tier
 DIM = 20
 LR = 0.1
 TOPK = fedcompress.CodecSpec("topk", {"fraction": 0.1}, threshold=0)  # 2 of 20 kept
+# Stochastic rounding: the client's round trip must draw what the aggregator sent.
+STOCHASTIC = fedcompress.CodecSpec("uniform", {"bits": 2}, threshold=0)
 
 
 class _MinusMeanOutput(tf.keras.losses.Loss):
@@ -48,7 +50,24 @@ def ef_process():
       tff.learning.optimizers.build_sgdm(1.0), mode="ef", aggregate_codec=TOPK)
 
 
+@pytest.fixture(scope="module")
+def ef_stochastic_process():
+  return build_fedavg_with_error_feedback(
+      linear_model_fn, tff.learning.optimizers.build_sgdm(LR),
+      tff.learning.optimizers.build_sgdm(1.0), mode="ef", aggregate_codec=STOCHASTIC,
+      seed=7)
+
+
 def test_accumulated_transmitted_plus_residual_equals_accumulated_updates(ef_process):
+  _check_transmitted_plus_residual(ef_process, max_sent=2)  # top-k of 20 at 10%
+
+
+def test_stochastic_codec_residual_is_what_was_transmitted(ef_stochastic_process):
+  # Holds only if the client's own encode drew the rounding the aggregator sent.
+  _check_transmitted_plus_residual(ef_stochastic_process, max_sent=DIM)
+
+
+def _check_transmitted_plus_residual(ef_process, max_sent):
   # Two clients with different data and weights (2 and 3 examples), one per round,
   # alternating; server SGD 1.0, so the model moves by minus what was transmitted.
   clients = {"a": _client(1, 2), "b": _client(2, 3)}
@@ -62,14 +81,14 @@ def test_accumulated_transmitted_plus_residual_equals_accumulated_updates(ef_pro
     state = output.state
     new_weights = ef_process.get_model_weights(state).trainable[0].reshape(-1)
     sent = weights - new_weights
-    assert np.count_nonzero(sent) <= 2  # top-k of 20 at 10%: the mean is that client's
+    assert np.count_nonzero(sent) <= max_sent  # The mean is that one client's.
     transmitted[client] += sent
     weights = new_weights
     states[client] = output.client_states[0]
     rounds[client] += 1
   for client, (_, update) in clients.items():
     residual = states[client]
-    assert np.abs(residual).max() > 1e-3  # top-k lost something
+    assert np.abs(residual).max() > 1e-3  # The codec lost something.
     np.testing.assert_allclose(transmitted[client] + residual, rounds[client] * update,
                                atol=1e-5)
 
