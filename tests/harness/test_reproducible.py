@@ -64,13 +64,15 @@ def _tiny_task() -> FederatedTask:
                        _INPUT_SPEC)
 
 
+# The stochastic codecs the acceptance names (rounding, rotation, coordinate sampling,
+# a stateful adaptive one); hadamard's and kashin's draws go through the same seed scopes
+# (tests/codecs/test_seeding.py). Threshold 40: both kernels (128 and 48 elements) are
+# encoded, the biases not, which halves the encoders each TFF build traces.
 _CODECS = {
-    "uniform": CodecSpec("uniform", {"bits": 2}, threshold=0),
-    "drive": CodecSpec("drive", {}, threshold=0),
-    "randk": CodecSpec("randk", {"fraction": 0.5}, threshold=0),
-    "adaptive": CodecSpec("adaptive", {"budget_bits_per_coordinate": 4.0}, threshold=0),
-    "hadamard": CodecSpec("hadamard", {"bits": 2}, threshold=0),
-    "kashin": CodecSpec("kashin", {"bits": 2}, threshold=0),
+    "uniform": CodecSpec("uniform", {"bits": 2}, threshold=40),
+    "drive": CodecSpec("drive", {}, threshold=40),
+    "randk": CodecSpec("randk", {"fraction": 0.5}, threshold=40),
+    "adaptive": CodecSpec("adaptive", {"budget_bits_per_coordinate": 4.0}, threshold=40),
 }
 
 
