@@ -92,9 +92,10 @@ def test_worker_is_stopped(tmp_path, mode, sig, expected_rc):
     assert b"RuntimeError: boom" in err
 
 
-IGNORED_SIGINT_SCRIPT = """
-import signal, time
+LIFECYCLE_SCRIPT = """
+import os, signal, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)  # As a background shell job starts us.
+import fedcompress
 import tensorflow as tf
 import tensorflow_federated as tff
 from fedcompress.federated import runtime
@@ -105,94 +106,66 @@ runtime.install()
 def add_one(x):
   return x + 1
 
+def attempt(label, x, reason):
+  try:
+    add_one(x)
+  except Exception as e:
+    print(label, "refused:", reason in str(e), runtime.worker_pids(), flush=True)
+  else:
+    print(label, "ran", runtime.worker_pids(), flush=True)
+
+# 1. shutdown() stops a worker that was started while SIGINT was ignored.
 assert add_one(1) == 2
 (worker,) = runtime._live_workers
 start = time.monotonic()
 runtime.shutdown()
-print(worker.process.returncode, time.monotonic() - start, flush=True)
+print("stopped", worker.process.returncode, time.monotonic() - start, flush=True)
+# 2. After shutdown a computation is refused instead of forking a new worker...
+attempt("after_shutdown", 2, "shut down")
+# ...until a context is set again.
+runtime.set_local_context()
+print("again", add_one(2), len(runtime.worker_pids()), flush=True)
+# 3. Ctrl-C to the worker (it is in the driver's group): no worker is started again.
+(pid,) = runtime.worker_pids()
+os.kill(pid, signal.SIGINT)
+while runtime.worker_pids():
+  time.sleep(0.05)
+attempt("after_interrupt", 3, "interrupted")
 """
 
 
-def test_worker_stops_on_sigint_even_when_started_with_sigint_ignored(tmp_path):
+@pytest.fixture(scope="module")
+def lifecycle(tmp_path_factory) -> dict[str, list[str]]:
+  """One program's steps through the worker's life (each an interpreter start of TFF):
+  `{step: the words it printed}`."""
+  script = tmp_path_factory.mktemp("lifecycle") / "prog.py"
+  script.write_text(LIFECYCLE_SCRIPT)
+  done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                        timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]
+  steps = {}
+  for line in done.stdout.splitlines():
+    step, _, rest = line.partition(" ")
+    if step in ("stopped", "after_shutdown", "again", "after_interrupt"):
+      steps[step] = rest.split(maxsplit=1)
+  return steps
+
+
+def test_worker_stops_on_sigint_even_when_started_with_sigint_ignored(lifecycle):
   # stop() asks with SIGINT and kills after 5 s; an inherited SIG_IGN would always
   # end in the kill (returncode -9) and cost those 5 s.
-  script = tmp_path / "prog.py"
-  script.write_text(IGNORED_SIGINT_SCRIPT)
-  done = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=120,
-                        check=True)
-  returncode, seconds = done.stdout.decode().split()
+  returncode, seconds = lifecycle["stopped"]
   assert int(returncode) != -signal.SIGKILL, f"worker killed after {seconds} s"
   assert float(seconds) < 5.0
 
 
-AFTER_SHUTDOWN = """
-import fedcompress
-import tensorflow as tf
-import tensorflow_federated as tff
-from fedcompress.federated import runtime
-
-runtime.install()
-
-@tff.tensorflow.computation(tf.int32)
-def add_one(x):
-  return x + 1
-
-assert add_one(1) == 2
-runtime.shutdown()
-try:
-  add_one(2)
-except Exception as e:
-  print("refused:", "shut down" in str(e), runtime.worker_pids(), flush=True)
-else:
-  print("ran", runtime.worker_pids(), flush=True)
-runtime.set_local_context()
-print("again:", add_one(2), len(runtime.worker_pids()), flush=True)
-"""
-
-
-def test_no_worker_is_started_after_shutdown(tmp_path):
+def test_no_worker_is_started_after_shutdown(lifecycle):
   # What a round still in flight at exit would do: it must fail, not fork a new worker.
-  script = tmp_path / "prog.py"
-  script.write_text(AFTER_SHUTDOWN)
-  done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                        timeout=300)
-  assert done.returncode == 0, done.stderr[-2000:]
-  assert done.stdout.splitlines()[-2:] == ["refused: True []", "again: 3 1"], done.stdout
+  assert lifecycle["after_shutdown"] == ["refused:", "True []"]
+  assert lifecycle["again"] == ["3", "1"]  # set_local_context() starts one again.
 
 
-AFTER_WORKER_SIGINT = """
-import os, signal, time
-import fedcompress
-import tensorflow as tf
-import tensorflow_federated as tff
-from fedcompress.federated import runtime
-
-runtime.install()
-
-@tff.tensorflow.computation(tf.int32)
-def add_one(x):
-  return x + 1
-
-assert add_one(1) == 2
-(pid,) = runtime.worker_pids()
-os.kill(pid, signal.SIGINT)  # What Ctrl-C does to the worker, in the driver's group.
-while runtime.worker_pids():
-  time.sleep(0.05)
-try:
-  add_one(2)
-except Exception as e:
-  print("refused:", "interrupted" in str(e), runtime.worker_pids(), flush=True)
-else:
-  print("ran", runtime.worker_pids(), flush=True)
-"""
-
-
-def test_no_worker_is_restarted_after_an_interrupt(tmp_path):
+def test_no_worker_is_restarted_after_an_interrupt(lifecycle):
   # Issue 13, item 10: after Ctrl-C, one of TFF's threads restarted the worker the
   # signal had stopped, and gRPC logged its fork warnings under the one error line.
-  script = tmp_path / "prog.py"
-  script.write_text(AFTER_WORKER_SIGINT)
-  done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                        timeout=300)
-  assert done.returncode == 0, done.stderr[-2000:]
-  assert done.stdout.splitlines()[-1] == "refused: True []", done.stdout
+  assert lifecycle["after_interrupt"] == ["refused:", "True []"]
