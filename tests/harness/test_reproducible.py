@@ -1,11 +1,11 @@
 """Acceptance: the same flags and seed give the same metrics.csv, rerun or resumed.
 
-For each stochastic codec (in both directions, on every tensor), one TFF process runs
+For each stochastic codec (in both directions, on both kernels), one TFF process runs
 the same 2-round experiment twice and once as 1 round + a resumed second round; the
 three metrics.csv files must be equal in every column except `round_time_s`, to the
 last digit written. A control run whose process alone has another seed (same clients,
 same data order) must differ, so equal files are not an accident of a codec that
-draws nothing. About 1-2 minutes of CPU per codec (a TFF process build and six rounds).
+draws nothing. Each codec costs a TFF process build and six rounds.
 """
 
 from __future__ import annotations
