@@ -95,6 +95,20 @@ def _accumulate_state_update(a, b, mode):
   return combine[mode](a, b)
 
 
+def encoded_sum_round(state) -> tf.Tensor:
+  """The round counter of the first `EncodedSumFactory` state inside an aggregator's state.
+
+  For code that must draw with the keys the encoded sum uses this round (the client's
+  round trip of error feedback): `build_mean_factory`'s state holds the numerator's
+  `{'encoders', 'round'}` first. An identity codec keeps no counter and draws nothing,
+  so any round will do there (0).
+  """
+  for path, leaf in tree.flatten_with_path(state):
+    if path and path[-1] == "round":
+      return leaf
+  return tf.constant(0, tf.int64)
+
+
 def indexed_encoders(encoders):
   """`encoders` with each leaf replaced by (its index in flattening order, the encoder)."""
   flat = tf.nest.flatten(encoders)

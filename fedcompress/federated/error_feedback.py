@@ -76,7 +76,11 @@ import tree
 from tensorflow_federated.python.core.impl.types import type_conversions
 
 from fedcompress.codecs import CodecSpec, seeding
-from fedcompress.federated.aggregation import build_mean_factory, indexed_encoders
+from fedcompress.federated.aggregation import (
+  build_mean_factory,
+  encoded_sum_round,
+  indexed_encoders,
+)
 from fedcompress.federated.broadcast import build_encoded_broadcast_process
 from fedcompress.federated.fedavg import ClientWeighting, bit_metrics_computation, zero_initialized
 from fedcompress.federated.robust import RejectNonFiniteFactory
@@ -151,19 +155,6 @@ def _round_trip(encoders, value, key):
   return tree.map_structure_up_to(encoders, one, indexed_encoders(encoders), value)
 
 
-def _aggregator_round(state) -> tf.Tensor:
-  """The round counter of the (first) encoded sum in an aggregator's state.
-
-  `build_mean_factory`'s state holds the numerator's `EncodedSumFactory` state
-  (`{'encoders', 'round'}`) first; an identity codec keeps no counter and draws nothing,
-  so any round will do there.
-  """
-  for path, leaf in tree.flatten_with_path(state):
-    if path and path[-1] == "round":
-      return leaf
-  return tf.constant(0, tf.int64)
-
-
 def build_fedavg_with_error_feedback(
     model_fn: Callable[[], tff.learning.models.VariableModel],
     client_optimizer: tff.learning.optimizers.Optimizer | None = None,
@@ -228,7 +219,7 @@ def build_fedavg_with_error_feedback(
 
   @tff.tensorflow.computation(aggregator.initialize.type_signature.result.member)
   def round_key_fn(aggregator_state):
-    return seeding.round_key(seed, _aggregator_round(aggregator_state))
+    return seeding.round_key(seed, encoded_sum_round(aggregator_state))
 
   key_type = round_key_fn.type_signature.result
 
