@@ -148,7 +148,7 @@ class FetchSGDFactory(tff.aggregators.WeightedAggregationFactory):
       error = state["error"] + o["learning_rate"] * momentum
       h = hashes()
       estimate = sketch.estimate(error, h)
-      top = tf.math.top_k(tf.abs(estimate), k=k, sorted=False).indices
+      top = sketch.largest(estimate, k)
       delta = tf.scatter_nd(top[:, tf.newaxis], tf.gather(estimate, top), [n])
       # The buckets the k applied coordinates hash to, in every row.
       hit = tf.scatter_nd(tf.reshape(tf.gather(h[0], top, axis=1), [-1, 1]),

@@ -47,7 +47,7 @@ import math
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs.stages import _common
+from fedcompress.codecs.stages import _common, selection
 
 SEED_POLICIES = ("round", "fixed")
 _MAX_ROWS = 64
@@ -99,10 +99,16 @@ class CountSketch:
       return ordered[middle]
     return (ordered[middle - 1] + ordered[middle]) / 2
 
+  @staticmethod
+  def largest(estimate: tf.Tensor, k: int) -> tf.Tensor:
+    """Positions of the `k` estimates of largest magnitude (as `tf.math.top_k`)."""
+    magnitudes = tf.abs(estimate)
+    return selection.largest_k(magnitudes, k, selection.sampled_threshold(magnitudes, k))
+
   def heavy_hitters(self, table: tf.Tensor, hashes, k: int) -> tf.Tensor:
     """Dense `[n]`: the `k` estimates of largest magnitude, zeros elsewhere."""
     estimate = self.estimate(table, hashes)
-    top = tf.math.top_k(tf.abs(estimate), k=k, sorted=False).indices
+    top = self.largest(estimate, k)
     return tf.scatter_nd(top[:, tf.newaxis], tf.gather(estimate, top), [self.num_elements])
 
 

@@ -26,13 +26,17 @@ import collections
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs.stages import _common
+from fedcompress.codecs.stages import _common, selection
 
 
 def random_indices(seed: tf.Tensor, num_elements: int, k: int) -> tf.Tensor:
-  """`k` distinct positions in [0, num_elements), a pure function of `seed`."""
+  """`k` distinct positions in [0, num_elements), ascending, a pure function of `seed`.
+
+  The positions of the k largest of `num_elements` seeded uniforms, found among those
+  above `selection.uniform_threshold` (the same k as a `top_k` over all of them).
+  """
   keys = tf.random.stateless_uniform([num_elements], _common.stateless_seed(seed))
-  return tf.math.top_k(keys, k=k, sorted=False).indices
+  return tf.sort(selection.largest_k(keys, k, selection.uniform_threshold(num_elements, k)))
 
 
 @te.core.tf_style_encoding_stage

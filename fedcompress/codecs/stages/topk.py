@@ -18,7 +18,7 @@ import math
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs.stages import _common
+from fedcompress.codecs.stages import _common, selection
 
 
 @te.core.tf_style_encoding_stage
@@ -45,7 +45,9 @@ class TopKEncodingStage(_common.StatelessStage):
     if n is None:
       raise ValueError(f"topk needs a statically known shape, got {x.shape}")
     flat = tf.reshape(x, [-1])
-    _, indices = tf.math.top_k(tf.abs(flat), k=_common.kept_count(n, self._fraction))
+    magnitudes = tf.abs(flat)
+    k = _common.kept_count(n, self._fraction)
+    indices = selection.largest_k(magnitudes, k, selection.sampled_threshold(magnitudes, k))
     return collections.OrderedDict([(self.ENCODED_VALUES_KEY, tf.gather(flat, indices)),
                                     (self.INDICES_KEY, tf.cast(indices, tf.int32))])
 
