@@ -97,3 +97,16 @@ def test_bad_block_size_raises(block_size):
 def test_bad_rounds_raise(rounds):
   with pytest.raises(ValueError, match="rounds"):
     Stage(rounds=rounds)
+
+
+def test_random_signs_are_tensor_encodings_without_its_zeros():
+  # Seed (20, 0) draws u = 0.5 exactly at position 818,766 of 2^20: tensor_encoding's
+  # sign(u - 0.5) is 0 there, which would zero that coordinate of the rotation.
+  n, seed = 2**20, tf.constant([20, 0])
+  theirs = te.utils.random_signs(n, seed).numpy()
+  ours = rotation.random_signs(n, seed, tf.float32).numpy()
+  assert np.flatnonzero(theirs == 0).tolist() == [818_766]
+  assert np.all(np.abs(ours) == 1)
+  kept = theirs != 0
+  np.testing.assert_array_equal(ours[kept], theirs[kept])
+  assert ours[818_766] == 1
