@@ -18,11 +18,12 @@ export UV_PYTHON_DOWNLOADS := never
 # set (as on our CI machines) Python never caches them either, so every interpreter would
 # compile TensorFlow's and TFF's sources again: `import tensorflow_federated` took 22 s of
 # CPU that way and 8 s with the bytecode, and the suite starts dozens of interpreters.
-.venv/.synced: pyproject.toml uv.lock | $(UV)
+# (The stamp's name changed with the flag, so a .venv synced without it is synced again.)
+.venv/.synced-bytecode: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
 	touch $@
 
-venv: .venv/.synced
+venv: .venv/.synced-bytecode
 
 # Tests run in one process per core (pytest-xdist): most of the suite's time is TFF
 # building computations and binaries importing TensorFlow, one core each. `worksteal`
