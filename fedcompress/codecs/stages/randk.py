@@ -7,7 +7,7 @@ from a random seed, so only the seed and the non-zero values need to be sent";
 Stich, Cordonnier and Jaggi, NeurIPS 2018, for rand-k).
 
 Each encode draws a fresh int32 seed, picks `k = ceil(fraction * n)` distinct
-coordinates uniformly at random from it (the `k` largest of `n` stateless uniforms),
+coordinates uniformly at random from it (`random_indices`),
 and sends the `k` values and the seed; the receiver regenerates the same coordinates
 from the seed. Clients therefore choose independent coordinates.
 
@@ -22,6 +22,7 @@ Wire cost per tensor: `k` values at the tensor's dtype + 32 bits of seed.
 from __future__ import annotations
 
 import collections
+import math
 
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
@@ -29,14 +30,40 @@ from tensorflow_model_optimization.python.core.internal import tensor_encoding a
 from fedcompress.codecs.stages import _common, selection
 
 
+def _largest_uniforms(seed: tf.Tensor, num_elements: int, k: int) -> tf.Tensor:
+  """The positions of the k largest of `num_elements` seeded uniforms (a uniform subset)."""
+  keys = tf.random.stateless_uniform([num_elements], _common.stateless_seed(seed))
+  return selection.largest_k(keys, k, selection.uniform_threshold(num_elements, k))
+
+
+def _draw_count(num_elements: int, k: int) -> int:
+  """Draws with replacement that hold k distinct positions but for a 4-sigma shortfall.
+
+  m draws from n positions repeat about m^2 / (2n) of them.
+  """
+  repeats = k * k / num_elements
+  return k + math.ceil(repeats + 4 * math.sqrt(repeats) + 8)
+
+
 def random_indices(seed: tf.Tensor, num_elements: int, k: int) -> tf.Tensor:
   """`k` distinct positions in [0, num_elements), ascending, a pure function of `seed`.
 
-  The positions of the k largest of `num_elements` seeded uniforms, found among those
-  above `selection.uniform_threshold` (the same k as a `top_k` over all of them).
+  A uniformly random k-subset. For `k <= n / 4`: the first k distinct of a few more
+  than k positions drawn uniformly with replacement (by symmetry every k-subset is
+  as likely), `_draw_count(n, k)` 64-bit draws (so `% n` is unbiased to about n / 2^64)
+  instead of `n` uniforms: for the CNN's kernel at 1%, 16,169 draws against 1.6M.
+  In the rare case (below 1e-4) that they hold fewer than k distinct, and for larger
+  k, the k largest of n seeded uniforms instead, also a uniform subset.
   """
-  keys = tf.random.stateless_uniform([num_elements], _common.stateless_seed(seed))
-  return tf.sort(selection.largest_k(keys, k, selection.uniform_threshold(num_elements, k)))
+  if 4 * k > num_elements:
+    return tf.sort(_largest_uniforms(seed, num_elements, k))
+  draws = tf.random.stateless_uniform(
+      [_draw_count(num_elements, k)], _common.stateless_seed(seed, 1), minval=0,
+      maxval=num_elements, dtype=tf.int64)
+  distinct = tf.unique(tf.cast(draws, tf.int32)).y  # In the order of first appearance.
+  chosen = tf.cond(tf.size(distinct) >= k, lambda: distinct[:k],
+                   lambda: _largest_uniforms(seed, num_elements, k))
+  return tf.sort(tf.ensure_shape(chosen, [k]))
 
 
 @te.core.tf_style_encoding_stage

@@ -84,3 +84,34 @@ def test_unscaled_variant_shrinks_by_k_over_n():
 def test_bad_options_raise(options):
   with pytest.raises(ValueError):
     CodecSpec("randk", options)
+
+
+@pytest.mark.parametrize("n, k", [(1_605_632, 16_057), (1000, 10), (1000, 250), (1000, 251),
+                                  (1000, 1000), (7, 1)])
+def test_indices_are_k_distinct_ascending_positions(n, k):
+  # 250 of 1000 draws with replacement; 251 takes the k largest of n uniforms.
+  indices = randk.random_indices(tf.constant(5), n, k).numpy()
+  assert len(indices) == k and len(set(indices)) == k
+  assert np.all(np.diff(indices) > 0) and indices[0] >= 0 and indices[-1] < n
+
+
+@pytest.mark.parametrize("k", [3, 40])  # 40 of 100: the k-largest-uniforms path.
+def test_every_position_is_kept_equally_often(k):
+  # 3,000 seeds: each of 100 positions is kept k/100 of the time. Chi-square with 99
+  # degrees of freedom stays below 150 with probability ~0.999 for a uniform subset; a
+  # draw favouring some positions (the first draws' order, a range off by one) would not.
+  n, seeds = 100, 3000
+  draw = tf.function(lambda s: randk.random_indices(s, n, k))
+  counts = np.zeros(n)
+  for s in range(seeds):
+    counts[draw(tf.constant(s)).numpy()] += 1
+  expected = seeds * k / n
+  assert np.sum((counts - expected) ** 2 / expected) < 150
+
+
+def test_too_few_distinct_draws_fall_back_to_the_largest_uniforms(monkeypatch):
+  # Exactly k draws of 200 from 1000 repeat some position almost surely (p > 1 - 1e-8).
+  monkeypatch.setattr(randk, "_draw_count", lambda n, k: k)
+  seed = tf.constant(11)
+  expected = np.sort(randk._largest_uniforms(seed, 1000, 200).numpy())
+  np.testing.assert_array_equal(randk.random_indices(seed, 1000, 200).numpy(), expected)

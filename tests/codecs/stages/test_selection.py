@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fedcompress.codecs.stages import _common, randk, selection
+from fedcompress.codecs.stages import selection
 
 
 def _vectors():
@@ -42,14 +42,6 @@ def test_the_sampled_threshold_keeps_the_candidates_few():
   threshold = selection.sampled_threshold(values, 500)
   reached = int(tf.reduce_sum(tf.cast(values >= threshold, tf.int32)))
   assert 500 <= reached < 1000
-
-
-def test_randk_indices_are_the_k_largest_uniforms_in_ascending_order():
-  n, k = 100_000, 1_000
-  seed = tf.constant(7)
-  keys = tf.random.stateless_uniform([n], _common.stateless_seed(seed))
-  expected = np.sort(tf.math.top_k(keys, k=k).indices.numpy())
-  np.testing.assert_array_equal(randk.random_indices(seed, n, k).numpy(), expected)
 
 
 def test_uniform_threshold_is_reached_by_more_than_k():
