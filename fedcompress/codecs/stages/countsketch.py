@@ -102,8 +102,7 @@ class CountSketch:
   @staticmethod
   def largest(estimate: tf.Tensor, k: int) -> tf.Tensor:
     """Positions of the `k` estimates of largest magnitude (as `tf.math.top_k`)."""
-    magnitudes = tf.abs(estimate)
-    return selection.largest_k(magnitudes, k, selection.sampled_threshold(magnitudes, k))
+    return selection.largest_magnitudes(estimate, k)
 
   def heavy_hitters(self, table: tf.Tensor, hashes, k: int) -> tf.Tensor:
     """Dense `[n]`: the `k` estimates of largest magnitude, zeros elsewhere."""

@@ -1,14 +1,15 @@
 """The positions of the k largest of a vector, without ordering all n of them.
 
-`topk` keeps the k largest magnitudes of a tensor and `randk` the k largest of n
-seeded uniforms; both ran `tf.math.top_k` over all n values (a 1.6M-element kernel at
-1%: k = 16,057), which was most of those codecs' cost. The k largest are also the k
-largest of the values at or above any threshold that at least k values reach, so one
-pass picks those candidates (`tf.where`, in ascending position) and `top_k` runs on
-them alone. `top_k` breaks ties by the lower position and the candidates keep the
-positions' order, so the result is exactly what `top_k` over everything returns. When
-fewer than k values reach the threshold (a poor guess), the full `top_k` runs instead
-(`tf.cond`): the threshold changes the time, never the result.
+`topk` (and the count sketch's heavy hitters) keep the k largest magnitudes of a
+tensor, and `randk` falls back to the k largest of n seeded uniforms; `tf.math.top_k`
+over all n values (a 1.6M-element kernel at 1%: k = 16,057) was most of their cost.
+The k largest are also the k largest of the values at or above any threshold that at
+least k values reach, so one pass picks those candidates (`tf.where`, in ascending
+position) and `top_k` runs on them alone. `top_k` breaks ties by the lower position
+and the candidates keep the positions' order, so the result is exactly what `top_k`
+over everything returns. When fewer than k values reach the threshold (a poor guess),
+the full `top_k` runs instead (`tf.cond`): the threshold changes the time, never the
+result.
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ def largest_k(values: tf.Tensor, k: int, threshold: tf.Tensor) -> tf.Tensor:
 
   return tf.cond(tf.size(candidates) >= k, among_candidates,
                  lambda: tf.math.top_k(values, k=k).indices)
+
+
+def largest_magnitudes(values: tf.Tensor, k: int) -> tf.Tensor:
+  """Positions of the `k` largest `|values|` (rank 1), as `tf.math.top_k(tf.abs(values))`."""
+  magnitudes = tf.abs(values)
+  return largest_k(magnitudes, k, sampled_threshold(magnitudes, k))
 
 
 def sampled_threshold(values: tf.Tensor, k: int) -> tf.Tensor:

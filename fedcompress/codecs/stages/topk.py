@@ -45,9 +45,7 @@ class TopKEncodingStage(_common.StatelessStage):
     if n is None:
       raise ValueError(f"topk needs a statically known shape, got {x.shape}")
     flat = tf.reshape(x, [-1])
-    magnitudes = tf.abs(flat)
-    k = _common.kept_count(n, self._fraction)
-    indices = selection.largest_k(magnitudes, k, selection.sampled_threshold(magnitudes, k))
+    indices = selection.largest_magnitudes(flat, _common.kept_count(n, self._fraction))
     return collections.OrderedDict([(self.ENCODED_VALUES_KEY, tf.gather(flat, indices)),
                                     (self.INDICES_KEY, tf.cast(indices, tf.int32))])
 
