@@ -28,7 +28,7 @@ from typing import Any
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs import chain
+from fedcompress.codecs import chain, tracing
 from fedcompress.codecs.accounting import RawBitsRules
 from fedcompress.codecs.registry import Codec, get_codec
 
@@ -215,7 +215,7 @@ class CodecSpec:
     return get_codec("identity").bits(n, direction=direction, dtype=spec.dtype)
 
   def simple_encoder(self, spec: tf.TensorSpec) -> te.core.SimpleEncoder:
-    return te.encoders.as_simple_encoder(self._encoder_for(spec), spec)
+    return tracing.simple_encoder(self._encoder_for(spec), spec)
 
   def gather_encoder(self, spec: tf.TensorSpec) -> te.core.GatherEncoder:
     encoder = self._encoder_for(spec)

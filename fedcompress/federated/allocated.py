@@ -42,9 +42,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 from tensorflow_federated.python.core.impl.types import type_conversions
-from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs import accounting, seeding
+from fedcompress.codecs import accounting, seeding, tracing
 from fedcompress.codecs.allocation import CHOICE_DTYPE, AllocatedCodec, AllocationPlan, allocate_tf
 from fedcompress.codecs.spec import CodecSpec
 
@@ -54,7 +53,7 @@ class _SwitchedTensor:
 
   def __init__(self, spec: tf.TensorSpec, candidates: Sequence[CodecSpec]):
     self.spec = spec
-    self.encoders = [te.encoders.as_simple_encoder(c.make_encoder(), spec) for c in candidates]
+    self.encoders = [tracing.simple_encoder(c.make_encoder(), spec) for c in candidates]
     self.layouts = []  # Per candidate: [(key, shape, dtype)] of its flat encoded dict.
     for encoder in self.encoders:
       with tf.Graph().as_default():
