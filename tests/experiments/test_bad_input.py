@@ -411,40 +411,38 @@ class TestEmnist:
     assert _snapshot(root) == before
     assert (root / "run" / "config.json").read_text() == config_before
 
-  def test_second_writer_is_refused(self, binary, repo_root, tmp_path, capsys):
+  def test_second_writer_is_refused(self, binary, finished_run, repo_root, tmp_path, capsys):
     # Issue 13, item 2: two runs of one experiment at once interleaved their rows and
-    # checkpoints. The first run (a real process) holds the run directory; it is paused
-    # so that the directory stands still while the second one is refused.
-    root = tmp_path / "runs"
-    first = subprocess.Popen(
-        [sys.executable, "experiments/emnist_compression.py", "--dataset=digits",
-         "--digits_clients=4", "--clients_per_round=2", "--rounds=3", "--rounds_per_eval=3",
-         f"--root_output_dir={root}", "--experiment_name=run"],
-        cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        start_new_session=True)
+    # checkpoints. Another process holds the run directory the way a running binary does
+    # (`run_experiment` keeps `rundir.lock_run_dir` for the whole run); starting a real
+    # binary for it would spend most of this test importing TensorFlow.
+    root = self.resume_copy(finished_run, tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\n"
+         "from fedcompress.harness import rundir\n"
+         "with rundir.lock_run_dir(sys.argv[1]):\n"
+         "  print('locked', flush=True)\n"
+         "  time.sleep(600)\n", str(root / "run")],
+        cwd=repo_root, stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
-      for line in first.stdout:
-        if line.startswith("round   1,"):
-          break
-      else:
-        pytest.fail("the first run ended before its first round")
-      os.killpg(first.pid, signal.SIGSTOP)
+      assert holder.stdout.readline().strip() == "locked"
       before = _snapshot(root)
       capsys.readouterr()
-      rc = self.run(binary, root, resume=True, rounds=3, rounds_per_eval=3)
+      rc = self.run(binary, root, resume=True, rounds=3)
       out, err = capsys.readouterr()
       assert rc == USAGE_ERROR, (out, err)
       _assert_one_error_line(err, str(root / "run"), "being written by another process")
       assert _snapshot(root) == before
-      # Killed, the first run's lock goes with it: its own --resume works at once.
-      os.killpg(first.pid, signal.SIGKILL)
-      first.wait()
+      # Killed, the holder's lock goes with it: the run's own --resume works at once.
+      os.killpg(holder.pid, signal.SIGKILL)
+      holder.wait()
     finally:
-      if first.poll() is None:
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait()
-      first.stdout.close()
-    assert self.run(binary, root, resume=True, rounds=3, rounds_per_eval=3) == 0
+      if holder.poll() is None:
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait()
+      holder.stdout.close()
+    assert self.run(binary, root, resume=True, rounds=3) == 0
     out = capsys.readouterr().out
     assert out.strip().splitlines()[-1].startswith("done: 3 rounds")
     rows = (root / "run" / "metrics.csv").read_text().splitlines()
