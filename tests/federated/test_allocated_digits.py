@@ -41,9 +41,12 @@ def test_allocated_mean_beats_fixed_width_at_equal_bits():
   # Exactly the fixed codec's bits per client: the allocated one must also pay its
   # choice bytes, so it cannot even afford all-2-bits; widths just under 2 (99% and 97.5%
   # of the rotated coordinates at 2 bits) let the dense kernel (97% of the coordinates)
-  # pay for them and for more bits where each client's update is dense in energy.
+  # pay for them and for 3 bits where each client's update is dense in energy. Four
+  # candidates, not more: each is an EDEN encoder per tensor in the graph, and building
+  # them is most of this test (with 1 and 4 bits too it took half as long again; round 2's
+  # error was 0.242 against the fixed codec's 0.282 with these four).
   allocated = AllocatedCodec(CodecSpec("eden", {}, threshold=100),
-                             per_client / coordinates, (1, 1.95, 1.98, 2, 3, 4))
+                             per_client / coordinates, (1.95, 1.98, 2, 3))
   fixed_rows, allocated_rows = _run(task, fixed), _run(task, allocated)
   widths = [k for k in allocated_rows[0] if m.is_width(k)]
   assert widths and all(k.startswith(m.AGGREGATE_WIDTH_PREFIX) for k in widths)
