@@ -39,8 +39,8 @@ def write_fields(values: tf.Tensor, widths: tf.Tensor) -> tf.Tensor:
   lo = tf.cast(tf.bitwise.bitwise_and(placed, tf.constant(0xFFFFFFFF, tf.uint64)), tf.int64)
   # Fields never overlap, so summing them is OR-ing them, and no word exceeds 2**32.
   # Positions only grow, so word ids are sorted: the sorted segment sum is one
-  # sequential pass (66 ms for 1.6M 5-bit fields, against 115 ms for the scatter of
-  # unsorted_segment_sum). Its output ends at the last id; pad both to num_words + 2.
+  # sequential pass, faster than the scatter of unsorted_segment_sum. Its output ends
+  # at the last id; pad both to num_words + 2.
   size = num_words + 2
   hi_words = tf.math.segment_sum(hi, word)
   lo_words = tf.math.segment_sum(lo, word)  # Each field's low half goes to word + 1.

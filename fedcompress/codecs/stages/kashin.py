@@ -97,9 +97,9 @@ class FastKashinHadamardEncodingStage(KashinStage):
 
   The representation takes `2 * num_iters` transforms of the whole padded frame
   (2^21 coordinates for the CNN's dense kernel); tensor_encoding's 21 butterfly passes
-  per transform made `kashin` the slowest codec (about 1.1 s per encode of that
-  kernel, measured). Its signs are `rotation.random_signs` (the parent's can be 0).
-  Everything else (clipping, padding, the seeded get_params) is the parent's.
+  per transform made `kashin` by far the slowest codec. Its signs are
+  `rotation.random_signs` (the parent's can be 0). Everything else (clipping, padding,
+  the seeded get_params) is the parent's.
   """
 
   def _random_signs(self, num_elements, seed, dtype):

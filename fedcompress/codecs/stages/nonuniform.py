@@ -71,8 +71,8 @@ DEFAULT_ITERS = MAX_ITERS
 TOLERANCE = 1e-5
 # Tensors of more elements fit their levels on a histogram of this many bins
 # (`_fit_histogram`) instead of on their sorted values. Up to 2^16 elements the sort
-# costs no more than the histogram (measured ~16 against ~20 ms CPU at 2^16); 2^16 bins
-# cost a few ms more than 2^14 on 1.6M values (within the noise) for 4x the resolution.
+# costs no more than the histogram; 2^16 bins cost hardly more than 2^14 on the CNN's
+# 1.6M-value kernel, for 4x the resolution.
 SORTED_MAX_ELEMENTS = 2**16
 HISTOGRAM_BINS = 2**16
 
@@ -351,7 +351,7 @@ class NonUniformQuantizationEncodingStage(_common.StatelessStage):
     del decode_params, num_summands, shape  # Unused.
     indices = encoded_tensors[self.ENCODED_VALUES_KEY]
     # gather_nd by one-element index rows: the same lookup, measured faster on CPU than
-    # tf.gather (1.6M values, loaded 2-core machine: ~15 ms against ~20-25 ms).
+    # tf.gather on the CNN's kernel (`python -m tools.codec_speed --codecs=nonuniform`).
     return tf.gather_nd(encoded_tensors[self.CODEBOOK_KEY],
                         tf.cast(indices, tf.int32)[..., tf.newaxis])
 

@@ -97,9 +97,9 @@ def _signs(seed: tf.Tensor, rows: int, length: int, dtype, round_index: int = 0)
 # (each k_i <= this) is the Kronecker product H_{k_t} x ... x H_{k_1} (Sylvester's
 # construction), so it is t small matrix products, one per axis of the row reshaped to
 # [k_t, ..., k_1]: for L = 2048 a [.., 64] x [64, 64] GEMM and a [32, 32] x [32, ..]
-# one. Measured on the CNN's 784 x 2048 kernel (graph mode, 2 loaded cores): about
-# 14 ms against 104-137 ms for tensor_encoding's 11 butterfly passes, each of which is
-# a [n/2, 2] x [2, 2] matmul and a transpose, in a while_loop. Summation order differs
+# one: several times faster on the CNN's kernel than tensor_encoding's 11 butterfly
+# passes, each of which is a [n/2, 2] x [2, 2] matmul and a transpose, in a while_loop
+# (`python -m tools.codec_speed` measures the codecs). Summation order differs
 # from the butterflies, so results agree to float rounding (~1e-6 relative), not bit
 # for bit.
 _MAX_FACTOR = 64

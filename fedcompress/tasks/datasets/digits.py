@@ -28,8 +28,8 @@ def digits_images() -> tuple[np.ndarray, np.ndarray]:
   return (1.0 - ink).astype(np.float32), digits.target.astype(np.int32)
 
 
-# numpy's Dirichlet sampler takes time growing like 1/alpha below about 1e-6 (0.4 s a
-# draw at 1e-9) and never returns at 0, without reacting to signals; NaN gives garbage.
+# numpy's Dirichlet sampler takes time growing like 1/alpha below about 1e-6 and never
+# returns at 0, without reacting to signals; NaN gives garbage.
 MIN_DIRICHLET_ALPHA = 1e-6
 
 
