@@ -142,27 +142,39 @@ def huffman_code_lengths(counts: tf.Tensor, max_length: int) -> tf.Tensor:
   m = tf.size(leaves)
   leaf_flags = tf.ones([m], tf.bool)
 
-  # flags[l] marks which items of list_(l+1) are leaves, in list order.
-  flags = [leaf_flags]
-  level = leaves
-  for _ in range(max_length - 1):
+  # flags[l] marks which items of list_(l+1) are leaves, in list order. Both passes are
+  # while_loops over the levels, not Python loops: unrolled, the L - 1 merges (each a
+  # stable argsort) made this most of a Huffman codec's graph, built again for every
+  # encoded tensor of every TFF build. Each level's ops are the same either way.
+  flags = tf.TensorArray(tf.bool, size=max_length, infer_shape=False,
+                         element_shape=tf.TensorShape([None]))
+  flags = flags.write(max_length - 1, leaf_flags)
+
+  def merge(level_num, level, flags):
     num_packages = tf.size(level) // 2
     packages = tf.reduce_sum(tf.reshape(level[:2 * num_packages], [-1, 2]), axis=1)
     merged = tf.concat([leaves, packages], 0)
     # Stable: on ties leaves precede packages, consistently at every level.
     merge_order = tf.argsort(merged, stable=True)
-    level = tf.gather(merged, merge_order)
-    flags.append(tf.gather(tf.concat([leaf_flags, tf.zeros([num_packages], tf.bool)], 0),
-                           merge_order))
-  flags.reverse()  # flags[0] is now list_1.
+    flags = flags.write(level_num - 1, tf.gather(
+        tf.concat([leaf_flags, tf.zeros([num_packages], tf.bool)], 0), merge_order))
+    return level_num - 1, tf.gather(merged, merge_order), flags
+
+  _, _, flags = tf.while_loop(
+      lambda level_num, *_: level_num > 0, merge, (max_length - 1, leaves, flags),
+      shape_invariants=(tf.TensorShape([]), tf.TensorShape([None]), None))
+  # flags.read(0) is list_1.
 
   rank = tf.range(m)
-  lengths_by_rank = tf.zeros([m], tf.int32)
-  selected = tf.maximum(2 * m - 2, 0)
-  for level_flags in flags:
-    num_leaves = tf.reduce_sum(tf.cast(level_flags[:selected], tf.int32))
-    lengths_by_rank += tf.cast(rank < num_leaves, tf.int32)
-    selected = 2 * (selected - num_leaves)
+
+  def select(level_num, lengths_by_rank, selected):
+    num_leaves = tf.reduce_sum(tf.cast(flags.read(level_num)[:selected], tf.int32))
+    return (level_num + 1, lengths_by_rank + tf.cast(rank < num_leaves, tf.int32),
+            2 * (selected - num_leaves))
+
+  _, lengths_by_rank, _ = tf.while_loop(
+      lambda level_num, *_: level_num < max_length, select,
+      (0, tf.zeros([m], tf.int32), tf.maximum(2 * m - 2, 0)))
   symbols_by_rank = tf.gather(present, order)
   return tf.scatter_nd(symbols_by_rank[:, None], lengths_by_rank, tf.shape(counts))
 
