@@ -137,7 +137,7 @@ def test_notebook_is_saved_clean_and_valid(name):
 
 
 def _emnist_params(tmp: pathlib.Path) -> dict:
-  return dict(rounds=2, clients_per_round=2, digits_clients=4, rounds_per_eval=1,
+  return dict(rounds=2, clients_per_round=2, digits_clients=16, rounds_per_eval=1,
               root_output_dir=str(tmp / "runs"), show_tensorboard=False)
 
 

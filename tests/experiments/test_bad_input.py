@@ -213,7 +213,7 @@ class TestEmnist:
 
   @staticmethod
   def run(binary, root, **flag_values):
-    values = dict(dataset="digits", digits_clients=4, clients_per_round=2, rounds=1,
+    values = dict(dataset="digits", digits_clients=16, clients_per_round=2, rounds=1,
                   rounds_per_eval=1, root_output_dir=str(root), experiment_name="run")
     values.update(flag_values)
     with flagsaver.flagsaver(**values):
@@ -262,8 +262,8 @@ class TestEmnist:
                compression_threshold=-1)
 
   def test_more_clients_per_round_than_clients(self, binary, tmp_path, capsys):
-    self.check(binary, tmp_path, capsys, "--clients_per_round=5", "only 4 clients",
-               clients_per_round=5)
+    self.check(binary, tmp_path, capsys, "--clients_per_round=17", "only 16 clients",
+               clients_per_round=17)
 
   def parse_check(self, tmp_path, capsys, *args: str) -> str:
     """The command line `args` is refused by the parser: one line, exit 2, nothing made."""
@@ -388,12 +388,12 @@ class TestEmnist:
     config_before = (root / "run" / "config.json").read_text()
     before = _snapshot(root)
     capsys.readouterr()
-    rc = self.run(binary, root, resume=True, rounds=2, seed=1, digits_clients=5,
+    rc = self.run(binary, root, resume=True, rounds=2, seed=1, digits_clients=17,
                   client_learning_rate=0.5)
     out, err = capsys.readouterr()
     assert rc == USAGE_ERROR, (out, err)
     _assert_one_error_line(err, "cannot resume", "--seed=1 (recorded 0)",
-                           "--digits_clients=5 (recorded 4)",
+                           "--digits_clients=17 (recorded 16)",
                            "--client_learning_rate=0.5 (recorded 0.02)")
     assert _snapshot(root) == before
     # Raising --rounds continues the run and adds a segment; config.json stays as written.

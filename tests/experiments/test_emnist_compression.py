@@ -24,7 +24,7 @@ def binary(load_binary):
 
 
 def _run(binary, **flag_values):
-  defaults = dict(dataset="digits", digits_clients=4, clients_per_round=2, rounds=2,
+  defaults = dict(dataset="digits", digits_clients=16, clients_per_round=2, rounds=2,
                   client_learning_rate=0.05, experiment_name="run", rounds_per_eval=1)
   defaults.update(flag_values)
   with flagsaver.flagsaver(**defaults):

@@ -13,7 +13,7 @@ from fedcompress.harness import reporting
 
 pytestmark = pytest.mark.slow  # runs the sweep binary end to end
 
-COMMON = ("--dataset=digits --digits_clients=4 --clients_per_round=2 --rounds=2 "
+COMMON = ("--dataset=digits --digits_clients=16 --clients_per_round=2 --rounds=2 "
           "--rounds_per_eval=2 --client_learning_rate=0.05")
 
 
@@ -116,7 +116,7 @@ def test_grid_values_may_be_chains():
   assert runs[0].name == "aggregate_encoder-randk-fraction=0.1-eden-bits=1-rounds=1"
 
 
-GRID_COMMON = "--dataset=digits --digits_clients=4 --clients_per_round=2 --rounds=1"
+GRID_COMMON = "--dataset=digits --digits_clients=16 --clients_per_round=2 --rounds=1"
 
 
 def _grid_sweep(binary, root, grid, common):

@@ -189,7 +189,7 @@ def test_experiment_binary_through_workers(workers, load_binary, tmp_path):
   from fedcompress import metrics as m
   from fedcompress.harness import reporting
 
-  common = dict(dataset="digits", digits_clients=4, clients_per_round=2, rounds=2,
+  common = dict(dataset="digits", digits_clients=16, clients_per_round=2, rounds=2,
                 client_learning_rate=0.05, rounds_per_eval=1, root_output_dir=str(tmp_path),
                 broadcast_encoder="uniform", aggregate_encoder="uniform")
   rows = {}

@@ -200,13 +200,13 @@ def test_short_chaos_run_matches_uninterrupted(tmp_path):
   With client state (error feedback on top-k): the resumed run must equal the
   uninterrupted one in every metrics column but time (`rtol=0`), so the client states on
   disk are consistent with the checkpoint after each interruption, SIGKILL included.
-  Rounds here take ~1.5 s; when the harness is too late for a round it signals a later
+  Rounds here take under a second; when the harness is too late for a round it signals a later
   one, so the run has rounds to spare (with 4, a loaded machine could finish first).
   """
   config = chaos.ChaosConfig(
       root_dir=str(tmp_path / "chaos"), rounds=8, signals=("SIGINT", "SIGTERM", "SIGKILL"),
       at_rounds=(2, 3, 4), parallel_reference=True, rtol=0.0,
-      experiment_flags=("--dataset=digits", "--digits_clients=3", "--clients_per_round=2",
+      experiment_flags=("--dataset=digits", "--digits_clients=12", "--clients_per_round=2",
                         "--client_learning_rate=0.05", "--aggregate_encoder=topk",
                         "--aggregate_encoder_args=fraction=0.05", "--error_feedback=ef"))
   report = chaos.run_chaos(config, log=lambda line: None)
