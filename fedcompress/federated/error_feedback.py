@@ -50,10 +50,11 @@ so this is TFF's `compose_learning_process` (distributor, FedAvg client work, th
 aggregator, the optimizer finalizer: the parts `build_weighted_fed_avg` composes) with
 the error-feedback step between client work and aggregator, as one
 `tff.federated_computation` `(state, client_data, client_states) -> (state, metrics,
-client_states)`. Client states are CLIENTS-placed flat float32 vectors, so with remote
-workers (`fedcompress.federated.runtime`) a state travels with its client's data to the
-worker that trains it and back; the store itself stays on the driver
-(`fedcompress.harness.client_state`). Caveat, from compiling `next` with TFF's
+client_states)`. Client states are CLIENTS-placed flat float32 vectors. The round loop
+uses `next_files` instead: the CLIENTS-placed values are the paths of the state files,
+which the client's worker reads and writes (`fedcompress.harness.client_state`), so
+the states never pass through the driver; with remote workers on other machines the
+run directory must be shared. Caveat, from compiling `next` with TFF's
 `mergeable_comp_compiler` (what the remote context does): it compiles, but TFF's
 `after_merge` recomputes the client work to produce the CLIENTS-placed states, so on
 remote workers each client trains twice per round, and the states match the
@@ -110,6 +111,7 @@ class ClientStateProcess:
 
   initialize: tff.Computation
   next_computation: tff.Computation
+  next_files_computation: tff.Computation
   get_model_weights: tff.Computation
   set_model_weights: tff.Computation
   client_state_size: int
@@ -120,6 +122,22 @@ class ClientStateProcess:
     if len(client_states) != len(client_data):
       raise ValueError(f"{len(client_data)} clients but {len(client_states)} client states")
     out = self.next_computation(state, client_data, list(client_states))
+    return ClientStateOutput(out["state"], out["metrics"], list(out["client_states"]))
+
+  def next_files(self, state, client_data: Sequence[Any], read_paths: Sequence[str],
+                 write_paths: Sequence[str]) -> ClientStateOutput:
+    """`next` with the states in files, read and written where each client trains.
+
+    `read_paths[i]` holds client i's state (a `tf.io.serialize_tensor` of the flat
+    float32 vector; "" for zeros) and its new state is written to `write_paths[i]`, so
+    the states never pass through the driver (`fedcompress.harness.client_state`).
+    `.client_states` of the output are the element counts written, one per client.
+    """
+    if not len(read_paths) == len(write_paths) == len(client_data):
+      raise ValueError(f"{len(client_data)} clients but {len(read_paths)} read and "
+                       f"{len(write_paths)} write paths")
+    out = self.next_files_computation(state, client_data, list(read_paths),
+                                      list(write_paths))
     return ClientStateOutput(out["state"], out["metrics"], list(out["client_states"]))
 
 
@@ -317,6 +335,29 @@ def build_fedavg_with_error_feedback(
     return collections.OrderedDict(state=new_state, metrics=metrics,
                                    client_states=new_client_states)
 
+  @tff.tensorflow.computation(tf.string)
+  def load_fn(path):
+    def read():
+      return tf.ensure_shape(tf.io.parse_tensor(tf.io.read_file(path), tf.float32), [size])
+    return tf.cond(tf.equal(path, ""), lambda: tf.zeros([size], tf.float32), read)
+
+  @tff.tensorflow.computation(state_type, tf.string)
+  def save_fn(value, path):
+    written = tf.io.write_file(path, tf.io.serialize_tensor(value))
+    # The count is what the round returns for the client: it runs only after the write.
+    with tf.control_dependencies([written]):
+      return tf.size(value)
+
+  strings_at_clients = tff.FederatedType(tff.TensorType(np.str_), tff.CLIENTS)
+
+  @tff.federated_computation(server_state_type, client_data_type, strings_at_clients,
+                             strings_at_clients)
+  def next_files_fn(state, client_data, read_paths, write_paths):
+    out = next_fn(state, client_data, tff.federated_map(load_fn, read_paths))
+    written = tff.federated_map(save_fn, (out["client_states"], write_paths))
+    return collections.OrderedDict(state=out["state"], metrics=out["metrics"],
+                                   client_states=written)
+
   state_member = server_state_type.member
 
   @tff.tensorflow.computation(state_member)
@@ -332,5 +373,5 @@ def build_fedavg_with_error_feedback(
       return new
     return collections.OrderedDict(learner=new, server_estimate=state["server_estimate"])
 
-  return ClientStateProcess(init_fn, next_fn, get_model_weights_fn, set_model_weights_fn,
-                            client_state_size=size, mode=mode)
+  return ClientStateProcess(init_fn, next_fn, next_files_fn, get_model_weights_fn,
+                            set_model_weights_fn, client_state_size=size, mode=mode)

@@ -107,11 +107,12 @@ def run_loop(process: Process, client_ids: Sequence[str],
       pretrained weights).
     resume: continue from the newest checkpoint in `checkpointer`.
     warn: receives a line about rounds whose clients were left out.
-    client_states: for a process with client state (`next(state, data, states)`
-      returning `.client_states` too): the sampled clients' states are read from this
-      store before each round and written back after it; on resume the versions of
-      rounds after the checkpoint are dropped, and after each checkpoint the versions
-      no kept checkpoint needs are deleted.
+    client_states: for a process with client state (`next_files(state, data,
+      read_paths, write_paths)`, e.g. `ClientStateProcess`): the round gets the sampled
+      clients' state files in this store and writes their new versions, which are
+      committed before the round's checkpoint; on resume the versions of rounds after
+      the checkpoint are dropped, and after each checkpoint the versions no kept
+      checkpoint needs are deleted.
     round_metrics: `round_num -> {name: value}` added to each round's row (e.g. the
       privacy spent after that round, a function of the round alone, so a resumed run
       reports the same).
@@ -148,9 +149,10 @@ def run_loop(process: Process, client_ids: Sequence[str],
       if client_states is None:
         output = process.next(state, data)
       else:
-        states_in = [client_states.read(cid, round_num) for cid in sampled]
-        output = process.next(state, data, states_in)
-        del states_in
+        # The process reads and writes the state files where each client trains.
+        output = process.next_files(
+            state, data, [client_states.read_path(cid, round_num) for cid in sampled],
+            [client_states.write_path(cid, round_num) for cid in sampled])
       elapsed = time.perf_counter() - began
       state = output.state
       row: dict[str, Any] = {m.ROUND: round_num}
@@ -188,8 +190,8 @@ def run_loop(process: Process, client_ids: Sequence[str],
       if client_states is not None:
         # Written before the checkpoint of this round, so a checkpoint never refers to
         # client states that are not on disk.
-        for cid, value in zip(sampled, output.client_states, strict=True):
-          client_states.write(cid, round_num, value)
+        for cid in sampled:
+          client_states.commit(cid, round_num)
         client_states.sync()
       for reporter in reporters:
         reporter.write(row)

@@ -93,6 +93,26 @@ def _check_transmitted_plus_residual(ef_process, max_sent):
                                atol=1e-5)
 
 
+def test_state_files_round_equals_the_round_on_vectors(ef_process, tmp_path):
+  # What the loop runs: the worker reads each client's state file ("" = zeros) and
+  # writes the new one; the driver gets the element counts, not the vectors.
+  data = [_client(1, 2)[0], _client(2, 3)[0]]
+  start = np.linspace(-1, 1, DIM, dtype=np.float32)
+  old = tmp_path / "a.pb"
+  old.write_bytes(tf.io.serialize_tensor(start).numpy())
+  writes = [str(tmp_path / "a2.pb"), str(tmp_path / "b2.pb")]
+  state = ef_process.initialize()
+  files = ef_process.next_files(state, data, [str(old), ""], writes)
+  vectors = ef_process.next(state, data, [start, np.zeros(DIM, np.float32)])
+  assert files.client_states == [DIM, DIM]
+  for path, expected in zip(writes, vectors.client_states, strict=True):
+    np.testing.assert_array_equal(tf.io.parse_tensor(tf.io.read_file(path), tf.float32),
+                                  expected)
+  assert np.abs(vectors.client_states[0]).max() > 0
+  np.testing.assert_array_equal(ef_process.get_model_weights(files.state).trainable[0],
+                                ef_process.get_model_weights(vectors.state).trainable[0])
+
+
 def test_metrics_and_bits_are_build_fedavg_s(ef_process):
   data = [_client(1, 2)[0], _client(2, 3)[0]]
   plain = fedcompress.build_fedavg(

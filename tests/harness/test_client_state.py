@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from fedcompress.harness.checkpoints import Checkpointer
 from fedcompress.harness.client_state import ClientStateStore
@@ -17,7 +18,7 @@ def test_state_is_zeros_until_written_and_no_file_for_unseen_clients(tmp_path):
   assert os.listdir(tmp_path / "s") == [] and store.clients_seen() == []
   store.write("a", 1, np.arange(4))
   assert store.clients_seen() == ["a"]
-  assert os.listdir(tmp_path / "s") == ["c_a.r1.npy"]
+  assert os.listdir(tmp_path / "s") == ["c_a.r1.pb"]
 
 
 def test_reads_the_newest_version_before_the_round(tmp_path):
@@ -29,7 +30,26 @@ def test_reads_the_newest_version_before_the_round(tmp_path):
   np.testing.assert_array_equal(store.read("a", 3), [1, 1])
   np.testing.assert_array_equal(store.read("a", 4), [3, 3])
   assert store.versions("a") == [1, 3]
-  assert isinstance(store.read("a", 4), np.memmap)  # memory-mapped, not loaded
+  # The read paths a process gets: "" for zeros, else the file TensorFlow parses.
+  assert store.read_path("a", 1) == ""
+  path = store.read_path("a", 4)
+  assert path == store.write_path("a", 3)
+  np.testing.assert_array_equal(tf.io.parse_tensor(tf.io.read_file(path), tf.float32), [3, 3])
+
+
+def test_commit_takes_what_the_process_wrote_and_refuses_what_it_did_not(tmp_path):
+  store = ClientStateStore(str(tmp_path), 3)
+  path = store.write_path("a", 2)
+  with pytest.raises(ValueError, match="did not write client state"):
+    store.commit("a", 2)
+  tf.io.write_file(path, tf.io.serialize_tensor(tf.constant([1.0, 2.0])))
+  with pytest.raises(ValueError, match=r"a float32\[3\] has"):
+    store.commit("a", 2)
+  assert store.versions("a") == []
+  tf.io.write_file(path, tf.io.serialize_tensor(tf.constant([1.0, 2.0, 3.0])))
+  store.commit("a", 2)
+  assert store.versions("a") == [2]
+  np.testing.assert_array_equal(store.read("a", 3), [1, 2, 3])
 
 
 def test_persisted_across_reopen_with_odd_ids_and_temp_files_dropped(tmp_path):
@@ -40,7 +60,7 @@ def test_persisted_across_reopen_with_odd_ids_and_temp_files_dropped(tmp_path):
   assert reopened.clients_seen() == ["f0/../x y"]
   np.testing.assert_array_equal(reopened.read("f0/../x y", 5), [1, 2, 3])
   assert not (tmp_path / ".tmp-killed").exists()
-  assert reopened.disk_bytes() == os.path.getsize(next(tmp_path.glob("c_*.npy")))
+  assert reopened.disk_bytes() == os.path.getsize(next(tmp_path.glob("c_*.pb")))
 
 
 def test_discard_after_and_garbage_collection(tmp_path):
@@ -53,7 +73,7 @@ def test_discard_after_and_garbage_collection(tmp_path):
   store.collect_garbage(3)  # the oldest kept checkpoint is round 3
   assert store.versions("a") == [2, 4] and store.versions("b") == [3]
   np.testing.assert_array_equal(store.read("a", 4), [2])
-  assert sorted(os.listdir(tmp_path)) == ["c_a.r2.npy", "c_a.r4.npy", "c_b.r3.npy"]
+  assert sorted(os.listdir(tmp_path)) == ["c_a.r2.pb", "c_a.r4.pb", "c_b.r3.pb"]
 
 
 def test_wrong_sizes_are_refused(tmp_path):
@@ -78,8 +98,13 @@ class _CountingProcess:
   def initialize(self):
     return {"w": np.zeros(1, np.float32)}
 
-  def next(self, state, data, client_states):
-    new = [s + 1 for s in client_states]
+  def next_files(self, state, data, read_paths, write_paths):
+    # What a TFF process does in its workers: read each state file (or zeros), write the
+    # new one.
+    new = [(tf.io.parse_tensor(tf.io.read_file(p), tf.float32).numpy() if p
+            else np.zeros(1, np.float32)) + 1 for p in read_paths]
+    for value, path in zip(new, write_paths, strict=True):
+      tf.io.write_file(path, tf.io.serialize_tensor(value))
     total = state["w"] + sum(float(s[0]) for s in new)
     return _Output({"w": total}, {"broadcast/bits": 1, "aggregate/bits": 1}, new)
 

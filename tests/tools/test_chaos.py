@@ -227,4 +227,4 @@ def test_short_chaos_run_matches_uninterrupted(tmp_path):
   assert report.max_loss_rel_diff == 0.0 and report.max_accuracy_abs_diff == 0.0
   # The residuals were kept on disk (a version per client and round it took part in).
   states = tmp_path / "chaos" / "interrupted" / "client_states"
-  assert len(list(states.glob("c_*.npy"))) >= 2
+  assert len(list(states.glob("c_*.pb"))) >= 2
