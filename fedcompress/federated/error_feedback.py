@@ -59,7 +59,9 @@ run directory must be shared. Caveat, from compiling `next` with TFF's
 `after_merge` recomputes the client work to produce the CLIENTS-placed states, so on
 remote workers each client trains twice per round, and the states match the
 aggregated updates only when client work is deterministic given its inputs (seeded
-data order, deterministic broadcast and uplink codecs). Not yet run against workers.
+data order, deterministic broadcast and uplink codecs). With top-k, two rounds through
+two workers write the states a local run writes
+(`tests/federated/test_remote_workers.py`).
 """
 
 from __future__ import annotations

@@ -181,6 +181,39 @@ def test_remote_subrounds_deterministic_codec(workers, local_rows):
       np.testing.assert_allclose(rw, lw, rtol=1e-5, atol=1e-6)
 
 
+def test_error_feedback_states_through_workers(workers, tmp_path):
+  # Client state with remote workers: each worker reads and writes its clients' state
+  # files (the run directory is shared; here the same machine), and the states equal
+  # a local round's. Top-k is deterministic, as the states need on workers (TFF's
+  # mergeable form recomputes the client work after the merge).
+  from fedcompress.federated.error_feedback import build_fedavg_with_error_feedback
+
+  codec = CodecSpec("topk", {"fraction": 0.25}, threshold=_THRESHOLD)  # 3 of 12 kept
+  process = build_fedavg_with_error_feedback(_model_fn, aggregate_codec=codec)
+  data = _client_data()
+  state = process.initialize()
+  outputs, paths = {}, {}
+  try:
+    for name in ("local", "remote"):
+      if name == "remote":
+        runtime.set_remote_context([address for address, _, _ in workers])
+      paths[name] = [str(tmp_path / f"{name}_{i}.pb") for i in range(_NUM_CLIENTS)]
+      first = process.next_files(state, data, [""] * _NUM_CLIENTS, paths[name])
+      # A second round reads the states the first wrote.
+      outputs[name] = process.next_files(first.state, data, paths[name],
+                                         [p + ".2" for p in paths[name]])
+  finally:
+    runtime.set_local_context()
+  for local_path, remote_path in zip(paths["local"], paths["remote"], strict=True):
+    local, remote = (tf.io.parse_tensor(tf.io.read_file(p + ".2"), tf.float32).numpy()
+                     for p in (local_path, remote_path))
+    assert np.count_nonzero(local) > 0  # Top-k left a residual.
+    np.testing.assert_allclose(remote, local, rtol=1e-5, atol=1e-6)
+  for rw, lw in zip(*(process.get_model_weights(outputs[n].state).trainable
+                      for n in ("remote", "local")), strict=True):
+    np.testing.assert_allclose(rw, lw, rtol=1e-5, atol=1e-6)
+
+
 def test_experiment_binary_through_workers(workers, load_binary, tmp_path):
   # The EMNIST binary, 2 rounds of the tutorial CNN on digits, 8 bits both ways
   # (stochastic rounding): once locally, once with --workers. Bits must agree exactly.
