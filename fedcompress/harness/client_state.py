@@ -18,8 +18,9 @@ float32, so it cannot live in the driver. `ClientStateStore` keeps it on disk:
   the vectors through the driver instead cost its memory about seven copies of a
   round's states (serialization into TFF's values and gRPC, both ways): 1.5x the peak
   RSS of the same run without client state at 10 clients of the 1.66M-parameter CNN.
-  With remote workers on other machines the run directory must therefore be shared
-  (NFS, or a `gs://` root, which `tf.io` reads and writes).
+  The paths are absolute (a worker's working directory is its own); with remote
+  workers on other machines the run directory must therefore be shared at the same
+  path (NFS).
 * Versions make the store consistent with the round checkpoints: a read for round r
   takes the client's newest version written before r. On `--resume` from checkpoint
   round R, every version written after R (by rounds the resume redoes, including a
@@ -83,7 +84,8 @@ class ClientStateStore:
     """
     if size < 1:
       raise ValueError(f"client state size must be >= 1, got {size}")
-    self.directory = directory
+    # Absolute: the worker that opens the files may run in another directory.
+    self.directory = os.path.abspath(directory)
     self.size = int(size)
     self.dtype = np.dtype(dtype)
     os.makedirs(directory, exist_ok=True)

@@ -150,3 +150,10 @@ def test_loop_interrupted_after_client_writes_resumes_to_the_same_states(tmp_pat
   # Only versions a resume from a kept checkpoint (3: rounds 4, 6, 7) could read are left.
   assert all(len(store.versions(c)) <= 4 for c in store.clients_seen())
   assert store.clients_seen() == full_store.clients_seen()
+
+
+def test_paths_are_absolute_for_workers_in_other_directories(tmp_path, monkeypatch):
+  # A TFF worker opens the files from its own working directory.
+  monkeypatch.chdir(tmp_path)
+  store = ClientStateStore("states", 2)
+  assert store.write_path("a", 1) == str(tmp_path / "states" / "c_a.r1.pb")
