@@ -27,6 +27,9 @@ def _codec_of(run_dir: str) -> str:
   aggregator = config.get("aggregator", "mean")  # A server-side aggregator (FetchSGD).
   if aggregator != "mean":
     parts.append(f"aggr: {aggregator}")
+  feedback = config.get("error_feedback", "none")  # Same codec, same bits: say so.
+  if feedback != "none":
+    parts.append(f"error feedback: {feedback}")
   return "; ".join(parts) or "none"
 
 

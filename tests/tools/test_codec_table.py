@@ -10,11 +10,12 @@ from tools import codec_table
 
 
 def _run(root, name, agg_per_round, accuracy, codec="identity>100", coded=None,
-         epsilon=None):
+         epsilon=None, error_feedback="none"):
   run = root / name
   run.mkdir()
   (run / "config.json").write_text(json.dumps({"broadcast_codec": "identity>100",
-                                               "aggregate_codec": codec}))
+                                               "aggregate_codec": codec,
+                                               "error_feedback": error_feedback}))
   csv = reporting.CsvReporter(str(run / "metrics.csv"))
   csv.start(1, 2)
   for r in (1, 2):
@@ -53,6 +54,18 @@ def test_table_from_runs(tmp_path):
   assert "old" not in text and "| up_u8 |" in text and text.endswith("b\n")
   with pytest.raises(ValueError, match="no <!-- codec-table:other -->"):
     codec_table.update_readme(str(readme), "other", table)
+
+
+def test_error_feedback_is_named_beside_its_codec(tmp_path):
+  # Same codec and bits with and without error feedback: the rows must tell them apart.
+  _run(tmp_path, "baseline", 3200, 0.90)
+  _run(tmp_path, "topk", 100, 0.6, codec="topk(fraction=0.01)>100")
+  _run(tmp_path, "topk_ef", 100, 0.85, codec="topk(fraction=0.01)>100", error_feedback="ef")
+  summaries = summary.compare_runs([str(tmp_path / n) for n in ("baseline", "topk", "topk_ef")],
+                                   baseline="baseline")
+  codecs = [r["codec"] for r in codec_table.table_rows(summaries, str(tmp_path), "baseline")]
+  assert codecs == ["none", "aggr: topk(fraction=0.01)>100",
+                    "aggr: topk(fraction=0.01)>100; error feedback: ef"]
 
 
 def test_epsilon_column_holds_the_last_rounds_epsilon(tmp_path):
