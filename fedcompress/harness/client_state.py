@@ -50,6 +50,7 @@ from collections.abc import Iterable
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2
 
 _FILE = re.compile(r"^c_(?P<client>.+)\.r(?P<round>\d+)\.pb$")
 _TEMP_PREFIX = ".tmp-"
@@ -66,9 +67,7 @@ def _serialize(value: np.ndarray) -> bytes:
 
 
 def _parse(data: bytes) -> np.ndarray:
-  proto = tf.make_tensor_proto(0)
-  proto.ParseFromString(data)
-  return tf.make_ndarray(proto)
+  return tf.make_ndarray(tensor_pb2.TensorProto.FromString(data))
 
 
 class ClientStateStore:
@@ -102,8 +101,6 @@ class ClientStateStore:
         self._versions.setdefault(client, []).append(int(match["round"]))
     for rounds in self._versions.values():
       rounds.sort()
-    # Versions whose size was checked (read_path) or that this process committed.
-    self._checked: dict[str, set[int]] = {}
     self._file_bytes = len(_serialize(np.zeros(self.size, self.dtype)))
 
   def _path(self, client_id: str, round_num: int) -> str:
@@ -128,16 +125,13 @@ class ClientStateStore:
     if not earlier:
       return ""
     path = self._path(client_id, earlier[-1])
-    if earlier[-1] not in self._checked.get(client_id, ()):
-      # Another model's state would fail inside the worker with TensorFlow's message.
-      size = os.path.getsize(path)
-      if size != self._file_bytes:
-        with open(path, "rb") as f:
-          value = _parse(f.read())
-        raise ValueError(f"client state {path} holds {value.dtype}{list(value.shape)}, "
-                         f"this run needs {self.dtype}[{self.size}]: written by another "
-                         "model")
-      self._checked.setdefault(client_id, set()).add(earlier[-1])
+    # Another model's state would fail inside the worker with TensorFlow's message.
+    if os.path.getsize(path) != self._file_bytes:
+      with open(path, "rb") as f:
+        value = _parse(f.read())
+      raise ValueError(f"client state {path} holds {value.dtype}{list(value.shape)}, "
+                       f"this run needs {self.dtype}[{self.size}]: written by another "
+                       "model")
     return path
 
   def write_path(self, client_id: str, round_num: int) -> str:
@@ -165,7 +159,6 @@ class ClientStateStore:
     finally:
       os.close(fd)
     self._add_version(client_id, round_num)
-    self._checked.setdefault(client_id, set()).add(round_num)
 
   def read(self, client_id: str, round_num: int) -> np.ndarray:
     """The state `client_id` starts round `round_num` with, as a vector (zeros if new)."""
@@ -216,7 +209,6 @@ class ClientStateStore:
       except FileNotFoundError:
         pass
       kept.remove(r)
-      self._checked.get(client_id, set()).discard(r)
 
   def discard_after(self, round_num: int) -> None:
     """Deletes every version written after `round_num` (a resume from that round)."""
