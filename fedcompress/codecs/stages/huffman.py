@@ -57,6 +57,8 @@ DEFAULT_MAX_CODE_LENGTH = 15
 # bits of side information (14 bits for 1024 x 15: ~0.3% of a 5-bit/symbol payload).
 DEFAULT_BLOCK_SIZE = 1024
 _MAX_CODE_LENGTH_LIMIT = 24  # A peeked window (<= 24 bits) then spans <= 2 words.
+# Up to this maximum code length the decoder looks codes up in tables of 2**L entries.
+_MAX_TABLE_CODE_LENGTH = 16
 
 
 def length_field_bits(max_code_length: int) -> int:
@@ -281,13 +283,38 @@ def huffman_decode(stream: tf.Tensor, *, max_code_length: int = 16,
     code_lengths = sorted_lengths[:distinct]
     code_starts = starts[:distinct]
     steps = tf.cast(tf.minimum(n, block_size), tf.int32)
+    # The step below runs `block_size` times over only `num_blocks` values, so its cost
+    # is the count of ops, not their work: it reads each window with one gather from
+    # the stream's overlapping word pairs, and finds the code with one gather per
+    # result from tables over every L-bit window. `tail` zero words keep a finished
+    # block's extra steps (at most L bits each) inside the array.
+    tail = -(-block_size * max_code_length // 32) + 2
+    pairs = tf.concat([
+        tf.bitwise.bitwise_or(tf.bitwise.left_shift(padded[:-1], tf.constant(32, tf.uint64)),
+                              padded[1:]),
+        tf.zeros([tail], tf.uint64)], 0)
+    if max_code_length <= _MAX_TABLE_CODE_LENGTH:
+      # The code whose left-aligned interval [start, start + 2**(L-len)) holds window.
+      index = tf.searchsorted(code_starts,
+                              tf.range(2**max_code_length, dtype=tf.int64), side="right") - 1
+      symbol_of, length_of = tf.gather(code_symbols, index), tf.gather(code_lengths, index)
+
+      def lookup(window):
+        return tf.gather(symbol_of, window), tf.gather(length_of, window)
+    else:
+      def lookup(window):
+        index = tf.searchsorted(code_starts, window, side="right") - 1
+        return tf.gather(code_symbols, index), tf.gather(code_lengths, index)
+    top = tf.constant(64 - max_code_length, tf.uint64)
+    low = tf.constant(2**max_code_length - 1, tf.uint64)
 
     def body(step, pos, out):
-      window = bitio.read_fields(padded, pos, max_code_length)
-      # The code whose left-aligned interval [start, start + 2**(L-len)) holds window.
-      index = tf.searchsorted(code_starts, window, side="right") - 1
-      out = out.write(step, tf.gather(code_symbols, index))
-      return step + 1, pos + tf.gather(code_lengths, index), out
+      pair = tf.gather(pairs, tf.bitwise.right_shift(pos, 5))
+      offset = tf.cast(tf.bitwise.bitwise_and(pos, 31), tf.uint64)
+      window = tf.cast(tf.bitwise.bitwise_and(tf.bitwise.right_shift(pair, top - offset), low),
+                       tf.int64)
+      symbol, length = lookup(window)
+      return step + 1, pos + length, out.write(step, symbol)
 
     out = tf.TensorArray(tf.int32, size=steps, element_shape=tf.TensorShape([None]))
     _, _, out = tf.while_loop(lambda step, *_: step < steps, body,
