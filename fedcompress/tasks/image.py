@@ -13,7 +13,7 @@ from collections.abc import Callable
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from fedcompress.tasks.datasets import digits, emnist
+from fedcompress.tasks.datasets import digits, emnist, pipeline
 from fedcompress.tasks.models.cnn import create_fedopt_cnn, create_original_fedavg_cnn
 from fedcompress.tasks.task import FederatedTask
 
@@ -34,10 +34,13 @@ def image_task(name: str, train, test, *, num_classes: int, epochs: int,
   create_cnn = IMAGE_MODELS[model]
   model_seed = seed if model_seed is None else model_seed
 
+  dataset_for = pipeline.traced_client_datasets(
+      train, lambda dataset, shuffle_seed: emnist.preprocess(
+          dataset, epochs=epochs, batch_size=batch_size, seed=shuffle_seed))
+
   def client_dataset(client_id: str, round_num: int) -> tf.data.Dataset:
     # Shuffle order depends on (seed, round), so a resumed run sees the same data.
-    return emnist.preprocess(train.create_tf_dataset_for_client(client_id), epochs=epochs,
-                             batch_size=batch_size, seed=seed * 100_003 + round_num)
+    return dataset_for(client_id, seed * 100_003 + round_num)
 
   def keras_model_fn() -> tf.keras.Model:
     model = create_cnn(num_classes, seed=model_seed)

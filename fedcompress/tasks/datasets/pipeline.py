@@ -1,0 +1,67 @@
+"""Client datasets built through one traced function, so the driver does not leak.
+
+Every `Dataset.map` called eagerly traces its function and registers it with
+TensorFlow's eager context, which keeps it for the life of the process. A training
+loop builds a fresh dataset for every sampled client in every round, so the driver
+grew with every client-round: measured on a generated EMNIST sqlite, 170 KiB per
+client dataset (TFF's parse `map`, then the tutorial's), 80 KiB per digits client
+(the tutorial's `map`): 520 MiB over 300 rounds of 10 clients, or 85 MiB per round of
+a 500-client cohort.
+
+`traced_client_datasets` traces the whole pipeline (the client's dataset and its
+preprocessing) once, as a `tf.function` of the client id and the shuffle seed, and
+every call reuses it: nothing is registered per client. The elements and their order
+are the same as the eager pipeline's (the shuffle seed is a tensor argument; the
+graph-level seed the function was traced with is the eager one, and a different
+global seed traces a new function).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import tensorflow as tf
+import tensorflow_federated as tff
+
+Preprocess = Callable[[tf.data.Dataset, tf.Tensor], tf.data.Dataset]
+
+
+def traced_client_datasets(client_data, preprocess: Preprocess
+                           ) -> Callable[[str, int], tf.data.Dataset]:
+  """`(client_id, seed) -> preprocess(client's dataset, seed)`, traced once.
+
+  Args:
+    client_data: a `tff.simulation.datasets.ClientData`. TFF's in-memory
+      `TestClientData` is read with `create_tf_dataset_for_client` (its
+      `serializable_dataset_fn` would put every client's data into each client's
+      graph) and the dataset passed into the function; any other (TFF's sqlite
+      loaders) through its `serializable_dataset_fn`, inside the function.
+    preprocess: `(dataset, int64 seed tensor) -> dataset`, traceable.
+  """
+  in_memory = isinstance(client_data, tff.simulation.datasets.TestClientData)
+  by_graph_seed: dict[int | None, Callable[..., tf.data.Dataset]] = {}
+
+  def traced() -> Callable[..., tf.data.Dataset]:
+    # The graph-level seed a shuffle combines with its own; a function keeps the one
+    # it was traced with.
+    graph_seed = tf.compat.v1.get_seed(1)[0]
+    if graph_seed not in by_graph_seed:
+      if in_memory:
+        by_graph_seed[graph_seed] = tf.function(preprocess)
+      else:
+        dataset_fn = client_data.serializable_dataset_fn
+        by_graph_seed[graph_seed] = tf.function(
+            lambda client_id, seed: preprocess(dataset_fn(client_id), seed))
+    return by_graph_seed[graph_seed]
+
+  def build(client_id: str, seed: int) -> tf.data.Dataset:
+    seed = tf.constant(seed, tf.int64)
+    if in_memory:
+      return traced()(client_data.create_tf_dataset_for_client(client_id), seed)
+    if client_id not in client_data.client_ids:
+      # What `create_tf_dataset_for_client` says; the query alone would return no rows.
+      raise ValueError(f"ID [{client_id}] is not a client in this ClientData. See "
+                       "property `client_ids` for the list of valid ids.")
+    return traced()(tf.constant(client_id), seed)
+
+  return build
