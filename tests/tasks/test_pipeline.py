@@ -92,3 +92,26 @@ def test_unknown_client_is_refused(emnist_cache):
   task = emnist_task(only_digits=True, cache_dir=emnist_cache, seed=SEED)
   with pytest.raises(ValueError, match=r"ID \[nobody\] is not a client"):
     task.client_dataset("nobody", 0)
+
+
+def test_shakespeare_clients_get_the_eager_pipelines_batches(tmp_path):
+  from fedcompress.tasks import shakespeare as sh_task
+  from fedcompress.tasks.datasets import shakespeare as sh
+  from fedcompress.tasks.models import char_rnn
+
+  sample_data.write_sample_shakespeare_sqlite(tmp_path / "shakespeare.sqlite")
+  model = char_rnn.create_char_rnn(embedding_dim=4, rnn_units=4, seed=0)
+  setup = sh_task.build_shakespeare_task(model, cache_dir=str(tmp_path), seed=SEED,
+                                         batch_size=2, seq_length=10, epochs=2)
+  train, _ = sh.load_shakespeare(str(tmp_path))
+  for client_id in train.client_ids[:3]:
+    for round_num in (0, 4):
+      eager = sh.preprocess(train.create_tf_dataset_for_client(client_id), batch_size=2,
+                            seq_length=10, seed=SEED * 100_003 + round_num).repeat(2)
+      traced = [(x.numpy(), y.numpy()) for x, y in setup.task.client_dataset(client_id,
+                                                                             round_num)]
+      expected = [(x.numpy(), y.numpy()) for x, y in eager]
+      assert len(traced) == len(expected) > 0
+      for (x, y), (x0, y0) in zip(traced, expected, strict=True):
+        np.testing.assert_array_equal(x, x0)
+        np.testing.assert_array_equal(y, y0)
