@@ -81,7 +81,7 @@ def _radix_largest_uniforms(seed: tf.Tensor, num_elements: int, k: int) -> tf.Te
     keep = tf.logical_or(m > star, tf.logical_and(ties, tf.range(num_elements) <= cut))
     return tf.cast(tf.where(keep)[:, 0], tf.int32)
 
-  chosen = tf.cond(tf.math.count_nonzero(ties, dtype=tf.int32) == wanted,
+  chosen = tf.cond(tf.equal(tf.math.count_nonzero(ties, dtype=tf.int32), wanted),
                    lambda: tf.cast(tf.where(m >= star)[:, 0], tf.int32), some_ties)
   return tf.ensure_shape(chosen, [k])
 

@@ -136,3 +136,15 @@ def test_large_k_takes_the_same_positions_as_top_k_of_the_uniforms(fraction):
     kth = np.sort(keys)[n - k]
     cut_ties += int(np.sum(keys >= kth) > k)  # Some values equal to the k-th are left out.
   assert cut_ties > 0
+
+
+def test_large_k_builds_in_a_tff_style_graph():
+  # TFF traces computations into a plain graph, where `tensor == tensor` is a Python
+  # bool (identity), not an op: a `tf.cond` on one failed inside the up_100x run while
+  # the eager tests above passed.
+  n, k = 5000, 3000
+  expected = randk.random_indices(tf.constant(7), n, k).numpy()
+  with tf.Graph().as_default() as graph:
+    indices = randk.random_indices(tf.constant(7), n, k)
+  with tf.compat.v1.Session(graph=graph) as session:
+    np.testing.assert_array_equal(session.run(indices), expected)
