@@ -233,7 +233,8 @@ def huffman_encode(symbols: tf.Tensor, num_bits, *, max_code_length: int = 16,
   distinct = tf.math.count_nonzero(counts, dtype=tf.int32)
   lengths = huffman_code_lengths(counts, max_code_length)
   # A lone symbol is named in the table by length 1 but costs no payload bits.
-  lengths = tf.where((distinct == 1) & (counts > 0), 1, lengths)
+  # tf.equal, not ==: in the graphs TFF traces, `tensor == 1` is a Python bool (False).
+  lengths = tf.where(tf.equal(distinct, 1) & (counts > 0), 1, lengths)
   codes = canonical_codes(lengths, max_code_length)
   multi = distinct >= 2
   symbol_lengths = tf.where(multi, tf.cast(tf.gather(lengths, symbols), tf.int64), 0)

@@ -102,6 +102,17 @@ def test_single_symbol_costs_no_payload():
   np.testing.assert_array_equal(huffman.huffman_decode(stream, max_code_length=15), symbols)
 
 
+def test_single_symbol_decodes_in_a_tff_style_graph():
+  # TFF traces into a plain graph, where `tensor == 1` is a Python bool: the lone
+  # symbol's table entry was never set there, and it decoded as symbol 0.
+  with tf.Graph().as_default() as graph:
+    symbols = tf.fill([1000], 37)
+    decoded = huffman.huffman_decode(huffman.huffman_encode(symbols, 8, max_code_length=15),
+                                     max_code_length=15)
+  with tf.compat.v1.Session(graph=graph) as session:
+    np.testing.assert_array_equal(session.run(decoded), np.full([1000], 37))
+
+
 def test_fixed_width_stream_by_hand():
   symbols = tf.constant([5, 0, 7, 1, 2, 3, 4, 6, 6, 6])
   stream = huffman.fixed_width_encode(symbols, 3)
