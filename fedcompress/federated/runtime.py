@@ -220,7 +220,7 @@ def _executor_factory(get_stub: Callable[[], remote_executor_grpc_stub.RemoteExe
     # cardinality, and the worker refuses an executor without one.
     if cardinalities.get(placements.CLIENTS) is None:
       cardinalities[placements.CLIENTS] = 0
-    executor = remote_executor.RemoteExecutor(get_stub())
+    executor = remote_executor.RemoteExecutor(_ForgivingDisposeStub(get_stub()))
     executor.set_cardinalities(cardinalities)
     return executor
 
@@ -307,38 +307,14 @@ class _RemoteContext(context_base.SyncContext):
     return context.invoke(comp, arg)
 
 
-class _DeadlineStub(remote_executor_stub.RemoteExecutorStub):
-  """A worker's stub that gives up once the worker has been unreachable for too long.
+class _ForwardingStub(remote_executor_stub.RemoteExecutorStub):
+  """A stub that passes every call to another one through `_call`."""
 
-  TFF marks UNAVAILABLE (and FAILED_PRECONDITION) as retryable and its execution
-  context retries them without limit, so a dead worker would leave the driver waiting
-  forever. The failures pass through as before (TFF retries them) until the worker has
-  failed every call for `timeout_s`; the next failure is a `WorkerUnavailableError`,
-  which TFF does not retry. Any answer from the worker resets the clock.
-  """
-
-  def __init__(self, stub: remote_executor_stub.RemoteExecutorStub, address: str,
-               timeout_s: float):
+  def __init__(self, stub: remote_executor_stub.RemoteExecutorStub):
     self._stub = stub
-    self._address = address
-    self._timeout_s = timeout_s
-    self._failing_since: float | None = None
 
   def _call(self, method: str, *args, **kwargs):
-    try:
-      result = getattr(self._stub, method)(*args, **kwargs)
-    except executors_errors.RetryableError as e:
-      now = time.monotonic()
-      if self._failing_since is None:
-        self._failing_since = now
-      elif now - self._failing_since > self._timeout_s:
-        raise WorkerUnavailableError(
-            f"TFF worker {self._address} has not answered for "
-            f"{now - self._failing_since:.0f} s ({e}); is it still running? "
-            "(--worker_timeout_s sets how long to wait)") from e
-      raise
-    self._failing_since = None
-    return result
+    return getattr(self._stub, method)(*args, **kwargs)
 
   def get_executor(self, request):
     return self._call("get_executor", request)
@@ -367,6 +343,64 @@ class _DeadlineStub(remote_executor_stub.RemoteExecutorStub):
   @property
   def is_ready(self) -> bool:
     return self._stub.is_ready
+
+
+class _ForgivingDisposeStub(_ForwardingStub):
+  """Releasing values on a worker that cannot be reached is a no-op, not an error.
+
+  TFF releases a worker's values from `weakref.finalize` callbacks, and at interpreter
+  exit those run before fedcompress's own shutdown. After a Ctrl-C (which the local
+  worker, in the same process group, receives too) or a SIGTERM mid-round, the worker
+  is gone and every release failed with UNAVAILABLE: a gRPC traceback after the run's
+  one `error:` line (seen in the chaos test on a fast machine). A value on a worker
+  that is gone has nothing left to release.
+  """
+
+  def dispose(self, request):
+    try:
+      return self._call("dispose", request)
+    except executors_errors.RetryableError:
+      return None
+
+  def dispose_executor(self, request):
+    try:
+      return self._call("dispose_executor", request)
+    except executors_errors.RetryableError:
+      return None
+
+
+class _DeadlineStub(_ForwardingStub):
+  """A worker's stub that gives up once the worker has been unreachable for too long.
+
+  TFF marks UNAVAILABLE (and FAILED_PRECONDITION) as retryable and its execution
+  context retries them without limit, so a dead worker would leave the driver waiting
+  forever. The failures pass through as before (TFF retries them) until the worker has
+  failed every call for `timeout_s`; the next failure is a `WorkerUnavailableError`,
+  which TFF does not retry. Any answer from the worker resets the clock.
+  """
+
+  def __init__(self, stub: remote_executor_stub.RemoteExecutorStub, address: str,
+               timeout_s: float):
+    super().__init__(stub)
+    self._address = address
+    self._timeout_s = timeout_s
+    self._failing_since: float | None = None
+
+  def _call(self, method: str, *args, **kwargs):
+    try:
+      result = getattr(self._stub, method)(*args, **kwargs)
+    except executors_errors.RetryableError as e:
+      now = time.monotonic()
+      if self._failing_since is None:
+        self._failing_since = now
+      elif now - self._failing_since > self._timeout_s:
+        raise WorkerUnavailableError(
+            f"TFF worker {self._address} has not answered for "
+            f"{now - self._failing_since:.0f} s ({e}); is it still running? "
+            "(--worker_timeout_s sets how long to wait)") from e
+      raise
+    self._failing_since = None
+    return result
 
 
 _remote_channels: list[grpc.Channel] = []

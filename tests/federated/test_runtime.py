@@ -169,3 +169,29 @@ def test_no_worker_is_restarted_after_an_interrupt(lifecycle):
   # Issue 13, item 10: after Ctrl-C, one of TFF's threads restarted the worker the
   # signal had stopped, and gRPC logged its fork warnings under the one error line.
   assert lifecycle["after_interrupt"] == ["refused:", "True []"]
+
+
+def test_releasing_values_on_a_worker_that_is_gone_is_quiet():
+  # TFF releases worker values from weakref finalizers, which at exit run after a
+  # Ctrl-C has already killed the local worker: each release failed with UNAVAILABLE
+  # and printed a gRPC traceback after the run's one error line.
+  import grpc
+  import portpicker
+  from tensorflow_federated.proto.v0 import executor_pb2
+  from tensorflow_federated.python.core.impl.executors import (
+    executors_errors,
+    remote_executor_grpc_stub,
+  )
+
+  from fedcompress.federated import runtime
+
+  channel = grpc.insecure_channel(f"localhost:{portpicker.pick_unused_port()}")
+  stub = remote_executor_grpc_stub.RemoteExecutorGrpcStub(channel)
+  with pytest.raises(executors_errors.RetryableError):  # Premise: nobody listens there.
+    stub.dispose(executor_pb2.DisposeRequest())
+  forgiving = runtime._ForgivingDisposeStub(stub)
+  assert forgiving.dispose(executor_pb2.DisposeRequest()) is None
+  assert forgiving.dispose_executor(executor_pb2.DisposeExecutorRequest()) is None
+  with pytest.raises(executors_errors.RetryableError):  # Real work still fails loudly.
+    forgiving.compute(executor_pb2.ComputeRequest())
+  channel.close()
