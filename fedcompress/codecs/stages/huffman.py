@@ -283,13 +283,16 @@ def huffman_decode(stream: tf.Tensor, *, max_code_length: int = 16,
     code_symbols = tf.cast(order[:distinct], tf.int32)
     code_lengths = sorted_lengths[:distinct]
     code_starts = starts[:distinct]
-    steps = tf.cast(tf.minimum(n, block_size), tf.int32)
-    # The step below runs `block_size` times over only `num_blocks` values, so its cost
-    # is the count of ops, not their work: it reads each window with one gather from
-    # the stream's overlapping word pairs, and finds the code with one gather per
-    # result from tables over every L-bit window. `tail` zero words keep a finished
-    # block's extra steps (at most L bits each) inside the array.
-    tail = -(-block_size * max_code_length // 32) + 2
+    symbols_per_block = tf.cast(tf.minimum(n, block_size), tf.int32)
+    # The step below runs about `block_size` times over only `num_blocks` values, so its
+    # cost is the count of ops, not their work: it reads a 64-bit word pair with one
+    # gather and finds codes with one gather per result from tables over every L-bit
+    # window. A window starts at most 31 bits into the pair, so for L <= 16 the pair
+    # also holds the next window (31 + 16 + 16 <= 64): two symbols per step, half the
+    # steps. `tail` zero words keep a finished block's extra steps inside the array.
+    per_step = 2 if max_code_length <= _MAX_TABLE_CODE_LENGTH else 1
+    steps = (symbols_per_block + per_step - 1) // per_step
+    tail = -(-(block_size + per_step) * max_code_length // 32) + 2
     pairs = tf.concat([
         tf.bitwise.bitwise_or(tf.bitwise.left_shift(padded[:-1], tf.constant(32, tf.uint64)),
                               padded[1:]),
@@ -309,19 +312,27 @@ def huffman_decode(stream: tf.Tensor, *, max_code_length: int = 16,
     top = tf.constant(64 - max_code_length, tf.uint64)
     low = tf.constant(2**max_code_length - 1, tf.uint64)
 
+    def window_at(pair, offset):
+      return tf.cast(tf.bitwise.bitwise_and(tf.bitwise.right_shift(pair, top - offset), low),
+                     tf.int64)
+
     def body(step, pos, out):
       pair = tf.gather(pairs, tf.bitwise.right_shift(pos, 5))
       offset = tf.cast(tf.bitwise.bitwise_and(pos, 31), tf.uint64)
-      window = tf.cast(tf.bitwise.bitwise_and(tf.bitwise.right_shift(pair, top - offset), low),
-                       tf.int64)
-      symbol, length = lookup(window)
-      return step + 1, pos + length, out.write(step, symbol)
+      symbol, length = lookup(window_at(pair, offset))
+      if per_step == 1:
+        return step + 1, pos + length, out.write(step, symbol[tf.newaxis])
+      second, second_length = lookup(window_at(pair, offset + tf.cast(length, tf.uint64)))
+      return (step + 1, pos + length + second_length,
+              out.write(step, tf.stack([symbol, second])))
 
-    out = tf.TensorArray(tf.int32, size=steps, element_shape=tf.TensorShape([None]))
+    out = tf.TensorArray(tf.int32, size=steps, element_shape=tf.TensorShape([per_step, None]))
     _, _, out = tf.while_loop(lambda step, *_: step < steps, body,
                               (tf.constant(0), pos, out))
-    # out[t, j] is symbol t of block j, i.e. symbol j * block_size + t.
-    decoded = tf.reshape(tf.transpose(out.stack()), [-1])
+    # Row t * per_step + i is symbol t * per_step + i of every block: column j of its
+    # transpose, cut to the block's symbols, is block j, symbols j * block_size + t.
+    by_block = tf.transpose(tf.reshape(out.stack(), [steps * per_step, -1]))
+    decoded = tf.reshape(by_block[:, :symbols_per_block], [-1])
     return decoded[:tf.cast(n, tf.int32)]
 
   return tf.cond(distinct >= 2, blocks, single_symbol)
