@@ -35,18 +35,17 @@ def write_fields(values: tf.Tensor, widths: tf.Tensor) -> tf.Tensor:
   shift = tf.cast(64 - pos % 32 - widths, tf.uint64)
   field = tf.cast(tf.bitwise.bitwise_and(values, _low_mask(widths)), tf.uint64)
   placed = tf.bitwise.left_shift(field, shift)
-  hi = tf.cast(tf.bitwise.right_shift(placed, tf.constant(32, tf.uint64)), tf.int64)
-  lo = tf.cast(tf.bitwise.bitwise_and(placed, tf.constant(0xFFFFFFFF, tf.uint64)), tf.int64)
-  # Fields never overlap, so summing them is OR-ing them, and no word exceeds 2**32.
-  # Positions only grow, so word ids are sorted: the sorted segment sum is one
-  # sequential pass, faster than the scatter of unsorted_segment_sum. Its output ends
-  # at the last id; pad both to num_words + 2.
+  # Fields never overlap, so summing them is OR-ing them: the fields that start in one
+  # word sum, without a carry, to that word's 64-bit pair (as int64 too: addition
+  # without carries is the same in two's complement). Positions only grow, so word ids
+  # are sorted and the sorted segment sum is one sequential pass. Its output ends at the
+  # last id; each pair's high half goes to its word and its low half to the next.
+  pair_sums = tf.bitcast(tf.math.segment_sum(tf.bitcast(placed, tf.int64), word), tf.uint64)
+  hi = tf.cast(tf.bitwise.right_shift(pair_sums, tf.constant(32, tf.uint64)), tf.int64)
+  lo = tf.cast(tf.bitwise.bitwise_and(pair_sums, tf.constant(0xFFFFFFFF, tf.uint64)), tf.int64)
   size = num_words + 2
-  hi_words = tf.math.segment_sum(hi, word)
-  lo_words = tf.math.segment_sum(lo, word)  # Each field's low half goes to word + 1.
-  words = (tf.pad(hi_words, [[0, size - tf.size(hi_words, out_type=tf.int64)]])
-           + tf.pad(lo_words, [[1, size - 1 - tf.size(lo_words, out_type=tf.int64)]])
-           )[:num_words]
+  words = (tf.pad(hi, [[0, size - tf.size(hi, out_type=tf.int64)]])
+           + tf.pad(lo, [[1, size - 1 - tf.size(lo, out_type=tf.int64)]]))[:num_words]
   return tf.bitcast(tf.cast(words, tf.uint32), tf.int32)
 
 

@@ -237,12 +237,17 @@ def huffman_encode(symbols: tf.Tensor, num_bits, *, max_code_length: int = 16,
   lengths = tf.where(tf.equal(distinct, 1) & (counts > 0), 1, lengths)
   codes = canonical_codes(lengths, max_code_length)
   multi = distinct >= 2
-  symbol_lengths = tf.where(multi, tf.cast(tf.gather(lengths, symbols), tf.int64), 0)
-  symbol_codes = tf.gather(codes, symbols)
+  # Each symbol's code and length with one gather from a table of code * 32 + length
+  # (codes have at most 24 bits, lengths at most 24 < 32): one pass over the symbols
+  # fewer than gathering the two.
+  entry = tf.gather(tf.bitwise.left_shift(codes, 5) + tf.cast(lengths, tf.int64), symbols)
+  symbol_lengths = tf.where(multi, tf.bitwise.bitwise_and(entry, 31), 0)
+  symbol_codes = tf.bitwise.right_shift(entry, 5)
 
   num_blocks = (n + block_size - 1) // block_size
-  block_bits = tf.math.unsorted_segment_sum(symbol_lengths, tf.range(n) // block_size,
-                                            num_blocks)
+  # Blocks are consecutive runs of symbols: padded to whole blocks, a row sum each.
+  block_bits = tf.reduce_sum(tf.reshape(
+      tf.pad(symbol_lengths, [[0, num_blocks * block_size - n]]), [-1, block_size]), 1)
   block_width = tf.where(multi, block_field_bits(block_size, max_code_length), 0)
   header_values, header_widths = _header(n, num_bits)
   values = tf.concat([header_values, tf.cast(lengths, tf.int64),
