@@ -1,0 +1,30 @@
+"""tools/codec_error.py: the normalized MSE it reports is the codecs' real error."""
+
+import json
+import math
+
+import pytest
+
+from tools import codec_error
+
+
+def test_lossless_codec_has_no_error():
+  assert codec_error.normalized_mse("identity", {}, 1024, [0, 1]) == [0.0, 0.0]
+
+
+def test_drive_error_is_the_published_figure():
+  # One round trip of 2^14 Gaussians is within a few percent of pi/2 - 1; a codec that
+  # decoded zeros would give 1.0, one that lost the scale far more.
+  errors = codec_error.normalized_mse("drive", {}, 2**14, range(4))
+  assert len(set(errors)) == 4  # Each seed draws its own vector and rotations.
+  assert sum(errors) / 4 == pytest.approx(math.pi / 2 - 1, rel=0.05)
+
+
+def test_main_writes_every_case(tmp_path):
+  output = tmp_path / "error.json"
+  codec_error.main(["--seeds=2", "--size=4096", f"--output={output}"])
+  result = json.loads(output.read_text())
+  assert [c["case"] for c in result["cases"]] == [c[0] for c in codec_error.CASES]
+  for case in result["cases"]:
+    assert len(case["per_seed"]) == 2
+    assert case["mean"] == pytest.approx(case["published"], rel=0.15), case["case"]
