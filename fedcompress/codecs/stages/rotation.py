@@ -124,13 +124,9 @@ def flip_signs(x: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
   return tf.reshape(tf.bitcast(flipped, x.dtype), x.shape)
 
 
-def _round_seed(seed: tf.Tensor, round_index: int) -> tf.Tensor:
-  return _common.stateless_seed(seed, round_index)
-
-
 def _signs(seed: tf.Tensor, rows: int, length: int, dtype, round_index: int = 0) -> tf.Tensor:
   """The `[rows, length]` +1/-1 that round `round_index`'s `flip_signs` multiplies by."""
-  return flip_signs(tf.ones([rows, length], dtype), _round_seed(seed, round_index))
+  return flip_signs(tf.ones([rows, length], dtype), _common.stateless_seed(seed, round_index))
 
 
 # Largest Hadamard block multiplied as a matrix. A transform of length L = k_1 ... k_t
@@ -229,7 +225,7 @@ class RandomizedHadamardEncodingStage(_common.StatelessStage):
     seed = _common.draw_seed()
     rotated = padded
     for i in range(self._rounds):
-      rotated = fast_walsh_hadamard(flip_signs(rotated, _round_seed(seed, i)))
+      rotated = fast_walsh_hadamard(flip_signs(rotated, _common.stateless_seed(seed, i)))
     return collections.OrderedDict([(self.ENCODED_VALUES_KEY, rotated), (self.SEED_KEY, seed)])
 
   def decode(self, encoded_tensors, decode_params, num_summands=None, shape=None):
@@ -239,7 +235,7 @@ class RandomizedHadamardEncodingStage(_common.StatelessStage):
     seed = encoded_tensors[self.SEED_KEY]
     unrotated = rotated
     for i in reversed(range(self._rounds)):
-      unrotated = flip_signs(fast_walsh_hadamard(unrotated), _round_seed(seed, i))
+      unrotated = flip_signs(fast_walsh_hadamard(unrotated), _common.stateless_seed(seed, i))
     return tf.reshape(tf.reshape(unrotated, [-1])[:n], shape)
 
 
