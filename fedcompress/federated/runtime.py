@@ -538,12 +538,19 @@ def serve_worker(port: int, max_concurrent_computation_calls: int | None = None,
     if not received:
       on_ready(f"TFF worker ready on port {port} (pid {worker.process.pid}, "
                f"max_concurrent_computation_calls={calls}); Ctrl-C or SIGTERM stops it.")
+    # Polled, not one untimed wait: a signal arriving during an untimed wait leaves it
+    # untimed (the syscall resumes), so a worker that did not stop on the forwarded
+    # signal was never killed (seen once: worker.py still up 30 s after SIGTERM).
+    stop_deadline = None
     while True:
       try:
-        code = worker.process.wait(timeout=5.0 if received else None)
+        code = worker.process.wait(timeout=0.5)
         break
       except subprocess.TimeoutExpired:
-        worker.process.kill()
+        if received and stop_deadline is None:
+          stop_deadline = time.monotonic() + 5.0
+        if stop_deadline is not None and time.monotonic() > stop_deadline:
+          worker.process.kill()
   finally:
     worker.stop()
     for s, handler in previous.items():

@@ -261,6 +261,28 @@ def test_workers_stop_cleanly(workers):
     assert not _pid_exists(worker_pid)
 
 
+def test_worker_that_ignores_sigterm_is_killed(repo_root):
+  # worker.py forwards SIGTERM to its worker_binary and kills it 5 s later if it has not
+  # stopped. The signal used to arrive during an untimed wait, which stayed untimed: a
+  # worker_binary that did not stop (here: stopped with SIGSTOP) kept worker.py up.
+  port = portpicker.pick_unused_port()
+  proc = subprocess.Popen(
+      [sys.executable, str(repo_root / "experiments" / "worker.py"), f"--port={port}"],
+      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+  try:
+    match = _READY.match(_read_line(proc, time.monotonic() + _STARTUP_S))
+    assert match, "worker.py did not report ready"
+    worker_pid = int(match.group(2))
+    os.kill(worker_pid, signal.SIGSTOP)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    assert not _pid_exists(worker_pid)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+      proc.wait()
+
+
 @pytest.mark.parametrize("bad", ["localhost", ":80", "host:port", "host:0", "host:70000"])
 def test_bad_worker_address(bad):
   with pytest.raises(ValueError, match="HOST:PORT"):
