@@ -194,4 +194,5 @@ def test_releasing_values_on_a_worker_that_is_gone_is_quiet():
   assert forgiving.dispose_executor(executor_pb2.DisposeExecutorRequest()) is None
   with pytest.raises(executors_errors.RetryableError):  # Real work still fails loudly.
     forgiving.compute(executor_pb2.ComputeRequest())
-  channel.close()
+  # Not closed: the stub subscribed to the channel's state, and closing it under gRPC's
+  # polling thread raised in that thread (a pytest warning in one full run).

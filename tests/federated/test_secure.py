@@ -79,9 +79,12 @@ def test_rotated_secure_sum_pads_and_decodes():
 
 
 def test_count_sketch_chain_sums_under_secure_aggregation():
-  # Linear sketch with the round's shared hashes, then shared-scale integers: the chain
-  # adds up, the server decodes the summed table once.
-  spec = CodecSpec.parse("countsketch(rows=1,fraction=0.25)|fixed_int(bits=4,clip=1.0)")
+  # Linear sketch with hashes shared by the clients, then shared-scale integers: the
+  # chain adds up, the server decodes the summed table once. The hashes are fixed
+  # (seed_policy=fixed): with a fresh draw per run, a collision of the heavy coordinates
+  # (a few percent of draws for 3 in 100 buckets) failed the accuracy check below once.
+  spec = CodecSpec.parse(
+      "countsketch(rows=1,fraction=0.25,seed_policy=fixed,seed=1)|fixed_int(bits=4,clip=1.0)")
   assert spec.codec.sum_compatible and spec.codec.sum_bound() == 7
   assert not CodecSpec.parse("topk(fraction=0.25)|fixed_int(bits=4)").codec.sum_compatible
   factory = secure.SecureEncodedSumFactory(spec, clients_per_round=3)
