@@ -77,16 +77,20 @@ def pack_bits(values: tf.Tensor, bits: int) -> tf.Tensor:
 
 
 def unpack_bits(words: tf.Tensor, bits: int, num_values: int) -> tf.Tensor:
-  """Inverse of `pack_bits`: int64 tensor of shape `[num_values]`."""
+  """Inverse of `pack_bits`: integer tensor of shape `[num_values]`.
+
+  int32 when `bits` divides 32 (what the shifts produce; every value fits), else int64:
+  the decoder casts it to the values' dtype in one pass, not two.
+  """
   if num_values == 0:
-    return tf.zeros([0], tf.int64)
+    return tf.zeros([0], tf.int32 if 32 % bits == 0 else tf.int64)
   mask = (1 << bits) - 1
   if 32 % bits == 0:
     per_word = 32 // bits
     shifts = tf.constant(np.arange(per_word) * bits, tf.int32)
     # The arithmetic shift copies bit 31 down; the mask drops those copies.
     v = tf.bitwise.right_shift(tf.reshape(words, [-1, 1]), shifts)
-    return tf.cast(tf.reshape(tf.bitwise.bitwise_and(v, mask), [-1])[:num_values], tf.int64)
+    return tf.reshape(tf.bitwise.bitwise_and(v, mask), [-1])[:num_values]
   groups = -(-num_values // 32)
   word, offset = _word_layout(bits)
   u = tf.cast(tf.bitcast(tf.reshape(words, [-1]), tf.uint32), tf.int64)

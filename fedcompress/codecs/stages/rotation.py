@@ -178,22 +178,64 @@ def _orthonormal_wht(x: tf.Tensor) -> tf.Tensor:
   return tf.reshape(y, [-1, length])
 
 
+def _overflow_limit(length: int, dtype) -> float:
+  """Largest max|x| whose unscaled transform cannot overflow.
+
+  A partial sum inside a product by H_k / sqrt(k) is at most sqrt(k) times the norm of
+  what it sums, and every norm is at most sqrt(L) * max|x|: below this limit nothing
+  overflows.
+  """
+  return dtype.max / (2 * math.sqrt(length) * math.sqrt(max(_factors(length))))
+
+
+def _largest_magnitude(x: tf.Tensor) -> tf.Tensor:
+  """max|x| as two reductions, without writing |x| (a pass over the tensor)."""
+  return tf.maximum(tf.reduce_max(x), -tf.reduce_min(x))
+
+
 def fast_walsh_hadamard(x: tf.Tensor) -> tf.Tensor:
   """Rows of `x` times the normalized Walsh-Hadamard matrix, safe from overflow."""
   length = x.shape.as_list()[1]
-  # A partial sum inside a product by H_k / sqrt(k) is at most sqrt(k) times the norm
-  # of what it sums, and every norm is at most sqrt(L) * max|x|: below this limit
-  # nothing overflows. Above it (values near the dtype's largest), each row is scaled
-  # by its largest magnitude first and back afterwards, as the transform was before.
-  limit = x.dtype.max / (
-      2 * math.sqrt(length) * math.sqrt(max(_factors(length))))
-  largest = tf.reduce_max(tf.abs(x))
+  # Above the limit (values near the dtype's largest), each row is scaled by its
+  # largest magnitude first and back afterwards, as the transform was before.
+  limit = _overflow_limit(length, x.dtype)
+  largest = _largest_magnitude(x)
 
   def scaled():
     scale = tf.reduce_max(tf.abs(x), axis=1, keepdims=True)
     return _orthonormal_wht(tf.math.divide_no_nan(x, scale)) * scale
 
   return tf.cond(largest > limit, scaled, lambda: _orthonormal_wht(x))
+
+
+def _rotate(x: tf.Tensor, seed: tf.Tensor, rounds: int, inverse: bool) -> tf.Tensor:
+  """`H D_r ... H D_1 x` (or its inverse `D_1 H ... D_r H x`) row by row.
+
+  Every `fast_walsh_hadamard` checks max|.| of its own input against the overflow limit:
+  a reduction over the tensor per `H D` round. Checked once here instead: a sign flip
+  keeps magnitudes and `H` keeps each row's norm, so every intermediate row has
+  max|.| <= ||row|| <= sqrt(L) max|x| (times 1 + 1e-3 for rounding, far above float
+  error). Below `limit / (sqrt(L) (1 + 1e-3))` no round takes the scaled path, and the
+  unchecked transforms compute exactly what the checked ones would; above it, the
+  checked ones run as before.
+  """
+  length = x.shape.as_list()[1]
+  order = list(reversed(range(rounds))) if inverse else list(range(rounds))
+
+  def run(transform):
+    y = x
+    for i in order:
+      if inverse:
+        y = flip_signs(transform(y), _common.stateless_seed(seed, i))
+      else:
+        y = transform(flip_signs(y, _common.stateless_seed(seed, i)))
+    return y
+
+  if rounds == 1:
+    return run(fast_walsh_hadamard)
+  safe = _overflow_limit(length, x.dtype) / (math.sqrt(length) * (1 + 1e-3))
+  return tf.cond(_largest_magnitude(x) > safe, lambda: run(fast_walsh_hadamard),
+                 lambda: run(_orthonormal_wht))
 
 
 @te.core.tf_style_encoding_stage
@@ -223,9 +265,7 @@ class RandomizedHadamardEncodingStage(_common.StatelessStage):
     flat = tf.reshape(x, [-1])
     padded = tf.reshape(tf.pad(flat, [[0, rows * length - n]]), [rows, length])
     seed = _common.draw_seed()
-    rotated = padded
-    for i in range(self._rounds):
-      rotated = fast_walsh_hadamard(flip_signs(rotated, _common.stateless_seed(seed, i)))
+    rotated = _rotate(padded, seed, self._rounds, inverse=False)
     return collections.OrderedDict([(self.ENCODED_VALUES_KEY, rotated), (self.SEED_KEY, seed)])
 
   def decode(self, encoded_tensors, decode_params, num_summands=None, shape=None):
@@ -233,9 +273,7 @@ class RandomizedHadamardEncodingStage(_common.StatelessStage):
     rotated = encoded_tensors[self.ENCODED_VALUES_KEY]
     n = _common.static_num_elements(shape)
     seed = encoded_tensors[self.SEED_KEY]
-    unrotated = rotated
-    for i in reversed(range(self._rounds)):
-      unrotated = flip_signs(fast_walsh_hadamard(unrotated), _common.stateless_seed(seed, i))
+    unrotated = _rotate(rotated, seed, self._rounds, inverse=True)
     return tf.reshape(tf.reshape(unrotated, [-1])[:n], shape)
 
 

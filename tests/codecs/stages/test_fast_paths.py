@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs.stages import bitio, kashin, packing, rotation
+from fedcompress.codecs.stages import bitio, eden, kashin, packing, rotation
 
 
 def _old_pack_bits(values, bits):
@@ -88,6 +88,52 @@ def test_walsh_hadamard_rescales_near_the_largest_float():
   assert np.all(np.isfinite(fast))
   np.testing.assert_allclose(fast, x.astype(np.float64) @ _sylvester(2048), rtol=1e-5,
                              atol=1e31)
+
+
+def _rotate_checking_every_round(x, seed, rounds, inverse):
+  y = x
+  for i in (reversed(range(rounds)) if inverse else range(rounds)):
+    s = rotation._common.stateless_seed(seed, i)
+    y = (rotation.flip_signs(rotation.fast_walsh_hadamard(y), s) if inverse
+         else rotation.fast_walsh_hadamard(rotation.flip_signs(y, s)))
+  return y
+
+
+@pytest.mark.parametrize("rounds", [2, 3])
+@pytest.mark.parametrize("inverse", [False, True])
+# Ordinary values; between the one-check bound and one round's limit (the check falls
+# back to checking each round); above the limit (rows rescaled).
+@pytest.mark.parametrize("magnitude", [1.0, 3e34, 3e36])
+def test_one_overflow_check_per_rotation_gives_the_same_bits(rounds, inverse, magnitude):
+  x = tf.constant(np.random.default_rng(rounds).standard_normal([6, 2048]).astype(np.float32)
+                  * np.float32(magnitude))
+  seed = tf.constant(12345, tf.int32)
+  once = rotation._rotate(x, seed, rounds, inverse).numpy()
+  every = _rotate_checking_every_round(x, seed, rounds, inverse).numpy()
+  assert np.all(np.isfinite(once))
+  np.testing.assert_array_equal(once, every)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 4])
+def test_eden_selects_what_the_centroid_lookup_gave(bits):
+  # The previous EDEN stage: searchsorted indices, gathered centroids, then the scale.
+  rows = tf.constant(np.random.default_rng(bits).standard_normal([5, 512]).astype(np.float32))
+  stage = eden.EdenEncodingStage(bits)
+  encoded = stage.encode(rows, {})
+  centroids = tf.constant(eden.gaussian_lloyd_max(bits), tf.float32)
+  peak = tf.reduce_max(tf.abs(rows), axis=1, keepdims=True)
+  unit = tf.math.divide_no_nan(rows, peak)
+  norms = tf.norm(unit, axis=1, keepdims=True)
+  z = tf.math.divide_no_nan(unit, norms) * np.sqrt(512)
+  indices = tf.searchsorted(tf.broadcast_to((centroids[1:] + centroids[:-1]) / 2, [5, 2**bits - 1]),
+                            z, side="right")
+  quantized = tf.gather(centroids, indices)
+  scales = tf.math.divide_no_nan(norms[:, 0] * np.sqrt(512),
+                                 tf.reduce_sum(z * quantized, axis=1)) * peak[:, 0]
+  np.testing.assert_array_equal(encoded[stage.ENCODED_VALUES_KEY].numpy(), indices.numpy())
+  np.testing.assert_array_equal(encoded[stage.SCALES_KEY].numpy(), scales.numpy())
+  decoded = stage.decode(encoded, {})
+  np.testing.assert_array_equal(decoded.numpy(), (quantized * scales[:, tf.newaxis]).numpy())
 
 
 def test_kashin_representation_equals_tensor_encodings():
