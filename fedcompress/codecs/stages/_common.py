@@ -203,18 +203,6 @@ def check_direction(direction: str) -> str:
   return check_choice("direction", direction, DIRECTIONS)
 
 
-def robust_norm(x: tf.Tensor, axis: int = -1, keepdims: bool = True) -> tf.Tensor:
-  """Euclidean norm along `axis` that neither overflows nor underflows.
-
-  Squaring first would overflow float32 for magnitudes above ~1e19 and flush
-  denormals to zero; dividing by the largest magnitude first avoids both.
-  """
-  scale = tf.reduce_max(tf.abs(x), axis=axis, keepdims=True)
-  unit = tf.math.divide_no_nan(x, scale)
-  norm = tf.norm(unit, axis=axis, keepdims=True) * scale
-  return norm if keepdims else tf.squeeze(norm, axis=axis)
-
-
 class StatelessStage(te.core.EncodingStageInterface):
   """The interface's fixed answers for fedcompress's stateless stages, from class attributes.
 
@@ -247,3 +235,10 @@ class StatelessStage(te.core.EncodingStageInterface):
 
   def get_params(self):
     return collections.OrderedDict(), collections.OrderedDict()
+
+
+def largest_magnitude(x: tf.Tensor, axis=None, keepdims: bool = False) -> tf.Tensor:
+  """`reduce_max(|x|)` as `max(max x, -min x)`: the same value, two reads of `x` and
+  no written `|x|` (a pass over a 6 MB kernel costs about as much as both reads)."""
+  return tf.maximum(tf.reduce_max(x, axis=axis, keepdims=keepdims),
+                    -tf.reduce_min(x, axis=axis, keepdims=keepdims))

@@ -76,7 +76,7 @@ class DriveEncodingStage(_common.StatelessStage):
     cdtype = _common.compute_dtype(x.dtype)
     rows = tf.reshape(tf.cast(x, cdtype), [-1, x.shape[-1]])
     # ||y||^2 / ||y||_1 computed on y / max|y| so that neither sum overflows.
-    peak = tf.reduce_max(tf.abs(rows), axis=1, keepdims=True)
+    peak = _common.largest_magnitude(rows, axis=1, keepdims=True)
     unit = tf.math.divide_no_nan(rows, peak)
     scales = tf.math.divide_no_nan(tf.reduce_sum(tf.square(unit), axis=1),
                                    tf.reduce_sum(tf.abs(unit), axis=1)) * peak[:, 0]

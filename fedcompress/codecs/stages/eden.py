@@ -146,7 +146,7 @@ class EdenEncodingStage(_common.StatelessStage):
     # scale S (about ||y|| / sqrt(L)) is representable. On y / max|y| the norm lies in
     # [1, sqrt(L)] and the factor ||y|| sqrt(L) / <z, q> / max|y| in (0, sqrt(L) /
     # c_min], so S overflows only when it is not representable itself.
-    peak = tf.reduce_max(tf.abs(rows), axis=1, keepdims=True)
+    peak = _common.largest_magnitude(rows, axis=1, keepdims=True)
     unit = tf.math.divide_no_nan(rows, peak)
     unit_norms = tf.norm(unit, axis=1, keepdims=True)
     z = tf.math.divide_no_nan(unit, unit_norms) * math.sqrt(length)

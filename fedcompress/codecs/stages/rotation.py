@@ -188,18 +188,13 @@ def _overflow_limit(length: int, dtype) -> float:
   return dtype.max / (2 * math.sqrt(length) * math.sqrt(max(_factors(length))))
 
 
-def _largest_magnitude(x: tf.Tensor) -> tf.Tensor:
-  """max|x| as two reductions, without writing |x| (a pass over the tensor)."""
-  return tf.maximum(tf.reduce_max(x), -tf.reduce_min(x))
-
-
 def fast_walsh_hadamard(x: tf.Tensor) -> tf.Tensor:
   """Rows of `x` times the normalized Walsh-Hadamard matrix, safe from overflow."""
   length = x.shape.as_list()[1]
   # Above the limit (values near the dtype's largest), each row is scaled by its
   # largest magnitude first and back afterwards, as the transform was before.
   limit = _overflow_limit(length, x.dtype)
-  largest = _largest_magnitude(x)
+  largest = _common.largest_magnitude(x)
 
   def scaled():
     scale = tf.reduce_max(tf.abs(x), axis=1, keepdims=True)
@@ -234,7 +229,7 @@ def _rotate(x: tf.Tensor, seed: tf.Tensor, rounds: int, inverse: bool) -> tf.Ten
   if rounds == 1:
     return run(fast_walsh_hadamard)
   safe = _overflow_limit(length, x.dtype) / (math.sqrt(length) * (1 + 1e-3))
-  return tf.cond(_largest_magnitude(x) > safe, lambda: run(fast_walsh_hadamard),
+  return tf.cond(_common.largest_magnitude(x) > safe, lambda: run(fast_walsh_hadamard),
                  lambda: run(_orthonormal_wht))
 
 
