@@ -146,3 +146,34 @@ def test_kashin_representation_equals_tensor_encodings():
   decoded = stages[0].decode({stages[0].ENCODED_VALUES_KEY: tf.constant(fast)}, params,
                              shape=tf.constant([1, 700]))
   np.testing.assert_allclose(decoded.numpy(), x.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 8, 16])
+@pytest.mark.parametrize("n", [1, 31, 32, 1000, 4097])
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
+def test_packing_floats_by_a_product_gives_the_integer_words(bits, n, dtype):
+  values = np.random.default_rng(bits * n).integers(0, 2**bits, n)
+  # The largest value everywhere too: every field full.
+  values[::3] = 2**bits - 1
+  by_product = packing.pack_float_bits(tf.constant(values, dtype), bits)
+  np.testing.assert_array_equal(by_product.numpy(),
+                                packing.pack_bits(tf.constant(values, tf.int32), bits).numpy())
+
+
+@pytest.mark.parametrize("bits", [1, 4])
+def test_out_of_range_floats_are_masked_as_before(bits):
+  # Outside [0, 2**bits) the stage takes the integer path, which keeps the low bits.
+  values = np.array([0, 2**bits, 2**bits + 1, 3, -1, 1] * 7, np.float32)
+  stage = packing.Bitpack32EncodingStage(bits)
+  words = stage.encode(tf.constant(values), {})[stage.ENCODED_VALUES_KEY]
+  np.testing.assert_array_equal(
+      words.numpy(), packing.pack_bits(tf.constant(values.astype(np.int32)), bits).numpy())
+
+
+@pytest.mark.parametrize("n", [1, 8, 33, 1000])
+def test_one_bit_unpacking_by_byte_table_equals_the_shifts(n):
+  bits = np.random.default_rng(n).integers(0, 2, n)
+  words = packing.pack_bits(tf.constant(bits, tf.int32), 1)
+  np.testing.assert_array_equal(packing.unpack_one_bit_floats(words, n).numpy(),
+                                packing.unpack_bits(words, 1, n).numpy().astype(np.float32))
+  np.testing.assert_array_equal(packing.unpack_one_bit_floats(words, n).numpy(), bits)
