@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import math
+import sys
 import threading
 
 import numpy as np
@@ -32,6 +33,10 @@ SEED_BITS = 32
 # a serialized value never needs a fifth protobuf varint byte; fedcompress's own
 # packing (`packing.py`) uses all 32.
 TE_BITPACK_WORD_BITS = 28
+# Byte views of words (tf.bitcast between uint8 and wider integers) read bytes in
+# memory order; the fast paths built on them assume a little-endian host and fall back
+# to shifts elsewhere.
+LITTLE_ENDIAN = sys.byteorder == "little"
 # Second word of the stateless seed; any constant works, it only has to be shared.
 _SEED_SALT = 0x5EED
 

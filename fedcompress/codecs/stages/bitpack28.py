@@ -19,8 +19,6 @@ tensor_encoding's own code.
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
@@ -32,8 +30,6 @@ _LOW_28_U64 = np.uint64((1 << _WORD_BITS) - 1)
 _LOW_32_U64 = np.uint64((1 << 32) - 1)
 _WORD_BITS_U64 = np.uint64(_WORD_BITS)
 _HALF_U64 = np.uint64(32)
-# The byte views below (bitcast between uint8 and wider integers) assume little endian.
-_FAST = sys.byteorder == "little"
 # Dtypes tensor_encoding's stage records with a zero of that dtype (float32 needs none).
 _MARKED_DTYPES = (tf.float16, tf.bfloat16, tf.float64)
 
@@ -81,7 +77,7 @@ class Bitpacking28EncodingStage(te.stages.BitpackingEncodingStage):
 
   def encode(self, x, encode_params, name=None):
     x = tf.convert_to_tensor(x)
-    if not (_FAST and self._input_bits == 8 and x.shape.is_fully_defined()
+    if not (_common.LITTLE_ENDIAN and self._input_bits == 8 and x.shape.is_fully_defined()
             and x.dtype in _MARKED_DTYPES + (tf.float32,)):
       return super().encode(x, encode_params, name=name)
     with tf.name_scope(name or "bitpacking_encode"):
@@ -91,7 +87,7 @@ class Bitpacking28EncodingStage(te.stages.BitpackingEncodingStage):
       return encoded
 
   def decode(self, encoded_tensors, decode_params, num_summands=None, shape=None, name=None):
-    if not (_FAST and self._input_bits == 8):
+    if not (_common.LITTLE_ENDIAN and self._input_bits == 8):
       return super().decode(encoded_tensors, decode_params, num_summands, shape, name=name)
     with tf.name_scope(name or "bitpacking_decode"):
       marker = encoded_tensors.get(self.DUMMY_TYPE_VALUES_KEY)

@@ -177,3 +177,40 @@ def test_one_bit_unpacking_by_byte_table_equals_the_shifts(n):
   np.testing.assert_array_equal(packing.unpack_one_bit_floats(words, n).numpy(),
                                 packing.unpack_bits(words, 1, n).numpy().astype(np.float32))
   np.testing.assert_array_equal(packing.unpack_one_bit_floats(words, n).numpy(), bits)
+
+
+def _old_flip_signs(x, seed):
+  # rotation.flip_signs before the byte table (shifts of each word by 31..0), verbatim.
+  width = x.dtype.size * 8
+  n = x.shape.num_elements()
+  words = tf.random.stateless_uniform([-(-n // 32)], seed, dtype=tf.uint32, minval=None,
+                                      maxval=None)
+  top = tf.bitwise.bitwise_and(
+      tf.bitwise.left_shift(words[:, tf.newaxis], np.arange(31, -1, -1, dtype=np.uint32)),
+      tf.constant(0x80000000, tf.uint32))
+  mask = tf.reshape(top, [-1])[:n]
+  if width == 16:
+    mask = tf.cast(tf.bitwise.right_shift(mask, 16), tf.uint16)
+  elif width == 64:
+    mask = tf.bitwise.left_shift(tf.cast(mask, tf.uint64), tf.constant(32, tf.uint64))
+  utype = {16: tf.uint16, 32: tf.uint32, 64: tf.uint64}[width]
+  flipped = tf.bitwise.bitwise_xor(tf.bitcast(tf.reshape(x, [-1]), utype), mask)
+  return tf.reshape(tf.bitcast(flipped, x.dtype), x.shape)
+
+
+@pytest.mark.parametrize("dtype", [tf.float16, tf.float32, tf.float64])
+@pytest.mark.parametrize("shape", [(1,), (7, 5), (3, 64), (2, 2048)])
+def test_sign_flip_by_byte_table_equals_the_shifts(dtype, shape):
+  x = tf.cast(tf.random.stateless_normal(shape, [5, 6]), dtype)
+  x = tf.tensor_scatter_nd_update(tf.reshape(x, [-1]), [[0]], tf.constant([0.0], dtype))
+  x = tf.reshape(x, shape)
+  width = {16: np.uint16, 32: np.uint32, 64: np.uint64}[dtype.size * 8]
+  for seed in ([1, 2], [7, 9]):
+    new, old = rotation.flip_signs(x, seed), _old_flip_signs(x, seed)
+    np.testing.assert_array_equal(new.numpy().view(width), old.numpy().view(width))
+  # And it flips: magnitudes kept, about half the signs changed.
+  flipped = rotation.flip_signs(x, [1, 2]).numpy()
+  np.testing.assert_array_equal(np.abs(flipped), np.abs(x.numpy()))
+  if x.shape.num_elements() >= 192:
+    changed = np.signbit(flipped) != np.signbit(x.numpy())
+    assert 0.4 < changed.mean() < 0.6
