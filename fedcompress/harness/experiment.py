@@ -353,9 +353,11 @@ class _RunRecord:
   resume refused by the checkpoint itself writes nothing.
   """
 
-  def __init__(self, config: ExperimentConfig, began: float):
+  def __init__(self, config: ExperimentConfig, began: float,
+               warn: Callable[[str], None] | None = None):
     self._config = config
     self._began = began
+    self._warn = warn
     self._segment: int | None = None
     self._last_round = 0
 
@@ -363,6 +365,11 @@ class _RunRecord:
     self._last_round = first_round - 1
     self._segment = rundir.start_segment(self._config.run_dir, self._config.record(),
                                          rounds=total_rounds, first_round=first_round)
+    change = rundir.environment_change(self._config.run_dir)
+    if change and self._warn is not None:
+      self._warn(f"this run started in another environment ({change}); rounds from "
+                 f"{first_round} on may differ in their last digits from an "
+                 "uninterrupted run (the bits sent do not)")
 
   def write(self, row) -> None:
     self._last_round = int(row[m.ROUND])
@@ -478,7 +485,7 @@ def _run_locked(task, config, initial_weights, process, console) -> ExperimentRe
   hparams = dict(config.recorded) or {"experiment_name": config.experiment_name}
   console = console or reporting.ConsoleReporter(progress=config.progress)
   reporters = [
-      _RunRecord(config, began),
+      _RunRecord(config, began, warn=console.warn),
       console,
       reporting.CsvReporter(os.path.join(config.run_dir, METRICS_FILE)),
       reporting.TensorBoardReporter(config.run_dir, hparams, run_name=config.experiment_name),

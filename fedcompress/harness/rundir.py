@@ -9,8 +9,17 @@ Nothing here imports TensorFlow (a test holds a run's lock from a bare subproces
 * **A record written once.** `config.json` holds every resolved setting of the run as it
   was first started and is never rewritten. Each start of the run (the first and every
   `--resume`) appends a segment to `run_info.json`: the rounds it was asked for, the
-  rounds it ran, its wall time, and the harmless settings it changed (see
-  `MAY_DIFFER_ON_RESUME`). `record_mismatch` compares a new start with that record.
+  rounds it ran, its wall time, the harmless settings it changed (see
+  `MAY_DIFFER_ON_RESUME`), and the environment it ran in (`environment`).
+  `record_mismatch` compares a new start with that record.
+* **The environment beside the flags.** TensorFlow splits float reductions across its
+  intra-op threads, one per usable core unless `TF_NUM_INTRAOP_THREADS` says otherwise,
+  so the same flags and seed on another core count or thread setting can give other
+  losses and accuracies in their last digits (the bits sent do not change): `make
+  demo` with `TF_NUM_INTRAOP_THREADS=1` ended at eval accuracy 0.9222 / 0.9361
+  (original / compressed) against 0.9250 / 0.9250 with the default, on 2 cores.
+  Each segment therefore records the usable cores, those variables and the package
+  versions, and `environment_change` names what differs from the run's first segment.
 """
 
 from __future__ import annotations
@@ -18,9 +27,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import importlib.metadata
 import json
 import math
 import os
+import platform
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -239,6 +250,51 @@ def record_mismatch(run_dir: str, values: Mapping[str, Any], rounds: int) -> str
   return "; ".join(problems) or None
 
 
+# Variables that set TensorFlow's (and its math libraries') thread counts.
+THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
+# Packages whose version can change a run's numbers.
+VERSIONED_PACKAGES = ("tensorflow", "tensorflow-federated", "tensorflow-model-optimization",
+                      "numpy")
+
+
+def environment() -> dict[str, Any]:
+  """What besides the flags decides a run's last digits, for `run_info.json`."""
+
+  def version(package: str) -> str | None:
+    try:
+      return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+      return None
+
+  cpus = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+          else os.cpu_count())
+  return {"usable_cpus": cpus,
+          "thread_variables": {k: os.environ.get(k) for k in THREAD_VARIABLES},
+          "packages": {p: version(p) for p in VERSIONED_PACKAGES},
+          "python": platform.python_version(), "machine": platform.machine()}
+
+
+def environment_change(run_dir: str) -> str | None:
+  """What differs between the last segment's environment and the first's, or None.
+
+  For a warning on `--resume`: the run continues, but its later rounds may differ in
+  their last digits from an uninterrupted run in the first environment.
+  """
+  recorded = [s.get("environment") for s in read_run_info(run_dir)["segments"]]
+  if len(recorded) < 2 or not recorded[0] or not recorded[-1]:
+    return None
+  first, last = recorded[0], recorded[-1]
+  differences = []
+  for key in ("usable_cpus", "thread_variables", "packages", "python", "machine"):
+    a, b = first.get(key), last.get(key)
+    if isinstance(a, dict) and isinstance(b, dict):
+      differences += [f"{name} {a.get(name)} -> {b.get(name)}"
+                      for name in sorted(set(a) | set(b)) if a.get(name) != b.get(name)]
+    elif a != b:
+      differences.append(f"{key} {a} -> {b}")
+  return "; ".join(differences) or None
+
+
 def start_segment(run_dir: str, values: Mapping[str, Any], *, rounds: int,
                   first_round: int) -> int:
   """Writes config.json if the run has none and appends a segment to run_info.json.
@@ -256,7 +312,8 @@ def start_segment(run_dir: str, values: Mapping[str, Any], *, rounds: int,
              if k in MAY_DIFFER_ON_RESUME and k in record and k not in ("resume", "rounds")
              and not _same(record[k], jsonable(v))}
   segment: dict[str, Any] = {"rounds": rounds, "first_round": first_round,
-                             "last_round": first_round - 1, "wall_time_s": 0.0}
+                             "last_round": first_round - 1, "wall_time_s": 0.0,
+                             "environment": environment()}
   if changed:
     segment["changed"] = changed
   info["segments"].append(segment)

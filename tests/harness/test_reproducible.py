@@ -11,6 +11,9 @@ draws nothing. Each codec costs a TFF process build and six rounds.
 from __future__ import annotations
 
 import csv
+import io
+import json
+import os
 
 import numpy as np
 import pytest
@@ -19,6 +22,7 @@ import tensorflow_federated as tff
 
 from fedcompress import metrics as m
 from fedcompress.codecs import CodecSpec
+from fedcompress.harness import reporting
 from fedcompress.harness.experiment import ExperimentConfig, build_process, run_experiment
 from fedcompress.tasks.task import FederatedTask
 
@@ -143,3 +147,33 @@ def test_composed_codec_rerun_gives_the_same_metrics(tmp_path, task):
   first = run_experiment(task, _config(tmp_path, "first", codec), process=process)
   second = run_experiment(task, _config(tmp_path, "second", codec), process=process)
   assert _rows_without_time(second.run_dir) == _rows_without_time(first.run_dir)
+
+
+def test_resume_in_another_environment_is_recorded_and_warned(tmp_path, task, processes,
+                                                              monkeypatch):
+  # TensorFlow's thread count changes float reduction order (fedcompress/harness/
+  # rundir.py), so each segment records its environment and a resume that differs from
+  # the first segment says so on the console.
+  codec = _CODECS["uniform"]
+  monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+
+  def run(rounds: int, resume: bool) -> str:
+    out = io.StringIO()
+    run_experiment(task, _config(tmp_path, "moved", codec, rounds=rounds, resume=resume),
+                   process=processes("uniform"),
+                   console=reporting.ConsoleReporter(stream=out, progress=False))
+    return out.getvalue()
+
+  assert "warning" not in run(1, resume=False)
+  assert "warning" not in run(2, resume=True)
+  monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")
+  lines = [line for line in run(3, resume=True).splitlines() if "warning" in line]
+  assert len(lines) == 1
+  assert "TF_NUM_INTRAOP_THREADS None -> 1" in lines[0]
+  assert "rounds from 3 on" in lines[0]
+  info = json.loads((tmp_path / "moved" / "run_info.json").read_text())
+  environments = [segment["environment"] for segment in info["segments"]]
+  assert [e["thread_variables"]["TF_NUM_INTRAOP_THREADS"] for e in environments] == [
+      None, None, "1"]
+  assert {e["usable_cpus"] for e in environments} == {len(os.sched_getaffinity(0))}
+  assert environments[0]["packages"]["tensorflow"] == tf.__version__
