@@ -7,7 +7,13 @@ sorted segment sums), so it runs inside TFF computations with no Python loop ove
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
+
+# `field_positions` sums widths in groups of this many by one matrix product.
+_GROUP = 32
+# [j, i] = 1 where j < i: a row of widths times it gives each one's exclusive prefix sum.
+_BEFORE = np.triu(np.ones([_GROUP, _GROUP], np.float32), 1)
 
 
 def _low_mask(widths: tf.Tensor) -> tf.Tensor:
@@ -15,26 +21,49 @@ def _low_mask(widths: tf.Tensor) -> tf.Tensor:
   return tf.bitwise.left_shift(tf.constant(1, tf.int64), widths) - 1
 
 
-def write_fields(values: tf.Tensor, widths: tf.Tensor) -> tf.Tensor:
+def field_positions(widths: tf.Tensor) -> tf.Tensor:
+  """`tf.cumsum(widths, exclusive=True)` as int64, for rank-1 widths in 0..32.
+
+  TensorFlow's cumulative sum runs at ~6 ns per element on CPU (10 ms for the CNN's
+  1.6M-symbol kernel). Here groups of 32 widths are summed by one float32 product with
+  a triangular matrix (every partial sum at most 31 * 32, exact in float32 in any
+  order) and only the group totals by `tf.cumsum`: the same integers, in ~5 ms.
+  """
+  w = tf.cast(widths, tf.float32)
+  n = tf.size(w)
+  groups = (n + _GROUP - 1) // _GROUP
+  rows = tf.reshape(tf.pad(w, [[0, groups * _GROUP - n]]), [groups, _GROUP])
+  starts = tf.cumsum(tf.cast(tf.reduce_sum(rows, 1), tf.int64), exclusive=True)
+  inner = tf.cast(tf.matmul(rows, _BEFORE), tf.int64)
+  return tf.reshape(inner + starts[:, tf.newaxis], [-1])[:n]
+
+
+def write_fields(values: tf.Tensor, widths: tf.Tensor, *, values_fit: bool = False
+                 ) -> tf.Tensor:
   """Concatenates `values[i]` as `widths[i]`-bit fields into int32 words.
 
   Args:
     values: rank-1 integer tensor; only the low `widths[i]` bits of each are written.
     widths: rank-1 integer tensor of field widths in 0..32, same length.
+    values_fit: the caller guarantees `0 <= values[i] < 2**widths[i]` (as for Huffman
+      codes), so the masking pass is skipped. Values that do not fit then corrupt
+      their neighbours.
 
   Returns:
     int32 tensor of shape `[ceil(sum(widths) / 32)]`, the last word zero-padded.
   """
   values = tf.cast(values, tf.int64)
   widths = tf.cast(widths, tf.int64)
-  pos = tf.cumsum(widths, exclusive=True)
+  pos = field_positions(widths)
   num_words = (tf.reduce_sum(widths) + 31) // 32
-  word = pos // 32
+  # Positions are >= 0: a shift and a mask are the quotient and remainder by 32.
+  word = tf.bitwise.right_shift(pos, tf.constant(5, tf.int64))
+  offset = tf.bitwise.bitwise_and(pos, tf.constant(31, tf.int64))
   # A field (<= 32 bits) starting at bit offset <= 31 of its word fits in the 64-bit
   # pair (word, word + 1); place it there, left aligned after `offset` bits.
-  shift = tf.cast(64 - pos % 32 - widths, tf.uint64)
-  field = tf.cast(tf.bitwise.bitwise_and(values, _low_mask(widths)), tf.uint64)
-  placed = tf.bitwise.left_shift(field, shift)
+  shift = tf.bitcast(64 - offset - widths, tf.uint64)
+  field = values if values_fit else tf.bitwise.bitwise_and(values, _low_mask(widths))
+  placed = tf.bitwise.left_shift(tf.bitcast(field, tf.uint64), shift)
   # Fields never overlap, so summing them is OR-ing them: the fields that start in one
   # word sum, without a carry, to that word's 64-bit pair (as int64 too: addition
   # without carries is the same in two's complement). Positions only grow, so word ids

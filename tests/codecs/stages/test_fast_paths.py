@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs.stages import bitio, eden, kashin, packing, rotation
+from fedcompress.codecs.stages import bitio, eden, huffman, kashin, packing, rotation
 
 
 def _old_pack_bits(values, bits):
@@ -69,6 +69,45 @@ def _sylvester(size):
   while h.shape[0] < size:
     h = np.block([[h, h], [h, -h]])
   return h / np.sqrt(size)
+
+
+@pytest.mark.parametrize("n", [0, 1, 31, 32, 33, 3000])
+def test_field_positions_equal_the_cumulative_sum(n):
+  widths = np.random.default_rng(n).integers(0, 33, n)
+  np.testing.assert_array_equal(
+      bitio.field_positions(tf.constant(widths, tf.int64)).numpy(),
+      tf.cumsum(tf.constant(widths, tf.int64), exclusive=True).numpy())
+
+
+def test_write_fields_without_masking_when_values_fit():
+  rng = np.random.default_rng(1)
+  widths = rng.integers(0, 33, 3000)
+  values = rng.integers(0, 2**32, 3000) % (2**widths)
+  np.testing.assert_array_equal(
+      bitio.write_fields(values, widths, values_fit=True).numpy(),
+      _old_write_fields(values, widths).numpy())
+
+
+# Code lengths 15 and 16 decode three symbols per step from 16-bit-aligned windows,
+# longer ones one per step by binary search; block sizes and counts leave every
+# remainder of a block's symbols by 3, and a last block shorter than the others.
+@pytest.mark.parametrize("max_code_length", [15, 16, 20, 24])
+@pytest.mark.parametrize("block_size,n", [(7, 50), (64, 1000), (1024, 3071), (1024, 1025)])
+def test_huffman_decoder_paths_round_trip(max_code_length, block_size, n):
+  rng = np.random.default_rng(n + max_code_length)
+  bits = 12
+  # Geometric symbols give codes of many lengths, up to the limit.
+  symbols = np.minimum(rng.geometric(0.25, n) - 1, 2**bits - 1).astype(np.int32)
+  symbols[::97] = rng.integers(0, 2**bits, len(symbols[::97]))
+
+  @tf.function
+  def round_trip(x):
+    stream = huffman.huffman_encode(x, bits, max_code_length=max_code_length,
+                                    block_size=block_size)
+    return huffman.huffman_decode(stream, max_code_length=max_code_length,
+                                  block_size=block_size)
+
+  np.testing.assert_array_equal(round_trip(tf.constant(symbols)).numpy(), symbols)
 
 
 @pytest.mark.parametrize("length", [1, 2, 8, 64, 128, 2048, 8192])
