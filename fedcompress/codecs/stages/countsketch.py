@@ -77,8 +77,10 @@ class CountSketch:
         [self.rows, self.num_elements], _common.stateless_seed(seed, _HASH_SALT), minval=0,
         maxval=2 * self.columns, dtype=tf.int32)
     offsets = tf.range(self.rows, dtype=tf.int32)[:, tf.newaxis] * self.columns
-    signs = 1 - 2 * tf.math.floormod(draw, 2)
-    return tf.math.floordiv(draw, 2) + offsets, signs
+    # draw >= 0: its parity and half by a mask and a shift, several times cheaper per
+    # element than floormod and floordiv (which handle signs), with the same values.
+    signs = 1 - 2 * tf.bitwise.bitwise_and(draw, 1)
+    return tf.bitwise.right_shift(draw, 1) + offsets, signs
 
   def sketch(self, x: tf.Tensor, hashes) -> tf.Tensor:
     """The `[rows, columns]` table of the flat vector `x` (in `x`'s dtype)."""
