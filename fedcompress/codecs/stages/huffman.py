@@ -18,9 +18,10 @@ TFF's C++ worker:
   into int32 words with a sorted segment sum (fields never overlap, so sums are ORs;
   `bitio.write_fields`).
 * Decoding: the symbols are cut into blocks of `block_size`; each block's length in
-  bits is sent, so all blocks decode in parallel and the decoder runs `block_size`
-  iterations of a vectorized step (peek `L` bits, `searchsorted` over the canonical
-  code starts, advance) in a `tf.while_loop`.
+  bits is sent, so all blocks decode in parallel and the decoder runs a vectorized
+  step in a `tf.while_loop`: peek 64 bits, take codes from their top (by tables over
+  every `L`-bit value, three per step, for `L <= 16`; by a binary search over the
+  canonical code starts, one per step, above), advance.
 
 The stream (one int32 tensor, bit 0 = most significant bit of word 0, 32 bits used
 per word) is self-describing and every bit of it is counted as side information:
