@@ -44,7 +44,7 @@ def test_json_has_times_and_ratios_from_them(smoke):
   for name, samples in written["samples"].items():
     assert len(samples["wall_s"]) == len(samples["cpu_s"]) == _TINY.rounds, name
     assert times[name] == pytest.approx(float(np.median(samples["wall_s"])))
-  assert written["targets"] == {"b/a": 1.05, "c/b": 1.10, "c/d": 1.3}
+  assert written["targets"] == {"b/a": 1.0, "c/b": 1.05, "c/d": 1.3}
   assert written["config"]["num_clients"] == 2
 
 
@@ -128,3 +128,13 @@ def test_codec_sweep_times_each_codec_against_uncompressed():
       "environment": {"loadavg_before": (1.0, 1.0, 1.0), "cpu_count": 2}})
   assert f"| drive |  | {drive['wall_s']['none']:.3f} | " in table
   assert table.count("\n| drive") == 1
+  met = "met" if drive["cpu_ratio"]["uplink"] <= 1.25 else "not met"
+  assert table.splitlines()[-1].endswith(f"| <= 1.25x: {met} |")
+  assert drive["uplink_cpu_target"] == 1.25
+
+
+def test_every_swept_codec_has_its_issue_15_target():
+  assert set(benchmark.UPLINK_CPU_TARGETS) == set(benchmark.CODEC_OPTIONS)
+  assert benchmark.target_verdict("eden", {"uplink": 1.25}) == "<= 1.25x: met"
+  assert benchmark.target_verdict("eden", {"uplink": 1.26}) == "<= 1.25x: not met"
+  assert benchmark.target_verdict("eden", {"both": 1.0}) == ""
