@@ -79,6 +79,18 @@ UPLINK_CPU_TARGETS: dict[str, float] = {
 }
 
 
+def pair_ratio_quartiles(samples: Mapping[str, Mapping[str, list[float]]], direction: str,
+                         key: str = "cpu_s") -> tuple[float, float]:
+  """First and third quartiles of `direction`'s per-repetition ratio to uncompressed.
+
+  Each repetition runs every contender once, so round i of the codec and round i of
+  `none` ran under the same load: the spread of their ratios is the measurement's own.
+  """
+  pairs = [c / u for c, u in zip(samples[direction][key], samples["none"][key], strict=True)]
+  q1, _, q3 = statistics.quantiles(pairs, n=4) if len(pairs) > 1 else (pairs * 3)
+  return q1, q3
+
+
 def target_verdict(name: str, cpu_ratio: Mapping[str, float]) -> str:
   """`'<= 1.25x: met'` for a codec's uplink CPU ratio, or '' without uplink or target."""
   target = UPLINK_CPU_TARGETS.get(name)
@@ -334,6 +346,8 @@ def run_codec_sweep(config: BenchmarkConfig, log: Callable[[str], None] | None =
         "wall_ratio": {d: wall[d] / wall["none"] for d in config.codec_directions},
         "cpu_ratio": {d: cpu[d] / cpu["none"] for d in config.codec_directions},
         "uplink_cpu_target": UPLINK_CPU_TARGETS.get(name),
+        "cpu_ratio_quartiles": {d: pair_ratio_quartiles(samples, d)
+                                for d in config.codec_directions},
     }
     if log:
       verdict = target_verdict(name, out[name]["cpu_ratio"])
@@ -356,8 +370,9 @@ def format_codec_table(result: Mapping[str, Any]) -> str:
            f"{config['examples_per_client']} examples; tensors over {config['threshold']:,} "
            f"elements encoded; load average {result['environment']['loadavg_before'][0]:.1f} "
            f"on {result['environment']['cpu_count']} cores at the start.", "",
-           f"| codec | options | uncompressed s | {head} | uplink CPU target |",
-           "|---|---|---:|" + "---:|---:|" * len(directions) + "---|"]
+           f"| codec | options | uncompressed s | {head} | uplink CPU, middle half of "
+           "round pairs | uplink CPU target |",
+           "|---|---|---:|" + "---:|---:|" * len(directions) + "---:|---|"]
   # In CODEC_OPTIONS' order, also for a result read back from JSON with sorted keys.
   order = {name: i for i, name in enumerate(CODEC_OPTIONS)}
   for name in sorted(sweep, key=lambda n: order.get(n, len(order))):
@@ -366,7 +381,12 @@ def format_codec_table(result: Mapping[str, Any]) -> str:
     cells = " | ".join(f"{r['wall_ratio'][d]:.2f}x | {r['cpu_ratio'][d]:.2f}x"
                        for d in directions)
     verdict = target_verdict(name, r["cpu_ratio"])
-    lines.append(f"| {name} | {options} | {r['wall_s']['none']:.3f} | {cells} | {verdict} |")
+    spread = ""
+    if "uplink" in directions and "samples" in r:
+      q1, q3 = pair_ratio_quartiles(r["samples"], "uplink")
+      spread = f"{q1:.2f}-{q3:.2f}x"
+    lines.append(f"| {name} | {options} | {r['wall_s']['none']:.3f} | {cells} | {spread} "
+                 f"| {verdict} |")
   return "\n".join(lines)
 
 

@@ -130,6 +130,12 @@ def test_codec_sweep_times_each_codec_against_uncompressed():
   assert table.count("\n| drive") == 1
   met = "met" if drive["cpu_ratio"]["uplink"] <= 1.25 else "not met"
   assert table.splitlines()[-1].endswith(f"| <= 1.25x: {met} |")
+  # The middle half of the per-round ratios, from the same samples.
+  pairs = sorted(c / u for c, u in zip(drive["samples"]["uplink"]["cpu_s"],
+                                       drive["samples"]["none"]["cpu_s"], strict=True))
+  q1, q3 = drive["cpu_ratio_quartiles"]["uplink"]
+  assert pairs[0] <= q1 <= q3 <= pairs[-1]
+  assert f"| {q1:.2f}-{q3:.2f}x |" in table
   assert drive["uplink_cpu_target"] == 1.25
 
 
@@ -138,3 +144,11 @@ def test_every_swept_codec_has_its_issue_15_target():
   assert benchmark.target_verdict("eden", {"uplink": 1.25}) == "<= 1.25x: met"
   assert benchmark.target_verdict("eden", {"uplink": 1.26}) == "<= 1.25x: not met"
   assert benchmark.target_verdict("eden", {"both": 1.0}) == ""
+
+
+def test_pair_ratio_quartiles_by_hand():
+  samples = {"none": {"cpu_s": [1.0, 1.0, 2.0, 2.0, 1.0]},
+             "uplink": {"cpu_s": [1.1, 1.2, 2.6, 2.8, 1.5]}}
+  # Ratios 1.1, 1.2, 1.3, 1.4, 1.5: statistics.quantiles' exclusive quartiles.
+  q1, q3 = benchmark.pair_ratio_quartiles(samples, "uplink")
+  assert q1 == pytest.approx(1.15) and q3 == pytest.approx(1.45)
