@@ -153,8 +153,12 @@ def test_options_are_checked():
 def test_round_trip_through_the_codec():
   x = np.zeros(3000, np.float32)
   x[42] = 3.0
+  # A fixed seed: a coordinate that shares two of its three buckets with the spike, with
+  # the same sign, has a median estimate of 3 too. That happens for 14 of the seeds
+  # 0..199 (about 3 * 2999 / 300**2 / 2); with a fresh seed per run this test failed
+  # about one run in fifteen.
   encoder = testing.simple_encoder("countsketch", tf.TensorSpec([3000], tf.float32),
-                                   rows=3, columns=300)
+                                   rows=3, columns=300, seed_policy="fixed", seed=0)
   _, decoded, bits = testing.round_trip(encoder, tf.constant(x))
   np.testing.assert_array_equal(decoded.numpy(), x)
   assert bits == 3 * 300 * 32 + 32
