@@ -1,6 +1,7 @@
 """The fast implementations against the ones they replaced, and against definitions.
 
-The references below are the previous implementations, copied verbatim: packing's and
+The references below are the previous implementations, copied verbatim (or, for the
+sign masks, the shift path the module keeps for big-endian hosts): packing's and
 write_fields' scatter-adds must give bit-identical words; the blocked Walsh-Hadamard
 transform must equal the explicit Sylvester matrix product and tensor_encoding's
 butterflies to float rounding, and the Kashin stage tensor_encoding's own.
@@ -218,35 +219,32 @@ def test_one_bit_unpacking_by_byte_table_equals_the_shifts(n):
   np.testing.assert_array_equal(packing.unpack_one_bit_floats(words, n).numpy(), bits)
 
 
-def _old_flip_signs(x, seed):
-  # rotation.flip_signs before the byte table (shifts of each word by 31..0), verbatim.
-  width = x.dtype.size * 8
-  n = x.shape.num_elements()
-  words = tf.random.stateless_uniform([-(-n // 32)], seed, dtype=tf.uint32, minval=None,
-                                      maxval=None)
-  top = tf.bitwise.bitwise_and(
-      tf.bitwise.left_shift(words[:, tf.newaxis], np.arange(31, -1, -1, dtype=np.uint32)),
-      tf.constant(0x80000000, tf.uint32))
-  mask = tf.reshape(top, [-1])[:n]
-  if width == 16:
-    mask = tf.cast(tf.bitwise.right_shift(mask, 16), tf.uint16)
-  elif width == 64:
-    mask = tf.bitwise.left_shift(tf.cast(mask, tf.uint64), tf.constant(32, tf.uint64))
-  utype = {16: tf.uint16, 32: tf.uint32, 64: tf.uint64}[width]
-  flipped = tf.bitwise.bitwise_xor(tf.bitcast(tf.reshape(x, [-1]), utype), mask)
-  return tf.reshape(tf.bitcast(flipped, x.dtype), x.shape)
+@pytest.mark.parametrize("n", [1, 8, 33, 4096])
+def test_sign_masks_by_byte_table_equal_the_shifts(n):
+  words = tf.constant(np.random.default_rng(n).integers(0, 2**32, -(-n // 32)), tf.uint32)
+  by_bytes = rotation.sign_masks(words, n, by_bytes=True).numpy()
+  np.testing.assert_array_equal(by_bytes, rotation.sign_masks(words, n, by_bytes=False))
+  # Coordinate 32 i + j carries bit j of word i in its top bit, and nothing else.
+  bits = (words.numpy()[:, None] >> np.arange(32, dtype=np.uint32)) & 1
+  np.testing.assert_array_equal(by_bytes, (bits.reshape(-1)[:n] << 31).astype(np.uint32))
 
 
 @pytest.mark.parametrize("dtype", [tf.float16, tf.float32, tf.float64])
 @pytest.mark.parametrize("shape", [(1,), (7, 5), (3, 64), (2, 2048)])
-def test_sign_flip_by_byte_table_equals_the_shifts(dtype, shape):
+def test_sign_flip_toggles_the_sign_bits_the_masks_name(dtype, shape):
   x = tf.cast(tf.random.stateless_normal(shape, [5, 6]), dtype)
   x = tf.tensor_scatter_nd_update(tf.reshape(x, [-1]), [[0]], tf.constant([0.0], dtype))
   x = tf.reshape(x, shape)
   width = {16: np.uint16, 32: np.uint32, 64: np.uint64}[dtype.size * 8]
+  n = x.shape.num_elements()
   for seed in ([1, 2], [7, 9]):
-    new, old = rotation.flip_signs(x, seed), _old_flip_signs(x, seed)
-    np.testing.assert_array_equal(new.numpy().view(width), old.numpy().view(width))
+    words = tf.random.stateless_uniform([-(-n // 32)], seed, dtype=tf.uint32, minval=None,
+                                        maxval=None)
+    toggled = rotation.sign_masks(words, n, by_bytes=False).numpy() >> 31
+    expected = x.numpy().reshape(-1).view(width) ^ (toggled.astype(width)
+                                                   << width(dtype.size * 8 - 1))
+    new = rotation.flip_signs(x, seed).numpy().reshape(-1).view(width)
+    np.testing.assert_array_equal(new, expected)
   # And it flips: magnitudes kept, about half the signs changed.
   flipped = rotation.flip_signs(x, [1, 2]).numpy()
   np.testing.assert_array_equal(np.abs(flipped), np.abs(x.numpy()))
