@@ -1,0 +1,65 @@
+"""tools.codec_cost: the three parts of a codec's round, and the ratio they predict."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fedcompress.codecs.spec import CodecSpec
+from tools import codec_cost
+
+
+def test_benchmark_tensors_are_the_cnn_variables_over_the_threshold():
+  assert codec_cost.benchmark_tensor_shapes() == [[5, 5, 32, 64], [3136, 512]]
+  # With no threshold: every trainable variable of the 10-class CNN.
+  assert codec_cost.benchmark_tensor_shapes(threshold=0) == [
+      [5, 5, 1, 32], [32], [5, 5, 32, 64], [64], [3136, 512], [512], [512, 10], [10]]
+
+
+@pytest.mark.parametrize("name,options", [("nonuniform", {"bits": 3}), ("topk", {"fraction": 0.1}),
+                                          ("huffman", {"base": "nonuniform"})])
+def test_the_three_parts_in_turn_give_the_codecs_round_trip(name, options):
+  # Encode, decode before sum and decode after sum of one summand, each run from what the
+  # previous part gave, are the codec's decode of its encode: the parts are wired as the
+  # aggregator runs them.
+  shapes = [[40, 30], [7]]
+  codec_round = codec_cost.CodecRound(name, options, shapes, seed=3)
+  decoded = codec_round.run_all()
+  spec = CodecSpec(name, options, threshold=0)
+  for x, got in zip(codec_round.values, decoded, strict=True):
+    encoder = spec.simple_encoder(tf.TensorSpec(x.shape, tf.float32))
+    encoded, _ = encoder.encode(tf.constant(x), encoder.initial_state())
+    np.testing.assert_array_equal(got, encoder.decode(encoded).numpy())
+  assert all(codec_round.time_part(part) >= 0 for part in codec_cost.PARTS)
+  codec_round.close()
+
+
+def test_the_worker_session_runs_without_grappler():
+  config = codec_cost.worker_session_config()
+  assert config.graph_options.rewrite_options.disable_meta_optimizer
+  assert config.graph_options.optimizer_options.opt_level == tf.compat.v1.OptimizerOptions.L0
+
+
+def test_predicted_ratio_is_one_plus_the_codec_cost_over_the_round():
+  costs = {"x": {"encode": 0.010, "decode_before_sum": 0.005, "decode_after_sum": 0.020},
+           "y": {"encode": 0.001, "decode_before_sum": 0.0, "decode_after_sum": 0.0}}
+  benchmark = {"config": {"num_clients": 10}, "codec_sweep": {"codecs": {
+      "x": {"cpu_s": {"none": 1.0, "uplink": 1.2}, "cpu_ratio": {"uplink": 1.2}},
+      "z": {"cpu_s": {"none": 1.0}, "cpu_ratio": {"uplink": 1.5}}}}}
+  ratios = codec_cost.predicted_ratios(costs, benchmark)
+  # Only codecs both timed and swept; x: (10 + 5 + 20 / 10) ms per client over 100 ms.
+  assert set(ratios) == {"x"}
+  assert ratios["x"]["codec_per_client_s"] == pytest.approx(0.017)
+  assert ratios["x"]["uncompressed_per_client_s"] == pytest.approx(0.1)
+  assert ratios["x"]["predicted"] == pytest.approx(1.17)
+  assert ratios["x"]["measured"] == 1.2
+
+
+def test_main_prints_each_codec_and_refuses_unknown_ones(capsys):
+  codec_cost.main(["--codecs=randk", "--reps=1"])
+  lines = capsys.readouterr().out.splitlines()
+  assert lines[0].startswith("tensors: 5x5x32x64, 3136x512")
+  assert lines[2].split()[0] == "randk" and len(lines[2].split()) == 4
+  with pytest.raises(SystemExit) as exit_info:
+    codec_cost.main(["--codecs=nope"])
+  assert exit_info.value.code == 2
+  assert "unknown codecs ['nope']" in capsys.readouterr().err

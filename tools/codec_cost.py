@@ -1,0 +1,205 @@
+"""Where a codec's share of a round goes: client encode, server decode per client, per round.
+
+  python -m tools.codec_cost [--codecs=nonuniform,uniform_huffman] [--reps=9]
+      [--benchmark_json=runs/benchmark.json]
+
+In a FedAvg round with an `EncodedSumFactory` aggregator, each client encodes its
+update, the server decodes each client's encoding as far as the codec does not commute
+with sum (`decode_before_sum`, inside `federated_aggregate`, once per client) and the
+sum of those once (`decode_after_sum`). This times the three parts of every codec's
+`GatherEncoder` on the tensors the benchmark encodes (the benchmark CNN's variables of
+more than `threshold` elements: the 5x5x32x64 conv kernel and the 3136x512 dense
+kernel), N(0, 0.01) values, CPU seconds of this process, median of `reps`, interleaved
+across codecs.
+
+The graphs run in a TF1 session configured as TFF 0.87's worker configures its own
+(`tensorflow_federated/cc/core/impl/executors/session_provider.cc`): Grappler's meta
+optimizer off, graph optimizer level L0, no JIT. The inputs are fed, not constants:
+with constant inputs a session with Grappler folds most of a codec away, and the
+figures would be a fraction of what the worker spends.
+
+With `--benchmark_json` (a `make bench` output with a codec sweep), each codec's
+client-plus-server cost per client is divided by that run's uncompressed round CPU per
+client, the ratio the codec's own arithmetic predicts for its uplink round, beside the
+one `make bench` measured.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tools.benchmark import CODEC_OPTIONS, BenchmarkConfig
+
+PARTS = ("encode", "decode_before_sum", "decode_after_sum")
+
+
+def worker_session_config(threads: int = 0):
+  """`ConfigProto` with the options TFF 0.87's worker gives its sessions."""
+  import tensorflow as tf
+
+  config = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=threads,
+                                    intra_op_parallelism_threads=threads)
+  config.graph_options.rewrite_options.disable_meta_optimizer = True
+  config.graph_options.optimizer_options.opt_level = tf.compat.v1.OptimizerOptions.L0
+  config.graph_options.optimizer_options.global_jit_level = tf.compat.v1.OptimizerOptions.OFF
+  config.experimental.optimize_for_static_graph = True
+  config.experimental.disable_output_partition_graphs = True
+  config.allow_soft_placement = True
+  return config
+
+
+def benchmark_tensor_shapes(threshold: int = BenchmarkConfig.threshold,
+                            num_classes: int = 10) -> list[list[int]]:
+  """Shapes of the benchmark CNN's trainable variables of more than `threshold` elements."""
+  from fedcompress.tasks.models.cnn import create_original_fedavg_cnn
+
+  model = create_original_fedavg_cnn(num_classes, seed=0)
+  return [v.shape.as_list() for v in model.trainable_variables
+          if math.prod(v.shape.as_list()) > threshold]
+
+
+class CodecRound:
+  """One codec's three parts on `shapes`, built once into a graph and session."""
+
+  def __init__(self, name: str, options: Mapping[str, Any], shapes: Sequence[Sequence[int]],
+               seed: int = 0, threads: int = 0):
+    import numpy as np
+    import tensorflow as tf
+
+    from fedcompress.codecs.spec import CodecSpec
+
+    spec = CodecSpec(name, dict(options), threshold=0)
+    rng = np.random.default_rng(seed)
+    self.values = [rng.standard_normal(shape).astype(np.float32) * 0.01 for shape in shapes]
+    self.graph = tf.Graph()
+    with self.graph.as_default():
+      encoders = [spec.gather_encoder(tf.TensorSpec(shape, tf.float32)) for shape in shapes]
+      self._inputs = [tf.compat.v1.placeholder(tf.float32, shape) for shape in shapes]
+      params = [e.get_params(e.initial_state()) for e in encoders]
+      self._encoded = [e.encode(x, p[0])[0] for e, x, p in zip(encoders, self._inputs, params,
+                                                                strict=True)]
+      # The server's parts read placeholders of what the previous part gave.
+      self._encoded_in = [tf.nest.map_structure(
+          lambda t: tf.compat.v1.placeholder(t.dtype, t.shape), enc) for enc in self._encoded]
+      self._parts = [e.decode_before_sum(enc, p[1]) for e, enc, p in zip(
+          encoders, self._encoded_in, params, strict=True)]
+      self._parts_in = [tf.nest.map_structure(
+          lambda t: tf.compat.v1.placeholder(t.dtype, t.shape), part) for part in self._parts]
+      self._decoded = [e.decode_after_sum(part, p[2], 1) for e, part, p in zip(
+          encoders, self._parts_in, params, strict=True)]
+    self.session = tf.compat.v1.Session(graph=self.graph, config=worker_session_config(threads))
+    self._feeds = {}
+    self.run_all()
+
+  def _feed(self, placeholders, values) -> dict:
+    import tensorflow as tf
+
+    return dict(zip(tf.nest.flatten(placeholders), tf.nest.flatten(values), strict=True))
+
+  def run_all(self) -> list:
+    """Runs the three parts in turn; returns the decoded tensors (and keeps each feed)."""
+    self._feeds["encode"] = dict(zip(self._inputs, self.values, strict=True))
+    encoded = self.session.run(self._encoded, self._feeds["encode"])
+    self._feeds["decode_before_sum"] = self._feed(self._encoded_in, encoded)
+    parts = self.session.run(self._parts, self._feeds["decode_before_sum"])
+    self._feeds["decode_after_sum"] = self._feed(self._parts_in, parts)
+    return self.session.run(self._decoded, self._feeds["decode_after_sum"])
+
+  def time_part(self, part: str) -> float:
+    fetch = {"encode": self._encoded, "decode_before_sum": self._parts,
+             "decode_after_sum": self._decoded}[part]
+    t0 = time.process_time()
+    self.session.run(fetch, self._feeds[part])
+    return time.process_time() - t0
+
+  def close(self) -> None:
+    self.session.close()
+
+
+def time_codecs(names: Sequence[str], shapes: Sequence[Sequence[int]], reps: int,
+                seed: int = 0, threads: int = 0) -> dict[str, dict[str, float]]:
+  """`{codec: {part: median CPU seconds}}`, the codecs' runs interleaved."""
+  rounds = {name: CodecRound(name, CODEC_OPTIONS[name], shapes, seed, threads) for name in names}
+  samples = {name: {part: [] for part in PARTS} for name in names}
+  for rep in range(reps):
+    for name in (names if rep % 2 == 0 else list(reversed(names))):
+      for part in PARTS:
+        samples[name][part].append(rounds[name].time_part(part))
+  for codec_round in rounds.values():
+    codec_round.close()
+  return {name: {part: statistics.median(v) for part, v in parts.items()}
+          for name, parts in samples.items()}
+
+
+def per_client_s(costs: Mapping[str, float], num_clients: int) -> float:
+  """A codec's uplink CPU per client: encode and decode before sum, plus a share of the rest."""
+  return (costs["encode"] + costs["decode_before_sum"]
+          + costs["decode_after_sum"] / num_clients)
+
+
+def predicted_ratios(costs: Mapping[str, Mapping[str, float]], benchmark: Mapping[str, Any]
+                     ) -> dict[str, dict[str, float]]:
+  """Per codec of `benchmark`'s sweep: the uplink CPU ratio its costs predict, and measured.
+
+  The prediction is 1 + (codec CPU per client) / (uncompressed round CPU per client), the
+  uncompressed round taken from the same codec's interleaved run in `benchmark`.
+  """
+  num_clients = benchmark["config"]["num_clients"]
+  out = {}
+  for name, run in benchmark.get("codec_sweep", {}).get("codecs", {}).items():
+    if name not in costs or "uplink" not in run.get("cpu_ratio", {}):
+      continue
+    round_per_client = run["cpu_s"]["none"] / num_clients
+    out[name] = {"codec_per_client_s": per_client_s(costs[name], num_clients),
+                 "uncompressed_per_client_s": round_per_client,
+                 "predicted": 1 + per_client_s(costs[name], num_clients) / round_per_client,
+                 "measured": run["cpu_ratio"]["uplink"]}
+  return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  import argparse
+
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--codecs", default=",".join(CODEC_OPTIONS))
+  parser.add_argument("--reps", type=int, default=9)
+  parser.add_argument("--threads", type=int, default=0,
+                      help="TensorFlow inter- and intra-op threads (0: TensorFlow's default, "
+                           "as in TFF's worker)")
+  parser.add_argument("--benchmark_json", default=None,
+                      help="a `make bench` JSON with a codec sweep, for the predicted ratios")
+  args = parser.parse_args(argv)
+  names = [n.strip() for n in args.codecs.split(",") if n.strip()]
+  unknown = sorted(set(names) - set(CODEC_OPTIONS))
+  if unknown:
+    parser.error(f"unknown codecs {unknown}; valid: {', '.join(CODEC_OPTIONS)}")
+  if args.reps < 1:
+    parser.error("--reps must be >= 1")
+  benchmark = None
+  if args.benchmark_json:
+    with open(args.benchmark_json) as f:
+      benchmark = json.load(f)
+  shapes = benchmark_tensor_shapes()
+  print(f"tensors: {', '.join('x'.join(map(str, s)) for s in shapes)}; median CPU ms of "
+        f"{args.reps} interleaved runs", flush=True)
+  costs = time_codecs(names, shapes, args.reps, threads=args.threads)
+  print(f"{'codec':16s} {'encode':>8s} {'decode<sum':>11s} {'decode>sum':>11s}")
+  for name in names:
+    c = costs[name]
+    print(f"{name:16s} {c['encode'] * 1e3:8.1f} {c['decode_before_sum'] * 1e3:11.1f} "
+          f"{c['decode_after_sum'] * 1e3:11.1f}")
+  if benchmark is not None:
+    print("uplink CPU ratio: predicted by the codec's own cost / measured by make bench")
+    for name, r in predicted_ratios(costs, benchmark).items():
+      print(f"{name:16s} {r['codec_per_client_s'] * 1e3:6.1f} ms per client over "
+            f"{r['uncompressed_per_client_s'] * 1e3:6.1f} ms: {r['predicted']:.2f}x / "
+            f"{r['measured']:.2f}x")
+
+
+if __name__ == "__main__":
+  main()
