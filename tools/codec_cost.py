@@ -1,7 +1,7 @@
 """Where a codec's share of a round goes: client encode, server decode per client, per round.
 
   python -m tools.codec_cost [--codecs=nonuniform,uniform_huffman] [--reps=9]
-      [--benchmark_json=runs/benchmark.json]
+      [--no_round] [--benchmark_json=runs/benchmark.json]
 
 In a FedAvg round with an `EncodedSumFactory` aggregator, each client encodes its
 update, the server decodes each client's encoding as far as the codec does not commute
@@ -9,8 +9,9 @@ with sum (`decode_before_sum`, inside `federated_aggregate`, once per client) an
 sum of those once (`decode_after_sum`). This times the three parts of every codec's
 `GatherEncoder` on the tensors the benchmark encodes (the benchmark CNN's variables of
 more than `threshold` elements: the 5x5x32x64 conv kernel and the 3136x512 dense
-kernel), N(0, 0.01) values, CPU seconds of this process, median of `reps`, interleaved
-across codecs.
+kernel), N(0, 0.01) values, CPU seconds, median of `reps`, interleaved with one
+uncompressed FedAvg round of the benchmark's task (10 clients of 100 examples, on the
+local TFF worker; its CPU is this process's and the worker's).
 
 The graphs run in a TF1 session configured as TFF 0.87's worker configures its own
 (`tensorflow_federated/cc/core/impl/executors/session_provider.cc`): Grappler's meta
@@ -18,10 +19,11 @@ optimizer off, graph optimizer level L0, no JIT. The inputs are fed, not constan
 with constant inputs a session with Grappler folds most of a codec away, and the
 figures would be a fraction of what the worker spends.
 
-With `--benchmark_json` (a `make bench` output with a codec sweep), each codec's
-client-plus-server cost per client is divided by that run's uncompressed round CPU per
-client, the ratio the codec's own arithmetic predicts for its uplink round, beside the
-one `make bench` measured.
+Each codec's cost per client (encode, decode before sum, and its share of the decode
+after sum) over the uncompressed round's CPU per client, measured in the same run (this
+machine's speed moves by 30% and more from one minute to the next), is the uplink CPU
+ratio that the codec's own arithmetic predicts; `--benchmark_json` (a `make bench`
+output with a codec sweep) adds the ratio `make bench` measured beside it.
 """
 
 from __future__ import annotations
@@ -121,19 +123,52 @@ class CodecRound:
     self.session.close()
 
 
+def uncompressed_round(config: BenchmarkConfig | None = None):
+  """`run(repetition)`: one uncompressed fedcompress round of the benchmark's task.
+
+  Installs fedcompress's local TFF context (its worker's CPU counts in the timing).
+  """
+  import fedcompress
+  from fedcompress.federated import runtime
+  from tools.benchmark import build_timing_task
+
+  config = config or BenchmarkConfig()
+  runtime.set_local_context(config.max_concurrent_clients)
+  task, _ = build_timing_task(config)
+  process = fedcompress.build_fedavg(task.model_fn)
+  state = [process.initialize()]
+
+  def run(repetition: int) -> None:
+    data = [task.client_dataset(cid, repetition) for cid in task.client_ids]
+    state[0] = process.next(state[0], data).state
+
+  return run
+
+
 def time_codecs(names: Sequence[str], shapes: Sequence[Sequence[int]], reps: int,
-                seed: int = 0, threads: int = 0) -> dict[str, dict[str, float]]:
-  """`{codec: {part: median CPU seconds}}`, the codecs' runs interleaved."""
+                seed: int = 0, threads: int = 0, round_runner=None
+                ) -> dict[str, dict[str, float]]:
+  """`{codec: {part: median CPU seconds}}` (and `{'round': ..}`), all runs interleaved.
+
+  Args:
+    round_runner: if given, `run(repetition)` of the uncompressed round, timed with the
+      codecs' parts under the key 'round' (with one untimed warm-up).
+  """
+  from tools.benchmark import time_interleaved
+
   rounds = {name: CodecRound(name, CODEC_OPTIONS[name], shapes, seed, threads) for name in names}
-  samples = {name: {part: [] for part in PARTS} for name in names}
-  for rep in range(reps):
-    for name in (names if rep % 2 == 0 else list(reversed(names))):
-      for part in PARTS:
-        samples[name][part].append(rounds[name].time_part(part))
+  runners = {f"{name}/{part}": (lambda rep, r=rounds[name], p=part: r.time_part(p))
+             for name in names for part in PARTS}
+  if round_runner is not None:
+    runners["round"] = round_runner
+  samples = time_interleaved(runners, reps, warmup_rounds=1 if round_runner else 0)
   for codec_round in rounds.values():
     codec_round.close()
-  return {name: {part: statistics.median(v) for part, v in parts.items()}
-          for name, parts in samples.items()}
+  out = {name: {part: statistics.median(samples[f"{name}/{part}"]["cpu_s"]) for part in PARTS}
+         for name in names}
+  if round_runner is not None:
+    out["round"] = {"cpu_s": statistics.median(samples["round"]["cpu_s"])}
+  return out
 
 
 def per_client_s(costs: Mapping[str, float], num_clients: int) -> float:
@@ -142,24 +177,16 @@ def per_client_s(costs: Mapping[str, float], num_clients: int) -> float:
           + costs["decode_after_sum"] / num_clients)
 
 
-def predicted_ratios(costs: Mapping[str, Mapping[str, float]], benchmark: Mapping[str, Any]
-                     ) -> dict[str, dict[str, float]]:
-  """Per codec of `benchmark`'s sweep: the uplink CPU ratio its costs predict, and measured.
+def predicted_ratio(costs: Mapping[str, float], round_cpu_s: float, num_clients: int) -> float:
+  """1 + (codec CPU per client) / (uncompressed round CPU per client)."""
+  return 1 + per_client_s(costs, num_clients) / (round_cpu_s / num_clients)
 
-  The prediction is 1 + (codec CPU per client) / (uncompressed round CPU per client), the
-  uncompressed round taken from the same codec's interleaved run in `benchmark`.
-  """
-  num_clients = benchmark["config"]["num_clients"]
-  out = {}
-  for name, run in benchmark.get("codec_sweep", {}).get("codecs", {}).items():
-    if name not in costs or "uplink" not in run.get("cpu_ratio", {}):
-      continue
-    round_per_client = run["cpu_s"]["none"] / num_clients
-    out[name] = {"codec_per_client_s": per_client_s(costs[name], num_clients),
-                 "uncompressed_per_client_s": round_per_client,
-                 "predicted": 1 + per_client_s(costs[name], num_clients) / round_per_client,
-                 "measured": run["cpu_ratio"]["uplink"]}
-  return out
+
+def measured_ratios(benchmark: Mapping[str, Any]) -> dict[str, float]:
+  """`{codec: uplink CPU ratio}` of a `make bench` JSON's codec sweep."""
+  return {name: run["cpu_ratio"]["uplink"]
+          for name, run in benchmark.get("codec_sweep", {}).get("codecs", {}).items()
+          if "uplink" in run.get("cpu_ratio", {})}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -169,10 +196,12 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--codecs", default=",".join(CODEC_OPTIONS))
   parser.add_argument("--reps", type=int, default=9)
   parser.add_argument("--threads", type=int, default=0,
-                      help="TensorFlow inter- and intra-op threads (0: TensorFlow's default, "
-                           "as in TFF's worker)")
+                      help="TensorFlow inter- and intra-op threads of the codecs' session "
+                           "(0: TensorFlow's default, as in TFF's worker)")
+  parser.add_argument("--no_round", action="store_true",
+                      help="time the codecs only, not the uncompressed round (no prediction)")
   parser.add_argument("--benchmark_json", default=None,
-                      help="a `make bench` JSON with a codec sweep, for the predicted ratios")
+                      help="a `make bench` JSON with a codec sweep: its measured ratios")
   args = parser.parse_args(argv)
   names = [n.strip() for n in args.codecs.split(",") if n.strip()]
   unknown = sorted(set(names) - set(CODEC_OPTIONS))
@@ -180,25 +209,44 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.error(f"unknown codecs {unknown}; valid: {', '.join(CODEC_OPTIONS)}")
   if args.reps < 1:
     parser.error("--reps must be >= 1")
-  benchmark = None
+  measured = {}
   if args.benchmark_json:
-    with open(args.benchmark_json) as f:
-      benchmark = json.load(f)
+    try:
+      with open(args.benchmark_json) as f:
+        measured = measured_ratios(json.load(f))
+    except (OSError, ValueError) as e:
+      parser.error(f"cannot read --benchmark_json {args.benchmark_json}: {e}")
   shapes = benchmark_tensor_shapes()
+  config = BenchmarkConfig()
+  round_runner = None if args.no_round else uncompressed_round(config)
   print(f"tensors: {', '.join('x'.join(map(str, s)) for s in shapes)}; median CPU ms of "
         f"{args.reps} interleaved runs", flush=True)
-  costs = time_codecs(names, shapes, args.reps, threads=args.threads)
-  print(f"{'codec':16s} {'encode':>8s} {'decode<sum':>11s} {'decode>sum':>11s}")
+  try:
+    costs = time_codecs(names, shapes, args.reps, threads=args.threads,
+                        round_runner=round_runner)
+  finally:
+    if round_runner is not None:
+      from fedcompress.federated import runtime
+      runtime.shutdown()
+  header = f"{'codec':16s} {'encode':>8s} {'decode<sum':>11s} {'decode>sum':>11s}"
+  if round_runner is not None:
+    round_cpu_s = costs["round"]["cpu_s"]
+    print(f"uncompressed round: {round_cpu_s * 1e3:.1f} ms of CPU, "
+          f"{round_cpu_s / config.num_clients * 1e3:.1f} per client")
+    header += f" {'per client':>11s} {'predicted':>10s}"
+    if measured:
+      header += f" {'make bench':>11s}"
+  print(header)
   for name in names:
     c = costs[name]
-    print(f"{name:16s} {c['encode'] * 1e3:8.1f} {c['decode_before_sum'] * 1e3:11.1f} "
-          f"{c['decode_after_sum'] * 1e3:11.1f}")
-  if benchmark is not None:
-    print("uplink CPU ratio: predicted by the codec's own cost / measured by make bench")
-    for name, r in predicted_ratios(costs, benchmark).items():
-      print(f"{name:16s} {r['codec_per_client_s'] * 1e3:6.1f} ms per client over "
-            f"{r['uncompressed_per_client_s'] * 1e3:6.1f} ms: {r['predicted']:.2f}x / "
-            f"{r['measured']:.2f}x")
+    line = (f"{name:16s} {c['encode'] * 1e3:8.1f} {c['decode_before_sum'] * 1e3:11.1f} "
+            f"{c['decode_after_sum'] * 1e3:11.1f}")
+    if round_runner is not None:
+      line += (f" {per_client_s(c, config.num_clients) * 1e3:11.1f} "
+               f"{predicted_ratio(c, round_cpu_s, config.num_clients):9.2f}x")
+      if name in measured:
+        line += f" {measured[name]:10.2f}x"
+    print(line)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from fedcompress.codecs.spec import CodecSpec
 from tools import codec_cost
+from tools.benchmark import BenchmarkConfig
 
 
 def test_benchmark_tensors_are_the_cnn_variables_over_the_threshold():
@@ -40,22 +41,29 @@ def test_the_worker_session_runs_without_grappler():
 
 
 def test_predicted_ratio_is_one_plus_the_codec_cost_over_the_round():
-  costs = {"x": {"encode": 0.010, "decode_before_sum": 0.005, "decode_after_sum": 0.020},
-           "y": {"encode": 0.001, "decode_before_sum": 0.0, "decode_after_sum": 0.0}}
-  benchmark = {"config": {"num_clients": 10}, "codec_sweep": {"codecs": {
-      "x": {"cpu_s": {"none": 1.0, "uplink": 1.2}, "cpu_ratio": {"uplink": 1.2}},
-      "z": {"cpu_s": {"none": 1.0}, "cpu_ratio": {"uplink": 1.5}}}}}
-  ratios = codec_cost.predicted_ratios(costs, benchmark)
-  # Only codecs both timed and swept; x: (10 + 5 + 20 / 10) ms per client over 100 ms.
-  assert set(ratios) == {"x"}
-  assert ratios["x"]["codec_per_client_s"] == pytest.approx(0.017)
-  assert ratios["x"]["uncompressed_per_client_s"] == pytest.approx(0.1)
-  assert ratios["x"]["predicted"] == pytest.approx(1.17)
-  assert ratios["x"]["measured"] == 1.2
+  costs = {"encode": 0.010, "decode_before_sum": 0.005, "decode_after_sum": 0.020}
+  # (10 + 5 + 20 / 10) ms per client over a round of 1 s for 10 clients.
+  assert codec_cost.per_client_s(costs, 10) == pytest.approx(0.017)
+  assert codec_cost.predicted_ratio(costs, 1.0, 10) == pytest.approx(1.17)
+  benchmark = {"codec_sweep": {"codecs": {
+      "x": {"cpu_ratio": {"uplink": 1.2, "both": 1.4}}, "y": {"cpu_ratio": {"both": 1.5}}}}}
+  assert codec_cost.measured_ratios(benchmark) == {"x": 1.2}
+  assert codec_cost.measured_ratios({"ratios": {}}) == {}
+
+
+def test_the_round_is_timed_with_the_codecs():
+  # A real uncompressed round of the benchmark's task, on the local TFF worker, timed
+  # in the same interleaved run as a codec's parts. (The local context it installs stays
+  # for the tests after this one, as any library call would leave it.)
+  run = codec_cost.uncompressed_round(BenchmarkConfig(num_clients=2, examples_per_client=20))
+  costs = codec_cost.time_codecs(["topk"], [[200, 60]], 1, round_runner=run)
+  assert set(costs) == {"topk", "round"}
+  assert costs["round"]["cpu_s"] > 0
+  assert set(costs["topk"]) == set(codec_cost.PARTS)
 
 
 def test_main_prints_each_codec_and_refuses_unknown_ones(capsys):
-  codec_cost.main(["--codecs=randk", "--reps=1"])
+  codec_cost.main(["--codecs=randk", "--reps=1", "--no_round"])
   lines = capsys.readouterr().out.splitlines()
   assert lines[0].startswith("tensors: 5x5x32x64, 3136x512")
   assert lines[2].split()[0] == "randk" and len(lines[2].split()) == 4
