@@ -8,7 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV_PY := .venv/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: venv test test-fast demo lint bench answers clean requirements dist check-install
+.PHONY: venv test test-fast demo lint bench codec-cost answers clean requirements dist check-install
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -49,6 +49,13 @@ bench: venv
 	mkdir -p runs
 	$(VENV_PY) -m tools.run_benchmark --rounds=15 --output=runs/benchmark.json \
 	    --memory_cache_dir=runs/benchmark_data --codecs=all --readme=README.md
+
+# A minute instead of bench's eleven, for work on a codec: each codec's client encode and
+# server decodes on the benchmark's tensors, interleaved with uncompressed rounds, and
+# the uplink ratio they predict beside the one the last `make bench` measured.
+codec-cost: venv
+	$(VENV_PY) -m tools.codec_cost --reps=9 \
+	    $$(test -f runs/benchmark.json && echo --benchmark_json=runs/benchmark.json)
 
 # The README's answers to the tutorial's three questions (3 seeds per configuration, on
 # digits and Shakespeare fine-tuning): runs, docs/answers.json and the README block.
