@@ -7,6 +7,10 @@ codec's `SimpleEncoder` encode and decode are traced once into `tf.function`s an
 separately (median of `reps` calls after one warm-up, CPU seconds of this process), next
 to a plain `x * 1.0001` pass over the same tensor for scale. Decode is what the server
 runs once per client for codecs that do not commute with sum.
+
+`tools.codec_cost` splits the decode into its per-client and per-round parts, times
+them on both tensors the benchmark encodes in a session configured like TFF's worker,
+and predicts each codec's round ratio from them.
 """
 
 from __future__ import annotations
