@@ -30,7 +30,8 @@ def test_the_three_parts_in_turn_give_the_codecs_round_trip(name, options):
     encoder = spec.simple_encoder(tf.TensorSpec(x.shape, tf.float32))
     encoded, _ = encoder.encode(tf.constant(x), encoder.initial_state())
     np.testing.assert_array_equal(got, encoder.decode(encoded).numpy())
-  assert all(codec_round.time_part(part) >= 0 for part in codec_cost.PARTS)
+  for part in codec_cost.PARTS:  # What the timing repeats runs again.
+    codec_round.run_part(part)
   codec_round.close()
 
 
