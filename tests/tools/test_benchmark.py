@@ -139,11 +139,31 @@ def test_codec_sweep_times_each_codec_against_uncompressed():
   assert drive["uplink_cpu_target"] == 1.25
 
 
-def test_every_swept_codec_has_its_issue_15_target():
-  assert set(benchmark.UPLINK_CPU_TARGETS) == set(benchmark.CODEC_OPTIONS)
+def test_every_registered_codec_is_swept_and_issue_15s_have_their_targets():
+  from fedcompress.codecs import registry
+
+  # identity is the uncompressed round each codec is timed against.
+  assert set(benchmark.CODEC_OPTIONS) == set(registry.available_codecs()) - {"identity"}
+  assert set(benchmark.UPLINK_CPU_TARGETS) == {
+      "uniform", "topk", "randk", "hadamard", "drive", "eden", "nonuniform", "kashin",
+      "uniform_huffman", "adaptive"}
   assert benchmark.target_verdict("eden", {"uplink": 1.25}) == "<= 1.25x: met"
   assert benchmark.target_verdict("eden", {"uplink": 1.26}) == "<= 1.25x: not met"
   assert benchmark.target_verdict("eden", {"both": 1.0}) == ""
+
+
+def test_a_codec_without_an_issue_15_target_says_so_in_the_table():
+  run = {"options": {"rows": 5}, "wall_s": {"none": 0.5, "uplink": 1.0},
+         "cpu_s": {"none": 1.0, "uplink": 3.0}, "wall_ratio": {"uplink": 2.0},
+         "cpu_ratio": {"uplink": 3.0},
+         "samples": {"none": {"cpu_s": [1.0, 1.0]}, "uplink": {"cpu_s": [2.0, 4.0]}}}
+  config = dataclasses.asdict(dataclasses.replace(_TINY, codec_directions=("uplink",)))
+  table = benchmark.format_codec_table({
+      "config": config, "codec_sweep": {"codecs": {"countsketch": run}},
+      "environment": {"loadavg_before": (1.0, 1.0, 1.0), "cpu_count": 2}})
+  # Pair ratios 2 and 4: statistics.quantiles' (exclusive) quartiles are 1.5 and 4.5.
+  assert table.splitlines()[-1] == (
+      "| countsketch | rows=5 | 0.500 | 2.00x | 3.00x | 1.50-4.50x | none set |")
 
 
 def test_pair_ratio_quartiles_by_hand():
