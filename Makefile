@@ -50,7 +50,7 @@ bench: venv
 	$(VENV_PY) -m tools.run_benchmark --rounds=15 --output=runs/benchmark.json \
 	    --memory_cache_dir=runs/benchmark_data --codecs=all --readme=README.md
 
-# A minute instead of bench's eleven, for work on a codec: each codec's client encode and
+# Half a minute instead of bench's twenty, for work on a codec: each codec's client encode and
 # server decodes on the benchmark's tensors, interleaved with uncompressed rounds, and
 # the uplink ratio they predict beside the one the last `make bench` measured.
 codec-cost: venv
