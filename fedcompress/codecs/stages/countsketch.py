@@ -83,12 +83,32 @@ class CountSketch:
     return tf.bitwise.right_shift(draw, 1) + offsets, signs
 
   def sketch(self, x: tf.Tensor, hashes) -> tf.Tensor:
-    """The `[rows, columns]` table of the flat vector `x` (in `x`'s dtype)."""
+    """The `[rows, columns]` table of the flat vector `x` (in `x`'s dtype).
+
+    Each bucket sums its signed coordinates in coordinate order. For float32 and float64
+    that is one sparse `[rows * columns, n]` by `[n, 1]` product, whose CPU kernel is a
+    single pass over the entries in order, adding each `sign * x_i` to its bucket: the
+    same products added in the same order as `tf.math.unsorted_segment_sum`, so the same
+    table bit for bit. The segment sum's CPU kernel splits the buckets into shards, one
+    per part of the thread pool, and every shard scans all `rows * n` bucket ids: with
+    TFF's worker's default threads on 2 cores, the CNN kernel's 5-row sketch took 165 ms
+    of CPU that way against 94 ms, and more cores mean more scans. Other dtypes (which
+    the sparse product does not take) use the segment sum.
+    """
     buckets, signs = hashes
-    x = tf.reshape(x, [1, self.num_elements])
-    signed = tf.cast(signs, x.dtype) * x
-    table = tf.math.unsorted_segment_sum(tf.reshape(signed, [-1]), tf.reshape(buckets, [-1]),
-                                         self.rows * self.columns)
+    n = self.num_elements
+    if x.dtype not in (tf.float32, tf.float64):
+      signed = tf.cast(signs, x.dtype) * tf.reshape(x, [1, n])
+      table = tf.math.unsorted_segment_sum(tf.reshape(signed, [-1]),
+                                           tf.reshape(buckets, [-1]), self.rows * self.columns)
+      return tf.reshape(table, [self.rows, self.columns])
+    coordinates = tf.tile(tf.range(n, dtype=buckets.dtype)[tf.newaxis], [self.rows, 1])
+    # Entries in row-major order: row by row, coordinates ascending.
+    entries = tf.reshape(tf.stack([buckets, coordinates], axis=-1), [-1, 2])
+    table = tf.raw_ops.SparseTensorDenseMatMul(
+        a_indices=entries, a_values=tf.reshape(tf.cast(signs, x.dtype), [-1]),
+        a_shape=tf.constant([self.rows * self.columns, n], tf.int64),
+        b=tf.reshape(x, [n, 1]))
     return tf.reshape(table, [self.rows, self.columns])
 
   def estimate(self, table: tf.Tensor, hashes) -> tf.Tensor:

@@ -2,7 +2,8 @@
 
 The references below are the previous implementations, copied verbatim (or, for the
 sign masks, the shift path the module keeps for big-endian hosts): packing's and
-write_fields' scatter-adds must give bit-identical words; the blocked Walsh-Hadamard
+write_fields' scatter-adds must give bit-identical words, the count sketch's sparse
+product the segment sum's table; the blocked Walsh-Hadamard
 transform must equal the explicit Sylvester matrix product and tensor_encoding's
 butterflies to float rounding, and the Kashin stage tensor_encoding's own.
 """
@@ -12,7 +13,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs.stages import bitio, eden, huffman, kashin, packing, rotation
+from fedcompress.codecs.stages import bitio, countsketch, eden, huffman, kashin, packing, rotation
 
 
 def _old_pack_bits(values, bits):
@@ -251,3 +252,31 @@ def test_sign_flip_toggles_the_sign_bits_the_masks_name(dtype, shape):
   if x.shape.num_elements() >= 192:
     changed = np.signbit(flipped) != np.signbit(x.numpy())
     assert 0.4 < changed.mean() < 0.6
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64, tf.float16])
+@pytest.mark.parametrize("n,rows,columns", [(1, 1, 1), (7, 2, 3), (1000, 5, 20), (51200, 5, 512)])
+def test_count_sketch_table_equals_the_segment_sum(n, rows, columns, dtype):
+  # The previous sketch, verbatim; in a graph as the codec runs (and TFF's worker, with
+  # its default threads: the segment sum shards its buckets across them).
+  def segment_sum_table(x, buckets, signs):
+    signed = tf.cast(signs, x.dtype) * tf.reshape(x, [1, n])
+    table = tf.math.unsorted_segment_sum(tf.reshape(signed, [-1]), tf.reshape(buckets, [-1]),
+                                         rows * columns)
+    return tf.reshape(table, [rows, columns])
+
+  sketch = countsketch.CountSketch(n, rows, columns)
+  rng = np.random.default_rng(n + rows)
+  values = rng.standard_normal(n) * 10.0 ** rng.integers(-3, 3, n)
+  values[rng.random(n) < 0.3] = 0.0
+  values[rng.random(n) < 0.1] = -0.0  # Signed zeros must add as before too.
+
+  @tf.function
+  def both(x, seed):
+    hashes = sketch.hashes(seed)
+    return sketch.sketch(x, hashes), segment_sum_table(x, *hashes)
+
+  for seed in (0, 12345):
+    new, old = both(tf.constant(values, dtype), tf.constant(seed))
+    width = {16: np.uint16, 32: np.uint32, 64: np.uint64}[dtype.size * 8]
+    np.testing.assert_array_equal(new.numpy().view(width), old.numpy().view(width))
