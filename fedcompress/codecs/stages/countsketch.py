@@ -92,8 +92,10 @@ class CountSketch:
     table bit for bit. The segment sum's CPU kernel splits the buckets into shards, one
     per part of the thread pool, and every shard scans all `rows * n` bucket ids: with
     TFF's worker's default threads on 2 cores, the CNN kernel's 5-row sketch took 165 ms
-    of CPU that way against 94 ms, and more cores mean more scans. Other dtypes (which
-    the sparse product does not take) use the segment sum.
+    of CPU that way against 94 ms, and more cores mean more scans. The price is memory
+    while it runs: the `[rows * n, 2]` int32 entries, 8 bytes per row and coordinate
+    (64 MB for that sketch). Other dtypes (which the sparse product does not take) use
+    the segment sum.
     """
     buckets, signs = hashes
     n = self.num_elements
