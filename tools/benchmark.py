@@ -211,6 +211,21 @@ def build_timing_task(config: BenchmarkConfig):
   return task, (pixels, labels)
 
 
+def round_runner(process, task) -> Callable[[int], None]:
+  """`run(repetition)`: one round of `process` from its own state, over all of `task`'s clients.
+
+  Every call builds the clients' datasets afresh (as a training loop does each round),
+  with a shuffle seed that depends on the repetition.
+  """
+  state = [process.initialize()]
+
+  def run(repetition: int) -> None:
+    data = [task.client_dataset(cid, repetition) for cid in task.client_ids]
+    state[0] = process.next(state[0], data).state
+
+  return run
+
+
 def build_contenders(config: BenchmarkConfig) -> dict[str, Callable[[int], None]]:
   """`{'a'..'e': run(repetition)}`; each call runs one round (a-c, e) or one pass (d).
 
@@ -224,7 +239,6 @@ def build_contenders(config: BenchmarkConfig) -> dict[str, Callable[[int], None]
   from fedcompress.tasks.datasets import emnist
 
   task, (pixels, labels) = build_timing_task(config)
-  client_ids = list(task.client_ids)
   codec = fedcompress.CodecSpec("uniform", {"bits": config.bits}, threshold=config.threshold)
   processes = {
       "a": tff.learning.algorithms.build_weighted_fed_avg(
@@ -236,14 +250,6 @@ def build_contenders(config: BenchmarkConfig) -> dict[str, Callable[[int], None]
           task.model_fn, tff.learning.optimizers.build_sgdm(0.02),
           loop_implementation=tff.learning.LoopImplementation.DATASET_ITERATOR),
   }
-  states = {name: process.initialize() for name, process in processes.items()}
-
-  def federated(name: str) -> Callable[[int], None]:
-    def run(repetition: int) -> None:
-      data = [task.client_dataset(cid, repetition) for cid in client_ids]
-      states[name] = processes[name].next(states[name], data).state
-    return run
-
   # Same model, loss, metric and learning rate as the clients' local training.
   keras_model = task.keras_model_fn()
   keras_model.compile(optimizer=tf.keras.optimizers.SGD(0.02),
@@ -259,7 +265,7 @@ def build_contenders(config: BenchmarkConfig) -> dict[str, Callable[[int], None]
     # Keras takes (x, y) tuples where TFF takes the OrderedDict(x=, y=) of the task.
     keras_model.fit(dataset.map(lambda e: (e["x"], e["y"])), epochs=1, verbose=0)
 
-  runners = {name: federated(name) for name in processes}
+  runners = {name: round_runner(process, task) for name, process in processes.items()}
   runners["d"] = keras_pass
   return runners
 
@@ -326,7 +332,6 @@ def run_codec_sweep(config: BenchmarkConfig, log: Callable[[str], None] | None =
   import fedcompress
 
   task, _ = build_timing_task(config)
-  client_ids = list(task.client_ids)
   uncompressed = fedcompress.build_fedavg(task.model_fn)
   out: dict[str, Any] = {}
   for name in config.codecs:
@@ -336,16 +341,9 @@ def run_codec_sweep(config: BenchmarkConfig, log: Callable[[str], None] | None =
       processes[direction] = fedcompress.build_fedavg(
           task.model_fn, aggregate_codec=spec,
           broadcast_codec=spec if direction == "both" else None)
-    states = {key: process.initialize() for key, process in processes.items()}
-
-    def runner(key: str, processes=processes, states=states) -> Callable[[int], None]:
-      def run(repetition: int) -> None:
-        data = [task.client_dataset(cid, repetition) for cid in client_ids]
-        states[key] = processes[key].next(states[key], data).state
-      return run
-
-    samples = time_interleaved({key: runner(key) for key in processes}, config.rounds,
-                               config.warmup_rounds)
+    samples = time_interleaved({key: round_runner(process, task)
+                                for key, process in processes.items()},
+                               config.rounds, config.warmup_rounds)
     wall = {k: statistics.median(v["wall_s"]) for k, v in samples.items()}
     cpu = {k: statistics.median(v["cpu_s"]) for k, v in samples.items()}
     out[name] = {

@@ -128,19 +128,12 @@ def uncompressed_round(config: BenchmarkConfig | None = None):
   """
   import fedcompress
   from fedcompress.federated import runtime
-  from tools.benchmark import build_timing_task
+  from tools.benchmark import build_timing_task, round_runner
 
   config = config or BenchmarkConfig()
   runtime.set_local_context(config.max_concurrent_clients)
   task, _ = build_timing_task(config)
-  process = fedcompress.build_fedavg(task.model_fn)
-  state = [process.initialize()]
-
-  def run(repetition: int) -> None:
-    data = [task.client_dataset(cid, repetition) for cid in task.client_ids]
-    state[0] = process.next(state[0], data).state
-
-  return run
+  return round_runner(fedcompress.build_fedavg(task.model_fn), task)
 
 
 def time_codecs(names: Sequence[str], shapes: Sequence[Sequence[int]], reps: int,
