@@ -188,6 +188,14 @@ def stateless_seed(seed: tf.Tensor, salt: int = 0) -> tf.Tensor:
   return tf.stack([tf.cast(seed, tf.int32), tf.constant(_SEED_SALT + salt, tf.int32)])
 
 
+def static_size(x: tf.Tensor, stage: str) -> int:
+  """`x`'s element count, which `stage` needs when it is traced (its layout depends on it)."""
+  n = x.shape.num_elements()
+  if n is None:
+    raise ValueError(f"{stage} needs a statically known shape, got {x.shape}")
+  return n
+
+
 def static_num_elements(shape) -> int | tf.Tensor:
   """Element count of a decode `shape` (Python value when the shape is static)."""
   static = tf.get_static_value(shape) if tf.is_tensor(shape) else shape

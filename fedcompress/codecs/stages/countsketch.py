@@ -191,9 +191,7 @@ class CountSketchEncodingStage(te.core.EncodingStageInterface):
                                                    self._fraction))
 
   def encode(self, x, encode_params):
-    n = x.shape.num_elements()
-    if n is None:
-      raise ValueError(f"countsketch needs a statically known shape, got {x.shape}")
+    n = _common.static_size(x, "countsketch")
     sketch = self._sketch_for(n)
     table = sketch.sketch(x, sketch.hashes(encode_params[self.SEED_PARAMS_KEY]))
     return collections.OrderedDict([(self.ENCODED_VALUES_KEY, table)])

@@ -314,9 +314,7 @@ class NonUniformQuantizationEncodingStage(_common.StatelessStage):
 
   def encode(self, x, encode_params):
     del encode_params  # Unused.
-    n = x.shape.num_elements()
-    if n is None:
-      raise ValueError(f"nonuniform needs a statically known shape, got {x.shape}")
+    n = _common.static_size(x, "nonuniform")
     count = 2**self._bits
     cdtype = _common.compute_dtype(x.dtype)
     flat = tf.reshape(tf.cast(x, cdtype), [-1])

@@ -136,9 +136,7 @@ class RandKEncodingStage(_common.StatelessStage):
 
   def encode(self, x, encode_params):
     del encode_params  # Unused.
-    n = x.shape.num_elements()
-    if n is None:
-      raise ValueError(f"randk needs a statically known shape, got {x.shape}")
+    n = _common.static_size(x, "randk")
     seed = _common.draw_seed()
     indices = random_indices(seed, n, _common.kept_count(n, self._fraction))
     return collections.OrderedDict([

@@ -125,9 +125,7 @@ def flip_signs(x: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
   width = x.dtype.size * 8
   if not x.dtype.is_floating or width not in _UNSIGNED:
     raise ValueError(f"the rotation needs a float16/32/64 tensor, got {x.dtype}")
-  n = x.shape.num_elements()
-  if n is None:
-    raise ValueError(f"the rotation needs a statically known shape, got {x.shape}")
+  n = _common.static_size(x, "the rotation")
   words = tf.random.stateless_uniform([-(-n // 32)], seed, dtype=tf.uint32, minval=None,
                                       maxval=None)
   mask = sign_masks(words, n)
@@ -269,9 +267,7 @@ class RandomizedHadamardEncodingStage(_common.StatelessStage):
 
   def encode(self, x, encode_params):
     del encode_params  # Unused.
-    n = x.shape.num_elements()
-    if n is None:
-      raise ValueError(f"the rotation needs a statically known shape, got {x.shape}")
+    n = _common.static_size(x, "the rotation")
     rows, length = block_layout(n, self._block_size)
     flat = tf.reshape(x, [-1])
     padded = tf.reshape(tf.pad(flat, [[0, rows * length - n]]), [rows, length])

@@ -41,9 +41,7 @@ class TopKEncodingStage(_common.StatelessStage):
 
   def encode(self, x, encode_params):
     del encode_params  # Unused.
-    n = x.shape.num_elements()
-    if n is None:
-      raise ValueError(f"topk needs a statically known shape, got {x.shape}")
+    n = _common.static_size(x, "topk")
     flat = tf.reshape(x, [-1])
     indices = selection.largest_magnitudes(flat, _common.kept_count(n, self._fraction))
     return collections.OrderedDict([(self.ENCODED_VALUES_KEY, tf.gather(flat, indices)),
