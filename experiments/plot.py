@@ -23,7 +23,7 @@ def main(argv):
     return fail(f"--labels has {len(FLAGS.labels)} entries for {len(FLAGS.runs)} runs")
   try:
     path = plot_runs(FLAGS.runs, FLAGS.output, FLAGS.labels or None, FLAGS.title)
-  except (ValueError, FileNotFoundError) as e:
+  except (ValueError, OSError) as e:  # OSError: a run that is no directory, unreadable files
     return fail(str(e))
   print(f"wrote {path}")
   return 0

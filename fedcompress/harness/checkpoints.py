@@ -124,9 +124,7 @@ class Checkpointer:
             f"checkpoint round_{version} was not written by fedcompress's Checkpointer")
       flat = [np.asarray(v) for v in payload["process_state"]]
       _check_compatible(template_flat, flat, version)
-      values = [np.asarray(v, dtype=np.asarray(t).dtype)
-                for t, v in zip(template_flat, flat, strict=True)]
-      state = tf.nest.pack_sequence_as(template_state, values)
+      state = tf.nest.pack_sequence_as(template_state, flat)
       return state, LoopState(*(int(x) for x in np.asarray(payload["loop"])))
     return None
 
@@ -141,3 +139,7 @@ def _check_compatible(template_flat, flat, version: int) -> None:
       raise CheckpointMismatchError(
           f"checkpoint round_{version} tensor {i} has shape {np.shape(v)}, this model and "
           f"codec need {np.shape(t)}: it was written by a different model or codec")
+    if np.asarray(t).dtype != np.asarray(v).dtype:
+      raise CheckpointMismatchError(
+          f"checkpoint round_{version} tensor {i} is {np.asarray(v).dtype}, this model and "
+          f"codec need {np.asarray(t).dtype}: it was written by a different model or codec")

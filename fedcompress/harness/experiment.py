@@ -53,11 +53,8 @@ from fedcompress.harness.rundir import RunDirectoryError
 from fedcompress.tasks.models.keras_compat import restore_keras_v2_classes
 from fedcompress.tasks.task import FederatedTask
 
-CONFIG_FILE = rundir.CONFIG_FILE
-METRICS_FILE = "metrics.csv"
 CHECKPOINT_DIR = "checkpoints"
 CLIENT_STATE_DIR = "client_states"
-RUN_INFO_FILE = rundir.RUN_INFO_FILE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -311,7 +308,7 @@ def check_run_dir(config: ExperimentConfig) -> None:
 
 
 def _check_metrics_resumable(run_dir: str) -> None:
-  path = os.path.join(run_dir, METRICS_FILE)
+  path = os.path.join(run_dir, rundir.METRICS_FILE)
   if not os.path.exists(path):
     return
   try:
@@ -373,12 +370,18 @@ class _RunRecord:
 
   def write(self, row) -> None:
     self._last_round = int(row[m.ROUND])
+    self._record()
 
   def close(self) -> None:
     if self._segment is not None:
-      rundir.end_segment(self._config.run_dir, self._segment, last_round=self._last_round,
-                         wall_time_s=time.perf_counter() - self._began)
+      self._record()
       self._segment = None
+
+  def _record(self) -> None:
+    if self._segment is not None:
+      rundir.record_segment(self._config.run_dir, self._segment,
+                            last_round=self._last_round,
+                            wall_time_s=time.perf_counter() - self._began)
 
 
 def keras_evaluator(keras_model_fn: Callable[[], tf.keras.Model], dataset: tf.data.Dataset
@@ -487,7 +490,7 @@ def _run_locked(task, config, initial_weights, process, console) -> ExperimentRe
   reporters = [
       _RunRecord(config, began, warn=console.warn),
       console,
-      reporting.CsvReporter(os.path.join(config.run_dir, METRICS_FILE)),
+      reporting.CsvReporter(os.path.join(config.run_dir, rundir.METRICS_FILE)),
       reporting.TensorBoardReporter(config.run_dir, hparams, run_name=config.experiment_name),
   ]
   loop = run_loop(
@@ -503,7 +506,7 @@ def _run_locked(task, config, initial_weights, process, console) -> ExperimentRe
       client_states=_client_state_store(process, config.run_dir),
       round_metrics=privacy_metrics(task, config))
   wall_time_s = time.perf_counter() - began
-  rows = reporting.read_metrics_csv(os.path.join(config.run_dir, METRICS_FILE))
+  rows = reporting.read_metrics_csv(os.path.join(config.run_dir, rundir.METRICS_FILE))
   totals = {m.BROADCAST_CUMULATIVE_BITS: int(rows[-1][m.BROADCAST_CUMULATIVE_BITS]),
             m.AGGREGATE_CUMULATIVE_BITS: int(rows[-1][m.AGGREGATE_CUMULATIVE_BITS])} if rows else {}
   final_eval = loop.final_eval

@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter  # noqa: E402
 
 from fedcompress import metrics as m  # noqa: E402
+from fedcompress.harness import rundir  # noqa: E402
 from fedcompress.harness.reporting import read_metrics_csv  # noqa: E402
 
 MAX_TICKS = 7
@@ -163,7 +164,7 @@ def plot_runs(run_dirs: Sequence[str], output_path: str, labels: Sequence[str] |
   fig, axes = plt.subplots(2, 2, figsize=(13, 9), constrained_layout=True)
   (ax_acc, ax_loss), (ax_bits, ax_frontier) = axes
   for i, (run_dir, label) in enumerate(zip(run_dirs, labels, strict=True)):
-    rows = read_metrics_csv(os.path.join(run_dir, "metrics.csv"))
+    rows = read_metrics_csv(os.path.join(run_dir, rundir.METRICS_FILE))
     color = f"C{i % 10}"
     x, y = _series(rows, m.ROUND, m.EVAL_ACCURACY)
     ax_acc.plot(x, y, "-o", color=color, markersize=3, label=f"{label} eval")

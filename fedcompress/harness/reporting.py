@@ -228,8 +228,9 @@ class TensorBoardReporter:
     import tensorflow as tf
     from tensorboard.plugins.hparams import api as hp
 
-    if first_round > 1:
-      _purge_after(self.logdir, first_round)
+    # Whatever the event files hold of rounds >= first_round is redone now, also when a
+    # resume finds no checkpoint and starts again from round 1 (as the CSV does).
+    _purge_after(self.logdir, first_round)
     self._writer = tf.summary.create_file_writer(self.logdir)
     if self._hparams:
       with self._writer.as_default():
@@ -282,7 +283,9 @@ def _purge_after(logdir: str, first_round: int) -> None:
       dropped += 1  # A record cut short by a kill: rewrite the file without it.
     if not dropped:
       continue
-    tmp = path + ".tmp"
+    # TensorBoard reads every file with "tfevents" in its name: a copy a kill left
+    # behind must not carry it, or its rounds would show twice.
+    tmp = os.path.join(os.path.dirname(path), ".purge.tmp")
     with tf.io.TFRecordWriter(tmp) as writer:
       for record in kept:
         writer.write(record)

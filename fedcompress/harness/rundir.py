@@ -37,6 +37,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.csv"
 RUN_INFO_FILE = "run_info.json"
 LOCK_FILE = ".lock"
 
@@ -300,7 +301,7 @@ def start_segment(run_dir: str, values: Mapping[str, Any], *, rounds: int,
   """Writes config.json if the run has none and appends a segment to run_info.json.
 
   Returns:
-    The index of the new segment (for `end_segment`).
+    The index of the new segment (for `record_segment`).
   """
   config_path = os.path.join(run_dir, CONFIG_FILE)
   record = read_config(run_dir)
@@ -321,12 +322,17 @@ def start_segment(run_dir: str, values: Mapping[str, Any], *, rounds: int,
   return len(info["segments"]) - 1
 
 
-def end_segment(run_dir: str, index: int, *, last_round: int, wall_time_s: float) -> None:
-  """Records how far segment `index` got and adds its wall time to the run's."""
+def record_segment(run_dir: str, index: int, *, last_round: int, wall_time_s: float
+                   ) -> None:
+  """Records how far segment `index` has got and its wall time so far.
+
+  Called after every round, not only when the segment ends, so a segment a SIGKILL
+  ended still says which rounds it ran. The run's wall time is its segments' sum.
+  """
   info = read_run_info(run_dir)
   segments: Sequence[dict[str, Any]] = info["segments"]
   if index < len(segments):
     segments[index]["last_round"] = last_round
     segments[index]["wall_time_s"] = wall_time_s
-  info["wall_time_s"] = float(info.get("wall_time_s") or 0.0) + wall_time_s
+  info["wall_time_s"] = float(sum(s.get("wall_time_s") or 0.0 for s in segments))
   _write_json(os.path.join(run_dir, RUN_INFO_FILE), info)

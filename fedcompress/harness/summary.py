@@ -9,28 +9,27 @@ baseline paired by seed.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fedcompress import metrics as m
+from fedcompress.harness import rundir
 from fedcompress.harness.reporting import read_metrics_csv
 from fedcompress.units import format_bits
 
 
 def run_summary(run_dir: str) -> dict[str, Any]:
   """Final round, totals, final eval metrics and wall time of one run directory."""
-  rows = read_metrics_csv(os.path.join(run_dir, "metrics.csv"))
+  rows = read_metrics_csv(os.path.join(run_dir, rundir.METRICS_FILE))
   if not rows:
     raise ValueError(f"{run_dir} has no rounds in metrics.csv")
   evaluated = [r for r in rows if r.get(m.EVAL_ACCURACY) is not None]
-  info_path = os.path.join(run_dir, "run_info.json")
+  info_path = os.path.join(run_dir, rundir.RUN_INFO_FILE)
   wall_time_s = None
   if os.path.exists(info_path):
-    with open(info_path) as f:
-      wall_time_s = json.load(f).get("wall_time_s")
+    wall_time_s = rundir.read_json(info_path).get("wall_time_s")
   last_eval = evaluated[-1] if evaluated else {}
   return {
       "run": os.path.basename(os.path.normpath(run_dir)),

@@ -131,7 +131,7 @@ def with_seeds(runs: Sequence[SweepRun], seeds: Sequence[int]) -> list[SweepRun]
 
 
 def _finished_rounds(run_dir: str) -> int:
-  path = os.path.join(run_dir, "metrics.csv")
+  path = os.path.join(run_dir, rundir.METRICS_FILE)
   if not os.path.exists(path):
     return 0
   rows = read_metrics_csv(path)

@@ -122,6 +122,18 @@ def _command_line(repo_root, tmp_path, *args, binary="experiments/emnist_compres
   return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
+def test_plot_of_a_file_instead_of_a_run_is_one_line(repo_root, tmp_path):
+  # A run is a directory holding metrics.csv; the CSV itself (or any file) is a
+  # mistake the plot names, not a NotADirectoryError traceback.
+  csv_file = tmp_path / "metrics.csv"
+  csv_file.write_text("round\n1\n")
+  result = _command_line(repo_root, tmp_path, f"--runs={csv_file}",
+                         f"--output={tmp_path / 'plot.png'}", binary="experiments/plot.py",
+                         output=False)
+  assert result.returncode == USAGE_ERROR, result.stderr
+  _assert_one_error_line(result.stderr, "metrics.csv")
+
+
 def test_flag_errors_are_one_line_in_every_binary(repo_root, tmp_path):
   # plot.py loads no TensorFlow: a quick check that the other binaries share the parser.
   result = _command_line(repo_root, tmp_path, "--no_such_flag", binary="experiments/plot.py")

@@ -95,6 +95,37 @@ def test_tensorboard_resume_purges_redone_rounds(tb_run):
   assert float(tf.make_ndarray(events[2].tensor_proto)) == pytest.approx(0.95)
 
 
+def test_tensorboard_resume_without_checkpoint_redoes_every_round(tb_run):
+  # Killed before the first checkpoint: the resumed run starts again at round 1, and
+  # the events of the first attempt's rounds go, as the CSV's rows do.
+  reporter = reporting.TensorBoardReporter(str(tb_run))
+  reporter.start(1, 2)
+  reporter.write(_row(1, **{m.EVAL_ACCURACY: 0.5}))
+  reporter.write(_row(2, **{m.EVAL_ACCURACY: 0.6}))
+  reporter.close()
+  import tensorflow as tf
+
+  events = _scalars(tb_run).Tensors(m.EVAL_ACCURACY)
+  assert [e.step for e in events] == [1, 2]
+  assert float(tf.make_ndarray(events[0].tensor_proto)) == pytest.approx(0.5)
+
+
+def test_a_purge_cut_short_leaves_no_extra_event_file(tb_run, monkeypatch):
+  # A kill between writing the purged copy and renaming it over the original leaves
+  # the copy behind. TensorBoard reads every file with "tfevents" in its name, so the
+  # copy must not have it, or the kept rounds would show twice.
+  def killed(*_):
+    raise OSError("killed")
+
+  monkeypatch.setattr(reporting.os, "replace", killed)
+  with pytest.raises(OSError, match="killed"):
+    reporting.TensorBoardReporter(str(tb_run)).start(2, 3)
+  leftovers = [p.name for p in tb_run.iterdir() if p.name.endswith(".tmp")]
+  assert leftovers and not [name for name in leftovers if "tfevents" in name]
+  monkeypatch.undo()
+  assert [e.step for e in _scalars(tb_run).Tensors(m.EVAL_ACCURACY)] == [1, 2, 3]
+
+
 def test_per_tensor_widths_reach_the_csv(tmp_path):
   # Bit allocation reports one width per tensor; flattening keeps them and the CSV
   # gets a column for each, after the canonical ones.

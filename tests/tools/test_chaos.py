@@ -92,6 +92,9 @@ class _Output:
     ({"w": np.zeros(3, np.float32), "step": np.int64(0), "extra": np.zeros(2)},
      "holds 2 state tensors, this model and codec need 3"),
     ({"w": np.zeros(4, np.float32), "step": np.int64(0)}, "has shape (3,)"),
+    # Not cast to fit: float weights read into an integer state would lose their values.
+    ({"w": np.zeros(3, np.int32), "step": np.int64(0)}, "is float32, this model and codec "
+     "need int32"),
 ])
 def test_checkpoint_of_another_model_is_a_mismatch_not_skipped(checkpointer, template,
                                                               message):

@@ -1,0 +1,36 @@
+"""run_info.json keeps each segment's rounds and wall time, also for a killed segment."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from fedcompress import metrics as m
+from fedcompress.harness import experiment
+
+
+def _segments(run_dir) -> tuple[list[tuple[int, int]], list[float], float]:
+  with open(f"{run_dir}/run_info.json") as f:
+    info = json.load(f)
+  rounds = [(s["first_round"], s["last_round"]) for s in info["segments"]]
+  return rounds, [s["wall_time_s"] for s in info["segments"]], info["wall_time_s"]
+
+
+def test_a_killed_segment_keeps_the_rounds_it_ran(tmp_path):
+  config = experiment.ExperimentConfig(root_output_dir=str(tmp_path), experiment_name="run",
+                                       rounds=6, progress=False)
+  (tmp_path / "run").mkdir()
+  first = experiment._RunRecord(config, began=time.perf_counter() - 2.0)
+  first.start(1, 6)
+  for r in (1, 2, 3):
+    first.write({m.ROUND: r})
+  # SIGKILL here: `close` never runs. The resumed process starts a segment of its own.
+  second = experiment._RunRecord(config, began=time.perf_counter() - 1.0)
+  second.start(3, 6)
+  for r in (3, 4, 5, 6):
+    second.write({m.ROUND: r})
+  second.close()
+  rounds, walls, total = _segments(tmp_path / "run")
+  assert rounds == [(1, 3), (3, 6)]
+  assert walls[0] >= 2.0 and walls[1] >= 1.0
+  assert total == sum(walls)
