@@ -3,8 +3,9 @@
   python experiments/emnist_compression.py --flagfile=configs/emnist/compressed_u8.flags
 
 `--dataset=digits` runs offline on scikit-learn's handwritten digits in EMNIST format.
-Writes <root_output_dir>/<experiment_name>/{config.json, metrics.csv, events.*,
-checkpoints/}; `--resume` continues a run from its last checkpoint.
+Writes <root_output_dir>/<experiment_name>/{config.json, run_info.json, metrics.csv,
+events.*, checkpoints/, and client_states/ with --error_feedback}; `--resume` continues a
+run from its newest checkpoint.
 """
 
 import sys

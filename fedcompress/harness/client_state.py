@@ -13,8 +13,7 @@ float32, so it cannot live in the driver. `ClientStateStore` keeps it on disk:
 * The driver never holds the states. The process reads and writes them itself, in the
   TFF worker that trains the client (`ClientStateProcess.next_files`): the loop passes
   each sampled client's read path (its newest version written before the round, or ""
-  for zeros: nothing is written for a client never sampled, so the files grow with the
-  clients seen, not with the population) and the path of the version to write. Passing
+  for zeros) and the path of the version to write. Passing
   the vectors through the driver instead cost its memory about seven copies of a
   round's states (serialization into TFF's values and gRPC, both ways): 1.5x the peak
   RSS of the same run without client state at 10 clients of the 1.66M-parameter CNN.

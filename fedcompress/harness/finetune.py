@@ -63,7 +63,7 @@ def run_finetune(config: ExperimentConfig, *, pretrained_path: str | None,
       `build_shakespeare_task`).
     max_eval_batches: test windows evaluated after each round.
     sanity_client: client of the initial sanity check (default: the first fixed client,
-      else the first client with enough text).
+      else THE_TRAGEDY_OF_KING_LEAR_KING, the tutorial's).
     prompt, temperature, num_generate, generate_seed: text generation at the end.
     log: where progress lines go.
   """
