@@ -223,6 +223,18 @@ def test_every_codec_has_options_a_bound_and_a_bit_formula():
   assert names <= set(BOUNDS) and names <= set(BITS)
 
 
+@pytest.mark.parametrize("n", [1, 7, 1000, 1025])
+def test_fixed_int_rotation_bits_include_the_broadcast_seed(n):
+  # Rotated, a tensor is padded to a power of two and the rotation's int64[2] seed is
+  # sent too (SimpleEncoder sends every parameter, as a broadcast does).
+  options = {"bits": 8, "clip": 2.0, "rotation": True}
+  encoder = testing.simple_encoder("fixed_int", tf.TensorSpec([n], tf.float32), **options)
+  encoded, _, _ = testing.round_trip(encoder, tf.ones([n]))
+  want = codecs.get_codec("fixed_int").bits(n, options, direction="broadcast")
+  assert want == 32 * int(2 ** math.ceil(math.log2(n))) + 128
+  assert _raw_and_sent("fixed_int", encoded) == (want, want)
+
+
 finite32 = st.floats(-HUGE, HUGE, width=32, allow_nan=False, allow_infinity=False,
                      allow_subnormal=True)
 

@@ -33,7 +33,8 @@ def test_same_key_same_encode_other_key_other_encode():
   key = seeding.encode_key(seeding.round_key(0, 3), 0, X)
   for name, options in (("uniform", {"bits": 2}), ("drive", {}), ("randk", {"fraction": 0.1}),
                         ("hadamard", {"bits": 2}), ("kashin", {"bits": 2}),
-                        ("adaptive", {"budget_bits_per_coordinate": 3.0})):
+                        ("adaptive", {"budget_bits_per_coordinate": 3.0}),
+                        ("fixed_int", {"bits": 8, "clip": 2.0, "rotation": True})):
     first = _encode(name, options, key=key)
     assert _same(first, _encode(name, options, key=key)), name
     other = seeding.encode_key(seeding.round_key(0, 4), 0, X)  # The next round.

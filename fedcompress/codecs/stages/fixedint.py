@@ -8,15 +8,17 @@ divided by `s`, is the decoded sum. The stage commutes with sum, which is what s
 aggregation needs (`fedcompress.federated.secure`: the server decodes only the sum).
 
 With `rotation=True` a randomized Hadamard rotation comes first (tensor_encoding's
-`HadamardEncodingStage`: its seed is drawn on the server each round and broadcast, so
-all clients rotate alike and the rotation commutes with sum too; the tensor is padded to
-the next power of two). It spreads a tensor's energy over its coordinates so that a
-small `clip` cuts little (Suresh, Yu, Kumar and McMahan, ICML 2017). Rotate, scale,
-round stochastically, sum in a modular field is the pipeline of the distributed
-discrete Gaussian (Kairouz, Liu and Steinke, ICML 2021).
+`HadamardEncodingStage`, its seed drawn by `_common.draw_seed_pair64` so that the run's
+seed scopes fix it, as Kashin's: the seed is drawn on the server each round and sent with
+the encode parameters, so all clients rotate alike and the rotation commutes with sum
+too; the tensor is padded to the next power of two). It spreads a tensor's energy over
+its coordinates so that a small `clip` cuts little (Suresh, Yu, Kumar and McMahan, ICML
+2017). Rotate, scale, round stochastically, sum in a modular field is the pipeline of
+the distributed discrete Gaussian (Kairouz, Liu and Steinke, ICML 2021).
 
 Outside secure aggregation each client sends the int32 values: 32 bits per (padded)
-coordinate, nothing else (the scale is an option, the rotation seed is broadcast).
+coordinate, nothing else (the scale is an option; the rotation seed comes from the
+server). In a broadcast the rotation seed travels with the payload: 2 int64 = 128 bits.
 Under secure aggregation the same integers are sent in the summation field, whose width
 `fedcompress.federated.secure` sizes from `sum_bound` and the clients per round.
 
@@ -35,6 +37,8 @@ import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
 from fedcompress.codecs.stages import _common
+
+_BROADCAST_SEED_BITS = 2 * 64  # tensor_encoding's Hadamard seed: int64[2].
 
 
 def check_options(bits: int = 8, clip: float = 0.01, rotation: bool = False) -> dict:
@@ -104,12 +108,25 @@ class SharedScaleIntegerStage(te.core.EncodingStageInterface):
     return tf.cast(encoded_tensors[self.ENCODED_VALUES_KEY], tf.float32) / self._scale
 
 
+class SeededHadamardStage(te.stages.HadamardEncodingStage):
+  """tensor_encoding's Hadamard stage whose seed obeys `_common.seed_scope`.
+
+  tensor_encoding draws it with an unseeded `tf.random.uniform`, so a run could not be
+  repeated from its `--seed`, nor a client's encode recomputed (error feedback).
+  """
+
+  def get_params(self, name=None):
+    del name  # tensor_encoding's decorator passes it; the scope is the caller's.
+    params = collections.OrderedDict([(self.SEED_PARAMS_KEY, _common.draw_seed_pair64())])
+    return params, params
+
+
 def build(bits: int = 8, clip: float = 0.01, rotation: bool = False) -> te.core.Encoder:
   """Returns the `fixed_int` encoder (see the module docstring)."""
   composer = te.core.EncoderComposer(SharedScaleIntegerStage(bits, clip))
   if rotation:
-    composer = composer.add_parent(te.stages.HadamardEncodingStage(),
-                                   te.stages.HadamardEncodingStage.ENCODED_VALUES_KEY)
+    composer = composer.add_parent(SeededHadamardStage(),
+                                   SeededHadamardStage.ENCODED_VALUES_KEY)
   return composer.add_parent(te.stages.FlattenEncodingStage(),
                              te.stages.FlattenEncodingStage.ENCODED_VALUES_KEY).make()
 
@@ -122,9 +139,12 @@ def coordinates(num_elements: int, *, rotation: bool = False) -> int:
 def bits_formula(num_elements: int, *, bits: int = 8, clip: float = 0.01,
                  rotation: bool = False, direction: str = "aggregate",
                  dtype=tf.float32) -> int:
-  """Exact bits of one tensor outside secure aggregation: int32 per coordinate."""
-  del bits, clip, direction, dtype
-  return 32 * coordinates(num_elements, rotation=rotation)
+  """Exact bits of one tensor outside secure aggregation: int32 per coordinate, and in
+  a broadcast the rotation's seed."""
+  del bits, clip, dtype
+  seed = _BROADCAST_SEED_BITS if rotation and _common.check_direction(direction) == (
+      "broadcast") else 0
+  return 32 * coordinates(num_elements, rotation=rotation) + seed
 
 
 def relative_error_bound(num_elements: int, *, bits: int = 8, clip: float = 0.01,
