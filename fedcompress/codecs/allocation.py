@@ -337,7 +337,9 @@ class AllocatedCodec:
     Args:
       value_specs: the tensors, in order.
       names: their names (for reporting); default `tensor_<i>`.
-      direction: 'broadcast' or 'aggregate' (bit formulas may differ).
+      direction: 'broadcast' or 'aggregate': the bits of tensors left unencoded.
+        Candidates are priced as the allocated processes send them, every
+        parameter with them (the broadcast formula), in both directions.
       reserved_bits: bits per client outside the value but inside the budget (the
         mean's weight).
 
@@ -359,7 +361,10 @@ class AllocatedCodec:
         continue
       specs = [CodecSpec(self.base.name, width_options(self.base, w), threshold=0)
                for w in self.widths]
-      costs = [c.codec.bits(n, c.options, direction=direction, dtype=spec.dtype)
+      # `federated/allocated.py` sends each candidate through a SimpleEncoder, with all
+      # its parameters, as a broadcast does, whatever the direction: an aggregate
+      # formula would leave out the shared seeds (Kashin's) that every client then sends.
+      costs = [c.codec.bits(n, c.options, direction="broadcast", dtype=spec.dtype)
                for c in specs]
       mse = _normalized_mses(self.base.name,
                              tuple(tuple(sorted(c.options.items())) for c in specs),

@@ -22,12 +22,15 @@ stage does not list the values key in `compressible_tensors_keys`).
 Bits: `sum of each link's side bits + the last link's bits on the values it receives`,
 where `side(n) = bits_formula(n) - output_size(n) * width` (`Codec.output_size`): an exact
 formula when every link but the last has `output_size` and every link a `bits_formula`,
-else None (the processes count in-graph either way). Error bound: `e(A|B)(n) = e_A(n) +
-g_A(n) * e_B(output_size_A(n))` with `g` = `Codec.error_gain`, because `x - x_hat = (x -
-dec_A(y)) + (dec_A(y) - dec_A(y_hat))`; entropy coders are lossless and add nothing;
-None when a link has no figure. A chain sums under secure aggregation (`Codec.sum_bound`)
-when its last link does and every stage commutes with sum, e.g.
-`countsketch(rows=1,fraction=0.25)|fixed_int(bits=4)`.
+else None (the processes count in-graph either way). In aggregation a link behind one
+that does not commute with sum is priced with its broadcast formula: its shared seeds
+become each client's decode-before-sum parameters (`_bits_formula`).
+
+Error bound: `e(A|B)(n) = e_A(n) + g_A(n) * e_B(output_size_A(n))` with `g` =
+`Codec.error_gain`, because `x - x_hat = (x - dec_A(y)) + (dec_A(y) - dec_A(y_hat))`;
+entropy coders are lossless and add nothing; None when a link has no figure. A chain
+sums under secure aggregation (`Codec.sum_bound`) when its last link does and every
+stage commutes with sum, e.g. `countsketch(rows=1,fraction=0.25)|fixed_int(bits=4)`.
 """
 
 from __future__ import annotations
@@ -117,23 +120,40 @@ def _build(links: Sequence[_Link]) -> te.core.Encoder:
   return encoder
 
 
+def _commutes_with_sum(link: _Link) -> bool:
+  with tf.Graph().as_default():
+    return te.encoders.as_gather_encoder(link.codec.build(**link.checked),
+                                         _PROBE_SPEC).fully_commutes_with_sum
+
+
 def _bits_formula(links: Sequence[_Link]):
-  """The chain's exact bit formula, or None when a link's size is not known exactly."""
+  """The chain's exact bit formula, or None when a link's size is not known exactly.
+
+  A link's aggregate formula leaves out what stays on the server until after the sum
+  (Kashin's, the count sketch's and fixed_int's shared seeds). Behind a link that does
+  not commute with sum (randk, topk, ...), tensor_encoding decodes every later link
+  before the sum, so their parameters are each client's decode-before-sum parameters,
+  sent as in a broadcast: such links are priced with their broadcast formula.
+  """
   if any(link.is_coder or link.codec.bits_formula is None for link in links) or any(
       link.codec.output_size is None for link in links[:-1]):
     return None
+  # Whether every link before link i commutes with sum.
+  all_commute = [True]
+  for link in links[:-1]:
+    all_commute.append(all_commute[-1] and _commutes_with_sum(link))
 
   def bits(num_elements: int, *, direction: str = "aggregate", dtype=tf.float32) -> int:
     width = _common.dtype_bits(dtype)
     total, n = 0, num_elements
-    for link in links[:-1]:
-      out = link.codec.output_size(n, **link.checked)
-      total += link.codec.bits_formula(n, direction=direction, dtype=dtype,
-                                       **link.checked) - out * width
-      n = out
-    last = links[-1]
-    return total + last.codec.bits_formula(n, direction=direction, dtype=dtype,
-                                           **last.checked)
+    for i, link in enumerate(links):
+      sent_as = direction if all_commute[i] else "broadcast"
+      total += link.codec.bits_formula(n, direction=sent_as, dtype=dtype, **link.checked)
+      if i + 1 < len(links):
+        out = link.codec.output_size(n, **link.checked)
+        total -= out * width
+        n = out
+    return total
 
   return bits
 

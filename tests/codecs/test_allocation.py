@@ -156,3 +156,23 @@ def test_widths_that_are_not_whole_keep_a_fraction_at_the_next_width():
   eden = base.codec
   assert (eden.bits(5120, {"block_size": 512, "bits": 2, "keep": 0.975})
           == math.ceil(10 * 500 * 2 / 32) * 32 + 10 * 32 + 32)
+
+
+@pytest.mark.parametrize("direction", ["aggregate", "broadcast"])
+@pytest.mark.parametrize("name", ["kashin", "fixed_int(rotation=true)", "eden"])
+def test_candidate_prices_are_what_the_allocated_processes_send(name, direction):
+  # The allocated processes encode each candidate with a SimpleEncoder, which sends every
+  # parameter (Kashin's and fixed_int's shared seeds too, whose aggregate formulas leave
+  # them on the server): the plan must price that, or its budget could be exceeded.
+  from fedcompress.codecs import accounting, tracing
+
+  spec = tf.TensorSpec([1200], tf.float32)
+  widths = (2, 4) if name.startswith("fixed_int") else (1, 2)
+  plan = AllocatedCodec(CodecSpec(name, threshold=100), 64.0, widths).plan(
+      [spec], ["w"], direction=direction)
+  (tensor,) = plan.encoded
+  x = tf.random.stateless_normal([1200], [7, 8]) * 0.01
+  for cost, candidate in zip(tensor.costs, tensor.specs, strict=True):
+    encoder = tracing.simple_encoder(candidate.make_encoder(), spec)
+    encoded, _ = encoder.encode(x, encoder.initial_state())
+    assert int(accounting.structure_bits_tf(encoded)) == cost, candidate.describe()

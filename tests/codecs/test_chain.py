@@ -103,6 +103,33 @@ def test_bits_formula_equals_in_graph_count_and_hand_count(text, shape, want):
   assert decoded.shape == x.shape
 
 
+def _aggregate_bits(text: str, n: int) -> int:
+  """What one client sends through the gather encoder: its encoding, its decode-before-
+  sum parameters and its state updates (as the aggregation processes count)."""
+  encoder = CodecSpec(text, threshold=0).gather_encoder(tf.TensorSpec([n], tf.float32))
+  encode_params, before_sum, _ = encoder.get_params(encoder.initial_state())
+  encoded, updates = encoder.encode(tf.random.stateless_normal([n], [5, 6]), encode_params)
+  return int(accounting.structure_bits_tf((encoded, before_sum, updates)))
+
+
+@pytest.mark.parametrize("text, seed_bits", [
+    # Alone, Kashin's and the count sketch's shared seeds stay on the server until the
+    # sum; behind randk, which does not commute with sum, every client sends them back.
+    ("kashin(bits=2)", 0),
+    ("randk(fraction=0.5)|kashin(bits=2)", 128),
+    ("countsketch(rows=1,fraction=0.5)", 0),
+    ("randk(fraction=0.5)|countsketch(rows=1,fraction=0.5)", 32),
+])
+def test_aggregate_formula_counts_seeds_sent_behind_a_link_not_commuting(text, seed_bits):
+  for n in (64, 1741):
+    spec = CodecSpec(text, threshold=0)
+    formula = spec.tensor_bits(tf.TensorSpec([n], tf.float32), "aggregate")
+    assert formula == _aggregate_bits(text, n), (text, n)
+    broadcast = spec.tensor_bits(tf.TensorSpec([n], tf.float32), "broadcast")
+    seeds_in_broadcast = {"kashin": 128, "countsketch": 32}[text.split("|")[-1].split("(")[0]]
+    assert broadcast - formula == seeds_in_broadcast - seed_bits, (text, n)
+
+
 def test_side_information_of_every_link_is_in_the_encoded_structure():
   encoded, _, _ = testing.round_trip(_encoder(SUB_BIT, [5000]),
                                      tf.random.stateless_normal([5000], [3, 4]))
