@@ -21,6 +21,13 @@ quantizer's entropy is nearly independent of `b` (one more bit halves the cells,
 adding about one bit of entropy), so the loop settles within a few rounds; starting
 from `offset = 0` it approaches the budget from below.
 
+Not counted: in aggregation the server sends each round's `offset` (one float32 per
+tensor) to the clients with the encode parameters, and no metric counts that
+server-to-client traffic of an aggregator (`broadcast/bits` is the model's broadcast;
+`aggregate/bits` what clients send). It is 32 bits per tensor and client per round,
+~1e-6 of a 1.6M-coordinate tensor's 8-bit payload; clients that kept their own copy of
+the summed state updates could compute it themselves.
+
 The chosen width travels in the stream header (`fedcompress.codecs.stages.huffman` stream
 format), so the server needs no extra parameter to decode, and the codec record
 counts the raw size (`bits`) as the `uniform` codec at that width would send it,
