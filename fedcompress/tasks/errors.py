@@ -7,6 +7,8 @@ learns which flag to set rather than reading a urllib stack.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 
 class DatasetUnavailableError(Exception):
@@ -30,3 +32,28 @@ def check_cache_dir(cache_dir: str | os.PathLike[str] | None, expected_file: str
   if cache_dir is not None and os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
     raise ValueError(f"--cache_dir {os.fspath(cache_dir)} is a file, not a folder: point it "
                      f"at the folder that holds (or is to hold) {expected_file}")
+
+
+def load_cached(load: Callable[[str | None], Any], dataset: str,
+                cache_dir: str | os.PathLike[str] | None, expected_file: str,
+                unavailable: tuple[type[BaseException], ...]) -> Any:
+  """`load(cache_dir)` through one of TFF's loaders, which download what is not cached.
+
+  `~` in `cache_dir` is expanded (TFF would make a folder named `~`). A download cut
+  short, by an error or by Ctrl-C, leaves a partial file that TFF would take for a
+  cached copy from then on: a file that was not there before the call is removed when
+  the call fails. The exceptions in `unavailable` become `DatasetUnavailableError`.
+  """
+  cache_dir = None if cache_dir is None else os.path.expanduser(os.fspath(cache_dir))
+  check_cache_dir(cache_dir, expected_file)
+  where = cache_dir if cache_dir is not None else os.path.join(os.path.expanduser("~"), ".tff")
+  expected = os.path.join(where, expected_file)
+  existed = os.path.exists(expected)
+  try:
+    return load(cache_dir)
+  except BaseException as e:
+    if not existed and os.path.exists(expected):
+      os.remove(expected)
+    if isinstance(e, unavailable) and not isinstance(e, DatasetUnavailableError):
+      raise DatasetUnavailableError(dataset, cache_dir, expected_file, e) from e
+    raise

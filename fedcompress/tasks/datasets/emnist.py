@@ -13,7 +13,7 @@ import os
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from fedcompress.tasks.errors import DatasetUnavailableError, check_cache_dir
+from fedcompress.tasks.errors import DatasetUnavailableError, load_cached
 
 SHUFFLE_BUFFER = 418
 EMNIST_SQLITE = "emnist_all.sqlite"
@@ -23,20 +23,19 @@ INPUT_SPEC = collections.OrderedDict(x=tf.TensorSpec([None, 28, 28, 1], tf.float
 
 def load_emnist(only_digits: bool = True, cache_dir: str | None = None):
   """TFF's federated EMNIST (train, test) `ClientData`, or a clear error offline."""
-  check_cache_dir(cache_dir, EMNIST_SQLITE)
-  if cache_dir is not None:
-    path = os.path.join(cache_dir, EMNIST_SQLITE)
-    if os.path.exists(path) and not _is_sqlite(path):
-      raise DatasetUnavailableError(
-          "federated EMNIST", cache_dir, EMNIST_SQLITE,
-          ValueError(f"{path} is not an SQLite database"))
-  try:
+
+  def load(cache_dir):
+    if cache_dir is not None:
+      path = os.path.join(cache_dir, EMNIST_SQLITE)
+      if os.path.exists(path) and not _is_sqlite(path):
+        raise DatasetUnavailableError(
+            "federated EMNIST", cache_dir, EMNIST_SQLITE,
+            ValueError(f"{path} is not an SQLite database"))
     return tff.simulation.datasets.emnist.load_data(only_digits=only_digits,
                                                     cache_dir=cache_dir)
-  except DatasetUnavailableError:
-    raise
-  except Exception as e:  # urllib, lzma, sqlite: all mean "not usable here"
-    raise DatasetUnavailableError("federated EMNIST", cache_dir, EMNIST_SQLITE, e) from e
+
+  # Exception: urllib, lzma, sqlite all mean "not usable here".
+  return load_cached(load, "federated EMNIST", cache_dir, EMNIST_SQLITE, (Exception,))
 
 
 def _is_sqlite(path: str) -> bool:
@@ -47,14 +46,19 @@ def _is_sqlite(path: str) -> bool:
 def preprocess(dataset: tf.data.Dataset, *, epochs: int = 1, batch_size: int = 20,
                shuffle_buffer: int = SHUFFLE_BUFFER, seed: int | None = None
                ) -> tf.data.Dataset:
-  """The tutorial's client pipeline: repeat, shuffle, batch, pixels to (28, 28, 1)."""
+  """The tutorial's client pipeline: shuffle, repeat, batch, pixels to (28, 28, 1).
+
+  Shuffled before it is repeated, as TFF's compression tutorial and TFF's EMNIST
+  baselines do, so each local epoch is one pass over the client's examples in a fresh
+  order (`shuffle` reshuffles on each repetition, from `seed`).
+  """
 
   def batch_format_fn(element):
     return collections.OrderedDict(
         x=tf.reshape(element["pixels"], [-1, 28, 28, 1]),
         y=tf.reshape(tf.cast(element["label"], tf.int32), [-1, 1]))
 
-  return (dataset.repeat(epochs).shuffle(shuffle_buffer, seed=seed)
+  return (dataset.shuffle(shuffle_buffer, seed=seed).repeat(epochs)
           .batch(batch_size).map(batch_format_fn))
 
 

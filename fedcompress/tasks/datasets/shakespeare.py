@@ -15,7 +15,7 @@ import os
 import tensorflow as tf
 
 from fedcompress.tasks.datasets.char_vocab import OOV_ID, PAD_ID, build_char_table
-from fedcompress.tasks.errors import DatasetUnavailableError, check_cache_dir
+from fedcompress.tasks.errors import load_cached
 
 SEQ_LENGTH = 100
 BATCH_SIZE = 8
@@ -30,8 +30,8 @@ def load_shakespeare(cache_dir: str | os.PathLike[str] | None = None):
   `tff.simulation.datasets.shakespeare.load_data` reads `<cache_dir>/shakespeare.sqlite`
   when it exists and otherwise downloads it. When neither works this raises
   `DatasetUnavailableError` (naming `--cache_dir`) instead of a urllib traceback, and
-  removes the partial file a failed download leaves behind (TFF would otherwise take
-  it for a cached copy next time).
+  removes the partial file a failed or interrupted download leaves behind (TFF would
+  otherwise take it for a cached copy next time); `~` in `cache_dir` is expanded.
 
   Args:
     cache_dir: folder holding (or to hold) `shakespeare.sqlite`; None is TFF's `~/.tff`.
@@ -51,20 +51,12 @@ def load_shakespeare(cache_dir: str | os.PathLike[str] | None = None):
   import tensorflow_federated as tff
   from tensorflow_federated.python.simulation.datasets import sql_client_data
 
-  cache_dir = None if cache_dir is None else os.fspath(cache_dir)
-  check_cache_dir(cache_dir, SHAKESPEARE_SQLITE)
-  where = cache_dir if cache_dir is not None else os.path.join(os.path.expanduser("~"), ".tff")
-  expected = os.path.join(where, SHAKESPEARE_SQLITE)
-  existed = os.path.exists(expected)
-  try:
-    return tff.simulation.datasets.shakespeare.load_data(cache_dir=cache_dir)
-  except (OSError, EOFError, lzma.LZMAError, http.client.HTTPException,
-          tf.errors.OpError, sqlite3.Error, sql_client_data.DatabaseFormatError) as e:
-    # sqlite3 / DatabaseFormatError: a cached file that is not TFF's database.
-    if not existed and os.path.exists(expected):
-      os.remove(expected)
-    raise DatasetUnavailableError("Federated Shakespeare", cache_dir, SHAKESPEARE_SQLITE,
-                                  e) from e
+  # sqlite3 / DatabaseFormatError: a cached file that is not TFF's database.
+  unavailable = (OSError, EOFError, lzma.LZMAError, http.client.HTTPException,
+                 tf.errors.OpError, sqlite3.Error, sql_client_data.DatabaseFormatError)
+  return load_cached(lambda cache_dir: tff.simulation.datasets.shakespeare.load_data(
+      cache_dir=cache_dir), "Federated Shakespeare", cache_dir, SHAKESPEARE_SQLITE,
+      unavailable)
 
 
 def split_input_target(chunk: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

@@ -1,0 +1,87 @@
+"""TFF's dataset loaders through fedcompress: interrupted downloads and `~` cache dirs.
+
+TFF writes a download straight to `<cache_dir>/<name>.sqlite` and from then on takes any
+file there for a finished download. The loaders therefore remove a file that a failed
+or interrupted call left behind, and expand `~` (TFF would create a folder named `~`
+and download again).
+"""
+
+from __future__ import annotations
+
+import io
+import lzma
+import urllib.request
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fedcompress.tasks.datasets import emnist
+from fedcompress.tasks.datasets import shakespeare as sh
+from fedcompress.tasks.errors import DatasetUnavailableError
+from tools import sample_data
+
+LOADERS = {"emnist": (emnist.load_emnist, "emnist_all.sqlite"),
+           "shakespeare": (sh.load_shakespeare, "shakespeare.sqlite")}
+
+
+class _CutShort(io.BytesIO):
+  """A download that delivers its first read and then fails with `error`."""
+
+  headers: dict = {}
+
+  def __init__(self, error: BaseException):
+    super().__init__(lzma.compress(b"SQLite format 3\x00" + bytes(1 << 20), preset=0))
+    self._error, self._reads = error, 0
+
+  def read(self, size=-1):
+    self._reads += 1
+    if self._reads > 1:
+      raise self._error
+    return super().read(size)
+
+
+def _no_download(*_, **__):
+  raise AssertionError("a download was attempted")
+
+
+@pytest.mark.parametrize("error", [ConnectionResetError(104, "reset"), KeyboardInterrupt()],
+                         ids=["reset", "ctrl-c"])
+@pytest.mark.parametrize("name", sorted(LOADERS))
+def test_a_download_cut_short_leaves_no_file(name, error, tmp_path, monkeypatch):
+  load, filename = LOADERS[name]
+  monkeypatch.setattr(urllib.request, "urlopen", lambda *_, **__: _CutShort(error))
+  expected = DatasetUnavailableError if isinstance(error, Exception) else KeyboardInterrupt
+  with pytest.raises(expected):
+    load(cache_dir=str(tmp_path))
+  assert not (tmp_path / filename).exists()
+
+
+def test_a_cache_dir_with_a_tilde_is_the_home_folder(tmp_path, monkeypatch):
+  monkeypatch.setenv("HOME", str(tmp_path))
+  monkeypatch.chdir(tmp_path)
+  monkeypatch.setattr(urllib.request, "urlopen", _no_download)
+  (tmp_path / "data").mkdir()
+  sample_data.write_random_emnist_sqlite(
+      tmp_path / "data" / "emnist_all.sqlite",
+      {"f0000_train": ("digits_only_train", 3), "f0000_test": ("digits_only_test", 2)},
+      num_classes=10)
+  train, _ = emnist.load_emnist(only_digits=True, cache_dir="~/data")
+  assert train.client_ids == ["f0000_train"]
+  assert not (tmp_path / "~").exists()
+
+
+def test_each_local_epoch_is_one_pass_over_the_client(tmp_path):
+  # Shuffled, then repeated (the tutorial's order): every epoch holds every example once.
+  n, epochs = 30, 3
+  dataset = tf.data.Dataset.from_tensor_slices(_examples(n))
+  batches = emnist.preprocess(dataset, epochs=epochs, batch_size=n, seed=7)
+  labels = [b["y"].numpy().ravel() for b in batches]
+  assert len(labels) == epochs
+  for epoch in labels:
+    assert sorted(epoch.tolist()) == list(range(n))
+  assert not np.array_equal(labels[0], labels[1])  # Each epoch in a fresh order.
+
+
+def _examples(n: int) -> dict[str, np.ndarray]:
+  return {"pixels": np.zeros([n, 28, 28], np.float32), "label": np.arange(n, dtype=np.int32)}
