@@ -36,6 +36,18 @@ def test_read_text_file_utf8_bom_and_latin1_fallback(tmp_path):
   assert load_text_files([utf8, latin1]) == '"Hi"\nSchon\n'
 
 
+def test_read_text_file_windows_1252_and_utf8_with_a_bad_byte(tmp_path):
+  # Windows-1252's curly quotes and dashes (0x91-0x97) are C1 controls in Latin-1.
+  cp1252 = tmp_path / "w.txt"
+  cp1252.write_bytes(b"\x93Don\x92t\x94 \x97 caf\xe9 \x81")
+  assert read_text_file(cp1252) == "\u201cDon\u2019t\u201d \u2014 caf\u00e9 \x81"
+  # UTF-8 with one stray byte stays UTF-8: only that byte is lost, not every accent.
+  mostly = tmp_path / "m.txt"
+  mostly.write_bytes("\u201cDon\u2019t\u201d caf\u00e9 ".encode() + b"\xff!")
+  assert read_text_file(mostly) == "\u201cDon\u2019t\u201d caf\u00e9 \ufffd!"
+  assert load_text_files([cp1252, mostly]).startswith("\"Don't\" -- cafe")
+
+
 def test_missing_file_is_a_clear_error(tmp_path):
   with pytest.raises(TextInputError, match="text file not found: .*nope.txt"):
     load_text_files([tmp_path / "nope.txt"])

@@ -46,11 +46,29 @@ _TYPOGRAPHY = {
 _TYPOGRAPHY_TABLE = str.maketrans(_TYPOGRAPHY)
 
 
-def read_text_file(path: str | os.PathLike[str]) -> str:
-  """Reads one text file as UTF-8 (BOM stripped), falling back to Latin-1.
+def _cp1252_from_latin1() -> dict[int, str]:
+  table = {}
+  for byte in range(0x80, 0xA0):
+    try:
+      table[byte] = bytes([byte]).decode("cp1252")
+    except UnicodeDecodeError:
+      pass  # 0x81, 0x8D, 0x8F, 0x90, 0x9D: undefined in Windows-1252, kept as Latin-1.
+  return table
 
-  Latin-1 decodes every byte sequence, so the fallback never fails; it is right for
-  the Gutenberg files that are "ASCII except for a few Latin-1 accented letters".
+
+# Latin-1 text -> Windows-1252: only 0x80-0x9F differ (curly quotes, dashes, euro, ...).
+_CP1252_FROM_LATIN1 = _cp1252_from_latin1()
+
+
+def read_text_file(path: str | os.PathLike[str]) -> str:
+  """Reads one text file as UTF-8 (BOM stripped), else as Windows-1252 / Latin-1.
+
+  A file that is not valid UTF-8 is either UTF-8 with a few bad bytes (it has valid
+  multi-byte sequences: decoded as UTF-8, each bad byte a U+FFFD that the vocabulary
+  then drops) or single-byte text: Windows-1252, which is Latin-1 but for curly quotes
+  and dashes in 0x80-0x9F (its five undefined bytes read as Latin-1). That covers the
+  Gutenberg files that are "ASCII except for a few Latin-1 accented letters", which
+  read the same either way, and never fails.
 
   Raises:
     TextInputError: the file does not exist or cannot be read.
@@ -65,7 +83,11 @@ def read_text_file(path: str | os.PathLike[str]) -> str:
   try:
     return data.decode("utf-8-sig")
   except UnicodeDecodeError:
-    return data.decode("latin-1")
+    pass
+  mostly_utf8 = data.decode("utf-8-sig", errors="replace")
+  if any(ord(c) > 127 and c != "\ufffd" for c in mostly_utf8):
+    return mostly_utf8
+  return data.decode("latin-1").translate(_CP1252_FROM_LATIN1)
 
 
 def fold_to_ascii(text: str) -> str:
