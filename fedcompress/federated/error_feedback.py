@@ -20,6 +20,9 @@ compression error is sent later instead of being dropped. Two modes:
   with `NUM_EXAMPLES`, mean is the example-weighted mean of the c_i and |S|/N stands
   for the participants' share of the population's weight, which the server does not
   know. Clients not sampled keep their g_i, so g carries their last contribution.
+  A client whose update is rejected as non-finite keeps its g_i too, but the |S| of
+  that round still counts it, so g then drifts from the mean of the g_i (not handled:
+  it needs non-finite updates).
 
 What is implemented here, and why it is exact: the aggregator
 (`fedcompress.federated.aggregation.build_mean_factory`, a `tff.aggregators.MeanFactory`

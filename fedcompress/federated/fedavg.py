@@ -246,7 +246,7 @@ def build_fedavg(
                        "aggregator and no allocated codec")
     aggregator = build_protected_mean(aggregate_codec, secure_aggregation=secure_aggregation,
                                       clients_per_round=clients_per_round, dp=dp,
-                                      client_weighting=client_weighting)
+                                      client_weighting=client_weighting, seed=seed)
     if measure_error:
       aggregator = RelativeErrorFactory(aggregator)
   elif aggregator is None:

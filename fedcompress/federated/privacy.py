@@ -29,6 +29,11 @@ multiplier accounted is the effective one, the central noise std over the L2
 sensitivity inflated by the rounding (both as TFF's factory computes them), with the
 sum of discrete Gaussians treated as a Gaussian (the approximation Kairouz et al. show
 is tight for the noise levels used).
+
+Caveats, not handled: for `central` the codec encodes and decodes each clipped update
+before the noise, so the sensitivity is the largest norm of a decoded update, and a
+codec that can enlarge it (`randk`'s n/k rescaling; min/max quantizers in the worst
+case) makes the accounted epsilon optimistic. The noise is TFF's and is not seeded.
 """
 
 from __future__ import annotations
@@ -273,12 +278,19 @@ def check_protected_mean(aggregate_codec: CodecSpec | str | None, *, secure_aggr
                        f"{codec.name!r}")
   elif secure_aggregation:
     check_sum_compatible(codec)
+    if dp is not None and dp.mechanism == "central_adaptive":
+      # The adaptive query's record carries the clipped-count indicator (+-0.5) beside the
+      # update, and the secure sum would clip it to fixed_int's range with the update,
+      # slowing the clip's adaptation by clip / 0.5.
+      raise ValueError("--dp=central_adaptive cannot run under --secure_aggregation: its "
+                       "clipped-count signal would be quantized with the update; use "
+                       "--dp=central")
   return codec
 
 
 def build_protected_mean(aggregate_codec: CodecSpec | str | None, *, secure_aggregation: bool,
                          clients_per_round: int | None, dp: DPConfig | None,
-                         client_weighting: tff.learning.ClientWeighting
+                         client_weighting: tff.learning.ClientWeighting, seed: int = 0
                          ) -> tff.aggregators.WeightedAggregationFactory:
   """The mean of client updates under secure aggregation and/or DP, for FedAvg.
 
@@ -296,9 +308,10 @@ def build_protected_mean(aggregate_codec: CodecSpec | str | None, *, secure_aggr
   if dp is not None and dp.mechanism == "distributed":
     mean = build_dp_mean_factory(dp, sum_factory=None)
   elif dp is not None:
-    sum_factory = (SecureEncodedSumFactory(codec, clients_per_round=clients_per_round)
-                   if secure_aggregation else EncodedSumFactory.from_codec(codec))
+    sum_factory = (SecureEncodedSumFactory(codec, clients_per_round=clients_per_round,
+                                           seed=seed)
+                   if secure_aggregation else EncodedSumFactory.from_codec(codec, seed=seed))
     mean = build_dp_mean_factory(dp, sum_factory=sum_factory)
   else:
-    mean = build_secure_mean_factory(codec, clients_per_round=clients_per_round)
+    mean = build_secure_mean_factory(codec, clients_per_round=clients_per_round, seed=seed)
   return tff.aggregators.as_weighted_aggregator(mean)

@@ -37,7 +37,8 @@ import tree
 from tensorflow_federated.python.core.impl.types import type_conversions
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs import CodecSpec, sum_compatible_codecs
+from fedcompress.codecs import CodecSpec, seeding, sum_compatible_codecs
+from fedcompress.federated.aggregation import indexed_encoders
 from fedcompress.federated.broadcast import slice_structure
 
 COUNT_KEY = "clients"
@@ -71,7 +72,7 @@ def _client_one():
 class SecureEncodedSumFactory(tff.aggregators.UnweightedAggregationFactory):
   """Sum of client values through a sum-compatible codec and TFF's secure modular sum."""
 
-  def __init__(self, codec: CodecSpec | str, *, clients_per_round: int):
+  def __init__(self, codec: CodecSpec | str, *, clients_per_round: int, seed: int = 0):
     """Initializer.
 
     Args:
@@ -79,6 +80,9 @@ class SecureEncodedSumFactory(tff.aggregators.UnweightedAggregationFactory):
         tensor whatever its size (the spec's threshold does not apply: a float sent
         as is could not be summed in the field).
       clients_per_round: the most clients one round sums; sizes the field.
+      seed: the run's seed. As in `EncodedSumFactory`, the codec's draws (rotation
+        seeds, stochastic rounding) derive from it, the round and each client's update
+        (`fedcompress.codecs.seeding`), so a rerun sums the same integers.
 
     Raises:
       ValueError: the codec's encodings do not add up, or `clients_per_round` < 1.
@@ -88,6 +92,7 @@ class SecureEncodedSumFactory(tff.aggregators.UnweightedAggregationFactory):
         clients_per_round < 1):
       raise ValueError(f"clients_per_round must be an integer >= 1, got {clients_per_round!r}")
     self._clients = clients_per_round
+    self._seed = int(seed)
     self._bound = self._codec.codec.sum_bound(**self._codec.resolved_options())
     self.field_bits = field_bits(self._bound, clients_per_round)
     self.count_bits = count_bits(clients_per_round)
@@ -112,9 +117,14 @@ class SecureEncodedSumFactory(tff.aggregators.UnweightedAggregationFactory):
     specs = type_conversions.type_to_tf_tensor_specs(value_type)
     encoders = tf.nest.map_structure(self._encoder, specs)
 
+    indexed = indexed_encoders(encoders)
+    seed = self._seed
+
     @tff.tensorflow.computation
     def initial_state_fn():
-      return tf.nest.map_structure(lambda e: e.initial_state(), encoders)
+      return collections.OrderedDict(
+          encoders=tf.nest.map_structure(lambda e: e.initial_state(), encoders),
+          round=tf.constant(0, tf.int64))
 
     @tff.federated_computation
     def init_fn():
@@ -126,9 +136,16 @@ class SecureEncodedSumFactory(tff.aggregators.UnweightedAggregationFactory):
     def get_params_fn(state):
       # One get_params call per encoder: each call draws a fresh rotation seed, and the
       # encode and decode parameters must share it.
-      params = tree.map_structure_up_to(encoders, lambda e, s: e.get_params(s), encoders,
-                                        state)
-      return tuple(slice_structure(encoders, params, i) for i in range(3))
+      key = seeding.round_key(seed, state["round"])
+
+      def get_params(indexed_encoder, encoder_state):
+        index, encoder = indexed_encoder
+        with seeding.seed_scope(seeding.params_key(key, index)):
+          return encoder.get_params(encoder_state)
+
+      params = tree.map_structure_up_to(encoders, get_params, indexed, state["encoders"])
+      encode_params, before, after = (slice_structure(encoders, params, i) for i in range(3))
+      return (encode_params, key), before, after
 
     encode_params_type, before_params_type, after_params_type = (
         get_params_fn.type_signature.result)
@@ -136,9 +153,15 @@ class SecureEncodedSumFactory(tff.aggregators.UnweightedAggregationFactory):
     # Clients also apply decode_before_sum: a no-op for a fully commuting encoder, but
     # it is what turns te's encoded structure into the summable one.
     @tff.tensorflow.computation(value_type, encode_params_type, before_params_type)
-    def encode_fn(x, encode_params, before_params):
-      encoded = tree.map_structure_up_to(encoders, lambda e, v, p: e.encode(v, p)[0], encoders,
-                                         x, encode_params)
+    def encode_fn(x, encode_params_and_key, before_params):
+      encode_params, key = encode_params_and_key
+
+      def encode(indexed_encoder, value, params):
+        index, encoder = indexed_encoder
+        with seeding.seed_scope(seeding.encode_key(key, index, value)):
+          return encoder.encode(value, params)[0]
+
+      encoded = tree.map_structure_up_to(encoders, encode, indexed, x, encode_params)
       return tree.map_structure_up_to(encoders, lambda e, v, p: e.decode_before_sum(v, p),
                                       encoders, encoded, before_params)
 
@@ -164,6 +187,10 @@ class SecureEncodedSumFactory(tff.aggregators.UnweightedAggregationFactory):
       return collections.OrderedDict(
           bits=tf.cast(clients, tf.int64) * per_client_bits, **{COUNT_KEY: clients})
 
+    @tff.tensorflow.computation(state_type.member)
+    def next_round_fn(state):
+      return collections.OrderedDict(encoders=state["encoders"], round=state["round"] + 1)
+
     @tff.federated_computation(state_type, tff.FederatedType(value_type, tff.CLIENTS))
     def next_fn(state, value):
       encode_params, before_params, after_params = tff.federated_map(get_params_fn, state)
@@ -173,9 +200,10 @@ class SecureEncodedSumFactory(tff.aggregators.UnweightedAggregationFactory):
       clients = tff.federated_secure_sum_bitwidth(_client_one(), 1)
       decoded = tff.federated_map(decode_fn, (summed, after_params, clients))
       # The encoders are stateless between rounds (a fresh rotation seed comes from
-      # get_params), so the state is passed on as it is.
+      # get_params): only the round counter of the seeds moves.
       return tff.templates.MeasuredProcessOutput(
-          state=state, result=decoded, measurements=tff.federated_map(measurements_fn, clients))
+          state=tff.federated_map(next_round_fn, state), result=decoded,
+          measurements=tff.federated_map(measurements_fn, clients))
 
     return tff.templates.AggregationProcess(init_fn, next_fn)
 
@@ -209,7 +237,8 @@ class SumToMeanFactory(tff.aggregators.UnweightedAggregationFactory):
     return tff.templates.AggregationProcess(inner.initialize, next_fn)
 
 
-def build_secure_mean_factory(codec: CodecSpec | str, *, clients_per_round: int
+def build_secure_mean_factory(codec: CodecSpec | str, *, clients_per_round: int, seed: int = 0
                               ) -> tff.aggregators.UnweightedAggregationFactory:
   """Unweighted mean of client updates under secure aggregation with `codec`."""
-  return SumToMeanFactory(SecureEncodedSumFactory(codec, clients_per_round=clients_per_round))
+  return SumToMeanFactory(SecureEncodedSumFactory(codec, clients_per_round=clients_per_round,
+                                                  seed=seed))

@@ -471,6 +471,12 @@ def check_experiment(task: FederatedTask, config: ExperimentConfig) -> None:
   unknown = [c for c in (config.fixed_clients or ()) if c not in set(task.client_ids)]
   if unknown:
     raise ValueError(f"unknown client id(s): {', '.join(unknown)}")
+  if config.secure_aggregation and len(config.fixed_clients or ()) > config.clients_per_round:
+    # The field is sized for --clients_per_round clients; more would wrap the sum.
+    raise ValueError(f"--clients lists {len(config.fixed_clients)} clients but secure "
+                     "aggregation sizes its field for --clients_per_round="
+                     f"{config.clients_per_round}: pass --clients_per_round="
+                     f"{len(config.fixed_clients)}")
   if config.secure_aggregation or config.dp != "none":
     check_protected_mean(config.aggregate_codec, secure_aggregation=config.secure_aggregation,
                          clients_per_round=config.clients_per_round,

@@ -45,6 +45,25 @@ def test_secure_sum_decodes_the_sum_within_the_quantization_bound(secure_sum):
     assert error.max() > 0  # Quantized, not passed through.
 
 
+def test_secure_sum_draws_come_from_the_seed_and_round(secure_sum):
+  # Stochastic rounding (and a rotation's seed) derive from the run's seed, the round
+  # and each client's update, as in the plain encoded sum: a rerun sums the same.
+  _, process = secure_sum
+  values = _values()
+  state = process.initialize()
+  first = process.next(state, values)
+  again = process.next(state, values)
+  for key in ("a", "b"):
+    np.testing.assert_array_equal(first.result[key], again.result[key])
+  later = process.next(first.state, values)  # The next round draws anew.
+  assert any(not np.array_equal(first.result[k], later.result[k]) for k in ("a", "b"))
+  other = secure.SecureEncodedSumFactory(
+      make_codec("fixed_int", options={"bits": 8, "clip": 1.0}), clients_per_round=CLIENTS,
+      seed=1).create(VALUE_TYPE)
+  reseeded = other.next(other.initialize(), values)
+  assert any(not np.array_equal(first.result[k], reseeded.result[k]) for k in ("a", "b"))
+
+
 def test_secure_sum_bits_are_field_width_times_coordinates_plus_count(secure_sum):
   factory, process = secure_sum
   output = process.next(process.initialize(), _values())
@@ -176,11 +195,34 @@ def test_protected_mean_refusals_are_one_line():
       dict(aggregate_codec=None, secure_aggregation=False, dp=dp, client_weighting=uniform),
       dict(aggregate_codec="fixed_int", secure_aggregation=True, dp=dp,
            client_weighting=uniform),
+      # The adaptive query's clipped-count signal would be quantized with the update.
+      dict(aggregate_codec="fixed_int", secure_aggregation=True,
+           dp=privacy.DPConfig("central_adaptive", 1.0, 0.1, 10, 100),
+           client_weighting=uniform),
   ]
   for case in cases:
     with pytest.raises(ValueError) as info:
       privacy.check_protected_mean(clients_per_round=10, **case)
     assert "\n" not in str(info.value)
+  # Without secure aggregation the adaptive query is accepted.
+  privacy.check_protected_mean(clients_per_round=10, aggregate_codec="uniform",
+                               secure_aggregation=False, client_weighting=uniform,
+                               dp=privacy.DPConfig("central_adaptive", 1.0, 0.1, 10, 100))
+
+
+def test_a_fixed_client_list_larger_than_the_field_is_refused(tmp_path):
+  from types import SimpleNamespace
+
+  from fedcompress.harness import experiment
+
+  config = experiment.ExperimentConfig(
+      root_output_dir=str(tmp_path), experiment_name="run", clients_per_round=2,
+      fixed_clients=("a", "b", "c"), secure_aggregation=True,
+      aggregate_codec=make_codec("fixed_int"), client_weighting="uniform", progress=False)
+  task = SimpleNamespace(client_ids=["a", "b", "c", "d"])
+  with pytest.raises(ValueError, match="--clients lists 3 clients but secure aggregation "
+                     "sizes its field for --clients_per_round=2"):
+    experiment.check_experiment(task, config)
 
 
 @pytest.mark.parametrize("rounds,noise,rate", [(1, 1.0, 0.01), (100, 1.0, 0.01),
