@@ -115,23 +115,47 @@ def indexed_encoders(encoders):
   return tf.nest.pack_sequence_as(encoders, list(enumerate(flat)))
 
 
+def seeded_get_params(encoders, state, seed: int):
+  """Server side of a round: `((encode_params, key), before_sum, after_sum)`.
+
+  `state` holds the encoders' states (`'encoders'`) and the round counter (`'round'`);
+  each encoder's `get_params` draws under its own key of the round's key, which travels
+  to the clients with the encode parameters for `seeded_encode`.
+  """
+  key = seeding.round_key(seed, state["round"])
+
+  def get_params(indexed_encoder, encoder_state):
+    index, encoder = indexed_encoder
+    with seeding.seed_scope(seeding.params_key(key, index)):
+      return encoder.get_params(encoder_state)
+
+  params = tree.map_structure_up_to(encoders, get_params, indexed_encoders(encoders),
+                                    state["encoders"])
+  encode_params, before_sum, after_sum = (slice_structure(encoders, params, i)
+                                          for i in range(3))
+  return (encode_params, key), before_sum, after_sum
+
+
+def seeded_encode(encoders, x, encode_params_and_key):
+  """Client side: each tensor's `encoder.encode` under a key of the round's key and of
+  the tensor itself (`seeding.encode_key`); the structure of its outputs."""
+  encode_params, key = encode_params_and_key
+
+  def encode(indexed_encoder, value, params):
+    index, encoder = indexed_encoder
+    with seeding.seed_scope(seeding.encode_key(key, index, value)):
+      return encoder.encode(value, params)
+
+  return tree.map_structure_up_to(encoders, encode, indexed_encoders(encoders), x,
+                                  encode_params)
+
+
 def _encoded_next_fn(server_state_type, value_type, encoders, rules, seed):
   """`next` of the encoded sum: encode at clients, aggregate, decode at server."""
-  indexed = indexed_encoders(encoders)
 
   @tff.tensorflow.computation(server_state_type.member)
   def get_params_fn(state):
-    key = seeding.round_key(seed, state["round"])
-
-    def get_params(indexed_encoder, encoder_state):
-      index, encoder = indexed_encoder
-      with seeding.seed_scope(seeding.params_key(key, index)):
-        return encoder.get_params(encoder_state)
-
-    params = tree.map_structure_up_to(encoders, get_params, indexed, state["encoders"])
-    encode_params, before_sum, after_sum = (slice_structure(encoders, params, i)
-                                            for i in range(3))
-    return (encode_params, key), before_sum, after_sum
+    return seeded_get_params(encoders, state, seed)
 
   encode_params_type, decode_before_sum_params_type, decode_after_sum_params_type = (
       get_params_fn.type_signature.result)
@@ -140,14 +164,7 @@ def _encoded_next_fn(server_state_type, value_type, encoders, rules, seed):
   # encoded structure, because federated_aggregate cannot see SERVER values.
   @tff.tensorflow.computation(value_type, encode_params_type, decode_before_sum_params_type)
   def encode_fn(x, encode_params_and_key, decode_before_sum_params):
-    encode_params, key = encode_params_and_key
-
-    def encode(indexed_encoder, value, params):
-      index, encoder = indexed_encoder
-      with seeding.seed_scope(seeding.encode_key(key, index, value)):
-        return encoder.encode(value, params)
-
-    encoded = tree.map_structure_up_to(encoders, encode, indexed, x, encode_params)
+    encoded = seeded_encode(encoders, x, encode_params_and_key)
     return (slice_structure(encoders, encoded, 0), decode_before_sum_params,
             slice_structure(encoders, encoded, 1))
 

@@ -37,8 +37,8 @@ import tree
 from tensorflow_federated.python.core.impl.types import type_conversions
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs import CodecSpec, seeding, sum_compatible_codecs
-from fedcompress.federated.aggregation import indexed_encoders
+from fedcompress.codecs import CodecSpec, sum_compatible_codecs
+from fedcompress.federated.aggregation import seeded_encode, seeded_get_params
 from fedcompress.federated.broadcast import slice_structure
 
 COUNT_KEY = "clients"
@@ -117,7 +117,6 @@ class SecureEncodedSumFactory(tff.aggregators.UnweightedAggregationFactory):
     specs = type_conversions.type_to_tf_tensor_specs(value_type)
     encoders = tf.nest.map_structure(self._encoder, specs)
 
-    indexed = indexed_encoders(encoders)
     seed = self._seed
 
     @tff.tensorflow.computation
@@ -136,16 +135,7 @@ class SecureEncodedSumFactory(tff.aggregators.UnweightedAggregationFactory):
     def get_params_fn(state):
       # One get_params call per encoder: each call draws a fresh rotation seed, and the
       # encode and decode parameters must share it.
-      key = seeding.round_key(seed, state["round"])
-
-      def get_params(indexed_encoder, encoder_state):
-        index, encoder = indexed_encoder
-        with seeding.seed_scope(seeding.params_key(key, index)):
-          return encoder.get_params(encoder_state)
-
-      params = tree.map_structure_up_to(encoders, get_params, indexed, state["encoders"])
-      encode_params, before, after = (slice_structure(encoders, params, i) for i in range(3))
-      return (encode_params, key), before, after
+      return seeded_get_params(encoders, state, seed)
 
     encode_params_type, before_params_type, after_params_type = (
         get_params_fn.type_signature.result)
@@ -154,14 +144,7 @@ class SecureEncodedSumFactory(tff.aggregators.UnweightedAggregationFactory):
     # it is what turns te's encoded structure into the summable one.
     @tff.tensorflow.computation(value_type, encode_params_type, before_params_type)
     def encode_fn(x, encode_params_and_key, before_params):
-      encode_params, key = encode_params_and_key
-
-      def encode(indexed_encoder, value, params):
-        index, encoder = indexed_encoder
-        with seeding.seed_scope(seeding.encode_key(key, index, value)):
-          return encoder.encode(value, params)[0]
-
-      encoded = tree.map_structure_up_to(encoders, encode, indexed, x, encode_params)
+      encoded = slice_structure(encoders, seeded_encode(encoders, x, encode_params_and_key), 0)
       return tree.map_structure_up_to(encoders, lambda e, v, p: e.decode_before_sum(v, p),
                                       encoders, encoded, before_params)
 
