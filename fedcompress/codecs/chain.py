@@ -120,10 +120,10 @@ def _build(links: Sequence[_Link]) -> te.core.Encoder:
   return encoder
 
 
-def _commutes_with_sum(link: _Link) -> bool:
+def _fully_commutes(encoder: te.core.Encoder) -> bool:
+  """Whether every stage of `encoder` commutes with sum (tensor_encoding's answer)."""
   with tf.Graph().as_default():
-    return te.encoders.as_gather_encoder(link.codec.build(**link.checked),
-                                         _PROBE_SPEC).fully_commutes_with_sum
+    return te.encoders.as_gather_encoder(encoder, _PROBE_SPEC).fully_commutes_with_sum
 
 
 def _bits_formula(links: Sequence[_Link]):
@@ -141,7 +141,7 @@ def _bits_formula(links: Sequence[_Link]):
   # Whether every link before link i commutes with sum.
   all_commute = [True]
   for link in links[:-1]:
-    all_commute.append(all_commute[-1] and _commutes_with_sum(link))
+    all_commute.append(all_commute[-1] and _fully_commutes(link.codec.build(**link.checked)))
 
   def bits(num_elements: int, *, direction: str = "aggregate", dtype=tf.float32) -> int:
     width = _common.dtype_bits(dtype)
@@ -194,9 +194,8 @@ def _sum_bound(links: Sequence[_Link], encoder: te.core.Encoder):
   last = links[-1]
   if last.is_coder or not last.codec.sum_compatible:
     return None
-  with tf.Graph().as_default():
-    if not te.encoders.as_gather_encoder(encoder, _PROBE_SPEC).fully_commutes_with_sum:
-      return None
+  if not _fully_commutes(encoder):
+    return None
   checked = dict(last.checked)
   return lambda **_: last.codec.sum_bound(**checked)
 
