@@ -13,9 +13,12 @@ client dataset (TFF's parse `map`, then the tutorial's), 80 KiB per digits clien
 `traced_client_datasets` traces the whole pipeline (the client's dataset and its
 preprocessing) once, as a `tf.function` of the client id and the shuffle seed, and
 every call reuses it: nothing is registered per client. The elements and their order
-are the same as the eager pipeline's (the shuffle seed is a tensor argument; the
-graph-level seed the function was traced with is the eager one, and a different
-global seed traces a new function).
+are the eager pipeline's with no global seed set (the shuffle seed is a tensor
+argument), whatever global seed is set: a client's dataset depends on the client, the
+run's seed and the round only. A global seed would otherwise pair with the shuffle's
+own (TensorFlow's `get_seed`), and with global seed 0 `get_seed` compares the tensor
+seed with 0 in Python, which fails while tracing: `tools.symbol_entropy`, which seeds
+Keras for its model, could not build a client dataset under seed 0.
 """
 
 from __future__ import annotations
@@ -42,29 +45,23 @@ def traced_client_datasets(client_data, preprocess: Preprocess
   """
   in_memory = isinstance(client_data, tff.simulation.datasets.TestClientData)
   known = frozenset(client_data.client_ids)  # Checked per client and round: not a list scan.
-  by_graph_seed: dict[int | None, Callable[..., tf.data.Dataset]] = {}
 
-  def traced() -> Callable[..., tf.data.Dataset]:
-    # The graph-level seed a shuffle combines with its own; a function keeps the one
-    # it was traced with.
-    graph_seed = tf.compat.v1.get_seed(1)[0]
-    if graph_seed not in by_graph_seed:
-      if in_memory:
-        by_graph_seed[graph_seed] = tf.function(preprocess)
-      else:
-        dataset_fn = client_data.serializable_dataset_fn
-        by_graph_seed[graph_seed] = tf.function(
-            lambda client_id, seed: preprocess(dataset_fn(client_id), seed))
-    return by_graph_seed[graph_seed]
+  @tf.function
+  def traced(client, seed):
+    # The function's graph inherits the global seed when traced; no graph seed makes
+    # the shuffle's seeds (TensorFlow's default graph seed, `seed`) in every case.
+    tf.compat.v1.get_default_graph().seed = None
+    dataset = client if in_memory else client_data.serializable_dataset_fn(client)
+    return preprocess(dataset, seed)
 
   def build(client_id: str, seed: int) -> tf.data.Dataset:
     seed = tf.constant(seed, tf.int64)
     if in_memory:
-      return traced()(client_data.create_tf_dataset_for_client(client_id), seed)
+      return traced(client_data.create_tf_dataset_for_client(client_id), seed)
     if client_id not in known:
       # What `create_tf_dataset_for_client` says; the query alone would return no rows.
       raise ValueError(f"ID [{client_id}] is not a client in this ClientData. See "
                        "property `client_ids` for the list of valid ids.")
-    return traced()(tf.constant(client_id), seed)
+    return traced(tf.constant(client_id), seed)
 
   return build
