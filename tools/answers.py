@@ -229,6 +229,11 @@ def main(argv):
     return fail(f"unexpected arguments: {' '.join(argv[1:])}")
   os.chdir(REPO_ROOT)
   runtime.install_signal_handlers()
+  # Empty lists would run nothing and then write an empty block over the README's.
+  if not FLAGS.datasets:
+    return fail(f"--datasets is empty; valid: {', '.join(DATASETS)}")
+  if not FLAGS.seeds:
+    return fail("--seeds is empty: the answers compare configurations seed by seed")
   unknown = sorted(set(FLAGS.datasets) - set(DATASETS))
   if unknown:
     return fail(f"unknown --datasets {', '.join(unknown)}; valid: {', '.join(DATASETS)}")

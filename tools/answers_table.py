@@ -81,9 +81,17 @@ def ratio_estimate(a: Mapping[int, float], b: Mapping[int, float]) -> Estimate:
   return summary.estimate([a[s] / b[s] for s in seeds])
 
 
+UNDETERMINED = "undetermined"
+# The sentences' words for it: no interval to read a difference from.
+_UNDETERMINED_CLAUSE = "undetermined (one seed, or the same difference on every seed)"
+
+
 def verdict(diff: Estimate) -> str:
-  """'higher', 'lower' or 'no significant difference' (95% interval against 0)."""
-  if not diff.excludes_zero:  # None (one seed) is no evidence either.
+  """'higher', 'lower', 'no significant difference' (95% interval against 0), or
+  'undetermined' without a usable interval (one seed, or no spread between seeds)."""
+  if diff.excludes_zero is None:
+    return UNDETERMINED
+  if not diff.excludes_zero:
     return "no significant difference"
   return "higher" if diff.mean > 0 else "lower"
 
@@ -170,7 +178,8 @@ def nonuniform_sentence(rows: Sequence[Mapping[str, Any]]) -> str:
   """'At equal bits per coordinate, non-uniform quantization is more accurate than ...'."""
   clauses = []
   for word, label in (("higher", "more accurate than uniform"), ("lower", "less accurate"),
-                      ("no significant difference", "not significantly different")):
+                      ("no significant difference", "not significantly different"),
+                      (UNDETERMINED, _UNDETERMINED_CLAUSE)):
     hits = [r for r in rows if r["verdict"] == word]
     if hits:
       clauses.append(f"{label} at {_listing([str(r['bits']) for r in hits])} bits ("
@@ -302,7 +311,8 @@ def adaptive_sentence(rows: Sequence[Mapping[str, Any]]) -> str:
   clauses = []
   for word, label in (("higher", "was more accurate than"), ("lower", "was less accurate than"),
                       ("no significant difference",
-                       "showed no significant accuracy difference from")):
+                       "showed no significant accuracy difference from"),
+                      (UNDETERMINED, "is " + _UNDETERMINED_CLAUSE + " against")):
     if word in groups:
       clauses.append(f"{label} " + _listing(
           [f"{r['configuration']} ({_pp(r['adaptive_minus'])})" for r in groups[word]]))

@@ -108,8 +108,13 @@ class Estimate:
 
   @property
   def excludes_zero(self) -> bool | None:
-    """Whether the interval lies wholly on one side of 0 (None without an interval)."""
-    if self.ci_low is None:
+    """Whether the interval lies wholly on one side of 0; None without a usable interval.
+
+    An interval of zero width (every number the same, as when every seed's accuracy
+    moves by the same test image) is no evidence: the t statistic is 0/0, and the
+    spread of the next seed is unknown. It counts as no interval.
+    """
+    if self.ci_low is None or self.std == 0:
       return None
     return self.ci_low > 0 or self.ci_high < 0
 

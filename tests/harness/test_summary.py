@@ -32,6 +32,13 @@ def test_single_value_has_no_spread():
     summary.estimate([])
 
 
+def test_zero_spread_is_no_evidence():
+  # Two seeds whose accuracy moved by the same test image: a zero-width interval.
+  e = summary.estimate([0.0028, 0.0028])
+  assert (e.std, e.ci_low, e.ci_high) == (0.0, 0.0028, 0.0028)
+  assert e.excludes_zero is None
+
+
 ACCURACY = {
     "base": {0: 0.90, 1: 0.91, 2: 0.92},
     # Each seed 0.015-0.02 above the baseline's same seed.

@@ -6,9 +6,11 @@ t_{0.975,2} * 0.01 / sqrt(3) = 4.302653 * 0.01 / 1.732051 = 0.024841.
 """
 
 import json
+import os
 
 import pytest
 
+from fedcompress.harness import summary
 from fedcompress.harness.summary import Estimate
 from tools import answers_table as at
 from tools import codec_table
@@ -66,8 +68,23 @@ def test_verdict_needs_the_interval_to_exclude_zero():
   assert at.verdict(Estimate(3, 0.03, 0.01, 0.005, 0.055)) == "higher"
   assert at.verdict(Estimate(3, -0.03, 0.01, -0.055, -0.005)) == "lower"
   assert at.verdict(Estimate(3, 0.03, 0.04, -0.07, 0.13)) == "no significant difference"
-  # One seed gives no interval: no evidence either way.
-  assert at.verdict(Estimate(1, 0.03, None, None, None)) == "no significant difference"
+  # One seed gives no interval, and seeds that all moved by the same amount (one test
+  # image each) a zero-width one: no evidence either way, and not "no difference".
+  assert at.verdict(Estimate(1, 0.03, None, None, None)) == "undetermined"
+  same = summary.estimate([0.0028, 0.0028])
+  assert (same.ci_low, same.ci_high) == (0.0028, 0.0028)
+  assert at.verdict(same) == "undetermined"
+
+
+def test_sentence_says_when_there_is_no_interval():
+  rows = [{"bits": 2, "verdict": at.verdict(Estimate(1, 0.03, None, None, None)),
+           "diff": Estimate(1, 0.03, None, None, None)},
+          {"bits": 3, "verdict": "higher", "diff": Estimate(3, 0.03, 0.01, 0.005, 0.055)}]
+  assert at.nonuniform_sentence(rows) == (
+      "At equal bits per coordinate, non-uniform quantization is more accurate than "
+      "uniform at 3 bits (+3.00 pp [+0.50, +5.50]) and undetermined (one seed, or the "
+      "same difference on every seed) at 2 bits (+3.00 pp), by the paired 95% intervals "
+      "of the accuracy difference.")
 
 
 def test_nonuniform_answer():
@@ -169,3 +186,20 @@ def test_section_written_into_the_readme(tmp_path):
       f"a\n<!-- codec-table:answers -->\n{section}\n<!-- end codec-table -->\nb\n")
   # The rows are plain JSON (the Estimates as dicts).
   json.dumps([a.rows for a in results["digits"]["answers"].values()])
+
+
+@pytest.mark.parametrize("flag", ["--datasets=", "--seeds="])
+def test_answers_refuses_empty_lists_before_touching_the_readme(tmp_path, flag):
+  import subprocess
+  import sys
+  readme = tmp_path / "README.md"
+  readme.write_text("<!-- codec-table:answers -->\nkept\n<!-- end codec-table -->\n")
+  result = subprocess.run(
+      [sys.executable, "-m", "tools.answers", flag, f"--readme={readme}",
+       f"--output={tmp_path / 'answers.json'}", f"--root_output_dir={tmp_path / 'runs'}"],
+      capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(
+          os.path.dirname(os.path.abspath(__file__)))), timeout=300)
+  assert result.returncode == 2, result.stderr
+  assert result.stderr.strip().splitlines()[-1].startswith("error: --")
+  assert "kept" in readme.read_text()
+  assert not (tmp_path / "answers.json").exists()
