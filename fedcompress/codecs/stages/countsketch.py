@@ -212,7 +212,11 @@ def check_options(rows: int = 5, columns: int = 0, fraction: float = 0.05,
   """The `countsketch` codec's options, checked, with their defaults.
 
   `columns=0` sizes the table from `fraction` (of the tensor's elements, over all rows).
+  `seed` is used by `seed_policy="fixed"` only; with "round" a seed would be ignored.
   """
+  if seed and seed_policy == "round":
+    raise ValueError(f"countsketch: seed={seed} needs seed_policy=fixed (with "
+                     "seed_policy=round the server draws the hashes' seed each round)")
   return {"rows": _common.check_int("rows", rows, 1, _MAX_ROWS),
           "columns": _common.check_int("columns", columns, 0, 2**31 - 1),
           "fraction": _common.check_fraction("fraction", fraction),

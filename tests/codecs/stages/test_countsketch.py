@@ -146,6 +146,9 @@ def test_options_are_checked():
     CodecSpec("countsketch", {"rows": 0})
   with pytest.raises(ValueError, match="seed_policy must be one of round, fixed"):
     CodecSpec("countsketch", {"seed_policy": "client"})
+  # A seed with the per-round policy would be silently ignored.
+  with pytest.raises(ValueError, match="seed=5 needs seed_policy=fixed"):
+    CodecSpec.parse("countsketch(seed=5)")
   with pytest.raises(ValueError, match="has no option 'cols'"):
     CodecSpec("countsketch", {"cols": 4})
 
