@@ -1,4 +1,4 @@
-"""Smoke tests of experiments/pretrain_char_rnn.py and fedcompress.tasks.pretrain."""
+"""Smoke tests of experiments/pretrain_char_rnn.py and fedcompress.tasks.models.pretrain."""
 
 from __future__ import annotations
 
