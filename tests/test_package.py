@@ -39,15 +39,27 @@ def _modules() -> dict[str, pathlib.Path]:
   return {_module_name(p): p for p in PACKAGE.rglob("*.py")}
 
 
+def _absolute(node: ast.ImportFrom, path: pathlib.Path) -> str:
+  """The module a `from` import names, relative imports resolved against `path`'s package."""
+  if node.level == 0:
+    return node.module
+  package = _module_name(path).split(".")
+  if path.name != "__init__.py":
+    package = package[:-1]  # A module's package is its parent; a package's, itself.
+  base = package[:len(package) - (node.level - 1)]
+  return ".".join(base + ([node.module] if node.module else []))
+
+
 def _imports(path: pathlib.Path, modules: set[str]) -> set[str]:
   """fedcompress modules `path` imports (a submodule where one is named, else the package)."""
   found = set()
   for node in ast.walk(ast.parse(path.read_text())):
     if isinstance(node, ast.Import):
       names = [alias.name for alias in node.names]
-    elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-      names = [f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in modules
-               else node.module for alias in node.names]
+    elif isinstance(node, ast.ImportFrom):
+      module = _absolute(node, path)
+      names = [f"{module}.{alias.name}" if f"{module}.{alias.name}" in modules
+               else module for alias in node.names]
     else:
       continue
     found.update(n for n in names if n.split(".")[0] == "fedcompress")
@@ -175,3 +187,20 @@ def test_import_under_deprecation_errors():
                            "import fedcompress; print(sorted(fedcompress.__all__)[0])"],
                           capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode == 0 and result.stdout.strip() == "Codec", result.stderr
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("from ...harness import loop", {"fedcompress.harness.loop"}),
+    ("from .. import codecs", {"fedcompress.codecs"}),
+    ("from . import _common", {"fedcompress.codecs.stages._common"}),
+])
+def test_relative_imports_are_resolved(tmp_path, monkeypatch, source, expected):
+  # A relative import in codecs/stages/uniform.py would otherwise escape the layer check.
+  copy = tmp_path / "fedcompress"
+  (copy / "codecs" / "stages").mkdir(parents=True)
+  module = copy / "codecs" / "stages" / "uniform.py"
+  module.write_text(source + "\n")
+  monkeypatch.setattr(sys.modules[__name__], "PACKAGE", copy)
+  assert _imports(module, set(_modules()) | {
+      "fedcompress.harness.loop", "fedcompress.codecs.stages._common"}) == expected
+

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from fedcompress.harness.checkpoints import Checkpointer
 from fedcompress.harness.client_state import ClientStateStore
-from fedcompress.harness.loop import LoopConfig, run_loop
+from fedcompress.harness.loop import LoopConfig, run_loop, sample_clients
 
 
 def test_state_is_zeros_until_written_and_no_file_for_unseen_clients(tmp_path):
@@ -112,6 +112,25 @@ class _CountingProcess:
     return state["w"]
 
 
+class _VersionsAtStart:
+  """Reporter that records, when the loop starts, the rounds of every state file."""
+
+  def __init__(self, directory):
+    self.directory = directory
+    self.rounds = None
+
+  def start(self, first, total):
+    # File names end in `.r<round>.pb` (client_state._file_name).
+    self.rounds = {int(name.rsplit(".r", 1)[1][:-3]) for name in os.listdir(self.directory)
+                   if name.endswith(".pb")}
+
+  def write(self, row):
+    pass
+
+  def close(self):
+    pass
+
+
 class _StopAfter:
   """Reporter that fails once round `n` has run (its client states are written)."""
 
@@ -142,14 +161,24 @@ def test_loop_interrupted_after_client_writes_resumes_to_the_same_states(tmp_pat
   full, full_store = _run(tmp_path, "full", 7)
   with pytest.raises(KeyboardInterrupt):
     _run(tmp_path, "cut", 7, reporters=[_StopAfter(5)])  # round 5 ran, checkpoint is 4
-  resumed, store = _run(tmp_path, "cut", 7, resume=True)
+  at_start = _VersionsAtStart(tmp_path / "cut" / "states")
+  resumed, store = _run(tmp_path, "cut", 7, resume=True, reporters=[at_start])
   assert resumed.start_round == 5
+  # Round 5's states were written before the kill; the resume drops them before redoing it.
+  assert 5 not in at_start.rounds and 4 in at_start.rounds
   np.testing.assert_array_equal(resumed.state["w"], full.state["w"])
   for client in full_store.clients_seen():
     np.testing.assert_array_equal(store.read(client, 8), full_store.read(client, 8))
-  # Only versions a resume from a kept checkpoint (3: rounds 4, 6, 7) could read are left.
-  assert all(len(store.versions(c)) <= 4 for c in store.clients_seen())
-  assert store.clients_seen() == full_store.clients_seen()
+  # Only versions a resume from a kept checkpoint (3: rounds 4, 6, 7) could read are
+  # left: per client, its newest version at or before round 4 and every later one.
+  clients = [f"c{i}" for i in range(6)]
+  rounds = {c: [r for r in range(1, 8) if c in sample_clients(clients, 2, 3, r)]
+            for c in clients}
+  expected = {c: [r for r in rs if r <= 4][-1:] + [r for r in rs if r > 4]
+              for c, rs in rounds.items() if rs}
+  assert sum(len(rs) for rs in rounds.values()) > sum(len(v) for v in expected.values())
+  for kept in (store, full_store):
+    assert {c: kept.versions(c) for c in kept.clients_seen()} == expected
 
 
 def test_paths_are_absolute_for_workers_in_other_directories(tmp_path, monkeypatch):
