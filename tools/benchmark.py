@@ -406,6 +406,8 @@ def write_population_sqlite(path: str, num_clients: int, examples_per_client: in
   Written by TFF's own `save_to_sql_client_data`; client `f{i:04d}`'s examples depend
   only on (seed, i), so two populations share their first clients exactly. The index
   TFF's published databases carry is added, so a client's query does not scan the file.
+  Written to `path.partial` and renamed: `path` exists only whole. TFF refuses to write
+  over a file, so a `.partial` left by a write that was killed is removed first.
   """
   import tensorflow as tf
   import tensorflow_federated as tff
@@ -421,12 +423,16 @@ def write_population_sqlite(path: str, num_clients: int, examples_per_client: in
         label=rng.integers(0, 10, examples_per_client).astype(np.int32),
         pixels=rng.random((examples_per_client, 28, 28), dtype=np.float32)))
 
+  partial = path + ".partial"
+  if os.path.exists(partial):
+    os.remove(partial)
   tff.simulation.datasets.save_to_sql_client_data(
-      list(splits), dataset_fn, path, split_names_by_client_id=splits)
-  with sqlite3.connect(path) as connection:
+      list(splits), dataset_fn, partial, split_names_by_client_id=splits)
+  with sqlite3.connect(partial) as connection:
     connection.execute("CREATE INDEX idx_examples_client_id_split "
                        "ON examples (split_name, client_id)")
     connection.execute("CREATE INDEX idx_metadata_client_id ON client_metadata (client_id)")
+  os.replace(partial, path)
 
 
 def sampled_clients(config: BenchmarkConfig) -> list[str]:
@@ -485,23 +491,24 @@ def measure_driver_memory(config: BenchmarkConfig) -> dict[str, Any]:
   with tempfile.TemporaryDirectory(prefix="fedcompress_bench_") as tmp:
     root = config.memory_cache_dir or tmp
     probes = {}
-    for population in config.memory_populations:
-      cache_dir = os.path.join(
-          root, f"pop{population}_ex{config.memory_examples_per_client}_seed{config.seed}")
-      path = os.path.join(cache_dir, "emnist_all.sqlite")
-      if not os.path.exists(path):
-        os.makedirs(cache_dir, exist_ok=True)
-        write_population_sqlite(path + ".partial", population,
-                                config.memory_examples_per_client, config.seed)
-        os.replace(path + ".partial", path)
-      args = json.dumps([cache_dir, ids, config.batch_size, config.seed,
-                         config.max_concurrent_clients])
-      # Probes run side by side: each is its own process, so its ru_maxrss is its own.
-      probes[population] = (path, subprocess.Popen(
-          [sys.executable, "-m", "tools.benchmark", "--memory-probe", args],
-          stdout=subprocess.PIPE, text=True))
     results = {}
+    # One try for the writing too: a probe started before a later population's file
+    # fails (or Ctrl-C) must not be left running.
     try:
+      for population in config.memory_populations:
+        cache_dir = os.path.join(
+            root, f"pop{population}_ex{config.memory_examples_per_client}_seed{config.seed}")
+        path = os.path.join(cache_dir, "emnist_all.sqlite")
+        if not os.path.exists(path):
+          os.makedirs(cache_dir, exist_ok=True)
+          write_population_sqlite(path, population, config.memory_examples_per_client,
+                                  config.seed)
+        args = json.dumps([cache_dir, ids, config.batch_size, config.seed,
+                           config.max_concurrent_clients])
+        # Probes run side by side: each is its own process, so its ru_maxrss is its own.
+        probes[population] = (path, subprocess.Popen(
+            [sys.executable, "-m", "tools.benchmark", "--memory-probe", args],
+            stdout=subprocess.PIPE, text=True))
       for population, (path, probe) in probes.items():
         stdout, _ = probe.communicate()
         if probe.returncode != 0:

@@ -84,13 +84,15 @@ def main(argv):
   from tools.benchmark import write_population_sqlite
 
   with tempfile.TemporaryDirectory(prefix="fedcompress_state_mem_") as tmp:
-    cache_dir = _CACHE.value or os.path.join(tmp, "data")
+    # Keyed by what the file holds, so another --population never reuses it; the
+    # name is the one `tools.benchmark` gives the same data (its writer, seed 0).
+    cache_dir = os.path.join(_CACHE.value or os.path.join(tmp, "data"),
+                             f"pop{_POPULATION.value}_ex{_EXAMPLES.value}_seed0")
     path = os.path.join(cache_dir, "emnist_all.sqlite")
     if not os.path.exists(path):
       os.makedirs(cache_dir, exist_ok=True)
       print(f"writing {_POPULATION.value} clients to {path}", flush=True)
-      write_population_sqlite(path + ".partial", _POPULATION.value, _EXAMPLES.value)
-      os.replace(path + ".partial", path)
+      write_population_sqlite(path, _POPULATION.value, _EXAMPLES.value)
     runs = {}
     for mode in ("none", "ef"):
       args = json.dumps([cache_dir, os.path.join(tmp, "runs"), mode, _ROUNDS.value,

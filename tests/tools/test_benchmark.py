@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sqlite3
 
 import numpy as np
@@ -94,6 +95,15 @@ def test_generated_populations_share_their_first_clients(tmp_path):
   assert len(rows(small, "f0001")) == 3
   assert rows(small, "f0001") == rows(large, "f0001")
   assert rows(large, "f0002") != rows(large, "f0001")
+
+
+def test_a_partial_file_left_by_a_killed_write_is_replaced(tmp_path):
+  path = tmp_path / "emnist_all.sqlite"
+  (tmp_path / "emnist_all.sqlite.partial").write_bytes(b"cut short")
+  benchmark.write_population_sqlite(str(path), 2, 3, seed=5)
+  assert sorted(os.listdir(tmp_path)) == ["emnist_all.sqlite"]
+  with sqlite3.connect(path) as connection:
+    assert connection.execute("SELECT COUNT(*) FROM examples").fetchone()[0] == 9
 
 
 def test_sampled_clients_come_from_the_smallest_population():
