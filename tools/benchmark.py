@@ -86,15 +86,34 @@ UPLINK_CPU_TARGETS: dict[str, float] = {
 }
 
 
+def pair_ratios(samples: Mapping[str, Mapping[str, list[float]]], x: str, y: str,
+                key: str = "cpu_s") -> list[float]:
+  """`x`'s time over `y`'s in each repetition (round i of one over round i of the other).
+
+  Each repetition runs every contender once, back to back, so the two rounds of a pair
+  ran under the same load: their ratio is what the interleaving measures.
+  """
+  return [a / b for a, b in zip(samples[x][key], samples[y][key], strict=True)]
+
+
+def paired_ratio(samples: Mapping[str, Mapping[str, list[float]]], x: str, y: str,
+                 key: str = "cpu_s") -> float:
+  """The median of `pair_ratios`: the ratio the tables report.
+
+  Not the ratio of the two medians, which may come from rounds run under other loads
+  (codec [1, 1, 10] against [1, 10, 10] would read 0.1x; its pairs are 1x).
+  """
+  return statistics.median(pair_ratios(samples, x, y, key))
+
+
 def pair_ratio_quartiles(samples: Mapping[str, Mapping[str, list[float]]], direction: str,
                          key: str = "cpu_s") -> tuple[float, float]:
-  """First and third quartiles of `direction`'s per-repetition ratio to uncompressed.
-
-  Each repetition runs every contender once, so round i of the codec and round i of
-  `none` ran under the same load: the spread of their ratios is the measurement's own.
-  """
-  pairs = [c / u for c, u in zip(samples[direction][key], samples["none"][key], strict=True)]
-  q1, _, q3 = statistics.quantiles(pairs, n=4) if len(pairs) > 1 else (pairs * 3)
+  """First and third quartiles of `direction`'s per-repetition ratio to uncompressed:
+  the spread of the measurement itself. Inclusive quartiles, which stay within the
+  pairs (the exclusive ones of 3 pairs are their min and max)."""
+  pairs = pair_ratios(samples, direction, "none", key)
+  q1, _, q3 = (statistics.quantiles(pairs, n=4, method="inclusive") if len(pairs) > 1
+               else pairs * 3)
   return q1, q3
 
 
@@ -309,9 +328,10 @@ def time_interleaved(runners: Mapping[str, Callable[[int], None]], rounds: int,
   return samples
 
 
-def ratios(times: Mapping[str, float]) -> dict[str, float]:
-  """`{'b/a': .., 'c/b': .., 'c/d': .., 'b/e': ..}` from per-contender times."""
-  return {f"{x}/{y}": times[x] / times[y] for x, y in RATIOS if x in times and y in times}
+def ratios(samples: Mapping[str, Mapping[str, list[float]]], key: str) -> dict[str, float]:
+  """`{'b/a': .., 'c/b': .., 'c/d': .., 'b/e': ..}`, each the median of its round pairs."""
+  return {f"{x}/{y}": paired_ratio(samples, x, y, key) for x, y in RATIOS
+          if x in samples and y in samples}
 
 
 # --- codec sweep --------------------------------------------------------------------
@@ -348,8 +368,9 @@ def run_codec_sweep(config: BenchmarkConfig, log: Callable[[str], None] | None =
     cpu = {k: statistics.median(v["cpu_s"]) for k, v in samples.items()}
     out[name] = {
         "options": CODEC_OPTIONS[name], "wall_s": wall, "cpu_s": cpu, "samples": samples,
-        "wall_ratio": {d: wall[d] / wall["none"] for d in config.codec_directions},
-        "cpu_ratio": {d: cpu[d] / cpu["none"] for d in config.codec_directions},
+        "wall_ratio": {d: paired_ratio(samples, d, "none", "wall_s")
+                       for d in config.codec_directions},
+        "cpu_ratio": {d: paired_ratio(samples, d, "none") for d in config.codec_directions},
         "uplink_cpu_target": UPLINK_CPU_TARGETS.get(name),
         "cpu_ratio_quartiles": {d: pair_ratio_quartiles(samples, d)
                                 for d in config.codec_directions},
@@ -370,8 +391,9 @@ def format_codec_table(result: Mapping[str, Any]) -> str:
   sweep = result["codec_sweep"]["codecs"]
   directions = config["codec_directions"]
   head = " | ".join(f"{d} wall | {d} CPU" for d in directions)
-  lines = [f"Round time vs uncompressed, median of {config['rounds']} interleaved rounds "
-           f"after {config['warmup_rounds']} warm-up; {config['num_clients']} clients of "
+  lines = [f"Round time vs uncompressed: the median of {config['rounds']} interleaved "
+           f"round pairs' ratios, after {config['warmup_rounds']} warm-up; "
+           f"{config['num_clients']} clients of "
            f"{config['examples_per_client']} examples; tensors over {config['threshold']:,} "
            f"elements encoded; load average {result['environment']['loadavg_before'][0]:.1f} "
            f"on {result['environment']['cpu_count']} cores at the start.", "",
@@ -542,8 +564,9 @@ def run_benchmark(config: BenchmarkConfig = BenchmarkConfig(),
 
   Returns:
     The JSON-able result: `times_s` (medians of wall time per contender a-d),
-    `ratios` (b/a, c/b, c/d from those medians), `cpu_s` and `cpu_ratios` (the same
-    from CPU time), every sample, `memory`, `targets`, and the environment.
+    `ratios` (b/a, c/b, c/d, b/e: each the median of its round pairs' ratios), `cpu_s`
+    and `cpu_ratios` (the same from CPU time), every sample, `memory`, `targets`, and the
+    environment.
   """
   from fedcompress.federated import runtime
 
@@ -556,9 +579,9 @@ def run_benchmark(config: BenchmarkConfig = BenchmarkConfig(),
   result: dict[str, Any] = {
       "labels": LABELS,
       "times_s": times,
-      "ratios": ratios(times),
+      "ratios": ratios(samples, "wall_s"),
       "cpu_s": cpu,
-      "cpu_ratios": ratios(cpu),
+      "cpu_ratios": ratios(samples, "cpu_s"),
       "targets": TARGETS,
       "samples": samples,
       "timing_seconds": time.perf_counter() - began,

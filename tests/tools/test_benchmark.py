@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import sqlite3
+import statistics
 
 import numpy as np
 import pytest
@@ -37,11 +38,15 @@ def test_json_has_times_and_ratios_from_them(smoke):
   times = written["times_s"]
   assert set(times) == {"a", "b", "c", "d", "e"}
   assert all(t > 0 for t in times.values())
+  samples = written["samples"]
+
+  def paired(x, y, key):
+    return float(np.median([a / b for a, b in zip(samples[x][key], samples[y][key],
+                                                   strict=True)]))
+
   assert written["ratios"] == pytest.approx({
-      "b/a": times["b"] / times["a"], "c/b": times["c"] / times["b"],
-      "c/d": times["c"] / times["d"], "b/e": times["b"] / times["e"]})
-  cpu = written["cpu_s"]
-  assert written["cpu_ratios"]["c/d"] == pytest.approx(cpu["c"] / cpu["d"])
+      f"{x}/{y}": paired(x, y, "wall_s") for x, y in ("ba", "cb", "cd", "be")})
+  assert written["cpu_ratios"]["c/d"] == pytest.approx(paired("c", "d", "cpu_s"))
   for name, samples in written["samples"].items():
     assert len(samples["wall_s"]) == len(samples["cpu_s"]) == _TINY.rounds, name
     assert times[name] == pytest.approx(float(np.median(samples["wall_s"])))
@@ -131,7 +136,10 @@ def test_codec_sweep_times_each_codec_against_uncompressed():
   sweep = benchmark.run_codec_sweep(config, log=None)
   drive = sweep["codecs"]["drive"]
   assert set(drive["wall_s"]) == {"none", "uplink"}
-  assert drive["cpu_ratio"]["uplink"] == drive["cpu_s"]["uplink"] / drive["cpu_s"]["none"]
+  # The median of the round pairs' ratios (round i of each, run back to back).
+  assert drive["cpu_ratio"]["uplink"] == statistics.median(
+      c / u for c, u in zip(drive["samples"]["uplink"]["cpu_s"],
+                            drive["samples"]["none"]["cpu_s"], strict=True))
   assert sweep["peak_rss_bytes"] > 0
   table = benchmark.format_codec_table({
       "config": dataclasses.asdict(config), "codec_sweep": sweep,
@@ -171,14 +179,27 @@ def test_a_codec_without_an_issue_15_target_says_so_in_the_table():
   table = benchmark.format_codec_table({
       "config": config, "codec_sweep": {"codecs": {"countsketch": run}},
       "environment": {"loadavg_before": (1.0, 1.0, 1.0), "cpu_count": 2}})
-  # Pair ratios 2 and 4: statistics.quantiles' (exclusive) quartiles are 1.5 and 4.5.
+  # Pair ratios 2 and 4: inclusive quartiles 2.5 and 3.5, within the pairs.
   assert table.splitlines()[-1] == (
-      "| countsketch | rows=5 | 0.500 | 2.00x | 3.00x | 1.50-4.50x | none set |")
+      "| countsketch | rows=5 | 0.500 | 2.00x | 3.00x | 2.50-3.50x | none set |")
 
 
 def test_pair_ratio_quartiles_by_hand():
   samples = {"none": {"cpu_s": [1.0, 1.0, 2.0, 2.0, 1.0]},
              "uplink": {"cpu_s": [1.1, 1.2, 2.6, 2.8, 1.5]}}
-  # Ratios 1.1, 1.2, 1.3, 1.4, 1.5: statistics.quantiles' exclusive quartiles.
+  # Ratios 1.1, 1.2, 1.3, 1.4, 1.5: inclusive quartiles are the 2nd and 4th.
   q1, q3 = benchmark.pair_ratio_quartiles(samples, "uplink")
-  assert q1 == pytest.approx(1.15) and q3 == pytest.approx(1.45)
+  assert q1 == pytest.approx(1.2) and q3 == pytest.approx(1.4)
+  # Three pairs: not their min and max (the exclusive method's 1.0 and 3.0).
+  three = {"none": {"cpu_s": [1.0, 1.0, 1.0]}, "uplink": {"cpu_s": [1.0, 2.0, 3.0]}}
+  assert benchmark.pair_ratio_quartiles(three, "uplink") == pytest.approx((1.5, 2.5))
+
+
+def test_ratios_pair_the_rounds():
+  # Medians of the contenders would give 1 / 10; every round pair is 1x.
+  samples = {"b": {"cpu_s": [1.0, 1.0, 10.0]}, "a": {"cpu_s": [1.0, 10.0, 10.0]}}
+  assert benchmark.ratios(samples, "cpu_s") == {"b/a": 1.0}
+  codec = {"none": {"cpu_s": [1.0, 10.0, 10.0]}, "uplink": {"cpu_s": [1.0, 10.0, 10.0]}}
+  assert benchmark.paired_ratio(codec, "uplink", "none") == 1.0
+  skewed = {"none": {"cpu_s": [1.0, 10.0, 10.0]}, "uplink": {"cpu_s": [1.0, 1.0, 10.0]}}
+  assert benchmark.paired_ratio(skewed, "uplink", "none") == 1.0
