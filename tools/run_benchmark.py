@@ -3,14 +3,15 @@
   python -m tools.run_benchmark --output=benchmark.json
 
 Prints the median round times of (a) plain TFF FedAvg, (b) fedcompress uncompressed,
-(c) fedcompress 8-bit both ways and (d) one Keras epoch over the same examples, the
-ratios b/a, c/b and c/d, and the driver's peak memory for generated datasets of 100 and
-3,400 clients; writes all of it to --output. With --codecs=all it also times every
-codec against uncompressed (uplink only and both ways) and, with --readme=README.md,
-writes that table into the README. See tools/benchmark.py.
+(c) fedcompress 8-bit both ways, (d) one Keras epoch over the same examples and (e)
+plain TFF with fedcompress's client loop, the ratios b/a, c/b, c/d and b/e (each the
+median of its interleaved round pairs' ratios), and the driver's peak memory for
+generated datasets of 100 and 3,400 clients; writes all of it to --output. With
+--codecs=all it also times every codec against uncompressed (uplink only and both ways)
+and, with --readme=README.md, writes that table into the README. See tools/benchmark.py.
 """
 
-import sys
+import os
 
 from fedcompress.federated import quiet
 
@@ -19,6 +20,7 @@ quiet.quiet_tensorflow()  # Before TensorFlow loads: it reads its log level only
 from absl import app, flags
 
 from fedcompress.federated import runtime
+from fedcompress.harness.cli import fail, interruptible, parse_flags
 from tools import benchmark, codec_table
 
 _D = benchmark.BenchmarkConfig()
@@ -58,8 +60,19 @@ def main(argv):
   try:
     config = _config()
   except ValueError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+    return fail(str(e))
+  # Checked before ~20 minutes of timing, not after: where the results go.
+  out_dir = os.path.dirname(os.path.abspath(_OUTPUT.value))
+  if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK):
+    return fail(f"--output: {out_dir} is not a writable directory")
+  if _README.value and config.codecs:
+    try:
+      with open(_README.value) as f:
+        text = f.read()
+    except OSError as e:
+      return fail(f"--readme: {e}")
+    if "<!-- codec-table:benchmark -->" not in text:
+      return fail(f"--readme: {_README.value} has no <!-- codec-table:benchmark --> block")
   result = benchmark.run_benchmark(config, _OUTPUT.value)
   if _README.value and config.codecs:
     codec_table.update_readme(_README.value, "benchmark", benchmark.format_codec_table(result))
@@ -80,4 +93,4 @@ def _config() -> benchmark.BenchmarkConfig:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(interruptible(main, "nothing was written"), flags_parser=parse_flags)

@@ -203,3 +203,21 @@ def test_ratios_pair_the_rounds():
   assert benchmark.paired_ratio(codec, "uplink", "none") == 1.0
   skewed = {"none": {"cpu_s": [1.0, 10.0, 10.0]}, "uplink": {"cpu_s": [1.0, 1.0, 10.0]}}
   assert benchmark.paired_ratio(skewed, "uplink", "none") == 1.0
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--output=/nonexistent_dir/benchmark.json"], "--output: /nonexistent_dir is not"),
+    (["--codecs=drive", "--readme=README_missing.md"], "--readme: "),
+])
+def test_bad_destinations_are_refused_before_timing(tmp_path, flags, message):
+  import subprocess
+  import sys
+  # A README without the block, or none at all: refused before ~20 minutes of timing.
+  (tmp_path / "README_missing.md").write_text("no block here\n")
+  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  result = subprocess.run(
+      [sys.executable, "-m", "tools.run_benchmark", *flags, "--memory_populations="],
+      capture_output=True, text=True, timeout=120, cwd=tmp_path,
+      env={**os.environ, "PYTHONPATH": repo})
+  assert result.returncode == 2, result.stderr
+  assert result.stderr.strip().splitlines()[-1].startswith(f"error: {message}")
