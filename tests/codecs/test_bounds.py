@@ -90,6 +90,18 @@ def test_worst_case_bounds_by_hand():
   assert bound("topk", fraction=0.1) == pytest.approx(np.sqrt(0.9))
   assert bound("identity") == 0.0
   assert bound("kashin", last_iter_clip=True) is None
+  # Kashin: 300 -> a 512-coefficient frame (300 / 512 <= 0.85); stochastic 2 bits, 3
+  # iterations at eta 0.9, delta 1: range 2 ||x|| (1 + (1 + 0.9) / sqrt(300)), 3 steps.
+  assert bound("kashin", bits=2) == pytest.approx(
+      2 * np.sqrt(512) * (1 + 1.9 / np.sqrt(300)) / 3)
+  # EDEN in rows of 64: 1 bit has centroids +-sqrt(2/pi), one magnitude: sqrt(64 - 1);
+  # 2 bits, Max's N(0, 1) levels +-0.4528 and +-1.5104: sqrt(64 (1.5104/0.4528)^2 - 1).
+  assert bound("eden", bits=1, block_size=64) == pytest.approx(np.sqrt(63))
+  assert bound("eden", bits=2, block_size=64) == pytest.approx(
+      np.sqrt(64 * (1.5104 / 0.4528)**2 - 1), rel=1e-3)
+  # Nonuniform: levels inside [min x, max x], each value moves by at most 2 max|x|.
+  assert bound("nonuniform", bits=4) == pytest.approx(2 * np.sqrt(300))
+  assert bound("fixed_int", bits=4, clip=0.01) is None  # Clipping: no relative bound.
   assert codecs.get_codec("adaptive").relative_error_bound(
       300, {"budget_bits_per_coordinate": 2.0}) is None
 
