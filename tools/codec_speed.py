@@ -62,9 +62,18 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--reps", type=int, default=5)
   parser.add_argument("--codecs", default=",".join(CODECS))
   args = parser.parse_args(argv)
+  # argparse's own errors are one usage line and exit 2; these are made the same way.
+  if args.reps < 1:
+    parser.error(f"--reps must be >= 1, got {args.reps}")
+  unknown = [name for name in args.codecs.split(",") if name not in CODECS]
+  if unknown:
+    parser.error(f"unknown --codecs {', '.join(unknown)}; known: {', '.join(CODECS)}")
+  try:
+    shape = [int(d) for d in args.shape.split(",")]
+  except ValueError:
+    parser.error(f"--shape must be comma-separated integers, got {args.shape!r}")
   import tensorflow as tf
 
-  shape = [int(d) for d in args.shape.split(",")]
   x = tf.random.stateless_normal(shape, [0, 1])
   scale = tf.function(lambda x: x * 1.0001)
   scale(x)
