@@ -112,9 +112,10 @@ class Estimate:
 
     An interval of zero width (every number the same, as when every seed's accuracy
     moves by the same test image) is no evidence: the t statistic is 0/0, and the
-    spread of the next seed is unknown. It counts as no interval.
+    spread of the next seed is unknown. It counts as no interval; so does a spread of
+    float rounding alone (differences of sums that are equal but for their last bits).
     """
-    if self.ci_low is None or self.std == 0:
+    if self.ci_low is None or self.std <= 1e-12 * max(1.0, abs(self.mean)):
       return None
     return self.ci_low > 0 or self.ci_high < 0
 

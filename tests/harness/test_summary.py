@@ -37,6 +37,9 @@ def test_zero_spread_is_no_evidence():
   e = summary.estimate([0.0028, 0.0028])
   assert (e.std, e.ci_low, e.ci_high) == (0.0, 0.0028, 0.0028)
   assert e.excludes_zero is None
+  # Equal differences that float arithmetic leaves unequal in their last bits.
+  rounded = summary.estimate([0.83 - 0.81, 0.82 - 0.80, 0.84 - 0.82])
+  assert 0 < rounded.std < 1e-15 and rounded.excludes_zero is None
 
 
 ACCURACY = {

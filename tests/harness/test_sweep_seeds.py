@@ -79,10 +79,11 @@ def test_every_configuration_runs_once_per_seed(tmp_path, fake_experiment):
   assert float(rows["base"]["accuracy_std"]) == pytest.approx(0.01)
   assert float(rows["base"]["accuracy_ci_low"]) == pytest.approx(0.81 - half, abs=1e-6)
   assert rows["base"]["diff_mean"] == "" and rows["base"]["differs"] == ""
-  # better: exactly 0.02 above base on every seed, so the paired interval is [0.02, 0.02].
+  # better: exactly 0.02 above base on every seed, so the paired interval is [0.02,
+  # 0.02]: zero width, no spread to judge a difference by (Estimate.excludes_zero).
   assert float(rows["better"]["diff_mean"]) == pytest.approx(0.02)
   assert float(rows["better"]["diff_ci_low"]) == pytest.approx(0.02)
-  assert rows["better"]["differs"] == "True"
+  assert rows["better"]["differs"] == ""
   assert float(rows["better"]["uplink_bits"]) == 10
   # noisy: differences 0.01, -0.01, 0: mean 0, interval +-4.30 * 0.01 / sqrt(3).
   assert float(rows["noisy"]["diff_mean"]) == pytest.approx(0.0, abs=1e-12)
@@ -90,7 +91,7 @@ def test_every_configuration_runs_once_per_seed(tmp_path, fake_experiment):
   assert rows["noisy"]["differs"] == "False"
   markdown = (tmp_path / "summary.md").read_text()
   assert "| better | 3 | 0.8300 | 0.0100 |" in markdown
-  assert "| +0.0200 | [+0.0200, +0.0200] | yes |" in markdown
+  assert "| +0.0200 | [+0.0200, +0.0200] | n/a |" in markdown
   assert (tmp_path / "frontier.png").stat().st_size > 10_000
   # The per-run table still lists every run, ratios against the baseline's first seed.
   with open(tmp_path / "summary.csv", newline="") as f:
