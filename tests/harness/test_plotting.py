@@ -9,16 +9,17 @@ from fedcompress import metrics as m
 from fedcompress.harness import plotting, reporting
 
 
-def _run(root, name, scale):
+def _run(root, name, scale, aggregate_scale=None):
+  aggregate = scale if aggregate_scale is None else aggregate_scale
   csv = reporting.CsvReporter(str(root / name / "metrics.csv"))
   (root / name).mkdir()
   csv.start(1, 5)
   for r in range(1, 6):
     csv.write({m.ROUND: r, m.TRAIN_LOSS: 2.0 / r, m.TRAIN_ACCURACY: 0.15 * r,
                m.EVAL_LOSS: 2.1 / r, m.EVAL_ACCURACY: 0.14 * r,
-               m.BROADCAST_BITS: scale, m.AGGREGATE_BITS: scale,
-               m.BROADCAST_CUMULATIVE_BITS: scale * r, m.AGGREGATE_CUMULATIVE_BITS: scale * r,
-               m.ROUND_TIME_S: 1.0})
+               m.BROADCAST_BITS: scale, m.AGGREGATE_BITS: aggregate,
+               m.BROADCAST_CUMULATIVE_BITS: scale * r,
+               m.AGGREGATE_CUMULATIVE_BITS: aggregate * r, m.ROUND_TIME_S: 1.0})
   csv.close()
   return str(root / name)
 
@@ -122,6 +123,34 @@ def test_figure_axes_use_the_ticks(tmp_path, monkeypatch):
   assert [t.get_text() for t in ax_frontier.get_xticklabels()] == [
       "$2\\times10^{8}$", "$5\\times10^{8}$", "$10^{9}$", "$2\\times10^{9}$",
       "$5\\times10^{9}$"]
+
+
+def test_each_panel_draws_each_runs_columns(tmp_path, monkeypatch):
+  # Every column differs from the others, so a line drawn from the wrong one shows.
+  runs = [_run(tmp_path, "original", 400, aggregate_scale=300),
+          _run(tmp_path, "compressed", 200, aggregate_scale=100)]
+  figures = []
+  monkeypatch.setattr(plotting.plt, "close", figures.append)
+  plotting.plot_runs(runs, str(tmp_path / "cmp.png"))
+  ax_acc, ax_loss, ax_bits, ax_frontier = figures[0].axes[:4]
+  rounds = [1, 2, 3, 4, 5]
+  for ax, expected in (
+      (ax_acc, {"eval": [0.14 * r for r in rounds], "train": [0.15 * r for r in rounds]}),
+      (ax_loss, {"eval": [2.1 / r for r in rounds], "train": [2.0 / r for r in rounds]})):
+    assert len(ax.lines) == 4  # Eval and train of each run.
+    for line in ax.lines:
+      kind = line.get_label().split()[-1]
+      assert list(line.get_xdata()) == rounds
+      assert list(line.get_ydata()) == pytest.approx(expected[kind]), line.get_label()
+  bits = {line.get_label(): list(line.get_ydata()) for line in ax_bits.lines}
+  assert bits == {f"{run} {way}": [scale * r for r in rounds]
+                  for run, ways in (("original", (400, 300)), ("compressed", (200, 100)))
+                  for way, scale in zip(("broadcast", "aggregate"), ways, strict=True)}
+  frontier = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata()))
+              for line in ax_frontier.lines}
+  assert frontier["original"][0] == [700 * r for r in rounds]
+  assert frontier["compressed"][0] == [300 * r for r in rounds]
+  assert frontier["compressed"][1] == pytest.approx([0.14 * r for r in rounds])
 
 
 def test_frontier_has_one_point_per_configuration_with_error_bars(tmp_path, monkeypatch):
