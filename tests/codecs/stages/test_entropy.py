@@ -151,6 +151,28 @@ def test_package_merge_is_optimal_when_unconstrained():
     assert int(np.dot(lengths, counts)) == _huffman_cost(counts), trial
 
 
+def _limited_cost(counts, max_length: int) -> int:
+  """Reference: total payload bits of an optimal code with lengths <= max_length.
+
+  Package-merge (Larmore and Hirschberg, J. ACM 37(3), 1990) by plain lists: after
+  max_length - 1 rounds of pairing the sorted list and merging the pairs back among the
+  symbols' counts, the 2n - 2 lightest entries weigh exactly the optimal cost.
+  """
+  items = sorted(c for c in counts if c > 0)
+  current = list(items)
+  for _ in range(max_length - 1):
+    packages = [current[i] + current[i + 1] for i in range(0, len(current) - 1, 2)]
+    current = sorted(items + packages)
+  return sum(current[:2 * len(items) - 2])
+
+
+def test_limited_cost_reference_by_hand():
+  # Counts 1, 1, 2, 4: Huffman lengths 3, 3, 2, 1 (cost 3 + 3 + 4 + 4 = 14); at most 2
+  # bits, every length is 2 (cost 16).
+  assert _limited_cost([1, 1, 2, 4], 3) == _huffman_cost([1, 1, 2, 4]) == 14
+  assert _limited_cost([1, 1, 2, 4], 2) == 16
+
+
 @pytest.mark.slow
 def test_length_limit_holds_on_fibonacci_counts():
   fib = [1, 1]
@@ -160,7 +182,9 @@ def test_length_limit_holds_on_fibonacci_counts():
   lengths = huffman.huffman_code_lengths(tf.constant(fib, tf.int64), 15).numpy()
   assert lengths.max() == 15
   assert np.sum(2.0 ** -lengths) == 1.0
-  assert np.dot(lengths, fib) >= _huffman_cost(fib)
+  # Not only a valid code within the limit: the cheapest one (package-merge is optimal).
+  assert np.dot(lengths, fib) == _limited_cost(fib, 15) > _huffman_cost(fib)
+  assert _limited_cost(fib, 25) == _huffman_cost(fib)  # Unlimited needs 25 bits.
   symbols = np.repeat(np.arange(26), fib).astype(np.int32)  # 318k symbols
   stream = huffman.huffman_encode(symbols, 5, max_code_length=15)
   np.testing.assert_array_equal(huffman.huffman_decode(stream, max_code_length=15), symbols)
