@@ -32,6 +32,7 @@ import json
 import math
 import os
 import platform
+import subprocess
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -272,7 +273,30 @@ def environment() -> dict[str, Any]:
   return {"usable_cpus": cpus,
           "thread_variables": {k: os.environ.get(k) for k in THREAD_VARIABLES},
           "packages": {p: version(p) for p in VERSIONED_PACKAGES},
-          "python": platform.python_version(), "machine": platform.machine()}
+          "python": platform.python_version(), "machine": platform.machine(),
+          "source": source()}
+
+
+def source() -> dict[str, Any] | None:
+  """The fedcompress commit that ran a segment, and whether tracked files differed from
+  it; None outside a git checkout (an installed wheel) or without git.
+
+  Tools that reuse finished runs (sweeps, `make answers`) can then say which code made
+  each; a resume on other code is recorded, not refused (docs and tools change often).
+  """
+  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  if not os.path.exists(os.path.join(repo, ".git")):
+    return None
+
+  def git(*args: str) -> str:
+    return subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True,
+                          timeout=30, check=True).stdout.strip()
+
+  try:
+    return {"commit": git("rev-parse", "--short=12", "HEAD"),
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+  except (OSError, subprocess.SubprocessError):
+    return None
 
 
 def environment_change(run_dir: str) -> str | None:

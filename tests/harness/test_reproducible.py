@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -177,3 +178,11 @@ def test_resume_in_another_environment_is_recorded_and_warned(tmp_path, task, pr
       None, None, "1"]
   assert {e["usable_cpus"] for e in environments} == {len(os.sched_getaffinity(0))}
   assert environments[0]["packages"]["tensorflow"] == tf.__version__
+  # The code that ran each segment: this checkout's commit, or None without git.
+  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  if os.path.exists(os.path.join(repo, ".git")):
+    head = subprocess.run(["git", "-C", repo, "rev-parse", "--short=12", "HEAD"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert [e["source"]["commit"] for e in environments] == [head] * 3
+  else:
+    assert [e["source"] for e in environments] == [None] * 3
