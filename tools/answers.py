@@ -27,7 +27,6 @@ when `--pretrained_model` does not exist.
 import datetime
 import json
 import os
-import subprocess
 
 from fedcompress.federated import quiet
 
@@ -36,6 +35,7 @@ quiet.quiet_tensorflow()  # Before TensorFlow loads: it reads its log level only
 from absl import app, flags
 
 from fedcompress.federated import runtime
+from fedcompress.harness import rundir
 from fedcompress.harness.cli import fail, interruptible, parse_flags
 from fedcompress.harness.sweep import SweepRun, parse_seeds, run_sweep
 from tools import answers_table, codec_table
@@ -94,11 +94,11 @@ DATASETS = {
 
 
 def _commit() -> str:
-  try:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True, check=True, cwd=REPO_ROOT).stdout.strip()
-  except (OSError, subprocess.CalledProcessError):
+  """The block's stamp: the checkout's commit as run records keep it (`rundir.source`)."""
+  source = rundir.source()
+  if source is None:
     return "unknown"
+  return source["commit"][:7] + (" (with modified files)" if source["dirty"] else "")
 
 
 def _pretrain(path: str) -> None:
