@@ -352,7 +352,8 @@ def format_section(results: Mapping[str, Mapping[str, Any]], settings: Mapping[s
               f"per seed, the first-round updates of {result['probe']['clients']} "
               f"client(s) from {result['probe']['from']} with `{huffman_codec(2)}` (and 3, "
               "4 bits) and decodes the stream back to its symbols "
-              "(`tools/symbol_entropy.py`)."]
+              "(`tools/symbol_entropy.py`). Runs "
+              f"{summary.format_sources(result['runs'], names=False)}."]
     for key, heading in QUESTIONS:
       answer = result["answers"][key]
       lines += ["", f"*{heading}, {name}*", "", answer.table, "",

@@ -36,16 +36,19 @@ def _codec_of(run_dir: str) -> str:
 def table_rows(summaries: Sequence[dict[str, Any]], root: str, baseline: str
                ) -> list[dict[str, Any]]:
   base = next(s for s in summaries if s["run"] == baseline)
+  # An uncompressed baseline sends 32 bits per coordinate (plus a 32-bit weight per
+  # client, under 0.01% of the CNN's bits): its ratio to a run gives the run's
+  # bits/coord. A compressed baseline gives no such figure.
+  uncompressed = _codec_of(os.path.join(root, baseline)) == "none"
   rows = []
   for s in summaries:
     row = dict(s)
     row["codec"] = _codec_of(os.path.join(root, s["run"]))
     row["accuracy_delta_pp"] = (None if s["eval_accuracy"] is None else
                                 100 * (s["eval_accuracy"] - base["eval_accuracy"]))
-    # The baseline sends 32 bits per coordinate (plus a 32-bit weight per client, which
-    # is under 0.01% of the CNN's bits): its ratio to a run gives the run's bits/coord.
-    row["aggregate_bits_per_coord"] = 32 / s["aggregate_ratio"]
-    row["broadcast_bits_per_coord"] = 32 / s["broadcast_ratio"]
+    for direction in ("aggregate", "broadcast"):
+      row[f"{direction}_bits_per_coord"] = (32 / s[f"{direction}_ratio"] if uncompressed
+                                            else None)
     coded = s.get("aggregate_coded_bits")
     row["aggregate_coded_ratio"] = (base["aggregate_bits"] / coded if coded else None)
     rows.append(row)
@@ -71,10 +74,12 @@ def format_table(rows: Sequence[dict[str, Any]], title: str) -> str:
     coded = ("" if r["aggregate_coded_ratio"] is None or
              r["aggregate_coded_bits"] == r["aggregate_bits"]
              else f"{r['aggregate_coded_ratio']:.1f}x")
+    per_coord = ("n/a" if r["aggregate_bits_per_coord"] is None
+                 else f"{r['aggregate_bits_per_coord']:.2f}")
     lines.append(
         f"| {r['run']} | {r['codec']} | {acc} | {delta} | {format_bits(r['broadcast_bits'])} "
         f"| {r['broadcast_ratio']:.1f}x | {format_bits(r['aggregate_bits'])} "
-        f"| {r['aggregate_ratio']:.1f}x | {r['aggregate_bits_per_coord']:.2f} | {coded} "
+        f"| {r['aggregate_ratio']:.1f}x | {per_coord} | {coded} "
         f"| {r['mean_round_time_s']:.2f}s |" + (f" {_epsilon(r)} |" if private else ""))
   return "\n".join(lines)
 

@@ -32,6 +32,8 @@ def run_summary(run_dir: str) -> dict[str, Any]:
     wall_time_s = rundir.read_json(info_path).get("wall_time_s")
   last_eval = evaluated[-1] if evaluated else {}
   return {
+      # Which code made the run: reused runs may predate the tool that compares them.
+      "sources": run_sources(run_dir),
       "run": os.path.basename(os.path.normpath(run_dir)),
       "rounds": int(rows[-1][m.ROUND]),
       "eval_accuracy": last_eval.get(m.EVAL_ACCURACY),
@@ -48,11 +50,60 @@ def run_summary(run_dir: str) -> dict[str, Any]:
   }
 
 
-def compare_runs(run_dirs: Sequence[str], baseline: str | None = None) -> list[dict[str, Any]]:
-  """`run_summary` of each run plus bit ratios baseline/run (x times fewer bits)."""
-  summaries = [run_summary(d) for d in run_dirs]
-  base = next((s for s in summaries if s["run"] == baseline), summaries[0] if summaries else None)
+def run_sources(run_dir: str) -> list[str]:
+  """The commits whose code ran the run's segments, in order, without repeats.
+
+  `<commit>` (12 hex digits), `<commit>+modified` when tracked files differed from it,
+  or `unrecorded` for a segment without a record (runs made before 309c068, or away
+  from a git checkout).
+  """
+  labels: list[str] = []
+  for segment in rundir.read_run_info(run_dir)["segments"]:
+    source = (segment.get("environment") or {}).get("source")
+    label = ("unrecorded" if not source else
+             source["commit"] + ("+modified" if source.get("dirty") else ""))
+    if label not in labels:
+      labels.append(label)
+  return labels
+
+
+def format_sources(summaries: Sequence[Mapping[str, Any]], names: bool = True) -> str:
+  """'made on 95a401c2c3d4 (a, b) and 8a9ba6a0c1e2 (c)': which code made which runs.
+
+  `names=False` gives counts ('(2 runs)') instead of run names. A run resumed on other
+  code is listed under each of its commits.
+  """
+  groups: dict[str, list[str]] = {}
   for s in summaries:
+    for label in s.get("sources") or ["unrecorded"]:
+      groups.setdefault(label, []).append(s["run"])
+  parts = []
+  for label, runs in groups.items():
+    what = ", ".join(runs) if names else f"{len(runs)} run{'s' if len(runs) > 1 else ''}"
+    code = "code not recorded" if label == "unrecorded" else label
+    parts.append(f"{code} ({what})")
+  return "made on " + (" and ".join(parts) if len(parts) < 3
+                       else ", ".join(parts[:-1]) + " and " + parts[-1])
+
+
+def compare_runs(run_dirs: Sequence[str], baseline: str | Mapping[str, str] | None = None
+                 ) -> list[dict[str, Any]]:
+  """`run_summary` of each run plus bit ratios baseline/run (x times fewer bits).
+
+  `baseline` is one run's name (the first run's when None), or a mapping from each run
+  to the run it is compared with: with several seeds, a run's bits are compared with
+  the baseline's run of the same seed, since a codec's bits can depend on the seed.
+  """
+  summaries = [run_summary(d) for d in run_dirs]
+  by_name = {s["run"]: s for s in summaries}
+  for s in summaries:
+    if isinstance(baseline, Mapping):
+      if baseline.get(s["run"]) not in by_name:
+        raise ValueError(f"run {s['run']!r} has no baseline run among the runs compared "
+                         f"(mapped to {baseline.get(s['run'])!r})")
+      base = by_name[baseline[s["run"]]]
+    else:
+      base = by_name.get(baseline, summaries[0])
     for key in ("broadcast_bits", "aggregate_bits"):
       s[key.replace("_bits", "_ratio")] = base[key] / s[key] if s[key] else None
   return summaries
@@ -135,7 +186,8 @@ def estimate(values: Sequence[float], confidence: float = CONFIDENCE) -> Estimat
 
 
 def seed_statistics(accuracy: Mapping[str, Mapping[int, float]], baseline: str,
-                    uplink_bits: Mapping[str, Mapping[int, float]] | None = None
+                    uplink_bits: Mapping[str, Mapping[int, float]] | None = None,
+                    uplink_coded_bits: Mapping[str, Mapping[int, float | None]] | None = None
                     ) -> list[dict[str, Any]]:
   """Per configuration: final accuracy over seeds, and its paired difference to `baseline`.
 
@@ -143,13 +195,16 @@ def seed_statistics(accuracy: Mapping[str, Mapping[int, float]], baseline: str,
     accuracy: configuration -> {seed: final eval accuracy}.
     baseline: the configuration the others are compared with.
     uplink_bits: configuration -> {seed: total uplink bits}, averaged into the row.
+    uplink_coded_bits: configuration -> {seed: total entropy-coded uplink bits, or None
+      for a run that did not record them}, averaged beside `uplink_bits`.
 
   Returns:
     One dict per configuration, in `accuracy`'s order: `configuration`, `seeds`,
     `accuracy` (an `Estimate`), `diff` (the `Estimate` of accuracy minus the
     baseline's, over the seeds both have: a paired comparison, so the variation
     between seeds common to both cancels; None for the baseline), `differs` (the
-    diff's interval excludes 0; None when it cannot say), and `uplink_bits` (mean).
+    diff's interval excludes 0; None when it cannot say), `uplink_bits` (mean) and
+    `uplink_coded_bits` (mean; None unless every seed's run recorded them).
   """
   if baseline not in accuracy:
     raise ValueError(f"baseline {baseline!r} is not one of the configurations: "
@@ -164,11 +219,14 @@ def seed_statistics(accuracy: Mapping[str, Mapping[int, float]], baseline: str,
       if shared:
         diff = estimate([by_seed[s] - base[s] for s in shared])
     bits = (uplink_bits or {}).get(name)
+    coded = list(((uplink_coded_bits or {}).get(name) or {}).values())
     rows.append({
         "configuration": name, "seeds": seeds,
         "accuracy": estimate([by_seed[s] for s in seeds]),
         "diff": diff, "differs": None if diff is None else diff.excludes_zero,
         "uplink_bits": None if not bits else math.fsum(bits.values()) / len(bits),
+        "uplink_coded_bits": (None if not coded or None in coded
+                              else math.fsum(coded) / len(coded)),
     })
   return rows
 
@@ -187,7 +245,7 @@ def _interval(e: Estimate | None, sign: bool = False) -> str:
 
 SEED_COLUMNS = ("configuration", "seeds", "accuracy_mean", "accuracy_std", "accuracy_ci_low",
                 "accuracy_ci_high", "diff_mean", "diff_ci_low", "diff_ci_high", "differs",
-                "uplink_bits")
+                "uplink_bits", "uplink_coded_bits")
 
 
 def seed_rows_for_csv(stats: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -200,24 +258,32 @@ def seed_rows_for_csv(stats: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
         "accuracy_mean": acc.mean, "accuracy_std": acc.std, "accuracy_ci_low": acc.ci_low,
         "accuracy_ci_high": acc.ci_high, "diff_mean": diff and diff.mean,
         "diff_ci_low": diff and diff.ci_low, "diff_ci_high": diff and diff.ci_high,
-        "differs": s["differs"], "uplink_bits": s["uplink_bits"]})
+        "differs": s["differs"], "uplink_bits": s["uplink_bits"],
+        "uplink_coded_bits": s.get("uplink_coded_bits")})
   return out
 
 
 def format_seed_markdown(stats: Sequence[Mapping[str, Any]], baseline: str) -> str:
-  """The per-configuration table: accuracy over seeds and the paired difference."""
+  """The per-configuration table: accuracy over seeds and the paired difference.
+
+  The uplink is the raw (bit-packed) size; an entropy coder's size is its own column,
+  filled where it differs from the raw size.
+  """
   pct = f"{CONFIDENCE:.0%}"
   lines = [f"| configuration | seeds | eval accuracy mean | std | {pct} CI | "
-           f"minus {baseline} (paired) | {pct} CI of the difference | differs | uplink |",
-           "|---|---:|---:|---:|---|---:|---|---|---:|"]
+           f"minus {baseline} (paired) | {pct} CI of the difference | differs | uplink "
+           "| uplink coded |",
+           "|---|---:|---:|---:|---|---:|---|---|---:|---:|"]
   for s in stats:
     acc, diff = s["accuracy"], s["diff"]
     differs = {True: "yes", False: "no", None: "n/a"}[s["differs"]]
     if s["configuration"] == baseline:
       differs = "baseline"
     bits = "n/a" if s["uplink_bits"] is None else format_bits(s["uplink_bits"])
+    coded = s.get("uplink_coded_bits")
+    coded = "" if coded is None or coded == s["uplink_bits"] else format_bits(coded)
     lines.append(f"| {s['configuration']} | {len(s['seeds'])} | {_fmt(acc.mean)} | "
                  f"{_fmt(acc.std)} | {_interval(acc)} | "
                  f"{_fmt(diff and diff.mean, sign=True)} | {_interval(diff, sign=True)} | "
-                 f"{differs} | {bits} |")
+                 f"{differs} | {bits} | {coded} |")
   return "\n".join(lines)

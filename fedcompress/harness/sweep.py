@@ -222,10 +222,12 @@ def run_sweep(runs: Sequence[SweepRun], root_output_dir: str, *, experiment: str
     else:
       log(f"== {name}: {' '.join(plan.run.args)}")
     kind.run(plan.fv, plan.config)
-  ratio_baseline = f"{baseline}_seed{seeds[0]}" if seeds else baseline
+  # With seeds, each run's bits are compared with the baseline's run of its own seed.
+  ratio_baseline = ({f"{c}_seed{seed}": f"{baseline}_seed{seed}"
+                     for c in configurations for seed in seeds} if seeds else baseline)
   summaries = summary.compare_runs([os.path.join(root_output_dir, n) for n in names],
                                    ratio_baseline)
-  write_summary(summaries, root_output_dir, ratio_baseline)
+  write_summary(summaries, root_output_dir, baseline, same_seed=bool(seeds))
   if seeds:
     by_name = {s["run"]: s for s in summaries}
     accuracy = {c: {seed: by_name[f"{c}_seed{seed}"]["eval_accuracy"] for seed in seeds}
@@ -234,10 +236,11 @@ def run_sweep(runs: Sequence[SweepRun], root_output_dir: str, *, experiment: str
                for seed, v in values.items() if v is None]
     if missing:
       raise ValueError(f"runs without an evaluation: {', '.join(missing)}")
-    uplink = {c: {seed: by_name[f"{c}_seed{seed}"]["aggregate_bits"] for seed in seeds}
-              for c in configurations}
-    write_seed_summary(summary.seed_statistics(accuracy, baseline, uplink), root_output_dir,
-                       baseline)
+    uplink, coded = ({c: {seed: by_name[f"{c}_seed{seed}"][key] for seed in seeds}
+                      for c in configurations}
+                     for key in ("aggregate_bits", "aggregate_coded_bits"))
+    write_seed_summary(summary.seed_statistics(accuracy, baseline, uplink, coded),
+                       root_output_dir, baseline)
   return summaries
 
 
@@ -246,13 +249,18 @@ SUMMARY_COLUMNS = ("run", "rounds", "eval_accuracy", "eval_loss", "broadcast_bit
                    "wall_time_s")
 
 
-def write_summary(summaries: Sequence[dict[str, Any]], root: str, baseline: str) -> None:
+def write_summary(summaries: Sequence[dict[str, Any]], root: str, baseline: str,
+                  same_seed: bool = False) -> None:
+  """`summary.csv` and `summary.md`; `same_seed`: ratios are to the baseline's run of
+  each run's own seed."""
   with open(os.path.join(root, "summary.csv"), "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(summaries)
+  whose = f"the bits of {baseline}'s run of the same seed" if same_seed else f"{baseline}'s bits"
   with open(os.path.join(root, "summary.md"), "w") as f:
-    f.write(f"Ratios are {baseline}'s bits divided by the run's (x times fewer bits).\n\n")
+    f.write(f"Ratios are {whose} divided by the run's (x times fewer bits). Runs "
+            f"{summary.format_sources(summaries)}.\n\n")
     f.write(summary.format_markdown(summaries, baseline) + "\n")
 
 

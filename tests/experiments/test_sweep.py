@@ -9,7 +9,7 @@ import pytest
 from absl.testing import flagsaver
 
 from fedcompress import metrics as m
-from fedcompress.harness import reporting
+from fedcompress.harness import reporting, rundir
 
 pytestmark = pytest.mark.slow  # runs the sweep binary end to end
 
@@ -62,6 +62,10 @@ def test_sweep_summary_matches_runs_and_resumes(binary, flagfiles, tmp_path, cap
   assert float(summary["u4_up"]["aggregate_ratio"]) > float(summary["u8"]["aggregate_ratio"]) > 3
 
   markdown = (root / "summary.md").read_text()
+  # The table names the code that made its runs (here, this checkout's).
+  source = rundir.source()
+  label = source["commit"] + ("+modified" if source["dirty"] else "")
+  assert f"Runs made on {label} (base, u8, u4_up)." in markdown
   for name, row in summary.items():
     line = next(ln for ln in markdown.splitlines() if ln.startswith(f"| {name} |"))
     ratios = re.findall(r"([0-9.]+)x", line)

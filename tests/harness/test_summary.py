@@ -1,5 +1,6 @@
 """Statistics over seeds: mean, std, Student-t interval, paired difference, on known numbers."""
 
+import json
 import math
 
 import pytest
@@ -82,16 +83,49 @@ def test_pairing_uses_only_shared_seeds_and_refuses_unknown_baseline():
 
 
 def test_seed_table_and_csv_rows():
+  # better's coder sent 2^29 bits on two seeds and 2^28 on one; same's sent the raw size
+  # (no column entry); base recorded no coded size on seed 2 (no mean).
+  coded = {"base": {0: 2**29, 1: 2**29, 2: None}, "better": {0: 2**29, 1: 2**29, 2: 2**28},
+           "same": {0: 2**30, 1: 2**30, 2: 2**30}}
   stats = summary.seed_statistics(ACCURACY, "base", {c: {0: 2**30, 1: 2**30, 2: 2**30}
-                                                     for c in ACCURACY})
+                                                     for c in ACCURACY}, coded)
   table = summary.format_seed_markdown(stats, "base").splitlines()
   assert table[0].startswith("| configuration | seeds | eval accuracy mean | std | 95% CI |")
+  assert table[0].endswith("| uplink | uplink coded |")
   assert table[2] == ("| base | 3 | 0.9100 | 0.0100 | [0.8852, 0.9348] | n/a | n/a | "
-                      "baseline | 1.00Gibit |")
+                      "baseline | 1.00Gibit |  |")
   assert table[3] == ("| better | 3 | 0.9283 | 0.0104 | [0.9025, 0.9542] | +0.0183 | "
-                      "[+0.0112, +0.0255] | yes | 1.00Gibit |")
+                      "[+0.0112, +0.0255] | yes | 1.00Gibit | 426.67Mibit |")
+  assert table[4].endswith("| 1.00Gibit |  |")
   assert "| same | 3 |" in table[4] and "| no |" in table[4]
   rows = summary.seed_rows_for_csv(stats)
   assert set(rows[0]) == set(summary.SEED_COLUMNS)
   assert rows[1]["seeds"] == "0 1 2" and rows[1]["differs"] is True
   assert rows[1]["diff_mean"] == pytest.approx(0.055 / 3)
+
+
+def test_run_sources_name_the_code_of_every_segment(tmp_path):
+  from fedcompress.harness import rundir
+
+  def segment(source):
+    return {"first_round": 1, "environment": {"source": source}}
+
+  runs = {"old": [{"first_round": 1}],  # Made before run records named their code.
+          "resumed": [segment({"commit": "aaaa11112222", "dirty": False}),
+                      segment({"commit": "aaaa11112222", "dirty": False}),
+                      segment({"commit": "bbbb33334444", "dirty": True})],
+          "new": [segment({"commit": "aaaa11112222", "dirty": False})]}
+  for name, segments in runs.items():
+    (tmp_path / name).mkdir()
+    (tmp_path / name / rundir.RUN_INFO_FILE).write_text(
+        json.dumps({"wall_time_s": 1.0, "segments": segments}))
+  sources = {n: summary.run_sources(str(tmp_path / n)) for n in runs}
+  assert sources == {"old": ["unrecorded"],
+                     "resumed": ["aaaa11112222", "bbbb33334444+modified"],
+                     "new": ["aaaa11112222"]}
+  rows = [{"run": n, "sources": sources[n]} for n in runs]
+  assert summary.format_sources(rows) == (
+      "made on code not recorded (old), aaaa11112222 (resumed, new) and "
+      "bbbb33334444+modified (resumed)")
+  assert summary.format_sources(rows[1:], names=False) == (
+      "made on aaaa11112222 (2 runs) and bbbb33334444+modified (1 run)")

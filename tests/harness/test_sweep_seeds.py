@@ -17,7 +17,9 @@ from fedcompress.harness import reporting, sweep
 from fedcompress.harness.experiment import ExperimentConfig
 
 # Accuracy of seed s: 0.80 + 0.01 s for the baseline; `--gain` is added on top, plus a
-# seed-dependent wobble for the "noisy" configuration.
+# seed-dependent wobble for the "noisy" configuration. Uplink bits are `--bits` times
+# (1 + s), as a codec's can depend on the seed; `--coded` records entropy-coded bits at
+# half the raw size.
 _WOBBLE = {0: 0.01, 1: -0.01, 2: 0.0}
 
 
@@ -28,6 +30,7 @@ def _define(fv):
   flags.DEFINE_float("gain", 0.0, "", flag_values=fv)
   flags.DEFINE_boolean("wobble", False, "", flag_values=fv)
   flags.DEFINE_integer("bits", 100, "", flag_values=fv)
+  flags.DEFINE_boolean("coded", False, "", flag_values=fv)
   flags.DEFINE_boolean("resume", False, "", flag_values=fv)
 
 
@@ -35,17 +38,21 @@ def _config(fv):
   return ExperimentConfig(root_output_dir=fv.root_output_dir,
                           experiment_name=fv.experiment_name, rounds=1, seed=fv.seed,
                           resume=fv.resume, recorded={"gain": fv.gain, "wobble": fv.wobble,
-                                                      "bits": fv.bits})
+                                                      "bits": fv.bits,
+                                                      "coded": fv.coded})
 
 
 def _run(fv, config):
   accuracy = 0.80 + 0.01 * fv.seed + fv.gain + (_WOBBLE[fv.seed] if fv.wobble else 0.0)
+  bits = fv.bits * (1 + fv.seed)
   os.makedirs(config.run_dir)
   writer = reporting.CsvReporter(f"{config.run_dir}/metrics.csv")
   writer.start(1, 1)
+  coded = {m.AGGREGATE_CODED_BITS: bits // 2,
+           m.AGGREGATE_CUMULATIVE_CODED_BITS: bits // 2} if fv.coded else {}
   writer.write({m.ROUND: 1, m.EVAL_ACCURACY: accuracy, m.EVAL_LOSS: 1.0,
-                m.BROADCAST_CUMULATIVE_BITS: 10, m.AGGREGATE_CUMULATIVE_BITS: fv.bits,
-                m.BROADCAST_BITS: 10, m.AGGREGATE_BITS: fv.bits, m.ROUND_TIME_S: 1.0})
+                m.BROADCAST_CUMULATIVE_BITS: 10, m.AGGREGATE_CUMULATIVE_BITS: bits,
+                m.BROADCAST_BITS: 10, m.AGGREGATE_BITS: bits, m.ROUND_TIME_S: 1.0, **coded})
   writer.close()
 
 
@@ -63,7 +70,7 @@ def fake_experiment(monkeypatch):
 
 
 RUNS = [sweep.SweepRun("base", ()), sweep.SweepRun("better", ("--gain=0.02", "--bits=10")),
-        sweep.SweepRun("noisy", ("--gain=0.0", "--wobble", "--bits=1000"))]
+        sweep.SweepRun("noisy", ("--gain=0.0", "--wobble", "--bits=1000", "--coded"))]
 
 
 def test_every_configuration_runs_once_per_seed(tmp_path, fake_experiment):
@@ -84,19 +91,27 @@ def test_every_configuration_runs_once_per_seed(tmp_path, fake_experiment):
   assert float(rows["better"]["diff_mean"]) == pytest.approx(0.02)
   assert float(rows["better"]["diff_ci_low"]) == pytest.approx(0.02)
   assert rows["better"]["differs"] == ""
-  assert float(rows["better"]["uplink_bits"]) == 10
+  # Mean of 10, 20 and 30 bits; no coded size recorded.
+  assert float(rows["better"]["uplink_bits"]) == 20
+  assert rows["better"]["uplink_coded_bits"] == ""
+  assert float(rows["noisy"]["uplink_coded_bits"]) == 1000
   # noisy: differences 0.01, -0.01, 0: mean 0, interval +-4.30 * 0.01 / sqrt(3).
   assert float(rows["noisy"]["diff_mean"]) == pytest.approx(0.0, abs=1e-12)
   assert float(rows["noisy"]["diff_ci_high"]) == pytest.approx(half, abs=1e-6)
   assert rows["noisy"]["differs"] == "False"
   markdown = (tmp_path / "summary.md").read_text()
   assert "| better | 3 | 0.8300 | 0.0100 |" in markdown
-  assert "| +0.0200 | [+0.0200, +0.0200] | n/a |" in markdown
+  assert "| +0.0200 | [+0.0200, +0.0200] | n/a | 20bit |  |" in markdown
+  assert "| no | 1.95Kibit | 1000bit |" in markdown
+  assert "the bits of base's run of the same seed" in markdown
   assert (tmp_path / "frontier.png").stat().st_size > 10_000
-  # The per-run table still lists every run, ratios against the baseline's first seed.
+  # The per-run table still lists every run, each compared with the baseline's run of
+  # its own seed: 300 / 30 bits at seed 2, not seed 0's 100 / 30.
   with open(tmp_path / "summary.csv", newline="") as f:
     per_run = {r["run"]: r for r in csv.DictReader(f)}
-  assert len(per_run) == 9 and float(per_run["better_seed2"]["aggregate_ratio"]) == 10
+  assert len(per_run) == 9
+  assert {float(per_run[f"better_seed{s}"]["aggregate_ratio"]) for s in (0, 1, 2)} == {10}
+  assert float(per_run["noisy_seed2"]["aggregate_ratio"]) == 0.1
 
 
 def test_seed_flag_conflicts_are_refused(tmp_path, fake_experiment):

@@ -166,6 +166,9 @@ def test_section_written_into_the_readme(tmp_path):
   results = {"digits": {
       "title": "digits, 5 rounds", "experiment": "emnist", "common_flags": "--rounds=5",
       "probe": {"clients": 2, "from": "the initializers"},
+      "runs": [{"run": "uniform2_seed0", "sources": ["aaaa11112222"]},
+               {"run": "uniform2_seed1", "sources": ["aaaa11112222", "bbbb33334444+modified"]},
+               {"run": "nonuniform2_seed0", "sources": ["aaaa11112222"]}],
       "answers": {"nonuniform": at.nonuniform_answer(ACC, RAW, COORDINATES),
                   "huffman": at.huffman_answer(PROBE, RAW["adaptive2"], SENT["adaptive2"]),
                   "adaptive": at.adaptive_answer(ACC, RAW, SENT, COORDINATES)}}}
@@ -177,6 +180,9 @@ def test_section_written_into_the_readme(tmp_path):
                             "--readme=README.md`) on abc1234, 2026-12-01; 3 seeds (0,1,2)")
   assert "**digits, 5 rounds.** Each run: `--rounds=5`" in section
   assert "first-round updates of 2 client(s) from the initializers" in section
+  # Reused runs may come from older code: the block says which made them.
+  assert ("Runs made on aaaa11112222 (3 runs) and bbbb33334444+modified (1 run)."
+          in section)
   for answer in results["digits"]["answers"].values():
     assert answer.table in section and f"**Answer (digits).** {answer.sentence}" in section
   readme = tmp_path / "README.md"

@@ -78,3 +78,14 @@ def test_epsilon_column_holds_the_last_rounds_epsilon(tmp_path):
   lines = table.splitlines()
   assert lines[2].endswith("| round time | epsilon |")
   assert lines[-2].endswith("s |  |") and lines[-1].endswith("s | 2.5 |")  # Round 2: 2 x 1.25.
+
+
+def test_bits_per_coordinate_needs_an_uncompressed_baseline(tmp_path):
+  # Against an 8-bit baseline the ratio 2 means 4 bits per coordinate, not 16.
+  _run(tmp_path, "u8", 800, 0.90, codec="uniform(bits=8)>100")
+  _run(tmp_path, "u4", 400, 0.89, codec="uniform(bits=4)>100")
+  summaries = summary.compare_runs([str(tmp_path / "u8"), str(tmp_path / "u4")], baseline="u8")
+  rows = codec_table.table_rows(summaries, str(tmp_path), "u8")
+  assert rows[1]["aggregate_ratio"] == 2.0
+  assert [r["aggregate_bits_per_coord"] for r in rows] == [None, None]
+  assert "| 2.0x | n/a |" in codec_table.format_table(rows, "t")
