@@ -15,7 +15,8 @@ from typing import Any
 from fedcompress.units import format_bits
 
 
-def _codec_of(run_dir: str) -> str:
+def codec_of(run_dir: str) -> str:
+  """What a run compressed, from its config.json: 'aggr: uniform(bits=8)>10000', 'none'."""
   with open(os.path.join(run_dir, "config.json")) as f:
     config = json.load(f)
   parts = []
@@ -39,11 +40,11 @@ def table_rows(summaries: Sequence[dict[str, Any]], root: str, baseline: str
   # An uncompressed baseline sends 32 bits per coordinate (plus a 32-bit weight per
   # client, under 0.01% of the CNN's bits): its ratio to a run gives the run's
   # bits/coord. A compressed baseline gives no such figure.
-  uncompressed = _codec_of(os.path.join(root, baseline)) == "none"
+  uncompressed = codec_of(os.path.join(root, baseline)) == "none"
   rows = []
   for s in summaries:
     row = dict(s)
-    row["codec"] = _codec_of(os.path.join(root, s["run"]))
+    row["codec"] = codec_of(os.path.join(root, s["run"]))
     row["accuracy_delta_pp"] = (None if s["eval_accuracy"] is None else
                                 100 * (s["eval_accuracy"] - base["eval_accuracy"]))
     for direction in ("aggregate", "broadcast"):

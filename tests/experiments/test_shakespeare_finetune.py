@@ -119,3 +119,35 @@ def test_corrupt_pretrained_model(binary, data_dir, tmp_path, capsys):
               root_output_dir=str(tmp_path / "runs")) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and "cannot load --pretrained_model" in err[0]
+
+
+def test_results_block_is_built_from_the_runs(binary, data_dir, tiny_model, tmp_path, capsys):
+  from tools import shakespeare_results
+
+  common = dict(pretrained_model=tiny_model, cache_dir=str(data_dir),
+                clients=["HAMLET", "OPHELIA"], max_batches_per_client=1, rounds=1,
+                max_eval_batches=2, num_generate=5, root_output_dir=str(tmp_path))
+  assert _run(binary, experiment_name="plain", **common) == 0
+  assert _run(binary, experiment_name="u8", broadcast_encoder="uniform",
+              aggregate_encoder="uniform", compression_threshold=100, **common) == 0
+  capsys.readouterr()
+  runs = [shakespeare_results.read_run(str(tmp_path / n)) for n in ("plain", "u8")]
+  block = shakespeare_results.format_block(runs)
+  lines = block.splitlines()
+  pretrained = json.loads((tmp_path / "plain" / "pretrained_eval.json").read_text())
+  assert lines[2] == ("| pretrained model, before any round | | "
+                      f"{pretrained['pretrained_eval']['accuracy']:.4f} | | | |")
+  finals = {n: reporting.read_metrics_csv(str(tmp_path / n / "metrics.csv"))[-1]
+            for n in ("plain", "u8")}
+  assert lines[3].startswith(f"| plain, 1 rounds | none | {finals['plain'][m.EVAL_ACCURACY]:.4f} |")
+  assert lines[4].startswith("| u8, 1 rounds | broa: uniform(bits=8)>100; "
+                             "aggr: uniform(bits=8)>100 "
+                             f"| {finals['u8'][m.EVAL_ACCURACY]:.4f} |")
+  down = finals["plain"][m.BROADCAST_CUMULATIVE_BITS] / finals["u8"][m.BROADCAST_CUMULATIVE_BITS]
+  assert f"u8 sent {down:.2f}x fewer broadcast bits" in block and down > 2
+  assert f"on HAMLET against {pretrained['sanity']['random_accuracy']:.4f}" in block
+  assert "Runs made on " in block and "(plain, u8)" in block
+  # A run from another pretrained model is refused, not tabled under the wrong first row.
+  runs[1]["pretrained"]["pretrained_eval"]["accuracy"] += 0.01
+  with pytest.raises(ValueError, match="u8 started from another pretrained model"):
+    shakespeare_results.format_block(runs)

@@ -1,0 +1,110 @@
+"""The README's Shakespeare results: pretrained model, then each fine-tuning run.
+
+  python -m tools.shakespeare_results --runs=runs/sampled,runs/sampled_u8 --readme=README.md
+
+Built from the runs' own files, never typed by hand: `pretrained_eval.json` (the
+pretrained model's accuracy on the held-out batches and the tutorial's sanity check,
+which `experiments/shakespeare_finetune.py` writes before the first round),
+`metrics.csv` (final eval accuracy, total bits each way), `run_info.json` (wall time,
+and the commit that ran each segment) and `config.json` (the codecs). The first run is
+the uncompressed one the others' bit ratios are taken against. Runs fine-tuned from
+different pretrained models (their pretrained accuracies differ) are refused: the
+table's first row would hold for only some of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from absl import app, flags
+
+from fedcompress.harness import summary
+from fedcompress.harness.cli import fail, parse_flags
+from fedcompress.units import format_bits
+from tools import codec_table
+
+BLOCK = "shakespeare-results"
+FLAGS = flags.FLAGS
+flags.DEFINE_list("runs", None, "Run directories, the uncompressed run first.")
+flags.DEFINE_string("readme", None, f"Write the table into this README's {BLOCK} block.")
+
+
+def read_run(run_dir: str) -> dict[str, Any]:
+  """`summary.run_summary` of a fine-tuning run, with its codecs and pretrained figures."""
+  path = os.path.join(run_dir, "pretrained_eval.json")
+  if not os.path.exists(path):
+    raise ValueError(f"{run_dir} has no pretrained_eval.json: not a run of "
+                     "experiments/shakespeare_finetune.py from a pretrained model")
+  with open(path) as f:
+    pretrained = json.load(f)
+  return {**summary.run_summary(run_dir), "pretrained": pretrained,
+          "codec": codec_table.codec_of(run_dir)}
+
+
+def _duration(seconds: float | None) -> str:
+  if seconds is None:
+    return "n/a"
+  minutes, rest = divmod(round(seconds), 60)
+  return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+def format_block(runs: Sequence[Mapping[str, Any]]) -> str:
+  """The Markdown block: the table, the bit savings, the sanity check, the code."""
+  if not runs:
+    raise ValueError("no runs")
+  first = runs[0]["pretrained"]
+  for run in runs[1:]:
+    if run["pretrained"]["pretrained_eval"] != first["pretrained_eval"]:
+      raise ValueError(f"{run['run']} started from another pretrained model than "
+                       f"{runs[0]['run']} (pretrained eval {run['pretrained']['pretrained_eval']} "
+                       f"against {first['pretrained_eval']})")
+  evaluation = first["pretrained_eval"]
+  batches = evaluation["num_batches"]
+  base = runs[0]
+  lines = [f"| run | codec | eval accuracy ({batches} held-out test batches) | total broadcast "
+           "| total aggregate | wall time |",
+           "|---|---|---:|---:|---:|---:|",
+           f"| pretrained model, before any round | | {evaluation['accuracy']:.4f} | | | |"]
+  for run in runs:
+    accuracy = "n/a" if run["eval_accuracy"] is None else f"{run['eval_accuracy']:.4f}"
+    lines.append(f"| {run['run']}, {run['rounds']} rounds | {run['codec']} | {accuracy} "
+                 f"| {format_bits(run['broadcast_bits'])} | {format_bits(run['aggregate_bits'])} "
+                 f"| {_duration(run['wall_time_s'])} |")
+  lines.append("")
+  for run in runs[1:]:
+    lines.append(
+        f"{run['run']} sent {base['broadcast_bits'] / run['broadcast_bits']:.2f}x fewer "
+        f"broadcast bits and {base['aggregate_bits'] / run['aggregate_bits']:.2f}x fewer "
+        f"aggregate bits than {base['run']} "
+        f"({format_bits(base['broadcast_bits'] - run['broadcast_bits'])} and "
+        f"{format_bits(base['aggregate_bits'] - run['aggregate_bits'])} saved).")
+  sanity = first["sanity"]
+  lines.append(
+      f"Sanity check before training: {sanity['client_accuracy']:.4f} character accuracy "
+      f"on {first['sanity_client']} against {sanity['random_accuracy']:.4f} on random text "
+      f"(chance {sanity['expected_random_accuracy']:.4f}). Runs "
+      f"{summary.format_sources(runs)}.")
+  return "\n".join(lines)
+
+
+def main(argv):
+  if len(argv) > 1:
+    return fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not FLAGS.runs:
+    return fail("--runs is empty: give the run directories, the uncompressed run first")
+  try:
+    block = format_block([read_run(r) for r in FLAGS.runs])
+    print(block)
+    if FLAGS.readme:
+      codec_table.update_readme(FLAGS.readme, BLOCK, block)
+      print(f"{FLAGS.readme} updated")
+  except (OSError, ValueError) as e:
+    return fail(str(e))
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)
