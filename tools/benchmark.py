@@ -349,17 +349,26 @@ def run_codec_sweep(config: BenchmarkConfig, log: Callable[[str], None] | None =
     'cpu_ratio': {direction: ..}, 'wall_ratio': {direction: ..}}}` plus the process's
     peak RSS under `peak_rss_bytes`.
   """
+  import tensorflow_federated as tff
+
   import fedcompress
 
   task, _ = build_timing_task(config)
-  uncompressed = fedcompress.build_fedavg(task.model_fn)
+  uncompressed = {}  # Client weighting -> the uncompressed process, built once.
   out: dict[str, Any] = {}
   for name in config.codecs:
     spec = fedcompress.CodecSpec(name, CODEC_OPTIONS[name], threshold=config.threshold)
-    processes = {"none": uncompressed}
+    # Fixed-range codecs (fixed_int) run under uniform weights (see
+    # aggregation.check_weighted_codec), and so does the round they are compared with.
+    weighting = (tff.learning.ClientWeighting.UNIFORM if spec.codec.sum_bound is not None
+                 else tff.learning.ClientWeighting.NUM_EXAMPLES)
+    if weighting not in uncompressed:
+      uncompressed[weighting] = fedcompress.build_fedavg(task.model_fn,
+                                                         client_weighting=weighting)
+    processes = {"none": uncompressed[weighting]}
     for direction in config.codec_directions:
       processes[direction] = fedcompress.build_fedavg(
-          task.model_fn, aggregate_codec=spec,
+          task.model_fn, aggregate_codec=spec, client_weighting=weighting,
           broadcast_codec=spec if direction == "both" else None)
     samples = time_interleaved({key: round_runner(process, task)
                                 for key, process in processes.items()},

@@ -7,8 +7,9 @@ the decode parameters TFF makes clients send back, and adaptive state updates. T
 own version reports empty measurements, and TFF 0.87 has no sizing executor left.
 
 `build_mean_factory` puts two of them under `tff.aggregators.MeanFactory`, numerator
-and denominator, as the TFF compression tutorial does; the weight (a float32 scalar,
-under any threshold) then costs 32 bits per client.
+and denominator, as the TFF compression tutorial does; the denominator's codec is
+always identity, so the weight (a float32 scalar) costs 32 bits per client whatever the
+threshold (a threshold of 0 would otherwise quantize it, and a fixed-range codec clip it).
 
 With an entropy-coded codec (`fedcompress.codecs.stages.entropy`) the measurements are
 `{'bits', 'coded_bits'}`: `coded_bits` is what clients actually send, `bits` the raw
@@ -37,7 +38,7 @@ import tree
 from tensorflow_federated.python.core.impl.types import type_conversions
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs import CodecSpec, accounting, seeding
+from fedcompress.codecs import CodecSpec, accounting, get_codec, parse_chain, seeding
 from fedcompress.codecs.allocation import AllocatedCodec
 from fedcompress.federated.allocated import AllocatedSumFactory
 from fedcompress.federated.broadcast import slice_structure
@@ -264,8 +265,8 @@ def build_mean_factory(
   Args:
     codec: codec of the clients' contributions (`None` = identity). An
       `AllocatedCodec` allocates the numerator's widths per tensor
-      (`fedcompress.federated.allocated`); the weight then goes through its base
-      codec (identity: a scalar is under any threshold), paid from the same budget.
+      (`fedcompress.federated.allocated`); the weight's 32 bits are paid from the same
+      budget.
     measure_error: also measure `relative_error` (see `RelativeErrorFactory`).
     names: names of the value's tensors, for an `AllocatedCodec`'s width measurements.
     seed: the run's seed, from which the codec's randomness derives.
@@ -274,15 +275,37 @@ def build_mean_factory(
     A `tff.aggregators.MeanFactory`, wrapped in a `RelativeErrorFactory` when
     `measure_error`.
   """
+  # The weight is sent as it is: MeanFactory's numerator is weight x value, so a codec
+  # on the weight would change the mean's scale, not only its precision.
+  weight = EncodedSumFactory.from_codec(None, seed=seed)
   if isinstance(codec, AllocatedCodec):
-    weight = EncodedSumFactory.from_codec(codec.base, seed=seed)
-    weight_bits = codec.base.tensor_bits(tf.TensorSpec([], tf.float32))
+    weight_bits = CodecSpec.parse(None).tensor_bits(tf.TensorSpec([], tf.float32))
     mean = tff.aggregators.MeanFactory(
         AllocatedSumFactory(codec, names, reserved_bits=weight_bits, seed=seed), weight)
   else:
-    mean = tff.aggregators.MeanFactory(EncodedSumFactory.from_codec(codec, seed=seed),
-                                       EncodedSumFactory.from_codec(codec, seed=seed))
+    mean = tff.aggregators.MeanFactory(EncodedSumFactory.from_codec(codec, seed=seed), weight)
   return RelativeErrorFactory(mean) if measure_error else mean
+
+
+def check_weighted_codec(codec: CodecSpec | AllocatedCodec | str | None,
+                         client_weighting: tff.learning.ClientWeighting) -> None:
+  """Refuses a fixed-range codec (`fixed_int`) under the example-weighted mean.
+
+  `MeanFactory` encodes weight x update, and with `NUM_EXAMPLES` the weight is the
+  client's example count: a codec whose range is absolute (its record has a
+  `sum_bound`: `fixed_int`'s `clip`) would clip the update at clip / weight, shrinking
+  the mean by about the weight. Uniform weighting (the weight is 1) and secure
+  aggregation (which requires it) are fine.
+  """
+  if client_weighting == tff.learning.ClientWeighting.UNIFORM:
+    return
+  spec = codec.base if isinstance(codec, AllocatedCodec) else CodecSpec.parse(codec)
+  links = parse_chain(spec.name) if spec.is_chain else [(spec.name, {})]
+  fixed = [name for name, _ in links if get_codec(name).sum_bound is not None]
+  if fixed:
+    raise ValueError(f"{fixed[0]} clips and scales absolute values, but the example-weighted "
+                     "mean encodes weight x update: pass --client_weighting=uniform (or "
+                     "--secure_aggregation)")
 
 
 def relative_error_tf(decoded, exact) -> tf.Tensor:

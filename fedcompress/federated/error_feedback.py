@@ -84,6 +84,7 @@ from tensorflow_federated.python.core.impl.types import type_conversions
 from fedcompress.codecs import CodecSpec, seeding
 from fedcompress.federated.aggregation import (
   build_mean_factory,
+  check_weighted_codec,
   encoded_sum_round,
   indexed_encoders,
 )
@@ -230,6 +231,7 @@ def build_fedavg_with_error_feedback(
   client_work = tff.learning.templates.build_model_delta_client_work(
       zero_initialized(model_fn), client_optimizer, client_weighting,
       loop_implementation=loop_implementation)
+  check_weighted_codec(aggregate_codec, client_weighting)
   factory = build_mean_factory(aggregate_codec, seed=seed)
   if reject_non_finite:
     factory = RejectNonFiniteFactory(factory)

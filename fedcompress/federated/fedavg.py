@@ -24,7 +24,11 @@ import tensorflow_federated as tff
 from fedcompress import metrics as m
 from fedcompress.codecs import CodecSpec
 from fedcompress.codecs.allocation import AllocatedCodec
-from fedcompress.federated.aggregation import RelativeErrorFactory, build_mean_factory
+from fedcompress.federated.aggregation import (
+  RelativeErrorFactory,
+  build_mean_factory,
+  check_weighted_codec,
+)
 from fedcompress.federated.allocated import build_allocated_broadcast_process
 from fedcompress.federated.broadcast import build_encoded_broadcast_process
 from fedcompress.federated.privacy import DPConfig, build_protected_mean
@@ -250,6 +254,7 @@ def build_fedavg(
     if measure_error:
       aggregator = RelativeErrorFactory(aggregator)
   elif aggregator is None:
+    check_weighted_codec(aggregate_codec, client_weighting)
     aggregator = build_mean_factory(aggregate_codec, measure_error=measure_error, seed=seed,
                                     names=names and names[:len(weights_type.trainable)])
   elif not isinstance(aggregate_codec, AllocatedCodec) and not CodecSpec.parse(

@@ -73,7 +73,12 @@ def test_every_research_codec_is_covered():
 def test_one_round_in_both_directions(name):
   options = OPTIONS[name]
   codec = fedcompress.CodecSpec(name, options, threshold=THRESHOLD)
-  process = fedcompress.build_fedavg(model_fn, broadcast_codec=codec, aggregate_codec=codec)
+  # A fixed-range codec (fixed_int) needs uniform weights: the weighted mean encodes
+  # weight x update (aggregation.check_weighted_codec).
+  weighting = (tff.learning.ClientWeighting.UNIFORM if get_codec(name).sum_bound is not None
+               else tff.learning.ClientWeighting.NUM_EXAMPLES)
+  process = fedcompress.build_fedavg(model_fn, broadcast_codec=codec, aggregate_codec=codec,
+                                     client_weighting=weighting)
   output = process.next(process.initialize(), client_data())
 
   def model_bits(direction):

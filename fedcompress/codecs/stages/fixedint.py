@@ -16,6 +16,10 @@ its coordinates so that a small `clip` cuts little (Suresh, Yu, Kumar and McMaha
 2017). Rotate, scale, round stochastically, sum in a modular field is the pipeline of
 the distributed discrete Gaussian (Kairouz, Liu and Steinke, ICML 2021).
 
+The range is absolute, so as an uplink codec it needs uniform client weights: the
+example-weighted mean encodes weight x update, which the clip would cut at clip /
+weight (`fedcompress.federated.aggregation.check_weighted_codec` refuses it).
+
 Outside secure aggregation each client sends the int32 values: 32 bits per (padded)
 coordinate, nothing else (the scale is an option; the rotation seed comes from the
 server). In a broadcast the rotation seed travels with the payload: 2 int64 = 128 bits.
