@@ -47,12 +47,12 @@ class AggregatorSpec:
                          "instead)")
       return
     check = _AGGREGATORS[self.name][0]
-    try:
-      check(**self.options)
-    except TypeError:
-      valid = ", ".join(check.__code__.co_varnames[:check.__code__.co_argcount])
-      raise ValueError(f"aggregator {self.name!r} has no option "
-                       f"{sorted(self.options)!r}; its options: {valid}") from None
+    valid = check.__code__.co_varnames[:check.__code__.co_argcount]
+    unknown = sorted(set(self.options) - set(valid))
+    if unknown:
+      raise ValueError(f"aggregator {self.name!r} has no option {', '.join(unknown)}; its "
+                       f"options: {', '.join(valid)}")
+    check(**self.options)
 
   @property
   def is_mean(self) -> bool:

@@ -6,7 +6,10 @@ update: if any value is NaN or +-Inf, or its weight is not a finite positive num
 sends zeros with weight 0, so the weighted mean ignores it, and a `rejected` flag. The
 server sums the flags into the measurement `rejected_clients` (int32). When every client
 of a round is rejected, the mean would be 0/0: the server returns a zero update instead,
-so the model stays as it was.
+and `inner`'s state stays as it was before the round (FetchSGD's sketches would
+otherwise lose the coordinates they hand over to an update that is never applied). A
+zero update still goes through the server optimizer: plain SGD leaves the model where
+it was, but momentum and Adam move it by what they carry from earlier rounds.
 
 TFF's own FedAvg client work already zeroes a non-finite local update and gives it
 weight 0 before the aggregator sees it (its `zero_all_if_any_non_finite`), but counts
@@ -70,6 +73,13 @@ class RejectNonFiniteFactory(tff.aggregators.WeightedAggregationFactory):
       return clean_value, clean_weight, counts
 
     counts_type = screen_fn.type_signature.result[2]
+    state_type = inner.initialize.type_signature.result.member
+
+    @tff.tensorflow.computation(state_type, state_type, counts_type)
+    def keep_fn(before, after, counts):
+      # No accepted client: the round did not happen for the inner aggregator either.
+      return tf.nest.map_structure(lambda b, a: tf.where(counts["accepted"] > 0, a, b),
+                                   before, after)
 
     @tff.tensorflow.computation(result_type, counts_type)
     def guard_fn(result, counts):
@@ -90,6 +100,7 @@ class RejectNonFiniteFactory(tff.aggregators.WeightedAggregationFactory):
       counts = tff.federated_sum(screened[2])
       result = tff.federated_map(guard_fn, (output.result, counts))
       measurements = tff.federated_map(add_count_fn, (output.measurements, counts))
-      return tff.templates.MeasuredProcessOutput(output.state, result, measurements)
+      new_state = tff.federated_map(keep_fn, (state, output.state, counts))
+      return tff.templates.MeasuredProcessOutput(new_state, result, measurements)
 
     return tff.templates.AggregationProcess(inner.initialize, next_fn)

@@ -14,7 +14,9 @@ The field is sized so that the sum of a round's clients cannot overflow: with on
 client's integers in `[-L, L]` (`Codec.sum_bound`) and at most `n = clients_per_round`
 clients, the sum lies in `[-nL, nL]`, so the modulus is `2nL + 1` and each coordinate
 is sent as `B = ceil(log2(2nL + 1))` bits (`field_bits`); no modular wrap-around can
-happen (in simulation TFF's lowering of the intrinsic checks each summand's range).
+happen. TFF's simulation lowers the intrinsic to a plain sum and a mod, which would
+wrap silently with more clients: the server's decode fails instead when a round has
+more clients than `clients_per_round`.
 Each client also sends a 1 for the count, in a field of `ceil(log2(n + 1))` bits. So
 the bits each client sends are `B * coordinates + ceil(log2(n + 1))`, where the
 coordinates are those of the encoded tensors (padded to a power of two when rotated);
@@ -160,8 +162,17 @@ class SecureEncodedSumFactory(tff.aggregators.UnweightedAggregationFactory):
     modular_sum = tff.aggregators.SecureModularSumFactory(
         self._clients * self._bound + 1, symmetric_range=True).create(summable_type)
 
+    sized_for = self._clients
+
     @tff.tensorflow.computation(summable_type, after_params_type, tf.int32)
     def decode_fn(summed, after_params, clients):
+      # The modular sum wraps silently (TFF's simulation lowers it to a sum and a mod,
+      # with no range check): a round of more clients than the field holds must fail.
+      check = tf.debugging.assert_less_equal(
+          clients, sized_for, message=f"more clients than the field of the secure sum holds "
+          f"(clients_per_round={sized_for}): the sum would wrap around")
+      with tf.control_dependencies([check]):
+        summed = tf.nest.map_structure(tf.identity, summed)
       return tree.map_structure_up_to(encoders, lambda e, v, p: e.decode_after_sum(v, p, clients),
                                       encoders, summed, after_params)
 

@@ -108,8 +108,8 @@ def test_options_are_checked():
     fetchsgd.FetchSGDFactory(momentum=1.0)
   with pytest.raises(ValueError, match="topk must be in"):
     AggregatorSpec("fetchsgd", {"topk": 0})
-  with pytest.raises(ValueError, match="has no option"):
-    AggregatorSpec("fetchsgd", {"colums": 3})
+  with pytest.raises(ValueError, match="has no option colums; its options: rows, "):
+    AggregatorSpec("fetchsgd", {"colums": 3, "rows": 1})  # rows is valid: not named.
   with pytest.raises(ValueError, match="unknown aggregator"):
     AggregatorSpec("fetchsdg")
   assert AggregatorSpec("fetchsgd", {"rows": 1}).describe().startswith("fetchsgd(")

@@ -122,3 +122,37 @@ def test_fedavg_without_rejection_has_no_metric():
   metrics_type = process.next.type_signature.result.metrics.member
   assert "aggregate/rejected_clients" not in [name for name, _ in
                                               tff.structure.iter_elements(metrics_type)]
+
+
+def test_all_rejected_round_keeps_the_inner_state():
+  # FetchSGD zeroes the buckets of the coordinates it hands to the update; in a round
+  # whose update is discarded, that would lose them from its error sketch.
+  from fedcompress.federated.fetchsgd import FetchSGDFactory
+
+  process = RejectNonFiniteFactory(FetchSGDFactory(rows=1, columns=8, topk=0.125,
+                                                   momentum=0.0)).create(
+      tff.TensorType(np.float32, [8]), WEIGHT_TYPE)
+  x = np.array([5, 4, 3, 2, 1, 0.5, 0.25, 0.125], np.float32)
+  state = process.next(process.initialize(), [x], [1.0]).state
+  assert np.abs(state["error"]).sum() > 0  # Something is left to carry over.
+  output = process.next(state, [np.full(8, NAN, np.float32)], [1.0])
+  np.testing.assert_array_equal(output.result, np.zeros(8))
+  assert output.measurements["rejected_clients"] == 1
+  for key in state:
+    np.testing.assert_array_equal(output.state[key], state[key], err_msg=key)
+
+
+def test_the_weight_is_sent_as_it_is_under_any_threshold():
+  # MeanFactory's numerator is weight x value: a codec on the weight (threshold 0 makes
+  # a scalar eligible) would clip or quantize the mean's scale.
+  values = [np.array([0.001, 0.002, -0.001], np.float32),
+            np.array([0.003, 0.0, 0.001], np.float32)]
+  weights = [20.0, 60.0]
+  exact = (values[0] * 20 + values[1] * 60) / 80
+  for codec in ("fixed_int(bits=16,clip=0.01)", "uniform(bits=8)"):
+    process = build_mean_factory(fedcompress.CodecSpec(codec, threshold=0)).create(
+        VALUE_TYPE, WEIGHT_TYPE)
+    output = process.next(process.initialize(), values, weights)
+    assert output.measurements["mean_weight"]["bits"] == 2 * 32, codec
+  # uniform(bits=8) on three values: exact to its step, (max - min) / 255 of w x v.
+  np.testing.assert_allclose(output.result, exact, atol=0.2 / 255 / 80 * 2)

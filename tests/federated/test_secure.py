@@ -45,6 +45,13 @@ def test_secure_sum_decodes_the_sum_within_the_quantization_bound(secure_sum):
     assert error.max() > 0  # Quantized, not passed through.
 
 
+def test_more_clients_than_the_field_holds_fail_rather_than_wrap(secure_sum):
+  # TFF's simulated modular sum wraps silently; the decode checks the count.
+  _, process = secure_sum
+  with pytest.raises(Exception, match="more clients than the field of the secure sum holds"):
+    process.next(process.initialize(), _values(CLIENTS + 1))
+
+
 def test_secure_sum_draws_come_from_the_seed_and_round(secure_sum):
   # Stochastic rounding (and a rotation's seed) derive from the run's seed, the round
   # and each client's update, as in the plain encoded sum: a rerun sums the same.
