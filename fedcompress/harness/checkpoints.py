@@ -20,11 +20,12 @@ import dataclasses
 import os
 import re
 import shutil
+import sys
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
-from absl import logging
 from tensorflow_federated.python.program import file_utils
 
 _PREFIX = "round_"
@@ -48,6 +49,14 @@ def _run(coroutine):
 
 class CheckpointMismatchError(ValueError):
   """The checkpoint was written by a different model or codec configuration."""
+
+
+class CheckpointUnreadableError(ValueError):
+  """Checkpoints exist but none can be read: resuming would start the run over."""
+
+
+def _warn_on_stderr(message: str) -> None:
+  print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 @dataclasses.dataclass
@@ -96,19 +105,27 @@ class Checkpointer:
       shutil.rmtree(stale)
     _run(self._manager.save(payload, tmp_version))
 
-  def restore(self, template_state):
-    """(process_state, LoopState) of the newest readable checkpoint, or None.
+  def restore(self, template_state, warn: Callable[[str], None] = _warn_on_stderr):
+    """(process_state, LoopState) of the newest readable checkpoint, or None if none exist.
+
+    An unreadable newest checkpoint (a damaged file) is skipped for an older one, with
+    a `warn` line naming it.
 
     Args:
       template_state: a state of the same process (e.g. `process.initialize()`); its
         structure, shapes and dtypes are what the checkpoint must match.
+      warn: called with one line per checkpoint skipped.
 
     Raises:
       CheckpointMismatchError: a readable checkpoint does not fit `template_state`.
+      CheckpointUnreadableError: checkpoints exist and none is readable. Starting over
+        from round 1 would discard the run's rows, events and client states, so it is
+        not done silently.
     """
     self.remove_partial_writes()
     template_flat = tf.nest.flatten(template_state)
-    for version in reversed(self.versions()):
+    versions = self.versions()
+    for version in reversed(versions):
       # Read as saved, without imposing the template's structure (which is all
       # `FileProgramStateManager.load` adds, for `tff.Serializable` values we do not
       # save): a checkpoint that does not fit must be reported as such, not taken for
@@ -117,7 +134,8 @@ class Checkpointer:
       try:
         payload = _run(file_utils.read_saved_model(path))
       except Exception as e:  # Incomplete or damaged SavedModel.
-        logging.warning("checkpoint round_%d unreadable (%s); trying an older one", version, e)
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        warn(f"checkpoint round_{version} is unreadable ({reason[:200]}); trying an older one")
         continue
       if not (isinstance(payload, dict) and set(payload) == {"process_state", "loop"}):
         raise CheckpointMismatchError(
@@ -126,6 +144,12 @@ class Checkpointer:
       _check_compatible(template_flat, flat, version)
       state = tf.nest.pack_sequence_as(template_state, flat)
       return state, LoopState(*(int(x) for x in np.asarray(payload["loop"])))
+    if versions:
+      raise CheckpointUnreadableError(
+          f"none of the {len(versions)} checkpoints in {self.root_dir} can be read "
+          f"(round_{', round_'.join(map(str, versions))}); resuming would start over from "
+          "round 1 and discard the run's rows: start a new run (another --experiment_name), "
+          f"or delete {self.root_dir} to start this one over")
     return None
 
 

@@ -26,7 +26,9 @@ import tensorflow_federated as tff
 
 from fedcompress import metrics as m
 from fedcompress.codecs import CodecSpec
+from fedcompress.codecs.allocation import AllocatedCodec
 from fedcompress.federated import optimizers, runtime
+from fedcompress.federated.aggregation import check_weighted_codec
 from fedcompress.federated.aggregators import AggregatorSpec
 from fedcompress.federated.error_feedback import (
   ERROR_FEEDBACK_MODES,
@@ -128,6 +130,11 @@ def check_optimizer(name: str, learning_rate: float,
     if not (value >= 0 and math.isfinite(value)) or (option == "momentum" and value >= 1):
       raise ValueError(f"--{flag_prefix}{option} must be a finite number >= 0"
                        f"{' and < 1' if option == 'momentum' else ''}, got {value}")
+    if option == "epsilon" and value == 0 and name in ("adam", "yogi"):
+      # TFF's Adam and Yogi divide by sqrt(v) + epsilon: 0 / 0 for a coordinate whose
+      # gradients have all been 0 (Keras' Adagrad guards against it; they do not).
+      raise ValueError(f"--{flag_prefix}epsilon must be > 0 with --{flag_prefix}optimizer="
+                       f"{name}, got 0")
   return {choice.options[k]: v for k, v in given.items()}
 
 
@@ -223,6 +230,39 @@ class ExperimentConfig:
                     self.client_optimizer_options, flag_prefix="client_")
     check_optimizer(self.server_optimizer, self.server_learning_rate,
                     self.server_optimizer_options, flag_prefix="server_")
+    self._check_combinations()
+
+  def _check_combinations(self) -> None:
+    """What the processes cannot build together: one line each, before any directory.
+
+    Here, not in the flag layer, so that notebooks and library callers building an
+    `ExperimentConfig` get the same refusals as the binaries.
+    """
+    protected = self.secure_aggregation or self.dp != "none"
+    if self.error_feedback != "none" and (protected or not self.aggregator.is_mean):
+      # The error-feedback process builds its own encoded mean: it would drop these.
+      raise ValueError("--error_feedback keeps its memory on the clients around the encoded "
+                       "mean: it takes neither --secure_aggregation, --dp nor an --aggregator")
+    if protected and not self.aggregator.is_mean:
+      raise ValueError("--secure_aggregation and --dp protect the encoded mean: they take "
+                       "no --aggregator")
+    budgets = [d for d in ("broadcast", "aggregate")
+               if isinstance(getattr(self, f"{d}_codec"), AllocatedCodec)]
+    if budgets and (self.error_feedback != "none" or protected):
+      what = "--error_feedback" if self.error_feedback != "none" else (
+          "--secure_aggregation and --dp")
+      raise ValueError(f"{what} take(s) a codec, not a bit budget: drop "
+                       f"--{budgets[0]}_bits_per_coordinate")
+    if self.fixed_clients is not None:
+      repeated = sorted({c for c in self.fixed_clients if self.fixed_clients.count(c) > 1})
+      if repeated:
+        raise ValueError(f"--clients lists {', '.join(repeated)} more than once")
+      if self.dp != "none":
+        # The accountant assumes clients sampled at clients_per_round / population each
+        # round, and the mean divides by clients_per_round; fixed clients train every
+        # round, so both the update and the reported epsilon would be wrong.
+        raise ValueError("--dp accounts for clients sampled each round: it takes no fixed "
+                         "--clients (leave --clients empty and set --clients_per_round)")
 
   def record(self) -> dict[str, Any]:
     """What config.json holds: `recorded` plus this config's own result-affecting values.
@@ -415,7 +455,9 @@ def build_process(task: FederatedTask, config: ExperimentConfig):
   if config.error_feedback != "none":
     return build_fedavg_with_error_feedback(
         task.model_fn, client_optimizer, server_optimizer, mode=config.error_feedback,
-        num_clients=len(task.client_ids), **common)
+        # EF21's server step weighs the round by |S| / N over the clients that can take
+        # part: only the fixed ones when --clients lists them.
+        num_clients=len(config.fixed_clients or task.client_ids), **common)
   protected = config.secure_aggregation or config.dp != "none"
   return build_fedavg(task.model_fn, client_optimizer, server_optimizer,
                       aggregator=None if protected else config.aggregator.factory(),
@@ -482,6 +524,8 @@ def check_experiment(task: FederatedTask, config: ExperimentConfig) -> None:
                          clients_per_round=config.clients_per_round,
                          dp=config.dp_config(len(task.client_ids)),
                          client_weighting=CLIENT_WEIGHTINGS[config.client_weighting])
+  elif config.aggregator.is_mean:
+    check_weighted_codec(config.aggregate_codec, CLIENT_WEIGHTINGS[config.client_weighting])
   check_run_dir(config)
 
 

@@ -453,13 +453,7 @@ def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
   if not aggregator.is_mean and not aggregate.is_identity:
     raise ValueError(f"--aggregator={fv.aggregator} replaces the encoded mean: use "
                      "--aggregate_encoder=identity")
-  if not aggregator.is_mean and fv.error_feedback != "none":
-    raise ValueError(f"--aggregator={fv.aggregator} keeps its memory at the server: use "
-                     "--error_feedback=none")
-  if (fv.secure_aggregation or fv.dp != "none") and (
-      not aggregator.is_mean or fv.error_feedback != "none"):
-    raise ValueError("--secure_aggregation and --dp protect the encoded mean: they take "
-                     "neither --aggregator nor --error_feedback")
+  # The other combinations are refused by ExperimentConfig.validate, for library callers too.
   recorded.update(broadcast_codec=broadcast.describe(), aggregate_codec=aggregate.describe(),
                   aggregator=aggregator.describe())
   recorded.update(extra_recorded or {})

@@ -50,6 +50,8 @@ LOCK_FILE = ".lock"
 #   rounds_per_checkpoint  a resume from any checkpoint reproduces the run exactly;
 #   the codec flags    compared through the codecs they resolve to (`broadcast_codec`,
 #                      `aggregate_codec`), so `--aggregate_bits=8` equals uniform's default;
+#   aggregator_args    compared through `aggregator`, the aggregator with its resolved
+#                      options in sorted order, so reordered options are the same setting;
 #   sanity_client, generate_prompt, temperature, num_generate
 #                      Shakespeare's checks before and text generation after the rounds;
 #   cache_dir          where the dataset files are kept: the dataset itself is named by
@@ -62,7 +64,7 @@ MAY_DIFFER_ON_RESUME = frozenset({
     "rounds_per_checkpoint", "tf_logs", "workers", "max_concurrent_clients",
     "worker_timeout_s", "broadcast_encoder", "broadcast_bits", "broadcast_encoder_args",
     "aggregate_encoder", "aggregate_bits", "aggregate_encoder_args",
-    "compression_threshold", "sanity_client", "generate_prompt", "temperature",
+    "compression_threshold", "aggregator_args", "sanity_client", "generate_prompt", "temperature",
     "num_generate", "cache_dir",
 })
 # Recorded values that are resolved codecs rather than flags (named so in messages).
@@ -82,11 +84,18 @@ _held_lock = threading.Lock()
 
 
 def has_run(run_dir: str) -> bool:
-  """Whether `run_dir` holds anything besides its lock file."""
-  try:
-    return any(name != LOCK_FILE for name in os.listdir(run_dir))
-  except (FileNotFoundError, NotADirectoryError):
+  """Whether `run_dir` holds a file besides its lock file, at any depth.
+
+  Empty folders do not count: a run stopped before its first record (Ctrl-C, SIGTERM
+  or an unreachable worker while the process is built) leaves only `checkpoints/` and
+  `client_states/`, and the same command must be able to start it again.
+  """
+  if not os.path.isdir(run_dir):
     return False
+  for root, _, files in os.walk(run_dir):
+    if any(not (root == run_dir and name == LOCK_FILE) for name in files):
+      return True
+  return False
 
 
 @contextlib.contextmanager

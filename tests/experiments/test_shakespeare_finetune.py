@@ -100,6 +100,8 @@ def test_sampled_clients_with_padding(binary, data_dir, tiny_model, tmp_path, ca
     ({"pretrained_model": "/nonexistent/model.keras"}, "does not exist"),
     ({"clients": ["NOBODY"]}, "unknown client id: NOBODY"),
     ({"generate_prompt": "caf\u00e9 \u2603"}, "vocabulary"),
+    ({"clients": ["HAMLET", "HAMLET"]}, "--clients lists HAMLET more than once"),
+    ({"dp": "central", "client_weighting": "uniform"}, "takes no fixed --clients"),
 ])
 def test_bad_input_is_one_line(binary, data_dir, tiny_model, tmp_path, capsys, overrides,
                                message):

@@ -116,3 +116,22 @@ def test_resumed_error_feedback_run_equals_uninterrupted(tmp_path, task_and_proc
   for client in a.clients_seen():
     np.testing.assert_array_equal(a.read(client, 5), b.read(client, 5))
     assert np.abs(a.read(client, 5)).max() > 0  # top-k 20% left a residual
+
+
+@pytest.mark.slow  # two one-round runs
+def test_ef21_with_fixed_clients_weighs_the_round_by_those_clients(tmp_path):
+  # EF21's server step is g += (|S| / N) mean D(c_i), N the clients that can take part:
+  # with fixed clients, only they. Uncompressed, its first round is then plain FedAvg's
+  # (g starts at 0); with N = all 5 clients it was 2/5 of it.
+  task = _task()
+  weights = {}
+  for mode in ("none", "ef21"):
+    config = fedcompress.ExperimentConfig(
+        root_output_dir=str(tmp_path), experiment_name=mode, rounds=1, clients_per_round=2,
+        client_learning_rate=0.5, progress=False, fixed_clients=("c0", "c1"),
+        error_feedback=mode)
+    result = experiment.run_experiment(task, config)
+    weights[mode] = result.process.get_model_weights(result.loop.state).trainable
+  assert np.abs(weights["none"][0]).max() > 0
+  for plain, ef21 in zip(weights["none"], weights["ef21"], strict=True):
+    np.testing.assert_allclose(ef21, plain, rtol=1e-5, atol=1e-7)

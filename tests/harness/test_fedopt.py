@@ -78,6 +78,8 @@ def test_adagrad_epsilon_inside_or_outside_the_root():
     ("sgd", {"epsilon": 1e-3}, "--server_epsilon applies to"),
     ("adam", {"initial_accumulator": 0.0}, "adagrad|adagrad_keras|yogi, not adam"),
     ("sgd", {"momentum": 1.0}, "and < 1"),
+    ("adam", {"epsilon": 0.0}, "--server_epsilon must be > 0 with --server_optimizer=adam"),
+    ("yogi", {"epsilon": 0.0}, "must be > 0 with --server_optimizer=yogi"),
 ])
 def test_option_the_optimizer_lacks_is_refused(name, options, message):
   with pytest.raises(ValueError, match=message.replace("|", r"\|")):

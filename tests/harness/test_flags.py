@@ -133,6 +133,18 @@ def test_only_harmless_flags_may_differ_on_resume():
   assert "rounds" in rundir.MAY_DIFFER_ON_RESUME  # Checked on its own: only up.
   # A dataset moved to another cache folder is the same dataset (--dataset names it).
   assert "cache_dir" in rundir.MAY_DIFFER_ON_RESUME
+  assert "aggregator" in compared  # Its options are compared resolved, through it.
+
+
+def test_reordered_aggregator_options_resume_but_other_values_do_not():
+  def record(args):
+    fv = _parsed(fc_flags.define_image_experiment_flags, "--aggregator=fetchsgd",
+                 f"--aggregator_args={args}")
+    return fc_flags.experiment_config_from_flags(fv, module_names=[fc_flags.__name__]).record()
+
+  first = record("rows=1,fraction=0.04")
+  assert rundir.differences(first, record("fraction=0.04,rows=1")) == []
+  assert rundir.differences(first, record("rows=1,fraction=0.05")) != []
 
 
 def test_fetchsgd_flags_reach_the_config():

@@ -34,3 +34,19 @@ def test_a_killed_segment_keeps_the_rounds_it_ran(tmp_path):
   assert rounds == [(1, 3), (3, 6)]
   assert walls[0] >= 2.0 and walls[1] >= 1.0
   assert total == sum(walls)
+
+
+def test_a_run_stopped_before_its_first_record_is_not_a_run(tmp_path):
+  # What Ctrl-C while the process is built leaves: the lock and empty folders. The same
+  # command must start it again rather than be told the folder "already holds a run".
+  from fedcompress.harness import rundir
+
+  run = tmp_path / "early"
+  (run / "checkpoints").mkdir(parents=True)
+  (run / "client_states").mkdir()
+  (run / rundir.LOCK_FILE).write_text("")
+  assert not rundir.has_run(str(run))
+  (run / "checkpoints" / "round_1").mkdir()
+  (run / "checkpoints" / "round_1" / "saved_model.pb").write_bytes(b"x")
+  assert rundir.has_run(str(run))
+  assert not rundir.has_run(str(tmp_path / "missing"))

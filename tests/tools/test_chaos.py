@@ -9,7 +9,12 @@ import pytest
 import tensorflow as tf
 
 from fedcompress import metrics as m
-from fedcompress.harness.checkpoints import Checkpointer, CheckpointMismatchError, LoopState
+from fedcompress.harness.checkpoints import (
+  Checkpointer,
+  CheckpointMismatchError,
+  CheckpointUnreadableError,
+  LoopState,
+)
 from fedcompress.harness.loop import LoopConfig, run_loop
 from fedcompress.harness.reporting import CsvReporter, read_metrics_csv
 from tools import chaos
@@ -63,10 +68,23 @@ def _empty(path):
 def test_unreadable_newest_checkpoint_falls_back(checkpointer, damage):
   assert checkpointer.versions() == [1, 2, 3]
   damage(_newest(checkpointer))
-  state, loop = checkpointer.restore(_state(0))
+  warnings = []
+  state, loop = checkpointer.restore(_state(0), warn=warnings.append)
   np.testing.assert_array_equal(state["w"], [2, 2, 2])
   assert state["step"] == 2 and state["w"].dtype == np.float32
   assert loop == LoopState(2, 20, 40)
+  # Said, not silent: one line naming the checkpoint skipped.
+  assert len(warnings) == 1 and warnings[0].startswith("checkpoint round_3 is unreadable (")
+
+
+def test_no_readable_checkpoint_is_an_error_not_a_restart(checkpointer, capsys):
+  for version in checkpointer.versions():
+    _garbage_graph(os.path.join(checkpointer.root_dir, f"round_{version}"))
+  with pytest.raises(CheckpointUnreadableError,
+                     match=r"none of the 3 checkpoints .* \(round_1, round_2, round_3\)"):
+    checkpointer.restore(_state(0))
+  assert capsys.readouterr().err.count("warning: checkpoint round_") == 3
+  assert checkpointer.versions() == [1, 2, 3]  # Nothing deleted.
 
 
 def test_killed_save_leaves_no_version(checkpointer):

@@ -1,0 +1,72 @@
+"""ExperimentConfig refuses what its processes cannot build together, for library callers too.
+
+Each case once silently built something else: error feedback dropped DP, secure
+aggregation and the aggregator (its process builds its own mean); DP with fixed clients
+divided by --clients_per_round and reported the epsilon of sampled clients; a repeated
+fixed client trained twice; `fixed_int` under the example-weighted mean clipped
+weight x update.
+"""
+
+import pytest
+
+from fedcompress.codecs import CodecSpec
+from fedcompress.codecs.allocation import AllocatedCodec
+from fedcompress.federated.aggregators import AggregatorSpec
+from fedcompress.harness.experiment import ExperimentConfig
+
+
+def _config(**overrides):
+  return ExperimentConfig(root_output_dir="/nonexistent", experiment_name="x", **overrides)
+
+
+BUDGET = AllocatedCodec(CodecSpec("uniform"), 2.0)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (dict(error_feedback="ef", dp="central", client_weighting="uniform"),
+     "--error_feedback keeps its memory on the clients"),
+    (dict(error_feedback="ef21", secure_aggregation=True, client_weighting="uniform"),
+     "--error_feedback keeps its memory on the clients"),
+    (dict(error_feedback="ef", aggregator=AggregatorSpec("fetchsgd")),
+     "--error_feedback keeps its memory on the clients"),
+    (dict(dp="central", aggregator=AggregatorSpec("fetchsgd")), "they take no --aggregator"),
+    (dict(error_feedback="ef", aggregate_codec=BUDGET),
+     "a codec, not a bit budget: drop --aggregate_bits_per_coordinate"),
+    (dict(error_feedback="ef", broadcast_codec=BUDGET),
+     "a codec, not a bit budget: drop --broadcast_bits_per_coordinate"),
+    (dict(dp="central", aggregate_codec=BUDGET, client_weighting="uniform"),
+     "a codec, not a bit budget"),
+    (dict(fixed_clients=("a", "b", "a")), "--clients lists a more than once"),
+    (dict(fixed_clients=("a", "b"), dp="central", client_weighting="uniform"),
+     "takes no fixed --clients"),
+])
+def test_refused(overrides, message):
+  with pytest.raises(ValueError, match=message):
+    _config(**overrides).validate()
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(error_feedback="ef", aggregate_codec=CodecSpec("topk")),
+    dict(dp="central", client_weighting="uniform"),
+    dict(fixed_clients=("a", "b")),
+    dict(aggregate_codec=BUDGET),
+])
+def test_accepted(overrides):
+  _config(**overrides).validate()
+
+
+def test_fixed_range_codecs_need_uniform_weighting():
+  import tensorflow_federated as tff
+
+  from fedcompress.federated.aggregation import check_weighted_codec
+
+  weighting = tff.learning.ClientWeighting
+  weighted, uniform = weighting.NUM_EXAMPLES, weighting.UNIFORM
+  for codec in ("fixed_int", "countsketch(rows=1)|fixed_int(bits=4)", "topk|fixed_int"):
+    with pytest.raises(ValueError, match="fixed_int clips and scales absolute values"):
+      check_weighted_codec(codec, weighted)
+    check_weighted_codec(codec, uniform)
+  for codec in (None, "uniform", "topk|uniform(bits=4)", "countsketch"):
+    check_weighted_codec(codec, weighted)
+  with pytest.raises(ValueError, match="fixed_int"):
+    check_weighted_codec(AllocatedCodec(CodecSpec("fixed_int"), 4.0), weighted)
