@@ -220,8 +220,11 @@ class _DistributedDpMeanFactory(tff.aggregators.UnweightedAggregationFactory):
 
   TFF's factory already sums the client count securely (`actual_num_clients`), so the
   mean reuses it rather than wrapping the sum in `UnweightedMeanFactory` (which would
-  send the count twice). Each client sends `field_bits` per padded coordinate
-  plus the count (`secure.count_bits`).
+  send the count twice). Each client sends `field_bits` per padded coordinate, its 1
+  for the client count, and its 0/1 "was clipped" indicator: TFF's L2 clipping inside
+  the factory sums the clipped count with a second secure sum
+  (`distributed_dp.py`'s `clipped_count_sum_factory`); each of the two in a field
+  that holds the round's clients (`secure.count_bits`).
   """
 
   def __init__(self, config: DPConfig):
@@ -241,7 +244,7 @@ class _DistributedDpMeanFactory(tff.aggregators.UnweightedAggregationFactory):
           lambda t: tf.math.divide_no_nan(t, tf.cast(clients, t.dtype)), total)
       out = dict(measurements)
       out["bits"] = tf.cast(clients, tf.int64) * (
-          field * tf.cast(measurements["padded_dim"], tf.int64) + count)
+          field * tf.cast(measurements["padded_dim"], tf.int64) + 2 * count)
       return mean, out
 
     @tff.federated_computation(inner.next.type_signature.parameter)

@@ -186,9 +186,9 @@ def test_fedavg_with_distributed_dp_runs_under_secure_sum_and_counts_field_bits(
       (np.ones((1, 1), np.float32), np.full((1, 1), y, np.float32))).batch(1)
       for y in (1.0, 2.0, 3.0)]
   output = process.next(process.initialize(), data)
-  # One coordinate (the Hadamard rotation pads to 1 = 2^0) in 16 bits, the count in
-  # ceil(log2(3 + 1)) = 2 bits, from each of the 3 clients.
-  assert output.metrics["aggregate/bits"] == 3 * (16 * 1 + 2)
+  # One coordinate (the Hadamard rotation pads to 1 = 2^0) in 16 bits, the count and
+  # the clipped indicator in ceil(log2(3 + 1)) = 2 bits each, from each of the 3 clients.
+  assert output.metrics["aggregate/bits"] == 3 * (16 * 1 + 2 + 2)
   assert np.isfinite(process.get_model_weights(output.state).trainable[0]).all()
 
 
@@ -277,6 +277,8 @@ def test_distributed_dp_noise_has_the_configured_std_and_counts_field_bits():
   output = process.next(process.initialize(), [np.zeros(DIM, np.float32)])
   # Central std noise_multiplier * clip = 1.0 (TFF splits it over the clients).
   assert np.std(output.result) == pytest.approx(1.0, rel=0.06)
-  assert output.measurements["bits"] == 16 * DIM + secure.count_bits(1)
+  # The field, the client count and the clipped indicator (two secure sums of 0/1;
+  # TFF's distributed_dp.py sums the indicator through its clipping_factory).
+  assert output.measurements["bits"] == 16 * DIM + 2 * secure.count_bits(1)
   effective = privacy.effective_noise_multiplier(config, ZERO_TYPE)
   assert 0.5 * 2.0 < effective <= 2.0  # The rounding inflates the sensitivity a little.
