@@ -229,8 +229,10 @@ class TensorBoardReporter:
     from tensorboard.plugins.hparams import api as hp
 
     # Whatever the event files hold of rounds >= first_round is redone now, also when a
-    # resume finds no checkpoint and starts again from round 1 (as the CSV does).
-    _purge_after(self.logdir, first_round)
+    # resume finds no checkpoint and starts again from round 1 (as the CSV does). The
+    # HParams record is rewritten too: one per run, the latest segment's (a resume may
+    # raise --rounds), as an uninterrupted run has one.
+    _purge_after(self.logdir, first_round, hparams=bool(self._hparams))
     self._writer = tf.summary.create_file_writer(self.logdir)
     if self._hparams:
       with self._writer.as_default():
@@ -260,8 +262,13 @@ def _hparam_values(hparams: Mapping[str, Any]) -> dict[str, bool | int | float |
           for k, v in hparams.items() if v is not None}
 
 
-def _purge_after(logdir: str, first_round: int) -> None:
-  """Drops events of rounds >= `first_round` from the event files already in `logdir`.
+def _is_hparams(event) -> bool:
+  return any(v.metadata.plugin_data.plugin_name == "hparams" for v in event.summary.value)
+
+
+def _purge_after(logdir: str, first_round: int, hparams: bool = False) -> None:
+  """Drops events of rounds >= `first_round` from the event files already in `logdir`,
+  and with `hparams` the HParams records too (the caller writes a new one).
 
   A resumed run redoes those rounds. TensorBoard's own orphan purge (SessionLog.START)
   depends on the order of event file names, which collide within one second, so the old
@@ -275,7 +282,8 @@ def _purge_after(logdir: str, first_round: int) -> None:
     try:
       for record in tf.data.TFRecordDataset(path):
         event = event_pb2.Event.FromString(record.numpy())
-        if event.step >= first_round and event.HasField("summary"):
+        if event.HasField("summary") and (event.step >= first_round
+                                          or (hparams and _is_hparams(event))):
           dropped += 1
         else:
           kept.append(record.numpy())

@@ -95,6 +95,36 @@ def test_tensorboard_resume_purges_redone_rounds(tb_run):
   assert float(tf.make_ndarray(events[2].tensor_proto)) == pytest.approx(0.95)
 
 
+def _hparams_records(logdir):
+  import tensorflow as tf
+  from tensorboard.compat.proto import event_pb2
+  from tensorboard.plugins.hparams import plugin_data_pb2
+
+  records = []
+  for path in tf.io.gfile.glob(str(logdir / "events.out.tfevents.*")):
+    for record in tf.data.TFRecordDataset(path):
+      event = event_pb2.Event.FromString(record.numpy())
+      for value in event.summary.value:
+        if value.tag == "_hparams_/session_start_info":
+          data = plugin_data_pb2.HParamsPluginData.FromString(
+              value.metadata.plugin_data.content)
+          records.append({k: v.number_value or v.string_value
+                          for k, v in data.session_start_info.hparams.items()})
+  return records
+
+
+def test_tensorboard_resume_keeps_one_hparams_record_the_latest(tb_run):
+  # An uninterrupted run has one HParams record; a resume (here with --rounds raised)
+  # must not add a second.
+  assert _hparams_records(tb_run) == [{"codec": "uniform", "bits": 8}]
+  reporter = reporting.TensorBoardReporter(str(tb_run), {"codec": "uniform", "bits": 8,
+                                                         "rounds": 4}, run_name="run")
+  reporter.start(3, 4)
+  reporter.write(_row(3))
+  reporter.close()
+  assert _hparams_records(tb_run) == [{"codec": "uniform", "bits": 8, "rounds": 4}]
+
+
 def test_tensorboard_resume_without_checkpoint_redoes_every_round(tb_run):
   # Killed before the first checkpoint: the resumed run starts again at round 1, and
   # the events of the first attempt's rounds go, as the CSV's rows do.
