@@ -26,8 +26,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = ("original", "compressed_u8")
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("root_output_dir", None, "Where to write the two runs (default "
-                    "runs/demo/<time>).")
+flags.DEFINE_string("root_output_dir", None, "Where to write the two runs, relative to the "
+                    "current folder (default: the repository's runs/demo/<time>).")
 flags.DEFINE_integer("rounds", 20, "Rounds of each run.")
 flags.DEFINE_float("client_learning_rate", 0.1, "Client learning rate (the tutorial's "
                    "0.02 learns too slowly to see in a demo).")
@@ -55,9 +55,11 @@ def run_demo(root: str, rounds: int, client_learning_rate: float, rounds_per_eva
 def main(argv):
   if len(argv) > 1:
     return fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  # A given folder is relative to where the command ran; the default is the repo's.
+  given = os.path.abspath(FLAGS.root_output_dir) if FLAGS.root_output_dir else None
   os.chdir(REPO_ROOT)  # The config flagfiles name each other relative to the repo.
   runtime.install_signal_handlers()
-  root = FLAGS.root_output_dir or os.path.join("runs", "demo", time.strftime("%Y%m%d-%H%M%S"))
+  root = given or os.path.join("runs", "demo", time.strftime("%Y%m%d-%H%M%S"))
   began = time.perf_counter()
   try:
     summaries = run_demo(root, FLAGS.rounds, FLAGS.client_learning_rate, FLAGS.rounds_per_eval)
