@@ -55,7 +55,7 @@ from fedcompress.harness.rundir import RunDirectoryError
 from fedcompress.tasks.models.keras_compat import restore_keras_v2_classes
 from fedcompress.tasks.task import FederatedTask
 
-CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_DIR = rundir.CHECKPOINT_DIR
 CLIENT_STATE_DIR = "client_states"
 
 
@@ -357,20 +357,12 @@ def _check_metrics_resumable(run_dir: str) -> None:
     raise RunDirectoryError(f"cannot resume {run_dir}: {e}") from None
   if partial:
     complete = int(rows[-1][m.ROUND]) if rows else 0
-    newest = max(_checkpoint_rounds(os.path.join(run_dir, CHECKPOINT_DIR)), default=0)
+    newest = max(rundir.checkpoint_rounds(run_dir) or [], default=0)
     if newest > complete:
       raise RunDirectoryError(
           f"cannot resume {run_dir}: the last row of {path} is cut short, but round "
           f"{newest} was checkpointed, so its metrics would be lost; delete "
           f"{os.path.join(run_dir, CHECKPOINT_DIR, f'round_{newest}')} to redo that round")
-
-
-def _checkpoint_rounds(checkpoint_dir: str) -> list[int]:
-  if not os.path.isdir(checkpoint_dir):
-    return []
-  names = os.listdir(checkpoint_dir)
-  return [int(n[len("round_"):]) for n in names
-          if n.startswith("round_") and n[len("round_"):].isdigit()]
 
 
 def _check_writable(run_dir: str) -> None:

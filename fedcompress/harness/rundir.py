@@ -83,6 +83,18 @@ _held: dict[str, list] = {}  # realpath of a lock file -> [open file, depth]
 _held_lock = threading.Lock()
 
 
+CHECKPOINT_DIR = "checkpoints"  # Under a run directory: round_<N> per checkpoint.
+
+
+def checkpoint_rounds(run_dir: str) -> list[int] | None:
+  """The rounds of the run's checkpoints, ascending; None without a checkpoint folder."""
+  folder = os.path.join(run_dir, CHECKPOINT_DIR)
+  if not os.path.isdir(folder):
+    return None
+  return sorted(int(n[len("round_"):]) for n in os.listdir(folder)
+                if n.startswith("round_") and n[len("round_"):].isdigit())
+
+
 def has_run(run_dir: str) -> bool:
   """Whether `run_dir` holds a file besides its lock file, at any depth.
 

@@ -131,11 +131,17 @@ def with_seeds(runs: Sequence[SweepRun], seeds: Sequence[int]) -> list[SweepRun]
 
 
 def _finished_rounds(run_dir: str) -> int:
+  """Rounds both reported and checkpointed: a run killed after writing its last row but
+  before its last checkpoint is resumed (the round is redone), not taken as finished."""
   path = os.path.join(run_dir, rundir.METRICS_FILE)
   if not os.path.exists(path):
     return 0
   rows = read_metrics_csv(path)
-  return int(rows[-1]["round"]) if rows else 0
+  done = int(rows[-1]["round"]) if rows else 0
+  checkpointed = rundir.checkpoint_rounds(run_dir)
+  if checkpointed is not None:  # Runs of the binaries always have the folder.
+    done = min(done, max(checkpointed, default=0))
+  return done
 
 
 @dataclasses.dataclass

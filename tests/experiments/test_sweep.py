@@ -89,6 +89,15 @@ def test_sweep_summary_matches_runs_and_resumes(binary, flagfiles, tmp_path, cap
   rows = reporting.read_metrics_csv(str(metrics_path))
   assert [r[m.ROUND] for r in rows] == [1, 2]
 
+  # Killed after its last row but before its last checkpoint: not finished, resumed.
+  shutil.rmtree(root / "u4_up" / "checkpoints" / "round_2")
+  capsys.readouterr()
+  assert _sweep(binary, root, flagfiles) == 0
+  assert "u4_up: resuming after round 1" in capsys.readouterr().out
+  assert (root / "u4_up" / "checkpoints" / "round_2").is_dir()
+  rows = reporting.read_metrics_csv(str(root / "u4_up" / "metrics.csv"))
+  assert [r[m.ROUND] for r in rows] == [1, 2]
+
 
 def test_missing_flagfile_is_one_line(binary, tmp_path, capsys):
   rc = _sweep(binary, tmp_path / "s", [str(tmp_path / "nope.flags")])
