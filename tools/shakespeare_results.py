@@ -4,7 +4,8 @@
 
 Built from the runs' own files, never typed by hand: `pretrained_eval.json` (the
 pretrained model's accuracy on the held-out batches and the tutorial's sanity check,
-which `experiments/shakespeare_finetune.py` writes before the first round),
+measured before the first round; `experiments/shakespeare_finetune.py` writes the file
+when the run finishes),
 `metrics.csv` (final eval accuracy, total bits each way), `run_info.json` (wall time,
 and the commit that ran each segment) and `config.json` (the codecs). The first run is
 the uncompressed one the others' bit ratios are taken against. Runs fine-tuned from
@@ -36,8 +37,9 @@ def read_run(run_dir: str) -> dict[str, Any]:
   """`summary.run_summary` of a fine-tuning run, with its codecs and pretrained figures."""
   path = os.path.join(run_dir, "pretrained_eval.json")
   if not os.path.exists(path):
-    raise ValueError(f"{run_dir} has no pretrained_eval.json: not a run of "
-                     "experiments/shakespeare_finetune.py from a pretrained model")
+    raise ValueError(f"{run_dir} has no pretrained_eval.json: not a finished run of "
+                     "experiments/shakespeare_finetune.py from a pretrained model (finish it "
+                     "with --resume)")
   with open(path) as f:
     pretrained = json.load(f)
   return {**summary.run_summary(run_dir), "pretrained": pretrained,

@@ -268,6 +268,8 @@ def build_mean_factory(
       (`fedcompress.federated.allocated`); the weight's 32 bits are paid from the same
       budget.
     measure_error: also measure `relative_error` (see `RelativeErrorFactory`).
+      A fixed-range codec (`fixed_int`) needs weights of 1: the numerator is weight x
+      value (`check_weighted_codec`, which `build_fedavg` calls, says so).
     names: names of the value's tensors, for an `AllocatedCodec`'s width measurements.
     seed: the run's seed, from which the codec's randomness derives.
 

@@ -18,8 +18,9 @@ Three mechanisms (`DPConfig.mechanism`), all user-level DP over the clients of a
   Gaussian noise, and the integers are summed with the secure modular sum in a field of
   `field_bits` bits, with modular clipping (a value that overflows wraps around, and
   the scale is chosen so that this is rare). That pipeline is itself the compression:
-  each client sends `field_bits` per padded coordinate (+ its count, see
-  `fedcompress.federated.secure.count_bits`), so it takes no other codec.
+  each client sends `field_bits` per padded coordinate (+ its count and its "was
+  clipped" indicator, each in `fedcompress.federated.secure.count_bits`), so it takes
+  no other codec.
 
 Accounting (`epsilon`): `dp_accounting`'s RDP accountant for `rounds` compositions of a
 Poisson-sampled Gaussian mechanism with sampling rate `clients_per_round / population`

@@ -130,11 +130,14 @@ def check_optimizer(name: str, learning_rate: float,
     if not (value >= 0 and math.isfinite(value)) or (option == "momentum" and value >= 1):
       raise ValueError(f"--{flag_prefix}{option} must be a finite number >= 0"
                        f"{' and < 1' if option == 'momentum' else ''}, got {value}")
-    if option == "epsilon" and value == 0 and name in ("adam", "yogi"):
-      # TFF's Adam and Yogi divide by sqrt(v) + epsilon: 0 / 0 for a coordinate whose
-      # gradients have all been 0 (Keras' Adagrad guards against it; they do not).
-      raise ValueError(f"--{flag_prefix}epsilon must be > 0 with --{flag_prefix}optimizer="
-                       f"{name}, got 0")
+  # A coordinate whose gradients have all been 0 divides 0 by 0 in TFF's Adam with
+  # epsilon 0, and in its Adagrad and Yogi when their accumulator also starts at 0
+  # (TFF's defaults, 0.1 and 1e-6, keep them finite; Keras' Adagrad guards itself).
+  if given.get("epsilon") == 0 and (name == "adam" or (
+      name in ("adagrad", "yogi") and given.get("initial_accumulator") == 0)):
+    raise ValueError(f"--{flag_prefix}epsilon must be > 0 with --{flag_prefix}optimizer={name}"
+                     + ("" if name == "adam" else f" and --{flag_prefix}initial_accumulator=0")
+                     + ", got 0")
   return {choice.options[k]: v for k, v in given.items()}
 
 
@@ -246,13 +249,17 @@ class ExperimentConfig:
     if protected and not self.aggregator.is_mean:
       raise ValueError("--secure_aggregation and --dp protect the encoded mean: they take "
                        "no --aggregator")
-    budgets = [d for d in ("broadcast", "aggregate")
-               if isinstance(getattr(self, f"{d}_codec"), AllocatedCodec)]
-    if budgets and (self.error_feedback != "none" or protected):
-      what = "--error_feedback" if self.error_feedback != "none" else (
-          "--secure_aggregation and --dp")
-      raise ValueError(f"{what} take(s) a codec, not a bit budget: drop "
-                       f"--{budgets[0]}_bits_per_coordinate")
+    # Error feedback takes codecs both ways; the protected mean takes an uplink codec (a
+    # downlink budget works with it).
+    for direction in ("broadcast", "aggregate"):
+      if not isinstance(getattr(self, f"{direction}_codec"), AllocatedCodec):
+        continue
+      if self.error_feedback != "none":
+        raise ValueError("--error_feedback takes codecs, not a bit budget: drop "
+                         f"--{direction}_bits_per_coordinate")
+      if protected and direction == "aggregate":
+        raise ValueError("--secure_aggregation and --dp take an uplink codec, not a bit "
+                         "budget: drop --aggregate_bits_per_coordinate")
     if self.fixed_clients is not None:
       repeated = sorted({c for c in self.fixed_clients if self.fixed_clients.count(c) > 1})
       if repeated:

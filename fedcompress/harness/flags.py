@@ -453,11 +453,10 @@ def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
   if not aggregator.is_mean and not aggregate.is_identity:
     raise ValueError(f"--aggregator={fv.aggregator} replaces the encoded mean: use "
                      "--aggregate_encoder=identity")
-  # The other combinations are refused by ExperimentConfig.validate, for library callers too.
   recorded.update(broadcast_codec=broadcast.describe(), aggregate_codec=aggregate.describe(),
                   aggregator=aggregator.describe())
   recorded.update(extra_recorded or {})
-  return ExperimentConfig(
+  config = ExperimentConfig(
       root_output_dir=fv.root_output_dir, experiment_name=fv.experiment_name,
       rounds=fv.rounds, clients_per_round=fv.clients_per_round,
       client_optimizer=fv.client_optimizer, client_learning_rate=fv.client_learning_rate,
@@ -472,3 +471,7 @@ def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
       secure_aggregation=fv.secure_aggregation, dp=fv.dp,
       dp_noise_multiplier=fv.dp_noise_multiplier, dp_clip=fv.dp_clip, dp_delta=fv.dp_delta,
       dp_field_bits=fv.dp_field_bits)
+  # The combinations the processes cannot build are refused here too, before a dataset
+  # is loaded or downloaded (ExperimentConfig.validate, which library callers also get).
+  config.validate()
+  return config

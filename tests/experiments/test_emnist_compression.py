@@ -110,6 +110,22 @@ def test_emnist_unavailable_is_one_line(binary, tmp_path, capsys, monkeypatch):
   assert not (tmp_path / "runs").exists()
 
 
+def test_a_bad_combination_is_refused_before_the_dataset_loads(binary, tmp_path, capsys,
+                                                                monkeypatch):
+  from tensorflow_federated.python.simulation.datasets import download
+
+  def no_download(*args, **kwargs):
+    raise AssertionError("the dataset was fetched before the flags were checked")
+
+  monkeypatch.setattr(download, "get_compressed_file", no_download)
+  rc = _run(binary, dataset="emnist", cache_dir=str(tmp_path / "empty"),
+            root_output_dir=str(tmp_path / "runs"), error_feedback="ef", dp="central",
+            client_weighting="uniform")
+  err = capsys.readouterr().err.strip().splitlines()
+  assert rc == 2 and len(err) == 1 and "--error_feedback keeps its memory" in err[0], err
+  assert not (tmp_path / "runs").exists()
+
+
 def test_cache_file_that_is_not_sqlite(binary, tmp_path, capsys):
   cache = tmp_path / "cache"
   cache.mkdir()

@@ -156,3 +156,9 @@ def test_the_weight_is_sent_as_it_is_under_any_threshold():
     assert output.measurements["mean_weight"]["bits"] == 2 * 32, codec
   # uniform(bits=8) on three values: exact to its step, (max - min) / 255 of w x v.
   np.testing.assert_allclose(output.result, exact, atol=0.2 / 255 / 80 * 2)
+  # fixed_int with weights of 1 (its updates inside the clip): had the weight gone
+  # through it, its clip of 0.01 would make the mean 100x too large.
+  process = build_mean_factory(fedcompress.CodecSpec(
+      "fixed_int(bits=16,clip=0.01)", threshold=0)).create(VALUE_TYPE, WEIGHT_TYPE)
+  output = process.next(process.initialize(), values, [1.0, 1.0])
+  np.testing.assert_allclose(output.result, (values[0] + values[1]) / 2, atol=2 * 0.01 / 32767)

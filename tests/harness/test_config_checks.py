@@ -31,11 +31,11 @@ BUDGET = AllocatedCodec(CodecSpec("uniform"), 2.0)
      "--error_feedback keeps its memory on the clients"),
     (dict(dp="central", aggregator=AggregatorSpec("fetchsgd")), "they take no --aggregator"),
     (dict(error_feedback="ef", aggregate_codec=BUDGET),
-     "a codec, not a bit budget: drop --aggregate_bits_per_coordinate"),
+     "takes codecs, not a bit budget: drop --aggregate_bits_per_coordinate"),
     (dict(error_feedback="ef", broadcast_codec=BUDGET),
-     "a codec, not a bit budget: drop --broadcast_bits_per_coordinate"),
+     "takes codecs, not a bit budget: drop --broadcast_bits_per_coordinate"),
     (dict(dp="central", aggregate_codec=BUDGET, client_weighting="uniform"),
-     "a codec, not a bit budget"),
+     "take an uplink codec, not a bit budget"),
     (dict(fixed_clients=("a", "b", "a")), "--clients lists a more than once"),
     (dict(fixed_clients=("a", "b"), dp="central", client_weighting="uniform"),
      "takes no fixed --clients"),
@@ -50,6 +50,10 @@ def test_refused(overrides, message):
     dict(dp="central", client_weighting="uniform"),
     dict(fixed_clients=("a", "b")),
     dict(aggregate_codec=BUDGET),
+    # A downlink budget works with the protected mean (it encodes the uplink only).
+    dict(broadcast_codec=BUDGET, dp="central", client_weighting="uniform"),
+    dict(broadcast_codec=BUDGET, secure_aggregation=True, client_weighting="uniform",
+         aggregate_codec=CodecSpec("fixed_int")),
 ])
 def test_accepted(overrides):
   _config(**overrides).validate()

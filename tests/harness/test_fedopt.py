@@ -79,11 +79,19 @@ def test_adagrad_epsilon_inside_or_outside_the_root():
     ("adam", {"initial_accumulator": 0.0}, "adagrad|adagrad_keras|yogi, not adam"),
     ("sgd", {"momentum": 1.0}, "and < 1"),
     ("adam", {"epsilon": 0.0}, "--server_epsilon must be > 0 with --server_optimizer=adam"),
-    ("yogi", {"epsilon": 0.0}, "must be > 0 with --server_optimizer=yogi"),
+    ("adagrad", {"epsilon": 0.0, "initial_accumulator": 0.0},
+     "must be > 0 with --server_optimizer=adagrad and --server_initial_accumulator=0"),
+    ("yogi", {"epsilon": 0.0, "initial_accumulator": 0.0}, "optimizer=yogi and"),
 ])
 def test_option_the_optimizer_lacks_is_refused(name, options, message):
   with pytest.raises(ValueError, match=message.replace("|", r"\|")):
     experiment.build_optimizer(name, 0.5, options, flag_prefix="server_")
+
+
+def test_epsilon_zero_where_it_stays_finite():
+  # Yogi and Adagrad start their accumulator above 0 by default; Keras' Adagrad guards.
+  for name in ("yogi", "adagrad", "adagrad_keras"):
+    experiment.build_optimizer(name, 0.5, {"epsilon": 0.0}, flag_prefix="server_")
 
 
 def test_optimizer_flags_have_ranges():
