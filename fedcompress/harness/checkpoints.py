@@ -20,13 +20,14 @@ import dataclasses
 import os
 import re
 import shutil
-import sys
 from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 from tensorflow_federated.python.program import file_utils
+
+from fedcompress.harness import cli
 
 _PREFIX = "round_"
 # What FileProgramStateManager writes before renaming: f"{path}_temp{random 4 digits}".
@@ -53,10 +54,6 @@ class CheckpointMismatchError(ValueError):
 
 class CheckpointUnreadableError(ValueError):
   """Checkpoints exist but none can be read: resuming would start the run over."""
-
-
-def _warn_on_stderr(message: str) -> None:
-  print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 @dataclasses.dataclass
@@ -105,7 +102,7 @@ class Checkpointer:
       shutil.rmtree(stale)
     _run(self._manager.save(payload, tmp_version))
 
-  def restore(self, template_state, warn: Callable[[str], None] = _warn_on_stderr):
+  def restore(self, template_state, warn: Callable[[str], None] = cli.warn):
     """(process_state, LoopState) of the newest readable checkpoint, or None if none exist.
 
     An unreadable newest checkpoint (a damaged file) is skipped for an older one, with

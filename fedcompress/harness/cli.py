@@ -31,6 +31,11 @@ def fail(message: str, code: int = USAGE_ERROR) -> int:
   return code
 
 
+def warn(message: str) -> None:
+  """Prints one `warning: ...` line on stderr (a run goes on)."""
+  print(f"warning: {one_line(message)}", file=sys.stderr, flush=True)
+
+
 def one_line(message: str) -> str:
   """`message` with its line breaks and runs of whitespace folded into single spaces."""
   return " ".join(str(message).split())

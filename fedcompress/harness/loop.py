@@ -16,7 +16,6 @@ the last checkpoint is the last finite model.
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -24,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from fedcompress import metrics as m
+from fedcompress.harness import cli
 from fedcompress.harness.checkpoints import Checkpointer, LoopState
 from fedcompress.harness.client_state import ClientStateStore
 from fedcompress.harness.reporting import Reporter
@@ -43,10 +43,6 @@ def all_finite(value: Any) -> bool:
   if array.dtype.kind in "fc":
     return bool(np.isfinite(array).all())
   return True
-
-
-def _warn_on_stderr(message: str) -> None:
-  print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 class Process(Protocol):
@@ -89,7 +85,7 @@ def run_loop(process: Process, client_ids: Sequence[str],
              evaluate: Callable[[Any], Mapping[str, float]] | None = None,
              reporters: Sequence[Reporter] = (), checkpointer: Checkpointer | None = None,
              initial_state: Any = None, resume: bool = False,
-             warn: Callable[[str], None] = _warn_on_stderr,
+             warn: Callable[[str], None] = cli.warn,
              client_states: ClientStateStore | None = None,
              round_metrics: Callable[[int], Mapping[str, float]] | None = None) -> LoopResult:
   """Runs rounds `start..config.rounds`, where start follows the last checkpoint.
@@ -126,7 +122,7 @@ def run_loop(process: Process, client_ids: Sequence[str],
   state = process.initialize() if initial_state is None else initial_state
   loop = LoopState(0, 0, 0)
   if resume and checkpointer is not None:
-    restored = checkpointer.restore(state)
+    restored = checkpointer.restore(state, warn=warn)
     if restored is not None:
       state, loop = restored
   start = loop.round_num + 1
