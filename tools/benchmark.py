@@ -352,6 +352,7 @@ def run_codec_sweep(config: BenchmarkConfig, log: Callable[[str], None] | None =
   import tensorflow_federated as tff
 
   import fedcompress
+  from fedcompress.federated.aggregation import fixed_range_links
 
   task, _ = build_timing_task(config)
   uncompressed = {}  # Client weighting -> the uncompressed process, built once.
@@ -360,7 +361,7 @@ def run_codec_sweep(config: BenchmarkConfig, log: Callable[[str], None] | None =
     spec = fedcompress.CodecSpec(name, CODEC_OPTIONS[name], threshold=config.threshold)
     # Fixed-range codecs (fixed_int) run under uniform weights (see
     # aggregation.check_weighted_codec), and so does the round they are compared with.
-    weighting = (tff.learning.ClientWeighting.UNIFORM if spec.codec.sum_bound is not None
+    weighting = (tff.learning.ClientWeighting.UNIFORM if fixed_range_links(spec)
                  else tff.learning.ClientWeighting.NUM_EXAMPLES)
     if weighting not in uncompressed:
       uncompressed[weighting] = fedcompress.build_fedavg(task.model_fn,

@@ -299,15 +299,18 @@ def check_weighted_codec(codec: CodecSpec | AllocatedCodec | str | None,
   the mean by about the weight. Uniform weighting (the weight is 1) and secure
   aggregation (which requires it) are fine.
   """
-  if client_weighting == tff.learning.ClientWeighting.UNIFORM:
-    return
-  spec = codec.base if isinstance(codec, AllocatedCodec) else CodecSpec.parse(codec)
-  links = parse_chain(spec.name) if spec.is_chain else [(spec.name, {})]
-  fixed = [name for name, _ in links if get_codec(name).sum_bound is not None]
-  if fixed:
+  fixed = fixed_range_links(codec)
+  if fixed and client_weighting != tff.learning.ClientWeighting.UNIFORM:
     raise ValueError(f"{fixed[0]} clips and scales absolute values, but the example-weighted "
                      "mean encodes weight x update: pass --client_weighting=uniform (or "
                      "--secure_aggregation)")
+
+
+def fixed_range_links(codec: CodecSpec | AllocatedCodec | str | None) -> list[str]:
+  """The links of `codec` whose range is absolute (their record has a `sum_bound`)."""
+  spec = codec.base if isinstance(codec, AllocatedCodec) else CodecSpec.parse(codec)
+  links = parse_chain(spec.name) if spec.is_chain else [(spec.name, {})]
+  return [name for name, _ in links if get_codec(name).sum_bound is not None]
 
 
 def relative_error_tf(decoded, exact) -> tf.Tensor:

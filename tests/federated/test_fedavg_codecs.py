@@ -16,6 +16,7 @@ import tensorflow_federated as tff
 
 import fedcompress
 from fedcompress.codecs import available_codecs, get_codec
+from fedcompress.federated.aggregation import fixed_range_links
 
 pytestmark = pytest.mark.slow  # a FedAvg round per codec
 
@@ -75,7 +76,7 @@ def test_one_round_in_both_directions(name):
   codec = fedcompress.CodecSpec(name, options, threshold=THRESHOLD)
   # A fixed-range codec (fixed_int) needs uniform weights: the weighted mean encodes
   # weight x update (aggregation.check_weighted_codec).
-  weighting = (tff.learning.ClientWeighting.UNIFORM if get_codec(name).sum_bound is not None
+  weighting = (tff.learning.ClientWeighting.UNIFORM if fixed_range_links(codec)
                else tff.learning.ClientWeighting.NUM_EXAMPLES)
   process = fedcompress.build_fedavg(model_fn, broadcast_codec=codec, aggregate_codec=codec,
                                      client_weighting=weighting)
