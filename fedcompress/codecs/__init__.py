@@ -24,10 +24,11 @@ from fedcompress.codecs.spec import (
   make_codec,
   parse_chain,
   parse_options,
+  takes_bits,
 )
 
 _builtin.register_builtin_codecs()
 
 __all__ = ["DEFAULT_THRESHOLD", "Codec", "CodecSpec", "available_codecs", "get_codec",
            "make_codec", "parse_chain", "parse_options", "register", "register_codec",
-           "register_stage", "sum_compatible_codecs", "unregister"]
+           "register_stage", "sum_compatible_codecs", "takes_bits", "unregister"]

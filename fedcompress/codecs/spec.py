@@ -96,14 +96,31 @@ def _merged(name: str, inline: Mapping[str, Any], extra: Mapping[str, Any]) -> d
   return {**inline, **extra}
 
 
-def _with_bits(name: str, options: dict[str, Any], bits: int | None, *,
-               in_chain: bool = False) -> dict[str, Any]:
+def _link_takes_bits(name: str, options: Mapping[str, Any], in_chain: bool) -> bool:
   codec = get_codec(name)
   if in_chain and codec.code_symbols is not None:
-    return options  # In a chain an entropy coder takes the symbols it gets, no width.
-  if "bits" not in options and "bits" in codec.options(options):
-    options["bits"] = bits if bits is not None else codec.options(options)["bits"]
+    return False  # In a chain an entropy coder takes the symbols it gets, no width.
+  return "bits" not in options and "bits" in codec.options(options)
+
+
+def _with_bits(name: str, options: dict[str, Any], bits: int | None, *,
+               in_chain: bool = False) -> dict[str, Any]:
+  if _link_takes_bits(name, options, in_chain):
+    options["bits"] = bits if bits is not None else get_codec(name).options(options)["bits"]
   return options
+
+
+def takes_bits(name: str, options: str | Mapping[str, Any] = "") -> bool:
+  """Whether `make_codec(name, bits=..., options=options)` puts `bits` anywhere.
+
+  False for codecs without a width (`identity`, `topk`) and where every link that has
+  one sets it already (`eden(bits=1)`): there a `bits` given separately has no effect.
+  """
+  extra = parse_options(options) if isinstance(options, str) else dict(options)
+  links = parse_chain(name)
+  if len(links) == 1:
+    return _link_takes_bits(links[0][0], _merged(links[0][0], links[0][1], extra), False)
+  return any(_link_takes_bits(n, o, True) for n, o in links)
 
 
 def make_codec(name: str, *, bits: int | None = None, options: str | Mapping[str, Any] = "",

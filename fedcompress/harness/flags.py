@@ -19,6 +19,7 @@ from absl import flags
 from fedcompress import codecs, tasks
 from fedcompress.codecs import allocation
 from fedcompress.federated import aggregators, privacy
+from fedcompress.harness import cli
 from fedcompress.harness.experiment import (
   CLIENT_WEIGHTINGS,
   ERROR_FEEDBACK_MODES,
@@ -420,6 +421,15 @@ def codec_from_flags(fv: FlagValues, direction: str
   if budget is None:
     if fv[f"{direction}_widths"].value:
       raise ValueError(f"--{direction}_widths needs --{direction}_bits_per_coordinate")
+    bits = fv[f"{direction}_bits"].value
+    # Not refused: a grid such as 'aggregate_encoder=uniform,identity;aggregate_bits=2,4'
+    # gives it to codecs without a width too. Said, so a lone --aggregate_bits=8 over
+    # the default identity does not pass for a compressed run.
+    encoder = fv[f"{direction}_encoder"].value
+    if bits is not None and not codecs.takes_bits(encoder,
+                                                  fv[f"{direction}_encoder_args"].value):
+      cli.warn(f"--{direction}_bits={bits} has no effect: --{direction}_encoder={encoder} "
+               "takes no width or sets its own")
     return spec
   if fv[f"{direction}_bits"].value is not None:
     raise ValueError(f"--{direction}_bits and --{direction}_bits_per_coordinate exclude "

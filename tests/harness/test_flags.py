@@ -198,6 +198,33 @@ def test_bits_and_budget_exclude_each_other():
     fc_flags.experiment_config_from_flags(fv, module_names=[])
 
 
+@pytest.mark.parametrize("args,unused", [
+    (["--aggregate_bits=8"], True),  # the default encoder, identity
+    (["--aggregate_encoder=topk", "--aggregate_bits=8"], True),
+    (["--aggregate_encoder=eden(bits=1)", "--aggregate_bits=2"], True),
+    (["--aggregate_encoder=eden", "--aggregate_encoder_args=bits=1", "--aggregate_bits=2"],
+     True),
+    (["--aggregate_encoder=uniform(bits=4)|huffman", "--aggregate_bits=2"], True),
+    (["--aggregate_encoder=uniform", "--aggregate_bits=4"], False),
+    (["--aggregate_encoder=randk(fraction=0.1)|eden", "--aggregate_bits=1"], False),
+    (["--aggregate_encoder=uniform"], False)])
+def test_bits_no_codec_takes_are_said(args, unused, capsys):
+  fv = _parsed(fc_flags.define_image_experiment_flags, *args)
+  config = fc_flags.experiment_config_from_flags(fv, module_names=[])
+  err = capsys.readouterr().err
+  without = fc_flags.experiment_config_from_flags(
+      _parsed(fc_flags.define_image_experiment_flags,
+              *[a for a in args if not a.startswith("--aggregate_bits=")]), module_names=[])
+  capsys.readouterr()
+  if unused:  # Said exactly when the codec is the one built without the flag.
+    assert err.count("warning: --aggregate_bits=") == 1 and "has no effect" in err, err
+    assert config.aggregate_codec == without.aggregate_codec
+  else:
+    assert "warning" not in err, err
+    assert "--aggregate_bits=" not in " ".join(args) or (
+        config.aggregate_codec != without.aggregate_codec)
+
+
 @pytest.mark.parametrize("first,then", [
     ("deterministic=false", ""), ("", "deterministic=false"), ("", "deterministic=0")])
 def test_resume_compares_codecs_as_resolved(first, then):
