@@ -16,18 +16,31 @@ from fedcompress.units import format_bits
 
 
 def codec_of(run_dir: str) -> str:
-  """What a run compressed, from its config.json: 'aggr: uniform(bits=8)>10000', 'none'."""
+  """What a run compressed, from its config.json: 'aggr: uniform(bits=8)>10000', 'none'.
+
+  Also what changes its bits or accuracy beside the codecs: a server-side aggregator,
+  secure aggregation, differential privacy, error feedback.
+  """
   with open(os.path.join(run_dir, "config.json")) as f:
     config = json.load(f)
+  secure = bool(config.get("secure_aggregation"))
   parts = []
   for direction in ("broadcast", "aggregate"):
     codec = config.get(f"{direction}_codec", "identity")
+    if secure and direction == "aggregate":
+      # The secure sum encodes every float tensor, whatever the threshold says.
+      codec = codec.rpartition(">")[0] + " on every tensor"
     if not codec.startswith("identity"):
       # A chain's `|` would end the Markdown cell.
       parts.append(f"{direction[:4]}: {codec}".replace("|", "\\|"))
   aggregator = config.get("aggregator", "mean")  # A server-side aggregator (FetchSGD).
   if aggregator != "mean":
     parts.append(f"aggr: {aggregator}")
+  if secure:
+    parts.append("secure sum")
+  dp = config.get("dp", "none")  # Noise and clipping change accuracy and, distributed, bits.
+  if dp != "none":
+    parts.append(f"dp: {dp}")
   feedback = config.get("error_feedback", "none")  # Same codec, same bits: say so.
   if feedback != "none":
     parts.append(f"error feedback: {feedback}")

@@ -10,12 +10,12 @@ from tools import codec_table
 
 
 def _run(root, name, agg_per_round, accuracy, codec="identity>100", coded=None,
-         epsilon=None, error_feedback="none"):
+         epsilon=None, error_feedback="none", **config):
   run = root / name
   run.mkdir()
   (run / "config.json").write_text(json.dumps({"broadcast_codec": "identity>100",
                                                "aggregate_codec": codec,
-                                               "error_feedback": error_feedback}))
+                                               "error_feedback": error_feedback, **config}))
   csv = reporting.CsvReporter(str(run / "metrics.csv"))
   csv.start(1, 2)
   for r in (1, 2):
@@ -66,6 +66,21 @@ def test_error_feedback_is_named_beside_its_codec(tmp_path):
   codecs = [r["codec"] for r in codec_table.table_rows(summaries, str(tmp_path), "baseline")]
   assert codecs == ["none", "aggr: topk(fraction=0.01)>100",
                     "aggr: topk(fraction=0.01)>100; error feedback: ef"]
+
+
+def test_secure_aggregation_and_dp_are_named(tmp_path):
+  # Under secure aggregation every tensor is encoded: the threshold must not show; DP
+  # runs with the identity codec still change bits (distributed) and accuracy.
+  _run(tmp_path, "baseline", 3200, 0.90)
+  _run(tmp_path, "sec", 800, 0.9, codec="fixed_int(bits=4,clip=0.01)>10000",
+       secure_aggregation=True)
+  _run(tmp_path, "ddp", 2000, 0.9, secure_aggregation=True, dp="distributed")
+  _run(tmp_path, "cdp", 3200, 0.9, secure_aggregation=False, dp="central")
+  names = ("baseline", "sec", "ddp", "cdp")
+  summaries = summary.compare_runs([str(tmp_path / n) for n in names], baseline="baseline")
+  codecs = [r["codec"] for r in codec_table.table_rows(summaries, str(tmp_path), "baseline")]
+  assert codecs == ["none", "aggr: fixed_int(bits=4,clip=0.01) on every tensor; secure sum",
+                    "secure sum; dp: distributed", "dp: central"]
 
 
 def test_epsilon_column_holds_the_last_rounds_epsilon(tmp_path):
