@@ -17,11 +17,11 @@ and returns `delta` as the round's update, which FedAvg's server optimizer (SGD 
 learning rate 1.0, plain FedAvg) subtracts from the model. This is the paper's
 one-round variant: the k coordinates' values are the sketch's estimates (the paper's
 second round, which asks the clients for the exact values of the k coordinates, is not
-implemented). Zeroing the buckets, not subtracting the sketch of `delta`, is the
-paper's and its reference code's choice (CommEfficient's `_server_helper_sketched`,
-whose comment says subtracting diverged); unlike that code, which only zeroes the
-error sketch (its momentum zeroing acts on a copy), both sketches are zeroed here,
-as Algorithm 1 says.
+implemented). Zeroing both sketches at those buckets is what the authors' reference
+code does (kiddyboots216/CommEfficient, `fed_aggregator._server_helper_sketched`, read
+at its last commit 833ca44): the error sketch is zeroed instead of having the sketch of
+`delta` subtracted, which its comment says made the model diverge, and the momentum
+sketch is zeroed at the same buckets as a cheap stand-in for momentum factor masking.
 
 Clients keep nothing between rounds (no client state): momentum and error feedback live
 on the server, which is why FetchSGD suits cross-device training where a client is
