@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from fedcompress.harness import summary
 from fedcompress.units import format_bits
 
 
@@ -95,6 +96,8 @@ def format_table(rows: Sequence[dict[str, Any]], title: str) -> str:
         f"| {r['broadcast_ratio']:.1f}x | {format_bits(r['aggregate_bits'])} "
         f"| {r['aggregate_ratio']:.1f}x | {per_coord} | {coded} "
         f"| {r['mean_round_time_s']:.2f}s |" + (f" {_epsilon(r)} |" if private else ""))
+  # Which code made the figures, from the runs' own records (run_info.json).
+  lines += ["", f"Runs {summary.format_sources(rows)}."]
   return "\n".join(lines)
 
 
