@@ -11,7 +11,8 @@ With `rotation=True` a randomized Hadamard rotation comes first (tensor_encoding
 `HadamardEncodingStage`, its seed drawn by `_common.draw_seed_pair64` so that the run's
 seed scopes fix it, as Kashin's: the seed is drawn on the server each round and sent with
 the encode parameters, so all clients rotate alike and the rotation commutes with sum
-too; the tensor is padded to the next power of two). It spreads a tensor's energy over
+too; the tensor is padded to the next power of two; its signs are `rotation.random_signs`,
+never 0). It spreads a tensor's energy over
 its coordinates so that a small `clip` cuts little (Suresh, Yu, Kumar and McMahan, ICML
 2017). Rotate, scale, round stochastically, sum in a modular field is the pipeline of
 the distributed discrete Gaussian (Kairouz, Liu and Steinke, ICML 2021).
@@ -25,6 +26,9 @@ coordinate, nothing else (the scale is an option; the rotation seed comes from t
 server). In a broadcast the rotation seed travels with the payload: 2 int64 = 128 bits.
 Under secure aggregation the same integers are sent in the summation field, whose width
 `fedcompress.federated.secure` sizes from `sum_bound` and the clients per round.
+
+Float32 tensors only (decoding gives float32). A NaN coordinate is sent as 0 (int32
+has no NaN), +-inf as +-clip: the integers always lie in `[-L, L]`.
 
 Options:
   bits: 2..16, the signed width of one client's integers (`L = 2^(bits-1) - 1`).
@@ -40,7 +44,7 @@ import math
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs.stages import _common
+from fedcompress.codecs.stages import _common, rotation
 
 _BROADCAST_SEED_BITS = 2 * 64  # tensor_encoding's Hadamard seed: int64[2].
 
@@ -100,7 +104,14 @@ class SharedScaleIntegerStage(te.core.EncodingStageInterface):
 
   def encode(self, x, encode_params):
     del encode_params  # The scale is a constant: no parameter needs to travel.
-    y = tf.clip_by_value(tf.cast(x, tf.float32), -self._clip, self._clip) * self._scale
+    x = tf.convert_to_tensor(x)
+    if x.dtype != tf.float32:  # Decoding gives float32: another dtype cannot round-trip.
+      raise ValueError(f"fixed_int encodes float32 tensors, got {x.dtype.name}")
+    # int32 has no NaN (a cast makes it -2^31, far outside [-L, L] and the secure sum's
+    # field): a NaN coordinate is sent as 0. FedAvg's non-finite guard, on by default,
+    # rejects such a client before its update reaches the codec. +-inf clip to +-clip.
+    x = tf.where(tf.math.is_nan(x), tf.zeros_like(x), x)
+    y = tf.clip_by_value(x, -self._clip, self._clip) * self._scale
     # floor(y + u), u uniform in [0, 1): rounds up with probability frac(y), unbiased;
     # each client draws its own u. Clamped because y + u may round up to L + 1 in float.
     rounded = tf.clip_by_value(tf.floor(y + _common.dither16(tf.shape(y))),
@@ -123,6 +134,12 @@ class SeededHadamardStage(te.stages.HadamardEncodingStage):
     del name  # tensor_encoding's decorator passes it; the scope is the caller's.
     params = collections.OrderedDict([(self.SEED_PARAMS_KEY, _common.draw_seed_pair64())])
     return params, params
+
+  def _random_signs(self, num_elements, seed, dtype):
+    # tensor_encoding's are sign(u - 0.5): 0 when u is exactly 0.5, which would lose
+    # that coordinate both ways (about one round in six for the CNN's dense kernel).
+    # `rotation.random_signs` gives the same signs wherever those are not 0.
+    return rotation.random_signs(num_elements, seed, dtype)
 
 
 def build(bits: int = 8, clip: float = 0.01, rotation: bool = False) -> te.core.Encoder:
