@@ -38,10 +38,26 @@ def _smallest_normal(dtype: tf.dtypes.DType) -> float:
   return float(np.finfo(np.float32 if dtype == tf.bfloat16 else dtype.as_numpy_dtype).tiny)
 
 
+# Half-precision dtypes hold integers exactly only up to 2^11 (float16) and 2^8
+# (bfloat16): the widest levels they can carry.
+_HALF_EXACT_BITS = {tf.float16: 11, tf.bfloat16: 8}
+
+
 class UniformQuantizationStage(te.stages.UniformQuantizationEncodingStage):
-  """`te.stages.UniformQuantizationEncodingStage`, faster stochastic rounding."""
+  """`te.stages.UniformQuantizationEncodingStage`, faster stochastic rounding.
+
+  Half-precision input is quantized in float32 and its levels sent in its own dtype:
+  tensor_encoding computes in the input dtype, where `y + u` loses the dither near the
+  top levels (stochastic rounding turns into biased rounding to nearest) and, past the
+  dtype's exact integers, the top level rounds up to `2^bits`, which the bit-packing
+  wraps to 0 (the maximum decoded as the minimum). Widths past those integers (12+
+  bits for float16, 9+ for bfloat16) are refused.
+  """
 
   def encode(self, x, encode_params, name=None):
+    x = tf.convert_to_tensor(x)
+    if x.dtype in _HALF_EXACT_BITS:
+      return self._encode_half(x, encode_params, name)
     if not self._stochastic or self.MIN_MAX_VALUES_KEY in encode_params:
       return super().encode(x, encode_params, name=name)
     with tf.name_scope(name or "uniform_quantization_encode"):
@@ -62,6 +78,30 @@ class UniformQuantizationStage(te.stages.UniformQuantizationEncodingStage):
                              max_value)
       return collections.OrderedDict([(self.ENCODED_VALUES_KEY, quantized),
                                       (self.MIN_MAX_VALUES_KEY, tf.stack([min_x, max_x]))])
+
+  def _encode_half(self, x, encode_params, name):
+    limit = _HALF_EXACT_BITS[x.dtype]
+    if self._bits > limit:
+      raise ValueError(f"uniform quantization to {self._bits} bits needs float32 or float64 "
+                       f"values: {x.dtype.name} holds levels of at most {limit} bits")
+    params = dict(encode_params)
+    if self.MIN_MAX_VALUES_KEY in params:  # The range as the decoder will see it.
+      params[self.MIN_MAX_VALUES_KEY] = tf.cast(
+          tf.cast(params[self.MIN_MAX_VALUES_KEY], x.dtype), tf.float32)
+    encoded = self.encode(tf.cast(x, tf.float32), params, name=name)
+    # Levels up to 2^limit and the tensor's own min and max are exact in x's dtype.
+    return collections.OrderedDict((k, tf.cast(v, x.dtype)) for k, v in encoded.items())
+
+  def decode(self, encoded_tensors, decode_params, num_summands=None, shape=None, name=None):
+    dtype = encoded_tensors[self.ENCODED_VALUES_KEY].dtype
+    if dtype not in _HALF_EXACT_BITS:
+      return super().decode(encoded_tensors, decode_params, num_summands, shape, name=name)
+    # In float32 too: in float16, `q / max_value * range` errs by up to a level at 11 bits.
+    # (A fixed range in `decode_params` is cast to the levels' dtype by the parent.)
+    encoded = collections.OrderedDict((k, tf.cast(v, tf.float32))
+                                      for k, v in encoded_tensors.items())
+    return tf.cast(super().decode(encoded, decode_params, num_summands, shape, name=name),
+                   dtype)
 
 
 # The `uniform` codec: the TFF tutorial's, tensor_encoding's `uniform_quantization`

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
+from fedcompress.codecs import testing
 from fedcompress.codecs.stages import _common, uniform
 from fedcompress.codecs.testing import BaseEncodingStageTest
 
@@ -153,3 +154,43 @@ def test_infinite_range_gives_tensor_encodings_nans():
   np.testing.assert_array_equal(ours[0], [0, 0, 0, np.nan, np.nan])
   np.testing.assert_array_equal(ours[0], theirs[0])
   assert np.all(np.isnan(ours[1])) and np.all(np.isnan(theirs[1]))
+
+
+def _half_round_trip(codec: str, x: np.ndarray, dtype, **options) -> np.ndarray:
+  encoder = testing.simple_encoder(codec, tf.TensorSpec(x.shape, dtype), **options)
+  _, decoded, _ = testing.round_trip(encoder, tf.constant(x, dtype))
+  assert decoded.dtype == dtype
+  return tf.cast(decoded, tf.float64).numpy()
+
+
+@pytest.mark.parametrize("dtype,bits", [(tf.float16, 11), (tf.bfloat16, 8)])
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_half_precision_keeps_its_ends_at_its_widest_levels(dtype, bits, deterministic):
+  # In the input dtype the top level 2^bits - 1 rounded up past the dtype's exact
+  # integers and the bit-packing wrapped it to 0: the maximum decoded as the minimum.
+  x = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
+  decoded = _half_round_trip("uniform", x, dtype, bits=bits, deterministic=deterministic)
+  step = 2 / (2**bits - 1)
+  np.testing.assert_allclose(decoded, x, atol=2 * step + 1e-2 * (dtype == tf.bfloat16))
+  assert decoded[-1] == 1.0 and decoded[0] == -1.0
+
+
+@pytest.mark.parametrize("codec,dtype,bits", [
+    ("uniform", tf.float16, 12), ("uniform", tf.bfloat16, 9), ("hadamard", tf.float16, 12),
+    ("kashin", tf.bfloat16, 9)])
+def test_half_precision_refuses_levels_it_cannot_hold(codec, dtype, bits):
+  with pytest.raises(ValueError, match=f"{dtype.name} holds levels of at most"):
+    _half_round_trip(codec, np.linspace(-1, 1, 64), dtype, bits=bits)
+
+
+def test_half_precision_stochastic_rounding_is_unbiased_near_the_top():
+  # v lies between levels 1000 and 1001 of 1023. In float16, y + u has a spacing of 0.5
+  # there and rounding to it biased the draws; quantized in float32, the share of the
+  # 4,000 copies sent to the upper level is v's fraction between the two.
+  v = float(np.float16(1000.3 / 1023 * 2 - 1))
+  fraction = (v + 1) / 2 * 1023 - 1000
+  x = np.concatenate([[-1.0, 1.0], np.full(4000, v)])
+  decoded = _half_round_trip("uniform", x, tf.float16, bits=10)[2:]
+  assert len(set(decoded)) == 2
+  upper = np.mean(decoded == decoded.max())
+  assert upper == pytest.approx(fraction, abs=4 * np.sqrt(fraction * (1 - fraction) / 4000))
