@@ -37,6 +37,9 @@ from fedcompress.harness.reporting import read_metrics_csv
 class SweepRun:
   name: str
   args: tuple[str, ...]
+  # Set by `with_seeds`: parsed once more after the common flags, so that a flagfile
+  # among them that sets --seed (several in configs/ do) cannot override it.
+  seed: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,7 +129,7 @@ def with_seeds(runs: Sequence[SweepRun], seeds: Sequence[int]) -> list[SweepRun]
   """Each run once per seed, named `<name>_seed<s>`, with `--seed=<s>` last of its flags."""
   if len(set(seeds)) != len(seeds):
     raise ValueError(f"seeds must be distinct, got {list(seeds)}")
-  return [SweepRun(f"{run.name}_seed{seed}", (*run.args, f"--seed={seed}"))
+  return [SweepRun(f"{run.name}_seed{seed}", (*run.args, f"--seed={seed}"), seed)
           for run in runs for seed in seeds]
 
 
@@ -159,7 +162,8 @@ def _plan(kind: ExperimentKind, run: SweepRun, root_output_dir: str,
   fv = flags.FlagValues()
   kind.define_flags(fv)
   try:
-    fv(["sweep", *run.args, *common, f"--root_output_dir={root_output_dir}",
+    seed = [] if run.seed is None else [f"--seed={run.seed}"]
+    fv(["sweep", *run.args, *common, *seed, f"--root_output_dir={root_output_dir}",
         f"--experiment_name={run.name}"])
     config = kind.config(fv)
     config.validate()

@@ -73,6 +73,16 @@ RUNS = [sweep.SweepRun("base", ()), sweep.SweepRun("better", ("--gain=0.02", "--
         sweep.SweepRun("noisy", ("--gain=0.0", "--wobble", "--bits=1000", "--coded"))]
 
 
+def test_a_common_flagfile_cannot_override_the_seeds(tmp_path, fake_experiment):
+  # configs/codecs/up_100x.flags and others set --seed=0; given in --common_flags (parsed
+  # after each run's flags) it made every "seed" run with seed 0.
+  flagfile = tmp_path / "seeded.flags"
+  flagfile.write_text("--seed=0\n--bits=7\n")
+  sweep.run_sweep(RUNS[:1], str(tmp_path / "out"), experiment="fake", seeds=[1, 2],
+                  common_flags=f"--flagfile={flagfile}", log=lambda _: None)
+  assert fake_experiment == [("base_seed1", 1), ("base_seed2", 2)]
+
+
 def test_every_configuration_runs_once_per_seed(tmp_path, fake_experiment):
   sweep.run_sweep(RUNS, str(tmp_path), experiment="fake", seeds=[0, 1, 2], log=lambda _: None)
   assert fake_experiment == [(f"{name}_seed{s}", s) for name in ("base", "better", "noisy")
