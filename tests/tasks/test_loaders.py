@@ -71,6 +71,22 @@ def test_a_cache_dir_with_a_tilde_is_the_home_folder(tmp_path, monkeypatch):
   assert not (tmp_path / "~").exists()
 
 
+def test_emnist_test_clients_are_joined_in_one_order(tmp_path, monkeypatch):
+  # Unseeded, TFF joins the test clients in a new random order each time: the eval
+  # batches, and eval/loss's last digits, differed between identical runs.
+  monkeypatch.setattr(urllib.request, "urlopen", _no_download)
+  clients = {f"f{i:04d}_test": ("digits_only_test", 3) for i in range(40)}
+  sample_data.write_random_emnist_sqlite(
+      tmp_path / "emnist_all.sqlite", {"f0000_train": ("digits_only_train", 3), **clients},
+      num_classes=10, seed=0)
+  orders = []
+  for _ in range(3):
+    _, test = emnist.load_emnist(only_digits=True, cache_dir=str(tmp_path))
+    orders.append(np.concatenate([y.numpy().ravel() for _, y in emnist.test_dataset(test)]))
+  assert len(orders[0]) == 120
+  assert all(np.array_equal(orders[0], o) for o in orders[1:])
+
+
 def test_each_local_epoch_is_one_pass_over_the_client(tmp_path):
   # Shuffled, then repeated (the tutorial's order): every epoch holds every example once.
   n, epochs = 30, 3

@@ -62,6 +62,10 @@ def preprocess(dataset: tf.data.Dataset, *, epochs: int = 1, batch_size: int = 2
           .batch(batch_size).map(batch_format_fn))
 
 
+# Order in which the test clients are joined for evaluation; fixed so that runs compare.
+_EVAL_CLIENT_ORDER_SEED = 0
+
+
 def test_dataset(client_data, batch_size: int = 500) -> tf.data.Dataset:
   """All test clients pooled into one batched dataset for Keras evaluation."""
 
@@ -69,4 +73,7 @@ def test_dataset(client_data, batch_size: int = 500) -> tf.data.Dataset:
     return (tf.reshape(element["pixels"], [-1, 28, 28, 1]),
             tf.reshape(tf.cast(element["label"], tf.int32), [-1, 1]))
 
-  return client_data.create_tf_dataset_from_all_clients().batch(batch_size).map(to_xy).cache()
+  # TFF joins the clients in a random order unless seeded: the batches, and so the float
+  # sums of eval/loss, would differ from process to process in their last digits.
+  joined = client_data.create_tf_dataset_from_all_clients(seed=_EVAL_CLIENT_ORDER_SEED)
+  return joined.batch(batch_size).map(to_xy).cache()
