@@ -46,6 +46,9 @@ def main(argv):
     return fail(str(e))
   except runtime.WorkerUnavailableError as e:
     return fail(f"{e} Checkpoints written so far are kept (--resume continues).", 1)
+  except runtime.COMPUTATION_ERRORS as e:
+    return fail(f"a round failed in the TFF worker: {runtime.describe_computation_error(e)}. "
+                "Checkpoints written so far are kept (--resume continues).", 1)
   except NonFiniteModelError as e:
     return fail(str(e), 1)
   print(describe_result(result), file=sys.stdout)

@@ -68,11 +68,16 @@ def main(argv):
                           common_flags=FLAGS.common_flags, baseline=FLAGS.baseline,
                           seeds=seeds)
   except DatasetUnavailableError as e:
-    return fail(f"{e} Or run offline with --dataset=digits.")
+    # Only the EMNIST experiment has embedded data to fall back on.
+    offline = " Or run offline with --dataset=digits." if FLAGS.experiment == "emnist" else ""
+    return fail(f"{e}{offline}")
   except (ValueError, flags.Error) as e:
     return fail(str(e))
   except (runtime.WorkerUnavailableError, NonFiniteModelError) as e:
     return fail(str(e), 1)
+  except runtime.COMPUTATION_ERRORS as e:
+    return fail(f"a round failed in the TFF worker: {runtime.describe_computation_error(e)}. "
+                "Finished runs are kept; rerunning the sweep resumes the others.", 1)
   if seeds:
     print(pathlib.Path(FLAGS.root_output_dir, "summary.md").read_text(), end="")
   else:

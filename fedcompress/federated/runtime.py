@@ -137,6 +137,24 @@ class WorkerUnavailableError(RuntimeError):
   """A TFF worker did not become ready, or stopped answering, within its time limit."""
 
 
+# What a computation that failed inside a TFF worker (local or remote) raises in the
+# driver: gRPC's error, carrying the worker's message (a damaged sqlite read by the
+# client's dataset, an op that failed).
+COMPUTATION_ERRORS = (grpc.RpcError,)
+
+
+def describe_computation_error(error: BaseException) -> str:
+  """The worker's own message of a failed computation, on one line, without TFF's frame."""
+  details = error.details() if callable(getattr(error, "details", None)) else None
+  text = (details or str(error) or type(error).__name__).strip()
+  # The first line holds the message; the next ones are TensorFlow's node and TFF's
+  # block listings, hundreds of characters of generated names.
+  first = text.splitlines()[0] if text else type(error).__name__
+  for prefix in ("Failed to run computation: ", "Step() failed: "):
+    first = first.removeprefix(prefix)
+  return first.split(" [[{{")[0]
+
+
 def wait_for_stub(target: str, timeout_s: float = _READY_TIMEOUT_S,
                   alive: Callable[[], bool] | None = None):
   """Returns a ready `RemoteExecutorGrpcStub` for `target` ('host:port')."""

@@ -26,6 +26,7 @@ from absl.testing import flagsaver
 
 from fedcompress.harness.cli import parse_flags
 from fedcompress.tasks.models import char_rnn
+from tools import sample_data
 
 pytestmark = pytest.mark.slow  # builds processes and runs binaries
 
@@ -376,6 +377,29 @@ class TestEmnist:
         db.execute("CREATE TABLE notes (text TEXT)")
     self.check(binary, tmp_path, capsys, "emnist_all.sqlite", "--cache_dir",
                dataset="emnist", cache_dir=str(cache))
+
+  def test_damaged_examples_in_the_cached_sqlite(self, binary, tmp_path, capsys):
+    # Loading reads only the client list: damaged example pages are first read by a
+    # client's dataset inside the TFF worker, whose gRPC error was a 86-line traceback.
+    cache = tmp_path / "cache"
+    path = sample_data.write_random_emnist_sqlite(
+        cache / "emnist_all.sqlite",
+        {**{f"f{i:04d}_train": ("digits_only_train", 20) for i in range(3)},
+         "f0000_test": ("digits_only_test", 5)}, num_classes=10)
+    with sqlite3.connect(path) as db:
+      page_size = db.execute("PRAGMA page_size").fetchone()[0]
+      pages = [r[0] for r in db.execute(
+          "SELECT pageno FROM dbstat WHERE name = 'examples' AND pagetype != 'internal'")]
+    with open(path, "r+b") as f:
+      for page in pages[len(pages) // 2:]:
+        f.seek((page - 1) * page_size)
+        f.write(b"\xff" * page_size)
+    rc = self.run(binary, tmp_path / "runs", dataset="emnist", cache_dir=str(cache),
+                  clients_per_round=3)
+    out, err = capsys.readouterr()
+    assert rc == 1, (out, err)
+    _assert_one_error_line(err, "a round failed in the TFF worker: ",
+                           "database disk image is malformed", "--resume continues")
 
   def resume_copy(self, finished_run, tmp_path):
     root = tmp_path / "copy"
