@@ -31,7 +31,11 @@ Options:
   rounds: `H D` rounds of the rotation, 1..4 (default 2).
   keep: fraction of each rotated row sent (default 1.0: all); below 1 only the first
     `ceil(keep * L)` coordinates of each row are quantized and the rest decode to 0
-    (`subsample.py`), which makes rates below one bit per coordinate.
+    (`subsample.py`), which makes rates below one bit per coordinate. The unsent
+    coordinates are not made up for: the estimate is then biased, about `keep * x` in
+    expectation (measured: 0.500 of `||x||^2` along x at keep 0.5, 0.251 at 0.25), in
+    exchange for the lower error `(1 - keep) + keep * D_b` of `||x||^2`. The unbiasedness
+    above holds for `keep=1` only.
 """
 
 from __future__ import annotations
