@@ -63,7 +63,15 @@ def _check_entropy_options(base: str = "uniform", coder: str = "huffman",
   if base in _ENTROPY_CODED:
     raise ValueError(f"base codec {base!r} is already entropy coded")
   _common.check_choice("coder", coder, tuple(sorted(entropy.ENTROPY_CODERS)))
-  checked = get_codec(base).options(base_options)
+  base_codec = get_codec(base)
+  # Checked here: the base's own message would name only the base and its options.
+  valid = base_codec.option_names()
+  unknown = sorted(set(base_options) - set(valid)) if valid is not None else []
+  if unknown:
+    raise ValueError(f"no option {unknown[0]!r}: an entropy-coded codec takes base, coder, "
+                     f"max_code_length, block_size and its base {base}'s options "
+                     f"({', '.join(valid) or 'none'})")
+  checked = base_codec.options(base_options)
   if max_code_length is not None:
     huffman.check_max_code_length(max_code_length, checked.get("bits", 1))
   return {"base": base, "coder": coder, "max_code_length": max_code_length,

@@ -119,9 +119,8 @@ class Codec:
     """
     options = dict(options or {})
     check = self.check_options or _signature_defaults(self.build)
-    parameters = inspect.signature(check).parameters.values()
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-      valid = [p.name for p in parameters if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    valid = self.option_names()
+    if valid is not None:
       unknown = sorted(set(options) - set(valid))
       if unknown:
         raise ValueError(f"codec {self.name!r} has no option {unknown[0]!r}; its options: "
@@ -130,6 +129,14 @@ class Codec:
       return check(**options)
     except TypeError as e:  # A builder signature that binds differently.
       raise ValueError(f"codec {self.name!r}: {e}") from None
+
+  def option_names(self) -> list[str] | None:
+    """The options the codec takes, or None when its check takes any (`**options`)."""
+    check = self.check_options or _signature_defaults(self.build)
+    parameters = inspect.signature(check).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+      return None
+    return [p.name for p in parameters if p.kind is not inspect.Parameter.VAR_POSITIONAL]
 
   def encoder(self, options: Mapping[str, Any] | None = None) -> te.core.Encoder:
     """The codec's Encoder for `options` (checked here)."""

@@ -58,6 +58,13 @@ def test_make_codec_fills_bits_into_each_link_that_takes_them():
     ("uniform(bits=4)|huffman(base=eden)", {}, "in a chain, 'huffman' has no option 'base'"),
     ("randk(fraction=2)|eden", {}, "fraction must be in (0, 1], got 2"),
     ("randk(levels=3)|eden", {}, "codec 'randk' has no option 'levels'"),
+    # The coder's own option errors, not "sends none" (which they were rewritten to).
+    ("uniform(bits=8)|huffman(max_code_length=4)", {},
+     "max_code_length must be an integer in 8..24 (at least bits=8), got 4"),
+    ("nonuniform(bits=4)|huffman(block_size=0)", {}, "block_size must be an integer in"),
+    ("huffman", {"blocksize": 64}, "no option 'blocksize': an entropy-coded codec takes "
+     "base, coder, max_code_length, block_size and its base uniform's options (bits, "),
+    ("uniform_huffman", {"max_code_len": 20}, "no option 'max_code_len'"),
     ("randk(fraction=0.1|eden", {}, "is not of the form name or name(key=value,...)"),
     ("randk|eden", {"bits": 1}, "options of a chain go inside it"),
     ("eden(bits=1)", {"bits": 2}, "option 'bits' is given twice"),

@@ -127,6 +127,10 @@ ENTROPY_CODERS: dict[str, Callable[..., te.core.EncodingStageInterface]] = {
 }
 
 
+class NoSymbolsError(ValueError):
+  """The encoder sends no quantized symbols (no bit-packing stage) to entropy-code."""
+
+
 def entropy_coded(encoder: te.core.Encoder, coder: str = "huffman", *,
                   max_code_length: int | None = None,
                   block_size: int = huffman.DEFAULT_BLOCK_SIZE) -> te.core.Encoder:
@@ -140,7 +144,8 @@ def entropy_coded(encoder: te.core.Encoder, coder: str = "huffman", *,
     block_size: symbols per independently decodable block.
 
   Raises:
-    ValueError: unknown coder, or no bit-packing stage to replace.
+    NoSymbolsError: no bit-packing stage to replace.
+    ValueError: unknown coder, or a bad option of the coder.
   """
   try:
     stage_class = ENTROPY_CODERS[coder]
@@ -152,6 +157,7 @@ def entropy_coded(encoder: te.core.Encoder, coder: str = "huffman", *,
           bits, max_code_length=max_code_length, block_size=block_size,
           raw_word_bits=word_bits))
   if not replaced:
-    raise ValueError("entropy coding needs quantized symbols: the codec has no bit-packing "
-                     "stage (BitpackingEncodingStage or Bitpack32EncodingStage) to replace")
+    raise NoSymbolsError("entropy coding needs quantized symbols: the codec has no "
+                         "bit-packing stage (BitpackingEncodingStage or Bitpack32EncodingStage) "
+                         "to replace")
   return new_encoder

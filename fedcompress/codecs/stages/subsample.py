@@ -9,8 +9,9 @@ D_1` of `||x||^2` (D_1 that of the quantizer), the shape of the sub-bit regime o
 Vargaftik et al., "EDEN", ICML 2022, sec. 5 (random sampling before EDEN's 1-bit
 quantization). Zeros stand for the unsent coordinates, with no rescaling: the
 estimate is shrunk toward 0 (about `keep * x` in expectation), biased but of lower
-error than rescaling by `1 / keep` would give. The bit allocator (`fedcompress.codecs.allocation`) uses it for widths
-below 1 and for steps finer than a bit (1.95: 97.5% of the coordinates at 2 bits).
+error than rescaling by `1 / keep` would give. The bit allocator
+(`fedcompress.codecs.allocation`) uses it for widths below 1 and for steps finer than a
+bit (1.95: 97.5% of the coordinates at 2 bits).
 """
 
 from __future__ import annotations
