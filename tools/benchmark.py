@@ -444,8 +444,7 @@ def write_population_sqlite(path: str, num_clients: int, examples_per_client: in
   import tensorflow as tf
   import tensorflow_federated as tff
 
-  width = max(4, len(str(num_clients - 1)))
-  splits = {f"f{i:0{width}d}": _TRAIN_SPLIT for i in range(num_clients)}
+  splits = {population_client_id(i, num_clients): _TRAIN_SPLIT for i in range(num_clients)}
   splits["test_0"] = _TEST_SPLIT
 
   def dataset_fn(client_id: str) -> tf.data.Dataset:
@@ -467,14 +466,20 @@ def write_population_sqlite(path: str, num_clients: int, examples_per_client: in
   os.replace(partial, path)
 
 
-def sampled_clients(config: BenchmarkConfig) -> list[str]:
-  """The round's clients: drawn from the first (shared) clients of every population."""
+def population_client_id(index: int, num_clients: int) -> str:
+  """Client `index`'s id in `write_population_sqlite`'s file of `num_clients` clients."""
+  return f"f{index:0{max(4, len(str(num_clients - 1)))}d}"
+
+
+def sampled_clients(config: BenchmarkConfig) -> list[int]:
+  """The round's clients, by index: drawn from the first (shared) clients of every
+  population. Each population names them its own way (`population_client_id`): ids
+  grow a digit past 10,000 clients."""
   from fedcompress.harness.loop import sample_clients
 
   smallest = min(config.memory_populations)
-  width = max(4, len(str(max(config.memory_populations) - 1)))
-  common = [f"f{i:0{width}d}" for i in range(smallest)]
-  return sample_clients(common, config.num_clients, config.seed, 1)
+  common = [population_client_id(i, smallest) for i in range(smallest)]
+  return [int(c[1:]) for c in sample_clients(common, config.num_clients, config.seed, 1)]
 
 
 def driver_memory_probe(cache_dir: str, client_ids: Sequence[str], batch_size: int,
@@ -519,7 +524,7 @@ def driver_memory_probe(cache_dir: str, client_ids: Sequence[str], batch_size: i
 
 def measure_driver_memory(config: BenchmarkConfig) -> dict[str, Any]:
   """Peak driver memory for each population size, one fresh subprocess each."""
-  ids = sampled_clients(config)
+  indices = sampled_clients(config)
   with tempfile.TemporaryDirectory(prefix="fedcompress_bench_") as tmp:
     root = config.memory_cache_dir or tmp
     probes = {}
@@ -535,6 +540,7 @@ def measure_driver_memory(config: BenchmarkConfig) -> dict[str, Any]:
           os.makedirs(cache_dir, exist_ok=True)
           write_population_sqlite(path, population, config.memory_examples_per_client,
                                   config.seed)
+        ids = [population_client_id(i, population) for i in indices]
         args = json.dumps([cache_dir, ids, config.batch_size, config.seed,
                            config.max_concurrent_clients])
         # Probes run side by side: each is its own process, so its ru_maxrss is its own.
@@ -555,7 +561,10 @@ def measure_driver_memory(config: BenchmarkConfig) -> dict[str, Any]:
           probe.kill()
           probe.wait()
   sizes = [str(p) for p in config.memory_populations]
-  summary: dict[str, Any] = {"sampled_clients": ids, "populations": results}
+  smallest = min(config.memory_populations)
+  summary: dict[str, Any] = {
+      "sampled_clients": [population_client_id(i, smallest) for i in indices],
+      "populations": results}
   if len(sizes) >= 2:
     first, last = results[sizes[0]], results[sizes[-1]]
     summary["peak_rss_ratio"] = last["peak_rss_bytes"] / first["peak_rss_bytes"]

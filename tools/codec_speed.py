@@ -72,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     shape = [int(d) for d in args.shape.split(",")]
   except ValueError:
     parser.error(f"--shape must be comma-separated integers, got {args.shape!r}")
+  if any(d < 1 for d in shape):
+    parser.error(f"--shape dimensions must be >= 1, got {args.shape!r}")
   import tensorflow as tf
 
   x = tf.random.stateless_normal(shape, [0, 1])

@@ -113,10 +113,21 @@ def test_a_partial_file_left_by_a_killed_write_is_replaced(tmp_path):
 
 def test_sampled_clients_come_from_the_smallest_population():
   config = benchmark.BenchmarkConfig(num_clients=10, memory_populations=(100, 3400))
-  ids = benchmark.sampled_clients(config)
-  assert len(set(ids)) == 10
-  assert all(i.startswith("f") and int(i[1:]) < 100 for i in ids)
-  assert ids == benchmark.sampled_clients(config)
+  indices = benchmark.sampled_clients(config)
+  assert len(set(indices)) == 10 and all(0 <= i < 100 for i in indices)
+  assert indices == benchmark.sampled_clients(config)
+
+
+def test_each_population_names_the_sampled_clients_its_own_way(tmp_path):
+  # A population over 10,000 clients has 5-digit ids: the 4-digit ids of the largest
+  # population's width were not clients of the 100-client file (the probe failed).
+  assert benchmark.population_client_id(52, 100) == "f0052"
+  assert benchmark.population_client_id(52, 10_001) == "f00052"
+  path = tmp_path / "emnist_all.sqlite"
+  benchmark.write_population_sqlite(str(path), 12, 1, seed=5)
+  with sqlite3.connect(path) as connection:
+    ids = {r[0] for r in connection.execute("SELECT client_id FROM client_metadata")}
+  assert ids == {benchmark.population_client_id(i, 12) for i in range(12)} | {"test_0"}
 
 
 def test_config_validation():

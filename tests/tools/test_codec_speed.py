@@ -9,6 +9,8 @@ from tools import codec_speed
     (["--codecs=bogus"], "unknown --codecs bogus"),
     (["--reps=0"], "--reps must be >= 1"),
     (["--shape=a,b"], "--shape must be comma-separated integers"),
+    (["--shape=-5"], "--shape dimensions must be >= 1"),
+    (["--shape=3,0"], "--shape dimensions must be >= 1"),
 ])
 def test_bad_input_is_one_line(capsys, argv, message):
   with pytest.raises(SystemExit) as exit_info:
