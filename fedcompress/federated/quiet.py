@@ -12,13 +12,30 @@ import os
 import sys
 import warnings
 
+# absl's spellings of a true boolean flag (any case).
+_TRUE = ("true", "t", "1")
+_quieted = False
+
 
 def tf_logs_requested(argv: list[str] | None = None) -> bool:
-  """Whether the user asked to see TensorFlow's and TFF's own logs."""
+  """Whether the user asked to see TensorFlow's and TFF's own logs.
+
+  Only the command line itself and FEDCOMPRESS_TF_LOGS are seen this early: a
+  `--tf_logs` inside a flagfile is read after TensorFlow loads (`quieted` tells).
+  """
   argv = sys.argv if argv is None else argv
   if os.environ.get("FEDCOMPRESS_TF_LOGS", "") not in ("", "0"):
     return True
-  return any(a in ("--tf_logs", "--tf_logs=true", "--tf_logs=True", "--tf_logs=1") for a in argv)
+  for arg in argv:
+    name, sep, value = arg.lstrip("-").partition("=")
+    if arg.startswith("-") and name == "tf_logs" and (not sep or value.lower() in _TRUE):
+      return True
+  return False
+
+
+def quieted() -> bool:
+  """Whether `quiet_tensorflow()` quieted this process (no logs were requested then)."""
+  return _quieted
 
 
 def quiet_tensorflow() -> None:
@@ -28,8 +45,10 @@ def quiet_tensorflow() -> None:
   deprecation and future warnings, and lowers the Python `tensorflow` and absl loggers
   to errors. For binaries and notebooks; the library itself never calls it.
   """
+  global _quieted
   if tf_logs_requested():
     return
+  _quieted = True
   # Set, not defaulted: `import tensorflow` itself puts TF_CPP_MIN_LOG_LEVEL=1 into
   # os.environ, so every binary started by a process that imported TensorFlow (a sweep,
   # tools/chaos.py, a notebook) would inherit it and print TensorFlow's C++ warnings.

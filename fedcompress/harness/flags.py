@@ -18,7 +18,7 @@ from absl import flags
 
 from fedcompress import codecs, tasks
 from fedcompress.codecs import allocation
-from fedcompress.federated import aggregators, privacy
+from fedcompress.federated import aggregators, privacy, quiet
 from fedcompress.harness import cli
 from fedcompress.harness.experiment import (
   CLIENT_WEIGHTINGS,
@@ -455,6 +455,10 @@ def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
                                  extra_recorded: dict[str, Any] | None = None,
                                  fixed_clients: tuple[str, ...] | None = None
                                  ) -> ExperimentConfig:
+  if fv["tf_logs"].value and quiet.quieted():
+    cli.warn("--tf_logs came too late: TensorFlow started quiet before the flags were "
+             "read (a flagfile's --tf_logs is); give it on the command line or set "
+             "FEDCOMPRESS_TF_LOGS=1")
   broadcast = codec_from_flags(fv, "broadcast")
   aggregate = codec_from_flags(fv, "aggregate")
   recorded = recorded_flags(fv, module_names)

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
+from fedcompress.federated import quiet
 from fedcompress.harness import flags as fc_flags
 from fedcompress.harness import rundir
 
@@ -186,6 +187,28 @@ def test_down_32x_flagfile_allocates_at_one_bit_per_coordinate(repo_root):
   assert plan.budget == 1_663_370
   choice = plan.allocate([float(t.num_elements) for t in plan.encoded])
   assert 32 * 1_663_370 / plan.total_bits(choice) >= 32
+
+
+def test_a_tf_logs_read_after_tensorflow_started_is_said(tmp_path, capsys):
+  # conftest quieted TensorFlow as the binaries do; a --tf_logs found only now (in a
+  # flagfile, here) cannot take effect any more.
+  flagfile = tmp_path / "logs.flags"
+  flagfile.write_text("--tf_logs\n")
+  fv = _parsed(fc_flags.define_image_experiment_flags, f"--flagfile={flagfile}")
+  fc_flags.experiment_config_from_flags(fv, module_names=[])
+  assert "warning: --tf_logs came too late" in capsys.readouterr().err
+  fc_flags.experiment_config_from_flags(_parsed(fc_flags.define_image_experiment_flags),
+                                        module_names=[])
+  assert "tf_logs" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,requested", [
+    (["--tf_logs"], True), (["--tf_logs=t"], True), (["--tf_logs=TRUE"], True),
+    (["-tf_logs=1"], True), (["--tf_logs=false"], False), (["--notf_logs"], False),
+    (["--tf_logs_other"], False), (["--flagfile=x"], False)])
+def test_tf_logs_spellings_seen_before_tensorflow_loads(argv, requested, monkeypatch):
+  monkeypatch.delenv("FEDCOMPRESS_TF_LOGS", raising=False)
+  assert quiet.tf_logs_requested(["binary", *argv]) == requested
 
 
 def test_bits_and_budget_exclude_each_other():
