@@ -15,16 +15,20 @@ class DatasetUnavailableError(Exception):
   """A dataset is neither in the cache directory nor downloadable."""
 
   def __init__(self, dataset: str, cache_dir: str | None, expected_file: str,
-               cause: BaseException | None = None):
+               cause: BaseException | None = None, present: bool = False):
     self.dataset = dataset
     self.cache_dir = cache_dir
     self.expected_file = expected_file
     self.cause = cause
     where = cache_dir if cache_dir is not None else "TFF's default cache (~/.tff)"
     reason = f" ({type(cause).__name__}: {cause})" if cause is not None else ""
-    super().__init__(
-        f"{dataset} is not cached and could not be downloaded{reason}: put {expected_file} "
-        f"in {where} or point --cache_dir at a folder that has it.")
+    if present:  # TFF never downloads over a file that is there, damaged or not.
+      message = (f"{dataset}: {expected_file} in {where} is there but cannot be read{reason}: "
+                 "delete or replace it, or point --cache_dir at a folder with a good copy.")
+    else:
+      message = (f"{dataset} is not cached and could not be downloaded{reason}: put "
+                 f"{expected_file} in {where} or point --cache_dir at a folder that has it.")
+    super().__init__(message)
 
 
 def check_cache_dir(cache_dir: str | os.PathLike[str] | None, expected_file: str) -> None:
@@ -55,5 +59,6 @@ def load_cached(load: Callable[[str | None], Any], dataset: str,
     if not existed and os.path.exists(expected):
       os.remove(expected)
     if isinstance(e, unavailable) and not isinstance(e, DatasetUnavailableError):
-      raise DatasetUnavailableError(dataset, cache_dir, expected_file, e) from e
+      raise DatasetUnavailableError(dataset, cache_dir, expected_file, e,
+                                    present=existed) from e
     raise

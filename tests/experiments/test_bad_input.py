@@ -375,8 +375,9 @@ class TestEmnist:
     else:  # A real SQLite file, but not TFF's tables.
       with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE notes (text TEXT)")
+    # It is there: "not cached ... put it in" would send the user looking for it.
     self.check(binary, tmp_path, capsys, "emnist_all.sqlite", "--cache_dir",
-               dataset="emnist", cache_dir=str(cache))
+               "is there but cannot be read", dataset="emnist", cache_dir=str(cache))
 
   def test_damaged_examples_in_the_cached_sqlite(self, binary, tmp_path, capsys):
     # Loading reads only the client list: damaged example pages are first read by a
@@ -671,5 +672,5 @@ class TestShakespeare:
       with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE notes (text TEXT)")
     self.check(binary, tmp_path, capsys, data_dir, tiny_model, "shakespeare.sqlite",
-               "--cache_dir", cache_dir=str(cache))
+               "--cache_dir", "is there but cannot be read", cache_dir=str(cache))
     assert path.exists()  # The user's file is not deleted.

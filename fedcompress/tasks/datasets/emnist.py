@@ -30,7 +30,7 @@ def load_emnist(only_digits: bool = True, cache_dir: str | None = None):
       if os.path.exists(path) and not _is_sqlite(path):
         raise DatasetUnavailableError(
             "federated EMNIST", cache_dir, EMNIST_SQLITE,
-            ValueError(f"{path} is not an SQLite database"))
+            ValueError(f"{path} is not an SQLite database"), present=True)
     return tff.simulation.datasets.emnist.load_data(only_digits=only_digits,
                                                     cache_dir=cache_dir)
 
