@@ -132,6 +132,26 @@ def test_bad_output_suffix_fails_before_training(tmp_path):
     pretrain.pretrain_char_rnn(output=tmp_path / "m.keras", text_files=["/nonexistent"])
 
 
+def test_unwritable_output_and_cache_dir_fail_before_training(tmp_path):
+  # The output's folder used to be made only after fit(): a bad path threw the whole
+  # training away with a FileExistsError traceback.
+  blocker = tmp_path / "a_file"
+  blocker.write_text("x")
+  text = tmp_path / "t.txt"
+  text.write_text("abc " * 1000)
+  lines = []
+  with pytest.raises(pretrain.PretrainConfigError, match="cannot write in"):
+    pretrain.pretrain_char_rnn(output=blocker / "m.keras", text_files=[text], log=lines.append)
+  assert lines == []  # Nothing trained, nothing read.
+  (tmp_path / "d.keras").mkdir()
+  with pytest.raises(pretrain.PretrainConfigError, match="is a folder"):
+    pretrain.pretrain_char_rnn(output=tmp_path / "d.keras", text_files=[text])
+  with pytest.raises(TextInputError, match="--cache_dir .*cannot create it"):
+    pretrain.pretrain_char_rnn(output=tmp_path / "m.keras", text_urls=["http://127.0.0.1:9/x"],
+                               cache_dir=blocker / "cache")
+  assert not (tmp_path / "m.keras").exists()
+
+
 def test_dataset_windows_are_input_target_shifts():
   ids = np.arange(3 * 11, dtype=np.int64) % 86
   ds = pretrain.make_pretraining_dataset(ids, batch_size=3, seq_length=10, seed=0,

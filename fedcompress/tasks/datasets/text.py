@@ -158,7 +158,11 @@ def download_texts(urls: Sequence[str], cache_dir: str | os.PathLike[str], *,
     TextInputError: a URL could not be fetched.
   """
   cache_dir = pathlib.Path(cache_dir).expanduser()
-  cache_dir.mkdir(parents=True, exist_ok=True)
+  try:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise TextInputError(f"--cache_dir {cache_dir}: cannot create it ({e.strerror or e})"
+                         ) from None
   paths = []
   for url in urls:
     target = cache_dir / _cache_name(url)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -134,6 +135,19 @@ def _check_config(output, epochs, steps_per_epoch, batch_size, seq_length, learn
     raise PretrainConfigError(f"--learning_rate must be a finite number > 0, got {learning_rate}")
 
 
+def _check_writable(output: pathlib.Path) -> None:
+  """Creates `output`'s folder and checks a file can be written there."""
+  if output.is_dir():
+    raise PretrainConfigError(f"--output {output} is a folder; give a file name in it")
+  try:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=output.parent, prefix=".write-check-"):
+      pass
+  except OSError as e:
+    raise PretrainConfigError(f"--output {output}: cannot write in {output.parent} "
+                              f"({e.strerror or e})") from None
+
+
 def pretrain_char_rnn(*, output: str | os.PathLike[str],
                       text_files: Sequence[str | os.PathLike[str]] = (),
                       text_urls: Sequence[str] = (),
@@ -178,6 +192,7 @@ def pretrain_char_rnn(*, output: str | os.PathLike[str],
   _check_config(output, epochs, steps_per_epoch, batch_size, seq_length, learning_rate,
                 embedding_dim, rnn_units, text_files, text_urls)
   output = pathlib.Path(output).expanduser()
+  _check_writable(output)  # Before training: a bad path must not cost the training.
   paths = list(text_files) + list(download_texts(list(text_urls), cache_dir, log=log))
   ids, dropped = _load_ids(paths)
   names = ", ".join(os.fspath(p) for p in paths)
