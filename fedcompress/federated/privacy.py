@@ -34,11 +34,14 @@ is tight for the noise levels used).
 Caveats, not handled: for `central` the codec encodes and decodes each clipped update
 before the noise, so the sensitivity is the largest norm of a decoded update, and a
 codec that can enlarge it (`randk`'s n/k rescaling; min/max quantizers in the worst
-case) makes the accounted epsilon optimistic. The noise is TFF's and is not seeded.
+case) makes the accounted epsilon optimistic. `central`'s noise is drawn from the run's
+seed and the round (`SeededGaussianSumQuery`); `central_adaptive`'s and `distributed`'s
+is TFF's own and not seeded.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 from collections.abc import Mapping
@@ -159,10 +162,50 @@ def _field(structure, name: str, index: int):
   return structure[index]
 
 
-def _central_query(config: DPConfig) -> tfp.DPQuery:
+# Stream of the central DP noise within a run's seed: apart from the codecs' draws.
+_CENTRAL_NOISE_STREAM = 0x44504E53  # "DPNS"
+
+
+class SeededGaussianSumQuery(tfp.GaussianSumQuery):
+  """`tfp.GaussianSumQuery` whose noise is drawn from the run's seed and the round.
+
+  tensorflow_privacy draws the noise with a `tf.random_normal_initializer` and no seed,
+  so no two runs added the same noise. Here the global state also holds the seed and a
+  count of noised results (the round), and the noise of leaf `i` in round `r` is
+  `stateless_normal` under (seed, stream) folded with `r` then `i`: the same clip,
+  standard deviation and accounting, draws fixed by `--seed`. The count is part of
+  the aggregator's state, so a resumed run draws what the uninterrupted one did.
+  """
+
+  _GlobalState = collections.namedtuple("_GlobalState",
+                                        ["l2_norm_clip", "stddev", "seed", "round"])
+
+  def __init__(self, l2_norm_clip: float, stddev: float, seed: int):
+    super().__init__(l2_norm_clip, stddev)
+    self._seed = int(seed)
+
+  def make_global_state(self, l2_norm_clip, stddev):
+    return self._GlobalState(tf.cast(l2_norm_clip, tf.float32), tf.cast(stddev, tf.float32),
+                             tf.constant([self._seed, _CENTRAL_NOISE_STREAM], tf.int64),
+                             tf.constant(0, tf.int64))
+
+  def get_noised_result(self, sample_state, global_state):
+    key = tf.random.experimental.stateless_fold_in(global_state.seed, global_state.round)
+    leaves = tf.nest.flatten(sample_state)
+    noised = [
+        leaf + tf.cast(tf.random.stateless_normal(
+            tf.shape(leaf), tf.random.experimental.stateless_fold_in(key, i),
+            stddev=global_state.stddev), leaf.dtype)
+        for i, leaf in enumerate(leaves)]
+    event = dp_accounting.GaussianDpEvent(global_state.stddev / global_state.l2_norm_clip)
+    return (tf.nest.pack_sequence_as(sample_state, noised),
+            global_state._replace(round=global_state.round + 1), event)
+
+
+def _central_query(config: DPConfig, seed: int) -> tfp.DPQuery:
   if config.mechanism == "central":
-    query = tfp.GaussianSumQuery(l2_norm_clip=config.clip,
-                                 stddev=config.clip * config.noise_multiplier)
+    query = SeededGaussianSumQuery(l2_norm_clip=config.clip,
+                                   stddev=config.clip * config.noise_multiplier, seed=seed)
   else:
     # What `DifferentiallyPrivateFactory.gaussian_adaptive` builds, with its defaults.
     value_noise_multiplier, clipped_count_stddev = (
@@ -177,14 +220,16 @@ def _central_query(config: DPConfig) -> tfp.DPQuery:
 
 
 def build_dp_mean_factory(config: DPConfig, *,
-                          sum_factory: tff.aggregators.UnweightedAggregationFactory | None
-                          ) -> tff.aggregators.UnweightedAggregationFactory:
+                          sum_factory: tff.aggregators.UnweightedAggregationFactory | None,
+                          seed: int = 0) -> tff.aggregators.UnweightedAggregationFactory:
   """The DP mean of client updates for `config`.
 
   Args:
     config: the mechanism.
     sum_factory: for central DP, the (compressed, possibly secure) sum of the clipped
       updates; must be None for `distributed`, whose pipeline is its own compression.
+    seed: the run's seed; fixes `central`'s noise (`SeededGaussianSumQuery`). The noise
+      of `central_adaptive` and `distributed` is TFF's own and not seeded.
 
   Raises:
     ValueError: a codec given with `distributed`, or (TFF's) a noise multiplier too
@@ -197,7 +242,7 @@ def build_dp_mean_factory(config: DPConfig, *,
     allow_deep_computations()
     return _DistributedDpMeanFactory(config)
   return tff.aggregators.DifferentiallyPrivateFactory(
-      _central_query(config), record_aggregation_factory=sum_factory)
+      _central_query(config, seed), record_aggregation_factory=sum_factory)
 
 
 def allow_deep_computations() -> None:
@@ -315,7 +360,7 @@ def build_protected_mean(aggregate_codec: CodecSpec | str | None, *, secure_aggr
     sum_factory = (SecureEncodedSumFactory(codec, clients_per_round=clients_per_round,
                                            seed=seed)
                    if secure_aggregation else EncodedSumFactory.from_codec(codec, seed=seed))
-    mean = build_dp_mean_factory(dp, sum_factory=sum_factory)
+    mean = build_dp_mean_factory(dp, sum_factory=sum_factory, seed=seed)
   else:
     mean = build_secure_mean_factory(codec, clients_per_round=clients_per_round, seed=seed)
   return tff.aggregators.as_weighted_aggregator(mean)

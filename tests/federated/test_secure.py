@@ -269,6 +269,34 @@ def test_central_dp_noise_has_the_configured_std(secure_records):
   assert abs(np.mean(result)) < 0.1
 
 
+def test_central_dp_noise_comes_from_the_seed_and_the_round():
+  # tensorflow_privacy's noise was unseeded: no two runs with --dp=central were equal.
+  config = privacy.DPConfig("central", noise_multiplier=2.0, clip=0.5, clients_per_round=1,
+                            population=10)
+
+  def two_rounds(seed):
+    process = privacy.build_dp_mean_factory(config, sum_factory=None,
+                                            seed=seed).create(ZERO_TYPE)
+    state, results = process.initialize(), []
+    for _ in range(2):
+      output = process.next(state, [np.zeros(DIM, np.float32)])
+      state = output.state
+      results.append(np.asarray(output.result))
+    return results
+
+  first, second = two_rounds(seed=3)
+  again = two_rounds(seed=3)
+  np.testing.assert_array_equal(first, again[0])  # A rerun draws the same noise...
+  np.testing.assert_array_equal(second, again[1])
+  assert not np.array_equal(first, second)  # ...new noise each round...
+  assert not np.array_equal(first, two_rounds(seed=4)[0])  # ...and per seed.
+  # The round count lives in the aggregator's state: a resumed run continues it.
+  process = privacy.build_dp_mean_factory(config, sum_factory=None, seed=3).create(ZERO_TYPE)
+  after = process.next(process.initialize(), [np.zeros(DIM, np.float32)]).state
+  np.testing.assert_array_equal(
+      process.next(after, [np.zeros(DIM, np.float32)]).result, second)
+
+
 @pytest.mark.slow
 def test_distributed_dp_noise_has_the_configured_std_and_counts_field_bits():
   config = privacy.DPConfig("distributed", noise_multiplier=2.0, clip=0.5,
