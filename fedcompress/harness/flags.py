@@ -383,6 +383,8 @@ def shakespeare_config_from_flags(fv: FlagValues, module_names: list[str] | None
 def run_shakespeare_from_flags(fv: FlagValues, module_names: list[str] | None = None,
                                config: ExperimentConfig | None = None):
   config = config or shakespeare_config_from_flags(fv, module_names)
+  if not fv.pretrained_model:
+    _warn_unused(fv, ["sanity_client"], "the sanity check runs on a pretrained model only")
   return run_finetune(
       config, pretrained_path=fv.pretrained_model or None, cache_dir=fv.cache_dir,
       model=None if fv.model == PRETRAINED else fv.model, epochs=fv.client_epochs,
@@ -404,7 +406,19 @@ def image_config_from_flags(fv: FlagValues, module_names: list[str] | None = Non
   return config
 
 
+def _warn_unused(fv: FlagValues, names: list[str], why: str) -> None:
+  """One warning line for flags given (on the command line or in a flagfile) to no effect."""
+  given = [f"--{n}" for n in names if fv[n].present]
+  if given:
+    cli.warn(f"{', '.join(given)} {'has' if len(given) == 1 else 'have'} no effect: {why}")
+
+
 def image_task_from_flags(fv: FlagValues) -> tasks.FederatedTask:
+  if fv.dataset == "digits":
+    _warn_unused(fv, ["cache_dir"], "--dataset=digits is embedded and reads no file")
+  else:
+    _warn_unused(fv, ["digits_clients", "digits_alpha"], f"they split --dataset=digits, "
+                 f"not {fv.dataset}")
   return tasks.build_image_task(
       fv.dataset, only_digits=fv.only_digits, cache_dir=fv.cache_dir,
       epochs=fv.client_epochs, batch_size=fv.client_batch_size, seed=fv.seed,

@@ -211,6 +211,23 @@ def test_tf_logs_spellings_seen_before_tensorflow_loads(argv, requested, monkeyp
   assert quiet.tf_logs_requested(["binary", *argv]) == requested
 
 
+def test_dataset_flags_of_the_other_dataset_are_said(tmp_path, capsys, monkeypatch):
+  fv = _parsed(fc_flags.define_image_experiment_flags, "--dataset=digits",
+               f"--cache_dir={tmp_path}", "--digits_clients=4")
+  fc_flags.image_task_from_flags(fv)
+  err = capsys.readouterr().err
+  assert "warning: --cache_dir has no effect: --dataset=digits is embedded" in err
+  assert "digits_clients" not in err
+  # Real EMNIST is not here: the loader is replaced, the flags are what is checked.
+  monkeypatch.setattr(fc_flags.tasks, "build_image_task", lambda *a, **k: None)
+  fv = _parsed(fc_flags.define_image_experiment_flags, "--dataset=emnist",
+               f"--cache_dir={tmp_path}", "--digits_clients=4", "--digits_alpha=0.5")
+  fc_flags.image_task_from_flags(fv)
+  err = capsys.readouterr().err
+  assert err.strip() == ("warning: --digits_clients, --digits_alpha have no effect: they "
+                         "split --dataset=digits, not emnist")
+
+
 def test_bits_and_budget_exclude_each_other():
   fv = _parsed(fc_flags.define_image_experiment_flags, "--aggregate_encoder=eden",
                "--aggregate_bits=2", "--aggregate_bits_per_coordinate=2")
