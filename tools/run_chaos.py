@@ -11,6 +11,7 @@ chaos.json and the runs' logs under --root_output_dir. Exit code 0 on PASS, 1 on
 """
 
 import os
+import shlex
 import time
 
 from absl import app, flags
@@ -36,9 +37,13 @@ def main(argv):
   if len(argv) > 1:
     return fail(f"unexpected arguments: {' '.join(argv[1:])}")
   root = FLAGS.root_output_dir or os.path.join("runs", "chaos", time.strftime("%Y%m%d-%H%M%S"))
+  try:  # Shell quoting, as --common_flags: a codec chain may hold '|' and spaces.
+    experiment_flags = tuple(shlex.split(FLAGS.experiment_flags))
+  except ValueError as e:
+    return fail(f"--experiment_flags: {e} in {FLAGS.experiment_flags!r}")
   config = ChaosConfig(root_dir=root, rounds=FLAGS.rounds, seed=FLAGS.seed,
                        signals=tuple(FLAGS.signals),
-                       experiment_flags=tuple(FLAGS.experiment_flags.split()),
+                       experiment_flags=experiment_flags,
                        rtol=FLAGS.rtol, parallel_reference=FLAGS.parallel_reference)
   try:
     report = run_chaos(config, log=lambda line: print(line, flush=True))
