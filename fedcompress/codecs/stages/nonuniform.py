@@ -140,14 +140,15 @@ def _fit_sorted(unit: tf.Tensor, count: int, method: str, iters: int) -> tf.Tens
       levels = _lloyd(_sorted_cells(ordered), levels, ordered[0], ordered[-1], iters)
     return levels
 
-  first = tf.concat([[True], tf.not_equal(ordered[1:], ordered[:-1])], 0)
-  distinct = tf.boolean_mask(ordered, first)
+  new = tf.not_equal(ordered[1:], ordered[:-1])  # Where a new distinct value starts.
 
   def padded():
+    distinct = tf.boolean_mask(ordered, tf.concat([[True], new], 0))
     pad = tf.fill([count - tf.size(distinct)], ordered[-1])
     return tf.reshape(tf.concat([distinct, pad], 0), [count])
 
-  return tf.cond(tf.size(distinct) <= count, padded, fitted)
+  # The count alone decides; the values are gathered only when they are the levels.
+  return tf.cond(tf.math.count_nonzero(new) < count, padded, fitted)
 
 
 class _Histogram:
