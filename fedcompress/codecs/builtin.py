@@ -11,7 +11,7 @@ from __future__ import annotations
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs.registry import Codec, get_codec, register
+from fedcompress.codecs.registry import Codec, NoSymbolsError, get_codec, register
 from fedcompress.codecs.stages import (
   _common,
   adaptive,
@@ -90,8 +90,11 @@ def _code_symbols(encoder: te.core.Encoder, coder: str = "huffman",
   # `huffman` in a chain (`uniform(bits=8)|huffman`): the coder's options only.
   if max_code_length is not None:
     huffman.check_max_code_length(max_code_length, 1)
-  return entropy.entropy_coded(encoder, coder, max_code_length=max_code_length,
-                               block_size=huffman.check_block_size(block_size))
+  try:
+    return entropy.entropy_coded(encoder, coder, max_code_length=max_code_length,
+                                 block_size=huffman.check_block_size(block_size))
+  except entropy.NoSymbolsError as e:  # The record's error: the codec core knows no stage.
+    raise NoSymbolsError(str(e)) from None
 
 
 def _check_uniform_huffman(**options) -> dict:

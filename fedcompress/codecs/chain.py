@@ -43,8 +43,8 @@ from typing import Any
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs.registry import Codec, get_codec
-from fedcompress.codecs.stages import _common, entropy
+from fedcompress.codecs.registry import Codec, NoSymbolsError, get_codec
+from fedcompress.codecs.stages import _common
 
 SEPARATOR = "|"
 
@@ -111,7 +111,7 @@ def _build(links: Sequence[_Link]) -> te.core.Encoder:
     if link.is_coder:
       try:
         encoder = link.codec.code_symbols(encoder, **link.checked)
-      except entropy.NoSymbolsError:  # The coder's own option errors pass as they are.
+      except NoSymbolsError:  # The coder's own option errors pass as they are.
         raise ValueError(f"cannot put {link.text!r} after {before.text!r}: an entropy "
                          f"coder needs quantized symbols and {before.text!r} sends none; "
                          "put it after a quantizer (e.g. uniform)") from None

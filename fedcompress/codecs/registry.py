@@ -60,6 +60,10 @@ def _signature_defaults(fn: Callable[..., Any]) -> OptionCheck:
   return check
 
 
+class NoSymbolsError(ValueError):
+  """`Codec.code_symbols` was given an encoder that sends no quantized symbols."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Codec:
   """A codec: its option check, Encoder builder, bit formula, error bound, raw-bits rules.
@@ -86,7 +90,8 @@ class Codec:
       `randk`, 1 for a rotation); a chain's error bound composes with it.
     code_symbols: for entropy coders, `(encoder, **coder_options) -> encoder` coding the
       symbols `encoder` would bit-pack; in a chain such a codec follows a quantizer
-      (`uniform(bits=4)|huffman`) and takes only the options of this function.
+      (`uniform(bits=4)|huffman`) and takes only the options of this function; raises
+      `NoSymbolsError` for an encoder with no quantized symbols to code.
     sum_bound: for codecs whose encodings add up (every stage commutes with sum and the
       encoded values are integers with a scale shared by all clients), the largest
       |integer| per coordinate of one client, `(**checked_options) -> int`; secure
