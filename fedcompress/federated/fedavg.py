@@ -10,7 +10,9 @@ codec entropy-codes (`fedcompress.codecs.stages.entropy`), while `bits` stays th
 the same codec has with plain bit-packing. Without an entropy coder the two are
 equal. With `measure_error=True` the metrics also carry `aggregate/relative_error`.
 Client updates with NaN or Inf are left out of the mean and counted as
-`aggregate/rejected_clients` (`fedcompress.federated.robust`; on by default).
+`aggregate/rejected_clients` (`fedcompress.federated.robust`; on by default). Under
+secure aggregation or DP the mean is unweighted and counts every client: a rejected
+client's zeros dilute it there (its weight of 0 reaches no denominator).
 """
 
 from __future__ import annotations
@@ -216,7 +218,8 @@ def build_fedavg(
       decoded mean update against the exact mean of the same round (computed with an
       extra, uncounted `federated_mean`; instrumentation for rate-distortion plots).
     reject_non_finite: leave client updates with NaN/Inf (or a non-positive weight)
-      out of the mean and report `aggregate/rejected_clients`.
+      out of the mean (under secure aggregation or DP: replace them by zeros, still
+      counted) and report `aggregate/rejected_clients`.
     aggregator: a weighted aggregation factory that replaces the encoded mean (e.g.
       `fedcompress.federated.fetchsgd.FetchSGDFactory`); its measurements' `bits`
       become `aggregate/bits`. `aggregate_codec` must then be identity (None).

@@ -155,8 +155,9 @@ def test_worker_stops_on_sigint_even_when_started_with_sigint_ignored(lifecycle)
   # stop() asks with SIGINT and kills after 5 s; an inherited SIG_IGN would always
   # end in the kill (returncode -9) and cost those 5 s.
   returncode, seconds = lifecycle["stopped"]
+  # The kill is what shows the SIGINT was ignored; how long the stop took is a speed,
+  # not a behaviour (a timed assertion only flakes on a busy machine).
   assert int(returncode) != -signal.SIGKILL, f"worker killed after {seconds} s"
-  assert float(seconds) < 5.0
 
 
 def test_no_worker_is_started_after_shutdown(lifecycle):

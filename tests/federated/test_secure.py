@@ -169,6 +169,22 @@ def test_fedavg_under_secure_aggregation_counts_bits_per_client():
 
 
 @pytest.mark.slow
+def test_distributed_dp_mean_divides_by_the_clients():
+  # Nearly no noise: the mean of three known updates, up to the field's rounding. A sum
+  # (no division by the securely counted clients) would be 3x off.
+  config = privacy.DPConfig("distributed", noise_multiplier=1e-3, clip=1.0,
+                            clients_per_round=3, population=10, field_bits=16)
+  process = privacy.build_dp_mean_factory(config, sum_factory=None).create(
+      tff.TensorType(np.float32, [64]))
+  rng = np.random.default_rng(0)
+  updates = [rng.uniform(-0.05, 0.05, 64).astype(np.float32) for _ in range(3)]
+  result = np.asarray(process.next(process.initialize(), updates).result)
+  expected = np.mean(updates, axis=0)
+  error = np.max(np.abs(result - expected))
+  assert error < 0.1 * np.max(np.abs(expected)), (error, np.max(np.abs(expected)))
+
+
+@pytest.mark.slow
 def test_fedavg_with_distributed_dp_runs_under_secure_sum_and_counts_field_bits():
   # Used to fail building: TFF's proto nesting past upb's 100-level copy limit.
   config = privacy.DPConfig("distributed", noise_multiplier=0.5, clip=1.0,
@@ -267,6 +283,25 @@ def test_central_dp_noise_has_the_configured_std(secure_records):
   # The std estimate over 4096 draws is within 2.2% (2 sigma); 1.0 vs a wrong 2.0 or 0.5.
   assert np.std(result) == pytest.approx(1.0, rel=0.06)
   assert abs(np.mean(result)) < 0.1
+
+
+@pytest.mark.parametrize("secure_records", [False, True])
+def test_central_dp_mean_clips_each_update_and_divides_by_the_clients(secure_records):
+  # Without noise the DP mean is (sum of clipped updates) / clients_per_round: one
+  # update over the clip (norm 5 -> 1), one under it, one zero; worked out by hand.
+  config = privacy.DPConfig("central", noise_multiplier=0.0, clip=1.0, clients_per_round=3,
+                            population=10)
+  records = (secure.SecureEncodedSumFactory(
+      make_codec("fixed_int", options={"bits": 16, "clip": 1.0}), clients_per_round=3)
+      if secure_records else None)
+  process = privacy.build_dp_mean_factory(config, sum_factory=records).create(
+      tff.TensorType(np.float32, [4]))
+  updates = [np.array(v, np.float32) for v in
+             ([3.0, 4.0, 0.0, 0.0], [0.1, 0.0, 0.0, 0.2], [0.0, 0.0, 0.0, 0.0])]
+  result = process.next(process.initialize(), updates).result
+  expected = (np.array([0.6, 0.8, 0.0, 0.0]) + np.array([0.1, 0.0, 0.0, 0.2])) / 3
+  # fixed_int at 16 bits: each client's value within one step (1 / 32767) of its own.
+  np.testing.assert_allclose(result, expected, atol=3 / 32767 if secure_records else 1e-6)
 
 
 def test_central_dp_noise_comes_from_the_seed_and_the_round():

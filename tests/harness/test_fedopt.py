@@ -90,8 +90,15 @@ def test_option_the_optimizer_lacks_is_refused(name, options, message):
 
 def test_epsilon_zero_where_it_stays_finite():
   # Yogi and Adagrad start their accumulator above 0 by default; Keras' Adagrad guards.
+  # A coordinate whose gradient has always been 0 is where 0 / 0 would appear.
   for name in ("yogi", "adagrad", "adagrad_keras"):
-    experiment.build_optimizer(name, 0.5, {"epsilon": 0.0}, flag_prefix="server_")
+    opt = experiment.build_optimizer(name, 0.5, {"epsilon": 0.0}, flag_prefix="server_")
+    state = opt.initialize([tf.TensorSpec([2], tf.float32)])
+    weights = [tf.constant([0.0, 0.0])]
+    for _ in range(2):
+      state, weights = opt.next(state, weights, [tf.constant([1.0, 0.0])])
+    values = weights[0].numpy()
+    assert np.all(np.isfinite(values)) and values[0] < 0 and values[1] == 0, (name, values)
 
 
 def test_optimizer_flags_have_ranges():

@@ -65,8 +65,11 @@ def test_sampling_is_uniform_without_replacement_and_seeded():
   a = sample_clients(CLIENTS, 3, seed=1, round_num=5)
   assert len(set(a)) == 3 and set(a) <= set(CLIENTS)
   assert a == sample_clients(CLIENTS, 3, seed=1, round_num=5)
-  assert a != sample_clients(CLIENTS, 3, seed=2, round_num=5) or a != sample_clients(
-      CLIENTS, 3, seed=1, round_num=6)
+  # Each of seed and round changes the draw on its own: a sampler that ignored the seed
+  # would give every --seed the same clients (seen only by the seed-wise checks).
+  assert a != sample_clients(CLIENTS, 3, seed=2, round_num=5)
+  assert a != sample_clients(CLIENTS, 3, seed=1, round_num=6)
+  assert len({tuple(sample_clients(CLIENTS, 3, seed=s, round_num=5)) for s in range(10)}) >= 5
   counts = {c: 0 for c in CLIENTS}
   for r in range(3500):
     for c in sample_clients(CLIENTS, 2, seed=0, round_num=r):

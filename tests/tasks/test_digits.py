@@ -15,6 +15,26 @@ def test_dirichlet_split_gives_every_client_examples():
   assert sorted(np.concatenate(parts).tolist()) == list(range(300))
 
 
+def _mean_label_entropy(labels, parts) -> float:
+  """Mean over clients of the entropy (bits) of the client's label histogram."""
+  entropies = []
+  for part in parts:
+    p = np.bincount(labels[part], minlength=10) / len(part)
+    entropies.append(-np.sum(p[p > 0] * np.log2(p[p > 0])))
+  return float(np.mean(entropies))
+
+
+def test_dirichlet_alpha_sets_the_label_skew():
+  # Small alpha: each class goes mostly to one client, so clients hold few classes.
+  # Large alpha: every client gets every class in near-equal shares (log2(10) = 3.32).
+  labels = np.repeat(np.arange(10), 100)
+  skewed = _mean_label_entropy(labels, digits.dirichlet_split(labels, 10, 0.01,
+                                                              np.random.default_rng(0)))
+  even = _mean_label_entropy(labels, digits.dirichlet_split(labels, 10, 1000.0,
+                                                            np.random.default_rng(0)))
+  assert skewed < 1.0 and even > 3.2, (skewed, even)  # alpha 1: 2.89 for both
+
+
 def test_dirichlet_split_refuses_bad_alpha():
   # Issue 13, item 8: alpha 0 never returned from numpy's sampler (nor reacted to
   # signals), NaN gave a silently broken split, tiny values take hours. NaN comes first:

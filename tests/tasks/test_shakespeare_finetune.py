@@ -1,4 +1,4 @@
-"""fedcompress/tasks/shakespeare_finetune.py: the evaluation windows are the same in every run."""
+"""tasks/shakespeare.py, harness/finetune.py: the evaluation windows are the same in every run."""
 
 import collections
 import string
