@@ -65,8 +65,11 @@ def main(argv):
     summaries = run_demo(root, FLAGS.rounds, FLAGS.client_learning_rate, FLAGS.rounds_per_eval)
   except ValueError as e:
     return fail(str(e))
-  except NonFiniteModelError as e:
+  except (runtime.WorkerUnavailableError, NonFiniteModelError) as e:
     return fail(str(e), 1)
+  except runtime.COMPUTATION_ERRORS as e:
+    return fail(f"a round failed in the TFF worker: {runtime.describe_computation_error(e)}. "
+                "Rerun the demo to start over.", 1)
   original, compressed = summaries
   print("\n" + summary.format_markdown(summaries, baseline="original"))
   print(f"\ncompressed_u8 sent {compressed['broadcast_ratio']:.2f}x fewer broadcast bits "

@@ -29,6 +29,15 @@ SHARED_DATA = pathlib.Path(os.environ.get("FEDCOMPRESS_SHARED_DATA",
                                           REPO_ROOT.parent / "shared" / "data"))
 
 
+@pytest.fixture(autouse=True)
+def _warn_once_per_test():
+  """`cli.warn_once` says a message once per process; a test is its own process here."""
+  from fedcompress.harness import cli
+
+  cli._warned.clear()  # noqa: SLF001 (the dedup set is the function's own state)
+  yield
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> pathlib.Path:
   return REPO_ROOT

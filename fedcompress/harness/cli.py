@@ -36,6 +36,21 @@ def warn(message: str) -> None:
   print(f"warning: {one_line(message)}", file=sys.stderr, flush=True)
 
 
+_warned: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+  """`warn`, but a message this process already printed is not repeated.
+
+  For warnings about the flags, which a sweep builds once per run (and again when it
+  resumes one): the same flag given to every run is said once.
+  """
+  line = one_line(message)
+  if line not in _warned:
+    _warned.add(line)
+    warn(line)
+
+
 def one_line(message: str) -> str:
   """`message` with its line breaks and runs of whitespace folded into single spaces."""
   return " ".join(str(message).split())

@@ -410,7 +410,7 @@ def _warn_unused(fv: FlagValues, names: list[str], why: str) -> None:
   """One warning line for flags given (on the command line or in a flagfile) to no effect."""
   given = [f"--{n}" for n in names if fv[n].present]
   if given:
-    cli.warn(f"{', '.join(given)} {'has' if len(given) == 1 else 'have'} no effect: {why}")
+    cli.warn_once(f"{', '.join(given)} {'has' if len(given) == 1 else 'have'} no effect: {why}")
 
 
 def image_task_from_flags(fv: FlagValues) -> tasks.FederatedTask:
@@ -442,8 +442,8 @@ def codec_from_flags(fv: FlagValues, direction: str
     encoder = fv[f"{direction}_encoder"].value
     if bits is not None and not codecs.takes_bits(encoder,
                                                   fv[f"{direction}_encoder_args"].value):
-      cli.warn(f"--{direction}_bits={bits} has no effect: --{direction}_encoder={encoder} "
-               "takes no width or sets its own")
+      cli.warn_once(f"--{direction}_bits={bits} has no effect: "
+                    f"--{direction}_encoder={encoder} takes no width or sets its own")
     return spec
   if fv[f"{direction}_bits"].value is not None:
     raise ValueError(f"--{direction}_bits and --{direction}_bits_per_coordinate exclude "
@@ -470,9 +470,9 @@ def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
                                  fixed_clients: tuple[str, ...] | None = None
                                  ) -> ExperimentConfig:
   if fv["tf_logs"].value and quiet.quieted():
-    cli.warn("--tf_logs came too late: TensorFlow started quiet before the flags were "
-             "read (a flagfile's --tf_logs is); give it on the command line or set "
-             "FEDCOMPRESS_TF_LOGS=1")
+    cli.warn_once("--tf_logs came too late: TensorFlow started quiet before the flags were "
+                  "read (as from a flagfile or a sweep's --common_flags); set "
+                  "FEDCOMPRESS_TF_LOGS=1, or give --tf_logs on the binary's command line")
   broadcast = codec_from_flags(fv, "broadcast")
   aggregate = codec_from_flags(fv, "aggregate")
   recorded = recorded_flags(fv, module_names)

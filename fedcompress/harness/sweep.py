@@ -219,6 +219,8 @@ def run_sweep(runs: Sequence[SweepRun], root_output_dir: str, *, experiment: str
   if seeds:
     if any(a.startswith("--seed=") or a == "--seed" for a in common):
       raise ValueError("--seeds sets each run's --seed: remove --seed from --common_flags")
+    if any(a.startswith("--seed=") for run in runs for a in run.args):
+      raise ValueError("--seeds sets each run's --seed: drop the seed axis from --grid")
     runs = with_seeds(runs, seeds)
     names = [r.name for r in runs]
   plans = [_plan(kind, run, root_output_dir, common) for run in runs]

@@ -228,6 +228,15 @@ def test_dataset_flags_of_the_other_dataset_are_said(tmp_path, capsys, monkeypat
                          "split --dataset=digits, not emnist")
 
 
+def test_a_flag_warning_is_said_once_per_process(capsys):
+  # A sweep builds each run's config at planning and again when it resumes the run:
+  # the same warning for the same flags is said once, not once per build.
+  for _ in range(3):
+    fc_flags.experiment_config_from_flags(
+        _parsed(fc_flags.define_image_experiment_flags, "--aggregate_bits=8"), module_names=[])
+  assert capsys.readouterr().err.count("warning: --aggregate_bits=8 has no effect") == 1
+
+
 def test_bits_and_budget_exclude_each_other():
   fv = _parsed(fc_flags.define_image_experiment_flags, "--aggregate_encoder=eden",
                "--aggregate_bits=2", "--aggregate_bits_per_coordinate=2")

@@ -83,6 +83,14 @@ def test_a_common_flagfile_cannot_override_the_seeds(tmp_path, fake_experiment):
   assert fake_experiment == [("base_seed1", 1), ("base_seed2", 2)]
 
 
+def test_a_seed_axis_in_the_grid_is_refused_with_seeds(tmp_path, fake_experiment):
+  # 'seed=1,2' with --seeds=0,1 planned four runs of which two pairs were the same run.
+  with pytest.raises(ValueError, match="drop the seed axis from --grid"):
+    sweep.run_sweep(sweep.runs_from_grid("seed=1,2"), str(tmp_path), experiment="fake",
+                    seeds=[0, 1], log=lambda _: None)
+  assert fake_experiment == []
+
+
 def test_every_configuration_runs_once_per_seed(tmp_path, fake_experiment):
   sweep.run_sweep(RUNS, str(tmp_path), experiment="fake", seeds=[0, 1, 2], log=lambda _: None)
   assert fake_experiment == [(f"{name}_seed{s}", s) for name in ("base", "better", "noisy")

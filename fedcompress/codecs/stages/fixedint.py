@@ -28,7 +28,8 @@ Under secure aggregation the same integers are sent in the summation field, whos
 `fedcompress.federated.secure` sizes from `sum_bound` and the clients per round.
 
 Float32 tensors only (decoding gives float32). A NaN coordinate is sent as 0 (int32
-has no NaN), +-inf as +-clip: the integers always lie in `[-L, L]`.
+has no NaN), +-inf as +-clip: the integers always lie in `[-L, L]`. With `rotation` a
+NaN spreads to every rotated coordinate first, so the whole tensor is sent as 0.
 
 Options:
   bits: 2..16, the signed width of one client's integers (`L = 2^(bits-1) - 1`).

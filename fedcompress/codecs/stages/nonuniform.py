@@ -17,7 +17,10 @@ tensor's dtype: side information, counted.
 
 Wire cost per tensor of `n` elements: `ceil(n * bits / 32) * 32 + 2**bits * width`.
 A tensor with at most `2**bits` distinct values is sent exactly, by either method (its
-levels are then the values themselves), at any size (see below).
+levels are then the values themselves), at any size (see below), with two exceptions of
+float arithmetic: two values one float apart (the boundary between their levels, their
+midpoint, is not representable and rounds onto one of them) and, in float32, a nonzero
+value below ~10^-45 of the largest, which the scaling by a power of two flushes to 0.
 
 Large tensors. Up to `SORTED_MAX_ELEMENTS` (2^16) elements the levels are fitted on
 the sorted values, exactly as described. Sorting 1.6M float32 values costs ~400 ms of

@@ -97,11 +97,13 @@ class UniformQuantizationStage(te.stages.UniformQuantizationEncodingStage):
     if dtype not in _HALF_EXACT_BITS:
       return super().decode(encoded_tensors, decode_params, num_summands, shape, name=name)
     # In float32 too: in float16, `q / max_value * range` errs by up to a level at 11 bits.
-    # (A fixed range in `decode_params` is cast to the levels' dtype by the parent.)
     encoded = collections.OrderedDict((k, tf.cast(v, tf.float32))
                                       for k, v in encoded_tensors.items())
-    return tf.cast(super().decode(encoded, decode_params, num_summands, shape, name=name),
-                   dtype)
+    params = dict(decode_params)
+    if self.MIN_MAX_VALUES_KEY in params:  # A fixed range, rounded as the encoder's was.
+      params[self.MIN_MAX_VALUES_KEY] = tf.cast(
+          tf.cast(params[self.MIN_MAX_VALUES_KEY], dtype), tf.float32)
+    return tf.cast(super().decode(encoded, params, num_summands, shape, name=name), dtype)
 
 
 # The `uniform` codec: the TFF tutorial's, tensor_encoding's `uniform_quantization`
