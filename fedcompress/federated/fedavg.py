@@ -10,9 +10,9 @@ codec entropy-codes (`fedcompress.codecs.stages.entropy`), while `bits` stays th
 the same codec has with plain bit-packing. Without an entropy coder the two are
 equal. With `measure_error=True` the metrics also carry `aggregate/relative_error`.
 Client updates with NaN or Inf are left out of the mean and counted as
-`aggregate/rejected_clients` (`fedcompress.federated.robust`; on by default). Under
-secure aggregation or DP the mean is unweighted and counts every client: a rejected
-client's zeros dilute it there (its weight of 0 reaches no denominator).
+`aggregate/rejected_clients` (`fedcompress.federated.robust`; on by default). Under DP
+the mean divides by a fixed (or TFF's own) client count: a rejected client's zeros
+dilute it there. The secure mean counts only clients of positive weight.
 """
 
 from __future__ import annotations
@@ -218,8 +218,8 @@ def build_fedavg(
       decoded mean update against the exact mean of the same round (computed with an
       extra, uncounted `federated_mean`; instrumentation for rate-distortion plots).
     reject_non_finite: leave client updates with NaN/Inf (or a non-positive weight)
-      out of the mean (under secure aggregation or DP: replace them by zeros, still
-      counted) and report `aggregate/rejected_clients`.
+      out of the mean (under DP: replace them by zeros, still counted) and report
+      `aggregate/rejected_clients`.
     aggregator: a weighted aggregation factory that replaces the encoded mean (e.g.
       `fedcompress.federated.fetchsgd.FetchSGDFactory`); its measurements' `bits`
       become `aggregate/bits`. `aggregate_codec` must then be identity (None).

@@ -362,5 +362,7 @@ def build_protected_mean(aggregate_codec: CodecSpec | str | None, *, secure_aggr
                    if secure_aggregation else EncodedSumFactory.from_codec(codec, seed=seed))
     mean = build_dp_mean_factory(dp, sum_factory=sum_factory, seed=seed)
   else:
-    mean = build_secure_mean_factory(codec, clients_per_round=clients_per_round, seed=seed)
+    # Weighted only in that a client of weight 0 (one rejected as non-finite) is not
+    # counted; the DP means above count every client by design.
+    return build_secure_mean_factory(codec, clients_per_round=clients_per_round, seed=seed)
   return tff.aggregators.as_weighted_aggregator(mean)

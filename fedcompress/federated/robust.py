@@ -3,8 +3,9 @@
 `RejectNonFiniteFactory(inner)` wraps any weighted aggregation factory (the encoded
 mean of `fedcompress.federated.aggregation`). Before anything is encoded, each client checks its
 update: if any value is NaN or +-Inf, or its weight is not a finite positive number, it
-sends zeros with weight 0, so the weighted mean ignores it (a mean that drops the
-weights, as the secure and DP means do, counts its zeros instead), and a `rejected` flag. The
+sends zeros with weight 0, so the weighted mean ignores it (the secure mean counts only
+clients of positive weight; the DP means divide by a fixed count and so count its zeros),
+and a `rejected` flag. The
 server sums the flags into the measurement `rejected_clients` (int32). When every client
 of a round is rejected, the mean would be 0/0: the server returns a zero update instead,
 and `inner`'s state stays as it was before the round (FetchSGD's sketches would

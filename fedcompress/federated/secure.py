@@ -33,6 +33,7 @@ from __future__ import annotations
 import collections
 import math
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 import tree
@@ -116,6 +117,16 @@ class SecureEncodedSumFactory(tff.aggregators.UnweightedAggregationFactory):
     return gather
 
   def create(self, value_type) -> tff.templates.AggregationProcess:
+    """`next(state, value)`: every client adds 1 to the secure count."""
+    return self._create(value_type, counted=False)
+
+  def create_counted(self, value_type) -> tff.templates.AggregationProcess:
+    """`next(state, value, count)`: each client adds its own int32 count (0 or 1) to the
+    secure count, in the same bits (`SecureWeightedMeanFactory` leaves rejected clients
+    out that way)."""
+    return self._create(value_type, counted=True)
+
+  def _create(self, value_type, counted: bool) -> tff.templates.AggregationProcess:
     specs = type_conversions.type_to_tf_tensor_specs(value_type)
     encoders = tf.nest.map_structure(self._encoder, specs)
 
@@ -185,13 +196,12 @@ class SecureEncodedSumFactory(tff.aggregators.UnweightedAggregationFactory):
     def next_round_fn(state):
       return collections.OrderedDict(encoders=state["encoders"], round=state["round"] + 1)
 
-    @tff.federated_computation(state_type, tff.FederatedType(value_type, tff.CLIENTS))
-    def next_fn(state, value):
+    def round_fn(state, value, count):
       encode_params, before_params, after_params = tff.federated_map(get_params_fn, state)
       summable = tff.federated_map(encode_fn, (value, tff.federated_broadcast(encode_params),
                                                tff.federated_broadcast(before_params)))
       summed = modular_sum.next(modular_sum.initialize(), summable).result
-      clients = tff.federated_secure_sum_bitwidth(_client_one(), 1)
+      clients = tff.federated_secure_sum_bitwidth(count, 1)
       decoded = tff.federated_map(decode_fn, (summed, after_params, clients))
       # The encoders are stateless between rounds (a fresh rotation seed comes from
       # get_params): only the round counter of the seeds moves.
@@ -199,40 +209,86 @@ class SecureEncodedSumFactory(tff.aggregators.UnweightedAggregationFactory):
           state=tff.federated_map(next_round_fn, state), result=decoded,
           measurements=tff.federated_map(measurements_fn, clients))
 
+    clients_value = tff.FederatedType(value_type, tff.CLIENTS)
+    if counted:
+      @tff.federated_computation(state_type, clients_value,
+                                 tff.FederatedType(np.int32, tff.CLIENTS))
+      def next_fn(state, value, count):
+        return round_fn(state, value, count)
+    else:
+      @tff.federated_computation(state_type, clients_value)
+      def next_fn(state, value):
+        return round_fn(state, value, _client_one())
+
     return tff.templates.AggregationProcess(init_fn, next_fn)
 
 
-class SumToMeanFactory(tff.aggregators.UnweightedAggregationFactory):
-  """Unweighted mean from a sum factory that measures its securely summed client count.
+def _divide_by_count(inner: tff.templates.AggregationProcess):
+  """`(sum, measurements) -> sum / measurements[COUNT_KEY]` for `inner`'s types."""
+  result_type = inner.next.type_signature.result.result.member
+  measurements_type = inner.next.type_signature.result.measurements.member
 
-  The count comes from the sum's own `clients` measurement, so it is sent once.
+  @tff.tensorflow.computation(result_type, measurements_type)
+  def divide_fn(total, measurements):
+    clients = tf.cast(measurements[COUNT_KEY], tf.float32)
+    return tf.nest.map_structure(lambda t: tf.math.divide_no_nan(t, tf.cast(clients, t.dtype)),
+                                 total)
+
+  return divide_fn
+
+
+class SecureWeightedMeanFactory(tff.aggregators.WeightedAggregationFactory):
+  """The secure mean over the clients of positive weight, for FedAvg's weighted slot.
+
+  The mean is unweighted (each counted client counts once); the weight only says whether
+  a client counts. `RejectNonFiniteFactory` leaves a client out by sending zeros with
+  weight 0: the unweighted mean this replaced (under TFF's `as_weighted_aggregator`)
+  dropped the weight, so that client was still counted and diluted the round's mean.
+  Here each client adds `weight > 0` to the secure count instead of 1: the same count
+  bits.
   """
 
   def __init__(self, sum_factory: SecureEncodedSumFactory):
     self._sum = sum_factory
 
-  def create(self, value_type) -> tff.templates.AggregationProcess:
-    inner = self._sum.create(value_type)
-    result_type = inner.next.type_signature.result.result.member
+  def create(self, value_type, weight_type) -> tff.templates.AggregationProcess:
+    inner = self._sum.create_counted(value_type)
+    divide_fn = _divide_by_count(inner)
+    # Every client sends its field values and its count, counted or not.
+    per_client_bits = self._sum.field_bits * self._sum.coordinates + self._sum.count_bits
     measurements_type = inner.next.type_signature.result.measurements.member
 
-    @tff.tensorflow.computation(result_type, measurements_type)
-    def divide_fn(total, measurements):
-      clients = tf.cast(measurements[COUNT_KEY], tf.float32)
-      return tf.nest.map_structure(lambda t: tf.math.divide_no_nan(t, tf.cast(clients, t.dtype)),
-                                   total)
+    @tff.tensorflow.computation(weight_type)
+    def counts_fn(weight):
+      return tf.cast(tf.greater(weight, tf.zeros_like(weight)), tf.int32)
 
-    @tff.federated_computation(inner.next.type_signature.parameter)
-    def next_fn(state, value):
-      output = inner.next(state, value)
+    @tff.tensorflow.computation(measurements_type, tf.int32)
+    def bits_fn(measurements, senders):
+      out = collections.OrderedDict(measurements)
+      out["bits"] = tf.cast(senders, tf.int64) * per_client_bits
+      return out
+
+    state_type, value_type_at_clients, _ = inner.next.type_signature.parameter
+
+    @tff.federated_computation(state_type, value_type_at_clients,
+                               tff.FederatedType(weight_type, tff.CLIENTS))
+    def next_fn(state, value, weight):
+      output = inner.next(state, value, tff.federated_map(counts_fn, weight))
       mean = tff.federated_map(divide_fn, (output.result, output.measurements))
-      return tff.templates.MeasuredProcessOutput(output.state, mean, output.measurements)
+      # How many clients sent is no secret (the server sampled them); how many of them
+      # count stays in the secure sum.
+      senders = tff.federated_sum(_client_one())
+      return tff.templates.MeasuredProcessOutput(
+          output.state, mean, tff.federated_map(bits_fn, (output.measurements, senders)))
 
     return tff.templates.AggregationProcess(inner.initialize, next_fn)
 
 
 def build_secure_mean_factory(codec: CodecSpec | str, *, clients_per_round: int, seed: int = 0
-                              ) -> tff.aggregators.UnweightedAggregationFactory:
-  """Unweighted mean of client updates under secure aggregation with `codec`."""
-  return SumToMeanFactory(SecureEncodedSumFactory(codec, clients_per_round=clients_per_round,
-                                                  seed=seed))
+                              ) -> tff.aggregators.WeightedAggregationFactory:
+  """Mean of client updates under secure aggregation with `codec`, for FedAvg.
+
+  Unweighted over the clients of positive weight (`SecureWeightedMeanFactory`).
+  """
+  return SecureWeightedMeanFactory(SecureEncodedSumFactory(
+      codec, clients_per_round=clients_per_round, seed=seed))

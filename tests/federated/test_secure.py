@@ -13,6 +13,7 @@ import tensorflow_federated as tff
 import fedcompress
 from fedcompress.codecs import CodecSpec, make_codec
 from fedcompress.federated import privacy, secure
+from fedcompress.federated.robust import RejectNonFiniteFactory
 
 VALUE_TYPE = tff.to_type(collections.OrderedDict(a=tff.TensorType(np.float32, [5]),
                                                  b=tff.TensorType(np.float32, [2, 3])))
@@ -43,6 +44,23 @@ def test_secure_sum_decodes_the_sum_within_the_quantization_bound(secure_sum):
     error = np.abs(output.result[key] - exact)
     assert error.max() < CLIENTS * step
     assert error.max() > 0  # Quantized, not passed through.
+
+
+def test_a_rejected_client_is_left_out_of_the_secure_mean():
+  # RejectNonFiniteFactory sends a NaN client's update as zeros with weight 0. The secure
+  # mean dropped the weight and still counted that client: [0.5] and [NaN] gave 0.25.
+  factory = RejectNonFiniteFactory(secure.build_secure_mean_factory(
+      make_codec("fixed_int", options={"bits": 16, "clip": 1.0}), clients_per_round=3))
+  process = factory.create(tff.TensorType(np.float32, [4]), tff.TensorType(np.float32))
+  good, bad = np.full(4, 0.5, np.float32), np.full(4, np.nan, np.float32)
+  output = process.next(process.initialize(), [good, bad, good * 0.5], [1.0, 1.0, 1.0])
+  np.testing.assert_allclose(output.result, np.full(4, 0.375), atol=2 / 32767)
+  assert output.measurements["rejected_clients"] == 1
+  # All three clients sent their field values and count, the rejected one included:
+  # 18-bit field (2 * 3 * 32767 + 1 values) for 4 coordinates, a 2-bit count each.
+  assert secure.field_bits(32767, 3) == 18
+  assert output.measurements["bits"] == 3 * (18 * 4 + 2)
+  assert output.measurements[secure.COUNT_KEY] == 2  # Two clients in the mean.
 
 
 def test_more_clients_than_the_field_holds_fail_rather_than_wrap(secure_sum):
