@@ -170,6 +170,7 @@ class SecureEncodedSumFactory(tff.aggregators.UnweightedAggregationFactory):
                       tf.nest.flatten(type_conversions.type_to_tf_tensor_specs(summable_type)))
     self.coordinates = coordinates
     per_client_bits = self.field_bits * coordinates + self.count_bits
+    self.per_client_bits = per_client_bits  # What one client sends, counted or not.
     modular_sum = tff.aggregators.SecureModularSumFactory(
         self._clients * self._bound + 1, symmetric_range=True).create(summable_type)
 
@@ -255,7 +256,7 @@ class SecureWeightedMeanFactory(tff.aggregators.WeightedAggregationFactory):
     inner = self._sum.create_counted(value_type)
     divide_fn = _divide_by_count(inner)
     # Every client sends its field values and its count, counted or not.
-    per_client_bits = self._sum.field_bits * self._sum.coordinates + self._sum.count_bits
+    per_client_bits = self._sum.per_client_bits
     measurements_type = inner.next.type_signature.result.measurements.member
 
     @tff.tensorflow.computation(weight_type)
