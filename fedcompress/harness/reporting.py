@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol, TextIO
 
 from fedcompress import metrics as m
+from fedcompress.harness import durable
 from fedcompress.units import format_bits
 
 
@@ -123,7 +124,7 @@ class CsvReporter:
       writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
       writer.writeheader()
       writer.writerows(self._kept)
-    os.replace(tmp, self.path)
+    durable.replace(tmp, self.path)
 
   def write(self, row: Mapping[str, Any]) -> None:
     if self._writer is None:
@@ -297,4 +298,4 @@ def _purge_after(logdir: str, first_round: int, hparams: bool = False) -> None:
     with tf.io.TFRecordWriter(tmp) as writer:
       for record in kept:
         writer.write(record)
-    os.replace(tmp, path)
+    durable.replace(tmp, path)

@@ -37,6 +37,8 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from fedcompress.harness import durable
+
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
 RUN_INFO_FILE = "run_info.json"
@@ -208,7 +210,7 @@ def _write_json(path: str, value: Any) -> None:
   with open(tmp, "w") as f:
     json.dump(value, f, indent=2, sort_keys=True)
     f.write("\n")
-  os.replace(tmp, path)
+  durable.replace(tmp, path)
 
 
 def jsonable(value: Any) -> Any:
