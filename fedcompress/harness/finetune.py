@@ -88,7 +88,7 @@ def run_finetune(config: ExperimentConfig, *, pretrained_path: str | None,
   sanity = pretrained_eval = None
   if pretrained_path is not None:  # A model from scratch would only show chance here.
     sanity = sanity_check(start, setup.train.create_tf_dataset_for_client(client),
-                          pad_short_clients=True)
+                          seq_length=seq_length, pad_short_clients=True)
     log(f"sanity check: pretrained accuracy {sanity.client_accuracy:.4f} on {client}, "
         f"{sanity.random_accuracy:.4f} on random text (chance "
         f"{sanity.expected_random_accuracy:.4f})")

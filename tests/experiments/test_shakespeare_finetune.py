@@ -11,6 +11,7 @@ from absl.testing import flagsaver
 
 from fedcompress import metrics as m
 from fedcompress.harness import reporting
+from fedcompress.tasks import shakespeare as sh_task
 from fedcompress.tasks.datasets import char_vocab
 from fedcompress.tasks.models import char_rnn
 
@@ -88,8 +89,16 @@ def test_sampled_clients_with_padding(binary, data_dir, tiny_model, tmp_path, ca
   rc = _run(binary, pretrained_model=tiny_model, cache_dir=str(data_dir), clients=[],
             clients_per_round=3, pad_short_clients=True, rounds=1, max_eval_batches=2,
             num_generate=5, root_output_dir=str(tmp_path), experiment_name="sampled",
-            sanity_client="HAMLET", client_epochs=2)
+            sanity_client="HAMLET", client_epochs=2, seq_length=20)
   assert rc == 0, capsys.readouterr().err
+  # The sanity check reads windows of --seq_length, as training does.
+  hamlet = tf.data.Dataset.from_tensor_slices(collections.OrderedDict(
+      snippets=tf.constant([LINES[i % 3] * 2 for i in range(40)])))
+  expected = sh_task.sanity_check(tf.keras.models.load_model(tiny_model, compile=False), hamlet,
+                                  seq_length=20, pad_short_clients=True)
+  saved = json.loads((tmp_path / "sampled" / "pretrained_eval.json").read_text())
+  assert saved["sanity"]["client_loss"] == pytest.approx(expected.client_loss, rel=1e-6)
+  assert saved["sanity"]["random_loss"] == pytest.approx(expected.random_loss, rel=1e-6)
   rows = reporting.read_metrics_csv(str(tmp_path / "sampled" / "metrics.csv"))
   assert rows[0][m.BROADCAST_BITS] == 3 * 32 * char_rnn.create_char_rnn(
       embedding_dim=8, rnn_units=16).count_params()
