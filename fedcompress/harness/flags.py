@@ -326,7 +326,8 @@ def define_image_experiment_flags(fv: FlagValues = flags.FLAGS) -> None:
 def define_shakespeare_experiment_flags(fv: FlagValues = flags.FLAGS) -> None:
   """Every flag of the Shakespeare experiment (fine-tuning, or from scratch with --model)."""
   flags.DEFINE_string("pretrained_model", None, "Keras model file of the pretrained "
-                      "character RNN (experiments/pretrain_char_rnn.py makes one).",
+                      "character RNN (experiments/pretrain_char_rnn.py makes one; a run's "
+                      "final_model.keras, GRU or fedopt_lstm, is one too).",
                       flag_values=fv)
   flags.DEFINE_enum("model", PRETRAINED, [PRETRAINED, *sorted(tasks.SHAKESPEARE_MODELS)],
                     f"{PRETRAINED}: fine-tune --pretrained_model (the tutorial); fedopt_lstm: "

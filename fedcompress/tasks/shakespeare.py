@@ -52,12 +52,12 @@ def load_pretrained(path: str) -> tf.keras.Model:
                      "experiments/pretrain_char_rnn.py)")
   try:
     model = tf.keras.models.load_model(path, compile=False)
-    sizes = char_rnn.char_rnn_sizes(model)
+    classes = char_rnn.vocab_size(model)
   except Exception as e:  # h5py/zip/Keras errors: all mean "not a usable model".
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     raise ValueError(f"cannot load --pretrained_model {path}: {first}") from None
-  if sizes.vocab_size != VOCAB_SIZE:
-    raise ValueError(f"--pretrained_model {path} predicts {sizes.vocab_size} characters; "
+  if classes != VOCAB_SIZE:
+    raise ValueError(f"--pretrained_model {path} predicts {classes} characters; "
                      f"the Shakespeare vocabulary has {VOCAB_SIZE}")
   return model
 

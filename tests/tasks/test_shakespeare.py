@@ -257,6 +257,32 @@ def test_full_size_model_has_the_tutorials_parameter_count():
   assert char_rnn.char_rnn_sizes(model) == (86, 256, 1024)
 
 
+def test_load_pretrained_takes_either_architecture(tmp_path):
+  # A FedOpt LSTM run's final model can be fine-tuned again, as a GRU's can.
+  for name, model in [("gru", char_rnn.create_char_rnn(embedding_dim=4, rnn_units=8, seed=0)),
+                      ("lstm", char_rnn.create_fedopt_lstm(seed=0))]:
+    path = str(tmp_path / f"{name}.keras")
+    model.save(path)
+    loaded = sh_task.load_pretrained(path)
+    assert loaded.count_params() == model.count_params()
+    assert char_rnn.vocab_size(loaded) == sh_task.VOCAB_SIZE
+
+
+@pytest.mark.parametrize("model,message", [
+    (lambda: char_rnn.create_char_rnn(vocab_size=50, embedding_dim=4, rnn_units=8),
+     "predicts 50 characters"),
+    (lambda: tf.keras.Sequential([tf.keras.layers.Embedding(86, 4), tf.keras.layers.Dense(86)]),
+     "expected a character RNN"),
+])
+def test_load_pretrained_refuses_other_models(tmp_path, model, message):
+  path = str(tmp_path / "other.keras")
+  built = model()
+  built.build([None, 5])
+  built.save(path)
+  with pytest.raises(ValueError, match=message):
+    sh_task.load_pretrained(path)
+
+
 def test_model_takes_any_batch_size(tiny_model):
   assert tiny_model(tf.zeros([8, 100], tf.int64)).shape == (8, 100, 86)
   assert tiny_model(tf.zeros([3, 7], tf.int64)).shape == (3, 7, 86)

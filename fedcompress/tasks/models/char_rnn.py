@@ -176,6 +176,24 @@ def char_rnn_sizes(model: tf.keras.Model) -> CharRnnSizes:
   return CharRnnSizes(embeddings[0].input_dim, embeddings[0].output_dim, grus[0].units)
 
 
+def vocab_size(model: tf.keras.Model) -> int:
+  """Characters a character model reads and predicts: any of this module's (GRU or LSTM).
+
+  Raises:
+    ValueError: not one Embedding, then recurrent layers, then Dense logits over as many
+      classes as the Embedding reads.
+  """
+  layers = model.layers
+  kinds = [type(layer).__name__ for layer in layers]
+  if (len(layers) < 3 or not isinstance(layers[0], tf.keras.layers.Embedding)
+      or not all(isinstance(layer, tf.keras.layers.RNN) for layer in layers[1:-1])
+      or not isinstance(layers[-1], tf.keras.layers.Dense)
+      or layers[-1].units != layers[0].input_dim):
+    raise ValueError("expected a character RNN (Embedding, recurrent layers, Dense logits "
+                     f"over the Embedding's characters), got {kinds}")
+  return layers[0].input_dim
+
+
 def copy_weights(source: tf.keras.Model, target: tf.keras.Model) -> tf.keras.Model:
   """Puts `source`'s weights into `target` (same sizes, any batch size) and returns it."""
   restore_keras_v2_classes(source, target)
