@@ -150,6 +150,17 @@ class Checkpointer:
     return None
 
 
+def _is_text(value) -> bool:
+  """A tf.string value: bytes of its own width in a state (`|S22`), objects when read back.
+
+  TFF's DP aggregator keeps the round's DP event in its state, with its name as a
+  string, so a DP run's checkpoint holds strings.
+  """
+  array = np.asarray(value)
+  return array.dtype.kind == "S" or (
+      array.dtype.kind == "O" and all(isinstance(x, bytes) for x in array.reshape(-1)))
+
+
 def _check_compatible(template_flat, flat, version: int) -> None:
   if len(flat) != len(template_flat):
     raise CheckpointMismatchError(
@@ -160,7 +171,7 @@ def _check_compatible(template_flat, flat, version: int) -> None:
       raise CheckpointMismatchError(
           f"checkpoint round_{version} tensor {i} has shape {np.shape(v)}, this model and "
           f"codec need {np.shape(t)}: it was written by a different model or codec")
-    if np.asarray(t).dtype != np.asarray(v).dtype:
+    if np.asarray(t).dtype != np.asarray(v).dtype and not (_is_text(t) and _is_text(v)):
       raise CheckpointMismatchError(
           f"checkpoint round_{version} tensor {i} is {np.asarray(v).dtype}, this model and "
           f"codec need {np.asarray(t).dtype}: it was written by a different model or codec")
