@@ -34,9 +34,9 @@ is tight for the noise levels used).
 Caveats, not handled: for `central` the codec encodes and decodes each clipped update
 before the noise, so the sensitivity is the largest norm of a decoded update, and a
 codec that can enlarge it (`randk`'s n/k rescaling; min/max quantizers in the worst
-case) makes the accounted epsilon optimistic. `central`'s noise is drawn from the run's
-seed and the round (`SeededGaussianSumQuery`); `central_adaptive`'s and `distributed`'s
-is TFF's own and not seeded.
+case) makes the accounted epsilon optimistic. `central`'s and `central_adaptive`'s noise
+is drawn from the run's seed and the round (`SeededGaussianSumQuery`,
+`SeededQuantileAdaptiveClipSumQuery`); `distributed`'s is TFF's own and not seeded.
 """
 
 from __future__ import annotations
@@ -107,6 +107,15 @@ class DPConfig:
                        f"{self.field_bits}")
     if not 0 < self.target_quantile < 1:
       raise ValueError(f"target quantile must be in (0, 1), got {self.target_quantile}")
+    # TFF's `adaptive_clip_noise_params` splits the noise between the update and the
+    # clipped count, whose stddev is 0.05 x clients: it cannot split this much or more.
+    most = 2 * 0.05 * self.clients_per_round
+    if self.mechanism == "central_adaptive" and self.noise_multiplier >= most:
+      raise ValueError(
+          f"--dp=central_adaptive with {self.clients_per_round} clients per round takes "
+          f"--dp_noise_multiplier below {most:g} (0.1 x clients: part of the noise goes to "
+          f"the adaptive clip's count of clipped updates), got {self.noise_multiplier:g}: "
+          "lower it or sample more clients per round")
 
   @property
   def sampling_rate(self) -> float:
@@ -162,8 +171,10 @@ def _field(structure, name: str, index: int):
   return structure[index]
 
 
-# Stream of the central DP noise within a run's seed: apart from the codecs' draws.
+# Streams of the central DP noise within a run's seed: apart from the codecs' draws,
+# and, for `central_adaptive`, the update's noise apart from the clipped count's.
 _CENTRAL_NOISE_STREAM = 0x44504E53  # "DPNS"
+_CLIPPED_COUNT_STREAM = 0x44504343  # "DPCC"
 
 
 class SeededGaussianSumQuery(tfp.GaussianSumQuery):
@@ -180,13 +191,15 @@ class SeededGaussianSumQuery(tfp.GaussianSumQuery):
   _GlobalState = collections.namedtuple("_GlobalState",
                                         ["l2_norm_clip", "stddev", "seed", "round"])
 
-  def __init__(self, l2_norm_clip: float, stddev: float, seed: int):
+  def __init__(self, l2_norm_clip: float, stddev: float, seed: int,
+               stream: int = _CENTRAL_NOISE_STREAM):
     super().__init__(l2_norm_clip, stddev)
     self._seed = int(seed)
+    self._stream = int(stream)
 
   def make_global_state(self, l2_norm_clip, stddev):
     return self._GlobalState(tf.cast(l2_norm_clip, tf.float32), tf.cast(stddev, tf.float32),
-                             tf.constant([self._seed, _CENTRAL_NOISE_STREAM], tf.int64),
+                             tf.constant([self._seed, self._stream], tf.int64),
                              tf.constant(0, tf.int64))
 
   def get_noised_result(self, sample_state, global_state):
@@ -202,6 +215,55 @@ class SeededGaussianSumQuery(tfp.GaussianSumQuery):
             global_state._replace(round=global_state.round + 1), event)
 
 
+class _SeededQuantileEstimatorQuery(tfp.QuantileEstimatorQuery):
+  """`tfp.QuantileEstimatorQuery` whose noisy count of unclipped updates is seeded."""
+
+  def __init__(self, *args, seed: int, **kwargs):
+    self._seed = int(seed)  # Read by the parent's __init__, through the method below.
+    super().__init__(*args, **kwargs)
+
+  def _construct_below_estimate_query(self, below_estimate_stddev, expected_num_records):
+    # tensorflow_privacy's own, with the seeded sum query.
+    return tfp.NormalizedQuery(
+        SeededGaussianSumQuery(0.5, below_estimate_stddev, self._seed, _CLIPPED_COUNT_STREAM),
+        denominator=expected_num_records)
+
+
+class SeededQuantileAdaptiveClipSumQuery(tfp.QuantileAdaptiveClipSumQuery):
+  """`tfp.QuantileAdaptiveClipSumQuery` with both its noises drawn from the run's seed.
+
+  The update's noise and the clipped count's come from `SeededGaussianSumQuery` on two
+  streams. The parent rebuilds the sum query's state from the new clip every round,
+  which would restart its round count (the same draws, rescaled, each round): here the
+  clip and standard deviation are replaced in the state the round left instead. The
+  clip's adaptation and the accounting are the parent's.
+  """
+
+  def __init__(self, initial_l2_norm_clip, noise_multiplier, target_unclipped_quantile,
+               learning_rate, clipped_count_stddev, expected_num_records,
+               geometric_update=True, *, seed: int):
+    super().__init__(initial_l2_norm_clip, noise_multiplier, target_unclipped_quantile,
+                     learning_rate, clipped_count_stddev, expected_num_records,
+                     geometric_update)
+    self._quantile_estimator_query = _SeededQuantileEstimatorQuery(
+        initial_l2_norm_clip, target_unclipped_quantile, learning_rate,
+        clipped_count_stddev, expected_num_records, geometric_update, seed=seed)
+    self._sum_query = SeededGaussianSumQuery(
+        initial_l2_norm_clip, noise_multiplier * initial_l2_norm_clip, seed)
+
+  def get_noised_result(self, sample_state, global_state):
+    noised, sum_state, sum_event = self._sum_query.get_noised_result(
+        sample_state.sum_state, global_state.sum_state)
+    clip, quantile_state, quantile_event = self._quantile_estimator_query.get_noised_result(
+        sample_state.quantile_estimator_state, global_state.quantile_estimator_state)
+    clip = tf.maximum(clip, 0.0)
+    sum_state = sum_state._replace(l2_norm_clip=clip,
+                                   stddev=clip * global_state.noise_multiplier)
+    event = dp_accounting.ComposedDpEvent(events=[sum_event, quantile_event])
+    return noised, self._GlobalState(global_state.noise_multiplier, sum_state,
+                                     quantile_state), event
+
+
 def _central_query(config: DPConfig, seed: int) -> tfp.DPQuery:
   if config.mechanism == "central":
     query = SeededGaussianSumQuery(l2_norm_clip=config.clip,
@@ -211,11 +273,11 @@ def _central_query(config: DPConfig, seed: int) -> tfp.DPQuery:
     value_noise_multiplier, clipped_count_stddev = (
         differential_privacy.adaptive_clip_noise_params(
             config.noise_multiplier, float(config.clients_per_round)))
-    query = tfp.QuantileAdaptiveClipSumQuery(
+    query = SeededQuantileAdaptiveClipSumQuery(
         initial_l2_norm_clip=config.clip, noise_multiplier=value_noise_multiplier,
         target_unclipped_quantile=config.target_quantile, learning_rate=0.2,
         clipped_count_stddev=clipped_count_stddev,
-        expected_num_records=config.clients_per_round, geometric_update=True)
+        expected_num_records=config.clients_per_round, geometric_update=True, seed=seed)
   return tfp.NormalizedQuery(query, denominator=config.clients_per_round)
 
 
@@ -228,12 +290,11 @@ def build_dp_mean_factory(config: DPConfig, *,
     config: the mechanism.
     sum_factory: for central DP, the (compressed, possibly secure) sum of the clipped
       updates; must be None for `distributed`, whose pipeline is its own compression.
-    seed: the run's seed; fixes `central`'s noise (`SeededGaussianSumQuery`). The noise
-      of `central_adaptive` and `distributed` is TFF's own and not seeded.
+    seed: the run's seed; fixes the noise of `central` and `central_adaptive`. The
+      noise of `distributed` is TFF's own and not seeded.
 
   Raises:
-    ValueError: a codec given with `distributed`, or (TFF's) a noise multiplier too
-      large for `central_adaptive` to split between the update and the clipped count.
+    ValueError: a codec given with `distributed`.
   """
   if config.mechanism == "distributed":
     if sum_factory is not None:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_federated as tff
+import tensorflow_privacy as tfp
 
 import fedcompress
 from fedcompress.codecs import CodecSpec, make_codec
@@ -238,7 +239,7 @@ def test_protected_mean_refusals_are_one_line():
            client_weighting=uniform),
       # The adaptive query's clipped-count signal would be quantized with the update.
       dict(aggregate_codec="fixed_int", secure_aggregation=True,
-           dp=privacy.DPConfig("central_adaptive", 1.0, 0.1, 10, 100),
+           dp=privacy.DPConfig("central_adaptive", 0.5, 0.1, 10, 100),
            client_weighting=uniform),
   ]
   for case in cases:
@@ -248,7 +249,7 @@ def test_protected_mean_refusals_are_one_line():
   # Without secure aggregation the adaptive query is accepted.
   privacy.check_protected_mean(clients_per_round=10, aggregate_codec="uniform",
                                secure_aggregation=False, client_weighting=uniform,
-                               dp=privacy.DPConfig("central_adaptive", 1.0, 0.1, 10, 100))
+                               dp=privacy.DPConfig("central_adaptive", 0.5, 0.1, 10, 100))
 
 
 def test_a_fixed_client_list_larger_than_the_field_is_refused(tmp_path):
@@ -322,10 +323,13 @@ def test_central_dp_mean_clips_each_update_and_divides_by_the_clients(secure_rec
   np.testing.assert_allclose(result, expected, atol=3 / 32767 if secure_records else 1e-6)
 
 
-def test_central_dp_noise_comes_from_the_seed_and_the_round():
+@pytest.mark.parametrize("mechanism", ["central", "central_adaptive"])
+def test_central_dp_noise_comes_from_the_seed_and_the_round(mechanism):
   # tensorflow_privacy's noise was unseeded: no two runs with --dp=central were equal.
-  config = privacy.DPConfig("central", noise_multiplier=2.0, clip=0.5, clients_per_round=1,
-                            population=10)
+  # With 100 expected clients the adaptive query can split noise multiplier 2 between
+  # the update and the clipped count (one client's zeros stand for the round).
+  config = privacy.DPConfig(mechanism, noise_multiplier=2.0, clip=0.5, clients_per_round=100,
+                            population=1000)
 
   def two_rounds(seed):
     process = privacy.build_dp_mean_factory(config, sum_factory=None,
@@ -339,15 +343,51 @@ def test_central_dp_noise_comes_from_the_seed_and_the_round():
 
   first, second = two_rounds(seed=3)
   again = two_rounds(seed=3)
-  np.testing.assert_array_equal(first, again[0])  # A rerun draws the same noise...
+  # A rerun draws the same noise, the adaptive clip's count noise included (the clip
+  # sets round 2's noise scale)...
+  np.testing.assert_array_equal(first, again[0])
   np.testing.assert_array_equal(second, again[1])
-  assert not np.array_equal(first, second)  # ...new noise each round...
+  # ...new draws each round, not round 1's rescaled by a new clip...
+  assert abs(np.corrcoef(first, second)[0, 1]) < 0.1
   assert not np.array_equal(first, two_rounds(seed=4)[0])  # ...and per seed.
   # The round count lives in the aggregator's state: a resumed run continues it.
   process = privacy.build_dp_mean_factory(config, sum_factory=None, seed=3).create(ZERO_TYPE)
   after = process.next(process.initialize(), [np.zeros(DIM, np.float32)]).state
   np.testing.assert_array_equal(
       process.next(after, [np.zeros(DIM, np.float32)]).result, second)
+
+
+def test_adaptive_noise_too_large_to_split_is_refused_naming_the_flags():
+  # TFF's own error named its clipped_count_stddev, which no flag sets.
+  with pytest.raises(ValueError, match=r"--dp_noise_multiplier below 0.5 .* got 0.5"):
+    privacy.DPConfig("central_adaptive", noise_multiplier=0.5, clip=0.1, clients_per_round=5,
+                     population=100)
+  config = privacy.DPConfig("central_adaptive", noise_multiplier=0.49, clip=0.1,
+                            clients_per_round=5, population=100)
+  privacy.build_dp_mean_factory(config, sum_factory=None)  # TFF splits it.
+
+
+def test_seeded_adaptive_clip_adapts_as_tensorflow_privacys():
+  # Without noise the seeded query's clip follows tensorflow_privacy's own, round by
+  # round: norms 1, 2, 3, 4 against a clip of 0.5 (all clipped) move it up by exp(0.2 *
+  # target) each round.
+  args = dict(initial_l2_norm_clip=0.5, noise_multiplier=0.0, target_unclipped_quantile=0.5,
+              learning_rate=0.2, clipped_count_stddev=0.0, expected_num_records=4)
+  records = [tf.constant([float(n), 0.0]) for n in (1, 2, 3, 4)]
+  clips = []
+  for query in (tfp.QuantileAdaptiveClipSumQuery(**args),
+                privacy.SeededQuantileAdaptiveClipSumQuery(**args, seed=0)):
+    state, trajectory = query.initial_global_state(), []
+    for _ in range(3):
+      params = query.derive_sample_params(state)
+      sample = query.initial_sample_state(records[0])
+      for record in records:
+        sample = query.accumulate_record(params, sample, record)
+      _, state, _ = query.get_noised_result(sample, state)
+      trajectory.append(float(query.derive_metrics(state)["clip"]))
+    clips.append(trajectory)
+  np.testing.assert_allclose(clips[1], clips[0], rtol=1e-6)
+  np.testing.assert_allclose(clips[0], 0.5 * np.exp(0.2 * 0.5 * np.arange(1, 4)), rtol=1e-5)
 
 
 @pytest.mark.slow
