@@ -37,8 +37,8 @@ from fedcompress.harness.reporting import read_metrics_csv
 class SweepRun:
   name: str
   args: tuple[str, ...]
-  # Set by `with_seeds`: parsed once more after the common flags, so that a flagfile
-  # among them that sets --seed (several in configs/ do) cannot override it.
+  # Set by `with_seeds`: parsed after the common flags (as grid values are), so that a
+  # flagfile among them that sets --seed (several in configs/ do) cannot override it.
   seed: int | None = None
 
 
@@ -163,8 +163,15 @@ def _plan(kind: ExperimentKind, run: SweepRun, root_output_dir: str,
   kind.define_flags(fv)
   try:
     seed = [] if run.seed is None else [f"--seed={run.seed}"]
-    fv(["sweep", *run.args, *common, *seed, f"--root_output_dir={root_output_dir}",
-        f"--experiment_name={run.name}"])
+    # absl keeps the last value. A run's flagfile comes before --common_flags, which set
+    # what every run shares (fewer rounds, another learning rate); its grid values come
+    # after, or a common flag would silently make runs of other names the same run.
+    flagfiles = [a for a in run.args if a.startswith("--flagfile")]
+    values = [a for a in run.args if not a.startswith("--flagfile")]
+    left = fv(["sweep", *flagfiles, *common, *values, *seed,
+               f"--root_output_dir={root_output_dir}", f"--experiment_name={run.name}"])
+    if left[1:]:  # The binaries refuse these too: a flag without its dashes does nothing.
+      raise ValueError(f"unexpected arguments: {' '.join(left[1:])}")
     config = kind.config(fv)
     config.validate()
   except (flags.Error, ValueError) as e:

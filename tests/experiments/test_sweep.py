@@ -176,6 +176,27 @@ def test_every_run_is_checked_before_the_first_starts(binary, tmp_path, capsys):
   assert not root.exists() and out == ""
 
 
+def test_grid_values_win_over_common_flags(binary, tmp_path, capsys):
+  # absl keeps the last value: both runs ran at 0.02 and were tabled as two.
+  root = tmp_path / "sweep"
+  assert _grid_sweep(binary, root, "client_learning_rate=0.1,0.5",
+                     GRID_COMMON + " --client_learning_rate=0.02") == 0
+  capsys.readouterr()
+  recorded = [json.loads((root / f"client_learning_rate-{v}" / rundir.CONFIG_FILE).read_text())
+              for v in ("0.1", "0.5")]
+  assert [r["client_learning_rate"] for r in recorded] == [0.1, 0.5]
+
+
+def test_a_flag_without_dashes_is_refused(binary, tmp_path, capsys):
+  # Not a flag: the default ran, where the binaries refuse it.
+  rc = _grid_sweep(binary, tmp_path / "sweep", "client_learning_rate=0.1",
+                   GRID_COMMON + " clients_per_round=3")
+  err = capsys.readouterr().err.strip().splitlines()
+  assert rc == 2 and len(err) == 1, err
+  assert "sweep run 'client_learning_rate-0.1': unexpected arguments: clients_per_round=3" in err[0]
+  assert not (tmp_path / "sweep").exists()
+
+
 def test_unbalanced_quote_in_common_flags(binary, tmp_path, capsys):
   # Issue 13, item 10: the message was only "No closing quotation".
   common = '--dataset=digits --experiment_name="oops'
