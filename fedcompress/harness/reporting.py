@@ -248,6 +248,9 @@ class TensorBoardReporter:
     with self._writer.as_default():
       for key, value in row.items():
         if key != m.ROUND and value is not None:
+          # float32, the only scalar type TensorBoard's data server reads (it skips
+          # float64 and int64 ones): bit counts over 2^24 show to ~7 significant
+          # digits there; metrics.csv holds them exactly.
           tf.summary.scalar(key, float(value), step=step)
     self._writer.flush()
 

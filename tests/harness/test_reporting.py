@@ -2,6 +2,7 @@
 
 import io
 
+import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
@@ -80,6 +81,28 @@ def test_tensorboard_tags_and_values(tb_run):
   assert float(tf.make_ndarray(events[-1].tensor_proto)) == pytest.approx(3 * 532_278_400)
   # HParams are written as a plugin summary the HParams dashboard reads.
   assert "_hparams_/session_start_info" in tags
+
+
+def test_tensorboard_rounds_bit_counts_to_float32_and_the_csv_does_not(tmp_path):
+  # TensorBoard's data server shows float32 scalars only (float64 ones are dropped from
+  # its pages): the README's 10-round tutorial totals show as float32 there, exactly
+  # in metrics.csv.
+  row = _row(1, **{m.BROADCAST_CUMULATIVE_BITS: 5_322_784_000,
+                   m.AGGREGATE_CUMULATIVE_BITS: 5_322_787_200})
+  board = reporting.TensorBoardReporter(str(tmp_path / "tb"))
+  table = reporting.CsvReporter(str(tmp_path / "metrics.csv"))
+  for reporter in (board, table):
+    reporter.start(1, 1)
+    reporter.write(row)
+    reporter.close()
+  import tensorflow as tf
+
+  acc = _scalars(tmp_path / "tb")
+  csv_row = reporting.read_metrics_csv(str(tmp_path / "metrics.csv"))[0]
+  for tag in (m.BROADCAST_CUMULATIVE_BITS, m.AGGREGATE_CUMULATIVE_BITS):
+    shown = tf.make_ndarray(acc.Tensors(tag)[0].tensor_proto)
+    assert shown.dtype == np.float32 and shown == np.float32(row[tag])
+    assert csv_row[tag] == row[tag]
 
 
 def test_tensorboard_resume_purges_redone_rounds(tb_run):
