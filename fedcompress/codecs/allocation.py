@@ -219,7 +219,9 @@ def _dynamic_program(costs: np.ndarray, distortions: tf.Tensor, budget: int) -> 
 def _greedy_fill(costs: tf.Tensor, distortions: tf.Tensor, choice: tf.Tensor,
                  left: tf.Tensor) -> tf.Tensor:
   """Moves that fit, best distortion decrease per extra bit first, until none does."""
-  num, k = tf.shape(costs)[0], tf.shape(costs)[1]
+  # Static sizes (`costs` is a constant): with a dynamic `num`, `choice` below would
+  # broadcast to shape [None] when T = 1, which the loop refuses (its input is [1]).
+  num, k = costs.shape
 
   def body(choice, left, go):
     del go  # The loop condition only.

@@ -95,6 +95,19 @@ def test_large_budgets_never_exceeded(seed):
     assert all(costs[i, j] - costs[i, c] > budget - spent for j in better)
 
 
+@pytest.mark.parametrize("num", [1, 3])
+def test_in_a_graph_as_eagerly(num):
+  # TFF traces it: with one encoded tensor (a model whose bias is under the threshold)
+  # the loop's `choice` lost its static shape and every allocated process failed to build.
+  rng = np.random.default_rng(num)
+  costs = np.sort(rng.integers(1, 60, size=(num, 4)), axis=1)
+  dist = np.sort(rng.uniform(0, 10, size=(num, 4)), axis=1)[:, ::-1].copy()
+  budget = int(costs[:, 0].sum() + 40)
+  graph = tf.function(lambda d: allocate_tf(costs, d, budget))(tf.constant(dist))
+  assert graph.shape == (num,)
+  assert [int(c) for c in graph.numpy()] == _allocate(costs, dist, budget)
+
+
 def test_budget_below_the_narrowest_widths_is_refused():
   with pytest.raises(ValueError, match="does not cover"):
     allocate_tf(np.array([[10, 20], [10, 20]]), np.ones([2, 2]), 19)
