@@ -200,6 +200,15 @@ def _sum_bound(links: Sequence[_Link], encoder: te.core.Encoder):
   return lambda **_: last.codec.sum_bound(**checked)
 
 
+def _sum_decode_exact(links: Sequence[_Link]):
+  """A chain decodes sums exactly when every link does (None: all do, as for most)."""
+  if all(link.codec.sum_decode_exact is None for link in links):
+    return None
+  exact = all(link.codec.sum_decode_exact is None or link.codec.sum_decode_exact(**link.checked)
+              for link in links)
+  return lambda **_: exact
+
+
 def _no_options() -> dict[str, Any]:
   return {}
 
@@ -233,4 +242,5 @@ def compose(links: Sequence[tuple[str, Mapping[str, Any]]]) -> Codec:
   return Codec(name, build=lambda: _build(parts), check_options=_no_options,
                bits_formula=_bits_formula(parts), error_bound=_error_bound(parts),
                raw_bits_rules=rules, sum_bound=_sum_bound(parts, encoder),
+               sum_decode_exact=_sum_decode_exact(parts),
                summary=" then ".join(part.codec.name for part in parts))

@@ -97,6 +97,11 @@ class Codec:
       |integer| per coordinate of one client, `(**checked_options) -> int`; secure
       aggregation sizes its field from it and accepts only these codecs. None: the
       codec must be decoded per client.
+    sum_decode_exact: for codecs whose encodings are summed before the server decodes
+      them, `(**checked_options) -> bool`: whether that decode is linear, so the decoded
+      sum is the sum of the clients' decodes (a count sketch's median over rows > 1 is
+      not). None: it is (every other codec). Client error feedback needs it: a client's
+      residual is its own round trip.
   """
 
   name: str
@@ -110,11 +115,16 @@ class Codec:
   error_gain: ErrorGain | None = None
   code_symbols: SymbolCoder | None = None
   sum_bound: SumBound | None = None
+  sum_decode_exact: Callable[..., bool] | None = None
 
   @property
   def sum_compatible(self) -> bool:
     """Whether the clients' encodings add up, so the server can decode only their sum."""
     return self.sum_bound is not None
+
+  def decodes_sums_exactly(self, options: Mapping[str, Any] | None = None) -> bool:
+    """Whether the server's decoded sum is the sum of the clients' own decodes."""
+    return self.sum_decode_exact is None or self.sum_decode_exact(**self.options(options))
 
   def options(self, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """`options` checked and completed with the codec's defaults.

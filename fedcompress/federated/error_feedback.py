@@ -16,10 +16,11 @@ compression error is sent later instead of being dropped. Two modes:
   participants' c_i. Adapted to FedAvg, u_i is the client's model delta (EF21 uses a
   gradient) and the server applies g, not the round's mean, through the server
   optimizer: g += (|S|/N) * mean_{i in S} D(c_i), N = `num_clients` of the population,
-  S the clients of the round. With `UNIFORM` client weighting this is EF21-PP exactly;
-  with `NUM_EXAMPLES`, mean is the example-weighted mean of the c_i and |S|/N stands
-  for the participants' share of the population's weight, which the server does not
-  know. Clients not sampled keep their g_i, so g carries their last contribution.
+  S the clients of the round. This is EF21-PP exactly with `UNIFORM` client weighting,
+  which `ef21` requires: under `NUM_EXAMPLES` the mean is example-weighted and |S|/N is
+  not the participants' share of the population's weight, so g drifted from the mean
+  of the g_i for good (in a review's run, 39% off it once every client's g_i had
+  converged). Clients not sampled keep their g_i, so g carries their last contribution.
   A client whose update is rejected as non-finite keeps its g_i too, but the |S| of
   that round still counts it, so g then drifts from the mean of the g_i (not handled:
   it needs non-finite updates).
@@ -179,6 +180,26 @@ def _round_trip(encoders, value, key):
   return tree.map_structure_up_to(encoders, one, indexed_encoders(encoders), value)
 
 
+def check_error_feedback(mode: str, aggregate_codec: CodecSpec | str | None,
+                         client_weighting: ClientWeighting) -> None:
+  """What error feedback cannot be exact with: one-line ValueErrors.
+
+  A client's residual is what its own round trip lost, so the server's decoded sum
+  must be the sum of the clients' decodes (not a count sketch's median over rows); and
+  EF21's server estimate is the population mean of the g_i only under uniform weights.
+  """
+  if mode not in ("ef", "ef21"):
+    raise ValueError(f"unknown error feedback mode {mode!r}; valid: ef, ef21")
+  codec = CodecSpec.parse(aggregate_codec)
+  if not codec.codec.decodes_sums_exactly(codec.options):
+    raise ValueError(f"--error_feedback needs an uplink codec whose decoded sum is the sum "
+                     f"of the clients' decodes; {codec.name} decodes the summed encodings "
+                     "non-linearly (a count sketch's median over rows: use rows=1)")
+  if mode == "ef21" and client_weighting != ClientWeighting.UNIFORM:
+    raise ValueError("--error_feedback=ef21 keeps the population mean of the clients' "
+                     "estimates, which needs --client_weighting=uniform")
+
+
 def build_fedavg_with_error_feedback(
     model_fn: Callable[[], tff.learning.models.VariableModel],
     client_optimizer: tff.learning.optimizers.Optimizer | None = None,
@@ -214,8 +235,7 @@ def build_fedavg_with_error_feedback(
   Returns:
     A `ClientStateProcess`; its metrics are those of `build_fedavg` under the same names.
   """
-  if mode not in ("ef", "ef21"):
-    raise ValueError(f"unknown error feedback mode {mode!r}; valid: ef, ef21")
+  check_error_feedback(mode, aggregate_codec, client_weighting)
   if mode == "ef21" and not (isinstance(num_clients, int) and num_clients >= 1):
     raise ValueError(f"ef21 needs num_clients (the population size) >= 1, got {num_clients!r}")
   client_optimizer = client_optimizer or tff.learning.optimizers.build_sgdm(0.02)

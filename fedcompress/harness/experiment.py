@@ -33,6 +33,7 @@ from fedcompress.federated.aggregators import AggregatorSpec
 from fedcompress.federated.error_feedback import (
   ERROR_FEEDBACK_MODES,
   build_fedavg_with_error_feedback,
+  check_error_feedback,
 )
 from fedcompress.federated.fedavg import build_fedavg
 from fedcompress.federated.privacy import (
@@ -249,6 +250,9 @@ class ExperimentConfig:
     if protected and not self.aggregator.is_mean:
       raise ValueError("--secure_aggregation and --dp protect the encoded mean: they take "
                        "no --aggregator")
+    if self.error_feedback != "none" and not isinstance(self.aggregate_codec, AllocatedCodec):
+      check_error_feedback(self.error_feedback, self.aggregate_codec,
+                           CLIENT_WEIGHTINGS[self.client_weighting])
     # Error feedback takes codecs both ways; the protected mean takes an uplink codec (a
     # downlink budget works with it).
     for direction in ("broadcast", "aggregate"):

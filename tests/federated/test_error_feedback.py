@@ -8,6 +8,7 @@ import tensorflow_federated as tff
 
 import fedcompress
 from fedcompress import metrics as m
+from fedcompress.codecs import CodecSpec
 from fedcompress.federated.error_feedback import build_fedavg_with_error_feedback
 
 pytestmark = pytest.mark.slow  # builds EF FedAvg processes: the slow tier
@@ -158,4 +159,29 @@ def test_unknown_mode_and_missing_population_are_refused():
   with pytest.raises(ValueError, match="unknown error feedback mode 'sgd'"):
     build_fedavg_with_error_feedback(linear_model_fn, mode="sgd")
   with pytest.raises(ValueError, match="ef21 needs num_clients"):
-    build_fedavg_with_error_feedback(linear_model_fn, mode="ef21")
+    build_fedavg_with_error_feedback(linear_model_fn, mode="ef21",
+                                     client_weighting=tff.learning.ClientWeighting.UNIFORM)
+
+
+@pytest.mark.parametrize("mode,codec,weighting,message", [
+    # EF21's server estimate drifted from the mean of the g_i under example weights.
+    ("ef21", TOPK, tff.learning.ClientWeighting.NUM_EXAMPLES,
+     "needs --client_weighting=uniform"),
+    # The server decodes the summed table by a median over rows, not linearly: a
+    # client's round trip is not what the sum lost.
+    ("ef", CodecSpec("countsketch", {"rows": 3}, threshold=0),
+     tff.learning.ClientWeighting.UNIFORM, "countsketch decodes the summed encodings"),
+    ("ef", CodecSpec("countsketch(rows=3,fraction=0.25)|fixed_int(bits=4,clip=1.0)",
+                     threshold=0),
+     tff.learning.ClientWeighting.UNIFORM, "median over rows"),
+])
+def test_combinations_that_cannot_be_exact_are_refused(mode, codec, weighting, message):
+  with pytest.raises(ValueError, match=message):
+    build_fedavg_with_error_feedback(linear_model_fn, mode=mode, num_clients=4,
+                                     aggregate_codec=codec, client_weighting=weighting)
+
+
+def test_a_one_row_count_sketch_decodes_sums_exactly():
+  codec = CodecSpec("countsketch", {"rows": 1}, threshold=0)
+  assert codec.codec.decodes_sums_exactly(codec.options)
+  assert not CodecSpec("countsketch").codec.decodes_sums_exactly({})

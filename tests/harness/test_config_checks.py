@@ -37,6 +37,9 @@ BUDGET = AllocatedCodec(CodecSpec("uniform"), 2.0)
     (dict(dp="central", aggregate_codec=BUDGET, client_weighting="uniform"),
      "take an uplink codec, not a bit budget"),
     (dict(fixed_clients=("a", "b", "a")), "--clients lists a more than once"),
+    (dict(error_feedback="ef21"), "ef21 keeps the population mean"),
+    (dict(error_feedback="ef", aggregate_codec=CodecSpec("countsketch")),
+     "decodes the summed encodings non-linearly"),
     (dict(fixed_clients=("a", "b"), dp="central", client_weighting="uniform"),
      "takes no fixed --clients"),
 ])

@@ -129,7 +129,7 @@ def test_ef21_with_fixed_clients_weighs_the_round_by_those_clients(tmp_path):
     config = fedcompress.ExperimentConfig(
         root_output_dir=str(tmp_path), experiment_name=mode, rounds=1, clients_per_round=2,
         client_learning_rate=0.5, progress=False, fixed_clients=("c0", "c1"),
-        error_feedback=mode)
+        error_feedback=mode, client_weighting="uniform")
     result = experiment.run_experiment(task, config)
     weights[mode] = result.process.get_model_weights(result.loop.state).trainable
   assert np.abs(weights["none"][0]).max() > 0

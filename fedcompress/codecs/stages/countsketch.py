@@ -242,6 +242,12 @@ def bits_formula(num_elements: int, *, rows: int = 5, columns: int = 0,
   return rows * cols * _common.dtype_bits(dtype) + side
 
 
+def sum_decode_exact(rows: int = 5, **_) -> bool:
+  """Whether decoding the summed table is the sum of the clients' decodes: for one row
+  (a signed gather), not for more (the median over rows is not linear)."""
+  return rows == 1
+
+
 def relative_error_bound(num_elements: int, *, rows: int = 5, columns: int = 0,
                          fraction: float = 0.05, seed_policy: str = "round",
                          seed: int = 0) -> float:
