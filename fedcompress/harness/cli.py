@@ -72,6 +72,12 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
 
   try:
     return flags.FLAGS(list(argv))
+  except UnicodeDecodeError as e:
+    # absl reads a --flagfile as UTF-8 and lets the decode error through.
+    files = [a.split("=", 1)[1] for a in argv if a.startswith("--flagfile=")]
+    where = f"a --flagfile ({', '.join(files)})" if files else "the command line"
+    sys.exit(fail(f"{where} is not UTF-8 text: byte 0x{e.object[e.start]:02x} at offset "
+                  f"{e.start} of a line ({e.reason})"))
   except flags.Error as e:
     # absl prefixes some messages with its own 'ERROR::'; ours already says error.
     message = re.sub(r"^\s*ERROR::\s*", "", str(e))

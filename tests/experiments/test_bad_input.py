@@ -262,6 +262,13 @@ class TestEmnist:
     line = _parse_error(capsys, f"--flagfile={missing}")
     assert "Unable to open flagfile" in line and str(missing) in line
 
+  def test_flagfile_that_is_not_utf8(self, binary, tmp_path, capsys):
+    # absl let the UnicodeDecodeError through: a 20-line traceback and exit 1.
+    latin1 = tmp_path / "latin1.flags"
+    latin1.write_bytes("# Lernrate für digits\n--dataset=digits\n".encode("latin-1"))
+    line = _parse_error(capsys, f"--flagfile={latin1}")
+    assert str(latin1) in line and "is not UTF-8 text: byte 0xfc" in line
+
   def test_unknown_codec_option(self, binary, tmp_path, capsys):
     self.check(binary, tmp_path, capsys, "codec 'uniform'", "levels",
                aggregate_encoder="uniform", aggregate_encoder_args="levels=3")
