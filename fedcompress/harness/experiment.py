@@ -403,6 +403,8 @@ class _RunRecord:
 
   def start(self, first_round: int, total_rounds: int) -> None:
     self._last_round = first_round - 1
+    if first_round > total_rounds:
+      return  # A resume of a finished run: no segment, its code computed nothing.
     self._segment = rundir.start_segment(self._config.run_dir, self._config.record(),
                                          rounds=total_rounds, first_round=first_round)
     change = rundir.environment_change(self._config.run_dir)

@@ -55,10 +55,13 @@ def run_sources(run_dir: str) -> list[str]:
 
   `<commit>` (12 hex digits), `<commit>+modified` when tracked files differed from it,
   or `unrecorded` for a segment without a record (runs made before 309c068, or away
-  from a git checkout).
+  from a git checkout). A segment that ran no round (a resume of a finished run, or
+  one killed in its first round) made none of the run's rows and is left out.
   """
   labels: list[str] = []
   for segment in rundir.read_run_info(run_dir)["segments"]:
+    if segment.get("last_round", math.inf) < segment.get("first_round", 0):
+      continue
     source = (segment.get("environment") or {}).get("source")
     label = ("unrecorded" if not source else
              source["commit"] + ("+modified" if source.get("dirty") else ""))

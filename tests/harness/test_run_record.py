@@ -36,6 +36,23 @@ def test_a_killed_segment_keeps_the_rounds_it_ran(tmp_path):
   assert total == sum(walls)
 
 
+def test_a_resume_of_a_finished_run_adds_no_segment(tmp_path):
+  # It ran no round: a segment would name its code among the run's and add its time.
+  config = experiment.ExperimentConfig(root_output_dir=str(tmp_path), experiment_name="run",
+                                       rounds=2, progress=False)
+  (tmp_path / "run").mkdir()
+  first = experiment._RunRecord(config, began=time.perf_counter())
+  first.start(1, 2)
+  for r in (1, 2):
+    first.write({m.ROUND: r})
+  first.close()
+  before = _segments(tmp_path / "run")
+  noop = experiment._RunRecord(config, began=time.perf_counter() - 5.0)
+  noop.start(3, 2)
+  noop.close()
+  assert _segments(tmp_path / "run") == before
+
+
 def test_a_run_stopped_before_its_first_record_is_not_a_run(tmp_path):
   # What Ctrl-C while the process is built leaves: the lock and empty folders. The same
   # command must start it again rather than be told the folder "already holds a run".

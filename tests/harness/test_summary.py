@@ -113,7 +113,11 @@ def test_run_sources_name_the_code_of_every_segment(tmp_path):
   runs = {"old": [{"first_round": 1}],  # Made before run records named their code.
           "resumed": [segment({"commit": "aaaa11112222", "dirty": False}),
                       segment({"commit": "aaaa11112222", "dirty": False}),
-                      segment({"commit": "bbbb33334444", "dirty": True})],
+                      segment({"commit": "bbbb33334444", "dirty": True}),
+                      # A resume that ran no round (or was killed in its first) made
+                      # none of the rows: its code is not the run's.
+                      {"first_round": 4, "last_round": 3,
+                       "environment": {"source": {"commit": "cccc55556666"}}}],
           "new": [segment({"commit": "aaaa11112222", "dirty": False})]}
   for name, segments in runs.items():
     (tmp_path / name).mkdir()
