@@ -213,15 +213,7 @@ def _no_options() -> dict[str, Any]:
   return {}
 
 
-def compose(links: Sequence[tuple[str, Mapping[str, Any]]]) -> Codec:
-  """The record of the chain of registered codecs `[(name, options), ...]`, in order.
-
-  Raises:
-    ValueError: fewer than two codecs, an unknown codec or option, or a chain that
-      cannot work (see the module docstring); one line naming the links concerned.
-  """
-  if len(links) < 2:
-    raise ValueError("a chain needs at least two codecs")
+def _links(links: Sequence[tuple[str, Mapping[str, Any]]]) -> tuple[_Link, ...]:
   parts = []
   for i, (name, options) in enumerate(links):
     codec = get_codec(name)
@@ -233,7 +225,27 @@ def compose(links: Sequence[tuple[str, Mapping[str, Any]]]) -> Codec:
     else:
       checked = codec.options(options)
     parts.append(_Link(codec, dict(options), checked))
-  parts = tuple(parts)
+  return tuple(parts)
+
+
+def resolved_links(links: Sequence[tuple[str, Mapping[str, Any]]]
+                   ) -> list[tuple[str, dict[str, Any]]]:
+  """`[(name, options), ...]` with every link's options checked and defaults filled in:
+  two spellings of one chain (`uniform(bits=2)` and `uniform(bits=2,deterministic=false)`)
+  give the same list."""
+  return [(part.codec.name, dict(part.checked)) for part in _links(links)]
+
+
+def compose(links: Sequence[tuple[str, Mapping[str, Any]]]) -> Codec:
+  """The record of the chain of registered codecs `[(name, options), ...]`, in order.
+
+  Raises:
+    ValueError: fewer than two codecs, an unknown codec or option, or a chain that
+      cannot work (see the module docstring); one line naming the links concerned.
+  """
+  if len(links) < 2:
+    raise ValueError("a chain needs at least two codecs")
+  parts = _links(links)
   encoder = _build(parts)  # Refuses a chain that cannot work now, not when a process is built.
   rules = {}
   for part in parts:

@@ -215,6 +215,13 @@ class CodecSpec:
     """The options as the codec uses them: checked, with every default filled in."""
     return self.codec.options(self.options)
 
+  def resolved_links(self) -> list[tuple[str, dict[str, Any]]]:
+    """`[(codec, resolved options), ...]`, one per link (one for a single codec): what
+    makes two specs the same codec whatever options they spell out."""
+    if self.is_chain:
+      return chain.resolved_links(parse_chain(self.name))
+    return [(self.name, self.resolved_options())]
+
   def make_encoder(self) -> te.core.Encoder:
     return self.codec.encoder(self.options)
 

@@ -151,8 +151,8 @@ def _same_codec(description: str, spec: Any) -> bool:
     old = CodecSpec(name, threshold=int(threshold)) if sep else None
   except ValueError:  # A codec this version no longer has, or a damaged record.
     return False
-  return old is not None and (old.name, old.threshold, old.resolved_options()) == (
-      spec.name, spec.threshold, spec.resolved_options())
+  return old is not None and (old.threshold, old.resolved_links()) == (
+      spec.threshold, spec.resolved_links())
 
 
 @dataclasses.dataclass

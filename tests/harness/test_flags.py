@@ -295,6 +295,21 @@ def test_resume_compares_codecs_as_resolved(first, then):
       f"(recorded {recorded['aggregate_codec']})"]
 
 
+def test_resume_compares_chains_link_by_link_as_resolved():
+  # A chain's own options are {}: it was compared by its text, so a default spelled out
+  # in one link was refused as another codec.
+  def config(encoder):
+    fv = _parsed(fc_flags.define_image_experiment_flags, f"--aggregate_encoder={encoder}")
+    return fc_flags.experiment_config_from_flags(fv, module_names=[])
+
+  recorded = config("randk(fraction=0.1)|uniform(bits=2)").record()
+  resumed = config("randk(fraction=0.1)|uniform(bits=2,deterministic=false)")
+  assert resumed.record()["aggregate_codec"] != recorded["aggregate_codec"]
+  assert rundir.differences(recorded, resumed.record_compared_with(recorded)) == []
+  other = config("randk(fraction=0.1)|uniform(bits=3)")
+  assert len(rundir.differences(recorded, other.record_compared_with(recorded))) == 1
+
+
 @pytest.mark.parametrize("name", ["secagg_quantized", "secagg_sketch", "dp_central",
                                   "dp_central_secagg", "dp_distributed"])
 def test_secure_flagfiles_are_complete_and_accepted(repo_root, name):
