@@ -73,6 +73,11 @@ def run_finetune(config: ExperimentConfig, *, pretrained_path: str | None,
                      f"got {num_generate} and {temperature}")
   if (pretrained_path is None) == (model is None):
     raise ValueError("give either --pretrained_model or a --model to train from scratch")
+  if pretrained_path is not None and rundir.PRETRAINED_DIGEST not in config.recorded:
+    # A library caller's config: the run is tied to the model's content as the
+    # binary's is (shakespeare_config_from_flags).
+    config = dataclasses.replace(config, recorded={
+        **config.recorded, rundir.PRETRAINED_DIGEST: rundir.file_digest(pretrained_path)})
   start = (load_pretrained(pretrained_path) if pretrained_path is not None
            else create_model(model, seed=config.seed))
   check_run_dir(config)

@@ -19,7 +19,7 @@ from absl import flags
 from fedcompress import codecs, tasks
 from fedcompress.codecs import allocation
 from fedcompress.federated import aggregators, privacy, quiet
-from fedcompress.harness import cli
+from fedcompress.harness import cli, rundir
 from fedcompress.harness.experiment import (
   CLIENT_WEIGHTINGS,
   ERROR_FEEDBACK_MODES,
@@ -375,9 +375,11 @@ def shakespeare_config_from_flags(fv: FlagValues, module_names: list[str] | None
                      "scratch)")
   if fv.model != PRETRAINED and fv.pretrained_model:
     raise ValueError(f"--model={fv.model} trains from scratch: leave --pretrained_model unset")
+  extra = {"dataset": "shakespeare"}
+  if fv.pretrained_model:
+    extra[rundir.PRETRAINED_DIGEST] = rundir.file_digest(fv.pretrained_model)
   return experiment_config_from_flags(
-      fv, module_names=module_names or [],
-      extra_recorded={"dataset": "shakespeare"},
+      fv, module_names=module_names or [], extra_recorded=extra,
       fixed_clients=tuple(fv.clients) or None)
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import importlib.metadata
 import json
 import math
@@ -57,7 +58,8 @@ LOCK_FILE = ".lock"
 #   sanity_client, generate_prompt, temperature, num_generate
 #                      Shakespeare's checks before and text generation after the rounds;
 #   cache_dir          where the dataset files are kept: the dataset itself is named by
-#                      --dataset, and a moved cache holds the same files.
+#                      --dataset, and a moved cache holds the same files;
+#   pretrained_model   the file's path: its content is compared (`PRETRAINED_DIGEST`).
 # Every other recorded setting (data, split, seed, model, optimizers, learning rates,
 # codecs, client epochs and batch size, evaluation batches, ...) must match; a setting
 # added later is therefore compared unless it is listed here.
@@ -67,10 +69,11 @@ MAY_DIFFER_ON_RESUME = frozenset({
     "worker_timeout_s", "broadcast_encoder", "broadcast_bits", "broadcast_encoder_args",
     "aggregate_encoder", "aggregate_bits", "aggregate_encoder_args",
     "compression_threshold", "aggregator_args", "sanity_client", "generate_prompt", "temperature",
-    "num_generate", "cache_dir",
+    "num_generate", "cache_dir", "pretrained_model",
 })
 # Recorded values that are resolved codecs rather than flags (named so in messages).
-_NOT_FLAGS = frozenset({"broadcast_codec", "aggregate_codec"})
+_NOT_FLAGS = frozenset({"broadcast_codec", "aggregate_codec", "pretrained_model_sha256"})
+PRETRAINED_DIGEST = "pretrained_model_sha256"  # Recorded by the Shakespeare runs.
 
 
 class RunDirectoryError(ValueError):
@@ -211,6 +214,19 @@ def _write_json(path: str, value: Any) -> None:
     json.dump(value, f, indent=2, sort_keys=True)
     f.write("\n")
   durable.replace(tmp, path)
+
+
+def file_digest(path: str) -> str | None:
+  """sha256 of the file at `path` (what a run started from), or None if it cannot be read.
+
+  A run is tied to the model it fine-tunes, not to that file's path: a model retrained
+  at the same path is another start.
+  """
+  try:
+    with open(path, "rb") as f:
+      return hashlib.file_digest(f, "sha256").hexdigest()
+  except OSError:
+    return None
 
 
 def jsonable(value: Any) -> Any:

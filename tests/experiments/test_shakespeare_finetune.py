@@ -105,6 +105,30 @@ def test_sampled_clients_with_padding(binary, data_dir, tiny_model, tmp_path, ca
   assert np.isfinite(rows[0][m.TRAIN_LOSS])
 
 
+def test_a_run_is_tied_to_its_pretrained_model_not_its_path(binary, data_dir, tmp_path, capsys):
+  # The path was compared: a model retrained at the same path resumed the run (and
+  # rewrote pretrained_eval.json for a model that never trained it).
+  models = {}
+  for seed in (0, 1):
+    models[seed] = tmp_path / f"seed{seed}.keras"
+    char_rnn.create_char_rnn(embedding_dim=8, rnn_units=16, seed=seed).save(str(models[seed]))
+  path = tmp_path / "char_rnn.keras"
+  common = dict(cache_dir=str(data_dir), clients=["HAMLET"], max_batches_per_client=1,
+                max_eval_batches=1, num_generate=5, root_output_dir=str(tmp_path / "runs"),
+                experiment_name="tied")
+  path.write_bytes(models[0].read_bytes())
+  assert _run(binary, pretrained_model=str(path), rounds=1, **common) == 0
+  path.write_bytes(models[1].read_bytes())
+  capsys.readouterr()
+  assert _run(binary, pretrained_model=str(path), rounds=2, resume=True, **common) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "cannot resume" in err[0] and "pretrained_model_sha256" in err[0]
+  # The same model elsewhere is the same start.
+  assert _run(binary, pretrained_model=str(models[0]), rounds=2, resume=True, **common) == 0
+  rows = reporting.read_metrics_csv(str(tmp_path / "runs" / "tied" / "metrics.csv"))
+  assert [r[m.ROUND] for r in rows] == [1, 2]
+
+
 @pytest.mark.parametrize("overrides,message", [
     ({"pretrained_model": "/nonexistent/model.keras"}, "does not exist"),
     ({"clients": ["NOBODY"]}, "unknown client id: NOBODY"),

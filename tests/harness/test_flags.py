@@ -127,13 +127,15 @@ def test_only_harmless_flags_may_differ_on_resume():
   assert {"seed", "dataset", "digits_clients", "digits_alpha", "client_learning_rate",
           "server_learning_rate", "client_optimizer", "server_optimizer", "client_epochs",
           "client_batch_size", "clients_per_round", "client_weighting", "only_digits",
-          "pretrained_model", "clients", "max_eval_batches",
+          "clients", "max_eval_batches",
           "max_batches_per_client", "pad_short_clients", "model", "seq_length",
           "server_momentum", "server_epsilon", "server_initial_accumulator",
           "client_momentum", "client_epsilon", "client_initial_accumulator"} <= compared
   assert "rounds" in rundir.MAY_DIFFER_ON_RESUME  # Checked on its own: only up.
   # A dataset moved to another cache folder is the same dataset (--dataset names it).
   assert "cache_dir" in rundir.MAY_DIFFER_ON_RESUME
+  # A pretrained model is compared by its content (PRETRAINED_DIGEST), not its path.
+  assert "pretrained_model" in rundir.MAY_DIFFER_ON_RESUME
   assert "aggregator" in compared  # Its options are compared resolved, through it.
 
 
