@@ -29,6 +29,8 @@ from fedcompress.tasks.errors import DatasetUnavailableError
 
 FLAGS = flags.FLAGS
 fc_flags.define_image_experiment_flags(FLAGS)
+# Defined in fedcompress.harness.flags: without this, --help and --helpshort list none.
+flags.adopt_module_key_flags(fc_flags)
 
 
 def main(argv):

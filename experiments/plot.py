@@ -12,7 +12,9 @@ from fedcompress.harness.plotting import plot_runs
 FLAGS = flags.FLAGS
 flags.DEFINE_list("runs", [], "Run directories (each with a metrics.csv).")
 flags.DEFINE_list("labels", [], "Line labels, one per run (default: folder names).")
-flags.DEFINE_string("output", "comparison.png", "PNG file to write.")
+flags.DEFINE_string("output", "comparison.png", "Figure to write: a file (its extension "
+                    "picks the format, .png, .pdf, .svg; none gives .png) or an existing "
+                    "folder (comparison.png in it).")
 flags.DEFINE_string("title", None, "Figure title.")
 
 

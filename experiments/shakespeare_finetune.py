@@ -22,6 +22,8 @@ from fedcompress.tasks.errors import DatasetUnavailableError
 
 FLAGS = flags.FLAGS
 fc_flags.define_shakespeare_experiment_flags(FLAGS)
+# Defined in fedcompress.harness.flags: without this, --help and --helpshort list none.
+flags.adopt_module_key_flags(fc_flags)
 
 
 def main(argv):

@@ -185,7 +185,7 @@ def define_loop_flags(fv: FlagValues = flags.FLAGS, *, rounds: int = 10,
 
 
 _OPTIMIZER_OPTION_HELP = {
-    "momentum": "Momentum (0.9: FedAvgM at the server)",
+    "momentum": "Momentum (0.9 at the server: FedAvgM)",
     "epsilon": "Epsilon (the FedOpt paper's tau)",
     "initial_accumulator": "Initial second-moment accumulator",
 }
