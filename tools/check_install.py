@@ -33,6 +33,9 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 # fails when the two differ or when a name imported here does not exist.
 SMOKE_TEST = """\
 import fedcompress
+
+fedcompress.quiet_tensorflow()  # Before TensorFlow loads: no C++ log lines.
+
 from fedcompress.harness.experiment import describe_result
 from fedcompress.tasks import digits_task
 

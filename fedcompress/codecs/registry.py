@@ -155,7 +155,14 @@ class Codec:
 
   def encoder(self, options: Mapping[str, Any] | None = None) -> te.core.Encoder:
     """The codec's Encoder for `options` (checked here)."""
-    return self.build(**self.options(options))
+    checked = self.options(options)
+    try:
+      return self.build(**checked)
+    except TypeError as e:
+      # A user codec whose builder takes **options (`register_stage` of a stage class
+      # without an __init__) can only refuse an option when it is built.
+      raise ValueError(f"codec {self.name!r} cannot be built with options {checked}: "
+                       f"{e}") from None
 
   def bits(self, num_elements: int, options: Mapping[str, Any] | None = None, *,
            direction: str = "aggregate", dtype=tf.float32) -> int:
@@ -167,7 +174,8 @@ class Codec:
     """
     _common.check_choice("direction", direction, DIRECTIONS)
     if self.bits_formula is None:
-      raise ValueError(f"codec {self.name!r} has no bit formula: its size depends on the data")
+      raise ValueError(f"codec {self.name!r} has no bit formula: its size depends on the "
+                       "data, or it was registered without one (Codec(..., bits_formula=...))")
     return self.bits_formula(num_elements, direction=direction, dtype=tf.as_dtype(dtype),
                              **self.options(options))
 

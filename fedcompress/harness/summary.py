@@ -118,7 +118,7 @@ def _seconds(value: float | None) -> str:
 
 def format_markdown(summaries: Sequence[dict[str, Any]], baseline: str) -> str:
   lines = [f"| run | rounds | eval accuracy | broadcast | aggregate | {baseline}/run broadcast "
-           f"| {baseline}/run aggregate | round time | wall time |",
+           f"| {baseline}/run aggregate | time in rounds | wall time |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
   for s in summaries:
     accuracy = "n/a" if s["eval_accuracy"] is None else f"{s['eval_accuracy']:.4f}"
