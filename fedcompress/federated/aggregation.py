@@ -351,10 +351,26 @@ class RelativeErrorFactory(tff.aggregators.WeightedAggregationFactory):
       out["relative_error"] = error
       return out
 
+    value_member = inner.next.type_signature.parameter[1].member
+    weight_member = inner.next.type_signature.parameter[2].member
+
+    @tff.tensorflow.computation(value_member, weight_member)
+    def weigh_fn(value, weight):
+      return tf.nest.map_structure(lambda v: v * tf.cast(weight, v.dtype), value)
+
+    @tff.tensorflow.computation(value_member, weight_member)
+    def divide_fn(total, weights):
+      # 0, not NaN, in a round whose clients all have weight 0 (all rejected or empty):
+      # tff.federated_mean divides by that 0.
+      return tf.nest.map_structure(
+          lambda t: tf.math.divide_no_nan(t, tf.cast(weights, t.dtype)), total)
+
     @tff.federated_computation(inner.next.type_signature.parameter)
     def next_fn(state, value, weight):
       output = inner.next(state, value, weight)
-      exact = tff.federated_mean(value, weight)
+      exact = tff.federated_map(divide_fn, (
+          tff.federated_sum(tff.federated_map(weigh_fn, (value, weight))),
+          tff.federated_sum(weight)))
       error = tff.federated_map(error_fn, (output.result, exact))
       measurements = tff.federated_map(add_error_fn, (output.measurements, error))
       return tff.templates.MeasuredProcessOutput(output.state, output.result, measurements)

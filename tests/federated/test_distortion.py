@@ -73,6 +73,14 @@ def test_one_bit_quantization_error_by_hand(one_bit_process):
   assert output.measurements["mean_weight"]["bits"] == 2 * 32
 
 
+def test_a_round_of_zero_weights_has_error_zero(one_bit_process):
+  # Every client rejected (or empty): tff.federated_mean divided by a total weight of 0
+  # and the error was NaN, against the documented 0.0.
+  output = one_bit_process.next(one_bit_process.initialize(),
+                                [np.zeros(3, np.float32)] * 2, [0.0, 0.0])
+  assert float(output.measurements["relative_error"]) == 0.0
+
+
 def _linear_model_fn():
   keras_model = tf.keras.Sequential([
       tf.keras.layers.Input(shape=(1,)),
