@@ -36,7 +36,9 @@ import tensorflow as tf
 
 from fedcompress.codecs.stages import _common
 
-# Distinguish the keys of the broadcast, the aggregation's encodes and get_params.
+# Distinguish the keys of get_params from those of encodes. The broadcast's encodes and
+# the aggregation's share the encode salt: each runs under its own process's round
+# counter and folds in the fingerprint of the tensor it encodes, which tells them apart.
 _PARAMS_SALT = 0x9A7A
 _ENCODE_SALT = 0xE7C0
 

@@ -1,9 +1,11 @@
 """Server/client optimizers that TFF 0.87 lacks in the form a reference setup used.
 
 `build_keras_adagrad`: Adagrad with epsilon outside the square root,
-`w -= lr * g / (sqrt(s) + eps)`, as Keras' `Adagrad` (TF 2.x) computes it and as the
-FedOpt paper states FedAdagrad (Reddi et al., Adaptive Federated Optimization, ICLR 2021,
-Algorithm 2, its tau; google-research/federated ran Keras' optimizer). TFF's
+`w -= lr * g / (sqrt(s) + eps)`, as Keras' `Adagrad` of TF <= 2.10 computed it (TF 2.14's
+`tf.keras.optimizers.legacy.Adagrad` still does; its new `Adagrad` puts epsilon inside the
+root) and as the FedOpt paper states FedAdagrad (Reddi et al., Adaptive Federated
+Optimization, ICLR 2021, Algorithm 2, its tau; google-research/federated ran Keras'
+optimizer of its time). TFF's
 `build_adagrad` computes `g / sqrt(s + eps)`: with the paper's Shakespeare epsilon 10^-1
 and an accumulator starting at 0, a small coordinate then moves sqrt(10) times less.
 """
