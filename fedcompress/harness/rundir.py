@@ -33,6 +33,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -139,6 +140,7 @@ def lock_run_dir(run_dir: str) -> Iterator[None]:
       with _held_lock:
         _held[path][1] -= 1
     return
+  created = not os.path.exists(run_dir)
   try:
     os.makedirs(run_dir, exist_ok=True)
     # Append mode: opening never changes the file, so a refused writer touches nothing.
@@ -159,6 +161,13 @@ def lock_run_dir(run_dir: str) -> Iterator[None]:
     _held[path] = [f, 1]
   try:
     yield
+  except ValueError:
+    # Refused before its first record (a bit budget too small for the model, found
+    # when the process is built): bad input leaves no run directory behind, as a refusal
+    # before the lock does. Removed under the lock, and only the folder this call made.
+    if created and not has_run(run_dir):
+      shutil.rmtree(run_dir, ignore_errors=True)
+    raise
   finally:
     with _held_lock:
       del _held[path]

@@ -241,6 +241,18 @@ class TestEmnist:
     _assert_one_error_line(err, *fragments)
     assert not root.exists()
 
+  def test_refusal_when_the_process_is_built_leaves_no_run_directory(self, binary, tmp_path,
+                                                                      capsys):
+    # The budget is checked against the model when the process is built, under the
+    # run directory's lock: the folder was left behind, holding only .lock.
+    root = tmp_path / "runs"
+    rc = self.run(binary, root, aggregate_encoder="uniform",
+                  aggregate_bits_per_coordinate=0.001)
+    out, err = capsys.readouterr()
+    assert rc == USAGE_ERROR, (out, err)
+    _assert_one_error_line(err, "does not cover")
+    assert not (root / "run").exists()
+
   @pytest.mark.parametrize("direction,bits", [("broadcast", 0), ("aggregate", 17),
                                               ("aggregate", -8)])
   def test_bits_outside_1_to_16(self, binary, tmp_path, capsys, direction, bits):
