@@ -496,6 +496,7 @@ def run_experiment(task: FederatedTask, config: ExperimentConfig, *,
     process: a prebuilt process for this task and config (tests share one).
     console: console reporter to use (default: stdout lines, progress bar on a tty).
   """
+  config = with_task_settings(task, config)
   check_experiment(task, config)
   # The rounds run on a TFF worker this process owns (unless a context is in place).
   runtime.install()
@@ -506,11 +507,25 @@ def run_experiment(task: FederatedTask, config: ExperimentConfig, *,
     return _run_locked(task, config, initial_weights, process, console)
 
 
+def with_task_settings(task: FederatedTask, config: ExperimentConfig) -> ExperimentConfig:
+  """`config` recording `task.settings` too (the flags' values win where both name one).
+
+  A binary records its flags, the task's among them; a task built in Python (a
+  notebook, the README's examples) would otherwise leave its dataset, split, epochs,
+  model and seed out of config.json, and a resume on another task would be accepted.
+  """
+  missing = {k: v for k, v in task.settings.items() if k not in config.recorded}
+  if not missing:
+    return config
+  return dataclasses.replace(config, recorded={**config.recorded, **missing})
+
+
 def check_experiment(task: FederatedTask, config: ExperimentConfig) -> None:
   """Raises what `run_experiment(task, config)` would refuse before its first round.
 
   Creates nothing; `run_finetune` calls it before taking the run directory's lock.
   """
+  config = with_task_settings(task, config)
   config.validate()
   if not config.fixed_clients and config.clients_per_round > len(task.client_ids):
     raise ValueError(f"--clients_per_round={config.clients_per_round} but the dataset has "

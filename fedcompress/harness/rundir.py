@@ -73,7 +73,8 @@ MAY_DIFFER_ON_RESUME = frozenset({
     "num_generate", "cache_dir", "pretrained_model",
 })
 # Recorded values that are resolved codecs rather than flags (named so in messages).
-_NOT_FLAGS = frozenset({"broadcast_codec", "aggregate_codec", "pretrained_model_sha256"})
+_NOT_FLAGS = frozenset({"broadcast_codec", "aggregate_codec", "pretrained_model_sha256",
+                        "task_seed", "model_seed"})
 PRETRAINED_DIGEST = "pretrained_model_sha256"  # Recorded by the Shakespeare runs.
 
 

@@ -27,8 +27,12 @@ DEFAULT_IMAGE_MODEL = "fedavg_cnn"
 
 def image_task(name: str, train, test, *, num_classes: int, epochs: int,
                batch_size: int, seed: int, model_seed: int | None = None,
-               model: str = DEFAULT_IMAGE_MODEL) -> FederatedTask:
-  """A `FederatedTask` for EMNIST-shaped client data and the `IMAGE_MODELS` CNN `model`."""
+               model: str = DEFAULT_IMAGE_MODEL,
+               settings: dict | None = None) -> FederatedTask:
+  """A `FederatedTask` for EMNIST-shaped client data and the `IMAGE_MODELS` CNN `model`.
+
+  `settings`: the data's own (split, classes), added to the task's record.
+  """
   if model not in IMAGE_MODELS:
     raise ValueError(f"unknown model {model!r}; valid: {', '.join(sorted(IMAGE_MODELS))}")
   create_cnn = IMAGE_MODELS[model]
@@ -55,10 +59,13 @@ def image_task(name: str, train, test, *, num_classes: int, epochs: int,
         loss=tf.keras.losses.SparseCategoricalCrossentropy(),
         metrics=[tf.keras.metrics.SparseCategoricalAccuracy()])
 
+  recorded = {"dataset": name, **(settings or {}), "client_epochs": epochs,
+              "client_batch_size": batch_size, "model": model, "task_seed": seed,
+              "model_seed": model_seed}
   return FederatedTask(name=name, client_ids=list(train.client_ids),
                        client_dataset=client_dataset, test_dataset=emnist.test_dataset(test),
                        model_fn=model_fn, keras_model_fn=keras_model_fn,
-                       input_spec=emnist.INPUT_SPEC)
+                       input_spec=emnist.INPUT_SPEC, settings=recorded)
 
 
 def emnist_task(*, only_digits: bool = True, cache_dir: str | None = None, epochs: int = 1,
@@ -66,7 +73,8 @@ def emnist_task(*, only_digits: bool = True, cache_dir: str | None = None, epoch
                 model: str = DEFAULT_IMAGE_MODEL) -> FederatedTask:
   train, test = emnist.load_emnist(only_digits, cache_dir)
   return image_task("emnist", train, test, num_classes=10 if only_digits else 62,
-                    epochs=epochs, batch_size=batch_size, seed=seed, model=model)
+                    epochs=epochs, batch_size=batch_size, seed=seed, model=model,
+                    settings={"only_digits": only_digits})
 
 
 def digits_task(*, num_clients: int = 20, alpha: float = 1.0, epochs: int = 1,
@@ -74,7 +82,8 @@ def digits_task(*, num_clients: int = 20, alpha: float = 1.0, epochs: int = 1,
                 model: str = DEFAULT_IMAGE_MODEL) -> FederatedTask:
   train, test = digits.digits_client_data(num_clients, alpha, seed)
   return image_task("digits", train, test, num_classes=10, epochs=epochs,
-                    batch_size=batch_size, seed=seed, model=model)
+                    batch_size=batch_size, seed=seed, model=model,
+                    settings={"digits_clients": num_clients, "digits_alpha": alpha})
 
 
 def _emnist(**kw) -> FederatedTask:

@@ -133,7 +133,12 @@ def build_shakespeare_task(pretrained: tf.keras.Model, *, cache_dir: str | None,
   task = FederatedTask(name="shakespeare", client_ids=list(train.client_ids),
                        client_dataset=client_dataset, test_dataset=test_dataset,
                        model_fn=model_fn, keras_model_fn=lambda: _compiled(model_config),
-                       input_spec=input_spec)
+                       input_spec=input_spec,
+                       settings={"dataset": "shakespeare", "client_epochs": epochs,
+                                 "client_batch_size": batch_size, "seq_length": seq_length,
+                                 "max_batches_per_client": max_batches,
+                                 "pad_short_clients": pad_short_clients,
+                                 "max_eval_batches": max_eval_batches, "task_seed": seed})
   return ShakespeareSetup(task, train, model_config, initial_weights)
 
 

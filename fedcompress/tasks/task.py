@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import tensorflow as tf
 import tensorflow_federated as tff
@@ -24,6 +25,10 @@ class FederatedTask:
     keras_model_fn: no-arg builder of the same architecture as a compiled Keras model,
       used to evaluate the global weights.
     input_spec: element spec of the preprocessed client datasets.
+    settings: what the task was built with that changes results (dataset, split, client
+      epochs and batch size, model, the task's own seed as `task_seed`), under the
+      binaries' flag names where they have one: a run records them, and a resume
+      compares them, also when the task was built in Python rather than from flags.
   """
 
   name: str
@@ -33,3 +38,4 @@ class FederatedTask:
   model_fn: Callable[[], tff.learning.models.VariableModel]
   keras_model_fn: Callable[[], tf.keras.Model]
   input_spec: object
+  settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from fedcompress import metrics as m
 from fedcompress.harness import experiment
 
@@ -67,3 +69,28 @@ def test_a_run_stopped_before_its_first_record_is_not_a_run(tmp_path):
   (run / "checkpoints" / "round_1" / "saved_model.pb").write_bytes(b"x")
   assert rundir.has_run(str(run))
   assert not rundir.has_run(str(tmp_path / "missing"))
+
+
+def test_a_task_built_in_python_is_recorded_and_compared_on_resume(tmp_path):
+  # A notebook's run recorded only its ExperimentConfig: config.json claimed seed 3 for
+  # data and a model made with seed 0, and a resume on another split was accepted.
+  import fedcompress
+  from fedcompress.harness import rundir
+  from fedcompress.tasks import digits_task
+
+  def config(**kwargs):
+    values = dict(root_output_dir=str(tmp_path), experiment_name="lib", rounds=1,
+                  clients_per_round=2, seed=3, progress=False)
+    return fedcompress.ExperimentConfig(**{**values, **kwargs})
+
+  fedcompress.run_experiment(digits_task(num_clients=4, seed=0), config())
+  recorded = rundir.read_config(str(tmp_path / "lib"))
+  assert recorded["seed"] == 3 and recorded["task_seed"] == 0
+  assert (recorded["dataset"], recorded["digits_clients"], recorded["client_epochs"]) == (
+      "digits", 4, 1)
+  other = digits_task(num_clients=6, seed=5, epochs=2)
+  with pytest.raises(rundir.RunDirectoryError) as refused:
+    fedcompress.run_experiment(other, config(rounds=2, resume=True))
+  for fragment in ("--digits_clients=6 (recorded 4)", "task_seed 5 (recorded 0)",
+                   "--client_epochs=2 (recorded 1)"):
+    assert fragment in str(refused.value)
