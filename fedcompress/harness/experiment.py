@@ -292,16 +292,17 @@ class ExperimentConfig:
            "aggregate_codec": self.aggregate_codec.describe(),
            "error_feedback": self.error_feedback,
            "secure_aggregation": self.secure_aggregation, "dp": self.dp}
-    if not self.aggregator.is_mean:
-      own["aggregator"] = self.aggregator.describe()
+    # Written also when unset (the mean, no fixed clients, an optimizer's default), so
+    # that a resume going from set to unset is compared too.
+    own["aggregator"] = self.aggregator.describe()
     if self.dp != "none":
       own.update(dp_noise_multiplier=self.dp_noise_multiplier, dp_clip=self.dp_clip,
                  dp_delta=self.dp_delta, dp_field_bits=self.dp_field_bits)
     for side, options in (("client", self.client_optimizer_options),
                           ("server", self.server_optimizer_options)):
-      own.update({f"{side}_{k}": v for k, v in options.items() if v is not None})
-    if self.fixed_clients and "clients" not in record:
-      own["fixed_clients"] = list(self.fixed_clients)
+      own.update({f"{side}_{k}": options.get(k) for k in OPTIMIZER_OPTIONS})
+    if "clients" not in record:
+      own["fixed_clients"] = list(self.fixed_clients) if self.fixed_clients else None
     for key, value in own.items():
       record.setdefault(key, rundir.jsonable(value))
     return record

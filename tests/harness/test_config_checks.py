@@ -12,6 +12,7 @@ import pytest
 from fedcompress.codecs import CodecSpec
 from fedcompress.codecs.allocation import AllocatedCodec
 from fedcompress.federated.aggregators import AggregatorSpec
+from fedcompress.harness import rundir
 from fedcompress.harness.experiment import ExperimentConfig
 
 
@@ -77,3 +78,18 @@ def test_fixed_range_codecs_need_uniform_weighting():
     check_weighted_codec(codec, weighted)
   with pytest.raises(ValueError, match="fixed_int"):
     check_weighted_codec(AllocatedCodec(CodecSpec("fixed_int"), 4.0), weighted)
+
+
+@pytest.mark.parametrize("first", [
+    dict(fixed_clients=("0", "1")),
+    dict(aggregator=AggregatorSpec("fetchsgd")),
+    dict(server_optimizer_options={"momentum": 0.9}),
+])
+def test_a_setting_dropped_on_resume_is_compared(first):
+  # record() left unset values out, and only keys of the new record are compared: going
+  # from set to unset (fixed clients to sampled, FetchSGD to the mean, momentum to TFF's
+  # default) resumed the run.
+  base = dict(root_output_dir="/unused", experiment_name="r", clients_per_round=2)
+  recorded = {k: rundir.jsonable(v) for k, v in ExperimentConfig(**first, **base).record().items()}
+  resumed = ExperimentConfig(**base)
+  assert len(rundir.differences(recorded, resumed.record_compared_with(recorded))) == 1
