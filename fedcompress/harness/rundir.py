@@ -58,8 +58,9 @@ LOCK_FILE = ".lock"
 #                      options in sorted order, so reordered options are the same setting;
 #   sanity_client, generate_prompt, temperature, num_generate
 #                      Shakespeare's checks before and text generation after the rounds;
-#   cache_dir          where the dataset files are kept: the dataset itself is named by
-#                      --dataset, and a moved cache holds the same files;
+#   cache_dir          where the dataset files are kept: the file itself is compared
+#                      (the task's `data_file_fingerprint`), so a moved cache must hold
+#                      the same file;
 #   pretrained_model   the file's path: its content is compared (`PRETRAINED_DIGEST`).
 # Every other recorded setting (data, split, seed, model, optimizers, learning rates,
 # codecs, client epochs and batch size, evaluation batches, ...) must match; a setting
@@ -74,7 +75,7 @@ MAY_DIFFER_ON_RESUME = frozenset({
 })
 # Recorded values that are resolved codecs rather than flags (named so in messages).
 _NOT_FLAGS = frozenset({"broadcast_codec", "aggregate_codec", "pretrained_model_sha256",
-                        "task_seed", "model_seed"})
+                        "task_seed", "model_seed", "data_file_fingerprint"})
 PRETRAINED_DIGEST = "pretrained_model_sha256"  # Recorded by the Shakespeare runs.
 
 

@@ -14,6 +14,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from fedcompress.tasks.datasets import digits, emnist, pipeline
+from fedcompress.tasks.errors import cached_path, file_fingerprint
 from fedcompress.tasks.models.cnn import create_fedopt_cnn, create_original_fedavg_cnn
 from fedcompress.tasks.task import FederatedTask
 
@@ -72,9 +73,10 @@ def emnist_task(*, only_digits: bool = True, cache_dir: str | None = None, epoch
                 batch_size: int = 20, seed: int = 0,
                 model: str = DEFAULT_IMAGE_MODEL) -> FederatedTask:
   train, test = emnist.load_emnist(only_digits, cache_dir)
+  data = file_fingerprint(cached_path(cache_dir, emnist.EMNIST_SQLITE))
   return image_task("emnist", train, test, num_classes=10 if only_digits else 62,
                     epochs=epochs, batch_size=batch_size, seed=seed, model=model,
-                    settings={"only_digits": only_digits})
+                    settings={"only_digits": only_digits, "data_file_fingerprint": data})
 
 
 def digits_task(*, num_clients: int = 20, alpha: float = 1.0, epochs: int = 1,

@@ -23,6 +23,7 @@ import tensorflow_federated as tff
 from fedcompress.tasks.datasets import pipeline
 from fedcompress.tasks.datasets import shakespeare as sh
 from fedcompress.tasks.datasets.char_vocab import PAD_ID, VOCAB_SIZE, random_text
+from fedcompress.tasks.errors import cached_path, file_fingerprint
 from fedcompress.tasks.models import char_rnn
 from fedcompress.tasks.models.generation import create_generation_model, generate_text
 from fedcompress.tasks.models.keras_compat import restore_keras_v2_classes
@@ -138,7 +139,9 @@ def build_shakespeare_task(pretrained: tf.keras.Model, *, cache_dir: str | None,
                                  "client_batch_size": batch_size, "seq_length": seq_length,
                                  "max_batches_per_client": max_batches,
                                  "pad_short_clients": pad_short_clients,
-                                 "max_eval_batches": max_eval_batches, "task_seed": seed})
+                                 "max_eval_batches": max_eval_batches, "task_seed": seed,
+                                 "data_file_fingerprint": file_fingerprint(
+                                     cached_path(cache_dir, sh.SHAKESPEARE_SQLITE))})
   return ShakespeareSetup(task, train, model_config, initial_weights)
 
 

@@ -94,6 +94,27 @@ def test_emnist_path_on_generated_sqlite(binary, tmp_path):
   assert rows[0][m.EVAL_ACCURACY] is not None
 
 
+def test_a_resume_on_another_data_file_is_refused(binary, tmp_path, capsys):
+  # --cache_dir may move between resumes, the file it holds may not: a resume with
+  # another emnist_all.sqlite (same client ids, other examples) trained on other data.
+  caches = {name: tmp_path / name for name in ("a", "moved", "other")}
+  for cache in caches.values():
+    cache.mkdir()
+  _write_emnist_sqlite(caches["a"])
+  (caches["moved"] / "emnist_all.sqlite").write_bytes(
+      (caches["a"] / "emnist_all.sqlite").read_bytes())
+  _write_emnist_sqlite(caches["other"], examples=14)
+  common = dict(dataset="emnist", root_output_dir=str(tmp_path / "runs"))
+  assert _run(binary, cache_dir=str(caches["a"]), rounds=1, **common) == 0
+  capsys.readouterr()
+  assert _run(binary, cache_dir=str(caches["other"]), resume=True, **common) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "data_file_fingerprint" in err[0], err
+  assert _run(binary, cache_dir=str(caches["moved"]), resume=True, **common) == 0
+  rows = reporting.read_metrics_csv(str(tmp_path / "runs" / "run" / "metrics.csv"))
+  assert [r[m.ROUND] for r in rows] == [1, 2]
+
+
 def test_emnist_unavailable_is_one_line(binary, tmp_path, capsys, monkeypatch):
   from tensorflow_federated.python.simulation.datasets import download
 

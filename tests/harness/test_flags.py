@@ -132,7 +132,7 @@ def test_only_harmless_flags_may_differ_on_resume():
           "server_momentum", "server_epsilon", "server_initial_accumulator",
           "client_momentum", "client_epsilon", "client_initial_accumulator"} <= compared
   assert "rounds" in rundir.MAY_DIFFER_ON_RESUME  # Checked on its own: only up.
-  # A dataset moved to another cache folder is the same dataset (--dataset names it).
+  # The cache folder may move; the file it holds is compared (data_file_fingerprint).
   assert "cache_dir" in rundir.MAY_DIFFER_ON_RESUME
   # A pretrained model is compared by its content (PRETRAINED_DIGEST), not its path.
   assert "pretrained_model" in rundir.MAY_DIFFER_ON_RESUME
