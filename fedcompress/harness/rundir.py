@@ -324,7 +324,27 @@ def environment() -> dict[str, Any]:
           "thread_variables": {k: os.environ.get(k) for k in THREAD_VARIABLES},
           "packages": {p: version(p) for p in VERSIONED_PACKAGES},
           "python": platform.python_version(), "machine": platform.machine(),
-          "source": source()}
+          "cpu": cpu(), "source": source()}
+
+
+# Instruction sets by which TensorFlow's kernels (oneDNN, Eigen) choose how to add up
+# floats: the same code and flags on a CPU with another set can differ in last digits.
+CPU_FEATURES = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni",
+                "amx_tile")
+
+
+def cpu() -> dict[str, Any] | None:
+  """The CPU's model name and which of `CPU_FEATURES` it has (Linux), else None."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      text = f.read()
+  except OSError:
+    return None
+  fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+  fields = {k.strip(): v.strip() for k, v in fields.items()}
+  flags = set(fields.get("flags", "").split())
+  return {"model": fields.get("model name"),
+          "features": [f for f in CPU_FEATURES if f in flags]}
 
 
 def source() -> dict[str, Any] | None:
@@ -360,7 +380,7 @@ def environment_change(run_dir: str) -> str | None:
     return None
   first, last = recorded[0], recorded[-1]
   differences = []
-  for key in ("usable_cpus", "thread_variables", "packages", "python", "machine"):
+  for key in ("usable_cpus", "thread_variables", "packages", "python", "machine", "cpu"):
     a, b = first.get(key), last.get(key)
     if isinstance(a, dict) and isinstance(b, dict):
       differences += [f"{name} {a.get(name)} -> {b.get(name)}"

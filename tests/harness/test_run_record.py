@@ -94,3 +94,19 @@ def test_a_task_built_in_python_is_recorded_and_compared_on_resume(tmp_path):
   for fragment in ("--digits_clients=6 (recorded 4)", "task_seed 5 (recorded 0)",
                    "--client_epochs=2 (recorded 1)"):
     assert fragment in str(refused.value)
+
+
+def test_a_resume_on_another_cpu_is_named(tmp_path):
+  # The same code, lock and flags gave the demo's original run 0.9250 in one session and
+  # 0.9167 in the next (an AMD EPYC with AVX2, no AVX-512; the first machine's CPU was not
+  # recorded): oneDNN and Eigen pick their float kernels by instruction set.
+  from fedcompress.harness import rundir
+
+  here = rundir.environment()
+  assert here["cpu"] is None or set(here["cpu"]["features"]) <= set(rundir.CPU_FEATURES)
+  other = {**here, "cpu": {"model": "Other", "features": ["avx2", "avx512f"]}}
+  mine = {**here, "cpu": {"model": "Mine", "features": ["avx2"]}}
+  (tmp_path / rundir.RUN_INFO_FILE).write_text(json.dumps(
+      {"wall_time_s": 0.0, "segments": [{"environment": other}, {"environment": mine}]}))
+  change = rundir.environment_change(str(tmp_path))
+  assert "model Other -> Mine" in change and "features ['avx2', 'avx512f'] -> ['avx2']" in change
