@@ -28,7 +28,8 @@ venv: .venv/.synced-bytecode
 # Tests run in one process per core (pytest-xdist): most of the suite's time is TFF
 # building computations and binaries importing TensorFlow, one core each. `worksteal`
 # balances the few minute-long tests (chaos, notebooks, benchmark) against the rest.
-PYTEST := $(VENV_PY) -m pytest -q -n auto --dist worksteal
+# --durations: the slowest tests close the log, to see where the suite's time goes.
+PYTEST := $(VENV_PY) -m pytest -q -n auto --dist worksteal --durations=15
 
 test: venv
 	$(PYTEST) tests
