@@ -22,6 +22,7 @@ from fedcompress.harness.experiment import (
   run_experiment,
 )
 from fedcompress.tasks.datasets.char_vocab import text_to_ids
+from fedcompress.tasks.errors import file_fingerprint
 from fedcompress.tasks.shakespeare import (
   Evaluation,
   SanityCheck,
@@ -76,8 +77,9 @@ def run_finetune(config: ExperimentConfig, *, pretrained_path: str | None,
   if pretrained_path is not None and rundir.PRETRAINED_DIGEST not in config.recorded:
     # A library caller's config: the run is tied to the model's content as the
     # binary's is (shakespeare_config_from_flags).
-    config = dataclasses.replace(config, recorded={
-        **config.recorded, rundir.PRETRAINED_DIGEST: rundir.file_digest(pretrained_path)})
+    digest = file_fingerprint(pretrained_path, whole=True)
+    config = dataclasses.replace(
+        config, recorded={**config.recorded, rundir.PRETRAINED_DIGEST: digest})
   start = (load_pretrained(pretrained_path) if pretrained_path is not None
            else create_model(model, seed=config.seed))
   check_run_dir(config)

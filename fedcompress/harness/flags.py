@@ -29,6 +29,7 @@ from fedcompress.harness.experiment import (
 )
 from fedcompress.harness.finetune import run_finetune
 from fedcompress.tasks.datasets.digits import MIN_DIRICHLET_ALPHA
+from fedcompress.tasks.errors import file_fingerprint
 
 FlagValues = flags.FlagValues
 
@@ -377,7 +378,7 @@ def shakespeare_config_from_flags(fv: FlagValues, module_names: list[str] | None
     raise ValueError(f"--model={fv.model} trains from scratch: leave --pretrained_model unset")
   extra = {"dataset": "shakespeare"}
   if fv.pretrained_model:
-    extra[rundir.PRETRAINED_DIGEST] = rundir.file_digest(fv.pretrained_model)
+    extra[rundir.PRETRAINED_DIGEST] = file_fingerprint(fv.pretrained_model, whole=True)
   return experiment_config_from_flags(
       fv, module_names=module_names or [], extra_recorded=extra,
       fixed_clients=tuple(fv.clients) or None)

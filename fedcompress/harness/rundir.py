@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import importlib.metadata
 import json
 import math
@@ -225,19 +224,6 @@ def _write_json(path: str, value: Any) -> None:
     json.dump(value, f, indent=2, sort_keys=True)
     f.write("\n")
   durable.replace(tmp, path)
-
-
-def file_digest(path: str) -> str | None:
-  """sha256 of the file at `path` (what a run started from), or None if it cannot be read.
-
-  A run is tied to the model it fine-tunes, not to that file's path: a model retrained
-  at the same path is another start.
-  """
-  try:
-    with open(path, "rb") as f:
-      return hashlib.file_digest(f, "sha256").hexdigest()
-  except OSError:
-    return None
 
 
 def jsonable(value: Any) -> Any:

@@ -46,20 +46,24 @@ def cached_path(cache_dir: str | os.PathLike[str] | None, expected_file: str) ->
   return os.path.join(where, expected_file)
 
 
-def file_fingerprint(path: str) -> str | None:
-  """`<size>:<sha256 of the first and last MiB>` of a dataset file, None if unreadable.
+def file_fingerprint(path: str, *, whole: bool = False) -> str | None:
+  """`<size>:<sha256>` of a file a run starts from, None if it cannot be read.
 
-  What a run records of the file it trained on (`--cache_dir` may move between
-  resumes, the file may not change): the ends and the size tell TFF's sqlite files
-  apart in milliseconds, where hashing all of federated EMNIST would take seconds.
+  What a run records of its dataset or pretrained model, so that a resume is tied to
+  the file's content, not its path. The sha256 is of the first and last MiB (`whole`:
+  of all of it): the ends and the size tell TFF's sqlite files apart in milliseconds,
+  where hashing all of federated EMNIST would take seconds; a retrained model of the
+  same size may differ only between them, so models are hashed whole.
   """
   try:
     size = os.path.getsize(path)
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-      digest.update(f.read(_FINGERPRINT_BYTES))
-      f.seek(max(0, size - _FINGERPRINT_BYTES))
-      digest.update(f.read(_FINGERPRINT_BYTES))
+      if whole:
+        digest = hashlib.file_digest(f, "sha256")
+      else:
+        digest = hashlib.sha256(f.read(_FINGERPRINT_BYTES))
+        f.seek(max(0, size - _FINGERPRINT_BYTES))
+        digest.update(f.read(_FINGERPRINT_BYTES))
   except OSError:
     return None
   return f"{size}:{digest.hexdigest()}"
