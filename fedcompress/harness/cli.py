@@ -72,6 +72,12 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
 
   try:
     return flags.FLAGS(list(argv))
+  except SystemExit as e:
+    # absl's --help, --helpshort, --helpfull and --helpxml print the help and exit 1;
+    # help asked for is not a failure (`binary --help && ...` must go on).
+    if e.code == 1 and any(_is_help_flag(a) for a in argv[1:]):
+      sys.exit(0)
+    raise
   except UnicodeDecodeError as e:
     # absl reads a --flagfile as UTF-8 and lets the decode error through.
     files = [a.split("=", 1)[1] for a in argv if a.startswith("--flagfile=")]
@@ -85,6 +91,18 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
     if isinstance(e, flags.UnrecognizedFlagError):
       message += " (--helpshort lists the flags)"
     sys.exit(fail(message))
+
+
+_HELP_FLAGS = ("help", "helpshort", "helpfull", "helpxml")
+
+
+def _is_help_flag(arg: str) -> bool:
+  """`--help`, `-?`, `-help`, `--helpfull=true`...: what makes absl print help and exit."""
+  if arg == "-?":
+    return True
+  name, _, value = arg.lstrip("-").partition("=")
+  return arg.startswith("-") and name in _HELP_FLAGS and value.lower() not in (
+      "false", "0")
 
 
 def interruptible(main: Callable[[list[str]], int | None], hint: str = ""

@@ -348,14 +348,16 @@ def check_run_dir(config: ExperimentConfig) -> None:
     return
   if not config.resume:
     raise RunDirectoryError(
-        f"{run_dir} already holds a run; pass --resume to continue it or choose another "
-        "--experiment_name (nothing was overwritten)")
+        f"{run_dir} already holds a run; pass --resume (in Python, resume=True) to continue "
+        "it or choose another --experiment_name (experiment_name=...); nothing was "
+        "overwritten")
   mismatch = rundir.record_mismatch(
       run_dir, config.record_compared_with(rundir.read_config(run_dir)), config.rounds)
   if mismatch:
     raise RunDirectoryError(
         f"cannot resume {run_dir}: it was run with other settings: {mismatch}. Resume with "
-        "the recorded values, or start a new run under another --experiment_name")
+        "the recorded values, or start a new run under another --experiment_name "
+        "(experiment_name=...)")
   _check_metrics_resumable(run_dir)
 
 

@@ -355,3 +355,28 @@ def test_allocation_flagfiles_compare_at_the_same_bits(repo_root):
   assert isinstance(allocated, AllocatedCodec)
   assert allocated.plan(cnn, direction="aggregate").budget <= fixed_bits
   assert config("down_32x").broadcast_codec.bits_per_coordinate == 1.0
+
+
+@pytest.mark.parametrize("arg", ["--help", "-?", "--helpshort", "--helpfull", "-helpfull=true"])
+def test_help_asked_for_exits_0_after_printing_it(arg, capsys):
+  from absl import app
+  from absl.testing import flagsaver
+
+  from fedcompress.harness.cli import parse_flags
+
+  app.define_help_flags()  # What app.run does before parsing.
+  with flagsaver.flagsaver(), pytest.raises(SystemExit) as exit_info:
+    parse_flags(["binary", arg])
+  assert exit_info.value.code == 0  # absl's own is 1.
+  assert "helpfull" in capsys.readouterr().out  # The help was printed.
+
+
+def test_help_false_is_no_help():
+  from absl import app
+  from absl.testing import flagsaver
+
+  from fedcompress.harness.cli import parse_flags
+
+  app.define_help_flags()
+  with flagsaver.flagsaver():
+    assert parse_flags(["binary", "--help=false", "rest"]) == ["binary", "rest"]

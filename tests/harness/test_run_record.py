@@ -92,8 +92,12 @@ def test_a_task_built_in_python_is_recorded_and_compared_on_resume(tmp_path):
   with pytest.raises(rundir.RunDirectoryError) as refused:
     fedcompress.run_experiment(other, config(rounds=2, resume=True))
   for fragment in ("--digits_clients=6 (recorded 4)", "task_seed 5 (recorded 0)",
-                   "--client_epochs=2 (recorded 1)"):
+                   "--client_epochs=2 (recorded 1)", "(experiment_name=...)"):
     assert fragment in str(refused.value)
+  # A library caller is told the ExperimentConfig fields, not only the flags.
+  with pytest.raises(rundir.RunDirectoryError, match=r"already holds a run; pass --resume "
+                     r"\(in Python, resume=True\).*\(experiment_name=\.\.\.\)"):
+    fedcompress.run_experiment(other, config())
 
 
 def test_a_resume_on_another_cpu_is_named(tmp_path):
