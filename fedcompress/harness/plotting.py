@@ -7,7 +7,7 @@ seeds: one point per configuration with its confidence interval.
 
 Axes read like a paper's: rounds at integer ticks (`round_ticks`), bits at round
 binary values such as 512 Mibit, 1 Gibit, 2 Gibit (`bit_ticks`), log axes at labelled
-decades (`log_ticks`). The tick choices are pure functions of the data range, tested
+decades, and at 2 and 5 times them over less than two decades (`log_ticks`). The tick choices are pure functions of the data range, tested
 on known ranges.
 """
 
