@@ -15,12 +15,14 @@ Three mechanisms (`DPConfig.mechanism`), all user-level DP over the clients of a
   mechanism `distributed_dgauss`, randomized Hadamard rotation, as in
   `tff.learning.ddp_secure_aggregator`; Kairouz, Liu and Steinke, ICML 2021): each
   client clips, rotates, scales, rounds to integers and adds its share of discrete
-  Gaussian noise, and the integers are summed with the secure modular sum in a field of
-  `field_bits` bits, with modular clipping (a value that overflows wraps around, and
-  the scale is chosen so that this is rare). That pipeline is itself the compression:
-  each client sends `field_bits` per padded coordinate (+ its count and its "was
-  clipped" indicator, each in `fedcompress.federated.secure.count_bits`), so it takes
-  no other codec.
+  Gaussian noise, and the integers are reduced modulo `2**field_bits` (modular
+  clipping: a value that overflows wraps around, and the scale is chosen so that this
+  is rare). That pipeline is itself the compression, so it takes no other codec. TFF
+  then sums the `[0, 2**field_bits)` integers with `federated_secure_sum_bitwidth`,
+  whose result is the exact sum: each client sends `secure.unsigned_sum_bits(
+  2**field_bits - 1, clients)` bits per padded coordinate (20 at 16 bits and 10
+  clients), and 0/1 values in `DISTRIBUTED_SCALAR_SUMS` scalar secure sums (see
+  `_DistributedDpMeanFactory`).
 
 Accounting (`epsilon`): `dp_accounting`'s RDP accountant for `rounds` compositions of a
 Poisson-sampled Gaussian mechanism with sampling rate `clients_per_round / population`
@@ -34,9 +36,11 @@ is tight for the noise levels used).
 Caveats, not handled: for `central` the codec encodes and decodes each clipped update
 before the noise, so the sensitivity is the largest norm of a decoded update, and a
 codec that can enlarge it (`randk`'s n/k rescaling; min/max quantizers in the worst
-case) makes the accounted epsilon optimistic. `central`'s and `central_adaptive`'s noise
-is drawn from the run's seed and the round (`SeededGaussianSumQuery`,
-`SeededQuantileAdaptiveClipSumQuery`); `distributed`'s is TFF's own and not seeded.
+case; `fixed_int`'s stochastic rounding, by ~8% on the README's secure DP run) makes the
+accounted epsilon optimistic. `central`'s and `central_adaptive`'s noise is drawn from
+the run's seed and the round (`SeededGaussianSumQuery`,
+`SeededQuantileAdaptiveClipSumQuery`), so the epsilon holds only against whoever does
+not know the seed; `distributed`'s is TFF's own and not seeded.
 """
 
 from __future__ import annotations
@@ -53,15 +57,22 @@ import tensorflow_privacy as tfp
 from tensorflow_federated.python.aggregators import differential_privacy, distributed_dp
 
 from fedcompress.codecs import CodecSpec
-from fedcompress.federated.aggregation import EncodedSumFactory
+from fedcompress.federated.aggregation import EncodedSumFactory, fixed_range_links
 from fedcompress.federated.secure import (
   SecureEncodedSumFactory,
   build_secure_mean_factory,
   check_sum_compatible,
   count_bits,
+  unsigned_sum_bits,
 )
 
 MECHANISMS = ("central", "central_adaptive", "distributed")
+# The scalar secure sums of a 0/1 each client takes part in under TFF 0.87's
+# `DistributedDpSumFactory` (`tests/federated/test_secure.py` counts them in the built
+# computation): the client count; the value's `SecureSumFactory`, its count of summands
+# and its two clipped-range counts; the "was clipped" indicator of the L2 clipping,
+# summed by a second `SecureSumFactory` with the same three of its own.
+DISTRIBUTED_SCALAR_SUMS = 8
 DEFAULT_DELTA = 1e-5
 
 
@@ -107,6 +118,14 @@ class DPConfig:
                        f"{self.field_bits}")
     if not 0 < self.target_quantile < 1:
       raise ValueError(f"target quantile must be in (0, 1), got {self.target_quantile}")
+    if self.mechanism == "distributed":
+      try:  # TFF's own checks of the field against the clients (Python, no graph).
+        distributed_factory(self)
+      except ValueError as e:
+        raise ValueError(
+            f"--dp_field_bits={self.field_bits} is too small for {self.clients_per_round} "
+            f"clients per round (TFF: {' '.join(str(e).split())}): raise --dp_field_bits or "
+            "lower --clients_per_round") from None
     # TFF's `adaptive_clip_noise_params` splits the noise between the update and the
     # clipped count, whose stddev is 0.05 x clients: it cannot split this much or more.
     most = 2 * 0.05 * self.clients_per_round
@@ -327,11 +346,12 @@ class _DistributedDpMeanFactory(tff.aggregators.UnweightedAggregationFactory):
 
   TFF's factory already sums the client count securely (`actual_num_clients`), so the
   mean reuses it rather than wrapping the sum in `UnweightedMeanFactory` (which would
-  send the count twice). Each client sends `field_bits` per padded coordinate, its 1
-  for the client count, and its 0/1 "was clipped" indicator: TFF's L2 clipping inside
-  the factory sums the clipped count with a second secure sum
-  (`distributed_dp.py`'s `clipped_count_sum_factory`); each of the two in a field
-  that holds the round's clients (`secure.count_bits`).
+  send the count twice). Each client sends, per padded coordinate, its integer in
+  `[0, 2**field_bits)` in the field of their exact sum (`secure.unsigned_sum_bits`:
+  TFF sums them with `federated_secure_sum_bitwidth`, not modulo `2**field_bits`), and
+  a 0/1 in each of `DISTRIBUTED_SCALAR_SUMS` secure sums, in a field that holds the
+  round's clients (`secure.count_bits`). Before 2026-12-03 this counted `field_bits`
+  per coordinate and two of the scalar sums.
   """
 
   def __init__(self, config: DPConfig):
@@ -341,8 +361,9 @@ class _DistributedDpMeanFactory(tff.aggregators.UnweightedAggregationFactory):
     inner = distributed_factory(self._config).create(value_type)
     result_type = inner.next.type_signature.result.result.member
     measurements_type = inner.next.type_signature.result.measurements.member
-    field = self._config.field_bits
-    count = count_bits(self._config.clients_per_round)
+    clients_per_round = self._config.clients_per_round
+    field = unsigned_sum_bits(2**self._config.field_bits - 1, clients_per_round)
+    scalars = DISTRIBUTED_SCALAR_SUMS * count_bits(clients_per_round)
 
     @tff.tensorflow.computation(result_type, measurements_type)
     def mean_fn(total, measurements):
@@ -351,7 +372,7 @@ class _DistributedDpMeanFactory(tff.aggregators.UnweightedAggregationFactory):
           lambda t: tf.math.divide_no_nan(t, tf.cast(clients, t.dtype)), total)
       out = dict(measurements)
       out["bits"] = tf.cast(clients, tf.int64) * (
-          field * tf.cast(measurements["padded_dim"], tf.int64) + 2 * count)
+          field * tf.cast(measurements["padded_dim"], tf.int64) + scalars)
       return mean, out
 
     @tff.federated_computation(inner.next.type_signature.parameter)
@@ -395,6 +416,15 @@ def check_protected_mean(aggregate_codec: CodecSpec | str | None, *, secure_aggr
       raise ValueError("--dp=central_adaptive cannot run under --secure_aggregation: its "
                        "clipped-count signal would be quantized with the update; use "
                        "--dp=central")
+  elif (dp is not None and dp.mechanism == "central_adaptive" and codec.threshold < 1
+        and fixed_range_links(codec)):
+    # The same without secure aggregation, once the codec encodes scalars: fixed_int
+    # clipped the +-0.5 indicator to +-clip (0.01: the clip grew by 1.002 in a round
+    # with every update clipped, instead of 1.105).
+    raise ValueError(
+        f"--dp=central_adaptive with --compression_threshold={codec.threshold} would "
+        f"clip its clipped-count signal (+-0.5) to {', '.join(fixed_range_links(codec))}'s "
+        "range: raise --compression_threshold to 1 or more, or use --dp=central")
   return codec
 
 

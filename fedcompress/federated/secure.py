@@ -64,7 +64,16 @@ def field_bits(bound: int, clients: int) -> int:
 
 def count_bits(clients: int) -> int:
   """Bits of the count each client sends (a 1, summed in a field holding `clients`)."""
-  return max(1, math.ceil(math.log2(clients + 1)))
+  return unsigned_sum_bits(1, clients)
+
+
+def unsigned_sum_bits(most: int, clients: int) -> int:
+  """Bits of one coordinate whose values in `[0, most]` are summed exactly.
+
+  `federated_secure_sum_bitwidth` returns the exact sum, so its field holds
+  `clients * most`: `ceil(log2(clients * most + 1))`, at least 1.
+  """
+  return max(1, math.ceil(math.log2(clients * most + 1)))
 
 
 def _client_one():

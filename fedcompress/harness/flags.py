@@ -178,7 +178,8 @@ def define_loop_flags(fv: FlagValues = flags.FLAGS, *, rounds: int = 10,
   flags.DEFINE_integer("rounds_per_checkpoint", 1, "Checkpoint every N rounds (and after "
                        "the last).", flag_values=fv)
   flags.DEFINE_integer("seed", 0, "Seed of client sampling, data order, model init, "
-                       "data splits and the codecs' randomness.", flag_values=fv)
+                       "data splits, the codecs' randomness and --dp=central*'s noise (which "
+                       "whoever knows the seed can remove).", flag_values=fv)
   flags.DEFINE_enum("client_weighting", "num_examples", sorted(CLIENT_WEIGHTINGS),
                     "Weight of each client in the mean.", flag_values=fv)
   add_number_checks(fv, ["rounds", "clients_per_round", "client_epochs", "client_batch_size",
@@ -469,6 +470,25 @@ def recorded_flags(fv: FlagValues, module_names: list[str]) -> dict[str, Any]:
   return record
 
 
+def _check_privacy_flags(fv: FlagValues) -> None:
+  """Warns of DP and secure-aggregation flags given to no effect; refuses --workers."""
+  if fv.dp == "none":
+    # The important case: a forgotten --dp trains with no differential privacy at all.
+    _warn_unused(fv, ["dp_noise_multiplier", "dp_clip", "dp_delta", "dp_field_bits"],
+                 "--dp is none: this run has no differential privacy")
+  elif fv.dp != "distributed":
+    _warn_unused(fv, ["dp_field_bits"], f"it sizes --dp=distributed's field, not --dp={fv.dp}'s")
+  if fv.secure_aggregation:
+    _warn_unused(fv, ["compression_threshold"], "under --secure_aggregation every tensor "
+                 "is encoded (the whole update is summed in the field)")
+    if fv.workers:
+      # TFF's mergeable form splits a round at federated_aggregate; its secure sums end up
+      # after the merge, which TFF refuses at round 1 with a 600-character type dump.
+      raise ValueError("--secure_aggregation (and --dp=distributed) cannot run on --workers: "
+                       "TFF 0.87 splits a round across workers only at plain aggregations, "
+                       "not at secure sums; run without --workers")
+
+
 def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
                                  extra_recorded: dict[str, Any] | None = None,
                                  fixed_clients: tuple[str, ...] | None = None
@@ -477,6 +497,7 @@ def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
     cli.warn_once("--tf_logs came too late: TensorFlow started quiet before the flags were "
                   "read (as from a flagfile or a sweep's --common_flags); set "
                   "FEDCOMPRESS_TF_LOGS=1, or give --tf_logs on the binary's command line")
+  _check_privacy_flags(fv)
   broadcast = codec_from_flags(fv, "broadcast")
   aggregate = codec_from_flags(fv, "aggregate")
   recorded = recorded_flags(fv, module_names)

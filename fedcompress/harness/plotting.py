@@ -7,8 +7,8 @@ seeds: one point per configuration with its confidence interval.
 
 Axes read like a paper's: rounds at integer ticks (`round_ticks`), bits at round
 binary values such as 512 Mibit, 1 Gibit, 2 Gibit (`bit_ticks`), log axes at labelled
-decades, and at 2 and 5 times them over less than two decades (`log_ticks`). The tick choices are pure functions of the data range, tested
-on known ranges.
+decades, and at 2 and 5 times them over less than two decades (`log_ticks`). The tick
+choices are pure functions of the data range, tested on known ranges.
 """
 
 from __future__ import annotations

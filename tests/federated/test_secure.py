@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_federated as tff
 import tensorflow_privacy as tfp
+from tensorflow_federated.python.core.impl.compiler import building_blocks, tree_analysis
 
 import fedcompress
 from fedcompress.codecs import CodecSpec, make_codec
@@ -220,11 +221,30 @@ def test_fedavg_with_distributed_dp_runs_under_secure_sum_and_counts_field_bits(
   data = [tf.data.Dataset.from_tensor_slices(
       (np.ones((1, 1), np.float32), np.full((1, 1), y, np.float32))).batch(1)
       for y in (1.0, 2.0, 3.0)]
+  # What each client sends: one vector and DISTRIBUTED_SCALAR_SUMS scalars of 0/1, all
+  # through `federated_secure_sum_bitwidth` (TFF's result is their exact sum).
+  calls = []
+  tree_analysis.visit_postorder(process.next.to_building_block(), lambda b: calls.append(
+      b.argument.type_signature[0].member) if isinstance(b, building_blocks.Call) and
+      isinstance(b.function, building_blocks.Intrinsic) and
+      b.function.uri == "federated_secure_sum_bitwidth" else None)
+  scalars = [t for t in calls if all(s.shape == () for s in tff.structure.flatten(t))]
+  assert len(calls) - len(scalars) == 1 and len(scalars) == privacy.DISTRIBUTED_SCALAR_SUMS
   output = process.next(process.initialize(), data)
-  # One coordinate (the Hadamard rotation pads to 1 = 2^0) in 16 bits, the count and
-  # the clipped indicator in ceil(log2(3 + 1)) = 2 bits each, from each of the 3 clients.
-  assert output.metrics["aggregate/bits"] == 3 * (16 * 1 + 2 + 2)
+  # One coordinate (the Hadamard rotation pads to 1 = 2^0): integers below 2^16 whose sum
+  # over 3 clients needs ceil(log2(3 (2^16 - 1) + 1)) = 18 bits; 8 scalar sums of 0/1 in
+  # ceil(log2(3 + 1)) = 2 bits each; from each of the 3 clients.
+  assert output.metrics["aggregate/bits"] == 3 * (18 * 1 + 8 * 2)
   assert np.isfinite(process.get_model_weights(output.state).trainable[0]).all()
+
+
+@pytest.mark.parametrize("field_bits,clients", [(2, 10), (3, 40)])
+def test_a_field_too_small_for_the_clients_names_the_flags(field_bits, clients):
+  # TFF refused both later, naming neither flag (the second: k std devs of the noise).
+  with pytest.raises(ValueError, match=rf"^--dp_field_bits={field_bits} is too small for "
+                     rf"{clients} clients per round \(TFF: .*--clients_per_round$"):
+    privacy.DPConfig("distributed", 0.5, 0.1, clients, 100, field_bits=field_bits)
+  privacy.DPConfig("distributed", 0.5, 0.1, clients, 100, field_bits=field_bits + 4)
 
 
 def test_protected_mean_refusals_are_one_line():
@@ -241,15 +261,21 @@ def test_protected_mean_refusals_are_one_line():
       dict(aggregate_codec="fixed_int", secure_aggregation=True,
            dp=privacy.DPConfig("central_adaptive", 0.5, 0.1, 10, 100),
            client_weighting=uniform),
+      # Without it too, once fixed_int encodes scalars (the signal is one).
+      dict(aggregate_codec=CodecSpec("fixed_int", threshold=0), secure_aggregation=False,
+           dp=privacy.DPConfig("central_adaptive", 0.5, 0.1, 10, 100),
+           client_weighting=uniform),
   ]
   for case in cases:
     with pytest.raises(ValueError) as info:
       privacy.check_protected_mean(clients_per_round=10, **case)
     assert "\n" not in str(info.value)
-  # Without secure aggregation the adaptive query is accepted.
-  privacy.check_protected_mean(clients_per_round=10, aggregate_codec="uniform",
-                               secure_aggregation=False, client_weighting=uniform,
-                               dp=privacy.DPConfig("central_adaptive", 0.5, 0.1, 10, 100))
+  # Without secure aggregation the adaptive query is accepted with other codecs, and with
+  # fixed_int on tensors of 1 element or more.
+  for codec in ("uniform", CodecSpec("uniform", threshold=0), CodecSpec("fixed_int", threshold=1)):
+    privacy.check_protected_mean(clients_per_round=10, aggregate_codec=codec,
+                                 secure_aggregation=False, client_weighting=uniform,
+                                 dp=privacy.DPConfig("central_adaptive", 0.5, 0.1, 10, 100))
 
 
 def test_a_fixed_client_list_larger_than_the_field_is_refused(tmp_path):
@@ -398,8 +424,7 @@ def test_distributed_dp_noise_has_the_configured_std_and_counts_field_bits():
   output = process.next(process.initialize(), [np.zeros(DIM, np.float32)])
   # Central std noise_multiplier * clip = 1.0 (TFF splits it over the clients).
   assert np.std(output.result) == pytest.approx(1.0, rel=0.06)
-  # The field, the client count and the clipped indicator (two secure sums of 0/1;
-  # TFF's distributed_dp.py sums the indicator through its clipping_factory).
-  assert output.measurements["bits"] == 16 * DIM + 2 * secure.count_bits(1)
+  # One client: its integers below 2^16 in 16 bits, and 8 scalar sums of 0/1 in 1 bit.
+  assert output.measurements["bits"] == 16 * DIM + 8 * 1
   effective = privacy.effective_noise_multiplier(config, ZERO_TYPE)
   assert 0.5 * 2.0 < effective <= 2.0  # The rounding inflates the sensitivity a little.

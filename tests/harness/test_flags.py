@@ -239,6 +239,37 @@ def test_a_flag_warning_is_said_once_per_process(capsys):
   assert capsys.readouterr().err.count("warning: --aggregate_bits=8 has no effect") == 1
 
 
+@pytest.mark.parametrize("args,warning", [
+    # A forgotten --dp: the run would train with no DP, and said nothing.
+    (["--dp_noise_multiplier=1.1", "--dp_clip=0.05"], "warning: --dp_noise_multiplier, "
+     "--dp_clip have no effect: --dp is none: this run has no differential privacy"),
+    (["--dp=central", "--dp_field_bits=8"], "warning: --dp_field_bits has no effect: it "
+     "sizes --dp=distributed's field, not --dp=central's"),
+    (["--secure_aggregation", "--aggregate_encoder=fixed_int", "--client_weighting=uniform",
+      "--compression_threshold=100000"], "warning: --compression_threshold has no effect: "
+     "under --secure_aggregation every tensor is encoded"),
+    (["--dp=distributed", "--secure_aggregation", "--client_weighting=uniform",
+      "--dp_field_bits=18"], None),
+])
+def test_privacy_flags_given_to_no_effect_are_said(args, warning, capsys, monkeypatch):
+  from fedcompress.harness import cli
+
+  monkeypatch.setattr(cli, "_warned", set())
+  fc_flags.experiment_config_from_flags(
+      _parsed(fc_flags.define_image_experiment_flags, *args), module_names=[])
+  err = capsys.readouterr().err
+  assert (err == "") if warning is None else err.startswith(warning), err
+
+
+def test_secure_aggregation_on_workers_is_refused_before_anything_runs():
+  fv = _parsed(fc_flags.define_image_experiment_flags, "--secure_aggregation",
+               "--aggregate_encoder=fixed_int", "--client_weighting=uniform",
+               "--workers=localhost:8000")
+  with pytest.raises(ValueError, match=r"^--secure_aggregation \(and --dp=distributed\) "
+                     "cannot run on --workers"):
+    fc_flags.experiment_config_from_flags(fv, module_names=[])
+
+
 def test_bits_and_budget_exclude_each_other():
   fv = _parsed(fc_flags.define_image_experiment_flags, "--aggregate_encoder=eden",
                "--aggregate_bits=2", "--aggregate_bits_per_coordinate=2")
