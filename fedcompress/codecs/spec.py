@@ -65,6 +65,8 @@ def parse_options(text: str | None) -> dict[str, Any]:
     key, sep, value = item.partition("=")
     if not sep or not key.strip():
       raise ValueError(f"codec option {item!r} is not of the form key=value")
+    if key.strip() in options:  # Else the last would win, without a word.
+      raise ValueError(f"codec option {key.strip()!r} is given twice in {text!r}")
     options[key.strip()] = _parse_value(key.strip(), value)
   return options
 

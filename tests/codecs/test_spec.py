@@ -28,6 +28,30 @@ def test_uniform_bits_out_of_range(bad):
     CodecSpec("uniform", {"bits": bad})
 
 
+def test_numpy_integer_options_are_integers():
+  # A sweep over np.arange: refused before as "bits must be an integer ..., got 4".
+  spec = codecs.make_codec("uniform", options={"bits": np.int64(4), "word_bits": np.int32(32)})
+  assert spec.describe() == "uniform(bits=4,word_bits=32)>10000"
+  assert spec.resolved_links() == codecs.make_codec(
+      "uniform", options={"bits": 4, "word_bits": 32}).resolved_links()
+  assert {type(v) for v in spec.resolved_links()[0][1].values()} <= {int, bool}
+
+
+@pytest.mark.parametrize("word_bits", [28.0, True, 30])
+def test_uniform_word_bits_must_be_28_or_32_as_integers(word_bits):
+  # 28.0 passed and made the bit count a float (416.0).
+  with pytest.raises(ValueError, match="word_bits must be 28 or 32"):
+    codecs.make_codec("uniform", options={"word_bits": word_bits})
+
+
+def test_an_option_given_twice_is_refused():
+  # The last one won without a word: 'bits=2,bits=3' was uniform(bits=3).
+  with pytest.raises(ValueError, match="codec option 'bits' is given twice in 'bits=2,bits=3'"):
+    codecs.parse_options("bits=2,bits=3")
+  with pytest.raises(ValueError, match="'fraction' is given twice"):
+    CodecSpec.parse("randk(fraction=0.1,fraction=0.9)|eden(bits=1)")
+
+
 def test_negative_threshold_rejected():
   with pytest.raises(ValueError, match="non-negative"):
     CodecSpec("uniform", threshold=-1)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import math
+import numbers
 import sys
 import threading
 
@@ -42,12 +43,16 @@ _SEED_SALT = 0x5EED
 
 
 def check_int(name: str, value, low: int, high: int | None = None) -> int:
-  """Returns `value` if it is an int (not bool) in [low, high], else raises ValueError."""
+  """`value` as an int if it is an integer (not bool) in [low, high], else ValueError.
+
+  NumPy integers count (a sweep over `np.arange`) and come back as Python ints.
+  """
   bound = f"in {low}..{high}" if high is not None else f">= {low}"
-  if (isinstance(value, bool) or not isinstance(value, int) or value < low
-      or (high is not None and value > high)):
-    raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
-  return value
+  if (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral)
+      or value < low or (high is not None and value > high)):
+    raise ValueError(f"{name} must be an integer {bound}, got {value!r} "
+                     f"({type(value).__name__})")
+  return int(value)
 
 
 def check_bool(name: str, value) -> bool:

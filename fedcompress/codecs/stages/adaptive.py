@@ -1,9 +1,12 @@
 """`adaptive` codec: uniform quantization whose bit width follows a bits budget.
 
 Each round the codec picks the bit width `b` of uniform (min/max) quantization so
-that what a client sends for a tensor stays within `budget_bits_per_coordinate` bits
-per coordinate, side information included. What a width costs is only partly known
-in advance:
+that what a client sends for a tensor is expected to stay within
+`budget_bits_per_coordinate` bits per coordinate, side information included: exactly
+with `coder="fixed"`; with Huffman, on the mean saving of last round's clients, so a
+client whose update codes worse than that mean goes over (one client coding to 1.44
+bits per coordinate, then another to 6.11 on a budget of 4.5). What a width costs is
+only partly known in advance:
 
 * known exactly, given `n` and `b`: the stream header, the Huffman code-length
   table (`2**b` entries), block lengths, min/max, the state-update scalars;

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import math
+import numbers
 
 import numpy as np
 import tensorflow as tf
@@ -112,9 +113,11 @@ class UniformQuantizationStage(te.stages.UniformQuantizationEncodingStage):
 
 
 def _check_word_bits(word_bits) -> int:
-  if isinstance(word_bits, bool) or word_bits not in _PACKINGS:
+  # 28.0 == 28, but a float would make the codec's name and bit counts floats.
+  if (isinstance(word_bits, (bool, np.bool_)) or not isinstance(word_bits, numbers.Integral)
+      or word_bits not in _PACKINGS):
     raise ValueError(f"word_bits must be 28 or 32, got {word_bits!r}")
-  return word_bits
+  return int(word_bits)
 
 
 def check_options(bits: int = 8, deterministic: bool = False, word_bits: int = 28) -> dict:
