@@ -21,6 +21,7 @@ from fedcompress.harness import flags as fc_flags
 from fedcompress.harness import plotting, reporting, summary
 from fedcompress.harness.cli import interruptible, parse_flags
 from fedcompress.harness.experiment import NonFiniteModelError, fail, run_experiment
+from fedcompress.harness.rundir import RunDirectoryError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = ("original", "compressed_u8")
@@ -63,6 +64,10 @@ def main(argv):
   began = time.perf_counter()
   try:
     summaries = run_demo(root, FLAGS.rounds, FLAGS.client_learning_rate, FLAGS.rounds_per_eval)
+  except RunDirectoryError as e:
+    # Its text names --resume and --experiment_name, flags the demo does not have.
+    return fail(f"{e}. The demo starts its runs afresh: give another --root_output_dir "
+                "(or none: a new folder under runs/demo/)")
   except ValueError as e:
     return fail(str(e))
   except (runtime.WorkerUnavailableError, NonFiniteModelError) as e:

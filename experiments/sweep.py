@@ -31,7 +31,6 @@ from absl import app, flags
 
 from fedcompress.federated import runtime
 from fedcompress.harness.cli import fail, interruptible, parse_flags
-from fedcompress.harness.loop import NonFiniteModelError
 from fedcompress.harness.summary import format_markdown
 from fedcompress.harness.sweep import (
   EXPERIMENTS,
@@ -39,8 +38,8 @@ from fedcompress.harness.sweep import (
   run_sweep,
   runs_from_flagfiles,
   runs_from_grid,
+  sweep_failure,
 )
-from fedcompress.tasks.errors import DatasetUnavailableError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("flagfiles", [], "One run per flagfile.")
@@ -67,17 +66,12 @@ def main(argv):
     summaries = run_sweep(runs, FLAGS.root_output_dir, experiment=FLAGS.experiment,
                           common_flags=FLAGS.common_flags, baseline=FLAGS.baseline,
                           seeds=seeds)
-  except DatasetUnavailableError as e:
-    # Only the EMNIST experiment has embedded data to fall back on.
-    offline = " Or run offline with --dataset=digits." if FLAGS.experiment == "emnist" else ""
-    return fail(f"{e}{offline}")
-  except (ValueError, flags.Error) as e:
-    return fail(str(e))
-  except (runtime.WorkerUnavailableError, NonFiniteModelError) as e:
-    return fail(str(e), 1)
-  except runtime.COMPUTATION_ERRORS as e:
-    return fail(f"a round failed in the TFF worker: {runtime.describe_computation_error(e)}. "
-                "Finished runs are kept; rerunning the sweep resumes the others.", 1)
+  except Exception as e:  # noqa: BLE001 (what is not a run's failure is re-raised)
+    code = sweep_failure(e, experiment=FLAGS.experiment,
+                         hint="rerunning the sweep resumes the others")
+    if code is None:
+      raise
+    return code
   if seeds:
     print(pathlib.Path(FLAGS.root_output_dir, "summary.md").read_text(), end="")
   else:

@@ -37,7 +37,7 @@ from absl import app, flags
 from fedcompress.federated import runtime
 from fedcompress.harness import rundir
 from fedcompress.harness.cli import fail, interruptible, parse_flags
-from fedcompress.harness.sweep import SweepRun, parse_seeds, run_sweep
+from fedcompress.harness.sweep import SweepRun, parse_seeds, run_sweep, sweep_failure
 from tools import answers_table, codec_table
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -273,8 +273,11 @@ def main(argv):
   try:
     for name in FLAGS.datasets:
       results[name] = run_dataset(name, seeds)
-  except ValueError as e:
-    return fail(str(e))
+  except Exception as e:  # noqa: BLE001 (what is not a run's failure is re-raised)
+    code = sweep_failure(e, experiment="shakespeare" if name == "shakespeare" else "emnist")
+    if code is None:
+      raise
+    return code
   if FLAGS.configs or FLAGS.probe_only:
     print("runs done; the answers need every configuration: rerun without --configs")
     return 0

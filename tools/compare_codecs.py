@@ -20,7 +20,7 @@ from absl import app, flags
 
 from fedcompress.federated import runtime
 from fedcompress.harness.cli import fail, interruptible, parse_flags
-from fedcompress.harness.sweep import EXPERIMENTS, run_sweep, runs_from_flagfiles
+from fedcompress.harness.sweep import EXPERIMENTS, run_sweep, runs_from_flagfiles, sweep_failure
 from tools import codec_table
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -51,8 +51,11 @@ def main(argv):
     runs = runs_from_flagfiles(paths)
     summaries = run_sweep(runs, FLAGS.root_output_dir, experiment=FLAGS.experiment,
                           common_flags=FLAGS.common_flags, baseline=FLAGS.baseline)
-  except ValueError as e:
-    return fail(str(e))
+  except Exception as e:  # noqa: BLE001 (what is not a run's failure is re-raised)
+    code = sweep_failure(e, experiment=FLAGS.experiment)
+    if code is None:
+      raise
+    return code
   rows = codec_table.table_rows(summaries, FLAGS.root_output_dir, FLAGS.baseline)
   title = FLAGS.title or f"{FLAGS.experiment}: {FLAGS.common_flags}"
   table = codec_table.format_table(rows, title)

@@ -10,7 +10,10 @@ when the run finishes),
 and the commit that ran each segment) and `config.json` (the codecs). The first run is
 the uncompressed one the others' bit ratios are taken against. Runs fine-tuned from
 different pretrained models (their pretrained accuracies differ) are refused: the
-table's first row would hold for only some of them.
+table's first row would hold for only some of them. So are runs that differ in
+anything but their codecs (rounds, clients, epochs, ...; what `--resume` may change
+without changing results aside) or in the rounds they finished: the bit ratios would
+count those differences as the codecs' savings.
 """
 
 from __future__ import annotations
@@ -22,12 +25,16 @@ from typing import Any
 
 from absl import app, flags
 
-from fedcompress.harness import summary
+from fedcompress.harness import rundir, summary
 from fedcompress.harness.cli import fail, parse_flags
 from fedcompress.units import format_bits
 from tools import codec_table
 
 BLOCK = "shakespeare-results"
+# Recorded settings the table's runs may differ in: the codecs it compares, and what
+# never changes a run's results (output folders, checkpointing, workers, ...).
+_MAY_DIFFER = (rundir.MAY_DIFFER_ON_RESUME - {"rounds"}) | {"broadcast_codec",
+                                                            "aggregate_codec"}
 FLAGS = flags.FLAGS
 flags.DEFINE_list("runs", None, "Run directories, the uncompressed run first.")
 flags.DEFINE_string("readme", None, f"Write the table into this README's {BLOCK} block.")
@@ -42,8 +49,9 @@ def read_run(run_dir: str) -> dict[str, Any]:
                      "with --resume)")
   with open(path) as f:
     pretrained = json.load(f)
+  settings = {k: v for k, v in rundir.read_config(run_dir).items() if k not in _MAY_DIFFER}
   return {**summary.run_summary(run_dir), "pretrained": pretrained,
-          "codec": codec_table.codec_of(run_dir)}
+          "codec": codec_table.codec_of(run_dir), "settings": settings}
 
 
 def _duration(seconds: float | None) -> str:
@@ -63,6 +71,16 @@ def format_block(runs: Sequence[Mapping[str, Any]]) -> str:
       raise ValueError(f"{run['run']} started from another pretrained model than "
                        f"{runs[0]['run']} (pretrained eval {run['pretrained']['pretrained_eval']} "
                        f"against {first['pretrained_eval']})")
+  for run in runs[1:]:
+    settings, base_settings = run["settings"], runs[0]["settings"]
+    differ = sorted(k for k in settings.keys() | base_settings.keys()
+                    if settings.get(k) != base_settings.get(k))
+    if differ:
+      raise ValueError(f"{run['run']} was run with other settings than {runs[0]['run']}, not "
+                       f"only other codecs: {', '.join(differ)}")
+    if run["rounds"] != runs[0]["rounds"]:
+      raise ValueError(f"{run['run']} finished {run['rounds']} rounds and {runs[0]['run']} "
+                       f"{runs[0]['rounds']}: finish both (--resume) before comparing bits")
   evaluation = first["pretrained_eval"]
   batches = evaluation["num_batches"]
   base = runs[0]
@@ -72,7 +90,8 @@ def format_block(runs: Sequence[Mapping[str, Any]]) -> str:
            f"| pretrained model, before any round | | {evaluation['accuracy']:.4f} | | | |"]
   for run in runs:
     accuracy = "n/a" if run["eval_accuracy"] is None else f"{run['eval_accuracy']:.4f}"
-    lines.append(f"| {run['run']}, {run['rounds']} rounds | {run['codec']} | {accuracy} "
+    rounds = f"{run['rounds']} round{'' if run['rounds'] == 1 else 's'}"
+    lines.append(f"| {run['run']}, {rounds} | {run['codec']} | {accuracy} "
                  f"| {format_bits(run['broadcast_bits'])} | {format_bits(run['aggregate_bits'])} "
                  f"| {_duration(run['wall_time_s'])} |")
   lines.append("")

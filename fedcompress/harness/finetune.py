@@ -68,7 +68,14 @@ def run_finetune(config: ExperimentConfig, *, pretrained_path: str | None,
     prompt, temperature, num_generate, generate_seed: text generation at the end.
     log: where progress lines go.
   """
-  text_to_ids(prompt, oov="error")  # Fails now, not after training, on a bad prompt.
+  # Fails now, not after training, on a bad prompt.
+  if not prompt:
+    raise ValueError("--generate_prompt must not be empty: the text generated after the "
+                     "rounds starts from it")
+  try:
+    text_to_ids(prompt, oov="error")
+  except ValueError as e:
+    raise ValueError(f"--generate_prompt: {e}") from None
   if num_generate < 0 or not (temperature > 0 and math.isfinite(temperature)):
     raise ValueError(f"--num_generate must be >= 0 and --temperature a finite number > 0, "
                      f"got {num_generate} and {temperature}")

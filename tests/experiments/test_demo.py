@@ -19,3 +19,12 @@ def test_a_relative_output_folder_is_the_callers(repo_root, tmp_path):
   for run in ("original", "compressed_u8"):
     assert (tmp_path / "demo_out" / run / "metrics.csv").exists()
   assert not (repo_root / "demo_out").exists()
+  # Run again into the same folder: one line that names the demo's own flag, not the
+  # experiment binaries' --resume and --experiment_name.
+  again = subprocess.run(
+      [sys.executable, str(repo_root / "experiments" / "demo.py"), "--rounds=1",
+       "--root_output_dir=demo_out"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+  assert again.returncode == 2, again.stderr
+  lines = again.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: ") and lines[0].endswith(
+      "give another --root_output_dir (or none: a new folder under runs/demo/)"), lines

@@ -132,7 +132,10 @@ def test_a_run_is_tied_to_its_pretrained_model_not_its_path(binary, data_dir, tm
 @pytest.mark.parametrize("overrides,message", [
     ({"pretrained_model": "/nonexistent/model.keras"}, "does not exist"),
     ({"clients": ["NOBODY"]}, "unknown client id: NOBODY"),
-    ({"generate_prompt": "caf\u00e9 \u2603"}, "vocabulary"),
+    ({"generate_prompt": "caf\u00e9 \u2603"}, "--generate_prompt: characters not in the "
+     "vocabulary"),
+    # Refused before the rounds, not after them.
+    ({"generate_prompt": ""}, "--generate_prompt must not be empty"),
     ({"clients": ["HAMLET", "HAMLET"]}, "--clients lists HAMLET more than once"),
     ({"dp": "central", "client_weighting": "uniform"}, "takes no fixed --clients"),
 ])
@@ -174,8 +177,8 @@ def test_results_block_is_built_from_the_runs(binary, data_dir, tiny_model, tmp_
                       f"{pretrained['pretrained_eval']['accuracy']:.4f} | | | |")
   finals = {n: reporting.read_metrics_csv(str(tmp_path / n / "metrics.csv"))[-1]
             for n in ("plain", "u8")}
-  assert lines[3].startswith(f"| plain, 1 rounds | none | {finals['plain'][m.EVAL_ACCURACY]:.4f} |")
-  assert lines[4].startswith("| u8, 1 rounds | broa: uniform(bits=8)>100; "
+  assert lines[3].startswith(f"| plain, 1 round | none | {finals['plain'][m.EVAL_ACCURACY]:.4f} |")
+  assert lines[4].startswith("| u8, 1 round | broa: uniform(bits=8)>100; "
                              "aggr: uniform(bits=8)>100 "
                              f"| {finals['u8'][m.EVAL_ACCURACY]:.4f} |")
   down = finals["plain"][m.BROADCAST_CUMULATIVE_BITS] / finals["u8"][m.BROADCAST_CUMULATIVE_BITS]
@@ -186,3 +189,16 @@ def test_results_block_is_built_from_the_runs(binary, data_dir, tiny_model, tmp_
   runs[1]["pretrained"]["pretrained_eval"]["accuracy"] += 0.01
   with pytest.raises(ValueError, match="u8 started from another pretrained model"):
     shakespeare_results.format_block(runs)
+  runs[1]["pretrained"]["pretrained_eval"]["accuracy"] -= 0.01
+  # So are runs of other settings, or that finished other rounds: the bit ratios would
+  # count 2 rounds against 1 as the codec's savings.
+  assert runs[1]["settings"]["rounds"] == 1 and "client_learning_rate" in runs[1]["settings"]
+  for key, value, message in [("rounds", 2, "other settings than plain, not only other "
+                               "codecs: rounds"), ("client_learning_rate", 0.5, "codecs: "
+                               "client_learning_rate")]:
+    changed = [runs[0], {**runs[1], "settings": {**runs[1]["settings"], key: value}}]
+    with pytest.raises(ValueError, match=message):
+      shakespeare_results.format_block(changed)
+  with pytest.raises(ValueError, match="u8 finished 2 rounds and plain 1"):
+    shakespeare_results.format_block([runs[0], {**runs[1], "rounds": 2}])
+  assert shakespeare_results.format_block(runs) == block

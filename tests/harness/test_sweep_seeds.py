@@ -145,3 +145,27 @@ def test_parse_seeds():
   assert sweep.parse_seeds(["0", "1", "2"]) == [0, 1, 2]
   with pytest.raises(ValueError, match="integers, got 'x'"):
     sweep.parse_seeds(["0", "x"])
+
+
+def test_a_runs_failure_is_one_line_and_a_bug_is_not_hidden(capsys):
+  # compare_codecs and answers caught only ValueError: an unreadable dataset (not a
+  # ValueError) ended them in a traceback, where the sweep binary printed one line.
+  from fedcompress.federated import runtime
+  from fedcompress.harness.loop import NonFiniteModelError
+  from fedcompress.tasks.errors import DatasetUnavailableError
+
+  missing = DatasetUnavailableError("emnist", "/nowhere", "emnist_all.sqlite",
+                                    OSError("no network"))
+  cases = [(missing, "emnist", 2, "Or run offline with --dataset=digits."),
+           (missing, "shakespeare", 2, "point --cache_dir at a folder that has it."),
+           (ValueError("bad\nsetting"), "emnist", 2, "bad setting"),
+           (flags.IllegalFlagValueError("--rounds=x"), "emnist", 2, "--rounds=x"),
+           (runtime.WorkerUnavailableError("worker gone"), "emnist", 1, "worker gone"),
+           (NonFiniteModelError("loss is nan"), "emnist", 1, "loss is nan")]
+  for error, experiment, code, end in cases:
+    assert sweep.sweep_failure(error, experiment=experiment) == code
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert err.rstrip().endswith(end), err
+  assert sweep.sweep_failure(KeyError("a bug"), experiment="emnist") is None
+  assert capsys.readouterr().err == ""
