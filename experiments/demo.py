@@ -18,10 +18,9 @@ from absl import app, flags
 
 from fedcompress.federated import runtime
 from fedcompress.harness import flags as fc_flags
-from fedcompress.harness import plotting, reporting, summary
+from fedcompress.harness import plotting, reporting, rundir, summary
 from fedcompress.harness.cli import interruptible, parse_flags
 from fedcompress.harness.experiment import NonFiniteModelError, fail, run_experiment
-from fedcompress.harness.rundir import RunDirectoryError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = ("original", "compressed_u8")
@@ -62,12 +61,15 @@ def main(argv):
   runtime.install_signal_handlers()
   root = given or os.path.join("runs", "demo", time.strftime("%Y%m%d-%H%M%S"))
   began = time.perf_counter()
+  # Said here: run_experiment's refusal names --resume and --experiment_name, flags the
+  # demo does not have (it starts its runs afresh).
+  held = [n for n in RUNS if rundir.has_run(os.path.join(root, n))]
+  if held:
+    return fail(f"{os.path.abspath(root)} already holds the demo's {' and '.join(held)} "
+                "runs: give another --root_output_dir (or none: a new folder under "
+                "runs/demo/)")
   try:
     summaries = run_demo(root, FLAGS.rounds, FLAGS.client_learning_rate, FLAGS.rounds_per_eval)
-  except RunDirectoryError as e:
-    # Its text names --resume and --experiment_name, flags the demo does not have.
-    return fail(f"{e}. The demo starts its runs afresh: give another --root_output_dir "
-                "(or none: a new folder under runs/demo/)")
   except ValueError as e:
     return fail(str(e))
   except (runtime.WorkerUnavailableError, NonFiniteModelError) as e:

@@ -26,5 +26,6 @@ def test_a_relative_output_folder_is_the_callers(repo_root, tmp_path):
        "--root_output_dir=demo_out"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
   assert again.returncode == 2, again.stderr
   lines = again.stderr.strip().splitlines()
-  assert len(lines) == 1 and lines[0].startswith("error: ") and lines[0].endswith(
-      "give another --root_output_dir (or none: a new folder under runs/demo/)"), lines
+  assert lines == [f"error: {tmp_path / 'demo_out'} already holds the demo's original and "
+                   "compressed_u8 runs: give another --root_output_dir (or none: a new folder "
+                   "under runs/demo/)"], lines
