@@ -186,15 +186,16 @@ def test_results_block_is_built_from_the_runs(binary, data_dir, tiny_model, tmp_
   assert f"on HAMLET against {pretrained['sanity']['random_accuracy']:.4f}" in block
   assert "Runs made on " in block and "(plain, u8)" in block
   # A run from another pretrained model is refused, not tabled under the wrong first row.
+  accuracy = runs[1]["pretrained"]["pretrained_eval"]["accuracy"]
   runs[1]["pretrained"]["pretrained_eval"]["accuracy"] += 0.01
   with pytest.raises(ValueError, match="u8 started from another pretrained model"):
     shakespeare_results.format_block(runs)
-  runs[1]["pretrained"]["pretrained_eval"]["accuracy"] -= 0.01
+  runs[1]["pretrained"]["pretrained_eval"]["accuracy"] = accuracy
   # So are runs of other settings, or that finished other rounds: the bit ratios would
   # count 2 rounds against 1 as the codec's savings.
   assert runs[1]["settings"]["rounds"] == 1 and "client_learning_rate" in runs[1]["settings"]
   for key, value, message in [("rounds", 2, "other settings than plain, not only other "
-                               "codecs: rounds"), ("client_learning_rate", 0.5, "codecs: "
+                               "codecs: rounds"), ("client_learning_rate", 0.123, "codecs: "
                                "client_learning_rate")]:
     changed = [runs[0], {**runs[1], "settings": {**runs[1]["settings"], key: value}}]
     with pytest.raises(ValueError, match=message):
