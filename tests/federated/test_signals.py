@@ -82,3 +82,38 @@ def test_dropped_contexts():
 def test_a_plain_frame_raises():
   with pytest.raises(_Stop):
     signals.raise_or_redeliver(signal.SIGUSR1, sys._getframe(), _Stop())
+
+
+@pytest.mark.parametrize("signum,code,line", [
+    (signal.SIGTERM, 143, "error: terminated (SIGTERM); rerun with --resume"),
+    (signal.SIGINT, 130, "error: interrupted; rerun with --resume"),
+])
+def test_a_binarys_main_ends_in_one_line_on_sigterm_and_sigint(signum, code, line, capsys):
+  # The binaries' wrapper with the handlers they install, a real signal to this process.
+  # (The chaos run sends SIGINT and SIGKILL to the binary itself; SIGTERM unwinds as
+  # SIGINT does, by an exception in the main thread, which is what is checked here.)
+  from fedcompress.federated import runtime
+  from fedcompress.harness.cli import interruptible
+
+  cleaned = []
+
+  def main(argv):  # noqa: ARG001
+    try:
+      os.kill(os.getpid(), signum)
+      time.sleep(30)  # The handler raises before this ends.
+      return 0
+    finally:
+      cleaned.append(True)
+
+  previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+  try:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    runtime.install_signal_handlers()
+    started = time.monotonic()
+    assert interruptible(main, "rerun with --resume")(["binary"]) == code
+    assert time.monotonic() - started < 20
+  finally:
+    for s, handler in previous.items():
+      signal.signal(s, handler)
+  assert cleaned == [True]
+  assert capsys.readouterr().err == line + "\n"

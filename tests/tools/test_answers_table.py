@@ -6,7 +6,6 @@ t_{0.975,2} * 0.01 / sqrt(3) = 4.302653 * 0.01 / 1.732051 = 0.024841.
 """
 
 import json
-import os
 
 import pytest
 
@@ -195,17 +194,20 @@ def test_section_written_into_the_readme(tmp_path):
 
 
 @pytest.mark.parametrize("flag", ["--datasets=", "--seeds="])
-def test_answers_refuses_empty_lists_before_touching_the_readme(tmp_path, flag):
-  import subprocess
-  import sys
+def test_answers_refuses_empty_lists_before_touching_the_readme(load_binary, repo_root,
+                                                                monkeypatch, capsys, tmp_path,
+                                                                flag):
+  from absl import flags
+  from absl.testing import flagsaver
+
   readme = tmp_path / "README.md"
   readme.write_text("<!-- codec-table:answers -->\nkept\n<!-- end codec-table -->\n")
-  result = subprocess.run(
-      [sys.executable, "-m", "tools.answers", flag, f"--readme={readme}",
-       f"--output={tmp_path / 'answers.json'}", f"--root_output_dir={tmp_path / 'runs'}"],
-      capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(
-          os.path.dirname(os.path.abspath(__file__)))), timeout=300)
-  assert result.returncode == 2, result.stderr
-  assert result.stderr.strip().splitlines()[-1].startswith("error: --")
+  monkeypatch.chdir(repo_root)  # main() moves there; undone after the test.
+  with load_binary("tools/answers.py") as module, flagsaver.flagsaver():
+    flags.FLAGS(["answers", flag, f"--readme={readme}", f"--output={tmp_path / 'answers.json'}",
+                 f"--root_output_dir={tmp_path / 'runs'}"])
+    assert module.main(["answers"]) == 2
+  err = capsys.readouterr().err
+  assert err.strip().splitlines()[-1].startswith("error: --"), err
   assert "kept" in readme.read_text()
   assert not (tmp_path / "answers.json").exists()

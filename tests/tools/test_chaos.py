@@ -216,29 +216,31 @@ def test_consistency_check(tmp_path, checkpoints, csv_rounds, tb_steps, problem)
 
 
 def test_short_chaos_run_matches_uninterrupted(tmp_path):
-  """The binary, Ctrl-C'd at round 2, SIGTERM'd at 3, kill -9'd at 4, resumed: same results.
+  """The binary, Ctrl-C'd at round 2, kill -9'd at 4, resumed: same results.
 
   With client state (error feedback on top-k): the resumed run must equal the
   uninterrupted one in every metrics column but time (`rtol=0`), so the client states on
   disk are consistent with the checkpoint after each interruption, SIGKILL included.
   Rounds here take under a second; when the harness is too late for a round it signals a later
   one, so the run has rounds to spare (with 4, a loaded machine could finish first).
+  SIGTERM unwinds as SIGINT does (an exception in the main thread, the same `finally`
+  blocks; `tests/federated/test_signals.py` checks its line and cleanup): not sent here,
+  where each interruption costs a start of the binary (`python -m tools.run_chaos` sends
+  all three).
   """
   config = chaos.ChaosConfig(
-      root_dir=str(tmp_path / "chaos"), rounds=8, signals=("SIGINT", "SIGTERM", "SIGKILL"),
-      at_rounds=(2, 3, 4), parallel_reference=True, rtol=0.0,
+      root_dir=str(tmp_path / "chaos"), rounds=8, signals=("SIGINT", "SIGKILL"),
+      at_rounds=(2, 4), parallel_reference=True, rtol=0.0,
       experiment_flags=("--dataset=digits", "--digits_clients=12", "--clients_per_round=2",
                         "--client_learning_rate=0.05", "--aggregate_encoder=topk",
                         "--aggregate_encoder_args=fraction=0.05", "--error_feedback=ef"))
   report = chaos.run_chaos(config, log=lambda line: None)
   assert report.ok, "\n".join(report.summary_lines())
-  sigint, sigterm, sigkill = report.interruptions
+  sigint, sigkill = report.interruptions
   # Exactly the one line: no traceback, no TensorFlow or gRPC log lines (the chaos
   # harness imports TensorFlow, whose TF_CPP_MIN_LOG_LEVEL=1 the runs inherit).
   assert sigint.exit_code == 130
   assert len(sigint.stderr) == 1 and sigint.stderr[0].startswith("error: interrupted")
-  assert sigterm.exit_code == 128 + 15
-  assert len(sigterm.stderr) == 1 and sigterm.stderr[0].startswith("error: terminated")
   assert sigkill.exit_code == -9
   # Whatever the moment, the run dir only ever held rounds up to one past its checkpoint.
   for i in report.interruptions:
