@@ -146,6 +146,20 @@ def output_file(output_path: str) -> str:
   return output_path
 
 
+def default_labels(run_dirs: Sequence[str]) -> list[str]:
+  """Each run's folder name, with as many parent folders as tell equal names apart.
+
+  Two sweeps' `baseline` runs are `sweep_a/baseline` and `sweep_b/baseline`, not two
+  lines labelled `baseline`.
+  """
+  parts = [os.path.normpath(os.path.abspath(d)).split(os.sep) for d in run_dirs]
+  depth = 1
+  while depth < max(len(p) for p in parts) and len(
+      {tuple(p[-depth:]) for p in parts}) < len(parts):
+    depth += 1
+  return ["/".join(p[-depth:]) for p in parts]
+
+
 def plot_runs(run_dirs: Sequence[str], output_path: str, labels: Sequence[str] | None = None,
               title: str | None = None) -> str:
   """Writes the four-panel comparison figure of `run_dirs`; returns the file written.
@@ -154,13 +168,13 @@ def plot_runs(run_dirs: Sequence[str], output_path: str, labels: Sequence[str] |
     run_dirs: run directories, each with a `metrics.csv`.
     output_path: the image file (its extension picks the format, PNG when it has none),
       or an existing folder to write `comparison.png` into.
-    labels: line labels, one per run (default: the folder names).
+    labels: line labels, one per run (default: `default_labels`, the folder names).
     title: figure title.
   """
   if not run_dirs:
     raise ValueError("no runs to plot")
   output_path = output_file(output_path)
-  labels = list(labels or [os.path.basename(os.path.normpath(d)) for d in run_dirs])
+  labels = list(labels or default_labels(run_dirs))
   fig, axes = plt.subplots(2, 2, figsize=(13, 9), constrained_layout=True)
   (ax_acc, ax_loss), (ax_bits, ax_frontier) = axes
   for i, (run_dir, label) in enumerate(zip(run_dirs, labels, strict=True)):

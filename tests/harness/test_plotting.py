@@ -178,3 +178,13 @@ def test_frontier_has_one_point_per_configuration_with_error_bars(tmp_path, monk
   assert [y for _, y in base_bar] == pytest.approx(
       [stats[0]["accuracy"].ci_low, stats[0]["accuracy"].ci_high])
   assert ax.containers[2].lines[2] == ()  # A single seed: no interval to draw.
+
+
+def test_default_labels_tell_equal_folder_names_apart(tmp_path):
+  # Two sweeps' baseline runs were two lines labelled "baseline".
+  assert plotting.default_labels(["runs/a/baseline", "runs/a/u8/"]) == ["baseline", "u8"]
+  assert plotting.default_labels(["runs/a/baseline", "runs/b/baseline", "runs/b/u8"]) == [
+      "a/baseline", "b/baseline", "b/u8"]
+  assert plotting.default_labels(["x/s/base", "y/s/base"]) == ["x/s/base", "y/s/base"]
+  assert plotting.default_labels([str(tmp_path / "r"), str(tmp_path / "r")]) == [
+      str(tmp_path / "r")] * 2  # The same folder twice: its whole path.
