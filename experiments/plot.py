@@ -11,7 +11,8 @@ from fedcompress.harness.plotting import plot_runs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("runs", [], "Run directories (each with a metrics.csv).")
-flags.DEFINE_list("labels", [], "Line labels, one per run (default: folder names).")
+flags.DEFINE_list("labels", [], "Line labels, one per run (default: folder names, with "
+                  "parent folders where two are equal).")
 flags.DEFINE_string("output", "comparison.png", "Figure to write: a file (its extension "
                     "picks the format, .png, .pdf, .svg; none gives .png) or an existing "
                     "folder (comparison.png in it).")
