@@ -214,14 +214,16 @@ def check_options(rows: int = 5, columns: int = 0, fraction: float = 0.05,
   `columns=0` sizes the table from `fraction` (of the tensor's elements, over all rows).
   `seed` is used by `seed_policy="fixed"` only; with "round" a seed would be ignored.
   """
+  # Each value checked first: a bad seed is named as such, not as one needing a policy.
+  options = {"rows": _common.check_int("rows", rows, 1, _MAX_ROWS),
+             "columns": _common.check_int("columns", columns, 0, 2**31 - 1),
+             "fraction": _common.check_fraction("fraction", fraction),
+             "seed_policy": _common.check_choice("seed_policy", seed_policy, SEED_POLICIES),
+             "seed": _common.check_int("seed", seed, 0, 2**31 - 1)}
   if seed and seed_policy == "round":
     raise ValueError(f"countsketch: seed={seed} needs seed_policy=fixed (with "
                      "seed_policy=round the server draws the hashes' seed each round)")
-  return {"rows": _common.check_int("rows", rows, 1, _MAX_ROWS),
-          "columns": _common.check_int("columns", columns, 0, 2**31 - 1),
-          "fraction": _common.check_fraction("fraction", fraction),
-          "seed_policy": _common.check_choice("seed_policy", seed_policy, SEED_POLICIES),
-          "seed": _common.check_int("seed", seed, 0, 2**31 - 1)}
+  return options
 
 
 def build(rows: int = 5, columns: int = 0, fraction: float = 0.05, seed_policy: str = "round",

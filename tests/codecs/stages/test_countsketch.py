@@ -149,6 +149,9 @@ def test_options_are_checked():
   # A seed with the per-round policy would be silently ignored.
   with pytest.raises(ValueError, match="seed=5 needs seed_policy=fixed"):
     CodecSpec.parse("countsketch(seed=5)")
+  # A seed that is no integer is named so, whatever the policy.
+  with pytest.raises(ValueError, match="seed must be an integer in 0..2147483647, got 'abc'"):
+    CodecSpec("countsketch", {"seed": "abc"})
   with pytest.raises(ValueError, match="has no option 'cols'"):
     CodecSpec("countsketch", {"cols": 4})
 
