@@ -46,6 +46,16 @@ def test_read_text_file_windows_1252_and_utf8_with_a_bad_byte(tmp_path):
   mostly.write_bytes("\u201cDon\u2019t\u201d caf\u00e9 ".encode() + b"\xff!")
   assert read_text_file(mostly) == "\u201cDon\u2019t\u201d caf\u00e9 \ufffd!"
   assert load_text_files([cp1252, mostly]).startswith("\"Don't\" -- cafe")
+  # Windows-1252 whose bytes form one valid UTF-8 sequence by accident (\xe9\x92\x94):
+  # still Windows-1252, not UTF-8 with every other accent and quote dropped.
+  accident = tmp_path / "a.txt"
+  accident.write_bytes(b"r\xe9\x92\x94 and \x93more\x94 caf\xe9")
+  assert read_text_file(accident) == "r\u00e9\u2019\u201d and \u201cmore\u201d caf\u00e9"
+  # UTF-16 with its byte-order mark (Windows' "Unicode" text), both byte orders.
+  for encoding in ("utf-16-le", "utf-16-be"):
+    utf16 = tmp_path / f"{encoding}.txt"
+    utf16.write_bytes("\ufeff\u201cDon\u2019t\u201d caf\u00e9".encode(encoding))
+    assert read_text_file(utf16) == "\u201cDon\u2019t\u201d caf\u00e9"
 
 
 def test_missing_file_is_a_clear_error(tmp_path):

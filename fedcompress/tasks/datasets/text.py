@@ -8,6 +8,7 @@ such files robustly, folds typography to ASCII, and downloads texts into a cache
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
 import pathlib
@@ -63,9 +64,10 @@ _CP1252_FROM_LATIN1 = _cp1252_from_latin1()
 def read_text_file(path: str | os.PathLike[str]) -> str:
   """Reads one text file as UTF-8 (BOM stripped), else as Windows-1252 / Latin-1.
 
-  A file that is not valid UTF-8 is either UTF-8 with a few bad bytes (it has valid
-  multi-byte sequences: decoded as UTF-8, each bad byte a U+FFFD that the vocabulary
-  then drops) or single-byte text: Windows-1252, which is Latin-1 but for curly quotes
+  A file that starts with a UTF-16 byte-order mark is UTF-16. A file that is not valid
+  UTF-8 is either UTF-8 with a few bad bytes (more valid multi-byte characters than bad
+  bytes: decoded as UTF-8, each bad byte a U+FFFD that the vocabulary then drops) or
+  single-byte text: Windows-1252, which is Latin-1 but for curly quotes
   and dashes in 0x80-0x9F (its five undefined bytes read as Latin-1). That covers the
   Gutenberg files that are "ASCII except for a few Latin-1 accented letters", which
   read the same either way, and never fails.
@@ -80,12 +82,22 @@ def read_text_file(path: str | os.PathLike[str]) -> str:
     raise TextInputError(f"text file not found: {path}") from None
   except OSError as e:
     raise TextInputError(f"cannot read text file {path}: {e.strerror or e}") from None
+  if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+    # Windows' "Unicode" text: read as bytes it is every other character a NUL.
+    try:
+      return data.decode("utf-16")
+    except UnicodeDecodeError:
+      pass
   try:
     return data.decode("utf-8-sig")
   except UnicodeDecodeError:
     pass
   mostly_utf8 = data.decode("utf-8-sig", errors="replace")
-  if any(ord(c) > 127 and c != "\ufffd" for c in mostly_utf8):
+  # UTF-8 with a few bad bytes has more valid multi-byte characters than bad bytes;
+  # Windows-1252 text whose bytes happen to form one valid sequence ("\xe9\x92\x94") has
+  # far fewer, and reading it as UTF-8 would drop all its other accents and quotes.
+  valid = sum(ord(c) > 127 and c != "\ufffd" for c in mostly_utf8)
+  if valid > mostly_utf8.count("\ufffd"):
     return mostly_utf8
   return data.decode("latin-1").translate(_CP1252_FROM_LATIN1)
 
