@@ -284,7 +284,7 @@ def define_privacy_flags(fv: FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_float("dp_delta", 1e-5, "Delta of the reported privacy/epsilon.",
                      flag_values=fv)
   flags.DEFINE_integer("dp_field_bits", 16, "--dp=distributed: each coordinate is wrapped "
-                       "modulo 2^this (1..22); their exact sum takes ceil(log2(clients)) "
+                       "modulo 2^this (1..22); their exact sum takes about log2(clients) "
                        "bits more per coordinate.", flag_values=fv)
   add_number_checks(fv, ["dp_noise_multiplier", "dp_clip", "dp_delta", "dp_field_bits"])
 
