@@ -59,7 +59,8 @@ def check_sum_compatible(codec: CodecSpec | str | None) -> CodecSpec:
 
 def field_bits(bound: int, clients: int) -> int:
   """Bits of one coordinate in the field of the sum: `ceil(log2(2 * clients * bound + 1))`."""
-  return math.ceil(math.log2(2 * clients * bound + 1))
+  # Values in [-bound, bound] summed exactly: as many as values in [0, 2 bound].
+  return unsigned_sum_bits(2 * bound, clients)
 
 
 def count_bits(clients: int) -> int:

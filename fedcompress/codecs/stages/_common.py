@@ -42,14 +42,18 @@ LITTLE_ENDIAN = sys.byteorder == "little"
 _SEED_SALT = 0x5EED
 
 
+def is_integer(value) -> bool:
+  """An integer of Python or NumPy, not a bool (28.0 and True are not)."""
+  return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
 def check_int(name: str, value, low: int, high: int | None = None) -> int:
   """`value` as an int if it is an integer (not bool) in [low, high], else ValueError.
 
   NumPy integers count (a sweep over `np.arange`) and come back as Python ints.
   """
   bound = f"in {low}..{high}" if high is not None else f">= {low}"
-  if (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral)
-      or value < low or (high is not None and value > high)):
+  if not is_integer(value) or value < low or (high is not None and value > high):
     raise ValueError(f"{name} must be an integer {bound}, got {value!r} "
                      f"({type(value).__name__})")
   return int(value)

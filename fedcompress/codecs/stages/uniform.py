@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import collections
 import math
-import numbers
 
 import numpy as np
 import tensorflow as tf
@@ -114,8 +113,7 @@ class UniformQuantizationStage(te.stages.UniformQuantizationEncodingStage):
 
 def _check_word_bits(word_bits) -> int:
   # 28.0 == 28, but a float would make the codec's name and bit counts floats.
-  if (isinstance(word_bits, (bool, np.bool_)) or not isinstance(word_bits, numbers.Integral)
-      or word_bits not in _PACKINGS):
+  if not _common.is_integer(word_bits) or word_bits not in _PACKINGS:
     raise ValueError(f"word_bits must be 28 or 32, got {word_bits!r}")
   return int(word_bits)
 
