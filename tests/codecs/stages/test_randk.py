@@ -117,25 +117,26 @@ def test_too_few_distinct_draws_fall_back_to_the_largest_uniforms(monkeypatch):
   np.testing.assert_array_equal(randk.random_indices(seed, 1000, 200).numpy(), expected)
 
 
-@pytest.mark.parametrize("fraction", [0.3, 0.5])
-def test_large_k_takes_the_same_positions_as_top_k_of_the_uniforms(fraction):
+# Seeds 21 (at 0.3) and 2 (at 0.5) are the only ones of 0-23 whose stateless draws hold a
+# tie across the cut (3-7% of seeds): each case runs it beside two seeds without one.
+@pytest.mark.parametrize(("fraction", "seeds"), [(0.3, (0, 1, 21)), (0.5, (0, 1, 2))])
+def test_large_k_takes_the_same_positions_as_top_k_of_the_uniforms(fraction, seeds):
   # Above n / 4 the positions come from two histograms instead of `top_k`; they must be
   # exactly the k largest uniforms, ties (common: 2^20 draws on a grid of 2^23) going
-  # to the lowest positions, as `top_k` breaks them. A tie across the cut is rarer (3-7%
-  # of seeds here); the stateless draws of seeds 0-23 hold one for each fraction (21 at
-  # 0.3, 2 at 0.5), which the last line checks, so the tie branch is tested.
+  # to the lowest positions, as `top_k` breaks them. A tie across the cut is rarer; the
+  # last line checks that one of the seeds holds one, so the tie branch is tested.
   n = 2**20
   k = int(np.ceil(fraction * n))
   reference = tf.function(lambda s: tf.sort(randk._largest_uniforms(s, n, k)))
   radix = tf.function(lambda s: randk._radix_largest_uniforms(s, n, k))
   cut_ties = 0
-  for seed in range(24):
+  for seed in seeds:
     seed = tf.constant(seed)
     np.testing.assert_array_equal(radix(seed).numpy(), reference(seed).numpy())
     keys = tf.random.stateless_uniform([n], randk._common.stateless_seed(seed)).numpy()
     kth = np.sort(keys)[n - k]
     cut_ties += int(np.sum(keys >= kth) > k)  # Some values equal to the k-th are left out.
-  assert cut_ties > 0
+  assert cut_ties == 1
 
 
 def test_large_k_builds_in_a_tff_style_graph():
