@@ -41,7 +41,7 @@ from tensorflow_model_optimization.python.core.internal import tensor_encoding a
 from fedcompress.codecs import CodecSpec, accounting, get_codec, parse_chain, seeding
 from fedcompress.codecs.allocation import AllocatedCodec
 from fedcompress.federated.allocated import AllocatedSumFactory
-from fedcompress.federated.broadcast import slice_structure
+from fedcompress.federated.broadcast import encoders_init_fn, slice_structure
 
 
 class EncodedSumFactory(tff.aggregators.EncodedSumFactory):
@@ -70,15 +70,7 @@ class EncodedSumFactory(tff.aggregators.EncodedSumFactory):
   def create(self, value_type) -> tff.templates.AggregationProcess:
     encoders = self._encoders_for_value_type(value_type)
 
-    @tff.tensorflow.computation
-    def initial_state_fn():
-      return collections.OrderedDict(
-          encoders=tf.nest.map_structure(lambda e: e.initial_state(), encoders),
-          round=tf.constant(0, tf.int64))
-
-    @tff.federated_computation
-    def init_fn():
-      return tff.federated_eval(initial_state_fn, tff.SERVER)
+    init_fn = encoders_init_fn(encoders)
 
     next_fn = _encoded_next_fn(init_fn.type_signature.result, value_type, encoders,
                                self._raw_bits_rules, self._seed)

@@ -32,6 +32,24 @@ def slice_structure(encoders, nested, idx):
   return tree.map_structure_up_to(encoders, lambda t: t[idx], nested)
 
 
+def encoders_init_fn(encoders) -> tff.Computation:
+  """`initialize` of a process whose server state is each encoder's state and the round.
+
+  The round is the key the codec's randomness derives from (`seeding.round_key`).
+  """
+  @tff.tensorflow.computation
+  def initial_state_fn():
+    return collections.OrderedDict(
+        encoders=tf.nest.map_structure(lambda e: e.initial_state(), encoders),
+        round=tf.constant(0, tf.int64))
+
+  @tff.federated_computation
+  def init_fn():
+    return tff.federated_eval(initial_state_fn, tff.SERVER)
+
+  return init_fn
+
+
 def build_encoded_broadcast_process(
     value_type: tff.types.Type, codec: CodecSpec | str | None = None, *, seed: int = 0
 ) -> tff.learning.templates.DistributionProcess:
@@ -45,15 +63,7 @@ def build_encoded_broadcast_process(
   indices = tf.nest.pack_sequence_as(encoders, list(range(len(tf.nest.flatten(encoders)))))
   rules = codec.raw_bits_rules
 
-  @tff.tensorflow.computation
-  def initial_state_fn():
-    return collections.OrderedDict(
-        encoders=tf.nest.map_structure(lambda e: e.initial_state(), encoders),
-        round=tf.constant(0, tf.int64))
-
-  @tff.federated_computation
-  def init_fn():
-    return tff.federated_eval(initial_state_fn, tff.SERVER)
+  init_fn = encoders_init_fn(encoders)
 
   state_type = init_fn.type_signature.result.member
 

@@ -42,7 +42,7 @@ from tensorflow_model_optimization.python.core.internal import tensor_encoding a
 
 from fedcompress.codecs import CodecSpec, sum_compatible_codecs
 from fedcompress.federated.aggregation import seeded_encode, seeded_get_params
-from fedcompress.federated.broadcast import slice_structure
+from fedcompress.federated.broadcast import encoders_init_fn, slice_structure
 
 COUNT_KEY = "clients"
 
@@ -142,15 +142,7 @@ class SecureEncodedSumFactory(tff.aggregators.UnweightedAggregationFactory):
 
     seed = self._seed
 
-    @tff.tensorflow.computation
-    def initial_state_fn():
-      return collections.OrderedDict(
-          encoders=tf.nest.map_structure(lambda e: e.initial_state(), encoders),
-          round=tf.constant(0, tf.int64))
-
-    @tff.federated_computation
-    def init_fn():
-      return tff.federated_eval(initial_state_fn, tff.SERVER)
+    init_fn = encoders_init_fn(encoders)
 
     state_type = init_fn.type_signature.result
 
