@@ -19,8 +19,8 @@ from absl import app, flags
 from fedcompress.federated import runtime
 from fedcompress.harness import flags as fc_flags
 from fedcompress.harness import plotting, reporting, rundir, summary
-from fedcompress.harness.cli import interruptible, parse_flags
-from fedcompress.harness.experiment import NonFiniteModelError, fail, run_experiment
+from fedcompress.harness.cli import fail, interruptible, parse_flags
+from fedcompress.harness.experiment import run_experiment, run_failure
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = ("original", "compressed_u8")
@@ -70,13 +70,11 @@ def main(argv):
                 "runs/demo/)")
   try:
     summaries = run_demo(root, FLAGS.rounds, FLAGS.client_learning_rate, FLAGS.rounds_per_eval)
-  except ValueError as e:
-    return fail(str(e))
-  except (runtime.WorkerUnavailableError, NonFiniteModelError) as e:
-    return fail(str(e), 1)
-  except runtime.COMPUTATION_ERRORS as e:
-    return fail(f"a round failed in the TFF worker: {runtime.describe_computation_error(e)}. "
-                "Rerun the demo to start over.", 1)
+  except Exception as e:  # noqa: BLE001 (what is not a run's failure is re-raised)
+    code = run_failure(e, kept="Rerun the demo to start over")
+    if code is None:
+      raise
+    return code
   original, compressed = summaries
   print("\n" + summary.format_markdown(summaries, baseline="original"))
   print(f"\ncompressed_u8 sent {compressed['broadcast_ratio']:.2f}x fewer broadcast bits "

@@ -18,14 +18,8 @@ from absl import app, flags
 
 from fedcompress.federated import runtime
 from fedcompress.harness import flags as fc_flags
-from fedcompress.harness.cli import interruptible, parse_flags
-from fedcompress.harness.experiment import (
-  NonFiniteModelError,
-  describe_result,
-  fail,
-  run_experiment,
-)
-from fedcompress.tasks.errors import DatasetUnavailableError
+from fedcompress.harness.cli import fail, interruptible, parse_flags
+from fedcompress.harness.experiment import describe_result, run_experiment, run_failure
 
 FLAGS = flags.FLAGS
 fc_flags.define_image_experiment_flags(FLAGS)
@@ -42,17 +36,11 @@ def main(argv):
     config = fc_flags.image_config_from_flags(FLAGS, module_names=[__name__])
     task = fc_flags.image_task_from_flags(FLAGS)
     result = run_experiment(task, config)
-  except DatasetUnavailableError as e:
-    return fail(f"{e} Or run offline with --dataset=digits.")
-  except ValueError as e:
-    return fail(str(e))
-  except runtime.WorkerUnavailableError as e:
-    return fail(f"{e} Checkpoints written so far are kept (--resume continues).", 1)
-  except runtime.COMPUTATION_ERRORS as e:
-    return fail(f"a round failed in the TFF worker: {runtime.describe_computation_error(e)}. "
-                "Checkpoints written so far are kept (--resume continues).", 1)
-  except NonFiniteModelError as e:
-    return fail(str(e), 1)
+  except Exception as e:  # noqa: BLE001 (what is not a run's failure is re-raised)
+    code = run_failure(e, offline=True)
+    if code is None:
+      raise
+    return code
   print(describe_result(result), file=sys.stdout)
   return 0
 

@@ -17,8 +17,7 @@ from absl import app, flags
 from fedcompress.federated import runtime
 from fedcompress.harness import flags as fc_flags
 from fedcompress.harness.cli import fail, interruptible, parse_flags
-from fedcompress.harness.experiment import NonFiniteModelError, describe_result
-from fedcompress.tasks.errors import DatasetUnavailableError
+from fedcompress.harness.experiment import describe_result, run_failure
 
 FLAGS = flags.FLAGS
 fc_flags.define_shakespeare_experiment_flags(FLAGS)
@@ -33,15 +32,11 @@ def main(argv):
   try:
     runtime.configure(FLAGS.workers, FLAGS.max_concurrent_clients, FLAGS.worker_timeout_s)
     result = fc_flags.run_shakespeare_from_flags(FLAGS, module_names=[__name__])
-  except (DatasetUnavailableError, ValueError) as e:
-    return fail(str(e))
-  except runtime.WorkerUnavailableError as e:
-    return fail(f"{e} Checkpoints written so far are kept (--resume continues).", 1)
-  except runtime.COMPUTATION_ERRORS as e:
-    return fail(f"a round failed in the TFF worker: {runtime.describe_computation_error(e)}. "
-                "Checkpoints written so far are kept (--resume continues).", 1)
-  except NonFiniteModelError as e:
-    return fail(str(e), 1)
+  except Exception as e:  # noqa: BLE001 (what is not a run's failure is re-raised)
+    code = run_failure(e)
+    if code is None:
+      raise
+    return code
   print("generated text:\n" + result.generated)
   print(describe_result(result.experiment))
   return 0

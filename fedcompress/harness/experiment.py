@@ -23,6 +23,7 @@ from typing import Any
 
 import tensorflow as tf
 import tensorflow_federated as tff
+from absl import flags
 
 from fedcompress import metrics as m
 from fedcompress.codecs import CodecSpec
@@ -44,20 +45,57 @@ from fedcompress.federated.privacy import (
 )
 from fedcompress.harness import reporting, rundir
 from fedcompress.harness.checkpoints import Checkpointer
-from fedcompress.harness.cli import fail  # noqa: F401  (re-exported for binaries)
+from fedcompress.harness.cli import fail
 from fedcompress.harness.client_state import ClientStateStore
-from fedcompress.harness.loop import (  # noqa: F401  (NonFiniteModelError re-exported)
+from fedcompress.harness.loop import (
   LoopConfig,
   LoopResult,
   NonFiniteModelError,
   run_loop,
 )
 from fedcompress.harness.rundir import RunDirectoryError
+from fedcompress.tasks.errors import DatasetUnavailableError
 from fedcompress.tasks.models.keras_compat import restore_keras_v2_classes
 from fedcompress.tasks.task import FederatedTask
 
 CHECKPOINT_DIR = rundir.CHECKPOINT_DIR
 CLIENT_STATE_DIR = "client_states"
+
+# What a single run leaves behind when a worker is lost or a round fails.
+RUN_KEPT = "Checkpoints written so far are kept (--resume continues)"
+
+
+def run_failure(error: Exception, *, kept: str = RUN_KEPT, offline: bool = False) -> int | None:
+  """What a binary returns for `error` from its runs, its one `error:` line printed.
+
+  The failures a run can meet: bad settings, a dataset that cannot be read, a worker
+  lost, a model gone non-finite, a round failed in TFF's worker. None for anything else:
+  a bug, which the caller re-raises with its traceback:
+
+      except Exception as e:
+        code = run_failure(e)
+        if code is None:
+          raise
+        return code
+
+  Args:
+    error: what the run (or sweep of runs) raised.
+    kept: what is kept for next time, said after a lost worker or a failed round.
+    offline: an unreadable dataset can be replaced by the embedded digits
+      (`--dataset=digits`), and the line says so.
+  """
+  if isinstance(error, DatasetUnavailableError):
+    return fail(f"{error}{' Or run offline with --dataset=digits.' if offline else ''}")
+  if isinstance(error, (ValueError, flags.Error)):
+    return fail(str(error))
+  if isinstance(error, NonFiniteModelError):
+    return fail(str(error), 1)
+  if isinstance(error, runtime.WorkerUnavailableError):
+    return fail(f"{error} {kept}.", 1)
+  if isinstance(error, runtime.COMPUTATION_ERRORS):
+    return fail(f"a round failed in the TFF worker: {runtime.describe_computation_error(error)}"
+                f". {kept}.", 1)
+  return None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -198,34 +198,18 @@ def _plan(kind: ExperimentKind, run: SweepRun, root_output_dir: str,
 
 def sweep_failure(error: Exception, *, experiment: str = "emnist",
                   hint: str = "rerunning the same command resumes the others") -> int | None:
-  """What a binary running sweeps returns for `error`, its one `error:` line printed.
-
-  The failures a run can meet (bad settings, a dataset that cannot be read, a worker
-  lost, a model gone non-finite, a round failed in TFF's worker), as
-  `experiments/sweep.py`, `tools/compare_codecs.py` and `tools/answers.py` report them.
-  None for anything else: a bug, which the caller re-raises with its traceback.
+  """`cli.run_failure` for a binary running sweeps (`experiments/sweep.py`,
+  `tools/compare_codecs.py`, `tools/answers.py`).
 
   Args:
     error: what the sweep raised.
     experiment: the sweep's experiment (EMNIST's has embedded data to fall back on).
-    hint: what happens to finished runs, said after a failed round.
+    hint: what happens to the runs not finished, said after a lost worker or failed round.
   """
-  from fedcompress.federated import runtime
-  from fedcompress.harness.cli import fail
-  from fedcompress.harness.loop import NonFiniteModelError
-  from fedcompress.tasks.errors import DatasetUnavailableError
+  from fedcompress.harness.experiment import run_failure
 
-  if isinstance(error, DatasetUnavailableError):
-    offline = " Or run offline with --dataset=digits." if experiment == "emnist" else ""
-    return fail(f"{error}{offline}")
-  if isinstance(error, (ValueError, flags.Error)):
-    return fail(str(error))
-  if isinstance(error, (runtime.WorkerUnavailableError, NonFiniteModelError)):
-    return fail(str(error), 1)
-  if isinstance(error, runtime.COMPUTATION_ERRORS):
-    return fail(f"a round failed in the TFF worker: {runtime.describe_computation_error(error)}"
-                f". Finished runs are kept; {hint}.", 1)
-  return None
+  return run_failure(error, kept=f"Finished runs are kept; {hint}",
+                     offline=experiment == "emnist")
 
 
 def run_sweep(runs: Sequence[SweepRun], root_output_dir: str, *, experiment: str = "emnist",

@@ -160,7 +160,8 @@ def test_a_runs_failure_is_one_line_and_a_bug_is_not_hidden(capsys):
            (missing, "shakespeare", 2, "point --cache_dir at a folder that has it."),
            (ValueError("bad\nsetting"), "emnist", 2, "bad setting"),
            (flags.IllegalFlagValueError("--rounds=x"), "emnist", 2, "--rounds=x"),
-           (runtime.WorkerUnavailableError("worker gone"), "emnist", 1, "worker gone"),
+           (runtime.WorkerUnavailableError("worker gone"), "emnist", 1,
+            "worker gone Finished runs are kept; rerunning the same command resumes the others."),
            (NonFiniteModelError("loss is nan"), "emnist", 1, "loss is nan")]
   for error, experiment, code, end in cases:
     assert sweep.sweep_failure(error, experiment=experiment) == code
@@ -168,4 +169,19 @@ def test_a_runs_failure_is_one_line_and_a_bug_is_not_hidden(capsys):
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert err.rstrip().endswith(end), err
   assert sweep.sweep_failure(KeyError("a bug"), experiment="emnist") is None
+  assert capsys.readouterr().err == ""
+
+
+def test_a_single_runs_failure_says_what_is_kept(capsys):
+  # The experiment binaries and the demo share the sweeps' classification; what they keep
+  # after a lost worker is the run's checkpoints (or, for the demo, nothing).
+  from fedcompress.federated import runtime
+  from fedcompress.harness import experiment
+
+  assert experiment.run_failure(runtime.WorkerUnavailableError("worker gone.")) == 1
+  assert capsys.readouterr().err == (
+      "error: worker gone. Checkpoints written so far are kept (--resume continues).\n")
+  assert experiment.run_failure(runtime.WorkerUnavailableError("gone."), kept="Rerun the demo") == 1
+  assert capsys.readouterr().err == "error: gone. Rerun the demo.\n"
+  assert experiment.run_failure(RuntimeError("a bug")) is None
   assert capsys.readouterr().err == ""
