@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 
 import tensorflow as tf
 import tensorflow_federated as tff
+from tensorflow_federated.python.common_libs import structure
 
 from fedcompress import metrics as m
 from fedcompress.codecs import CodecSpec
@@ -77,12 +78,27 @@ def _find_leaf(measurements, key: str):
   return None
 
 
+def _measures(type_spec: tff.types.Type, key: str) -> bool:
+  """Whether a measurement type holds a `key` field at any depth."""
+  if not isinstance(type_spec, tff.types.StructType):
+    return False
+  return any(name == key or _measures(member, key)
+             for name, member in structure.iter_elements(type_spec))
+
+
 def bit_metrics_computation(metrics_type) -> tff.Computation:
   """`metrics -> metrics` adding the top-level bit metrics (and aggregator instrumentation).
 
   `metrics_type` is a round's metrics with `distributor` and `aggregator` entries, as
-  TFF's composed learning processes report them.
+  TFF's composed learning processes report them. Each must measure its `bits`: one that
+  does not (TFF's own `MeanFactory`, say) would be reported as sending nothing.
   """
+  for key in ("distributor", "aggregator"):
+    if not _measures(metrics_type[key], "bits"):
+      raise ValueError(
+          f"the {key} measures no 'bits', so what it sends cannot be counted (it would "
+          f"read 0): give one whose measurements hold each round's 'bits', as "
+          "fedcompress's own factories and FetchSGDFactory do")
 
   @tff.tensorflow.computation(metrics_type)
   def add_bits(metrics):
@@ -222,7 +238,8 @@ def build_fedavg(
       `aggregate/rejected_clients`.
     aggregator: a weighted aggregation factory that replaces the encoded mean (e.g.
       `fedcompress.federated.fetchsgd.FetchSGDFactory`); its measurements' `bits`
-      become `aggregate/bits`. `aggregate_codec` must then be identity (None).
+      become `aggregate/bits`, and one that measures no `bits` (TFF's `MeanFactory`)
+      is refused. `aggregate_codec` must then be identity (None).
     loop_implementation: how clients iterate over their data. `DATASET_ITERATOR`
       (default) gives the same results as TFF's default `DATASET_REDUCE`, about 20%
       faster on CPU workers (tools/benchmark.py measures it); TPUs need

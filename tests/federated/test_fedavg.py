@@ -85,3 +85,10 @@ def test_metrics_type_carries_bits():
   assert metrics_type["broadcast/bits"] == tff.TensorType(np.int64)
   assert metrics_type["aggregate/bits"] == tff.TensorType(np.int64)
   assert isinstance(process, tff.learning.templates.LearningProcess)
+
+
+def test_an_aggregator_that_measures_no_bits_is_refused():
+  # TFF's MeanFactory sends each client's whole update and weight but measures no
+  # `bits`: counted as 0, it would report a free uplink.
+  with pytest.raises(ValueError, match="the aggregator measures no 'bits'"):
+    fedcompress.build_fedavg(linear_model_fn, aggregator=tff.aggregators.MeanFactory())
