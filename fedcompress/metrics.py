@@ -1,9 +1,12 @@
 """Canonical metric names and flattening of TFF's nested round metrics into them.
 
 One name per quantity everywhere (console, CSV columns, TensorBoard tags, plots), and
-this module is where each is defined. `broadcast/bits` is every bit the server sent to
-all sampled clients in a round, `aggregate/bits` every bit all sampled clients sent to
-the server; the cumulative ones add them up over the run.
+this module is where each is defined. `broadcast/bits` is what the server sent to all
+sampled clients in a round, `aggregate/bits` what all sampled clients sent to the
+server; the cumulative ones add them up over the run. Under an entropy coder these are
+the raw (bit-packed) sizes, and `*/coded_bits` the sizes actually sent, which can be
+larger on small tensors. What is not counted (round keys, TFF's own metrics and
+hyperparameters) is listed in the README's "What counts as a bit".
 """
 
 from __future__ import annotations

@@ -1,0 +1,156 @@
+"""What crosses the wire in a FedAvg round beside the counted payload.
+
+  python -m tools.uncounted_bits [--configs=identity,kashin,secure_rotation,secure_dp]
+      [--clients=10]
+
+Builds FedAvg processes of the tutorial CNN (the digits task's model; no round runs)
+and walks each `next` computation for every call that moves a value between
+placements: `federated_broadcast` and `federated_value_at_clients` from the server to
+the clients, and the clients' contributions to sums (`federated_aggregate`,
+`federated_sum`, `federated_mean`, `federated_weighted_mean`, the secure sums) the
+other way. Each is sized from its TFF type, every tensor at its dtype's width, per
+client.
+
+A call is payload, counted in `broadcast/bits` or `aggregate/bits`, when it carries the
+encoded model (a broadcast of `encoded_tensors`, or of an allocation's choice) or an
+update's encoding (a `federated_aggregate`, a secure sum, FetchSGD's table). The rest is
+listed with its size: the README's "What counts as a bit" quotes these totals.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+
+DOWN = ("federated_broadcast", "federated_value_at_clients")
+UP = ("federated_aggregate", "federated_sum", "federated_mean", "federated_weighted_mean",
+      "federated_secure_sum", "federated_secure_sum_bitwidth",
+      "federated_secure_modular_sum")
+# Sums whose first argument is the clients' value (the rest are the server's).
+_VALUE_FIRST = ("federated_aggregate", "federated_secure_sum", "federated_secure_sum_bitwidth",
+                "federated_secure_modular_sum")
+_PAYLOAD_UP = ("federated_aggregate", "federated_secure_sum", "federated_secure_sum_bitwidth",
+               "federated_secure_modular_sum")
+
+
+@dataclasses.dataclass(frozen=True)
+class Crossing:
+  """One call that moves a value between placements, sized per client."""
+  direction: str  # "down" (server to clients) or "up".
+  intrinsic: str
+  bits: int | None  # None when a tensor's shape is only known at run time.
+  type_text: str
+
+  @property
+  def payload(self) -> bool:
+    """Whether `broadcast/bits` or `aggregate/bits` counts this call."""
+    if self.direction == "down":
+      return "encoded_tensors" in self.type_text or "choice=" in self.type_text
+    return self.intrinsic in _PAYLOAD_UP or (
+        self.intrinsic == "federated_sum" and "table=" in self.type_text)
+
+
+def type_bits(type_spec) -> int | None:
+  """Bits of every tensor of an (unplaced or placed) TFF type, at its dtype's width."""
+  import numpy as np
+  import tensorflow_federated as tff
+  from tensorflow_federated.python.common_libs import structure
+
+  if isinstance(type_spec, tff.types.FederatedType):
+    type_spec = type_spec.member
+  if isinstance(type_spec, tff.types.StructType):
+    sizes = [type_bits(member) for _, member in structure.iter_elements(type_spec)]
+    return None if None in sizes else sum(sizes)
+  if type_spec.shape is None or None in type_spec.shape:
+    return None
+  return math.prod(type_spec.shape) * np.dtype(type_spec.dtype).itemsize * 8
+
+
+def crossings(computation) -> list[Crossing]:
+  """Every call of `computation` that moves a value between placements, in graph order."""
+  from tensorflow_federated.python.core.impl.compiler import building_blocks, tree_analysis
+
+  found = []
+
+  def visit(block):
+    if not (isinstance(block, building_blocks.Call)
+            and isinstance(block.function, building_blocks.Intrinsic)):
+      return
+    uri = block.function.uri
+    if uri not in DOWN and uri not in UP:
+      return
+    value_type = block.argument.type_signature
+    if uri in _VALUE_FIRST:
+      value_type = value_type[0]
+    member = getattr(value_type, "member", value_type)
+    found.append(Crossing("down" if uri in DOWN else "up", uri, type_bits(value_type),
+                          str(member)))
+
+  tree_analysis.visit_postorder(computation.to_building_block(), visit)
+  return found
+
+
+def uncounted(computation) -> list[Crossing]:
+  """The crossings of `computation` that are not payload and move at least one bit."""
+  return [c for c in crossings(computation) if not c.payload and c.bits != 0]
+
+
+def _configs(clients: int) -> dict[str, Callable[[Callable], object]]:
+  """The README's configurations: name -> a function building FedAvg from `model_fn`."""
+  import tensorflow_federated as tff
+
+  from fedcompress.codecs import CodecSpec
+  from fedcompress.federated.fedavg import build_fedavg
+  from fedcompress.federated.privacy import DPConfig
+
+  uniform = tff.learning.ClientWeighting.UNIFORM
+  secure = dict(secure_aggregation=True, clients_per_round=clients, client_weighting=uniform)
+  return {
+      "identity": lambda model_fn: build_fedavg(model_fn),
+      "kashin": lambda model_fn: build_fedavg(model_fn,
+                                              aggregate_codec=CodecSpec("kashin", {"bits": 2})),
+      "secure_rotation": lambda model_fn: build_fedavg(
+          model_fn, aggregate_codec=CodecSpec(
+              "fixed_int", {"bits": 8, "clip": 0.05, "rotation": True}), **secure),
+      "secure_dp": lambda model_fn: build_fedavg(
+          model_fn, aggregate_codec=CodecSpec("fixed_int", {"bits": 8, "clip": 0.05}),
+          dp=DPConfig("central", 0.5, 0.5, clients, 2 * clients), **secure),
+  }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  import argparse
+
+  import fedcompress
+
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--configs", default="identity,kashin,secure_rotation,secure_dp")
+  parser.add_argument("--clients", type=int, default=10,
+                      help="clients per round (the secure sum's field; totals are per round)")
+  args = parser.parse_args(argv)
+  if args.clients < 1:
+    parser.error("--clients must be >= 1")
+  fedcompress.quiet_tensorflow()
+  fedcompress.install_runtime()
+  from fedcompress import tasks
+
+  configs = _configs(args.clients)
+  names = [n.strip() for n in args.configs.split(",") if n.strip()]
+  unknown = sorted(set(names) - set(configs))
+  if unknown:
+    parser.error(f"unknown configs {unknown}; valid: {', '.join(configs)}")
+  model_fn = tasks.digits_task(num_clients=2, seed=0).model_fn
+  for name in names:
+    listed = uncounted(configs[name](model_fn).next)
+    print(f"== {name}: not counted, per client and round")
+    for c in listed:
+      print(f"  {c.direction:4s} {c.intrinsic:27s} {c.bits:>6} bits  {c.type_text[:110]}")
+    down = sum(c.bits for c in listed if c.direction == "down")
+    up = sum(c.bits for c in listed if c.direction == "up")
+    print(f"  per client: {down} bits down, {up} up; per round of {args.clients} clients: "
+          f"{args.clients * down} down, {args.clients * up} up")
+
+
+if __name__ == "__main__":
+  main()
