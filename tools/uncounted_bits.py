@@ -1,7 +1,7 @@
 """What crosses the wire in a FedAvg round beside the counted payload.
 
-  python -m tools.uncounted_bits [--configs=identity,kashin,secure_rotation,secure_dp]
-      [--clients=10]
+  python -m tools.uncounted_bits [--configs=identity,kashin,secure_rotation,secure_dp,
+      dp_adaptive,dp_distributed] [--clients=10]
 
 Builds FedAvg processes of the tutorial CNN (the digits task's model; no round runs)
 and walks each `next` computation for every call that moves a value between
@@ -96,6 +96,10 @@ def uncounted(computation) -> list[Crossing]:
   return [c for c in crossings(computation) if not c.payload and c.bits != 0]
 
 
+_CONFIG_NAMES = ("identity", "kashin", "secure_rotation", "secure_dp", "dp_adaptive",
+                 "dp_distributed")
+
+
 def _configs(clients: int) -> dict[str, Callable[[Callable], object]]:
   """The README's configurations: name -> a function building FedAvg from `model_fn`."""
   import tensorflow_federated as tff
@@ -116,6 +120,11 @@ def _configs(clients: int) -> dict[str, Callable[[Callable], object]]:
       "secure_dp": lambda model_fn: build_fedavg(
           model_fn, aggregate_codec=CodecSpec("fixed_int", {"bits": 8, "clip": 0.05}),
           dp=DPConfig("central", 0.5, 0.5, clients, 2 * clients), **secure),
+      "dp_adaptive": lambda model_fn: build_fedavg(
+          model_fn, dp=DPConfig("central_adaptive", 0.5, 0.5, clients, 2 * clients),
+          client_weighting=uniform),
+      "dp_distributed": lambda model_fn: build_fedavg(
+          model_fn, dp=DPConfig("distributed", 0.5, 0.5, clients, 2 * clients), **secure),
   }
 
 
@@ -125,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> None:
   import fedcompress
 
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--configs", default="identity,kashin,secure_rotation,secure_dp")
+  parser.add_argument("--configs", default=",".join(_CONFIG_NAMES))
   parser.add_argument("--clients", type=int, default=10,
                       help="clients per round (the secure sum's field; totals are per round)")
   args = parser.parse_args(argv)
