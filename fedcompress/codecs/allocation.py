@@ -333,7 +333,12 @@ class AllocatedCodec:
 
   def describe(self) -> str:
     widths = ",".join(str(w) for w in self.widths)
-    return f"{self.base.describe()}@{self.bits_per_coordinate:g}bpc[{widths}]"
+    # Runs record this and a resume compares it: the budget is written exactly (`:g`
+    # alone would make 7.0000001 and 7.0000049 one setting), and as `:g` where that is.
+    short = f"{self.bits_per_coordinate:g}"
+    budget = short if float(short) == self.bits_per_coordinate else repr(
+        float(self.bits_per_coordinate))
+    return f"{self.base.describe()}@{budget}bpc[{widths}]"
 
   def plan(self, value_specs: Sequence[tf.TensorSpec], names: Sequence[str] | None = None,
            *, direction: str = "aggregate", reserved_bits: int = 0) -> AllocationPlan:

@@ -15,6 +15,7 @@ setting that changes results, and may only raise the rounds (see
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import os
 import time
@@ -548,14 +549,27 @@ def run_experiment(task: FederatedTask, config: ExperimentConfig, *,
     return _run_locked(task, config, initial_weights, process, console)
 
 
+def task_identity(task: FederatedTask) -> dict[str, Any]:
+  """What every run records of its task, whatever `task.settings` holds.
+
+  A task built in Python may have empty settings; its name and clients still tell most
+  other tasks apart (what identifies its data beyond that belongs in its settings).
+  """
+  ids = "\n".join(sorted(str(c) for c in task.client_ids)).encode()
+  return {"task_name": task.name, "task_clients": len(task.client_ids),
+          "task_client_ids_sha256": hashlib.sha256(ids).hexdigest()}
+
+
 def with_task_settings(task: FederatedTask, config: ExperimentConfig) -> ExperimentConfig:
   """`config` recording `task.settings` too (the flags' values win where both name one).
 
   A binary records its flags, the task's among them; a task built in Python (a
   notebook, the README's examples) would otherwise leave its dataset, split, epochs,
   model and seed out of config.json, and a resume on another task would be accepted.
+  The task's name and clients (`task_identity`) are recorded for every task.
   """
-  missing = {k: v for k, v in task.settings.items() if k not in config.recorded}
+  settings = {**task_identity(task), **task.settings}
+  missing = {k: v for k, v in settings.items() if k not in config.recorded}
   if not missing:
     return config
   return dataclasses.replace(config, recorded={**config.recorded, **missing})

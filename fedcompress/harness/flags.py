@@ -28,8 +28,10 @@ from fedcompress.harness.experiment import (
   ExperimentConfig,
 )
 from fedcompress.harness.finetune import run_finetune
+from fedcompress.tasks.datasets import emnist as emnist_data
+from fedcompress.tasks.datasets import shakespeare as shakespeare_data
 from fedcompress.tasks.datasets.digits import MIN_DIRICHLET_ALPHA
-from fedcompress.tasks.errors import file_fingerprint
+from fedcompress.tasks.errors import cached_path, file_fingerprint
 
 FlagValues = flags.FlagValues
 
@@ -381,6 +383,7 @@ def shakespeare_config_from_flags(fv: FlagValues, module_names: list[str] | None
   extra = {"dataset": "shakespeare"}
   if fv.pretrained_model:
     extra[rundir.PRETRAINED_DIGEST] = file_fingerprint(fv.pretrained_model, whole=True)
+  extra.update(_data_file_recorded(fv.cache_dir, shakespeare_data.SHAKESPEARE_SQLITE))
   return experiment_config_from_flags(
       fv, module_names=module_names or [], extra_recorded=extra,
       fixed_clients=tuple(fv.clients) or None)
@@ -401,10 +404,24 @@ def run_shakespeare_from_flags(fv: FlagValues, module_names: list[str] | None = 
       temperature=fv.temperature, num_generate=fv.num_generate, generate_seed=fv.seed)
 
 
+def _data_file_recorded(cache_dir: str | None, file_name: str) -> dict[str, str]:
+  """`data_file_fingerprint` of the dataset file, if it is already in the cache.
+
+  The task records it as well once loaded; known from the flags, a sweep compares it
+  before it skips or resumes a finished run (whose flags, `--cache_dir` among them, may
+  otherwise all match). A file not yet downloaded is left to the task.
+  """
+  fingerprint = file_fingerprint(cached_path(cache_dir, file_name))
+  return {} if fingerprint is None else {"data_file_fingerprint": fingerprint}
+
+
 def image_config_from_flags(fv: FlagValues, module_names: list[str] | None = None
                             ) -> ExperimentConfig:
   """The `ExperimentConfig` of an image (EMNIST, digits) run."""
-  config = experiment_config_from_flags(fv, module_names=module_names or [])
+  extra = ({} if fv.dataset == "digits"
+           else _data_file_recorded(fv.cache_dir, emnist_data.EMNIST_SQLITE))
+  config = experiment_config_from_flags(fv, module_names=module_names or [],
+                                        extra_recorded=extra)
   # Known without loading the data: refused before a sweep starts its first run.
   if fv.dataset == "digits" and config.clients_per_round > fv.digits_clients:
     raise ValueError(f"--clients_per_round={config.clients_per_round} but the dataset has "

@@ -52,7 +52,9 @@ LOCK_FILE = ".lock"
 #                      only decides which rows carry eval/* (the last round always does);
 #   rounds_per_checkpoint  a resume from any checkpoint reproduces the run exactly;
 #   the codec flags    compared through the codecs they resolve to (`broadcast_codec`,
-#                      `aggregate_codec`), so `--aggregate_bits=8` equals uniform's default;
+#                      `aggregate_codec`), so `--aggregate_bits=8` equals uniform's default
+#                      and `--aggregate_widths=4,3,2,1` equals 1,2,3,4 (an allocated codec
+#                      records its exact budget and the widths its codec takes, in order);
 #   aggregator_args    compared through `aggregator`, the aggregator with its resolved
 #                      options in sorted order, so reordered options are the same setting;
 #   sanity_client, generate_prompt, temperature, num_generate
@@ -69,12 +71,14 @@ MAY_DIFFER_ON_RESUME = frozenset({
     "rounds_per_checkpoint", "tf_logs", "workers", "max_concurrent_clients",
     "worker_timeout_s", "broadcast_encoder", "broadcast_bits", "broadcast_encoder_args",
     "aggregate_encoder", "aggregate_bits", "aggregate_encoder_args",
-    "compression_threshold", "aggregator_args", "sanity_client", "generate_prompt", "temperature",
-    "num_generate", "cache_dir", "pretrained_model",
+    "broadcast_bits_per_coordinate", "broadcast_widths", "aggregate_bits_per_coordinate",
+    "aggregate_widths", "compression_threshold", "aggregator_args", "sanity_client",
+    "generate_prompt", "temperature", "num_generate", "cache_dir", "pretrained_model",
 })
 # Recorded values that are resolved codecs rather than flags (named so in messages).
 _NOT_FLAGS = frozenset({"broadcast_codec", "aggregate_codec", "pretrained_model_sha256",
-                        "task_seed", "model_seed", "data_file_fingerprint"})
+                        "task_seed", "model_seed", "data_file_fingerprint", "task_name",
+                        "task_clients", "task_client_ids_sha256"})
 PRETRAINED_DIGEST = "pretrained_model_sha256"  # Recorded by the Shakespeare runs.
 
 

@@ -189,3 +189,14 @@ def test_candidate_prices_are_what_the_allocated_processes_send(name, direction)
     encoder = tracing.simple_encoder(candidate.make_encoder(), spec)
     encoded, _ = encoder.encode(x, encoder.initial_state())
     assert int(accounting.structure_bits_tf(encoded)) == cost, candidate.describe()
+
+
+def test_the_recorded_budget_is_exact():
+  # describe() is what a run records of the codec and a resume compares: `:g` made
+  # 7.0000001 and 7.0000049 bits per coordinate one setting.
+  base = CodecSpec("eden", {}, threshold=40)
+  assert AllocatedCodec(base, 1.0, (1, 2)).describe() == "eden>40@1bpc[1,2]"
+  assert AllocatedCodec(base, 2.01918, (1, 2)).describe() == "eden>40@2.01918bpc[1,2]"
+  assert AllocatedCodec(base, 7.0000001, (1, 2)).describe() == "eden>40@7.0000001bpc[1,2]"
+  assert (AllocatedCodec(base, 7.0000049, (1, 2)).describe()
+          != AllocatedCodec(base, 7.0000001, (1, 2)).describe())

@@ -411,3 +411,54 @@ def test_help_false_is_no_help():
   app.define_help_flags()
   with flagsaver.flagsaver():
     assert parse_flags(["binary", "--help=false", "rest"]) == ["binary", "rest"]
+
+
+def test_the_config_from_flags_records_the_cached_data_file(tmp_path):
+  # A sweep compares the config from flags with a finished run's record before it skips
+  # the run; the data file was recorded only by the task, at run time, so a finished run
+  # made on another emnist_all.sqlite (with --cache_dir, which may move) was reused.
+  from fedcompress.tasks.errors import file_fingerprint
+
+  cache = tmp_path / "cache"
+  common = ("--root_output_dir=/tmp/x", f"--cache_dir={cache}")
+  image = fc_flags.define_image_experiment_flags
+  assert "data_file_fingerprint" not in fc_flags.image_config_from_flags(
+      _parsed(image, "--dataset=emnist", *common)).record()  # Not downloaded yet.
+  cache.mkdir()
+  for name, data in (("emnist_all.sqlite", b"a" * 100), ("shakespeare.sqlite", b"b" * 50)):
+    (cache / name).write_bytes(data)
+  emnist = fc_flags.image_config_from_flags(_parsed(image, "--dataset=emnist", *common))
+  assert emnist.record()["data_file_fingerprint"] == file_fingerprint(
+      str(cache / "emnist_all.sqlite"))
+  assert "data_file_fingerprint" not in fc_flags.image_config_from_flags(
+      _parsed(image, "--dataset=digits", *common)).record()
+  shakespeare = fc_flags.shakespeare_config_from_flags(_parsed(
+      fc_flags.define_shakespeare_experiment_flags, "--model=fedopt_lstm", *common))
+  assert shakespeare.record()["data_file_fingerprint"] == file_fingerprint(
+      str(cache / "shakespeare.sqlite"))
+  # So another file is another setting.
+  (cache / "emnist_all.sqlite").write_bytes(b"c" * 100)
+  other = fc_flags.image_config_from_flags(_parsed(image, "--dataset=emnist", *common))
+  assert rundir.differences(emnist.record(), other.record()) == [
+      f"data_file_fingerprint {other.record()['data_file_fingerprint']} (recorded "
+      f"{emnist.record()['data_file_fingerprint']})"]
+
+
+def test_widths_spelled_otherwise_are_the_same_setting():
+  # The widths flags were compared as text: a resume with 4,3,2,1 for 1,2,3,4 (or with
+  # 6 and 8, which eden does not take) was refused though the codec is the same.
+  def record(*args):
+    fv = _parsed(fc_flags.define_image_experiment_flags, "--root_output_dir=/tmp/x",
+                 "--dataset=digits", "--aggregate_encoder=eden", *args)
+    return fc_flags.image_config_from_flags(fv).record()
+
+  first = record("--aggregate_bits_per_coordinate=2", "--aggregate_widths=1,2,3,4")
+  for widths in ("4,3,2,1", "1,2,3,4,6,8"):
+    assert rundir.differences(first, record("--aggregate_bits_per_coordinate=2",
+                                            f"--aggregate_widths={widths}")) == []
+  assert rundir.differences(first, record("--aggregate_bits_per_coordinate=2",
+                                          "--aggregate_widths=1,2,3")) == [
+      "aggregate_codec eden>10000@2bpc[1,2,3] (recorded eden>10000@2bpc[1,2,3,4])"]
+  assert rundir.differences(first, record("--aggregate_bits_per_coordinate=2.0000001",
+                                          "--aggregate_widths=1,2,3,4")) == [
+      "aggregate_codec eden>10000@2.0000001bpc[1,2,3,4] (recorded eden>10000@2bpc[1,2,3,4])"]

@@ -114,3 +114,23 @@ def test_a_resume_on_another_cpu_is_named(tmp_path):
       {"wall_time_s": 0.0, "segments": [{"environment": other}, {"environment": mine}]}))
   change = rundir.environment_change(str(tmp_path))
   assert "model Other -> Mine" in change and "features ['avx2', 'avx512f'] -> ['avx2']" in change
+
+
+def test_a_task_with_no_settings_still_records_its_name_and_clients():
+  # A task built in Python with empty settings recorded nothing of itself: a resume on a
+  # task of other clients and data ran on.
+  from fedcompress.harness import rundir
+  from fedcompress.tasks.task import FederatedTask
+
+  def task(name, ids):
+    return FederatedTask(name, ids, None, None, None, None, None, settings={})
+
+  config = experiment.ExperimentConfig(root_output_dir="/tmp/x", experiment_name="r")
+  first = experiment.with_task_settings(task("tiny", ["a", "b", "c"]), config).record()
+  assert first["task_name"] == "tiny" and first["task_clients"] == 3
+  assert experiment.with_task_settings(task("tiny", ["c", "b", "a"]), config).record() == first
+  other = experiment.with_task_settings(task("other", ["a", "b", "d", "e"]), config).record()
+  problems = rundir.differences(first, other)
+  assert [p.split(" ")[0] for p in problems] == [
+      "task_client_ids_sha256", "task_clients", "task_name"], problems
+  assert "task_name other (recorded tiny)" in problems
