@@ -489,13 +489,18 @@ def recorded_flags(fv: FlagValues, module_names: list[str]) -> dict[str, Any]:
 
 
 def _check_privacy_flags(fv: FlagValues) -> None:
-  """Warns of DP and secure-aggregation flags given to no effect; refuses --workers."""
+  """Warns of DP and secure-aggregation flags given to no effect, and of --dp=distributed's
+  unseeded noise; refuses --workers with secure sums."""
   if fv.dp == "none":
     # The important case: a forgotten --dp trains with no differential privacy at all.
     _warn_unused(fv, ["dp_noise_multiplier", "dp_clip", "dp_delta", "dp_field_bits"],
                  "--dp is none: this run has no differential privacy")
   elif fv.dp != "distributed":
     _warn_unused(fv, ["dp_field_bits"], f"it sizes --dp=distributed's field, not --dp={fv.dp}'s")
+  else:
+    # Every other draw of a run comes from --seed; TFF's DistributedDpSumFactory takes none.
+    cli.warn_once("--dp=distributed: TFF draws its noise on the clients unseeded, so a rerun "
+                  "or a resumed run with the same --seed differs from this one")
   if fv.secure_aggregation:
     _warn_unused(fv, ["compression_threshold"], "under --secure_aggregation every tensor "
                  "is encoded (the whole update is summed in the field)")

@@ -248,8 +248,11 @@ def test_a_flag_warning_is_said_once_per_process(capsys):
     (["--secure_aggregation", "--aggregate_encoder=fixed_int", "--client_weighting=uniform",
       "--compression_threshold=100000"], "warning: --compression_threshold has no effect: "
      "under --secure_aggregation every tensor is encoded"),
+    # Not a flag without effect, but a rerun that will differ: said before it runs.
     (["--dp=distributed", "--secure_aggregation", "--client_weighting=uniform",
-      "--dp_field_bits=18"], None),
+      "--dp_field_bits=18"], "warning: --dp=distributed: TFF draws its noise on the clients "
+     "unseeded, so a rerun or a resumed run with the same --seed differs from this one"),
+    (["--dp=central", "--dp_noise_multiplier=1.1"], None),
 ])
 def test_privacy_flags_given_to_no_effect_are_said(args, warning, capsys, monkeypatch):
   from fedcompress.harness import cli
