@@ -287,7 +287,7 @@ def test_a_fixed_client_list_larger_than_the_field_is_refused(tmp_path):
       root_output_dir=str(tmp_path), experiment_name="run", clients_per_round=2,
       fixed_clients=("a", "b", "c"), secure_aggregation=True,
       aggregate_codec=make_codec("fixed_int"), client_weighting="uniform", progress=False)
-  task = SimpleNamespace(client_ids=["a", "b", "c", "d"], settings={})
+  task = SimpleNamespace(name="t", client_ids=["a", "b", "c", "d"], settings={})
   with pytest.raises(ValueError, match="--clients lists 3 clients but secure aggregation "
                      "sizes its field for --clients_per_round=2"):
     experiment.check_experiment(task, config)
