@@ -66,6 +66,20 @@ def test_write_fields_equals_the_scatter_reference():
                                 _old_write_fields(values, widths).numpy())
 
 
+@pytest.mark.parametrize("cuts", [[0, 3000], [37, 3000], [0, 0, 1, 1, 2999], [5, 1500, 1501]])
+def test_write_field_runs_equal_writing_their_concatenation(cuts):
+  # Runs that start mid-word, empty runs, a one-field run: the words are those of the
+  # concatenated fields, which the runs are never concatenated into.
+  rng = np.random.default_rng(len(cuts))
+  widths = rng.integers(0, 33, 3000)
+  values = rng.integers(0, 2**32, 3000)
+  bounds = [0, *cuts, 3000]
+  runs = [(tf.constant(values[a:b]), tf.constant(widths[a:b]))
+          for a, b in zip(bounds[:-1], bounds[1:])]
+  np.testing.assert_array_equal(bitio.write_field_runs(runs).numpy(),
+                                _old_write_fields(values, widths).numpy())
+
+
 def _sylvester(size):
   h = np.ones([1, 1])
   while h.shape[0] < size:
