@@ -312,7 +312,9 @@ def huffman_decode(stream: tf.Tensor, *, max_code_length: int = 16,
     # whose entry (symbol * 32 + length, one gather from a table over every L-bit value)
     # gives the length to shift it out by. Longer codes: one symbol per step, by a
     # binary search over the code starts. `tail` zero words keep a finished block's
-    # extra steps inside the array.
+    # extra steps inside the array. Positions are uint64 in the loop: int64's arithmetic
+    # shift has no vector instruction below AVX-512, and with TensorFlow's default
+    # threads the decode took ~15% less CPU with them unsigned (3 runs of 31 pairs).
     table = max_code_length <= _MAX_TABLE_CODE_LENGTH
     per_step = 3 if table else 1
     # Each loop iteration runs `_UNROLL` steps. An iteration also runs the loop's own ops,
@@ -334,7 +336,8 @@ def huffman_decode(stream: tf.Tensor, *, max_code_length: int = 16,
                                      tf.bitwise.right_shift(words[2:], sixteen))
       windows = tf.reshape(tf.stack([windows, halves], 1), [-1])
       granule = 4
-    granule_mask = 2**granule - 1
+    granule_mask = tf.constant(2**granule - 1, tf.uint64)
+    shift = tf.constant(granule, tf.uint64)
     top = tf.constant(64 - max_code_length, tf.uint64)
     length_bits = tf.constant(31, tf.uint64)
     if table:
@@ -357,22 +360,21 @@ def huffman_decode(stream: tf.Tensor, *, max_code_length: int = 16,
     def body(iteration, pos, out):
       entries = []
       for _ in range(_UNROLL):
-        bits = tf.gather(windows, tf.bitwise.right_shift(pos, granule))
-        bits = tf.bitwise.left_shift(
-            bits, tf.cast(tf.bitwise.bitwise_and(pos, granule_mask), tf.uint64))
+        bits = tf.gather(windows, tf.bitcast(tf.bitwise.right_shift(pos, shift), tf.int64))
+        bits = tf.bitwise.left_shift(bits, tf.bitwise.bitwise_and(pos, granule_mask))
         lengths = []
         for i in range(per_step):
           entries.append(lookup(tf.bitcast(tf.bitwise.right_shift(bits, top), tf.int64)))
           lengths.append(tf.bitwise.bitwise_and(entries[-1], length_bits))
           if i + 1 < per_step:
             bits = tf.bitwise.left_shift(bits, lengths[-1])
-        pos = pos + tf.bitcast(tf.add_n(lengths), tf.int64)
+        pos = pos + tf.add_n(lengths)
       return iteration + 1, pos, out.write(iteration, tf.stack(entries))
 
     out = tf.TensorArray(tf.uint64, size=iterations,
                          element_shape=tf.TensorShape([per_iteration, None]))
     _, _, out = tf.while_loop(lambda iteration, *_: iteration < iterations, body,
-                              (tf.constant(0), pos, out))
+                              (tf.constant(0), tf.bitcast(pos, tf.uint64), out))
     symbols = tf.cast(tf.bitwise.right_shift(out.stack(), tf.constant(5, tf.uint64)), tf.int32)
     # Row r of the stacked rows is symbol r of every block: column j of their
     # transpose, cut to the block's symbols, is block j, symbols j * block_size + r.

@@ -8,6 +8,8 @@ transform must equal the explicit Sylvester matrix product and tensor_encoding's
 butterflies to float rounding, and the Kashin stage tensor_encoding's own.
 """
 
+import itertools
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -75,7 +77,7 @@ def test_write_field_runs_equal_writing_their_concatenation(cuts):
   values = rng.integers(0, 2**32, 3000)
   bounds = [0, *cuts, 3000]
   runs = [(tf.constant(values[a:b]), tf.constant(widths[a:b]))
-          for a, b in zip(bounds[:-1], bounds[1:])]
+          for a, b in itertools.pairwise(bounds)]
   np.testing.assert_array_equal(bitio.write_field_runs(runs).numpy(),
                                 _old_write_fields(values, widths).numpy())
 
