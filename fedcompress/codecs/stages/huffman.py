@@ -244,10 +244,10 @@ def huffman_encode(symbols: tf.Tensor, num_bits, *, max_code_length: int = 16,
   multi = distinct >= 2
   # Each symbol's code and length with one gather from a table of code * 32 + length
   # (codes have at most 24 bits, lengths at most 24 < 32): one pass over the symbols
-  # fewer than gathering the two. A lone symbol is written with width 0 (the table's
-  # length, not the header's). The table is unsigned: an arithmetic shift of int64 has
-  # no vector instruction below AVX-512, and took ~7 ms over the CNN's kernel against
-  # ~0.5 for the logical one.
+  # fewer than gathering the two. A lone symbol costs no payload: its width here is 0
+  # (the header's table still gives it length 1). The table is unsigned: an arithmetic
+  # shift of int64 has no vector instruction below AVX-512, and took ~7 ms over the
+  # CNN's kernel against ~0.5 for the logical one.
   table = tf.bitwise.left_shift(codes, 5) + tf.where(multi, tf.cast(lengths, tf.int64), 0)
   entry = tf.gather(tf.bitcast(table, tf.uint64), symbols)
   symbol_lengths = tf.bitcast(tf.bitwise.bitwise_and(entry, tf.constant(31, tf.uint64)),
