@@ -259,6 +259,18 @@ class StatelessStage(te.core.EncodingStageInterface):
     return collections.OrderedDict(), collections.OrderedDict()
 
 
+def shift_right_nonnegative(x: tf.Tensor, amount) -> tf.Tensor:
+  """`x >> amount` for int64 `x >= 0` (int64 out), as a logical shift of its uint64 view.
+
+  TensorFlow's arithmetic shift of int64 has no vector instruction below AVX-512: over
+  the CNN's 1.6M-value kernel it took ~7 ms against ~0.5 for the logical one (and `//`
+  as long), and with the default threads it is also split across the thread pool.
+  `amount` is a Python int or array, or a uint64 tensor.
+  """
+  return tf.bitcast(tf.bitwise.right_shift(tf.bitcast(x, tf.uint64),
+                                           tf.cast(amount, tf.uint64)), tf.int64)
+
+
 def largest_magnitude(x: tf.Tensor, axis=None, keepdims: bool = False) -> tf.Tensor:
   """`reduce_max(|x|)` as `max(max x, -min x)`: the same value, two reads of `x` and
   no written `|x|` (a pass over a 6 MB kernel costs about as much as both reads)."""

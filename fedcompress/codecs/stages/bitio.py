@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from fedcompress.codecs.stages import _common
+
 # `field_positions` sums widths in groups of this many by one matrix product.
 _GROUP = 32
 # [j, i] = 1 where j < i: a row of widths times it gives each one's exclusive prefix sum.
@@ -21,17 +23,6 @@ _BEFORE = np.triu(np.ones([_GROUP, _GROUP], np.float32), 1)
 def _low_mask(widths: tf.Tensor) -> tf.Tensor:
   """int64 masks of the low `widths` (0..32) bits."""
   return tf.bitwise.left_shift(tf.constant(1, tf.int64), widths) - 1
-
-
-def _word_of(pos: tf.Tensor) -> tf.Tensor:
-  """`pos // 32` for int64 positions >= 0, as int64.
-
-  By a logical shift of the unsigned view: TensorFlow's int64 arithmetic shift has no
-  vector instruction below AVX-512 (~7 ms for 1.6M values on this machine against ~0.5
-  for the logical one, and `//` costs as much).
-  """
-  return tf.bitcast(tf.bitwise.right_shift(tf.bitcast(pos, tf.uint64),
-                                           tf.constant(5, tf.uint64)), tf.int64)
 
 
 def field_positions(widths: tf.Tensor, start=0) -> tf.Tensor:
@@ -85,9 +76,8 @@ def write_field_runs(runs: Sequence[tuple[tf.Tensor, tf.Tensor]], *,
     values = tf.cast(values, tf.int64)
     widths = tf.cast(widths, tf.int64)
     pos = field_positions(widths, start)
-    # Positions are >= 0: a shift and a mask are the quotient and remainder by 32 (the
-    # shift unsigned: see `_word_of`).
-    word = _word_of(pos)
+    # Positions are >= 0: a shift and a mask are the quotient and remainder by 32.
+    word = _common.shift_right_nonnegative(pos, 5)
     offset = tf.bitwise.bitwise_and(pos, tf.constant(31, tf.int64))
     # A field (<= 32 bits) starting at bit offset <= 31 of its word fits in the 64-bit
     # pair (word, word + 1); place it there, left aligned after `offset` bits.
@@ -129,7 +119,7 @@ def read_fields(padded: tf.Tensor, pos: tf.Tensor, width) -> tf.Tensor:
   width = tf.cast(width, tf.int64)
   last = tf.cast(tf.size(padded), tf.int64) - 2
   # Fields are read at positions >= 0: a shift and a mask are `// 32` and `% 32`.
-  word = tf.minimum(_word_of(pos), last)
+  word = tf.minimum(_common.shift_right_nonnegative(pos, 5), last)
   pair = tf.bitwise.bitwise_or(
       tf.bitwise.left_shift(tf.gather(padded, word), tf.constant(32, tf.uint64)),
       tf.gather(padded, word + 1))

@@ -69,10 +69,7 @@ def pack_bits(values: tf.Tensor, bits: int) -> tf.Tensor:
   v = tf.reshape(tf.pad(v, [[0, groups * 32 - n]]), [groups, 32])
   shifted = tf.transpose(tf.bitwise.left_shift(v, tf.constant(offset, tf.int64)))
   low = tf.bitwise.bitwise_and(shifted, 0xFFFFFFFF)
-  # shifted >= 0: the logical shift of its unsigned view, which has a vector
-  # instruction where int64's arithmetic shift does not (below AVX-512).
-  high = tf.bitcast(tf.bitwise.right_shift(tf.bitcast(shifted, tf.uint64),
-                                           tf.constant(32, tf.uint64)), tf.int64)
+  high = _common.shift_right_nonnegative(shifted, 32)
   words = (tf.math.segment_sum(low, tf.constant(word))
            + tf.math.segment_sum(high, tf.constant(np.minimum(word + 1, bits - 1))))
   words = tf.reshape(tf.transpose(words), [-1])[:num_words]
@@ -105,10 +102,7 @@ def unpack_bits(words: tf.Tensor, bits: int, num_values: int) -> tf.Tensor:
   combined = tf.bitwise.bitwise_or(
       tf.gather(u, word, axis=1),
       tf.bitwise.left_shift(tf.bitwise.bitwise_and(tf.gather(u, nxt, axis=1), 0xFFFF), 32))
-  # combined >= 0: shifted as unsigned (see `pack_bits`).
-  v = tf.bitcast(tf.bitwise.right_shift(tf.bitcast(combined, tf.uint64),
-                                        tf.constant(offset, tf.uint64)), tf.int64)
-  v = tf.bitwise.bitwise_and(v, mask)
+  v = tf.bitwise.bitwise_and(_common.shift_right_nonnegative(combined, offset), mask)
   return tf.reshape(v, [-1])[:num_values]
 
 
