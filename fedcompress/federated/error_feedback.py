@@ -82,7 +82,7 @@ import tensorflow_federated as tff
 import tree
 from tensorflow_federated.python.core.impl.types import type_conversions
 
-from fedcompress.codecs import CodecSpec, seeding
+from fedcompress.codecs import CodecSpec, seeding, tracing
 from fedcompress.federated.aggregation import (
   build_mean_factory,
   check_weighted_codec,
@@ -200,6 +200,7 @@ def check_error_feedback(mode: str, aggregate_codec: CodecSpec | str | None,
                      "estimates, which needs --client_weighting=uniform")
 
 
+@tracing.unconverted(tracing.TFF_HELPER_PACKAGES)  # As `build_fedavg`.
 def build_fedavg_with_error_feedback(
     model_fn: Callable[[], tff.learning.models.VariableModel],
     client_optimizer: tff.learning.optimizers.Optimizer | None = None,

@@ -25,7 +25,7 @@ import tensorflow_federated as tff
 from tensorflow_federated.python.common_libs import structure
 
 from fedcompress import metrics as m
-from fedcompress.codecs import CodecSpec
+from fedcompress.codecs import CodecSpec, tracing
 from fedcompress.codecs.allocation import AllocatedCodec
 from fedcompress.federated.aggregation import (
   RelativeErrorFactory,
@@ -200,6 +200,9 @@ def _weight_names(model_fn: Callable[[], tff.learning.models.VariableModel]) -> 
     return [v.name.split(":")[0] for v in variables]
 
 
+# TFF traces the process's computations right here; its plain Python helpers need no
+# autograph rewrite (see `tracing.TFF_HELPER_PACKAGES`).
+@tracing.unconverted(tracing.TFF_HELPER_PACKAGES)
 def build_fedavg(
     model_fn: Callable[[], tff.learning.models.VariableModel],
     client_optimizer: tff.learning.optimizers.Optimizer | None = None,

@@ -3,6 +3,7 @@
 import types
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from tensorflow.python.autograph.core import config as autograph_config
 from tensorflow.python.autograph.pyct import transpiler
@@ -66,4 +67,46 @@ def test_nested_use_restores_the_rules_only_at_the_outermost_exit():
     with tracing.graph_code_unconverted():
       assert autograph_config.CONVERSION_RULES is inner
     assert autograph_config.CONVERSION_RULES is inner
+  assert autograph_config.CONVERSION_RULES is rules
+
+
+def test_scopes_of_different_packages_nest():
+  rules = autograph_config.CONVERSION_RULES
+  helper = "tensorflow_federated.python.common_libs.structure"
+  with tracing.graph_code_unconverted():
+    with tracing.unconverted(tracing.TFF_HELPER_PACKAGES):
+      assert _action(helper) == autograph_config.Action.DO_NOT_CONVERT
+      assert _action("fedcompress.codecs.stages.drive") == autograph_config.Action.DO_NOT_CONVERT
+    # The inner scope's packages are converted again; the outer one's are not.
+    assert _action(helper) == autograph_config.Action.NONE
+    assert _action("fedcompress.codecs.stages.drive") == autograph_config.Action.DO_NOT_CONVERT
+  assert autograph_config.CONVERSION_RULES is rules
+
+
+class _Stop(Exception):
+  pass
+
+
+@pytest.mark.parametrize("builder", ["build_fedavg", "build_fedavg_with_error_feedback"])
+def test_fedavg_builders_trace_with_tffs_helpers_unconverted(monkeypatch, builder):
+  import tensorflow_federated as tff
+
+  from fedcompress.federated import error_feedback, fedavg
+  rules = autograph_config.CONVERSION_RULES
+  seen = []
+
+  def first_tff_call(*args, **kwargs):
+    # The builders' first TFF call, before any tracing: what autograph would do now.
+    seen.extend(_action(p + ".module") for p in tracing.TFF_HELPER_PACKAGES)
+    seen.append(_action("tensorflow_federated.python.learning.templates.module"))
+    raise _Stop
+
+  monkeypatch.setattr(tff.learning.optimizers, "build_sgdm", first_tff_call)
+  build = {"build_fedavg": fedavg.build_fedavg,
+           "build_fedavg_with_error_feedback": error_feedback.build_fedavg_with_error_feedback}
+  with pytest.raises(_Stop):
+    build[builder](lambda: None, aggregate_codec=CodecSpec("topk", {"fraction": 0.1}))
+  dnc, none = autograph_config.Action.DO_NOT_CONVERT, autograph_config.Action.NONE
+  # TFF's training loop itself (its templates) is still converted.
+  assert seen == [dnc] * len(tracing.TFF_HELPER_PACKAGES) + [none]
   assert autograph_config.CONVERSION_RULES is rules
