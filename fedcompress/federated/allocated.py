@@ -54,11 +54,14 @@ class _SwitchedTensor:
   def __init__(self, spec: tf.TensorSpec, candidates: Sequence[CodecSpec]):
     self.spec = spec
     self.encoders = [tracing.simple_encoder(c.make_encoder(), spec) for c in candidates]
-    self.layouts = []  # Per candidate: [(key, shape, dtype)] of its flat encoded dict.
-    for encoder in self.encoders:
-      with tf.Graph().as_default():
-        encoded, _ = encoder.encode(tf.zeros(spec.shape, spec.dtype), encoder.initial_state())
-      self.layouts.append([(key, t.shape, t.dtype) for key, t in encoded.items()])
+    # Per candidate: [(key, shape, dtype)] of its flat encoded dict, read off the encode
+    # function SimpleEncoder traced when it was made (a private attribute of the pinned
+    # tensor_encoding). A trial `encode` in a graph of its own traced the whole encoder
+    # again: 20% of the build of the digits CNN's allocated EDEN sum (19.6 -> 15.5 s).
+    self.layouts = [
+        [(key, t.shape, t.dtype) for key, t in
+         encoder._encode_fn.get_concrete_function().structured_outputs[0].items()]
+        for encoder in self.encoders]
 
   def encode(self, x: tf.Tensor, choice: tf.Tensor) -> list[tf.Tensor]:
     def branch(chosen):
