@@ -2,8 +2,9 @@
 
 `CodecSpec` adds the per-tensor policy of the TFF tutorial to a registered codec (only
 tensors with more than `threshold` elements are encoded, the rest go through
-`identity`) and wraps the encoder as a `SimpleEncoder` for broadcast or a
-`GatherEncoder` for aggregation. `make_codec` builds one from flag-style values.
+`identity`) and wraps the encoder as an `InlineEncoder` (a `SimpleEncoder` traced only
+where it is called) for broadcast or a `GatherEncoder` for aggregation. `make_codec`
+builds one from flag-style values.
 
 Register your own stage in a few lines::
 
@@ -30,6 +31,7 @@ from tensorflow_model_optimization.python.core.internal import tensor_encoding a
 
 from fedcompress.codecs import chain, tracing
 from fedcompress.codecs.accounting import RawBitsRules
+from fedcompress.codecs.inline import InlineEncoder
 from fedcompress.codecs.registry import Codec, get_codec
 
 DEFAULT_THRESHOLD = 10_000
@@ -242,6 +244,10 @@ class CodecSpec:
 
   def simple_encoder(self, spec: tf.TensorSpec) -> te.core.SimpleEncoder:
     return tracing.simple_encoder(self._encoder_for(spec), spec)
+
+  def inline_encoder(self, spec: tf.TensorSpec) -> InlineEncoder:
+    """`simple_encoder`'s interface, traced only where it is called (`codecs.inline`)."""
+    return InlineEncoder(self._encoder_for(spec), spec)
 
   def gather_encoder(self, spec: tf.TensorSpec) -> te.core.GatherEncoder:
     encoder = self._encoder_for(spec)

@@ -2,8 +2,9 @@
 
 A `tff.learning.templates.DistributionProcess` for `build_weighted_fed_avg(...,
 model_distributor=...)`: the server encodes each weight tensor with the codec's
-`SimpleEncoder`, broadcasts the encoded structure, and every client decodes it. Each
-client counts the bits of what it received, so `measurements['bits']` is the total
+`InlineEncoder` (`fedcompress.codecs.inline`), broadcasts the encoded structure, and
+every client decodes it. Each client counts the bits of what it received, so
+`measurements['bits']` is the total
 sent to all participating clients this round. When the codec entropy-codes (see
 `fedcompress.codecs.stages.entropy`), `measurements['coded_bits']` is the size actually
 sent and `bits` the raw size the same codec would have with plain bit-packing;
@@ -59,7 +60,7 @@ def build_encoded_broadcast_process(
   """
   codec = CodecSpec.parse(codec)
   value_specs = type_conversions.type_to_tf_tensor_specs(value_type)
-  encoders = tf.nest.map_structure(codec.simple_encoder, value_specs)
+  encoders = tf.nest.map_structure(codec.inline_encoder, value_specs)
   indices = tf.nest.pack_sequence_as(encoders, list(range(len(tf.nest.flatten(encoders)))))
   rules = codec.raw_bits_rules
 
@@ -72,7 +73,7 @@ def build_encoded_broadcast_process(
     key = seeding.round_key(seed, state["round"])
 
     def encode(encoder, index, tensor, encoder_state):
-      # The SimpleEncoder calls get_params inside encode: one scope covers both.
+      # The encoder calls get_params inside encode: one scope covers both.
       with seeding.seed_scope(seeding.encode_key(key, index, tensor)):
         return encoder.encode(tensor, encoder_state)
 

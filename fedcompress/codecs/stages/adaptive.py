@@ -46,7 +46,7 @@ Options (`CodecSpec("adaptive", {...})`):
   max_bits: largest width considered, 1..16 (default 12).
   block_size: Huffman decoding block size.
 
-In the broadcast direction the same codec works (its SimpleEncoder state adapts at
+In the broadcast direction the same codec works (its encoder state adapts at
 the server), but the state-update scalars it budgets for are not sent there, so it
 spends 64 bits per tensor less than budgeted.
 """
