@@ -39,18 +39,16 @@ class InlineEncoder:
       raise TypeError(f"a fully defined tf.TensorSpec is needed, got {tensorspec!r}")
     self._encoder = encoder
     self._tensorspec = tensorspec
-    self._state_structure = None
+    with tf.Graph().as_default():  # The state's structure only (a few scalars at most).
+      self._state_structure = tf.nest.map_structure(lambda _: None, self._state())
     self._encoded_structure = None  # (the full nested structure, its Python values)
 
   @property
   def input_tensorspec(self) -> tf.TensorSpec:
     return self._tensorspec
 
-  def _state(self) -> tuple:
-    state = tf.nest.map_structure(tf.convert_to_tensor, self._encoder.initial_state())
-    if self._state_structure is None:
-      self._state_structure = tf.nest.map_structure(lambda _: None, state)
-    return state
+  def _state(self):
+    return tf.nest.map_structure(tf.convert_to_tensor, self._encoder.initial_state())
 
   def initial_state(self) -> tuple:
     """The encoder's state, flattened to a tuple of tensors."""
@@ -61,9 +59,6 @@ class InlineEncoder:
     """`(flat encoded dict of tensors, updated flat state)`, as `SimpleEncoder.encode`."""
     if state is None:
       state = self.initial_state()
-    if self._state_structure is None:
-      with tf.Graph().as_default():  # Only the structure; the ops are thrown away.
-        self._state()
     if not self._tensorspec.is_compatible_with(x):
       raise ValueError(f"{x!r} does not match the encoder's {self._tensorspec!r}")
     state = tf.nest.pack_sequence_as(self._state_structure, state)

@@ -4,11 +4,11 @@ A `tff.learning.templates.DistributionProcess` for `build_weighted_fed_avg(...,
 model_distributor=...)`: the server encodes each weight tensor with the codec's
 `InlineEncoder` (`fedcompress.codecs.inline`), broadcasts the encoded structure, and
 every client decodes it. Each client counts the bits of what it received, so
-`measurements['bits']` is the total
-sent to all participating clients this round. When the codec entropy-codes (see
-`fedcompress.codecs.stages.entropy`), `measurements['coded_bits']` is the size actually
-sent and `bits` the raw size the same codec would have with plain bit-packing;
-without an entropy coder only `bits` is measured (it is then the size sent).
+`measurements['bits']` is the total sent to all participating clients this round.
+When the codec entropy-codes (see `fedcompress.codecs.stages.entropy`),
+`measurements['coded_bits']` is the size actually sent and `bits` the raw size the same
+codec would have with plain bit-packing; without an entropy coder only `bits` is
+measured (it is then the size sent).
 
 The codec's randomness is seeded: the state is `{'encoders': ..., 'round': int64}` and
 tensor number `i` is encoded in the scope of `seeding.encode_key(round_key(seed,
