@@ -2,7 +2,8 @@
 
 The references below are the previous implementations, copied verbatim (or, for the
 sign masks, the shift path the module keeps for big-endian hosts): packing's and
-write_fields' scatter-adds must give bit-identical words, the count sketch's sparse
+write_fields' scatter-adds must give bit-identical words (and the Huffman encoder's
+pairs of codes the words of one field per code), the count sketch's sparse
 product the segment sum's table; the blocked Walsh-Hadamard
 transform must equal the explicit Sylvester matrix product and tensor_encoding's
 butterflies to float rounding, and the Kashin stage tensor_encoding's own.
@@ -126,6 +127,44 @@ def test_huffman_decoder_paths_round_trip(max_code_length, block_size, n):
                                   block_size=block_size)
 
   np.testing.assert_array_equal(round_trip(tf.constant(symbols)).numpy(), symbols)
+
+
+@tf.function(input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32)])
+def _encode_with_dynamic_bits(symbols, num_bits):
+  # As adaptive encodes: the width is a tensor, so pairs or not is decided at run time.
+  return huffman.huffman_encode(symbols, num_bits, max_code_length=16, block_size=64)
+
+
+# Pairs of codes written as one field (symbols of up to 8 bits, codes of up to 16 bits,
+# blocks of an even size) against one field per code: the same words. Odd counts leave
+# a last symbol of its own, empty and one-symbol streams have no payload, and 9 bits
+# (dynamic width) take the one-field path.
+@pytest.mark.parametrize("bits", [1, 3, 8])
+@pytest.mark.parametrize("n", [0, 1, 2, 63, 64, 129, 2000])
+def test_huffman_encoder_pairs_write_the_words_of_one_field_per_code(bits, n):
+  rng = np.random.default_rng(n * 10 + bits)
+  symbols = np.minimum(rng.geometric(0.2, n) - 1, 2**bits - 1).astype(np.int32)
+  symbols[::7] = rng.integers(0, 2**bits, len(symbols[::7]))
+  one_field = huffman.huffman_encode(symbols, bits, max_code_length=16, block_size=64,
+                                     pairs=False).numpy()
+  np.testing.assert_array_equal(
+      huffman.huffman_encode(symbols, bits, max_code_length=16, block_size=64).numpy(),
+      one_field)
+  np.testing.assert_array_equal(_encode_with_dynamic_bits(symbols, bits).numpy(), one_field)
+
+
+def test_huffman_encoder_without_pairs_where_they_do_not_fit():
+  rng = np.random.default_rng(9)
+  symbols = rng.integers(0, 2**9, 999).astype(np.int32)
+  one_field = huffman.huffman_encode(symbols, 9, max_code_length=16, block_size=64,
+                                     pairs=False).numpy()
+  np.testing.assert_array_equal(_encode_with_dynamic_bits(symbols, 9).numpy(), one_field)
+  # Odd blocks and codes longer than 16 bits: one field per code, decoded back.
+  for block_size, max_code_length in [(37, 15), (64, 20)]:
+    stream = huffman.huffman_encode(symbols, 9, max_code_length=max_code_length,
+                                    block_size=block_size)
+    np.testing.assert_array_equal(huffman.huffman_decode(
+        stream, max_code_length=max_code_length, block_size=block_size).numpy(), symbols)
 
 
 @pytest.mark.parametrize("length", [1, 2, 8, 64, 128, 2048, 8192])
