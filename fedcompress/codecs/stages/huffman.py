@@ -22,8 +22,9 @@ TFF's C++ worker:
 * Decoding: the symbols are cut into blocks of `block_size`; each block's length in
   bits is sent, so all blocks decode in parallel and the decoder runs a vectorized
   step in a `tf.while_loop`: peek 64 bits, take codes from their top (by tables over
-  every `L`-bit value, three per step, for `L <= 16`; by a binary search over the
-  canonical code starts, one per step, above), advance.
+  every `L`-bit value, three per step, for `L <= 16`, or over every 16-bit value, two
+  codes per lookup and six per step, when no code is longer than 8 bits; by a binary
+  search over the canonical code starts, one per step, above), advance.
 
 The stream (one int32 tensor, bit 0 = most significant bit of word 0, 32 bits used
 per word) is self-describing and every bit of it is counted as side information:
@@ -72,6 +73,8 @@ _UNROLL = 2
 # at most this many bits (a table of 2**(2 * this) pairs) and codes of at most 16 bits.
 _MAX_PAIR_SYMBOL_BITS = 8
 _MAX_PAIR_CODE_LENGTH = 16
+# The decoder finds two codes per table lookup when no code is longer than this.
+_MAX_PAIR_DECODE_CODE_LENGTH = 8
 
 
 def length_field_bits(max_code_length: int) -> int:
@@ -406,9 +409,7 @@ def huffman_decode(stream: tf.Tensor, *, max_code_length: int = 16,
     # Grappler to trim them): with TensorFlow's default threads, two steps per iteration
     # took ~5% less CPU for the CNN kernel's decode (30 interleaved pairs, three runs:
     # 0.94, 0.96, 0.95), four no better (0.97).
-    per_iteration = per_step * _UNROLL
-    iterations = (symbols_per_block + per_iteration - 1) // per_iteration
-    tail = -(-(block_size + per_iteration) * max_code_length // 32) + 2
+    tail = -(-(block_size + per_step * _UNROLL) * max_code_length // 32) + 2
     words = tf.concat([padded[:-2], tf.zeros([tail + 2], tf.uint64)], 0)
     # The 64 bits from bit 32 i of the stream (and, with tables, from bit 32 i + 16).
     windows = tf.bitwise.bitwise_or(
@@ -420,51 +421,97 @@ def huffman_decode(stream: tf.Tensor, *, max_code_length: int = 16,
                                      tf.bitwise.right_shift(words[2:], sixteen))
       windows = tf.reshape(tf.stack([windows, halves], 1), [-1])
       granule = 4
-    granule_mask = tf.constant(2**granule - 1, tf.uint64)
-    shift = tf.constant(granule, tf.uint64)
-    top = tf.constant(64 - max_code_length, tf.uint64)
-    length_bits = tf.constant(31, tf.uint64)
-    if table:
-      # The code whose left-aligned interval [start, start + 2**(L-len)) holds window,
-      # as one entry per window, symbol * 32 + length: one gather per code found.
-      index = tf.searchsorted(code_starts,
-                              tf.range(2**max_code_length, dtype=tf.int64), side="right") - 1
-      entry_of = tf.cast(tf.gather(code_symbols, index), tf.uint64) * 32 + tf.cast(
-          tf.gather(code_lengths, index), tf.uint64)
 
-      def lookup(window):
-        return tf.gather(entry_of, window)
-    else:
+    def decode(lookup, window_bits: int, per_entry: int):
+      """Runs the steps, `per_step` lookups of `window_bits`-bit windows each; int32 [n].
+
+      An entry is `symbols * 32 + bits`, its `per_entry` symbols 16 bits each, the first
+      highest.
+      """
+      granule_mask = tf.constant(2**granule - 1, tf.uint64)
+      shift = tf.constant(granule, tf.uint64)
+      top = tf.constant(64 - window_bits, tf.uint64)
+      length_bits = tf.constant(31, tf.uint64)
+      per_iteration = per_step * _UNROLL
+      iterations = (symbols_per_block + per_iteration * per_entry - 1) // (
+          per_iteration * per_entry)
+
+      def body(iteration, pos, out):
+        entries = []
+        for _ in range(_UNROLL):
+          bits = tf.gather(windows, tf.bitcast(tf.bitwise.right_shift(pos, shift), tf.int64))
+          bits = tf.bitwise.left_shift(bits, tf.bitwise.bitwise_and(pos, granule_mask))
+          lengths = []
+          for i in range(per_step):
+            entries.append(lookup(tf.bitcast(tf.bitwise.right_shift(bits, top), tf.int64)))
+            lengths.append(tf.bitwise.bitwise_and(entries[-1], length_bits))
+            if i + 1 < per_step:
+              bits = tf.bitwise.left_shift(bits, lengths[-1])
+          pos = pos + tf.add_n(lengths)
+        return iteration + 1, pos, out.write(iteration, tf.stack(entries))
+
+      out = tf.TensorArray(tf.uint64, size=iterations,
+                           element_shape=tf.TensorShape([per_iteration, None]))
+      _, _, out = tf.while_loop(lambda iteration, *_: iteration < iterations, body,
+                                (tf.constant(0), tf.bitcast(pos, tf.uint64), out))
+      symbols = tf.bitwise.right_shift(out.stack(), tf.constant(5, tf.uint64))
+      if per_entry == 2:
+        symbols = tf.stack([tf.bitwise.right_shift(symbols, sixteen),
+                            tf.bitwise.bitwise_and(symbols, tf.constant(0xFFFF, tf.uint64))],
+                           2)
+      # Row r of the stacked rows is symbol r of every block: column j of their
+      # transpose, cut to the block's symbols, is block j, symbols j * block_size + r.
+      by_block = tf.transpose(tf.reshape(tf.cast(symbols, tf.int32),
+                                         [iterations * per_iteration * per_entry, -1]))
+      decoded = tf.reshape(by_block[:, :symbols_per_block], [-1])
+      return decoded[:tf.cast(n, tf.int32)]
+
+    if not table:
       entry_table = tf.cast(code_symbols, tf.uint64) * 32 + tf.cast(code_lengths, tf.uint64)
 
-      def lookup(window):
+      def search(window):
         index = tf.searchsorted(code_starts, window, side="right") - 1
         return tf.gather(entry_table, index)
 
-    def body(iteration, pos, out):
-      entries = []
-      for _ in range(_UNROLL):
-        bits = tf.gather(windows, tf.bitcast(tf.bitwise.right_shift(pos, shift), tf.int64))
-        bits = tf.bitwise.left_shift(bits, tf.bitwise.bitwise_and(pos, granule_mask))
-        lengths = []
-        for i in range(per_step):
-          entries.append(lookup(tf.bitcast(tf.bitwise.right_shift(bits, top), tf.int64)))
-          lengths.append(tf.bitwise.bitwise_and(entries[-1], length_bits))
-          if i + 1 < per_step:
-            bits = tf.bitwise.left_shift(bits, lengths[-1])
-        pos = pos + tf.add_n(lengths)
-      return iteration + 1, pos, out.write(iteration, tf.stack(entries))
+      return decode(search, max_code_length, 1)
 
-    out = tf.TensorArray(tf.uint64, size=iterations,
-                         element_shape=tf.TensorShape([per_iteration, None]))
-    _, _, out = tf.while_loop(lambda iteration, *_: iteration < iterations, body,
-                              (tf.constant(0), tf.bitcast(pos, tf.uint64), out))
-    symbols = tf.cast(tf.bitwise.right_shift(out.stack(), tf.constant(5, tf.uint64)), tf.int32)
-    # Row r of the stacked rows is symbol r of every block: column j of their
-    # transpose, cut to the block's symbols, is block j, symbols j * block_size + r.
-    by_block = tf.transpose(tf.reshape(symbols, [iterations * per_iteration, -1]))
-    decoded = tf.reshape(by_block[:, :symbols_per_block], [-1])
-    return decoded[:tf.cast(n, tf.int32)]
+    # The code whose left-aligned interval [start, start + 2**(L-len)) holds window,
+    # as one entry per window, symbol * 32 + length: one gather per code found.
+    index = tf.searchsorted(code_starts,
+                            tf.range(2**max_code_length, dtype=tf.int64), side="right") - 1
+    entry_of = tf.cast(tf.gather(code_symbols, index), tf.uint64) * 32 + tf.cast(
+        tf.gather(code_lengths, index), tf.uint64)
+
+    def by_code(window):
+      return tf.gather(entry_of, window)
+
+    def by_pair():
+      # With codes of at most 8 bits the first two codes of any 16 bits lie inside them:
+      # one entry per 16-bit window gives both (symbols * 32 + joint length), so each
+      # gather finds two codes and a block takes half the steps (three 16-bit windows
+      # per 64 stream bits read, as three L-bit ones). adaptive at a few bits per
+      # coordinate, and huffman over nonuniform, have such codes.
+      window = tf.cast(tf.range(2**16, dtype=tf.int64), tf.uint64)
+      first = tf.gather(entry_of, tf.bitcast(
+          tf.bitwise.right_shift(window, tf.constant(16 - max_code_length, tf.uint64)),
+          tf.int64))
+      rest = tf.bitwise.bitwise_and(
+          tf.bitwise.left_shift(window, tf.bitwise.bitwise_and(first, length_bits)),
+          tf.constant(0xFFFF, tf.uint64))
+      second = tf.gather(entry_of, tf.bitcast(
+          tf.bitwise.right_shift(rest, tf.constant(16 - max_code_length, tf.uint64)),
+          tf.int64))
+      symbols = tf.bitwise.bitwise_or(
+          tf.bitwise.left_shift(tf.bitwise.right_shift(first, five), sixteen),
+          tf.bitwise.right_shift(second, five))
+      pair_of = tf.bitwise.left_shift(symbols, five) + tf.bitwise.bitwise_and(
+          first, length_bits) + tf.bitwise.bitwise_and(second, length_bits)
+      return decode(lambda window: tf.gather(pair_of, window), 16, 2)
+
+    five = tf.constant(5, tf.uint64)
+    length_bits = tf.constant(31, tf.uint64)
+    return tf.cond(tf.reduce_max(code_lengths) <= _MAX_PAIR_DECODE_CODE_LENGTH, by_pair,
+                   lambda: decode(by_code, max_code_length, 1))
 
   return tf.cond(distinct >= 2, blocks, single_symbol)
 

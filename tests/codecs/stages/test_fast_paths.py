@@ -129,6 +129,33 @@ def test_huffman_decoder_paths_round_trip(max_code_length, block_size, n):
   np.testing.assert_array_equal(round_trip(tf.constant(symbols)).numpy(), symbols)
 
 
+# Fibonacci counts give Huffman code lengths 1, 2, ..., k-1, k-1 for k symbols: k = 9
+# has codes of at most 8 bits (the decoder's two-codes-per-lookup path), k = 10 one of 9
+# bits (one code per lookup); here whole copies of them, the rest the commonest symbol.
+# Blocks and counts leave remainders by the 12 symbols of a loop iteration, and a short
+# last block.
+@pytest.mark.parametrize("distinct", [2, 9, 10])
+@pytest.mark.parametrize("block_size,n", [(7, 1000), (64, 1001), (1024, 3071), (1024, 1025),
+                                          (1000, 5003)])
+def test_huffman_decoder_two_codes_per_lookup_round_trip(distinct, block_size, n):
+  fib = [1, 1]
+  while len(fib) < distinct:
+    fib.append(fib[-1] + fib[-2])
+  rng = np.random.default_rng(n + distinct)
+  # Symbols 16 bits wide: both of a pair's symbols use all 16 bits of the entry.
+  values = rng.choice(2**16, distinct, replace=False)
+  copies = np.tile(np.repeat(values, fib), n // sum(fib))
+  symbols = np.concatenate([copies, np.full(n - len(copies), values[-1])])
+  symbols = rng.permutation(symbols).astype(np.int32)
+  lengths = huffman.huffman_code_lengths(
+      tf.math.bincount(symbols, minlength=2**16), 16).numpy()
+  assert lengths.max() == {2: 1, 9: 8, 10: 9}[distinct]
+  stream = huffman.huffman_encode(symbols, 16, max_code_length=16, block_size=block_size)
+  np.testing.assert_array_equal(
+      huffman.huffman_decode(stream, max_code_length=16, block_size=block_size).numpy(),
+      symbols)
+
+
 @tf.function(input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32)])
 def _encode_with_dynamic_bits(symbols, num_bits):
   # As adaptive encodes: the width is a tensor, so pairs or not is decided at run time.
