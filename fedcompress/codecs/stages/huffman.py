@@ -239,20 +239,26 @@ def _symbol_fields(symbols: tf.Tensor, table: tf.Tensor, block_size: int, pairs:
   for symbols of up to 8 bits), indexed by the pair read as one uint64 (two int32
   symbols side by side, so no pass builds the index but a shift and a mask). Blocks
   hold an even number of symbols, so no pair straddles two; an odd last symbol is its
-  own run. On the CNN's 1.6M-symbol kernel the encode took ~40% less CPU (see README).
+  own run. On the CNN's 1.6M-symbol kernel the encode took ~30% less CPU (see README).
 
   Returns:
-    (two (codes, widths) runs for `bitio.write_field_runs`, the second the odd last
-    symbol or empty; int64 bits per block, the last block's short or wrong).
+    ((codes, widths) runs for `bitio.write_field_runs`: one where the number of symbols
+    is statically even, else two, the second the odd last symbol or empty (the same
+    structure with and without pairs); int64 bits per block, the last block's short or
+    wrong).
   """
   n = tf.size(symbols)
   num_blocks = (n + block_size - 1) // block_size
+  # A run costs some twenty ops in each trace of the encoder; tensors of an even size
+  # (the CNN's all are) need no second.
+  known_even = symbols.shape[0] is not None and symbols.shape[0] % 2 == 0
   if not pairs:
     entry = tf.gather(table, symbols)
     codes = tf.bitwise.right_shift(entry, tf.constant(5, tf.uint64))
     widths = tf.bitwise.bitwise_and(entry, tf.constant(31, tf.uint64))
     none = tf.zeros([0], tf.int64)
-    runs = [(tf.bitcast(codes, tf.int64), tf.bitcast(widths, tf.int64)), (none, none)]
+    runs = [(tf.bitcast(codes, tf.int64), tf.bitcast(widths, tf.int64))]
+    runs += [] if known_even else [(none, none)]
     per_block = block_size
   else:
     side = 2**_MAX_PAIR_SYMBOL_BITS
@@ -273,7 +279,6 @@ def _symbol_fields(symbols: tf.Tensor, table: tf.Tensor, block_size: int, pairs:
         tf.bitwise.left_shift(pair_codes, tf.constant(6, tf.uint64)) + first_widths
         + second_widths, [-1])
     even = n // 2 * 2
-    known_even = symbols.shape[0] is not None and symbols.shape[0] % 2 == 0
     both = symbols if known_even else symbols[:even]
     words = tf.bitcast(tf.reshape(both, [-1, 2]), tf.uint64)
     index = tf.bitwise.bitwise_or(
@@ -282,10 +287,12 @@ def _symbol_fields(symbols: tf.Tensor, table: tf.Tensor, block_size: int, pairs:
     entry = tf.gather(pair_table, tf.bitcast(index, tf.int64))
     codes = tf.bitwise.right_shift(entry, tf.constant(6, tf.uint64))
     widths = tf.bitwise.bitwise_and(entry, tf.constant(63, tf.uint64))
-    last = tf.gather(table, symbols[even:])
-    runs = [(tf.bitcast(codes, tf.int64), tf.bitcast(widths, tf.int64)),
-            (tf.bitcast(tf.bitwise.right_shift(last, tf.constant(5, tf.uint64)), tf.int64),
-             tf.bitcast(tf.bitwise.bitwise_and(last, tf.constant(31, tf.uint64)), tf.int64))]
+    runs = [(tf.bitcast(codes, tf.int64), tf.bitcast(widths, tf.int64))]
+    if not known_even:
+      last = tf.gather(table, symbols[even:])
+      runs.append((
+          tf.bitcast(tf.bitwise.right_shift(last, tf.constant(5, tf.uint64)), tf.int64),
+          tf.bitcast(tf.bitwise.bitwise_and(last, tf.constant(31, tf.uint64)), tf.int64)))
     per_block = block_size // 2
   # Blocks are consecutive runs of fields: padded to whole blocks, a row sum each. With
   # pairs an odd last symbol is left out, but only the last block, whose bits are not
@@ -409,109 +416,108 @@ def huffman_decode(stream: tf.Tensor, *, max_code_length: int = 16,
     # Grappler to trim them): with TensorFlow's default threads, two steps per iteration
     # took ~5% less CPU for the CNN kernel's decode (30 interleaved pairs, three runs:
     # 0.94, 0.96, 0.95), four no better (0.97).
-    tail = -(-(block_size + per_step * _UNROLL) * max_code_length // 32) + 2
+    # With pairs (below) an iteration decodes twice as many symbols, at most 8 bits each.
+    tail = -(-(block_size + 2 * per_step * _UNROLL) * max_code_length // 32) + 2
     words = tf.concat([padded[:-2], tf.zeros([tail + 2], tf.uint64)], 0)
     # The 64 bits from bit 32 i of the stream (and, with tables, from bit 32 i + 16).
     windows = tf.bitwise.bitwise_or(
         tf.bitwise.left_shift(words[:-2], tf.constant(32, tf.uint64)), words[1:-1])
     granule = 5
+    sixteen = tf.constant(16, tf.uint64)
+    five = tf.constant(5, tf.uint64)
+    length_bits = tf.constant(31, tf.uint64)
     if table:
-      sixteen = tf.constant(16, tf.uint64)
       halves = tf.bitwise.bitwise_or(tf.bitwise.left_shift(windows, sixteen),
                                      tf.bitwise.right_shift(words[2:], sixteen))
       windows = tf.reshape(tf.stack([windows, halves], 1), [-1])
       granule = 4
 
-    def decode(lookup, window_bits: int, per_entry: int):
-      """Runs the steps, `per_step` lookups of `window_bits`-bit windows each; int32 [n].
-
-      An entry is `symbols * 32 + bits`, its `per_entry` symbols 16 bits each, the first
-      highest.
-      """
-      granule_mask = tf.constant(2**granule - 1, tf.uint64)
-      shift = tf.constant(granule, tf.uint64)
-      top = tf.constant(64 - window_bits, tf.uint64)
-      length_bits = tf.constant(31, tf.uint64)
-      per_iteration = per_step * _UNROLL
-      iterations = (symbols_per_block + per_iteration * per_entry - 1) // (
-          per_iteration * per_entry)
-
-      def body(iteration, pos, out):
-        entries = []
-        for _ in range(_UNROLL):
-          bits = tf.gather(windows, tf.bitcast(tf.bitwise.right_shift(pos, shift), tf.int64))
-          bits = tf.bitwise.left_shift(bits, tf.bitwise.bitwise_and(pos, granule_mask))
-          lengths = []
-          for i in range(per_step):
-            entries.append(lookup(tf.bitcast(tf.bitwise.right_shift(bits, top), tf.int64)))
-            lengths.append(tf.bitwise.bitwise_and(entries[-1], length_bits))
-            if i + 1 < per_step:
-              bits = tf.bitwise.left_shift(bits, lengths[-1])
-          pos = pos + tf.add_n(lengths)
-        return iteration + 1, pos, out.write(iteration, tf.stack(entries))
-
-      out = tf.TensorArray(tf.uint64, size=iterations,
-                           element_shape=tf.TensorShape([per_iteration, None]))
-      _, _, out = tf.while_loop(lambda iteration, *_: iteration < iterations, body,
-                                (tf.constant(0), tf.bitcast(pos, tf.uint64), out))
-      symbols = tf.bitwise.right_shift(out.stack(), tf.constant(5, tf.uint64))
-      if per_entry == 2:
-        symbols = tf.stack([tf.bitwise.right_shift(symbols, sixteen),
-                            tf.bitwise.bitwise_and(symbols, tf.constant(0xFFFF, tf.uint64))],
-                           2)
-      # Row r of the stacked rows is symbol r of every block: column j of their
-      # transpose, cut to the block's symbols, is block j, symbols j * block_size + r.
-      by_block = tf.transpose(tf.reshape(tf.cast(symbols, tf.int32),
-                                         [iterations * per_iteration * per_entry, -1]))
-      decoded = tf.reshape(by_block[:, :symbols_per_block], [-1])
-      return decoded[:tf.cast(n, tf.int32)]
-
     if not table:
       entry_table = tf.cast(code_symbols, tf.uint64) * 32 + tf.cast(code_lengths, tf.uint64)
 
-      def search(window):
+      def lookup(window):
         index = tf.searchsorted(code_starts, window, side="right") - 1
         return tf.gather(entry_table, index)
 
-      return decode(search, max_code_length, 1)
+      pairs = tf.constant(False)
+      top = tf.constant(64 - max_code_length, tf.uint64)
+    else:
+      # The code whose left-aligned interval [start, start + 2**(L-len)) holds window,
+      # as one entry per window, symbol * 32 + length: one gather per code found.
+      index = tf.searchsorted(code_starts,
+                              tf.range(2**max_code_length, dtype=tf.int64), side="right") - 1
+      entry_of = tf.cast(tf.gather(code_symbols, index), tf.uint64) * 32 + tf.cast(
+          tf.gather(code_lengths, index), tf.uint64)
 
-    # The code whose left-aligned interval [start, start + 2**(L-len)) holds window,
-    # as one entry per window, symbol * 32 + length: one gather per code found.
-    index = tf.searchsorted(code_starts,
-                            tf.range(2**max_code_length, dtype=tf.int64), side="right") - 1
-    entry_of = tf.cast(tf.gather(code_symbols, index), tf.uint64) * 32 + tf.cast(
-        tf.gather(code_lengths, index), tf.uint64)
+      def pair_of():
+        # With codes of at most 8 bits the first two codes of any 16 bits lie inside
+        # them: one entry per 16-bit window gives both (their symbols, 16 bits each,
+        # first highest, * 32 + their joint length), so each gather finds two codes and
+        # a block takes half the steps (three 16-bit windows per 64 stream bits read, as
+        # three L-bit ones). adaptive at a few bits per coordinate, and huffman over
+        # nonuniform, have such codes. One loop serves both tables: a second loop for
+        # pairs made the codecs' builds ~15% longer.
+        window = tf.cast(tf.range(2**16, dtype=tf.int64), tf.uint64)
+        first = tf.gather(entry_of, tf.bitcast(
+            tf.bitwise.right_shift(window, tf.constant(16 - max_code_length, tf.uint64)),
+            tf.int64))
+        rest = tf.bitwise.bitwise_and(
+            tf.bitwise.left_shift(window, tf.bitwise.bitwise_and(first, length_bits)),
+            tf.constant(0xFFFF, tf.uint64))
+        second = tf.gather(entry_of, tf.bitcast(
+            tf.bitwise.right_shift(rest, tf.constant(16 - max_code_length, tf.uint64)),
+            tf.int64))
+        symbols = tf.bitwise.bitwise_or(
+            tf.bitwise.left_shift(tf.bitwise.right_shift(first, five), sixteen),
+            tf.bitwise.right_shift(second, five))
+        return tf.bitwise.left_shift(symbols, five) + tf.bitwise.bitwise_and(
+            first, length_bits) + tf.bitwise.bitwise_and(second, length_bits)
 
-    def by_code(window):
-      return tf.gather(entry_of, window)
+      pairs = tf.reduce_max(code_lengths) <= _MAX_PAIR_DECODE_CODE_LENGTH
+      entries = tf.cond(pairs, pair_of, lambda: entry_of)
+      top = tf.where(pairs, tf.constant(48, tf.uint64),
+                     tf.constant(64 - max_code_length, tf.uint64))
 
-    def by_pair():
-      # With codes of at most 8 bits the first two codes of any 16 bits lie inside them:
-      # one entry per 16-bit window gives both (symbols * 32 + joint length), so each
-      # gather finds two codes and a block takes half the steps (three 16-bit windows
-      # per 64 stream bits read, as three L-bit ones). adaptive at a few bits per
-      # coordinate, and huffman over nonuniform, have such codes.
-      window = tf.cast(tf.range(2**16, dtype=tf.int64), tf.uint64)
-      first = tf.gather(entry_of, tf.bitcast(
-          tf.bitwise.right_shift(window, tf.constant(16 - max_code_length, tf.uint64)),
-          tf.int64))
-      rest = tf.bitwise.bitwise_and(
-          tf.bitwise.left_shift(window, tf.bitwise.bitwise_and(first, length_bits)),
-          tf.constant(0xFFFF, tf.uint64))
-      second = tf.gather(entry_of, tf.bitcast(
-          tf.bitwise.right_shift(rest, tf.constant(16 - max_code_length, tf.uint64)),
-          tf.int64))
-      symbols = tf.bitwise.bitwise_or(
-          tf.bitwise.left_shift(tf.bitwise.right_shift(first, five), sixteen),
-          tf.bitwise.right_shift(second, five))
-      pair_of = tf.bitwise.left_shift(symbols, five) + tf.bitwise.bitwise_and(
-          first, length_bits) + tf.bitwise.bitwise_and(second, length_bits)
-      return decode(lambda window: tf.gather(pair_of, window), 16, 2)
+      def lookup(window):
+        return tf.gather(entries, window)
 
-    five = tf.constant(5, tf.uint64)
-    length_bits = tf.constant(31, tf.uint64)
-    return tf.cond(tf.reduce_max(code_lengths) <= _MAX_PAIR_DECODE_CODE_LENGTH, by_pair,
-                   lambda: decode(by_code, max_code_length, 1))
+    granule_mask = tf.constant(2**granule - 1, tf.uint64)
+    shift = tf.constant(granule, tf.uint64)
+    per_iteration = per_step * _UNROLL
+    per_entry = tf.where(pairs, 2, 1)
+    iterations = (symbols_per_block + per_iteration * per_entry - 1) // (
+        per_iteration * per_entry)
+
+    def body(iteration, pos, out):
+      entries = []
+      for _ in range(_UNROLL):
+        bits = tf.gather(windows, tf.bitcast(tf.bitwise.right_shift(pos, shift), tf.int64))
+        bits = tf.bitwise.left_shift(bits, tf.bitwise.bitwise_and(pos, granule_mask))
+        lengths = []
+        for i in range(per_step):
+          entries.append(lookup(tf.bitcast(tf.bitwise.right_shift(bits, top), tf.int64)))
+          lengths.append(tf.bitwise.bitwise_and(entries[-1], length_bits))
+          if i + 1 < per_step:
+            bits = tf.bitwise.left_shift(bits, lengths[-1])
+        pos = pos + tf.add_n(lengths)
+      return iteration + 1, pos, out.write(iteration, tf.stack(entries))
+
+    out = tf.TensorArray(tf.uint64, size=iterations,
+                         element_shape=tf.TensorShape([per_iteration, None]))
+    _, _, out = tf.while_loop(lambda iteration, *_: iteration < iterations, body,
+                              (tf.constant(0), tf.bitcast(pos, tf.uint64), out))
+    symbols = tf.bitwise.right_shift(out.stack(), five)
+    if table:
+      symbols = tf.cond(pairs, lambda: tf.stack([
+          tf.bitwise.right_shift(symbols, sixteen),
+          tf.bitwise.bitwise_and(symbols, tf.constant(0xFFFF, tf.uint64))], 2),
+                        lambda: symbols)
+    # Row r of the stacked rows is symbol r of every block: column j of their
+    # transpose, cut to the block's symbols, is block j, symbols j * block_size + r.
+    by_block = tf.transpose(tf.reshape(tf.cast(symbols, tf.int32),
+                                       [iterations * per_iteration * per_entry, -1]))
+    decoded = tf.reshape(by_block[:, :symbols_per_block], [-1])
+    return decoded[:tf.cast(n, tf.int32)]
 
   return tf.cond(distinct >= 2, blocks, single_symbol)
 
