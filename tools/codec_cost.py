@@ -54,6 +54,22 @@ def worker_session_config(threads: int = 0):
   return config
 
 
+def set_process_threads(threads: int) -> None:
+  """Sizes this process's TensorFlow thread pools, before anything creates them (0: leave).
+
+  A session's `ConfigProto` threads do not size the pools its ops run on once the
+  process has others: the intra-op pool is created with the process's first device,
+  which the Keras model of `benchmark_tensor_shapes` (eager) creates with TensorFlow's
+  default, one thread per core. With `--threads=1` set only on the session, a one-thread
+  drive encode still spread its CPU over three threads.
+  """
+  import tensorflow as tf
+
+  if threads:
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
 def benchmark_tensor_shapes(threshold: int = BenchmarkConfig.threshold,
                             num_classes: int = 10) -> list[list[int]]:
   """Shapes of the benchmark CNN's trainable variables of more than `threshold` elements."""
@@ -111,11 +127,14 @@ class CodecRound:
     self._feeds["decode_after_sum"] = self._feed(self._parts_in, parts)
     return self.session.run(self._decoded, self._feeds["decode_after_sum"])
 
-  def run_part(self, part: str) -> None:
-    """Runs one of `PARTS` again on the inputs `run_all` gave it."""
+  def run_part(self, part: str, run_options=None, run_metadata=None) -> None:
+    """Runs one of `PARTS` again on the inputs `run_all` gave it.
+
+    `run_options` and `run_metadata` go to `Session.run` (`tools.op_profile` traces).
+    """
     fetch = {"encode": self._encoded, "decode_before_sum": self._parts,
              "decode_after_sum": self._decoded}[part]
-    self.session.run(fetch, self._feeds[part])
+    self.session.run(fetch, self._feeds[part], options=run_options, run_metadata=run_metadata)
 
   def close(self) -> None:
     self.session.close()
@@ -187,8 +206,8 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--codecs", default=",".join(CODEC_OPTIONS))
   parser.add_argument("--reps", type=int, default=9)
   parser.add_argument("--threads", type=int, default=0,
-                      help="TensorFlow inter- and intra-op threads of the codecs' session "
-                           "(0: TensorFlow's default, as in TFF's worker)")
+                      help="TensorFlow inter- and intra-op threads of this process, which "
+                           "runs the codecs (0: TensorFlow's default, as in TFF's worker)")
   parser.add_argument("--no_round", action="store_true",
                       help="time the codecs only, not the uncompressed round (no prediction)")
   parser.add_argument("--benchmark_json", default=None,
@@ -207,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         measured = measured_ratios(json.load(f))
     except (OSError, ValueError) as e:
       parser.error(f"cannot read --benchmark_json {args.benchmark_json}: {e}")
+  set_process_threads(args.threads)
   shapes = benchmark_tensor_shapes()
   config = BenchmarkConfig()
   round_runner = None if args.no_round else uncompressed_round(config)

@@ -1,0 +1,81 @@
+"""tools.op_profile: one codec part, op by op, in the worker-like session."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tools import op_profile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _names(rows):
+  return {r["name"] for r in rows}
+
+
+@pytest.fixture(scope="module")
+def drive_encode():
+  return op_profile.profile("drive", "encode", shapes=[[64, 64], [300]], threads=0, reps=1,
+                            traced=2)
+
+
+def test_the_ops_are_the_codecs_own(drive_encode):
+  # DRIVE's encode flips signs by XOR and rotates by matrix products; its profile must
+  # show them, and no random draw of the uniform codec's dither.
+  types = _names(drive_encode["by_type"])
+  assert "BitwiseXor" in types
+  assert types & {"MatMul", "_MklMatMul", "BatchMatMulV2", "_MklBatchMatMulV2"}
+  assert drive_encode["cpu_ms"] > 0
+  uniform_decode = op_profile.profile("uniform", "decode_before_sum", shapes=[[64, 64]],
+                                      threads=0, reps=1, traced=1)
+  assert not any("Random" in t for t in _names(uniform_decode["by_type"]))
+  assert "RightShift" in _names(uniform_decode["by_type"])  # The 8-in-28-bit unpacking.
+
+
+def test_totals_are_the_sums_of_the_rows(drive_encode):
+  by_type, by_scope = drive_encode["by_type"], drive_encode["by_scope"]
+  assert drive_encode["op_runs"] == sum(r["runs"] for r in by_type) == sum(
+      r["runs"] for r in by_scope)
+  assert drive_encode["op_time_ms"] == pytest.approx(sum(r["ms"] for r in by_type))
+  assert sum(r["ms"] for r in by_scope) == pytest.approx(drive_encode["op_time_ms"])
+  assert [r["ms"] for r in by_type] == sorted((r["ms"] for r in by_type), reverse=True)
+
+
+def test_scopes_name_the_tensor_and_the_stage(drive_encode):
+  scopes = _names(drive_encode["by_scope"])
+  assert any(s.startswith("tensor 0: randomized_hadamard") for s in scopes)
+  assert any(s.startswith("tensor 1: randomized_hadamard") for s in scopes)
+  name = ("gather_encoder_encode_1/encoder_encode/flatten/flattened_values/uniform_quantization/"
+          "quantized_values/huffman_decode/cond/then/_380/while/body/_793/GatherV2")
+  assert op_profile.scope_of(name, 3) == (
+      "tensor 1: uniform_quantization/quantized_values/huffman_decode")
+  assert op_profile.scope_of(name, 9) == (
+      "tensor 1: uniform_quantization/quantized_values/huffman_decode/cond/then/while/body")
+  assert op_profile.scope_of("gather_encoder_encode/Max", 3) == "tensor 0: (top)"
+
+
+def test_unknown_part_is_refused():
+  with pytest.raises(ValueError, match="part must be one of"):
+    op_profile.profile("drive", "decode", shapes=[[8]], reps=1, traced=1)
+
+
+@pytest.mark.slow
+def test_main_on_one_thread_prints_and_writes_json(tmp_path):
+  # A fresh process: the thread pools are sized before TensorFlow creates them.
+  out = tmp_path / "profile.json"
+  proc = subprocess.run(
+      [sys.executable, "-m", "tools.op_profile", "--codec=randk", "--part=decode_before_sum",
+       "--reps=1", "--traced=1", "--top=3", f"--output={out}"],
+      cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr
+  first = proc.stdout.splitlines()[0]
+  assert first.startswith("randk decode_before_sum on 5x5x32x64 and 3136x512, threads=1: CPU ")
+  result = json.loads(out.read_text())
+  assert result["threads"] == 1 and result["part"] == "decode_before_sum"
+  assert result["op_runs"] == sum(r["runs"] for r in result["by_type"])
+  bad = subprocess.run([sys.executable, "-m", "tools.op_profile", "--codec=nope"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+  assert bad.returncode == 2 and "unknown codec 'nope'" in bad.stderr

@@ -1,0 +1,167 @@
+"""Op by op: where one part of a codec's round spends its CPU, in a worker-like session.
+
+  python -m tools.op_profile --codec=nonuniform [--part=encode] [--threads=1]
+      [--reps=9] [--traced=5] [--top=15] [--output=runs/op_profile.json]
+
+`tools.codec_cost` times a codec's three parts (client encode, server decode before
+sum, decode after sum) as wholes; this takes one of them apart. The part runs on the
+tensors the benchmark encodes, in the same session as `codec_cost`'s (TFF 0.87's worker
+options: no Grappler, fed inputs), first untraced for its CPU time (median of `reps`),
+then `traced` times with TensorFlow's step statistics, which give every op run's time.
+It prints and writes (JSON) the CPU time, the summed op time and the number of op runs,
+then the op types and the name scopes (stage by stage, per encoded tensor) that took
+longest.
+
+What the figures are. An op's time is from its start to its end on its thread, with the
+tracing's own cost in it (a microsecond or two per op), so for a part made of thousands
+of small ops (the Huffman decoder's loop, nonuniform's Lloyd steps) the summed op time
+can exceed the untraced CPU. With TensorFlow's default threads (`--threads=0`, as the
+worker runs) ops of one part overlap and wait on each other, so the summed times are
+not CPU; `--threads=1` gives the clean attribution, and the CPU it does not account for
+is the executor's own work between ops (and any threads an op library runs itself).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tools.benchmark import CODEC_OPTIONS
+from tools.codec_cost import PARTS, CodecRound, benchmark_tensor_shapes, set_process_threads
+
+# Name scopes that add nothing to where a node sits: tensor_encoding's and TF's wrappers,
+# and the numbered branch and body functions of `tf.cond` / `tf.while_loop`.
+_NOISE_SCOPE = re.compile(r"^(encoder_(encode|decode\w*)|_\d+|flatten|flattened_values)$")
+# `gather_encoder_<part>` (first tensor) or `..._<k>` (tensor k): which tensor a node is of.
+_TENSOR_SCOPE = re.compile(r"^gather_encoder_\w+?(?:_(\d+))?$")
+
+
+def op_type(node_stats) -> str:
+  """The op type of a traced node (`timeline_label` reads 'name = Type(inputs)')."""
+  label = node_stats.timeline_label
+  if " = " in label:
+    return label.split(" = ", 1)[1].split("(", 1)[0].strip()
+  return node_stats.node_name  # _SOURCE and other executor-internal entries.
+
+
+def scope_of(node_name: str, depth: int) -> str:
+  """'tensor k: stage/.../scope' of a node, `depth` meaningful scopes deep."""
+  parts = node_name.split("/")
+  match = _TENSOR_SCOPE.match(parts[0])
+  tensor = f"tensor {match.group(1) or 0}" if match else parts[0]
+  kept = [p for p in parts[1:-1] if not _NOISE_SCOPE.match(p)]
+  return f"{tensor}: {'/'.join(kept[:depth]) or '(top)'}"
+
+
+def summarize(step_stats_runs: Sequence[Any], depth: int = 3) -> dict[str, Any]:
+  """Per-run mean op time (ms) and runs by op type and by scope, over traced runs."""
+  by_type = collections.defaultdict(lambda: [0.0, 0])
+  by_scope = collections.defaultdict(lambda: [0.0, 0])
+  for step_stats in step_stats_runs:
+    for device in step_stats.dev_stats:
+      for node in device.node_stats:
+        us = node.op_end_rel_micros - node.op_start_rel_micros
+        for table, key in ((by_type, op_type(node)), (by_scope, scope_of(node.node_name, depth))):
+          table[key][0] += us
+          table[key][1] += 1
+  runs = max(len(step_stats_runs), 1)
+
+  def rows(table):
+    ordered = sorted(table.items(), key=lambda kv: -kv[1][0])
+    return [{"name": k, "ms": us / runs / 1e3, "runs": count // runs} for k, (us, count) in ordered]
+
+  type_rows = rows(by_type)
+  return {"op_time_ms": sum(r["ms"] for r in type_rows),
+          "op_runs": sum(r["runs"] for r in type_rows),
+          "by_type": type_rows, "by_scope": rows(by_scope)}
+
+
+def profile(codec: str, part: str, options: Mapping[str, Any] | None = None,
+            shapes: Sequence[Sequence[int]] | None = None, threads: int = 1, reps: int = 9,
+            traced: int = 5, depth: int = 3, seed: int = 0) -> dict[str, Any]:
+  """CPU time and traced op times of one part of `codec` (see the module docstring)."""
+  import tensorflow as tf
+
+  if part not in PARTS:
+    raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
+  options = dict(CODEC_OPTIONS[codec] if options is None else options)
+  shapes = [list(s) for s in (benchmark_tensor_shapes() if shapes is None else shapes)]
+  codec_round = CodecRound(codec, options, shapes, seed=seed, threads=threads)
+  try:
+    for _ in range(2):  # Warm-up: the first runs allocate and build kernels.
+      codec_round.run_part(part)
+    cpu = []
+    for _ in range(reps):
+      start = time.process_time()
+      codec_round.run_part(part)
+      cpu.append(time.process_time() - start)
+    traces = []
+    for _ in range(traced):
+      metadata = tf.compat.v1.RunMetadata()
+      codec_round.run_part(part, run_options=tf.compat.v1.RunOptions(
+          trace_level=tf.compat.v1.RunOptions.FULL_TRACE), run_metadata=metadata)
+      traces.append(metadata.step_stats)
+  finally:
+    codec_round.close()
+  return {"codec": codec, "options": options, "part": part, "shapes": shapes,
+          "threads": threads, "reps": reps, "traced": traced,
+          "cpu_ms": statistics.median(cpu) * 1e3, **summarize(traces, depth)}
+
+
+def format_profile(result: Mapping[str, Any], top: int) -> str:
+  tensors = " and ".join("x".join(map(str, s)) for s in result["shapes"])
+  lines = [f"{result['codec']} {result['part']} on {tensors}, threads={result['threads']}: "
+           f"CPU {result['cpu_ms']:.1f} ms (median of {result['reps']}); "
+           f"op time {result['op_time_ms']:.1f} ms in {result['op_runs']} op runs "
+           f"(mean of {result['traced']} traced runs)"]
+  for title, key in (("op type", "by_type"), ("scope", "by_scope")):
+    lines.append(f"  {title:72s} {'ms':>7s} {'runs':>7s}")
+    lines += [f"  {r['name'][-72:]:72s} {r['ms']:7.2f} {r['runs']:7d}" for r in result[key][:top]]
+  return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  import argparse
+
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--codec", required=True, help=f"one of: {', '.join(CODEC_OPTIONS)}")
+  parser.add_argument("--part", default="encode", choices=PARTS)
+  parser.add_argument("--threads", type=int, default=1,
+                      help="inter- and intra-op threads (0: TensorFlow's default, as the "
+                           "worker runs; 1 attributes time to ops cleanly)")
+  parser.add_argument("--reps", type=int, default=9, help="untraced runs for the CPU median")
+  parser.add_argument("--traced", type=int, default=5, help="traced runs for the op times")
+  parser.add_argument("--top", type=int, default=15)
+  parser.add_argument("--depth", type=int, default=3, help="name scopes kept per node")
+  parser.add_argument("--output", default=None, help="also write the figures to this JSON")
+  args = parser.parse_args(argv)
+  if args.codec not in CODEC_OPTIONS:
+    parser.error(f"unknown codec {args.codec!r}; valid: {', '.join(CODEC_OPTIONS)}")
+  for name in ("reps", "traced", "top", "depth"):
+    if getattr(args, name) < 1:
+      parser.error(f"--{name} must be >= 1")
+  if args.threads < 0:
+    parser.error("--threads must be >= 0")
+  import fedcompress
+
+  fedcompress.quiet_tensorflow()
+  set_process_threads(args.threads)
+  result = profile(args.codec, args.part, threads=args.threads, reps=args.reps,
+                   traced=args.traced, depth=args.depth)
+  print(format_profile(result, args.top))
+  if args.output:
+    import os
+
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output, "w") as f:
+      json.dump(result, f, indent=1)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+  main()
