@@ -62,20 +62,33 @@ def test_unknown_part_is_refused():
     op_profile.profile("drive", "decode", shapes=[[8]], reps=1, traced=1)
 
 
+def _run(*args):
+  return subprocess.run([sys.executable, "-m", "tools.op_profile", *args], cwd=ROOT,
+                        capture_output=True, text=True, timeout=600)
+
+
 @pytest.mark.slow
 def test_main_on_one_thread_prints_and_writes_json(tmp_path):
-  # A fresh process: the thread pools are sized before TensorFlow creates them.
+  # Fresh processes: the thread pools are sized before TensorFlow creates them.
   out = tmp_path / "profile.json"
-  proc = subprocess.run(
-      [sys.executable, "-m", "tools.op_profile", "--codec=randk", "--part=decode_before_sum",
-       "--reps=1", "--traced=1", "--top=3", f"--output={out}"],
-      cwd=ROOT, capture_output=True, text=True, timeout=600)
+  proc = _run("--codec=randk", "--part=decode_before_sum", "--reps=1", "--traced=1",
+              "--top=3", f"--output={out}")
   assert proc.returncode == 0, proc.stderr
   first = proc.stdout.splitlines()[0]
   assert first.startswith("randk decode_before_sum on 5x5x32x64 and 3136x512, threads=1: CPU ")
   result = json.loads(out.read_text())
   assert result["threads"] == 1 and result["part"] == "decode_before_sum"
+  assert result["options"] == {"fraction": 0.01}  # The benchmark's.
   assert result["op_runs"] == sum(r["runs"] for r in result["by_type"])
-  bad = subprocess.run([sys.executable, "-m", "tools.op_profile", "--codec=nope"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=600)
-  assert bad.returncode == 2 and "unknown codec 'nope'" in bad.stderr
+  # A codec's own options and tensors.
+  proc = _run("--codec=eden", "--options=bits=2", "--shapes=64x64,300", "--reps=1",
+              "--traced=1", f"--output={out}")
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.startswith("eden encode on 64x64 and 300, threads=1: CPU ")
+  result = json.loads(out.read_text())
+  assert result["options"] == {"bits": 2} and result["shapes"] == [[64, 64], [300]]
+  for args, message in [(["--codec=nope"], "unknown codec 'nope'"),
+                        (["--codec=eden", "--options=bits=9"], "--options: bits must be"),
+                        (["--codec=eden", "--shapes=64xa"], "--shapes must be like")]:
+    bad = _run(*args)
+    assert bad.returncode == 2 and message in bad.stderr, bad.stderr
