@@ -156,6 +156,28 @@ def test_huffman_decoder_two_codes_per_lookup_round_trip(distinct, block_size, n
       symbols)
 
 
+def test_huffman_decoder_reads_symbols_through_views_as_by_shifts():
+  # The decoder's entries hold one symbol in bits 32-47 (and for pairs a second in
+  # 48-63) above a length. Reading them through int32 and uint16 views must give what
+  # shifts and masks give (the big-endian path), symbols of 16 bits included (their
+  # pair's word has bit 31 set).
+  rng = np.random.default_rng(5)
+  first = rng.integers(0, 2**16, (7, 5), dtype=np.uint64)
+  second = rng.integers(0, 2**16, (7, 5), dtype=np.uint64)
+  second[0, 0], first[0, 0] = 2**16 - 1, 2**16 - 1
+  lengths = rng.integers(1, 17, (7, 5), dtype=np.uint64)
+  entries = tf.constant(first << np.uint64(32) | second << np.uint64(48) | lengths)
+  words = huffman._symbol_words(entries, little_endian=True)
+  np.testing.assert_array_equal(words.numpy(),
+                                huffman._symbol_words(entries, little_endian=False).numpy())
+  pairs = huffman._split_pairs(tf.transpose(words), little_endian=True).numpy()
+  np.testing.assert_array_equal(
+      pairs, huffman._split_pairs(tf.transpose(words), little_endian=False).numpy())
+  # Block j's row: entry 0's two symbols, then entry 1's, ...
+  np.testing.assert_array_equal(pairs[:, 0::2], first.T.astype(np.int64))
+  np.testing.assert_array_equal(pairs[:, 1::2], second.T.astype(np.int64))
+
+
 @tf.function(input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32)])
 def _encode_with_dynamic_bits(symbols, num_bits):
   # As adaptive encodes: the width is a tensor, so pairs or not is decided at run time.
