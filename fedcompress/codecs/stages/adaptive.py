@@ -178,7 +178,11 @@ class AdaptiveUniformEncodingStage(te.core.AdaptiveEncodingStageInterface):
                                tf.float32)
     else:
       scaled = tf.round(scaled)
-    symbols = tf.cast(tf.clip_by_value(scaled, 0.0, levels), tf.int32)
+    # Already in [0, levels] or NaN: `work - low <= high - low` in float too, so the
+    # quotient is at most 1, and a value rounds up only from below its top level. A float
+    # clip here (two passes) kept NaN as NaN, so the coders' own clip of the integers
+    # gave the same symbols.
+    symbols = tf.cast(scaled, tf.int32)
 
     if self._coder == "huffman":
       stream = huffman.huffman_encode(symbols, bits, max_code_length=self._max_code_length,

@@ -325,7 +325,7 @@ def huffman_encode(symbols: tf.Tensor, num_bits, *, max_code_length: int = 16,
   alphabet = tf.bitwise.left_shift(1, num_bits)
   symbols = tf.clip_by_value(tf.reshape(tf.cast(symbols, tf.int32), [-1]), 0, alphabet - 1)
   n = tf.size(symbols)
-  counts = tf.math.bincount(symbols, minlength=alphabet, maxlength=alphabet, dtype=tf.int64)
+  counts = _common.histogram(symbols, alphabet, tf.int64)
   distinct = tf.math.count_nonzero(counts, dtype=tf.int32)
   lengths = huffman_code_lengths(counts, max_code_length)
   # A lone symbol is named in the table by length 1 but costs no payload bits.

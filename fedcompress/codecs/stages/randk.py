@@ -65,11 +65,11 @@ def _radix_largest_uniforms(seed: tf.Tensor, num_elements: int, k: int) -> tf.Te
     return b, needed - (reach[b] - counts[b])
 
   high = tf.bitwise.right_shift(m, _LOW_BITS)
-  b, needed = kth_bin(tf.math.bincount(high, minlength=high_bins, maxlength=high_bins), k)
+  b, needed = kth_bin(_common.histogram(high, high_bins), k)
   # Low bits of the values in bin b; every other value goes to an extra, unused bin.
   low = tf.where(tf.equal(high, b), tf.bitwise.bitwise_and(m, low_bins - 1), low_bins)
   low_bin, _ = kth_bin(
-      tf.math.bincount(low, minlength=low_bins + 1, maxlength=low_bins + 1)[:low_bins], needed)
+      _common.histogram(low, low_bins + 1)[:low_bins], needed)
   star = b * low_bins + low_bin
   ties = tf.equal(m, star)
   wanted = k - tf.math.count_nonzero(m > star, dtype=tf.int32)

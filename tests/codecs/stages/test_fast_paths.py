@@ -16,7 +16,17 @@ import pytest
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs.stages import bitio, countsketch, eden, huffman, kashin, packing, rotation
+from fedcompress.codecs.stages import (
+  _common,
+  adaptive,
+  bitio,
+  countsketch,
+  eden,
+  huffman,
+  kashin,
+  packing,
+  rotation,
+)
 
 
 def _old_pack_bits(values, bits):
@@ -384,3 +394,40 @@ def test_count_sketch_table_equals_the_segment_sum(n, rows, columns, dtype):
     new, old = both(tf.constant(values, dtype), tf.constant(seed))
     width = {16: np.uint16, 32: np.uint32, 64: np.uint64}[dtype.size * 8]
     np.testing.assert_array_equal(new.numpy().view(width), old.numpy().view(width))
+
+
+@pytest.mark.parametrize("dtype", [tf.int32, tf.int64])
+@pytest.mark.parametrize("n,size,high", [(0, 4, 4), (1, 1, 1), (1000, 16, 16), (1000, 16, 40),
+                                         (70000, 2**16, 2**16)])
+def test_histogram_equals_bincount_with_both_lengths(n, size, high, dtype):
+  # Values past the size (`high > size`) are left out by both.
+  values = tf.constant(np.random.default_rng(n + high).integers(0, high, n), tf.int32)
+  expected = tf.math.bincount(values, minlength=size, maxlength=size, dtype=dtype)
+  got = _common.histogram(values, tf.constant(size), dtype)
+  assert got.dtype == dtype
+  np.testing.assert_array_equal(got.numpy(), expected.numpy())
+
+
+@pytest.mark.parametrize("coder", adaptive.CODERS)
+@pytest.mark.parametrize("special", [np.nan, np.inf, -np.inf, 3e38])
+def test_adaptive_symbols_equal_those_of_clipping_the_floats(coder, special):
+  # Until 2026-12-04 the adaptive stage clipped its rounded floats to [0, levels] before
+  # the cast, and the coders clip the integers again: the symbols those gave, also for
+  # non-finite inputs and ranges that overflow.
+  values = np.random.default_rng(5).normal(size=3000).astype(np.float32)
+  values[[7, 1234]] = special
+  stage = adaptive.AdaptiveUniformEncodingStage(6.0, coder=coder, stochastic=False)
+  x = tf.constant(values)
+  encoded, _ = stage.encode(x, stage.get_params(stage.initial_state())[0])
+  stream = encoded[stage.ENCODED_VALUES_KEY]
+  _, bits = huffman.stream_header(stream)
+  decode = huffman.huffman_decode if coder == "huffman" else huffman.fixed_width_decode
+  symbols = decode(stream, max_code_length=15) if coder == "huffman" else decode(stream)
+
+  low, high = tf.reduce_min(x), tf.reduce_max(x)
+  levels = tf.cast(tf.bitwise.left_shift(1, tf.cast(bits, tf.int32)) - 1, tf.float32)
+  scaled = tf.round(tf.math.divide_no_nan(x - low, high - low) * levels)
+  clipped = tf.cast(tf.clip_by_value(scaled, 0.0, levels), tf.int32)
+  expected = tf.clip_by_value(clipped, 0, tf.cast(levels, tf.int32))
+  assert bits.numpy() > 1
+  np.testing.assert_array_equal(symbols.numpy(), expected.numpy())
