@@ -103,7 +103,7 @@ def check_options(block_size: int = rotation.DEFAULT_BLOCK_SIZE,
 def build(block_size: int = rotation.DEFAULT_BLOCK_SIZE,
           rounds: int = DEFAULT_ROUNDS) -> te.core.Encoder:
   """Returns the `drive` encoder (see the module docstring)."""
-  return (te.core.EncoderComposer(Bitpack32EncodingStage(1))
+  return (te.core.EncoderComposer(Bitpack32EncodingStage(1, in_range=True))
           .add_parent(DriveEncodingStage(), DriveEncodingStage.ENCODED_VALUES_KEY)
           .add_parent(rotation.RandomizedHadamardEncodingStage(block_size, rounds),
                       rotation.RandomizedHadamardEncodingStage.ENCODED_VALUES_KEY)

@@ -199,7 +199,7 @@ def check_options(bits: int = 2, block_size: int = rotation.DEFAULT_BLOCK_SIZE,
 def build(bits: int = 2, block_size: int = rotation.DEFAULT_BLOCK_SIZE,
           rounds: int = DEFAULT_ROUNDS, keep: float = 1.0) -> te.core.Encoder:
   """Returns the `eden` encoder (see the module docstring)."""
-  composer = (te.core.EncoderComposer(Bitpack32EncodingStage(_check_bits(bits)))
+  composer = (te.core.EncoderComposer(Bitpack32EncodingStage(_check_bits(bits), in_range=True))
               .add_parent(EdenEncodingStage(bits), EdenEncodingStage.ENCODED_VALUES_KEY))
   if subsample.check_keep(keep) < 1.0:
     composer = composer.add_parent(subsample.RowPrefixEncodingStage(keep),

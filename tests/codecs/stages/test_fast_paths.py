@@ -21,6 +21,7 @@ from fedcompress.codecs.stages import (
   adaptive,
   bitio,
   countsketch,
+  drive,
   eden,
   huffman,
   kashin,
@@ -431,3 +432,35 @@ def test_adaptive_symbols_equal_those_of_clipping_the_floats(coder, special):
   expected = tf.clip_by_value(clipped, 0, tf.cast(levels, tf.int32))
   assert bits.numpy() > 1
   np.testing.assert_array_equal(symbols.numpy(), expected.numpy())
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 8, 16])
+@pytest.mark.parametrize("n", [1, 31, 33, 5000])
+def test_bitpack32_trusting_the_range_writes_the_checked_words(bits, n):
+  values = np.random.default_rng(n + bits).integers(0, 2**bits, n).astype(np.float32)
+  x = tf.constant(values)
+  checked = packing.Bitpack32EncodingStage(bits).encode(x, {})
+  trusted = packing.Bitpack32EncodingStage(bits, in_range=True).encode(x, {})
+  np.testing.assert_array_equal(trusted["packed"].numpy(), checked["packed"].numpy())
+
+
+def _special_rows(length=64):
+  rng = np.random.default_rng(9)
+  rows = rng.normal(size=(6, length)).astype(np.float32)
+  rows[0, 3], rows[1, 5], rows[2, 7] = np.nan, np.inf, -np.inf
+  rows[3] = 0.0
+  rows[4] = np.where(rows[4] >= 0, 3e38, -3e38)  # Finite, but their norms overflow.
+  rows[5, :] = -0.0
+  return tf.constant(rows)
+
+
+@pytest.mark.parametrize("stage", [drive.DriveEncodingStage()]
+                         + [eden.EdenEncodingStage(bits) for bits in (1, 2, 4)])
+def test_drive_and_eden_values_are_in_range_as_their_packing_trusts(stage):
+  # Their Bitpack32 stages skip the range check (`in_range=True`): whatever the input,
+  # NaN and infinities included, the values must be integers in [0, 2**bits).
+  bits = getattr(stage, "_bits", 1)
+  values = stage.encode(_special_rows(), {})[stage.ENCODED_VALUES_KEY].numpy()
+  assert values.dtype == np.float32
+  np.testing.assert_array_equal(values, np.floor(values))
+  assert values.min() >= 0 and values.max() <= 2**bits - 1
