@@ -288,3 +288,13 @@ def histogram(values: tf.Tensor, size, dtype: tf.dtypes.DType = tf.int32) -> tf.
   """
   return tf.raw_ops.Bincount(arr=tf.reshape(tf.cast(values, tf.int32), [-1]),
                              size=tf.cast(size, tf.int32), weights=tf.constant([], dtype))
+
+
+def take(table: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
+  """`tf.gather(table, indices)` for a rank-1 `table`, by TensorFlow's GatherNd kernel.
+
+  The same values, out-of-range indices an error as there. TensorFlow 2.14's GatherV2
+  copies single elements ~30-45% slower on CPU: 800k uint64 from a table of 65,536 took
+  4.6 ms against 3.3, 1.6M from 256 entries 11.7 against 6.4 (one thread).
+  """
+  return tf.gather_nd(table, indices[..., tf.newaxis])

@@ -116,7 +116,7 @@ class CountSketch:
   def estimate(self, table: tf.Tensor, hashes) -> tf.Tensor:
     """Every coordinate's estimate `[n]`: the median over rows of its signed bucket."""
     buckets, signs = hashes
-    per_row = tf.gather(tf.reshape(table, [-1]), buckets) * tf.cast(signs, table.dtype)
+    per_row = _common.take(tf.reshape(table, [-1]), buckets) * tf.cast(signs, table.dtype)
     ordered = tf.sort(per_row, axis=0)
     middle = self.rows // 2
     if self.rows % 2:

@@ -253,7 +253,7 @@ def _symbol_fields(symbols: tf.Tensor, table: tf.Tensor, block_size: int, pairs:
   # (the CNN's all are) need no second.
   known_even = symbols.shape[0] is not None and symbols.shape[0] % 2 == 0
   if not pairs:
-    entry = tf.gather(table, symbols)
+    entry = _common.take(table, symbols)
     codes = tf.bitwise.right_shift(entry, tf.constant(5, tf.uint64))
     widths = tf.bitwise.bitwise_and(entry, tf.constant(31, tf.uint64))
     none = tf.zeros([0], tf.int64)
@@ -284,12 +284,12 @@ def _symbol_fields(symbols: tf.Tensor, table: tf.Tensor, block_size: int, pairs:
     index = tf.bitwise.bitwise_or(
         tf.bitwise.right_shift(words, tf.constant(32 - _MAX_PAIR_SYMBOL_BITS, tf.uint64)),
         tf.bitwise.bitwise_and(words, tf.constant(side - 1, tf.uint64)))
-    entry = tf.gather(pair_table, tf.bitcast(index, tf.int64))
+    entry = _common.take(pair_table, tf.bitcast(index, tf.int64))
     codes = tf.bitwise.right_shift(entry, tf.constant(6, tf.uint64))
     widths = tf.bitwise.bitwise_and(entry, tf.constant(63, tf.uint64))
     runs = [(tf.bitcast(codes, tf.int64), tf.bitcast(widths, tf.int64))]
     if not known_even:
-      last = tf.gather(table, symbols[even:])
+      last = _common.take(table, symbols[even:])
       runs.append((
           tf.bitcast(tf.bitwise.right_shift(last, tf.constant(5, tf.uint64)), tf.int64),
           tf.bitcast(tf.bitwise.bitwise_and(last, tf.constant(31, tf.uint64)), tf.int64)))
@@ -456,6 +456,10 @@ def huffman_decode(stream: tf.Tensor, *, max_code_length: int = 16,
                                      tf.bitwise.right_shift(words[2:], sixteen))
       windows = tf.reshape(tf.stack([windows, halves], 1), [-1])
       granule = 4
+    # The loop's gathers are GatherNd (`_common.take`: ~35% less time than GatherV2 on
+    # the 1,568 blocks) of tables shaped [size, 1] by positions shaped [blocks, 1], so that
+    # every value in the loop keeps that shape and no step reshapes.
+    windows = windows[:, tf.newaxis]
 
     if not table:
       entry_table = tf.bitwise.bitwise_or(
@@ -463,8 +467,8 @@ def huffman_decode(stream: tf.Tensor, *, max_code_length: int = 16,
           tf.cast(code_lengths, tf.uint64))
 
       def lookup(window):
-        index = tf.searchsorted(code_starts, window, side="right") - 1
-        return tf.gather(entry_table, index)
+        index = tf.searchsorted(code_starts, window[:, 0], side="right") - 1
+        return _common.take(entry_table, index)[:, tf.newaxis]
 
       pairs = tf.constant(False)
       top = tf.constant(64 - max_code_length, tf.uint64)
@@ -505,8 +509,10 @@ def huffman_decode(stream: tf.Tensor, *, max_code_length: int = 16,
       top = tf.where(pairs, tf.constant(48, tf.uint64),
                      tf.constant(64 - max_code_length, tf.uint64))
 
+      entries = entries[:, tf.newaxis]
+
       def lookup(window):
-        return tf.gather(entries, window)
+        return tf.gather_nd(entries, window)
 
     granule_mask = tf.constant(2**granule - 1, tf.uint64)
     shift = tf.constant(granule, tf.uint64)
@@ -518,7 +524,7 @@ def huffman_decode(stream: tf.Tensor, *, max_code_length: int = 16,
     def body(iteration, pos, out):
       entries = []
       for _ in range(_UNROLL):
-        bits = tf.gather(windows, tf.bitcast(tf.bitwise.right_shift(pos, shift), tf.int64))
+        bits = tf.gather_nd(windows, tf.bitcast(tf.bitwise.right_shift(pos, shift), tf.int64))
         bits = tf.bitwise.left_shift(bits, tf.bitwise.bitwise_and(pos, granule_mask))
         lengths = []
         for i in range(per_step):
@@ -530,9 +536,9 @@ def huffman_decode(stream: tf.Tensor, *, max_code_length: int = 16,
       return iteration + 1, pos, out.write(iteration, tf.stack(entries))
 
     out = tf.TensorArray(tf.uint64, size=iterations,
-                         element_shape=tf.TensorShape([per_iteration, None]))
+                         element_shape=tf.TensorShape([per_iteration, None, 1]))
     _, _, out = tf.while_loop(lambda iteration, *_: iteration < iterations, body,
-                              (tf.constant(0), tf.bitcast(pos, tf.uint64), out))
+                              (tf.constant(0), tf.bitcast(pos, tf.uint64)[:, tf.newaxis], out))
     # Row r of the stacked entries is entry r of every block, its symbol (or two) in the
     # high 32 bits: row j of the transposed words, split into their two symbols when
     # pairs, cut to the block's symbols, is block j.

@@ -464,3 +464,20 @@ def test_drive_and_eden_values_are_in_range_as_their_packing_trusts(stage):
   assert values.dtype == np.float32
   np.testing.assert_array_equal(values, np.floor(values))
   assert values.min() >= 0 and values.max() <= 2**bits - 1
+
+
+@pytest.mark.parametrize("dtype", [tf.uint64, tf.float32, tf.float16, tf.int32])
+@pytest.mark.parametrize("index_shape", [[0], [1], [1568], [5, 300], [2, 3, 4]])
+def test_take_equals_gather(index_shape, dtype):
+  rng = np.random.default_rng(len(index_shape) + dtype.size)
+  table = tf.constant(rng.integers(0, 2**15, 700), dtype)
+  for index_dtype in (tf.int32, tf.int64):
+    indices = tf.constant(rng.integers(0, 700, index_shape), index_dtype)
+    got, expected = _common.take(table, indices), tf.gather(table, indices)
+    assert got.dtype == dtype and got.shape == expected.shape
+    np.testing.assert_array_equal(got.numpy(), expected.numpy())
+
+
+def test_take_refuses_indices_outside_the_table():
+  with pytest.raises(tf.errors.InvalidArgumentError):
+    _common.take(tf.range(10), tf.constant([3, 10]))
