@@ -149,7 +149,7 @@ def expand_bytes(words: tf.Tensor, table: np.ndarray, num_values: int) -> tf.Ten
   maps every bit of the stream at once.
   """
   octets = tf.cast(tf.bitcast(tf.reshape(words, [-1]), tf.uint8), tf.int32)
-  return tf.reshape(tf.gather(tf.constant(table), octets), [-1])[:num_values]
+  return tf.reshape(_common.take(tf.constant(table), octets), [-1])[:num_values]
 
 
 def unpack_one_bit_floats(words: tf.Tensor, num_values: int) -> tf.Tensor:

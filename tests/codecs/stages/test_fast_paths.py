@@ -478,6 +478,13 @@ def test_take_equals_gather(index_shape, dtype):
     np.testing.assert_array_equal(got.numpy(), expected.numpy())
 
 
+def test_take_gathers_rows_as_gather():
+  table = tf.constant(np.arange(256 * 8, dtype=np.uint32).reshape(256, 8))
+  indices = tf.constant(np.random.default_rng(1).integers(0, 256, [40, 3]), tf.int32)
+  np.testing.assert_array_equal(_common.take(table, indices).numpy(),
+                                tf.gather(table, indices).numpy())
+
+
 def test_take_refuses_indices_outside_the_table():
   with pytest.raises(tf.errors.InvalidArgumentError):
     _common.take(tf.range(10), tf.constant([3, 10]))
