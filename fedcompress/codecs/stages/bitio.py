@@ -121,8 +121,8 @@ def read_fields(padded: tf.Tensor, pos: tf.Tensor, width) -> tf.Tensor:
   # Fields are read at positions >= 0: a shift and a mask are `// 32` and `% 32`.
   word = tf.minimum(_common.shift_right_nonnegative(pos, 5), last)
   pair = tf.bitwise.bitwise_or(
-      tf.bitwise.left_shift(tf.gather(padded, word), tf.constant(32, tf.uint64)),
-      tf.gather(padded, word + 1))
+      tf.bitwise.left_shift(_common.take(padded, word), tf.constant(32, tf.uint64)),
+      _common.take(padded, word + 1))
   offset = tf.bitwise.bitwise_and(pos, tf.constant(31, tf.int64))
   shifted = tf.bitwise.right_shift(pair, tf.cast(64 - offset - width, tf.uint64))
   return tf.bitwise.bitwise_and(tf.cast(shifted, tf.int64), _low_mask(width))

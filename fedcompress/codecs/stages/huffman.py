@@ -478,8 +478,8 @@ def huffman_decode(stream: tf.Tensor, *, max_code_length: int = 16,
       index = tf.searchsorted(code_starts,
                               tf.range(2**max_code_length, dtype=tf.int64), side="right") - 1
       entry_of = tf.bitwise.bitwise_or(
-          tf.bitwise.left_shift(tf.cast(tf.gather(code_symbols, index), tf.uint64), thirty_two),
-          tf.cast(tf.gather(code_lengths, index), tf.uint64))
+          tf.bitwise.left_shift(tf.cast(_common.take(code_symbols, index), tf.uint64), thirty_two),
+          tf.cast(_common.take(code_lengths, index), tf.uint64))
 
       def pair_of():
         # With codes of at most 8 bits the first two codes of any 16 bits lie inside
@@ -490,13 +490,13 @@ def huffman_decode(stream: tf.Tensor, *, max_code_length: int = 16,
         # huffman over nonuniform, have such codes. One loop serves both tables: a second
         # loop for pairs made the codecs' builds ~15% longer.
         window = tf.cast(tf.range(2**16, dtype=tf.int64), tf.uint64)
-        first = tf.gather(entry_of, tf.bitcast(
+        first = _common.take(entry_of, tf.bitcast(
             tf.bitwise.right_shift(window, tf.constant(16 - max_code_length, tf.uint64)),
             tf.int64))
         rest = tf.bitwise.bitwise_and(
             tf.bitwise.left_shift(window, tf.bitwise.bitwise_and(first, length_bits)),
             tf.constant(0xFFFF, tf.uint64))
-        second = tf.gather(entry_of, tf.bitcast(
+        second = _common.take(entry_of, tf.bitcast(
             tf.bitwise.right_shift(rest, tf.constant(16 - max_code_length, tf.uint64)),
             tf.int64))
         # first's bits 48-63 are zero and the joint length is at most 16: no carries.
