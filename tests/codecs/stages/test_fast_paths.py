@@ -94,6 +94,27 @@ def test_write_field_runs_equal_writing_their_concatenation(cuts):
                                 _old_write_fields(values, widths).numpy())
 
 
+@pytest.mark.parametrize("cuts", [[0, 3000], [37, 3000], [5, 1500, 1501]])
+def test_aligned_field_runs_write_the_words_of_right_aligned_ones(cuts):
+  # Every other run given left-aligned (the Huffman payload's form), zero widths and
+  # full 32-bit fields included: the words of the plain fields.
+  rng = np.random.default_rng(len(cuts) + 10)
+  widths = rng.integers(0, 33, 3000)
+  values = rng.integers(0, 2**32, 3000) & ((1 << widths) - 1)
+  aligned = np.array([(v << (64 - w)) & (2**64 - 1) if w else 0
+                      for v, w in zip(values.tolist(), widths.tolist(), strict=True)],
+                     np.uint64)
+  bounds = [0, *cuts, 3000]
+  runs = []
+  for i, (a, b) in enumerate(itertools.pairwise(bounds)):
+    if i % 2:
+      runs.append(bitio.AlignedFields(tf.constant(aligned[a:b]), tf.constant(widths[a:b])))
+    else:
+      runs.append((tf.constant(values[a:b]), tf.constant(widths[a:b])))
+  np.testing.assert_array_equal(bitio.write_field_runs(runs, values_fit=True).numpy(),
+                                _old_write_fields(values, widths).numpy())
+
+
 def _sylvester(size):
   h = np.ones([1, 1])
   while h.shape[0] < size:
