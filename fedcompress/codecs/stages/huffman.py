@@ -250,18 +250,20 @@ def _entry_fields(entries: tf.Tensor) -> bitio.AlignedFields:
                              tf.bitcast(tf.bitwise.bitwise_and(entries, _WIDTH_MASK), tf.int64))
 
 
-def _symbol_fields(symbols: tf.Tensor, table: tf.Tensor, block_size: int, pairs: bool):
+def _symbol_fields(symbols: tf.Tensor, codes: tf.Tensor, widths: tf.Tensor, block_size: int,
+                   pairs: bool):
   """The payload's field runs and the bits of each block, from each symbol's entry.
 
-  `table[s]` is symbol s's `code * 32 + length` (uint64). Every pass over the payload's
-  fields (their positions, the shifts that place them, the segment sum into words) costs
-  per field, so with `pairs` two consecutive symbols are one field: the first's code
-  followed by the second's, `length_0 + length_1 <= 2 L <= 32` bits, the same bits in the
-  same place. Their entry comes from a table over every pair of symbols (2^16 entries
-  for symbols of up to 8 bits), indexed by the pair read as one uint64 (two int32
-  symbols side by side, so no pass builds the index but a shift and a mask). Blocks
-  hold an even number of symbols, so no pair straddles two; an odd last symbol is its
-  own run. On the CNN's 1.6M-symbol kernel the encode took ~30% less CPU (see README).
+  `codes[s]` and `widths[s]` (uint64) are symbol s's code and its payload width. Every
+  pass over the payload's fields (their positions, the shifts that place them, the
+  segment sum into words) costs per field, so with `pairs` two consecutive symbols are
+  one field: the first's code followed by the second's, `length_0 + length_1 <= 2 L <=
+  32` bits, the same bits in the same place. Their entry comes from a table over every
+  pair of symbols (2^16 entries for symbols of up to 8 bits), indexed by the pair read
+  as one uint64 (two int32 symbols side by side, so no pass builds the index but a shift
+  and a mask). Blocks hold an even number of symbols, so no pair straddles two; an odd
+  last symbol is its own run. On the CNN's 1.6M-symbol kernel the encode took ~30% less
+  CPU (see README).
 
   The gathered entries hold each code left-aligned (`_aligned_entries`), so the writer
   places it with one shift (`bitio.AlignedFields`).
@@ -278,17 +280,14 @@ def _symbol_fields(symbols: tf.Tensor, table: tf.Tensor, block_size: int, pairs:
   # (the CNN's all are) need no second.
   known_even = symbols.shape[0] is not None and symbols.shape[0] % 2 == 0
   if not pairs:
-    aligned_table = _aligned_entries(tf.bitwise.right_shift(table, tf.constant(5, tf.uint64)),
-                                     tf.bitwise.bitwise_and(table, tf.constant(31, tf.uint64)))
-    runs = [_entry_fields(_common.take(aligned_table, symbols))]
+    runs = [_entry_fields(_common.take(_aligned_entries(codes, widths), symbols))]
     if not known_even:
       runs.append(bitio.AlignedFields(tf.zeros([0], tf.uint64), tf.zeros([0], tf.int64)))
     per_block = block_size
   else:
     side = 2**_MAX_PAIR_SYMBOL_BITS
-    table = tf.pad(table, [[0, side - tf.size(table)]])
-    single_codes = tf.bitwise.right_shift(table, tf.constant(5, tf.uint64))
-    single_widths = tf.bitwise.bitwise_and(table, tf.constant(31, tf.uint64))
+    single_codes = tf.pad(codes, [[0, side - tf.size(codes)]])
+    single_widths = tf.pad(widths, [[0, side - tf.size(widths)]])
     # A pair read as one uint64 holds the symbol stored first in its low half on a
     # little-endian machine, so index = second * 2^8 + first: rows are second symbols.
     if sys.byteorder == "little":
@@ -350,16 +349,12 @@ def huffman_encode(symbols: tf.Tensor, num_bits, *, max_code_length: int = 16,
   lengths = tf.where(tf.equal(distinct, 1) & (counts > 0), 1, lengths)
   codes = canonical_codes(lengths, max_code_length)
   multi = distinct >= 2
-  # Each symbol's code and length with one gather from a table of code * 32 + length
-  # (codes have at most 24 bits, lengths at most 24 < 32): one pass over the symbols
-  # fewer than gathering the two. A lone symbol costs no payload: its width here is 0
-  # (the header's table still gives it length 1). The table is unsigned: an arithmetic
-  # shift of int64 has no vector instruction below AVX-512, and took ~7 ms over the
-  # CNN's kernel against ~0.5 for the logical one.
-  table = tf.bitcast(
-      tf.bitwise.left_shift(codes, 5) + tf.where(multi, tf.cast(lengths, tf.int64), 0),
-      tf.uint64)
-  fields = functools.partial(_symbol_fields, symbols, table, block_size)
+  # A lone symbol costs no payload: its width here is 0 (the header's table still gives
+  # it length 1). Unsigned: an arithmetic shift of int64 has no vector instruction below
+  # AVX-512, and took ~7 ms over the CNN's kernel against ~0.5 for the logical one.
+  fields = functools.partial(
+      _symbol_fields, symbols, tf.bitcast(codes, tf.uint64),
+      tf.bitcast(tf.where(multi, tf.cast(lengths, tf.int64), 0), tf.uint64), block_size)
   if pairs is None:
     pairs = max_code_length <= _MAX_PAIR_CODE_LENGTH and block_size % 2 == 0
   if not pairs:
