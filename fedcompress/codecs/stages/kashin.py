@@ -35,6 +35,9 @@ import math
 
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
+from tensorflow_model_optimization.python.core.internal.tensor_encoding.core import (
+    encoding_stage as te_encoding_stage,
+)
 
 from fedcompress.codecs.stages import _common, rotation
 from fedcompress.codecs.stages.packing import Bitpack32EncodingStage
@@ -93,13 +96,29 @@ def build(bits: int = 8, deterministic: bool = False, num_iters: int = 3, eta: f
 
 
 class FastKashinHadamardEncodingStage(KashinStage):
-  """`KashinStage` with `rotation.fast_walsh_hadamard` as its transform.
+  """`KashinStage` iterated in the frame, with `rotation`'s fast transform.
 
-  The representation takes `2 * num_iters` transforms of the whole padded frame
-  (2^21 coordinates for the CNN's dense kernel); tensor_encoding's 21 butterfly passes
-  per transform made `kashin` by far the slowest codec. Its signs are
-  `rotation.random_signs` (the parent's can be 0). Everything else (clipping, padding,
-  the seeded get_params) is the parent's.
+  tensor_encoding's encode takes `2 * num_iters - 1` transforms of the whole padded
+  frame (five, of 2^21 coordinates, for the CNN's dense kernel at `num_iters=3`): each
+  iteration maps its residual `r` into the frame, `u = F r` with `F = H P^T D` (signs
+  `D`, zero padding `P^T`, transform `H`), clips it to `f`, and maps `f` back to the
+  next residual `r - F^T f`. The next iteration needs only `F` of that residual,
+  `u - F F^T f`, and `F F^T = H P^T P H` (the signs cancel). When `n = m 2^t` with `m`
+  odd, `P^T P` keeps the first `m` of every `2^t`-coordinate slab of the frame seen as
+  `[A, 2^t]` (`A = L / 2^t`), and by Sylvester's `H_L = H_A (x) H_(2^t)` the inner
+  transforms cancel: `F F^T = (H_A P_m H_A) (x) I`, one `[A, A]` matrix (an orthogonal
+  projection, entries multiples of `1 / A`) applied to the frame's `A` slabs. So the
+  encode is one transform of `x` and, per iteration, one small matrix product: for the
+  CNN's kernels `A` is 64 and 32. Mathematically the same coefficients as tensor_encoding's;
+  in floats they agree to rounding. Above `A = rotation.MAX_FACTOR` the iterations go
+  through the frame as before (two transforms each).
+
+  Overflow: every value the iterations compute is at most `num_iters ||x||` (`F` and
+  the projection do not grow norms), checked once against `max|x|`. Inputs above that
+  (within ~1e-4 of the dtype's largest, times `1 / sqrt(L)`) are encoded divided by
+  their largest magnitude, and the coefficients multiplied back: the representation is
+  homogeneous. The decode (`F^T`, once per round after the sum) is the parent's, with
+  this transform. Its signs are `rotation.random_signs` (the parent's can be 0).
   """
 
   def _random_signs(self, num_elements, seed, dtype):
@@ -114,6 +133,70 @@ class FastKashinHadamardEncodingStage(KashinStage):
     # The leading `shape` coordinates: the parent's slice (what makes the inverse unique).
     x = tf.slice(x, [0, 0], [tf.shape(x)[0], shape])
     return x if signs is None else x * signs
+
+  @te_encoding_stage._tf_style_encode  # The scopes and conversions of the parent's encode.
+  def encode(self, x, encode_params, name=None):
+    del name  # The decorator's scope.
+    x = self._validate_and_expand_encode_input(x)
+    length = x.shape.as_list()[1]
+    frame = self._get_pad_dim(length)
+    limit = min(rotation.overflow_limit(frame, x.dtype),
+                x.dtype.max / (4 * self._num_iters * math.sqrt(frame)))
+    peak = _common.largest_magnitude(x)
+    return collections.OrderedDict([(self.ENCODED_VALUES_KEY, tf.cond(
+        peak <= limit, lambda: self._coefficients(x, encode_params),
+        lambda: self._coefficients(tf.math.divide_no_nan(x, peak), encode_params) * peak))])
+
+  def _coefficients(self, x, encode_params):
+    """Kashin's coefficients of `x` rows `[rows, n]`, `max|x|` within the limit above."""
+    length = x.shape.as_list()[1]
+    clip_level = tf.norm(x, axis=1, keepdims=True) / tf.math.sqrt(
+        tf.cast(encode_params[self.DELTA_PARAMS_KEY], x.dtype) * length)
+    eta = tf.cast(encode_params[self.ETA_PARAMS_KEY], x.dtype)
+    signs = self._random_signs(length, encode_params[self.SEED_PARAMS_KEY], x.dtype)
+    project = frame_projection(length, self._get_pad_dim(length))
+    # `u = F r` for the current residual `r`: the parent's forward step, unchecked.
+    u = rotation.orthonormal_wht(self._pad(x * signs))
+    coefficients = None
+    for _ in range(self._num_iters - 1):
+      clipped = tf.clip_by_value(u, -clip_level, clip_level)
+      coefficients = clipped if coefficients is None else coefficients + clipped
+      u = u - project(clipped)
+      clip_level *= eta
+    if self._last_iter_clip:
+      u = tf.clip_by_value(u, -clip_level, clip_level)
+    coefficients = u if coefficients is None else coefficients + u
+    if self._last_iter_clip:
+      # The parent's rescaling: a clipped last iteration loses mass.
+      coefficients *= tf.math.divide_no_nan(tf.norm(x, axis=1, keepdims=True),
+                                            tf.norm(coefficients, axis=1, keepdims=True))
+    return coefficients
+
+
+def frame_projection(num_elements: int, frame: int):
+  """`F F^T` on `[rows, frame]` coefficients, for `F` the Kashin frame of `num_elements`.
+
+  See `FastKashinHadamardEncodingStage`: `(H_A P_m H_A) (x) I_(2^t)` for `num_elements =
+  m 2^t`, `m` odd, as one matrix product when `A = frame / 2^t` is at most
+  `rotation.MAX_FACTOR`; otherwise the transform, the zero tail and the transform.
+  """
+  slab = num_elements & -num_elements  # 2^t, the largest power of two dividing n.
+  blocks = frame // slab
+  if blocks > rotation.MAX_FACTOR:
+    def through_frame(f):
+      kept = tf.slice(rotation.orthonormal_wht(f), [0, 0], [tf.shape(f)[0], num_elements])
+      return rotation.orthonormal_wht(tf.pad(kept, [[0, 0], [0, frame - num_elements]]))
+    return through_frame
+  sylvester = rotation.sylvester(blocks)[:, :num_elements // slab]
+  matrix = sylvester @ sylvester.T / blocks  # Integers over a power of two: exact.
+
+  def by_matrix(f):
+    m = tf.constant(matrix, f.dtype)
+    if f.shape[0] == 1:
+      return tf.reshape(tf.matmul(m, tf.reshape(f, [blocks, slab])), [1, frame])
+    return tf.reshape(tf.matmul(m[tf.newaxis], tf.reshape(f, [-1, blocks, slab])),
+                      [-1, frame])
+  return by_matrix
 
 
 def frame_size(num_elements: int) -> int:

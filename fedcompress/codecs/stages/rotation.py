@@ -161,26 +161,31 @@ def _signs(seed: tf.Tensor, rows: int, length: int, dtype, round_index: int = 0)
 # (`python -m tools.codec_speed` measures the codecs). Summation order differs
 # from the butterflies, so results agree to float rounding (~1e-6 relative), not bit
 # for bit.
-_MAX_FACTOR = 64
+MAX_FACTOR = 64
 
 
 def _factors(length: int) -> list[int]:
-  """Powers of two, each <= _MAX_FACTOR, of product `length`, near-equal in size."""
+  """Powers of two, each <= MAX_FACTOR, of product `length`, near-equal in size."""
   log2 = length.bit_length() - 1
-  max_log2 = _MAX_FACTOR.bit_length() - 1
+  max_log2 = MAX_FACTOR.bit_length() - 1
   count = max(1, -(-log2 // max_log2))
   return [1 << (log2 // count + (i < log2 % count)) for i in range(count)]
 
 
-def _hadamard_matrix(size: int, dtype) -> tf.Tensor:
-  """The orthonormal Sylvester Hadamard matrix H_size / sqrt(size) (symmetric)."""
+def sylvester(size: int) -> np.ndarray:
+  """Sylvester's `[size, size]` Hadamard matrix of +-1 (symmetric; `size` a power of 2)."""
   h = np.ones([1, 1])
   while h.shape[0] < size:
     h = np.block([[h, h], [h, -h]])
-  return tf.constant(h / math.sqrt(size), dtype)
+  return h
 
 
-def _orthonormal_wht(x: tf.Tensor) -> tf.Tensor:
+def _hadamard_matrix(size: int, dtype) -> tf.Tensor:
+  """The orthonormal Sylvester Hadamard matrix H_size / sqrt(size) (symmetric)."""
+  return tf.constant(sylvester(size) / math.sqrt(size), dtype)
+
+
+def orthonormal_wht(x: tf.Tensor) -> tf.Tensor:
   """Rows of `x` times H_L / sqrt(L), one small matrix product per factor of L."""
   length = x.shape.as_list()[1]
   if length == 1:
@@ -201,7 +206,7 @@ def _orthonormal_wht(x: tf.Tensor) -> tf.Tensor:
   return tf.reshape(y, [-1, length])
 
 
-def _overflow_limit(length: int, dtype) -> float:
+def overflow_limit(length: int, dtype) -> float:
   """Largest max|x| whose unscaled transform cannot overflow.
 
   A partial sum inside a product by H_k / sqrt(k) is at most sqrt(k) times the norm of
@@ -216,14 +221,14 @@ def fast_walsh_hadamard(x: tf.Tensor) -> tf.Tensor:
   length = x.shape.as_list()[1]
   # Above the limit (values near the dtype's largest), each row is scaled by its
   # largest magnitude first and back afterwards, as the transform was before.
-  limit = _overflow_limit(length, x.dtype)
+  limit = overflow_limit(length, x.dtype)
   largest = _common.largest_magnitude(x)
 
   def scaled():
     scale = tf.reduce_max(tf.abs(x), axis=1, keepdims=True)
-    return _orthonormal_wht(tf.math.divide_no_nan(x, scale)) * scale
+    return orthonormal_wht(tf.math.divide_no_nan(x, scale)) * scale
 
-  return tf.cond(largest > limit, scaled, lambda: _orthonormal_wht(x))
+  return tf.cond(largest > limit, scaled, lambda: orthonormal_wht(x))
 
 
 def _select_scaled_wht(x: tf.Tensor) -> tf.Tensor:
@@ -238,10 +243,10 @@ def _select_scaled_wht(x: tf.Tensor) -> tf.Tensor:
   function of its own, to be built in every trace of every codec with a rotation.
   """
   length = x.shape.as_list()[1]
-  above = _common.largest_magnitude(x) > _overflow_limit(length, x.dtype)
+  above = _common.largest_magnitude(x) > overflow_limit(length, x.dtype)
   scale = tf.where(above, tf.reduce_max(tf.abs(x), axis=1, keepdims=True),
                    tf.ones([], x.dtype))
-  return _orthonormal_wht(tf.math.divide_no_nan(x, scale)) * scale
+  return orthonormal_wht(tf.math.divide_no_nan(x, scale)) * scale
 
 
 def _rotate(x: tf.Tensor, seed: tf.Tensor, rounds: int, inverse: bool) -> tf.Tensor:
@@ -276,9 +281,9 @@ def _rotate(x: tf.Tensor, seed: tf.Tensor, rounds: int, inverse: bool) -> tf.Ten
   masks = {i: sign_mask(x, _common.stateless_seed(seed, i)) for i in order}
   if rounds == 1:
     return run(fast_walsh_hadamard, masks)
-  safe = _overflow_limit(length, x.dtype) / (math.sqrt(length) * (1 + 1e-3))
+  safe = overflow_limit(length, x.dtype) / (math.sqrt(length) * (1 + 1e-3))
   return tf.cond(_common.largest_magnitude(x) > safe, lambda: run(_select_scaled_wht, masks),
-                 lambda: run(_orthonormal_wht, masks))
+                 lambda: run(orthonormal_wht, masks))
 
 
 @te.core.tf_style_encoding_stage

@@ -1,16 +1,71 @@
 """Tests of the `kashin` codec (fedcompress/codecs/stages/kashin.py).
 
-The representation itself is tensor_encoding's `KashinHadamardEncodingStage` (tested
-there); here: the frame size, bits in both directions, and the quantization error.
+The representation is tensor_encoding's `KashinHadamardEncodingStage` (tested there),
+iterated in the frame here: its coefficients against tensor_encoding's, the frame
+projection against its definition, and huge inputs; then the frame size, bits in both
+directions, and the quantization error.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
 from fedcompress.codecs import CodecSpec, testing
-from fedcompress.codecs.stages import kashin
+from fedcompress.codecs.stages import kashin, rotation
+
+
+def _stages(**options):
+  return (kashin.FastKashinHadamardEncodingStage(**options),
+          te.stages.research.KashinHadamardEncodingStage(**options))
+
+
+# Slabs of the frame (A = frame / largest power of two dividing n): 64 and 32 for the
+# CNN's kernels, 2, 4 (a matrix product each); 256 and 512 take the transforms.
+@pytest.mark.parametrize("n", [1, 3, 700, 3000, 3136, 4096, 12_288, 51_200])
+@pytest.mark.parametrize("options", [
+    {"num_iters": 3}, {"num_iters": 1}, {"num_iters": 5, "eta": 0.7, "delta": 2.0},
+    {"num_iters": 3, "last_iter_clip": True}])
+def test_coefficients_equal_tensor_encodings_to_rounding(n, options):
+  x = tf.constant(np.random.default_rng(n).standard_normal([1, n]).astype(np.float32))
+  fast, reference = _stages(**options)
+  params = reference.get_params()[0]
+  coefficients = fast.encode(x, params)[fast.ENCODED_VALUES_KEY]
+  expected = reference.encode(x, params)[reference.ENCODED_VALUES_KEY]
+  # Coefficients are O(1) here; the transforms differ in summation order only.
+  np.testing.assert_allclose(coefficients.numpy(), expected.numpy(), atol=1e-5)
+  decoded = fast.decode({fast.ENCODED_VALUES_KEY: coefficients}, params,
+                        shape=tf.constant([1, n]))
+  if not options.get("last_iter_clip"):
+    np.testing.assert_allclose(decoded.numpy(), x.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [3, 40, 48, 96, 100, 3136])
+@pytest.mark.parametrize("rows", [1, 3])
+def test_frame_projection_is_f_f_transpose(n, rows):
+  frame = kashin.frame_size(n)
+  h = rotation.sylvester(frame) / np.sqrt(frame)
+  keep = np.diag((np.arange(frame) < n).astype(np.float64))
+  f = np.random.default_rng(n).standard_normal([rows, frame])
+  projected = kashin.frame_projection(n, frame)(tf.constant(f, tf.float64))
+  # F F^T = H P^T D D P H = H P^T P H: the signs cancel.
+  np.testing.assert_allclose(projected.numpy(), f @ (h @ keep @ h), atol=1e-12)
+
+
+def test_inputs_near_the_largest_float_are_encoded_scaled():
+  n = 3136
+  x = np.random.default_rng(5).standard_normal([1, n]).astype(np.float32)
+  fast, _ = _stages(num_iters=3)
+  params = fast.get_params()[0]
+  huge = 1e36  # max|x| 3.6e36: over the limit, 3.3e35 for the 4096-coefficient frame.
+  assert np.abs(x).max() * huge > rotation.overflow_limit(4096, tf.float32)
+  small, scaled = (fast.encode(tf.constant(v), params)[fast.ENCODED_VALUES_KEY].numpy()
+                   for v in (x, x * np.float32(huge)))
+  assert np.isfinite(scaled).all()
+  # The representation is homogeneous: the scaled encode is the encode, scaled.
+  np.testing.assert_allclose(scaled / huge, small, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("n, frame", [
