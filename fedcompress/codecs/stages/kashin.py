@@ -113,12 +113,15 @@ class FastKashinHadamardEncodingStage(KashinStage):
   in floats they agree to rounding. Above `A = rotation.MAX_FACTOR` the iterations go
   through the frame as before (two transforms each).
 
-  Overflow: every value the iterations compute is at most `num_iters ||x||` (`F` and
-  the projection do not grow norms), checked once against `max|x|`. Inputs above that
-  (within ~1e-4 of the dtype's largest, times `1 / sqrt(L)`) are encoded divided by
-  their largest magnitude, and the coefficients multiplied back: the representation is
-  homogeneous. The decode (`F^T`, once per round after the sum) is the parent's, with
-  this transform. Its signs are `rotation.random_signs` (the parent's can be 0).
+  Overflow, checked once on `x`: every value the iterations compute is at most
+  `num_iters ||x||` (`F` and the projection do not grow norms), the transform's partial
+  sums stay below the dtype's largest while `max|x| <= rotation.overflow_limit(L)`, and
+  the clip level's `||x||^2` while `max|x| <= sqrt(largest / 2n)` (1.0e16 for the CNN's
+  dense kernel in float32). Inputs above either are encoded divided by their largest
+  magnitude, and the coefficients multiplied back: the representation is homogeneous.
+  (tensor_encoding's clip level is inf there, and it does not clip at all.)
+  The decode (`F^T`, once per round after the sum) is the parent's, with this
+  transform. Its signs are `rotation.random_signs` (the parent's can be 0).
   """
 
   def _random_signs(self, num_elements, seed, dtype):
@@ -141,7 +144,8 @@ class FastKashinHadamardEncodingStage(KashinStage):
     length = x.shape.as_list()[1]
     frame = self._get_pad_dim(length)
     limit = min(rotation.overflow_limit(frame, x.dtype),
-                x.dtype.max / (4 * self._num_iters * math.sqrt(frame)))
+                x.dtype.max / (4 * self._num_iters * math.sqrt(frame)),
+                math.sqrt(x.dtype.max / (2 * length)))
     peak = _common.largest_magnitude(x)
     return collections.OrderedDict([(self.ENCODED_VALUES_KEY, tf.cond(
         peak <= limit, lambda: self._coefficients(x, encode_params),
