@@ -10,7 +10,7 @@ Client Resource Requirements", 2018).
 
 Pipeline: tensor_encoding's `FlattenEncodingStage` ->
 `FastKashinHadamardEncodingStage(num_iters, eta, delta, last_iter_clip)` (tensor_encoding's
-Kashin stage with its seed drawn below and a faster transform) ->
+Kashin stage with its seed drawn below, iterated in the frame with a faster transform) ->
 `uniform.UniformQuantizationStage(bits)` (tensor_encoding's quantization with seedable
 stochastic rounding) -> `Bitpack32EncodingStage(bits)`.
 
@@ -126,10 +126,6 @@ class FastKashinHadamardEncodingStage(KashinStage):
 
   def _random_signs(self, num_elements, seed, dtype):
     return rotation.random_signs(num_elements, seed, dtype)
-
-  def _kashin_forward(self, x, signs, clip_level, clip):
-    x = rotation.fast_walsh_hadamard(self._pad(x * signs))
-    return tf.clip_by_value(x, -clip_level, clip_level) if clip else x
 
   def _kashin_backward(self, x, shape, signs=None):
     x = rotation.fast_walsh_hadamard(x)
