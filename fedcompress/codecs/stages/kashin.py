@@ -110,8 +110,8 @@ class FastKashinHadamardEncodingStage(KashinStage):
   projection, entries multiples of `1 / A`) applied to the frame's `A` slabs. So the
   encode is one transform of `x` and, per iteration, one small matrix product: for the
   CNN's kernels `A` is 64 and 32. Mathematically the same coefficients as tensor_encoding's;
-  in floats they agree to rounding. Above `A = rotation.MAX_FACTOR` the iterations go
-  through the frame as before (two transforms each).
+  in floats they agree to rounding. Above `A = rotation.MAX_FACTOR` each iteration runs
+  the transform's outer factors (those of `H_A`) twice (`frame_projection`).
 
   Overflow, checked once on `x`: every value the iterations compute is at most
   `num_iters ||x||` (`F` and the projection do not grow norms), the transform's partial
@@ -178,16 +178,19 @@ def frame_projection(num_elements: int, frame: int):
 
   See `FastKashinHadamardEncodingStage`: `(H_A P_m H_A) (x) I_(2^t)` for `num_elements =
   m 2^t`, `m` odd, as one matrix product when `A = frame / 2^t` is at most
-  `rotation.MAX_FACTOR`; otherwise the transform, the zero tail and the transform.
+  `rotation.MAX_FACTOR`; otherwise `H_A (x) I` (the transform's outer factors only), the
+  zero slabs from `m` on, and `H_A (x) I` again (for odd `n`, `A = frame`: the whole
+  transform twice).
   """
   slab = num_elements & -num_elements  # 2^t, the largest power of two dividing n.
-  blocks = frame // slab
+  blocks, kept = frame // slab, num_elements // slab
   if blocks > rotation.MAX_FACTOR:
-    def through_frame(f):
-      kept = tf.slice(rotation.orthonormal_wht(f), [0, 0], [tf.shape(f)[0], num_elements])
-      return rotation.orthonormal_wht(tf.pad(kept, [[0, 0], [0, frame - num_elements]]))
-    return through_frame
-  sylvester = rotation.sylvester(blocks)[:, :num_elements // slab]
+    def by_outer_factors(f):
+      y = tf.reshape(rotation.orthonormal_wht(f, slab), [-1, blocks, slab])
+      y = tf.pad(y[:, :kept], [[0, 0], [0, blocks - kept], [0, 0]])
+      return rotation.orthonormal_wht(tf.reshape(y, [-1, frame]), slab)
+    return by_outer_factors
+  sylvester = rotation.sylvester(blocks)[:, :kept]
   matrix = sylvester @ sylvester.T / blocks  # Integers over a power of two: exact.
 
   def by_matrix(f):

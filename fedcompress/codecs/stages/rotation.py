@@ -185,16 +185,22 @@ def _hadamard_matrix(size: int, dtype) -> tf.Tensor:
   return tf.constant(sylvester(size) / math.sqrt(size), dtype)
 
 
-def orthonormal_wht(x: tf.Tensor) -> tf.Tensor:
-  """Rows of `x` times H_L / sqrt(L), one small matrix product per factor of L."""
+def orthonormal_wht(x: tf.Tensor, slab: int = 1) -> tf.Tensor:
+  """Rows of `x` times H_L / sqrt(L), one small matrix product per factor of L.
+
+  With `slab` > 1 (a power of two dividing L) each row is `[L / slab, slab]` and only
+  its first axis is transformed: the rows times `H_(L / slab) / sqrt(L / slab) (x) I_slab`,
+  the outer factors of the whole transform.
+  """
   length = x.shape.as_list()[1]
-  if length == 1:
+  size = length // slab
+  if size == 1:
     return x
-  factors = _factors(length)
-  y = tf.reshape(x, [-1] + factors[::-1])
+  factors = _factors(size)
+  y = tf.reshape(x, [-1] + factors[::-1] + ([slab] if slab > 1 else []))
   for axis, k in enumerate(factors[::-1], start=1):
     h = _hadamard_matrix(k, x.dtype)
-    if axis == len(factors):
+    if axis == len(factors) and slab == 1:
       y = tf.reshape(tf.matmul(tf.reshape(y, [-1, k]), h), y.shape)
     else:
       before = math.prod(y.shape.as_list()[:axis])

@@ -23,7 +23,7 @@ def _stages(**options):
 
 
 # Slabs of the frame (A = frame / largest power of two dividing n): 64 and 32 for the
-# CNN's kernels, 2, 4 (a matrix product each); 256 and 512 take the transforms.
+# CNN's kernels, 2, 4 (a matrix product each); 256 and 512 the outer factors, twice.
 @pytest.mark.parametrize("n", [1, 3, 700, 3000, 3136, 4096, 12_288, 51_200])
 @pytest.mark.parametrize("options", [
     {"num_iters": 3}, {"num_iters": 1}, {"num_iters": 5, "eta": 0.7, "delta": 2.0},
@@ -42,7 +42,9 @@ def test_coefficients_equal_tensor_encodings_to_rounding(n, options):
     np.testing.assert_allclose(decoded.numpy(), x.numpy(), atol=1e-5)
 
 
-@pytest.mark.parametrize("n", [3, 40, 48, 96, 100, 3136])
+# A <= 64 (3, 40, 48, 96, 100, 3136) is one matrix product; above, the outer factors:
+# 700 (A = 256, slabs of 4), 3000 (512, 8), 999 (odd: the whole transform).
+@pytest.mark.parametrize("n", [3, 40, 48, 96, 100, 3136, 700, 3000, 999])
 @pytest.mark.parametrize("rows", [1, 3])
 def test_frame_projection_is_f_f_transpose(n, rows):
   frame = kashin.frame_size(n)
