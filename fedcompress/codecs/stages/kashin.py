@@ -113,13 +113,14 @@ class FastKashinHadamardEncodingStage(KashinStage):
   in floats they agree to rounding. Above `A = rotation.MAX_FACTOR` each iteration runs
   the transform's outer factors (those of `H_A`) twice (`frame_projection`).
 
-  Overflow, checked once on `x`: every value the iterations compute is at most
-  `num_iters ||x||` (`F` and the projection do not grow norms), the transform's partial
-  sums stay below the dtype's largest while `max|x| <= rotation.overflow_limit(L)`, and
-  the clip level's `||x||^2` while `max|x| <= sqrt(largest / 2n)` (1.0e16 for the CNN's
-  dense kernel in float32). Inputs above either are encoded divided by their largest
-  magnitude, and the coefficients multiplied back: the representation is homogeneous.
-  (tensor_encoding's clip level is inf there, and it does not clip at all.)
+  Overflow, checked once on the clip level's `||x||` (the largest of the rows'): every
+  value the iterations compute is at most `num_iters ||x||` (`F` and the projection do
+  not grow norms), and the transform's partial sums stay below the dtype's largest while
+  `max|x| <= rotation.overflow_limit(L)`, which `||x||` below it ensures. Inputs above
+  it, or whose `||x||^2` overflows to inf (from max|x| ~ 1e16-1e19 in float32), are
+  encoded divided by their largest magnitude and the coefficients multiplied back: the
+  representation is homogeneous. (tensor_encoding's clip level is inf there, and it
+  does not clip at all.)
   The decode (`F^T`, once per round after the sum) is the parent's, with this
   transform. Its signs are `rotation.random_signs` (the parent's can be 0).
   """
@@ -139,18 +140,25 @@ class FastKashinHadamardEncodingStage(KashinStage):
     x = self._validate_and_expand_encode_input(x)
     length = x.shape.as_list()[1]
     frame = self._get_pad_dim(length)
+    # Every coordinate is at most its row's norm, so below the limit max|x| is too; and an
+    # overflowed ||x||^2 makes the norm inf. One reduction instead of max|x| and ||x||.
     limit = min(rotation.overflow_limit(frame, x.dtype),
-                x.dtype.max / (4 * self._num_iters * math.sqrt(frame)),
-                math.sqrt(x.dtype.max / (2 * length)))
-    peak = _common.largest_magnitude(x)
-    return collections.OrderedDict([(self.ENCODED_VALUES_KEY, tf.cond(
-        peak <= limit, lambda: self._coefficients(x, encode_params),
-        lambda: self._coefficients(tf.math.divide_no_nan(x, peak), encode_params) * peak))])
+                x.dtype.max / (4 * self._num_iters * math.sqrt(frame)))
+    norms = tf.norm(x, axis=1, keepdims=True)
 
-  def _coefficients(self, x, encode_params):
-    """Kashin's coefficients of `x` rows `[rows, n]`, `max|x|` within the limit above."""
+    def scaled():
+      peak = _common.largest_magnitude(x)
+      unit = tf.math.divide_no_nan(x, peak)
+      return self._coefficients(unit, tf.norm(unit, axis=1, keepdims=True), encode_params) * peak
+
+    return collections.OrderedDict([(self.ENCODED_VALUES_KEY, tf.cond(
+        tf.reduce_max(norms) <= limit, lambda: self._coefficients(x, norms, encode_params),
+        scaled))])
+
+  def _coefficients(self, x, norms, encode_params):
+    """Kashin's coefficients of `x` rows `[rows, n]` of `norms`, within the limit above."""
     length = x.shape.as_list()[1]
-    clip_level = tf.norm(x, axis=1, keepdims=True) / tf.math.sqrt(
+    clip_level = norms / tf.math.sqrt(
         tf.cast(encode_params[self.DELTA_PARAMS_KEY], x.dtype) * length)
     eta = tf.cast(encode_params[self.ETA_PARAMS_KEY], x.dtype)
     signs = self._random_signs(length, encode_params[self.SEED_PARAMS_KEY], x.dtype)
@@ -168,8 +176,7 @@ class FastKashinHadamardEncodingStage(KashinStage):
     coefficients = u if coefficients is None else coefficients + u
     if self._last_iter_clip:
       # The parent's rescaling: a clipped last iteration loses mass.
-      coefficients *= tf.math.divide_no_nan(tf.norm(x, axis=1, keepdims=True),
-                                            tf.norm(coefficients, axis=1, keepdims=True))
+      coefficients *= tf.math.divide_no_nan(norms, tf.norm(coefficients, axis=1, keepdims=True))
     return coefficients
 
 
