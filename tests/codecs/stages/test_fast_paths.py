@@ -347,13 +347,21 @@ def test_out_of_range_floats_are_masked_as_before(bits):
       words.numpy(), packing.pack_bits(tf.constant(values.astype(np.int32)), bits).numpy())
 
 
+@pytest.mark.parametrize("bits", range(1, 17))
 @pytest.mark.parametrize("n", [1, 8, 33, 1000])
-def test_one_bit_unpacking_by_byte_table_equals_the_shifts(n):
-  bits = np.random.default_rng(n).integers(0, 2, n)
-  words = packing.pack_bits(tf.constant(bits, tf.int32), 1)
-  np.testing.assert_array_equal(packing.unpack_one_bit_floats(words, n).numpy(),
-                                packing.unpack_bits(words, 1, n).numpy().astype(np.float32))
-  np.testing.assert_array_equal(packing.unpack_one_bit_floats(words, n).numpy(), bits)
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64, tf.float16, tf.int32])
+def test_unpacking_by_bytes_equals_the_shifts(bits, n, dtype):
+  # Byte tables (1, 2, 4 bits) and uint8/uint16 views (8, 16) against the shifts; the
+  # other widths take the shifts themselves.
+  values = np.random.default_rng(n + bits).integers(0, 2**bits, n)
+  values[: min(n, 2)] = [2**bits - 1, 0][: min(n, 2)]
+  words = packing.pack_bits(tf.constant(values, tf.int32), bits)
+  got = packing.unpack_values(words, bits, n, dtype)
+  expected = tf.cast(packing.unpack_bits(words, bits, n), dtype)
+  assert got.dtype == dtype and got.shape == [n]
+  np.testing.assert_array_equal(got.numpy(), expected.numpy())
+  if bits <= 11 or dtype != tf.float16:  # float16 holds integers exactly up to 2^11.
+    np.testing.assert_array_equal(got.numpy(), values.astype(dtype.as_numpy_dtype))
 
 
 @pytest.mark.parametrize("n", [1, 8, 33, 4096])
