@@ -115,6 +115,13 @@ def _replace_packing(encoder: te.core.Encoder, make_stage) -> tuple[te.core.Enco
     children[key], count = _replace_packing(child, make_stage)
     replaced += count
   stage = encoder.stage
+  # A stage that packs its own symbols (nonuniform's) is taken apart: the coder codes
+  # the symbols of its quantizer in place of its packing.
+  split = getattr(getattr(stage, "_wrapped_stage", stage), "split_packing", None)
+  if split is not None:
+    quantizer, packer = split()
+    coder = te.core.Encoder(make_stage(*_packing_of(packer)), {})
+    return te.core.Encoder(quantizer, {quantizer.ENCODED_VALUES_KEY: coder}), replaced + 1
   packing = _packing_of(stage)
   if packing is not None:
     stage = make_stage(*packing)

@@ -146,7 +146,7 @@ def byte_fields(bits: int) -> np.ndarray:
 BIT_TABLE = byte_fields(1).astype(np.float32)
 
 
-def expand_bytes(words: tf.Tensor, table: np.ndarray, num_values: int) -> tf.Tensor:
+def expand_bytes(words: tf.Tensor, table, num_values: int) -> tf.Tensor:
   """Value i is `table[byte, i % k]` of byte i // k of the 32-bit `words`' bytes.
 
   One gather of a row of `k` (the table's columns) per byte: on a little-endian host
@@ -155,7 +155,7 @@ def expand_bytes(words: tf.Tensor, table: np.ndarray, num_values: int) -> tf.Ten
   significant first, maps every field of the stream at once.
   """
   octets = tf.cast(tf.bitcast(tf.reshape(words, [-1]), tf.uint8), tf.int32)
-  return tf.reshape(_common.take(tf.constant(table), octets), [-1])[:num_values]
+  return tf.reshape(_common.take(tf.convert_to_tensor(table), octets), [-1])[:num_values]
 
 
 def unpack_values(words: tf.Tensor, bits: int, num_values: int, dtype) -> tf.Tensor:

@@ -25,6 +25,7 @@ from fedcompress.codecs.stages import (
   eden,
   huffman,
   kashin,
+  nonuniform,
   packing,
   rotation,
 )
@@ -362,6 +363,31 @@ def test_unpacking_by_bytes_equals_the_shifts(bits, n, dtype):
   np.testing.assert_array_equal(got.numpy(), expected.numpy())
   if bits <= 11 or dtype != tf.float16:  # float16 holds integers exactly up to 2^11.
     np.testing.assert_array_equal(got.numpy(), values.astype(dtype.as_numpy_dtype))
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 4, 5, 8])
+@pytest.mark.parametrize("shape", [(1,), (7, 13), (70000,)])
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
+def test_packed_nonuniform_equals_the_quantizer_and_its_packing(bits, shape, dtype):
+  # The fused stage against the two stages `build` composed before: the same words
+  # and codebook, and the same decoded values (bytes to levels at 1, 2, 4 and 8 bits,
+  # the unpacking elsewhere). 70,000 values take the histogram fit.
+  x = tf.constant(np.random.default_rng(bits).standard_t(3, size=shape), dtype)
+  fused = nonuniform.PackedNonUniformEncodingStage(bits)
+  quantizer, packer = fused.split_packing()
+  encoded = fused.encode(x, {})
+  reference = quantizer.encode(x, {})
+  words = packer.encode(reference[quantizer.ENCODED_VALUES_KEY], {})
+  np.testing.assert_array_equal(encoded[fused.ENCODED_VALUES_KEY].numpy(),
+                                words[packer.ENCODED_VALUES_KEY].numpy())
+  np.testing.assert_array_equal(encoded[fused.CODEBOOK_KEY].numpy(),
+                                reference[quantizer.CODEBOOK_KEY].numpy())
+  decoded = fused.decode(encoded, {}, shape=x.shape)
+  indices = packer.decode(words, {}, shape=x.shape)
+  expected = quantizer.decode({quantizer.ENCODED_VALUES_KEY: indices,
+                               quantizer.CODEBOOK_KEY: reference[quantizer.CODEBOOK_KEY]}, {})
+  assert decoded.dtype == dtype and decoded.shape == x.shape
+  np.testing.assert_array_equal(decoded.numpy(), expected.numpy())
 
 
 @pytest.mark.parametrize("n", [1, 8, 33, 4096])
