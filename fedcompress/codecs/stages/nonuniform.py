@@ -358,10 +358,11 @@ class NonUniformQuantizationEncodingStage(_common.StatelessStage):
     scale = tf.where(peak > 0, tf.pow(tf.constant(2.0, cdtype), exponent),
                      tf.constant(1.0, cdtype))
     unit = flat / scale
-    if n <= SORTED_MAX_ELEMENTS:
+    def by_sorting():
       levels = _fit_sorted(unit, count, self._method, self._iters)
-      indices = tf.cast(_nearest(unit, levels), tf.float32)
-    else:
+      return levels, tf.cast(_nearest(unit, levels), tf.float32)
+
+    def by_histogram():
       # Division by a power of two is exact and monotone: these are unit's extremes.
       histogram = _Histogram(unit, low / scale, high / scale)
       # At most 2**bits occupied bins: possibly at most 2**bits distinct values, which
@@ -370,7 +371,15 @@ class NonUniformQuantizationEncodingStage(_common.StatelessStage):
           tf.math.count_nonzero(histogram.counts) <= count,
           lambda: _fit_sorted(unit, count, self._method, self._iters),
           lambda: _fit_histogram(histogram, n, count, self._method, self._iters))
-      indices = _nearest_by_bins(histogram, unit, levels)
+      return levels, _nearest_by_bins(histogram, unit, levels)
+
+    if n <= SORTED_MAX_ELEMENTS:
+      levels, indices = by_sorting()
+    else:
+      # NaN and infinities (which the extremes propagate) have no bin: such a tensor is
+      # fitted on its sorted values, as small ones are, instead of failing the bin count.
+      levels, indices = tf.cond(tf.math.is_finite(low) & tf.math.is_finite(high),
+                                by_histogram, by_sorting)
     return collections.OrderedDict([
         (self.ENCODED_VALUES_KEY, tf.reshape(indices, x.shape)),
         (self.CODEBOOK_KEY, tf.cast(levels * scale, x.dtype)),
@@ -410,7 +419,9 @@ class PackedNonUniformEncodingStage(_common.StatelessStage):
 
   def __init__(self, bits: int = 4, method: str = "lloyd", iters: int = DEFAULT_ITERS):
     self._quantizer = NonUniformQuantizationEncodingStage(bits, method, iters)
-    self._packing = Bitpack32EncodingStage(bits)
+    # The indices are integers in [0, 2**bits) whatever the input (nearest of the
+    # levels, NaN and infinities included): the packing skips its range check.
+    self._packing = Bitpack32EncodingStage(bits, in_range=True)
     self._bits = bits
 
   def split_packing(self) -> tuple[NonUniformQuantizationEncodingStage, Bitpack32EncodingStage]:

@@ -374,7 +374,8 @@ def test_packed_nonuniform_equals_the_quantizer_and_its_packing(bits, shape, dty
   # the unpacking elsewhere). 70,000 values take the histogram fit.
   x = tf.constant(np.random.default_rng(bits).standard_t(3, size=shape), dtype)
   fused = nonuniform.PackedNonUniformEncodingStage(bits)
-  quantizer, packer = fused.split_packing()
+  quantizer, _ = fused.split_packing()
+  packer = packing.Bitpack32EncodingStage(bits)  # The range checked.
   encoded = fused.encode(x, {})
   reference = quantizer.encode(x, {})
   words = packer.encode(reference[quantizer.ENCODED_VALUES_KEY], {})
@@ -519,6 +520,23 @@ def test_drive_and_eden_values_are_in_range_as_their_packing_trusts(stage):
   assert values.dtype == np.float32
   np.testing.assert_array_equal(values, np.floor(values))
   assert values.min() >= 0 and values.max() <= 2**bits - 1
+
+
+@pytest.mark.parametrize("length", [64, 12000])  # 384 values: sorted; 72,000: histogram.
+@pytest.mark.parametrize("bits", [1, 4, 8])
+def test_nonuniform_indices_are_in_range_as_its_packing_trusts(length, bits):
+  # Its packing skips the range check too; above 2^16 values NaN and infinities
+  # take the sorted fit (they have no histogram bin) instead of failing.
+  stage = nonuniform.NonUniformQuantizationEncodingStage(bits)
+  for kept in range(3):  # One of NaN, +inf and -inf at a time.
+    rows = _special_rows(length).numpy()
+    for row, column in enumerate([3, 5, 7]):
+      if row != kept:
+        rows[row, column] = 0.0
+    values = stage.encode(tf.constant(rows), {})[stage.ENCODED_VALUES_KEY].numpy()
+    assert values.dtype == np.float32
+    np.testing.assert_array_equal(values, np.floor(values))
+    assert values.min() >= 0 and values.max() <= 2**bits - 1
 
 
 @pytest.mark.parametrize("dtype", [tf.uint64, tf.float32, tf.float16, tf.int32])
