@@ -522,6 +522,22 @@ def test_drive_and_eden_values_are_in_range_as_their_packing_trusts(stage):
   assert values.min() >= 0 and values.max() <= 2**bits - 1
 
 
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
+def test_scaling_by_the_inverse_power_of_two_equals_dividing(dtype):
+  # nonuniform multiplies by 2**-e where it divided by 2**e: exact both, and a result
+  # below the normal range rounded (or flushed) alike, in a graph as the worker runs it.
+  info = np.finfo(dtype.as_numpy_dtype)
+  rng = np.random.default_rng(5)
+  x = np.concatenate([rng.normal(size=2000), rng.normal(size=2000) * float(info.tiny),
+                      [0.0, -0.0, float(info.max), float(info.smallest_subnormal), 3.0]])
+  for e in (-100, -7, 0, 1, 2, 30, 100):
+    scale = tf.constant(2.0**e, dtype)
+    product, quotient = tf.function(lambda v, s: (v * (1 / s), v / s))(
+        tf.constant(x.astype(dtype.as_numpy_dtype)), scale)
+    np.testing.assert_array_equal(product.numpy().view(np.uint8),
+                                  quotient.numpy().view(np.uint8))
+
+
 @pytest.mark.parametrize("length", [64, 12000])  # 384 values: sorted; 72,000: histogram.
 @pytest.mark.parametrize("bits", [1, 4, 8])
 def test_nonuniform_indices_are_in_range_as_its_packing_trusts(length, bits):
