@@ -173,8 +173,15 @@ class _Histogram:
     self.per_unit = tf.where(span > 0, bins / tf.where(span > 0, span, 1) * (1 - 2**-20),
                              tf.zeros_like(span))
     self.low, self.high = low, high
+    # NaN and infinities (which the extremes propagate) have no bin: such values are
+    # all put in bin 0, which leaves one bin occupied, so that the levels are fitted on
+    # the sorted values and the indices found by search (`_nearest_by_bins`), as for a
+    # tensor of at most 2**bits distinct values.
+    self.finite = tf.math.is_finite(low) & tf.math.is_finite(high)
     # Truncation is the floor here: the positions are >= 0.
-    self.index = tf.cast((values - low) * self.per_unit, tf.int32)
+    self.index = tf.cond(self.finite,
+                         lambda: tf.cast((values - low) * self.per_unit, tf.int32),
+                         lambda: tf.zeros(values.shape, tf.int32))
     self.counts = tf.raw_ops.DenseBincount(input=self.index, size=bins,
                                            weights=tf.zeros([0], tf.int32))
 
@@ -221,7 +228,7 @@ def _nearest_by_bins(histogram: _Histogram, values: tf.Tensor, levels: tf.Tensor
     return (tf.gather_nd(tf.cast(below, tf.float32), at)
             + tf.cast(values > tf.gather_nd(threshold, at), tf.float32))
 
-  return tf.cond(tf.reduce_any(straddled),
+  return tf.cond(tf.reduce_any(straddled) | ~histogram.finite,
                  lambda: tf.cast(_nearest(values, levels), tf.float32), by_table)
 
 
@@ -360,11 +367,10 @@ class NonUniformQuantizationEncodingStage(_common.StatelessStage):
     # Times 2**-e, which is exact too: the same values as the division (which rounds a
     # subnormal result as the product does), for half the time of a division pass.
     unit = flat * (1 / scale)
-    def by_sorting():
+    if n <= SORTED_MAX_ELEMENTS:
       levels = _fit_sorted(unit, count, self._method, self._iters)
-      return levels, tf.cast(_nearest(unit, levels), tf.float32)
-
-    def by_histogram():
+      indices = tf.cast(_nearest(unit, levels), tf.float32)
+    else:
       # Division by a power of two is exact and monotone: these are unit's extremes.
       histogram = _Histogram(unit, low / scale, high / scale)
       # At most 2**bits occupied bins: possibly at most 2**bits distinct values, which
@@ -373,15 +379,7 @@ class NonUniformQuantizationEncodingStage(_common.StatelessStage):
           tf.math.count_nonzero(histogram.counts) <= count,
           lambda: _fit_sorted(unit, count, self._method, self._iters),
           lambda: _fit_histogram(histogram, n, count, self._method, self._iters))
-      return levels, _nearest_by_bins(histogram, unit, levels)
-
-    if n <= SORTED_MAX_ELEMENTS:
-      levels, indices = by_sorting()
-    else:
-      # NaN and infinities (which the extremes propagate) have no bin: such a tensor is
-      # fitted on its sorted values, as small ones are, instead of failing the bin count.
-      levels, indices = tf.cond(tf.math.is_finite(low) & tf.math.is_finite(high),
-                                by_histogram, by_sorting)
+      indices = _nearest_by_bins(histogram, unit, levels)
     return collections.OrderedDict([
         (self.ENCODED_VALUES_KEY, tf.reshape(indices, x.shape)),
         (self.CODEBOOK_KEY, tf.cast(levels * scale, x.dtype)),
