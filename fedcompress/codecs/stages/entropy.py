@@ -4,9 +4,10 @@
 format) in place of a bit-packing stage, so its raw size (`bits`) is still what the
 replaced packing would have sent and `coded_bits` is the stream itself.
 `entropy_coded(encoder)` swaps every bit-packing stage of an Encoder (tensor_encoding's
-`BitpackingEncodingStage` or fedcompress's `Bitpack32EncodingStage`) for the coder;
-the `huffman` and `uniform_huffman` codecs are built that way
-(`fedcompress.codecs.builtin`).
+`BitpackingEncodingStage` or fedcompress's `Bitpack32EncodingStage`) for the coder, and
+splits a stage that packs its own symbols (one with `split_packing`, such as
+nonuniform's) into its quantizer and the coder; the `huffman` and `uniform_huffman`
+codecs are built that way (`fedcompress.codecs.builtin`).
 """
 
 from __future__ import annotations
