@@ -268,6 +268,47 @@ def test_walsh_hadamard_rescales_near_the_largest_float():
                              atol=1e31)
 
 
+def _walsh_hadamard_checking_the_largest(x):
+  # The check `fast_walsh_hadamard` made before its cheaper test: max|x| itself.
+  limit = rotation.overflow_limit(x.shape[1], x.dtype)
+  scale = tf.reduce_max(tf.abs(x), axis=1, keepdims=True)
+  return tf.cond(rotation._common.largest_magnitude(x) > limit,
+                 lambda: rotation.orthonormal_wht(tf.math.divide_no_nan(x, scale)) * scale,
+                 lambda: rotation.orthonormal_wht(x))
+
+
+# Ordinary; a norm whose squares overflow (1e20) while max|x| is far below the limit;
+# near and above the limit; with a NaN or an infinity; float16 and float64.
+@pytest.mark.parametrize("magnitude", [1.0, 1e20, 3e34, 3e36])
+@pytest.mark.parametrize("special", [None, np.nan, np.inf])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_walsh_hadamard_by_the_norm_test_gives_the_bits_of_checking_the_largest(
+    magnitude, special, dtype):
+  x = np.random.default_rng(3).standard_normal([4, 256]) * magnitude
+  if special is not None:
+    x[1, 7] = special
+  x = tf.constant(x.astype(dtype) if dtype != np.float16 else
+                  np.clip(x, -6e4, 6e4).astype(dtype))
+  fast = rotation.fast_walsh_hadamard(x).numpy()
+  np.testing.assert_array_equal(fast, _walsh_hadamard_checking_the_largest(x).numpy())
+
+
+@pytest.mark.parametrize("dtype", [tf.float16, tf.float32, tf.float64])
+def test_the_norm_test_never_passes_a_larger_magnitude(dtype):
+  bound = 1000.0
+  rng = np.random.default_rng(0)
+  cases = [np.full([8, 8], bound), np.eye(8) * bound, rng.standard_normal([8, 8]) * bound,
+           np.full([8, 8], np.nan), np.full([8, 8], np.inf)]
+  for case in cases:
+    for nudge in (1 - 1e-3, 1.0, 1 + 1e-3):
+      x = tf.constant(case * nudge, dtype)
+      largest = float(np.max(np.abs(x.numpy().astype(np.float64))))
+      if bool(rotation._surely_at_most(x, bound)):
+        assert largest <= bound
+  # And it does pass ordinary values: the test is cheap, not vacuous.
+  assert bool(rotation._surely_at_most(tf.constant(np.eye(8) * 0.5, dtype), bound))
+
+
 def _rotate_checking_every_round(x, seed, rounds, inverse):
   y = x
   for i in (reversed(range(rounds)) if inverse else range(rounds)):
