@@ -38,6 +38,13 @@ Options:
   block_size: rotation block length `L`, a power of two (default 2048), or 0 for the
     whole tensor in one block (padded to a power of two).
   rounds: `H D` rounds of the rotation, 1..4 (default 2).
+  shared_rotation: one rotation per round for all clients (default False: one per
+    client). Its seed comes with the encoder's parameters instead of the payload (32
+    bits less per tensor), and the server inverts the rotation once, on the sum,
+    instead of once per client (`rotation.SharedRandomizedHadamardEncodingStage`).
+    Each client's estimate stays unbiased over the round's rotation, but the clients'
+    errors are correlated: for clients with similar updates the mean's error no longer
+    shrinks as 1 / (number of clients). The README's "Shared rotations" measures both.
 """
 
 from __future__ import annotations
@@ -94,43 +101,46 @@ class DriveEncodingStage(_common.StatelessStage):
 
 
 def check_options(block_size: int = rotation.DEFAULT_BLOCK_SIZE,
-                  rounds: int = DEFAULT_ROUNDS) -> dict:
+                  rounds: int = DEFAULT_ROUNDS, shared_rotation: bool = False) -> dict:
   """The `drive` codec's options, checked, with their defaults."""
   return {"block_size": rotation.check_block_size(block_size),
-          "rounds": rotation.check_rounds(rounds)}
+          "rounds": rotation.check_rounds(rounds),
+          "shared_rotation": _common.check_bool("shared_rotation", shared_rotation)}
 
 
-def build(block_size: int = rotation.DEFAULT_BLOCK_SIZE,
-          rounds: int = DEFAULT_ROUNDS) -> te.core.Encoder:
+def build(block_size: int = rotation.DEFAULT_BLOCK_SIZE, rounds: int = DEFAULT_ROUNDS,
+          shared_rotation: bool = False) -> te.core.Encoder:
   """Returns the `drive` encoder (see the module docstring)."""
+  rotate = rotation.rotation_stage(block_size, rounds, shared_rotation)
   return (te.core.EncoderComposer(Bitpack32EncodingStage(1, in_range=True))
           .add_parent(DriveEncodingStage(), DriveEncodingStage.ENCODED_VALUES_KEY)
-          .add_parent(rotation.RandomizedHadamardEncodingStage(block_size, rounds),
-                      rotation.RandomizedHadamardEncodingStage.ENCODED_VALUES_KEY)
+          .add_parent(rotate, rotate.ENCODED_VALUES_KEY)
           .make())
 
 
 def bits_formula(num_elements: int, *, block_size: int = rotation.DEFAULT_BLOCK_SIZE,
-                 rounds: int = DEFAULT_ROUNDS, direction: str = "aggregate",
-                 dtype=tf.float32) -> int:
+                 rounds: int = DEFAULT_ROUNDS, shared_rotation: bool = False,
+                 direction: str = "aggregate", dtype=tf.float32) -> int:
   """Exact bits of one `num_elements`-element tensor through `drive`.
 
-  The same both ways (`direction` is unused): the seed travels in the payload.
+  The seed travels in the payload, both ways; with `shared_rotation` only in the
+  broadcast's (whose decoders need it), while in aggregation the clients get it with
+  the encoder's parameters (not counted; see the README's "What counts as a bit").
   """
-  del rounds, direction
+  del rounds
   rows, length = rotation.block_layout(num_elements, block_size)
   return (_common.packed_words(rows * length, 1) * 32 + rows * _common.dtype_bits(dtype)
-          + _common.SEED_BITS)
+          + rotation.seed_bits(shared_rotation, direction))
 
 
 
 def relative_error_bound(num_elements: int, *, block_size: int = rotation.DEFAULT_BLOCK_SIZE,
-                         rounds: int = DEFAULT_ROUNDS) -> float:
+                         rounds: int = DEFAULT_ROUNDS, shared_rotation: bool = False) -> float:
   """Worst-case `||x - x_hat|| / ||x||` over all inputs (up to float rounding).
 
   `<x_r, x_hat_r> = ||x_r||^2` row by row, so `||x - x_hat||^2 = ||x_hat||^2 -
   ||x||^2`, and `||x_hat_r|| = sqrt(L) ||y||^2 / ||y||_1 <= sqrt(L) ||x_r||`.
   """
-  del rounds  # The rotation is orthogonal whatever the number of rounds.
+  del rounds, shared_rotation  # The rotation is orthogonal, whichever it is.
   _, length = rotation.block_layout(num_elements, block_size)
   return math.sqrt(length - 1)

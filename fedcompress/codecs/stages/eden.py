@@ -36,6 +36,9 @@ Options:
     expectation (measured: 0.500 of `||x||^2` along x at keep 0.5, 0.251 at 0.25), in
     exchange for the lower error `(1 - keep) + keep * D_b` of `||x||^2`. The unbiasedness
     above holds for `keep=1` only.
+  shared_rotation: one rotation per round for all clients (default False), as for
+    `drive` (see there): 32 bits less per tensor, the inverse rotation once per round
+    on the server, correlated errors across clients.
 """
 
 from __future__ import annotations
@@ -191,44 +194,48 @@ class EdenEncodingStage(_common.StatelessStage):
 
 
 def check_options(bits: int = 2, block_size: int = rotation.DEFAULT_BLOCK_SIZE,
-                  rounds: int = DEFAULT_ROUNDS, keep: float = 1.0) -> dict:
+                  rounds: int = DEFAULT_ROUNDS, keep: float = 1.0,
+                  shared_rotation: bool = False) -> dict:
   """The `eden` codec's options, checked, with their defaults."""
   return {"bits": _check_bits(bits), "block_size": rotation.check_block_size(block_size),
-          "rounds": rotation.check_rounds(rounds), "keep": subsample.check_keep(keep)}
+          "rounds": rotation.check_rounds(rounds), "keep": subsample.check_keep(keep),
+          "shared_rotation": _common.check_bool("shared_rotation", shared_rotation)}
 
 
 def build(bits: int = 2, block_size: int = rotation.DEFAULT_BLOCK_SIZE,
-          rounds: int = DEFAULT_ROUNDS, keep: float = 1.0) -> te.core.Encoder:
+          rounds: int = DEFAULT_ROUNDS, keep: float = 1.0,
+          shared_rotation: bool = False) -> te.core.Encoder:
   """Returns the `eden` encoder (see the module docstring)."""
   composer = (te.core.EncoderComposer(Bitpack32EncodingStage(_check_bits(bits), in_range=True))
               .add_parent(EdenEncodingStage(bits), EdenEncodingStage.ENCODED_VALUES_KEY))
   if subsample.check_keep(keep) < 1.0:
     composer = composer.add_parent(subsample.RowPrefixEncodingStage(keep),
                                    subsample.RowPrefixEncodingStage.ENCODED_VALUES_KEY)
-  return (composer
-          .add_parent(rotation.RandomizedHadamardEncodingStage(block_size, rounds),
-                      rotation.RandomizedHadamardEncodingStage.ENCODED_VALUES_KEY)
-          .make())
+  rotate = rotation.rotation_stage(block_size, rounds, shared_rotation)
+  return composer.add_parent(rotate, rotate.ENCODED_VALUES_KEY).make()
 
 
 def bits_formula(num_elements: int, *, bits: int = 2,
                  block_size: int = rotation.DEFAULT_BLOCK_SIZE, rounds: int = DEFAULT_ROUNDS,
-                 keep: float = 1.0, direction: str = "aggregate", dtype=tf.float32) -> int:
+                 keep: float = 1.0, shared_rotation: bool = False,
+                 direction: str = "aggregate", dtype=tf.float32) -> int:
   """Exact bits of one `num_elements`-element tensor through `eden`.
 
-  The same both ways (`direction` is unused): the seed travels in the payload.
+  The seed travels in the payload, both ways; with `shared_rotation` only in the
+  broadcast's (see `drive.bits_formula`).
   """
-  del rounds, direction
+  del rounds
   rows, length = rotation.block_layout(num_elements, block_size)
   sent = subsample.kept_length(length, keep) if keep < 1.0 else length
   return (_common.packed_words(rows * sent, bits) * 32
-          + rows * _common.dtype_bits(dtype) + _common.SEED_BITS)
+          + rows * _common.dtype_bits(dtype) + rotation.seed_bits(shared_rotation, direction))
 
 
 
 def relative_error_bound(num_elements: int, *, bits: int = 2,
                          block_size: int = rotation.DEFAULT_BLOCK_SIZE,
-                         rounds: int = DEFAULT_ROUNDS, keep: float = 1.0) -> float:
+                         rounds: int = DEFAULT_ROUNDS, keep: float = 1.0,
+                         shared_rotation: bool = False) -> float:
   """Worst-case `||x - x_hat|| / ||x||` over all inputs (up to float rounding).
 
   As for DRIVE, `||x - x_hat||^2 = ||x_hat||^2 - ||x||^2`; with centroids between
@@ -236,7 +243,7 @@ def relative_error_bound(num_elements: int, *, bits: int = 2,
   sqrt(L)` and `||q|| <= c_max sqrt(L)`, so `||x_hat_r|| <= sqrt(L) (c_max / c_min)
   ||x_r||`.
   """
-  del rounds  # The rotation is orthogonal whatever the number of rounds.
+  del rounds, shared_rotation  # The rotation is orthogonal, whichever it is.
   _, length = rotation.block_layout(num_elements, block_size)
   magnitudes = [abs(c) for c in gaussian_lloyd_max(bits)]
   ratio = max(magnitudes) / min(magnitudes)

@@ -325,21 +325,91 @@ class RandomizedHadamardEncodingStage(_common.StatelessStage):
 
   def encode(self, x, encode_params):
     del encode_params  # Unused.
-    n = _common.static_size(x, "the rotation")
-    rows, length = block_layout(n, self._block_size)
-    flat = tf.reshape(x, [-1])
-    padded = tf.reshape(tf.pad(flat, [[0, rows * length - n]]), [rows, length])
+    padded = _blocks(x, self._block_size)
     seed = _common.draw_seed()
     rotated = _rotate(padded, seed, self._rounds, inverse=False)
     return collections.OrderedDict([(self.ENCODED_VALUES_KEY, rotated), (self.SEED_KEY, seed)])
 
   def decode(self, encoded_tensors, decode_params, num_summands=None, shape=None):
     del decode_params, num_summands  # Unused.
-    rotated = encoded_tensors[self.ENCODED_VALUES_KEY]
-    n = _common.static_num_elements(shape)
-    seed = encoded_tensors[self.SEED_KEY]
-    unrotated = _rotate(rotated, seed, self._rounds, inverse=True)
-    return tf.reshape(tf.reshape(unrotated, [-1])[:n], shape)
+    return _unblocked(encoded_tensors[self.ENCODED_VALUES_KEY], encoded_tensors[self.SEED_KEY],
+                      self._rounds, shape)
+
+
+def _blocks(x: tf.Tensor, block_size: int) -> tf.Tensor:
+  """`x` flattened, zero-padded and cut into the `[rows, L]` of `block_layout`."""
+  n = _common.static_size(x, "the rotation")
+  rows, length = block_layout(n, block_size)
+  return tf.reshape(tf.pad(tf.reshape(x, [-1]), [[0, rows * length - n]]), [rows, length])
+
+
+def _unblocked(rotated: tf.Tensor, seed: tf.Tensor, rounds: int, shape) -> tf.Tensor:
+  """The inverse rotation of `rotated`, its padding cut, in the input's `shape`."""
+  n = _common.static_num_elements(shape)
+  unrotated = _rotate(rotated, seed, rounds, inverse=True)
+  return tf.reshape(tf.reshape(unrotated, [-1])[:n], shape)
+
+
+@te.core.tf_style_encoding_stage
+class SharedRandomizedHadamardEncodingStage(_common.StatelessStage):
+  """The rotation of `RandomizedHadamardEncodingStage`, one per round for all clients.
+
+  The seed is drawn by `get_params`, which runs on the server once per round (under the
+  round's seed scope), and reaches the clients with the encoder's parameters, as
+  tensor_encoding's own Hadamard stage does; it is not in the payload. Every client of
+  a round then applies the same rotation, so the stage commutes with sum: the server
+  adds the clients' rotated (partially decoded) values and inverts the rotation once
+  per round instead of once per client. The cost is statistical: the clients'
+  quantization errors are no longer independent (see `drive` and `eden`,
+  `shared_rotation`).
+
+  Encoded structure: `{'rotated': [rows, L] of the input dtype}`.
+  """
+
+  ENCODED_VALUES_KEY = "rotated"
+  SEED_PARAMS_KEY = "seed"
+
+  def __init__(self, block_size: int = DEFAULT_BLOCK_SIZE, rounds: int = 1):
+    self._block_size = check_block_size(block_size)
+    self._rounds = check_rounds(rounds)
+
+  STAGE_NAME = "shared_randomized_hadamard"
+  COMPRESSIBLE_KEYS = (ENCODED_VALUES_KEY,)
+  DECODE_NEEDS_INPUT_SHAPE = True
+
+  @property
+  def commutes_with_sum(self):
+    return True
+
+  def get_params(self):
+    params = collections.OrderedDict([(self.SEED_PARAMS_KEY, _common.draw_seed())])
+    return params, params
+
+  def encode(self, x, encode_params):
+    rotated = _rotate(_blocks(x, self._block_size), encode_params[self.SEED_PARAMS_KEY],
+                      self._rounds, inverse=False)
+    return collections.OrderedDict([(self.ENCODED_VALUES_KEY, rotated)])
+
+  def decode(self, encoded_tensors, decode_params, num_summands=None, shape=None):
+    del num_summands  # Linear: a sum of rotated values decodes like one.
+    return _unblocked(encoded_tensors[self.ENCODED_VALUES_KEY],
+                      decode_params[self.SEED_PARAMS_KEY], self._rounds, shape)
+
+
+def seed_bits(shared: bool, direction: str) -> int:
+  """Payload bits of the rotation's seed: always per client; shared, only in a broadcast.
+
+  A broadcast is decoded by the clients, so tensor_encoding's `SimpleEncoder` sends the
+  decode parameters, the shared seed among them, with the payload; in aggregation the
+  clients get it with the encoder's parameters and the server keeps its own.
+  """
+  return 0 if shared and direction != "broadcast" else _common.SEED_BITS
+
+
+def rotation_stage(block_size: int, rounds: int, shared: bool) -> te.core.EncodingStageInterface:
+  """The rotation stage of `drive` and `eden`: per client (default) or shared per round."""
+  kind = SharedRandomizedHadamardEncodingStage if shared else RandomizedHadamardEncodingStage
+  return kind(block_size, rounds)
 
 
 # The `rotation` codec: the rotation alone, a link of chains (`rotation|uniform` is
