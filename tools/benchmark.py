@@ -78,6 +78,36 @@ CODEC_OPTIONS: dict[str, dict[str, Any]] = {
     "rotation": {},
     "huffman": {"base": "nonuniform"},
 }
+def split_codecs(text: str) -> list[str]:
+  """`a,b(x=1,y=2),c` -> ['a', 'b(x=1,y=2)', 'c']: commas inside a codec's options stay."""
+  names, depth, start = [], 0, 0
+  for i, char in enumerate(text + ","):
+    depth += {"(": 1, ")": -1}.get(char, 0)
+    if char == "," and depth == 0:
+      names.append(text[start:i].strip())
+      start = i + 1
+  return [n for n in names if n]
+
+
+def codec_options(name: str) -> dict[str, Any]:
+  """The options a sweep runs `name` with: `CODEC_OPTIONS`' for a registered codec, and
+  none for a codec written with its own, such as `drive(shared_rotation=true)`.
+
+  Raises:
+    ValueError: a name that is neither (the message lists the valid ones), or the
+      codec's own error for bad inline options.
+  """
+  if name in CODEC_OPTIONS:
+    return CODEC_OPTIONS[name]
+  if "(" not in name:
+    raise ValueError(f"unknown codecs {[name]}; valid: {', '.join(CODEC_OPTIONS)}, or one "
+                     "with its options, as drive(shared_rotation=true)")
+  import fedcompress
+
+  fedcompress.CodecSpec(name)  # Checks the name and its options.
+  return {}
+
+
 # Issue 15's targets for each codec's uplink CPU ratio to uncompressed.
 UPLINK_CPU_TARGETS: dict[str, float] = {
     "uniform": 1.10, "topk": 1.10, "randk": 1.10,
@@ -149,7 +179,8 @@ class BenchmarkConfig:
     memory_examples_per_client: examples per client in the generated datasets.
     memory_cache_dir: where generated datasets are kept and reused (`None`: a
       temporary folder, deleted afterwards).
-    codecs: codecs (keys of `CODEC_OPTIONS`) of the codec sweep, each timed against
+    codecs: codecs (keys of `CODEC_OPTIONS`, or codecs with inline options such as
+      `drive(shared_rotation=true)`) of the codec sweep, each timed against
       uncompressed in its own interleaved run; empty skips the sweep.
     codec_directions: `uplink` (aggregate codec only) and/or `both` (the same codec
       for the broadcast too).
@@ -177,9 +208,11 @@ class BenchmarkConfig:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
     if self.warmup_rounds < 0:
       raise ValueError(f"warmup_rounds must be >= 0, got {self.warmup_rounds}")
-    unknown = set(self.codecs) - set(CODEC_OPTIONS)
+    unknown = {n for n in self.codecs if n not in CODEC_OPTIONS and "(" not in n}
     if unknown:
       raise ValueError(f"unknown codecs {sorted(unknown)}; valid: {', '.join(CODEC_OPTIONS)}")
+    for name in self.codecs:
+      codec_options(name)  # A codec with inline options: checked now, not mid-run.
     if set(self.codec_directions) - {"uplink", "both"}:
       raise ValueError(f"codec_directions must be uplink and/or both, got "
                        f"{self.codec_directions}")
@@ -358,7 +391,7 @@ def run_codec_sweep(config: BenchmarkConfig, log: Callable[[str], None] | None =
   uncompressed = {}  # Client weighting -> the uncompressed process, built once.
   out: dict[str, Any] = {}
   for name in config.codecs:
-    spec = fedcompress.CodecSpec(name, CODEC_OPTIONS[name], threshold=config.threshold)
+    spec = fedcompress.CodecSpec(name, codec_options(name), threshold=config.threshold)
     # Fixed-range codecs (fixed_int) run under uniform weights (see
     # aggregation.check_weighted_codec), and so does the round they are compared with.
     weighting = (tff.learning.ClientWeighting.UNIFORM if fixed_range_links(spec)
@@ -377,7 +410,7 @@ def run_codec_sweep(config: BenchmarkConfig, log: Callable[[str], None] | None =
     wall = {k: statistics.median(v["wall_s"]) for k, v in samples.items()}
     cpu = {k: statistics.median(v["cpu_s"]) for k, v in samples.items()}
     out[name] = {
-        "options": CODEC_OPTIONS[name], "wall_s": wall, "cpu_s": cpu, "samples": samples,
+        "options": codec_options(name), "wall_s": wall, "cpu_s": cpu, "samples": samples,
         "wall_ratio": {d: paired_ratio(samples, d, "none", "wall_s")
                        for d in config.codec_directions},
         "cpu_ratio": {d: paired_ratio(samples, d, "none") for d in config.codec_directions},

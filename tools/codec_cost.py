@@ -34,7 +34,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tools.benchmark import CODEC_OPTIONS, BenchmarkConfig
+from tools.benchmark import CODEC_OPTIONS, BenchmarkConfig, codec_options, split_codecs
 
 PARTS = ("encode", "decode_before_sum", "decode_after_sum")
 
@@ -166,7 +166,7 @@ def time_codecs(names: Sequence[str], shapes: Sequence[Sequence[int]], reps: int
   """
   from tools.benchmark import time_interleaved
 
-  rounds = {name: CodecRound(name, CODEC_OPTIONS[name], shapes, seed, threads) for name in names}
+  rounds = {name: CodecRound(name, codec_options(name), shapes, seed, threads) for name in names}
   runners = {f"{name}/{part}": (lambda rep, r=rounds[name], p=part: r.run_part(p))
              for name in names for part in PARTS}
   if round_runner is not None:
@@ -213,10 +213,12 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--benchmark_json", default=None,
                       help="a `make bench` JSON with a codec sweep: its measured ratios")
   args = parser.parse_args(argv)
-  names = [n.strip() for n in args.codecs.split(",") if n.strip()]
-  unknown = sorted(set(names) - set(CODEC_OPTIONS))
-  if unknown:
-    parser.error(f"unknown codecs {unknown}; valid: {', '.join(CODEC_OPTIONS)}")
+  names = split_codecs(args.codecs)
+  for name in names:
+    try:
+      codec_options(name)
+    except ValueError as e:
+      parser.error(str(e))
   if args.reps < 1:
     parser.error("--reps must be >= 1")
   measured = {}

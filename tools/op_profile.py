@@ -33,7 +33,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tools.benchmark import CODEC_OPTIONS
+from tools.benchmark import CODEC_OPTIONS, codec_options
 from tools.codec_cost import PARTS, CodecRound, benchmark_tensor_shapes, set_process_threads
 
 # Name scopes that add nothing to where a node sits: tensor_encoding's and TF's wrappers,
@@ -91,7 +91,7 @@ def profile(codec: str, part: str, options: Mapping[str, Any] | None = None,
 
   if part not in PARTS:
     raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
-  options = dict(CODEC_OPTIONS[codec] if options is None else options)
+  options = dict(codec_options(codec) if options is None else options)
   shapes = [list(s) for s in (benchmark_tensor_shapes() if shapes is None else shapes)]
   codec_round = CodecRound(codec, options, shapes, seed=seed, threads=threads)
   try:
@@ -131,7 +131,9 @@ def main(argv: Sequence[str] | None = None) -> None:
   import argparse
 
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--codec", required=True, help=f"one of: {', '.join(CODEC_OPTIONS)}")
+  parser.add_argument("--codec", required=True,
+                      help=f"one of: {', '.join(CODEC_OPTIONS)}, or one with inline "
+                      "options, as drive(shared_rotation=true)")
   parser.add_argument("--part", default="encode", choices=PARTS)
   parser.add_argument("--threads", type=int, default=1,
                       help="inter- and intra-op threads (0: TensorFlow's default, as the "
@@ -146,8 +148,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                       help="tensors as 3136x512,5x5x32x64 (default: the benchmark's)")
   parser.add_argument("--output", default=None, help="also write the figures to this JSON")
   args = parser.parse_args(argv)
-  if args.codec not in CODEC_OPTIONS:
+  if args.codec not in CODEC_OPTIONS and "(" not in args.codec:
     parser.error(f"unknown codec {args.codec!r}; valid: {', '.join(CODEC_OPTIONS)}")
+  try:
+    codec_options(args.codec)  # One with inline options: the codec's own check.
+  except ValueError as e:
+    parser.error(str(e))
   for name in ("reps", "traced", "top", "depth"):
     if getattr(args, name) < 1:
       parser.error(f"--{name} must be >= 1")

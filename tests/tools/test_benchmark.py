@@ -139,6 +139,17 @@ def test_config_validation():
     benchmark.BenchmarkConfig(codecs=("nope",))
   with pytest.raises(ValueError, match="codec_directions"):
     benchmark.BenchmarkConfig(codecs=("drive",), codec_directions=("down",))
+  # A codec with inline options runs with them alone; bad ones fail before any round.
+  config = benchmark.BenchmarkConfig(codecs=("drive(shared_rotation=true)",))
+  assert benchmark.codec_options(config.codecs[0]) == {}
+  assert benchmark.codec_options("eden") == benchmark.CODEC_OPTIONS["eden"]
+  with pytest.raises(ValueError, match="no option 'levels'"):
+    benchmark.BenchmarkConfig(codecs=("drive(levels=3)",))
+
+
+def test_codec_lists_split_between_codecs_only():
+  assert benchmark.split_codecs("a, b(x=1,y=2),c(z=3) ,") == ["a", "b(x=1,y=2)", "c(z=3)"]
+  assert benchmark.split_codecs("") == []
 
 
 def test_codec_sweep_times_each_codec_against_uncompressed():

@@ -72,3 +72,13 @@ def test_main_prints_each_codec_and_refuses_unknown_ones(capsys):
     codec_cost.main(["--codecs=nope"])
   assert exit_info.value.code == 2
   assert "unknown codecs ['nope']" in capsys.readouterr().err
+
+
+def test_main_takes_codecs_with_inline_options(capsys):
+  codec_cost.main(["--codecs=randk(fraction=0.02),drive(block_size=1024,shared_rotation=true)",
+                   "--reps=1", "--no_round"])
+  rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:4]]
+  assert rows == ["randk(fraction=0.02)", "drive(block_size=1024,shared_rotation=true)"]
+  with pytest.raises(SystemExit):
+    codec_cost.main(["--codecs=randk(levels=3)"])
+  assert "no option 'levels'" in capsys.readouterr().err
