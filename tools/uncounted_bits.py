@@ -1,7 +1,7 @@
 """What crosses the wire in a FedAvg round beside the counted payload.
 
-  python -m tools.uncounted_bits [--configs=identity,kashin,secure_rotation,secure_dp,
-      dp_adaptive,dp_distributed] [--clients=10]
+  python -m tools.uncounted_bits [--configs=identity,kashin,shared_rotation,
+      secure_rotation,secure_dp,dp_adaptive,dp_distributed] [--clients=10]
 
 Builds FedAvg processes of the tutorial CNN (the digits task's model; no round runs)
 and walks each `next` computation for every call that moves a value between
@@ -96,8 +96,8 @@ def uncounted(computation) -> list[Crossing]:
   return [c for c in crossings(computation) if not c.payload and c.bits != 0]
 
 
-_CONFIG_NAMES = ("identity", "kashin", "secure_rotation", "secure_dp", "dp_adaptive",
-                 "dp_distributed")
+_CONFIG_NAMES = ("identity", "kashin", "shared_rotation", "secure_rotation", "secure_dp",
+                 "dp_adaptive", "dp_distributed")
 
 
 def _configs(clients: int) -> dict[str, Callable[[Callable], object]]:
@@ -114,6 +114,8 @@ def _configs(clients: int) -> dict[str, Callable[[Callable], object]]:
       "identity": lambda model_fn: build_fedavg(model_fn),
       "kashin": lambda model_fn: build_fedavg(model_fn,
                                               aggregate_codec=CodecSpec("kashin", {"bits": 2})),
+      "shared_rotation": lambda model_fn: build_fedavg(
+          model_fn, aggregate_codec=CodecSpec("drive", {"shared_rotation": True})),
       "secure_rotation": lambda model_fn: build_fedavg(
           model_fn, aggregate_codec=CodecSpec(
               "fixed_int", {"bits": 8, "clip": 0.05, "rotation": True}), **secure),
