@@ -1,0 +1,33 @@
+"""tools/ab_functions.py: both versions are built and timed, and the swap is undone."""
+
+import os
+
+import pytest
+
+from fedcompress.codecs.stages import rotation
+from tools import ab_functions
+
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_both_sides_are_timed_and_the_module_is_restored():
+  own = rotation.block_layout
+  times = ab_functions.compare(_REPO, "fedcompress.codecs.stages.rotation", ["block_layout"],
+                               ["rotation"], reps=2)
+  assert set(times) == {("rotation", side, part) for side in ("base", "head")
+                        for part in ab_functions.PARTS}
+  assert all(len(v) == 2 and min(v) > 0 for v in times.values())
+  assert rotation.block_layout is own
+
+
+def test_the_base_module_is_another_copy():
+  base = ab_functions.load_base(_REPO, "fedcompress.codecs.stages.rotation")
+  assert base is not rotation and base.block_layout is not rotation.block_layout
+  assert base.block_layout(3000, 2048) == rotation.block_layout(3000, 2048)
+
+
+def test_names_missing_from_a_version_are_refused(tmp_path):
+  with pytest.raises(ValueError, match="not in both versions"):
+    ab_functions.compare(_REPO, "fedcompress.codecs.stages.rotation", ["nope"], ["rotation"], 1)
+  with pytest.raises(ValueError, match="does not exist"):
+    ab_functions.load_base(str(tmp_path), "fedcompress.codecs.stages.rotation")
