@@ -68,6 +68,16 @@ def test_stochastic_codec_residual_is_what_was_transmitted(ef_stochastic_process
   _check_transmitted_plus_residual(ef_stochastic_process, max_sent=DIM)
 
 
+def test_shared_rotation_residual_is_what_was_transmitted():
+  # drive with one rotation per round: its seed is drawn with the parameters on the
+  # server, and the client's round trip must rotate as the aggregator did.
+  process = build_fedavg_with_error_feedback(
+      linear_model_fn, tff.learning.optimizers.build_sgdm(LR),
+      tff.learning.optimizers.build_sgdm(1.0), mode="ef", seed=7,
+      aggregate_codec=CodecSpec("drive", {"shared_rotation": True}, threshold=0))
+  _check_transmitted_plus_residual(process, max_sent=DIM)
+
+
 def _check_transmitted_plus_residual(ef_process, max_sent):
   # Two clients with different data and weights (2 and 3 examples), one per round,
   # alternating; server SGD 1.0, so the model moves by minus what was transmitted.
