@@ -29,6 +29,9 @@ Why not tensor_encoding's `HadamardEncodingStage`:
   sends it: one int32 (32 bits), counted like every tensor, in both directions. The
   stage therefore does not commute with sum; the server inverts each client's
   rotation before summing (O(d log d) per client, like the client's own encode).
+  `SharedRandomizedHadamardEncodingStage` is the other choice, for `drive` and `eden`
+  with `shared_rotation=true`: one seed per round from `get_params`, a stage that
+  commutes with sum, one inverse rotation per round, correlated client errors.
 """
 
 from __future__ import annotations
