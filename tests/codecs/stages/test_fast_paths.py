@@ -333,6 +333,22 @@ def test_one_overflow_check_per_rotation_gives_the_same_bits(rounds, inverse, ma
   np.testing.assert_array_equal(once, every)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [[784, 2048], [25, 2048], [3, 7], [1, 64]])
+def test_euclidean_norm_op_gives_the_bits_of_tf_norm(dtype, shape):
+  # What eden's row norms rely on (eden.py), in a graph as the codecs run.
+  rng = np.random.default_rng(len(shape) + shape[0])
+  with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+    x = tf.compat.v1.placeholder(dtype, shape)
+    both = [tf.norm(x, axis=1, keepdims=True),
+            tf.math.reduce_euclidean_norm(x, axis=1, keepdims=True)]
+    for scale in (1e-3, 1.0, 1e3):
+      values = (rng.standard_normal(shape) * scale).astype(dtype)
+      values /= np.max(np.abs(values), axis=1, keepdims=True)
+      plain, fused = session.run(both, {x: values})
+      assert plain.tobytes() == fused.tobytes()
+
+
 @pytest.mark.parametrize("bits", [1, 2, 3, 4])
 def test_eden_selects_what_the_centroid_lookup_gave(bits):
   # The previous EDEN stage: searchsorted indices, gathered centroids, then the scale.
