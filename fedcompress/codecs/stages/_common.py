@@ -228,10 +228,11 @@ def check_direction(direction: str) -> str:
 class StatelessStage(te.core.EncodingStageInterface):
   """The interface's fixed answers for fedcompress's stateless stages, from class attributes.
 
-  Every such stage is per client (none commutes with sum: each client has its own
-  scales, codebook, rotation or kept coordinates) and has no parameters; a subclass
-  names itself and says which outputs later stages may transform and whether decoding
-  needs the input shape.
+  Such a stage is per client by default (it does not commute with sum: each client has
+  its own scales, codebook, rotation or kept coordinates) and has no parameters; a
+  subclass names itself and says which outputs later stages may transform and whether
+  decoding needs the input shape. One that commutes with sum and draws its parameters
+  on the server overrides both (`rotation.SharedRandomizedHadamardEncodingStage`).
   """
 
   STAGE_NAME: str
