@@ -553,9 +553,12 @@ def huffman_decode(stream: tf.Tensor, *, max_code_length: int = 16,
                               (tf.constant(0), tf.bitcast(pos, tf.uint64)[:, tf.newaxis], out))
     # Row r of the stacked entries is entry r of every block, its symbol (or two) in the
     # high 32 bits: row j of the transposed words, split into their two symbols when
-    # pairs, cut to the block's symbols, is block j.
+    # pairs, cut to the block's symbols, is block j. The rows past the block's symbols
+    # (the last iteration's extra steps) are cut before the transpose: a slice of whole
+    # rows takes no copy, where cutting the transposed columns copied every symbol.
+    rows = (symbols_per_block + per_entry - 1) // per_entry
     by_block = tf.transpose(_symbol_words(
-        tf.reshape(out.stack(), [iterations * per_iteration, -1])))
+        tf.reshape(out.stack(), [iterations * per_iteration, -1])[:rows]))
     if table:
       by_block = tf.cond(pairs, lambda: _split_pairs(by_block), lambda: by_block)
     decoded = tf.reshape(by_block[:, :symbols_per_block], [-1])
