@@ -69,7 +69,7 @@ _MAX_CODE_LENGTH_LIMIT = 24  # A peeked window (<= 24 bits) then spans <= 2 word
 # Up to this maximum code length the decoder looks codes up in tables of 2**L entries.
 _MAX_TABLE_CODE_LENGTH = 16
 # Decoding steps per iteration of the decoder's loop (see `huffman_decode`).
-_UNROLL = 2
+_UNROLL = 4
 # The encoder writes two symbols' codes as one field (`_symbol_fields`) for symbols of
 # at most this many bits (a table of 2**(2 * this) pairs) and codes of at most 16 bits.
 _MAX_PAIR_SYMBOL_BITS = 8
@@ -450,9 +450,12 @@ def huffman_decode(stream: tf.Tensor, *, max_code_length: int = 16,
     per_step = 3 if table else 1
     # Each loop iteration runs `_UNROLL` steps. An iteration also runs the loop's own ops,
     # about four per loop variable and captured tensor (TFF's worker runs graphs without
-    # Grappler to trim them): with TensorFlow's default threads, two steps per iteration
-    # took ~5% less CPU for the CNN kernel's decode (30 interleaved pairs, three runs:
-    # 0.94, 0.96, 0.95), four no better (0.97).
+    # Grappler to trim them). When a step was ~35 ops, two steps per iteration took ~5%
+    # less CPU than one for the CNN kernel's decode and four were no better; at 14 ops a
+    # step the loop's own ops weigh more: four steps took 10% less CPU than two for
+    # uniform_huffman's decode before sum (45.5 -> 40.7 ms per client, default threads,
+    # `tools.ab_functions`, 41 interleaved reps) and 7% less for adaptive's (26.0 -> 24.1);
+    # eight were no better than four.
     # With pairs (below) an iteration decodes twice as many symbols, at most 8 bits each.
     tail = -(-(block_size + 2 * per_step * _UNROLL) * max_code_length // 32) + 2
     words = tf.concat([padded[:-2], tf.zeros([tail + 2], tf.uint64)], 0)
