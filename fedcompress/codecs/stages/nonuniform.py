@@ -82,8 +82,6 @@ TOLERANCE = 1e-5
 # 1.6M-value kernel, for 4x the resolution.
 SORTED_MAX_ELEMENTS = 2**16
 HISTOGRAM_BINS = 2**16
-# Lloyd steps per iteration of `_lloyd`'s loop.
-_LLOYD_UNROLL = 2
 
 
 def check_options(bits: int = 4, method: str = "lloyd", iters: int = DEFAULT_ITERS) -> dict:
@@ -326,26 +324,10 @@ def _lloyd(cells, levels: tf.Tensor, low: tf.Tensor, high: tf.Tensor, iters: int
         ~restart & converged,
     )
 
-  def steps(count, *state):
-    # `_LLOYD_UNROLL` steps per loop iteration: the loop's own ops (about four per loop
-    # variable and captured tensor, per iteration; no Grappler in TFF's worker) are a
-    # large share of a step on 2**bits levels. A step after the last (converged, or the
-    # `iters`-th) keeps the state as it was, so the levels are those of one step per
-    # iteration. Two steps took 1.5 ms less CPU of the benchmark's encode (26.4 -> 24.9,
-    # one thread; 0.3-2.0 ms less in three runs with the default threads, 41 interleaved
-    # reps each, `tools.ab_functions`); three and four gained nothing.
-    state = step(*state)
-    for _ in range(_LLOYD_UNROLL - 1):
-      count += 1
-      stop = state[-1] | (count >= iters)
-      state = tuple(tf.where(stop, old, new) for old, new in zip(state, step(*state),
-                                                                   strict=True))
-    return (count + 1, *state)
-
-  initial = (tf.constant(0), levels, levels, tf.constant(1.0, levels.dtype),
-             tf.constant(np.inf, tf.float64), tf.constant(False), tf.constant(False))
-  return tf.while_loop(lambda count, *state: ~state[-1] & (count < iters), steps,
-                       initial)[2]
+  initial = (levels, levels, tf.constant(1.0, levels.dtype), tf.constant(np.inf, tf.float64),
+             tf.constant(False), tf.constant(False))
+  return tf.while_loop(lambda *state: ~state[-1], step, initial,
+                       maximum_iterations=iters)[1]
 
 
 @te.core.tf_style_encoding_stage
