@@ -220,6 +220,12 @@ def check_options(rows: int = 5, columns: int = 0, fraction: float = 0.05,
              "fraction": _common.check_fraction("fraction", fraction),
              "seed_policy": _common.check_choice("seed_policy", seed_policy, SEED_POLICIES),
              "seed": _common.check_int("seed", seed, 0, 2**31 - 1)}
+  # Bucket ids are int32: each hash draws in [0, 2 * columns) and a row's ids start at
+  # row * columns, so both must fit, or the draw's bound would wrap to a negative one.
+  widest = (2**31 - 1) // max(2, options["rows"])
+  if options["columns"] > widest:
+    raise ValueError(f"countsketch: columns={options['columns']} with rows={options['rows']} "
+                     f"puts bucket ids past int32; at most {widest} columns")
   if seed and seed_policy == "round":
     raise ValueError(f"countsketch: seed={seed} needs seed_policy=fixed (with "
                      "seed_policy=round the server draws the hashes' seed each round)")

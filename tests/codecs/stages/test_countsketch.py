@@ -156,6 +156,18 @@ def test_options_are_checked():
     CodecSpec("countsketch", {"cols": 4})
 
 
+def test_columns_whose_bucket_ids_overflow_int32_are_refused():
+  # One row: each hash draws in [0, 2 * columns), which must stay an int32.
+  assert CodecSpec("countsketch", {"rows": 1, "columns": 2**30 - 1}).options["columns"] == (
+      2**30 - 1)
+  with pytest.raises(ValueError, match=r"columns=1073741824 with rows=1 puts bucket ids "
+                                       r"past int32; at most 1073741823 columns"):
+    CodecSpec("countsketch", {"rows": 1, "columns": 2**30})
+  # Five rows: row 4's ids start at 4 * columns and end below 5 * columns.
+  with pytest.raises(ValueError, match="at most 429496729 columns"):
+    CodecSpec("countsketch", {"rows": 5, "columns": 429496730})
+
+
 def test_round_trip_through_the_codec():
   x = np.zeros(3000, np.float32)
   x[42] = 3.0
