@@ -37,6 +37,26 @@ def test_numpy_integer_options_are_integers():
   assert {type(v) for v in spec.resolved_links()[0][1].values()} <= {int, bool}
 
 
+@pytest.mark.parametrize("name, options", [
+    ("uniform_huffman", {"bits": np.int64(8), "deterministic": True,
+                         "max_code_length": np.int64(12), "block_size": np.int32(64)}),
+    # max_bits=16 raises the code-length limit to 16 from the given value: as a NumPy
+    # integer it reached int.bit_length and the encode failed with an AttributeError.
+    ("adaptive", {"budget_bits_per_coordinate": 6.0, "stochastic": False,
+                  "max_bits": np.int64(16), "block_size": np.int64(512)}),
+])
+def test_numpy_integer_options_of_the_huffman_coders_act_as_ints(name, options):
+  # Before, max_code_length and block_size as NumPy integers were refused in a line that
+  # contradicted itself ("must be an integer in 8..24 ..., got 12").
+  as_ints = {k: int(v) if isinstance(v, np.integer) else v for k, v in options.items()}
+  x = np.random.default_rng(3).normal(size=3000).astype(np.float32)
+  decoded, coded_bits = _roundtrip(CodecSpec(name, options, threshold=0), x)
+  expected, expected_bits = _roundtrip(CodecSpec(name, as_ints, threshold=0), x)
+  np.testing.assert_array_equal(decoded, expected)
+  assert coded_bits == expected_bits
+  assert np.abs(decoded - x).max() < 0.1 * np.abs(x).max()
+
+
 @pytest.mark.parametrize("word_bits", [28.0, True, 30])
 def test_uniform_word_bits_must_be_28_or_32_as_integers(word_bits):
   # 28.0 passed and made the bit count a float (416.0).

@@ -112,7 +112,7 @@ class AdaptiveUniformEncodingStage(te.core.AdaptiveEncodingStageInterface):
     self._coder = _common.check_choice("coder", coder, CODERS)
     self._stochastic = _common.check_bool("stochastic", stochastic)
     self._max_bits = _common.check_int("max_bits", max_bits, 1, huffman.MAX_SYMBOL_BITS)
-    self._max_code_length = max(huffman.DEFAULT_MAX_CODE_LENGTH, max_bits)
+    self._max_code_length = max(huffman.DEFAULT_MAX_CODE_LENGTH, self._max_bits)
     self._block_size = huffman.check_block_size(block_size)
 
   @property

@@ -59,7 +59,7 @@ class HuffmanEncodingStage(_common.StatelessStage):
                        f"got {raw_word_bits!r}")
     self._key = STREAM_KEYS[raw_word_bits]
     if max_code_length is None:
-      max_code_length = max(huffman.DEFAULT_MAX_CODE_LENGTH, input_bits)
+      max_code_length = max(huffman.DEFAULT_MAX_CODE_LENGTH, self._input_bits)
     self._max_code_length = huffman.check_max_code_length(max_code_length, input_bits)
     self._block_size = huffman.check_block_size(block_size)
 

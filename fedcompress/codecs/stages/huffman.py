@@ -89,18 +89,19 @@ def block_field_bits(block_size: int, max_code_length: int) -> int:
 
 
 def check_max_code_length(max_code_length: int, bits: int) -> int:
-  if isinstance(max_code_length, bool) or not isinstance(max_code_length, int) or not (
+  # NumPy integers pass (as `_common.check_int`'s options do) and come back as ints: the
+  # table's field widths are taken by `int.bit_length`.
+  if not _common.is_integer(max_code_length) or not (
       bits <= max_code_length <= _MAX_CODE_LENGTH_LIMIT):
     raise ValueError(f"max_code_length must be an integer in {bits}..{_MAX_CODE_LENGTH_LIMIT} "
                      f"(at least bits={bits}), got {max_code_length!r}")
-  return max_code_length
+  return int(max_code_length)
 
 
 def check_block_size(block_size: int) -> int:
-  if isinstance(block_size, bool) or not isinstance(block_size, int) or not (
-      1 <= block_size <= 2**20):
+  if not _common.is_integer(block_size) or not 1 <= block_size <= 2**20:
     raise ValueError(f"block_size must be an integer in 1..{2**20}, got {block_size!r}")
-  return block_size
+  return int(block_size)
 
 
 
