@@ -51,6 +51,12 @@ def test_read_text_file_windows_1252_and_utf8_with_a_bad_byte(tmp_path):
   accident = tmp_path / "a.txt"
   accident.write_bytes(b"r\xe9\x92\x94 and \x93more\x94 caf\xe9")
   assert read_text_file(accident) == "r\u00e9\u2019\u201d and \u201cmore\u201d caf\u00e9"
+  # UTF-8's byte-order mark with stray Windows-1252 quotes that outnumber the accents:
+  # still UTF-8 (it read as Windows-1252 before: the mark as "\u00ef\u00bb\u00bf",
+  # the accent as "\u00c3\u00a9").
+  marked = tmp_path / "b.txt"
+  marked.write_bytes(b"\xef\xbb\xbfcaf\xc3\xa9 said \x93hello\x94")
+  assert read_text_file(marked) == "caf\u00e9 said \ufffdhello\ufffd"
   # UTF-16 with its byte-order mark (Windows' "Unicode" text), both byte orders.
   for encoding in ("utf-16-le", "utf-16-be"):
     utf16 = tmp_path / f"{encoding}.txt"

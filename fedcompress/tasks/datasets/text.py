@@ -65,12 +65,12 @@ def read_text_file(path: str | os.PathLike[str]) -> str:
   """Reads one text file as UTF-8 (BOM stripped), else as Windows-1252 / Latin-1.
 
   A file that starts with a UTF-16 byte-order mark is UTF-16. A file that is not valid
-  UTF-8 is either UTF-8 with a few bad bytes (more valid multi-byte characters than bad
-  bytes: decoded as UTF-8, each bad byte a U+FFFD that the vocabulary then drops) or
-  single-byte text: Windows-1252, which is Latin-1 but for curly quotes
-  and dashes in 0x80-0x9F (its five undefined bytes read as Latin-1). That covers the
-  Gutenberg files that are "ASCII except for a few Latin-1 accented letters", which
-  read the same either way, and never fails.
+  UTF-8 is either UTF-8 with a few bad bytes (it starts with UTF-8's byte-order mark, or
+  has more valid multi-byte characters than bad bytes: decoded as UTF-8, each bad byte a
+  U+FFFD that the vocabulary then drops) or single-byte text: Windows-1252, which is
+  Latin-1 but for curly quotes and dashes in 0x80-0x9F (its five undefined bytes read
+  as Latin-1). That covers the Gutenberg files that are "ASCII except for a few Latin-1
+  accented letters", which read the same either way, and never fails.
 
   Raises:
     TextInputError: the file does not exist or cannot be read.
@@ -96,8 +96,10 @@ def read_text_file(path: str | os.PathLike[str]) -> str:
   # UTF-8 with a few bad bytes has more valid multi-byte characters than bad bytes;
   # Windows-1252 text whose bytes happen to form one valid sequence ("\xe9\x92\x94") has
   # far fewer, and reading it as UTF-8 would drop all its other accents and quotes.
+  # A UTF-8 byte-order mark says so whatever the count: read as Windows-1252 it would be
+  # three letters of text and every accent two.
   valid = sum(ord(c) > 127 and c != "\ufffd" for c in mostly_utf8)
-  if valid > mostly_utf8.count("\ufffd"):
+  if data.startswith(codecs.BOM_UTF8) or valid > mostly_utf8.count("\ufffd"):
     return mostly_utf8
   return data.decode("latin-1").translate(_CP1252_FROM_LATIN1)
 
