@@ -371,7 +371,10 @@ def environment_change(run_dir: str) -> str | None:
   first, last = recorded[0], recorded[-1]
   differences = []
   for key in ("usable_cpus", "thread_variables", "packages", "python", "machine", "cpu"):
-    a, b = first.get(key), last.get(key)
+    # A key an older segment did not record is not known to differ ("cpu" since c07c09b).
+    if key not in first or key not in last:
+      continue
+    a, b = first[key], last[key]
     if isinstance(a, dict) and isinstance(b, dict):
       differences += [f"{name} {a.get(name)} -> {b.get(name)}"
                       for name in sorted(set(a) | set(b)) if a.get(name) != b.get(name)]

@@ -114,6 +114,11 @@ def test_a_resume_on_another_cpu_is_named(tmp_path):
       {"wall_time_s": 0.0, "segments": [{"environment": other}, {"environment": mine}]}))
   change = rundir.environment_change(str(tmp_path))
   assert "model Other -> Mine" in change and "features ['avx2', 'avx512f'] -> ['avx2']" in change
+  # A segment recorded before the CPU was (c07c09b) is not said to have run on another.
+  before = {k: v for k, v in here.items() if k != "cpu"}
+  (tmp_path / rundir.RUN_INFO_FILE).write_text(json.dumps(
+      {"wall_time_s": 0.0, "segments": [{"environment": before}, {"environment": mine}]}))
+  assert rundir.environment_change(str(tmp_path)) is None
 
 
 def test_a_task_with_no_settings_still_records_its_name_and_clients():
