@@ -7,8 +7,9 @@ seeds: one point per configuration with its confidence interval.
 
 Axes read like a paper's: rounds at integer ticks (`round_ticks`), bits at round
 binary values such as 512 Mibit, 1 Gibit, 2 Gibit (`bit_ticks`), log axes at labelled
-decades, and at 2 and 5 times them over less than two decades (`log_ticks`). The tick
-choices are pure functions of the data range, tested on known ranges.
+decades, and at 2 and 5 times them when fewer than two powers of ten fall inside the
+range (`log_ticks`). The tick choices are pure functions of the data range, tested on
+known ranges.
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def bit_ticks(low: float, high: float, max_ticks: int = MAX_TICKS
 def log_ticks(low: float, high: float) -> tuple[list[float], list[str]]:
   """Major ticks and labels of a log axis over [low, high]: the decades 10^k inside it.
 
-  When the range holds fewer than two decades, 2 x 10^k and 5 x 10^k are labelled too,
+  When fewer than two powers of ten lie inside the range, 2 x 10^k and 5 x 10^k are
+  labelled too ([2, 150] gets 10 and 100 only; [3, 40] gets 5, 10 and 20),
   and failing that every m x 10^k: any range wider than a factor of 2 gets two labels
   or more (`plot_frontier` pads its range by a quarter decade each side).
   """
