@@ -201,11 +201,21 @@ def _sum_bound(links: Sequence[_Link], encoder: te.core.Encoder):
 
 
 def _sum_decode_exact(links: Sequence[_Link]):
-  """A chain decodes sums exactly when every link does (None: all do, as for most)."""
+  """A chain decodes sums exactly when every link decoded after the sum does (None: all
+  links do, as for most).
+
+  tensor_encoding decodes a link after the sum only when it and every link before it
+  commute with sum; behind one that does not (randk, a per-client rotation, an entropy
+  coder), a count sketch's median over rows runs on each client's encoding, and the sum
+  of those decodes is what the server gets.
+  """
   if all(link.codec.sum_decode_exact is None for link in links):
     return None
-  exact = all(link.codec.sum_decode_exact is None or link.codec.sum_decode_exact(**link.checked)
-              for link in links)
+  exact, summed = True, True
+  for link in links:
+    summed = summed and not link.is_coder and _fully_commutes(link.codec.build(**link.checked))
+    if summed and link.codec.sum_decode_exact is not None:
+      exact = exact and link.codec.sum_decode_exact(**link.checked)
   return lambda **_: exact
 
 
