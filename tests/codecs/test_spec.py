@@ -37,6 +37,17 @@ def test_numpy_integer_options_are_integers():
   assert {type(v) for v in spec.resolved_links()[0][1].values()} <= {int, bool}
 
 
+@pytest.mark.parametrize("name", ["drive", "eden", "hadamard", "rotation"])
+def test_numpy_integer_block_sizes_come_back_as_ints(name):
+  # The rotation's check discarded check_int's int: the resolved options kept np.int64
+  # and the bit formula returned one.
+  spec = codecs.make_codec(name, options={"block_size": np.int64(1024)}, threshold=0)
+  assert spec.resolved_links() == codecs.make_codec(
+      name, options={"block_size": 1024}, threshold=0).resolved_links()
+  assert {type(v) for v in spec.resolved_links()[0][1].values()} <= {int, bool, float, str}
+  assert type(spec.codec.bits(3000, spec.options)) is int
+
+
 @pytest.mark.parametrize("name, options", [
     ("uniform_huffman", {"bits": np.int64(8), "deterministic": True,
                          "max_code_length": np.int64(12), "block_size": np.int32(64)}),

@@ -50,7 +50,7 @@ DEFAULT_BLOCK_SIZE = 2048
 
 def check_block_size(block_size) -> int:
   """0 (one block: the whole tensor, padded to a power of two) or a power of two."""
-  _common.check_int("block_size", block_size, 0, 2**30)
+  block_size = _common.check_int("block_size", block_size, 0, 2**30)
   if block_size and block_size & (block_size - 1):
     raise ValueError(f"block_size must be 0 or a power of two, got {block_size}")
   return block_size
