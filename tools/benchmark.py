@@ -23,8 +23,8 @@ The memory part checks that a round's driver memory does not depend on how many
 clients the dataset has: TFF's own SQL writer generates an `emnist_all.sqlite` of N
 clients, and a fresh subprocess per N loads it the way experiments do, builds datasets
 for the same 10 sampled clients only, runs one round, and reports its peak RSS
-(`ru_maxrss`, the whole driver process) and the tracemalloc peak of Python allocations
-from loading the data to the end of the round.
+(`VmHWM`, the whole driver process: see `peak_rss_bytes`) and the tracemalloc peak of
+Python allocations from loading the data to the end of the round.
 """
 
 from __future__ import annotations
@@ -78,6 +78,26 @@ CODEC_OPTIONS: dict[str, dict[str, Any]] = {
     "rotation": {},
     "huffman": {"base": "nonuniform"},
 }
+
+
+def peak_rss_bytes() -> int:
+  """This process's own peak resident memory (`VmHWM`), in bytes.
+
+  Not `ru_maxrss`: on Linux a child started with fork and exec inherits its parent's
+  high-water mark there, so a probe started by a benchmark that had reached 1.37 GB
+  reported 1.37 GB whatever it used itself (a 14 MiB child of a 614 MiB parent read
+  614). `VmHWM` in /proc/self/status is reset at exec. Elsewhere (no /proc) it falls
+  back to `ru_maxrss`, which macOS gives in bytes and Linux in KiB.
+  """
+  try:
+    with open("/proc/self/status") as status:
+      for line in status:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  return peak if sys.platform == "darwin" else peak * 1024
 
 
 def split_codecs(text: str) -> list[str]:
@@ -424,7 +444,7 @@ def run_codec_sweep(config: BenchmarkConfig, log: Callable[[str], None] | None =
           for d in config.codec_directions) + f" (uncompressed {wall['none']:.3f} s"
           + (f"; uplink CPU target {verdict}" if verdict else "") + ")")
   return {"codecs": out,
-          "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+          "peak_rss_bytes": peak_rss_bytes()}
 
 
 def format_codec_table(result: Mapping[str, Any]) -> str:
@@ -518,7 +538,7 @@ def driver_memory_probe(cache_dir: str, client_ids: Sequence[str], batch_size: i
                         seed: int, max_concurrent_clients: int | None) -> dict[str, Any]:
   """One round on sampled clients of `<cache_dir>/emnist_all.sqlite`; peak memory.
 
-  Meant to run in a fresh process (see `measure_driver_memory`): `ru_maxrss` is a
+  Meant to run in a fresh process (see `measure_driver_memory`): its peak RSS is a
   high-water mark over the process's whole life.
   """
   import tracemalloc
@@ -548,7 +568,7 @@ def driver_memory_probe(cache_dir: str, client_ids: Sequence[str], batch_size: i
   return {
       "population": len(task.client_ids),
       "examples_in_round": int(output.metrics["client_work"]["train"]["num_examples"]),
-      "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+      "peak_rss_bytes": peak_rss_bytes(),
       "tracemalloc_peak_bytes": int(max(loading_peak, loaded + round_peak)),
       "seconds": elapsed,
   }
@@ -575,7 +595,7 @@ def measure_driver_memory(config: BenchmarkConfig) -> dict[str, Any]:
         ids = [population_client_id(i, population) for i in indices]
         args = json.dumps([cache_dir, ids, config.batch_size, config.seed,
                            config.max_concurrent_clients])
-        # Probes run side by side: each is its own process, so its ru_maxrss is its own.
+        # Probes run side by side: each is its own process, so its VmHWM is its own.
         probes[population] = (path, subprocess.Popen(
             [sys.executable, "-m", "tools.benchmark", "--memory-probe", args],
             stdout=subprocess.PIPE, text=True))
@@ -592,17 +612,24 @@ def measure_driver_memory(config: BenchmarkConfig) -> dict[str, Any]:
         if probe.poll() is None:
           probe.kill()
           probe.wait()
-  sizes = [str(p) for p in config.memory_populations]
   smallest = min(config.memory_populations)
-  summary: dict[str, Any] = {
-      "sampled_clients": [population_client_id(i, smallest) for i in indices],
-      "populations": results}
-  if len(sizes) >= 2:
-    first, last = results[sizes[0]], results[sizes[-1]]
-    summary["peak_rss_ratio"] = last["peak_rss_bytes"] / first["peak_rss_bytes"]
-    summary["tracemalloc_peak_ratio"] = (last["tracemalloc_peak_bytes"]
-                                         / first["tracemalloc_peak_bytes"])
-  return summary
+  return {"sampled_clients": [population_client_id(i, smallest) for i in indices],
+          "populations": results, **memory_ratios(results)}
+
+
+def memory_ratios(results: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+  """Peak RSS and tracemalloc peak of the largest population over the smallest's.
+
+  By population size, not by the order given: `--memory_populations=3400,100` divided the
+  smaller by the larger, and a driver that grew 30% read 0.77.
+  """
+  if len(results) < 2:
+    return {}
+  sizes = sorted(results, key=int)
+  small, large = results[sizes[0]], results[sizes[-1]]
+  return {"peak_rss_ratio": large["peak_rss_bytes"] / small["peak_rss_bytes"],
+          "tracemalloc_peak_ratio": (large["tracemalloc_peak_bytes"]
+                                     / small["tracemalloc_peak_bytes"])}
 
 
 # --- the whole benchmark ------------------------------------------------------------
@@ -645,9 +672,9 @@ def run_benchmark(config: BenchmarkConfig = BenchmarkConfig(),
                                      if config.max_concurrent_clients is not None
                                      else runtime.default_max_concurrent_clients()),
           "keras_floor": "model.fit, one epoch, same pipeline and examples",
-          "memory_metric": "ru_maxrss of a fresh driver process; tracemalloc peak",
+          "memory_metric": "VmHWM of a fresh driver process; tracemalloc peak",
       },
-      "peak_rss_bytes_after_timing": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+      "peak_rss_bytes_after_timing": peak_rss_bytes(),
   }
   if log:
     log(format_timing(result))

@@ -6,7 +6,7 @@ them. This tool checks that it does not: it writes an `emnist_all.sqlite` of
 `--population` clients (TFF's own SQL writer, `tools.benchmark.write_population_sqlite`),
 then runs the EMNIST experiment twice, side by side in fresh subprocesses, with the
 same uplink codec (top-k 1%), seed and sampled clients: once with `--error_feedback=none`
-and once with `ef`. Each run reports the driver's peak RSS (`ru_maxrss` of its own
+and once with `ef`. Each run reports the driver's peak RSS (`VmHWM` of its own
 process: the TFF worker is a separate process), and the EF run the clients seen and the
 bytes and files of its state directory, after every round. The verdict is the RSS
 ratio (target <= 1.10) and whether the state files grew only with the clients seen.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,7 @@ def probe(cache_dir: str, run_root: str, mode: str, rounds: int, clients_per_rou
   from fedcompress.harness import experiment, reporting
   from fedcompress.harness.loop import sample_clients
   from fedcompress.tasks.image import emnist_task
+  from tools.benchmark import peak_rss_bytes
 
   quiet.quiet_tensorflow()
   task = emnist_task(only_digits=True, cache_dir=cache_dir, batch_size=20, seed=0)
@@ -69,13 +69,13 @@ def probe(cache_dir: str, run_root: str, mode: str, rounds: int, clients_per_rou
           "round": round_num, "clients_seen": len(seen), "files": len(names),
           "clients_with_files": len({n.rsplit(".r", 1)[0] for n in names}),
           "bytes": sum(os.path.getsize(os.path.join(state_dir, n)) for n in names),
-          "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024})
+          "peak_rss_bytes": peak_rss_bytes()})
 
   console = WatchingConsole(progress=False)
   began = time.perf_counter()
   experiment.run_experiment(task, config, console=console)
   return {"mode": mode, "population": len(task.client_ids),
-          "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+          "peak_rss_bytes": peak_rss_bytes(),
           "seconds": time.perf_counter() - began, "growth": growth}
 
 

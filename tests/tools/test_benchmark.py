@@ -12,6 +12,8 @@ import json
 import os
 import sqlite3
 import statistics
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -128,6 +130,31 @@ def test_each_population_names_the_sampled_clients_its_own_way(tmp_path):
   with sqlite3.connect(path) as connection:
     ids = {r[0] for r in connection.execute("SELECT client_id FROM client_metadata")}
   assert ids == {benchmark.population_client_id(i, 12) for i in range(12)} | {"test_0"}
+
+
+def test_memory_ratios_are_largest_population_over_smallest_in_any_order():
+  # --memory_populations=3400,100 divided by the later-listed, smaller population: a
+  # driver that grew 30% read 0.77.
+  small = {"peak_rss_bytes": 1000, "tracemalloc_peak_bytes": 10}
+  large = {"peak_rss_bytes": 1300, "tracemalloc_peak_bytes": 12}
+  for results in ({"100": small, "3400": large}, {"3400": large, "100": small}):
+    assert benchmark.memory_ratios(results) == {"peak_rss_ratio": 1.3,
+                                                "tracemalloc_peak_ratio": 1.2}
+  assert benchmark.memory_ratios({"100": small}) == {}
+
+
+def test_a_probe_reports_its_own_peak_memory_not_its_parents(tmp_path):
+  # ru_maxrss of a process started with fork and exec starts at its parent's peak: every
+  # memory probe reported the benchmark's 1.37 GB, and the ratio read 1.000.
+  held = bytearray(400 * 2**20)
+  held[::4096] = b"\1" * len(held[::4096])  # Touched: resident, not just reserved.
+  child = subprocess.run(
+      [sys.executable, "-c", "from tools.benchmark import peak_rss_bytes; "
+       "print(peak_rss_bytes())"], capture_output=True, text=True, check=True,
+      cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+  assert benchmark.peak_rss_bytes() > 400 * 2**20
+  assert int(child.stdout.strip()) < 200 * 2**20, child.stdout
+  del held
 
 
 def test_config_validation():
