@@ -126,6 +126,17 @@ def _fully_commutes(encoder: te.core.Encoder) -> bool:
     return te.encoders.as_gather_encoder(encoder, _PROBE_SPEC).fully_commutes_with_sum
 
 
+def _decoded_after_sum(links: Sequence[_Link]) -> list[bool]:
+  """Per link, whether tensor_encoding decodes it after the sum: it and every link before
+  it commute with sum (an entropy coder never does). Builds no link past the first that
+  does not."""
+  summed, out = True, []
+  for link in links:
+    summed = summed and not link.is_coder and _fully_commutes(link.codec.build(**link.checked))
+    out.append(summed)
+  return out
+
+
 def _bits_formula(links: Sequence[_Link]):
   """The chain's exact bit formula, or None when a link's size is not known exactly.
 
@@ -139,9 +150,7 @@ def _bits_formula(links: Sequence[_Link]):
       link.codec.output_size is None for link in links[:-1]):
     return None
   # Whether every link before link i commutes with sum.
-  all_commute = [True]
-  for link in links[:-1]:
-    all_commute.append(all_commute[-1] and _fully_commutes(link.codec.build(**link.checked)))
+  all_commute = [True, *_decoded_after_sum(links[:-1])]
 
   def bits(num_elements: int, *, direction: str = "aggregate", dtype=tf.float32) -> int:
     width = _common.dtype_bits(dtype)
@@ -211,11 +220,9 @@ def _sum_decode_exact(links: Sequence[_Link]):
   """
   if all(link.codec.sum_decode_exact is None for link in links):
     return None
-  exact, summed = True, True
-  for link in links:
-    summed = summed and not link.is_coder and _fully_commutes(link.codec.build(**link.checked))
-    if summed and link.codec.sum_decode_exact is not None:
-      exact = exact and link.codec.sum_decode_exact(**link.checked)
+  exact = all(not summed or link.codec.sum_decode_exact is None
+              or link.codec.sum_decode_exact(**link.checked)
+              for link, summed in zip(links, _decoded_after_sum(links), strict=True))
   return lambda **_: exact
 
 
