@@ -450,11 +450,17 @@ def image_task_from_flags(fv: FlagValues) -> tasks.FederatedTask:
 
 def codec_from_flags(fv: FlagValues, direction: str
                      ) -> codecs.CodecSpec | allocation.AllocatedCodec:
+  budget = fv[f"{direction}_bits_per_coordinate"].value
+  # Before the codec is built: a width left by an earlier flagfile (compressed_u8's
+  # --broadcast_bits=8 under down_32x's EDEN budget) would otherwise fail EDEN's own
+  # check, in a line naming neither flag.
+  if budget is not None and fv[f"{direction}_bits"].value is not None:
+    raise ValueError(f"--{direction}_bits and --{direction}_bits_per_coordinate exclude "
+                     "each other: with a budget the widths are allocated")
   spec = codecs.make_codec(fv[f"{direction}_encoder"].value,
                            bits=fv[f"{direction}_bits"].value,
                            options=fv[f"{direction}_encoder_args"].value,
                            threshold=fv["compression_threshold"].value)
-  budget = fv[f"{direction}_bits_per_coordinate"].value
   if budget is None:
     if fv[f"{direction}_widths"].value:
       raise ValueError(f"--{direction}_widths needs --{direction}_bits_per_coordinate")
@@ -468,9 +474,6 @@ def codec_from_flags(fv: FlagValues, direction: str
       cli.warn_once(f"--{direction}_bits={bits} has no effect: "
                     f"--{direction}_encoder={encoder} takes no width or sets its own")
     return spec
-  if fv[f"{direction}_bits"].value is not None:
-    raise ValueError(f"--{direction}_bits and --{direction}_bits_per_coordinate exclude "
-                     "each other: with a budget the widths are allocated")
   widths = fv[f"{direction}_widths"].value
   # The width is allocated: a default `bits` recorded by make_codec would only mislead.
   base = codecs.CodecSpec(spec.name, {k: v for k, v in spec.options.items() if k != "bits"},

@@ -283,6 +283,17 @@ def test_bits_and_budget_exclude_each_other():
     fc_flags.experiment_config_from_flags(fv, module_names=[])
 
 
+def test_a_width_left_by_an_earlier_flagfile_is_refused_by_name_under_a_budget():
+  # compressed_u8.flags then down_32x.flags: uniform's 8 bits stay, under an EDEN budget.
+  # EDEN's own check came first and named neither flag ("bits must be ... in 1..4").
+  fv = _parsed(fc_flags.define_image_experiment_flags, "--broadcast_encoder=uniform",
+               "--broadcast_bits=8", "--broadcast_encoder=eden",
+               "--broadcast_bits_per_coordinate=1.0")
+  with pytest.raises(ValueError, match="^--broadcast_bits and "
+                     "--broadcast_bits_per_coordinate exclude each other"):
+    fc_flags.experiment_config_from_flags(fv, module_names=[])
+
+
 @pytest.mark.parametrize("args,unused", [
     (["--aggregate_bits=8"], True),  # the default encoder, identity
     (["--aggregate_encoder=topk", "--aggregate_bits=8"], True),
