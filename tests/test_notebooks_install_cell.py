@@ -11,9 +11,12 @@ then the package, both with --no-deps, as the README says.
 from __future__ import annotations
 
 import ast
+import glob
 import importlib.util
 import json
+import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -142,3 +145,35 @@ def test_cell_installs_requirements_then_the_package_without_resolving(run_cell,
   pip = [sys.executable, "-m", "pip", "install", "--no-deps"]
   assert calls == [pip + ["-r", str(tmp_path / "requirements.txt")], pip + [wheel]]
   assert "Restart the kernel" in printed[-1]
+
+
+def _older_pythons() -> dict[int, str]:
+  """Interpreters of Python 3.6-3.10 found on PATH or under pyenv, by minor version."""
+  found = {}
+  for minor in range(6, 11):
+    candidates = [shutil.which(f"python3.{minor}")] + sorted(glob.glob(os.path.expanduser(
+        f"~/.pyenv/versions/3.{minor}.*/bin/python3.{minor}")))
+    for path in filter(None, candidates):
+      # pyenv's shims exist on PATH even for versions they will not run.
+      if subprocess.run([path, "-c", "pass"], capture_output=True).returncode == 0:
+        found[minor] = path
+        break
+  return found
+
+
+def test_cell_on_an_older_python_gives_its_advice_instead_of_failing(tmp_path):
+  # A kernel on 3.9 failed where `python_advice` was defined (`str | None` is evaluated
+  # there and is a TypeError before 3.10), before the version check could say anything.
+  # Run by a real older interpreter: the annotations of 3.11 cannot show this.
+  pythons = _older_pythons()
+  if not pythons:
+    pytest.skip("no Python 3.6-3.10 interpreter on PATH or under ~/.pyenv")
+  (tmp_path / "IPython").mkdir()
+  (tmp_path / "IPython" / "__init__.py").write_text('__version__ = "7.34.0"\n')
+  env = {**os.environ, "PYTHONPATH": str(tmp_path), "FEDCOMPRESS_SOURCE": "/somewhere"}
+  for minor, python in pythons.items():
+    result = subprocess.run([python, "-c", _install_cell()], capture_output=True, text=True,
+                            env=env, cwd=tmp_path)
+    assert result.returncode == 0, (python, result.stderr)
+    version = (3, minor, 0, "final", 0)
+    assert result.stdout.splitlines() == [_functions()["python_advice"](version)], python
