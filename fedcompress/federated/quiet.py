@@ -33,6 +33,13 @@ def tf_logs_requested(argv: list[str] | None = None) -> bool:
   return False
 
 
+def _below_error(record) -> bool:
+  """A logging filter: False (dropped) for records under ERROR."""
+  import logging
+
+  return record.levelno >= logging.ERROR
+
+
 def quieted() -> bool:
   """Whether `quiet_tensorflow()` quieted this process (no logs were requested then)."""
   return _quieted
@@ -43,7 +50,9 @@ def quiet_tensorflow() -> None:
 
   Sets the C++ log levels of TensorFlow and TFF's worker (environment), ignores
   deprecation and future warnings, and lowers the Python `tensorflow` and absl loggers
-  to errors. For binaries and notebooks; the library itself never calls it.
+  to errors (the `tensorflow` logger's records under ERROR are filtered out, so that
+  TensorFlow's own INFO level in interactive sessions does not bring them back).
+  For binaries and notebooks; the library itself never calls it.
   """
   global _quieted
   if tf_logs_requested():
@@ -70,5 +79,11 @@ def quiet_tensorflow() -> None:
 
   from absl import logging as absl_logging
 
-  logging.getLogger("tensorflow").setLevel(logging.ERROR)
+  tf_logger = logging.getLogger("tensorflow")
+  tf_logger.setLevel(logging.ERROR)
+  # And a filter, which holds where the level does not: in an interactive session (a
+  # notebook kernel has `sys.ps1`) TensorFlow sets its logger back to INFO when it first
+  # configures it, after this, and every checkpoint printed "INFO:tensorflow:Assets
+  # written to: ..." twice. (addFilter adds the same function once.)
+  tf_logger.addFilter(_below_error)
   absl_logging.set_verbosity(absl_logging.ERROR)
