@@ -32,8 +32,10 @@ def main(argv):
     return fail(f"unexpected arguments: {' '.join(argv[1:])}")
   runtime.install_signal_handlers()
   try:
-    runtime.configure(FLAGS.workers, FLAGS.max_concurrent_clients, FLAGS.worker_timeout_s)
+    # The flags first: a refused combination (--secure_aggregation on --workers) is
+    # said at once, not after waiting for the workers to accept connections.
     config = fc_flags.image_config_from_flags(FLAGS, module_names=[__name__])
+    runtime.configure(FLAGS.workers, FLAGS.max_concurrent_clients, FLAGS.worker_timeout_s)
     task = fc_flags.image_task_from_flags(FLAGS)
     result = run_experiment(task, config)
   except Exception as e:  # noqa: BLE001 (what is not a run's failure is re-raised)

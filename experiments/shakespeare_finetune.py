@@ -30,8 +30,11 @@ def main(argv):
     return fail(f"unexpected arguments: {' '.join(argv[1:])}")
   runtime.install_signal_handlers()
   try:
+    # The flags first: a refused combination (--secure_aggregation on --workers) is
+    # said at once, not after waiting for the workers to accept connections.
+    config = fc_flags.shakespeare_config_from_flags(FLAGS, module_names=[__name__])
     runtime.configure(FLAGS.workers, FLAGS.max_concurrent_clients, FLAGS.worker_timeout_s)
-    result = fc_flags.run_shakespeare_from_flags(FLAGS, module_names=[__name__])
+    result = fc_flags.run_shakespeare_from_flags(FLAGS, config=config)
   except Exception as e:  # noqa: BLE001 (what is not a run's failure is re-raised)
     code = run_failure(e)
     if code is None:

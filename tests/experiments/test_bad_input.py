@@ -370,6 +370,19 @@ class TestEmnist:
                            "experiments/worker.py")
     assert not root.exists()
 
+  def test_secure_aggregation_on_unreachable_workers_is_refused_at_once(self, binary,
+                                                                         tmp_path, capsys):
+    # The workers were waited for first: the refusal came only once they accepted
+    # connections, and with none listening the run waited --worker_timeout_s to report
+    # the worker instead.
+    port = portpicker.pick_unused_port()
+    started = time.monotonic()
+    self.check(binary, tmp_path, capsys, "--secure_aggregation (and --dp=distributed) "
+               "cannot run on --workers", secure_aggregation=True,
+               aggregate_encoder="fixed_int", client_weighting="uniform",
+               workers=[f"127.0.0.1:{port}"], worker_timeout_s=60.0)
+    assert time.monotonic() - started < 60
+
   @pytest.mark.parametrize("where", ["under_a_file", "proc"])
   def test_unwritable_output_dir(self, binary, tmp_path, capsys, where):
     # Tests may run as root, whom file modes do not stop: a path under a regular file,
@@ -659,6 +672,17 @@ class TestShakespeare:
     line = _parse_error(capsys, f"--root_output_dir={root}", arg)
     assert f"flag {arg.split('=')[0]}=" in line and fragment in line, line
     assert not root.exists()
+
+  def test_secure_aggregation_on_unreachable_workers_is_refused_at_once(
+      self, binary, tmp_path, capsys, data_dir, tiny_model):
+    # As the EMNIST binary's: the refusal waited for the workers first.
+    port = portpicker.pick_unused_port()
+    started = time.monotonic()
+    self.check(binary, tmp_path, capsys, data_dir, tiny_model, "--secure_aggregation (and "
+               "--dp=distributed) cannot run on --workers", secure_aggregation=True,
+               aggregate_encoder="fixed_int", client_weighting="uniform",
+               workers=[f"127.0.0.1:{port}"], worker_timeout_s=60.0)
+    assert time.monotonic() - started < 60
 
   def test_unknown_client_id(self, binary, tmp_path, capsys, data_dir, tiny_model):
     self.check(binary, tmp_path, capsys, data_dir, tiny_model, "unknown client id: NOBODY",
