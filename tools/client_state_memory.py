@@ -27,6 +27,8 @@ from typing import Any
 
 from absl import app, flags
 
+from fedcompress.federated import quiet
+
 _POPULATION = flags.DEFINE_integer("population", 3400, "Clients in the generated dataset.")
 _EXAMPLES = flags.DEFINE_integer("examples_per_client", 100, "Examples per client.")
 _ROUNDS = flags.DEFINE_integer("rounds", 20, "Rounds of each run.")
@@ -41,13 +43,11 @@ def probe(cache_dir: str, run_root: str, mode: str, rounds: int, clients_per_rou
           ) -> dict[str, Any]:
   """One experiment run in this (fresh) process; its peak RSS and state-file growth."""
   import fedcompress
-  from fedcompress.federated import quiet
   from fedcompress.harness import experiment, reporting
   from fedcompress.harness.loop import sample_clients
   from fedcompress.tasks.image import emnist_task
   from tools.benchmark import peak_rss_bytes
 
-  quiet.quiet_tensorflow()
   task = emnist_task(only_digits=True, cache_dir=cache_dir, batch_size=20, seed=0)
   config = fedcompress.ExperimentConfig(
       root_output_dir=run_root, experiment_name=mode, rounds=rounds,
@@ -132,7 +132,11 @@ def main(argv):
         f"{last['clients_seen']} clients seen of {ef['population']}; written to {_OUTPUT.value}")
 
 
-if __name__ == "__main__" and sys.argv[1:2] == ["--probe"]:
-  print(json.dumps(probe(*json.loads(sys.argv[2]))), flush=True)
-elif __name__ == "__main__":
-  app.run(main)
+if __name__ == "__main__":
+  # First: TensorFlow reads its log level once, when it loads (in a probe's imports and
+  # in main's data writer), and each probe would print ~120 lines of it.
+  quiet.quiet_tensorflow()
+  if sys.argv[1:2] == ["--probe"]:
+    print(json.dumps(probe(*json.loads(sys.argv[2]))), flush=True)
+  else:
+    app.run(main)
