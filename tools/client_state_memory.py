@@ -10,6 +10,7 @@ and once with `ef`. Each run reports the driver's peak RSS (`VmHWM` of its own
 process: the TFF worker is a separate process), and the EF run the clients seen and the
 bytes and files of its state directory, after every round. The verdict is the RSS
 ratio (target <= 1.10) and whether the state files grew only with the clients seen.
+The runs' round lines are shown as they come, each after `[none]` or `[ef]`.
 
     python -m tools.client_state_memory                       # 3,400 clients, 20 rounds
     python -m tools.client_state_memory --population=200 --rounds=5   # quicker
@@ -22,8 +23,9 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from typing import Any
+from typing import IO, Any
 
 from absl import app, flags
 
@@ -79,6 +81,53 @@ def probe(cache_dir: str, run_root: str, mode: str, rounds: int, clients_per_rou
           "seconds": time.perf_counter() - began, "growth": growth}
 
 
+# Marks the line of a probe's stdout that is its result; the others are progress.
+RESULT = "probe result: "
+_writing = threading.Lock()
+
+
+def _relay(mode: str, stream: IO[str], out: IO[str], result: list[str]) -> None:
+  """Shows a probe's lines as they come, each after its mode (the two run side by side,
+  and a run of the defaults takes many minutes); its result line goes to `result`."""
+  for line in stream:
+    if line.startswith(RESULT):
+      result.append(line[len(RESULT):])
+      continue
+    with _writing:  # Whole lines: the other probe's relays write to the same stream.
+      out.write(f"[{mode}] {line.rstrip()}\n")
+      out.flush()
+
+
+def _run_probes(cache_dir: str, run_root: str) -> dict[str, dict[str, Any]]:
+  """Both probes, side by side, their output relayed; each one's result."""
+  probes, relays, results = {}, [], {}
+  try:
+    for mode in ("none", "ef"):
+      args = json.dumps([cache_dir, run_root, mode, _ROUNDS.value, _CLIENTS.value])
+      probes[mode] = subprocess.Popen(
+          [sys.executable, "-m", "tools.client_state_memory", "--probe", args],
+          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      results[mode] = []
+      for stream, out, kept in ((probes[mode].stdout, sys.stdout, results[mode]),
+                                (probes[mode].stderr, sys.stderr, [])):
+        relays.append(threading.Thread(target=_relay, args=(mode, stream, out, kept),
+                                       daemon=True))
+    for relay in relays:
+      relay.start()
+    for relay in relays:
+      relay.join()
+    for mode, probe_process in probes.items():
+      if probe_process.wait() != 0 or not results[mode]:
+        raise RuntimeError(f"the {mode} run failed (exit {probe_process.returncode}); "
+                           "its output is above")
+  finally:
+    for probe_process in probes.values():
+      if probe_process.poll() is None:
+        probe_process.kill()
+        probe_process.wait()
+  return {mode: json.loads(result[-1]) for mode, result in results.items()}
+
+
 def main(argv):
   del argv
   from tools.benchmark import write_population_sqlite
@@ -93,24 +142,7 @@ def main(argv):
       os.makedirs(cache_dir, exist_ok=True)
       print(f"writing {_POPULATION.value} clients to {path}", flush=True)
       write_population_sqlite(path, _POPULATION.value, _EXAMPLES.value)
-    runs = {}
-    for mode in ("none", "ef"):
-      args = json.dumps([cache_dir, os.path.join(tmp, "runs"), mode, _ROUNDS.value,
-                         _CLIENTS.value])
-      runs[mode] = subprocess.Popen([sys.executable, "-m", "tools.client_state_memory",
-                                     "--probe", args], stdout=subprocess.PIPE, text=True)
-    results = {}
-    try:
-      for mode, proc in runs.items():
-        stdout, _ = proc.communicate()
-        if proc.returncode != 0:
-          raise RuntimeError(f"the {mode} run failed (exit {proc.returncode}); stderr above")
-        results[mode] = json.loads(stdout.strip().splitlines()[-1])
-    finally:
-      for proc in runs.values():
-        if proc.poll() is None:
-          proc.kill()
-          proc.wait()
+    results = _run_probes(cache_dir, os.path.join(tmp, "runs"))
   none, ef = results["none"], results["ef"]
   ratio = ef["peak_rss_bytes"] / none["peak_rss_bytes"]
   state_size = ef["growth"][-1]["bytes"] / max(1, ef["growth"][-1]["files"])
@@ -137,6 +169,6 @@ if __name__ == "__main__":
   # in main's data writer), and each probe would print ~120 lines of it.
   quiet.quiet_tensorflow()
   if sys.argv[1:2] == ["--probe"]:
-    print(json.dumps(probe(*json.loads(sys.argv[2]))), flush=True)
+    print(RESULT + json.dumps(probe(*json.loads(sys.argv[2]))), flush=True)
   else:
     app.run(main)

@@ -8,6 +8,9 @@ import re
 import subprocess
 import sys
 
+import pytest
+from absl.testing import flagsaver
+
 # What `quiet_tensorflow()` sets; the suite's own call put them into this process's
 # environment, and a child that inherited them would be quiet whatever it did itself.
 _QUIET_ENVIRONMENT = ("TF_CPP_MIN_LOG_LEVEL", "GLOG_minloglevel", "GRPC_VERBOSITY",
@@ -20,7 +23,7 @@ def _unquieted_environment() -> dict[str, str]:
   return {k: v for k, v in os.environ.items() if k not in _QUIET_ENVIRONMENT}
 
 
-def test_a_probe_is_quiet_from_its_first_import(repo_root, tmp_path):
+def test_a_probe_is_quiet_from_its_first_import(csm, repo_root, tmp_path):
   from tools.benchmark import write_population_sqlite
 
   data = tmp_path / "data"
@@ -32,4 +35,68 @@ def test_a_probe_is_quiet_from_its_first_import(repo_root, tmp_path):
                           env=_unquieted_environment(), timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   assert not _TF_LOG_LINE.findall(result.stderr), result.stderr[:3000]
-  assert json.loads(result.stdout.splitlines()[-1])["mode"] == "none"
+  assert result.stdout.splitlines()[-1].startswith(csm.RESULT + '{"mode": "none"')
+
+
+# Stands in for a probe (`--probe [cache_dir, run_root, mode, rounds, clients]`): a round
+# line per round, a line on stderr, and the result line, without TensorFlow.
+_FAKE_PROBE = """
+import json, sys
+cache_dir, run_root, mode, rounds, clients = json.loads(sys.argv[-1])
+growth = []
+for r in range(1, rounds + 1):
+  print(f"round {r:3d}, loss=2.3000, 0.10s", flush=True)
+  growth.append({"round": r, "clients_seen": clients * r, "files": clients * r,
+                 "clients_with_files": clients * r, "bytes": 100 * r,
+                 "peak_rss_bytes": 1000 + r})
+print(f"{mode} stderr line", file=sys.stderr, flush=True)
+print(RESULT + json.dumps({"mode": mode, "population": 12, "seconds": 0.1,
+                           "peak_rss_bytes": 1000 + rounds, "growth": growth}))
+"""
+
+
+@pytest.fixture
+def csm(load_binary):
+  """The tool's module, its flags defined for the test only (others define --output)."""
+  with load_binary("tools/client_state_memory.py") as module:
+    yield module
+
+
+@pytest.fixture
+def fake_probes(csm, monkeypatch):
+  """Each probe main() starts is `_FAKE_PROBE`, with the probe's arguments."""
+  real_popen = subprocess.Popen
+
+  def popen(cmd, **kwargs):
+    assert cmd[1:4] == ["-m", "tools.client_state_memory", "--probe"], cmd
+    # (A probe's result line had no mark before main() relayed the rest.)
+    script = f"RESULT = {getattr(csm, 'RESULT', '')!r}\n{_FAKE_PROBE}"
+    return real_popen([sys.executable, "-c", script, *cmd[3:]], **kwargs)
+
+  monkeypatch.setattr(subprocess, "Popen", popen)
+
+
+def _run_main(csm, tmp_path, **flag_values):
+  """main() with the data file in place (an empty one: the fake probes do not read it)."""
+  values = {"population": 12, "examples_per_client": 20, "rounds": 2, "clients_per_round": 3,
+            "cache_dir": str(tmp_path / "data"), "output": str(tmp_path / "out.json"),
+            **flag_values}
+  data = tmp_path / "data" / f"pop{values['population']}_ex{values['examples_per_client']}_seed0"
+  data.mkdir(parents=True, exist_ok=True)
+  (data / "emnist_all.sqlite").touch()
+  with flagsaver.flagsaver(**values):
+    return csm.main(["client_state_memory"])
+
+
+def test_probe_output_is_shown_as_it_comes_with_the_probes_name(csm, fake_probes, tmp_path,
+                                                                capsys):
+  assert _run_main(csm, tmp_path) in (None, 0)
+  out, err = capsys.readouterr()
+  for mode in ("none", "ef"):
+    assert f"[{mode}] round   1, loss=2.3000, 0.10s\n" in out
+    assert f"[{mode}] round   2, loss=2.3000, 0.10s\n" in out
+    assert f"[{mode}] {mode} stderr line\n" in err
+  assert '"growth"' not in out  # The result line is read, not shown.
+  assert "ratio 1.000" in out.splitlines()[-1]
+  summary = json.loads((tmp_path / "out.json").read_text())
+  assert summary["runs"]["ef"]["growth"][-1]["clients_seen"] == 6
