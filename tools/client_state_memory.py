@@ -30,11 +30,16 @@ from typing import IO, Any
 from absl import app, flags
 
 from fedcompress.federated import quiet
+from fedcompress.harness.cli import fail, interruptible, parse_flags
 
-_POPULATION = flags.DEFINE_integer("population", 3400, "Clients in the generated dataset.")
-_EXAMPLES = flags.DEFINE_integer("examples_per_client", 100, "Examples per client.")
-_ROUNDS = flags.DEFINE_integer("rounds", 20, "Rounds of each run.")
-_CLIENTS = flags.DEFINE_integer("clients_per_round", 10, "Clients per round.")
+# Bounded so that a bad value is one error line before anything runs, not a probe's
+# failure after the dataset is written.
+_POPULATION = flags.DEFINE_integer("population", 3400, "Clients in the generated dataset.",
+                                   lower_bound=1)
+_EXAMPLES = flags.DEFINE_integer("examples_per_client", 100, "Examples per client.",
+                                 lower_bound=1)
+_ROUNDS = flags.DEFINE_integer("rounds", 20, "Rounds of each run.", lower_bound=1)
+_CLIENTS = flags.DEFINE_integer("clients_per_round", 10, "Clients per round.", lower_bound=1)
 _CACHE = flags.DEFINE_string("cache_dir", None, "Keep (and reuse) the generated dataset here.")
 _OUTPUT = flags.DEFINE_string("output", "runs/client_state_memory.json",
                               "Where to write the JSON result.")
@@ -86,50 +91,70 @@ RESULT = "probe result: "
 _writing = threading.Lock()
 
 
-def _relay(mode: str, stream: IO[str], out: IO[str], result: list[str]) -> None:
+class ProbeFailed(Exception):
+  """A probe ended without its result; the message names it and its last stderr line."""
+
+
+def _relay(mode: str, stream: IO[str], out: IO[str], lines: list[str]) -> None:
   """Shows a probe's lines as they come, each after its mode (the two run side by side,
-  and a run of the defaults takes many minutes); its result line goes to `result`."""
+  and a run of the defaults takes many minutes), and keeps them in `lines`; its result
+  line is kept, not shown."""
   for line in stream:
-    if line.startswith(RESULT):
-      result.append(line[len(RESULT):])
-      continue
-    with _writing:  # Whole lines: the other probe's relays write to the same stream.
-      out.write(f"[{mode}] {line.rstrip()}\n")
-      out.flush()
+    lines.append(line.rstrip())
+    if not line.startswith(RESULT):
+      with _writing:  # Whole lines: the other probe's relays write to the same stream.
+        out.write(f"[{mode}] {lines[-1]}\n")
+        out.flush()
 
 
 def _run_probes(cache_dir: str, run_root: str) -> dict[str, dict[str, Any]]:
-  """Both probes, side by side, their output relayed; each one's result."""
-  probes, relays, results = {}, [], {}
+  """Both probes, side by side, their output relayed; each one's result.
+
+  Raises:
+    ProbeFailed: a probe exited with an error or without its result.
+  """
+  probes, relays, outputs = {}, [], {}
   try:
     for mode in ("none", "ef"):
       args = json.dumps([cache_dir, run_root, mode, _ROUNDS.value, _CLIENTS.value])
       probes[mode] = subprocess.Popen(
           [sys.executable, "-m", "tools.client_state_memory", "--probe", args],
           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-      results[mode] = []
-      for stream, out, kept in ((probes[mode].stdout, sys.stdout, results[mode]),
-                                (probes[mode].stderr, sys.stderr, [])):
-        relays.append(threading.Thread(target=_relay, args=(mode, stream, out, kept),
-                                       daemon=True))
+      outputs[mode] = {"stdout": [], "stderr": []}
+      for name, out in (("stdout", sys.stdout), ("stderr", sys.stderr)):
+        relays.append(threading.Thread(target=_relay, daemon=True, args=(
+            mode, getattr(probes[mode], name), out, outputs[mode][name])))
     for relay in relays:
       relay.start()
     for relay in relays:
       relay.join()
+    results = {}
     for mode, probe_process in probes.items():
-      if probe_process.wait() != 0 or not results[mode]:
-        raise RuntimeError(f"the {mode} run failed (exit {probe_process.returncode}); "
-                           "its output is above")
+      found = [line for line in outputs[mode]["stdout"] if line.startswith(RESULT)]
+      if probe_process.wait() != 0 or not found:
+        last = next((line for line in reversed(outputs[mode]["stderr"]) if line.strip()),
+                    "no error output")
+        raise ProbeFailed(f"the {mode} run failed (exit {probe_process.returncode}): {last}")
+      results[mode] = json.loads(found[-1][len(RESULT):])
   finally:
     for probe_process in probes.values():
       if probe_process.poll() is None:
         probe_process.kill()
         probe_process.wait()
-  return {mode: json.loads(result[-1]) for mode, result in results.items()}
+  return results
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    return fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  if _CLIENTS.value > _POPULATION.value:
+    return fail(f"--clients_per_round={_CLIENTS.value} is more than the "
+                f"--population={_POPULATION.value} clients")
+  # Made now, not after the runs: a bad --output would lose their results.
+  try:
+    os.makedirs(os.path.dirname(_OUTPUT.value) or ".", exist_ok=True)
+  except OSError as e:
+    return fail(f"--output: {e}")
   from tools.benchmark import write_population_sqlite
 
   with tempfile.TemporaryDirectory(prefix="fedcompress_state_mem_") as tmp:
@@ -142,7 +167,10 @@ def main(argv):
       os.makedirs(cache_dir, exist_ok=True)
       print(f"writing {_POPULATION.value} clients to {path}", flush=True)
       write_population_sqlite(path, _POPULATION.value, _EXAMPLES.value)
-    results = _run_probes(cache_dir, os.path.join(tmp, "runs"))
+    try:
+      results = _run_probes(cache_dir, os.path.join(tmp, "runs"))
+    except ProbeFailed as e:
+      return fail(f"{e} (its output is above)")
   none, ef = results["none"], results["ef"]
   ratio = ef["peak_rss_bytes"] / none["peak_rss_bytes"]
   state_size = ef["growth"][-1]["bytes"] / max(1, ef["growth"][-1]["files"])
@@ -153,7 +181,6 @@ def main(argv):
              "clients_per_round": _CLIENTS.value, "runs": results,
              "peak_rss_ratio": ratio, "target_peak_rss_ratio": TARGET,
              "state_file_bytes": state_size, "grows_only_with_clients_seen": grows_with_seen}
-  os.makedirs(os.path.dirname(_OUTPUT.value) or ".", exist_ok=True)
   with open(_OUTPUT.value, "w") as f:
     json.dump(summary, f, indent=1)
   last = ef["growth"][-1]
@@ -162,6 +189,7 @@ def main(argv):
         f"{ef['peak_rss_bytes'] / 2**20:.1f} MiB with (ef); ratio {ratio:.3f} (target <= "
         f"{TARGET}); state on disk: {last['files']} files, {last['bytes'] / 2**20:.1f} MiB for "
         f"{last['clients_seen']} clients seen of {ef['population']}; written to {_OUTPUT.value}")
+  return 0
 
 
 if __name__ == "__main__":
@@ -171,4 +199,4 @@ if __name__ == "__main__":
   if sys.argv[1:2] == ["--probe"]:
     print(RESULT + json.dumps(probe(*json.loads(sys.argv[2]))), flush=True)
   else:
-    app.run(main)
+    app.run(interruptible(main), flags_parser=parse_flags)

@@ -50,6 +50,8 @@ for r in range(1, rounds + 1):
                  "clients_with_files": clients * r, "bytes": 100 * r,
                  "peak_rss_bytes": 1000 + r})
 print(f"{mode} stderr line", file=sys.stderr, flush=True)
+if mode == FAIL:
+  sys.exit("ValueError: the probe failed")
 print(RESULT + json.dumps({"mode": mode, "population": 12, "seconds": 0.1,
                            "peak_rss_bytes": 1000 + rounds, "growth": growth}))
 """
@@ -64,16 +66,20 @@ def csm(load_binary):
 
 @pytest.fixture
 def fake_probes(csm, monkeypatch):
-  """Each probe main() starts is `_FAKE_PROBE`, with the probe's arguments."""
+  """Each probe main() starts is `_FAKE_PROBE`, with the probe's arguments; the one of
+  the mode set as `["fail"]` in the dict returned exits 1 before its result."""
   real_popen = subprocess.Popen
+  settings = {"fail": None}
 
   def popen(cmd, **kwargs):
     assert cmd[1:4] == ["-m", "tools.client_state_memory", "--probe"], cmd
     # (A probe's result line had no mark before main() relayed the rest.)
-    script = f"RESULT = {getattr(csm, 'RESULT', '')!r}\n{_FAKE_PROBE}"
+    script = (f"RESULT = {getattr(csm, 'RESULT', '')!r}\nFAIL = {settings['fail']!r}\n"
+              f"{_FAKE_PROBE}")
     return real_popen([sys.executable, "-c", script, *cmd[3:]], **kwargs)
 
   monkeypatch.setattr(subprocess, "Popen", popen)
+  return settings
 
 
 def _run_main(csm, tmp_path, **flag_values):
@@ -100,3 +106,30 @@ def test_probe_output_is_shown_as_it_comes_with_the_probes_name(csm, fake_probes
   assert "ratio 1.000" in out.splitlines()[-1]
   summary = json.loads((tmp_path / "out.json").read_text())
   assert summary["runs"]["ef"]["growth"][-1]["clients_seen"] == 6
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--rounds=0", "--population=4", "--clients_per_round=2"],
+     "error: flag --rounds=0: 0 is not a positive integer"),
+    (["--population=3", "--clients_per_round=5"],
+     "error: --clients_per_round=5 is more than the --population=3 clients"),
+])
+def test_bad_flags_are_one_error_line_before_any_work(repo_root, tmp_path, flags, message):
+  result = subprocess.run(
+      [sys.executable, "-m", "tools.client_state_memory", *flags, "--examples_per_client=2",
+       f"--cache_dir={tmp_path / 'data'}", f"--output={tmp_path / 'out.json'}"],
+      capture_output=True, text=True, cwd=repo_root, timeout=120, check=False)
+  assert (result.returncode, result.stderr, result.stdout) == (2, message + "\n", "")
+  assert list(tmp_path.iterdir()) == []  # No dataset written, no probe started.
+
+
+def test_a_failed_probe_is_one_error_line_after_its_output(csm, fake_probes, tmp_path,
+                                                         capsys):
+  fake_probes["fail"] = "ef"
+  assert _run_main(csm, tmp_path) == 2
+  out, err = capsys.readouterr()
+  assert "[ef] round   2, loss=2.3000, 0.10s\n" in out  # What it did before failing.
+  assert err.splitlines()[-1] == ("error: the ef run failed (exit 1): ValueError: the probe "
+                                  "failed (its output is above)")
+  assert "Traceback" not in err
+  assert not (tmp_path / "out.json").exists()
