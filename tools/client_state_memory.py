@@ -30,6 +30,7 @@ from typing import IO, Any
 from absl import app, flags
 
 from fedcompress.federated import quiet
+from fedcompress.harness import rundir
 from fedcompress.harness.cli import fail, interruptible, parse_flags
 
 # Bounded so that a bad value is one error line before anything runs, not a probe's
@@ -177,8 +178,10 @@ def main(argv):
   # Exactly the clients seen have a state file; extra files are the versions kept for
   # the checkpoints a resume may use.
   grows_with_seen = all(g["clients_with_files"] == g["clients_seen"] for g in ef["growth"])
-  summary = {"population": ef["population"], "rounds": _ROUNDS.value,
-             "clients_per_round": _CLIENTS.value, "runs": results,
+  summary = {"population": ef["population"], "examples_per_client": _EXAMPLES.value,
+             "rounds": _ROUNDS.value, "clients_per_round": _CLIENTS.value,
+             # The commit, as run records keep it: the figures change with the code.
+             "source": rundir.source(), "runs": results,
              "peak_rss_ratio": ratio, "target_peak_rss_ratio": TARGET,
              "state_file_bytes": state_size, "grows_only_with_clients_seen": grows_with_seen}
   with open(_OUTPUT.value, "w") as f:

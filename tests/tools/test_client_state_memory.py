@@ -72,7 +72,8 @@ def fake_probes(csm, monkeypatch):
   settings = {"fail": None}
 
   def popen(cmd, **kwargs):
-    assert cmd[1:4] == ["-m", "tools.client_state_memory", "--probe"], cmd
+    if cmd[1:4] != ["-m", "tools.client_state_memory", "--probe"]:  # git, for the commit.
+      return real_popen(cmd, **kwargs)
     # (A probe's result line had no mark before main() relayed the rest.)
     script = (f"RESULT = {getattr(csm, 'RESULT', '')!r}\nFAIL = {settings['fail']!r}\n"
               f"{_FAKE_PROBE}")
@@ -133,3 +134,13 @@ def test_a_failed_probe_is_one_error_line_after_its_output(csm, fake_probes, tmp
                                   "failed (its output is above)")
   assert "Traceback" not in err
   assert not (tmp_path / "out.json").exists()
+
+
+def test_the_summary_records_the_examples_per_client_and_the_commit(csm, fake_probes,
+                                                                    tmp_path, capsys):
+  from fedcompress.harness import rundir
+
+  assert _run_main(csm, tmp_path, examples_per_client=7) == 0
+  summary = json.loads((tmp_path / "out.json").read_text())
+  assert summary["examples_per_client"] == 7
+  assert summary["source"] == rundir.source() and summary["source"]["commit"]
