@@ -11,6 +11,8 @@ import contextlib
 import importlib.util
 import os
 import pathlib
+import re
+import subprocess
 import sys
 
 import pytest
@@ -41,6 +43,28 @@ def _warn_once_per_test():
 @pytest.fixture(scope="session")
 def repo_root() -> pathlib.Path:
   return REPO_ROOT
+
+
+# What `quiet_tensorflow()` puts into the environment, which the suite's own call (above)
+# put into this process's: a child that inherited it would be quiet whatever it did.
+_QUIET_ENVIRONMENT = ("TF_CPP_MIN_LOG_LEVEL", "GLOG_minloglevel", "GRPC_VERBOSITY",
+                      "FEDCOMPRESS_TF_LOGS")
+# A TensorFlow C++ log line: `2026-12-05 08:51:14.995335: I tensorflow/core/...`.
+_TF_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d [\d:.]+: [IWEF] .*$", re.MULTILINE)
+
+
+@pytest.fixture(scope="session")
+def run_unquieted():
+  """`run_unquieted(cmd)`: runs `cmd` from the repository root, quiet only if it quiets
+  itself; returns the finished process and the TensorFlow C++ log lines on its stderr."""
+  environment = {k: v for k, v in os.environ.items() if k not in _QUIET_ENVIRONMENT}
+
+  def run(cmd: list[str], timeout: float = 300) -> tuple[subprocess.CompletedProcess, list[str]]:
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT,
+                            env=environment, timeout=timeout, check=False)
+    return result, _TF_LOG_LINE.findall(result.stderr)
+
+  return run
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,12 @@ import os
 import shlex
 import time
 
+from fedcompress.federated import quiet
+
+# Before TensorFlow loads (to read the runs' TensorBoard files): it reads its log level
+# only then, and would print its C++ log lines among the progress lines.
+quiet.quiet_tensorflow()
+
 from absl import app, flags
 
 from fedcompress.harness.cli import fail, interruptible, parse_flags

@@ -3,38 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
-import re
 import subprocess
 import sys
 
 import pytest
 from absl.testing import flagsaver
 
-# What `quiet_tensorflow()` sets; the suite's own call put them into this process's
-# environment, and a child that inherited them would be quiet whatever it did itself.
-_QUIET_ENVIRONMENT = ("TF_CPP_MIN_LOG_LEVEL", "GLOG_minloglevel", "GRPC_VERBOSITY",
-                      "FEDCOMPRESS_TF_LOGS")
-# A TensorFlow C++ log line: `2026-12-05 08:51:14.995335: I tensorflow/core/...`.
-_TF_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d [\d:.]+: [IWEF] ", re.MULTILINE)
 
-
-def _unquieted_environment() -> dict[str, str]:
-  return {k: v for k, v in os.environ.items() if k not in _QUIET_ENVIRONMENT}
-
-
-def test_a_probe_is_quiet_from_its_first_import(csm, repo_root, tmp_path):
+def test_a_probe_is_quiet_from_its_first_import(csm, run_unquieted, tmp_path):
   from tools.benchmark import write_population_sqlite
 
   data = tmp_path / "data"
   data.mkdir()
   write_population_sqlite(str(data / "emnist_all.sqlite"), 4, 20)
   args = json.dumps([str(data), str(tmp_path / "runs"), "none", 1, 2])
-  result = subprocess.run([sys.executable, "-m", "tools.client_state_memory", "--probe", args],
-                          capture_output=True, text=True, cwd=repo_root,
-                          env=_unquieted_environment(), timeout=300, check=False)
+  result, tf_logs = run_unquieted(
+      [sys.executable, "-m", "tools.client_state_memory", "--probe", args])
   assert result.returncode == 0, result.stderr[-3000:]
-  assert not _TF_LOG_LINE.findall(result.stderr), result.stderr[:3000]
+  assert tf_logs == []
   assert result.stdout.splitlines()[-1].startswith(csm.RESULT + '{"mode": "none"')
 
 
