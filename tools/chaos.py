@@ -44,6 +44,7 @@ import numpy as np
 
 from fedcompress import metrics as m
 from fedcompress.federated import signals as _signals
+from fedcompress.harness import rundir
 from fedcompress.harness.reporting import read_metrics_csv
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -524,7 +525,8 @@ def run_chaos(config: ChaosConfig, log=print) -> ChaosReport:
     log: where progress lines go.
 
   Returns:
-    The report (also written to `<root_dir>/chaos.json`).
+    The report (also written to `<root_dir>/chaos.json`, with the config it ran with
+    and the commit, `rundir.source()`).
   """
   try:
     return _run_chaos(config, log)
@@ -609,5 +611,7 @@ def _run_chaos(config: ChaosConfig, log) -> ChaosReport:
                        reference_s=reference_result.get("s", float("nan")),
                        interrupted_s=interrupted_s)
   with open(os.path.join(config.root_dir, "chaos.json"), "w") as f:
-    json.dump(report.as_dict(), f, indent=2)
+    # With what produced it, so that a PASS can be tied to its flags, signals and code.
+    json.dump({**report.as_dict(), "config": dataclasses.asdict(config),
+               "source": rundir.source()}, f, indent=2)
   return report

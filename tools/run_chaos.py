@@ -7,7 +7,8 @@ uninterrupted, once interrupted at seeded random rounds (one per signal, in turn
 resumed with --resume each time; checks the run directory after each interruption and
 the final metrics.csv and TensorBoard against the uninterrupted run (see
 tools/chaos.py). Prints one line per interruption and PASS or FAIL; writes
-chaos.json and the runs' logs under --root_output_dir. Exit code 0 on PASS, 1 on FAIL.
+chaos.json (the report, the settings it ran with and the commit) and the runs' logs
+under --root_output_dir. Exit code 0 on PASS, 1 on FAIL.
 """
 
 import os
