@@ -5,8 +5,10 @@
 Each codec is measured in its own fresh interpreter (the first build of a process pays
 autograph's source conversion and TensorFlow's first traces; a binary, a notebook kernel
 and every test subprocess pay it): `build_fedavg` of the tutorial CNN on the digits
-task with the codec both ways (threshold 10,000), twice, wall and CPU seconds of each.
-Prints a table and writes the figures to `--output`.
+task with the codec both ways (threshold 10,000; a codec with the options `make bench`
+sweeps it with, or its own: `--codecs=none,uniform(bits=2,word_bits=32)`), twice, wall
+and CPU seconds of each. The codecs are checked before anything is built. Prints a table
+and writes the figures to `--output`.
 """
 
 from __future__ import annotations
@@ -19,17 +21,20 @@ import time
 
 from absl import app, flags
 
+from fedcompress.federated import quiet
+from fedcompress.harness.cli import fail, interruptible, parse_flags
+from tools.benchmark import codec_options, split_codecs
+
 FLAGS = flags.FLAGS
-flags.DEFINE_list("codecs", ["none", "uniform", "drive", "uniform_huffman"],
-                  "Codecs to build with ('none' = no codec).")
+# A string, split by `split_codecs`: absl's list flag would split a codec's options too.
+flags.DEFINE_string("codecs", "none,uniform,drive,uniform_huffman",
+                    "Codecs to build with, comma-separated ('none' = no codec; a codec may "
+                    "carry its options, as uniform(bits=2,word_bits=32)).")
 flags.DEFINE_string("output", "runs/build_time.json", "JSON file of the figures.")
 
 
 def _measure(codec: str) -> dict[str, float]:
   """In this process: build twice, return wall and CPU seconds of each build."""
-  from fedcompress.federated import quiet
-
-  quiet.quiet_tensorflow()
   import tensorflow_federated as tff
 
   from fedcompress import tasks
@@ -39,7 +44,9 @@ def _measure(codec: str) -> dict[str, float]:
 
   runtime.install()
   task = tasks.digits_task(num_clients=2, seed=0)
-  spec = None if codec == "none" else CodecSpec(codec, {}, threshold=10_000)
+  # The options `make bench` sweeps a codec with, those main() checked.
+  spec = None if codec == "none" else CodecSpec(codec, codec_options(codec),
+                                                threshold=10_000)
   out = {}
   for which in ("first", "second"):
     wall, cpu = time.perf_counter(), time.process_time()
@@ -51,21 +58,32 @@ def _measure(codec: str) -> dict[str, float]:
 
 
 def main(argv) -> int:
-  del argv
+  if len(argv) > 1:
+    return fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  codecs = split_codecs(FLAGS.codecs)
+  if not codecs:
+    return fail("--codecs is empty")
+  try:
+    for codec in codecs:
+      if codec != "none":
+        codec_options(codec)  # Unknown names and bad options fail now, not in a child.
+  except ValueError as e:
+    return fail(f"--codecs: {e}")
+  try:  # Made now, not after the builds: a bad --output would lose their figures.
+    os.makedirs(os.path.dirname(FLAGS.output) or ".", exist_ok=True)
+  except OSError as e:
+    return fail(f"--output: {e}")
   results = {}
-  for codec in FLAGS.codecs:
+  for codec in codecs:
     probe = subprocess.run([sys.executable, "-m", "tools.build_time", "--probe", codec],
                            capture_output=True, text=True, check=False)
     if probe.returncode != 0:
       sys.stderr.write(probe.stderr[-2000:])
-      print(f"error: building with {codec} failed (exit {probe.returncode})", file=sys.stderr)
-      return 1
-    results[codec] = json.loads(probe.stdout.strip().splitlines()[-1])
-    r = results[codec]
+      return fail(f"building with {codec} failed (exit {probe.returncode})", 1)
+    r = results[codec] = json.loads(probe.stdout.strip().splitlines()[-1])
     print(f"{codec:16s} first build {r['first_wall_s']:6.1f} s wall {r['first_cpu_s']:6.1f} s "
           f"CPU; again {r['second_wall_s']:6.1f} s wall {r['second_cpu_s']:6.1f} s CPU",
           flush=True)
-  os.makedirs(os.path.dirname(FLAGS.output) or ".", exist_ok=True)
   with open(FLAGS.output, "w") as f:
     json.dump({"codecs": results, "loadavg": os.getloadavg()}, f, indent=2, sort_keys=True)
     f.write("\n")
@@ -73,7 +91,10 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
+  # First: TensorFlow reads its log level once, when it loads (in a child's build and in
+  # main's check of a codec's options).
+  quiet.quiet_tensorflow()
   if len(sys.argv) == 3 and sys.argv[1] == "--probe":  # One codec, in this fresh process.
     print(json.dumps(_measure(sys.argv[2])))
   else:
-    app.run(main)
+    app.run(interruptible(main), flags_parser=parse_flags)

@@ -1,0 +1,65 @@
+"""tools/build_time.py: the codecs it is given, checked first; each build a child."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from absl.testing import flagsaver
+
+
+def test_an_unknown_codec_is_one_error_line_before_any_build(repo_root, tmp_path):
+  result = subprocess.run(
+      [sys.executable, "-m", "tools.build_time", "--codecs=none,nosuch",
+       f"--output={tmp_path / 'out' / 'build_time.json'}"],
+      capture_output=True, text=True, cwd=repo_root, timeout=120, check=False)
+  assert result.returncode == 2 and result.stdout == ""
+  assert result.stderr.startswith("error: --codecs: unknown codecs ['nosuch']; valid: ")
+  assert result.stderr.count("\n") == 1
+  assert list(tmp_path.iterdir()) == []
+
+
+# Stands in for a child (`--probe <codec>`): the figures of a build, or a failure for drive.
+_FAKE_BUILD = """
+import json, sys
+codec = sys.argv[-1]
+if codec == "drive":
+  sys.exit("RuntimeError: the drive build failed")
+print(json.dumps({"first_wall_s": 2.0, "first_cpu_s": 2.0, "second_wall_s": 1.0,
+                  "second_cpu_s": 1.0, "options": {}, "task": {"dataset": "digits"}}))
+"""
+
+
+@pytest.fixture
+def builds(load_binary, monkeypatch):
+  """Runs the tool's main() on `--codecs=<text>` with each child `_FAKE_BUILD`; returns
+  main's exit code, the codecs the children were given and the JSON written."""
+  real_run = subprocess.run
+  children = []
+
+  def run(cmd, **kwargs):
+    if cmd[1:4] != ["-m", "tools.build_time", "--probe"]:  # git, for the commit.
+      return real_run(cmd, **kwargs)
+    children.append(cmd[4:])
+    return real_run([sys.executable, "-c", _FAKE_BUILD, *cmd[4:]], **kwargs)
+
+  monkeypatch.setattr(subprocess, "run", run)
+
+  def build(text, output):
+    with load_binary("tools/build_time.py") as module, flagsaver.flagsaver():
+      module.FLAGS["codecs"].parse(text)  # As the command line does.
+      module.FLAGS.output = str(output)
+      code = module.main(["build_time"])
+    return code, children, json.loads(output.read_text())
+
+  return build
+
+
+def test_a_codec_with_options_goes_whole_to_its_child(builds, tmp_path):
+  code, children, written = builds("none,uniform(bits=2,word_bits=32)", tmp_path / "b.json")
+  assert code == 0
+  assert children == [["none"], ["uniform(bits=2,word_bits=32)"]]
+  assert list(written["codecs"]) == ["none", "uniform(bits=2,word_bits=32)"]
+
