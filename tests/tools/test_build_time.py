@@ -35,7 +35,7 @@ print(json.dumps({"first_wall_s": 2.0, "first_cpu_s": 2.0, "second_wall_s": 1.0,
 @pytest.fixture
 def builds(load_binary, monkeypatch):
   """Runs the tool's main() on `--codecs=<text>` with each child `_FAKE_BUILD`; returns
-  main's exit code, the codecs the children were given and the JSON written."""
+  main's exit code, the codecs the children were given and the JSON written (or None)."""
   real_run = subprocess.run
   children = []
 
@@ -52,7 +52,7 @@ def builds(load_binary, monkeypatch):
       module.FLAGS["codecs"].parse(text)  # As the command line does.
       module.FLAGS.output = str(output)
       code = module.main(["build_time"])
-    return code, children, json.loads(output.read_text())
+    return code, children, json.loads(output.read_text()) if output.exists() else None
 
   return build
 
@@ -62,4 +62,16 @@ def test_a_codec_with_options_goes_whole_to_its_child(builds, tmp_path):
   assert code == 0
   assert children == [["none"], ["uniform(bits=2,word_bits=32)"]]
   assert list(written["codecs"]) == ["none", "uniform(bits=2,word_bits=32)"]
+
+
+def test_a_failed_build_is_named_and_the_others_are_kept(builds, tmp_path, capsys):
+  code, children, written = builds("none,drive,uniform", tmp_path / "b.json")
+  assert code == 1
+  assert children == [["none"], ["drive"], ["uniform"]]  # Went on after drive.
+  assert sorted(written["codecs"]) == ["none", "uniform"]
+  assert written["failed"]["drive"]["exit"] == 1
+  out, err = capsys.readouterr()
+  assert "RuntimeError: the drive build failed" in err
+  assert err.splitlines()[-1] == (f"error: building with drive failed (see above); the "
+                                  f"figures of the others are in {tmp_path / 'b.json'}")
 
