@@ -8,8 +8,9 @@ and every test subprocess pay it): `build_fedavg` of the tutorial CNN on the dig
 task with the codec both ways (threshold 10,000; a codec with the options `make bench`
 sweeps it with, or its own: `--codecs=none,uniform(bits=2,word_bits=32)`), twice, wall
 and CPU seconds of each. The codecs are checked before anything is built. Prints a table
-and writes the figures to `--output`; a codec whose build fails is named there and on
-stderr, and the others' figures are kept.
+and writes the figures to `--output`, with the task's settings, the threshold and the
+commit; a codec whose build fails is named there and on stderr, and the others' figures
+are kept.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
 
 from absl import app, flags
 
 from fedcompress.federated import quiet
+from fedcompress.harness import rundir
 from fedcompress.harness.cli import fail, interruptible, parse_flags
 from tools.benchmark import codec_options, split_codecs
 
@@ -32,10 +35,12 @@ flags.DEFINE_string("codecs", "none,uniform,drive,uniform_huffman",
                     "Codecs to build with, comma-separated ('none' = no codec; a codec may "
                     "carry its options, as uniform(bits=2,word_bits=32)).")
 flags.DEFINE_string("output", "runs/build_time.json", "JSON file of the figures.")
+THRESHOLD = 10_000
 
 
-def _measure(codec: str) -> dict[str, float]:
-  """In this process: build twice, return wall and CPU seconds of each build."""
+def _measure(codec: str) -> dict[str, Any]:
+  """In this process: build twice, return wall and CPU seconds of each build, and the
+  task's settings."""
   import tensorflow_federated as tff
 
   from fedcompress import tasks
@@ -47,8 +52,8 @@ def _measure(codec: str) -> dict[str, float]:
   task = tasks.digits_task(num_clients=2, seed=0)
   # The options `make bench` sweeps a codec with, those main() checked.
   spec = None if codec == "none" else CodecSpec(codec, codec_options(codec),
-                                                threshold=10_000)
-  out = {}
+                                                threshold=THRESHOLD)
+  out = {"task": dict(task.settings), "options": dict(spec.options) if spec else {}}
   for which in ("first", "second"):
     wall, cpu = time.perf_counter(), time.process_time()
     build_fedavg(task.model_fn, tff.learning.optimizers.build_sgdm(0.02),
@@ -74,7 +79,7 @@ def main(argv) -> int:
     os.makedirs(os.path.dirname(FLAGS.output) or ".", exist_ok=True)
   except OSError as e:
     return fail(f"--output: {e}")
-  results, failed = {}, {}
+  results, failed, task = {}, {}, None
   for codec in codecs:
     probe = subprocess.run([sys.executable, "-m", "tools.build_time", "--probe", codec],
                            capture_output=True, text=True, check=False)
@@ -85,12 +90,14 @@ def main(argv) -> int:
       failed[codec] = {"exit": probe.returncode, "stderr": probe.stderr[-2000:]}
       continue
     r = results[codec] = json.loads(probe.stdout.strip().splitlines()[-1])
+    task = r.pop("task")  # Every child builds the same task: recorded once.
     print(f"{codec:16s} first build {r['first_wall_s']:6.1f} s wall {r['first_cpu_s']:6.1f} s "
           f"CPU; again {r['second_wall_s']:6.1f} s wall {r['second_cpu_s']:6.1f} s CPU",
           flush=True)
   with open(FLAGS.output, "w") as f:
-    json.dump({"codecs": results, "failed": failed, "loadavg": os.getloadavg()}, f,
-              indent=2, sort_keys=True)
+    json.dump({"codecs": results, "failed": failed, "threshold": THRESHOLD, "task": task,
+               "source": rundir.source(), "loadavg": os.getloadavg()},
+              f, indent=2, sort_keys=True)
     f.write("\n")
   if failed:
     return fail(f"building with {', '.join(failed)} failed (see above); the figures of "

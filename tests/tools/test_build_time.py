@@ -75,3 +75,12 @@ def test_a_failed_build_is_named_and_the_others_are_kept(builds, tmp_path, capsy
   assert err.splitlines()[-1] == (f"error: building with drive failed (see above); the "
                                   f"figures of the others are in {tmp_path / 'b.json'}")
 
+
+def test_the_json_records_the_commit_threshold_and_task(builds, tmp_path):
+  from fedcompress.harness import rundir
+
+  code, _, written = builds("none", tmp_path / "b.json")
+  assert code == 0
+  assert written["source"] == rundir.source() and written["source"]["commit"]
+  assert written["threshold"] == 10_000
+  assert written["task"] == {"dataset": "digits"}  # What the child reported.
