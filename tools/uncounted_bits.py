@@ -98,6 +98,10 @@ def uncounted(computation) -> list[Crossing]:
 
 _CONFIG_NAMES = ("identity", "kashin", "shared_rotation", "secure_rotation", "secure_dp",
                  "dp_adaptive", "dp_distributed")
+# The DP configurations' noise multiplier. `DPConfig` refuses `central_adaptive` noise of
+# 0.1 x clients per round or more (TFF gives part of it to the adaptive clip's count of
+# clipped updates), so `dp_adaptive` needs more than 5 clients.
+NOISE_MULTIPLIER = 0.5
 
 
 def _configs(clients: int) -> dict[str, Callable[[Callable], object]]:
@@ -121,12 +125,13 @@ def _configs(clients: int) -> dict[str, Callable[[Callable], object]]:
               "fixed_int", {"bits": 8, "clip": 0.05, "rotation": True}), **secure),
       "secure_dp": lambda model_fn: build_fedavg(
           model_fn, aggregate_codec=CodecSpec("fixed_int", {"bits": 8, "clip": 0.05}),
-          dp=DPConfig("central", 0.5, 0.5, clients, 2 * clients), **secure),
+          dp=DPConfig("central", NOISE_MULTIPLIER, 0.5, clients, 2 * clients), **secure),
       "dp_adaptive": lambda model_fn: build_fedavg(
-          model_fn, dp=DPConfig("central_adaptive", 0.5, 0.5, clients, 2 * clients),
+          model_fn, dp=DPConfig("central_adaptive", NOISE_MULTIPLIER, 0.5, clients, 2 * clients),
           client_weighting=uniform),
       "dp_distributed": lambda model_fn: build_fedavg(
-          model_fn, dp=DPConfig("distributed", 0.5, 0.5, clients, 2 * clients), **secure),
+          model_fn, dp=DPConfig("distributed", NOISE_MULTIPLIER, 0.5, clients, 2 * clients),
+          **secure),
   }
 
 
@@ -138,19 +143,27 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--configs", default=",".join(_CONFIG_NAMES))
   parser.add_argument("--clients", type=int, default=10,
-                      help="clients per round (the secure sum's field; totals are per round)")
+                      help="clients per round (the secure sum's field; totals are per round; "
+                      "dp_adaptive needs more than 5)")
   args = parser.parse_args(argv)
   if args.clients < 1:
     parser.error("--clients must be >= 1")
+  names = [n.strip() for n in args.configs.split(",") if n.strip()]
+  unknown = sorted(set(names) - set(_CONFIG_NAMES))
+  if unknown:
+    parser.error(f"unknown configs {unknown}; valid: {', '.join(_CONFIG_NAMES)}")
+  # DPConfig's own check would come after TensorFlow loads and the configs before it print.
+  most = 0.1 * args.clients
+  if "dp_adaptive" in names and NOISE_MULTIPLIER >= most:
+    parser.error(f"--configs=dp_adaptive takes --clients above {NOISE_MULTIPLIER / 0.1:g} (its "
+                 f"noise multiplier {NOISE_MULTIPLIER:g} must be below 0.1 x clients, "
+                 f"{most:g} at --clients={args.clients}): raise --clients or leave dp_adaptive "
+                 "out of --configs")
   fedcompress.quiet_tensorflow()
   fedcompress.install_runtime()
   from fedcompress import tasks
 
   configs = _configs(args.clients)
-  names = [n.strip() for n in args.configs.split(",") if n.strip()]
-  unknown = sorted(set(names) - set(configs))
-  if unknown:
-    parser.error(f"unknown configs {unknown}; valid: {', '.join(configs)}")
   model_fn = tasks.digits_task(num_clients=2, seed=0).model_fn
   for name in names:
     listed = uncounted(configs[name](model_fn).next)

@@ -13,9 +13,8 @@ import tensorflow_federated as tff
 
 from fedcompress import metrics as m
 from fedcompress.federated.fedavg import build_fedavg
+from fedcompress.federated.privacy import DPConfig
 from tools import uncounted_bits
-
-pytestmark = pytest.mark.slow  # builds a FedAvg process
 
 _SPEC = collections.OrderedDict(x=tf.TensorSpec([None, 4], tf.float32),
                                 y=tf.TensorSpec([None, 1], tf.int32))
@@ -29,6 +28,7 @@ def _model_fn():
       loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 
 
+@pytest.mark.slow  # builds a FedAvg process
 def test_payload_is_what_is_counted_and_the_rest_is_the_readmes_list():
   process = build_fedavg(_model_fn)
   rng = np.random.default_rng(0)
@@ -56,3 +56,21 @@ def test_payload_is_what_is_counted_and_the_rest_is_the_readmes_list():
       ("up", 64, "<bits=int64>"),  # and weight
       ("up", 64, "<rejected=int32,accepted=int32>"),  # RejectNonFiniteFactory's count
   ])
+
+
+@pytest.mark.parametrize("argv", [["--clients=5"],
+                                  ["--configs=identity,dp_adaptive", "--clients=3"]])
+def test_too_few_clients_for_dp_adaptive_is_refused_before_any_config(capsys, argv):
+  # The default configs include dp_adaptive: a traceback after the others printed before.
+  with pytest.raises(SystemExit) as exit_info:
+    uncounted_bits.main(argv)
+  assert exit_info.value.code == 2
+  out, err = capsys.readouterr()
+  assert out == ""
+  assert "--configs=dp_adaptive takes --clients above 5" in err.strip().splitlines()[-1]
+
+
+def test_the_clients_dp_adaptive_takes_are_the_ones_dpconfig_accepts():
+  with pytest.raises(ValueError, match="central_adaptive"):
+    DPConfig("central_adaptive", uncounted_bits.NOISE_MULTIPLIER, 0.5, 5, 10)
+  DPConfig("central_adaptive", uncounted_bits.NOISE_MULTIPLIER, 0.5, 6, 12)
