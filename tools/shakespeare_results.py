@@ -65,6 +65,11 @@ def format_block(runs: Sequence[Mapping[str, Any]]) -> str:
   """The Markdown block: the table, the bit savings, the sanity check, the code."""
   if not runs:
     raise ValueError("no runs")
+  # The bit ratios and savings are taken against the first run: a compressed one there
+  # turns them into '0.29x fewer' and negative savings.
+  if runs[0]["codec"] != "none":
+    raise ValueError(f"{runs[0]['run']} is not uncompressed ({runs[0]['codec']}): --runs takes "
+                     "the uncompressed run first, the one the others' bits are compared with")
   first = runs[0]["pretrained"]
   for run in runs[1:]:
     if run["pretrained"]["pretrained_eval"] != first["pretrained_eval"]:
