@@ -248,6 +248,11 @@ def main(argv):
   unknown = sorted(set(FLAGS.configs) - set(configurations))
   if unknown:
     return fail(f"unknown --configs {', '.join(unknown)}; valid: {', '.join(configurations)}")
+  if FLAGS.readme:
+    try:
+      codec_table.read_readme(FLAGS.readme, "answers")
+    except ValueError as e:
+      return fail(f"--readme: {e}")
   if "shakespeare" in FLAGS.datasets:
     if not os.path.exists(os.path.join(SHAKESPEARE_DATA, "shakespeare.sqlite")):
       return fail(f"Shakespeare needs {SHAKESPEARE_DATA}/shakespeare.sqlite "

@@ -101,14 +101,37 @@ def format_table(rows: Sequence[dict[str, Any]], title: str) -> str:
   return "\n".join(lines)
 
 
-def update_readme(readme_path: str, name: str, text: str) -> None:
-  """Replaces the block between `<!-- codec-table:NAME -->` and `<!-- end codec-table -->`."""
-  with open(readme_path) as f:
-    readme = f.read()
+def _markers(name: str) -> tuple[str, str, re.Pattern[str]]:
   begin, end = f"<!-- codec-table:{name} -->", "<!-- end codec-table -->"
-  pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+  return begin, end, re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+
+
+def read_readme(readme_path: str, name: str) -> str:
+  """The README's text, if it has the NAME block and can be written back.
+
+  Tools that write the block after their runs call this before them too: a wrong README
+  or block name is then said before the runs, not in a traceback after them.
+
+  Raises:
+    ValueError: the file cannot be read or written, or has no NAME block.
+  """
+  try:
+    with open(readme_path) as f:
+      readme = f.read()
+  except OSError as e:
+    raise ValueError(f"cannot read {readme_path}: {e.strerror or e}") from None
+  begin, end, pattern = _markers(name)
   if not pattern.search(readme):
     raise ValueError(f"{readme_path} has no {begin} ... {end} block")
+  if not os.access(readme_path, os.W_OK):
+    raise ValueError(f"{readme_path} is not writable")
+  return readme
+
+
+def update_readme(readme_path: str, name: str, text: str) -> None:
+  """Replaces the block between `<!-- codec-table:NAME -->` and `<!-- end codec-table -->`."""
+  readme = read_readme(readme_path, name)
+  begin, end, pattern = _markers(name)
   readme = pattern.sub(lambda _: f"{begin}\n{text}\n{end}", readme)
   with open(readme_path, "w") as f:
     f.write(readme)

@@ -211,3 +211,25 @@ def test_answers_refuses_empty_lists_before_touching_the_readme(load_binary, rep
   assert err.strip().splitlines()[-1].startswith("error: --"), err
   assert "kept" in readme.read_text()
   assert not (tmp_path / "answers.json").exists()
+
+
+@pytest.mark.parametrize("text, message", [("# no block\n", "has no <!-- codec-table:answers"),
+                                           (None, "cannot read")])
+def test_answers_refuses_a_readme_without_its_block_before_any_run(load_binary, repo_root,
+                                                                   monkeypatch, capsys,
+                                                                   tmp_path, text, message):
+  from absl import flags
+  from absl.testing import flagsaver
+
+  readme = tmp_path / "README.md"
+  if text is not None:
+    readme.write_text(text)
+  monkeypatch.chdir(repo_root)  # main() moves there; undone after the test.
+  with load_binary("tools/answers.py") as module, flagsaver.flagsaver():
+    flags.FLAGS(["answers", "--datasets=digits", "--seeds=0", "--bits=2", f"--readme={readme}",
+                 f"--output={tmp_path / 'answers.json'}",
+                 f"--root_output_dir={tmp_path / 'runs'}"])
+    assert module.main(["answers"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("error: --readme: ") and message in err[0], err
+  assert not (tmp_path / "runs").exists() and not (tmp_path / "answers.json").exists()
