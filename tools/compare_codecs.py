@@ -47,6 +47,11 @@ def main(argv):
   paths = sorted({path for pattern in FLAGS.configs for path in glob.glob(pattern)})
   if not paths:
     return fail(f"no flagfile matches --configs={','.join(FLAGS.configs)}")
+  if FLAGS.update_readme:
+    try:
+      codec_table.read_readme("README.md", FLAGS.readme_block or FLAGS.experiment)
+    except ValueError as e:
+      return fail(f"--update_readme --readme_block: {e}")
   try:
     runs = runs_from_flagfiles(paths)
     summaries = run_sweep(runs, FLAGS.root_output_dir, experiment=FLAGS.experiment,
