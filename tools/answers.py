@@ -150,23 +150,34 @@ def entropy_probe(name: str, seeds: list[int]) -> dict[int, dict[int, dict[str, 
   """seed -> quantizer width -> entropy, Huffman and bit-packed bits per symbol.
 
   Measured (`tools.symbol_entropy`) on the first-round updates of the probe's clients,
-  per seed; kept in `<root>/<dataset>/entropy_probe.json` with its settings and reused
-  while they are the same.
+  per seed; kept in `<root>/<dataset>/entropy_probe.json` with its settings, the commit
+  and the pretrained model's digest, and reused while they are the same.
   """
+  from fedcompress.tasks.errors import file_fingerprint
   from tools import symbol_entropy
 
   probe = DATASETS[name]["probe"]
   # (b) needs no runs: it measures every width of (a)'s default, whatever --bits says.
   codecs = {b: answers_table.huffman_codec(b)
             for b in sorted({*answers_table.QUANTIZER_BITS, *_bits()})}
-  key = {"probe": probe, "codecs": codecs, "seeds": seeds,
-         "pretrained_model": FLAGS.pretrained_model if name == "shakespeare" else None}
+  pretrained = FLAGS.pretrained_model if name == "shakespeare" else None
+  # A probe made by other code, or from another model at the same path, is measured
+  # again, as one of other settings always was. The sweep refuses a run of other
+  # settings instead (minutes of training the user may want kept) and reuses one made by
+  # other code, naming that code in the block; the probe is seconds of work the block
+  # names no code of its own for, so it is made by the code the block is stamped with.
+  key = {"probe": probe, "codecs": codecs, "seeds": seeds, "pretrained_model": pretrained,
+         rundir.PRETRAINED_DIGEST: (file_fingerprint(pretrained, whole=True) if pretrained
+                                    else None),
+         "commit": _commit()}
   path = os.path.join(FLAGS.root_output_dir, name, "entropy_probe.json")
   if os.path.exists(path):
     with open(path) as f:
       cached = json.load(f)
     if cached["settings"] == json.loads(json.dumps(key)):
       return {int(s): {int(b): v for b, v in r.items()} for s, r in cached["result"].items()}
+    print(f"== {name}: {path} holds a probe of other settings, code or model: measuring it "
+          "again", flush=True)
   result = {}
   for seed in seeds:
     print(f"== {name}: entropy probe, seed {seed}: first-round updates of "

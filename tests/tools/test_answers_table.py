@@ -233,3 +233,31 @@ def test_answers_refuses_a_readme_without_its_block_before_any_run(load_binary, 
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and err[0].startswith("error: --readme: ") and message in err[0], err
   assert not (tmp_path / "runs").exists() and not (tmp_path / "answers.json").exists()
+
+
+def test_entropy_probe_is_measured_again_for_other_code_or_another_model(load_binary,
+                                                                         tmp_path):
+  from absl import flags
+  from absl.testing import flagsaver
+
+  model = tmp_path / "model.keras"
+  model.write_bytes(b"a pretrained model")
+  path = tmp_path / "shakespeare" / "entropy_probe.json"
+  measured = {0: {2: {"entropy": 0.9, "huffman": 1.3, "packed": 2.0}}}
+
+  def cache(settings):
+    path.write_text(json.dumps({"settings": settings, "result": measured}))
+
+  with load_binary("tools/answers.py") as module, flagsaver.flagsaver():
+    flags.FLAGS(["answers", f"--root_output_dir={tmp_path}", f"--pretrained_model={model}"])
+    # Without seeds there is nothing to measure: what comes back is the cache's or nothing.
+    assert module.entropy_probe("shakespeare", []) == {}
+    settings = json.loads(path.read_text())["settings"]
+    assert settings["commit"] == module._commit()
+    cache(settings)
+    assert module.entropy_probe("shakespeare", []) == measured
+    cache({**settings, "commit": "0123456"})  # Measured by other code.
+    assert module.entropy_probe("shakespeare", []) == {}
+    cache(settings)
+    model.write_bytes(b"the model retrained")  # Same path, other weights.
+    assert module.entropy_probe("shakespeare", []) == {}
