@@ -82,6 +82,9 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--reps", type=int, default=41)
   parser.add_argument("--threads", type=int, default=1)
   args = parser.parse_args(argv)
+  # Zero reps leave nothing to take quartiles of, after both versions are built.
+  if args.reps < 1:
+    parser.error(f"--reps must be >= 1, got {args.reps}")
   from tools.benchmark import split_codecs
   from tools.codec_cost import set_process_threads
 

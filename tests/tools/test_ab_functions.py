@@ -31,3 +31,12 @@ def test_names_missing_from_a_version_are_refused(tmp_path):
     ab_functions.compare(_REPO, "fedcompress.codecs.stages.rotation", ["nope"], ["rotation"], 1)
   with pytest.raises(ValueError, match="does not exist"):
     ab_functions.load_base(str(tmp_path), "fedcompress.codecs.stages.rotation")
+
+
+@pytest.mark.parametrize("reps", [0, -3])
+def test_reps_below_one_are_refused_before_anything_is_built(capsys, reps):
+  with pytest.raises(SystemExit) as exit_info:
+    ab_functions.main([f"--base={_REPO}", "--module=fedcompress.codecs.stages.rotation",
+                       "--names=fast_walsh_hadamard", "--codecs=drive", f"--reps={reps}"])
+  assert exit_info.value.code == 2
+  assert f"--reps must be >= 1, got {reps}" in capsys.readouterr().err.strip().splitlines()[-1]
