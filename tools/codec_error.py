@@ -55,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> None:
   args = parser.parse_args(argv)
   if args.seeds < 2 or args.size < 1:
     parser.error("--seeds must be at least 2 and --size at least 1")
+  import fedcompress
+
+  fedcompress.quiet_tensorflow()
   rows = []
   for label, codec, options, expected in CASES:
     errors = normalized_mse(codec, options, args.size, range(args.seeds))

@@ -74,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.error(f"--shape must be comma-separated integers, got {args.shape!r}")
   if any(d < 1 for d in shape):
     parser.error(f"--shape dimensions must be >= 1, got {args.shape!r}")
+  import fedcompress
+
+  fedcompress.quiet_tensorflow()
   import tensorflow as tf
 
   x = tf.random.stateless_normal(shape, [0, 1])

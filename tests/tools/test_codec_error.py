@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 import pytest
 
@@ -28,3 +29,11 @@ def test_main_writes_every_case(tmp_path):
   for case in result["cases"]:
     assert len(case["per_seed"]) == 2
     assert case["mean"] == pytest.approx(case["published"], rel=0.15), case["case"]
+
+
+def test_main_quiets_tensorflow(monkeypatch, tmp_path):
+  # conftest quieted this process already: without what it set, main() must set it again.
+  for name in ("TF_CPP_MIN_LOG_LEVEL", "GLOG_minloglevel", "FEDCOMPRESS_TF_LOGS"):
+    monkeypatch.delenv(name, raising=False)
+  codec_error.main(["--seeds=2", "--size=64", f"--output={tmp_path / 'error.json'}"])
+  assert os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "3"

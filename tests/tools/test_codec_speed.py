@@ -1,5 +1,7 @@
 """tools.codec_speed refuses bad input in one usage line, before timing anything."""
 
+import os
+
 import pytest
 
 from tools import codec_speed
@@ -17,3 +19,11 @@ def test_bad_input_is_one_line(capsys, argv, message):
     codec_speed.main(argv)
   assert exit_info.value.code == 2
   assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_main_quiets_tensorflow(monkeypatch):
+  # conftest quieted this process already: without what it set, main() must set it again.
+  for name in ("TF_CPP_MIN_LOG_LEVEL", "GLOG_minloglevel", "FEDCOMPRESS_TF_LOGS"):
+    monkeypatch.delenv(name, raising=False)
+  codec_speed.main(["--shape=64", "--reps=1", "--codecs=uniform"])
+  assert os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "3"
