@@ -5,8 +5,8 @@
 The tensor is the tutorial CNN's dense kernel (3136 x 512 = 1,605,632 float32). Each
 codec's `SimpleEncoder` encode and decode are traced once into `tf.function`s and timed
 separately (median of `reps` calls after one warm-up, CPU seconds of this process), next
-to a plain `x * 1.0001` pass over the same tensor for scale. Decode is what the server
-runs once per client for codecs that do not commute with sum.
+to a plain `x * 1.0001` pass over the same tensor for scale, timed the same way. Decode is
+what the server runs once per client for codecs that do not commute with sum.
 
 `tools.codec_cost` splits the decode into its per-client and per-round parts, times
 them on both tensors the benchmark encodes in a session configured like TFF's worker,
@@ -17,10 +17,23 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tools.benchmark import CODEC_OPTIONS as CODECS
+
+
+def median_cpu(fn: Callable[[], Any], reps: int) -> float:
+  """Median CPU seconds of `reps` calls of `fn`, each until its tensors are NumPy values."""
+  import tensorflow as tf
+
+  samples = []
+  for _ in range(reps):
+    t0 = time.process_time()
+    out = fn()
+    tf.nest.map_structure(lambda t: t.numpy(), out)
+    samples.append(time.process_time() - t0)
+  return statistics.median(samples)
 
 
 def time_codec(name: str, options: Mapping[str, Any], shape: Sequence[int], reps: int,
@@ -40,18 +53,8 @@ def time_codec(name: str, options: Mapping[str, Any], shape: Sequence[int], reps
   encoded, _ = encode(x, state)
   decode = tf.function(encoder.decode)
   decode(encoded)
-
-  def median_cpu(fn) -> float:
-    samples = []
-    for _ in range(reps):
-      t0 = time.process_time()
-      out = fn()
-      tf.nest.map_structure(lambda t: t.numpy(), out)
-      samples.append(time.process_time() - t0)
-    return statistics.median(samples)
-
-  return {"encode_s": median_cpu(lambda: encode(x, state)),
-          "decode_s": median_cpu(lambda: decode(encoded))}
+  return {"encode_s": median_cpu(lambda: encode(x, state), reps),
+          "decode_s": median_cpu(lambda: decode(encoded), reps)}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -82,10 +85,7 @@ def main(argv: Sequence[str] | None = None) -> None:
   x = tf.random.stateless_normal(shape, [0, 1])
   scale = tf.function(lambda x: x * 1.0001)
   scale(x)
-  t0 = time.process_time()
-  for _ in range(args.reps):
-    scale(x).numpy()
-  print(f"{'x * 1.0001':16s} {(time.process_time() - t0) / args.reps * 1e3:8.1f} ms")
+  print(f"{'x * 1.0001':16s} {median_cpu(lambda: scale(x), args.reps) * 1e3:8.1f} ms")
   for name in args.codecs.split(","):
     r = time_codec(name, CODECS[name], shape, args.reps)
     print(f"{name:16s} encode {r['encode_s'] * 1e3:8.1f} ms   decode {r['decode_s'] * 1e3:8.1f} ms",
