@@ -56,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> None:
   if args.seeds < 2 or args.size < 1:
     parser.error("--seeds must be at least 2 and --size at least 1")
   import fedcompress
+  from fedcompress.harness import rundir
 
   fedcompress.quiet_tensorflow()
   rows = []
@@ -71,7 +72,9 @@ def main(argv: Sequence[str] | None = None) -> None:
   if os.path.dirname(args.output):
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
   with open(args.output, "w") as f:
-    json.dump({"seeds": args.seeds, "size": args.size, "cases": rows}, f, indent=1)
+    # The code that measured: a change to the rotations' draws is what this is run for.
+    json.dump({"seeds": args.seeds, "size": args.size, "source": rundir.source(),
+               "cases": rows}, f, indent=1)
   print(f"wrote {args.output}")
 
 

@@ -87,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> None:
   if args.clients < 1 or args.size < 1 or args.seeds < 1:
     parser.error("--clients, --size and --seeds must be at least 1")
   import fedcompress
+  from fedcompress.harness import rundir
 
   fedcompress.quiet_tensorflow()
   rows = []
@@ -107,8 +108,9 @@ def main(argv: Sequence[str] | None = None) -> None:
   if os.path.dirname(args.output):
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
   with open(args.output, "w") as f:
+    # The code that measured, as run records name it (the figures move with the codecs).
     json.dump({"clients": args.clients, "size": args.size, "seeds": args.seeds,
-               "own_part": OWN_PART, "rows": rows}, f, indent=1)
+               "own_part": OWN_PART, "source": rundir.source(), "rows": rows}, f, indent=1)
   print(f"wrote {args.output}")
 
 

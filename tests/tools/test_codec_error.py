@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from fedcompress.harness import rundir
 from tools import codec_error
 
 
@@ -37,3 +38,10 @@ def test_main_quiets_tensorflow(monkeypatch, tmp_path):
     monkeypatch.delenv(name, raising=False)
   codec_error.main(["--seeds=2", "--size=64", f"--output={tmp_path / 'error.json'}"])
   assert os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "3"
+
+
+def test_main_records_the_code_that_measured(tmp_path):
+  output = tmp_path / "error.json"
+  codec_error.main(["--seeds=2", "--size=64", f"--output={output}"])
+  source = json.loads(output.read_text())["source"]
+  assert source == rundir.source() and source["commit"]

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from fedcompress.harness import rundir
 from tools import mean_error
 
 
@@ -37,3 +38,10 @@ def test_main_writes_every_codec_and_kind(tmp_path):
   assert [(r["codec"], r["kind"]) for r in rows] == [
       (c, k) for c, _ in mean_error.CODECS for k in mean_error.KINDS]
   assert all(r["ratio"] == r["shared"] / r["independent_rotations"] for r in rows)
+
+
+def test_main_records_the_code_that_measured(tmp_path):
+  output = tmp_path / "mean_error.json"
+  mean_error.main(["--clients=2", "--size=64", "--seeds=1", f"--output={output}"])
+  source = json.loads(output.read_text())["source"]
+  assert source == rundir.source() and source["commit"]
