@@ -85,13 +85,13 @@ def main(argv: Sequence[str] | None = None) -> None:
   # Zero reps leave nothing to take quartiles of, after both versions are built.
   if args.reps < 1:
     parser.error(f"--reps must be >= 1, got {args.reps}")
+  import fedcompress
   from tools.benchmark import split_codecs
   from tools.codec_cost import set_process_threads
 
-  set_process_threads(args.threads)
-  import fedcompress
-
+  # set_process_threads imports TensorFlow, which reads its log level only then.
   fedcompress.quiet_tensorflow()
+  set_process_threads(args.threads)
   try:
     times = compare(args.base, args.module, args.names.split(","), split_codecs(args.codecs),
                     args.reps, args.threads)

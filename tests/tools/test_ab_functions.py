@@ -1,6 +1,8 @@
 """tools/ab_functions.py: both versions are built and timed, and the swap is undone."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -40,3 +42,18 @@ def test_reps_below_one_are_refused_before_anything_is_built(capsys, reps):
                        "--names=fast_walsh_hadamard", "--codecs=drive", f"--reps={reps}"])
   assert exit_info.value.code == 2
   assert f"--reps must be >= 1, got {reps}" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.slow  # A fresh interpreter imports TensorFlow.
+def test_tensorflow_starts_quiet(tmp_path):
+  # This process was quieted by conftest; the child must quiet itself, as from a shell.
+  env = {k: v for k, v in os.environ.items() if k not in (
+      "TF_CPP_MIN_LOG_LEVEL", "GLOG_minloglevel", "GRPC_VERBOSITY", "FEDCOMPRESS_TF_LOGS")}
+  # A --base without the module: refused once TensorFlow has loaded, before any build.
+  result = subprocess.run(
+      [sys.executable, "-m", "tools.ab_functions", f"--base={tmp_path}",
+       "--module=fedcompress.codecs.stages.rotation", "--names=block_layout",
+       "--codecs=rotation"], cwd=_REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2
+  assert "does not exist" in result.stderr.splitlines()[-1]
+  assert "tensorflow/" not in result.stderr, result.stderr
