@@ -103,6 +103,10 @@ def test_sampled_clients_with_padding(binary, data_dir, tiny_model, tmp_path, ca
   assert rows[0][m.BROADCAST_BITS] == 3 * 32 * char_rnn.create_char_rnn(
       embedding_dim=8, rnn_units=16).count_params()
   assert np.isfinite(rows[0][m.TRAIN_LOSS])
+  # The round samples all three training clients, SHORT with less text than one window:
+  # padded, it trains. A --pad_short_clients that did not reach the task left SHORT with
+  # an empty dataset, rejected from the mean, and every check above still passed.
+  assert rows[0][m.AGGREGATE_REJECTED_CLIENTS] == 0
 
 
 def test_a_run_is_tied_to_its_pretrained_model_not_its_path(binary, data_dir, tmp_path, capsys):
