@@ -183,9 +183,11 @@ def test_fedavg_under_secure_aggregation_counts_bits_per_client():
   metrics = process.next(process.initialize(), data).metrics
   # One coordinate in a field of ceil(log2(2*3*127+1)) = 10 bits, count in 2 bits.
   assert metrics["aggregate/bits"] == 3 * (10 * 1 + 2)
-  # The weight moved by the mean of the three updates 0.02 * 2 * y (SGD 0.02, MSE).
+  # The weight moved by the mean of the three updates 0.02 * 2 * y (SGD 0.02, MSE), each
+  # rounded stochastically by less than one step (clip / 127), so the mean too. (Three
+  # steps let a mean over 4 clients instead of 3, 0.06 for 0.08, pass.)
   weights = process.get_model_weights(process.next(process.initialize(), data).state)
-  assert abs(float(weights.trainable[0][0, 0]) - 0.02 * 2 * 2.0) < 3 / 127
+  assert abs(float(weights.trainable[0][0, 0]) - 0.02 * 2 * 2.0) < 1 / 127
 
 
 @pytest.mark.slow
