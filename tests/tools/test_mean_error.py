@@ -45,3 +45,16 @@ def test_main_records_the_code_that_measured(tmp_path):
   mean_error.main(["--clients=2", "--size=64", "--seeds=1", f"--output={output}"])
   source = json.loads(output.read_text())["source"]
   assert source == rundir.source() and source["commit"]
+
+
+def test_main_measures_the_shared_column_under_a_shared_rotation(tmp_path):
+  # The ratio is shared / own, so a check of the formula alone passes whatever `shared`
+  # measured. Identical clients tell the two apart: one shared rotation leaves a single
+  # client's error, own rotations divide it by the clients (8 here, so about 8x).
+  output = tmp_path / "mean_error.json"
+  mean_error.main(["--clients=8", "--size=2048", "--seeds=1", f"--output={output}"])
+  rows = json.loads(output.read_text())["rows"]
+  identical = [r for r in rows if r["kind"] == "identical"]
+  assert [r["codec"] for r in identical] == [c for c, _ in mean_error.CODECS]
+  for row in identical:
+    assert row["ratio"] > 4, row
