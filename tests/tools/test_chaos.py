@@ -16,7 +16,7 @@ from fedcompress.harness.checkpoints import (
   LoopState,
 )
 from fedcompress.harness.loop import LoopConfig, run_loop
-from fedcompress.harness.reporting import CsvReporter, read_metrics_csv
+from fedcompress.harness.reporting import CsvReporter, TensorBoardReporter, read_metrics_csv
 from tools import chaos
 
 pytestmark = pytest.mark.slow  # interrupts and resumes real runs
@@ -213,6 +213,37 @@ def test_consistency_check(tmp_path, checkpoints, csv_rounds, tb_steps, problem)
     assert problems == []
   else:
     assert len(problems) == 1 and problem in problems[0], problems
+
+
+def _reported_run(run_dir, losses, aggregate_bits):
+  """A run dir as the binary's reporters write it: round r has loss `losses[r - 1]`."""
+  run_dir.mkdir()
+  reporters = [CsvReporter(str(run_dir / "metrics.csv")), TensorBoardReporter(str(run_dir))]
+  for reporter in reporters:
+    reporter.start(1, len(losses))
+  for r, (loss, bits) in enumerate(zip(losses, aggregate_bits, strict=True), start=1):
+    row = {m.ROUND: r, m.TRAIN_LOSS: loss, m.TRAIN_ACCURACY: 0.5, m.BROADCAST_BITS: 100,
+           m.AGGREGATE_BITS: bits, m.BROADCAST_CUMULATIVE_BITS: 100 * r,
+           m.AGGREGATE_CUMULATIVE_BITS: sum(aggregate_bits[:r]), m.ROUND_TIME_S: 0.1}
+    for reporter in reporters:
+      reporter.write(row)
+  for reporter in reporters:
+    reporter.close()
+  return str(run_dir)
+
+
+def test_comparison_with_the_reference_reports_what_differs(tmp_path):
+  # The chaos run's own test only sees runs that agree, where comparing a run with itself
+  # would pass too: here the second round's loss and aggregate bits differ.
+  reference = _reported_run(tmp_path / "reference", [1.0, 0.6], [10, 10])
+  run = _reported_run(tmp_path / "run", [1.0, 0.5], [10, 12])
+  problems, loss_diff, accuracy_diff = chaos.compare_with_reference(run, reference, 1e-3)
+  assert any("differ from the reference from row 2" in p for p in problems), problems
+  assert any(p.startswith(f"round 2: {m.TRAIN_LOSS} 0.5 vs reference 0.6") for p in problems)
+  assert loss_diff == pytest.approx(1 / 6) and accuracy_diff == 0.0
+  # Another run with the same rows (its own files) agrees with the reference.
+  same = _reported_run(tmp_path / "same", [1.0, 0.6], [10, 10])
+  assert chaos.compare_with_reference(same, reference, 0.0) == ([], 0.0, 0.0)
 
 
 def test_short_chaos_run_matches_uninterrupted(tmp_path):
