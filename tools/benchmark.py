@@ -282,17 +282,23 @@ def build_timing_task(config: BenchmarkConfig):
   return task, (pixels, labels)
 
 
-def round_runner(process, task) -> Callable[[int], None]:
+def round_runner(process, task, metrics: dict[str, Any] | None = None
+                 ) -> Callable[[int], None]:
   """`run(repetition)`: one round of `process` from its own state, over all of `task`'s clients.
 
   Every call builds the clients' datasets afresh (as a training loop does each round),
-  with a shuffle seed that depends on the repetition.
+  with a shuffle seed that depends on the repetition. With `metrics`, each round's
+  output metrics replace its contents (the last round's stay).
   """
   state = [process.initialize()]
 
   def run(repetition: int) -> None:
     data = [task.client_dataset(cid, repetition) for cid in task.client_ids]
-    state[0] = process.next(state[0], data).state
+    output = process.next(state[0], data)
+    state[0] = output.state
+    if metrics is not None:
+      metrics.clear()
+      metrics.update(output.metrics)
 
   return run
 
@@ -398,12 +404,14 @@ def run_codec_sweep(config: BenchmarkConfig, log: Callable[[str], None] | None =
 
   Returns:
     `{codec: {'options', 'wall_s': {contender: median}, 'cpu_s': {...},
-    'cpu_ratio': {direction: ..}, 'wall_ratio': {direction: ..}}}` plus the process's
-    peak RSS under `peak_rss_bytes`.
+    'cpu_ratio': {direction: ..}, 'wall_ratio': {direction: ..},
+    'round_bits': {contender: {'broadcast', 'aggregate'}}}}` (the bits of each
+    contender's last round) plus the process's peak RSS under `peak_rss_bytes`.
   """
   import tensorflow_federated as tff
 
   import fedcompress
+  from fedcompress import metrics as m
   from fedcompress.federated.aggregation import fixed_range_links
 
   task, _ = build_timing_task(config)
@@ -423,7 +431,8 @@ def run_codec_sweep(config: BenchmarkConfig, log: Callable[[str], None] | None =
       processes[direction] = fedcompress.build_fedavg(
           task.model_fn, aggregate_codec=spec, client_weighting=weighting,
           broadcast_codec=spec if direction == "both" else None)
-    samples = time_interleaved({key: round_runner(process, task)
+    last_metrics = {key: {} for key in processes}
+    samples = time_interleaved({key: round_runner(process, task, last_metrics[key])
                                 for key, process in processes.items()},
                                config.rounds, config.warmup_rounds)
     wall = {k: statistics.median(v["wall_s"]) for k, v in samples.items()}
@@ -436,6 +445,10 @@ def run_codec_sweep(config: BenchmarkConfig, log: Callable[[str], None] | None =
         "uplink_cpu_target": UPLINK_CPU_TARGETS.get(name),
         "cpu_ratio_quartiles": {d: pair_ratio_quartiles(samples, d)
                                 for d in config.codec_directions},
+        # What the timed rounds sent, beside their time (and the sign the codec ran).
+        "round_bits": {k: {"broadcast": int(v[m.BROADCAST_BITS]),
+                           "aggregate": int(v[m.AGGREGATE_BITS])}
+                       for k, v in last_metrics.items()},
     }
     if log:
       verdict = target_verdict(name, out[name]["cpu_ratio"])

@@ -179,10 +179,17 @@ def test_codec_lists_split_between_codecs_only():
   assert benchmark.split_codecs("") == []
 
 
-def test_codec_sweep_times_each_codec_against_uncompressed():
-  config = dataclasses.replace(_TINY, codecs=("drive",), codec_directions=("uplink",),
-                               memory_populations=())
-  sweep = benchmark.run_codec_sweep(config, log=None)
+_DRIVE_SWEEP = dataclasses.replace(_TINY, codecs=("drive",), codec_directions=("uplink",),
+                                   memory_populations=())
+
+
+@pytest.fixture(scope="module")
+def drive_sweep():
+  return benchmark.run_codec_sweep(_DRIVE_SWEEP, log=None)
+
+
+def test_codec_sweep_times_each_codec_against_uncompressed(drive_sweep):
+  config, sweep = _DRIVE_SWEEP, drive_sweep
   drive = sweep["codecs"]["drive"]
   assert set(drive["wall_s"]) == {"none", "uplink"}
   # The median of the round pairs' ratios (round i of each, run back to back).
@@ -204,6 +211,15 @@ def test_codec_sweep_times_each_codec_against_uncompressed():
   assert pairs[0] <= q1 <= q3 <= pairs[-1]
   assert f"| {q1:.2f}-{q3:.2f}x |" in table
   assert drive["uplink_cpu_target"] == 1.25
+
+
+def test_codec_sweep_rounds_send_what_the_codec_encodes(drive_sweep):
+  # Times alone cannot tell a codec round from an uncompressed one. DRIVE sends about
+  # 1 bit per coordinate of the large tensors, uncompressed 32: far fewer bits uplink,
+  # and the same broadcast (uncompressed both, in the `uplink` direction).
+  bits = drive_sweep["codecs"]["drive"]["round_bits"]
+  assert bits["uplink"]["aggregate"] < bits["none"]["aggregate"] / 8
+  assert bits["uplink"]["broadcast"] == bits["none"]["broadcast"] > 0
 
 
 def test_every_registered_codec_is_swept_and_issue_15s_have_their_targets():
