@@ -273,12 +273,17 @@ def test_ratios_pair_the_rounds():
 @pytest.mark.parametrize("flags, message", [
     (["--output=/nonexistent_dir/benchmark.json"], "--output: /nonexistent_dir is not"),
     (["--codecs=drive", "--readme=README_missing.md"], "--readme: "),
+    # Its begin marker was all that was checked: the missing end failed in update_readme,
+    # a traceback after the timing.
+    (["--codecs=drive", "--readme=README_unended.md"], "--readme: README_unended.md has no "
+     "<!-- codec-table:benchmark --> ... <!-- end codec-table --> block"),
 ])
 def test_bad_destinations_are_refused_before_timing(tmp_path, flags, message):
   import subprocess
   import sys
   # A README without the block, or none at all: refused before ~20 minutes of timing.
   (tmp_path / "README_missing.md").write_text("no block here\n")
+  (tmp_path / "README_unended.md").write_text("<!-- codec-table:benchmark -->\nno end\n")
   repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   result = subprocess.run(
       [sys.executable, "-m", "tools.run_benchmark", *flags, "--memory_populations="],
