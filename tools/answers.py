@@ -25,8 +25,10 @@ when `--pretrained_model` does not exist.
 """
 
 import datetime
+import hashlib
 import json
 import os
+import subprocess
 
 from fedcompress.federated import quiet
 
@@ -101,6 +103,25 @@ def _commit() -> str:
   return source["commit"][:7] + (" (with modified files)" if source["dirty"] else "")
 
 
+def _code(repo: str = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) -> str:
+  """The code a probe is made by: the commit, and a digest of the uncommitted changes to
+  `fedcompress/` and `tools/` when there are any; "unknown" without git.
+
+  Not `_commit()`'s stamp: its "(with modified files)" comes on with `make answers`' own
+  outputs (README.md, docs/answers.json), and then stays the same whatever code changes.
+  """
+  def git(*args: str) -> bytes:
+    return subprocess.run(["git", "-C", repo, *args], capture_output=True, timeout=30,
+                          check=True).stdout
+
+  try:
+    commit = git("rev-parse", "HEAD").decode().strip()
+    diff = git("diff", "HEAD", "--", "fedcompress", "tools")
+  except (OSError, subprocess.SubprocessError):
+    return "unknown"
+  return f"{commit}+{hashlib.sha256(diff).hexdigest()[:12]}" if diff else commit
+
+
 def _pretrain(path: str) -> None:
   from fedcompress.tasks.models import pretrain
 
@@ -150,8 +171,8 @@ def entropy_probe(name: str, seeds: list[int]) -> dict[int, dict[int, dict[str, 
   """seed -> quantizer width -> entropy, Huffman and bit-packed bits per symbol.
 
   Measured (`tools.symbol_entropy`) on the first-round updates of the probe's clients,
-  per seed; kept in `<root>/<dataset>/entropy_probe.json` with its settings, the commit
-  and the pretrained model's digest, and reused while they are the same.
+  per seed; kept in `<root>/<dataset>/entropy_probe.json` with its settings, its code
+  (`_code`) and the pretrained model's digest, and reused while they are the same.
   """
   from fedcompress.tasks.errors import file_fingerprint
   from tools import symbol_entropy
@@ -169,7 +190,7 @@ def entropy_probe(name: str, seeds: list[int]) -> dict[int, dict[int, dict[str, 
   key = {"probe": probe, "codecs": codecs, "seeds": seeds, "pretrained_model": pretrained,
          rundir.PRETRAINED_DIGEST: (file_fingerprint(pretrained, whole=True) if pretrained
                                     else None),
-         "commit": _commit()}
+         "code": _code()}
   path = os.path.join(FLAGS.root_output_dir, name, "entropy_probe.json")
   if os.path.exists(path):
     with open(path) as f:

@@ -253,11 +253,39 @@ def test_entropy_probe_is_measured_again_for_other_code_or_another_model(load_bi
     # Without seeds there is nothing to measure: what comes back is the cache's or nothing.
     assert module.entropy_probe("shakespeare", []) == {}
     settings = json.loads(path.read_text())["settings"]
-    assert settings["commit"] == module._commit()
+    assert settings["code"] == module._code()
     cache(settings)
     assert module.entropy_probe("shakespeare", []) == measured
-    cache({**settings, "commit": "0123456"})  # Measured by other code.
+    cache({**settings, "code": "0123456"})  # Measured by other code.
     assert module.entropy_probe("shakespeare", []) == {}
     cache(settings)
     model.write_bytes(b"the model retrained")  # Same path, other weights.
     assert module.entropy_probe("shakespeare", []) == {}
+
+
+def test_the_probes_code_ignores_the_tools_outputs_and_follows_the_source(load_binary,
+                                                                           tmp_path):
+  # Keyed on the commit stamp, the probe was measured again after `make answers` wrote
+  # README.md (the stamp turned "(with modified files)"), and then reused across any
+  # further uncommitted change to the code, whose stamp stayed the same.
+  import subprocess
+
+  def git(*args):
+    subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+  for name in ("README.md", "fedcompress/a.py", "tools/b.py"):
+    (tmp_path / name).parent.mkdir(exist_ok=True)
+    (tmp_path / name).write_text("0\n")
+  git("init", "-q")
+  git("add", ".")
+  git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "0")
+  with load_binary("tools/answers.py") as module:
+    clean = module._code(str(tmp_path))
+    (tmp_path / "README.md").write_text("the answers block, rewritten\n")
+    assert module._code(str(tmp_path)) == clean
+    codes = {clean}
+    for edit in ("1\n", "2\n"):
+      (tmp_path / "fedcompress" / "a.py").write_text(edit)
+      codes.add(module._code(str(tmp_path)))
+    assert len(codes) == 3 and all(c.startswith(clean) for c in codes)
+    assert module._code(str(tmp_path / "no_repo_here")) == "unknown"
