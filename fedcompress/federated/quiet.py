@@ -15,6 +15,8 @@ import warnings
 # absl's spellings of a true boolean flag (any case).
 _TRUE = ("true", "t", "1")
 _quieted = False
+# Names the variables `quiet_tensorflow()` set, for a child that asks for logs to undo.
+_SET_BY_QUIET = "FEDCOMPRESS_QUIETED_ENV"
 
 
 def tf_logs_requested(argv: list[str] | None = None) -> bool:
@@ -56,6 +58,10 @@ def quiet_tensorflow() -> None:
   """
   global _quieted
   if tf_logs_requested():
+    # A quiet parent (a sweep, tools/run_chaos.py) put its levels into the environment
+    # this process inherited: undone, so that --tf_logs shows the logs it asks for.
+    for name in os.environ.pop(_SET_BY_QUIET, "").split(","):
+      os.environ.pop(name, None)
     return
   _quieted = True
   # Set, not defaulted: `import tensorflow` itself puts TF_CPP_MIN_LOG_LEVEL=1 into
@@ -71,6 +77,7 @@ def quiet_tensorflow() -> None:
   # Python exceptions (grpc.RpcError) and are reported as one error line, so none of
   # the core's own lines are shown unless logs were asked for.
   os.environ["GRPC_VERBOSITY"] = "NONE"
+  os.environ[_SET_BY_QUIET] = "TF_CPP_MIN_LOG_LEVEL,GLOG_minloglevel,GRPC_VERBOSITY"
   warnings.filterwarnings("ignore", category=DeprecationWarning)
   warnings.filterwarnings("ignore", category=FutureWarning)
   # google.rpc (a TFF dependency) imports pkg_resources, which warns on every start.
