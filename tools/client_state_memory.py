@@ -114,7 +114,7 @@ def _run_probes(cache_dir: str, run_root: str) -> dict[str, dict[str, Any]]:
   Raises:
     ProbeFailed: a probe exited with an error or without its result.
   """
-  probes, relays, outputs = {}, [], {}
+  probes, relays, outputs = {}, {}, {}
   try:
     for mode in ("none", "ef"):
       args = json.dumps([cache_dir, run_root, mode, _ROUNDS.value, _CLIENTS.value])
@@ -122,15 +122,24 @@ def _run_probes(cache_dir: str, run_root: str) -> dict[str, dict[str, Any]]:
           [sys.executable, "-m", "tools.client_state_memory", "--probe", args],
           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
       outputs[mode] = {"stdout": [], "stderr": []}
-      for name, out in (("stdout", sys.stdout), ("stderr", sys.stderr)):
-        relays.append(threading.Thread(target=_relay, daemon=True, args=(
-            mode, getattr(probes[mode], name), out, outputs[mode][name])))
-    for relay in relays:
-      relay.start()
-    for relay in relays:
-      relay.join()
+      relays[mode] = [threading.Thread(target=_relay, daemon=True, args=(
+          mode, getattr(probes[mode], name), out, outputs[mode][name]))
+          for name, out in (("stdout", sys.stdout), ("stderr", sys.stderr))]
+      for relay in relays[mode]:
+        relay.start()
+    # Polled, not joined: a probe that fails is reported at once (the other one is
+    # killed below), not after the other has run all its rounds.
+    while True:
+      codes = {mode: p.poll() for mode, p in probes.items()}
+      failed = [mode for mode, code in codes.items() if code not in (None, 0)]
+      if failed or all(code == 0 for code in codes.values()):
+        break
+      time.sleep(0.2)
     results = {}
-    for mode, probe_process in probes.items():
+    for mode in failed[:1] or list(probes):
+      probe_process = probes[mode]
+      for relay in relays[mode]:  # It has exited: its pipes end, and all is read.
+        relay.join()
       found = [line for line in outputs[mode]["stdout"] if line.startswith(RESULT)]
       if probe_process.wait() != 0 or not found:
         last = next((line for line in reversed(outputs[mode]["stderr"]) if line.strip()),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 from absl.testing import flagsaver
@@ -27,8 +28,10 @@ def test_a_probe_is_quiet_from_its_first_import(csm, run_unquieted, tmp_path):
 # Stands in for a probe (`--probe [cache_dir, run_root, mode, rounds, clients]`): a round
 # line per round, a line on stderr, and the result line, without TensorFlow.
 _FAKE_PROBE = """
-import json, sys
+import json, sys, time
 cache_dir, run_root, mode, rounds, clients = json.loads(sys.argv[-1])
+if mode == SLOW:
+  time.sleep(60)
 growth = []
 for r in range(1, rounds + 1):
   print(f"round {r:3d}, loss=2.3000, 0.10s", flush=True)
@@ -53,16 +56,17 @@ def csm(load_binary):
 @pytest.fixture
 def fake_probes(csm, monkeypatch):
   """Each probe main() starts is `_FAKE_PROBE`, with the probe's arguments; the one of
-  the mode set as `["fail"]` in the dict returned exits 1 before its result."""
+  the mode set as `["fail"]` in the dict returned exits 1 before its result, the one set
+  as `["slow"]` waits a minute first."""
   real_popen = subprocess.Popen
-  settings = {"fail": None}
+  settings = {"fail": None, "slow": None}
 
   def popen(cmd, **kwargs):
     if cmd[1:4] != ["-m", "tools.client_state_memory", "--probe"]:  # git, for the commit.
       return real_popen(cmd, **kwargs)
     # (A probe's result line had no mark before main() relayed the rest.)
     script = (f"RESULT = {getattr(csm, 'RESULT', '')!r}\nFAIL = {settings['fail']!r}\n"
-              f"{_FAKE_PROBE}")
+              f"SLOW = {settings['slow']!r}\n{_FAKE_PROBE}")
     return real_popen([sys.executable, "-c", script, *cmd[3:]], **kwargs)
 
   monkeypatch.setattr(subprocess, "Popen", popen)
@@ -120,6 +124,19 @@ def test_a_failed_probe_is_one_error_line_after_its_output(csm, fake_probes, tmp
                                   "failed (its output is above)")
   assert "Traceback" not in err
   assert not (tmp_path / "out.json").exists()
+
+
+def test_a_probe_that_fails_early_is_reported_without_waiting_for_the_other(
+    csm, fake_probes, tmp_path, capsys):
+  # Every relay was joined before any exit code was read: a probe failing at once was
+  # reported only when the other had run all its rounds (many minutes by default).
+  fake_probes["fail"], fake_probes["slow"] = "none", "ef"
+  started = time.monotonic()
+  assert _run_main(csm, tmp_path) == 2
+  assert time.monotonic() - started < 30
+  err = capsys.readouterr().err
+  assert err.splitlines()[-1] == ("error: the none run failed (exit 1): ValueError: the "
+                                  "probe failed (its output is above)")
 
 
 def test_the_summary_records_the_examples_per_client_and_the_commit(csm, fake_probes,
