@@ -103,23 +103,19 @@ def _commit() -> str:
   return source["commit"][:7] + (" (with modified files)" if source["dirty"] else "")
 
 
-def _code(repo: str = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) -> str:
+def _code(repo: str = rundir.CHECKOUT) -> str:
   """The code a probe is made by: the commit, and a digest of the uncommitted changes to
   `fedcompress/` and `tools/` when there are any; "unknown" without git.
 
   Not `_commit()`'s stamp: its "(with modified files)" comes on with `make answers`' own
   outputs (README.md, docs/answers.json), and then stays the same whatever code changes.
   """
-  def git(*args: str) -> bytes:
-    return subprocess.run(["git", "-C", repo, *args], capture_output=True, timeout=30,
-                          check=True).stdout
-
   try:
-    commit = git("rev-parse", "HEAD").decode().strip()
-    diff = git("diff", "HEAD", "--", "fedcompress", "tools")
+    commit = rundir.git_output("rev-parse", "HEAD", repo=repo)
+    diff = rundir.git_output("diff", "HEAD", "--", "fedcompress", "tools", repo=repo)
   except (OSError, subprocess.SubprocessError):
     return "unknown"
-  return f"{commit}+{hashlib.sha256(diff).hexdigest()[:12]}" if diff else commit
+  return f"{commit}+{hashlib.sha256(diff.encode()).hexdigest()[:12]}" if diff else commit
 
 
 def _pretrain(path: str) -> None:

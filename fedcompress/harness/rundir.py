@@ -337,6 +337,20 @@ def cpu() -> dict[str, Any] | None:
           "features": [f for f in CPU_FEATURES if f in flags]}
 
 
+# The checkout fedcompress runs from (in an installed wheel, site-packages: no .git).
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def git_output(*args: str, repo: str = CHECKOUT) -> str:
+  """The stripped stdout of `git -C repo ARGS`.
+
+  Raises:
+    OSError: no git. subprocess.SubprocessError: git failed or took over 30 s.
+  """
+  return subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True,
+                        timeout=30, check=True).stdout.strip()
+
+
 def source() -> dict[str, Any] | None:
   """The fedcompress commit that ran a segment, and whether tracked files differed from
   it; None outside a git checkout (an installed wheel) or without git.
@@ -344,17 +358,11 @@ def source() -> dict[str, Any] | None:
   Tools that reuse finished runs (sweeps, `make answers`) can then say which code made
   each; a resume on other code is recorded, not refused (docs and tools change often).
   """
-  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  if not os.path.exists(os.path.join(repo, ".git")):
+  if not os.path.exists(os.path.join(CHECKOUT, ".git")):
     return None
-
-  def git(*args: str) -> str:
-    return subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True,
-                          timeout=30, check=True).stdout.strip()
-
   try:
-    return {"commit": git("rev-parse", "--short=12", "HEAD"),
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    return {"commit": git_output("rev-parse", "--short=12", "HEAD"),
+            "dirty": bool(git_output("status", "--porcelain", "--untracked-files=no"))}
   except (OSError, subprocess.SubprocessError):
     return None
 
