@@ -21,9 +21,8 @@ compression error is sent later instead of being dropped. Two modes:
   not the participants' share of the population's weight, so g drifted from the mean
   of the g_i for good (in a review's run, 39% off it once every client's g_i had
   converged). Clients not sampled keep their g_i, so g carries their last contribution.
-  A client whose update is rejected as non-finite keeps its g_i too, but the |S| of
-  that round still counts it, so g then drifts from the mean of the g_i (not handled:
-  it needs non-finite updates).
+  A client whose update is not finite (TFF's client work gives it weight 0) keeps its
+  g_i too, and is not counted in |S|: the round's mean leaves it out as well.
 
 What is implemented here, and why it is exact: the aggregator
 (`fedcompress.federated.aggregation.build_mean_factory`, a `tff.aggregators.MeanFactory`
@@ -321,9 +320,10 @@ def build_fedavg_with_error_feedback(
   add_bits = bit_metrics_computation(metrics_type)
 
   @tff.tensorflow.computation(tf.float32)
-  def one_fn(weight):
-    del weight
-    return tf.constant(1.0)
+  def participant_fn(weight):
+    # |S| counts the clients in the round's mean: TFF's client work gives a non-finite
+    # update weight 0, which leaves it out of the mean (and the client keeps its g_i).
+    return tf.cast(weight > 0, tf.float32)
 
   @tff.tensorflow.computation(update_type, update_type, tf.float32)
   def server_estimate_fn(estimate, mean_c, participants):
@@ -345,7 +345,7 @@ def build_fedavg_with_error_feedback(
     if mode == "ef":
       model_update = aggregator_output.result
     else:
-      participants = tff.federated_sum(tff.federated_map(one_fn, weight))
+      participants = tff.federated_sum(tff.federated_map(participant_fn, weight))
       model_update = tff.federated_map(server_estimate_fn, (
           state.server_estimate, aggregator_output.result, participants))
     finalizer_output = finalizer.next(learner.finalizer, learner.global_model_weights,

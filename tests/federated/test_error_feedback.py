@@ -161,8 +161,17 @@ def test_ef21_client_and_server_estimates():
   weights = process.get_model_weights(output.state).trainable[0].reshape(-1)
   np.testing.assert_allclose(weights, -g / 4, atol=1e-7)
   # Second participation: sends C(u - g_i), moving g_i toward u.
-  output = process.next(output.state, [data], [g])
-  assert np.linalg.norm(output.client_states[0] - update) < np.linalg.norm(g - update)
+  second = process.next(output.state, [data], [g])
+  assert np.linalg.norm(second.client_states[0] - update) < np.linalg.norm(g - update)
+  # A client whose update is not finite (weight 0 from TFF's client work) is in neither
+  # the mean nor |S|: the estimate is still g_1 / 4, not 2 * g_1 / 4, and its g_i stays.
+  broken = tf.data.Dataset.from_tensor_slices(
+      (np.full((2, DIM), np.nan, np.float32), np.zeros((2, 1), np.float32))).batch(2)
+  output = process.next(process.initialize(), [data, broken],
+                        [np.zeros(DIM, np.float32), np.ones(DIM, np.float32)])
+  np.testing.assert_allclose(output.client_states[0], g, atol=1e-7)
+  np.testing.assert_array_equal(output.client_states[1], np.ones(DIM, np.float32))
+  np.testing.assert_allclose(output.state["server_estimate"][0].reshape(-1), g / 4, atol=1e-7)
 
 
 def test_unknown_mode_and_missing_population_are_refused():
