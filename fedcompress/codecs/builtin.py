@@ -141,7 +141,7 @@ def register_builtin_codecs() -> None:
                  summary="[rotation +] clip, shared scale, stochastic rounding to integers: "
                  "sums exactly (secure aggregation)"))
   register(Codec("adaptive", build=adaptive.build, check_options=adaptive.check_options,
-                 raw_bits_rules=adaptive.RAW_BITS_RULES,
+                 raw_bits_rules=adaptive.RAW_BITS_RULES, state_moves=adaptive.state_moves,
                  summary="uniform width chosen each round to meet a bits-per-coordinate "
                  "budget"))
 

@@ -226,6 +226,15 @@ def _sum_decode_exact(links: Sequence[_Link]):
   return lambda **_: exact
 
 
+def _state_moves(links: Sequence[_Link]):
+  """A chain's encoder state moves when any link's does (None: no link's can)."""
+  if all(link.codec.state_moves is None for link in links):
+    return None
+  moves = any(link.codec.state_moves is not None and link.codec.state_moves(**link.checked)
+              for link in links)
+  return lambda **_: moves
+
+
 def _no_options() -> dict[str, Any]:
   return {}
 
@@ -271,5 +280,5 @@ def compose(links: Sequence[tuple[str, Mapping[str, Any]]]) -> Codec:
   return Codec(name, build=lambda: _build(parts), check_options=_no_options,
                bits_formula=_bits_formula(parts), error_bound=_error_bound(parts),
                raw_bits_rules=rules, sum_bound=_sum_bound(parts, encoder),
-               sum_decode_exact=_sum_decode_exact(parts),
+               sum_decode_exact=_sum_decode_exact(parts), state_moves=_state_moves(parts),
                summary=" then ".join(part.codec.name for part in parts))

@@ -102,6 +102,11 @@ class Codec:
       sum is the sum of the clients' decodes (a count sketch's median over rows > 1 is
       not). None: it is (every other codec). Client error feedback needs it: a client's
       residual is its own round trip.
+    state_moves: for codecs whose encoder state can change from round to round,
+      `(**checked_options) -> bool`: whether it does with these options (`adaptive`'s rate
+      offset, learned with its Huffman coder). The server's encode then depends on
+      earlier rounds, which a client cannot recompute for error feedback. None: it
+      never does.
   """
 
   name: str
@@ -116,6 +121,7 @@ class Codec:
   code_symbols: SymbolCoder | None = None
   sum_bound: SumBound | None = None
   sum_decode_exact: Callable[..., bool] | None = None
+  state_moves: Callable[..., bool] | None = None
 
   @property
   def sum_compatible(self) -> bool:
@@ -125,6 +131,10 @@ class Codec:
   def decodes_sums_exactly(self, options: Mapping[str, Any] | None = None) -> bool:
     """Whether the server's decoded sum is the sum of the clients' own decodes."""
     return self.sum_decode_exact is None or self.sum_decode_exact(**self.options(options))
+
+  def moves_state(self, options: Mapping[str, Any] | None = None) -> bool:
+    """Whether the codec's encoder state changes from round to round with `options`."""
+    return self.state_moves is not None and self.state_moves(**self.options(options))
 
   def options(self, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """`options` checked and completed with the codec's defaults.

@@ -9,7 +9,10 @@ import tensorflow_federated as tff
 import fedcompress
 from fedcompress import metrics as m
 from fedcompress.codecs import CodecSpec
-from fedcompress.federated.error_feedback import build_fedavg_with_error_feedback
+from fedcompress.federated.error_feedback import (
+    build_fedavg_with_error_feedback,
+    check_error_feedback,
+)
 
 pytestmark = pytest.mark.slow  # builds EF FedAvg processes: the slow tier
 
@@ -193,11 +196,26 @@ def test_unknown_mode_and_missing_population_are_refused():
     ("ef", CodecSpec("countsketch(rows=3,fraction=0.25)|fixed_int(bits=4,clip=1.0)",
                      threshold=0),
      tff.learning.ClientWeighting.UNIFORM, "median over rows"),
+    # The server encodes with a rate offset learned over rounds; the client's round trip
+    # starts from the initial state, so its residual is not what was sent.
+    ("ef", CodecSpec("adaptive", {"budget_bits_per_coordinate": 4}, threshold=0),
+     tff.learning.ClientWeighting.UNIFORM, "adaptive.*encoder state moves"),
+    ("ef21", CodecSpec("rotation|adaptive(budget_bits_per_coordinate=4)", threshold=0),
+     tff.learning.ClientWeighting.UNIFORM, "encoder state moves"),
 ])
 def test_combinations_that_cannot_be_exact_are_refused(mode, codec, weighting, message):
   with pytest.raises(ValueError, match=message):
     build_fedavg_with_error_feedback(linear_model_fn, mode=mode, num_clients=4,
                                      aggregate_codec=codec, client_weighting=weighting)
+
+
+def test_adaptive_with_a_fixed_width_stream_keeps_its_state_and_is_accepted():
+  fixed = CodecSpec("adaptive", {"budget_bits_per_coordinate": 4, "coder": "fixed"})
+  assert not fixed.codec.moves_state(fixed.options)
+  check_error_feedback("ef", fixed, tff.learning.ClientWeighting.UNIFORM)
+  huffman = CodecSpec("adaptive", {"budget_bits_per_coordinate": 4})
+  assert huffman.codec.moves_state(huffman.options)
+  assert not CodecSpec("uniform").codec.moves_state({})
 
 
 def test_a_one_row_count_sketch_decodes_sums_exactly():

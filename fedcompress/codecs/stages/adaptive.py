@@ -224,6 +224,17 @@ class AdaptiveUniformEncodingStage(te.core.AdaptiveEncodingStageInterface):
 RAW_BITS_RULES = {AdaptiveUniformEncodingStage.ENCODED_VALUES_KEY: huffman.stream_raw_bits}
 
 
+def state_moves(budget_bits_per_coordinate: float, coder: str = "huffman",
+                **unused_options) -> bool:
+  """Whether the rate offset (the encoder state) moves from round to round.
+
+  With the Huffman coder it is last round's measured saving; a fixed-width stream is
+  exactly its base size, so every client's excess, and the offset, stay 0.
+  """
+  del budget_bits_per_coordinate, unused_options
+  return coder == "huffman"
+
+
 def check_options(budget_bits_per_coordinate: float | None = None, coder: str = "huffman",
                   stochastic: bool = True, max_bits: int = DEFAULT_MAX_BITS,
                   block_size: int = huffman.DEFAULT_BLOCK_SIZE) -> dict:
