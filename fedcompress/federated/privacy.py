@@ -35,10 +35,12 @@ is tight for the noise levels used).
 
 Caveats, not handled: for `central` the codec encodes and decodes each clipped update
 before the noise, so the sensitivity is the largest norm of a decoded update, and a
-codec that can enlarge it (`randk`'s n/k rescaling; min/max quantizers in the worst
-case; `fixed_int`'s stochastic rounding, by ~8% on the README's secure DP run) makes the
-accounted epsilon optimistic. `central`'s and `central_adaptive`'s noise is drawn from
-the run's seed and the round (`SeededGaussianSumQuery`,
+codec that can enlarge it (`randk`'s n/k rescaling; a count sketch's bucket sums,
+`sqrt(1 + (n - 1) / columns)` times the norm over the hashes for one row; min/max
+quantizers in the worst case; `fixed_int`'s stochastic rounding, by ~8% on the README's
+secure DP run) makes the accounted epsilon optimistic. `central`'s and
+`central_adaptive`'s noise is drawn from the run's seed and the round
+(`SeededGaussianSumQuery`,
 `SeededQuantileAdaptiveClipSumQuery`), so the epsilon holds only against whoever does
 not know the seed; `distributed`'s is TFF's own and not seeded.
 """
