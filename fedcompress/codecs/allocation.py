@@ -193,6 +193,13 @@ def _dynamic_program(costs: np.ndarray, distortions: tf.Tensor, budget: int) -> 
   grain = max(1, -(-budget // _GRAINS))
   units = -(-costs // grain)  # ceil: rounded-up costs never exceed the budget.
   size = budget // grain + 1
+  if int(units.min(axis=1).sum()) >= size:
+    # A budget that just covers the cheapest candidates can be too small for their
+    # rounded-up costs: no entry of the table is finite, and backtracking from one
+    # would index `back` below zero (from its end), an earlier tensor then taking its
+    # widest candidate over the budget. The cheapest fit (`allocate_tf` checked); the
+    # greedy fill goes on from them.
+    return tf.constant(np.argmin(costs, axis=1), tf.int32)
   inf = tf.constant(np.inf, tf.float64)
   # best[g]: least distortion of the tensors so far within g grains.
   best = tf.zeros([size], tf.float64)
@@ -316,6 +323,9 @@ class AllocatedCodec:
     b = self.bits_per_coordinate
     if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 < b < math.inf:
       raise ValueError(f"bits_per_coordinate must be a positive number, got {b!r}")
+    if self.base.is_chain:  # Its options, widths included, are fixed in its text.
+      raise ValueError(f"bit allocation takes a single codec, not the chain "
+                       f"{self.base.name!r}")
     widths = _check_widths(self.widths)
     usable = tuple(w for w in widths if width_options(self.base, w) is not None)
     if not usable:

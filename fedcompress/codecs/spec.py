@@ -33,6 +33,7 @@ from fedcompress.codecs import chain, tracing
 from fedcompress.codecs.accounting import RawBitsRules
 from fedcompress.codecs.inline import InlineEncoder
 from fedcompress.codecs.registry import Codec, get_codec
+from fedcompress.codecs.stages import _common
 
 DEFAULT_THRESHOLD = 10_000
 # Spellings of a boolean option value; anything else is refused rather than guessed
@@ -170,9 +171,13 @@ class CodecSpec:
   threshold: int = DEFAULT_THRESHOLD
 
   def __post_init__(self):
-    if isinstance(self.threshold, bool) or not isinstance(self.threshold, int) or (
-        self.threshold < 0):
+    # A NumPy integer (a sweep over `np.arange`) counts, as in the codecs' own options.
+    if not _common.is_integer(self.threshold) or self.threshold < 0:
       raise ValueError(f"threshold must be a non-negative integer, got {self.threshold!r}")
+    object.__setattr__(self, "threshold", int(self.threshold))
+    # A copy: specs made in a loop from one dict the caller changes would otherwise all
+    # become the last one (their descriptions and bit counts along with it).
+    object.__setattr__(self, "options", dict(self.options or {}))
     if isinstance(self.name, str) and re.search(r"[()|]", self.name):
       links = parse_chain(self.name)
       if len(links) == 1:
