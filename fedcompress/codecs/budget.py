@@ -24,8 +24,9 @@ def budget_bits_per_coordinate(aggregate_bits_budget: float, clients_per_round: 
       budget = (aggregate_bits_budget / clients_per_round - fixed) / encoded_coordinates
 
   Args:
-    aggregate_bits_budget: bits per round, total over the round's clients (the value
-      of `--aggregate_bits_budget`), met by `aggregate/coded_bits`.
+    aggregate_bits_budget: bits per round, total over the round's clients, met by
+      `aggregate/coded_bits` (no flag takes it: pass the result to the codec, e.g.
+      `--aggregate_encoder_args=budget_bits_per_coordinate=...` for `adaptive`).
     clients_per_round: clients sampled per round.
     value_specs: specs of the aggregated tensors (the model's trainable weights).
     threshold: the codec's `CodecSpec.threshold`.

@@ -252,7 +252,8 @@ def define_codec_flags(fv: FlagValues = flags.FLAGS) -> None:
                         f"{direction}_bits_per_coordinate: candidate widths, comma-separated "
                         "(not whole, e.g. 0.9 or 1.95: ceil(w) bits on the fraction w/ceil(w) "
                         "of rotated coordinates, for eden); "
-                        "default 1,2,3,4,6,8 (those the codec takes).", flag_values=fv)
+                        "default 1,2,3,4,6,8 (those the codec takes; given widths it "
+                        "cannot take are refused).", flag_values=fv)
     add_number_checks(fv, [f"{direction}_bits_per_coordinate"])
   flags.DEFINE_enum("aggregator", aggregators.MEAN, list(aggregators.NAMES),
                     "Server-side aggregation: mean (the encoded mean, with "
@@ -448,6 +449,18 @@ def image_task_from_flags(fv: FlagValues) -> tasks.FederatedTask:
       digits_clients=fv.digits_clients, digits_alpha=fv.digits_alpha, model=fv.model)
 
 
+def _check_allocatable(fv: FlagValues, direction: str) -> None:
+  """A budget allocates one codec's `bits`: refuses a chain, and a width written out."""
+  encoder = fv[f"{direction}_encoder"].value
+  links = codecs.parse_chain(encoder)
+  if len(links) > 1:
+    raise ValueError(f"--{direction}_bits_per_coordinate allocates the width of one codec, "
+                     f"not of the chain {encoder!r}")
+  if "bits" in {**links[0][1], **codecs.parse_options(fv[f"{direction}_encoder_args"].value)}:
+    raise ValueError(f"--{direction}_bits_per_coordinate allocates the width: drop bits= "
+                     f"from --{direction}_encoder and --{direction}_encoder_args")
+
+
 def codec_from_flags(fv: FlagValues, direction: str
                      ) -> codecs.CodecSpec | allocation.AllocatedCodec:
   budget = fv[f"{direction}_bits_per_coordinate"].value
@@ -457,6 +470,8 @@ def codec_from_flags(fv: FlagValues, direction: str
   if budget is not None and fv[f"{direction}_bits"].value is not None:
     raise ValueError(f"--{direction}_bits and --{direction}_bits_per_coordinate exclude "
                      "each other: with a budget the widths are allocated")
+  if budget is not None:
+    _check_allocatable(fv, direction)
   spec = codecs.make_codec(fv[f"{direction}_encoder"].value,
                            bits=fv[f"{direction}_bits"].value,
                            options=fv[f"{direction}_encoder_args"].value,
@@ -478,8 +493,16 @@ def codec_from_flags(fv: FlagValues, direction: str
   # The width is allocated: a default `bits` recorded by make_codec would only mislead.
   base = codecs.CodecSpec(spec.name, {k: v for k, v in spec.options.items() if k != "bits"},
                           spec.threshold)
-  return allocation.AllocatedCodec(
+  codec = allocation.AllocatedCodec(
       base, budget, allocation.parse_widths(widths) if widths else allocation.DEFAULT_WIDTHS)
+  # The default list, written out or not, is a menu (not every codec has 6 or 8 bits),
+  # which AllocatedCodec narrows to the codec's; other widths given are each meant.
+  given = allocation.parse_widths(widths) if widths else allocation.DEFAULT_WIDTHS
+  unusable = [w for w in given if w not in codec.widths]
+  if unusable and given != allocation.DEFAULT_WIDTHS:
+    raise ValueError(f"--{direction}_widths: {spec.name} cannot take {unusable} "
+                     f"(of those given it takes {list(codec.widths)})")
+  return codec
 
 
 def recorded_flags(fv: FlagValues, module_names: list[str]) -> dict[str, Any]:

@@ -283,6 +283,34 @@ def test_bits_and_budget_exclude_each_other():
     fc_flags.experiment_config_from_flags(fv, module_names=[])
 
 
+@pytest.mark.parametrize("args,message", [
+    # A written-out width was dropped without a word (while --aggregate_bits was refused).
+    (["--aggregate_encoder=eden(bits=1)"], "allocates the width: drop bits="),
+    (["--aggregate_encoder=eden", "--aggregate_encoder_args=bits=1"],
+     "allocates the width: drop bits="),
+    # Said to be EDEN's fault ("it needs a `bits` option"), with a bits=2 nobody wrote.
+    (["--aggregate_encoder=randk(fraction=0.1)|eden"],
+     r"width of one codec, not of the chain 'randk\(fraction=0.1\)\|eden'$"),
+    # Chosen widths a codec cannot take were dropped; uniform has no keep fraction.
+    (["--aggregate_encoder=uniform", "--aggregate_widths=0.5,1,2,24"],
+     r"^--aggregate_widths: uniform cannot take \[0.5, 24\] \(of those given it takes \[1, 2\]"),
+    (["--aggregate_encoder=eden", "--aggregate_widths=1,2,6,8"],
+     r"^--aggregate_widths: eden cannot take \[6, 8\]"),
+])
+def test_a_budget_refuses_settings_it_would_drop(args, message):
+  fv = _parsed(fc_flags.define_image_experiment_flags, *args,
+               "--aggregate_bits_per_coordinate=2")
+  with pytest.raises(ValueError, match=message):
+    fc_flags.experiment_config_from_flags(fv, module_names=[])
+
+
+def test_a_budget_still_picks_from_the_default_widths_those_the_codec_takes():
+  fv = _parsed(fc_flags.define_image_experiment_flags, "--aggregate_encoder=eden",
+               "--aggregate_bits_per_coordinate=2")
+  codec = fc_flags.experiment_config_from_flags(fv, module_names=[]).aggregate_codec
+  assert codec.widths == (1, 2, 3, 4)
+
+
 def test_a_width_left_by_an_earlier_flagfile_is_refused_by_name_under_a_budget():
   # compressed_u8.flags then down_32x.flags: uniform's 8 bits stay, under an EDEN budget.
   # EDEN's own check came first and named neither flag ("bits must be ... in 1..4").
