@@ -56,11 +56,17 @@ def run_sources(run_dir: str) -> list[str]:
   `<commit>` (12 hex digits), `<commit>+modified` when tracked files differed from it,
   or `unrecorded` for a segment without a record (runs made before 309c068, or away
   from a git checkout). A segment that ran no round (a resume of a finished run, or
-  one killed in its first round) made none of the run's rows and is left out.
+  one killed in its first round) made none of the run's rows and is left out, and so is
+  one whose rounds a later segment all redid (killed before its first checkpoint, then
+  resumed from round 1).
   """
   labels: list[str] = []
-  for segment in rundir.read_run_info(run_dir)["segments"]:
-    if segment.get("last_round", math.inf) < segment.get("first_round", 0):
+  segments = rundir.read_run_info(run_dir)["segments"]
+  for i, segment in enumerate(segments):
+    # Its rows last until the next segment redoes them (from that one's first round).
+    last = min([segment.get("last_round", math.inf)]
+               + [s.get("first_round", math.inf) - 1 for s in segments[i + 1:]])
+    if last < segment.get("first_round", 0):
       continue
     source = (segment.get("environment") or {}).get("source")
     label = ("unrecorded" if not source else

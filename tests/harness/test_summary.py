@@ -107,17 +107,22 @@ def test_seed_table_and_csv_rows():
 def test_run_sources_name_the_code_of_every_segment(tmp_path):
   from fedcompress.harness import rundir
 
-  def segment(source):
-    return {"first_round": 1, "environment": {"source": source}}
+  def segment(source, first=1, last=None):
+    return {"first_round": first, **({} if last is None else {"last_round": last}),
+            "environment": {"source": source}}
 
   runs = {"old": [{"first_round": 1}],  # Made before run records named their code.
-          "resumed": [segment({"commit": "aaaa11112222", "dirty": False}),
-                      segment({"commit": "aaaa11112222", "dirty": False}),
-                      segment({"commit": "bbbb33334444", "dirty": True}),
+          "resumed": [segment({"commit": "aaaa11112222", "dirty": False}, 1, 2),
+                      segment({"commit": "aaaa11112222", "dirty": False}, 3, 4),
+                      segment({"commit": "bbbb33334444", "dirty": True}, 5, 6),
                       # A resume that ran no round (or was killed in its first) made
                       # none of the rows: its code is not the run's.
-                      {"first_round": 4, "last_round": 3,
+                      {"first_round": 7, "last_round": 6,
                        "environment": {"source": {"commit": "cccc55556666"}}}],
+          # Killed before its first checkpoint, then resumed from round 1 on other
+          # code: every row is the second segment's.
+          "redone": [segment({"commit": "dddd77778888", "dirty": False}, 1, 5),
+                     segment({"commit": "aaaa11112222", "dirty": False}, 1, 10)],
           "new": [segment({"commit": "aaaa11112222", "dirty": False})]}
   for name, segments in runs.items():
     (tmp_path / name).mkdir()
@@ -126,8 +131,9 @@ def test_run_sources_name_the_code_of_every_segment(tmp_path):
   sources = {n: summary.run_sources(str(tmp_path / n)) for n in runs}
   assert sources == {"old": ["unrecorded"],
                      "resumed": ["aaaa11112222", "bbbb33334444+modified"],
+                     "redone": ["aaaa11112222"],
                      "new": ["aaaa11112222"]}
-  rows = [{"run": n, "sources": sources[n]} for n in runs]
+  rows = [{"run": n, "sources": sources[n]} for n in runs if n != "redone"]
   assert summary.format_sources(rows) == (
       "made on code not recorded (old), aaaa11112222 (resumed, new) and "
       "bbbb33334444+modified (resumed)")
