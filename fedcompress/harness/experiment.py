@@ -418,6 +418,16 @@ def _check_metrics_resumable(run_dir: str) -> None:
           f"{os.path.join(run_dir, CHECKPOINT_DIR, f'round_{newest}')} to redo that round")
 
 
+def _warn_rows_without_checkpoint(run_dir: str, warn: Callable[[str], None]) -> None:
+  """Says so when a resume finds rows but no checkpoint (killed before the first, or
+  `checkpoints/` deleted to save space): the run starts over and replaces them."""
+  path = os.path.join(run_dir, rundir.METRICS_FILE)
+  rows = reporting.read_metrics_csv(path) if os.path.exists(path) else []
+  if rows and not rundir.checkpoint_rounds(run_dir):
+    warn(f"no checkpoint in {os.path.join(run_dir, CHECKPOINT_DIR)}: rounds 1-"
+         f"{rows[-1][m.ROUND]} are run again and their rows replaced")
+
+
 def _check_writable(run_dir: str) -> None:
   try:
     probe = os.path.join(run_dir, ".write_test")
@@ -618,6 +628,8 @@ def _run_locked(task, config, initial_weights, process, console) -> ExperimentRe
       reporting.CsvReporter(os.path.join(config.run_dir, rundir.METRICS_FILE)),
       reporting.TensorBoardReporter(config.run_dir, hparams, run_name=config.experiment_name),
   ]
+  if config.resume:
+    _warn_rows_without_checkpoint(config.run_dir, console.warn)
   loop = run_loop(
       process, task.client_ids, task.client_dataset,
       LoopConfig(rounds=config.rounds, clients_per_round=config.clients_per_round,

@@ -193,7 +193,10 @@ def _plan(kind: ExperimentKind, run: SweepRun, root_output_dir: str,
   if done >= config.rounds:
     return _Plan(run, fv, config, "skip", done)
   fv.resume = True
-  return _Plan(run, fv, kind.config(fv), "resume", done)
+  # The rounds a resume keeps are those checkpointed: none if `checkpoints/` is gone
+  # (a finished run without it is skipped above, from its rows).
+  kept = min(done, max(rundir.checkpoint_rounds(run_dir) or [], default=0))
+  return _Plan(run, fv, kind.config(fv), "resume", kept)
 
 
 def sweep_failure(error: Exception, *, experiment: str = "emnist",
@@ -253,7 +256,8 @@ def run_sweep(runs: Sequence[SweepRun], root_output_dir: str, *, experiment: str
       log(f"== {name}: finished ({plan.done} rounds), skipped")
       continue
     if plan.action == "resume":
-      log(f"== {name}: resuming after round {plan.done}")
+      log(f"== {name}: " + (f"resuming after round {plan.done}" if plan.done
+                            else "no checkpoint to resume from: starting over"))
     else:
       log(f"== {name}: {' '.join(plan.run.args)}")
     kind.run(plan.fv, plan.config)

@@ -98,6 +98,18 @@ def test_sweep_summary_matches_runs_and_resumes(binary, flagfiles, tmp_path, cap
   rows = reporting.read_metrics_csv(str(root / "u4_up" / "metrics.csv"))
   assert [r[m.ROUND] for r in rows] == [1, 2]
 
+  # Unfinished, with `checkpoints/` deleted: the run starts over, and says so (the sweep
+  # said "resuming after round 1" from the rows).
+  shutil.rmtree(root / "u8" / "checkpoints")
+  lines = metrics_path.read_text().splitlines()
+  metrics_path.write_text("\n".join(lines[:-1]) + "\n")
+  capsys.readouterr()
+  assert _sweep(binary, root, flagfiles) == 0
+  out = capsys.readouterr().out  # The run's warning is among its round lines.
+  assert "u8: no checkpoint to resume from: starting over" in out
+  assert "warning: no checkpoint in" in out and "rounds 1-1 are run again" in out
+  assert [r[m.ROUND] for r in reporting.read_metrics_csv(str(metrics_path))] == [1, 2]
+
 
 def test_missing_flagfile_is_one_line(binary, tmp_path, capsys):
   rc = _sweep(binary, tmp_path / "s", [str(tmp_path / "nope.flags")])

@@ -55,6 +55,28 @@ def test_a_resume_of_a_finished_run_adds_no_segment(tmp_path):
   assert _segments(tmp_path / "run") == before
 
 
+def test_a_resume_that_finds_rows_but_no_checkpoint_says_they_are_redone(tmp_path):
+  # `checkpoints/` deleted to save space: the resume starts over at round 1 and replaces
+  # the rows, which it did without a word.
+  from fedcompress.harness import reporting
+
+  run = tmp_path / "run"
+  run.mkdir()
+  table = reporting.CsvReporter(str(run / "metrics.csv"))
+  table.start(1, 3)
+  for r in (1, 2, 3):
+    table.write({m.ROUND: r, m.TRAIN_LOSS: 1.0})
+  table.close()
+  said = []
+  experiment._warn_rows_without_checkpoint(str(run), said.append)
+  assert said == [f"no checkpoint in {run / 'checkpoints'}: rounds 1-3 are run again and "
+                  "their rows replaced"]
+  (run / "checkpoints" / "round_2").mkdir(parents=True)
+  said.clear()
+  experiment._warn_rows_without_checkpoint(str(run), said.append)
+  assert said == []
+
+
 def test_a_run_stopped_before_its_first_record_is_not_a_run(tmp_path):
   # What Ctrl-C while the process is built leaves: the lock and empty folders. The same
   # command must start it again rather than be told the folder "already holds a run".
