@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -148,7 +149,12 @@ def build_shakespeare_task(pretrained: tf.keras.Model, *, cache_dir: str | None,
 def finish(model_weights: tff.learning.models.ModelWeights, model_config: dict[str, Any],
            run_dir: str, *, prompt: str, temperature: float, num_generate: int,
            seed: int | None) -> str:
-  """Saves the trained model and `generated.txt`; returns the generated text."""
+  """Saves the trained model, `generated.txt` and its settings; returns the text.
+
+  The settings go to `generated.json` beside it: a resume of a finished run may change
+  them (they do not change results) and writes the text again, while `config.json`
+  keeps the first start's values.
+  """
   model = char_rnn.rebuild(model_config)
   restore_keras_v2_classes(model)
   model_weights.assign_weights_to(model)
@@ -158,6 +164,9 @@ def finish(model_weights: tff.learning.models.ModelWeights, model_config: dict[s
                           temperature=temperature, seed=seed)
   with open(os.path.join(run_dir, "generated.txt"), "w") as f:
     f.write(text + "\n")
+  with open(os.path.join(run_dir, "generated.json"), "w") as f:
+    json.dump({"prompt": prompt, "temperature": temperature, "num_generate": num_generate,
+               "seed": seed}, f, indent=2)
   return text
 
 

@@ -79,6 +79,10 @@ def test_finetune_end_to_end(binary, data_dir, tiny_model, tmp_path, capsys):
   assert text.startswith("What of TensorFlow Federated, you ask? ")
   assert len(text) == len("What of TensorFlow Federated, you ask? ") + 30
   assert set(text) <= set(char_vocab.VOCAB)
+  # The settings that made the text, which a resume of the finished run may change.
+  assert json.loads((run / "generated.json").read_text()) == {
+      "prompt": "What of TensorFlow Federated, you ask? ", "temperature": 1.0,
+      "num_generate": 30, "seed": 0}
   final = tf.keras.models.load_model(str(run / "final_model.keras"), compile=False)
   assert final.count_params() == params
   saved = json.loads((run / "pretrained_eval.json").read_text())

@@ -148,6 +148,17 @@ def test_tensorboard_resume_keeps_one_hparams_record_the_latest(tb_run):
   assert _hparams_records(tb_run) == [{"codec": "uniform", "bits": 8, "rounds": 4}]
 
 
+def test_a_resume_of_a_finished_run_leaves_its_hparams(tb_run):
+  # No round runs: HParams of flags that may change on resume (--temperature) would show
+  # values no round ran with.
+  reporter = reporting.TensorBoardReporter(str(tb_run), {"codec": "uniform", "bits": 8,
+                                                         "temperature": 0.3}, run_name="run")
+  reporter.start(4, 3)
+  reporter.close()
+  assert _hparams_records(tb_run) == [{"codec": "uniform", "bits": 8}]
+  assert [e.step for e in _scalars(tb_run).Tensors(m.EVAL_ACCURACY)] == [1, 2, 3]
+
+
 def test_tensorboard_resume_without_checkpoint_redoes_every_round(tb_run):
   # Killed before the first checkpoint: the resumed run starts again at round 1, and
   # the events of the first attempt's rounds go, as the CSV's rows do.
