@@ -1,0 +1,30 @@
+"""How the sweep orders a run's flags, checked on its plan (no run starts).
+
+The sweep binary end to end is in tests/experiments/test_sweep.py; the seeds in
+tests/harness/test_sweep_seeds.py.
+"""
+
+from fedcompress.harness import sweep
+
+
+def test_common_flags_win_over_a_runs_flagfile_and_grid_values_over_both(tmp_path):
+  # The README's sweep: the tutorial flagfiles say 10 rounds at 0.02, --common_flags 20
+  # rounds at 0.1, and every run must train 20 at 0.1. Parsed the other way round, the
+  # flagfile silently won and the sweep ran the tutorial's settings.
+  flagfile = tmp_path / "tutorial.flags"
+  flagfile.write_text("--rounds=10\n--client_learning_rate=0.02\n"
+                      "--aggregate_encoder=uniform\n--clients_per_round=5\n")
+  common = ["--dataset=digits", "--rounds=20", "--client_learning_rate=0.1",
+            "--clients_per_round=3"]
+  kind = sweep.get_experiment("emnist")
+  (run,) = sweep.runs_from_flagfiles([str(flagfile)])
+  plan = sweep._plan(kind, run, str(tmp_path / "out"), common)  # noqa: SLF001
+  assert plan.action == "start" and not (tmp_path / "out").exists()
+  assert (plan.config.rounds, plan.config.client_learning_rate) == (20, 0.1)
+  assert plan.config.clients_per_round == 3
+  # What only the flagfile sets still applies.
+  assert plan.config.aggregate_codec.name == "uniform"
+  # A grid value (a run's own non-flagfile argument) wins over both.
+  gridded = sweep.SweepRun(run.name, (*run.args, "--clients_per_round=4"))
+  plan = sweep._plan(kind, gridded, str(tmp_path / "out"), common)  # noqa: SLF001
+  assert (plan.config.rounds, plan.config.clients_per_round) == (20, 4)
