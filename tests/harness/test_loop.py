@@ -82,6 +82,22 @@ def test_sampling_is_uniform_without_replacement_and_seeded():
     sample_clients(CLIENTS, 0, 0, 1)
 
 
+def test_the_next_seed_does_not_replay_this_seeds_clients_a_round_later():
+  # A sampler keyed by seed + round gives seed s + 1 in round r the clients of seed s in
+  # round r + 1: the runs of a --seeds sweep would share one client sequence, shifted.
+  # 5 of 100 clients: two independent draws are the same set with odds 1 / C(100, 5).
+  population = [f"c{i}" for i in range(100)]
+
+  def rounds(seed, first):
+    return [set(sample_clients(population, 5, seed=seed, round_num=r))
+            for r in range(first, first + 4)]
+
+  for seed in range(3):
+    replayed = [r for r, (a, b) in enumerate(
+        zip(rounds(seed + 1, first=1), rounds(seed, first=2), strict=True), start=1) if a == b]
+    assert replayed == [], f"seed {seed + 1} replays seed {seed} in rounds {replayed}"
+
+
 def test_loop_rows_bits_and_eval_cadence():
   process, reporter = FakeProcess(), ListReporter()
   evals = []
