@@ -161,3 +161,62 @@ def test_a_task_with_no_settings_still_records_its_name_and_clients():
   assert [p.split(" ")[0] for p in problems] == [
       "task_client_ids_sha256", "task_clients", "task_name"], problems
   assert "task_name other (recorded tiny)" in problems
+
+
+def _flag_config(root, *args):
+  # As the binaries build it: every flag recorded, so `changed` sees the harmless ones.
+  from absl import flags
+
+  from fedcompress.harness import flags as fc_flags
+
+  fv = flags.FlagValues()
+  fc_flags.define_image_experiment_flags(fv)
+  fv(["run", "--dataset=digits", f"--root_output_dir={root}", "--experiment_name=run", *args])
+  return fc_flags.image_config_from_flags(fv)
+
+
+def _segment(config, first_round, rounds):
+  record = experiment._RunRecord(config, began=time.perf_counter())
+  record.start(first_round, rounds)
+  for r in range(first_round, rounds + 1):
+    record.write({m.ROUND: r})
+  record.close()
+
+
+def test_a_resume_records_the_harmless_flags_it_changed_against_config_json(tmp_path):
+  # run_info.json's `changed`: what a segment ran with that config.json (the first start)
+  # does not say. --resume and --rounds differ on every resume and are recorded apart.
+  (tmp_path / "run").mkdir()
+  _segment(_flag_config(tmp_path, "--rounds=2"), 1, 2)
+  _segment(_flag_config(tmp_path, "--rounds=3", "--resume", "--rounds_per_eval=2"), 3, 3)
+  # Against config.json, not the segment before: this one still evaluates every 2 rounds.
+  _segment(_flag_config(tmp_path, "--rounds=4", "--resume", "--rounds_per_eval=2",
+                        "--rounds_per_checkpoint=2"), 4, 4)
+  with open(tmp_path / "run" / "run_info.json") as f:
+    segments = json.load(f)["segments"]
+  assert [(s["first_round"], s["last_round"]) for s in segments] == [(1, 2), (3, 3), (4, 4)]
+  assert [s.get("changed") for s in segments] == [
+      None, {"rounds_per_eval": 2}, {"rounds_per_checkpoint": 2, "rounds_per_eval": 2}]
+  with open(tmp_path / "run" / "config.json") as f:
+    assert json.load(f)["rounds_per_eval"] == 1  # Written once, by the first start.
+
+
+def test_an_environment_change_is_named_against_the_first_segment(tmp_path, monkeypatch):
+  # Environments A, B, B: the third start still warns A -> B, since its rounds continue
+  # state computed on A's and B's. Comparing with the segment before (B, B) said nothing.
+  from fedcompress.harness import rundir
+
+  here = rundir.environment()
+  warnings = []
+  config = experiment.ExperimentConfig(root_output_dir=str(tmp_path), experiment_name="run",
+                                       rounds=3, progress=False)
+  (tmp_path / "run").mkdir()
+  for first_round, cpus in ((1, 4), (2, 2), (3, 2)):
+    monkeypatch.setattr(rundir, "environment", lambda cpus=cpus: {**here, "usable_cpus": cpus})
+    record = experiment._RunRecord(config, began=time.perf_counter(), warn=warnings.append)
+    record.start(first_round, 3)
+    record.write({m.ROUND: first_round})
+    record.close()
+  assert len(warnings) == 2, warnings
+  assert all("this run started in another environment (usable_cpus 4 -> 2)" in w
+             for w in warnings), warnings
