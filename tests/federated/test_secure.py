@@ -339,36 +339,24 @@ DIM = 4096
 ZERO_TYPE = tff.TensorType(np.float32, [DIM])
 
 
+@pytest.mark.parametrize("clients", [1, 4])
 @pytest.mark.parametrize("secure_records", [False, True])
-def test_central_dp_noise_has_the_configured_std(secure_records):
-  # One client sends zeros: the mean is the noise alone, std noise_multiplier * clip.
-  config = privacy.DPConfig("central", noise_multiplier=2.0, clip=0.5, clients_per_round=1,
-                            population=10)
+def test_central_dp_noise_is_on_the_sum_so_the_mean_has_std_over_the_clients(
+    secure_records, clients):
+  # The clients send zeros: the server adds N(0, (2.0 * 0.5)^2) to their sum, then
+  # divides by their count, so the mean is the noise alone with std 1.0 / clients. Noise
+  # scaled by the clients, or not divided, is 4x off at 4 clients; one cannot tell them
+  # apart.
+  config = privacy.DPConfig("central", noise_multiplier=2.0, clip=0.5,
+                            clients_per_round=clients, population=10)
   records = (secure.SecureEncodedSumFactory(
-      make_codec("fixed_int", options={"clip": 0.5}), clients_per_round=1)
+      make_codec("fixed_int", options={"clip": 0.5}), clients_per_round=clients)
       if secure_records else None)
   process = privacy.build_dp_mean_factory(config, sum_factory=records).create(ZERO_TYPE)
-  result = process.next(process.initialize(), [np.zeros(DIM, np.float32)]).result
-  # The std estimate over 4096 draws is within 2.2% (2 sigma); 1.0 vs a wrong 2.0 or 0.5.
-  assert np.std(result) == pytest.approx(1.0, rel=0.06)
-  assert abs(np.mean(result)) < 0.1
-
-
-@pytest.mark.parametrize("secure_records", [False, True])
-def test_central_dp_noise_is_on_the_sum_so_the_mean_has_std_over_the_clients(secure_records):
-  # Four clients send zeros: the server adds N(0, (2.0 * 0.5)^2) to their sum, then
-  # divides by 4, so the mean's std is 1.0 / 4. Noise scaled by the clients (the std of
-  # the mean 1.0) or not divided (also 1.0) is 4x off; one client cannot tell these apart.
-  config = privacy.DPConfig("central", noise_multiplier=2.0, clip=0.5, clients_per_round=4,
-                            population=10)
-  records = (secure.SecureEncodedSumFactory(
-      make_codec("fixed_int", options={"clip": 0.5}), clients_per_round=4)
-      if secure_records else None)
-  process = privacy.build_dp_mean_factory(config, sum_factory=records).create(ZERO_TYPE)
-  result = process.next(process.initialize(), [np.zeros(DIM, np.float32)] * 4).result
-  # The std estimate over 4096 seeded draws is within 2.2% (2 sigma) of 0.25.
-  assert np.std(result) == pytest.approx(0.25, rel=0.06)
-  assert abs(np.mean(result)) < 0.025
+  result = process.next(process.initialize(), [np.zeros(DIM, np.float32)] * clients).result
+  # The std estimate over 4096 seeded draws is within 2.2% (2 sigma).
+  assert np.std(result) == pytest.approx(1.0 / clients, rel=0.06)
+  assert abs(np.mean(result)) < 0.1 / clients
 
 @pytest.mark.parametrize("secure_records", [False, True])
 def test_central_dp_mean_clips_each_update_and_divides_by_the_clients(secure_records):
