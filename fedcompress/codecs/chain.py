@@ -1,8 +1,8 @@
 """Composed codecs: a chain of registered codecs, each encoding what the one before sends.
 
 `randk(fraction=0.1)|eden(bits=1)` encodes a tensor with `randk` and hands its encoded
-*values* (the output the codec's last stage names `ENCODED_VALUES_KEY`: the `k` kept
-values) to `eden`. This is tensor_encoding's own composition
+*values* (the output the codec's last stage names `ENCODED_VALUES_KEY`, or its only
+compressible key: the `k` kept values) to `eden`. This is tensor_encoding's own composition
 (`te.core.EncoderComposer.add_child(stage, key)`, `te.core.Encoder(stage, children)`):
 the next codec's Encoder becomes the child of the previous codec's values leaf.
 Everything else each codec sends (seeds, scales, indices, min/max) stays in the encoded
@@ -93,6 +93,9 @@ def _attach(encoder: te.core.Encoder, child: te.core.Encoder, before: str,
   """`encoder` with `child` encoding the values at the end of its values path."""
   stage = encoder.stage
   key = getattr(_inner(stage), "ENCODED_VALUES_KEY", None)
+  if key is None and len(stage.compressible_tensors_keys) == 1:
+    # A stage of the user's names its values only there (the README's fp16 example).
+    key = stage.compressible_tensors_keys[0]
   children = dict(encoder.children)
   if key is not None and key in children:
     children[key] = _attach(children[key], child, before, after)

@@ -1,10 +1,13 @@
-"""A tight budget, a reused options dict, a NumPy threshold: found in a review."""
+"""Found in a review: a tight budget, a reused options dict, a NumPy threshold, and a
+user's stage in a chain."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs import CodecSpec
+import fedcompress
+from fedcompress.codecs import CodecSpec, unregister
 from fedcompress.codecs.allocation import AllocatedCodec, allocate_tf
 
 
@@ -43,3 +46,39 @@ def test_a_numpy_threshold_counts_as_an_integer():
   for bad in (True, -1, 1.5):
     with pytest.raises(ValueError, match="threshold must be a non-negative integer"):
       CodecSpec("uniform", threshold=bad)
+
+
+@te.core.tf_style_encoding_stage
+class _HalfPrecisionStage(te.core.EncodingStageInterface):
+  """The README's example stage: it names its values only in its compressible keys."""
+
+  name = "half_precision"
+  compressible_tensors_keys = ["values"]
+  commutes_with_sum = False
+  decode_needs_input_shape = False
+
+  def get_params(self):
+    return {}, {}
+
+  def encode(self, x, encode_params):
+    return {"values": tf.cast(x, tf.float16)}
+
+  def decode(self, encoded_tensors, decode_params, num_summands=None, shape=None):
+    return tf.cast(encoded_tensors["values"], tf.float32)
+
+
+def test_a_users_stage_can_be_followed_in_a_chain():
+  # It was refused ("ends in 'half_precision', whose output no codec can take"): the
+  # chain looked for an ENCODED_VALUES_KEY attribute only.
+  fedcompress.register_stage("fp16_in_chain", _HalfPrecisionStage)
+  try:
+    spec = CodecSpec("fp16_in_chain|uniform(bits=8)", threshold=0)
+    x = np.linspace(-1, 1, 100).astype(np.float32)
+    encoder = spec.simple_encoder(tf.TensorSpec(x.shape, tf.float32))
+    encoded, _ = encoder.encode(tf.constant(x), encoder.initial_state())
+    # uniform quantized fp16's values: 8-bit words and a float16 min/max.
+    kinds = sorted(t.dtype.name for t in tf.nest.flatten(encoded))
+    assert kinds == ["float16", "float16", "int32"]
+    np.testing.assert_allclose(encoder.decode(encoded).numpy(), x, atol=2 / 255)
+  finally:
+    unregister("fp16_in_chain")
