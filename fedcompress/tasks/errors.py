@@ -6,6 +6,7 @@ learns which flag to set rather than reading a urllib stack.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Callable
@@ -16,20 +17,39 @@ class DatasetUnavailableError(Exception):
   """A dataset is neither in the cache directory nor downloadable."""
 
   def __init__(self, dataset: str, cache_dir: str | None, expected_file: str,
-               cause: BaseException | None = None, present: bool = False):
+               cause: BaseException | None = None, present: bool = False,
+               splits: list[str] | None = None):
     self.dataset = dataset
     self.cache_dir = cache_dir
     self.expected_file = expected_file
     self.cause = cause
-    where = cache_dir if cache_dir is not None else "TFF's default cache (~/.tff)"
+    # `--cache_dir=` is the working directory to TFF: name it.
+    where = (os.path.abspath(cache_dir or os.curdir) if cache_dir is not None
+             else "TFF's default cache (~/.tff)")
     reason = f" ({type(cause).__name__}: {cause})" if cause is not None else ""
-    if present:  # TFF never downloads over a file that is there, damaged or not.
+    if splits is not None:  # A good database, of other clients than those asked for.
+      message = (f"{dataset}: {expected_file} in {where} holds no client of the split "
+                 f"asked for (it has {', '.join(splits) or 'no split'}): it is another "
+                 f"dataset's or variant's file; put TFF's {expected_file} there, or point "
+                 "--cache_dir at a folder that has it.")
+    elif present:  # TFF never downloads over a file that is there, damaged or not.
       message = (f"{dataset}: {expected_file} in {where} is there but cannot be read{reason}: "
                  "delete or replace it, or point --cache_dir at a folder with a good copy.")
     else:
       message = (f"{dataset} is not cached and could not be downloaded{reason}: put "
                  f"{expected_file} in {where} or point --cache_dir at a folder that has it.")
     super().__init__(message)
+
+
+def _splits(path: str) -> list[str]:
+  """The split names of one of TFF's sqlite databases (empty if it cannot be read)."""
+  import sqlite3
+
+  try:
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+      return sorted(r[0] for r in db.execute("SELECT DISTINCT split_name FROM client_metadata"))
+  except sqlite3.Error:
+    return []
 
 
 def check_cache_dir(cache_dir: str | os.PathLike[str] | None, expected_file: str) -> None:
@@ -91,6 +111,12 @@ def load_cached(load: Callable[[str | None], Any], dataset: str,
   except BaseException as e:
     if not existed and os.path.exists(expected):
       os.remove(expected)
+    if isinstance(e, StopIteration) and existed:
+      # TFF's sqlite loader finds no first client: the file is a database, but of no
+      # client of the split it reads (EMNIST digits only for all 62 classes, or one
+      # dataset's file under the other's name). Deleting it would not help.
+      raise DatasetUnavailableError(dataset, cache_dir, expected_file, e, present=True,
+                                    splits=_splits(expected)) from e
     if isinstance(e, unavailable) and not isinstance(e, DatasetUnavailableError):
       raise DatasetUnavailableError(dataset, cache_dir, expected_file, e,
                                     present=existed) from e

@@ -71,6 +71,30 @@ def test_a_cache_dir_with_a_tilde_is_the_home_folder(tmp_path, monkeypatch):
   assert not (tmp_path / "~").exists()
 
 
+@pytest.mark.parametrize("name", sorted(LOADERS))
+def test_a_database_without_the_clients_asked_for_says_which_it_has(name, tmp_path,
+                                                                   monkeypatch):
+  # TFF's loader raised a bare StopIteration: a traceback for Shakespeare, and for
+  # EMNIST "cannot be read: delete or replace it" of a good digits-only file.
+  load, filename = LOADERS[name]
+  monkeypatch.setattr(urllib.request, "urlopen", _no_download)
+  sample_data.write_random_emnist_sqlite(
+      tmp_path / filename,
+      {"f0000_train": ("digits_only_train", 3), "f0000_test": ("digits_only_test", 2)},
+      num_classes=10)
+  kwargs = {"only_digits": False} if name == "emnist" else {}
+  with pytest.raises(DatasetUnavailableError, match="holds no client of the split asked "
+                     r"for \(it has digits_only_test, digits_only_train\)"):
+    load(cache_dir=str(tmp_path), **kwargs)
+  assert (tmp_path / filename).exists()  # A good file: not the loaders' to delete.
+
+
+def test_an_empty_cache_dir_is_named_as_the_folder_it_is(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  error = DatasetUnavailableError("federated EMNIST", "", "emnist_all.sqlite")
+  assert f"put emnist_all.sqlite in {tmp_path} or point" in str(error)
+
+
 def test_emnist_test_clients_are_joined_in_one_order(tmp_path, monkeypatch):
   # Unseeded, TFF joins the test clients in a new random order each time: the eval
   # batches, and eval/loss's last digits, differed between identical runs.
