@@ -311,6 +311,22 @@ def test_a_budget_still_picks_from_the_default_widths_those_the_codec_takes():
   assert codec.widths == (1, 2, 3, 4)
 
 
+def test_fetchsgd_under_another_server_optimizer_is_said(capsys):
+  # A FedOpt protocol file before the FetchSGD codec file: server momentum on top of
+  # FetchSGD's own, which nothing said.
+  fv = _parsed(fc_flags.define_image_experiment_flags,
+               "--flagfile=configs/fedopt/emnist62_fedavgm.flags",
+               "--flagfile=configs/codecs/up_fetchsgd.flags", "--dataset=digits")
+  fc_flags.experiment_config_from_flags(fv, module_names=[])
+  err = capsys.readouterr().err
+  assert err.count("warning: --aggregator=fetchsgd applies its own momentum") == 1
+  assert "--server_learning_rate=0.316228 --server_momentum=0.9 then steps" in err
+  fv = _parsed(fc_flags.define_image_experiment_flags,
+               "--flagfile=configs/codecs/up_fetchsgd.flags", "--dataset=digits")
+  fc_flags.experiment_config_from_flags(fv, module_names=[])
+  assert "fetchsgd" not in capsys.readouterr().err
+
+
 def test_a_width_left_by_an_earlier_flagfile_is_refused_by_name_under_a_budget():
   # compressed_u8.flags then down_32x.flags: uniform's 8 bits stay, under an EDEN budget.
   # EDEN's own check came first and named neither flag ("bits must be ... in 1..4").
