@@ -57,6 +57,8 @@ def _signature_defaults(fn: Callable[..., Any]) -> OptionCheck:
         out.pop(name, None)
     return out
 
+  # `option_names` reads it: an unknown option is then named with the valid ones.
+  check.__signature__ = signature
   return check
 
 
@@ -243,8 +245,26 @@ def register_stage(name: str, stage_factory: Callable[..., Any], *, flatten: boo
           te.stages.FlattenEncodingStage(), te.stages.FlattenEncodingStage.ENCODED_VALUES_KEY)
     return composer.make()
 
-  check = _signature_defaults(stage_factory)
+  check = _signature_defaults(_options_source(stage_factory))
   return register(Codec(name, builder, check_options=check), overwrite=overwrite)
+
+
+def _options_source(stage_factory: Callable[..., Any]) -> Callable[..., Any]:
+  """What takes a stage's options: through tensor_encoding's `tf_style_*` decorators.
+
+  Those wrap the class in one whose constructor is `(*args, **kwargs)`, which would
+  take any option (a `bits` given to the codec then dropped, with a warning that it
+  takes no width); the user's own `__init__` says which it takes. A stage without one
+  keeps the wrapper's: its options are refused when it is built.
+  """
+  if not (isinstance(stage_factory, type)
+          and stage_factory.__init__.__qualname__.startswith("tf_style_")):
+    return stage_factory
+  own = stage_factory.__bases__[0]
+  if any("__init__" in vars(c) for c in own.__mro__
+         if c.__module__.split(".")[0] != "tensorflow_model_optimization" and c is not object):
+    return own
+  return stage_factory
 
 
 def available_codecs() -> list[str]:

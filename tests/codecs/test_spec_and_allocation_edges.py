@@ -82,3 +82,39 @@ def test_a_users_stage_can_be_followed_in_a_chain():
     np.testing.assert_allclose(encoder.decode(encoded).numpy(), x, atol=2 / 255)
   finally:
     unregister("fp16_in_chain")
+
+
+@te.core.tf_style_encoding_stage
+class _ClipStage(te.core.EncodingStageInterface):
+  """A decorated stage with options of its own constructor."""
+
+  name = "clip_values"
+  compressible_tensors_keys = ["values"]
+  commutes_with_sum = False
+  decode_needs_input_shape = False
+
+  def __init__(self, clip: float = 1.0, bits: int = 8):
+    self._clip, self._bits = clip, bits
+
+  def get_params(self):
+    return {}, {}
+
+  def encode(self, x, encode_params):
+    return {"values": tf.clip_by_value(x, -self._clip, self._clip)}
+
+  def decode(self, encoded_tensors, decode_params, num_summands=None, shape=None):
+    return encoded_tensors["values"]
+
+
+def test_a_decorated_stage_s_options_are_its_constructor_s():
+  # tensor_encoding's decorator wraps the class in a `(*args, **kwargs)` constructor:
+  # `bits=4` was dropped (the binaries warned that the codec takes no width) and the
+  # defaults went unrecorded.
+  fedcompress.register_stage("clip_in_test", _ClipStage)
+  try:
+    assert fedcompress.make_codec("clip_in_test", bits=4).options == {"bits": 4}
+    assert CodecSpec("clip_in_test").resolved_options() == {"clip": 1.0, "bits": 8}
+    with pytest.raises(ValueError, match="has no option 'foo'; its options: clip, bits"):
+      CodecSpec("clip_in_test(foo=1)")
+  finally:
+    unregister("clip_in_test")
