@@ -620,7 +620,9 @@ def _run_locked(task, config, initial_weights, process, console) -> ExperimentRe
   initial_state = None
   if initial_weights is not None:
     initial_state = process.set_model_weights(process.initialize(), initial_weights)
-  hparams = dict(config.recorded) or {"experiment_name": config.experiment_name}
+  # config.json's record: a config built in Python records only its task's settings in
+  # `recorded`, and its HParams lacked the codecs, learning rates, rounds and seed.
+  hparams = config.record() or {"experiment_name": config.experiment_name}
   console = console or reporting.ConsoleReporter(progress=config.progress)
   reporters = [
       _RunRecord(config, began, warn=console.warn),

@@ -93,6 +93,25 @@ def test_a_run_stopped_before_its_first_record_is_not_a_run(tmp_path):
   assert not rundir.has_run(str(tmp_path / "missing"))
 
 
+def _tensorboard_hparams(run_dir) -> dict:
+  """The one HParams record of a run's event files, as TensorBoard's plugin reads it."""
+  import tensorflow as tf
+  from tensorboard.compat.proto import event_pb2
+  from tensorboard.plugins.hparams import plugin_data_pb2
+
+  records = []
+  for path in tf.io.gfile.glob(str(run_dir / "events.out.tfevents.*")):
+    for record in tf.data.TFRecordDataset(path):
+      for value in event_pb2.Event.FromString(record.numpy()).summary.value:
+        if value.tag == "_hparams_/session_start_info":
+          data = plugin_data_pb2.HParamsPluginData.FromString(
+              value.metadata.plugin_data.content)
+          records.append({k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind"))
+                          for k, v in data.session_start_info.hparams.items()})
+  assert len(records) == 1, records
+  return records[0]
+
+
 def test_a_task_built_in_python_is_recorded_and_compared_on_resume(tmp_path):
   # A notebook's run recorded only its ExperimentConfig: config.json claimed seed 3 for
   # data and a model made with seed 0, and a resume on another split was accepted.
@@ -110,6 +129,13 @@ def test_a_task_built_in_python_is_recorded_and_compared_on_resume(tmp_path):
   assert recorded["seed"] == 3 and recorded["task_seed"] == 0
   assert (recorded["dataset"], recorded["digits_clients"], recorded["client_epochs"]) == (
       "digits", 4, 1)
+  # TensorBoard's HParams are config.json's record too: they held the task's settings
+  # only, no codec, learning rate, rounds or seed.
+  from fedcompress.harness import reporting
+
+  shown = reporting._hparam_values(recorded)
+  assert _tensorboard_hparams(tmp_path / "lib") == shown
+  assert {"aggregate_codec", "client_learning_rate", "rounds", "seed"} <= set(shown)
   other = digits_task(num_clients=6, seed=5, epochs=2)
   with pytest.raises(rundir.RunDirectoryError) as refused:
     fedcompress.run_experiment(other, config(rounds=2, resume=True))
