@@ -20,6 +20,7 @@ from fedcompress import codecs, tasks
 from fedcompress.codecs import allocation
 from fedcompress.federated import aggregators, privacy, quiet
 from fedcompress.harness import cli, rundir
+from fedcompress.harness.codec_modules import import_codec_modules
 from fedcompress.harness.experiment import (
   CLIENT_WEIGHTINGS,
   ERROR_FEEDBACK_MODES,
@@ -217,18 +218,42 @@ def define_optimizer_flags(fv: FlagValues = flags.FLAGS, *, client_lr: float = 0
                       [f"{side}_{option}" for option in OPTIMIZER_OPTIONS])
 
 
-def _check_codec_names(text: str) -> bool:
-  # Names only, so a typo fails as the flag is parsed; options are checked as the
-  # codec is made (`codec_from_flags`), with the other codec flags.
+def _codec_names_check(fv: FlagValues):
+  def check(text: str) -> bool:
+    # Names only, so a typo fails as the flags are parsed; options are checked as the
+    # codec is made (`codec_from_flags`), with the other codec flags. The user's codec
+    # modules first (parsed by then: absl validates after parsing every flag), as they
+    # register names the codec flags may use.
+    try:
+      import_codec_modules(fv["codec_modules"].value or [])
+    except ValueError:
+      return True  # --codec_modules' own check says why, once.
+    try:
+      for name, _ in codecs.parse_chain(text):
+        codecs.get_codec(name)
+    except ValueError as e:
+      hint = ("; a codec of your own: the module that registers it, in --codec_modules"
+              if str(e).startswith("unknown codec") else "")
+      raise flags.ValidationError(f"{e}{hint}") from None
+    return True
+
+  return check
+
+
+def _check_codec_modules(entries: list[str]) -> bool:
   try:
-    for name, _ in codecs.parse_chain(text):
-      codecs.get_codec(name)
+    import_codec_modules(entries or [])
   except ValueError as e:
     raise flags.ValidationError(str(e)) from None
   return True
 
 
 def define_codec_flags(fv: FlagValues = flags.FLAGS) -> None:
+  flags.DEFINE_list("codec_modules", [], "Python modules that register codecs of your own "
+                    "(fedcompress.register_stage or fedcompress.register), imported before "
+                    "the codec flags are read: .py files by path, or modules importable "
+                    "from PYTHONPATH.", flag_values=fv)
+  flags.register_validator("codec_modules", _check_codec_modules, flag_values=fv)
   for direction, what in (("broadcast", "server -> client weights"),
                           ("aggregate", "client -> server updates (numerator and "
                            "denominator of the mean)")):
@@ -236,7 +261,7 @@ def define_codec_flags(fv: FlagValues = flags.FLAGS) -> None:
                         f"{', '.join(codecs.available_codecs())}, optionally with its "
                         "options (eden(bits=1)), or a chain of them "
                         "(randk(fraction=0.1)|eden(bits=1)).", flag_values=fv)
-    flags.register_validator(f"{direction}_encoder", _check_codec_names, flag_values=fv)
+    flags.register_validator(f"{direction}_encoder", _codec_names_check(fv), flag_values=fv)
     flags.DEFINE_integer(f"{direction}_bits", None, f"Bits per value for {direction} "
                          "codecs that take `bits` (uniform: 1..16); default: the codec's "
                          "own (8 for uniform).", flag_values=fv)

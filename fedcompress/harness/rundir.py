@@ -69,7 +69,8 @@ LOCK_FILE = ".lock"
 MAY_DIFFER_ON_RESUME = frozenset({
     "root_output_dir", "experiment_name", "resume", "rounds", "rounds_per_eval",
     "rounds_per_checkpoint", "tf_logs", "workers", "max_concurrent_clients",
-    "worker_timeout_s", "broadcast_encoder", "broadcast_bits", "broadcast_encoder_args",
+    "worker_timeout_s", "codec_modules", "broadcast_encoder", "broadcast_bits",
+    "broadcast_encoder_args",
     "aggregate_encoder", "aggregate_bits", "aggregate_encoder_args",
     "broadcast_bits_per_coordinate", "broadcast_widths", "aggregate_bits_per_coordinate",
     "aggregate_widths", "compression_threshold", "aggregator_args", "sanity_client",

@@ -92,6 +92,62 @@ def test_codec_flag_refuses_unknown_names_at_parse_time():
     fv(["binary", "--aggregate_encoder=randk|nope"])
 
 
+_MY_CODECS = """
+import tensorflow as tf
+from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
+
+import fedcompress
+
+
+@te.core.tf_style_encoding_stage
+class HalfPrecisionStage(te.core.EncodingStageInterface):
+  name = "half_precision"
+  compressible_tensors_keys = ["values"]
+  commutes_with_sum = False
+  decode_needs_input_shape = False
+
+  def get_params(self):
+    return {}, {}
+
+  def encode(self, x, encode_params):
+    return {"values": tf.cast(x, tf.float16)}
+
+  def decode(self, encoded_tensors, decode_params, num_summands=None, shape=None):
+    return tf.cast(encoded_tensors["values"], tf.float32)
+
+
+fedcompress.register_stage("fp16_of_a_module", HalfPrecisionStage)
+"""
+
+
+def test_codec_modules_register_codecs_the_codec_flags_then_take(tmp_path):
+  import sys
+
+  from fedcompress import codecs
+
+  module = tmp_path / "my_codecs.py"
+  module.write_text(_MY_CODECS)
+  before = set(sys.modules)
+  try:
+    for _ in range(2):  # A sweep parses every run's flags in one process: imported once.
+      fv = _parsed(fc_flags.define_image_experiment_flags, f"--codec_modules={module}",
+                   "--aggregate_encoder=randk(fraction=0.1)|fp16_of_a_module")
+      codec = fc_flags.experiment_config_from_flags(fv, module_names=[]).aggregate_codec
+      assert codec.name == "randk(fraction=0.1)|fp16_of_a_module"
+  finally:
+    codecs.unregister("fp16_of_a_module")
+    for name in set(sys.modules) - before:
+      del sys.modules[name]
+  fv = flags.FlagValues()
+  fc_flags.define_image_experiment_flags(fv)
+  with pytest.raises(flags.IllegalFlagValueError, match=r"^flag --codec_modules=.*: cannot "
+                     rf"import {tmp_path}/nope.py: FileNotFoundError"):
+    fv(["binary", f"--codec_modules={tmp_path}/nope.py", "--aggregate_encoder=fp16"])
+  with pytest.raises(flags.IllegalFlagValueError, match="unknown codec 'fp16'; .*; a codec "
+                     "of your own: the module that registers it, in --codec_modules"):
+    _parsed(fc_flags.define_image_experiment_flags, "--aggregate_encoder=fp16")
+
+
 def test_chain_options_outside_the_chain_are_refused():
   fv = _parsed(fc_flags.define_image_experiment_flags, "--aggregate_encoder=randk|eden",
                "--aggregate_encoder_args=bits=1")

@@ -1,0 +1,49 @@
+"""`--codec_modules`: codecs of the user's own, for the binaries and sweeps.
+
+A codec registers itself when its module runs (`fedcompress.register_stage`,
+`fedcompress.register`), and the binaries read only registered names. The flag names
+modules to import before the codec flags are checked: a `.py` file (by its path) or a
+module importable from `PYTHONPATH`. Each is imported once per process, so a sweep that
+builds every run's flags in one process registers its codecs once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+
+
+def import_codec_modules(entries: Sequence[str]) -> None:
+  """Imports each entry (a `.py` path or a module name); one-line ValueError if one fails."""
+  for entry in entries:
+    try:
+      if entry.endswith(".py"):
+        _import_file(entry)
+      else:
+        importlib.import_module(entry)
+    except Exception as e:  # Its own code may raise anything: said in one line.
+      raise ValueError(f"cannot import {entry}: "
+                       f"{type(e).__name__}: {e}") from None
+
+
+def _import_file(path: str) -> None:
+  path = os.path.abspath(path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"no file {path}")
+  # A name of its own per file, kept in sys.modules: a second import is a no-op, where
+  # running the file again would register its codecs twice (refused).
+  name = "fedcompress_codecs_of_" + hashlib.sha256(path.encode()).hexdigest()[:16]
+  if name in sys.modules:
+    return
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[name] = module
+  try:
+    spec.loader.exec_module(module)
+  except BaseException:
+    del sys.modules[name]
+    raise
