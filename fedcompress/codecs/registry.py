@@ -108,7 +108,7 @@ class Codec:
       `(**checked_options) -> bool`: whether it does with these options (`adaptive`'s rate
       offset, learned with its Huffman coder). The server's encode then depends on
       earlier rounds, which a client cannot recompute for error feedback. None: it
-      never does.
+      does if its encoder has any state (`moves_state`).
   """
 
   name: str
@@ -135,8 +135,15 @@ class Codec:
     return self.sum_decode_exact is None or self.sum_decode_exact(**self.options(options))
 
   def moves_state(self, options: Mapping[str, Any] | None = None) -> bool:
-    """Whether the codec's encoder state changes from round to round with `options`."""
-    return self.state_moves is not None and self.state_moves(**self.options(options))
+    """Whether the codec's encoder state changes from round to round with `options`.
+
+    Without a `state_moves` field (a user's codec, or a chain of codecs that have none)
+    an encoder with any state is taken to move it: the built-in codecs without the
+    field have none, and a user's adaptive stage would otherwise pass for stateless.
+    """
+    if self.state_moves is not None:
+      return self.state_moves(**self.options(options))
+    return bool(tf.nest.flatten(self.encoder(options).initial_state()))
 
   def options(self, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """`options` checked and completed with the codec's defaults.

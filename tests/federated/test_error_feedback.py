@@ -218,6 +218,21 @@ def test_adaptive_with_a_fixed_width_stream_keeps_its_state_and_is_accepted():
   assert not CodecSpec("uniform").codec.moves_state({})
 
 
+def test_a_users_stateful_stage_is_refused_too():
+  # Registered by register_stage, its record has no state_moves: its encoder's state
+  # says it may move (it passed for stateless, and its residuals were off).
+  from fedcompress.codecs import register_stage, unregister
+  from fedcompress.codecs.stages.adaptive import AdaptiveUniformEncodingStage
+
+  register_stage("adaptive_of_a_user", AdaptiveUniformEncodingStage)
+  try:
+    codec = CodecSpec("adaptive_of_a_user", {"budget_bits_per_coordinate": 4}, threshold=0)
+    with pytest.raises(ValueError, match="adaptive_of_a_user's encoder state moves"):
+      check_error_feedback("ef", codec, tff.learning.ClientWeighting.UNIFORM)
+  finally:
+    unregister("adaptive_of_a_user")
+
+
 def test_a_one_row_count_sketch_decodes_sums_exactly():
   codec = CodecSpec("countsketch", {"rows": 1}, threshold=0)
   assert codec.codec.decodes_sums_exactly(codec.options)
