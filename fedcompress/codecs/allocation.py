@@ -105,7 +105,8 @@ def width_options(base: CodecSpec, width: float) -> dict[str, Any] | None:
   widths make steps finer than a whole bit for a tensor that holds most of the model
   (on the tutorial CNN, one bit of the dense kernel is 97% of a bit per coordinate).
   """
-  options = dict(base.options)
+  # The width sets `keep` too: a given one would make width 1 cost half a bit.
+  options = {k: v for k, v in base.options.items() if k != "keep"}
   if float(width).is_integer():
     options["bits"] = int(width)
   else:

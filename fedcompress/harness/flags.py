@@ -482,9 +482,11 @@ def _check_allocatable(fv: FlagValues, direction: str) -> None:
   if len(links) > 1:
     raise ValueError(f"--{direction}_bits_per_coordinate allocates the width of one codec, "
                      f"not of the chain {encoder!r}")
-  if "bits" in {**links[0][1], **codecs.parse_options(fv[f"{direction}_encoder_args"].value)}:
-    raise ValueError(f"--{direction}_bits_per_coordinate allocates the width: drop bits= "
-                     f"from --{direction}_encoder and --{direction}_encoder_args")
+  written = {**links[0][1], **codecs.parse_options(fv[f"{direction}_encoder_args"].value)}
+  for option in ("bits", "keep"):  # What a width sets (keep: eden's fraction below it).
+    if option in written:
+      raise ValueError(f"--{direction}_bits_per_coordinate allocates the width: drop "
+                       f"{option}= from --{direction}_encoder and --{direction}_encoder_args")
 
 
 def codec_from_flags(fv: FlagValues, direction: str

@@ -30,6 +30,14 @@ def test_a_tight_plan_keeps_its_budget():
   assert plan.total_bits(plan.allocate([1.0, 1.0])) <= plan.budget
 
 
+def test_a_width_sets_keep_whatever_the_base_gave():
+  from fedcompress.codecs import allocation
+
+  base = CodecSpec("eden", {"keep": 0.5})
+  assert allocation.width_options(base, 1) == {"bits": 1}
+  assert allocation.width_options(base, 1.95) == {"bits": 2, "keep": 0.975}
+
+
 def test_specs_made_from_one_dict_keep_their_own_options():
   options, specs = {}, []
   for bits in (1, 2, 4):

@@ -344,6 +344,8 @@ def test_bits_and_budget_exclude_each_other():
     (["--aggregate_encoder=eden(bits=1)"], "allocates the width: drop bits="),
     (["--aggregate_encoder=eden", "--aggregate_encoder_args=bits=1"],
      "allocates the width: drop bits="),
+    # keep=0.5 made width 1 cost half a bit, and the width metrics wrong.
+    (["--aggregate_encoder=eden(keep=0.5)"], "allocates the width: drop keep="),
     # Said to be EDEN's fault ("it needs a `bits` option"), with a bits=2 nobody wrote.
     (["--aggregate_encoder=randk(fraction=0.1)|eden"],
      r"width of one codec, not of the chain 'randk\(fraction=0.1\)\|eden'$"),
