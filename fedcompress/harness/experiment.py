@@ -418,6 +418,22 @@ def _check_metrics_resumable(run_dir: str) -> None:
           f"{os.path.join(run_dir, CHECKPOINT_DIR, f'round_{newest}')} to redo that round")
 
 
+def fetchsgd_server_note(config: ExperimentConfig) -> str | None:
+  """What a run says when a server optimizer other than plain SGD at 1.0 applies
+  FetchSGD's update: its momentum and learning rate are in the aggregator's options
+  already (a FedOpt protocol file stacked before a codec flagfile would add a second
+  momentum without a word)."""
+  options = {k: v for k, v in config.server_optimizer_options.items() if v}
+  if config.aggregator.name != "fetchsgd" or (
+      config.server_optimizer == "sgd" and config.server_learning_rate == 1.0 and not options):
+    return None
+  given = "".join(f" --server_{k}={v}" for k, v in options.items())
+  return (f"--aggregator=fetchsgd applies its own momentum and learning rate "
+          f"(--aggregator_args); --server_optimizer={config.server_optimizer} "
+          f"--server_learning_rate={config.server_learning_rate:g}{given} then steps with "
+          "that update as its gradient, which is not FetchSGD as published (server SGD 1.0)")
+
+
 def _warn_rows_without_checkpoint(run_dir: str, warn: Callable[[str], None]) -> None:
   """Says so when a resume finds rows but no checkpoint (killed before the first, or
   `checkpoints/` deleted to save space): the run starts over and replaces them."""
@@ -632,6 +648,8 @@ def _run_locked(task, config, initial_weights, process, console) -> ExperimentRe
   ]
   if config.resume:
     _warn_rows_without_checkpoint(config.run_dir, console.warn)
+  if note := fetchsgd_server_note(config):
+    console.warn(note)
   loop = run_loop(
       process, task.client_ids, task.client_dataset,
       LoopConfig(rounds=config.rounds, clients_per_round=config.clients_per_round,

@@ -566,22 +566,6 @@ def _check_privacy_flags(fv: FlagValues) -> None:
                        "not at secure sums; run without --workers")
 
 
-def _check_fetchsgd_server(fv: FlagValues) -> None:
-  """Warns when a server optimizer other than plain SGD at 1.0 applies FetchSGD's update."""
-  options = optimizer_options_from_flags(fv, "server")
-  plain = (fv.server_optimizer == "sgd" and fv.server_learning_rate == 1.0
-           and not any(options.values()))
-  if fv.aggregator == "fetchsgd" and not plain:
-    # Its momentum and learning rate are in --aggregator_args: a FedOpt protocol file
-    # before a codec flagfile would add a second momentum without a word.
-    given = ", ".join(f"--server_{k}={v}" for k, v in options.items())
-    cli.warn_once(f"--aggregator=fetchsgd applies its own momentum and learning rate "
-                  f"(--aggregator_args); --server_optimizer={fv.server_optimizer} "
-                  f"--server_learning_rate={fv.server_learning_rate:g}"
-                  f"{' ' + given if given else ''} then steps with that update as its "
-                  "gradient, which is not FetchSGD as published (server SGD 1.0)")
-
-
 def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
                                  extra_recorded: dict[str, Any] | None = None,
                                  fixed_clients: tuple[str, ...] | None = None
@@ -591,7 +575,6 @@ def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
                   "read (as from a flagfile or a sweep's --common_flags); set "
                   "FEDCOMPRESS_TF_LOGS=1, or give --tf_logs on the binary's command line")
   _check_privacy_flags(fv)
-  _check_fetchsgd_server(fv)
   broadcast = codec_from_flags(fv, "broadcast")
   aggregate = codec_from_flags(fv, "aggregate")
   recorded = recorded_flags(fv, module_names)

@@ -369,20 +369,29 @@ def test_a_budget_still_picks_from_the_default_widths_those_the_codec_takes():
   assert codec.widths == (1, 2, 3, 4)
 
 
-def test_fetchsgd_under_another_server_optimizer_is_said(capsys):
+def test_fetchsgd_under_another_server_optimizer_is_said():
   # A FedOpt protocol file before the FetchSGD codec file: server momentum on top of
-  # FetchSGD's own, which nothing said.
+  # FetchSGD's own, which nothing said. Said by the run (Python configs too).
+  from fedcompress.harness import experiment
+
   fv = _parsed(fc_flags.define_image_experiment_flags,
                "--flagfile=configs/fedopt/emnist62_fedavgm.flags",
                "--flagfile=configs/codecs/up_fetchsgd.flags", "--dataset=digits")
-  fc_flags.experiment_config_from_flags(fv, module_names=[])
-  err = capsys.readouterr().err
-  assert err.count("warning: --aggregator=fetchsgd applies its own momentum") == 1
-  assert "--server_learning_rate=0.316228 --server_momentum=0.9 then steps" in err
+  note = experiment.fetchsgd_server_note(
+      fc_flags.experiment_config_from_flags(fv, module_names=[]))
+  assert note.startswith("--aggregator=fetchsgd applies its own momentum")
+  assert "--server_learning_rate=0.316228 --server_momentum=0.9 then steps" in note
   fv = _parsed(fc_flags.define_image_experiment_flags,
                "--flagfile=configs/codecs/up_fetchsgd.flags", "--dataset=digits")
-  fc_flags.experiment_config_from_flags(fv, module_names=[])
-  assert "fetchsgd" not in capsys.readouterr().err
+  assert experiment.fetchsgd_server_note(
+      fc_flags.experiment_config_from_flags(fv, module_names=[])) is None
+  # A config built in Python: the same note.
+  config = experiment.ExperimentConfig(
+      root_output_dir="/tmp/x", experiment_name="fetch",
+      aggregator=fc_flags.aggregators.AggregatorSpec("fetchsgd"), server_optimizer="adam",
+      server_learning_rate=0.01)
+  assert "--server_optimizer=adam --server_learning_rate=0.01 then" in (
+      experiment.fetchsgd_server_note(config))
 
 
 def test_a_width_left_by_an_earlier_flagfile_is_refused_by_name_under_a_budget():
