@@ -93,30 +93,11 @@ def test_codec_flag_refuses_unknown_names_at_parse_time():
 
 
 _MY_CODECS = """
-import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
 import fedcompress
 
-
-@te.core.tf_style_encoding_stage
-class HalfPrecisionStage(te.core.EncodingStageInterface):
-  name = "half_precision"
-  compressible_tensors_keys = ["values"]
-  commutes_with_sum = False
-  decode_needs_input_shape = False
-
-  def get_params(self):
-    return {}, {}
-
-  def encode(self, x, encode_params):
-    return {"values": tf.cast(x, tf.float16)}
-
-  def decode(self, encoded_tensors, decode_params, num_summands=None, shape=None):
-    return tf.cast(encoded_tensors["values"], tf.float32)
-
-
-fedcompress.register_stage("fp16_of_a_module", HalfPrecisionStage)
+fedcompress.register_stage("uq_of_a_module", te.stages.UniformQuantizationEncodingStage)
 """
 
 
@@ -131,11 +112,11 @@ def test_codec_modules_register_codecs_the_codec_flags_then_take(tmp_path):
   try:
     for _ in range(2):  # A sweep parses every run's flags in one process: imported once.
       fv = _parsed(fc_flags.define_image_experiment_flags, f"--codec_modules={module}",
-                   "--aggregate_encoder=randk(fraction=0.1)|fp16_of_a_module")
+                   "--aggregate_encoder=randk(fraction=0.1)|uq_of_a_module(bits=4)")
       codec = fc_flags.experiment_config_from_flags(fv, module_names=[]).aggregate_codec
-      assert codec.name == "randk(fraction=0.1)|fp16_of_a_module"
+      assert codec.name == "randk(fraction=0.1)|uq_of_a_module(bits=4)"
   finally:
-    codecs.unregister("fp16_of_a_module")
+    codecs.unregister("uq_of_a_module")
     for name in set(sys.modules) - before:
       del sys.modules[name]
   fv = flags.FlagValues()
