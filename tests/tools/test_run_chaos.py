@@ -17,18 +17,21 @@ def test_reading_tensorboard_files_prints_no_tensorflow_logs(run_unquieted, tmp_
 
 
 # Stands in for experiments/emnist_compression.py: a round line per round, an empty
-# metrics.csv; the interrupted run's first start then waits for its SIGKILL.
+# metrics.csv; the interrupted run's first start then waits for its SIGKILL. Its marker
+# is written before the round lines: the SIGKILL follows the last line at once, and a
+# marker written after it was sometimes not written, so the resumed start slept too.
 _FAKE_EXPERIMENT = """
 import os, sys, time
 args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if "=" in a)
 run_dir = os.path.join(args["root_output_dir"], args["experiment_name"])
 os.makedirs(run_dir, exist_ok=True)
 open(os.path.join(run_dir, "metrics.csv"), "a").close()
+started = os.path.join(run_dir, "started")
+first_start = args["experiment_name"] == "interrupted" and not os.path.exists(started)
+open(started, "w").close()
 for r in range(1, int(args["rounds"]) + 1):
   print(f"round {r:3d}, loss=1.0, 0.01s", flush=True)
-started = os.path.join(run_dir, "started")
-if args["experiment_name"] == "interrupted" and not os.path.exists(started):
-  open(started, "w").close()
+if first_start:
   time.sleep(120)
 """
 
