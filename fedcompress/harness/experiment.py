@@ -630,21 +630,29 @@ def check_experiment(task: FederatedTask, config: ExperimentConfig) -> None:
   check_run_dir(config)
 
 
+def tensorboard_hparams(config: ExperimentConfig) -> dict[str, Any]:
+  """The run's HParams: config.json's record, without how its segments were started.
+
+  The record, not `recorded`: a config built in Python records only its task's settings
+  there, and its HParams lacked the codecs, learning rates, rounds and seed.
+  """
+  hparams = {k: v for k, v in config.record().items() if k not in rundir.HOW_NOT_WHAT}
+  return hparams or {"experiment_name": config.experiment_name}
+
+
 def _run_locked(task, config, initial_weights, process, console) -> ExperimentResult:
   began = time.perf_counter()
   process = process or build_process(task, config)
   initial_state = None
   if initial_weights is not None:
     initial_state = process.set_model_weights(process.initialize(), initial_weights)
-  # config.json's record: a config built in Python records only its task's settings in
-  # `recorded`, and its HParams lacked the codecs, learning rates, rounds and seed.
-  hparams = config.record() or {"experiment_name": config.experiment_name}
+  hparams = tensorboard_hparams(config)
   console = console or reporting.ConsoleReporter(progress=config.progress)
   reporters = [
       _RunRecord(config, began, warn=console.warn),
       console,
       reporting.CsvReporter(os.path.join(config.run_dir, rundir.METRICS_FILE)),
-      reporting.TensorBoardReporter(config.run_dir, hparams, run_name=config.experiment_name),
+      reporting.TensorBoardReporter(config.run_dir, hparams),
   ]
   if config.resume:
     _warn_rows_without_checkpoint(config.run_dir, console.warn)

@@ -217,11 +217,9 @@ def read_metrics_csv(path: str) -> list[dict[str, float | None]]:
 class TensorBoardReporter:
   """TensorBoard scalars under the canonical tags, plus HParams for the run."""
 
-  def __init__(self, logdir: str, hparams: Mapping[str, Any] | None = None,
-               run_name: str | None = None):
+  def __init__(self, logdir: str, hparams: Mapping[str, Any] | None = None):
     self.logdir = logdir
     self._hparams = dict(hparams or {})
-    self._run_name = run_name
     self._writer = None
 
   def start(self, first_round: int, total_rounds: int) -> None:
@@ -241,7 +239,10 @@ class TensorBoardReporter:
     self._writer = tf.summary.create_file_writer(self.logdir)
     if self._hparams:
       with self._writer.as_default():
-        hp.hparams(_hparam_values(self._hparams), trial_id=self._run_name)
+        # No trial id: TensorBoard's default, a hash of the values, groups runs of the
+        # same settings as repeats. The run's name grouped different settings that
+        # shared it (every `original` of every output root) into one row of one of them.
+        hp.hparams(_hparam_values(self._hparams))
       self._writer.flush()
 
   def write(self, row: Mapping[str, Any]) -> None:

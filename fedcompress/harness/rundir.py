@@ -76,6 +76,12 @@ MAY_DIFFER_ON_RESUME = frozenset({
     "aggregate_widths", "compression_threshold", "aggregator_args", "sanity_client",
     "generate_prompt", "temperature", "num_generate", "cache_dir", "pretrained_model",
 })
+# How a segment ran rather than what ran: left out of the HParams, so that a resumed
+# run shows the values an uninterrupted one of the same settings shows.
+HOW_NOT_WHAT = frozenset({
+    "resume", "root_output_dir", "tf_logs", "workers", "max_concurrent_clients",
+    "worker_timeout_s", "rounds_per_checkpoint", "cache_dir",
+})
 # Recorded values that are resolved codecs rather than flags (named so in messages).
 _NOT_FLAGS = frozenset({"broadcast_codec", "aggregate_codec", "pretrained_model_sha256",
                         "task_seed", "model_seed", "data_file_fingerprint", "task_name",

@@ -93,3 +93,19 @@ def test_a_setting_dropped_on_resume_is_compared(first):
   recorded = {k: rundir.jsonable(v) for k, v in ExperimentConfig(**first, **base).record().items()}
   resumed = ExperimentConfig(**base)
   assert len(rundir.differences(recorded, resumed.record_compared_with(recorded))) == 1
+
+
+def test_hparams_are_the_record_without_how_segments_started():
+  # A resumed run showed resume=True beside an uninterrupted one's False, and the output
+  # root and worker settings as if they were settings of the run.
+  from fedcompress.harness.experiment import tensorboard_hparams
+
+  how = {"resume": True, "root_output_dir": "/runs", "workers": "", "tf_logs": False,
+         "max_concurrent_clients": 2, "worker_timeout_s": 120.0, "rounds_per_checkpoint": 1,
+         "cache_dir": "/cache"}
+  assert set(how) == rundir.HOW_NOT_WHAT
+  assert rundir.HOW_NOT_WHAT <= rundir.MAY_DIFFER_ON_RESUME  # None changes a result.
+  config = _config(recorded={**how, "client_learning_rate": 0.1, "dataset": "digits"})
+  hparams = tensorboard_hparams(config)
+  assert hparams == {k: v for k, v in config.record().items() if k not in how}
+  assert {"dataset", "client_learning_rate", "aggregate_codec", "seed"} <= set(hparams)

@@ -60,8 +60,7 @@ def _scalars(logdir):
 
 @pytest.fixture
 def tb_run(tmp_path):
-  reporter = reporting.TensorBoardReporter(str(tmp_path), {"codec": "uniform", "bits": 8},
-                                           run_name="run")
+  reporter = reporting.TensorBoardReporter(str(tmp_path), {"codec": "uniform", "bits": 8})
   reporter.start(1, 3)
   for r in (1, 2, 3):
     reporter.write(_row(r, **{m.EVAL_ACCURACY: 0.1 * r}))
@@ -118,22 +117,43 @@ def test_tensorboard_resume_purges_redone_rounds(tb_run):
   assert float(tf.make_ndarray(events[2].tensor_proto)) == pytest.approx(0.95)
 
 
-def _hparams_records(logdir):
+def _session_start_infos(logdir):
   import tensorflow as tf
   from tensorboard.compat.proto import event_pb2
   from tensorboard.plugins.hparams import plugin_data_pb2
 
-  records = []
+  infos = []
   for path in tf.io.gfile.glob(str(logdir / "events.out.tfevents.*")):
     for record in tf.data.TFRecordDataset(path):
       event = event_pb2.Event.FromString(record.numpy())
       for value in event.summary.value:
         if value.tag == "_hparams_/session_start_info":
-          data = plugin_data_pb2.HParamsPluginData.FromString(
-              value.metadata.plugin_data.content)
-          records.append({k: v.number_value or v.string_value
-                          for k, v in data.session_start_info.hparams.items()})
-  return records
+          infos.append(plugin_data_pb2.HParamsPluginData.FromString(
+              value.metadata.plugin_data.content).session_start_info)
+  return infos
+
+
+def _hparams_records(logdir):
+  return [{k: v.number_value or v.string_value for k, v in info.hparams.items()}
+          for info in _session_start_infos(logdir)]
+
+
+def test_runs_of_other_settings_under_one_name_are_other_hparams_groups(tmp_path):
+  # TensorBoard shows the sessions of one group name as one row, with one session's
+  # values: the `original` runs of two output roots, at learning rates 0.02 and 0.1,
+  # showed as one run when the run's name was the group.
+  groups = {}
+  for root, learning_rate in (("a", 0.02), ("b", 0.1), ("c", 0.02)):
+    logdir = tmp_path / root / "original"
+    reporter = reporting.TensorBoardReporter(
+        str(logdir), {"experiment_name": "original", "client_learning_rate": learning_rate})
+    reporter.start(1, 1)
+    reporter.write(_row(1))
+    reporter.close()
+    [info] = _session_start_infos(logdir)
+    groups[root] = info.group_name
+  assert groups["a"] != groups["b"]
+  assert groups["a"] == groups["c"]  # The same settings: repeats, one group.
 
 
 def test_tensorboard_resume_keeps_one_hparams_record_the_latest(tb_run):
@@ -141,7 +161,7 @@ def test_tensorboard_resume_keeps_one_hparams_record_the_latest(tb_run):
   # must not add a second.
   assert _hparams_records(tb_run) == [{"codec": "uniform", "bits": 8}]
   reporter = reporting.TensorBoardReporter(str(tb_run), {"codec": "uniform", "bits": 8,
-                                                         "rounds": 4}, run_name="run")
+                                                         "rounds": 4})
   reporter.start(3, 4)
   reporter.write(_row(3))
   reporter.close()
@@ -152,7 +172,7 @@ def test_a_resume_of_a_finished_run_leaves_its_hparams(tb_run):
   # No round runs: HParams of flags that may change on resume (--temperature) would show
   # values no round ran with.
   reporter = reporting.TensorBoardReporter(str(tb_run), {"codec": "uniform", "bits": 8,
-                                                         "temperature": 0.3}, run_name="run")
+                                                         "temperature": 0.3})
   reporter.start(4, 3)
   reporter.close()
   assert _hparams_records(tb_run) == [{"codec": "uniform", "bits": 8}]

@@ -21,7 +21,7 @@ RUNS = {"original": 532_278_400, "compressed_u8": 153_575_360}
 
 def _write_runs(root):
   for name, per_round in RUNS.items():
-    reporter = reporting.TensorBoardReporter(str(root / name), {"run": name}, run_name=name)
+    reporter = reporting.TensorBoardReporter(str(root / name), {"run": name})
     reporter.start(1, 10)
     for r in range(1, 11):
       reporter.write({m.ROUND: r, m.TRAIN_LOSS: 2.3 / r, m.TRAIN_ACCURACY: 1 - 1 / (r + 1),
