@@ -198,7 +198,10 @@ def test_emnist_compression_notebook(executed):
   assert compressed[m.AGGREGATE_BITS] == 2 * (15_357_536 + 32)
   text = _stream_text(nb)
   assert "[original] round   1" in text and "[compressed_u8] round   2" in text
-  assert "TensorBoard: tensorboard --logdir " + str(run_root) in text
+  # The kernel's own TensorBoard, which a Jupyter started elsewhere has not on its PATH.
+  program = pathlib.Path(sys.executable).parent / "tensorboard"
+  assert program.exists()
+  assert f"TensorBoard: {program} --logdir {run_root}" in text
   assert (run_root / "comparison.png").stat().st_size > 20_000
   assert len(_displayed_pngs(nb)) == 1
   assert "fewer broadcast bits" in text
