@@ -30,6 +30,10 @@ UP = ("federated_aggregate", "federated_sum", "federated_mean", "federated_weigh
 # Sums whose first argument is the clients' value (the rest are the server's).
 _VALUE_FIRST = ("federated_aggregate", "federated_secure_sum", "federated_secure_sum_bitwidth",
                 "federated_secure_modular_sum")
+# Calls that move values between placements but that this tool cannot size yet; none
+# of fedcompress's processes uses them. Met, they are refused rather than left out of a
+# list that claims to be all of it.
+_UNSIZED = ("federated_select", "federated_secure_select", "federated_min", "federated_max")
 _PAYLOAD_UP = ("federated_aggregate", "federated_secure_sum", "federated_secure_sum_bitwidth",
                "federated_secure_modular_sum")
 
@@ -78,6 +82,9 @@ def crossings(computation) -> list[Crossing]:
             and isinstance(block.function, building_blocks.Intrinsic)):
       return
     uri = block.function.uri
+    if uri in _UNSIZED:
+      raise NotImplementedError(f"{uri} moves values between placements, and "
+                                "tools.uncounted_bits does not size it yet")
     if uri not in DOWN and uri not in UP:
       return
     value_type = block.argument.type_signature
@@ -169,11 +176,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     listed = uncounted(configs[name](model_fn).next)
     print(f"== {name}: not counted, per client and round")
     for c in listed:
-      print(f"  {c.direction:4s} {c.intrinsic:27s} {c.bits:>6} bits  {c.type_text[:110]}")
-    down = sum(c.bits for c in listed if c.direction == "down")
-    up = sum(c.bits for c in listed if c.direction == "up")
+      size = "?" if c.bits is None else c.bits
+      print(f"  {c.direction:4s} {c.intrinsic:27s} {size:>6} bits  {c.type_text[:110]}")
+    down = sum(c.bits or 0 for c in listed if c.direction == "down")
+    up = sum(c.bits or 0 for c in listed if c.direction == "up")
+    unknown = sum(c.bits is None for c in listed)
     print(f"  per client: {down} bits down, {up} up; per round of {args.clients} clients: "
-          f"{args.clients * down} down, {args.clients * up} up")
+          f"{args.clients * down} down, {args.clients * up} up"
+          + (f" (and {unknown} calls of sizes known only at run time, marked ?)"
+             if unknown else ""))
 
 
 if __name__ == "__main__":

@@ -434,6 +434,23 @@ def fetchsgd_server_note(config: ExperimentConfig) -> str | None:
           "that update as its gradient, which is not FetchSGD as published (server SGD 1.0)")
 
 
+def fixed_int_note(config: ExperimentConfig) -> str | None:
+  """What a run says when `fixed_int` is sent outside the secure sum: int32, 32 bits a
+  coordinate whatever its `bits`, which then sets only its precision (a sweep over
+  --aggregate_bits=2,4,8 counted the same bits in every row, without a word)."""
+  for direction, spec in (("broadcast", config.broadcast_codec),
+                          ("aggregate", config.aggregate_codec)):
+    if direction == "aggregate" and config.secure_aggregation:
+      continue  # Sent in the summation field, whose width the bits do count.
+    links = getattr(spec, "base", spec).resolved_links()
+    for name, options in links:
+      if name == "fixed_int":
+        return (f"--{direction}_encoder: fixed_int sends int32 outside "
+                f"--secure_aggregation, 32 bits a coordinate: its bits={options['bits']} sets "
+                "its precision, not its size on the wire")
+  return None
+
+
 def _warn_rows_without_checkpoint(run_dir: str, warn: Callable[[str], None]) -> None:
   """Says so when a resume finds rows but no checkpoint (killed before the first, or
   `checkpoints/` deleted to save space): the run starts over and replaces them."""
@@ -656,8 +673,9 @@ def _run_locked(task, config, initial_weights, process, console) -> ExperimentRe
   ]
   if config.resume:
     _warn_rows_without_checkpoint(config.run_dir, console.warn)
-  if note := fetchsgd_server_note(config):
-    console.warn(note)
+  for note in (fetchsgd_server_note(config), fixed_int_note(config)):
+    if note:
+      console.warn(note)
   loop = run_loop(
       process, task.client_ids, task.client_dataset,
       LoopConfig(rounds=config.rounds, clients_per_round=config.clients_per_round,

@@ -109,3 +109,28 @@ def test_hparams_are_the_record_without_how_segments_started():
   hparams = tensorboard_hparams(config)
   assert hparams == {k: v for k, v in config.record().items() if k not in how}
   assert {"dataset", "client_learning_rate", "aggregate_codec", "seed"} <= set(hparams)
+
+
+@pytest.mark.parametrize("overrides,direction", [
+    (dict(aggregate_codec=CodecSpec("fixed_int", {"bits": 4}), client_weighting="uniform"),
+     "aggregate"),
+    (dict(aggregate_codec=CodecSpec("countsketch|fixed_int(bits=4)"),
+          client_weighting="uniform", dp="central"), "aggregate"),
+    (dict(broadcast_codec=CodecSpec("fixed_int", {"bits": 4}), secure_aggregation=True,
+          aggregate_codec=CodecSpec("fixed_int", {"bits": 4}), client_weighting="uniform"),
+     "broadcast"),
+    (dict(aggregate_codec=CodecSpec("fixed_int", {"bits": 4}), secure_aggregation=True,
+          client_weighting="uniform"), None),
+    (dict(aggregate_codec=CodecSpec("uniform", {"bits": 4})), None),
+])
+def test_fixed_int_outside_the_secure_sum_is_said_to_send_int32(overrides, direction):
+  # Its bits set the scale only; outside the secure sum every coordinate is an int32.
+  from fedcompress.harness.experiment import fixed_int_note
+
+  note = fixed_int_note(_config(**overrides))
+  if direction is None:
+    assert note is None
+  else:
+    assert note == (f"--{direction}_encoder: fixed_int sends int32 outside "
+                    "--secure_aggregation, 32 bits a coordinate: its bits=4 sets its "
+                    "precision, not its size on the wire")

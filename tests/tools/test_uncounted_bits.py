@@ -74,3 +74,28 @@ def test_the_clients_dp_adaptive_takes_are_the_ones_dpconfig_accepts():
   with pytest.raises(ValueError, match="central_adaptive"):
     DPConfig("central_adaptive", uncounted_bits.NOISE_MULTIPLIER, 0.5, 5, 10)
   DPConfig("central_adaptive", uncounted_bits.NOISE_MULTIPLIER, 0.5, 6, 12)
+
+
+@pytest.mark.slow  # builds a FedAvg process per codec
+@pytest.mark.parametrize("codec", [
+    {"name": "uniform", "options": {"bits": 8}},
+    {"name": "topk", "options": {"fraction": 0.5}},
+])
+def test_encoded_payload_is_what_is_counted(codec):
+  # The identity case above alone could not show an encoded tensor, or its side
+  # information, sent but not counted: here both directions are encoded (threshold 0).
+  from fedcompress.codecs import CodecSpec
+
+  spec = CodecSpec(codec["name"], codec["options"], threshold=0)
+  process = build_fedavg(_model_fn, broadcast_codec=spec, aggregate_codec=spec)
+  rng = np.random.default_rng(0)
+  clients = [tf.data.Dataset.from_tensor_slices(collections.OrderedDict(
+      x=rng.normal(size=(3, 4)).astype(np.float32),
+      y=rng.integers(0, 3, (3, 1)).astype(np.int32))).batch(2) for _ in range(2)]
+  metrics = process.next(process.initialize(), clients).metrics
+  payload = [c for c in uncounted_bits.crossings(process.next) if c.payload]
+  down = sum(c.bits for c in payload if c.direction == "down")
+  up = sum(c.bits for c in payload if c.direction == "up")
+  assert metrics[m.BROADCAST_BITS] == 2 * down
+  assert metrics[m.AGGREGATE_BITS] == 2 * up
+  assert down < 15 * 32 or codec["name"] == "topk"  # uniform: packed, not float32.
