@@ -16,8 +16,10 @@ only partly known in advance:
 So the predicted rate of width `b` is `base(b, n) + offset`, where `base` is the known
 part per coordinate (`n * b` payload bits) and `offset` is the mean, over last round's
 clients, of (measured rate - base rate at the width they used). Every encode picks the
-largest `b` in `1..max_bits` whose prediction meets the budget (`1` if none does),
-and reports its own measured excess as `state_update_tensors` (summed over clients by
+largest `b` in `1..max_bits` whose prediction meets the budget (`1` if none does; with
+Huffman, width 1 only if width 2, coded, would not meet it: two symbols never code
+below 1 bit each, so a saving learned at width 1 cannot show that width 2 fits), and
+reports its own measured excess as `state_update_tensors` (summed over clients by
 `EncodedSumFactory`, two float32 scalars per client and tensor, counted in
 `aggregate/bits` like any client contribution). The offset of a fine uniform
 quantizer's entropy is nearly independent of `b` (one more bit halves the cells,
@@ -170,28 +172,34 @@ class AdaptiveUniformEncodingStage(te.core.AdaptiveEncodingStageInterface):
 
     work = tf.cast(flat, tf.float32)
     low, high = tf.reduce_min(work), tf.reduce_max(work)
-    levels = tf.cast(tf.bitwise.left_shift(1, bits) - 1, tf.float32)
-    scaled = tf.math.divide_no_nan(work - low, high - low) * levels
-    if self._stochastic:
-      floor = tf.floor(scaled)
-      scaled = floor + tf.cast(_common.dither16(tf.shape(scaled)) < scaled - floor,
-                               tf.float32)
-    else:
-      scaled = tf.round(scaled)
-    # Already in [0, levels] or NaN: `work - low <= high - low` in float too, so the
-    # quotient is at most 1, and a value rounds up only from below its top level. A float
-    # clip here (two passes) kept NaN as NaN, so the coders' own clip of the integers
-    # gave the same symbols.
-    symbols = tf.cast(scaled, tf.int32)
+    unit = tf.math.divide_no_nan(work - low, high - low)
+    # One draw for whichever width is coded (the same draws as when only one was).
+    dither = _common.dither16(tf.shape(unit)) if self._stochastic else None
 
-    if self._coder == "huffman":
-      stream = huffman.huffman_encode(symbols, bits, max_code_length=self._max_code_length,
-                                      block_size=self._block_size)
+    def stream_at(width):
+      return self._stream(unit, dither, width)
+
+    def rate(stream):
+      sent = tf.cast(tf.size(stream) * 32 + MIN_MAX_BITS + STATE_UPDATE_BITS, tf.float64)
+      return sent / tf.maximum(tf.cast(n, tf.float64), 1.0)
+
+    if self._coder == "huffman" and self._max_bits >= 2:
+      # Width 1 is a trap for the learned offset: two symbols never code below 1 bit
+      # each, so what a client learns there (a saving of ~0) says nothing of width 2,
+      # whose middle levels take most of the mass (~1.5 bits a coordinate for Gaussian
+      # updates). At a budget of 2.0 the codec stayed at width 1 for good, since width
+      # 2's known part alone is 2.014. So width 1 is sent only when width 2, coded,
+      # would not fit the budget.
+      def width_two_if_it_fits():
+        wider = stream_at(2)
+        return tf.cond(rate(wider) <= self._budget, lambda: (wider, tf.constant(2)),
+                       lambda: (stream_at(1), tf.constant(1)))
+
+      stream, bits = tf.cond(tf.equal(bits, 1), width_two_if_it_fits,
+                             lambda: (stream_at(bits), bits))
     else:
-      stream = huffman.fixed_width_encode(symbols, bits)
-    sent = tf.cast(tf.size(stream) * 32 + MIN_MAX_BITS + STATE_UPDATE_BITS, tf.float64)
-    measured_rate = sent / tf.maximum(tf.cast(n, tf.float64), 1.0)
-    excess = tf.cast(measured_rate - self._base_rate(n, bits), tf.float32)
+      stream = stream_at(bits)
+    excess = tf.cast(rate(stream) - self._base_rate(n, bits), tf.float32)
 
     encoded = collections.OrderedDict([
         (self.ENCODED_VALUES_KEY, stream),
@@ -202,6 +210,25 @@ class AdaptiveUniformEncodingStage(te.core.AdaptiveEncodingStageInterface):
         (self.COUNT_UPDATE_KEY, tf.constant(1.0, tf.float32)),
     ])
     return encoded, state_update
+
+  def _stream(self, unit: tf.Tensor, dither: tf.Tensor | None, bits: tf.Tensor) -> tf.Tensor:
+    """The coded stream of `unit` (values in [0, 1], or NaN) at width `bits`."""
+    levels = tf.cast(tf.bitwise.left_shift(1, bits) - 1, tf.float32)
+    scaled = unit * levels
+    if dither is not None:
+      floor = tf.floor(scaled)
+      scaled = floor + tf.cast(dither < scaled - floor, tf.float32)
+    else:
+      scaled = tf.round(scaled)
+    # Already in [0, levels] or NaN: `work - low <= high - low` in float too, so the
+    # quotient is at most 1, and a value rounds up only from below its top level. A float
+    # clip here (two passes) kept NaN as NaN, so the coders' own clip of the integers
+    # gave the same symbols.
+    symbols = tf.cast(scaled, tf.int32)
+    if self._coder == "huffman":
+      return huffman.huffman_encode(symbols, bits, max_code_length=self._max_code_length,
+                                    block_size=self._block_size)
+    return huffman.fixed_width_encode(symbols, bits)
 
   def decode(self, encoded_tensors, decode_params, num_summands=None, shape=None):
     del decode_params, num_summands  # Unused.
