@@ -276,6 +276,8 @@ def main(argv):
   unknown = sorted(set(FLAGS.configs) - set(configurations))
   if unknown:
     return fail(f"unknown --configs {', '.join(unknown)}; valid: {', '.join(configurations)}")
+  if os.path.isdir(FLAGS.output):  # Else a traceback after the whole sweep.
+    return fail(f"--output: {FLAGS.output} is a directory; name the JSON file to write")
   if FLAGS.readme:
     try:
       codec_table.read_readme(FLAGS.readme, "answers")

@@ -466,6 +466,16 @@ def run_codec_sweep(config: BenchmarkConfig, log: Callable[[str], None] | None =
           "peak_rss_bytes": peak_rss_bytes()}
 
 
+def _measured_on(result: Mapping[str, Any]) -> str:
+  """`; measured on <commit> (with changes), <date>`, from what the result recorded."""
+  source, date = result.get("source"), result.get("date")
+  if not source and not date:
+    return ""  # A result from before both were recorded.
+  code = (f"{source['commit']}{' with uncommitted changes' if source['dirty'] else ''}"
+          if source else "code outside a git checkout")
+  return f"; measured on {code}" + (f", {date}" if date else "")
+
+
 def format_codec_table(result: Mapping[str, Any]) -> str:
   """Markdown table of a `run_benchmark` result's codec sweep (what the README shows)."""
   config = result["config"]
@@ -477,7 +487,8 @@ def format_codec_table(result: Mapping[str, Any]) -> str:
            f"{config['num_clients']} clients of "
            f"{config['examples_per_client']} examples; tensors over {config['threshold']:,} "
            f"elements encoded; load average {result['environment']['loadavg_before'][0]:.1f} "
-           f"on {result['environment']['cpu_count']} cores at the start.", "",
+           f"on {result['environment']['cpu_count']} cores at the start"
+           + _measured_on(result) + ".", "",
            f"| codec | options | uncompressed s | {head} | uplink CPU, middle half of "
            "round pairs | uplink CPU target |",
            "|---|---|---:|" + "---:|---:|" * len(directions) + "---:|---|"]
@@ -666,6 +677,7 @@ def run_benchmark(config: BenchmarkConfig = BenchmarkConfig(),
     environment.
   """
   from fedcompress.federated import runtime
+  from fedcompress.harness import rundir
 
   runtime.set_local_context(config.max_concurrent_clients)
   load_before = os.getloadavg()
@@ -683,6 +695,9 @@ def run_benchmark(config: BenchmarkConfig = BenchmarkConfig(),
       "samples": samples,
       "timing_seconds": time.perf_counter() - began,
       "config": dataclasses.asdict(config),
+      # The code that measured: the README's figures name a commit, and a dirty tree says so.
+      "source": rundir.source(),
+      "date": time.strftime("%Y-%m-%d"),
       "environment": {
           "cpu_count": os.cpu_count(),
           "loadavg_before": load_before,

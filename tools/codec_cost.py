@@ -199,6 +199,19 @@ def measured_ratios(benchmark: Mapping[str, Any]) -> dict[str, float]:
           if "uplink" in run.get("cpu_ratio", {})}
 
 
+# The settings a round's cost depends on, which a `make bench` JSON must share with the
+# prediction for its ratios to stand beside it.
+_ROUND_SETTINGS = ("num_clients", "examples_per_client", "batch_size", "threshold",
+                   "max_concurrent_clients")
+
+
+def _other_settings(benchmark_result: Mapping[str, Any], config: BenchmarkConfig) -> list[str]:
+  """`name=recorded (here value)` for each round setting the JSON ran with otherwise."""
+  recorded = benchmark_result.get("config", {})
+  return [f"{k}={recorded.get(k)} (here {getattr(config, k)})" for k in _ROUND_SETTINGS
+          if recorded.get(k) != getattr(config, k)]
+
+
 def main(argv: Sequence[str] | None = None) -> None:
   import argparse
 
@@ -225,9 +238,19 @@ def main(argv: Sequence[str] | None = None) -> None:
   if args.benchmark_json:
     try:
       with open(args.benchmark_json) as f:
-        measured = measured_ratios(json.load(f))
+        benchmark_result = json.load(f)
+      measured = measured_ratios(benchmark_result)
     except (OSError, ValueError) as e:
       parser.error(f"cannot read --benchmark_json {args.benchmark_json}: {e}")
+    if differing := _other_settings(benchmark_result, BenchmarkConfig()):
+      # Its ratios would stand beside predictions for another round (a 2-client
+      # benchmark's topk read 10.37x here against a predicted 1.08x, without a word).
+      print(f"warning: {args.benchmark_json} was measured with other settings "
+            f"({', '.join(differing)}): its ratios are left out", flush=True)
+      measured = {}
+  import fedcompress
+
+  fedcompress.quiet_tensorflow()  # Before TensorFlow loads, as in the other tools.
   set_process_threads(args.threads)
   shapes = benchmark_tensor_shapes()
   config = BenchmarkConfig()

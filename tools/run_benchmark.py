@@ -62,14 +62,23 @@ def main(argv):
   except ValueError as e:
     return fail(str(e))
   # Checked before ~20 minutes of timing, not after: where the results go.
+  if os.path.isdir(_OUTPUT.value):
+    return fail(f"--output: {_OUTPUT.value} is a directory; name the JSON file to write")
   out_dir = os.path.dirname(os.path.abspath(_OUTPUT.value))
   if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK):
     return fail(f"--output: {out_dir} is not a writable directory")
-  if _README.value and config.codecs:
+  if _README.value:
+    if not config.codecs:
+      return fail("--readme writes the codec sweep's table: pass --codecs=all")
     try:  # The same check update_readme makes after the runs: both markers, writable.
       codec_table.read_readme(_README.value, "benchmark")
     except ValueError as e:
       return fail(f"--readme: {e}")
+    if set(config.codecs) != set(benchmark.CODEC_OPTIONS):
+      # The README's table holds every codec: a partial sweep replaced it with its rows.
+      return fail("--readme: the README's table holds every codec, and this sweep "
+                  f"times {len(config.codecs)} of {len(benchmark.CODEC_OPTIONS)}: pass "
+                  "--codecs=all, or leave out --readme")
   result = benchmark.run_benchmark(config, _OUTPUT.value)
   if _README.value and config.codecs:
     codec_table.update_readme(_README.value, "benchmark", benchmark.format_codec_table(result))

@@ -235,6 +235,22 @@ def test_answers_refuses_a_readme_without_its_block_before_any_run(load_binary, 
   assert not (tmp_path / "runs").exists() and not (tmp_path / "answers.json").exists()
 
 
+def test_answers_refuses_a_folder_as_output_before_any_run(load_binary, repo_root,
+                                                          monkeypatch, capsys, tmp_path):
+  # It ended the whole sweep with an IsADirectoryError traceback.
+  from absl import flags
+  from absl.testing import flagsaver
+
+  monkeypatch.chdir(repo_root)  # main() moves there; undone after the test.
+  with load_binary("tools/answers.py") as module, flagsaver.flagsaver():
+    flags.FLAGS(["answers", "--datasets=digits", "--seeds=0", "--bits=2",
+                 f"--output={tmp_path}", f"--root_output_dir={tmp_path / 'runs'}"])
+    assert module.main(["answers"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err == [f"error: --output: {tmp_path} is a directory; name the JSON file to write"]
+  assert not (tmp_path / "runs").exists()
+
+
 def test_entropy_probe_is_measured_again_for_other_code_or_another_model(load_binary,
                                                                          tmp_path):
   from absl import flags

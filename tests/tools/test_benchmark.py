@@ -54,6 +54,11 @@ def test_json_has_times_and_ratios_from_them(smoke):
     assert times[name] == pytest.approx(float(np.median(samples["wall_s"])))
   assert written["targets"] == {"b/a": 1.0, "c/b": 1.05, "c/d": 1.3}
   assert written["config"]["num_clients"] == 2
+  # Tied to the code that measured (the README's figures name it).
+  from fedcompress.harness import rundir
+
+  assert written["source"] == rundir.source() and written["source"]["commit"]
+  assert len(written["date"]) == 10
 
 
 def test_memory_probe_runs_the_same_round(smoke):
@@ -201,6 +206,13 @@ def test_codec_sweep_times_each_codec_against_uncompressed(drive_sweep):
       "config": dataclasses.asdict(config), "codec_sweep": sweep,
       "environment": {"loadavg_before": (1.0, 1.0, 1.0), "cpu_count": 2}})
   assert f"| drive |  | {drive['wall_s']['none']:.3f} | " in table
+  assert "cores at the start." in table  # No source recorded: nothing claimed.
+  stamped = benchmark.format_codec_table({
+      "config": dataclasses.asdict(config), "codec_sweep": sweep,
+      "environment": {"loadavg_before": (1.0, 1.0, 1.0), "cpu_count": 2},
+      "source": {"commit": "abc123", "dirty": True}, "date": "2026-12-05"})
+  assert ("cores at the start; measured on abc123 with uncommitted changes, 2026-12-05."
+          in stamped)
   assert table.count("\n| drive") == 1
   met = "met" if drive["cpu_ratio"]["uplink"] <= 1.25 else "not met"
   assert table.splitlines()[-1].endswith(f"| <= 1.25x: {met} |")
@@ -282,6 +294,12 @@ def test_ratios_pair_the_rounds():
     # a traceback after the timing.
     (["--codecs=drive", "--readme=README_unended.md"], "--readme: README_unended.md has no "
      "<!-- codec-table:benchmark --> ... <!-- end codec-table --> block"),
+    # A partial sweep replaced the README's whole table with its own rows; a folder as
+    # --output failed with a traceback after the timing; --readme alone was ignored.
+    (["--codecs=drive", "--readme=README_ok.md"], "--readme: the README's table holds "
+     "every codec, and this sweep times 1 of"),
+    (["--output=."], "--output: . is a directory"),
+    (["--readme=README_ok.md"], "--readme writes the codec sweep's table: pass --codecs=all"),
 ])
 def test_bad_destinations_are_refused_before_timing(tmp_path, flags, message):
   import subprocess
@@ -289,6 +307,8 @@ def test_bad_destinations_are_refused_before_timing(tmp_path, flags, message):
   # A README without the block, or none at all: refused before ~20 minutes of timing.
   (tmp_path / "README_missing.md").write_text("no block here\n")
   (tmp_path / "README_unended.md").write_text("<!-- codec-table:benchmark -->\nno end\n")
+  (tmp_path / "README_ok.md").write_text("<!-- codec-table:benchmark -->\n"
+                                         "<!-- end codec-table -->\n")
   repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   result = subprocess.run(
       [sys.executable, "-m", "tools.run_benchmark", *flags, "--memory_populations="],
