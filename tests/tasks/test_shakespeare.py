@@ -268,6 +268,23 @@ def test_load_pretrained_takes_either_architecture(tmp_path):
     assert char_rnn.vocab_size(loaded) == sh_task.VOCAB_SIZE
 
 
+@pytest.mark.parametrize("batch_size", [1, 8])
+def test_a_stateful_pretrained_file_is_used_stateless_at_any_batch_size(tmp_path, batch_size):
+  # The TFF tutorial's own files are stateful GRUs of batch 1 or 8.
+  model = char_rnn.create_char_rnn(embedding_dim=4, rnn_units=8, batch_size=batch_size,
+                                   stateful=True, seed=0)
+  path = str(tmp_path / "stateful.keras")
+  model.save(path)
+  loaded = sh_task.load_pretrained(path)
+  assert not any(getattr(layer, "stateful", False) for layer in loaded.layers)
+  for a, b in zip(loaded.get_weights(), model.get_weights(), strict=True):
+    np.testing.assert_array_equal(a, b)
+  windows = tf.constant(np.random.default_rng(0).integers(1, 86, (8, 20)), tf.int64)
+  # Stateless: the same batch gives the same logits twice, at any batch size.
+  np.testing.assert_array_equal(loaded(windows), loaded(windows))
+  assert loaded(windows[:3]).shape == (3, 20, 86)
+
+
 @pytest.mark.parametrize("model,message", [
     (lambda: char_rnn.create_char_rnn(vocab_size=50, embedding_dim=4, rnn_units=8),
      "predicts 50 characters"),
@@ -329,6 +346,17 @@ def test_generate_text_is_seeded_and_follows_the_model(tiny_model):
   assert set(a) <= set(char_vocab.VOCAB)
   certain = constant_model("e", batch_size=1, stateful=True)
   assert generation.generate_text(certain, "x", num_generate=12, seed=0) == "x" + "e" * 12
+
+
+def test_a_temperature_that_overflows_float32_takes_the_most_likely_character():
+  # 1e-50 is 0 in float32: the logits became inf and NaN, sampling returned id 86 (past
+  # the vocabulary), and a finished run ended in an IndexError traceback.
+  model = constant_model("e", batch_size=1, stateful=True, strength=5.0)
+  assert generation.generate_text(model, "x", num_generate=4, temperature=1e-50,
+                                  seed=0) == "x" + "e" * 4
+  nan = constant_model("e", batch_size=1, stateful=True, strength=float("nan"))
+  with pytest.raises(ValueError, match="logits are not finite"):
+    generation.generate_text(nan, "x", num_generate=2, seed=0)
 
 
 def test_generate_text_rejects_bad_inputs(tiny_model):

@@ -44,8 +44,16 @@ def generate_text(model: tf.keras.Model, start_string: str, *, num_generate: int
   for i in range(num_generate):
     predictions = model(input_eval, training=False)
     # Only the last position's logits matter; earlier ones were for prompt characters.
-    logits = tf.squeeze(predictions, 0)[-1:] / temperature
-    if seed is None:
+    last = tf.squeeze(predictions, 0)[-1:]
+    logits = last / temperature
+    if not bool(tf.reduce_all(tf.math.is_finite(logits))):
+      if not bool(tf.reduce_all(tf.math.is_finite(last))):
+        raise ValueError("the model's logits are not finite (NaN or inf): it cannot "
+                         "generate text")
+      # So small a temperature (1e-50) overflows float32, and sampling returned an id
+      # past the vocabulary: its limit, the most likely character, is taken instead.
+      predicted = tf.argmax(last, axis=-1, output_type=tf.int64)[:, None]
+    elif seed is None:
       predicted = tf.random.categorical(logits, num_samples=1)
     else:
       predicted = tf.random.stateless_categorical(logits, num_samples=1, seed=[seed, i])
