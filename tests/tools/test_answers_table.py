@@ -134,14 +134,23 @@ def test_huffman_answer():
   assert ("| 2 | 0.750 | 0.914 | 2.000 | 2.20x [1.70, 2.70] | 0.164 [-0.167, 0.496] |"
           in answer.table)
   # Ratios [1.524, 1.429, 1.345]: std 0.0897, half-width 0.2228.
-  assert ("| adaptive2 runs (widths it chose; every client and round) | | | | "
+  assert ("| adaptive2 runs (widths it chose, against `uniform`'s 28-bit words; every client "
+          "and round) | | | | "
           "1.43x [1.21, 1.66] | |") in answer.table
   assert answer.sentence == (
-      "Huffman coding of uniformly quantized client updates sends 2.20x and 2.00x fewer "
-      "bits than bit-packing at 2 and 4 bits (95% CI above 1x); no saving the seeds "
-      "establish at 3 bits; its stream is 0.16, 2.00 and 0.10 bits per symbol above the "
+      # 4 bits: 2.00x from every seed, an interval of zero width, which is no evidence.
+      "Huffman coding of uniformly quantized client updates sends 2.20x fewer "
+      "bits than bit-packing at 2 bits (95% CI above 1x); no saving the seeds "
+      "establish at 3 and 4 bits; its stream is 0.16, 2.00 and 0.10 bits per symbol above the "
       "symbols' empirical entropy (0.75, 1.00 and 1.90 bits); in the adaptive runs coding "
-      "saved 1.43x [1.21, 1.66] against bit-packing at the widths the codec chose.")
+      "saved 1.43x [1.21, 1.66] against the uniform codec's packing (28 bits a word) at "
+      "the widths the codec chose.")
+  # Every seed's ratio the same: an interval of zero width establishes nothing.
+  same = {seed: 2286 for seed in RAW["adaptive2"]}
+  stuck = at.huffman_answer(PROBE, same, {seed: 2000 for seed in SENT["adaptive2"]})
+  assert stuck.sentence.endswith("1.14x [1.14, 1.14] against the uniform codec's packing "
+                                 "(28 bits a word) at the widths the codec chose, which the "
+                                 "seeds do not establish.")
 
 
 def test_adaptive_answer():
