@@ -79,6 +79,9 @@ def main(argv):
       return fail("--readme: the README's table holds every codec, and this sweep "
                   f"times {len(config.codecs)} of {len(benchmark.CODEC_OPTIONS)}: pass "
                   "--codecs=all, or leave out --readme")
+    if set(config.codec_directions) != {"uplink", "both"}:
+      return fail("--readme: the README's table has uplink and both-ways columns: pass "
+                  "--codec_directions=uplink,both, or leave out --readme")
   result = benchmark.run_benchmark(config, _OUTPUT.value)
   if _README.value and config.codecs:
     codec_table.update_readme(_README.value, "benchmark", benchmark.format_codec_table(result))

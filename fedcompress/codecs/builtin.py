@@ -142,6 +142,8 @@ def register_builtin_codecs() -> None:
                  "sums exactly (secure aggregation)"))
   register(Codec("adaptive", build=adaptive.build, check_options=adaptive.check_options,
                  raw_bits_rules=adaptive.RAW_BITS_RULES, state_moves=adaptive.state_moves,
+                 # 2: width 2 when it fits, coded, instead of width 1 for good (05152f2).
+                 revision=2,
                  summary="uniform width chosen each round to meet a bits-per-coordinate "
                  "budget"))
 

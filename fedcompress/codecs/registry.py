@@ -109,6 +109,11 @@ class Codec:
       offset, learned with its Huffman coder). The server's encode then depends on
       earlier rounds, which a client cannot recompute for error feedback. None: it
       does if its encoder has any state (`moves_state`).
+    revision: 1, raised when the codec's output for the same options changes (a fix
+      that changes results). `config.json` records revisions above 1, and a run is
+      resumed only on the revision that made it (a run without the record was made on
+      revision 1 of every codec), so no run mixes the two and no sweep reuses such a
+      run for the other.
   """
 
   name: str
@@ -124,6 +129,7 @@ class Codec:
   sum_bound: SumBound | None = None
   sum_decode_exact: Callable[..., bool] | None = None
   state_moves: Callable[..., bool] | None = None
+  revision: int = 1
 
   @property
   def sum_compatible(self) -> bool:

@@ -27,7 +27,7 @@ import tensorflow_federated as tff
 from absl import flags
 
 from fedcompress import metrics as m
-from fedcompress.codecs import CodecSpec
+from fedcompress.codecs import CodecSpec, get_codec
 from fedcompress.codecs.allocation import AllocatedCodec
 from fedcompress.federated import optimizers, runtime
 from fedcompress.federated.aggregation import check_weighted_codec
@@ -334,6 +334,8 @@ class ExperimentConfig:
     # Written also when unset (the mean, no fixed clients, an optimizer's default), so
     # that a resume going from set to unset is compared too.
     own["aggregator"] = self.aggregator.describe()
+    if revisions := self.codec_revisions():
+      own[rundir.CODEC_REVISIONS] = revisions
     if self.dp != "none":
       own.update(dp_noise_multiplier=self.dp_noise_multiplier, dp_clip=self.dp_clip,
                  dp_delta=self.dp_delta, dp_field_bits=self.dp_field_bits)
@@ -345,6 +347,16 @@ class ExperimentConfig:
     for key, value in own.items():
       record.setdefault(key, rundir.jsonable(value))
     return record
+
+  def codec_revisions(self) -> str:
+    """`codec=revision,...` of the codecs used whose output changed since revision 1."""
+    revisions = {}
+    for spec in (self.broadcast_codec, self.aggregate_codec):
+      for name, _ in getattr(spec, "base", spec).resolved_links():
+        revision = get_codec(name).revision
+        if revision > 1:
+          revisions[name] = revision
+    return ",".join(f"{name}={revision}" for name, revision in sorted(revisions.items()))
 
   def record_compared_with(self, recorded: Mapping[str, Any] | None) -> dict[str, Any]:
     """`record()`, each codec written as `recorded` wrote it where both are the same codec.
@@ -648,13 +660,12 @@ def check_experiment(task: FederatedTask, config: ExperimentConfig) -> None:
 
 
 def tensorboard_hparams(config: ExperimentConfig) -> dict[str, Any]:
-  """The run's HParams: config.json's record, without how its segments were started.
+  """The run's HParams: config.json's record, without how or where its segments ran.
 
   The record, not `recorded`: a config built in Python records only its task's settings
   there, and its HParams lacked the codecs, learning rates, rounds and seed.
   """
-  hparams = {k: v for k, v in config.record().items() if k not in rundir.HOW_NOT_WHAT}
-  return hparams or {"experiment_name": config.experiment_name}
+  return {k: v for k, v in config.record().items() if k not in rundir.HOW_NOT_WHAT}
 
 
 def _run_locked(task, config, initial_weights, process, console) -> ExperimentResult:

@@ -76,16 +76,24 @@ MAY_DIFFER_ON_RESUME = frozenset({
     "aggregate_widths", "compression_threshold", "aggregator_args", "sanity_client",
     "generate_prompt", "temperature", "num_generate", "cache_dir", "pretrained_model",
 })
-# How a segment ran rather than what ran: left out of the HParams, so that a resumed
-# run shows the values an uninterrupted one of the same settings shows.
+# How a segment ran or where, rather than what ran: left out of the HParams, so that a
+# resumed run shows the values an uninterrupted one of the same settings shows, and
+# runs of the same settings group as repeats whatever their names (TensorBoard shows
+# each run's folder beside its values anyway).
 HOW_NOT_WHAT = frozenset({
-    "resume", "root_output_dir", "tf_logs", "workers", "max_concurrent_clients",
-    "worker_timeout_s", "rounds_per_checkpoint", "cache_dir",
+    "resume", "root_output_dir", "experiment_name", "tf_logs", "workers",
+    "max_concurrent_clients", "worker_timeout_s", "rounds_per_checkpoint", "cache_dir",
+    "pretrained_model",  # Its path; the content's digest stays.
 })
+# Revisions above 1 of the run's codecs (`Codec.revision`, as `adaptive=2`); a record
+# without them was made on revision 1 of every codec, so they are compared also when
+# missing, as "none".
+CODEC_REVISIONS = "codec_revisions"
 # Recorded values that are resolved codecs rather than flags (named so in messages).
-_NOT_FLAGS = frozenset({"broadcast_codec", "aggregate_codec", "pretrained_model_sha256",
-                        "task_seed", "model_seed", "data_file_fingerprint", "task_name",
-                        "task_clients", "task_client_ids_sha256"})
+_NOT_FLAGS = frozenset({"broadcast_codec", "aggregate_codec", CODEC_REVISIONS,
+                        "pretrained_model_sha256", "task_seed", "model_seed",
+                        "data_file_fingerprint", "task_name", "task_clients",
+                        "task_client_ids_sha256"})
 PRETRAINED_DIGEST = "pretrained_model_sha256"  # Recorded by the Shakespeare runs.
 
 
@@ -275,6 +283,7 @@ def differences(record: Mapping[str, Any], values: Mapping[str, Any]) -> list[st
   Keys missing from `record` (a run of an older version) are not compared.
   """
   out = []
+  record = {CODEC_REVISIONS: "none", **record}
   for key in sorted(values):
     if key in MAY_DIFFER_ON_RESUME or key not in record:
       continue

@@ -97,12 +97,14 @@ def test_a_setting_dropped_on_resume_is_compared(first):
 
 def test_hparams_are_the_record_without_how_segments_started():
   # A resumed run showed resume=True beside an uninterrupted one's False, and the output
-  # root and worker settings as if they were settings of the run.
+  # root and worker settings as if they were settings of the run; the run's name kept
+  # runs of the same settings in groups of their own.
   from fedcompress.harness.experiment import tensorboard_hparams
 
   how = {"resume": True, "root_output_dir": "/runs", "workers": "", "tf_logs": False,
          "max_concurrent_clients": 2, "worker_timeout_s": 120.0, "rounds_per_checkpoint": 1,
-         "cache_dir": "/cache"}
+         "cache_dir": "/cache", "experiment_name": "original",
+         "pretrained_model": "/models/char_rnn.keras"}
   assert set(how) == rundir.HOW_NOT_WHAT
   assert rundir.HOW_NOT_WHAT <= rundir.MAY_DIFFER_ON_RESUME  # None changes a result.
   config = _config(recorded={**how, "client_learning_rate": 0.1, "dataset": "digits"})
@@ -134,3 +136,26 @@ def test_fixed_int_outside_the_secure_sum_is_said_to_send_int32(overrides, direc
     assert note == (f"--{direction}_encoder: fixed_int sends int32 outside "
                     "--secure_aggregation, 32 bits a coordinate: its bits=4 sets its "
                     "precision, not its size on the wire")
+
+
+def test_a_run_of_an_earlier_codec_revision_is_not_resumed():
+  # adaptive at 2.0 bits per coordinate stayed at width 1 before its revision 2, and
+  # nothing recorded told such a run from one of the new code: a resume mixed widths 1
+  # and 2 in one metrics.csv, and sweeps would reuse the old runs.
+  base = dict(root_output_dir="/unused", experiment_name="r", clients_per_round=2)
+  budget = {"budget_bits_per_coordinate": 2.0}
+  for codec in (CodecSpec("adaptive", budget),
+                CodecSpec("randk|adaptive(budget_bits_per_coordinate=2.0)")):
+    config = ExperimentConfig(aggregate_codec=codec, **base)
+    record = config.record()
+    assert record[rundir.CODEC_REVISIONS] == "adaptive=2"
+    before = {k: rundir.jsonable(v) for k, v in record.items() if k != rundir.CODEC_REVISIONS}
+    assert rundir.differences(before, config.record_compared_with(before)) == [
+        "codec_revisions adaptive=2 (recorded none)"]
+    recorded = {k: rundir.jsonable(v) for k, v in record.items()}
+    assert rundir.differences(recorded, config.record_compared_with(recorded)) == []
+  # Codecs of revision 1 record nothing, so runs made before the record resume as before.
+  plain = ExperimentConfig(aggregate_codec=CodecSpec("uniform", {"bits": 8}), **base)
+  assert rundir.CODEC_REVISIONS not in plain.record()
+  old = {k: rundir.jsonable(v) for k, v in plain.record().items()}
+  assert rundir.differences(old, plain.record_compared_with(old)) == []

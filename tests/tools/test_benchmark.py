@@ -299,6 +299,8 @@ def test_ratios_pair_the_rounds():
     (["--codecs=drive", "--readme=README_ok.md"], "--readme: the README's table holds "
      "every codec, and this sweep times 1 of"),
     (["--output=."], "--output: . is a directory"),
+    (["--codecs=all", "--codec_directions=uplink", "--readme=README_ok.md"],
+     "--readme: the README's table has uplink and both-ways columns"),
     (["--readme=README_ok.md"], "--readme writes the codec sweep's table: pass --codecs=all"),
 ])
 def test_bad_destinations_are_refused_before_timing(tmp_path, flags, message):
