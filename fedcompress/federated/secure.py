@@ -16,7 +16,9 @@ clients, the sum lies in `[-nL, nL]`, so the modulus is `2nL + 1` and each coord
 is sent as `B = ceil(log2(2nL + 1))` bits (`field_bits`); no modular wrap-around can
 happen. TFF's simulation lowers the intrinsic to a plain sum and a mod, which would
 wrap silently with more clients: the server's decode fails instead when a round has
-more clients than `clients_per_round`.
+more clients than `clients_per_round`. That plain sum adds the values in their dtype
+before the mod, so they travel as int64 (int32 wrapped from 182 clients of 16-bit
+`fixed_int` on); only the field's bits are counted.
 Each client also sends a 1 for the count, in a field of `ceil(log2(n + 1))` bits. So
 the bits each client sends are `B * coordinates + ceil(log2(n + 1))`, where the
 coordinates are those of the encoded tensors (padded to a power of two when rotated);
@@ -109,6 +111,11 @@ class SecureEncodedSumFactory(tff.aggregators.UnweightedAggregationFactory):
     self._bound = self._codec.codec.sum_bound(**self._codec.resolved_options())
     self.field_bits = field_bits(self._bound, clients_per_round)
     self.count_bits = count_bits(clients_per_round)
+    # The simulation sums n values below the modulus in int64 before reducing (_create).
+    if clients_per_round * self.modulus >= 2**63:
+      raise ValueError(f"clients_per_round={clients_per_round} with {self._codec.name!r} "
+                       f"(values in [-{self._bound}, {self._bound}]) overflows the simulated "
+                       "secure sum's int64")
 
   @property
   def modulus(self) -> int:
@@ -157,24 +164,38 @@ class SecureEncodedSumFactory(tff.aggregators.UnweightedAggregationFactory):
 
     # Clients also apply decode_before_sum: a no-op for a fully commuting encoder, but
     # it is what turns te's encoded structure into the summable one.
+    sent_dtypes = []  # The codec's own integer dtypes, seen when encode_fn is traced.
+
+    # The field's values travel as int64. TFF's simulation lowers the modular sum to a
+    # plain sum of the values, in their dtype, then the modulus; its symmetric range sends
+    # a negative value x as x + 2nL + 1, so n clients' int32 values wrapped from 2^31 on
+    # (from 182 clients of 16-bit `fixed_int`), to a wrong sum with no error. int64 holds
+    # n (2nL + 1) (checked in __init__). What is counted is the field's width, as before.
     @tff.tensorflow.computation(value_type, encode_params_type, before_params_type)
     def encode_fn(x, encode_params_and_key, before_params):
       encoded = slice_structure(encoders, seeded_encode(encoders, x, encode_params_and_key), 0)
-      return tree.map_structure_up_to(encoders, lambda e, v, p: e.decode_before_sum(v, p),
-                                      encoders, encoded, before_params)
+      summable = tree.map_structure_up_to(encoders, lambda e, v, p: e.decode_before_sum(v, p),
+                                          encoders, encoded, before_params)
+      sent_dtypes.extend(leaf.dtype for leaf in tf.nest.flatten(summable))
+      return tf.nest.map_structure(
+          lambda t: tf.cast(t, tf.int64) if t.dtype.is_integer else t, summable)
 
-    summable_type = encode_fn.type_signature.result
-    for leaf in tf.nest.flatten(type_conversions.type_to_tf_tensor_specs(summable_type)):
-      if not leaf.dtype.is_integer:
-        raise ValueError(f"codec {self._codec.name!r} sends {leaf.dtype.name} values; the "
+    for dtype in sent_dtypes:
+      if not dtype.is_integer:
+        raise ValueError(f"codec {self._codec.name!r} sends {dtype.name} values; the "
                          "secure sum needs integers")
+      if self._clients * self._bound > dtype.max:  # The sum goes back in the codec's dtype.
+        raise ValueError(f"the sum of clients_per_round={self._clients} clients' values in "
+                         f"[-{self._bound}, {self._bound}] does not fit in the "
+                         f"{dtype.name} that {self._codec.name!r} decodes")
+    summable_type = encode_fn.type_signature.result
     coordinates = sum(math.prod(leaf.shape.as_list()) for leaf in
                       tf.nest.flatten(type_conversions.type_to_tf_tensor_specs(summable_type)))
     self.coordinates = coordinates
     per_client_bits = self.field_bits * coordinates + self.count_bits
     self.per_client_bits = per_client_bits  # What one client sends, counted or not.
-    modular_sum = tff.aggregators.SecureModularSumFactory(
-        self._clients * self._bound + 1, symmetric_range=True).create(summable_type)
+    modular_sum = tff.aggregators.SecureModularSumFactory(  # An int64 modulus for int64 values.
+        np.int64(self._clients * self._bound + 1), symmetric_range=True).create(summable_type)
 
     sized_for = self._clients
 
@@ -186,7 +207,9 @@ class SecureEncodedSumFactory(tff.aggregators.UnweightedAggregationFactory):
           clients, sized_for, message=f"more clients than the field of the secure sum holds "
           f"(clients_per_round={sized_for}): the sum would wrap around")
       with tf.control_dependencies([check]):
-        summed = tf.nest.map_structure(tf.identity, summed)
+        summed = tf.nest.pack_sequence_as(summed, [
+            tf.cast(t, dtype) for t, dtype in zip(tf.nest.flatten(summed), sent_dtypes,
+                                                  strict=True)])
       return tree.map_structure_up_to(encoders, lambda e, v, p: e.decode_after_sum(v, p, clients),
                                       encoders, summed, after_params)
 

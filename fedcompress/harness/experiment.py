@@ -643,8 +643,10 @@ def check_experiment(task: FederatedTask, config: ExperimentConfig) -> None:
   unknown = [c for c in (config.fixed_clients or ()) if c not in set(task.client_ids)]
   if unknown:
     raise ValueError(f"unknown client id(s): {', '.join(unknown)}")
-  if config.secure_aggregation and len(config.fixed_clients or ()) > config.clients_per_round:
-    # The field is sized for --clients_per_round clients; more would wrap the sum.
+  if config.secure_aggregation and config.fixed_clients and (
+      len(config.fixed_clients) != config.clients_per_round):
+    # The field is sized for --clients_per_round clients: more would wrap the sum, and
+    # fewer would send (and count) wider values than the sum needs.
     raise ValueError(f"--clients lists {len(config.fixed_clients)} clients but secure "
                      "aggregation sizes its field for --clients_per_round="
                      f"{config.clients_per_round}: pass --clients_per_round="

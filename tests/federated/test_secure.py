@@ -73,6 +73,28 @@ def test_more_clients_than_the_field_holds_fail_rather_than_wrap(secure_sum):
     process.next(process.initialize(), _values(CLIENTS + 1))
 
 
+def test_a_sum_past_int32_is_exact_at_two_hundred_clients():
+  # TFF's simulation sums the field's values before the modulus, a negative x as
+  # x + 2nL + 1: 200 clients of 16-bit values at -0.9 summed past 2^31, and the int32 sum
+  # wrapped to -55.99 where -180 was sent (from 182 clients on, with no error).
+  clients = 200
+  factory = secure.SecureEncodedSumFactory(
+      make_codec("fixed_int", options={"bits": 16, "clip": 1.0}), clients_per_round=clients)
+  assert clients * (factory.modulus - 1) > 2**31
+  process = factory.create(tff.TensorType(np.float32, [3]))
+  values = [np.array([0.9, -0.9, 0.0], np.float32)] * clients
+  output = process.next(process.initialize(), values)
+  np.testing.assert_allclose(output.result, [180.0, -180.0, 0.0], atol=clients / 32767)
+
+
+def test_a_cohort_whose_sum_the_codecs_dtype_cannot_hold_is_refused():
+  # 16-bit values of 70,000 clients sum past int32, the dtype `fixed_int` decodes.
+  factory = secure.SecureEncodedSumFactory(
+      make_codec("fixed_int", options={"bits": 16, "clip": 1.0}), clients_per_round=70_000)
+  with pytest.raises(ValueError, match="does not fit in the int32"):
+    factory.create(tff.TensorType(np.float32, [3]))
+
+
 def test_secure_sum_draws_come_from_the_seed_and_round(secure_sum):
   # Stochastic rounding (and a rotation's seed) derive from the run's seed, the round
   # and each client's update, as in the plain encoded sum: a rerun sums the same.
@@ -290,19 +312,27 @@ def test_protected_mean_refusals_are_one_line():
                                  dp=privacy.DPConfig("central_adaptive", 0.5, 0.1, 10, 100))
 
 
-def test_a_fixed_client_list_larger_than_the_field_is_refused(tmp_path):
+@pytest.mark.parametrize("clients_per_round", [2, 10])
+def test_a_fixed_client_list_not_the_fields_size_is_refused(tmp_path, clients_per_round):
+  # More clients would wrap the sum; fewer (the Shakespeare tutorial's 2 under the default
+  # 10) sent 12-bit values where 9 bits hold the sum, and counted them.
   from types import SimpleNamespace
 
   from fedcompress.harness import experiment
 
-  config = experiment.ExperimentConfig(
-      root_output_dir=str(tmp_path), experiment_name="run", clients_per_round=2,
-      fixed_clients=("a", "b", "c"), secure_aggregation=True,
-      aggregate_codec=make_codec("fixed_int"), client_weighting="uniform", progress=False)
+  def config(clients_per_round):
+    return experiment.ExperimentConfig(
+        root_output_dir=str(tmp_path), experiment_name="run",
+        clients_per_round=clients_per_round, fixed_clients=("a", "b", "c"),
+        secure_aggregation=True, aggregate_codec=make_codec("fixed_int"),
+        client_weighting="uniform", progress=False)
+
   task = SimpleNamespace(name="t", client_ids=["a", "b", "c", "d"], settings={})
   with pytest.raises(ValueError, match="--clients lists 3 clients but secure aggregation "
-                     "sizes its field for --clients_per_round=2"):
-    experiment.check_experiment(task, config)
+                     f"sizes its field for --clients_per_round={clients_per_round}: "
+                     "pass --clients_per_round=3"):
+    experiment.check_experiment(task, config(clients_per_round))
+  experiment.check_experiment(task, config(3))
 
 
 @pytest.mark.parametrize("rounds,noise,rate", [(1, 1.0, 0.01), (100, 1.0, 0.01),
