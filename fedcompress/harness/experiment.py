@@ -463,6 +463,22 @@ def fixed_int_note(config: ExperimentConfig) -> str | None:
   return None
 
 
+def dp_codec_note(config: ExperimentConfig) -> str | None:
+  """What a central-DP run with a codec says: the codec encodes and decodes each clipped
+  update before the noise, so a decoded update can exceed --dp_clip (randk(fraction=0.01)
+  took a norm of 1 to 10) and the epsilon, accounted at --dp_clip, is then optimistic.
+  The README said so; the run printed its epsilon without a word."""
+  if config.dp not in ("central", "central_adaptive"):
+    return None  # distributed: TFF's own rotation and rounding, which its accounting has.
+  names = [name for name, _ in config.aggregate_codec.resolved_links() if name != "identity"]
+  if not names:
+    return None
+  return (f"--dp={config.dp} with --aggregate_encoder={'|'.join(names)}: the codec encodes "
+          "each clipped update before the noise and can enlarge it past --dp_clip, so the "
+          "reported privacy epsilon, accounted at --dp_clip, may be optimistic (README, "
+          "\"Secure aggregation and differential privacy\")")
+
+
 def _warn_rows_without_checkpoint(run_dir: str, warn: Callable[[str], None]) -> None:
   """Says so when a resume finds rows but no checkpoint (killed before the first, or
   `checkpoints/` deleted to save space): the run starts over and replaces them."""
@@ -686,7 +702,7 @@ def _run_locked(task, config, initial_weights, process, console) -> ExperimentRe
   ]
   if config.resume:
     _warn_rows_without_checkpoint(config.run_dir, console.warn)
-  for note in (fetchsgd_server_note(config), fixed_int_note(config)):
+  for note in (fetchsgd_server_note(config), fixed_int_note(config), dp_codec_note(config)):
     if note:
       console.warn(note)
   loop = run_loop(

@@ -138,6 +138,27 @@ def test_fixed_int_outside_the_secure_sum_is_said_to_send_int32(overrides, direc
                     "precision, not its size on the wire")
 
 
+@pytest.mark.parametrize("overrides,names", [
+    (dict(dp="central", aggregate_codec=CodecSpec("randk", {"fraction": 0.01})), "randk"),
+    (dict(dp="central_adaptive", aggregate_codec=CodecSpec("countsketch|fixed_int")),
+     "countsketch|fixed_int"),
+    (dict(dp="central"), None),  # identity: the decoded update is the clipped one
+    (dict(dp="distributed", aggregate_codec=CodecSpec("fixed_int")), None),
+    (dict(aggregate_codec=CodecSpec("randk")), None),
+])
+def test_central_dp_with_a_codec_says_its_epsilon_may_be_optimistic(overrides, names):
+  # randk(fraction=0.01) took a clipped update of norm 1 to 10, and the run printed
+  # "privacy epsilon 2.83" (accounted at --dp_clip) without a word.
+  from fedcompress.harness.experiment import dp_codec_note
+
+  note = dp_codec_note(_config(client_weighting="uniform", **overrides))
+  if names is None:
+    assert note is None
+  else:
+    assert note.startswith(f"--dp={overrides['dp']} with --aggregate_encoder={names}: ")
+    assert "reported privacy epsilon" in note and "optimistic" in note
+
+
 def test_a_run_of_an_earlier_codec_revision_is_not_resumed():
   # adaptive at 2.0 bits per coordinate stayed at width 1 before its revision 2, and
   # nothing recorded told such a run from one of the new code: a resume mixed widths 1
