@@ -53,9 +53,13 @@ def check_sum_compatible(codec: CodecSpec | str | None) -> CodecSpec:
   """`codec` as a spec if its encodings add up; else ValueError naming those that do."""
   codec = CodecSpec.parse(codec)
   if not codec.codec.sum_compatible:
-    raise ValueError(f"--secure_aggregation needs a codec whose encodings add up; "
-                     f"{codec.name!r} must be decoded per client; valid codecs: "
-                     f"{', '.join(sum_compatible_codecs())}")
+    # Not "must be decoded per client": a count sketch commutes with sum, but its table
+    # holds floats, which a field cannot sum.
+    raise ValueError(f"--secure_aggregation needs a codec that sends integers on a scale "
+                     f"all clients share, which add up; {codec.name!r} does not; valid "
+                     f"codecs: {', '.join(sum_compatible_codecs())}, or a chain of links that "
+                     "commute with sum ending in one (e.g. "
+                     "countsketch(rows=1,fraction=0.25)|fixed_int(bits=4,clip=0.02))")
   return codec
 
 

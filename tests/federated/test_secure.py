@@ -179,7 +179,13 @@ def test_codec_that_does_not_add_up_is_refused_in_one_line():
     secure.SecureEncodedSumFactory("uniform", clients_per_round=3)
   message = str(info.value)
   assert "\n" not in message
-  assert "'uniform'" in message and "valid codecs: fixed_int" in message
+  assert "'uniform'" in message and "valid codecs: fixed_int, or a chain" in message
+  # The count sketch commutes with sum (its floats are what a field cannot add): the
+  # message said it "must be decoded per client", and named no chain ending in fixed_int.
+  with pytest.raises(ValueError) as info:
+    secure.SecureEncodedSumFactory("countsketch", clients_per_round=3)
+  assert "decoded per client" not in str(info.value)
+  assert "countsketch(rows=1,fraction=0.25)|fixed_int(bits=4,clip=0.02)" in str(info.value)
   assert fedcompress.get_codec("fixed_int").sum_compatible
   assert not fedcompress.get_codec("hadamard").sum_compatible
 
