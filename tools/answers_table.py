@@ -243,8 +243,7 @@ def huffman_sentence(rows: Sequence[Mapping[str, Any]]) -> str:
   def saves(e: Estimate) -> bool:
     # A zero-width interval (every seed's ratio the same) is no evidence, as in
     # `Estimate.excludes_zero`: the stuck adaptive codec's 1.13x [1.13, 1.13] passed.
-    return (e.ci_low is not None and e.std > 1e-12 * max(1.0, abs(e.mean))
-            and e.ci_low > 1)
+    return e.ci_low is not None and e.has_spread and e.ci_low > 1
 
   parts = []
   sure = [r for r in widths if saves(r["saving"])]

@@ -167,15 +167,25 @@ class Estimate:
     return None if self.ci_high is None else self.ci_high - self.mean
 
   @property
-  def excludes_zero(self) -> bool | None:
-    """Whether the interval lies wholly on one side of 0; None without a usable interval.
+  def has_spread(self) -> bool:
+    """Whether the values differ by more than float32 rounding (so an interval means
+    something).
 
     An interval of zero width (every number the same, as when every seed's accuracy
     moves by the same test image) is no evidence: the t statistic is 0/0, and the
-    spread of the next seed is unknown. It counts as no interval; so does a spread of
-    float rounding alone (differences of sums that are equal but for their last bits).
+    spread of the next seed is unknown. Nor is a spread of rounding alone: metrics.csv
+    holds float32 accuracies (60/360 is 0.1666666716337204), so one more image right on
+    every seed differed by ~1.5e-8 from seed to seed, and passed a 1e-12 test as
+    significant. float32 keeps 6e-8 of a value; 1e-6 is well above that, and well below
+    the 1e-5 of one example in 100,000.
     """
-    if self.ci_low is None or self.std <= 1e-12 * max(1.0, abs(self.mean)):
+    return self.std is not None and self.std > 1e-6 * max(1.0, abs(self.mean))
+
+  @property
+  def excludes_zero(self) -> bool | None:
+    """Whether the interval lies wholly on one side of 0; None without a usable interval
+    (one value, or no spread: `has_spread`)."""
+    if self.ci_low is None or not self.has_spread:
       return None
     return self.ci_low > 0 or self.ci_high < 0
 

@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 
 from fedcompress.harness import summary
@@ -41,6 +42,12 @@ def test_zero_spread_is_no_evidence():
   # Equal differences that float arithmetic leaves unequal in their last bits.
   rounded = summary.estimate([0.83 - 0.81, 0.82 - 0.80, 0.84 - 0.82])
   assert 0 < rounded.std < 1e-15 and rounded.excludes_zero is None
+  # As metrics.csv holds them: float32 accuracies out of 360 test images, one more image
+  # right on every seed. Their differences spread by ~1.5e-8, which passed for evidence.
+  f32 = [float(np.float32(k / 360)) for k in (60, 61, 200, 201, 300, 301)]
+  one_image = summary.estimate([f32[1] - f32[0], f32[3] - f32[2], f32[5] - f32[4]])
+  assert 0 < one_image.std < 1e-7 and one_image.excludes_zero is None
+  assert not one_image.has_spread
 
 
 ACCURACY = {
