@@ -314,3 +314,17 @@ def test_the_probes_code_ignores_the_tools_outputs_and_follows_the_source(load_b
       codes.add(module._code(str(tmp_path)))
     assert len(codes) == 3 and all(c.startswith(clean) for c in codes)
     assert module._code(str(tmp_path / "no_repo_here")) == "unknown"
+
+
+def test_bits_per_coordinate_count_the_rounds_the_runs_ran(tmp_path, load_binary):
+  # config.json keeps the first start's --rounds; a sweep raising --rounds resumes the
+  # runs, and the answers then divided 3 rounds' bits by 2 rounds' coordinates.
+  for run in ("a", "b"):
+    (tmp_path / run).mkdir()
+    (tmp_path / run / "config.json").write_text('{"rounds": 2, "clients_per_round": 4}')
+  summaries = [{"run": "a", "rounds": 3}, {"run": "b", "rounds": 3}]
+  with load_binary("tools/answers.py") as module:
+    parameters = module._parameters("digits")
+    assert module._coordinates("digits", str(tmp_path), summaries) == 3 * 4 * parameters
+    with pytest.raises(ValueError, match="ran different numbers of rounds"):
+      module._coordinates("digits", str(tmp_path), [summaries[0], {"run": "b", "rounds": 2}])
