@@ -409,25 +409,7 @@ def check_run_dir(config: ExperimentConfig) -> None:
         f"cannot resume {run_dir}: it was run with other settings: {mismatch}. Resume with "
         "the recorded values, or start a new run under another --experiment_name "
         "(experiment_name=...)")
-  _check_metrics_resumable(run_dir)
-
-
-def _check_metrics_resumable(run_dir: str) -> None:
-  path = os.path.join(run_dir, rundir.METRICS_FILE)
-  if not os.path.exists(path):
-    return
-  try:
-    _, rows, partial = reporting.read_metrics_rows(path)
-  except reporting.MetricsFileError as e:
-    raise RunDirectoryError(f"cannot resume {run_dir}: {e}") from None
-  if partial:
-    complete = int(rows[-1][m.ROUND]) if rows else 0
-    newest = max(rundir.checkpoint_rounds(run_dir) or [], default=0)
-    if newest > complete:
-      raise RunDirectoryError(
-          f"cannot resume {run_dir}: the last row of {path} is cut short, but round "
-          f"{newest} was checkpointed, so its metrics would be lost; delete "
-          f"{os.path.join(run_dir, CHECKPOINT_DIR, f'round_{newest}')} to redo that round")
+  # (record_mismatch also checked that every round it holds is recorded.)
 
 
 def fetchsgd_server_note(config: ExperimentConfig) -> str | None:

@@ -38,7 +38,8 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from fedcompress.harness import durable
+from fedcompress import metrics as m
+from fedcompress.harness import durable, reporting
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
@@ -294,12 +295,48 @@ def differences(record: Mapping[str, Any], values: Mapping[str, Any]) -> list[st
   return out
 
 
+def check_rounds_recorded(run_dir: str) -> None:
+  """Raises RunDirectoryError where continuing `run_dir` would mislabel or lose rounds.
+
+  - Rounds (rows or checkpoints) without `config.json`: nothing tells what they ran
+    with, and a resume wrote the new settings as their record.
+  - A checkpoint past metrics.csv's complete rows (the file deleted or cut short): the
+    resume would continue from the checkpoint with those rounds' metrics gone (with no
+    metrics.csv at all it ran no round and ended in a traceback).
+  """
+  path = os.path.join(run_dir, METRICS_FILE)
+  newest = max(checkpoint_rounds(run_dir) or [], default=0)
+  if not os.path.exists(os.path.join(run_dir, CONFIG_FILE)) and (
+      newest or os.path.exists(path)):
+    raise RunDirectoryError(
+        f"cannot resume {run_dir}: it holds rounds but no {CONFIG_FILE}, so what they "
+        "ran with is unknown; start a new run under another --experiment_name")
+  partial = False
+  complete = 0
+  if os.path.exists(path):
+    try:
+      _, rows, partial = reporting.read_metrics_rows(path)
+    except reporting.MetricsFileError as e:
+      raise RunDirectoryError(f"cannot resume {run_dir}: {e}") from None
+    complete = int(rows[-1][m.ROUND]) if rows else 0
+  if newest > complete:
+    held = ("its last row is cut short, and it holds " if partial else "") + (
+        f"complete rows to round {complete}" if os.path.exists(path) else "it is missing")
+    past = [f"round_{r}" for r in checkpoint_rounds(run_dir) if r > complete]
+    raise RunDirectoryError(
+        f"cannot resume {run_dir}: round {newest} was checkpointed but {path}: {held}, "
+        f"so the metrics of rounds {complete + 1}-{newest} would be lost; delete "
+        f"{', '.join(past)} in {os.path.join(run_dir, CHECKPOINT_DIR)} to redo them")
+
+
 def record_mismatch(run_dir: str, values: Mapping[str, Any], rounds: int) -> str | None:
   """What keeps a run with `values` and `rounds` from continuing `run_dir`, or None.
 
   Raises:
-    RunDirectoryError: the record cannot be read (names the file).
+    RunDirectoryError: the record cannot be read (names the file), or the run's rounds
+      are not all recorded (`check_rounds_recorded`).
   """
+  check_rounds_recorded(run_dir)
   record = read_config(run_dir)
   problems = differences(record, values) if record is not None else []
   asked = recorded_rounds(run_dir)

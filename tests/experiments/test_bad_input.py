@@ -592,19 +592,29 @@ class TestEmnist:
     assert not (root / "run" / "metrics.csv").exists()  # No round was reported.
 
   def test_checkpoint_of_another_model_state(self, binary, finished_run, tmp_path, capsys):
-    # Without config.json to compare with, the checkpoint itself is checked: momentum
-    # adds server optimizer state that the SGD run's checkpoint does not have.
+    # Where the record does not hold what the rounds ran with (here edited by hand), the
+    # checkpoint itself is checked: momentum adds server optimizer state that the SGD
+    # run's checkpoint does not have.
     root = self.resume_copy(finished_run, tmp_path)
-    os.remove(root / "run" / "config.json")
+    config_file = root / "run" / "config.json"
+    record = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({**record, "server_optimizer": "sgdm"}))
     before = _snapshot(root)
     capsys.readouterr()
     rc = self.run(binary, root, resume=True, rounds=2, server_optimizer="sgdm")
     out, err = capsys.readouterr()
     assert rc == USAGE_ERROR, (out, err)
     _assert_one_error_line(err, "checkpoint round_1", "different model or codec")
+    assert _snapshot(root) == before
+    # Without config.json nothing tells what the rounds ran with: they were resumed at
+    # any settings, which then became their record.
+    config_file.unlink()
+    before = _snapshot(root)
+    rc = self.run(binary, root, resume=True, rounds=2)
+    out, err = capsys.readouterr()
+    assert rc == USAGE_ERROR, (out, err)
+    _assert_one_error_line(err, "holds rounds but no config.json")
     assert _snapshot(root) == before  # config.json was not written either.
-    # The run still resumes with its own flags.
-    assert self.run(binary, root, resume=True, rounds=2) == 0
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,0 +1,51 @@
+"""A run directory whose rounds are not all recorded is not continued (review R4).
+
+Both the binaries' resume (`experiment.check_run_dir`) and the sweep's plan go through
+`rundir.record_mismatch`, which checks this first.
+"""
+
+import pytest
+
+from fedcompress import metrics as m
+from fedcompress.harness import reporting, rundir
+
+
+def _run(tmp_path, *, rows=0, checkpoints=(), config=True):
+  run_dir = tmp_path / "run"
+  run_dir.mkdir()
+  if config:
+    (run_dir / rundir.CONFIG_FILE).write_text('{"rounds": 3}')
+  if rows is not None:
+    csv = reporting.CsvReporter(str(run_dir / rundir.METRICS_FILE))
+    for r in range(1, rows + 1):
+      csv.write({m.ROUND: r})
+    csv.close()
+  for r in checkpoints:
+    (run_dir / rundir.CHECKPOINT_DIR / f"round_{r}").mkdir(parents=True)
+  return str(run_dir)
+
+
+def test_a_run_recorded_round_by_round_continues(tmp_path):
+  # A kill after a row and before its checkpoint leaves a row more: the round is redone.
+  rundir.check_rounds_recorded(_run(tmp_path, rows=3, checkpoints=(1, 2)))
+
+
+def test_rounds_without_config_json_are_not_continued(tmp_path):
+  # The sweep resumed such a run at other settings and wrote them as its record.
+  run_dir = _run(tmp_path, rows=2, checkpoints=(1, 2), config=False)
+  with pytest.raises(rundir.RunDirectoryError, match="holds rounds but no config.json"):
+    rundir.record_mismatch(run_dir, {"rounds": 3}, 3)
+
+
+@pytest.mark.parametrize("rows,said", [
+    (1, "complete rows to round 1, so the metrics of rounds 2-3 would be lost; delete "
+        "round_2, round_3 in "),
+    # No metrics.csv: the resume ran no round and ended in a FileNotFoundError traceback.
+    (None, "it is missing, so the metrics of rounds 1-3 would be lost; delete round_1, "
+           "round_2, round_3 in "),
+])
+def test_checkpoints_past_the_rows_are_not_continued(tmp_path, rows, said):
+  run_dir = _run(tmp_path, rows=rows, checkpoints=(1, 2, 3))
+  with pytest.raises(rundir.RunDirectoryError) as info:
+    rundir.record_mismatch(run_dir, {"rounds": 3}, 3)
+  assert said in str(info.value) and "round 3 was checkpointed" in str(info.value)
