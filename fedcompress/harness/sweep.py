@@ -18,6 +18,7 @@ paired by seed (`summary.seed_statistics`): `summary_seeds.csv`, a second table 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import itertools
@@ -266,6 +267,11 @@ def run_sweep(runs: Sequence[SweepRun], root_output_dir: str, *, experiment: str
                      for c in configurations for seed in seeds} if seeds else baseline)
   summaries = summary.compare_runs([os.path.join(root_output_dir, n) for n in names],
                                    ratio_baseline)
+  # A seed table and plot of an earlier sweep into this folder would sit beside the new
+  # summary as if they were of these runs; they are written anew below, or not at all.
+  for stale in SEED_FILES:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(os.path.join(root_output_dir, stale))
   write_summary(summaries, root_output_dir, baseline, same_seed=bool(seeds))
   if seeds:
     by_name = {s["run"]: s for s in summaries}
@@ -283,6 +289,7 @@ def run_sweep(runs: Sequence[SweepRun], root_output_dir: str, *, experiment: str
   return summaries
 
 
+SEED_FILES = ("summary_seeds.csv", "frontier.png")  # What write_seed_summary adds.
 SUMMARY_COLUMNS = ("run", "rounds", "eval_accuracy", "eval_loss", "broadcast_bits",
                    "aggregate_bits", "broadcast_ratio", "aggregate_ratio", "train_time_s",
                    "wall_time_s")

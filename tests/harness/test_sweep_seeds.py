@@ -132,6 +132,17 @@ def test_every_configuration_runs_once_per_seed(tmp_path, fake_experiment):
   assert float(per_run["noisy_seed2"]["aggregate_ratio"]) == 0.1
 
 
+def test_a_later_sweep_without_seeds_leaves_no_seed_table_behind(tmp_path, fake_experiment):
+  # The seed table and frontier of the first sweep stayed beside the second's summary.
+  sweep.run_sweep(RUNS[:2], str(tmp_path), experiment="fake", seeds=[0, 1],
+                  log=lambda _: None)
+  assert (tmp_path / "summary_seeds.csv").exists() and (tmp_path / "frontier.png").exists()
+  sweep.run_sweep(RUNS[:2], str(tmp_path), experiment="fake", log=lambda _: None)
+  assert not (tmp_path / "summary_seeds.csv").exists()
+  assert not (tmp_path / "frontier.png").exists()
+  assert "| better |" in (tmp_path / "summary.md").read_text()
+
+
 def test_seed_flag_conflicts_are_refused(tmp_path, fake_experiment):
   with pytest.raises(ValueError, match="remove --seed from --common_flags"):
     sweep.run_sweep(RUNS, str(tmp_path), experiment="fake", seeds=[0, 1],
