@@ -37,7 +37,7 @@ quiet.quiet_tensorflow()  # Before TensorFlow loads: it reads its log level only
 from absl import app, flags
 
 from fedcompress.federated import runtime
-from fedcompress.harness import rundir
+from fedcompress.harness import durable, rundir
 from fedcompress.harness.cli import fail, interruptible, parse_flags
 from fedcompress.harness.sweep import SweepRun, parse_seeds, run_sweep, sweep_failure
 from tools import answers_table, codec_table
@@ -198,12 +198,18 @@ def entropy_probe(name: str, seeds: list[int]) -> dict[int, dict[int, dict[str, 
          "code": _code()}
   path = os.path.join(FLAGS.root_output_dir, name, "entropy_probe.json")
   if os.path.exists(path):
-    with open(path) as f:
-      cached = json.load(f)
-    if cached["settings"] == json.loads(json.dumps(key)):
-      return {int(s): {int(b): v for b, v in r.items()} for s, r in cached["result"].items()}
-    print(f"== {name}: {path} holds a probe of other settings, code or model: measuring it "
-          "again", flush=True)
+    try:
+      with open(path) as f:
+        cached = json.load(f)
+      if cached["settings"] == json.loads(json.dumps(key)):
+        return {int(s): {int(b): v for b, v in r.items()}
+                for s, r in cached["result"].items()}
+      print(f"== {name}: {path} holds a probe of other settings, code or model: measuring "
+            "it again", flush=True)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+      # A damaged cache ended the whole answers run in an error that named no file.
+      print(f"== {name}: {path} cannot be read ({type(e).__name__}: {e}): measuring it "
+            "again", flush=True)
   result = {}
   for seed in seeds:
     print(f"== {name}: entropy probe, seed {seed}: first-round updates of "
@@ -213,8 +219,9 @@ def entropy_probe(name: str, seeds: list[int]) -> dict[int, dict[int, dict[str, 
                                             probe["learning_rate"], seed=seed)
     result[seed] = symbol_entropy.measure_updates(codecs, updates, probe["threshold"])
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, "w") as f:
+  with open(path + ".tmp", "w") as f:  # Whole or not at all, as the runs' records.
     json.dump({"settings": key, "result": result}, f, indent=1)
+  durable.replace(path + ".tmp", path)
   return result
 
 

@@ -288,6 +288,24 @@ def test_entropy_probe_is_measured_again_for_other_code_or_another_model(load_bi
     assert module.entropy_probe("shakespeare", []) == {}
 
 
+@pytest.mark.parametrize("damaged", ['{"settings": {"probe": ', "[]", '{"result": {}}'])
+def test_a_damaged_entropy_probe_is_measured_again(load_binary, tmp_path, capsys, damaged):
+  # A truncated cache ended `make answers` in "error: Unterminated string starting at:
+  # line 12 column 9 (char 270)", naming no file, on every rerun.
+  from absl import flags
+  from absl.testing import flagsaver
+
+  path = tmp_path / "digits" / "entropy_probe.json"
+  path.parent.mkdir()
+  path.write_text(damaged)
+  with load_binary("tools/answers.py") as module, flagsaver.flagsaver():
+    flags.FLAGS(["answers", f"--root_output_dir={tmp_path}"])
+    assert module.entropy_probe("digits", []) == {}
+  assert f"{path} cannot be read" in capsys.readouterr().out
+  assert json.loads(path.read_text())["result"] == {}  # Written anew, whole.
+  assert not path.with_name(path.name + ".tmp").exists()
+
+
 def test_the_probes_code_ignores_the_tools_outputs_and_follows_the_source(load_binary,
                                                                            tmp_path):
   # Keyed on the commit stamp, the probe was measured again after `make answers` wrote
