@@ -44,16 +44,21 @@ import tensorflow_federated as tff
 from tensorflow_federated.python.core.impl.types import type_conversions
 
 from fedcompress.codecs import accounting, seeding, tracing
-from fedcompress.codecs.allocation import CHOICE_DTYPE, AllocatedCodec, AllocationPlan, allocate_tf
-from fedcompress.codecs.spec import CodecSpec
+from fedcompress.codecs.allocation import (
+    CHOICE_DTYPE,
+    AllocatedCodec,
+    AllocationPlan,
+    TensorPlan,
+    allocate_tf,
+)
 
 
 class _SwitchedTensor:
   """One encoded tensor: its candidate SimpleEncoders and their encoded layouts."""
 
-  def __init__(self, spec: tf.TensorSpec, candidates: Sequence[CodecSpec]):
+  def __init__(self, spec: tf.TensorSpec, tensor: TensorPlan, codec: str):
     self.spec = spec
-    self.encoders = [tracing.simple_encoder(c.make_encoder(), spec) for c in candidates]
+    self.encoders = [tracing.simple_encoder(c.make_encoder(), spec) for c in tensor.specs]
     # Per candidate: [(key, shape, dtype)] of its flat encoded dict, read off the encode
     # function SimpleEncoder traced when it was made (a private attribute of the pinned
     # tensor_encoding). A trial `encode` in a graph of its own traced the whole encoder
@@ -62,11 +67,39 @@ class _SwitchedTensor:
         [(key, t.shape, t.dtype) for key, t in
          encoder._encode_fn.get_concrete_function().structured_outputs[0].items()]
         for encoder in self.encoders]
+    self._check_costs(codec, tensor)
+
+  def _check_costs(self, codec: str, tensor: TensorPlan) -> None:
+    """Raises ValueError unless each candidate's encoding is the size its bit formula
+    priced it at (`tensor`: the plan's `TensorPlan`), which the budget is planned with.
+
+    A user's codec whose formula said 4 bits a coordinate while its stage sent int8 went
+    2x over its budget, without a word. Sizes the trace leaves unknown (a packed stream
+    of 3-bit fields) are checked in-graph instead, at each encode.
+    """
+    self.costs = tensor.costs
+    self.mispriced = [
+        f"codec {codec!r} at width {width:g}: its bits_formula prices {tensor.name} "
+        f"({tensor.num_elements} elements) at {cost} bits, but its encoder sends {{}}; the "
+        "budget is planned with the formula" for width, cost in zip(tensor.widths, tensor.costs,
+                                                                   strict=True)]
+    for c, layout in enumerate(self.layouts):
+      if _static(layout):
+        sent = sum(accounting.tensor_bits(tf.TensorShape(shape).as_list(), dtype)
+                   for _, shape, dtype in layout)
+        if sent != self.costs[c]:
+          raise ValueError(self.mispriced[c].format(sent))
 
   def encode(self, x: tf.Tensor, choice: tf.Tensor) -> list[tf.Tensor]:
     def branch(chosen):
       def fn():
         encoded, _ = self.encoders[chosen].encode(x, self.encoders[chosen].initial_state())
+        if not _static(self.layouts[chosen]):
+          check = tf.debugging.assert_equal(
+              accounting.structure_bits_tf(encoded), tf.constant(self.costs[chosen], tf.int64),
+              message=self.mispriced[chosen].format("another size"))
+          with tf.control_dependencies([check]):
+            encoded = tf.nest.map_structure(tf.identity, encoded)
         out = []
         for c, layout in enumerate(self.layouts):
           for key, _, dtype in layout:
@@ -93,6 +126,10 @@ class _SwitchedTensor:
     return tf.switch_case(tf.cast(choice, tf.int32), [branch(c) for c in range(len(self.encoders))])
 
 
+def _static(layout) -> bool:
+  return all(tf.TensorShape(shape).is_fully_defined() for _, shape, _ in layout)
+
+
 def _reshape_target(shape) -> list[int]:
   """A layout's shape as `tf.reshape` takes it: an encoder output whose length depends on
   the data (a packed stream, shape `(None,)`) keeps its one unknown dimension as -1."""
@@ -107,7 +144,7 @@ class _Allocated:
     self.plan: AllocationPlan = codec.plan(value_specs, names, direction=direction,
                                            reserved_bits=reserved_bits)
     self.specs = list(value_specs)
-    self.switched = [_SwitchedTensor(s, t.specs) if t.encoded else None
+    self.switched = [_SwitchedTensor(s, t, codec.name) if t.encoded else None
                      for s, t in zip(value_specs, self.plan.tensors, strict=True)]
     self.encoded_index = [i for i, t in enumerate(self.plan.tensors) if t.encoded]
     self.costs, self.unit_mse = self.plan.tables()
