@@ -59,6 +59,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from fedcompress.codecs import registry
 from fedcompress.codecs.spec import CodecSpec
 from fedcompress.codecs.stages import _common
 
@@ -114,14 +115,23 @@ def width_options(base: CodecSpec, width: float) -> dict[str, Any] | None:
     options.update(bits=bits, keep=float(width) / bits)
   try:
     checked = base.codec.options(options)
+    if base.codec.option_names() is None:
+      # A stage without a constructor of its own takes any option until it is built:
+      # the README's own fp16 codec then failed under a budget with "cannot be built
+      # with options {'bits': 1}", not "takes none of the widths".
+      base.codec.encoder(options)
   except ValueError:
     return None
   return options if "bits" in checked else None
 
 
 @functools.cache
-def _normalized_mses(name: str, candidates: tuple[tuple, ...], size: int) -> tuple[float, ...]:
+def _normalized_mses(name: str, candidates: tuple[tuple, ...], size: int,
+                     registry_change: int) -> tuple[float, ...]:
   """E||x - x_hat||^2 / ||x||^2 of each candidate on one seeded N(0, 1) draw of `size`.
+
+  `registry_change` (`registry.registry_change()`) only keys the cache: after a codec is
+  registered again under `name`, its errors are measured again.
 
   In a graph of its own with a graph-level seed, so the codec's own random draws (its
   rotation, its dither) are the same every time: the plan, hence the allocation, is
@@ -327,11 +337,24 @@ class AllocatedCodec:
     if self.base.is_chain:  # Its options, widths included, are fixed in its text.
       raise ValueError(f"bit allocation takes a single codec, not the chain "
                        f"{self.base.name!r}")
+    # The widths set both (`width_options`): given ones would be recorded in `describe()`
+    # as if they had run (`eden(bits=2,keep=0.5)@1bpc`). The command line refuses them too.
+    given = sorted({"bits", "keep"} & set(self.base.options))
+    if given:
+      raise ValueError(f"bit allocation sets {' and '.join(given)} of codec "
+                       f"{self.base.name!r} itself, per tensor: leave them out of its options")
     widths = _check_widths(self.widths)
     usable = tuple(w for w in widths if width_options(self.base, w) is not None)
     if not usable:
       raise ValueError(f"codec {self.base.name!r} takes none of the widths "
                        f"{list(widths)} (it needs a `bits` option)")
+    # `federated/allocated.py` encodes every round from the encoder's initial state: a
+    # state that moves (a user's adaptive stage) would be dropped without a word.
+    moving = [w for w in usable if self.base.codec.moves_state(width_options(self.base, w))]
+    if moving:
+      raise ValueError(f"codec {self.base.name!r} keeps encoder state from round to round "
+                       f"(at width {moving[0]:g}), which bit allocation does not: each round "
+                       "encodes from its initial state; use it at a fixed width")
     object.__setattr__(self, "widths", usable)
 
   @property
@@ -389,7 +412,7 @@ class AllocatedCodec:
                for c in specs]
       mse = _normalized_mses(self.base.name,
                              tuple(tuple(sorted(c.options.items())) for c in specs),
-                             _MEASURE_SIZE)
+                             _MEASURE_SIZE, registry.registry_change())
       tensors.append(TensorPlan(name, n, True, self.widths, tuple(costs), mse, tuple(specs)))
     encoded = [t for t in tensors if t.encoded]
     if not encoded:

@@ -213,22 +213,35 @@ class Codec:
 
 
 _CODECS: dict[str, Codec] = {}
+# How many times a name was registered or removed: what is cached per codec name (the
+# allocator's measured errors) is keyed on it too, so a codec registered again under its
+# name (a notebook cell run again, `overwrite=True`) is not taken for the one it replaced.
+_change = 0
+
+
+def registry_change() -> int:
+  """A number that differs after every `register` or `unregister` (a cache key)."""
+  return _change
 
 
 def register(codec: Codec, *, overwrite: bool = False) -> Codec:
   """Adds `codec` to the registry under `codec.name` and returns it."""
+  global _change
   if not isinstance(codec.name, str) or not codec.name:
     raise ValueError("codec name must be a non-empty string")
   if codec.name in _CODECS and not overwrite:
     raise ValueError(f"codec {codec.name!r} is already registered (pass overwrite=True to "
                      "replace it)")
   _CODECS[codec.name] = codec
+  _change += 1
   return codec
 
 
 def unregister(name: str) -> None:
   """Removes codec `name` (e.g. one a test or notebook registered); a no-op if absent."""
+  global _change
   _CODECS.pop(name, None)
+  _change += 1
 
 
 def register_codec(name: str, builder: Builder, *, overwrite: bool = False) -> Codec:
