@@ -45,12 +45,14 @@ def _identity_bits(num_elements: int, *, direction: str = "aggregate",
 def _technique(name: str, module, summary: str) -> Codec:
   """The record of a codec whose technique module has all four functions (and, if its
   values can be encoded further in a chain, `output_size` and `error_gain`; if its
-  summed encodings decode non-linearly, `sum_decode_exact`)."""
+  summed encodings decode non-linearly, `sum_decode_exact`; if its expected error can
+  reach the value's, `contractive`)."""
   return Codec(name, build=module.build, check_options=module.check_options,
                bits_formula=module.bits_formula, error_bound=module.relative_error_bound,
                summary=summary, output_size=getattr(module, "output_size", None),
                error_gain=getattr(module, "error_gain", None),
-               sum_decode_exact=getattr(module, "sum_decode_exact", None))
+               sum_decode_exact=getattr(module, "sum_decode_exact", None),
+               contractive=getattr(module, "contractive", None))
 
 
 # Entropy coding after a base codec: the base codec's options plus the coder's.
@@ -58,16 +60,26 @@ def _technique(name: str, module, summary: str) -> Codec:
 _ENTROPY_CODED = ("huffman", "uniform_huffman")
 
 
-def _check_entropy_options(base: str = "uniform", coder: str = "huffman",
+def _check_entropy_options(base: str = "uniform", coder: str | None = None,
                            max_code_length: int | None = None,
-                           block_size: int = huffman.DEFAULT_BLOCK_SIZE,
-                           **base_options) -> dict:
+                           block_size: int | None = None, **base_options) -> dict:
   if base in _ENTROPY_CODED:
     raise ValueError(f"base codec {base!r} is already entropy coded")
-  _common.check_choice("coder", coder, tuple(sorted(entropy.ENTROPY_CODERS)))
   base_codec = get_codec(base)
   # Checked here: the base's own message would name only the base and its options.
   valid = base_codec.option_names()
+  # A coder's option the base also has (eden's, drive's, hadamard's block_size;
+  # adaptive's coder) reached neither: the base's value won below, and the run was
+  # recorded with the one given (`huffman(base=eden,block_size=256)` ran 2048).
+  shared = [k for k, v in (("coder", coder), ("block_size", block_size))
+            if v is not None and k in (valid or ())]
+  if shared:
+    raise ValueError(f"{shared[0]} is an option of both the coder and its base {base}: "
+                     f"write the chain {base}({shared[0]}=...)|huffman({shared[0]}=...) "
+                     "to set either")
+  coder = "huffman" if coder is None else coder
+  block_size = huffman.DEFAULT_BLOCK_SIZE if block_size is None else block_size
+  _common.check_choice("coder", coder, tuple(sorted(entropy.ENTROPY_CODERS)))
   unknown = sorted(set(base_options) - set(valid)) if valid is not None else []
   if unknown:
     raise ValueError(f"no option {unknown[0]!r}: an entropy-coded codec takes base, coder, "
