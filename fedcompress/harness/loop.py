@@ -203,10 +203,10 @@ def run_loop(process: Process, client_ids: Sequence[str],
         checkpointer.save(state, loop)
         last_checkpoint = round_num
         if client_states is not None:
-          # A resume may fall back to the oldest kept checkpoint; keep what it reads.
-          client_states.collect_garbage(min(checkpointer.versions(), default=round_num))
+          # A resume may fall back to any kept checkpoint; keep what it reads.
+          client_states.collect_garbage(checkpointer.versions() or [round_num])
       elif client_states is not None and checkpointer is None:
-        client_states.collect_garbage(round_num)
+        client_states.collect_garbage([round_num])
   finally:
     for reporter in reporters:
       reporter.close()

@@ -70,10 +70,24 @@ def test_discard_after_and_garbage_collection(tmp_path):
   store.write("b", 3, [3])
   store.discard_after(4)  # a resume from checkpoint 4 redoes round 6
   assert store.versions("a") == [1, 2, 4]
-  store.collect_garbage(3)  # the oldest kept checkpoint is round 3
+  store.collect_garbage([3])  # the only kept checkpoint is round 3
   assert store.versions("a") == [2, 4] and store.versions("b") == [3]
   np.testing.assert_array_equal(store.read("a", 4), [2])
   assert sorted(os.listdir(tmp_path)) == ["c_a.r2.pb", "c_a.r4.pb", "c_b.r3.pb"]
+
+
+def test_garbage_collection_keeps_what_each_kept_checkpoint_and_the_next_round_read(tmp_path):
+  # Everything after the oldest kept checkpoint was kept: versions 5 and 7 here, read by
+  # no resume (from 3, 6 or 9) and not by the next round.
+  store = ClientStateStore(str(tmp_path), 1)
+  for r in (1, 2, 3, 5, 6, 7, 9):
+    store.write("a", r, [r])
+  store.write("b", 8, [8])
+  store.collect_garbage([3, 6, 9])
+  assert store.versions("a") == [3, 6, 9] and store.versions("b") == [8]
+  # What a resume from 3 and from 6 reads, and the round after 9: unchanged.
+  for round_num, version in ((4, 3), (7, 6), (10, 9)):
+    np.testing.assert_array_equal(store.read("a", round_num), [version])
 
 
 def test_wrong_sizes_are_refused(tmp_path):
@@ -170,11 +184,12 @@ def test_loop_interrupted_after_client_writes_resumes_to_the_same_states(tmp_pat
   for client in full_store.clients_seen():
     np.testing.assert_array_equal(store.read(client, 8), full_store.read(client, 8))
   # Only versions a resume from a kept checkpoint (3: rounds 4, 6, 7) could read are
-  # left: per client, its newest version at or before round 4 and every later one.
+  # left: per client, its newest version at or before each of them (7: its newest).
   clients = [f"c{i}" for i in range(6)]
   rounds = {c: [r for r in range(1, 8) if c in sample_clients(clients, 2, 3, r)]
             for c in clients}
-  expected = {c: [r for r in rs if r <= 4][-1:] + [r for r in rs if r > 4]
+  expected = {c: sorted({[r for r in rs if r <= k][-1] for k in (4, 6, 7)
+                         if any(r <= k for r in rs)})
               for c, rs in rounds.items() if rs}
   assert sum(len(rs) for rs in rounds.values()) > sum(len(v) for v in expected.values())
   for kept in (store, full_store):
