@@ -343,6 +343,13 @@ class AllocatedCodec:
     if given:
       raise ValueError(f"bit allocation sets {' and '.join(given)} of codec "
                        f"{self.base.name!r} itself, per tensor: leave them out of its options")
+    if self.base.options.get("shared_rotation"):
+      # Each client allocates and encodes its own tensors (`federated/allocated.py`),
+      # under seed keys of its own tensors: the rotation was each client's own, sent and
+      # inverted per client, while the run was recorded as shared.
+      raise ValueError(f"bit allocation rotates each client's tensors under its own "
+                       f"seed: codec {self.base.name!r} cannot share its rotation there; "
+                       "leave out shared_rotation")
     widths = _check_widths(self.widths)
     usable = tuple(w for w in widths if width_options(self.base, w) is not None)
     if not usable:

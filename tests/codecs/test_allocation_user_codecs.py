@@ -1,5 +1,5 @@
-"""A user's codec under a bit budget (review R3): what AllocatedCodec refuses, and what it
-measures again when the codec is registered anew."""
+"""A codec under a bit budget (reviews R2, R3): what AllocatedCodec refuses, and what it
+measures again when a user's codec is registered anew."""
 
 import pytest
 import tensorflow as tf
@@ -112,3 +112,11 @@ def test_a_codec_registered_again_is_measured_again(registered):
   lossy = budget.plan(spec).tensors[0].unit_mse
   registered(codec(lambda bits=2: te.encoders.identity()))
   assert min(lossy) > 1e-4 and budget.plan(spec).tensors[0].unit_mse == (0.0, 0.0)
+
+
+def test_a_shared_rotation_is_refused():
+  # Each client encodes under seed keys of its own tensors: two clients of one round drew
+  # rotation seeds 1214928218 and 1533453198, while the run said shared_rotation=True.
+  with pytest.raises(ValueError, match="cannot share its rotation there"):
+    AllocatedCodec(CodecSpec("eden", {"shared_rotation": True}, threshold=100), 2.0, (1, 2))
+  AllocatedCodec(CodecSpec("eden", threshold=100), 2.0, (1, 2))
