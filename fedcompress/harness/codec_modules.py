@@ -16,6 +16,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from fedcompress.tasks.errors import file_fingerprint
+
 
 def import_codec_modules(entries: Sequence[str]) -> None:
   """Imports each entry (a `.py` path or a module name); one-line ValueError if one fails."""
@@ -28,6 +30,25 @@ def import_codec_modules(entries: Sequence[str]) -> None:
     except Exception as e:  # Its own code may raise anything: said in one line.
       raise ValueError(f"cannot import {entry}: "
                        f"{type(e).__name__}: {e}") from None
+
+
+def fingerprints(entries: Sequence[str]) -> list[str]:
+  """`<size>:<sha256>` of each entry's source file, sorted: what a run records of them.
+
+  The codecs are compared on resume by the names they resolve to, and the modules' own
+  files sit outside the repository (the run's `dirty` flag misses them): a module
+  edited from float16 to float32 between two segments made one run of two codecs (its
+  aggregate bits doubled from round 2), without a word.
+  """
+  out = []
+  for entry in entries:
+    if entry.endswith(".py"):
+      path = os.path.abspath(entry)
+    else:
+      spec = importlib.util.find_spec(entry)
+      path = spec.origin if spec is not None else None
+    out.append((file_fingerprint(path, whole=True) if path else None) or f"unreadable:{entry}")
+  return sorted(out)
 
 
 def _import_file(path: str) -> None:

@@ -19,7 +19,7 @@ from absl import flags
 from fedcompress import codecs, tasks
 from fedcompress.codecs import allocation
 from fedcompress.federated import aggregators, privacy, quiet
-from fedcompress.harness import cli, rundir
+from fedcompress.harness import cli, codec_modules, rundir
 from fedcompress.harness.codec_modules import import_codec_modules
 from fedcompress.harness.experiment import (
   CLIENT_WEIGHTINGS,
@@ -585,6 +585,8 @@ def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
                      "--aggregate_encoder=identity")
   recorded.update(broadcast_codec=broadcast.describe(), aggregate_codec=aggregate.describe(),
                   aggregator=aggregator.describe())
+  if fv.codec_modules:  # Their codecs are compared by name: their source, by digest.
+    recorded[rundir.CODEC_MODULES_DIGEST] = codec_modules.fingerprints(fv.codec_modules)
   recorded.update(extra_recorded or {})
   config = ExperimentConfig(
       root_output_dir=fv.root_output_dir, experiment_name=fv.experiment_name,

@@ -63,7 +63,9 @@ LOCK_FILE = ".lock"
 #   cache_dir          where the dataset files are kept: the file itself is compared
 #                      (the task's `data_file_fingerprint`), so a moved cache must hold
 #                      the same file;
-#   pretrained_model   the file's path: its content is compared (`PRETRAINED_DIGEST`).
+#   pretrained_model   the file's path: its content is compared (`PRETRAINED_DIGEST`);
+#   codec_modules      the modules' names or paths: their files' content is compared
+#                      (`CODEC_MODULES_DIGEST`).
 # Every other recorded setting (data, split, seed, model, optimizers, learning rates,
 # codecs, client epochs and batch size, evaluation batches, ...) must match; a setting
 # added later is therefore compared unless it is listed here.
@@ -92,10 +94,12 @@ HOW_NOT_WHAT = frozenset({
 CODEC_REVISIONS = "codec_revisions"
 # Recorded values that are resolved codecs rather than flags (named so in messages).
 _NOT_FLAGS = frozenset({"broadcast_codec", "aggregate_codec", CODEC_REVISIONS,
-                        "pretrained_model_sha256", "task_seed", "model_seed",
+                        "pretrained_model_sha256", "codec_modules_sha256", "task_seed",
+                        "model_seed",
                         "data_file_fingerprint", "task_name", "task_clients",
                         "task_client_ids_sha256"})
 PRETRAINED_DIGEST = "pretrained_model_sha256"  # Recorded by the Shakespeare runs.
+CODEC_MODULES_DIGEST = "codec_modules_sha256"  # The --codec_modules files' fingerprints.
 
 
 class RunDirectoryError(ValueError):

@@ -10,6 +10,7 @@ from absl import flags
 from fedcompress.federated import quiet
 from fedcompress.harness import flags as fc_flags
 from fedcompress.harness import rundir
+from fedcompress.tasks.errors import file_fingerprint
 
 
 def _parsed(define, *args):
@@ -127,6 +128,35 @@ def test_codec_modules_register_codecs_the_codec_flags_then_take(tmp_path):
   with pytest.raises(flags.IllegalFlagValueError, match="unknown codec 'fp16'; .*; a codec "
                      "of your own: the module that registers it, in --codec_modules"):
     _parsed(fc_flags.define_image_experiment_flags, "--aggregate_encoder=fp16")
+
+
+def test_a_codec_module_edited_between_segments_is_another_setting(tmp_path):
+  # The codec was compared by its name only, and the module lives outside the repository:
+  # a module edited from float16 to float32 and resumed made one run of two codecs.
+  import sys
+
+  from fedcompress import codecs
+
+  module = tmp_path / "my_codecs.py"
+  module.write_text(_MY_CODECS)
+  before = set(sys.modules)
+
+  def record():
+    fv = _parsed(fc_flags.define_image_experiment_flags, f"--codec_modules={module}",
+                 "--aggregate_encoder=uq_of_a_module(bits=4)")
+    return fc_flags.experiment_config_from_flags(fv, module_names=[]).record()
+
+  try:
+    first = record()
+    assert first[rundir.CODEC_MODULES_DIGEST] == [file_fingerprint(str(module), whole=True)]
+    assert rundir.differences(first, record()) == []  # The same file, imported once.
+    module.write_text(_MY_CODECS + "# edited\n")
+    assert [d.split(" ")[0] for d in rundir.differences(first, record())] == [
+        rundir.CODEC_MODULES_DIGEST]
+  finally:
+    codecs.unregister("uq_of_a_module")
+    for name in set(sys.modules) - before:
+      del sys.modules[name]
 
 
 def test_chain_options_outside_the_chain_are_refused():
