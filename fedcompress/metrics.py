@@ -33,6 +33,10 @@ AGGREGATE_REJECTED_CLIENTS = "aggregate/rejected_clients"
 # the noise multiplier it was accounted with (fedcompress.federated.privacy).
 PRIVACY_EPSILON = "privacy/epsilon"
 PRIVACY_NOISE_MULTIPLIER = "privacy/noise_multiplier"
+# --dp=central_adaptive: the clip after this round's update, which the next round clips
+# updates to (TFF's `dp_query_metrics`); without it, whether the clip converged or
+# collapsed was not seen anywhere.
+PRIVACY_CLIP = "privacy/clip"
 
 CANONICAL = (ROUND, TRAIN_LOSS, TRAIN_ACCURACY, EVAL_LOSS, EVAL_ACCURACY, BROADCAST_BITS,
              AGGREGATE_BITS, BROADCAST_CUMULATIVE_BITS, AGGREGATE_CUMULATIVE_BITS, ROUND_TIME_S)
@@ -41,7 +45,8 @@ CANONICAL = (ROUND, TRAIN_LOSS, TRAIN_ACCURACY, EVAL_LOSS, EVAL_ACCURACY, BROADC
 # bits; without one they equal the raw bits.
 OPTIONAL = (BROADCAST_CODED_BITS, AGGREGATE_CODED_BITS, BROADCAST_CUMULATIVE_CODED_BITS,
             AGGREGATE_CUMULATIVE_CODED_BITS, AGGREGATE_RELATIVE_ERROR,
-            AGGREGATE_REJECTED_CLIENTS, PRIVACY_EPSILON, PRIVACY_NOISE_MULTIPLIER)
+            AGGREGATE_REJECTED_CLIENTS, PRIVACY_EPSILON, PRIVACY_NOISE_MULTIPLIER,
+            PRIVACY_CLIP)
 _PER_ROUND_OPTIONAL = (BROADCAST_CODED_BITS, AGGREGATE_CODED_BITS, AGGREGATE_RELATIVE_ERROR,
                        AGGREGATE_REJECTED_CLIENTS)
 BITS_KEYS = (BROADCAST_BITS, AGGREGATE_BITS)
@@ -77,4 +82,7 @@ def flatten_round_metrics(metrics: Mapping) -> dict[str, float]:
   for key, value in metrics.items():
     if isinstance(key, str) and is_width(key):
       flat[key] = float(value)
+  clip = metrics.get("aggregator", {}).get("dp_query_metrics", {}).get("clip")
+  if clip is not None:
+    flat[PRIVACY_CLIP] = float(clip)
   return flat

@@ -502,3 +502,19 @@ def test_distributed_effective_noise_multiplier_follows_tffs_formulas_at_four_cl
   # TFF computes in float32: agreement to 1e-6, far below the effects above.
   assert privacy.effective_noise_multiplier(config, ZERO_TYPE) == pytest.approx(
       expected, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_the_adaptive_clip_is_a_column_of_every_round():
+  # TFF reports it in `dp_query_metrics`, which never reached metrics.csv or TensorBoard.
+  from fedcompress import metrics as m
+
+  process = fedcompress.build_fedavg(
+      _linear_model_fn, dp=privacy.DPConfig("central_adaptive", 0.2, 0.1, 3, 10),
+      clients_per_round=3, client_weighting=tff.learning.ClientWeighting.UNIFORM)
+  data = [tf.data.Dataset.from_tensor_slices(
+      (np.ones((1, 1), np.float32), np.full((1, 1), y, np.float32))).batch(1)
+      for y in (1.0, 2.0, 3.0)]
+  row = m.flatten_round_metrics(process.next(process.initialize(), data).metrics)
+  # Updates of norm 0.04, 0.08 and 0.12 (SGD 0.02, MSE) against a clip of 0.1: it moved.
+  assert 0 < row[m.PRIVACY_CLIP] != pytest.approx(0.1) and m.PRIVACY_CLIP in m.OPTIONAL
