@@ -146,6 +146,9 @@ def test_a_run_is_tied_to_its_pretrained_model_not_its_path(binary, data_dir, tm
     ({"generate_prompt": ""}, "--generate_prompt must not be empty"),
     ({"clients": ["HAMLET", "HAMLET"]}, "--clients lists HAMLET more than once"),
     ({"dp": "central", "client_weighting": "uniform"}, "takes no fixed --clients"),
+    # Sampled clients shorter than a batch: zero updates, each weighing 1 under uniform
+    # weights (eval loss 4.3043 where the one real client alone gave 4.1543).
+    ({"clients": [], "client_weighting": "uniform"}, "pass --pad_short_clients"),
 ])
 def test_bad_input_is_one_line(binary, data_dir, tiny_model, tmp_path, capsys, overrides,
                                message):
