@@ -55,7 +55,7 @@ from fedcompress.harness.loop import (
   run_loop,
 )
 from fedcompress.harness.rundir import RunDirectoryError
-from fedcompress.tasks.errors import DatasetUnavailableError
+from fedcompress.tasks.errors import DataReadError, DatasetUnavailableError
 from fedcompress.tasks.models.keras_compat import restore_keras_v2_classes
 from fedcompress.tasks.task import FederatedTask
 
@@ -87,6 +87,8 @@ def run_failure(error: Exception, *, kept: str = RUN_KEPT, offline: bool = False
   """
   if isinstance(error, DatasetUnavailableError):
     return fail(f"{error}{' Or run offline with --dataset=digits.' if offline else ''}")
+  if isinstance(error, DataReadError):
+    return fail(f"{error}. {kept}.", 1)
   if isinstance(error, (ValueError, flags.Error)):
     return fail(str(error))
   if isinstance(error, NonFiniteModelError):
@@ -532,7 +534,12 @@ def keras_evaluator(keras_model_fn: Callable[[], tf.keras.Model], dataset: tf.da
   def evaluate(model_weights) -> dict[str, float]:
     restore_keras_v2_classes(model)  # A TFF process built since may have swapped them.
     model_weights.assign_weights_to(model)
-    results = model.evaluate(dataset, verbose=0, return_dict=True)
+    try:
+      results = model.evaluate(dataset, verbose=0, return_dict=True)
+    # A damaged test split, read here on the driver. TensorFlow's error about a record
+    # of bytes that are not UTF-8 fails to decode its own message: UnicodeDecodeError.
+    except (tf.errors.OpError, UnicodeDecodeError) as e:
+      raise DataReadError("the evaluation on the test split", e) from e
     out = {m.EVAL_LOSS: float(results["loss"])}
     accuracy = [v for k, v in results.items() if k.endswith("accuracy")]
     if accuracy:

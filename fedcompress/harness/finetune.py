@@ -14,6 +14,8 @@ import json
 import math
 import os
 
+import tensorflow as tf
+
 from fedcompress.harness import rundir
 from fedcompress.harness.experiment import (
   ExperimentConfig,
@@ -22,7 +24,7 @@ from fedcompress.harness.experiment import (
   run_experiment,
 )
 from fedcompress.tasks.datasets.char_vocab import text_to_ids
-from fedcompress.tasks.errors import file_fingerprint
+from fedcompress.tasks.errors import DataReadError, file_fingerprint
 from fedcompress.tasks.shakespeare import (
   Evaluation,
   SanityCheck,
@@ -101,12 +103,18 @@ def run_finetune(config: ExperimentConfig, *, pretrained_path: str | None,
   check_experiment(setup.task, config)
   sanity = pretrained_eval = None
   if pretrained_path is not None:  # A model from scratch would only show chance here.
-    sanity = sanity_check(start, setup.train.create_tf_dataset_for_client(client),
-                          seq_length=seq_length, pad_short_clients=True)
+    try:
+      sanity = sanity_check(start, setup.train.create_tf_dataset_for_client(client),
+                            seq_length=seq_length, pad_short_clients=True)
+    except (tf.errors.OpError, UnicodeDecodeError) as e:  # Read on the driver: damaged?
+      raise DataReadError(f"the sanity check on {client}", e) from e
     log(f"sanity check: pretrained accuracy {sanity.client_accuracy:.4f} on {client}, "
         f"{sanity.random_accuracy:.4f} on random text (chance "
         f"{sanity.expected_random_accuracy:.4f})")
-    pretrained_eval = evaluate(start, setup.task.test_dataset)
+    try:
+      pretrained_eval = evaluate(start, setup.task.test_dataset)
+    except (tf.errors.OpError, UnicodeDecodeError) as e:
+      raise DataReadError("the pretrained model's evaluation on the test split", e) from e
     log(f"pretrained model on {pretrained_eval.num_batches} test batches: "
         f"loss {pretrained_eval.loss:.4f}, accuracy {pretrained_eval.accuracy:.4f}")
   # One lock from the first round to the generated text (run_experiment takes it too).

@@ -13,6 +13,21 @@ from collections.abc import Callable
 from typing import Any
 
 
+class DataReadError(Exception):
+  """Reading a dataset's examples on the driver failed (evaluation, a sanity check).
+
+  Loading reads only a file's client list, so a damaged example page is met where the
+  examples are read: inside TFF's worker for the clients (a round's one-line failure),
+  or on the driver for the test split, where TensorFlow's error was a traceback.
+  """
+
+  def __init__(self, what: str, cause: BaseException):
+    first_line = (str(getattr(cause, "message", None) or cause).strip().splitlines() or [""])[0]
+    super().__init__(f"{what} could not read its data ({type(cause).__name__}: "
+                     f"{first_line[:300]}): a damaged dataset file fails this way; replace "
+                     "it, or point --cache_dir at a good copy")
+
+
 class DatasetUnavailableError(Exception):
   """A dataset is neither in the cache directory nor downloadable."""
 

@@ -434,6 +434,28 @@ class TestEmnist:
     _assert_one_error_line(err, "a round failed in the TFF worker: ",
                            "database disk image is malformed", "--resume continues")
 
+  # A record that does not parse ended the run in an 11-frame InvalidArgumentError
+  # traceback; bytes that are not UTF-8 in TensorFlow's error message, in "error: 'utf-8'
+  # codec can't decode byte 0xbe", naming neither the evaluation nor the file.
+  @pytest.mark.parametrize("record", ["CAST('not a tf.Example' AS BLOB)", "X'DEADBEEF'"])
+  def test_damaged_test_examples_read_by_the_evaluation(self, binary, tmp_path, capsys,
+                                                        record):
+    # The test split is read on the driver, by the evaluation after round 1.
+    cache = tmp_path / "cache"
+    path = sample_data.write_random_emnist_sqlite(
+        cache / "emnist_all.sqlite",
+        {**{f"f{i:04d}_train": ("digits_only_train", 20) for i in range(3)},
+         "f0000_test": ("digits_only_test", 5)}, num_classes=10)
+    with sqlite3.connect(path) as db:
+      db.execute(f"UPDATE examples SET serialized_example_proto = {record} "
+                 "WHERE split_name = 'digits_only_test'")
+    rc = self.run(binary, tmp_path / "runs", dataset="emnist", cache_dir=str(cache),
+                  clients_per_round=3)
+    out, err = capsys.readouterr()
+    assert rc == 1, (out, err)
+    _assert_one_error_line(err, "the evaluation on the test split could not read its data",
+                           "damaged dataset file", "replace it")
+
   def resume_copy(self, finished_run, tmp_path):
     root = tmp_path / "copy"
     shutil.copytree(finished_run, root / "run")
