@@ -106,7 +106,7 @@ def run_finetune(config: ExperimentConfig, *, pretrained_path: str | None,
     try:
       sanity = sanity_check(start, setup.train.create_tf_dataset_for_client(client),
                             seq_length=seq_length, pad_short_clients=True)
-    except (tf.errors.OpError, UnicodeDecodeError) as e:  # Read on the driver: damaged?
+    except (tf.errors.OpError, UnicodeDecodeError) as e:  # Read here, on the driver.
       raise DataReadError(f"the sanity check on {client}", e) from e
     log(f"sanity check: pretrained accuracy {sanity.client_accuracy:.4f} on {client}, "
         f"{sanity.random_accuracy:.4f} on random text (chance "
