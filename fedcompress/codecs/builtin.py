@@ -45,14 +45,12 @@ def _identity_bits(num_elements: int, *, direction: str = "aggregate",
 def _technique(name: str, module, summary: str) -> Codec:
   """The record of a codec whose technique module has all four functions (and, if its
   values can be encoded further in a chain, `output_size` and `error_gain`; if its
-  summed encodings decode non-linearly, `sum_decode_exact`; if its expected error can
-  reach the value's, `contractive`)."""
+  summed encodings decode non-linearly, `sum_decode_exact`)."""
   return Codec(name, build=module.build, check_options=module.check_options,
                bits_formula=module.bits_formula, error_bound=module.relative_error_bound,
                summary=summary, output_size=getattr(module, "output_size", None),
                error_gain=getattr(module, "error_gain", None),
-               sum_decode_exact=getattr(module, "sum_decode_exact", None),
-               contractive=getattr(module, "contractive", None))
+               sum_decode_exact=getattr(module, "sum_decode_exact", None))
 
 
 # Entropy coding after a base codec: the base codec's options plus the coder's.

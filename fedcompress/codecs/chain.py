@@ -238,15 +238,6 @@ def _state_moves(links: Sequence[_Link]):
   return lambda **_: moves
 
 
-def _contractive(links: Sequence[_Link]):
-  """A chain contracts when every link does (None: every link always does). Behind a
-  link that does not, the others' errors only add to its error."""
-  if all(link.codec.contractive is None for link in links):
-    return None
-  contracts = all(link.codec.contracts(link.checked) for link in links)
-  return lambda **_: contracts
-
-
 def _no_options() -> dict[str, Any]:
   return {}
 
@@ -293,5 +284,4 @@ def compose(links: Sequence[tuple[str, Mapping[str, Any]]]) -> Codec:
                bits_formula=_bits_formula(parts), error_bound=_error_bound(parts),
                raw_bits_rules=rules, sum_bound=_sum_bound(parts, encoder),
                sum_decode_exact=_sum_decode_exact(parts), state_moves=_state_moves(parts),
-               contractive=_contractive(parts),
                summary=" then ".join(part.codec.name for part in parts))

@@ -109,11 +109,6 @@ class Codec:
       offset, learned with its Huffman coder). The server's encode then depends on
       earlier rounds, which a client cannot recompute for error feedback. None: it
       does if its encoder has any state (`moves_state`).
-    contractive: for codecs whose expected error can reach the value they encode,
-      `(**checked_options) -> bool`: whether `E||x - x_hat||^2 < ||x||^2` for every x.
-      Client error feedback needs it (Stich et al. 2018; Karimireddy et al. 2019): a
-      client's residual otherwise grows with every round it takes part (unbiased `randk`
-      at 5%: 1,560 times its update after 8). None: it is.
     revision: 1, raised when the codec's output for the same options changes (a fix
       that changes results). `config.json` records revisions above 1, and a run is
       resumed only on the revision that made it (a run without the record was made on
@@ -134,7 +129,6 @@ class Codec:
   sum_bound: SumBound | None = None
   sum_decode_exact: Callable[..., bool] | None = None
   state_moves: Callable[..., bool] | None = None
-  contractive: Callable[..., bool] | None = None
   revision: int = 1
 
   @property
@@ -145,10 +139,6 @@ class Codec:
   def decodes_sums_exactly(self, options: Mapping[str, Any] | None = None) -> bool:
     """Whether the server's decoded sum is the sum of the clients' own decodes."""
     return self.sum_decode_exact is None or self.sum_decode_exact(**self.options(options))
-
-  def contracts(self, options: Mapping[str, Any] | None = None) -> bool:
-    """Whether the codec's expected squared error is below the value's (`contractive`)."""
-    return self.contractive is None or self.contractive(**self.options(options))
 
   def moves_state(self, options: Mapping[str, Any] | None = None) -> bool:
     """Whether the codec's encoder state changes from round to round with `options`.

@@ -256,14 +256,6 @@ def sum_decode_exact(rows: int = 5, **_) -> bool:
   return rows == 1
 
 
-def contractive(**_) -> bool:
-  """Whether `E||x - x_hat||^2 < ||x||^2`: no. A coordinate decodes with the other
-  coordinates of its bucket added (signed), `(n - 1) / columns ||x||^2` in expectation
-  for one row, at least `||x||^2` with fewer columns than coordinates; the median of
-  more rows still carries the heavy coordinates' collisions."""
-  return False
-
-
 def relative_error_bound(num_elements: int, *, rows: int = 5, columns: int = 0,
                          fraction: float = 0.05, seed_policy: str = "round",
                          seed: int = 0) -> float:

@@ -188,13 +188,6 @@ def error_gain(num_elements: int, *, fraction: float = 0.01, unbiased: bool = Tr
   return num_elements / output_size(num_elements, fraction=fraction) if unbiased else 1.0
 
 
-def contractive(fraction: float = 0.01, unbiased: bool = True) -> bool:
-  """Whether `E||x - x_hat||^2 < ||x||^2`: the rescaled values err by `(n / k - 1)
-  ||x||^2` in expectation, below `||x||^2` only when more than half is kept; kept as
-  is (`unbiased=False`), the error is the dropped part, below `||x||^2`."""
-  return not unbiased or fraction > 0.5
-
-
 def relative_error_bound(num_elements: int, *, fraction: float = 0.01,
                          unbiased: bool = True) -> float:
   """Worst-case `||x - x_hat|| / ||x||`: dropped coordinates err by themselves, kept
