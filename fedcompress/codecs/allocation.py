@@ -349,7 +349,9 @@ class AllocatedCodec:
     given = sorted({"bits", "keep"} & set(self.base.options))
     if given:
       raise ValueError(f"bit allocation sets {' and '.join(given)} of codec "
-                       f"{self.base.name!r} itself, per tensor: leave them out of its options")
+                       f"{self.base.name!r} itself, per tensor: leave them out of its options "
+                       "(make_codec writes the default bits in: give the base as "
+                       "CodecSpec(name, options, threshold=...))")
     if self.base.options.get("shared_rotation"):
       # Each client allocates and encodes its own tensors (`federated/allocated.py`),
       # under seed keys of its own tensors: the rotation was each client's own, sent and

@@ -97,6 +97,9 @@ def test_options_the_widths_set_are_refused(options):
   # eden(bits=2,keep=0.5)>100@1bpc[1,2,3] was recorded for a run that used neither.
   with pytest.raises(ValueError, match="bit allocation sets .* of codec 'eden' itself"):
     AllocatedCodec(CodecSpec("eden", options, threshold=100), 1.0, (1, 2, 3))
+  # make_codec writes the default width in, which the user never wrote: said so.
+  with pytest.raises(ValueError, match=r"make_codec writes the default bits in"):
+    AllocatedCodec(fedcompress.make_codec("eden", threshold=100), 1.0, (1, 2, 3))
 
 
 def test_a_codec_registered_again_is_measured_again(registered):
