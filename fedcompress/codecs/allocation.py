@@ -79,7 +79,7 @@ _MEASURE_SEED = 20260
 def _check_widths(widths) -> tuple[float, ...]:
   out = []
   for w in widths:
-    if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w <= 32:
+    if not _common.is_real(w) or not 0 < w <= 32:
       raise ValueError(f"widths must be numbers in (0, 32], got {w!r}")
     out.append(int(w) if float(w).is_integer() else float(w))
   if not out or len(set(out)) != len(out):
@@ -339,8 +339,10 @@ class AllocatedCodec:
 
   def __post_init__(self):
     b = self.bits_per_coordinate
-    if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 < b < math.inf:
+    if not _common.is_real(b) or not 0 < b < math.inf:
       raise ValueError(f"bits_per_coordinate must be a positive number, got {b!r}")
+    if isinstance(b, np.generic):  # A NumPy scalar is recorded as the Python number.
+      object.__setattr__(self, "bits_per_coordinate", b.item())
     if self.base.is_chain:  # Its options, widths included, are fixed in its text.
       raise ValueError(f"bit allocation takes a single codec, not the chain "
                        f"{self.base.name!r}")

@@ -47,6 +47,12 @@ def is_integer(value) -> bool:
   return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
+def is_real(value) -> bool:
+  """A real number of Python or NumPy, not a bool: options are often NumPy scalars (a
+  sweep over `np.linspace(..., dtype=np.float32)`), which `float` alone would refuse."""
+  return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
 def check_int(name: str, value, low: int, high: int | None = None) -> int:
   """`value` as an int if it is an integer (not bool) in [low, high], else ValueError.
 
@@ -63,16 +69,18 @@ def check_bool(name: str, value) -> bool:
   """`value` if it is a bool, or 1/0 as True/False; anything else raises ValueError."""
   # A string such as "false" or "no" is truthy; refusing it keeps a mistyped option
   # from silently meaning the opposite.
-  if isinstance(value, bool):
-    return value
-  if isinstance(value, int) and value in (0, 1):
+  if isinstance(value, (bool, np.bool_)):
     return bool(value)
-  raise ValueError(f"{name} must be true or false (or 1/0), got {value!r}")
+  if is_integer(value) and value in (0, 1):
+    return bool(value)
+  raise ValueError(f"{name} must be true or false (or 1/0), got {value!r} "
+                   f"({type(value).__name__})")
 
 
 def check_fraction(name: str, value) -> float:
-  if isinstance(value, bool) or not isinstance(value, (int, float)):
-    raise ValueError(f"{name} must be a number in (0, 1], got {value!r}")
+  if not is_real(value):
+    raise ValueError(f"{name} must be a number in (0, 1], got {value!r} "
+                     f"({type(value).__name__})")
   if not 0.0 < float(value) <= 1.0:
     raise ValueError(f"{name} must be in (0, 1], got {value!r}")
   return float(value)

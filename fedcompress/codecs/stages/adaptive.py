@@ -85,8 +85,7 @@ def base_stream_bits(n, bits, coder: str, max_code_length: int, block_size: int)
 
 
 def _check_budget(budget) -> float:
-  if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not (
-      0 < budget < float("inf")):
+  if not _common.is_real(budget) or not 0 < budget < float("inf"):
     raise ValueError("budget_bits_per_coordinate must be a positive number (bits per "
                      f"coordinate per client), got {budget!r}")
   return float(budget)

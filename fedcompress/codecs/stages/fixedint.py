@@ -53,8 +53,7 @@ _BROADCAST_SEED_BITS = 2 * 64  # tensor_encoding's Hadamard seed: int64[2].
 def check_options(bits: int = 8, clip: float = 0.01, rotation: bool = False) -> dict:
   """The `fixed_int` codec's options, checked, with their defaults."""
   bits = _common.check_int("bits", bits, 2, 16)
-  if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not (
-      math.isfinite(clip) and clip > 0):
+  if not _common.is_real(clip) or not (math.isfinite(clip) and clip > 0):
     raise ValueError(f"clip must be a finite number > 0, got {clip!r}")
   return {"bits": bits, "clip": float(clip), "rotation": _common.check_bool("rotation", rotation)}
 

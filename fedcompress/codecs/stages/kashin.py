@@ -65,8 +65,7 @@ def check_options(bits: int = 8, deterministic: bool = False, num_iters: int = 3
                   eta: float = 0.9, delta: float = 1.0, last_iter_clip: bool = False) -> dict:
   """The `kashin` codec's options, checked, with their defaults."""
   for name, value in (("eta", eta), ("delta", delta)):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
-        value):
+    if not _common.is_real(value) or not math.isfinite(value):
       raise ValueError(f"{name} must be a finite number, got {value!r}")
   if not 0.0 < eta < 1.0:
     raise ValueError(f"eta must be in (0, 1), got {eta!r}")
