@@ -17,7 +17,10 @@ are far from uniform: the mean of 20,000 decodes (`fedcompress.codecs.testing.
 mean_of_decodes`) of `[1, -2, 0.5]` repeated to `n` values missed `x` by 15.7% of `||x||`
 at `n = 3`, 6.7% at 8, 0.9% at 32 and 0.6% at 128, where the draws' own noise is ~0.5%
 (`eden` at 4 bits: 5.6%, 1.2%, 0.09%, 0.07%, noise ~0.07%). Tensors that small are
-below any useful `--compression_threshold`.
+below any useful `--compression_threshold`, but not the values a link before this one
+keeps: after `randk(fraction=0.1)` a 33-element tensor leaves 4, and
+`randk(fraction=0.1)|eden(bits=1)` missed it by 41.5% (noise ~6%; review R5). In a
+chain, keep `fraction * n` well above 32.
 
 Blocks. `RandomizedHadamardEncodingStage` rotates each row of `L` coordinates on
 its own (see fedcompress/codecs/stages/rotation.py), and this stage sends one scale per

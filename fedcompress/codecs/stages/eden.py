@@ -13,8 +13,9 @@ Trans. Inf. Theory, 1960). The receiver gets the centroid indices and one scale
 scale makes `<x, x_hat> = ||x||^2` for every rotation and the estimate unbiased for a
 uniformly random rotation (the paper's result); with the randomized Hadamard rotation
 used here (two rounds by default, as for `drive`) unbiasedness is checked
-statistically in tests/codecs/stages/test_eden.py. With `bits=1` the centroids are
-`+-sqrt(2/pi)` and EDEN is exactly DRIVE.
+statistically in tests/codecs/stages/test_eden.py; on a few coordinates it is biased,
+as `drive` (see its module): in a chain behind `randk`, keep `fraction * n` well above
+32. With `bits=1` the centroids are `+-sqrt(2/pi)` and EDEN is exactly DRIVE.
 
 Rows, seeds and packing are those of `drive` (see fedcompress/codecs/stages/drive.py): one
 scale per rotated row of `L = block_size` coordinates, one 32-bit seed per encode (so
