@@ -362,13 +362,15 @@ class AllocatedCodec:
                        f"seed: codec {self.base.name!r} cannot share its rotation there; "
                        "leave out shared_rotation")
     widths = _check_widths(self.widths)
-    usable = tuple(w for w in widths if width_options(self.base, w) is not None)
+    # Once per width: for a stage without a constructor of its own it builds the encoder.
+    options = {w: width_options(self.base, w) for w in widths}
+    usable = tuple(w for w in widths if options[w] is not None)
     if not usable:
       raise ValueError(f"codec {self.base.name!r} takes none of the widths "
                        f"{list(widths)} (it needs a `bits` option)")
     # `federated/allocated.py` encodes every round from the encoder's initial state: a
     # state that moves (a user's adaptive stage) would be dropped without a word.
-    moving = [w for w in usable if self.base.codec.moves_state(width_options(self.base, w))]
+    moving = [w for w in usable if self.base.codec.moves_state(options[w])]
     if moving:
       raise ValueError(f"codec {self.base.name!r} keeps encoder state from round to round "
                        f"(at width {moving[0]:g}), which bit allocation does not: each round "

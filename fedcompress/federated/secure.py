@@ -166,10 +166,10 @@ class SecureEncodedSumFactory(tff.aggregators.UnweightedAggregationFactory):
     encode_params_type, before_params_type, after_params_type = (
         get_params_fn.type_signature.result)
 
-    # Clients also apply decode_before_sum: a no-op for a fully commuting encoder, but
-    # it is what turns te's encoded structure into the summable one.
     sent_dtypes = []  # The codec's own integer dtypes, seen when encode_fn is traced.
 
+    # Clients also apply decode_before_sum: a no-op for a fully commuting encoder, but
+    # it is what turns te's encoded structure into the summable one.
     # The field's values travel as int64. TFF's simulation lowers the modular sum to a
     # plain sum of the values, in their dtype, then the modulus; its symmetric range sends
     # a negative value x as x + 2nL + 1, so n clients' int32 values wrapped from 2^31 on
