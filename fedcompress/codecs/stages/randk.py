@@ -152,7 +152,12 @@ class RandKEncodingStage(_common.StatelessStage):
     k = values.shape[0]
     indices = random_indices(encoded_tensors[self.SEED_KEY], n, k)
     if self._unbiased:
-      values = values * tf.cast(n / k, values.dtype)
+      # Scaled in float32 (float64 for float64), the product rounded once: n / k in a
+      # half-precision dtype was rounded itself (bfloat16 keeps 8 significant bits: 1000 /
+      # 30 became 33.25, every decoded value 0.25% short, in every round and client) or
+      # overflowed (float16 above 65504: every decoded value inf).
+      scaled = tf.cast(values, _common.compute_dtype(values.dtype)) * (n / k)
+      values = tf.cast(scaled, values.dtype)
     return tf.reshape(tf.scatter_nd(indices[:, tf.newaxis], values, [n]), shape)
 
 

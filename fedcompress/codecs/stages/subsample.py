@@ -5,8 +5,9 @@ row's energy in expectation, so sending the first `m = ceil(keep * L)` coordinat
 each row and zeroing the rest at the receiver is as good as sampling `m` random
 coordinates, and needs no indices. A 1-bit quantizer after it sends `keep` bits per
 coordinate; for Gaussian-like rotated rows the error is about `(1 - keep) + keep *
-D_1` of `||x||^2` (D_1 that of the quantizer), the shape of the sub-bit regime of
-Vargaftik et al., "EDEN", ICML 2022, sec. 5 (random sampling before EDEN's 1-bit
+D_1` of `||x||^2`, with D_1 the 1-bit codec's own normalized MSE (EDEN's unbiased
+0.5708, not the 0.3634 of the sign quantizer before its scale), the shape of the
+sub-bit regime of Vargaftik et al., "EDEN", ICML 2022, sec. 5 (random sampling before EDEN's 1-bit
 quantization). Zeros stand for the unsent coordinates, with no rescaling: the
 estimate is shrunk toward 0 (about `keep * x` in expectation), biased but of lower
 error than rescaling by `1 / keep` would give. The bit allocator
