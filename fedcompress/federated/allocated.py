@@ -18,7 +18,9 @@ encodes, on the squared norms of the very tensors it encodes:
   is the sum of the clients' independent errors, each `c_i(b) ||x_ki||^2` for client
   `k`'s tensor `i`, and every client has its own budget, so minimizing each client's
   own expected error minimizes the mean's: per-client allocation is the optimum of the
-  whole, for this round's data, from round 1 on. A shared allocation on last round's
+  whole, for this round's data, from round 1 on (for unbiased widths: a width that is
+  not whole is biased, and clients whose updates agree share its bias; see
+  `allocation`). A shared allocation on last round's
   decoded mean is not: what cancels out of the mean still costs each client bits. The
   choice byte each client already sends tells the server how to decode it; nothing
   else is sent.

@@ -598,3 +598,21 @@ def test_widths_spelled_otherwise_are_the_same_setting():
   assert rundir.differences(first, record("--aggregate_bits_per_coordinate=2.0000001",
                                           "--aggregate_widths=1,2,3,4")) == [
       "aggregate_codec eden>10000@2.0000001bpc[1,2,3,4] (recorded eden>10000@2bpc[1,2,3,4])"]
+
+
+@pytest.mark.parametrize("direction,widths,warned", [
+    ("aggregate", "0.5,1,1.95", "--aggregate_widths 0.5, 1.95 send part of"),
+    ("aggregate", "1,2,3", None),
+    # One encode that every client decodes: no mean over biased clients.
+    ("broadcast", "0.5,1,1.95", None),
+])
+def test_uplink_widths_that_send_part_of_the_coordinates_are_said_biased(
+    direction, widths, warned, capsys, monkeypatch):
+  from fedcompress.harness import cli
+
+  monkeypatch.setattr(cli, "_warned", set())
+  fv = _parsed(fc_flags.define_image_experiment_flags, f"--{direction}_encoder=eden",
+               f"--{direction}_bits_per_coordinate=1.5", f"--{direction}_widths={widths}")
+  fc_flags.codec_from_flags(fv, direction)
+  err = capsys.readouterr().err
+  assert (err == "") if warned is None else err.startswith(f"warning: {warned}"), err

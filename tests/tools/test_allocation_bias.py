@@ -1,0 +1,42 @@
+"""tools/allocation_bias.py: the uplink mean's error an allocation plan counts, and the real one."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tools import allocation_bias, mean_error
+
+
+def test_planned_error_is_the_clients_independent_errors():
+  vectors = mean_error.client_vectors("independent", 4, 1000, 0)
+  mean = vectors.astype(np.float64).mean(axis=0)
+  expected = 0.5 * np.sum(vectors.astype(np.float64)**2) / 16 / np.sum(mean**2)
+  assert allocation_bias.planned_error(0.5, vectors) == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_partial_width_errs_past_the_plan_when_clients_agree():
+  # Identical clients: eden at width 1 is unbiased and its errors independent across
+  # clients (own rotations), so the plan holds; at 0.5 every client shrinks the same
+  # half of its vector toward 0, a bias of ~0.25 of ||mean||^2 the mean keeps whole.
+  whole = allocation_bias.measure("eden", 1, "identical", 8, 4096, range(2))
+  partial = allocation_bias.measure("eden", 0.5, "identical", 8, 4096, range(2))
+  assert whole["ratio"] == pytest.approx(1.0, rel=0.25)
+  assert partial["options"] == {"bits": 1, "keep": 0.5}
+  assert partial["measured"] > 0.25 and partial["ratio"] > 2.5
+
+
+def test_main_writes_every_width_and_kind_and_refuses_what_it_cannot_run(tmp_path, capsys):
+  output = tmp_path / "allocation_bias.json"
+  allocation_bias.main(["--widths=0.5,2", "--kinds=identical", "--clients=2", "--size=1024",
+                        "--seeds=1", f"--output={output}"])
+  rows = json.loads(output.read_text())["rows"]
+  assert [(r["kind"], r["width"]) for r in rows] == [("identical", 0.5), ("identical", 2)]
+  assert all(r["ratio"] == r["measured"] / r["planned"] for r in rows)
+  with pytest.raises(SystemExit):
+    allocation_bias.main(["--kinds=some"])
+  with pytest.raises(SystemExit):
+    allocation_bias.main(["--codec=uniform", "--widths=0.5", "--kinds=identical",
+                          "--size=64", "--seeds=1", f"--output={output}"])
+  err = capsys.readouterr().err
+  assert "unknown ['some']" in err and "uniform takes no width 0.5" in err
