@@ -204,11 +204,11 @@ def test_unknown_mode_and_missing_population_are_refused():
      tff.learning.ClientWeighting.UNIFORM, "encoder state moves"),
     # Errors above the update: the residual grows with every participation.
     ("ef", CodecSpec("randk", {"fraction": 0.05}, threshold=0),
-     tff.learning.ClientWeighting.UNIFORM, "randk's is 1.*times it"),
+     tff.learning.ClientWeighting.UNIFORM, "with randk a simulated client's grew"),
     ("ef21", CodecSpec("countsketch", {"rows": 1}, threshold=0),
-     tff.learning.ClientWeighting.UNIFORM, "error is below the update"),
+     tff.learning.ClientWeighting.UNIFORM, "residual stays bounded"),
     ("ef", CodecSpec("randk(fraction=0.3)|eden(bits=1)", threshold=0),
-     tff.learning.ClientWeighting.UNIFORM, "error is below the update"),
+     tff.learning.ClientWeighting.UNIFORM, "residual stays bounded"),
 ])
 def test_combinations_that_cannot_be_exact_are_refused(mode, codec, weighting, message):
   with pytest.raises(ValueError, match=message):
@@ -217,13 +217,21 @@ def test_combinations_that_cannot_be_exact_are_refused(mode, codec, weighting, m
 
 
 def _residual_growth(codec: CodecSpec, rounds: int = 8) -> float:
-  """||e_T|| / ||u|| after `rounds` error-feedback round trips of one client's update u."""
+  """||e_T|| / ||u_T|| after `rounds` error-feedback round trips of one client, whose
+  update u_t is a fresh N(0, I) draw every round (as a client's update changes).
+
+  2^14 coordinates: a min/max quantizer after a rotation errs more on longer tensors
+  (the range of n Gaussians grows with n), and hadamard(bits=2)'s residual, which
+  settles on 2,000 coordinates, compounds from about 8,000 on.
+  """
   from fedcompress.codecs import seeding
 
-  u = tf.constant(np.random.default_rng(0).standard_normal(2000), tf.float32)
-  encoder = codec.simple_encoder(tf.TensorSpec([2000], tf.float32))
-  e = tf.zeros_like(u)
+  size = 2**14
+  updates = np.random.default_rng(0)
+  encoder = codec.simple_encoder(tf.TensorSpec([size], tf.float32))
+  e = tf.zeros([size])
   for r in range(rounds):
+    u = tf.constant(updates.standard_normal(size), tf.float32)
     v = u + e
     with seeding.seed_scope(seeding.encode_key(seeding.round_key(1, tf.constant(r, tf.int64)),
                                                0, v)):
@@ -233,27 +241,29 @@ def _residual_growth(codec: CodecSpec, rounds: int = 8) -> float:
 
 
 # Refused: unbiased randk (its error is n/k - 1 times the value), a count sketch, 1-bit
-# min/max quantizers with or without a rotation, and a link after unbiased randk
-# (its error scaled by n/k); accepted: the contractions and the rotated multi-bit codecs.
+# min/max quantizers with or without a rotation, hadamard at 2 bits, and a link after
+# unbiased randk (its error scaled by n/k); accepted: the contractions, the rotated
+# multi-bit codecs, and uniform at 2 bits (1.24 times a Gaussian's error, yet its residual
+# settles: its error is capped by the step the range sets).
 @pytest.mark.parametrize("text,contracts", [
     ("randk(fraction=0.05)", False), ("countsketch(rows=1,fraction=0.05)", False),
-    ("uniform(bits=1)", False), ("hadamard(bits=1)", False),
+    ("uniform(bits=1)", False), ("hadamard(bits=1)", False), ("hadamard(bits=2)", False),
+    ("uniform(bits=2)", True),
     ("randk(fraction=0.6)|eden(bits=1)", False), ("randk(fraction=0.3)|eden(bits=1)", False),
     ("randk(fraction=0.01,unbiased=false)", True), ("topk(fraction=0.01)", True),
     ("randk(fraction=0.6)", True), ("eden(bits=1)", True), ("hadamard(bits=3)", True),
     ("randk(fraction=0.3,unbiased=false)|eden(bits=1)", True)])
 def test_error_feedback_takes_the_codecs_whose_residual_stays_bounded(text, contracts):
-  # After 8 rounds a contraction's residual is a few updates (topk at 1%: ~8, one dropped
-  # update more each round; eden 1.1); unbiased randk's reached 1,620, hadamard(bits=1)'s
-  # 54,500. (hadamard(bits=2), at 1.04 times, is refused too; its residual grows slowly.)
+  # After 8 rounds a bounded residual is a few updates (topk at 1%: ~2.6; eden 1.15);
+  # after 40 the others' are past 20 (hadamard(bits=2) ~150, unbiased randk ~1e11).
   codec = CodecSpec(text, threshold=0)
-  growth = _residual_growth(codec, rounds=8 if contracts else 30)
+  growth = _residual_growth(codec, rounds=8 if contracts else 40)
   if contracts:
     assert growth < 10.0, growth
     check_error_feedback("ef", codec, tff.learning.ClientWeighting.UNIFORM)
   else:
     assert growth > 20.0, growth
-    with pytest.raises(ValueError, match=r"error is below the update it encodes; .* times it"):
+    with pytest.raises(ValueError, match=r"residual stays bounded; with .* grew"):
       check_error_feedback("ef", codec, tff.learning.ClientWeighting.UNIFORM)
 
 
