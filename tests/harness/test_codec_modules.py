@@ -1,0 +1,49 @@
+"""harness/codec_modules.py: what a run records of the user's codec modules."""
+
+import sys
+
+import pytest
+
+from fedcompress.harness import codec_modules
+from fedcompress.tasks.errors import file_fingerprint
+
+_STAGE = """
+from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
+DTYPE = "float16"
+Stage = te.stages.UniformQuantizationEncodingStage
+"""
+
+
+@pytest.fixture
+def user_modules(tmp_path, monkeypatch):
+  """A package whose __init__ imports its submodule, and a file importing a helper."""
+  package = tmp_path / "pkg_of_a_user"
+  package.mkdir()
+  (package / "__init__.py").write_text("from pkg_of_a_user.stage import Stage\n")
+  (package / "stage.py").write_text(_STAGE)
+  (tmp_path / "helper_of_a_user.py").write_text(_STAGE)
+  (tmp_path / "single_of_a_user.py").write_text("from helper_of_a_user import Stage\n")
+  monkeypatch.syspath_prepend(str(tmp_path))
+  before = set(sys.modules)
+  yield tmp_path
+  for name in set(sys.modules) - before:
+    del sys.modules[name]
+  for entry in list(codec_modules._BROUGHT_IN):
+    if "of_a_user" in entry:
+      del codec_modules._BROUGHT_IN[entry]
+
+
+def test_the_files_an_import_brings_in_are_recorded_and_an_edit_shows(user_modules):
+  single = str(user_modules / "single_of_a_user.py")
+  entries = ["pkg_of_a_user", single]
+  codec_modules.import_codec_modules(entries)
+  first = codec_modules.fingerprints(entries)
+  # The package's __init__ and submodule, the file and its helper; nothing installed.
+  assert sorted(first) == sorted(file_fingerprint(str(user_modules / f), whole=True) for f in (
+      "pkg_of_a_user/__init__.py", "pkg_of_a_user/stage.py", "single_of_a_user.py",
+      "helper_of_a_user.py"))
+  for edited in ("pkg_of_a_user/stage.py", "helper_of_a_user.py"):
+    path = user_modules / edited
+    path.write_text(path.read_text().replace("float16", "float32"))
+    assert codec_modules.fingerprints(entries) != first, edited
+    first = codec_modules.fingerprints(entries)
