@@ -202,11 +202,13 @@ def run_loop(process: Process, client_ids: Sequence[str],
       if checkpointer is not None and (last or round_num % config.rounds_per_checkpoint == 0):
         checkpointer.save(state, loop)
         last_checkpoint = round_num
-        if client_states is not None:
-          # A resume may fall back to any kept checkpoint; keep what it reads.
-          client_states.collect_garbage(checkpointer.versions() or [round_num])
-      elif client_states is not None and checkpointer is None:
-        client_states.collect_garbage([round_num])
+      if client_states is not None:
+        # Every round, not at checkpoints only: a resume may fall back to any kept
+        # checkpoint, and reads only each client's newest version at or before it, the
+        # next round only its newest. At checkpoints only, 200 digits rounds with a
+        # checkpoint every 50 peaked at 560 files (3.4 GiB) for 60 to 90 needed.
+        client_states.collect_garbage((checkpointer.versions() if checkpointer else None)
+                                      or [round_num])
   finally:
     for reporter in reporters:
       reporter.close()

@@ -162,11 +162,28 @@ class _StopAfter:
     pass
 
 
-def _run(tmp_path, name, rounds, resume=False, reporters=()):
+class _StateFilesPerRound:
+  """Reporter that counts the state files on disk as each round's row is written."""
+
+  def __init__(self, directory):
+    self.directory = directory
+    self.counts = []
+
+  def start(self, first, total):
+    pass
+
+  def write(self, row):
+    self.counts.append(sum(name.endswith(".pb") for name in os.listdir(self.directory)))
+
+  def close(self):
+    pass
+
+
+def _run(tmp_path, name, rounds, resume=False, reporters=(), rounds_per_checkpoint=2):
   store = ClientStateStore(str(tmp_path / name / "states"), 1)
   return run_loop(_CountingProcess(), [f"c{i}" for i in range(6)], lambda c, r: c,
                   LoopConfig(rounds=rounds, clients_per_round=2, seed=3,
-                             rounds_per_checkpoint=2),
+                             rounds_per_checkpoint=rounds_per_checkpoint),
                   checkpointer=Checkpointer(str(tmp_path / name / "ckpt")),
                   resume=resume, reporters=reporters, client_states=store), store
 
@@ -194,6 +211,16 @@ def test_loop_interrupted_after_client_writes_resumes_to_the_same_states(tmp_pat
   assert sum(len(rs) for rs in rounds.values()) > sum(len(v) for v in expected.values())
   for kept in (store, full_store):
     assert {c: kept.versions(c) for c in kept.clients_seen()} == expected
+
+
+def test_versions_no_one_reads_are_deleted_every_round_not_only_at_checkpoints(tmp_path):
+  # No checkpoint before round 12: at each round's row the disk holds each client's
+  # newest version before the round (6 clients at most) and the round's 2 new ones.
+  # Collected at checkpoints only, 2 files more every round (24 at round 12).
+  counter = _StateFilesPerRound(tmp_path / "sparse" / "states")
+  _, store = _run(tmp_path, "sparse", 12, reporters=[counter], rounds_per_checkpoint=50)
+  assert len(counter.counts) == 12 and max(counter.counts) <= 6 + 2, counter.counts
+  assert all(len(store.versions(c)) == 1 for c in store.clients_seen())
 
 
 def test_paths_are_absolute_for_workers_in_other_directories(tmp_path, monkeypatch):
