@@ -12,20 +12,47 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+# TensorFlow's errors from a graph open with boilerplate and the Python stack of the node
+# that failed ("Graph execution error:", "Detected at node ...", indented "File" lines);
+# the cause is the first line after them.
+_BOILERPLATE = ("Graph execution error:", "Detected at node", "<stack traces unavailable>")
+# What a damaged record or database says (TensorFlow's parse ops, sqlite).
+_DAMAGE_WORDS = ("parse", "malformed", "corrupt", "sqlite", "database", "truncated")
+
+
+def error_cause(error: BaseException) -> str:
+  """The line of `error`'s message that says what went wrong."""
+  text = str(getattr(error, "message", None) or error)
+  for line in text.splitlines():
+    if line.strip() and not line[0].isspace() and not line.startswith(_BOILERPLATE):
+      return line.strip()
+  return text.strip().splitlines()[0] if text.strip() else ""
+
 
 class DataReadError(Exception):
-  """Reading a dataset's examples on the driver failed (evaluation, a sanity check).
+  """Reading a dataset's examples, or evaluating on them, failed on the driver.
 
   Loading reads only a file's client list, so a damaged example page is met where the
   examples are read: inside TFF's worker for the clients (a round's one-line failure),
-  or on the driver for the test split, where TensorFlow's error was a traceback.
+  or on the driver for the test split (the evaluation, a sanity check), where
+  TensorFlow's error was a traceback. The message says a damaged file fails this way
+  only when the error is one (a record that does not parse, bytes that are not UTF-8,
+  TensorFlow's DataLossError, a malformed database); another error there, such as
+  labels the model does not have, is said as what it is.
   """
 
   def __init__(self, what: str, cause: BaseException):
-    first_line = (str(getattr(cause, "message", None) or cause).strip().splitlines() or [""])[0]
-    super().__init__(f"{what} could not read its data ({type(cause).__name__}: "
-                     f"{first_line[:300]}): a damaged dataset file fails this way; replace "
-                     "it, or point --cache_dir at a good copy")
+    line = error_cause(cause)[:300]
+    # By class name: importing TensorFlow here would load it for every flag check.
+    damaged = (isinstance(cause, UnicodeDecodeError)
+               or any(c.__name__ == "DataLossError" for c in type(cause).__mro__)
+               or any(word in line.lower() for word in _DAMAGE_WORDS))
+    if damaged:
+      super().__init__(f"{what} could not read its data ({type(cause).__name__}: {line}): "
+                       "a damaged dataset file fails this way; replace it, or point "
+                       "--cache_dir at a good copy")
+    else:
+      super().__init__(f"{what} failed ({type(cause).__name__}: {line})")
 
 
 class DatasetUnavailableError(Exception):
