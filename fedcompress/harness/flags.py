@@ -407,14 +407,6 @@ def shakespeare_config_from_flags(fv: FlagValues, module_names: list[str] | None
                      "scratch)")
   if fv.model != PRETRAINED and fv.pretrained_model:
     raise ValueError(f"--model={fv.model} trains from scratch: leave --pretrained_model unset")
-  if fv.client_weighting == "uniform" and not fv.pad_short_clients and not fv.clients:
-    # A client shorter than one batch of windows trains on nothing (335 of the 715 at
-    # the tutorial's settings). Under example weights it weighs 0 and is counted as
-    # rejected; under uniform weights TFF gave its zero update a weight of 1, silently
-    # pulling the mean toward no step (about half of it with one such client in two).
-    raise ValueError("--client_weighting=uniform counts every sampled client once, and a "
-                     "client shorter than one batch of windows would add a zero update to "
-                     "the mean: pass --pad_short_clients")
   extra = {"dataset": "shakespeare"}
   if fv.pretrained_model:
     extra[rundir.PRETRAINED_DIGEST] = file_fingerprint(fv.pretrained_model, whole=True)

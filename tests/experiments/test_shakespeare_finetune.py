@@ -149,6 +149,10 @@ def test_a_run_is_tied_to_its_pretrained_model_not_its_path(binary, data_dir, tm
     # Sampled clients shorter than a batch: zero updates, each weighing 1 under uniform
     # weights (eval loss 4.3043 where the one real client alone gave 4.1543).
     ({"clients": [], "client_weighting": "uniform"}, "pass --pad_short_clients"),
+    # The same with a listed client shorter than a batch (it passed while --clients was
+    # given at all).
+    ({"clients": ["HAMLET", "SHORT"], "client_weighting": "uniform", "clients_per_round": 2},
+     "--clients SHORT: shorter than one batch of windows"),
 ])
 def test_bad_input_is_one_line(binary, data_dir, tiny_model, tmp_path, capsys, overrides,
                                message):
