@@ -80,6 +80,30 @@ class LoopResult:
   start_round: int
 
 
+def _check_states_on_disk(client_states, checkpoint: int, client_ids, config) -> None:
+  """Refuses a resume from round `checkpoint` whose clients' states are not on disk.
+
+  Every client that took part by then wrote a version (a resume reads its newest one
+  at or before the checkpoint); one missing would start again from zeros, as a new
+  client: a run resumed with its `client_states` folder deleted (to save disk) went on
+  with every client's memory reset, and diverged without a word.
+  """
+  if not checkpoint:
+    return
+  took_part = set(config.fixed_clients or ())
+  if not took_part:
+    for round_num in range(1, checkpoint + 1):
+      took_part.update(sample_clients(client_ids, config.clients_per_round, config.seed,
+                                      round_num))
+  missing = sorted(c for c in took_part if not client_states.versions(c))
+  if missing:
+    raise ValueError(f"cannot resume from round {checkpoint}: {len(missing)} of the "
+                     f"{len(took_part)} clients that took part by then have no state in "
+                     f"{client_states.directory} (e.g. {', '.join(missing[:3])}), so "
+                     "they would start again from zeros; put the folder back, or start a "
+                     "new run (another --experiment_name)")
+
+
 def run_loop(process: Process, client_ids: Sequence[str],
              client_dataset: Callable[[str, int], Any], config: LoopConfig, *,
              evaluate: Callable[[Any], Mapping[str, float]] | None = None,
@@ -129,6 +153,7 @@ def run_loop(process: Process, client_ids: Sequence[str],
   if client_states is not None:
     # Rounds after the checkpoint are redone: they must read what they read before.
     client_states.discard_after(loop.round_num)
+    _check_states_on_disk(client_states, loop.round_num, client_ids, config)
   last_checkpoint = loop.round_num if resume and loop.round_num else None
   for reporter in reporters:
     reporter.start(start, config.rounds)

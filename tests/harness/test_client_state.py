@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -221,6 +222,27 @@ def test_versions_no_one_reads_are_deleted_every_round_not_only_at_checkpoints(t
   _, store = _run(tmp_path, "sparse", 12, reporters=[counter], rounds_per_checkpoint=50)
   assert len(counter.counts) == 12 and max(counter.counts) <= 6 + 2, counter.counts
   assert all(len(store.versions(c)) == 1 for c in store.clients_seen())
+
+
+def test_a_resume_without_the_clients_states_is_refused(tmp_path):
+  # Deleted to save disk, the states would restart from zeros: every client's memory
+  # reset, the run diverging without a word.
+  _run(tmp_path, "gone", 4)
+  shutil.rmtree(tmp_path / "gone" / "states")
+  with pytest.raises(ValueError, match=r"cannot resume from round 4: \d+ of the \d+ clients "
+                     r"that took part by then have no state in .*states \(e\.g\. c"):
+    _run(tmp_path, "gone", 6, resume=True)
+  # One client's files lost is refused too; all of them there, the resume runs.
+  _run(tmp_path, "one", 4)
+  store = ClientStateStore(str(tmp_path / "one" / "states"), 1)
+  lost = store.clients_seen()[0]
+  for name in os.listdir(store.directory):
+    if name.startswith(f"c_{lost}."):
+      os.remove(os.path.join(store.directory, name))
+  with pytest.raises(ValueError, match=f"1 of the .* clients .*e\\.g\\. {lost}\\)"):
+    _run(tmp_path, "one", 6, resume=True)
+  _run(tmp_path, "kept", 4)
+  assert _run(tmp_path, "kept", 6, resume=True)[0].start_round == 5
 
 
 def test_paths_are_absolute_for_workers_in_other_directories(tmp_path, monkeypatch):
