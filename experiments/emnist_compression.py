@@ -8,6 +8,7 @@ events.*, checkpoints/, and client_states/ with --error_feedback}; `--resume` co
 run from its newest checkpoint.
 """
 
+import os
 import sys
 
 from fedcompress.federated import quiet
@@ -19,7 +20,12 @@ from absl import app, flags
 from fedcompress.federated import runtime
 from fedcompress.harness import flags as fc_flags
 from fedcompress.harness.cli import fail, interruptible, parse_flags
-from fedcompress.harness.experiment import describe_result, run_experiment, run_failure
+from fedcompress.harness.experiment import (
+  describe_result,
+  resume_hint,
+  run_experiment,
+  run_failure,
+)
 
 FLAGS = flags.FLAGS
 fc_flags.define_image_experiment_flags(FLAGS)
@@ -52,5 +58,7 @@ if __name__ == "__main__":
   # parsed: torn down at exit after the modules it uses, it prints an ignored exception
   # when a bad flag ends the process early.
   runtime.install()
-  app.run(interruptible(main, "the last checkpoint is kept; rerun with --resume to continue"),
+  # Said when the signal comes: the newest checkpoint then, or that there is none yet.
+  app.run(interruptible(main, lambda: resume_hint(os.path.join(FLAGS.root_output_dir,
+                                                               FLAGS.experiment_name))),
           flags_parser=parse_flags)

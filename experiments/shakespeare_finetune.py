@@ -8,6 +8,8 @@ and outputs as the EMNIST experiment), evaluates after each round on held-out te
 snippets, then generates text into generated.txt and saves final_model.keras.
 """
 
+import os
+
 from fedcompress.federated import quiet
 
 quiet.quiet_tensorflow()  # Before TensorFlow loads: it reads its log level only then.
@@ -17,7 +19,7 @@ from absl import app, flags
 from fedcompress.federated import runtime
 from fedcompress.harness import flags as fc_flags
 from fedcompress.harness.cli import fail, interruptible, parse_flags
-from fedcompress.harness.experiment import describe_result, run_failure
+from fedcompress.harness.experiment import describe_result, resume_hint, run_failure
 
 FLAGS = flags.FLAGS
 fc_flags.define_shakespeare_experiment_flags(FLAGS)
@@ -50,5 +52,7 @@ if __name__ == "__main__":
   # parsed: torn down at exit after the modules it uses, it prints an ignored exception
   # when a bad flag ends the process early.
   runtime.install()
-  app.run(interruptible(main, "the last checkpoint is kept; rerun with --resume to continue"),
+  # Said when the signal comes: the newest checkpoint then, or that there is none yet.
+  app.run(interruptible(main, lambda: resume_hint(os.path.join(FLAGS.root_output_dir,
+                                                               FLAGS.experiment_name))),
           flags_parser=parse_flags)

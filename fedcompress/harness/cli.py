@@ -105,7 +105,8 @@ def _is_help_flag(arg: str) -> bool:
       "false", "0")
 
 
-def interruptible(main: Callable[[list[str]], int | None], hint: str = ""
+def interruptible(main: Callable[[list[str]], int | None],
+                  hint: str | Callable[[], str] = ""
                   ) -> Callable[[list[str]], int | None]:
   """`main` with Ctrl-C (SIGINT) and SIGTERM reported as one line (exit 130 and 143).
 
@@ -117,16 +118,21 @@ def interruptible(main: Callable[[list[str]], int | None], hint: str = ""
 
   Args:
     main: the binary's `main(argv)`.
-    hint: what the user can do next, e.g. how to resume.
+    hint: what the user can do next, e.g. how to resume; a function is called when
+      the signal comes (what is kept then, such as the newest checkpoint).
   """
+
+  def said(what: str) -> str:
+    text = hint() if callable(hint) else hint
+    return what + (f"; {text}" if text else "")
 
   @functools.wraps(main)
   def wrapped(argv: list[str]) -> int | None:
     try:
       return main(argv)
     except KeyboardInterrupt:
-      return fail("interrupted" + (f"; {hint}" if hint else ""), INTERRUPTED)
+      return fail(said("interrupted"), INTERRUPTED)
     except _signals.Terminated as e:
-      return fail("terminated (SIGTERM)" + (f"; {hint}" if hint else ""), e.code)
+      return fail(said("terminated (SIGTERM)"), e.code)
 
   return wrapped

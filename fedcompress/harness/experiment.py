@@ -66,6 +66,15 @@ CLIENT_STATE_DIR = "client_states"
 RUN_KEPT = "Checkpoints written so far are kept (--resume continues)"
 
 
+def resume_hint(run_dir: str) -> str:
+  """What an interrupted run keeps, for its one line: the newest checkpoint, or none."""
+  rounds = rundir.checkpoint_rounds(run_dir)
+  if rounds:
+    return (f"checkpoint round_{rounds[-1]} is kept; rerun with --resume to continue from "
+            f"round {rounds[-1] + 1}")
+  return "no checkpoint was written yet, so a rerun with --resume starts from round 1"
+
+
 def run_failure(error: Exception, *, kept: str = RUN_KEPT, offline: bool = False) -> int | None:
   """What a binary returns for `error` from its runs, its one `error:` line printed.
 
