@@ -15,6 +15,7 @@ setting that changes results, and may only raise the rounds (see
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import math
 import os
@@ -55,7 +56,7 @@ from fedcompress.harness.loop import (
   run_loop,
 )
 from fedcompress.harness.rundir import RunDirectoryError
-from fedcompress.tasks.errors import DataReadError, DatasetUnavailableError
+from fedcompress.tasks.errors import DataReadError, DatasetUnavailableError, error_cause
 from fedcompress.tasks.models.keras_compat import restore_keras_v2_classes
 from fedcompress.tasks.task import FederatedTask
 
@@ -73,6 +74,25 @@ def resume_hint(run_dir: str) -> str:
     return (f"checkpoint round_{rounds[-1]} is kept; rerun with --resume to continue from "
             f"round {rounds[-1] + 1}")
   return "no checkpoint was written yet, so a rerun with --resume starts from round 1"
+
+
+def _out_of_space(error: BaseException) -> BaseException | None:
+  """The error in `error`'s chain that says the disk (or the user's quota) is full.
+
+  TensorFlow's file writes (checkpoints, TensorBoard events) say it as a
+  ResourceExhaustedError, Python's as an OSError; a full disk ended a run in an
+  81-line traceback, though its checkpoints were intact.
+  """
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+      return error
+    if isinstance(error, tf.errors.ResourceExhaustedError) and any(
+        words in str(error.message) for words in ("No space left", "quota exceeded")):
+      return error
+    error = error.__cause__ or error.__context__
+  return None
 
 
 def run_failure(error: Exception, *, kept: str = RUN_KEPT, offline: bool = False) -> int | None:
@@ -96,6 +116,10 @@ def run_failure(error: Exception, *, kept: str = RUN_KEPT, offline: bool = False
   """
   if isinstance(error, DatasetUnavailableError):
     return fail(f"{error}{' Or run offline with --dataset=digits.' if offline else ''}")
+  if (full := _out_of_space(error)) is not None:
+    return fail(f"out of disk space ({type(full).__name__}: {error_cause(full)}). {kept}: "
+                "free some space first (a checkpoint is written before the oldest kept one "
+                "is deleted).", 1)
   if isinstance(error, DataReadError):
     return fail(f"{error}. {kept}.", 1)
   if isinstance(error, (ValueError, flags.Error)):
