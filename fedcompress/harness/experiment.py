@@ -542,6 +542,13 @@ class _RunRecord:
       self._warn(f"this run started in another environment ({change}); rounds from "
                  f"{first_round} on may differ in their last digits from an "
                  "uninterrupted run (the bits sent do not)")
+    # Recorded, not refused (docs and tools change often), but said: a codec is compared
+    # on resume by its name and revision, not by its code.
+    code = rundir.source_change(self._config.run_dir)
+    if code and self._warn is not None:
+      self._warn(f"this run started on other fedcompress code ({code}); rounds from "
+                 f"{first_round} on run on this checkout's, so where the two differ in "
+                 "what a run computes, they differ from an uninterrupted run")
 
   def write(self, row) -> None:
     self._last_round = int(row[m.ROUND])

@@ -424,6 +424,26 @@ def source() -> dict[str, Any] | None:
     return None
 
 
+def source_change(run_dir: str) -> str | None:
+  """How the code of the last segment differs from the first's, as far as recorded.
+
+  The commit, and whether tracked files differed from it; uncommitted changes that
+  differ between two segments of one commit are not recorded, so not seen.
+  """
+  recorded = [(s.get("environment") or {}).get("source")
+              for s in read_run_info(run_dir)["segments"]]
+  if len(recorded) < 2 or not recorded[0] or not recorded[-1]:
+    return None
+  first, last = recorded[0], recorded[-1]
+  differences = []
+  if first.get("commit") != last.get("commit"):
+    differences.append(f"commit {first.get('commit')} -> {last.get('commit')}")
+  if bool(first.get("dirty")) != bool(last.get("dirty")):
+    differences.append("uncommitted changes " + " -> ".join(
+        "yes" if s.get("dirty") else "no" for s in (first, last)))
+  return "; ".join(differences) or None
+
+
 def environment_change(run_dir: str) -> str | None:
   """What differs between the last segment's environment and the first's, or None.
 

@@ -246,3 +246,28 @@ def test_an_environment_change_is_named_against_the_first_segment(tmp_path, monk
   assert len(warnings) == 2, warnings
   assert all("this run started in another environment (usable_cpus 4 -> 2)" in w
              for w in warnings), warnings
+
+
+def test_a_resume_on_other_code_is_said(tmp_path, monkeypatch):
+  # The README counts the commit in the environment a resume names, but it was left out
+  # of the comparison: a run resumed on a commit that changed a codec said nothing.
+  from fedcompress.harness import rundir
+
+  here = rundir.environment()
+  warnings = []
+  config = experiment.ExperimentConfig(root_output_dir=str(tmp_path), experiment_name="run",
+                                       rounds=4, progress=False)
+  (tmp_path / "run").mkdir()
+  sources = [{"commit": "aaaa", "dirty": False}, {"commit": "aaaa", "dirty": False},
+             {"commit": "bbbb", "dirty": True}, None]
+  for first_round, source in enumerate(sources, start=1):
+    monkeypatch.setattr(rundir, "environment", lambda s=source: {**here, "source": s})
+    record = experiment._RunRecord(config, began=time.perf_counter(), warn=warnings.append)
+    record.start(first_round, 4)
+    record.write({m.ROUND: first_round})
+    record.close()
+  # The same code: nothing; other code: said; a segment outside a checkout: not known.
+  assert warnings == ["this run started on other fedcompress code (commit aaaa -> bbbb; "
+                      "uncommitted changes no -> yes); rounds from 3 on run on this "
+                      "checkout's, so where the two differ in what a run computes, they "
+                      "differ from an uninterrupted run"], warnings
