@@ -26,14 +26,14 @@ float32, so it cannot live in the driver. `ClientStateStore` keeps it on disk:
   file a kill left half-written) is deleted, so the redone rounds read exactly what
   they read the first time. After a round the driver checks each written file's size,
   fsyncs it and its directory (`commit`, `sync`) before the round's checkpoint is
-  saved. Once a checkpoint is durable, versions no checkpoint can need any more are
-  deleted (`collect_garbage`).
+  saved. After every round, versions that neither the next round nor a resume from a
+  kept checkpoint reads are deleted (`collect_garbage`).
 
 Why plain files rather than an embedded store (sqlite, LMDB, zarr): a state is written
 and read whole, once per participation, by a TensorFlow op in the worker; `tf.io`
 reads and writes files on every file system TensorFlow knows and needs nothing else.
-The cost is one inode per (client, version): with garbage collection at most one
-version per client seen plus those of the rounds since the oldest kept checkpoint.
+The cost is one inode per (client, version): with garbage collection, per client seen,
+its newest version and the newest at or before each kept checkpoint.
 
 Nothing here imports TFF. `read` and `write` (Python, whole vectors) are for tests,
 tools and processes that run without TFF.

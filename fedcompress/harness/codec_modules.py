@@ -9,6 +9,7 @@ builds every run's flags in one process registers its codecs once.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
 import importlib.util
@@ -18,9 +19,6 @@ from collections.abc import Sequence
 
 from fedcompress.tasks.errors import file_fingerprint
 
-# The user's source files each entry's import brought in besides its own (a package's
-# submodules, a helper it imports), by entry: recorded at the first import in the process.
-_BROUGHT_IN: dict[str, list[str]] = {}
 # Installed code (the standard library, the environment's packages) and fedcompress's own
 # (the run records its source) are not the user's codecs.
 _NOT_THE_USERS = tuple(os.path.join(os.path.abspath(p), "") for p in
@@ -31,7 +29,6 @@ _NOT_THE_USERS = tuple(os.path.join(os.path.abspath(p), "") for p in
 def import_codec_modules(entries: Sequence[str]) -> None:
   """Imports each entry (a `.py` path or a module name); one-line ValueError if one fails."""
   for entry in entries:
-    before = set(sys.modules)
     try:
       if entry.endswith(".py"):
         _import_file(entry)
@@ -40,45 +37,93 @@ def import_codec_modules(entries: Sequence[str]) -> None:
     except Exception as e:  # Its own code may raise anything: said in one line.
       raise ValueError(f"cannot import {entry}: "
                        f"{type(e).__name__}: {e}") from None
-    if entry not in _BROUGHT_IN:
-      files = (getattr(sys.modules[name], "__file__", None)
-               for name in set(sys.modules) - before)
-      _BROUGHT_IN[entry] = sorted({os.path.abspath(f) for f in files
-                                   if f and f.endswith(".py")
-                                   and not os.path.abspath(f).startswith(_NOT_THE_USERS)})
 
 
 def fingerprints(entries: Sequence[str]) -> list[str]:
-  """`<size>:<sha256>` of each entry's source files, sorted: what a run records of them.
+  """`<size>:<sha256>` of the entries' source files, sorted, each once: what a run
+  records of them.
 
   The codecs are compared on resume by the names they resolve to, and the modules' own
   files sit outside the repository (the run's `dirty` flag misses them): a module
   edited from float16 to float32 between two segments made one run of two codecs (its
-  aggregate bits doubled from round 2), without a word. The files are the entry's own
-  and, once it is imported, every other source file of the user's its import brought
-  in: a package's submodules, a helper module (a review found an edited submodule
-  recorded the same).
+  aggregate bits doubled from round 2), without a word. The files are each entry's own
+  and every other source file of the user's it imports, transitively (`_user_files`):
+  a package's submodules, a helper module (a review found an edited submodule recorded
+  the same). They are read from the import statements, not from what an import added
+  to `sys.modules`, so the record does not depend on which entry a process imported
+  first (a sweep imports every run's modules in one process).
   """
-  out = []
+  sources, recorded = set(), set()
   for entry in entries:
     if entry.endswith(".py"):
-      path = os.path.abspath(entry)
+      path, package = os.path.abspath(entry), ""
     else:
-      spec = importlib.util.find_spec(entry)
+      spec = _find_spec(entry)
       path = spec.origin if spec is not None else None
-    for source in dict.fromkeys([path, *_BROUGHT_IN.get(entry, [])]):
-      out.append((file_fingerprint(source, whole=True) if source else None)
-                 or f"unreadable:{source or entry}")
-  return sorted(out)
+      package = entry if spec is not None and spec.submodule_search_locations else (
+          entry.rpartition(".")[0])
+    if path is None:
+      recorded.add(f"unreadable:{entry}")
+    else:
+      sources.update(_user_files(path, package))
+  recorded.update(file_fingerprint(f, whole=True) or f"unreadable:{f}" for f in sources)
+  return sorted(recorded)
+
+
+def _find_spec(name: str):
+  try:
+    return importlib.util.find_spec(name)
+  except (ImportError, ValueError):  # a parent that is not a package, a bad name
+    return None
+
+
+def _user_files(path: str, package: str) -> set[str]:
+  """`path` and the user's source files it imports, transitively (not the installed
+  ones nor fedcompress's): every `import` and `from ... import` statement, relative ones
+  resolved against `package`, whether or not it ran (a superset is harmless)."""
+  files, queue = set(), [(os.path.abspath(path), package)]
+  while queue:
+    current, package = queue.pop()
+    if current in files or not current.endswith(".py") or current.startswith(_NOT_THE_USERS):
+      continue
+    files.add(current)
+    try:
+      with open(current, "rb") as f:
+        tree = ast.parse(f.read())
+    except (OSError, SyntaxError, ValueError):
+      continue  # Its fingerprint says it is unreadable, or it changed.
+    for node in ast.walk(tree):
+      if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+      elif isinstance(node, ast.ImportFrom):
+        base = node.module or ""
+        if node.level:  # Relative: up `level - 1` packages from this file's.
+          parts = package.split(".") if package else []
+          parents = parts[:len(parts) - node.level + 1] if node.level - 1 <= len(parts) else []
+          base = ".".join(parents + ([node.module] if node.module else []))
+        # `from pkg import sub` may name a submodule as well as an attribute.
+        names = [base] + [f"{base}.{alias.name}" for alias in node.names if base]
+      else:
+        continue
+      for name in names:
+        spec = _find_spec(name) if name else None
+        if spec is not None and spec.origin:
+          queue.append((os.path.abspath(spec.origin),
+                         name if spec.submodule_search_locations else name.rpartition(".")[0]))
+  return files
+
+
+def _module_name(path: str) -> str:
+  # A name of its own per file, kept in sys.modules: a second import is a no-op, where
+  # running the file again would register its codecs twice (refused).
+  return "fedcompress_codecs_of_" + hashlib.sha256(path.encode()).hexdigest()[:16]
 
 
 def _import_file(path: str) -> None:
   path = os.path.abspath(path)
   if not os.path.isfile(path):
     raise FileNotFoundError(f"no file {path}")
-  # A name of its own per file, kept in sys.modules: a second import is a no-op, where
-  # running the file again would register its codecs twice (refused).
-  name = "fedcompress_codecs_of_" + hashlib.sha256(path.encode()).hexdigest()[:16]
+  name = _module_name(path)
   if name in sys.modules:
     return
   spec = importlib.util.spec_from_file_location(name, path)

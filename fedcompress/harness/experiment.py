@@ -37,6 +37,7 @@ from fedcompress.federated.error_feedback import (
   ERROR_FEEDBACK_MODES,
   build_fedavg_with_error_feedback,
   check_error_feedback,
+  update_specs,
 )
 from fedcompress.federated.fedavg import build_fedavg
 from fedcompress.federated.privacy import (
@@ -703,6 +704,11 @@ def check_experiment(task: FederatedTask, config: ExperimentConfig) -> None:
                          client_weighting=CLIENT_WEIGHTINGS[config.client_weighting])
   elif config.aggregator.is_mean:
     check_weighted_codec(config.aggregate_codec, CLIENT_WEIGHTINGS[config.client_weighting])
+  if config.error_feedback != "none" and not isinstance(config.aggregate_codec, AllocatedCodec):
+    # On the model's own tensors: whether a residual stays bounded depends on their
+    # shapes. Before the run directory is taken, as the other refusals.
+    check_error_feedback(config.error_feedback, config.aggregate_codec,
+                         CLIENT_WEIGHTINGS[config.client_weighting], update_specs(task.model_fn))
   check_run_dir(config)
 
 

@@ -131,8 +131,9 @@ def run_loop(process: Process, client_ids: Sequence[str],
       read_paths, write_paths)`, e.g. `ClientStateProcess`): the round gets the sampled
       clients' state files in this store and writes their new versions, which are
       committed before the round's checkpoint; on resume the versions of rounds after
-      the checkpoint are dropped, and after each checkpoint the versions no kept
-      checkpoint needs are deleted.
+      the checkpoint are dropped (and a resume whose clients have none is refused), and
+      after every round the versions neither the next round nor a resume from a kept
+      checkpoint reads are deleted.
     round_metrics: `round_num -> {name: value}` added to each round's row (e.g. the
       privacy spent after that round, a function of the round alone, so a resumed run
       reports the same).

@@ -16,21 +16,19 @@ Stage = te.stages.UniformQuantizationEncodingStage
 
 @pytest.fixture
 def user_modules(tmp_path, monkeypatch):
-  """A package whose __init__ imports its submodule, and a file importing a helper."""
+  """A package whose __init__ imports its submodule (relatively), and a file importing
+  a helper."""
   package = tmp_path / "pkg_of_a_user"
   package.mkdir()
-  (package / "__init__.py").write_text("from pkg_of_a_user.stage import Stage\n")
+  (package / "__init__.py").write_text("from .stage import Stage\n")
   (package / "stage.py").write_text(_STAGE)
-  (tmp_path / "helper_of_a_user.py").write_text(_STAGE)
+  (tmp_path / "helper_of_a_user.py").write_text(_STAGE + "# The helper's own copy.\n")
   (tmp_path / "single_of_a_user.py").write_text("from helper_of_a_user import Stage\n")
   monkeypatch.syspath_prepend(str(tmp_path))
   before = set(sys.modules)
   yield tmp_path
   for name in set(sys.modules) - before:
     del sys.modules[name]
-  for entry in list(codec_modules._BROUGHT_IN):
-    if "of_a_user" in entry:
-      del codec_modules._BROUGHT_IN[entry]
 
 
 def test_the_files_an_import_brings_in_are_recorded_and_an_edit_shows(user_modules):
@@ -47,3 +45,21 @@ def test_the_files_an_import_brings_in_are_recorded_and_an_edit_shows(user_modul
     path.write_text(path.read_text().replace("float16", "float32"))
     assert codec_modules.fingerprints(entries) != first, edited
     first = codec_modules.fingerprints(entries)
+
+
+def test_the_record_does_not_depend_on_which_entry_was_imported_first(user_modules):
+  # Two entries sharing a helper: recorded by what an import added to sys.modules, the
+  # helper went to the first entry imported only, so a sweep's second run recorded
+  # without it and its resume in a fresh process was refused; an entry order, too.
+  (user_modules / "a_of_a_user.py").write_text("from helper_of_a_user import Stage\n")
+  (user_modules / "b_of_a_user.py").write_text("import helper_of_a_user\n")
+  codec_modules.import_codec_modules(["a_of_a_user", "b_of_a_user"])
+  helper = file_fingerprint(str(user_modules / "helper_of_a_user.py"), whole=True)
+  only_b = codec_modules.fingerprints(["b_of_a_user"])
+  assert helper in only_b and len(only_b) == 2
+  assert codec_modules.fingerprints(["b_of_a_user", "a_of_a_user"]) == \
+      codec_modules.fingerprints(["a_of_a_user", "b_of_a_user"])
+  # Each file once: the package and its submodule named both.
+  codec_modules.import_codec_modules(["pkg_of_a_user", "pkg_of_a_user.stage"])
+  both = codec_modules.fingerprints(["pkg_of_a_user.stage", "pkg_of_a_user"])
+  assert len(both) == len(set(both)) == 2
