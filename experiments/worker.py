@@ -8,6 +8,8 @@ or SIGTERM; it also dies with this process. The driver and every worker must run
 same TFF version. See the README for the multi-machine recipe.
 """
 
+import signal
+
 from fedcompress.federated import quiet
 
 quiet.quiet_tensorflow()  # Before TensorFlow loads: it reads its log level only then.
@@ -24,16 +26,24 @@ _MAX_CALLS = flags.DEFINE_integer(
     "Client computations this worker runs at once; default one per core of this "
     "machine, <= 0 for no limit.")
 flags.DEFINE_bool("tf_logs", False, "Show the worker's own logs (quiet by default).")
+_SIGNALS = {s.value for s in signal.Signals}
 
 
 def main(argv):
   if len(argv) > 1:
     return fail(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
-    return runtime.serve_worker(_PORT.value, _MAX_CALLS.value,
+    code = runtime.serve_worker(_PORT.value, _MAX_CALLS.value,
                                 on_ready=lambda line: print(line, flush=True))
   except RuntimeError as e:  # e.g. the port is taken: the worker exits at once.
     return fail(f"{e} Is port {_PORT.value} in use? --tf_logs shows the worker's log.", 1)
+  if code:  # It ended on its own, not on Ctrl-C or SIGTERM: said, not a silent exit.
+    how = (f"signal {signal.Signals(-code).name}" if code < 0 and -code in _SIGNALS
+           else f"status {code}")
+    return fail(f"the TFF worker_binary on port {_PORT.value} exited with {how}: drivers "
+                "using it lose it (a dataset file it cannot open ends it, as a relative "
+                "--cache_dir did); --tf_logs shows its log", 1)
+  return 0
 
 
 if __name__ == "__main__":

@@ -113,7 +113,7 @@ NUMBER_FLAGS: dict[str, NumberRule] = {
     "digits_clients": _at_least(1),
     "digits_alpha": NumberRule(MIN_DIRICHLET_ALPHA,
                                why="smaller ones make numpy's Dirichlet sampler run for hours"),
-    "worker_timeout_s": NumberRule(0.0),
+    "worker_timeout_s": _POSITIVE,  # 0 gave up on a running worker before connecting
     "max_batches_per_client": _at_least(1, optional=True),
     "max_eval_batches": _at_least(1),
     "temperature": _POSITIVE,
@@ -590,7 +590,8 @@ def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
   recorded = recorded_flags(fv, module_names)
   aggregator = aggregators.AggregatorSpec(fv.aggregator,
                                           codecs.parse_options(fv.aggregator_args))
-  if not aggregator.is_mean and not aggregate.is_identity:
+  if not aggregator.is_mean and (isinstance(aggregate, allocation.AllocatedCodec)
+                                 or not aggregate.is_identity):
     raise ValueError(f"--aggregator={fv.aggregator} replaces the encoded mean: use "
                      "--aggregate_encoder=identity")
   recorded.update(broadcast_codec=broadcast.describe(), aggregate_codec=aggregate.describe(),

@@ -139,12 +139,15 @@ def load_cached(load: Callable[[str | None], Any], dataset: str,
                 unavailable: tuple[type[BaseException], ...]) -> Any:
   """`load(cache_dir)` through one of TFF's loaders, which download what is not cached.
 
-  `~` in `cache_dir` is expanded (TFF would make a folder named `~`). A download cut
+  `~` in `cache_dir` is expanded (TFF would make a folder named `~`), and the path made
+  absolute: a client's dataset opens the file where it runs, and a remote worker runs
+  in its own directory (a relative path ended every worker). A download cut
   short, by an error or by Ctrl-C, leaves a partial file that TFF would take for a
   cached copy from then on: a file that was not there before the call is removed when
   the call fails. The exceptions in `unavailable` become `DatasetUnavailableError`.
   """
-  cache_dir = None if cache_dir is None else os.path.expanduser(os.fspath(cache_dir))
+  cache_dir = (None if cache_dir is None
+               else os.path.abspath(os.path.expanduser(os.fspath(cache_dir))))
   check_cache_dir(cache_dir, expected_file)
   expected = cached_path(cache_dir, expected_file)
   existed = os.path.exists(expected)

@@ -283,6 +283,28 @@ def test_worker_that_ignores_sigterm_is_killed(repo_root):
       proc.wait()
 
 
+def test_a_worker_binary_that_dies_is_said_not_a_silent_exit(repo_root):
+  # Its worker_binary gone (a relative --cache_dir it could not open ended it with
+  # status 245), worker.py exited with its status and only the "ready" line on record.
+  port = portpicker.pick_unused_port()
+  proc = subprocess.Popen(
+      [sys.executable, str(repo_root / "experiments" / "worker.py"), f"--port={port}"],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  try:
+    match = _READY.match(_read_line(proc, time.monotonic() + _STARTUP_S))
+    assert match, "worker.py did not report ready"
+    os.kill(int(match.group(2)), signal.SIGKILL)
+    assert proc.wait(timeout=30) == 1
+    assert proc.stderr.read() == (f"error: the TFF worker_binary on port {port} exited with "
+                                  "signal SIGKILL: drivers using it lose it (a dataset file it "
+                                  "cannot open ends it, as a relative --cache_dir did); "
+                                  "--tf_logs shows its log\n")
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+      proc.wait()
+
+
 @pytest.mark.parametrize("bad", ["localhost", ":80", "host:port", "host:0", "host:70000"])
 def test_bad_worker_address(bad):
   with pytest.raises(ValueError, match="HOST:PORT"):

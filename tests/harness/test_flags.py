@@ -616,3 +616,11 @@ def test_uplink_widths_that_send_part_of_the_coordinates_are_said_biased(
   fc_flags.codec_from_flags(fv, direction)
   err = capsys.readouterr().err
   assert (err == "") if warned is None else err.startswith(f"warning: {warned}"), err
+
+
+def test_an_aggregator_with_a_bit_budget_is_refused_in_one_line():
+  # The budget's AllocatedCodec has no `is_identity`: an AttributeError traceback.
+  fv = _parsed(fc_flags.define_image_experiment_flags, "--aggregator=fetchsgd",
+               "--aggregate_encoder=eden", "--aggregate_bits_per_coordinate=2")
+  with pytest.raises(ValueError, match="--aggregator=fetchsgd replaces the encoded mean"):
+    fc_flags.experiment_config_from_flags(fv, module_names=[])

@@ -71,6 +71,23 @@ def test_a_cache_dir_with_a_tilde_is_the_home_folder(tmp_path, monkeypatch):
   assert not (tmp_path / "~").exists()
 
 
+def test_a_relative_cache_dir_reads_from_anywhere_once_loaded(tmp_path, monkeypatch):
+  # A client's dataset opens the sqlite file where it runs: a TFF worker started in
+  # another directory could not open a relative path (every worker ended).
+  monkeypatch.chdir(tmp_path)
+  monkeypatch.setattr(urllib.request, "urlopen", _no_download)
+  (tmp_path / "data").mkdir()
+  sample_data.write_random_emnist_sqlite(
+      tmp_path / "data" / "emnist_all.sqlite",
+      {"f0000_train": ("digits_only_train", 3), "f0000_test": ("digits_only_test", 2)},
+      num_classes=10)
+  train, _ = emnist.load_emnist(only_digits=True, cache_dir="data")
+  elsewhere = tmp_path / "elsewhere"
+  elsewhere.mkdir()
+  monkeypatch.chdir(elsewhere)
+  assert len(list(train.create_tf_dataset_for_client("f0000_train"))) == 3
+
+
 @pytest.mark.parametrize("name", sorted(LOADERS))
 def test_a_database_without_the_clients_asked_for_says_which_it_has(name, tmp_path,
                                                                    monkeypatch):
