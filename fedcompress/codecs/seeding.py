@@ -31,6 +31,7 @@ sent (error feedback keeps `x - decode(encode(x))`).
 from __future__ import annotations
 
 import contextlib
+import re
 
 import tensorflow as tf
 
@@ -75,3 +76,28 @@ def params_key(key: tf.Tensor, index: int) -> tf.Tensor:
 def seed_scope(key: tf.Tensor) -> contextlib.AbstractContextManager:
   """The stages' draws traced inside are functions of `key` (see `_common.seed_scope`)."""
   return _common.seed_scope(key)
+
+
+def draw_seed() -> tf.Tensor:
+  """A fresh int32 scalar seed for a stage's own draws (`tf.random.stateless_*`).
+
+  Drawn from the open `seed_scope`'s key, so a run draws the same with the same
+  `--seed`, and the server's parameters are the same each time TFF computes them (on
+  `--workers`, once to encode and once to decode); outside a scope, unseeded.
+  """
+  return _common.draw_seed()
+
+
+# Ops that draw from TensorFlow's global or a stateful generator, which no seed scope
+# reaches (tensor_encoding's own stages draw their seeds so).
+_STATEFUL_RANDOM = re.compile(r"^(Random|Stateful|TruncatedNormal$|Multinomial$|"
+                              r"ParameterizedTruncatedNormal$|RngSkip$|RngReadAndSkip$)")
+
+
+def unseeded_param_draws(encoder) -> list[str]:
+  """The op types of the draws `encoder.get_params` makes outside the seed scope it runs
+  in: each such draw differs every time the parameters are computed."""
+  graph = tf.Graph()
+  with graph.as_default(), seed_scope(params_key(round_key(0, tf.constant(0, tf.int64)), 0)):
+    encoder.get_params(encoder.initial_state())
+  return sorted({op.type for op in graph.get_operations() if _STATEFUL_RANDOM.match(op.type)})

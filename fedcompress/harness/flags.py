@@ -17,7 +17,7 @@ from typing import Any
 from absl import flags
 
 from fedcompress import codecs, tasks
-from fedcompress.codecs import allocation
+from fedcompress.codecs import allocation, seeding
 from fedcompress.federated import aggregators, privacy, quiet
 from fedcompress.harness import cli, codec_modules, rundir
 from fedcompress.harness.codec_modules import import_codec_modules
@@ -543,6 +543,27 @@ def codec_from_flags(fv: FlagValues, direction: str
   return codec
 
 
+def _check_seeded_params(broadcast, aggregate) -> None:
+  """Refuses codecs whose parameters come from TensorFlow's global generator on workers.
+
+  Through workers TFF computes the server's parameters once per subround to encode
+  and again after the merge to decode: a stage drawing them unseeded (as
+  tensor_encoding's own `HadamardEncodingStage` does) decoded with other draws than it
+  encoded with, a mean off by more than itself (relative error 1.29 against 8e-8
+  locally), with equal bit counts and no word. The built-in codecs draw through the
+  seed scopes.
+  """
+  for direction, codec in (("broadcast", broadcast), ("aggregate", aggregate)):
+    spec = codec.base if isinstance(codec, allocation.AllocatedCodec) else codec
+    draws = seeding.unseeded_param_draws(spec.make_encoder())
+    if draws:
+      raise ValueError(f"--{direction}_encoder={spec.name} draws its parameters from "
+                       f"TensorFlow's global generator ({', '.join(draws)}): on --workers "
+                       "TFF computes them once to encode and again to decode, and the mean "
+                       "would be wrong; draw seeds with fedcompress.codecs.seeding."
+                       "draw_seed() and stateless ops, or run without --workers")
+
+
 def recorded_flags(fv: FlagValues, module_names: list[str]) -> dict[str, Any]:
   """Resolved values of the flags the binary and this module define (for config.json)."""
   record: dict[str, Any] = {}
@@ -594,6 +615,8 @@ def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
                                  or not aggregate.is_identity):
     raise ValueError(f"--aggregator={fv.aggregator} replaces the encoded mean: use "
                      "--aggregate_encoder=identity")
+  if fv.workers:
+    _check_seeded_params(broadcast, aggregate)
   recorded.update(broadcast_codec=broadcast.describe(), aggregate_codec=aggregate.describe(),
                   aggregator=aggregator.describe())
   if fv.codec_modules:  # Their codecs are compared by name: their source, by digest.

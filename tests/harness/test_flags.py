@@ -624,3 +624,31 @@ def test_an_aggregator_with_a_bit_budget_is_refused_in_one_line():
                "--aggregate_encoder=eden", "--aggregate_bits_per_coordinate=2")
   with pytest.raises(ValueError, match="--aggregator=fetchsgd replaces the encoded mean"):
     fc_flags.experiment_config_from_flags(fv, module_names=[])
+
+
+def test_on_workers_a_codec_drawing_unseeded_parameters_is_refused():
+  # Through workers TFF computes the parameters once to encode and again to decode:
+  # tensor_encoding's own Hadamard stage (a stateful draw) gave a mean off by 129%.
+  from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
+
+  from fedcompress import codecs
+
+  codecs.register_stage("te_hadamard_of_a_user", te.stages.HadamardEncodingStage)
+  try:
+    on_workers = ("--workers=127.0.0.1:1",)
+    fc_flags.experiment_config_from_flags(_parsed(
+        fc_flags.define_image_experiment_flags, "--aggregate_encoder=te_hadamard_of_a_user"),
+        module_names=[])
+    with pytest.raises(ValueError, match=r"^--aggregate_encoder=te_hadamard_of_a_user draws "
+                       r"its parameters from TensorFlow's global generator \(RandomUniformInt\)"):
+      fc_flags.experiment_config_from_flags(_parsed(
+          fc_flags.define_image_experiment_flags, *on_workers,
+          "--aggregate_encoder=te_hadamard_of_a_user"), module_names=[])
+    # The built-in codecs draw through the seed scopes, budgets and chains included.
+    for codec_flags in (["--aggregate_encoder=kashin", "--broadcast_encoder=eden"],
+                        ["--aggregate_encoder=randk(fraction=0.1)|hadamard(bits=2)"],
+                        ["--broadcast_encoder=eden", "--broadcast_bits_per_coordinate=2"]):
+      fc_flags.experiment_config_from_flags(_parsed(
+          fc_flags.define_image_experiment_flags, *on_workers, *codec_flags), module_names=[])
+  finally:
+    codecs.unregister("te_hadamard_of_a_user")
