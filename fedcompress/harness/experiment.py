@@ -716,9 +716,14 @@ def tensorboard_hparams(config: ExperimentConfig) -> dict[str, Any]:
   """The run's HParams: config.json's record, without how or where its segments ran.
 
   The record, not `recorded`: a config built in Python records only its task's settings
-  there, and its HParams lacked the codecs, learning rates, rounds and seed.
+  there, and its HParams lacked the codecs, learning rates, rounds and seed. On resume,
+  the record as the run was first started (config.json, written once): a resume may
+  spell a setting otherwise (`--aggregator_args=topk=0.010`, the same as 0.01), and
+  the HParams showed the new spelling beside config.json's.
   """
-  return {k: v for k, v in config.record().items() if k not in rundir.HOW_NOT_WHAT}
+  record = rundir.read_config(config.run_dir) or {
+      k: rundir.jsonable(v) for k, v in config.record().items()}
+  return {k: v for k, v in record.items() if k not in rundir.HOW_NOT_WHAT}
 
 
 def _run_locked(task, config, initial_weights, process, console) -> ExperimentResult:

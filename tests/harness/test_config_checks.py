@@ -113,6 +113,25 @@ def test_hparams_are_the_record_without_how_segments_started():
   assert {"dataset", "client_learning_rate", "aggregate_codec", "seed"} <= set(hparams)
 
 
+def test_a_resumes_hparams_are_the_record_of_the_runs_first_start(tmp_path):
+  # A resume may spell a setting otherwise and still be the same run; its HParams
+  # showed the new spelling beside config.json's.
+  import json
+
+  from fedcompress.harness.experiment import tensorboard_hparams
+
+  def _config(**kw):
+    return ExperimentConfig(experiment_name="x", **kw)
+
+  first = _config(root_output_dir=str(tmp_path), recorded={"aggregator_args": "topk=0.01"})
+  (tmp_path / first.experiment_name).mkdir()
+  (tmp_path / first.experiment_name / rundir.CONFIG_FILE).write_text(
+      json.dumps({k: rundir.jsonable(v) for k, v in first.record().items()}))
+  resumed = _config(root_output_dir=str(tmp_path), recorded={"aggregator_args": "topk=0.010"})
+  assert tensorboard_hparams(resumed)["aggregator_args"] == "topk=0.01"
+  assert tensorboard_hparams(resumed) == tensorboard_hparams(first)
+
+
 @pytest.mark.parametrize("overrides,direction", [
     (dict(aggregate_codec=CodecSpec("fixed_int", {"bits": 4}), client_weighting="uniform"),
      "aggregate"),
