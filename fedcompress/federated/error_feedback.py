@@ -214,12 +214,19 @@ def check_error_feedback(mode: str, aggregate_codec: CodecSpec | str | None,
   if mode == "ef21" and client_weighting != ClientWeighting.UNIFORM:
     raise ValueError("--error_feedback=ef21 keeps the population mean of the clients' "
                      "estimates, which needs --client_weighting=uniform")
-  # The residual is the next round's input: with a codec that errs too much for what it
-  # encodes it compounds (reviews R2 and R7: unbiased randk at 5% 1,620 updates after 8
-  # rounds, hadamard(bits=1) 54,500, a digits run ending at loss 13 against 2.2). No
-  # formula covers every codec and chain, so one client is simulated (residual_growth),
-  # on each shape the codec encodes: whether a residual compounds depends on it.
-  encoded = {(tuple(s.shape.as_list()), s.dtype.name): s for s in specs or ()
+  check_residual_growth(codec, specs or ())
+
+
+def check_residual_growth(codec: CodecSpec, specs: Sequence[tf.TensorSpec]) -> None:
+  """Refuses `codec` if error feedback's residual compounds on a tensor of `specs`.
+
+  The residual is the next round's input: with a codec that errs too much for what it
+  encodes it compounds (reviews R2 and R7: unbiased randk at 5% 1,620 updates after 8
+  rounds, hadamard(bits=1) 54,500, a digits run ending at loss 13 against 2.2). No
+  formula covers every codec and chain, so one client is simulated (residual_growth),
+  on each shape the codec encodes: whether a residual compounds depends on it.
+  """
+  encoded = {(tuple(s.shape.as_list()), s.dtype.name): s for s in specs
              if codec.applies_to(s)}
   for (shape, _), spec in sorted(encoded.items(), key=lambda kv: -math.prod(kv[0][0])):
     growth = residual_growth.residual_growth(codec, spec)
@@ -269,7 +276,7 @@ def build_fedavg_with_error_feedback(
   Returns:
     A `ClientStateProcess`; its metrics are those of `build_fedavg` under the same names.
   """
-  check_error_feedback(mode, aggregate_codec, client_weighting, update_specs(model_fn))
+  check_error_feedback(mode, aggregate_codec, client_weighting)
   if mode == "ef21" and not (isinstance(num_clients, int) and num_clients >= 1):
     raise ValueError(f"ef21 needs num_clients (the population size) >= 1, got {num_clients!r}")
   client_optimizer = client_optimizer or tff.learning.optimizers.build_sgdm(0.02)
@@ -278,6 +285,7 @@ def build_fedavg_with_error_feedback(
   weights_type = tff.learning.models.weights_type_from_model(model_fn)
   update_type = weights_type.trainable
   update_tensor_specs = type_conversions.type_to_tf_tensor_specs(update_type)
+  check_residual_growth(aggregate_codec, tf.nest.flatten(update_tensor_specs))
   size = sum(math.prod(s.shape.as_list()) for s in tf.nest.flatten(update_tensor_specs))
   state_type = tff.TensorType(np.float32, [size])
 
