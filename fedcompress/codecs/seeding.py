@@ -94,10 +94,17 @@ _STATEFUL_RANDOM = re.compile(r"^(Random|Stateful|TruncatedNormal$|Multinomial$|
                               r"ParameterizedTruncatedNormal$|RngSkip$|RngReadAndSkip$)")
 
 
-def unseeded_param_draws(encoder) -> list[str]:
-  """The op types of the draws `encoder.get_params` makes outside the seed scope it runs
-  in: each such draw differs every time the parameters are computed."""
+def unseeded_param_draws(encoder, spec: tf.TensorSpec | None = None) -> list[str]:
+  """The op types of the draws `encoder.get_params` (and, with `spec`, its encode of
+  such a tensor) makes outside the seed scopes they run in: each such draw differs
+  every time it is computed."""
   graph = tf.Graph()
-  with graph.as_default(), seed_scope(params_key(round_key(0, tf.constant(0, tf.int64)), 0)):
-    encoder.get_params(encoder.initial_state())
+  with graph.as_default():
+    key = round_key(0, tf.constant(0, tf.int64))
+    with seed_scope(params_key(key, 0)):
+      encode_params, _ = encoder.get_params(encoder.initial_state())
+    if spec is not None:
+      x = tf.zeros(spec.shape, spec.dtype)
+      with seed_scope(encode_key(key, 0, x)):
+        encoder.encode(x, encode_params)
   return sorted({op.type for op in graph.get_operations() if _STATEFUL_RANDOM.match(op.type)})

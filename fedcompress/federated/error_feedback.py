@@ -228,6 +228,17 @@ def check_residual_growth(codec: CodecSpec, specs: Sequence[tf.TensorSpec]) -> N
   """
   encoded = {(tuple(s.shape.as_list()), s.dtype.name): s for s in specs
              if codec.applies_to(s)}
+  for spec in encoded.values():
+    # The client recomputes its encode under the aggregator's keys: a draw outside them
+    # (tensor_encoding's own stages draw so) made residuals that were not what was lost
+    # (13 of 20 coordinates off by up to 30% with its uniform stage).
+    draws = seeding.unseeded_param_draws(codec.make_encoder(), spec)
+    if draws:
+      raise ValueError(f"--error_feedback needs an uplink codec a client can recompute; "
+                       f"{codec.name} draws from TensorFlow's global generator "
+                       f"({', '.join(draws)}), so the residual would not be what was sent: "
+                       "draw seeds with fedcompress.codecs.seeding.draw_seed() and "
+                       "stateless ops")
   for (shape, _), spec in sorted(encoded.items(), key=lambda kv: -math.prod(kv[0][0])):
     growth = residual_growth.residual_growth(codec, spec)
     if growth > residual_growth.LIMIT:

@@ -385,3 +385,25 @@ def test_a_count_sketch_behind_a_per_client_link_decodes_sums_exactly(chain):
   alone = CodecSpec("countsketch", {"rows": 3}, threshold=0)
   assert not alone.codec.decodes_sums_exactly(alone.options)
   assert _decoded_sum_minus_sum_of_decodes(alone) > 1.0
+
+
+def test_a_codec_drawing_unseeded_in_its_encode_is_refused():
+  # The client recomputes its encode under the aggregator's keys; tensor_encoding's own
+  # uniform stage draws its dither from the global generator, and the residuals kept
+  # were not what the round lost (13 of 20 coordinates off by up to 30%).
+  from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
+
+  from fedcompress.codecs import register_stage, unregister
+
+  register_stage("te_uniform_of_a_user", te.stages.UniformQuantizationEncodingStage)
+  try:
+    specs = [tf.TensorSpec([64, 32], tf.float32)]
+    uniform = tff.learning.ClientWeighting.UNIFORM
+    with pytest.raises(ValueError, match=r"te_uniform_of_a_user draws from TensorFlow's "
+                       r"global generator \(RandomUniform\), so the residual would not be"):
+      check_error_feedback("ef", CodecSpec("te_uniform_of_a_user", threshold=0), uniform,
+                           specs)
+    # fedcompress's own uniform stage draws its dither under the keys.
+    check_error_feedback("ef", CodecSpec("uniform(bits=3)", threshold=0), uniform, specs)
+  finally:
+    unregister("te_uniform_of_a_user")
