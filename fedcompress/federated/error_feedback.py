@@ -232,7 +232,7 @@ def check_residual_growth(codec: CodecSpec, specs: Sequence[tf.TensorSpec]) -> N
     # The client recomputes its encode under the aggregator's keys: a draw outside them
     # (tensor_encoding's own stages draw so) made residuals that were not what was lost
     # (13 of 20 coordinates off by up to 30% with its uniform stage).
-    draws = seeding.unseeded_param_draws(codec.make_encoder(), spec)
+    draws = residual_growth.unseeded_draws(codec, spec)
     if draws:
       raise ValueError(f"--error_feedback needs an uplink codec a client can recompute; "
                        f"{codec.name} draws from TensorFlow's global generator "

@@ -29,13 +29,14 @@ while `hadamard(bits=2)` settles on 2,000 coordinates.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 
 import numpy as np
 import tensorflow as tf
 
-from fedcompress.codecs import CodecSpec, registry
+from fedcompress.codecs import CodecSpec, registry, seeding
 
 ROUNDS = 40
 LIMIT = 2.0
@@ -86,10 +87,23 @@ def residual_growth(codec: CodecSpec, spec: tf.TensorSpec) -> float:
     ValueError: the codec could not be simulated on such a tensor, in one line.
   """
   shape = tuple(spec.shape.as_list())
-  try:
+  with _said_in_one_line(codec, spec):
     return _growth(codec.name, tuple(sorted(codec.options.items())), shape, spec.dtype.name,
                    registry.registry_change())
+
+
+def unseeded_draws(codec: CodecSpec, spec: tf.TensorSpec) -> list[str]:
+  """`seeding.unseeded_param_draws` of `codec` on a tensor of `spec`: the draws a
+  client could not recompute (a ValueError in one line if it cannot be traced)."""
+  with _said_in_one_line(codec, spec):
+    return seeding.unseeded_param_draws(codec.make_encoder(), spec)
+
+
+@contextlib.contextmanager
+def _said_in_one_line(codec: CodecSpec, spec: tf.TensorSpec):
+  try:
+    yield
   except Exception as e:  # A user's codec may raise anything: said in one line.
     raise ValueError(f"--error_feedback could not simulate {codec.name} on a "
-                     f"{'x'.join(map(str, shape))} {spec.dtype.name} tensor "
+                     f"{'x'.join(map(str, spec.shape.as_list()))} {spec.dtype.name} tensor "
                      f"({type(e).__name__}: {str(e).strip().splitlines()[0][:200]})") from None
