@@ -15,8 +15,10 @@ import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
+from fedcompress import codecs
 from fedcompress.tasks.errors import file_fingerprint
 
 # Installed code (the standard library, the environment's packages) and fedcompress's own
@@ -26,9 +28,25 @@ _NOT_THE_USERS = tuple(os.path.join(os.path.abspath(p), "") for p in
                         os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
 
 
+# The entry (a `.py` file's absolute path, or a module name) that registered each codec
+# name in this process: one process holds one codec per name, and a sweep imports every
+# run's modules into one.
+_REGISTERED_BY: dict[str, str] = {}
+
+
+def _entry_key(entry: str) -> str:
+  return os.path.abspath(entry) if entry.endswith(".py") else entry
+
+
+def _registered() -> dict[str, Any]:
+  return {name: codecs.get_codec(name) for name in codecs.available_codecs()}
+
+
 def import_codec_modules(entries: Sequence[str]) -> None:
-  """Imports each entry (a `.py` path or a module name); one-line ValueError if one fails."""
+  """Imports each entry (a `.py` path or a module name); one-line ValueError if one fails,
+  or if it registers a codec name another entry registered in this process."""
   for entry in entries:
+    before = _registered()
     try:
       if entry.endswith(".py"):
         _import_file(entry)
@@ -37,6 +55,34 @@ def import_codec_modules(entries: Sequence[str]) -> None:
     except Exception as e:  # Its own code may raise anything: said in one line.
       raise ValueError(f"cannot import {entry}: "
                        f"{type(e).__name__}: {e}") from None
+    for name, codec in _registered().items():
+      if before.get(name) is codec:
+        continue
+      # A name registered anew (none before it, or one unregistered since) is this
+      # entry's; one replaced was registered by another entry, or by the user.
+      previous = _REGISTERED_BY.get(name) if name in before else None
+      _REGISTERED_BY[name] = _entry_key(entry)
+      if previous is not None and previous != _entry_key(entry):
+        # With overwrite=True the last one imported replaced the other for every run of
+        # a sweep (a review's v1 and v2 runs both sent v2's float32).
+        raise ValueError(f"codec {name!r} is registered by both {previous} and {entry}: "
+                         "one process (a sweep's runs) holds one codec per name, so every "
+                         "run would use the last one imported; give them different names")
+
+
+def check_codec_sources(names: Iterable[str], entries: Sequence[str]) -> None:
+  """Refuses a codec name that a `--codec_modules` entry the run does not list registered.
+
+  In a sweep's process a run could use a codec another run's module registered: its
+  config.json recorded no module, and the run could not be resumed on its own.
+  """
+  listed = {_entry_key(e) for e in entries}
+  for name in names:
+    source = _REGISTERED_BY.get(name)
+    if source is not None and source not in listed:
+      raise ValueError(f"codec {name!r} comes from --codec_modules {source}, which this "
+                       "run does not list: add it to the run's --codec_modules, so that "
+                       "its config.json records it")
 
 
 def fingerprints(entries: Sequence[str]) -> list[str]:

@@ -543,6 +543,12 @@ def codec_from_flags(fv: FlagValues, direction: str
   return codec
 
 
+def _codec_names(codec) -> list[str]:
+  """The registered names a codec (a chain's links, a budget's base) is made of."""
+  spec = codec.base if isinstance(codec, allocation.AllocatedCodec) else codec
+  return [name for name, _ in codecs.parse_chain(spec.name)] if spec.is_chain else [spec.name]
+
+
 def _check_seeded_params(broadcast, aggregate) -> None:
   """Refuses codecs whose parameters come from TensorFlow's global generator on workers.
 
@@ -617,6 +623,8 @@ def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
                      "--aggregate_encoder=identity")
   if fv.workers:
     _check_seeded_params(broadcast, aggregate)
+  codec_modules.check_codec_sources(_codec_names(broadcast) + _codec_names(aggregate),
+                                    fv.codec_modules or [])
   recorded.update(broadcast_codec=broadcast.describe(), aggregate_codec=aggregate.describe(),
                   aggregator=aggregator.describe())
   if fv.codec_modules:  # Their codecs are compared by name: their source, by digest.

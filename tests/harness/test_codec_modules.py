@@ -63,3 +63,49 @@ def test_the_record_does_not_depend_on_which_entry_was_imported_first(user_modul
   codec_modules.import_codec_modules(["pkg_of_a_user", "pkg_of_a_user.stage"])
   both = codec_modules.fingerprints(["pkg_of_a_user.stage", "pkg_of_a_user"])
   assert len(both) == len(set(both)) == 2
+
+
+_REGISTERS = """
+from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
+import fedcompress
+fedcompress.register_stage("same_name_of_a_user", te.stages.{stage}, overwrite=True)
+"""
+
+
+@pytest.fixture
+def same_name_modules(tmp_path):
+  """Two files registering one codec name (as the README's overwrite=True allows)."""
+  from fedcompress import codecs
+
+  paths = []
+  for version, stage in (("v1", "UniformQuantizationEncodingStage"),
+                         ("v2", "BitpackingEncodingStage")):
+    path = tmp_path / f"{version}_of_a_user.py"
+    path.write_text(_REGISTERS.format(stage=stage))
+    paths.append(str(path))
+  before = set(sys.modules)
+  yield paths
+  codecs.unregister("same_name_of_a_user")
+  codec_modules._REGISTERED_BY.pop("same_name_of_a_user", None)
+  for name in set(sys.modules) - before:
+    del sys.modules[name]
+
+
+def test_two_modules_registering_one_name_in_a_process_are_refused(same_name_modules):
+  # A sweep imports every run's modules into one process: with overwrite=True the last
+  # one replaced the other, and runs of v1 and v2 both sent v2's codec.
+  v1, v2 = same_name_modules
+  codec_modules.import_codec_modules([v1])
+  codec_modules.check_codec_sources(["same_name_of_a_user", "uniform"], [v1])
+  with pytest.raises(ValueError, match=r"codec 'same_name_of_a_user' is registered by both "
+                     r".*v1_of_a_user.py and .*v2_of_a_user.py: one process"):
+    codec_modules.import_codec_modules([v2])
+
+
+def test_a_run_using_a_codec_of_a_module_it_does_not_list_is_refused(same_name_modules):
+  # Its config.json recorded no module: the run could not be resumed on its own.
+  v1, _ = same_name_modules
+  codec_modules.import_codec_modules([v1])
+  with pytest.raises(ValueError, match=r"codec 'same_name_of_a_user' comes from "
+                     r"--codec_modules .*v1_of_a_user.py, which this run does not list"):
+    codec_modules.check_codec_sources(["same_name_of_a_user"], [])
