@@ -201,8 +201,14 @@ class Codec:
     if self.bits_formula is None:
       raise ValueError(f"codec {self.name!r} has no bit formula: its size depends on the "
                        "data, or it was registered without one (Codec(..., bits_formula=...))")
-    return self.bits_formula(num_elements, direction=direction, dtype=tf.as_dtype(dtype),
-                             **self.options(options))
+    checked = self.options(options)
+    try:
+      return self.bits_formula(num_elements, direction=direction, dtype=tf.as_dtype(dtype),
+                               **checked)
+    except TypeError as e:  # A user's formula of another signature: said in one line.
+      raise ValueError(f"codec {self.name!r}: its bits_formula cannot be called as "
+                       "bits_formula(num_elements, *, direction, dtype, **options) with "
+                       f"options {checked}: {e}") from None
 
   def relative_error_bound(self, num_elements: int,
                            options: Mapping[str, Any] | None = None) -> float | None:
@@ -265,7 +271,11 @@ def register_stage(name: str, stage_factory: Callable[..., Any], *, flatten: boo
   """
 
   def builder(**options) -> te.core.Encoder:
-    composer = te.core.EncoderComposer(stage_factory(**options))
+    try:
+      stage = stage_factory(**options)
+    except ValueError as e:  # The stage's own refusal (float('abc')) named no codec.
+      raise ValueError(f"codec {name!r} cannot be built with options {options}: {e}") from None
+    composer = te.core.EncoderComposer(stage)
     if flatten:
       composer = composer.add_parent(
           te.stages.FlattenEncodingStage(), te.stages.FlattenEncodingStage.ENCODED_VALUES_KEY)
