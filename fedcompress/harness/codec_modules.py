@@ -95,9 +95,11 @@ def fingerprints(entries: Sequence[str]) -> list[str]:
   aggregate bits doubled from round 2), without a word. The files are each entry's own
   and every other source file of the user's it imports, transitively (`_user_files`):
   a package's submodules, a helper module (a review found an edited submodule recorded
-  the same). They are read from the import statements, not from what an import added
-  to `sys.modules`, so the record does not depend on which entry a process imported
-  first (a sweep imports every run's modules in one process).
+  the same), and the `__init__` files of a dotted entry's packages. They are read from
+  the import statements, not from what an import added to `sys.modules`, so the record
+  does not depend on which entry a process imported first (a sweep imports every run's
+  modules in one process); a module loaded by `importlib.import_module(name)` in the
+  code is not seen.
   """
   sources, recorded = set(), set()
   for entry in entries:
@@ -111,7 +113,15 @@ def fingerprints(entries: Sequence[str]) -> list[str]:
     if path is None:
       recorded.add(f"unreadable:{entry}")
     else:
+      # The entry's own file always, installed or not; and the packages above a dotted
+      # entry, whose __init__ files run when it is imported.
+      sources.add(os.path.abspath(path))
       sources.update(_user_files(path, package))
+      parents = entry.split(".")[:-1] if not entry.endswith(".py") else []
+      for depth in range(1, len(parents) + 1):
+        parent = _find_spec(".".join(parents[:depth]))
+        if parent is not None and parent.origin:
+          sources.update(_user_files(parent.origin, ".".join(parents[:depth])))
   recorded.update(file_fingerprint(f, whole=True) or f"unreadable:{f}" for f in sources)
   return sorted(recorded)
 

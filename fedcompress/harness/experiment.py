@@ -712,6 +712,9 @@ def check_experiment(task: FederatedTask, config: ExperimentConfig) -> None:
   check_run_dir(config)
 
 
+_EXTENDED_ON_RESUME = ("rounds", "rounds_per_eval")
+
+
 def tensorboard_hparams(config: ExperimentConfig) -> dict[str, Any]:
   """The run's HParams: config.json's record, without how or where its segments ran.
 
@@ -721,8 +724,11 @@ def tensorboard_hparams(config: ExperimentConfig) -> dict[str, Any]:
   spell a setting otherwise (`--aggregator_args=topk=0.010`, the same as 0.01), and
   the HParams showed the new spelling beside config.json's.
   """
-  record = rundir.read_config(config.run_dir) or {
-      k: rundir.jsonable(v) for k, v in config.record().items()}
+  current = {k: rundir.jsonable(v) for k, v in config.record().items()}
+  record = rundir.read_config(config.run_dir) or current
+  # What a resume may extend stays the current: a run extended from 10 rounds to 20
+  # shows 20, as an uninterrupted run of 20 does.
+  record = {**record, **{k: current[k] for k in _EXTENDED_ON_RESUME if k in current}}
   return {k: v for k, v in record.items() if k not in rundir.HOW_NOT_WHAT}
 
 

@@ -550,7 +550,8 @@ def _codec_names(codec) -> list[str]:
 
 
 def _check_seeded_params(broadcast, aggregate) -> None:
-  """Refuses codecs whose parameters come from TensorFlow's global generator on workers.
+  """Refuses an uplink codec whose parameters come from TensorFlow's global generator
+  on workers (the broadcast computes them in its one encode, and sends them along).
 
   Through workers TFF computes the server's parameters once per subround to encode
   and again after the merge to decode: a stage drawing them unseeded (as
@@ -559,15 +560,15 @@ def _check_seeded_params(broadcast, aggregate) -> None:
   locally), with equal bit counts and no word. The built-in codecs draw through the
   seed scopes.
   """
-  for direction, codec in (("broadcast", broadcast), ("aggregate", aggregate)):
-    spec = codec.base if isinstance(codec, allocation.AllocatedCodec) else codec
-    draws = seeding.unseeded_param_draws(spec.make_encoder())
-    if draws:
-      raise ValueError(f"--{direction}_encoder={spec.name} draws its parameters from "
-                       f"TensorFlow's global generator ({', '.join(draws)}): on --workers "
-                       "TFF computes them once to encode and again to decode, and the mean "
-                       "would be wrong; draw seeds with fedcompress.codecs.seeding."
-                       "draw_seed() and stateless ops, or run without --workers")
+  del broadcast  # One encode computes its parameters and sends what decoding needs.
+  spec = aggregate.base if isinstance(aggregate, allocation.AllocatedCodec) else aggregate
+  draws = seeding.unseeded_param_draws(spec.make_encoder())
+  if draws:
+    raise ValueError(f"--aggregate_encoder={spec.name} draws its parameters from "
+                     f"TensorFlow's global generator ({', '.join(draws)}): on --workers "
+                     "TFF computes them once to encode and again to decode, and the mean "
+                     "would be wrong; draw seeds with fedcompress.codecs.seeding."
+                     "draw_seed() and stateless ops, or run without --workers")
 
 
 def recorded_flags(fv: FlagValues, module_names: list[str]) -> dict[str, Any]:

@@ -109,3 +109,21 @@ def test_a_run_using_a_codec_of_a_module_it_does_not_list_is_refused(same_name_m
   with pytest.raises(ValueError, match=r"codec 'same_name_of_a_user' comes from "
                      r"--codec_modules .*v1_of_a_user.py, which this run does not list"):
     codec_modules.check_codec_sources(["same_name_of_a_user"], [])
+
+
+def test_a_dotted_entry_records_its_packages_and_itself(user_modules):
+  # pkg/__init__.py runs when pkg.stage is imported; it was left out.
+  codec_modules.import_codec_modules(["pkg_of_a_user.stage"])
+  recorded = codec_modules.fingerprints(["pkg_of_a_user.stage"])
+  assert file_fingerprint(str(user_modules / "pkg_of_a_user" / "__init__.py"),
+                          whole=True) in recorded
+  assert file_fingerprint(str(user_modules / "pkg_of_a_user" / "stage.py"),
+                          whole=True) in recorded
+
+
+def test_an_installed_entry_records_its_own_file():
+  # A codec package installed with pip sits under sys.prefix, whose files are left out
+  # of what an entry imports; its own file was left out with them (nothing recorded).
+  import json
+
+  assert codec_modules.fingerprints(["json"]) == [file_fingerprint(json.__file__, whole=True)]

@@ -130,6 +130,10 @@ def test_a_resumes_hparams_are_the_record_of_the_runs_first_start(tmp_path):
   resumed = _config(root_output_dir=str(tmp_path), recorded={"aggregator_args": "topk=0.010"})
   assert tensorboard_hparams(resumed)["aggregator_args"] == "topk=0.01"
   assert tensorboard_hparams(resumed) == tensorboard_hparams(first)
+  # A run extended to more rounds shows them, as an uninterrupted run of as many does.
+  extended = _config(root_output_dir=str(tmp_path), recorded={"aggregator_args": "topk=0.01"},
+                     rounds=first.rounds + 10)
+  assert tensorboard_hparams(extended)["rounds"] == first.rounds + 10
 
 
 @pytest.mark.parametrize("overrides,direction", [

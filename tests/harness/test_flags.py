@@ -644,6 +644,10 @@ def test_on_workers_a_codec_drawing_unseeded_parameters_is_refused():
       fc_flags.experiment_config_from_flags(_parsed(
           fc_flags.define_image_experiment_flags, *on_workers,
           "--aggregate_encoder=te_hadamard_of_a_user"), module_names=[])
+    # The broadcast computes its parameters in its one encode and sends them along.
+    fc_flags.experiment_config_from_flags(_parsed(
+        fc_flags.define_image_experiment_flags, *on_workers,
+        "--broadcast_encoder=te_hadamard_of_a_user"), module_names=[])
     # The built-in codecs draw through the seed scopes, budgets and chains included.
     for codec_flags in (["--aggregate_encoder=kashin", "--broadcast_encoder=eden"],
                         ["--aggregate_encoder=randk(fraction=0.1)|hadamard(bits=2)"],
