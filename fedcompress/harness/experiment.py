@@ -676,6 +676,18 @@ def with_task_settings(task: FederatedTask, config: ExperimentConfig) -> Experim
   return dataclasses.replace(config, recorded={**config.recorded, **missing})
 
 
+def check_error_feedback_on_model(model_fn, config: ExperimentConfig) -> None:
+  """Error feedback's checks on the model's own tensors (`check_error_feedback` with
+  their specs): whether a residual stays bounded depends on their shapes.
+
+  Run before the run directory is taken, as the other refusals; a sweep runs it for
+  every run before its first starts.
+  """
+  if config.error_feedback != "none" and not isinstance(config.aggregate_codec, AllocatedCodec):
+    check_error_feedback(config.error_feedback, config.aggregate_codec,
+                         CLIENT_WEIGHTINGS[config.client_weighting], update_specs(model_fn))
+
+
 def check_experiment(task: FederatedTask, config: ExperimentConfig) -> None:
   """Raises what `run_experiment(task, config)` would refuse before its first round.
 
@@ -704,11 +716,7 @@ def check_experiment(task: FederatedTask, config: ExperimentConfig) -> None:
                          client_weighting=CLIENT_WEIGHTINGS[config.client_weighting])
   elif config.aggregator.is_mean:
     check_weighted_codec(config.aggregate_codec, CLIENT_WEIGHTINGS[config.client_weighting])
-  if config.error_feedback != "none" and not isinstance(config.aggregate_codec, AllocatedCodec):
-    # On the model's own tensors: whether a residual stays bounded depends on their
-    # shapes. Before the run directory is taken, as the other refusals.
-    check_error_feedback(config.error_feedback, config.aggregate_codec,
-                         CLIENT_WEIGHTINGS[config.client_weighting], update_specs(task.model_fn))
+  check_error_feedback_on_model(task.model_fn, config)
   check_run_dir(config)
 
 

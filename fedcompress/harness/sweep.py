@@ -54,6 +54,9 @@ class ExperimentKind:
   define_flags: Callable[[flags.FlagValues], None]
   config: Callable[[flags.FlagValues], Any]
   run: Callable[[flags.FlagValues, Any], Any]
+  # The run's model_fn, for the checks on its tensors before any run starts; None
+  # where building it needs the run's own files (Shakespeare's pretrained model).
+  model_fn: Callable[[flags.FlagValues], Callable[[], Any]] | None = None
 
 
 def _image_kind() -> ExperimentKind:
@@ -64,7 +67,8 @@ def _image_kind() -> ExperimentKind:
     return run_experiment(fc_flags.image_task_from_flags(fv), config)
 
   return ExperimentKind(fc_flags.define_image_experiment_flags,
-                        fc_flags.image_config_from_flags, run)
+                        fc_flags.image_config_from_flags, run,
+                        model_fn=lambda fv: fc_flags.image_task_from_flags(fv).model_fn)
 
 
 def _shakespeare_kind() -> ExperimentKind:
@@ -175,6 +179,10 @@ def _plan(kind: ExperimentKind, run: SweepRun, root_output_dir: str,
       raise ValueError(f"unexpected arguments: {' '.join(left[1:])}")
     config = kind.config(fv)
     config.validate()
+    if kind.model_fn is not None and config.error_feedback != "none":
+      # Not when the run starts: a sweep refused a codec after the runs before it.
+      from fedcompress.harness.experiment import check_error_feedback_on_model
+      check_error_feedback_on_model(kind.model_fn(fv), config)
   except (flags.Error, ValueError) as e:
     raise ValueError(f"sweep run {run.name!r}: {e}") from None
   run_dir = config.run_dir

@@ -28,3 +28,17 @@ def test_common_flags_win_over_a_runs_flagfile_and_grid_values_over_both(tmp_pat
   gridded = sweep.SweepRun(run.name, (*run.args, "--clients_per_round=4"))
   plan = sweep._plan(kind, gridded, str(tmp_path / "out"), common)  # noqa: SLF001
   assert (plan.config.rounds, plan.config.clients_per_round) == (20, 4)
+
+
+def test_an_error_feedback_codec_that_compounds_is_refused_before_any_run(tmp_path):
+  # The check runs on the model's tensors: it was made when each run started, so a sweep
+  # ran the runs before such a codec to the end, then stopped.
+  import pytest
+
+  common = ["--dataset=digits", "--digits_clients=4", "--clients_per_round=2", "--rounds=1",
+            "--error_feedback=ef"]
+  runs = sweep.runs_from_grid("aggregate_encoder=identity,kashin(bits=2)")
+  with pytest.raises(ValueError, match=r"sweep run .*kashin.*: --error_feedback needs an "
+                     r"uplink codec whose residual stays bounded; with kashin on the 3136x512"):
+    sweep.run_sweep(runs, str(tmp_path / "out"), common_flags=" ".join(common))
+  assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
