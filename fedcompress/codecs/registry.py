@@ -297,8 +297,11 @@ def _options_source(stage_factory: Callable[..., Any]) -> Callable[..., Any]:
           and stage_factory.__init__.__qualname__.startswith("tf_style_")):
     return stage_factory
   own = stage_factory.__bases__[0]
-  if any("__init__" in vars(c) for c in own.__mro__
-         if c.__module__.split(".")[0] != "tensorflow_model_optimization" and c is not object):
+  # tensor_encoding's interfaces are not a stage's own; its concrete stages are
+  # (UniformQuantizationEncodingStage's `bits`: skipped with the interfaces, a
+  # --aggregate_bits=3 given to it was dropped, with a warning that it took no width).
+  interfaces = (object, te.core.EncodingStageInterface, te.core.AdaptiveEncodingStageInterface)
+  if any("__init__" in vars(c) for c in own.__mro__ if c not in interfaces):
     return own
   return stage_factory
 

@@ -35,3 +35,16 @@ def test_a_bits_formula_of_another_signature_is_one_line():
       get_codec("formula_of_a_user").bits(100, dtype=tf.float32)
   finally:
     unregister("formula_of_a_user")
+
+
+def test_a_tensor_encoding_stage_registered_as_is_takes_its_own_options():
+  # Its `bits` was skipped with tensor_encoding's interfaces: --aggregate_bits=3 given to
+  # it was dropped, with a warning that it takes no width, and it ran at 8 bits.
+  from fedcompress.codecs import takes_bits
+
+  register_stage("te_uniform_of_a_user", te.stages.UniformQuantizationEncodingStage)
+  try:
+    assert takes_bits("te_uniform_of_a_user", "")
+    assert get_codec("te_uniform_of_a_user").options({"bits": 3})["bits"] == 3
+  finally:
+    unregister("te_uniform_of_a_user")
