@@ -182,6 +182,10 @@ def _import_file(path: str) -> None:
   name = _module_name(path)
   if name in sys.modules:
     return
+  # As `python file.py` does: its folder on the path, so that it imports the helper
+  # files beside it (the README's "a helper module"; it failed with ModuleNotFoundError).
+  if os.path.dirname(path) not in sys.path:
+    sys.path.insert(0, os.path.dirname(path))
   spec = importlib.util.spec_from_file_location(name, path)
   module = importlib.util.module_from_spec(spec)
   sys.modules[name] = module

@@ -127,3 +127,20 @@ def test_an_installed_entry_records_its_own_file():
   import json
 
   assert codec_modules.fingerprints(["json"]) == [file_fingerprint(json.__file__, whole=True)]
+
+
+def test_a_codec_file_imports_the_helper_beside_it(tmp_path):
+  # As `python file.py` would: it failed with ModuleNotFoundError off PYTHONPATH.
+  folder = tmp_path / "codecs_of_a_user"
+  folder.mkdir()
+  (folder / "helper_beside_of_a_user.py").write_text(_STAGE)
+  (folder / "main_of_a_user.py").write_text("from helper_beside_of_a_user import Stage\n")
+  before, path_before = set(sys.modules), list(sys.path)
+  try:
+    codec_modules.import_codec_modules([str(folder / "main_of_a_user.py")])
+    recorded = codec_modules.fingerprints([str(folder / "main_of_a_user.py")])
+    assert file_fingerprint(str(folder / "helper_beside_of_a_user.py"), whole=True) in recorded
+  finally:
+    sys.path[:] = path_before
+    for name in set(sys.modules) - before:
+      del sys.modules[name]
