@@ -130,6 +130,9 @@ class Codec:
   sum_decode_exact: Callable[..., bool] | None = None
   state_moves: Callable[..., bool] | None = None
   revision: int = 1
+  # The code a user's codec is made of, for a run's record (`build` where None): the
+  # stage class of `register_stage`, whose builder is a closure of fedcompress's.
+  source: Callable[..., Any] | None = dataclasses.field(default=None, compare=False)
 
   @property
   def sum_compatible(self) -> bool:
@@ -282,7 +285,8 @@ def register_stage(name: str, stage_factory: Callable[..., Any], *, flatten: boo
     return composer.make()
 
   check = _signature_defaults(_options_source(stage_factory))
-  return register(Codec(name, builder, check_options=check), overwrite=overwrite)
+  return register(Codec(name, builder, check_options=check, source=stage_factory),
+                  overwrite=overwrite)
 
 
 def _options_source(stage_factory: Callable[..., Any]) -> Callable[..., Any]:

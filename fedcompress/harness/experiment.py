@@ -17,8 +17,10 @@ from __future__ import annotations
 import dataclasses
 import errno
 import hashlib
+import inspect
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -372,6 +374,8 @@ class ExperimentConfig:
     own["aggregator"] = self.aggregator.describe()
     if revisions := self.codec_revisions():
       own[rundir.CODEC_REVISIONS] = revisions
+    if sources := self.codec_sources():
+      own[rundir.CODEC_SOURCES_DIGEST] = sources
     if self.dp != "none":
       own.update(dp_noise_multiplier=self.dp_noise_multiplier, dp_clip=self.dp_clip,
                  dp_delta=self.dp_delta, dp_field_bits=self.dp_field_bits)
@@ -393,6 +397,28 @@ class ExperimentConfig:
         if revision > 1:
           revisions[name] = revision
     return ",".join(f"{name}={revision}" for name, revision in sorted(revisions.items()))
+
+  def codec_sources(self) -> str:
+    """`codec=sha256,...` of the source of the user codecs used (not fedcompress's).
+
+    A codec is compared on resume by its name; one registered again under that name
+    with other code (a notebook cell edited from float16 to float32 and run again)
+    resumed the run as another codec: its bits doubled from the next round, without a
+    word. Code whose source Python cannot find (exec'd text) is not recorded.
+    """
+    digests = {}
+    for spec in (self.broadcast_codec, self.aggregate_codec):
+      for name, _ in getattr(spec, "base", spec).resolved_links():
+        codec = get_codec(name)
+        code = codec.source or codec.build
+        try:
+          if os.path.abspath(inspect.getsourcefile(code) or "").startswith(_INSTALLED):
+            continue  # fedcompress's own (the run records its commit), or installed.
+          text = inspect.getsource(code)
+        except (OSError, TypeError):
+          continue
+        digests[name] = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return ",".join(f"{name}={digest}" for name, digest in sorted(digests.items()))
 
   def record_compared_with(self, recorded: Mapping[str, Any] | None) -> dict[str, Any]:
     """`record()`, each codec written as `recorded` wrote it where both are the same codec.
@@ -721,6 +747,11 @@ def check_experiment(task: FederatedTask, config: ExperimentConfig) -> None:
 
 
 _EXTENDED_ON_RESUME = ("rounds", "rounds_per_eval")
+# Code whose version a run records otherwise: fedcompress's (its commit) and the
+# environment's packages (the lock file).
+_INSTALLED = tuple(os.path.join(os.path.abspath(p), "") for p in
+                   {sys.prefix, sys.base_prefix, sys.exec_prefix,
+                    os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
 
 
 def tensorboard_hparams(config: ExperimentConfig) -> dict[str, Any]:

@@ -94,12 +94,14 @@ HOW_NOT_WHAT = frozenset({
 CODEC_REVISIONS = "codec_revisions"
 # Recorded values that are resolved codecs rather than flags (named so in messages).
 _NOT_FLAGS = frozenset({"broadcast_codec", "aggregate_codec", CODEC_REVISIONS,
-                        "pretrained_model_sha256", "codec_modules_sha256", "task_seed",
+                        "pretrained_model_sha256", "codec_modules_sha256",
+                        "codec_sources_sha256", "task_seed",
                         "model_seed",
                         "data_file_fingerprint", "task_name", "task_clients",
                         "task_client_ids_sha256"})
 PRETRAINED_DIGEST = "pretrained_model_sha256"  # Recorded by the Shakespeare runs.
 CODEC_MODULES_DIGEST = "codec_modules_sha256"  # The --codec_modules files' fingerprints.
+CODEC_SOURCES_DIGEST = "codec_sources_sha256"  # The user codecs' code, however registered.
 
 
 class RunDirectoryError(ValueError):

@@ -8,6 +8,7 @@ weight x update.
 """
 
 import pytest
+from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
 from fedcompress.codecs import CodecSpec
 from fedcompress.codecs.allocation import AllocatedCodec
@@ -203,3 +204,36 @@ def test_a_run_of_an_earlier_codec_revision_is_not_resumed():
   assert rundir.CODEC_REVISIONS not in plain.record()
   old = {k: rundir.jsonable(v) for k, v in plain.record().items()}
   assert rundir.differences(old, plain.record_compared_with(old)) == []
+
+
+
+class _CellStageV1(te.stages.IdentityEncodingStage):
+  """A notebook cell's stage (the README's fp16 one sends float16)."""
+
+  DTYPE = "float16"
+
+
+class _CellStageV2(te.stages.IdentityEncodingStage):
+  """The same cell edited to float32 and run again."""
+
+  DTYPE = "float32"
+
+
+def test_a_user_codec_registered_again_with_other_code_is_another_setting():
+  # A notebook re-registered its codec under the same name and resumed: the run went on
+  # as another codec (its bits doubled from the next round), compared by its name alone.
+  from fedcompress.codecs import register_stage, unregister
+
+  assert rundir.CODEC_SOURCES_DIGEST not in _config(aggregate_codec=CodecSpec("eden")).record()
+  try:
+    register_stage("cell_of_a_user", _CellStageV1, overwrite=True)
+    first = _config(aggregate_codec=CodecSpec("cell_of_a_user")).record()
+    assert first[rundir.CODEC_SOURCES_DIGEST].startswith("cell_of_a_user=")
+    assert rundir.differences(first, _config(
+        aggregate_codec=CodecSpec("cell_of_a_user")).record()) == []
+    register_stage("cell_of_a_user", _CellStageV2, overwrite=True)
+    changed = rundir.differences(first, _config(
+        aggregate_codec=CodecSpec("cell_of_a_user")).record())
+    assert [d.split(" ")[0] for d in changed] == [rundir.CODEC_SOURCES_DIGEST]
+  finally:
+    unregister("cell_of_a_user")
