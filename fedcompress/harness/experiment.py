@@ -742,7 +742,8 @@ def check_experiment(task: FederatedTask, config: ExperimentConfig) -> None:
                          client_weighting=CLIENT_WEIGHTINGS[config.client_weighting])
   elif config.aggregator.is_mean:
     check_weighted_codec(config.aggregate_codec, CLIENT_WEIGHTINGS[config.client_weighting])
-  check_error_feedback_on_model(task.model_fn, config)
+  if config.error_feedback != "none":
+    check_error_feedback_on_model(task.model_fn, config)
   check_run_dir(config)
 
 
