@@ -96,7 +96,18 @@ def unseeded_draws(codec: CodecSpec, spec: tf.TensorSpec) -> list[str]:
   """`seeding.unseeded_param_draws` of `codec` on a tensor of `spec`: the draws a
   client could not recompute (a ValueError in one line if it cannot be traced)."""
   with _said_in_one_line(codec, spec):
-    return seeding.unseeded_param_draws(codec.make_encoder(), spec)
+    return list(_unseeded(codec.name, tuple(sorted(codec.options.items())),
+                          tuple(spec.shape.as_list()), spec.dtype.name,
+                          registry.registry_change()))
+
+
+@functools.cache
+def _unseeded(name: str, options: tuple, shape: tuple, dtype_name: str,
+              registry_change: int) -> tuple[str, ...]:
+  # Cached as `_growth` is: a run's check and its process's build trace it once.
+  del registry_change  # Only keys the cache.
+  encoder = CodecSpec(name, dict(options), threshold=0).make_encoder()
+  return tuple(seeding.unseeded_param_draws(encoder, tf.TensorSpec(shape, dtype_name)))
 
 
 @contextlib.contextmanager

@@ -28,6 +28,12 @@ _NOT_THE_USERS = tuple(os.path.join(os.path.abspath(p), "") for p in
                         os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
 
 
+def is_users_source(path: str) -> bool:
+  """Whether `path` is a source file of the user's: not installed, not fedcompress's own,
+  whose versions a run records otherwise (the lock file, the commit)."""
+  return path.endswith(".py") and not os.path.abspath(path).startswith(_NOT_THE_USERS)
+
+
 # The entry (a `.py` file's absolute path, or a module name) that registered each codec
 # name in this process: one process holds one codec per name, and a sweep imports every
 # run's modules into one.
@@ -140,7 +146,7 @@ def _user_files(path: str, package: str) -> set[str]:
   files, queue = set(), [(os.path.abspath(path), package)]
   while queue:
     current, package = queue.pop()
-    if current in files or not current.endswith(".py") or current.startswith(_NOT_THE_USERS):
+    if current in files or not is_users_source(current):
       continue
     files.add(current)
     try:

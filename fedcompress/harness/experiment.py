@@ -20,7 +20,6 @@ import hashlib
 import inspect
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -48,7 +47,7 @@ from fedcompress.federated.privacy import (
   effective_noise_multiplier,
   rdp_epsilon,
 )
-from fedcompress.harness import reporting, rundir
+from fedcompress.harness import codec_modules, reporting, rundir
 from fedcompress.harness.checkpoints import Checkpointer
 from fedcompress.harness.cli import fail
 from fedcompress.harness.client_state import ClientStateStore
@@ -68,6 +67,11 @@ CLIENT_STATE_DIR = "client_states"
 
 # What a single run leaves behind when a worker is lost or a round fails.
 RUN_KEPT = "Checkpoints written so far are kept (--resume continues)"
+
+
+def codec_names(codec: CodecSpec | AllocatedCodec) -> list[str]:
+  """The registered codecs `codec` is made of: a chain's links, a budget's base codec."""
+  return [name for name, _ in getattr(codec, "base", codec).resolved_links()]
 
 
 def resume_hint(run_dir: str) -> str:
@@ -388,15 +392,17 @@ class ExperimentConfig:
       record.setdefault(key, rundir.jsonable(value))
     return record
 
+  def codec_names(self) -> list[str]:
+    """The registered codecs both directions are made of (a chain's links, a budget's
+    base codec), each once."""
+    return list(dict.fromkeys(codec_names(self.broadcast_codec)
+                              + codec_names(self.aggregate_codec)))
+
   def codec_revisions(self) -> str:
     """`codec=revision,...` of the codecs used whose output changed since revision 1."""
-    revisions = {}
-    for spec in (self.broadcast_codec, self.aggregate_codec):
-      for name, _ in getattr(spec, "base", spec).resolved_links():
-        revision = get_codec(name).revision
-        if revision > 1:
-          revisions[name] = revision
-    return ",".join(f"{name}={revision}" for name, revision in sorted(revisions.items()))
+    revisions = {name: get_codec(name).revision for name in self.codec_names()}
+    return ",".join(f"{name}={revision}" for name, revision in sorted(revisions.items())
+                    if revision > 1)
 
   def codec_sources(self) -> str:
     """`codec=sha256,...` of the source of the user codecs used (not fedcompress's).
@@ -407,17 +413,16 @@ class ExperimentConfig:
     word. Code whose source Python cannot find (exec'd text) is not recorded.
     """
     digests = {}
-    for spec in (self.broadcast_codec, self.aggregate_codec):
-      for name, _ in getattr(spec, "base", spec).resolved_links():
-        codec = get_codec(name)
-        code = codec.source or codec.build
-        try:
-          if os.path.abspath(inspect.getsourcefile(code) or "").startswith(_INSTALLED):
-            continue  # fedcompress's own (the run records its commit), or installed.
-          text = inspect.getsource(code)
-        except (OSError, TypeError):
-          continue
-        digests[name] = hashlib.sha256(text.encode()).hexdigest()[:16]
+    for name in self.codec_names():
+      codec = get_codec(name)
+      code = codec.source or codec.build
+      try:
+        if not codec_modules.is_users_source(inspect.getsourcefile(code) or ""):
+          continue  # fedcompress's own (the run records its commit), or installed.
+        text = inspect.getsource(code)
+      except (OSError, TypeError):
+        continue
+      digests[name] = hashlib.sha256(text.encode()).hexdigest()[:16]
     return ",".join(f"{name}={digest}" for name, digest in sorted(digests.items()))
 
   def record_compared_with(self, recorded: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -702,16 +707,19 @@ def with_task_settings(task: FederatedTask, config: ExperimentConfig) -> Experim
   return dataclasses.replace(config, recorded={**config.recorded, **missing})
 
 
-def check_error_feedback_on_model(model_fn, config: ExperimentConfig) -> None:
+def check_error_feedback_on_model(get_model_fn: Callable[[], Callable[[], Any]],
+                                  config: ExperimentConfig) -> None:
   """Error feedback's checks on the model's own tensors (`check_error_feedback` with
   their specs): whether a residual stays bounded depends on their shapes.
 
-  Run before the run directory is taken, as the other refusals; a sweep runs it for
-  every run before its first starts.
+  `get_model_fn` is called only when the run has error feedback. Run before the run
+  directory is taken, as the other refusals; a sweep runs it for every run before its
+  first starts.
   """
   if config.error_feedback != "none" and not isinstance(config.aggregate_codec, AllocatedCodec):
     check_error_feedback(config.error_feedback, config.aggregate_codec,
-                         CLIENT_WEIGHTINGS[config.client_weighting], update_specs(model_fn))
+                         CLIENT_WEIGHTINGS[config.client_weighting],
+                         update_specs(get_model_fn()))
 
 
 def check_experiment(task: FederatedTask, config: ExperimentConfig) -> None:
@@ -742,17 +750,11 @@ def check_experiment(task: FederatedTask, config: ExperimentConfig) -> None:
                          client_weighting=CLIENT_WEIGHTINGS[config.client_weighting])
   elif config.aggregator.is_mean:
     check_weighted_codec(config.aggregate_codec, CLIENT_WEIGHTINGS[config.client_weighting])
-  if config.error_feedback != "none":
-    check_error_feedback_on_model(task.model_fn, config)
+  check_error_feedback_on_model(lambda: task.model_fn, config)
   check_run_dir(config)
 
 
 _EXTENDED_ON_RESUME = ("rounds", "rounds_per_eval")
-# Code whose version a run records otherwise: fedcompress's (its commit) and the
-# environment's packages (the lock file).
-_INSTALLED = tuple(os.path.join(os.path.abspath(p), "") for p in
-                   {sys.prefix, sys.base_prefix, sys.exec_prefix,
-                    os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
 
 
 def tensorboard_hparams(config: ExperimentConfig) -> dict[str, Any]:

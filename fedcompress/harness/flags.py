@@ -27,6 +27,7 @@ from fedcompress.harness.experiment import (
   OPTIMIZER_OPTIONS,
   OPTIMIZERS,
   ExperimentConfig,
+  codec_names,
 )
 from fedcompress.harness.finetune import run_finetune
 from fedcompress.tasks.datasets import emnist as emnist_data
@@ -543,12 +544,6 @@ def codec_from_flags(fv: FlagValues, direction: str
   return codec
 
 
-def _codec_names(codec) -> list[str]:
-  """The registered names a codec (a chain's links, a budget's base) is made of."""
-  spec = codec.base if isinstance(codec, allocation.AllocatedCodec) else codec
-  return [name for name, _ in codecs.parse_chain(spec.name)] if spec.is_chain else [spec.name]
-
-
 def _check_seeded_params(broadcast, aggregate) -> None:
   """Refuses an uplink codec whose parameters come from TensorFlow's global generator
   on workers (the broadcast computes them in its one encode, and sends them along).
@@ -624,7 +619,7 @@ def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
                      "--aggregate_encoder=identity")
   if fv.workers:
     _check_seeded_params(broadcast, aggregate)
-  codec_modules.check_codec_sources(_codec_names(broadcast) + _codec_names(aggregate),
+  codec_modules.check_codec_sources(codec_names(broadcast) + codec_names(aggregate),
                                     fv.codec_modules or [])
   recorded.update(broadcast_codec=broadcast.describe(), aggregate_codec=aggregate.describe(),
                   aggregator=aggregator.describe())

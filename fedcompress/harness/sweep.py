@@ -179,10 +179,10 @@ def _plan(kind: ExperimentKind, run: SweepRun, root_output_dir: str,
       raise ValueError(f"unexpected arguments: {' '.join(left[1:])}")
     config = kind.config(fv)
     config.validate()
-    if kind.model_fn is not None and config.error_feedback != "none":
+    if kind.model_fn is not None:
       # Not when the run starts: a sweep refused a codec after the runs before it.
       from fedcompress.harness.experiment import check_error_feedback_on_model
-      check_error_feedback_on_model(kind.model_fn(fv), config)
+      check_error_feedback_on_model(lambda: kind.model_fn(fv), config)
   except (flags.Error, ValueError) as e:
     raise ValueError(f"sweep run {run.name!r}: {e}") from None
   run_dir = config.run_dir

@@ -57,15 +57,20 @@ def test_a_download_cut_short_leaves_no_file(name, error, tmp_path, monkeypatch)
   assert not (tmp_path / filename).exists()
 
 
+def _one_client_emnist_in(folder, monkeypatch):
+  """A digits EMNIST sqlite of one train client (3 examples) in `folder`; no download."""
+  monkeypatch.setattr(urllib.request, "urlopen", _no_download)
+  folder.mkdir()
+  sample_data.write_random_emnist_sqlite(
+      folder / "emnist_all.sqlite",
+      {"f0000_train": ("digits_only_train", 3), "f0000_test": ("digits_only_test", 2)},
+      num_classes=10)
+
+
 def test_a_cache_dir_with_a_tilde_is_the_home_folder(tmp_path, monkeypatch):
   monkeypatch.setenv("HOME", str(tmp_path))
   monkeypatch.chdir(tmp_path)
-  monkeypatch.setattr(urllib.request, "urlopen", _no_download)
-  (tmp_path / "data").mkdir()
-  sample_data.write_random_emnist_sqlite(
-      tmp_path / "data" / "emnist_all.sqlite",
-      {"f0000_train": ("digits_only_train", 3), "f0000_test": ("digits_only_test", 2)},
-      num_classes=10)
+  _one_client_emnist_in(tmp_path / "data", monkeypatch)
   train, _ = emnist.load_emnist(only_digits=True, cache_dir="~/data")
   assert train.client_ids == ["f0000_train"]
   assert not (tmp_path / "~").exists()
@@ -75,12 +80,7 @@ def test_a_relative_cache_dir_reads_from_anywhere_once_loaded(tmp_path, monkeypa
   # A client's dataset opens the sqlite file where it runs: a TFF worker started in
   # another directory could not open a relative path (every worker ended).
   monkeypatch.chdir(tmp_path)
-  monkeypatch.setattr(urllib.request, "urlopen", _no_download)
-  (tmp_path / "data").mkdir()
-  sample_data.write_random_emnist_sqlite(
-      tmp_path / "data" / "emnist_all.sqlite",
-      {"f0000_train": ("digits_only_train", 3), "f0000_test": ("digits_only_test", 2)},
-      num_classes=10)
+  _one_client_emnist_in(tmp_path / "data", monkeypatch)
   train, _ = emnist.load_emnist(only_digits=True, cache_dir="data")
   elsewhere = tmp_path / "elsewhere"
   elsewhere.mkdir()
