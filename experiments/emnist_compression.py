@@ -8,7 +8,6 @@ events.*, checkpoints/, and client_states/ with --error_feedback}; `--resume` co
 run from its newest checkpoint.
 """
 
-import os
 import sys
 
 from fedcompress.federated import quiet
@@ -22,6 +21,7 @@ from fedcompress.harness import flags as fc_flags
 from fedcompress.harness.cli import fail, interruptible, parse_flags
 from fedcompress.harness.experiment import (
   describe_result,
+  kept_in,
   resume_hint,
   run_experiment,
   run_failure,
@@ -45,7 +45,7 @@ def main(argv):
     task = fc_flags.image_task_from_flags(FLAGS)
     result = run_experiment(task, config)
   except Exception as e:  # noqa: BLE001 (what is not a run's failure is re-raised)
-    code = run_failure(e, offline=True)
+    code = run_failure(e, kept=kept_in(fc_flags.run_dir(FLAGS)), offline=True)
     if code is None:
       raise
     return code
@@ -59,6 +59,5 @@ if __name__ == "__main__":
   # when a bad flag ends the process early.
   runtime.install()
   # Said when the signal comes: the newest checkpoint then, or that there is none yet.
-  app.run(interruptible(main, lambda: resume_hint(os.path.join(FLAGS.root_output_dir,
-                                                               FLAGS.experiment_name))),
+  app.run(interruptible(main, lambda: resume_hint(fc_flags.run_dir(FLAGS))),
           flags_parser=parse_flags)

@@ -8,8 +8,6 @@ and outputs as the EMNIST experiment), evaluates after each round on held-out te
 snippets, then generates text into generated.txt and saves final_model.keras.
 """
 
-import os
-
 from fedcompress.federated import quiet
 
 quiet.quiet_tensorflow()  # Before TensorFlow loads: it reads its log level only then.
@@ -19,7 +17,7 @@ from absl import app, flags
 from fedcompress.federated import runtime
 from fedcompress.harness import flags as fc_flags
 from fedcompress.harness.cli import fail, interruptible, parse_flags
-from fedcompress.harness.experiment import describe_result, resume_hint, run_failure
+from fedcompress.harness.experiment import describe_result, kept_in, resume_hint, run_failure
 
 FLAGS = flags.FLAGS
 fc_flags.define_shakespeare_experiment_flags(FLAGS)
@@ -38,7 +36,7 @@ def main(argv):
     runtime.configure(FLAGS.workers, FLAGS.max_concurrent_clients, FLAGS.worker_timeout_s)
     result = fc_flags.run_shakespeare_from_flags(FLAGS, config=config)
   except Exception as e:  # noqa: BLE001 (what is not a run's failure is re-raised)
-    code = run_failure(e)
+    code = run_failure(e, kept=kept_in(fc_flags.run_dir(FLAGS)))
     if code is None:
       raise
     return code
@@ -53,6 +51,5 @@ if __name__ == "__main__":
   # when a bad flag ends the process early.
   runtime.install()
   # Said when the signal comes: the newest checkpoint then, or that there is none yet.
-  app.run(interruptible(main, lambda: resume_hint(os.path.join(FLAGS.root_output_dir,
-                                                               FLAGS.experiment_name))),
+  app.run(interruptible(main, lambda: resume_hint(fc_flags.run_dir(FLAGS))),
           flags_parser=parse_flags)

@@ -83,6 +83,16 @@ def resume_hint(run_dir: str) -> str:
   return "no checkpoint was written yet, so a rerun with --resume starts from round 1"
 
 
+def kept_in(run_dir: str) -> str:
+  """`run_failure`'s `kept` for one run: what `run_dir` holds now, as a sentence.
+
+  A worker unreachable at startup fails before the run directory exists; the generic
+  `RUN_KEPT` then spoke of checkpoints that were never written.
+  """
+  hint = resume_hint(run_dir)
+  return hint[0].upper() + hint[1:]
+
+
 def _out_of_space(error: BaseException) -> BaseException | None:
   """The error in `error`'s chain that says the disk (or the user's quota) is full.
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Any
 
 from absl import flags
@@ -325,6 +326,11 @@ def define_output_flags(fv: FlagValues = flags.FLAGS, *, experiment_name: str) -
                       flag_values=fv)
   flags.DEFINE_bool("resume", False, "Continue the run in the experiment folder from its "
                     "last checkpoint.", flag_values=fv)
+
+
+def run_dir(fv: FlagValues) -> str:
+  """The run directory `define_output_flags`' flags name."""
+  return os.path.join(fv.root_output_dir, fv.experiment_name)
 
 
 def define_image_task_flags(fv: FlagValues = flags.FLAGS) -> None:

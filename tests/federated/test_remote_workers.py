@@ -339,3 +339,27 @@ def test_dead_worker_fails_the_computation_instead_of_retrying_forever():
   finally:
     worker.stop()
     runtime.set_local_context()
+
+
+def test_a_worker_unreachable_at_startup_says_no_checkpoint_was_written(load_binary, tmp_path,
+                                                                         capsys):
+  # The run fails before its directory exists: the line must not speak of checkpoints
+  # "written so far", and must say what --resume would do.
+  from absl.testing import flagsaver
+
+  port = portpicker.pick_unused_port()
+  with load_binary("experiments/emnist_compression.py") as binary:
+    try:
+      with flagsaver.flagsaver(dataset="digits", digits_clients=4, clients_per_round=2,
+                               rounds=1, root_output_dir=str(tmp_path),
+                               experiment_name="unreachable", workers=[f"127.0.0.1:{port}"],
+                               worker_timeout_s=2):
+        assert binary.main(["emnist_compression"]) == 1
+    finally:
+      runtime.set_local_context()
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and err.startswith("error: "), err
+  assert f"127.0.0.1:{port}" in err
+  assert ("No checkpoint was written yet, so a rerun with --resume starts from round 1."
+          in err), err
+  assert "written so far" not in err
