@@ -121,13 +121,45 @@ def codec_options(name: str) -> dict[str, Any]:
   """
   if name in CODEC_OPTIONS:
     return CODEC_OPTIONS[name]
-  if "(" not in name:
-    raise ValueError(f"unknown codecs {[name]}; valid: {', '.join(CODEC_OPTIONS)}, or one "
-                     "with its options, as drive(shared_rotation=true)")
   import fedcompress
+
+  fedcompress.quiet_tensorflow()  # Before TensorFlow loads, as in the tools.
+  if "(" not in name:
+    from fedcompress.codecs import registry
+
+    if name in registry.available_codecs():  # One a --codec_modules entry registered.
+      return {}
+    raise ValueError(f"unknown codecs {[name]}; valid: {', '.join(CODEC_OPTIONS)}, one "
+                     "with its options, as drive(shared_rotation=true), or one that a "
+                     "--codec_modules entry registers")
 
   fedcompress.CodecSpec(name)  # Checks the name and its options.
   return {}
+
+
+CODEC_MODULES_HELP = ("comma-separated .py files or module names to import first, as the "
+                      "experiment binaries' --codec_modules: their codecs can then be named")
+
+
+def load_codec_modules(text: str | None) -> dict[str, list[str]]:
+  """Imports the `--codec_modules` entries in `text` (comma-separated `.py` paths or
+  module names), as the experiment binaries do, so that a codec of one's own can be
+  timed by name; returns what a result records of them (the entries, and their source
+  files' fingerprints, `codec_modules.fingerprints`), empty for none.
+
+  Raises:
+    ValueError: one line, when an entry cannot be imported.
+  """
+  entries = [entry.strip() for entry in (text or "").split(",") if entry.strip()]
+  if not entries:
+    return {}
+  import fedcompress
+
+  fedcompress.quiet_tensorflow()  # Before TensorFlow loads, as in the tools.
+  from fedcompress.harness import codec_modules
+
+  codec_modules.import_codec_modules(entries)
+  return {"codec_modules": entries, "codec_modules_sha256": codec_modules.fingerprints(entries)}
 
 
 # Issue 15's targets for each codec's uplink CPU ratio to uncompressed.
@@ -212,6 +244,9 @@ class BenchmarkConfig:
       uncompressed in its own interleaved run; empty skips the sweep.
     codec_directions: `uplink` (aggregate codec only) and/or `both` (the same codec
       for the broadcast too).
+    codec_modules: `.py` files or module names imported before `codecs` are checked,
+      as the binaries' `--codec_modules` (a codec of one's own); the result records
+      their sources' fingerprints.
   """
 
   num_clients: int = 10
@@ -228,6 +263,7 @@ class BenchmarkConfig:
   memory_cache_dir: str | None = None
   codecs: tuple[str, ...] = ()
   codec_directions: tuple[str, ...] = ("uplink", "both")
+  codec_modules: tuple[str, ...] = ()
 
   def __post_init__(self):
     positive = ("num_clients", "examples_per_client", "batch_size", "rounds")
@@ -236,6 +272,7 @@ class BenchmarkConfig:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
     if self.warmup_rounds < 0:
       raise ValueError(f"warmup_rounds must be >= 0, got {self.warmup_rounds}")
+    load_codec_modules(",".join(self.codec_modules))
     for name in self.codecs:
       codec_options(name)  # Unknown names and bad inline options fail now, not mid-run.
     if set(self.codec_directions) - {"uplink", "both"}:
@@ -709,6 +746,7 @@ def run_benchmark(config: BenchmarkConfig = BenchmarkConfig(),
           "memory_metric": "VmHWM of a fresh driver process; tracemalloc peak",
       },
       "peak_rss_bytes_after_timing": peak_rss_bytes(),
+      **load_codec_modules(",".join(config.codec_modules)),  # Imported: their record.
   }
   if log:
     log(format_timing(result))

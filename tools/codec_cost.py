@@ -34,7 +34,14 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tools.benchmark import CODEC_OPTIONS, BenchmarkConfig, codec_options, split_codecs
+from tools.benchmark import (
+  CODEC_MODULES_HELP,
+  CODEC_OPTIONS,
+  BenchmarkConfig,
+  codec_options,
+  load_codec_modules,
+  split_codecs,
+)
 
 PARTS = ("encode", "decode_before_sum", "decode_after_sum")
 
@@ -225,7 +232,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                       help="time the codecs only, not the uncompressed round (no prediction)")
   parser.add_argument("--benchmark_json", default=None,
                       help="a `make bench` JSON with a codec sweep: its measured ratios")
+  parser.add_argument("--codec_modules", default=None, help=CODEC_MODULES_HELP)
   args = parser.parse_args(argv)
+  try:
+    load_codec_modules(args.codec_modules)
+  except ValueError as e:
+    parser.error(f"--codec_modules: {e}")
   names = split_codecs(args.codecs)
   for name in names:
     try:

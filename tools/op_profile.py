@@ -33,7 +33,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tools.benchmark import CODEC_OPTIONS, codec_options
+from tools.benchmark import CODEC_MODULES_HELP, CODEC_OPTIONS, codec_options, load_codec_modules
 from tools.codec_cost import PARTS, CodecRound, benchmark_tensor_shapes, set_process_threads
 
 # Name scopes that add nothing to where a node sits: tensor_encoding's and TF's wrappers,
@@ -132,8 +132,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--codec", required=True,
-                      help=f"one of: {', '.join(CODEC_OPTIONS)}, or one with inline "
-                      "options, as drive(shared_rotation=true)")
+                      help=f"one of: {', '.join(CODEC_OPTIONS)}, one with inline options, as "
+                      "drive(shared_rotation=true), or one a --codec_modules entry registers")
   parser.add_argument("--part", default="encode", choices=PARTS)
   parser.add_argument("--threads", type=int, default=1,
                       help="inter- and intra-op threads (0: TensorFlow's default, as the "
@@ -147,13 +147,8 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--shapes", default=None,
                       help="tensors as 3136x512,5x5x32x64 (default: the benchmark's)")
   parser.add_argument("--output", default=None, help="also write the figures to this JSON")
+  parser.add_argument("--codec_modules", default=None, help=CODEC_MODULES_HELP)
   args = parser.parse_args(argv)
-  if args.codec not in CODEC_OPTIONS and "(" not in args.codec:
-    parser.error(f"unknown codec {args.codec!r}; valid: {', '.join(CODEC_OPTIONS)}")
-  try:
-    codec_options(args.codec)  # One with inline options: the codec's own check.
-  except ValueError as e:
-    parser.error(str(e))
   for name in ("reps", "traced", "top", "depth"):
     if getattr(args, name) < 1:
       parser.error(f"--{name} must be >= 1")
@@ -163,6 +158,17 @@ def main(argv: Sequence[str] | None = None) -> None:
 
   fedcompress.quiet_tensorflow()  # Before TensorFlow loads: it reads its log level only then.
   set_process_threads(args.threads)  # Before anything creates TensorFlow's thread pools.
+  # After: a module of one's own may build tensors when imported.
+  try:
+    modules = load_codec_modules(args.codec_modules)
+  except ValueError as e:
+    parser.error(f"--codec_modules: {e}")
+  if args.codec not in CODEC_OPTIONS and "(" not in args.codec and not modules:
+    parser.error(f"unknown codec {args.codec!r}; valid: {', '.join(CODEC_OPTIONS)}")
+  try:
+    codec_options(args.codec)  # One with inline options, or a module's: its own check.
+  except ValueError as e:
+    parser.error(str(e))
   from fedcompress.codecs.spec import CodecSpec, parse_options
 
   options = None
@@ -180,8 +186,9 @@ def main(argv: Sequence[str] | None = None) -> None:
       shapes = None
     if not shapes or any(d < 1 for shape in shapes for d in shape):
       parser.error(f"--shapes must be like 3136x512,5x5x32x64, got {args.shapes!r}")
-  result = profile(args.codec, args.part, options=options, shapes=shapes,
-                   threads=args.threads, reps=args.reps, traced=args.traced, depth=args.depth)
+  result = {**profile(args.codec, args.part, options=options, shapes=shapes,
+                     threads=args.threads, reps=args.reps, traced=args.traced,
+                     depth=args.depth), **modules}
   print(format_profile(result, args.top))
   if args.output:
     import os

@@ -46,6 +46,7 @@ _MEMORY_CACHE = flags.DEFINE_string("memory_cache_dir", None, "Keep (and reuse) 
 _CODECS = flags.DEFINE_list(
     "codecs", [], "Codec sweep: these codecs each against uncompressed, interleaved "
     f"(any of {', '.join(benchmark.CODEC_OPTIONS)}, or 'all'); empty skips it.")
+_MODULES = flags.DEFINE_list("codec_modules", [], benchmark.CODEC_MODULES_HELP)
 _DIRECTIONS = flags.DEFINE_list("codec_directions", ["uplink", "both"],
                                 "Codec sweep: uplink (aggregate only) and/or both.")
 _README = flags.DEFINE_string("readme", None, "Write the codec sweep's table into this "
@@ -99,7 +100,7 @@ def _config() -> benchmark.BenchmarkConfig:
       # absl splits the list at every comma, those inside a codec's options too.
       codecs=(tuple(benchmark.CODEC_OPTIONS) if _CODECS.value == ["all"]
               else tuple(benchmark.split_codecs(",".join(_CODECS.value)))),
-      codec_directions=tuple(_DIRECTIONS.value))
+      codec_directions=tuple(_DIRECTIONS.value), codec_modules=tuple(_MODULES.value))
 
 
 if __name__ == "__main__":

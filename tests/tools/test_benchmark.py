@@ -318,3 +318,35 @@ def test_bad_destinations_are_refused_before_timing(tmp_path, flags, message):
       env={**os.environ, "PYTHONPATH": repo})
   assert result.returncode == 2, result.stderr
   assert result.stderr.strip().splitlines()[-1].startswith(f"error: {message}")
+
+
+def test_a_codec_of_ones_own_is_swept_from_its_module(tmp_path):
+  # --codec_modules as the binaries take it, in a fresh process (its registration stays
+  # there): the codec is timed against uncompressed, and the JSON records the module
+  # and its source's hash.
+  module = tmp_path / "codec_of_a_user.py"
+  module.write_text("from tensorflow_model_optimization.python.core.internal import "
+                    "tensor_encoding as te\nfrom fedcompress.codecs import registry\n"
+                    "registry.register_stage('mine_of_a_bench', "
+                    "te.stages.UniformQuantizationEncodingStage)\n")
+  output = tmp_path / "bench.json"
+  common = [sys.executable, "-m", "tools.run_benchmark", "--num_clients=2",
+            "--examples_per_client=4", "--batch_size=2", "--rounds=1", "--warmup_rounds=0",
+            "--memory_populations=", "--codecs=mine_of_a_bench", "--codec_directions=uplink",
+            f"--output={output}"]
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  refused = subprocess.run(common, cwd=root, capture_output=True, text=True, timeout=600)
+  assert refused.returncode != 0 and "unknown codecs ['mine_of_a_bench']" in refused.stderr
+  proc = subprocess.run([*common, f"--codec_modules={module}"], cwd=root,
+                        capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr
+  result = json.loads(output.read_text())
+  assert result["config"]["codec_modules"] == [str(module)]
+  assert result["codec_modules"] == [str(module)]
+  [recorded] = result["codec_modules_sha256"]
+  assert recorded.endswith(__import__("hashlib").sha256(module.read_bytes()).hexdigest())
+  bits = result["codec_sweep"]["codecs"]["mine_of_a_bench"]["round_bits"]
+  # te's uniform stage at its default 8 bits, unpacked (no bit-packing stage): float32
+  # values, so no fewer bits than uncompressed; what matters is that it ran.
+  assert bits["uplink"]["aggregate"] > 0 and bits["uplink"]["broadcast"] == bits["none"][
+      "broadcast"]

@@ -1,5 +1,9 @@
 """tools.codec_cost: the three parts of a codec's round, and the ratio they predict."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -93,3 +97,24 @@ def test_a_benchmark_of_other_settings_is_not_set_beside_the_prediction():
   other = dataclasses.asdict(dataclasses.replace(here, num_clients=2))
   assert codec_cost._other_settings({"config": other}, here) == ["num_clients=2 (here 10)"]
   assert "threshold=None (here 10000)" in codec_cost._other_settings({}, here)
+
+
+@pytest.mark.slow  # two fresh processes
+def test_a_codec_of_ones_own_is_timed_from_its_module(tmp_path):
+  # In a fresh process, so that its registration stays there.
+  module = tmp_path / "codec_of_a_user.py"
+  module.write_text("from tensorflow_model_optimization.python.core.internal import "
+                    "tensor_encoding as te\nfrom fedcompress.codecs import registry\n"
+                    "registry.register_stage('mine_of_a_cost', "
+                    "te.stages.UniformQuantizationEncodingStage)\n")
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  proc = subprocess.run([sys.executable, "-m", "tools.codec_cost", "--codecs=mine_of_a_cost",
+                         "--reps=1", "--no_round", f"--codec_modules={module}"], cwd=root,
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr
+  row = proc.stdout.splitlines()[2].split()
+  assert row[0] == "mine_of_a_cost" and all(float(ms) >= 0 for ms in row[1:4])
+  bad = subprocess.run([sys.executable, "-m", "tools.codec_cost", "--codecs=mine_of_a_cost",
+                        f"--codec_modules={tmp_path}/none.py"], cwd=root,
+                       capture_output=True, text=True, timeout=600)
+  assert bad.returncode == 2 and "--codec_modules: cannot import" in bad.stderr, bad.stderr

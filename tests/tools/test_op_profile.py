@@ -92,3 +92,36 @@ def test_main_on_one_thread_prints_and_writes_json(tmp_path):
                         (["--codec=eden", "--shapes=64xa"], "--shapes must be like")]:
     bad = _run(*args)
     assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+
+
+_USER_CODEC = """
+from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
+
+from fedcompress.codecs import registry
+
+registry.register_stage("mine_of_a_tool", te.stages.UniformQuantizationEncodingStage)
+"""
+
+
+@pytest.mark.slow
+def test_a_codec_of_ones_own_is_profiled_from_its_module(tmp_path):
+  # --codec_modules, as the experiment binaries take it: the codec is named, profiled
+  # with its own stage's ops, and the JSON records the module and its source's hash.
+  module = tmp_path / "codec_of_a_user.py"
+  module.write_text(_USER_CODEC)
+  out = tmp_path / "profile.json"
+  proc = _run("--codec=mine_of_a_tool", f"--codec_modules={module}", "--shapes=64x64",
+              "--reps=1", "--traced=1", f"--output={out}")
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.startswith("mine_of_a_tool encode on 64x64, threads=1: CPU ")
+  result = json.loads(out.read_text())
+  assert result["codec_modules"] == [str(module)]
+  assert len(result["codec_modules_sha256"]) == 1
+  assert result["codec_modules_sha256"][0].endswith(
+      __import__("hashlib").sha256(_USER_CODEC.encode()).hexdigest())
+  assert any("RandomUniform" in t for t in _names(result["by_type"]))  # Its dither.
+  for args, message in [(["--codec=mine_of_a_tool"], "unknown codec 'mine_of_a_tool'"),
+                        (["--codec=mine_of_a_tool", f"--codec_modules={tmp_path}/none.py"],
+                         "--codec_modules: cannot import")]:
+    bad = _run(*args)
+    assert bad.returncode == 2 and message in bad.stderr, bad.stderr
