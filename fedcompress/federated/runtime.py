@@ -424,6 +424,11 @@ class _DeadlineStub(_ForwardingStub):
 _remote_channels: list[grpc.Channel] = []
 
 
+def is_remote() -> bool:
+  """Whether computations now run on remote workers (`set_remote_context`)."""
+  return isinstance(tff.framework.get_context_stack().current, _RemoteContext)
+
+
 def _close_remote() -> None:
   while _remote_channels:
     _remote_channels.pop().close()

@@ -29,7 +29,7 @@ import tensorflow_federated as tff
 from absl import flags
 
 from fedcompress import metrics as m
-from fedcompress.codecs import CodecSpec, get_codec
+from fedcompress.codecs import CodecSpec, get_codec, seeding
 from fedcompress.codecs.allocation import AllocatedCodec
 from fedcompress.federated import optimizers, runtime
 from fedcompress.federated.aggregation import check_weighted_codec
@@ -732,6 +732,44 @@ def check_error_feedback_on_model(get_model_fn: Callable[[], Callable[[], Any]],
                          update_specs(get_model_fn()))
 
 
+REMOTE_SECURE_SUMS = ("--secure_aggregation (and --dp=distributed) cannot run on --workers: "
+                      "TFF 0.87 splits a round across workers only at plain aggregations, "
+                      "not at secure sums; run without --workers")
+
+
+def check_remote_codecs(aggregate: CodecSpec | AllocatedCodec, *, secure_aggregation: bool,
+                        flag: str | None = None) -> None:
+  """Refuses what cannot run on remote workers (`runtime.set_remote_context`).
+
+  * Secure sums: TFF's mergeable form splits a round at `federated_aggregate`, and its
+    secure sums end up after the merge, which TFF refuses at round 1 with a
+    600-character type dump.
+  * An uplink codec whose parameters come from TensorFlow's global generator (the
+    broadcast computes them in its one encode, and sends them along). Through workers
+    TFF computes the server's parameters once per subround to encode and again after
+    the merge to decode: a stage drawing them unseeded (as tensor_encoding's own
+    `HadamardEncodingStage` does) decoded with other draws than it encoded with, a mean
+    off by more than itself (relative error 1.29 against 8e-8 locally), with equal bit
+    counts and no word. The built-in codecs draw through the seed scopes.
+
+  Args:
+    aggregate: the uplink codec.
+    secure_aggregation: whether the run sums securely (or with distributed DP).
+    flag: the flag that set the codec, to name it by (the binaries).
+  """
+  if secure_aggregation:
+    raise ValueError(REMOTE_SECURE_SUMS)
+  spec = getattr(aggregate, "base", aggregate)
+  draws = seeding.unseeded_param_draws(spec.make_encoder())
+  if draws:
+    named = f"{flag}={spec.name}" if flag else f"the aggregate codec {spec.name!r}"
+    raise ValueError(f"{named} draws its parameters "
+                     f"from TensorFlow's global generator ({', '.join(draws)}): on --workers "
+                     "TFF computes them once to encode and again to decode, and the mean "
+                     "would be wrong; draw seeds with fedcompress.codecs.seeding."
+                     "draw_seed() and stateless ops, or run without --workers")
+
+
 def check_experiment(task: FederatedTask, config: ExperimentConfig) -> None:
   """Raises what `run_experiment(task, config)` would refuse before its first round.
 
@@ -761,6 +799,9 @@ def check_experiment(task: FederatedTask, config: ExperimentConfig) -> None:
   elif config.aggregator.is_mean:
     check_weighted_codec(config.aggregate_codec, CLIENT_WEIGHTINGS[config.client_weighting])
   check_error_feedback_on_model(lambda: task.model_fn, config)
+  if runtime.is_remote():  # The binaries say it before connecting (--workers).
+    check_remote_codecs(config.aggregate_codec,
+                        secure_aggregation=config.secure_aggregation or config.dp == "distributed")
   check_run_dir(config)
 
 

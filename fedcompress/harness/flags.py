@@ -18,7 +18,7 @@ from typing import Any
 from absl import flags
 
 from fedcompress import codecs, tasks
-from fedcompress.codecs import allocation, seeding
+from fedcompress.codecs import allocation
 from fedcompress.federated import aggregators, privacy, quiet
 from fedcompress.harness import cli, codec_modules, rundir
 from fedcompress.harness.codec_modules import import_codec_modules
@@ -27,7 +27,9 @@ from fedcompress.harness.experiment import (
   ERROR_FEEDBACK_MODES,
   OPTIMIZER_OPTIONS,
   OPTIMIZERS,
+  REMOTE_SECURE_SUMS,
   ExperimentConfig,
+  check_remote_codecs,
   codec_names,
 )
 from fedcompress.harness.finetune import run_finetune
@@ -550,28 +552,6 @@ def codec_from_flags(fv: FlagValues, direction: str
   return codec
 
 
-def _check_seeded_params(broadcast, aggregate) -> None:
-  """Refuses an uplink codec whose parameters come from TensorFlow's global generator
-  on workers (the broadcast computes them in its one encode, and sends them along).
-
-  Through workers TFF computes the server's parameters once per subround to encode
-  and again after the merge to decode: a stage drawing them unseeded (as
-  tensor_encoding's own `HadamardEncodingStage` does) decoded with other draws than it
-  encoded with, a mean off by more than itself (relative error 1.29 against 8e-8
-  locally), with equal bit counts and no word. The built-in codecs draw through the
-  seed scopes.
-  """
-  del broadcast  # One encode computes its parameters and sends what decoding needs.
-  spec = aggregate.base if isinstance(aggregate, allocation.AllocatedCodec) else aggregate
-  draws = seeding.unseeded_param_draws(spec.make_encoder())
-  if draws:
-    raise ValueError(f"--aggregate_encoder={spec.name} draws its parameters from "
-                     f"TensorFlow's global generator ({', '.join(draws)}): on --workers "
-                     "TFF computes them once to encode and again to decode, and the mean "
-                     "would be wrong; draw seeds with fedcompress.codecs.seeding."
-                     "draw_seed() and stateless ops, or run without --workers")
-
-
 def recorded_flags(fv: FlagValues, module_names: list[str]) -> dict[str, Any]:
   """Resolved values of the flags the binary and this module define (for config.json)."""
   record: dict[str, Any] = {}
@@ -600,9 +580,7 @@ def _check_privacy_flags(fv: FlagValues) -> None:
     if fv.workers:
       # TFF's mergeable form splits a round at federated_aggregate; its secure sums end up
       # after the merge, which TFF refuses at round 1 with a 600-character type dump.
-      raise ValueError("--secure_aggregation (and --dp=distributed) cannot run on --workers: "
-                       "TFF 0.87 splits a round across workers only at plain aggregations, "
-                       "not at secure sums; run without --workers")
+      raise ValueError(REMOTE_SECURE_SUMS)
 
 
 def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
@@ -623,8 +601,8 @@ def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
                                  or not aggregate.is_identity):
     raise ValueError(f"--aggregator={fv.aggregator} replaces the encoded mean: use "
                      "--aggregate_encoder=identity")
-  if fv.workers:
-    _check_seeded_params(broadcast, aggregate)
+  if fv.workers:  # Said now, not after waiting for the workers to answer.
+    check_remote_codecs(aggregate, secure_aggregation=False, flag="--aggregate_encoder")
   codec_modules.check_codec_sources(codec_names(broadcast) + codec_names(aggregate),
                                     fv.codec_modules or [])
   recorded.update(broadcast_codec=broadcast.describe(), aggregate_codec=aggregate.describe(),

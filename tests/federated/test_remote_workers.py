@@ -363,3 +363,44 @@ def test_a_worker_unreachable_at_startup_says_no_checkpoint_was_written(load_bin
   assert ("No checkpoint was written yet, so a rerun with --resume starts from round 1."
           in err), err
   assert "written so far" not in err
+
+
+def test_python_callers_on_workers_meet_the_binaries_refusals(tmp_path):
+  # A notebook that sets the remote context itself, then calls run_experiment: an
+  # unseeded uplink codec (a mean off by 129% through workers) and secure sums (a TFF
+  # type dump at round 1) are refused before the run directory is made, as the binaries
+  # refuse them with --workers.
+  from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
+
+  import fedcompress
+  from fedcompress import codecs, tasks
+  from fedcompress.harness import experiment
+
+  codecs.register_stage("te_hadamard_of_a_caller", te.stages.HadamardEncodingStage)
+  worker = runtime.LocalWorker(max_concurrent_computation_calls=1).start()
+  task = tasks.digits_task(num_clients=4, seed=0)
+  base = dict(root_output_dir=str(tmp_path), rounds=1, clients_per_round=2)
+  unseeded = fedcompress.ExperimentConfig(
+      experiment_name="unseeded", **base,
+      aggregate_codec=CodecSpec("te_hadamard_of_a_caller", threshold=10))
+  secure = fedcompress.ExperimentConfig(
+      experiment_name="secure", **base, secure_aggregation=True,
+      aggregate_codec=CodecSpec("fixed_int", {"bits": 16, "clip": 1.0}, threshold=0),
+      client_weighting="uniform")
+  try:
+    experiment.check_experiment(task, unseeded)  # Locally: accepted.
+    experiment.check_experiment(task, secure)
+    runtime.set_remote_context([f"127.0.0.1:{worker.port}"])
+    assert runtime.is_remote()
+    with pytest.raises(ValueError, match=r"^the aggregate codec 'te_hadamard_of_a_caller' "
+                       r"draws its parameters from TensorFlow's global generator"):
+      fedcompress.run_experiment(task, unseeded)
+    with pytest.raises(ValueError, match=r"^--secure_aggregation \(and --dp=distributed\) "
+                       "cannot run on --workers"):
+      fedcompress.run_experiment(task, secure)
+    assert not os.listdir(tmp_path)
+  finally:
+    runtime.set_local_context()
+    worker.stop()
+    codecs.unregister("te_hadamard_of_a_caller")
+  assert not runtime.is_remote()
