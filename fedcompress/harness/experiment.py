@@ -83,6 +83,23 @@ def resume_hint(run_dir: str) -> str:
   return "no checkpoint was written yet, so a rerun with --resume starts from round 1"
 
 
+def _users_code(code: Any) -> Any:
+  """The user's own class or function behind a codec's `code`, or None (fedcompress's
+  own, which the run's commit records, or installed code).
+
+  For a class, the first in its MRO defined in the user's source: tensor_encoding's
+  `tf_style_encoding_stage`, which the README's example stage uses, wraps the class in a
+  subclass of its own, defined in site-packages, and no source was recorded for it.
+  """
+  for candidate in inspect.getmro(code) if isinstance(code, type) else (code,):
+    try:
+      if codec_modules.is_users_source(inspect.getsourcefile(candidate) or ""):
+        return candidate
+    except TypeError:  # Built in, or defined where Python keeps no file.
+      continue
+  return None
+
+
 def kept_in(run_dir: str) -> str:
   """`run_failure`'s `kept` for one run: what `run_dir` holds now, as a sentence.
 
@@ -420,19 +437,20 @@ class ExperimentConfig:
     A codec is compared on resume by its name; one registered again under that name
     with other code (a notebook cell edited from float16 to float32 and run again)
     resumed the run as another codec: its bits doubled from the next round, without a
-    word. Code whose source Python cannot find (exec'd text) is not recorded.
+    word. What is hashed is the text of the class or function (a value it reads from
+    elsewhere in its module is not; `--codec_modules` records whole files). Code whose
+    source Python cannot find (exec'd text) is not recorded.
     """
     digests = {}
     for name in self.codec_names():
       codec = get_codec(name)
-      code = codec.source or codec.build
+      code = _users_code(codec.source or codec.build)
       try:
-        if not codec_modules.is_users_source(inspect.getsourcefile(code) or ""):
-          continue  # fedcompress's own (the run records its commit), or installed.
-        text = inspect.getsource(code)
+        text = inspect.getsource(code) if code is not None else None
       except (OSError, TypeError):
-        continue
-      digests[name] = hashlib.sha256(text.encode()).hexdigest()[:16]
+        text = None
+      if text is not None:
+        digests[name] = hashlib.sha256(text.encode()).hexdigest()[:16]
     return ",".join(f"{name}={digest}" for name, digest in sorted(digests.items()))
 
   def record_compared_with(self, recorded: Mapping[str, Any] | None) -> dict[str, Any]:

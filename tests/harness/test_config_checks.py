@@ -7,7 +7,11 @@ fixed client trained twice; `fixed_int` under the example-weighted mean clipped
 weight x update.
 """
 
+import hashlib
+import inspect
+
 import pytest
+import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
 from fedcompress.codecs import CodecSpec
@@ -217,6 +221,52 @@ class _CellStageV2(te.stages.IdentityEncodingStage):
   """The same cell edited to float32 and run again."""
 
   DTYPE = "float32"
+
+
+@te.core.tf_style_encoding_stage
+class _DecoratedCellStageV1(te.core.EncodingStageInterface):
+  """The README's kind of stage: decorated, so registered as tensor_encoding's subclass."""
+
+  name = "cell"
+  compressible_tensors_keys = ["values"]
+  commutes_with_sum = False
+  decode_needs_input_shape = False
+
+  def get_params(self):
+    return {}, {}
+
+  def encode(self, x, encode_params):
+    return {"values": tf.cast(x, tf.float16)}
+
+  def decode(self, encoded_tensors, decode_params, num_summands=None, shape=None):
+    return tf.cast(encoded_tensors["values"], tf.float32)
+
+
+@te.core.tf_style_encoding_stage
+class _DecoratedCellStageV2(_DecoratedCellStageV1.__bases__[0]):
+  """The same cell edited: it sends float32."""
+
+  def encode(self, x, encode_params):
+    return {"values": tf.cast(x, tf.float32)}
+
+
+def test_a_decorated_user_stage_is_recorded_by_its_own_source():
+  # tf_style_encoding_stage's wrapper is defined in site-packages: its source was
+  # skipped as installed code, and nothing was recorded for the README's own example.
+  from fedcompress.codecs import register_stage, unregister
+
+  try:
+    register_stage("decorated_of_a_user", _DecoratedCellStageV1, overwrite=True)
+    first = _config(aggregate_codec=CodecSpec("decorated_of_a_user")).record()
+    digest = hashlib.sha256(inspect.getsource(
+        _DecoratedCellStageV1.__bases__[0]).encode()).hexdigest()[:16]
+    assert first[rundir.CODEC_SOURCES_DIGEST] == f"decorated_of_a_user={digest}"
+    register_stage("decorated_of_a_user", _DecoratedCellStageV2, overwrite=True)
+    changed = rundir.differences(first, _config(
+        aggregate_codec=CodecSpec("decorated_of_a_user")).record())
+    assert [d.split(" ")[0] for d in changed] == [rundir.CODEC_SOURCES_DIGEST]
+  finally:
+    unregister("decorated_of_a_user")
 
 
 def test_a_user_codec_registered_again_with_other_code_is_another_setting():
