@@ -466,6 +466,10 @@ class ExperimentConfig:
       old = (recorded or {}).get(key)
       if isinstance(old, str) and old != record.get(key) and _same_codec(old, spec):
         record[key] = old
+    if self.fixed_clients and "clients_per_round" in (recorded or {}):
+      # With fixed clients it has no effect; runs made before it was set to their number
+      # recorded the flag's value (10 in the Shakespeare tutorial's runs).
+      record["clients_per_round"] = recorded["clients_per_round"]
     return record
 
 

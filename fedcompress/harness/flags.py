@@ -378,7 +378,8 @@ def define_shakespeare_experiment_flags(fv: FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_string("cache_dir", None, "Folder holding (or to download) "
                       "shakespeare.sqlite.", flag_values=fv)
   flags.DEFINE_list("clients", [], "Train on these client ids every round (the "
-                    "tutorial's two); empty samples --clients_per_round each round.",
+                    "tutorial's two), which sets --clients_per_round to their number; empty "
+                    "samples --clients_per_round each round.",
                     flag_values=fv)
   flags.DEFINE_integer("max_batches_per_client", None, "Batches (of --client_batch_size "
                        "windows) per client and epoch (the tutorial's .take(5)); each epoch "
@@ -610,9 +611,17 @@ def experiment_config_from_flags(fv: FlagValues, *, module_names: list[str],
   if fv.codec_modules:  # Their codecs are compared by name: their source, by digest.
     recorded[rundir.CODEC_MODULES_DIGEST] = codec_modules.fingerprints(fv.codec_modules)
   recorded.update(extra_recorded or {})
+  clients_per_round = fv.clients_per_round
+  if fixed_clients:
+    # The listed clients train every round: a --clients_per_round of another value was
+    # recorded (and shown in TensorBoard's HParams) though it never ran.
+    if fv["clients_per_round"].present and fv.clients_per_round != len(fixed_clients):
+      cli.warn(f"--clients lists {len(fixed_clients)} clients, who all train every round: "
+               f"--clients_per_round={fv.clients_per_round} is not used")
+    clients_per_round = recorded["clients_per_round"] = len(fixed_clients)
   config = ExperimentConfig(
       root_output_dir=fv.root_output_dir, experiment_name=fv.experiment_name,
-      rounds=fv.rounds, clients_per_round=fv.clients_per_round,
+      rounds=fv.rounds, clients_per_round=clients_per_round,
       client_optimizer=fv.client_optimizer, client_learning_rate=fv.client_learning_rate,
       server_optimizer=fv.server_optimizer, server_learning_rate=fv.server_learning_rate,
       client_optimizer_options=optimizer_options_from_flags(fv, "client"),

@@ -656,3 +656,28 @@ def test_on_workers_a_codec_drawing_unseeded_parameters_is_refused():
           fc_flags.define_image_experiment_flags, *on_workers, *codec_flags), module_names=[])
   finally:
     codecs.unregister("te_hadamard_of_a_user")
+
+
+def test_a_clients_list_is_what_the_run_records_as_its_clients_per_round(capsys):
+  # The listed clients train every round; --clients_per_round (10 by default, or 7
+  # given) was recorded and shown in HParams though 2 clients trained, and a resume
+  # without the 7 was refused over it.
+  shakespeare = fc_flags.define_shakespeare_experiment_flags
+  listed = ("--model=fedopt_lstm", "--clients=A,B")
+  config = fc_flags.shakespeare_config_from_flags(_parsed(shakespeare, *listed))
+  assert config.clients_per_round == 2 and config.record()["clients_per_round"] == 2
+  assert "--clients_per_round" not in capsys.readouterr().err
+  given = fc_flags.shakespeare_config_from_flags(
+      _parsed(shakespeare, *listed, "--clients_per_round=7"))
+  assert given.record()["clients_per_round"] == 2
+  assert ("--clients lists 2 clients, who all train every round: --clients_per_round=7 is "
+          "not used") in capsys.readouterr().err
+  assert rundir.differences(given.record(), config.record_compared_with(given.record())) == []
+  # A run recorded before this, with the flag's value, resumes.
+  old = {**config.record(), "clients_per_round": 10}
+  assert rundir.differences(old, config.record_compared_with(old)) == []
+  # Without a list the flag is the run's.
+  sampled = fc_flags.shakespeare_config_from_flags(
+      _parsed(shakespeare, "--model=fedopt_lstm", "--clients_per_round=7"))
+  assert sampled.record()["clients_per_round"] == 7
+  assert rundir.differences(old, sampled.record_compared_with(old)) != []
