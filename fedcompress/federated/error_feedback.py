@@ -240,14 +240,16 @@ def check_residual_growth(codec: CodecSpec, specs: Sequence[tf.TensorSpec]) -> N
                        "draw seeds with fedcompress.codecs.seeding.draw_seed() and "
                        "stateless ops")
   for (shape, _), spec in sorted(encoded.items(), key=lambda kv: -math.prod(kv[0][0])):
-    growth = residual_growth.residual_growth(codec, spec)
-    if growth > residual_growth.LIMIT:
+    trend = residual_growth.residual_trend(codec, spec)
+    if trend.compounds:
+      half, rounds = residual_growth.ROUNDS // 2, residual_growth.ROUNDS
+      grew = "without bound" if math.isinf(trend.growth) else f"{trend.growth:.3g}x"
       raise ValueError(f"--error_feedback needs an uplink codec whose residual stays "
                        f"bounded; with {codec.name} on the {'x'.join(map(str, shape))} "
-                       "tensor a simulated client's grew "
-                       f"{'without bound' if math.isinf(growth) else f'{growth:.3g}x'} from round "
-                       f"{residual_growth.ROUNDS // 2} to {residual_growth.ROUNDS} (a "
-                       "fresh Gaussian update each round): its error compounds; use topk, "
+                       f"tensor a simulated client's grew {grew} from round {half} to "
+                       f"{rounds}, the codec's squared error {trend.error_ratio:.4g} times "
+                       "what it encoded (a fresh Gaussian update each round; 1 or more "
+                       "never settles): its error compounds; use topk, "
                        "randk(unbiased=false), eden, drive, or more bits")
 
 

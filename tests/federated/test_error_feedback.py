@@ -9,6 +9,7 @@ import tensorflow_federated as tff
 import fedcompress
 from fedcompress import metrics as m
 from fedcompress.codecs import CodecSpec
+from fedcompress.federated import residual_growth
 from fedcompress.federated.error_feedback import (
     build_fedavg_with_error_feedback,
     check_error_feedback,
@@ -268,6 +269,74 @@ def test_error_feedback_takes_the_codecs_whose_residual_stays_bounded(text, cont
     with pytest.raises(ValueError, match=r"residual stays bounded; with .* on the 16384 "
                        "tensor a simulated client's grew"):
       check_error_feedback("ef", codec, tff.learning.ClientWeighting.UNIFORM, specs)
+
+
+@pytest.mark.parametrize("text,shape", [("kashin(bits=2)", [1000, 800]),
+                                        ("hadamard(bits=2)", [6000])])
+def test_a_residual_that_compounds_slowly_is_refused_by_the_codecs_error_ratio(text, shape):
+  # Both grew under 2x from round 20 to 40 (1.79x, 1.47x) and were accepted, then went
+  # on to 719 and 375 times the update by round 400 (review R1 of s40): over rounds
+  # 21-40 each erred by more than what it encoded.
+  codec = CodecSpec(text, threshold=0)
+  spec = tf.TensorSpec(shape, tf.float32)
+  trend = residual_growth.residual_trend(codec, spec)
+  assert trend.growth < residual_growth.LIMIT and trend.error_ratio > 1.0, trend
+  with pytest.raises(ValueError, match=r"grew 1\.\d+x from round 20 to 40, the codec's "
+                     r"squared error 1\.0\d+ times what it encoded"):
+    check_error_feedback("ef", codec, tff.learning.ClientWeighting.UNIFORM, [spec])
+
+
+@pytest.mark.parametrize("text,shape,below", [
+    ("topk(fraction=0.001)", [2**14], 0.995), ("uniform(bits=2)", [1000, 800], 0.9),
+    ("randk(fraction=0.01,unbiased=false)", [2**14], 0.995)])
+def test_contractions_err_by_less_than_what_they_encode(text, shape, below):
+  # The theory's condition, on the vectors error feedback makes: topk and biased randk
+  # drop at least the coordinates they send (0.991, 0.990 = 1 - k/n); uniform at 2 bits
+  # settles at ~2.8 times the update.
+  trend = residual_growth.residual_trend(CodecSpec(text, threshold=0),
+                                         tf.TensorSpec(shape, tf.float32))
+  assert 0.5 < trend.error_ratio < below and not trend.compounds, trend
+
+
+def test_a_codec_option_holding_a_list_is_simulated():
+  # The options keyed a cache as a tuple of items: a list value made error feedback
+  # refuse the codec ("unhashable type: 'list'").
+  from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
+
+  from fedcompress.codecs import register_stage, unregister
+
+  @te.core.tf_style_encoding_stage
+  class LevelsStage(te.core.EncodingStageInterface):
+    """Nearest of a list of levels, times the largest magnitude."""
+
+    name = "levels_of_a_user"
+    compressible_tensors_keys = ["values"]
+    commutes_with_sum = False
+    decode_needs_input_shape = False
+
+    def __init__(self, levels=(-1.0, 0.0, 1.0)):
+      self._levels = list(levels)
+
+    def get_params(self):
+      return {}, {}
+
+    def encode(self, x, encode_params):
+      scale = tf.reduce_max(tf.abs(x)) + 1e-12
+      levels = tf.constant(self._levels)
+      nearest = tf.argmin(tf.abs(x[..., tf.newaxis] / scale - levels), axis=-1)
+      return {"values": tf.gather(levels, nearest) * scale}
+
+    def decode(self, encoded_tensors, decode_params, num_summands=None, shape=None):
+      return encoded_tensors["values"]
+
+  register_stage("levels_of_a_user", LevelsStage, overwrite=True)
+  try:
+    specs = [tf.TensorSpec([50, 20], tf.float32)]
+    as_list = CodecSpec("levels_of_a_user", {"levels": [-1.0, -0.5, 0.0, 0.5, 1.0]},
+                        threshold=0)
+    check_error_feedback("ef", as_list, tff.learning.ClientWeighting.UNIFORM, specs)
+  finally:
+    unregister("levels_of_a_user")
 
 
 def test_the_residual_is_simulated_on_each_shape_the_codec_encodes():
