@@ -89,8 +89,11 @@ def draw_seed() -> tf.Tensor:
 
 
 # Ops that draw from TensorFlow's global or a stateful generator, which no seed scope
-# reaches (tensor_encoding's own stages draw their seeds so).
-_STATEFUL_RANDOM = re.compile(r"^(Random|Stateful|TruncatedNormal$|Multinomial$|"
+# reaches (tensor_encoding's own stages draw their seeds so). Not every `Stateful*` op:
+# `StatefulPartitionedCall` is any `tf.function` holding a stateful op (an assert), and
+# refused a codec seeded as the README asks; the draws inside it are found below.
+_STATEFUL_RANDOM = re.compile(r"^(Random|Stateful(Uniform|StandardNormal|TruncatedNormal|"
+                              r"RandomBinomial)|TruncatedNormal$|Multinomial$|"
                               r"ParameterizedTruncatedNormal$|RngSkip$|RngReadAndSkip$)")
 
 
@@ -107,4 +110,10 @@ def unseeded_param_draws(encoder, spec: tf.TensorSpec | None = None) -> list[str
       x = tf.zeros(spec.shape, spec.dtype)
       with seed_scope(encode_key(key, 0, x)):
         encoder.encode(x, encode_params)
-  return sorted({op.type for op in graph.get_operations() if _STATEFUL_RANDOM.match(op.type)})
+  # The ops of the graph and of its functions: the branches of a `tf.cond`, the bodies
+  # of `map_fn` and `while_loop`, and `tf.function`s live in its library (a draw inside
+  # a cond was accepted).
+  types = {op.type for op in graph.get_operations()}
+  types.update(node.op for function in graph.as_graph_def().library.function
+               for node in function.node_def)
+  return sorted(t for t in types if _STATEFUL_RANDOM.match(t))
