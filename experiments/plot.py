@@ -14,8 +14,8 @@ flags.DEFINE_list("runs", [], "Run directories (each with a metrics.csv).")
 flags.DEFINE_list("labels", [], "Line labels, one per run (default: folder names, with "
                   "parent folders where two are equal).")
 flags.DEFINE_string("output", "comparison.png", "Figure to write: a file (its extension "
-                    "picks the format, .png, .pdf, .svg; none gives .png) or an existing "
-                    "folder (comparison.png in it).")
+                    "picks the format, .png, .pdf, .svg; none gives .png) or a folder "
+                    "(an existing one, or a path ending in /: comparison.png in it).")
 flags.DEFINE_string("title", None, "Figure title.")
 
 

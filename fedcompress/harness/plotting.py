@@ -132,19 +132,36 @@ def _series(rows, x_key, y_key):
   return [p[0] for p in points], [p[1] for p in points]
 
 
+def _plot(ax, x, y, style: str, **kwargs) -> None:
+  """`ax.plot`, with a marker where a line has one point: a one-round run's train
+  curves and cumulative bits, drawn as lines alone, did not show at all."""
+  if len(x) == 1 and not any(c in style for c in "o.s^"):
+    style += "o"
+    kwargs.setdefault("markersize", 3)
+  ax.plot(x, y, style, **kwargs)
+
+
 DEFAULT_FILE_NAME = "comparison.png"
 
 
 def output_file(output_path: str) -> str:
   """The file `plot_runs` writes for `output_path`.
 
-  An existing folder gets `comparison.png` inside it, and a name without an extension
-  gets `.png` (matplotlib would add it anyway; this way the caller knows the name).
+  An existing folder, or a path ending in a separator (made if missing), gets
+  `comparison.png` inside it, and a name without an extension gets `.png` (matplotlib
+  would add it anyway; this way the caller knows the name). `plots/` with no such
+  folder was said as `plots/.png` and written as the hidden `plots/.png.png`.
+
+  Raises:
+    ValueError: an empty path.
   """
-  if os.path.isdir(output_path):
+  if not output_path:
+    raise ValueError("the output path is empty: name a file (comparison.png) or a folder")
+  if os.path.isdir(output_path) or output_path.endswith((os.sep, "/")):
     return os.path.join(output_path, DEFAULT_FILE_NAME)
-  if not os.path.splitext(output_path)[1]:
-    return output_path + ".png"
+  stem, extension = os.path.splitext(output_path)
+  if extension in ("", "."):  # `fig.` names no format either.
+    return (stem if extension else output_path) + ".png"
   return output_path
 
 
@@ -177,23 +194,28 @@ def plot_runs(run_dirs: Sequence[str], output_path: str, labels: Sequence[str] |
     raise ValueError("no runs to plot")
   output_path = output_file(output_path)
   labels = list(labels or default_labels(run_dirs))
+  all_rows = [read_metrics_csv(os.path.join(run_dir, rundir.METRICS_FILE))
+              for run_dir in run_dirs]
+  if empty := [d for d, rows in zip(run_dirs, all_rows, strict=True) if not rows]:
+    # A header alone drew empty panels, said as written.
+    raise ValueError(f"no finished round to plot in {', '.join(empty)} (metrics.csv has "
+                     "no rows yet)")
   fig, axes = plt.subplots(2, 2, figsize=(13, 9), constrained_layout=True)
   (ax_acc, ax_loss), (ax_bits, ax_frontier) = axes
-  for i, (run_dir, label) in enumerate(zip(run_dirs, labels, strict=True)):
-    rows = read_metrics_csv(os.path.join(run_dir, rundir.METRICS_FILE))
+  for i, (rows, label) in enumerate(zip(all_rows, labels, strict=True)):
     color = f"C{i % 10}"
     x, y = _series(rows, m.ROUND, m.EVAL_ACCURACY)
-    ax_acc.plot(x, y, "-o", color=color, markersize=3, label=f"{label} eval")
+    _plot(ax_acc, x, y, "-o", color=color, markersize=3, label=f"{label} eval")
     x, y = _series(rows, m.ROUND, m.TRAIN_ACCURACY)
-    ax_acc.plot(x, y, "--", color=color, alpha=0.7, label=f"{label} train")
+    _plot(ax_acc, x, y, "--", color=color, alpha=0.7, label=f"{label} train")
     x, y = _series(rows, m.ROUND, m.EVAL_LOSS)
-    ax_loss.plot(x, y, "-o", color=color, markersize=3, label=f"{label} eval")
+    _plot(ax_loss, x, y, "-o", color=color, markersize=3, label=f"{label} eval")
     x, y = _series(rows, m.ROUND, m.TRAIN_LOSS)
-    ax_loss.plot(x, y, "--", color=color, alpha=0.7, label=f"{label} train")
+    _plot(ax_loss, x, y, "--", color=color, alpha=0.7, label=f"{label} train")
     x, y = _series(rows, m.ROUND, m.BROADCAST_CUMULATIVE_BITS)
-    ax_bits.plot(x, y, "-", color=color, label=f"{label} broadcast")
+    _plot(ax_bits, x, y, "-", color=color, label=f"{label} broadcast")
     x, y = _series(rows, m.ROUND, m.AGGREGATE_CUMULATIVE_BITS)
-    ax_bits.plot(x, y, "--", color=color, label=f"{label} aggregate")
+    _plot(ax_bits, x, y, "--", color=color, label=f"{label} aggregate")
     frontier = [(r[m.BROADCAST_CUMULATIVE_BITS] + r[m.AGGREGATE_CUMULATIVE_BITS],
                  r[m.EVAL_ACCURACY]) for r in rows if r.get(m.EVAL_ACCURACY) is not None]
     if frontier:

@@ -9,12 +9,12 @@ from fedcompress import metrics as m
 from fedcompress.harness import plotting, reporting
 
 
-def _run(root, name, scale, aggregate_scale=None):
+def _run(root, name, scale, aggregate_scale=None, rounds=5):
   aggregate = scale if aggregate_scale is None else aggregate_scale
   csv = reporting.CsvReporter(str(root / name / "metrics.csv"))
   (root / name).mkdir()
-  csv.start(1, 5)
-  for r in range(1, 6):
+  csv.start(1, rounds)
+  for r in range(1, rounds + 1):
     csv.write({m.ROUND: r, m.TRAIN_LOSS: 2.0 / r, m.TRAIN_ACCURACY: 0.15 * r,
                m.EVAL_LOSS: 2.1 / r, m.EVAL_ACCURACY: 0.14 * r,
                m.BROADCAST_BITS: scale, m.AGGREGATE_BITS: aggregate,
@@ -71,6 +71,39 @@ def test_output_that_is_a_folder_or_has_no_extension(load_binary, tmp_path, caps
       assert capsys.readouterr().out == f"wrote {written}\n"
       _png_size(written)
   assert sorted(p.name for p in folder.iterdir()) == ["comparison.png"]
+
+
+def test_a_one_round_run_shows_in_every_panel_and_an_empty_one_is_refused(tmp_path,
+                                                                          monkeypatch):
+  # A one-point line draws nothing: a one-round run (the demo with --rounds=1) left the
+  # bits panel empty and the train curves missing.
+  figures = []
+  monkeypatch.setattr(plotting.plt, "close", figures.append)
+  plotting.plot_runs([_run(tmp_path, "one", 100, rounds=1)], str(tmp_path / "one.png"))
+  for ax in figures[0].axes[:3]:
+    for line in ax.lines:
+      assert len(line.get_xdata()) == 1 and line.get_marker() not in ("None", None, ""), (
+          line.get_label())
+  # A header alone drew empty panels, said as written.
+  (tmp_path / "empty").mkdir()
+  header = (tmp_path / "one" / "metrics.csv").read_text().splitlines()[0]
+  (tmp_path / "empty" / "metrics.csv").write_text(header + "\n")
+  with pytest.raises(ValueError, match=r"no finished round to plot in .*empty"):
+    plotting.plot_runs([str(tmp_path / "one"), str(tmp_path / "empty")],
+                       str(tmp_path / "both.png"))
+  assert not (tmp_path / "both.png").exists()
+
+
+def test_output_paths_name_the_file_written(tmp_path):
+  # `plots/` with no such folder was said as plots/.png and written as plots/.png.png;
+  # `fig.` was said as `fig.` and written as fig.png; an empty path wrote .png.png.
+  assert plotting.output_file(str(tmp_path / "plots") + "/") == str(
+      tmp_path / "plots" / "comparison.png")
+  assert plotting.output_file(str(tmp_path / "fig.")) == str(tmp_path / "fig.png")
+  assert plotting.output_file(str(tmp_path / "fig")) == str(tmp_path / "fig.png")
+  assert plotting.output_file(str(tmp_path / "fig.pdf")) == str(tmp_path / "fig.pdf")
+  with pytest.raises(ValueError, match="output path is empty"):
+    plotting.output_file("")
 
 
 def test_round_ticks_are_integers_at_round_steps():
