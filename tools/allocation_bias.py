@@ -20,10 +20,10 @@ and their ratio, and writes them to `--output`.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 from collections.abc import Sequence
 
+from fedcompress.harness.cli import check_output_file
 from tools import mean_error as _mean_error
 
 
@@ -67,6 +67,10 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--seeds", type=int, default=5)
   parser.add_argument("--output", default="runs/allocation_bias.json")
   args = parser.parse_args(argv)
+  try:  # Before the work: a folder given as the file lost its figures to a traceback.
+    check_output_file(args.output)
+  except ValueError as e:
+    parser.error(f"--output: {e}")
   if args.clients < 1 or args.size < 1 or args.seeds < 1:
     parser.error("--clients, --size and --seeds must be at least 1")
   kinds = args.kinds.split(",")
@@ -94,8 +98,6 @@ def main(argv: Sequence[str] | None = None) -> None:
       rows.append(row)
       print(f"{kind:12s} width {width:<5g} planned {row['planned']:.5f}  measured "
             f"{row['measured']:.5f}  ({row['ratio']:.2f}x)", flush=True)
-  if os.path.dirname(args.output):
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
   with open(args.output, "w") as f:
     json.dump({"codec": args.codec, "clients": args.clients, "size": args.size,
                "seeds": args.seeds, "source": rundir.source(), "rows": rows}, f, indent=1)

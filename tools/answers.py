@@ -38,7 +38,7 @@ from absl import app, flags
 
 from fedcompress.federated import runtime
 from fedcompress.harness import durable, rundir
-from fedcompress.harness.cli import fail, interruptible, parse_flags
+from fedcompress.harness.cli import check_output_file, fail, interruptible, parse_flags
 from fedcompress.harness.sweep import SweepRun, parse_seeds, run_sweep, sweep_failure
 from tools import answers_table, codec_table
 
@@ -292,8 +292,10 @@ def main(argv):
   unknown = sorted(set(FLAGS.configs) - set(configurations))
   if unknown:
     return fail(f"unknown --configs {', '.join(unknown)}; valid: {', '.join(configurations)}")
-  if os.path.isdir(FLAGS.output):  # Else a traceback after the whole sweep.
-    return fail(f"--output: {FLAGS.output} is a directory; name the JSON file to write")
+  try:  # Else a traceback after the whole sweep.
+    check_output_file(FLAGS.output)
+  except ValueError as e:
+    return fail(f"--output: {e}")
   if FLAGS.readme:
     try:
       codec_table.read_readme(FLAGS.readme, "answers")

@@ -26,7 +26,7 @@ from absl import app, flags
 
 from fedcompress.federated import quiet
 from fedcompress.harness import rundir
-from fedcompress.harness.cli import fail, interruptible, parse_flags
+from fedcompress.harness.cli import check_output_file, fail, interruptible, parse_flags
 from tools.benchmark import codec_options, split_codecs
 
 FLAGS = flags.FLAGS
@@ -75,9 +75,9 @@ def main(argv) -> int:
         codec_options(codec)  # Unknown names and bad options fail now, not in a child.
   except ValueError as e:
     return fail(f"--codecs: {e}")
-  try:  # Made now, not after the builds: a bad --output would lose their figures.
-    os.makedirs(os.path.dirname(FLAGS.output) or ".", exist_ok=True)
-  except OSError as e:
+  try:  # Checked now, not after the builds: a bad --output would lose their figures.
+    check_output_file(FLAGS.output)
+  except ValueError as e:
     return fail(f"--output: {e}")
   results, failed, task = {}, {}, None
   for codec in codecs:

@@ -31,7 +31,7 @@ from absl import app, flags
 
 from fedcompress.federated import quiet
 from fedcompress.harness import rundir
-from fedcompress.harness.cli import fail, interruptible, parse_flags
+from fedcompress.harness.cli import check_output_file, fail, interruptible, parse_flags
 
 # Bounded so that a bad value is one error line before anything runs, not a probe's
 # failure after the dataset is written.
@@ -162,8 +162,8 @@ def main(argv):
                 f"--population={_POPULATION.value} clients")
   # Made now, not after the runs: a bad --output would lose their results.
   try:
-    os.makedirs(os.path.dirname(_OUTPUT.value) or ".", exist_ok=True)
-  except OSError as e:
+    check_output_file(_OUTPUT.value)
+  except ValueError as e:
     return fail(f"--output: {e}")
   from tools.benchmark import write_population_sqlite
 

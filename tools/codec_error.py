@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
 from collections.abc import Sequence
+
+from fedcompress.harness.cli import check_output_file
 
 # (label, codec, options, published normalized MSE).
 CASES = (("drive", "drive", {}, math.pi / 2 - 1),
@@ -53,6 +54,10 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--size", type=int, default=2**20)
   parser.add_argument("--output", default="runs/codec_error.json")
   args = parser.parse_args(argv)
+  try:  # Before the work: a folder given as the file lost its figures to a traceback.
+    check_output_file(args.output)
+  except ValueError as e:
+    parser.error(f"--output: {e}")
   if args.seeds < 2 or args.size < 1:
     parser.error("--seeds must be at least 2 and --size at least 1")
   import fedcompress
@@ -69,8 +74,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows.append(row)
     print(f"{label:10s} {mean:.6f} +- {row['stderr']:.6f}  published {expected:.6f}  "
           f"{100 * row['deviation']:+.2f}%", flush=True)
-  if os.path.dirname(args.output):
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
   with open(args.output, "w") as f:
     # The code that measured: a change to the rotations' draws is what this is run for.
     json.dump({"seeds": args.seeds, "size": args.size, "source": rundir.source(),

@@ -24,9 +24,10 @@ it. Prints a row per codec and kind, and writes them to `--output`.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 from collections.abc import Sequence
+
+from fedcompress.harness.cli import check_output_file
 
 CODECS = (("drive", {}), ("eden", {"bits": 2}))
 KINDS = ("independent", "correlated", "identical")
@@ -84,6 +85,10 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--seeds", type=int, default=20)
   parser.add_argument("--output", default="runs/mean_error.json")
   args = parser.parse_args(argv)
+  try:  # Before the work: a folder given as the file lost its figures to a traceback.
+    check_output_file(args.output)
+  except ValueError as e:
+    parser.error(f"--output: {e}")
   if args.clients < 1 or args.size < 1 or args.seeds < 1:
     parser.error("--clients, --size and --seeds must be at least 1")
   import fedcompress
@@ -105,8 +110,6 @@ def main(argv: Sequence[str] | None = None) -> None:
       print(f"{codec} {options or ''} {kind:12s} own rotations "
             f"{row['independent_rotations']:.5f}  shared {row['shared']:.5f}  "
             f"({row['ratio']:.2f}x)", flush=True)
-  if os.path.dirname(args.output):
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
   with open(args.output, "w") as f:
     # The code that measured, as run records name it (the figures move with the codecs).
     json.dump({"clients": args.clients, "size": args.size, "seeds": args.seeds,

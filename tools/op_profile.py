@@ -33,6 +33,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fedcompress.harness.cli import check_output_file
 from tools.benchmark import CODEC_MODULES_HELP, CODEC_OPTIONS, codec_options, load_codec_modules
 from tools.codec_cost import PARTS, CodecRound, benchmark_tensor_shapes, set_process_threads
 
@@ -149,6 +150,11 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--output", default=None, help="also write the figures to this JSON")
   parser.add_argument("--codec_modules", default=None, help=CODEC_MODULES_HELP)
   args = parser.parse_args(argv)
+  if args.output is not None:
+    try:  # Before the work: a folder given as the file lost its figures to a traceback.
+      check_output_file(args.output)
+    except ValueError as e:
+      parser.error(f"--output: {e}")
   for name in ("reps", "traced", "top", "depth"):
     if getattr(args, name) < 1:
       parser.error(f"--{name} must be >= 1")
@@ -191,9 +197,6 @@ def main(argv: Sequence[str] | None = None) -> None:
                      depth=args.depth), **modules}
   print(format_profile(result, args.top))
   if args.output:
-    import os
-
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as f:
       json.dump(result, f, indent=1)
     print(f"wrote {args.output}")

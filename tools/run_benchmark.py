@@ -11,7 +11,6 @@ generated datasets of 100 and 3,400 clients; writes all of it to --output. With
 and, with --readme=README.md, writes that table into the README. See tools/benchmark.py.
 """
 
-import os
 
 from fedcompress.federated import quiet
 
@@ -20,7 +19,7 @@ quiet.quiet_tensorflow()  # Before TensorFlow loads: it reads its log level only
 from absl import app, flags
 
 from fedcompress.federated import runtime
-from fedcompress.harness.cli import fail, interruptible, parse_flags
+from fedcompress.harness.cli import check_output_file, fail, interruptible, parse_flags
 from tools import benchmark, codec_table
 
 _D = benchmark.BenchmarkConfig()
@@ -63,11 +62,10 @@ def main(argv):
   except ValueError as e:
     return fail(str(e))
   # Checked before ~20 minutes of timing, not after: where the results go.
-  if os.path.isdir(_OUTPUT.value):
-    return fail(f"--output: {_OUTPUT.value} is a directory; name the JSON file to write")
-  out_dir = os.path.dirname(os.path.abspath(_OUTPUT.value))
-  if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK):
-    return fail(f"--output: {out_dir} is not a writable directory")
+  try:
+    check_output_file(_OUTPUT.value)
+  except ValueError as e:
+    return fail(f"--output: {e}")
   if _README.value:
     if not config.codecs:
       return fail("--readme writes the codec sweep's table: pass --codecs=all")

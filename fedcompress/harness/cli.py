@@ -12,6 +12,7 @@ one line too:
 from __future__ import annotations
 
 import functools
+import os
 import re
 import signal
 import sys
@@ -49,6 +50,27 @@ def warn_once(message: str) -> None:
   if line not in _warned:
     _warned.add(line)
     warn(line)
+
+
+def check_output_file(path: str) -> None:
+  """Makes `path`'s folder and checks that a result can be written there, before the
+  work that makes it: tools checked only that the folder could be made, and an existing
+  folder given as the file lost their figures to a traceback at the end.
+
+  Raises:
+    ValueError: one line, what is wrong with `path`.
+  """
+  if not path:
+    raise ValueError("the path is empty: name the file to write")
+  if os.path.isdir(path):
+    raise ValueError(f"{path} is a directory; name the file to write")
+  folder = os.path.dirname(os.path.abspath(path))
+  try:
+    os.makedirs(folder, exist_ok=True)
+  except OSError as e:
+    raise ValueError(f"cannot make {folder}: {e.strerror or e}") from None
+  if not os.access(folder, os.W_OK):
+    raise ValueError(f"{folder} is not a writable directory")
 
 
 def one_line(message: str) -> str:

@@ -256,7 +256,7 @@ def test_answers_refuses_a_folder_as_output_before_any_run(load_binary, repo_roo
                  f"--output={tmp_path}", f"--root_output_dir={tmp_path / 'runs'}"])
     assert module.main(["answers"]) == 2
   err = capsys.readouterr().err.strip().splitlines()
-  assert err == [f"error: --output: {tmp_path} is a directory; name the JSON file to write"]
+  assert err == [f"error: --output: {tmp_path} is a directory; name the file to write"]
   assert not (tmp_path / "runs").exists()
 
 
