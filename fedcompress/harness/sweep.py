@@ -118,6 +118,10 @@ def runs_from_grid(grid: str) -> list[SweepRun]:
     name, sep, values = part.partition("=")
     if not sep or not values.strip():
       raise ValueError(f"grid axis {part!r} is not of the form flag=value,value")
+    if name.strip() in (axis for axis, _ in axes):
+      # The last value would win in every run, named after both (aggregate_bits-2_...-4).
+      raise ValueError(f"grid axis {name.strip()!r} is given twice: list its values in one "
+                       f"axis ({name.strip()}=a,b)")
     axes.append((name.strip(), [v.strip() for v in re.split(r",(?![^()]*\))", values)
                                 if v.strip()]))
   if not axes:  # itertools.product() of nothing is one empty run, not none.

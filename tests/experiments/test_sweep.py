@@ -128,6 +128,9 @@ def test_grid_expands_to_the_product():
   assert runs_from_grid("") == []
   with pytest.raises(ValueError, match="flag=value"):
     runs_from_grid("aggregate_bits")
+  # The last value won in every run, named after both.
+  with pytest.raises(ValueError, match="grid axis 'aggregate_bits' is given twice"):
+    runs_from_grid("aggregate_bits=2;aggregate_bits=4")
 
 
 def test_grid_values_may_be_chains():
