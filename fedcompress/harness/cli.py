@@ -93,7 +93,7 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
   from absl import flags
 
   try:
-    return flags.FLAGS(list(argv))
+    rest = flags.FLAGS(list(argv))
   except SystemExit as e:
     # absl's --help, --helpshort, --helpfull and --helpxml print the help and exit 1;
     # help asked for is not a failure (`binary --help && ...` must go on).
@@ -113,6 +113,15 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
     if isinstance(e, flags.UnrecognizedFlagError):
       message += " (--helpshort lists the flags)"
     sys.exit(fail(message))
+  if marked := [a for a in rest[1:] if a.startswith(_BYTE_ORDER_MARK)]:
+    # A flagfile saved with a UTF-8 byte-order mark (as some Windows editors do): absl
+    # took its first line for an argument, said as "unexpected arguments: --rounds=1".
+    sys.exit(fail(f"{marked[0][1:]!r} starts with an invisible byte-order mark (U+FEFF): "
+                  "save the flagfile as UTF-8 without one"))
+  return rest
+
+
+_BYTE_ORDER_MARK = "\ufeff"
 
 
 _HELP_FLAGS = ("help", "helpshort", "helpfull", "helpxml")

@@ -281,6 +281,14 @@ class TestEmnist:
     line = _parse_error(capsys, f"--flagfile={latin1}")
     assert str(latin1) in line and "is not UTF-8 text: byte 0xfc" in line
 
+  def test_flagfile_with_a_byte_order_mark(self, binary, tmp_path, capsys):
+    # Said as "unexpected arguments: --rounds=1", the mark invisible in the line.
+    marked = tmp_path / "windows.flags"
+    marked.write_text("--rounds=1\n--dataset=digits\n", encoding="utf-8-sig")
+    line = _parse_error(capsys, f"--flagfile={marked}")
+    assert line == ("error: '--rounds=1' starts with an invisible byte-order mark (U+FEFF): "
+                    "save the flagfile as UTF-8 without one")
+
   def test_unknown_codec_option(self, binary, tmp_path, capsys):
     self.check(binary, tmp_path, capsys, "codec 'uniform'", "levels",
                aggregate_encoder="uniform", aggregate_encoder_args="levels=3")
