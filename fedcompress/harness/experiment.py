@@ -330,10 +330,11 @@ class ExperimentConfig:
       raise ValueError(f"unknown --error_feedback {self.error_feedback!r}; valid: "
                        f"{', '.join(ERROR_FEEDBACK_MODES)}")
     name = self.experiment_name
-    if (not isinstance(name, str) or name in ("", ".", "..") or "/" in name or os.sep in name
-        or (os.altsep and os.altsep in name) or "\0" in name):
-      raise ValueError(f"--experiment_name must be a plain folder name (not '.' or '..', no "
-                       f"path separator), got {name!r}")
+    # Blank too: `--experiment_name=" "` made a folder named by a space.
+    if (not isinstance(name, str) or name.strip() in ("", ".", "..") or "/" in name
+        or os.sep in name or (os.altsep and os.altsep in name) or "\0" in name):
+      raise ValueError(f"--experiment_name must be a plain folder name (not blank, '.' or "
+                       f"'..', no path separator), got {name!r}")
     for what, rate in (("client", self.client_learning_rate),
                        ("server", self.server_learning_rate)):
       if not (rate > 0 and math.isfinite(rate)):
@@ -497,6 +498,13 @@ def check_run_dir(config: ExperimentConfig) -> None:
   if not rundir.has_run(run_dir):
     return
   if not config.resume:
+    if rundir.read_config(run_dir) is None:
+      # A folder of the user's (notes, a figure): told to --resume, the run started at
+      # round 1 among them.
+      raise RunDirectoryError(
+          f"{run_dir} holds files but no run ({rundir.CONFIG_FILE}): choose another "
+          "--experiment_name (experiment_name=...) or move them; nothing was overwritten "
+          "(a run stopped before writing its record starts again with --resume)")
     raise RunDirectoryError(
         f"{run_dir} already holds a run; pass --resume (in Python, resume=True) to continue "
         "it or choose another --experiment_name (experiment_name=...); nothing was "

@@ -343,7 +343,7 @@ class TestEmnist:
     line = self.parse_check(tmp_path, capsys, arg)
     assert f"flag {name}=" in line and fragment in line, line
 
-  @pytest.mark.parametrize("name", ["", ".", "..", "a/b", "../escape"])
+  @pytest.mark.parametrize("name", ["", ".", "..", "a/b", "../escape", " ", "\t"])
   def test_experiment_name_must_be_a_plain_folder_name(self, binary, tmp_path, capsys, name):
     # Issue 13, item 7: '..' wrote the run into the parent of --root_output_dir, '.'
     # straight into it.

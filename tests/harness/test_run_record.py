@@ -146,6 +146,13 @@ def test_a_task_built_in_python_is_recorded_and_compared_on_resume(tmp_path):
   with pytest.raises(rundir.RunDirectoryError, match=r"already holds a run; pass --resume "
                      r"\(in Python, resume=True\).*\(experiment_name=\.\.\.\)"):
     fedcompress.run_experiment(other, config())
+  # A folder of the user's holds no run: told to --resume, a run started among its files.
+  notes = tmp_path / "notes"
+  notes.mkdir()
+  (notes / "notes.txt").write_text("ideas\n")
+  with pytest.raises(rundir.RunDirectoryError, match=r"notes holds files but no run "
+                     r"\(config.json\): choose another --experiment_name"):
+    fedcompress.run_experiment(other, config(experiment_name="notes"))
 
 
 def test_a_resume_on_another_cpu_is_named(tmp_path):
