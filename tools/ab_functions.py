@@ -23,6 +23,8 @@ import statistics
 import time
 from collections.abc import Sequence
 
+from fedcompress.harness.cli import ArgumentParser
+
 PARTS = ("encode", "decode_before_sum")
 
 
@@ -72,9 +74,7 @@ def compare(base: str, module: str, names: Sequence[str], codecs: Sequence[str],
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  import argparse
-
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--base", required=True, help="a checkout of the other commit")
   parser.add_argument("--module", required=True)
   parser.add_argument("--names", required=True, help="functions or classes, comma-separated")

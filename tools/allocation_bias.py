@@ -23,7 +23,7 @@ import json
 import statistics
 from collections.abc import Sequence
 
-from fedcompress.harness.cli import check_output_file
+from fedcompress.harness.cli import ArgumentParser, check_output_file
 from tools import mean_error as _mean_error
 
 
@@ -56,9 +56,7 @@ def measure(codec: str, width: float, kind: str, clients: int, size: int,
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  import argparse
-
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--codec", default="eden")
   parser.add_argument("--widths", default="0.5,0.9,1,1.95,1.98,2")
   parser.add_argument("--clients", type=int, default=10)

@@ -34,6 +34,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fedcompress.harness.cli import ArgumentParser
 from tools.benchmark import (
   CODEC_MODULES_HELP,
   CODEC_OPTIONS,
@@ -220,9 +221,7 @@ def _other_settings(benchmark_result: Mapping[str, Any], config: BenchmarkConfig
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  import argparse
-
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--codecs", default=",".join(CODEC_OPTIONS))
   parser.add_argument("--reps", type=int, default=9)
   parser.add_argument("--threads", type=int, default=0,

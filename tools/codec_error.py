@@ -18,7 +18,7 @@ import math
 import statistics
 from collections.abc import Sequence
 
-from fedcompress.harness.cli import check_output_file
+from fedcompress.harness.cli import ArgumentParser, check_output_file
 
 # (label, codec, options, published normalized MSE).
 CASES = (("drive", "drive", {}, math.pi / 2 - 1),
@@ -47,9 +47,7 @@ def normalized_mse(codec: str, options: dict, size: int, seeds: Sequence[int]) -
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  import argparse
-
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--seeds", type=int, default=10)
   parser.add_argument("--size", type=int, default=2**20)
   parser.add_argument("--output", default="runs/codec_error.json")

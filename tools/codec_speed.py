@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from fedcompress.harness.cli import ArgumentParser
 from tools.benchmark import CODEC_OPTIONS as CODECS
 
 
@@ -58,14 +59,12 @@ def time_codec(name: str, options: Mapping[str, Any], shape: Sequence[int], reps
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  import argparse
-
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--shape", default="3136,512")
   parser.add_argument("--reps", type=int, default=5)
   parser.add_argument("--codecs", default=",".join(CODECS))
   args = parser.parse_args(argv)
-  # argparse's own errors are one usage line and exit 2; these are made the same way.
+  # Usage errors are one `error:` line and exit 2 (cli.ArgumentParser), these too.
   if args.reps < 1:
     parser.error(f"--reps must be >= 1, got {args.reps}")
   unknown = [name for name in args.codecs.split(",") if name not in CODECS]

@@ -27,7 +27,7 @@ import json
 import statistics
 from collections.abc import Sequence
 
-from fedcompress.harness.cli import check_output_file
+from fedcompress.harness.cli import ArgumentParser, check_output_file
 
 CODECS = (("drive", {}), ("eden", {"bits": 2}))
 KINDS = ("independent", "correlated", "identical")
@@ -77,9 +77,7 @@ def mean_error(codec: str, options: dict, kind: str, clients: int, size: int,
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  import argparse
-
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--clients", type=int, default=10)
   parser.add_argument("--size", type=int, default=2**16)
   parser.add_argument("--seeds", type=int, default=20)

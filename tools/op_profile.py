@@ -33,7 +33,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fedcompress.harness.cli import check_output_file
+from fedcompress.harness.cli import ArgumentParser, check_output_file
 from tools.benchmark import CODEC_MODULES_HELP, CODEC_OPTIONS, codec_options, load_codec_modules
 from tools.codec_cost import PARTS, CodecRound, benchmark_tensor_shapes, set_process_threads
 
@@ -129,9 +129,7 @@ def format_profile(result: Mapping[str, Any], top: int) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  import argparse
-
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--codec", required=True,
                       help=f"one of: {', '.join(CODEC_OPTIONS)}, one with inline options, as "
                       "drive(shared_rotation=true), or one a --codec_modules entry registers")

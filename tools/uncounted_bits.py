@@ -23,6 +23,8 @@ import dataclasses
 import math
 from collections.abc import Callable, Sequence
 
+from fedcompress.harness.cli import ArgumentParser
+
 DOWN = ("federated_broadcast", "federated_value_at_clients")
 UP = ("federated_aggregate", "federated_sum", "federated_mean", "federated_weighted_mean",
       "federated_secure_sum", "federated_secure_sum_bitwidth",
@@ -143,11 +145,9 @@ def _configs(clients: int) -> dict[str, Callable[[Callable], object]]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  import argparse
-
   import fedcompress
 
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--configs", default=",".join(_CONFIG_NAMES))
   parser.add_argument("--clients", type=int, default=10,
                       help="clients per round (the secure sum's field; totals are per round; "

@@ -11,6 +11,7 @@ one line too:
 
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 import re
@@ -50,6 +51,14 @@ def warn_once(message: str) -> None:
   if line not in _warned:
     _warned.add(line)
     warn(line)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+  """argparse's parser for the tools, with the binaries' convention: a usage error is one
+  `error: ...` line on stderr and exit 2, where argparse printed its usage block first."""
+
+  def error(self, message: str):
+    sys.exit(fail(f"{message} (--help lists the options)"))
 
 
 def check_output_file(path: str) -> None:

@@ -28,3 +28,22 @@ def test_the_tools_refuse_a_folder_as_their_output_before_their_work(tool, tmp_p
     module.main(argv)
   assert exit_info.value.code == 2
   assert f"--output: {tmp_path} is a directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("tool", ["ab_functions", "allocation_bias", "codec_cost",
+                                  "codec_error", "codec_speed", "mean_error", "op_profile",
+                                  "uncounted_bits"])
+def test_the_tools_usage_errors_are_one_error_line(tool, capsys):
+  # argparse printed its usage block, then `prog: error: ...`: 3-4 lines where the
+  # binaries print one.
+  import importlib
+
+  module = importlib.import_module(f"tools.{tool}")
+  with pytest.raises(SystemExit) as exit_info:
+    module.main(["--no_such_option"])
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and err.startswith("error: "), err
+  assert err.endswith(" (--help lists the options)\n"), err
+  # ab_functions says first what it lacks, the others the unknown option.
+  assert "--no_such_option" in err or "are required" in err, err

@@ -1,4 +1,4 @@
-"""tools.codec_speed: bad input is one usage line, before timing anything; what it prints."""
+"""tools.codec_speed: bad input is one `error:` line, before timing anything; what it prints."""
 
 import itertools
 import os
