@@ -16,7 +16,8 @@ def test_a_result_file_is_checked_and_its_folder_made(tmp_path):
       check_output_file(path)
 
 
-@pytest.mark.parametrize("tool", ["mean_error", "codec_error", "allocation_bias", "op_profile"])
+@pytest.mark.parametrize("tool", ["mean_error", "codec_error", "allocation_bias", "op_profile",
+                                  "padded_weights"])
 def test_the_tools_refuse_a_folder_as_their_output_before_their_work(tool, tmp_path, capsys):
   # They made the parent folder only, and lost their figures to IsADirectoryError at
   # the end (a review's `--output=<folder>`).
@@ -32,7 +33,7 @@ def test_the_tools_refuse_a_folder_as_their_output_before_their_work(tool, tmp_p
 
 @pytest.mark.parametrize("tool", ["ab_functions", "allocation_bias", "codec_cost",
                                   "codec_error", "codec_speed", "mean_error", "op_profile",
-                                  "uncounted_bits"])
+                                  "padded_weights", "uncounted_bits"])
 def test_the_tools_usage_errors_are_one_error_line(tool, capsys):
   # argparse printed its usage block, then `prog: error: ...`: 3-4 lines where the
   # binaries print one.
