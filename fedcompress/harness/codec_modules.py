@@ -188,6 +188,7 @@ def _import_file(path: str) -> None:
   name = _module_name(path)
   if name in sys.modules:
     return
+  _check_helpers_not_shadowed(path)
   # As `python file.py` does: its folder on the path, so that it imports the helper
   # files beside it (the README's "a helper module"; it failed with ModuleNotFoundError).
   if os.path.dirname(path) not in sys.path:
@@ -200,3 +201,46 @@ def _import_file(path: str) -> None:
   except BaseException:
     del sys.modules[name]
     raise
+
+
+def _check_helpers_not_shadowed(path: str) -> None:
+  """Refuses `path` when a helper module beside it is already imported from elsewhere.
+
+  One process holds one module per name: two versions of a codec in folders v1/ and
+  v2/, each with its `helpers.py`, both ran v1's helpers in a sweep (v2's float32
+  sent as v1's float16, with v1's helper hash recorded for v2's run). The helpers are
+  the modules its own folder holds that it imports, transitively.
+  """
+  folder = os.path.dirname(path)
+  seen, queue = set(), [path]
+  while queue:
+    current = queue.pop()
+    if current in seen:
+      continue
+    seen.add(current)
+    try:
+      with open(current, "rb") as f:
+        tree = ast.parse(f.read())
+    except (OSError, SyntaxError, ValueError):
+      continue  # The import itself says what is wrong.
+    for node in ast.walk(tree):
+      if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+      elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+        names = [node.module]
+      else:
+        continue
+      for top in {name.split(".")[0] for name in names}:
+        here = next((f for f in (os.path.join(folder, top + ".py"),
+                                 os.path.join(folder, top, "__init__.py"))
+                     if os.path.isfile(f)), None)
+        if here is None:
+          continue
+        loaded = getattr(sys.modules.get(top), "__file__", None)
+        if loaded is not None and os.path.abspath(loaded) != here:
+          raise ValueError(f"{path} imports {top!r} from its folder, but this process "
+                           f"already imported another {top!r} ({loaded}), from another "
+                           "--codec_modules entry: one process holds one module per name, "
+                           "so give the helper modules different names")
+        if here.endswith(".py") and not here.endswith("__init__.py"):
+          queue.append(here)

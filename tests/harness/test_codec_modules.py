@@ -144,3 +144,25 @@ def test_a_codec_file_imports_the_helper_beside_it(tmp_path):
     sys.path[:] = path_before
     for name in set(sys.modules) - before:
       del sys.modules[name]
+
+
+def test_a_helper_of_the_same_name_in_another_folder_is_refused(tmp_path, monkeypatch):
+  # v1/ and v2/, each with its helpers.py: one process holds one module 'helpers', so
+  # a sweep's v2 run ran v1's (float16 sent for float32), recording v1's helper hash.
+  before = set(sys.modules)
+  monkeypatch.setattr(sys, "path", list(sys.path))
+  for version, dtype in (("v1", "float16"), ("v2", "float32")):
+    (tmp_path / version).mkdir()
+    (tmp_path / version / "helpers_of_a_user.py").write_text(f"DTYPE = {dtype!r}\n")
+    (tmp_path / version / "codec.py").write_text("from helpers_of_a_user import DTYPE\n")
+  try:
+    codec_modules.import_codec_modules([str(tmp_path / "v1" / "codec.py")])
+    with pytest.raises(ValueError, match=r"imports 'helpers_of_a_user' from its folder, but "
+                       r"this process already imported another 'helpers_of_a_user' \(.*v1"):
+      codec_modules.import_codec_modules([str(tmp_path / "v2" / "codec.py")])
+    # A second entry of v1's own folder shares its helper.
+    (tmp_path / "v1" / "other.py").write_text("import helpers_of_a_user\n")
+    codec_modules.import_codec_modules([str(tmp_path / "v1" / "other.py")])
+  finally:
+    for name in set(sys.modules) - before:
+      del sys.modules[name]
