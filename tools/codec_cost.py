@@ -233,16 +233,6 @@ def main(argv: Sequence[str] | None = None) -> None:
                       help="a `make bench` JSON with a codec sweep: its measured ratios")
   parser.add_argument("--codec_modules", default=None, help=CODEC_MODULES_HELP)
   args = parser.parse_args(argv)
-  try:
-    load_codec_modules(args.codec_modules)
-  except ValueError as e:
-    parser.error(f"--codec_modules: {e}")
-  names = split_codecs(args.codecs)
-  for name in names:
-    try:
-      codec_options(name)
-    except ValueError as e:
-      parser.error(str(e))
   if args.reps < 1:
     parser.error("--reps must be >= 1")
   measured = {}
@@ -263,6 +253,17 @@ def main(argv: Sequence[str] | None = None) -> None:
 
   fedcompress.quiet_tensorflow()  # Before TensorFlow loads, as in the other tools.
   set_process_threads(args.threads)
+  # After: a module of one's own may build tensors when imported.
+  try:
+    load_codec_modules(args.codec_modules)
+  except ValueError as e:
+    parser.error(f"--codec_modules: {e}")
+  names = split_codecs(args.codecs)
+  for name in names:
+    try:
+      codec_options(name)
+    except ValueError as e:
+      parser.error(str(e))
   shapes = benchmark_tensor_shapes()
   config = BenchmarkConfig()
   round_runner = None if args.no_round else uncompressed_round(config)

@@ -91,8 +91,10 @@ def draw_seed() -> tf.Tensor:
 # Ops that draw from TensorFlow's global or a stateful generator, which no seed scope
 # reaches (tensor_encoding's own stages draw their seeds so). Not every `Stateful*` op:
 # `StatefulPartitionedCall` is any `tf.function` holding a stateful op (an assert), and
-# refused a codec seeded as the README asks; the draws inside it are found below.
-_STATEFUL_RANDOM = re.compile(r"^(Random|Stateful(Uniform|StandardNormal|TruncatedNormal|"
+# refused a codec seeded as the README asks; the draws inside it are found below. Nor
+# `RandomIndexShuffle` (`tf.random.experimental.index_shuffle`): stateless, seeded.
+_STATEFUL_RANDOM = re.compile(r"^(Random(?!IndexShuffle)|"
+                              r"Stateful(Uniform|StandardNormal|TruncatedNormal|"
                               r"RandomBinomial)|TruncatedNormal$|Multinomial$|"
                               r"ParameterizedTruncatedNormal$|RngSkip$|RngReadAndSkip$)")
 

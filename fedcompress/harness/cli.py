@@ -71,7 +71,8 @@ def check_output_file(path: str) -> None:
   """
   if not path:
     raise ValueError("the path is empty: name the file to write")
-  if os.path.isdir(path):
+  if os.path.isdir(path) or path.endswith((os.sep, "/")):
+    # A folder to be made names no file either (plot.py's --output takes one; these not).
     raise ValueError(f"{path} is a directory; name the file to write")
   folder = os.path.dirname(os.path.abspath(path))
   try:
@@ -122,15 +123,25 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
     if isinstance(e, flags.UnrecognizedFlagError):
       message += " (--helpshort lists the flags)"
     sys.exit(fail(message))
-  if marked := [a for a in rest[1:] if a.startswith(_BYTE_ORDER_MARK)]:
-    # A flagfile saved with a UTF-8 byte-order mark (as some Windows editors do): absl
-    # took its first line for an argument, said as "unexpected arguments: --rounds=1".
-    sys.exit(fail(f"{marked[0][1:]!r} starts with an invisible byte-order mark (U+FEFF): "
-                  "save the flagfile as UTF-8 without one"))
+  try:
+    check_no_byte_order_mark(rest[1:])
+  except ValueError as e:
+    sys.exit(fail(str(e)))
   return rest
 
 
 _BYTE_ORDER_MARK = "\ufeff"
+
+
+def check_no_byte_order_mark(arguments: Sequence[str]) -> None:
+  """Raises ValueError for an argument starting with a UTF-8 byte-order mark.
+
+  A flagfile saved with one (as some Windows editors do): absl takes its first line for
+  an argument, said as "unexpected arguments: --rounds=1", the mark invisible.
+  """
+  if marked := [a for a in arguments if a.startswith(_BYTE_ORDER_MARK)]:
+    raise ValueError(f"{marked[0][1:]!r} starts with an invisible byte-order mark "
+                     "(U+FEFF): save the flagfile as UTF-8 without one")
 
 
 _HELP_FLAGS = ("help", "helpshort", "helpfull", "helpxml")

@@ -38,6 +38,8 @@ def is_users_source(path: str) -> bool:
 # name in this process: one process holds one codec per name, and a sweep imports every
 # run's modules into one.
 _REGISTERED_BY: dict[str, str] = {}
+# Helper module name -> the file for it in the folder of the `.py` entry that imports it.
+_HELPERS: dict[str, str] = {}
 
 
 def _entry_key(entry: str) -> str:
@@ -212,7 +214,7 @@ def _check_helpers_not_shadowed(path: str) -> None:
   the modules its own folder holds that it imports, transitively.
   """
   folder = os.path.dirname(path)
-  seen, queue = set(), [path]
+  seen, queue, claimed = set(), [path], {}
   while queue:
     current = queue.pop()
     if current in seen:
@@ -236,11 +238,15 @@ def _check_helpers_not_shadowed(path: str) -> None:
                      if os.path.isfile(f)), None)
         if here is None:
           continue
-        loaded = getattr(sys.modules.get(top), "__file__", None)
+        # Claimed by an entry even when not imported yet: one importing it inside its
+        # builder would get the other's later.
+        loaded = _HELPERS.get(top) or getattr(sys.modules.get(top), "__file__", None)
         if loaded is not None and os.path.abspath(loaded) != here:
           raise ValueError(f"{path} imports {top!r} from its folder, but this process "
                            f"already imported another {top!r} ({loaded}), from another "
                            "--codec_modules entry: one process holds one module per name, "
                            "so give the helper modules different names")
+        claimed[top] = here
         if here.endswith(".py") and not here.endswith("__init__.py"):
           queue.append(here)
+  _HELPERS.update(claimed)

@@ -467,6 +467,14 @@ class ExperimentConfig:
       old = (recorded or {}).get(key)
       if isinstance(old, str) and old != record.get(key) and _same_codec(old, spec):
         record[key] = old
+    old_sources = (recorded or {}).get(rundir.CODEC_SOURCES_DIGEST)
+    if isinstance(old_sources, str) and rundir.CODEC_SOURCES_DIGEST in record:
+      # A codec the recording code could not hash (a decorated stage, before 4cdab92)
+      # is left out of the comparison, as a record without the key is.
+      listed = {entry.partition("=")[0] for entry in old_sources.split(",")}
+      record[rundir.CODEC_SOURCES_DIGEST] = ",".join(
+          entry for entry in record[rundir.CODEC_SOURCES_DIGEST].split(",")
+          if entry.partition("=")[0] in listed)
     if self.fixed_clients and "clients_per_round" in (recorded or {}):
       # With fixed clients it has no effect; runs made before it was set to their number
       # recorded the flag's value (10 in the Shakespeare tutorial's runs).

@@ -30,7 +30,7 @@ from typing import Any
 
 from absl import flags
 
-from fedcompress.harness import rundir, summary
+from fedcompress.harness import cli, rundir, summary
 from fedcompress.harness.reporting import read_metrics_csv
 
 
@@ -179,6 +179,7 @@ def _plan(kind: ExperimentKind, run: SweepRun, root_output_dir: str,
     values = [a for a in run.args if not a.startswith("--flagfile")]
     left = fv(["sweep", *flagfiles, *common, *values, *seed,
                f"--root_output_dir={root_output_dir}", f"--experiment_name={run.name}"])
+    cli.check_no_byte_order_mark(left[1:])
     if left[1:]:  # The binaries refuse these too: a flag without its dashes does nothing.
       raise ValueError(f"unexpected arguments: {' '.join(left[1:])}")
     config = kind.config(fv)

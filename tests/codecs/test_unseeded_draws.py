@@ -72,3 +72,21 @@ def test_a_seeded_draw_inside_a_function_with_an_assert_is_not_one():
     assert seeding.unseeded_param_draws(encoder, _SPEC) == []
   finally:
     registry.unregister("dither_of_a_user")
+
+
+def test_a_seeded_index_shuffle_is_not_a_draw_of_the_global_generator():
+  # `RandomIndexShuffle` (tf.random.experimental.index_shuffle) is stateless and
+  # seeded; matched as `Random*`, it refused a codec seeded with draw_seed().
+  def shuffled(x):
+    flat = tf.reshape(x, [-1])
+    seed = tf.cast(tf.stack([seeding.draw_seed(), 0]), tf.int64)
+    order = tf.random.experimental.index_shuffle(
+        tf.range(tf.size(flat, out_type=tf.int64)), seed, tf.size(flat, out_type=tf.int64) - 1)
+    return tf.reshape(tf.gather(flat, order), tf.shape(x))
+
+  registry.register_stage("dither_of_a_user", _dither_stage(shuffled), overwrite=True)
+  try:
+    encoder = CodecSpec("dither_of_a_user", threshold=0).make_encoder()
+    assert seeding.unseeded_param_draws(encoder, _SPEC) == []
+  finally:
+    registry.unregister("dither_of_a_user")

@@ -10,6 +10,8 @@ def test_a_result_file_is_checked_and_its_folder_made(tmp_path):
   assert (tmp_path / "new" / "deeper").is_dir()
   for path, message in ((str(tmp_path), "is a directory; name the file to write"),
                         ("", "the path is empty"),
+                        # A folder to be made: the work ran, then IsADirectoryError.
+                        (str(tmp_path / "results") + "/", "is a directory"),
                         (str(tmp_path / "file.txt" / "result.json"), "cannot make")):
     (tmp_path / "file.txt").write_text("")
     with pytest.raises(ValueError, match=message):

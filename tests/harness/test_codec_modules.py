@@ -146,15 +146,20 @@ def test_a_codec_file_imports_the_helper_beside_it(tmp_path):
       del sys.modules[name]
 
 
-def test_a_helper_of_the_same_name_in_another_folder_is_refused(tmp_path, monkeypatch):
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_helper_of_the_same_name_in_another_folder_is_refused(tmp_path, monkeypatch, lazy):
   # v1/ and v2/, each with its helpers.py: one process holds one module 'helpers', so
   # a sweep's v2 run ran v1's (float16 sent for float32), recording v1's helper hash.
+  # Imported inside v1's builder (lazy), v1 then built with v2's.
   before = set(sys.modules)
   monkeypatch.setattr(sys, "path", list(sys.path))
+  monkeypatch.setattr(codec_modules, "_HELPERS", {})
   for version, dtype in (("v1", "float16"), ("v2", "float32")):
     (tmp_path / version).mkdir()
     (tmp_path / version / "helpers_of_a_user.py").write_text(f"DTYPE = {dtype!r}\n")
-    (tmp_path / version / "codec.py").write_text("from helpers_of_a_user import DTYPE\n")
+    (tmp_path / version / "codec.py").write_text(
+        "def build():\n  from helpers_of_a_user import DTYPE\n  return DTYPE\n" if lazy
+        else "from helpers_of_a_user import DTYPE\n")
   try:
     codec_modules.import_codec_modules([str(tmp_path / "v1" / "codec.py")])
     with pytest.raises(ValueError, match=r"imports 'helpers_of_a_user' from its folder, but "

@@ -269,6 +269,30 @@ def test_a_decorated_user_stage_is_recorded_by_its_own_source():
     unregister("decorated_of_a_user")
 
 
+def test_a_record_made_before_decorated_stages_were_hashed_still_resumes():
+  # Before 4cdab92 a decorated stage's source went unrecorded: a run of it and of an
+  # undecorated codec recorded the latter alone, and the longer record now was refused
+  # as edited code.
+  from fedcompress.codecs import register_stage, unregister
+
+  try:
+    register_stage("decorated_of_a_user", _DecoratedCellStageV1, overwrite=True)
+    register_stage("cell_of_a_user", _CellStageV1, overwrite=True)
+    config = _config(broadcast_codec=CodecSpec("cell_of_a_user"),
+                     aggregate_codec=CodecSpec("decorated_of_a_user"))
+    now = config.record()[rundir.CODEC_SOURCES_DIGEST]
+    assert now.startswith("cell_of_a_user=") and ",decorated_of_a_user=" in now
+    old = {**config.record(), rundir.CODEC_SOURCES_DIGEST: now.split(",")[0]}
+    assert rundir.differences(old, config.record_compared_with(old)) == []
+    # What it did record is still compared.
+    edited = {**old, rundir.CODEC_SOURCES_DIGEST: "cell_of_a_user=0123456789abcdef"}
+    assert [d.split(" ")[0] for d in rundir.differences(
+        edited, config.record_compared_with(edited))] == [rundir.CODEC_SOURCES_DIGEST]
+  finally:
+    unregister("decorated_of_a_user")
+    unregister("cell_of_a_user")
+
+
 def test_a_user_codec_registered_again_with_other_code_is_another_setting():
   # A notebook re-registered its codec under the same name and resumed: the run went on
   # as another codec (its bits doubled from the next round), compared by its name alone.

@@ -42,3 +42,16 @@ def test_an_error_feedback_codec_that_compounds_is_refused_before_any_run(tmp_pa
                      r"uplink codec whose residual stays bounded; with kashin on the 3136x512"):
     sweep.run_sweep(runs, str(tmp_path / "out"), common_flags=" ".join(common))
   assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_flagfile_with_a_byte_order_mark_is_said_as_such(tmp_path):
+  # The binaries said it; a sweep parses each run's flags itself and said "unexpected
+  # arguments: --dataset=digits", the mark invisible.
+  import pytest
+
+  marked = tmp_path / "windows.flags"
+  marked.write_text("--dataset=digits\n--rounds=1\n", encoding="utf-8-sig")
+  (run,) = sweep.runs_from_flagfiles([str(marked)])
+  with pytest.raises(ValueError, match=r"sweep run 'windows': '--dataset=digits' starts with "
+                     r"an invisible byte-order mark \(U\+FEFF\)"):
+    sweep._plan(sweep.get_experiment("emnist"), run, str(tmp_path / "out"), [])  # noqa: SLF001

@@ -106,10 +106,14 @@ def test_a_codec_of_ones_own_is_timed_from_its_module(tmp_path):
   module.write_text("from tensorflow_model_optimization.python.core.internal import "
                     "tensor_encoding as te\nfrom fedcompress.codecs import registry\n"
                     "registry.register_stage('mine_of_a_cost', "
-                    "te.stages.UniformQuantizationEncodingStage)\n")
+                    "te.stages.UniformQuantizationEncodingStage)\n"
+                    # A tensor built on import: loaded before the threads were set, this
+                    # ended in "cannot be modified after initialization".
+                    "import tensorflow as tf\nSCALE = tf.constant(1.0)\n")
   root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   proc = subprocess.run([sys.executable, "-m", "tools.codec_cost", "--codecs=mine_of_a_cost",
-                         "--reps=1", "--no_round", f"--codec_modules={module}"], cwd=root,
+                         "--reps=1", "--no_round", "--threads=1",
+                         f"--codec_modules={module}"], cwd=root,
                         capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr
   row = proc.stdout.splitlines()[2].split()
