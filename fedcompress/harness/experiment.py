@@ -507,6 +507,12 @@ def check_run_dir(config: ExperimentConfig) -> None:
     return
   if not config.resume:
     if rundir.read_config(run_dir) is None:
+      if rundir.checkpoint_rounds(run_dir) or os.path.exists(
+          os.path.join(run_dir, rundir.METRICS_FILE)):
+        raise RunDirectoryError(
+            f"{run_dir} holds rounds but no {rundir.CONFIG_FILE}, so what they ran with "
+            "is unknown: choose another --experiment_name (experiment_name=...); nothing "
+            "was overwritten")
       # A folder of the user's (notes, a figure): told to --resume, the run started at
       # round 1 among them.
       raise RunDirectoryError(

@@ -441,7 +441,9 @@ class TestEmnist:
     out, err = capsys.readouterr()
     assert rc == 1, (out, err)
     _assert_one_error_line(err, "a round failed in the TFF worker: ",
-                           "database disk image is malformed", "--resume continues")
+                           "database disk image is malformed",
+                           "No checkpoint was written yet, so a rerun with --resume starts "
+                           "from round 1.")
 
   # A record that does not parse ended the run in an 11-frame InvalidArgumentError
   # traceback; bytes that are not UTF-8 in TensorFlow's error message, in "error: 'utf-8'

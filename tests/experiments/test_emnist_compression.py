@@ -69,7 +69,9 @@ def test_refuses_to_overwrite(binary, tmp_path, capsys):
   (run_dir / "metrics.csv").write_text("precious\n")
   assert _run(binary, root_output_dir=str(tmp_path)) == 2
   err = capsys.readouterr().err.strip().splitlines()
-  assert len(err) == 1 and "--resume" in err[0] and "already holds a run" in err[0]
+  # Rounds without a record: --resume would be refused too, so it is not suggested.
+  assert len(err) == 1 and "holds rounds but no config.json" in err[0]
+  assert "--resume" not in err[0]
   assert (run_dir / "metrics.csv").read_text() == "precious\n"
   assert sorted(p.name for p in run_dir.iterdir()) == ["metrics.csv"]
 
