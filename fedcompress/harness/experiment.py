@@ -83,21 +83,40 @@ def resume_hint(run_dir: str) -> str:
   return "no checkpoint was written yet, so a rerun with --resume starts from round 1"
 
 
-def _users_code(code: Any) -> Any:
-  """The user's own class or function behind a codec's `code`, or None (fedcompress's
-  own, which the run's commit records, or installed code).
+def _users_source(code: Any) -> str | None:
+  """The source text of the user's own class or function behind a codec's `code`, or
+  None (fedcompress's own, which the run's commit records, installed code, or code
+  whose source Python cannot find).
 
   For a class, the first in its MRO defined in the user's source: tensor_encoding's
   `tf_style_encoding_stage`, which the README's example stage uses, wraps the class in a
   subclass of its own, defined in site-packages, and no source was recorded for it.
   """
   for candidate in inspect.getmro(code) if isinstance(code, type) else (code,):
-    try:
-      if codec_modules.is_users_source(inspect.getsourcefile(candidate) or ""):
-        return candidate
-    except TypeError:  # Built in, or defined where Python keeps no file.
-      continue
+    if (text := _own_text(candidate)) is not None:
+      return text
   return None
+
+
+def _own_text(code: Any) -> str | None:
+  """`code`'s source if it is the user's; for a class without a file, its methods'."""
+  try:
+    if not codec_modules.is_users_source(inspect.getsourcefile(code) or ""):
+      return None
+    return inspect.getsource(code)
+  except (OSError, TypeError):  # Built in, or defined where Python keeps no file.
+    pass
+  if not isinstance(code, type):
+    return None
+  # A class of a notebook cell: its module (__main__) has no file, so Python finds no
+  # source for the class (OSError, which ended the README's example in Jupyter before
+  # round 1), but its methods keep the cell's file, which Python can read.
+  texts = []
+  for member in vars(code).values():
+    function = getattr(member, "__func__", member)
+    if inspect.isfunction(function) and (text := _own_text(function)) is not None:
+      texts.append(text)
+  return "".join(texts) or None
 
 
 def kept_in(run_dir: str) -> str:
@@ -439,18 +458,14 @@ class ExperimentConfig:
     with other code (a notebook cell edited from float16 to float32 and run again)
     resumed the run as another codec: its bits doubled from the next round, without a
     word. What is hashed is the text of the class or function (a value it reads from
-    elsewhere in its module is not; `--codec_modules` records whole files). Code whose
-    source Python cannot find (exec'd text) is not recorded.
+    elsewhere in its module is not; `--codec_modules` records whole files; for a class
+    of a notebook cell, its methods' text). Code whose source Python cannot find
+    (exec'd text, `python -c`) is not recorded.
     """
     digests = {}
     for name in self.codec_names():
       codec = get_codec(name)
-      code = _users_code(codec.source or codec.build)
-      try:
-        text = inspect.getsource(code) if code is not None else None
-      except (OSError, TypeError):
-        text = None
-      if text is not None:
+      if (text := _users_source(codec.source or codec.build)) is not None:
         digests[name] = hashlib.sha256(text.encode()).hexdigest()[:16]
     return ",".join(f"{name}={digest}" for name, digest in sorted(digests.items()))
 

@@ -9,6 +9,7 @@ weight x update.
 
 import hashlib
 import inspect
+import sys
 
 import pytest
 import tensorflow as tf
@@ -267,6 +268,66 @@ def test_a_decorated_user_stage_is_recorded_by_its_own_source():
     assert [d.split(" ")[0] for d in changed] == [rundir.CODEC_SOURCES_DIGEST]
   finally:
     unregister("decorated_of_a_user")
+
+
+_CELL = """
+import tensorflow as tf
+from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
+
+@te.core.tf_style_encoding_stage
+class CellStage(te.core.EncodingStageInterface):
+  name = "cell"
+  compressible_tensors_keys = ["values"]
+  commutes_with_sum = False
+  decode_needs_input_shape = False
+
+  def get_params(self):
+    return {}, {}
+
+  def encode(self, x, encode_params):
+    return {"values": tf.cast(x, tf.DTYPE)}
+
+  def decode(self, encoded_tensors, decode_params, num_summands=None, shape=None):
+    return tf.cast(encoded_tensors["values"], tf.float32)
+"""
+
+
+def _notebook_cell_stage(dtype: str, number: int):
+  """`CellStage` as a Jupyter cell defines it: its module has no file (Python finds no
+  source for the class), its functions keep the cell's file, which linecache holds."""
+  import linecache
+
+  source = _CELL.replace("DTYPE", dtype)
+  filename = f"/tmp/ipykernel_of_a_user/{number}.py"
+  linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+  namespace = {"__name__": "__main__"}  # The kernel's __main__, which has no file.
+  exec(compile(source, filename, "exec"), namespace)  # noqa: S102
+  return namespace["CellStage"]
+
+
+def test_a_notebook_cells_stage_is_recorded_by_its_methods(monkeypatch):
+  # Python finds no source for a class of a notebook cell: the README's example ended
+  # run_experiment in Jupyter (OSError: source code not available) before round 1.
+  import types
+
+  from fedcompress.codecs import register_stage, unregister
+
+  monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
+
+  try:
+    register_stage("notebook_of_a_user", _notebook_cell_stage("float16", 1), overwrite=True)
+    first = _config(aggregate_codec=CodecSpec("notebook_of_a_user")).record()
+    assert first[rundir.CODEC_SOURCES_DIGEST].startswith("notebook_of_a_user=")
+    # The same cell run again is the same codec; edited, another.
+    register_stage("notebook_of_a_user", _notebook_cell_stage("float16", 2), overwrite=True)
+    assert rundir.differences(first, _config(
+        aggregate_codec=CodecSpec("notebook_of_a_user")).record()) == []
+    register_stage("notebook_of_a_user", _notebook_cell_stage("float32", 3), overwrite=True)
+    changed = rundir.differences(first, _config(
+        aggregate_codec=CodecSpec("notebook_of_a_user")).record())
+    assert [d.split(" ")[0] for d in changed] == [rundir.CODEC_SOURCES_DIGEST]
+  finally:
+    unregister("notebook_of_a_user")
 
 
 def test_a_record_made_before_decorated_stages_were_hashed_still_resumes():
