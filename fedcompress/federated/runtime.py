@@ -199,12 +199,17 @@ class _LocalWorkerManager:
       # thread handles the KeyboardInterrupt) would make gRPC log its fork warnings
       # under the one error line, and die at exit anyway.
       raise WorkerUnavailableError("the local TFF worker was interrupted (SIGINT); it is "
-                                   "not restarted")
+                                   "not restarted in this run (the next run_experiment, or "
+                                   "fedcompress.install_runtime(), starts a fresh one)")
     if self._worker is not None:
       self._worker.stop()
     self._worker = LocalWorker(max_concurrent_computation_calls=self._max_calls).start()
     self._stub = wait_for_stub(f"localhost:{self._worker.port}", alive=self._worker.alive)
     return self._stub
+
+  def interrupted(self) -> bool:
+    """Whether the worker was interrupted (SIGINT reached it)."""
+    return self._worker is not None and self._worker.interrupted()
 
   def stop(self) -> None:
     if self._worker is not None:
@@ -649,6 +654,11 @@ def install(max_concurrent_clients: int | None = None) -> None:
   Args:
     max_concurrent_clients: see `set_local_context`.
   """
+  if _manager is not None and _manager.interrupted():
+    # Jupyter's "Interrupt kernel" signals the worker with the kernel: every later run of
+    # the kernel failed until a restart. A run starting now gets a fresh worker (not one
+    # forked mid-run, while the interrupted round unwinds: see `get_stub`).
+    _manager.stop()
   if not installed():
     set_local_context(max_concurrent_clients)
 

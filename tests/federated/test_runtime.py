@@ -1,5 +1,6 @@
 """The worker_binary a fedcompress program starts never outlives it."""
 
+import ast
 import os
 import pathlib
 import signal
@@ -131,6 +132,10 @@ os.kill(pid, signal.SIGINT)
 while runtime.worker_pids():
   time.sleep(0.05)
 attempt("after_interrupt", 3, "interrupted")
+# 4. ...but the next run is (what run_experiment and install_runtime() call first): a
+# notebook's "Interrupt kernel" left every later run of the kernel failing.
+runtime.install()
+attempt("next_run", 4, "interrupted")
 """
 
 
@@ -146,7 +151,7 @@ def lifecycle(tmp_path_factory) -> dict[str, list[str]]:
   steps = {}
   for line in done.stdout.splitlines():
     step, _, rest = line.partition(" ")
-    if step in ("stopped", "after_shutdown", "again", "after_interrupt"):
+    if step in ("stopped", "after_shutdown", "again", "after_interrupt", "next_run"):
       steps[step] = rest.split(maxsplit=1)
   return steps
 
@@ -170,6 +175,9 @@ def test_no_worker_is_restarted_after_an_interrupt(lifecycle):
   # Issue 13, item 10: after Ctrl-C, one of TFF's threads restarted the worker the
   # signal had stopped, and gRPC logged its fork warnings under the one error line.
   assert lifecycle["after_interrupt"] == ["refused:", "True []"]
+  # The next run gets a fresh worker.
+  ran, pids = lifecycle["next_run"]
+  assert ran == "ran" and len(ast.literal_eval(pids)) == 1, lifecycle["next_run"]
 
 
 def test_releasing_values_on_a_worker_that_is_gone_is_quiet():
