@@ -410,7 +410,11 @@ class ExperimentConfig:
     config built in a notebook), so that a resume is compared with them too.
     """
     record = {k: rundir.jsonable(v) for k, v in self.recorded.items()}
-    own = {"rounds": self.rounds, "clients_per_round": self.clients_per_round,
+    # Fixed clients all train every round, whatever clients_per_round says (a config
+    # built in Python recorded 2 where 3 listed clients trained).
+    own = {"rounds": self.rounds,
+           "clients_per_round": (len(self.fixed_clients) if self.fixed_clients
+                                 else self.clients_per_round),
            "client_optimizer": self.client_optimizer,
            "client_learning_rate": self.client_learning_rate,
            "server_optimizer": self.server_optimizer,

@@ -372,3 +372,11 @@ def test_a_user_codec_registered_again_with_other_code_is_another_setting():
     assert [d.split(" ")[0] for d in changed] == [rundir.CODEC_SOURCES_DIGEST]
   finally:
     unregister("cell_of_a_user")
+
+
+def test_a_python_config_with_fixed_clients_records_their_number():
+  # 3 listed clients trained and config.json said 2 (the flag layer records the list's
+  # length since 19cc276; a config built in Python did not).
+  config = _config(fixed_clients=("a", "b", "c"), clients_per_round=2)
+  assert config.record()["clients_per_round"] == 3
+  assert _config(clients_per_round=2).record()["clients_per_round"] == 2
