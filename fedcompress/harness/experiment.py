@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 from absl import flags
@@ -336,12 +337,29 @@ class ExperimentConfig:
     return os.path.join(self.root_output_dir, self.experiment_name)
 
   def validate(self) -> None:
-    if self.rounds < 1:
-      raise ValueError(f"--rounds must be >= 1, got {self.rounds}")
-    if self.clients_per_round < 1:
-      raise ValueError(f"--clients_per_round must be >= 1, got {self.clients_per_round}")
-    if self.rounds_per_eval < 1 or self.rounds_per_checkpoint < 1:
-      raise ValueError("--rounds_per_eval and --rounds_per_checkpoint must be >= 1")
+    # The flags' own rules (harness/flags.py) for a config built in Python: seed=-1,
+    # rounds=2.5 or clients_per_round=2.0 made the run directory, then failed in round 1
+    # with numpy's or TensorFlow's TypeError, and the corrected cell was refused as
+    # another run's settings.
+    for name, low, high in (("rounds", 1, None), ("clients_per_round", 1, None),
+                            ("rounds_per_eval", 1, None), ("rounds_per_checkpoint", 1, None),
+                            ("seed", 0, 2**32 - 1), ("dp_field_bits", 1, 22)):
+      value = getattr(self, name)
+      if (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low
+          or (high is not None and value > high)):
+        raise ValueError(f"--{name} ({name}=) must be an integer >= {low}"
+                         f"{f' and <= {high}' if high is not None else ''}, got {value!r}")
+    for name in ("resume", "secure_aggregation"):
+      if not isinstance(getattr(self, name), (bool, np.bool_)):  # resume="no" resumed.
+        raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+    for name in ("broadcast_codec", "aggregate_codec"):
+      if not isinstance(getattr(self, name), (CodecSpec, AllocatedCodec)):
+        raise ValueError(f"{name} must be a fedcompress.CodecSpec (as "
+                         f"CodecSpec('uniform(bits=8)', threshold=10000)) or a bit budget, "
+                         f"got {getattr(self, name)!r}")
+    if not isinstance(self.aggregator, AggregatorSpec):
+      raise ValueError(f"aggregator must be an AggregatorSpec (as AggregatorSpec('median')), "
+                       f"got {self.aggregator!r}")
     if self.client_weighting not in CLIENT_WEIGHTINGS:
       raise ValueError(f"unknown client weighting {self.client_weighting!r}; valid: "
                        f"{', '.join(CLIENT_WEIGHTINGS)}")

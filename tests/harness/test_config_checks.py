@@ -380,3 +380,21 @@ def test_a_python_config_with_fixed_clients_records_their_number():
   config = _config(fixed_clients=("a", "b", "c"), clients_per_round=2)
   assert config.record()["clients_per_round"] == 3
   assert _config(clients_per_round=2).record()["clients_per_round"] == 2
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("seed", -1, r"--seed \(seed=\) must be an integer >= 0 and <= 4294967295, got -1"),
+    ("seed", None, "--seed"), ("seed", "1", "--seed"),
+    ("rounds", 2.5, r"--rounds \(rounds=\) must be an integer >= 1, got 2.5"),
+    ("clients_per_round", 2.0, "--clients_per_round"), ("rounds", True, "--rounds"),
+    ("resume", "no", "resume must be True or False, got 'no'"),
+    ("aggregate_codec", "uniform(bits=8)", "aggregate_codec must be a fedcompress.CodecSpec"),
+    ("aggregator", "fetchsgd", "aggregator must be an AggregatorSpec")])
+def test_a_python_config_is_held_to_the_flags_rules(field, value, message):
+  # Each made the run directory and failed in round 1 with a raw TypeError (or, for
+  # resume="no", resumed), where the flags refuse them up front.
+  with pytest.raises(ValueError, match=message):
+    _config(**{field: value}).validate()
+  import numpy as np
+
+  _config(seed=np.int64(3), rounds=np.int32(2)).validate()  # numpy integers are integers.
