@@ -190,6 +190,9 @@ def plot_runs(run_dirs: Sequence[str], output_path: str, labels: Sequence[str] |
     labels: line labels, one per run (default: `default_labels`, the folder names).
     title: figure title.
   """
+  if isinstance(run_dirs, str | os.PathLike):
+    raise ValueError(f"run_dirs is a list of run directories, got the one path {run_dirs!r}: "
+                     "pass [path]")
   if not run_dirs:
     raise ValueError("no runs to plot")
   output_path = output_file(output_path)

@@ -103,8 +103,15 @@ def compare_runs(run_dirs: Sequence[str], baseline: str | Mapping[str, str] | No
   to the run it is compared with: with several seeds, a run's bits are compared with
   the baseline's run of the same seed, since a codec's bits can depend on the seed.
   """
+  if isinstance(run_dirs, str | os.PathLike):  # 'r' read as r/metrics.csv, one per letter.
+    raise ValueError(f"run_dirs is a list of run directories, got the one path {run_dirs!r}: "
+                     "pass [path]")
   summaries = [run_summary(d) for d in run_dirs]
   by_name = {s["run"]: s for s in summaries}
+  if isinstance(baseline, str) and baseline not in by_name:
+    # The first run stood in, under the baseline's name in the table's header.
+    raise ValueError(f"baseline {baseline!r} is none of the runs compared: "
+                     f"{', '.join(by_name)}")
   for s in summaries:
     if isinstance(baseline, Mapping):
       if baseline.get(s["run"]) not in by_name:

@@ -146,3 +146,29 @@ def test_run_sources_name_the_code_of_every_segment(tmp_path):
       "bbbb33334444+modified (resumed)")
   assert summary.format_sources(rows[1:], names=False) == (
       "made on aaaa11112222 (2 runs) and bbbb33334444+modified (1 run)")
+
+
+def test_compare_runs_refuses_an_unknown_baseline_and_a_single_path(tmp_path):
+  # An unknown baseline name silently fell back to the first run, whose ratios the table
+  # then headed with the name asked for; one path was read letter by letter.
+  from fedcompress import metrics as m
+  from fedcompress.harness import plotting, reporting
+
+  for name in ("a", "b"):
+    csv = reporting.CsvReporter(str(tmp_path / name / "metrics.csv"))
+    (tmp_path / name).mkdir()
+    csv.start(1, 1)
+    csv.write({m.ROUND: 1, m.TRAIN_LOSS: 2.0, m.TRAIN_ACCURACY: 0.1, m.EVAL_LOSS: 2.0,
+               m.EVAL_ACCURACY: 0.1, m.BROADCAST_BITS: 10, m.AGGREGATE_BITS: 10,
+               m.BROADCAST_CUMULATIVE_BITS: 10, m.AGGREGATE_CUMULATIVE_BITS: 10,
+               m.ROUND_TIME_S: 1.0})
+    csv.close()
+  runs = [str(tmp_path / "a"), str(tmp_path / "b")]
+  assert [s["run"] for s in summary.compare_runs(runs, baseline="b")] == ["a", "b"]
+  with pytest.raises(ValueError, match=r"baseline 'original' is none of the runs compared: "
+                     r"a, b"):
+    summary.compare_runs(runs, baseline="original")
+  for call in (lambda: summary.compare_runs(runs[0]),
+               lambda: plotting.plot_runs(runs[0], str(tmp_path / "x.png"))):
+    with pytest.raises(ValueError, match="got the one path"):
+      call()
