@@ -91,7 +91,12 @@ from fedcompress.federated.aggregation import (
   indexed_encoders,
 )
 from fedcompress.federated.broadcast import build_encoded_broadcast_process
-from fedcompress.federated.fedavg import ClientWeighting, bit_metrics_computation, zero_initialized
+from fedcompress.federated.fedavg import (
+  ClientWeighting,
+  bit_metrics_computation,
+  default_optimizers,
+  zero_initialized,
+)
 from fedcompress.federated.robust import RejectNonFiniteFactory
 
 ERROR_FEEDBACK_MODES = ("none", "ef", "ef21")
@@ -292,8 +297,7 @@ def build_fedavg_with_error_feedback(
   check_error_feedback(mode, aggregate_codec, client_weighting)
   if mode == "ef21" and not (isinstance(num_clients, int) and num_clients >= 1):
     raise ValueError(f"ef21 needs num_clients (the population size) >= 1, got {num_clients!r}")
-  client_optimizer = client_optimizer or tff.learning.optimizers.build_sgdm(0.02)
-  server_optimizer = server_optimizer or tff.learning.optimizers.build_sgdm(1.0)
+  client_optimizer, server_optimizer = default_optimizers(client_optimizer, server_optimizer)
   aggregate_codec = CodecSpec.parse(aggregate_codec)
   weights_type = tff.learning.models.weights_type_from_model(model_fn)
   update_type = weights_type.trainable

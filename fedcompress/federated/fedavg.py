@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import tensorflow as tf
 import tensorflow_federated as tff
@@ -202,6 +203,25 @@ def _weight_names(model_fn: Callable[[], tff.learning.models.VariableModel]) -> 
 
 # TFF traces the process's computations right here; its plain Python helpers need no
 # autograph rewrite (see `tracing.TFF_HELPER_PACKAGES`).
+def default_optimizers(client_optimizer: Any, server_optimizer: Any
+                       ) -> tuple[tff.learning.optimizers.Optimizer,
+                                  tff.learning.optimizers.Optimizer]:
+  """The client and server optimizers, FedAvg's where None (SGD 0.02 and 1.0), checked.
+
+  Raises:
+    TypeError: one that is not a TFF optimizer. The TFF tutorial passed Keras ones; here
+      they failed inside TFF ("'SGD' object has no attribute 'initialize'").
+  """
+  client_optimizer = client_optimizer or tff.learning.optimizers.build_sgdm(0.02)
+  server_optimizer = server_optimizer or tff.learning.optimizers.build_sgdm(1.0)
+  for side, optimizer in (("client", client_optimizer), ("server", server_optimizer)):
+    if not isinstance(optimizer, tff.learning.optimizers.Optimizer):
+      raise TypeError(f"{side}_optimizer must be a TFF optimizer, as "
+                      "tff.learning.optimizers.build_sgdm(learning_rate=0.02), got "
+                      f"{type(optimizer).__module__}.{type(optimizer).__name__}")
+  return client_optimizer, server_optimizer
+
+
 @tracing.unconverted(tracing.TFF_HELPER_PACKAGES)
 def build_fedavg(
     model_fn: Callable[[], tff.learning.models.VariableModel],
@@ -261,8 +281,7 @@ def build_fedavg(
     asked) and `aggregate/rejected_clients` (with `reject_non_finite`), besides
     TFF's own metrics.
   """
-  client_optimizer = client_optimizer or tff.learning.optimizers.build_sgdm(0.02)
-  server_optimizer = server_optimizer or tff.learning.optimizers.build_sgdm(1.0)
+  client_optimizer, server_optimizer = default_optimizers(client_optimizer, server_optimizer)
   weights_type = tff.learning.models.weights_type_from_model(model_fn)
   allocated = (isinstance(broadcast_codec, AllocatedCodec)
                or isinstance(aggregate_codec, AllocatedCodec))

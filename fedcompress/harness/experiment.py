@@ -254,6 +254,9 @@ def check_optimizer(name: str, learning_rate: float,
   for option, value in given.items():
     if option not in choice.options:
       takes = sorted(n for n, c in OPTIMIZERS.items() if option in c.options)
+      if not takes:  # Said as "applies to --client_optimizer=, not sgd".
+        raise ValueError(f"unknown optimizer option {option!r}; valid: "
+                         f"{', '.join(OPTIMIZER_OPTIONS)}")
       raise ValueError(f"--{flag_prefix}{option} applies to --{flag_prefix}optimizer="
                        f"{'|'.join(takes)}, not {name}")
     if not (value >= 0 and math.isfinite(value)) or (option == "momentum" and value >= 1):

@@ -92,3 +92,17 @@ def test_an_aggregator_that_measures_no_bits_is_refused():
   # `bits`: counted as 0, it would report a free uplink.
   with pytest.raises(ValueError, match="the aggregator measures no 'bits'"):
     fedcompress.build_fedavg(linear_model_fn, aggregator=tff.aggregators.MeanFactory())
+
+
+@pytest.mark.parametrize("side", ["client", "server"])
+def test_a_keras_optimizer_is_refused_by_name(side):
+  # The TFF tutorial passed Keras optimizers; here one failed inside TFF with "'SGD'
+  # object has no attribute 'initialize'".
+  from fedcompress.federated.error_feedback import build_fedavg_with_error_feedback
+
+  keras_sgd = tf.keras.optimizers.SGD(0.02)
+  for build in (fedcompress.build_fedavg, build_fedavg_with_error_feedback):
+    with pytest.raises(TypeError, match=rf"^{side}_optimizer must be a TFF optimizer, as "
+                       r"tff\.learning\.optimizers\.build_sgdm\(learning_rate=0\.02\), got "
+                       r".*\.SGD$"):
+      build(lambda: None, **{f"{side}_optimizer": keras_sgd})

@@ -82,6 +82,9 @@ def test_adagrad_epsilon_inside_or_outside_the_root():
     ("adagrad", {"epsilon": 0.0, "initial_accumulator": 0.0},
      "must be > 0 with --server_optimizer=adagrad and --server_initial_accumulator=0"),
     ("yogi", {"epsilon": 0.0, "initial_accumulator": 0.0}, "optimizer=yogi and"),
+    # No optimizer takes it: said as "applies to --server_optimizer=, not sgd".
+    ("sgd", {"nesterov": True}, "unknown optimizer option 'nesterov'; valid: momentum, "
+     "epsilon, initial_accumulator"),
 ])
 def test_option_the_optimizer_lacks_is_refused(name, options, message):
   with pytest.raises(ValueError, match=message.replace("|", r"\|")):
