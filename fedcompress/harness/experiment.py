@@ -50,7 +50,7 @@ from fedcompress.federated.privacy import (
 )
 from fedcompress.harness import codec_modules, reporting, rundir
 from fedcompress.harness.checkpoints import Checkpointer
-from fedcompress.harness.cli import fail
+from fedcompress.harness.cli import fail, warn
 from fedcompress.harness.client_state import ClientStateStore
 from fedcompress.harness.loop import (
   LoopConfig,
@@ -320,6 +320,9 @@ class ExperimentConfig:
   # `rundir.MAY_DIFFER_ON_RESUME`.
   recorded: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   progress: bool | None = None
+  # `build_fedavg(measure_error=True)`: writes `aggregate/relative_error` each round
+  # (an extra, uncounted exact mean); changes no result, so it is not recorded.
+  measure_error: bool = False
   # Secure aggregation and differential privacy (fedcompress.federated.secure, .privacy).
   secure_aggregation: bool = False
   dp: str = "none"
@@ -352,7 +355,7 @@ class ExperimentConfig:
           or (high is not None and value > high)):
         raise ValueError(f"--{name} ({name}=) must be an integer >= {low}"
                          f"{f' and <= {high}' if high is not None else ''}, got {value!r}")
-    for name in ("resume", "secure_aggregation"):
+    for name in ("resume", "secure_aggregation", "measure_error"):
       if not isinstance(getattr(self, name), (bool, np.bool_)):  # resume="no" resumed.
         raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
     for name in ("broadcast_codec", "aggregate_codec"):
@@ -369,6 +372,9 @@ class ExperimentConfig:
     if self.error_feedback not in ERROR_FEEDBACK_MODES:
       raise ValueError(f"unknown --error_feedback {self.error_feedback!r}; valid: "
                        f"{', '.join(ERROR_FEEDBACK_MODES)}")
+    if self.measure_error and self.error_feedback != "none":
+      raise ValueError("measure_error is not available with --error_feedback (its process "
+                       "builds its own encoded mean)")
     name = self.experiment_name
     # Blank too: `--experiment_name=" "` made a folder named by a space.
     if (not isinstance(name, str) or name.strip() in ("", ".", "..") or "/" in name
@@ -715,8 +721,35 @@ def keras_evaluator(keras_model_fn: Callable[[], tf.keras.Model], dataset: tf.da
   return evaluate
 
 
+def process_settings(config: ExperimentConfig) -> dict[str, Any]:
+  """What `build_process` builds a process from: what `run_experiment` checks a
+  prebuilt `process` against (the run records `config`'s settings, not the process's)."""
+  record = config.record()
+  return {**{k: v for k, v in record.items() if k in _PROCESS_KEYS},
+          "aggregator": config.aggregator.describe(), "measure_error": config.measure_error,
+          "fixed_clients": len(config.fixed_clients or ())}
+
+
+# The record's values a process is built from (the rest are the loop's, the task's).
+_PROCESS_KEYS = ("broadcast_codec", "aggregate_codec", "client_weighting", "seed",
+                 "client_optimizer", "client_learning_rate", "server_optimizer",
+                 "server_learning_rate", "error_feedback", "secure_aggregation", "dp",
+                 "dp_noise_multiplier", "dp_clip", "dp_delta", "dp_field_bits",
+                 "clients_per_round", *(f"{side}_{option}" for side in ("client", "server")
+                                        for option in OPTIMIZER_OPTIONS))
+
+
 def build_process(task: FederatedTask, config: ExperimentConfig):
-  """FedAvg with the config's codecs; with error feedback, a `ClientStateProcess`."""
+  """FedAvg with the config's codecs; with error feedback, a `ClientStateProcess`.
+
+  The process carries `process_settings(config)` as `fedcompress_settings`.
+  """
+  process = _build_process(task, config)
+  process.fedcompress_settings = process_settings(config)
+  return process
+
+
+def _build_process(task: FederatedTask, config: ExperimentConfig):
   common = dict(broadcast_codec=config.broadcast_codec,
                 aggregate_codec=config.aggregate_codec,
                 client_weighting=CLIENT_WEIGHTINGS[config.client_weighting],
@@ -733,6 +766,7 @@ def build_process(task: FederatedTask, config: ExperimentConfig):
         num_clients=len(config.fixed_clients or task.client_ids), **common)
   protected = config.secure_aggregation or config.dp != "none"
   return build_fedavg(task.model_fn, client_optimizer, server_optimizer,
+                      measure_error=config.measure_error,
                       aggregator=None if protected else config.aggregator.factory(),
                       secure_aggregation=config.secure_aggregation,
                       clients_per_round=config.clients_per_round,
@@ -761,11 +795,16 @@ def run_experiment(task: FederatedTask, config: ExperimentConfig, *,
     task: data and model.
     config: the run.
     initial_weights: `tff.learning.models.ModelWeights` to start from (fine-tuning).
-    process: a prebuilt process for this task and config (tests share one).
+    process: a prebuilt process for this task and config (tests share one), from
+      `build_process(task, config)`: one built with other settings is refused, since
+      the run records `config`'s (a process of 2-bit codecs ran under a record of
+      identity codecs); one built otherwise is run with a warning.
     console: console reporter to use (default: stdout lines, progress bar on a tty).
   """
   config = with_task_settings(task, config)
   check_experiment(task, config)
+  if process is not None:
+    _check_process(process, config)
   # The rounds run on a TFF worker this process owns (unless a context is in place).
   runtime.install()
   with rundir.lock_run_dir(config.run_dir):
@@ -773,6 +812,20 @@ def run_experiment(task: FederatedTask, config: ExperimentConfig, *,
     check_run_dir(config)
     _check_writable(config.run_dir)
     return _run_locked(task, config, initial_weights, process, console)
+
+
+def _check_process(process: Any, config: ExperimentConfig) -> None:
+  built = getattr(process, "fedcompress_settings", None)
+  if built is None:
+    warn("run_experiment(process=...): this process was not made by build_process(task, "
+         "config), so what it runs is not checked against config, whose settings "
+         "config.json and TensorBoard record")
+    return
+  wanted = process_settings(config)
+  if differing := [f"{key} {built.get(key)!r} (config: {value!r})"
+                   for key, value in wanted.items() if built.get(key) != value]:
+    raise ValueError("run_experiment(process=...): the process was built with other "
+                     f"settings than config: {'; '.join(differing)}")
 
 
 def task_identity(task: FederatedTask) -> dict[str, Any]:
