@@ -14,10 +14,12 @@ setting that changes results, and may only raise the rounds (see
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import errno
 import hashlib
 import inspect
+import linecache
 import math
 import os
 import time
@@ -111,13 +113,31 @@ def _own_text(code: Any) -> str | None:
     return None
   # A class of a notebook cell: its module (__main__) has no file, so Python finds no
   # source for the class (OSError, which ended the README's example in Jupyter before
-  # round 1), but its methods keep the cell's file, which Python can read.
-  texts = []
+  # round 1), but its methods keep the cell's file, which Python can read: the class's
+  # whole text is found there (its methods alone missed an edited class attribute, the
+  # README's float16 -> float32).
   for member in vars(code).values():
-    function = getattr(member, "__func__", member)
-    if inspect.isfunction(function) and (text := _own_text(function)) is not None:
-      texts.append(text)
-  return "".join(texts) or None
+    function = getattr(getattr(member, "fget", member), "__func__",
+                       getattr(member, "fget", member))
+    if inspect.isfunction(function) and _own_text(function) is not None:
+      return _class_text(code, function.__code__)
+  return None
+
+
+def _class_text(cls: type, method_code: Any) -> str | None:
+  """The text of the class statement named `cls.__name__` around `method_code` in its
+  file (linecache holds a notebook cell's), decorators included."""
+  lines = linecache.getlines(method_code.co_filename)
+  try:
+    tree = ast.parse("".join(lines))
+  except (SyntaxError, ValueError):
+    return None
+  for node in ast.walk(tree):
+    if (isinstance(node, ast.ClassDef) and node.name == cls.__name__
+        and node.lineno <= method_code.co_firstlineno <= node.end_lineno):
+      first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+      return "".join(lines[first - 1:node.end_lineno])
+  return None
 
 
 def kept_in(run_dir: str) -> str:
@@ -721,11 +741,16 @@ def keras_evaluator(keras_model_fn: Callable[[], tf.keras.Model], dataset: tf.da
   return evaluate
 
 
-def process_settings(config: ExperimentConfig) -> dict[str, Any]:
+def process_settings(task: FederatedTask, config: ExperimentConfig) -> dict[str, Any]:
   """What `build_process` builds a process from: what `run_experiment` checks a
-  prebuilt `process` against (the run records `config`'s settings, not the process's)."""
+  prebuilt `process` against (the run records `config`'s settings, not the process's).
+
+  The task's identity too (EF21 weighs a round by the task's client count), and the
+  user codecs' sources and the codecs' revisions: a codec registered again under its
+  name is another codec.
+  """
   record = config.record()
-  return {**{k: v for k, v in record.items() if k in _PROCESS_KEYS},
+  return {**{k: record.get(k) for k in _PROCESS_KEYS}, **task_identity(task),
           "aggregator": config.aggregator.describe(), "measure_error": config.measure_error,
           "fixed_clients": len(config.fixed_clients or ())}
 
@@ -735,8 +760,9 @@ _PROCESS_KEYS = ("broadcast_codec", "aggregate_codec", "client_weighting", "seed
                  "client_optimizer", "client_learning_rate", "server_optimizer",
                  "server_learning_rate", "error_feedback", "secure_aggregation", "dp",
                  "dp_noise_multiplier", "dp_clip", "dp_delta", "dp_field_bits",
-                 "clients_per_round", *(f"{side}_{option}" for side in ("client", "server")
-                                        for option in OPTIMIZER_OPTIONS))
+                 "clients_per_round", rundir.CODEC_SOURCES_DIGEST, rundir.CODEC_REVISIONS,
+                 *(f"{side}_{option}" for side in ("client", "server")
+                   for option in OPTIMIZER_OPTIONS))
 
 
 def build_process(task: FederatedTask, config: ExperimentConfig):
@@ -745,7 +771,7 @@ def build_process(task: FederatedTask, config: ExperimentConfig):
   The process carries `process_settings(config)` as `fedcompress_settings`.
   """
   process = _build_process(task, config)
-  process.fedcompress_settings = process_settings(config)
+  process.fedcompress_settings = process_settings(task, config)
   return process
 
 
@@ -796,15 +822,16 @@ def run_experiment(task: FederatedTask, config: ExperimentConfig, *,
     config: the run.
     initial_weights: `tff.learning.models.ModelWeights` to start from (fine-tuning).
     process: a prebuilt process for this task and config (tests share one), from
-      `build_process(task, config)`: one built with other settings is refused, since
-      the run records `config`'s (a process of 2-bit codecs ran under a record of
-      identity codecs); one built otherwise is run with a warning.
+      `build_process(task, config)` (this module's): one built with other settings or
+      another task is refused, since the run records `config`'s (a process of 2-bit
+      codecs ran under a record of identity codecs); one built otherwise is run with a
+      warning.
     console: console reporter to use (default: stdout lines, progress bar on a tty).
   """
   config = with_task_settings(task, config)
   check_experiment(task, config)
   if process is not None:
-    _check_process(process, config)
+    _check_process(process, task, config)
   # The rounds run on a TFF worker this process owns (unless a context is in place).
   runtime.install()
   with rundir.lock_run_dir(config.run_dir):
@@ -814,14 +841,14 @@ def run_experiment(task: FederatedTask, config: ExperimentConfig, *,
     return _run_locked(task, config, initial_weights, process, console)
 
 
-def _check_process(process: Any, config: ExperimentConfig) -> None:
+def _check_process(process: Any, task: FederatedTask, config: ExperimentConfig) -> None:
   built = getattr(process, "fedcompress_settings", None)
   if built is None:
-    warn("run_experiment(process=...): this process was not made by build_process(task, "
-         "config), so what it runs is not checked against config, whose settings "
-         "config.json and TensorBoard record")
+    warn("run_experiment(process=...): this process was not made by fedcompress.harness."
+         "experiment.build_process(task, config), so what it runs is not checked against "
+         "config, whose settings config.json and TensorBoard record")
     return
-  wanted = process_settings(config)
+  wanted = process_settings(task, config)
   if differing := [f"{key} {built.get(key)!r} (config: {value!r})"
                    for key, value in wanted.items() if built.get(key) != value]:
     raise ValueError("run_experiment(process=...): the process was built with other "

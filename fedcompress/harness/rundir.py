@@ -38,6 +38,8 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from fedcompress import metrics as m
 from fedcompress.harness import durable, reporting
 
@@ -258,6 +260,10 @@ def jsonable(value: Any) -> Any:
     return value
   if isinstance(value, (list, tuple)):
     return [jsonable(v) for v in value]
+  if isinstance(value, np.generic):
+    # A notebook's `for seed in np.arange(3)`: stored as "1", the resume with seed=1 was
+    # refused as "--seed=1 (recorded 1)".
+    return jsonable(value.item())
   return str(value)
 
 

@@ -284,8 +284,11 @@ class CellStage(te.core.EncodingStageInterface):
   def get_params(self):
     return {}, {}
 
+  # The edit below changes only this attribute: the methods' text stays the same.
+  WIDTH = tf.DTYPE
+
   def encode(self, x, encode_params):
-    return {"values": tf.cast(x, tf.DTYPE)}
+    return {"values": tf.cast(x, self.WIDTH)}
 
   def decode(self, encoded_tensors, decode_params, num_summands=None, shape=None):
     return tf.cast(encoded_tensors["values"], tf.float32)
@@ -305,7 +308,7 @@ def _notebook_cell_stage(dtype: str, number: int):
   return namespace["CellStage"]
 
 
-def test_a_notebook_cells_stage_is_recorded_by_its_methods(monkeypatch):
+def test_a_notebook_cells_stage_is_recorded_by_its_class_text(monkeypatch):
   # Python finds no source for a class of a notebook cell: the README's example ended
   # run_experiment in Jupyter (OSError: source code not available) before round 1.
   import types
@@ -398,3 +401,16 @@ def test_a_python_config_is_held_to_the_flags_rules(field, value, message):
   import numpy as np
 
   _config(seed=np.int64(3), rounds=np.int32(2)).validate()  # numpy integers are integers.
+
+
+def test_numpy_values_are_recorded_as_numbers():
+  # A notebook's `for seed in np.arange(1, 2)` wrote "seed": "1", and the resume with
+  # seed=1 was refused as "--seed=1 (recorded 1)".
+  import numpy as np
+
+  record = _config(seed=np.int64(1), secure_aggregation=np.bool_(False),
+                   client_learning_rate=np.float32(0.5)).record()
+  assert record["seed"] == 1 and type(record["seed"]) is int
+  assert record["secure_aggregation"] is False
+  assert record["client_learning_rate"] == 0.5 and type(record["client_learning_rate"]) is float
+  assert rundir.differences(record, _config(seed=1, client_learning_rate=0.5).record()) == []

@@ -12,6 +12,13 @@ from fedcompress.harness import experiment, reporting
 from fedcompress.tasks import digits_task
 
 
+class _OtherStage:
+  """A user's stage, registered under a name another held first."""
+
+  def __init__(self, bits: int = 8):
+    self.bits = bits
+
+
 def _config(tmp_path, name, **kwargs):
   return fedcompress.ExperimentConfig(root_output_dir=str(tmp_path), experiment_name=name,
                                       rounds=1, clients_per_round=2, progress=False, **kwargs)
@@ -24,18 +31,37 @@ def test_a_process_built_with_other_settings_is_refused(tmp_path):
   two_bits = CodecSpec("uniform(bits=2)", threshold=0)
   built = _config(tmp_path, "x", broadcast_codec=two_bits, aggregate_codec=two_bits,
                   client_learning_rate=0.1, seed=7)
-  process = types.SimpleNamespace(fedcompress_settings=experiment.process_settings(built))
+  process = types.SimpleNamespace(
+      fedcompress_settings=experiment.process_settings(task, built))
   with pytest.raises(ValueError, match=r"the process was built with other settings than "
-                     r"config: client_learning_rate 0\.1 \(config: 0\.5\); seed 7 \(config: "
-                     r"3\); broadcast_codec 'uniform\(bits=2\)>0' \(config: 'identity>10000'\)"):
+                     r"config: broadcast_codec 'uniform\(bits=2\)>0' \(config: "
+                     r"'identity>10000'\); .*seed 7 \(config: 3\); client_learning_rate 0\.1 "
+                     r"\(config: 0\.5\)"):
     fedcompress.run_experiment(task, _config(tmp_path, "run", client_learning_rate=0.5,
                                              seed=3), process=process)
   assert not (tmp_path / "run").exists()
   # The run's loop settings are not the process's: another name, rounds, resume pass.
-  same = experiment.process_settings(_config(tmp_path, "other", broadcast_codec=two_bits,
-                                             aggregate_codec=two_bits,
-                                             client_learning_rate=0.1, seed=7))
+  same = experiment.process_settings(task, _config(tmp_path, "other", broadcast_codec=two_bits,
+                                                   aggregate_codec=two_bits,
+                                                   client_learning_rate=0.1, seed=7))
   assert same == process.fedcompress_settings
+  # Another task (EF21 weighs a round by the task's client count), and a codec of the
+  # user's registered again under its name, are other settings too.
+  other_task = digits_task(num_clients=6, seed=0)
+  assert experiment.process_settings(other_task, built) != process.fedcompress_settings
+  from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
+
+  from fedcompress.codecs import register_stage, unregister
+
+  try:
+    register_stage("mine_of_a_process", te.stages.IdentityEncodingStage, overwrite=True)
+    mine = CodecSpec("mine_of_a_process", threshold=0)
+    first = experiment.process_settings(task, _config(tmp_path, "m", aggregate_codec=mine))
+    register_stage("mine_of_a_process", _OtherStage, overwrite=True)
+    assert experiment.process_settings(
+        task, _config(tmp_path, "m", aggregate_codec=mine)) != first
+  finally:
+    unregister("mine_of_a_process")
 
 
 @pytest.mark.slow
