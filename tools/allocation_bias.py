@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 from fedcompress.harness.cli import ArgumentParser, check_output_file
 from tools import mean_error as _mean_error
+from tools.benchmark import CODEC_MODULES_HELP, load_codec_modules
 
 
 def planned_error(c: float, vectors) -> float:
@@ -64,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--size", type=int, default=2**14)
   parser.add_argument("--seeds", type=int, default=5)
   parser.add_argument("--output", default="runs/allocation_bias.json")
+  parser.add_argument("--codec_modules", default=None, help=CODEC_MODULES_HELP)
   args = parser.parse_args(argv)
   try:  # Before the work: a folder given as the file lost its figures to a traceback.
     check_output_file(args.output)
@@ -78,6 +80,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
   fedcompress.quiet_tensorflow()
   from fedcompress.codecs import allocation
+
+  try:
+    modules = load_codec_modules(args.codec_modules)
+  except ValueError as e:
+    parser.error(f"--codec_modules: {e}")
   from fedcompress.harness import rundir
 
   try:
@@ -98,7 +105,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"{row['measured']:.5f}  ({row['ratio']:.2f}x)", flush=True)
   with open(args.output, "w") as f:
     json.dump({"codec": args.codec, "clients": args.clients, "size": args.size,
-               "seeds": args.seeds, "source": rundir.source(), "rows": rows}, f, indent=1)
+               "seeds": args.seeds, "source": rundir.source(), "rows": rows, **modules}, f,
+              indent=1)
   print(f"wrote {args.output}")
 
 

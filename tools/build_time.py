@@ -27,7 +27,7 @@ from absl import app, flags
 from fedcompress.federated import quiet
 from fedcompress.harness import rundir
 from fedcompress.harness.cli import check_output_file, fail, interruptible, parse_flags
-from tools.benchmark import codec_options, split_codecs
+from tools.benchmark import CODEC_MODULES_HELP, codec_options, load_codec_modules, split_codecs
 
 FLAGS = flags.FLAGS
 # A string, split by `split_codecs`: absl's list flag would split a codec's options too.
@@ -35,6 +35,7 @@ flags.DEFINE_string("codecs", "none,uniform,drive,uniform_huffman",
                     "Codecs to build with, comma-separated ('none' = no codec; a codec may "
                     "carry its options, as uniform(bits=2,word_bits=32)).")
 flags.DEFINE_string("output", "runs/build_time.json", "JSON file of the figures.")
+flags.DEFINE_string("codec_modules", None, CODEC_MODULES_HELP)
 THRESHOLD = 10_000
 
 
@@ -70,6 +71,10 @@ def main(argv) -> int:
   if not codecs:
     return fail("--codecs is empty")
   try:
+    modules = load_codec_modules(FLAGS.codec_modules)
+  except ValueError as e:
+    return fail(f"--codec_modules: {e}")
+  try:
     for codec in codecs:
       if codec != "none":
         codec_options(codec)  # Unknown names and bad options fail now, not in a child.
@@ -81,7 +86,8 @@ def main(argv) -> int:
     return fail(f"--output: {e}")
   results, failed, task = {}, {}, None
   for codec in codecs:
-    probe = subprocess.run([sys.executable, "-m", "tools.build_time", "--probe", codec],
+    probe = subprocess.run([sys.executable, "-m", "tools.build_time", "--probe", codec,
+                            *modules.get("codec_modules", [])],
                            capture_output=True, text=True, check=False)
     if probe.returncode != 0:
       # The child's own last lines (its traceback), then on with the other codecs.
@@ -96,7 +102,7 @@ def main(argv) -> int:
           flush=True)
   with open(FLAGS.output, "w") as f:
     json.dump({"codecs": results, "failed": failed, "threshold": THRESHOLD, "task": task,
-               "source": rundir.source(), "loadavg": os.getloadavg()},
+               "source": rundir.source(), "loadavg": os.getloadavg(), **modules},
               f, indent=2, sort_keys=True)
     f.write("\n")
   if failed:
@@ -109,7 +115,8 @@ if __name__ == "__main__":
   # First: TensorFlow reads its log level once, when it loads (in a child's build and in
   # main's check of a codec's options).
   quiet.quiet_tensorflow()
-  if len(sys.argv) == 3 and sys.argv[1] == "--probe":  # One codec, in this fresh process.
+  if len(sys.argv) >= 3 and sys.argv[1] == "--probe":  # One codec, in this fresh process.
+    load_codec_modules(",".join(sys.argv[3:]))  # The --codec_modules entries, if any.
     print(json.dumps(_measure(sys.argv[2])))
   else:
     app.run(interruptible(main), flags_parser=parse_flags)

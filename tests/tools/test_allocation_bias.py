@@ -40,3 +40,29 @@ def test_main_writes_every_width_and_kind_and_refuses_what_it_cannot_run(tmp_pat
                           "--size=64", "--seeds=1", f"--output={output}"])
   err = capsys.readouterr().err
   assert "unknown ['some']" in err and "uniform takes no width 0.5" in err
+
+
+@pytest.mark.slow
+def test_a_codec_of_ones_own_is_measured_from_its_module(tmp_path):
+  # In a fresh process, where its registration stays.
+  import os
+  import subprocess
+  import sys
+
+  module = tmp_path / "codec_of_a_user.py"
+  module.write_text("from tensorflow_model_optimization.python.core.internal import "
+                    "tensor_encoding as te\nfrom fedcompress.codecs import registry\n"
+                    "registry.register_stage('mine_of_a_bias', "
+                    "te.stages.UniformQuantizationEncodingStage)\n")
+  output = tmp_path / "bias.json"
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  result = subprocess.run(
+      [sys.executable, "-m", "tools.allocation_bias", "--codec=mine_of_a_bias", "--widths=2",
+       "--kinds=independent", "--size=1024", "--seeds=1", "--clients=3",
+       f"--codec_modules={module}", f"--output={output}"],
+      capture_output=True, text=True, cwd=root, timeout=600, check=False)
+  assert result.returncode == 0, result.stderr
+  recorded = json.loads(output.read_text())
+  assert recorded["codec_modules"] == [str(module)]
+  (row,) = recorded["rows"]
+  assert row["width"] == 2 and row["measured"] > 0 and row["planned"] > 0

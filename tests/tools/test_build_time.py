@@ -84,3 +84,23 @@ def test_the_json_records_the_commit_threshold_and_task(builds, tmp_path):
   assert written["source"] == rundir.source() and written["source"]["commit"]
   assert written["threshold"] == 10_000
   assert written["task"] == {"dataset": "digits"}  # What the child reported.
+
+
+@pytest.mark.slow
+def test_a_codec_of_ones_own_is_built_from_its_module(repo_root, tmp_path):
+  # The child process imports the --codec_modules entries too; they were refused as
+  # unknown codecs before.
+  module = tmp_path / "codec_of_a_user.py"
+  module.write_text("from tensorflow_model_optimization.python.core.internal import "
+                    "tensor_encoding as te\nfrom fedcompress.codecs import registry\n"
+                    "registry.register_stage('mine_of_a_build', "
+                    "te.stages.UniformQuantizationEncodingStage)\n")
+  output = tmp_path / "build_time.json"
+  result = subprocess.run(
+      [sys.executable, "-m", "tools.build_time", "--codecs=mine_of_a_build",
+       f"--codec_modules={module}", f"--output={output}"],
+      capture_output=True, text=True, cwd=repo_root, timeout=600, check=False)
+  assert result.returncode == 0, result.stderr
+  recorded = json.loads(output.read_text())
+  assert recorded["codec_modules"] == [str(module)] and not recorded["failed"]
+  assert recorded["codecs"]["mine_of_a_build"]["first_cpu_s"] > 0
