@@ -151,30 +151,36 @@ def _user_files(path: str, package: str) -> set[str]:
     if current in files or not is_users_source(current):
       continue
     files.add(current)
-    try:
-      with open(current, "rb") as f:
-        tree = ast.parse(f.read())
-    except (OSError, SyntaxError, ValueError):
-      continue  # Its fingerprint says it is unreadable, or it changed.
-    for node in ast.walk(tree):
-      if isinstance(node, ast.Import):
-        names = [alias.name for alias in node.names]
-      elif isinstance(node, ast.ImportFrom):
-        base = node.module or ""
-        if node.level:  # Relative: up `level - 1` packages from this file's.
-          parts = package.split(".") if package else []
-          parents = parts[:len(parts) - node.level + 1] if node.level - 1 <= len(parts) else []
-          base = ".".join(parents + ([node.module] if node.module else []))
-        # `from pkg import sub` may name a submodule as well as an attribute.
-        names = [base] + [f"{base}.{alias.name}" for alias in node.names if base]
-      else:
-        continue
-      for name in names:
-        spec = _find_spec(name) if name else None
-        if spec is not None and spec.origin:
-          queue.append((os.path.abspath(spec.origin),
-                         name if spec.submodule_search_locations else name.rpartition(".")[0]))
+    # An unreadable file names none: its fingerprint says so.
+    for name in _imported_names(current, package):
+      spec = _find_spec(name)
+      if spec is not None and spec.origin:
+        queue.append((os.path.abspath(spec.origin),
+                      name if spec.submodule_search_locations else name.rpartition(".")[0]))
   return files
+
+
+def _imported_names(path: str, package: str = "") -> list[str]:
+  """The modules every `import` and `from ... import` statement of `path` names (none if
+  it cannot be read or parsed), relative ones resolved against `package`; `from pkg
+  import sub` names `pkg.sub` too, which may be a submodule as well as an attribute."""
+  try:
+    with open(path, "rb") as f:
+      tree = ast.parse(f.read())
+  except (OSError, SyntaxError, ValueError):
+    return []
+  names = []
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Import):
+      names += [alias.name for alias in node.names]
+    elif isinstance(node, ast.ImportFrom):
+      base = node.module or ""
+      if node.level:  # Relative: up `level - 1` packages from this file's.
+        parts = package.split(".") if package else []
+        parents = parts[:len(parts) - node.level + 1] if node.level - 1 <= len(parts) else []
+        base = ".".join(parents + ([node.module] if node.module else []))
+      names += [base] + [f"{base}.{alias.name}" for alias in node.names if base]
+  return [name for name in names if name]
 
 
 def _module_name(path: str) -> str:
@@ -220,33 +226,22 @@ def _check_helpers_not_shadowed(path: str) -> None:
     if current in seen:
       continue
     seen.add(current)
-    try:
-      with open(current, "rb") as f:
-        tree = ast.parse(f.read())
-    except (OSError, SyntaxError, ValueError):
-      continue  # The import itself says what is wrong.
-    for node in ast.walk(tree):
-      if isinstance(node, ast.Import):
-        names = [alias.name for alias in node.names]
-      elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
-        names = [node.module]
-      else:
+    # Unreadable or not Python: the import itself says what is wrong.
+    for top in {name.split(".")[0] for name in _imported_names(current)}:
+      here = next((f for f in (os.path.join(folder, top + ".py"),
+                               os.path.join(folder, top, "__init__.py"))
+                   if os.path.isfile(f)), None)
+      if here is None:
         continue
-      for top in {name.split(".")[0] for name in names}:
-        here = next((f for f in (os.path.join(folder, top + ".py"),
-                                 os.path.join(folder, top, "__init__.py"))
-                     if os.path.isfile(f)), None)
-        if here is None:
-          continue
-        # Claimed by an entry even when not imported yet: one importing it inside its
-        # builder would get the other's later.
-        loaded = _HELPERS.get(top) or getattr(sys.modules.get(top), "__file__", None)
-        if loaded is not None and os.path.abspath(loaded) != here:
-          raise ValueError(f"{path} imports {top!r} from its folder, but this process "
-                           f"already imported another {top!r} ({loaded}), from another "
-                           "--codec_modules entry: one process holds one module per name, "
-                           "so give the helper modules different names")
-        claimed[top] = here
-        if here.endswith(".py") and not here.endswith("__init__.py"):
-          queue.append(here)
+      # Claimed by an entry even when not imported yet: one importing it inside its
+      # builder would get the other's later.
+      loaded = _HELPERS.get(top) or getattr(sys.modules.get(top), "__file__", None)
+      if loaded is not None and os.path.abspath(loaded) != here:
+        raise ValueError(f"{path} imports {top!r} from its folder, but this process "
+                         f"already imported another {top!r} ({loaded}), from another "
+                         "--codec_modules entry: one process holds one module per name, "
+                         "so give the helper modules different names")
+      claimed[top] = here
+      if here.endswith(".py") and not here.endswith("__init__.py"):
+        queue.append(here)
   _HELPERS.update(claimed)
