@@ -117,8 +117,8 @@ def _own_text(code: Any) -> str | None:
   # whole text is found there (its methods alone missed an edited class attribute, the
   # README's float16 -> float32).
   for member in vars(code).values():
-    function = getattr(getattr(member, "fget", member), "__func__",
-                       getattr(member, "fget", member))
+    member = getattr(member, "fget", member)  # A property's getter.
+    function = getattr(member, "__func__", member)  # A static or class method's.
     if inspect.isfunction(function) and _own_text(function) is not None:
       return _class_text(code, function.__code__)
   return None
