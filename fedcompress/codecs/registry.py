@@ -18,6 +18,7 @@ from typing import Any
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
+from fedcompress.codecs import provenance
 from fedcompress.codecs.accounting import RawBitsRules
 from fedcompress.codecs.stages import _common
 
@@ -133,6 +134,9 @@ class Codec:
   # The code a user's codec is made of, for a run's record (`build` where None): the
   # stage class of `register_stage`, whose builder is a closure of fedcompress's.
   source: Callable[..., Any] | None = dataclasses.field(default=None, compare=False)
+  # Set by `register`: the digest of the user's code in this record, None for
+  # fedcompress's own (`provenance.source_digest`; a run records it).
+  source_digest: str | None = dataclasses.field(default=None, compare=False, repr=False)
 
   @property
   def sum_compatible(self) -> bool:
@@ -234,13 +238,19 @@ def registry_change() -> int:
 
 
 def register(codec: Codec, *, overwrite: bool = False) -> Codec:
-  """Adds `codec` to the registry under `codec.name` and returns it."""
+  """Adds `codec` to the registry under `codec.name` and returns it (as registered: with
+  its `source_digest`)."""
   global _change
   if not isinstance(codec.name, str) or not codec.name:
     raise ValueError("codec name must be a non-empty string")
   if codec.name in _CODECS and not overwrite:
     raise ValueError(f"codec {codec.name!r} is already registered (pass overwrite=True to "
                      "replace it)")
+  # Hashed now, from the code as it was loaded: a module edited on disk afterwards (not
+  # reloaded) would otherwise be recorded as code that never ran.
+  codec = dataclasses.replace(codec, source_digest=provenance.source_digest(
+      {f.name: getattr(codec, f.name) for f in dataclasses.fields(codec)
+       if f.name not in ("name", "summary", "revision", "source_digest")}))
   _CODECS[codec.name] = codec
   _change += 1
   return codec

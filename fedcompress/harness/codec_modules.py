@@ -19,20 +19,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from fedcompress import codecs
+from fedcompress.codecs.provenance import is_users_source
 from fedcompress.tasks.errors import file_fingerprint
-
-# Installed code (the standard library, the environment's packages) and fedcompress's own
-# (the run records its source) are not the user's codecs.
-_NOT_THE_USERS = tuple(os.path.join(os.path.abspath(p), "") for p in
-                       {sys.prefix, sys.base_prefix, sys.exec_prefix,
-                        os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
-
-
-def is_users_source(path: str) -> bool:
-  """Whether `path` is a source file of the user's: not installed, not fedcompress's own,
-  whose versions a run records otherwise (the lock file, the commit)."""
-  return path.endswith(".py") and not os.path.abspath(path).startswith(_NOT_THE_USERS)
-
 
 # The entry (a `.py` file's absolute path, or a module name) that registered each codec
 # name in this process: one process holds one codec per name, and a sweep imports every

@@ -14,12 +14,9 @@ setting that changes results, and may only raise the rounds (see
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import errno
 import hashlib
-import inspect
-import linecache
 import math
 import os
 import time
@@ -50,7 +47,7 @@ from fedcompress.federated.privacy import (
   effective_noise_multiplier,
   rdp_epsilon,
 )
-from fedcompress.harness import codec_modules, reporting, rundir
+from fedcompress.harness import reporting, rundir
 from fedcompress.harness.checkpoints import Checkpointer
 from fedcompress.harness.cli import fail, warn
 from fedcompress.harness.client_state import ClientStateStore
@@ -84,60 +81,6 @@ def resume_hint(run_dir: str) -> str:
     return (f"checkpoint round_{rounds[-1]} is kept; rerun with --resume to continue from "
             f"round {rounds[-1] + 1}")
   return "no checkpoint was written yet, so a rerun with --resume starts from round 1"
-
-
-def _users_source(code: Any) -> str | None:
-  """The source text of the user's own class or function behind a codec's `code`, or
-  None (fedcompress's own, which the run's commit records, installed code, or code
-  whose source Python cannot find).
-
-  For a class, the first in its MRO defined in the user's source: tensor_encoding's
-  `tf_style_encoding_stage`, which the README's example stage uses, wraps the class in a
-  subclass of its own, defined in site-packages, and no source was recorded for it.
-  """
-  for candidate in inspect.getmro(code) if isinstance(code, type) else (code,):
-    if (text := _own_text(candidate)) is not None:
-      return text
-  return None
-
-
-def _own_text(code: Any) -> str | None:
-  """`code`'s source if it is the user's; for a class without a file, its methods'."""
-  try:
-    if not codec_modules.is_users_source(inspect.getsourcefile(code) or ""):
-      return None
-    return inspect.getsource(code)
-  except (OSError, TypeError):  # Built in, or defined where Python keeps no file.
-    pass
-  if not isinstance(code, type):
-    return None
-  # A class of a notebook cell: its module (__main__) has no file, so Python finds no
-  # source for the class (OSError, which ended the README's example in Jupyter before
-  # round 1), but its methods keep the cell's file, which Python can read: the class's
-  # whole text is found there (its methods alone missed an edited class attribute, the
-  # README's float16 -> float32).
-  for member in vars(code).values():
-    member = getattr(member, "fget", member)  # A property's getter.
-    function = getattr(member, "__func__", member)  # A static or class method's.
-    if inspect.isfunction(function) and _own_text(function) is not None:
-      return _class_text(code, function.__code__)
-  return None
-
-
-def _class_text(cls: type, method_code: Any) -> str | None:
-  """The text of the class statement named `cls.__name__` around `method_code` in its
-  file (linecache holds a notebook cell's), decorators included."""
-  lines = linecache.getlines(method_code.co_filename)
-  try:
-    tree = ast.parse("".join(lines))
-  except (SyntaxError, ValueError):
-    return None
-  for node in ast.walk(tree):
-    if (isinstance(node, ast.ClassDef) and node.name == cls.__name__
-        and node.lineno <= method_code.co_firstlineno <= node.end_lineno):
-      first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-      return "".join(lines[first - 1:node.end_lineno])
-  return None
 
 
 def kept_in(run_dir: str) -> str:
@@ -503,22 +446,16 @@ class ExperimentConfig:
                     if revision > 1)
 
   def codec_sources(self) -> str:
-    """`codec=sha256,...` of the source of the user codecs used (not fedcompress's).
+    """`codec=sha256,...` of the code of the user codecs used (not fedcompress's), as
+    hashed when each was registered (`fedcompress.codecs.provenance`).
 
     A codec is compared on resume by its name; one registered again under that name
     with other code (a notebook cell edited from float16 to float32 and run again)
     resumed the run as another codec: its bits doubled from the next round, without a
-    word. What is hashed is the text of the class or function (a value it reads from
-    elsewhere in its module is not; `--codec_modules` records whole files; for a class
-    of a notebook cell, its methods' text). Code whose source Python cannot find
-    (exec'd text, `python -c`) is not recorded.
+    word.
     """
-    digests = {}
-    for name in self.codec_names():
-      codec = get_codec(name)
-      if (text := _users_source(codec.source or codec.build)) is not None:
-        digests[name] = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return ",".join(f"{name}={digest}" for name, digest in sorted(digests.items()))
+    digests = {name: get_codec(name).source_digest for name in self.codec_names()}
+    return ",".join(f"{name}={digest}" for name, digest in sorted(digests.items()) if digest)
 
   def record_compared_with(self, recorded: Mapping[str, Any] | None) -> dict[str, Any]:
     """`record()`, each codec written as `recorded` wrote it where both are the same codec.

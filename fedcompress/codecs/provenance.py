@@ -1,0 +1,154 @@
+"""What user code a codec is made of, hashed when it is registered.
+
+A run records a codec by its name and options; one registered again under its name with
+other code (a notebook cell edited from float16 to float32 and run again) would resume
+the run as another codec, its bits doubled from the next round. So `register` stores,
+with each codec of the user's, a digest of the code it was registered with
+(`Codec.source_digest`), and a run records the digests of the codecs it uses.
+
+The digest is taken at registration, from the code as Python loaded it then: read at
+record time, a module edited on disk after its import (and not reloaded) recorded text
+that never ran. It covers every callable of the record that is the user's (the builder
+or stage class, an option check, a bit formula, ...), a `functools.partial`'s bound
+arguments, and, for a class, each class of the user's in its MRO. A value the code reads
+from elsewhere in its module is not covered (`--codec_modules` hashes whole files), nor
+is code whose source Python cannot find (exec'd text, `python -c`).
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import inspect
+import linecache
+import os
+import sys
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+# Installed code (the standard library, the environment's packages) and fedcompress's own
+# (the run records its commit) are not the user's codecs.
+_NOT_THE_USERS = tuple(os.path.join(os.path.abspath(p), "") for p in
+                       {sys.prefix, sys.base_prefix, sys.exec_prefix,
+                        os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
+
+
+def is_users_source(path: str) -> bool:
+  """Whether `path` is a source file of the user's: not installed, not fedcompress's own,
+  whose versions a run records otherwise (the lock file, the commit)."""
+  return path.endswith(".py") and not os.path.abspath(path).startswith(_NOT_THE_USERS)
+
+
+def source_digest(fields: dict[str, Any]) -> str | None:
+  """sha256 (16 hex digits) of the user's code among a codec record's `fields` (name ->
+  value; `source` stands for `build` where set), or None if none of it is the user's.
+
+  The main code (`source`, else `build`) is hashed as its text alone, as runs recorded it
+  before the other fields were: their records still resume.
+  """
+  main = fields.get("source") or fields.get("build")
+  parts = [text] if (text := users_text(main)) is not None else []
+  for name, value in fields.items():
+    if name in ("source", "build") or value is None:
+      continue
+    values = value.values() if isinstance(value, dict) else (value,)
+    # A partial of fedcompress's own function there is fedcompress's (its entropy coders'
+    # raw-bit rules); as the main code it is the user's, whatever it binds.
+    texts = [t for v in values if callable(v) and not (
+        isinstance(v, functools.partial) and users_text(v.func) is None)
+             and (t := users_text(v)) is not None]
+    parts += [f"# {name}\n{t}" for t in texts]
+  if not parts:
+    return None
+  return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def users_text(code: Any) -> str | None:
+  """The text of the user's own code behind `code`, or None (fedcompress's own,
+  installed code, or code whose source Python cannot find).
+
+  A class is the text of each class of the user's in its MRO: tensor_encoding's
+  `tf_style_encoding_stage`, which the README's example stage uses, wraps the class in a
+  subclass of its own, defined in site-packages. A `functools.partial` is its function's
+  text (or name, for a function not the user's) and its bound arguments.
+  """
+  if isinstance(code, functools.partial):
+    inner = users_text(code.func) or _qualified_name(code.func)
+    return f"{inner}\n# functools.partial{_stable_repr((code.args, code.keywords))}"
+  if not isinstance(code, type):
+    return _own_text(code)
+  texts = [t for c in inspect.getmro(code) if (t := _own_text(c)) is not None]
+  return "\n".join(texts) if texts else None
+
+
+def _own_text(code: Any) -> str | None:
+  """`code`'s source if it is the user's; for a class without a file, its statement's."""
+  try:
+    if not is_users_source(inspect.getsourcefile(code) or ""):
+      return None
+    return inspect.getsource(code)
+  except (OSError, TypeError):  # Built in, or defined where Python keeps no file.
+    pass
+  if not isinstance(code, type):
+    return None
+  # A class of a notebook cell: its module (__main__) has no file, so Python finds no
+  # source for the class (OSError, which ended the README's example in Jupyter before
+  # round 1), but its methods keep the cell's file, which Python can read: the class's
+  # whole text is found there (its methods alone missed an edited class attribute, the
+  # README's float16 -> float32).
+  for member in vars(code).values():
+    member = getattr(member, "fget", member)  # A property's getter.
+    function = getattr(member, "__func__", member)  # A static or class method's.
+    if inspect.isfunction(function) and _own_text(function) is not None:
+      return _class_text(code, function.__code__)
+  if _defined_without_a_file(code):
+    # A cell's class with no function of its own (`class F32(CastStage): DTYPE =
+    # tf.float32`): nothing to find its text by, so its own values stand for it (the
+    # base class alone was hashed, and the edit went unseen).
+    own = {k: v for k, v in vars(code).items() if not k.startswith("__")}
+    return f"class {code.__qualname__}: {_stable_repr(own)}"
+  return None
+
+
+def _defined_without_a_file(cls: type) -> bool:
+  module = sys.modules.get(cls.__module__)
+  return module is not None and getattr(module, "__file__", None) is None and (
+      cls.__module__ not in sys.builtin_module_names)
+
+
+def _class_text(cls: type, method_code: Any) -> str | None:
+  """The text of the class statement named `cls.__name__` around `method_code` in its
+  file (linecache holds a notebook cell's), decorators included."""
+  lines = linecache.getlines(method_code.co_filename)
+  try:
+    tree = ast.parse("".join(lines))
+  except (SyntaxError, ValueError):
+    return None
+  for node in ast.walk(tree):
+    if (isinstance(node, ast.ClassDef) and node.name == cls.__name__
+        and node.lineno <= method_code.co_firstlineno <= node.end_lineno):
+      first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+      return "".join(lines[first - 1:node.end_lineno])
+  return None
+
+
+def _qualified_name(code: Any) -> str:
+  return f"{getattr(code, '__module__', '')}.{getattr(code, '__qualname__', repr(code))}"
+
+
+def _stable_repr(value: Any) -> str:
+  """`repr` that is the same in every process: no memory addresses."""
+  if isinstance(value, (bool, int, float, complex, str, bytes, type(None), np.generic,
+                        tf.DType)):
+    return repr(value)
+  if isinstance(value, (tuple, list)):
+    return f"{type(value).__name__}({', '.join(map(_stable_repr, value))})"
+  if isinstance(value, dict):
+    return "{" + ", ".join(f"{_stable_repr(k)}: {_stable_repr(v)}"
+                           for k, v in value.items()) + "}"
+  if callable(value):
+    return users_text(value) or _qualified_name(value)
+  return type(value).__qualname__
