@@ -294,6 +294,18 @@ class ExperimentConfig:
   dp_delta: float = 1e-5
   dp_field_bits: int = 16
 
+  def __post_init__(self) -> None:
+    # A notebook's numpy values as Python's (`for rounds in np.arange(1, 4)`: an np.int64
+    # `rounds` failed writing run_info.json after config.json was written, and the
+    # corrected cell was refused as another run), and its numpy array of client ids
+    # (`rng.choice(task.client_ids, 2)`: AttributeError) as a tuple of strings.
+    for field in dataclasses.fields(self):
+      if isinstance(value := getattr(self, field.name), np.generic):
+        setattr(self, field.name, value.item())
+    if isinstance(self.fixed_clients, (list, np.ndarray)):
+      self.fixed_clients = tuple(c.item() if isinstance(c, np.generic) else c
+                                 for c in self.fixed_clients)
+
   def dp_config(self, population: int) -> DPConfig | None:
     """The DP mechanism over `population` clients, or None without DP."""
     if self.dp == "none":
@@ -329,6 +341,11 @@ class ExperimentConfig:
     if not isinstance(self.aggregator, AggregatorSpec):
       raise ValueError(f"aggregator must be an AggregatorSpec (as AggregatorSpec('median')), "
                        f"got {self.aggregator!r}")
+    if self.fixed_clients is not None and not (
+        isinstance(self.fixed_clients, tuple)
+        and all(isinstance(c, str) for c in self.fixed_clients)):
+      raise ValueError("fixed_clients must be a list of client ids (strings, as in "
+                       f"task.client_ids), got {self.fixed_clients!r}")
     if self.client_weighting not in CLIENT_WEIGHTINGS:
       raise ValueError(f"unknown client weighting {self.client_weighting!r}; valid: "
                        f"{', '.join(CLIENT_WEIGHTINGS)}")
@@ -682,12 +699,16 @@ def process_settings(task: FederatedTask, config: ExperimentConfig) -> dict[str,
   """What `build_process` builds a process from: what `run_experiment` checks a
   prebuilt `process` against (the run records `config`'s settings, not the process's).
 
-  The task's identity too (EF21 weighs a round by the task's client count), and the
+  The task's identity and settings too (its model; EF21 weighs a round by the task's
+  client count), and the
   user codecs' sources and the codecs' revisions: a codec registered again under its
   name is another codec.
   """
   record = config.record()
-  return {**{k: record.get(k) for k in _PROCESS_KEYS}, **task_identity(task),
+  # The task's settings too: digits tasks of two seeds, or with two image models, have
+  # the same clients, and a process built for one ran the other from its initial weights.
+  task_settings = {f"task {k}": rundir.jsonable(v) for k, v in task.settings.items()}
+  return {**{k: record.get(k) for k in _PROCESS_KEYS}, **task_identity(task), **task_settings,
           "aggregator": config.aggregator.describe(), "measure_error": config.measure_error,
           "fixed_clients": len(config.fixed_clients or ())}
 
@@ -705,7 +726,7 @@ _PROCESS_KEYS = ("broadcast_codec", "aggregate_codec", "client_weighting", "seed
 def build_process(task: FederatedTask, config: ExperimentConfig):
   """FedAvg with the config's codecs; with error feedback, a `ClientStateProcess`.
 
-  The process carries `process_settings(config)` as `fedcompress_settings`.
+  The process carries `process_settings(task, config)` as `fedcompress_settings`.
   """
   process = _build_process(task, config)
   process.fedcompress_settings = process_settings(task, config)
@@ -786,8 +807,12 @@ def _check_process(process: Any, task: FederatedTask, config: ExperimentConfig) 
          "config, whose settings config.json and TensorBoard record")
     return
   wanted = process_settings(task, config)
+  # A codec spelled with one of its defaults is the same codec, as on resume.
+  same = {key for key in ("broadcast_codec", "aggregate_codec")
+          if isinstance(built.get(key), str) and _same_codec(built[key], getattr(config, key))}
   if differing := [f"{key} {built.get(key)!r} (config: {value!r})"
-                   for key, value in wanted.items() if built.get(key) != value]:
+                   for key, value in wanted.items()
+                   if built.get(key) != value and key not in same]:
     raise ValueError("run_experiment(process=...): the process was built with other "
                      f"settings than config: {'; '.join(differing)}")
 

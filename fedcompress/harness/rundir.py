@@ -492,7 +492,7 @@ def start_segment(run_dir: str, values: Mapping[str, Any], *, rounds: int,
   changed = {k: jsonable(v) for k, v in sorted(values.items())
              if k in MAY_DIFFER_ON_RESUME and k in record and k not in ("resume", "rounds")
              and not _same(record[k], jsonable(v))}
-  segment: dict[str, Any] = {"rounds": rounds, "first_round": first_round,
+  segment: dict[str, Any] = {"rounds": jsonable(rounds), "first_round": first_round,
                              "last_round": first_round - 1, "wall_time_s": 0.0,
                              "environment": environment()}
   if changed:

@@ -414,3 +414,23 @@ def test_numpy_values_are_recorded_as_numbers():
   assert record["secure_aggregation"] is False
   assert record["client_learning_rate"] == 0.5 and type(record["client_learning_rate"]) is float
   assert rundir.differences(record, _config(seed=1, client_learning_rate=0.5).record()) == []
+
+
+def test_numpy_values_become_python_values():
+  # A numpy `rounds` passed validate(), then failed writing run_info.json after
+  # config.json was written (the corrected cell was then refused); a numpy array of
+  # client ids failed with AttributeError; a numpy clients_per_round was refused by the
+  # secure sum as "must be an integer >= 1, got 4".
+  import json
+
+  import numpy as np
+
+  config = _config(rounds=np.int64(2), clients_per_round=np.int32(4),
+                   fixed_clients=np.array(["a", "b"]))
+  config.validate()
+  assert (type(config.rounds), type(config.clients_per_round)) == (int, int)
+  assert config.fixed_clients == ("a", "b") and type(config.fixed_clients[0]) is str
+  json.dumps(config.record())
+  with pytest.raises(ValueError, match=r"fixed_clients must be a list of client ids "
+                     r"\(strings, as in task.client_ids\), got \(1, 2\)"):
+    _config(fixed_clients=[1, 2]).validate()

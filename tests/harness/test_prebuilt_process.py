@@ -64,6 +64,35 @@ def test_a_process_built_with_other_settings_is_refused(tmp_path):
     unregister("mine_of_a_process")
 
 
+def test_a_process_of_another_model_or_model_seed_is_refused(tmp_path):
+  # Digits tasks of two seeds, and of the two image models, have the same clients: a
+  # process built for seed 0 ran the seed-1 task from seed 0's weights, recorded as seed
+  # 1, and one of the other model failed after a round, config.json written.
+  config = _config(tmp_path, "x")
+  settings = experiment.process_settings(digits_task(num_clients=4, seed=0), config)
+  for other, differing in ((digits_task(num_clients=4, seed=1), "task model_seed 0 .config: 1"),
+                           (digits_task(num_clients=4, seed=0, model="fedopt_cnn"),
+                            "task model 'fedavg_cnn' .config: 'fedopt_cnn'")):
+    assert other.client_ids == digits_task(num_clients=4, seed=0).client_ids
+    process = types.SimpleNamespace(fedcompress_settings=settings)
+    with pytest.raises(ValueError, match=differing):
+      experiment._check_process(process, other, config)
+
+
+def test_a_codec_spelled_with_its_defaults_is_the_same_process(tmp_path):
+  # As on resume: refused as other settings, though it builds the same process.
+  task = digits_task(num_clients=4, seed=0)
+  built = _config(tmp_path, "x", aggregate_codec=CodecSpec("uniform(bits=8)", threshold=0))
+  process = types.SimpleNamespace(
+      fedcompress_settings=experiment.process_settings(task, built))
+  spelled = CodecSpec("uniform(bits=8,deterministic=False)", threshold=0)
+  experiment._check_process(process, task, _config(tmp_path, "y", aggregate_codec=spelled))
+  with pytest.raises(ValueError, match=r"aggregate_codec 'uniform\(bits=8\)>0' \(config: "
+                     r"'uniform\(bits=2\)>0'\)"):
+    experiment._check_process(process, task, _config(
+        tmp_path, "z", aggregate_codec=CodecSpec("uniform(bits=2)", threshold=0)))
+
+
 @pytest.mark.slow
 def test_measure_error_is_a_config_setting(tmp_path):
   # It was reachable only through a prebuilt process, whose settings the run did not
