@@ -225,10 +225,13 @@ def _check_helpers_not_shadowed(path: str) -> None:
       # builder would get the other's later.
       loaded = _HELPERS.get(top) or getattr(sys.modules.get(top), "__file__", None)
       if loaded is not None and os.path.abspath(loaded) != here:
+        # Another entry's helper, or a module of the standard library or an installed
+        # package (a helper named `codecs.py` is the standard library's `codecs`).
+        source = ("from another --codec_modules entry" if top in _HELPERS else
+                  "installed, or of the standard library")
         raise ValueError(f"{path} imports {top!r} from its folder, but this process "
-                         f"already imported another {top!r} ({loaded}), from another "
-                         "--codec_modules entry: one process holds one module per name, "
-                         "so give the helper modules different names")
+                         f"already imported another {top!r} ({loaded}, {source}): one "
+                         "process holds one module per name, so rename the helper module")
       claimed[top] = here
       if here.endswith(".py") and not here.endswith("__init__.py"):
         queue.append(here)

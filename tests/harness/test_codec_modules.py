@@ -163,7 +163,8 @@ def test_a_helper_of_the_same_name_in_another_folder_is_refused(tmp_path, monkey
   try:
     codec_modules.import_codec_modules([str(tmp_path / "v1" / "codec.py")])
     with pytest.raises(ValueError, match=r"imports 'helpers_of_a_user' from its folder, but "
-                       r"this process already imported another 'helpers_of_a_user' \(.*v1"):
+                       r"this process already imported another 'helpers_of_a_user' \(.*v1.*, "
+                       r"from another --codec_modules entry\)"):
       codec_modules.import_codec_modules([str(tmp_path / "v2" / "codec.py")])
     # A second entry of v1's own folder shares its helper.
     (tmp_path / "v1" / "other.py").write_text("import helpers_of_a_user\n")
@@ -171,3 +172,15 @@ def test_a_helper_of_the_same_name_in_another_folder_is_refused(tmp_path, monkey
   finally:
     for name in set(sys.modules) - before:
       del sys.modules[name]
+
+
+def test_a_helper_named_as_a_standard_module_is_refused_for_that(tmp_path, monkeypatch):
+  # A helper `codecs.py` is the standard library's `codecs` in this process: refused, but
+  # the message blamed another --codec_modules entry.
+  monkeypatch.setattr(sys, "path", list(sys.path))
+  monkeypatch.setattr(codec_modules, "_HELPERS", {})
+  (tmp_path / "codecs.py").write_text("DTYPE = 'float16'\n")
+  (tmp_path / "entry_of_a_user.py").write_text("from codecs import DTYPE\n")
+  with pytest.raises(ValueError, match=r"already imported another 'codecs' \(.*codecs.py, "
+                     r"installed, or of the standard library\).*rename the helper module"):
+    codec_modules.import_codec_modules([str(tmp_path / "entry_of_a_user.py")])
