@@ -230,12 +230,16 @@ def _sum_decode_exact(links: Sequence[_Link]):
 
 
 def _state_moves(links: Sequence[_Link]):
-  """A chain's encoder state moves when any link's does (None: no link's can)."""
+  """A chain's encoder state moves when any link's does (None: no link says, and the
+  chain's encoder is checked for state as a whole).
+
+  A link without the field is checked as `Codec.moves_state` checks it, by its encoder's
+  state: behind `adaptive(coder=fixed)` a user's stage whose state moves passed for
+  stateless, and error feedback accepted it.
+  """
   if all(link.codec.state_moves is None for link in links):
     return None
-  moves = any(link.codec.state_moves is not None and link.codec.state_moves(**link.checked)
-              for link in links)
-  return lambda **_: moves
+  return lambda **_: any(link.codec.moves_state(link.checked) for link in links)
 
 
 def _no_options() -> dict[str, Any]:

@@ -401,6 +401,13 @@ def check_protected_mean(aggregate_codec: CodecSpec | str | None, *, secure_aggr
     raise ValueError("secure aggregation sizes its field from the clients per round: "
                      "pass clients_per_round")
   codec = CodecSpec.parse(aggregate_codec)
+  if dp is not None and codec.codec.moves_state(codec.options):
+    # Its state updates are summed from the clients' data outside the noised mean and
+    # set how every client encodes next round: round t's data reach round t+1's model
+    # through a channel the accounted epsilon does not cover.
+    raise ValueError(f"--dp does not cover {codec.name}'s encoder state, which the clients' "
+                     "updates move from round to round outside the noised mean (adaptive's "
+                     "rate offset: use coder=fixed)")
   if dp is not None and dp.mechanism == "distributed":
     if not secure_aggregation:
       raise ValueError("--dp=distributed adds its noise on the clients and needs the secure "

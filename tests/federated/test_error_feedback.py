@@ -415,6 +415,25 @@ def test_a_users_stateful_stage_is_refused_too():
     unregister("adaptive_of_a_user")
 
 
+def test_a_users_stateful_stage_is_refused_behind_a_codec_that_says_it_keeps_state():
+  # adaptive(coder=fixed) says its state stays; the chain took its word for the link
+  # that says nothing, and accepted a stage whose state moves (R3, s41).
+  from fedcompress.codecs import register_stage, unregister
+  from fedcompress.codecs.stages.adaptive import AdaptiveUniformEncodingStage
+
+  register_stage("adaptive_of_a_user", AdaptiveUniformEncodingStage)
+  try:
+    codec = CodecSpec("adaptive_of_a_user(budget_bits_per_coordinate=4)"
+                      "|adaptive(budget_bits_per_coordinate=4,coder=fixed)", threshold=0)
+    assert codec.codec.moves_state(codec.options)
+    with pytest.raises(ValueError, match="encoder state moves from round to round"):
+      check_error_feedback("ef", codec, tff.learning.ClientWeighting.UNIFORM)
+    fixed = CodecSpec("randk|adaptive(budget_bits_per_coordinate=4,coder=fixed)")
+    assert not fixed.codec.moves_state(fixed.options)
+  finally:
+    unregister("adaptive_of_a_user")
+
+
 def test_a_one_row_count_sketch_decodes_sums_exactly():
   codec = CodecSpec("countsketch", {"rows": 1}, threshold=0)
   assert codec.codec.decodes_sums_exactly(codec.options)

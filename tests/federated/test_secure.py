@@ -318,6 +318,23 @@ def test_protected_mean_refusals_are_one_line():
                                  dp=privacy.DPConfig("central_adaptive", 0.5, 0.1, 10, 100))
 
 
+def test_dp_refuses_a_codec_whose_state_the_clients_move():
+  # adaptive's rate offset is summed from the clients' updates outside the noised mean
+  # and sets every client's width next round: round t's data reached round t+1's model
+  # through a channel the epsilon did not cover (R1, s41). With coder=fixed it stays.
+  uniform = tff.learning.ClientWeighting.UNIFORM
+  central = privacy.DPConfig("central", 1.0, 0.1, 10, 100)
+  with pytest.raises(ValueError, match=r"^--dp does not cover adaptive's encoder state, "
+                     r"which the clients' updates move from round to round outside the "
+                     r"noised mean \(adaptive's rate offset: use coder=fixed\)$"):
+    privacy.check_protected_mean(CodecSpec("adaptive(budget_bits_per_coordinate=4)"),
+                                 secure_aggregation=False, clients_per_round=10, dp=central,
+                                 client_weighting=uniform)
+  privacy.check_protected_mean(CodecSpec("adaptive(budget_bits_per_coordinate=4,coder=fixed)"),
+                               secure_aggregation=False, clients_per_round=10, dp=central,
+                               client_weighting=uniform)
+
+
 @pytest.mark.parametrize("clients_per_round", [2, 10])
 def test_a_fixed_client_list_not_the_fields_size_is_refused(tmp_path, clients_per_round):
   # More clients would wrap the sum; fewer (the Shakespeare tutorial's 2 under the default
