@@ -99,3 +99,19 @@ def test_encoded_payload_is_what_is_counted(codec):
   assert metrics[m.BROADCAST_BITS] == 2 * down
   assert metrics[m.AGGREGATE_BITS] == 2 * up
   assert down < 15 * 32 or codec["name"] == "topk"  # uniform: packed, not float32.
+
+
+# Builds a secure FedAvg process of a tiny model: a few seconds.
+def test_the_secure_sums_modulus_is_listed_at_64_bits_per_tensor():
+  # The README listed it at 32 bits per tensor (and the secure configurations' totals
+  # from that) after the modulus became an int64 (R1, s41): only the uncompressed list
+  # was checked. Here fixed_int encodes both of the tiny model's tensors (threshold 0).
+  from fedcompress.codecs import CodecSpec
+
+  process = build_fedavg(
+      _model_fn, aggregate_codec=CodecSpec("fixed_int", {"bits": 8, "clip": 0.05}, threshold=0),
+      secure_aggregation=True, clients_per_round=2,
+      client_weighting=tff.learning.ClientWeighting.UNIFORM)
+  moduli = [c for c in uncounted_bits.uncounted(process.next)
+            if c.direction == "down" and "values=int64" in c.type_text]
+  assert [(c.bits, c.type_text.count("=int64")) for c in moduli] == [(128, 2)]
