@@ -359,6 +359,10 @@ def record_mismatch(run_dir: str, values: Mapping[str, Any], rounds: int) -> str
 
 # Variables that set TensorFlow's (and its math libraries') thread counts.
 THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
+# Variables that choose TensorFlow's kernels: an error-feedback run on the digits with
+# TF_ENABLE_ONEDNN_OPTS=0 differed in 10 of its metrics' cells (eval accuracy 0.2083 against
+# 0.1028 at round 2), and a resume under it said nothing.
+KERNEL_VARIABLES = ("TF_ENABLE_ONEDNN_OPTS", "TF_DETERMINISTIC_OPS", "CUDA_VISIBLE_DEVICES")
 # Packages whose version can change a run's numbers.
 VERSIONED_PACKAGES = ("tensorflow", "tensorflow-federated", "tensorflow-model-optimization",
                       "numpy")
@@ -377,6 +381,7 @@ def environment() -> dict[str, Any]:
           else os.cpu_count())
   return {"usable_cpus": cpus,
           "thread_variables": {k: os.environ.get(k) for k in THREAD_VARIABLES},
+          "kernel_variables": {k: os.environ.get(k) for k in KERNEL_VARIABLES},
           "packages": {p: version(p) for p in VERSIONED_PACKAGES},
           "python": platform.python_version(), "machine": platform.machine(),
           "cpu": cpu(), "source": source()}
@@ -463,7 +468,8 @@ def environment_change(run_dir: str) -> str | None:
     return None
   first, last = recorded[0], recorded[-1]
   differences = []
-  for key in ("usable_cpus", "thread_variables", "packages", "python", "machine", "cpu"):
+  for key in ("usable_cpus", "thread_variables", "kernel_variables", "packages", "python",
+              "machine", "cpu"):
     # A key an older segment did not record is not known to differ ("cpu" since c07c09b).
     if key not in first or key not in last:
       continue

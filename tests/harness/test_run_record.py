@@ -176,6 +176,25 @@ def test_a_resume_on_another_cpu_is_named(tmp_path):
   assert rundir.environment_change(str(tmp_path)) is None
 
 
+def test_a_resume_with_other_kernels_is_named(tmp_path, monkeypatch):
+  # TF_ENABLE_ONEDNN_OPTS=0 changed an error-feedback run's metrics in 10 cells, and a
+  # resume under it said nothing (R3, s41).
+  from fedcompress.harness import rundir
+
+  monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+  before = rundir.environment()
+  monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+  after = rundir.environment()
+  (tmp_path / rundir.RUN_INFO_FILE).write_text(json.dumps(
+      {"wall_time_s": 0.0, "segments": [{"environment": before}, {"environment": after}]}))
+  assert rundir.environment_change(str(tmp_path)) == "TF_ENABLE_ONEDNN_OPTS None -> 0"
+  # Segments recorded before the variables were are not said to differ.
+  old = {k: v for k, v in before.items() if k != "kernel_variables"}
+  (tmp_path / rundir.RUN_INFO_FILE).write_text(json.dumps(
+      {"wall_time_s": 0.0, "segments": [{"environment": old}, {"environment": after}]}))
+  assert rundir.environment_change(str(tmp_path)) is None
+
+
 def test_a_task_with_no_settings_still_records_its_name_and_clients():
   # A task built in Python with empty settings recorded nothing of itself: a resume on a
   # task of other clients and data ran on.
