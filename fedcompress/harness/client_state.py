@@ -69,6 +69,19 @@ def _parse(data: bytes) -> np.ndarray:
   return tf.make_ndarray(tensor_pb2.TensorProto.FromString(data))
 
 
+def saved_versions(directory: str) -> dict[str, list[int]]:
+  """client id -> the sorted rounds of its versions in `directory` ({} if there is none),
+  read without opening a store (which would create the folder)."""
+  versions: dict[str, list[int]] = {}
+  for name in os.listdir(directory) if os.path.isdir(directory) else ():
+    if match := _FILE.match(name):
+      versions.setdefault(urllib.parse.unquote(match["client"]), []).append(
+          int(match["round"]))
+  for rounds in versions.values():
+    rounds.sort()
+  return versions
+
+
 class ClientStateStore:
   """Versioned per-client float32 vectors in one directory (see the module docstring)."""
 
@@ -92,14 +105,7 @@ class ClientStateStore:
       if name.startswith(_TEMP_PREFIX):
         os.remove(os.path.join(directory, name))
     # client id -> sorted rounds with a version on disk. Small: ids and ints only.
-    self._versions: dict[str, list[int]] = {}
-    for name in os.listdir(directory):
-      match = _FILE.match(name)
-      if match:
-        client = urllib.parse.unquote(match["client"])
-        self._versions.setdefault(client, []).append(int(match["round"]))
-    for rounds in self._versions.values():
-      rounds.sort()
+    self._versions = saved_versions(directory)
     self._file_bytes = len(_serialize(np.zeros(self.size, self.dtype)))
 
   def _path(self, client_id: str, round_num: int) -> str:

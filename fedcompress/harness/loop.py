@@ -16,6 +16,7 @@ the last checkpoint is the last finite model.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -25,7 +26,7 @@ import numpy as np
 from fedcompress import metrics as m
 from fedcompress.harness import cli
 from fedcompress.harness.checkpoints import Checkpointer, LoopState
-from fedcompress.harness.client_state import ClientStateStore
+from fedcompress.harness.client_state import ClientStateStore, saved_versions
 from fedcompress.harness.reporting import Reporter
 
 
@@ -80,13 +81,15 @@ class LoopResult:
   start_round: int
 
 
-def _check_states_on_disk(client_states, checkpoint: int, client_ids, config) -> None:
-  """Refuses a resume from round `checkpoint` whose clients' states are not on disk.
+def check_states_on_disk(directory: str, checkpoint: int, client_ids: Sequence[str],
+                         config: Any) -> None:
+  """Refuses a resume from round `checkpoint` whose clients' states are not in `directory`.
 
   Every client that took part by then wrote a version (a resume reads its newest one
   at or before the checkpoint); one missing would start again from zeros, as a new
   client: a run resumed with its `client_states` folder deleted (to save disk) went on
-  with every client's memory reset, and diverged without a word.
+  with every client's memory reset, and diverged without a word. `config` is the loop's
+  (or an `ExperimentConfig`): its fixed clients, or clients per round and seed.
   """
   if not checkpoint:
     return
@@ -95,11 +98,12 @@ def _check_states_on_disk(client_states, checkpoint: int, client_ids, config) ->
     for round_num in range(1, checkpoint + 1):
       took_part.update(sample_clients(client_ids, config.clients_per_round, config.seed,
                                       round_num))
-  missing = sorted(c for c in took_part if not client_states.versions(c))
+  saved = saved_versions(directory)
+  missing = sorted(c for c in took_part if not any(r <= checkpoint for r in saved.get(c, ())))
   if missing:
     raise ValueError(f"cannot resume from round {checkpoint}: {len(missing)} of the "
                      f"{len(took_part)} clients that took part by then have no state in "
-                     f"{client_states.directory} (e.g. {', '.join(missing[:3])}), so "
+                     f"{os.path.abspath(directory)} (e.g. {', '.join(missing[:3])}), so "
                      "they would start again from zeros; put the folder back, or start a "
                      "new run (another --experiment_name)")
 
@@ -154,7 +158,7 @@ def run_loop(process: Process, client_ids: Sequence[str],
   if client_states is not None:
     # Rounds after the checkpoint are redone: they must read what they read before.
     client_states.discard_after(loop.round_num)
-    _check_states_on_disk(client_states, loop.round_num, client_ids, config)
+    check_states_on_disk(client_states.directory, loop.round_num, client_ids, config)
   last_checkpoint = loop.round_num if resume and loop.round_num else None
   for reporter in reporters:
     reporter.start(start, config.rounds)

@@ -57,6 +57,9 @@ class ExperimentKind:
   # The run's model_fn, for the checks on its tensors before any run starts; None
   # where building it needs the run's own files (Shakespeare's pretrained model).
   model_fn: Callable[[flags.FlagValues], Callable[[], Any]] | None = None
+  # The run's client ids, for the check of a resume's client states before any run
+  # starts (None: the run's own start checks them).
+  client_ids: Callable[[flags.FlagValues], Sequence[str]] | None = None
 
 
 def _image_kind() -> ExperimentKind:
@@ -68,7 +71,8 @@ def _image_kind() -> ExperimentKind:
 
   return ExperimentKind(fc_flags.define_image_experiment_flags,
                         fc_flags.image_config_from_flags, run,
-                        model_fn=lambda fv: fc_flags.image_task_from_flags(fv).model_fn)
+                        model_fn=lambda fv: fc_flags.image_task_from_flags(fv).model_fn,
+                        client_ids=lambda fv: fc_flags.image_task_from_flags(fv).client_ids)
 
 
 def _shakespeare_kind() -> ExperimentKind:
@@ -210,6 +214,17 @@ def _plan(kind: ExperimentKind, run: SweepRun, root_output_dir: str,
   # The rounds a resume keeps are those checkpointed: none if `checkpoints/` is gone
   # (a finished run without it is skipped above, from its rows).
   kept = min(done, max(rundir.checkpoint_rounds(run_dir) or [], default=0))
+  if config.error_feedback != "none" and kind.client_ids is not None:
+    # Up front, as the rest: a sweep whose second run had lost its client states ran
+    # the first before it stopped on the second.
+    from fedcompress.harness.experiment import CLIENT_STATE_DIR
+    from fedcompress.harness.loop import check_states_on_disk
+
+    try:
+      check_states_on_disk(os.path.join(run_dir, CLIENT_STATE_DIR), kept,
+                           kind.client_ids(fv), config)
+    except ValueError as e:
+      raise ValueError(f"sweep run {run.name!r}: {e}") from None
   return _Plan(run, fv, kind.config(fv), "resume", kept)
 
 

@@ -191,6 +191,28 @@ def test_every_run_is_checked_before_the_first_starts(binary, tmp_path, capsys):
   assert not root.exists() and out == ""
 
 
+def test_a_resume_without_its_client_states_is_refused_before_the_first_run(
+    binary, tmp_path, capsys):
+  # The check ran only when the sweep reached that run: the runs before it ran first,
+  # then the sweep stopped (R3, s41).
+  import shutil
+
+  root = tmp_path / "sweep"
+  ef = " --error_feedback=ef --aggregate_encoder=topk --aggregate_encoder_args=fraction=0.1"
+  assert _grid_sweep(binary, root, "seed=1", GRID_COMMON + ef) == 0
+  shutil.rmtree(root / "seed-1" / "client_states")
+  capsys.readouterr()
+  rc = _grid_sweep(binary, root, "seed=0,1", GRID_COMMON.replace("--rounds=1", "--rounds=2")
+                   + ef)
+  out, err = capsys.readouterr()
+  assert rc == 2, (out, err)
+  lines = err.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith(
+      "error: sweep run 'seed-1': cannot resume from round 1: 2 of the 2 clients that took "
+      "part by then have no state in "), lines
+  assert out == "" and not (root / "seed-0").exists()
+
+
 def test_grid_values_win_over_common_flags(binary, tmp_path, capsys):
   # absl keeps the last value: both runs ran at 0.02 and were tabled as two.
   root = tmp_path / "sweep"
