@@ -24,9 +24,11 @@ def budget_bits_per_coordinate(aggregate_bits_budget: float, clients_per_round: 
       budget = (aggregate_bits_budget / clients_per_round - fixed) / encoded_coordinates
 
   Args:
-    aggregate_bits_budget: bits per round, total over the round's clients, met by
-      `aggregate/coded_bits` (no flag takes it: pass the result to the codec, e.g.
-      `--aggregate_encoder_args=budget_bits_per_coordinate=...` for `adaptive`).
+    aggregate_bits_budget: bits per round, total over the round's clients, that
+      `aggregate/coded_bits` aims at (no flag takes it: pass the result to the codec,
+      e.g. `--aggregate_encoder_args=budget_bits_per_coordinate=...` for `adaptive`,
+      which meets it exactly with `coder=fixed`; with Huffman it predicts from last
+      round's saving, and a round may go over, see `stages/adaptive.py`).
     clients_per_round: clients sampled per round.
     value_specs: specs of the aggregated tensors (the model's trainable weights).
     threshold: the codec's `CodecSpec.threshold`.

@@ -5,8 +5,13 @@ that what a client sends for a tensor is expected to stay within
 `budget_bits_per_coordinate` bits per coordinate, side information included: exactly
 with `coder="fixed"`; with Huffman, on the mean saving of last round's clients, so a
 client whose update codes worse than that mean goes over (one client coding to 1.44
-bits per coordinate, then another to 6.11 on a budget of 4.5). What a width costs is
-only partly known in advance:
+bits per coordinate, then another to 6.11 on a budget of 4.5). Clients of one
+distribution go over too, in some rounds: the saving moves by about 0.1 bit per
+coordinate from one round to the next (one client of fresh N(0, 1) values each round,
+budget 4.0: over in 4 rounds of 16, at most 4.142; ten such clients: rounds 0.4-0.9%
+over, and the width of all of them moving between 4 and 5, about 25% more bits, from
+round to round; review R2 of s41). The budget holds on average over rounds, not in each.
+What a width costs is only partly known in advance:
 
 * known exactly, given `n` and `b`: the stream header, the Huffman code-length
   table (`2**b` entries), block lengths, min/max, the state-update scalars;
