@@ -304,24 +304,27 @@ def test_ratios_pair_the_rounds():
      "--readme: the README's table has uplink and both-ways columns"),
     (["--readme=README_ok.md"], "--readme writes the codec sweep's table: pass --codecs=all"),
 ])
-def test_bad_destinations_are_refused_before_timing(tmp_path, flags, message):
-  import subprocess
-  import sys
+def test_bad_destinations_are_refused_before_timing(load_binary, tmp_path, monkeypatch, capsys,
+                                                   flags, message):
   # A README without the block, or none at all: refused before ~20 minutes of timing.
+  # In this process (its main, as absl runs it): a fresh one per case took ~8 s of CPU
+  # to import TensorFlow for a one-line refusal.
+  from absl import flags as absl_flags
+  from absl.testing import flagsaver
+
   (tmp_path / "README_missing.md").write_text("no block here\n")
   (tmp_path / "README_unended.md").write_text("<!-- codec-table:benchmark -->\nno end\n")
   (tmp_path / "README_ok.md").write_text("<!-- codec-table:benchmark -->\n"
                                          "<!-- end codec-table -->\n")
-  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  result = subprocess.run(
-      [sys.executable, "-m", "tools.run_benchmark", *flags, "--memory_populations="],
-      capture_output=True, text=True, timeout=120, cwd=tmp_path,
-      env={**os.environ, "PYTHONPATH": repo})
-  assert result.returncode == 2, result.stderr
-  assert result.stderr.strip().splitlines()[-1].startswith(f"error: {message}")
+  monkeypatch.chdir(tmp_path)
+  with load_binary("tools/run_benchmark.py") as module, flagsaver.flagsaver():
+    absl_flags.FLAGS(["run_benchmark", *flags, "--memory_populations="])
+    assert module.main(["run_benchmark"]) == 2
+  assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"error: {message}")
+  assert not (tmp_path / "benchmark.json").exists()
 
 
-def test_a_codec_of_ones_own_is_swept_from_its_module(tmp_path):
+def test_a_codec_of_ones_own_is_swept_from_its_module(load_binary, tmp_path, capsys):
   # --codec_modules as the binaries take it, in a fresh process (its registration stays
   # there): the codec is timed against uncompressed, and the JSON records the module
   # and its source's hash.
@@ -336,8 +339,15 @@ def test_a_codec_of_ones_own_is_swept_from_its_module(tmp_path):
             "--memory_populations=", "--codecs=mine_of_a_bench", "--codec_directions=uplink",
             f"--output={output}"]
   root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  refused = subprocess.run(common, cwd=root, capture_output=True, text=True, timeout=600)
-  assert refused.returncode != 0 and "unknown codecs ['mine_of_a_bench']" in refused.stderr
+  # Refused without the module (in this process: a fresh one only imported TensorFlow).
+  from absl import flags as absl_flags
+  from absl.testing import flagsaver
+
+  with load_binary("tools/run_benchmark.py") as binary, flagsaver.flagsaver():
+    absl_flags.FLAGS(["run_benchmark", *common[3:]])
+    assert binary.main(["run_benchmark"]) == 2
+  assert "unknown codecs ['mine_of_a_bench']" in capsys.readouterr().err
+  assert not output.exists()
   proc = subprocess.run([*common, f"--codec_modules={module}"], cwd=root,
                         capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr
@@ -348,6 +358,7 @@ def test_a_codec_of_ones_own_is_swept_from_its_module(tmp_path):
   assert recorded.endswith(__import__("hashlib").sha256(module.read_bytes()).hexdigest())
   bits = result["codec_sweep"]["codecs"]["mine_of_a_bench"]["round_bits"]
   # te's uniform stage at its default 8 bits, unpacked (no bit-packing stage): float32
-  # values, so no fewer bits than uncompressed; what matters is that it ran.
-  assert bits["uplink"]["aggregate"] > 0 and bits["uplink"]["broadcast"] == bits["none"][
-      "broadcast"]
+  # values and each tensor's min and max, so more bits than uncompressed: the codec ran
+  # (a round built uncompressed instead sent exactly the uncompressed bits).
+  assert bits["uplink"]["aggregate"] > bits["none"]["aggregate"]
+  assert bits["uplink"]["broadcast"] == bits["none"]["broadcast"]

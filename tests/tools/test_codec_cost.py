@@ -99,7 +99,7 @@ def test_a_benchmark_of_other_settings_is_not_set_beside_the_prediction():
   assert "threshold=None (here 10000)" in codec_cost._other_settings({}, here)
 
 
-@pytest.mark.slow  # two fresh processes
+@pytest.mark.slow  # a fresh process
 def test_a_codec_of_ones_own_is_timed_from_its_module(tmp_path):
   # In a fresh process, so that its registration stays there.
   module = tmp_path / "codec_of_a_user.py"
@@ -118,7 +118,11 @@ def test_a_codec_of_ones_own_is_timed_from_its_module(tmp_path):
   assert proc.returncode == 0, proc.stderr
   row = proc.stdout.splitlines()[2].split()
   assert row[0] == "mine_of_a_cost" and all(float(ms) >= 0 for ms in row[1:4])
-  bad = subprocess.run([sys.executable, "-m", "tools.codec_cost", "--codecs=mine_of_a_cost",
-                        f"--codec_modules={tmp_path}/none.py"], cwd=root,
-                       capture_output=True, text=True, timeout=600)
-  assert bad.returncode == 2 and "--codec_modules: cannot import" in bad.stderr, bad.stderr
+
+
+
+def test_a_module_that_cannot_be_imported_is_one_error_line(tmp_path, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    codec_cost.main(["--codecs=mine_of_a_cost", f"--codec_modules={tmp_path}/none.py"])
+  assert exit_info.value.code == 2
+  assert "--codec_modules: cannot import" in capsys.readouterr().err
