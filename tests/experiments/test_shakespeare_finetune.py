@@ -196,6 +196,12 @@ def test_results_block_is_built_from_the_runs(binary, data_dir, tiny_model, tmp_
   assert lines[4].startswith("| u8, 1 round | broa: uniform(bits=8)>100; "
                              "aggr: uniform(bits=8)>100 "
                              f"| {finals['u8'][m.EVAL_ACCURACY]:.4f} |")
+  # Each row its own run's: both runs' accuracies are equal here (0.19375), their bits not.
+  from fedcompress.units import format_bits
+
+  for line, name in ((lines[3], "plain"), (lines[4], "u8")):
+    assert (f"| {format_bits(finals[name][m.BROADCAST_CUMULATIVE_BITS])} "
+            f"| {format_bits(finals[name][m.AGGREGATE_CUMULATIVE_BITS])} |") in line, line
   down = finals["plain"][m.BROADCAST_CUMULATIVE_BITS] / finals["u8"][m.BROADCAST_CUMULATIVE_BITS]
   assert f"u8 sent {down:.2f}x fewer broadcast bits" in block and down > 2
   assert f"on HAMLET against {pretrained['sanity']['random_accuracy']:.4f}" in block

@@ -57,6 +57,9 @@ def test_sweep_summary_matches_runs_and_resumes(binary, flagfiles, tmp_path, cap
     assert float(row["aggregate_ratio"]) == pytest.approx(
         base[m.AGGREGATE_CUMULATIVE_BITS] / final[m.AGGREGATE_CUMULATIVE_BITS])
     assert float(row["eval_accuracy"]) == pytest.approx(final[m.EVAL_ACCURACY])
+    # Each run's own: their accuracies are all at chance (0.1) here, their losses not.
+    assert float(row["eval_loss"]) == pytest.approx(final[m.EVAL_LOSS])
+  assert len({float(row["eval_loss"]) for row in summary.values()}) == 3
   # u4_up compresses only the uplink: broadcast ratio 1, aggregate ratio well above u8's.
   assert float(summary["u4_up"]["broadcast_ratio"]) == 1.0
   assert float(summary["u4_up"]["aggregate_ratio"]) > float(summary["u8"]["aggregate_ratio"]) > 3
@@ -246,7 +249,11 @@ def test_unbalanced_quote_in_common_flags(binary, tmp_path, capsys):
 
 def test_seeds_give_statistics_per_configuration(binary, flagfiles, tmp_path, capsys):
   root = tmp_path / "seeds"
-  common = COMMON.replace("--rounds=2 --rounds_per_eval=2", "--rounds=1")
+  # Four clients of the digits' quarter each: one round leaves chance (0.1) behind, and
+  # the seeds differ. At COMMON's two small clients every run ended at 0.1, where a seed
+  # table that read seed 0's run for every seed, or did not pair, passed too.
+  common = ("--dataset=digits --digits_clients=4 --clients_per_round=4 --rounds=1 "
+            "--client_learning_rate=0.05")
   with flagsaver.flagsaver(flagfiles=flagfiles[:2], root_output_dir=str(root), baseline="base",
                            common_flags=common, grid="", seeds=["0", "1"]):
     assert binary.main(["sweep"]) == 0
@@ -258,11 +265,15 @@ def test_seeds_give_statistics_per_configuration(binary, flagfiles, tmp_path, ca
   for (c, s) in accuracy:
     config = json.loads((root / f"{c}_seed{s}" / "config.json").read_text())
     assert config["seed"] == s
+  # Else the checks below cannot tell a paired difference from an unpaired one, or one
+  # seed's run read for both.
+  assert len(set(accuracy.values())) == 4, accuracy
   with open(root / "summary_seeds.csv", newline="") as f:
     rows = {r["configuration"]: r for r in csv.DictReader(f)}
   assert rows["base"]["accuracy_mean"] and float(rows["base"]["accuracy_mean"]) == (
       pytest.approx((accuracy["base", 0] + accuracy["base", 1]) / 2))
   diffs = [accuracy["u8", s] - accuracy["base", s] for s in (0, 1)]
+  assert diffs[0] != diffs[1]  # A nonzero interval: its t factor is seen.
   assert float(rows["u8"]["diff_mean"]) == pytest.approx(sum(diffs) / 2)
   # Two seeds: t_{0.975, 1} = 12.706 times the standard error.
   half = 12.7062 * abs(diffs[0] - diffs[1]) / 2
