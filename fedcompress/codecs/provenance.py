@@ -9,10 +9,13 @@ with each codec of the user's, a digest of the code it was registered with
 The digest is taken at registration, from the code as Python loaded it then: read at
 record time, a module edited on disk after its import (and not reloaded) recorded text
 that never ran. It covers every callable of the record that is the user's (the builder
-or stage class, an option check, a bit formula, ...), a `functools.partial`'s bound
-arguments, and, for a class, each class of the user's in its MRO. A value the code reads
+or stage class, an option check, a bit formula, ...), the values a function's closure
+holds, a `functools.partial`'s bound arguments (arrays by their bytes, objects by their
+values), and, for a class, each class of the user's in its MRO. A value the code reads
 from elsewhere in its module is not covered (`--codec_modules` hashes whole files), nor
-is code whose source Python cannot find (exec'd text, `python -c`).
+is code whose source Python cannot find (exec'd text, `python -c`, a `%%time` cell).
+Records made before (the main code's text alone) are compared with
+`legacy_source_digest`, so those runs still resume.
 """
 
 from __future__ import annotations
@@ -44,11 +47,7 @@ def is_users_source(path: str) -> bool:
 
 def source_digest(fields: dict[str, Any]) -> str | None:
   """sha256 (16 hex digits) of the user's code among a codec record's `fields` (name ->
-  value; `source` stands for `build` where set), or None if none of it is the user's.
-
-  The main code (`source`, else `build`) is hashed as its text alone, as runs recorded it
-  before the other fields were: their records still resume.
-  """
+  value; `source` stands for `build` where set), or None if none of it is the user's."""
   main = fields.get("source") or fields.get("build")
   parts = [text] if (text := users_text(main)) is not None else []
   for name, value in fields.items():
@@ -61,9 +60,25 @@ def source_digest(fields: dict[str, Any]) -> str | None:
         isinstance(v, functools.partial) and users_text(v.func) is None)
              and (t := users_text(v)) is not None]
     parts += [f"# {name}\n{t}" for t in texts]
-  if not parts:
-    return None
-  return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+  return _digest(parts)
+
+
+def legacy_source_digest(fields: dict[str, Any]) -> str | None:
+  """The digest runs recorded before `source_digest` (6ad6c42): the text of the main
+  code alone, for a class of the first class of the user's in its MRO, read as
+  `source_digest` reads it. A resume compares a record made then with this, so that
+  those runs still resume where their codec's code did not change."""
+  main = fields.get("source") or fields.get("build")
+  if isinstance(main, functools.partial):
+    return None  # Not recorded then.
+  candidates = inspect.getmro(main) if isinstance(main, type) else (main,)
+  return _digest([next((t for c in candidates if (t := _own_text(c)) is not None), None)]
+                 if main is not None else [])
+
+
+def _digest(parts: list[str | None]) -> str | None:
+  parts = [p for p in parts if p is not None]
+  return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16] if parts else None
 
 
 def users_text(code: Any) -> str | None:
@@ -72,16 +87,29 @@ def users_text(code: Any) -> str | None:
 
   A class is the text of each class of the user's in its MRO: tensor_encoding's
   `tf_style_encoding_stage`, which the README's example stage uses, wraps the class in a
-  subclass of its own, defined in site-packages. A `functools.partial` is its function's
-  text (or name, for a function not the user's) and its bound arguments.
+  subclass of its own, defined in site-packages. A function is its text and the values
+  its closure holds. A `functools.partial` is its function's text (or name, for a
+  function not the user's) and its bound arguments.
   """
   if isinstance(code, functools.partial):
     inner = users_text(code.func) or _qualified_name(code.func)
     return f"{inner}\n# functools.partial{_stable_repr((code.args, code.keywords))}"
   if not isinstance(code, type):
-    return _own_text(code)
+    text = _own_text(code)
+    cells = getattr(code, "__closure__", None) or ()
+    if text is None or not cells:
+      return text
+    # A value captured from the enclosing function (a builder made by a factory).
+    return f"{text}\n# closure{_stable_repr(tuple(_cell_value(c) for c in cells), 1)}"
   texts = [t for c in inspect.getmro(code) if (t := _own_text(c)) is not None]
   return "\n".join(texts) if texts else None
+
+
+def _cell_value(cell) -> Any:
+  try:
+    return cell.cell_contents
+  except ValueError:  # An empty cell (a name assigned after the function was made).
+    return None
 
 
 def _own_text(code: Any) -> str | None:
@@ -92,25 +120,39 @@ def _own_text(code: Any) -> str | None:
     return inspect.getsource(code)
   except (OSError, TypeError):  # Built in, or defined where Python keeps no file.
     pass
-  if not isinstance(code, type):
+  if not isinstance(code, type) or not _defined_without_a_file(code):
     return None
   # A class of a notebook cell: its module (__main__) has no file, so Python finds no
   # source for the class (OSError, which ended the README's example in Jupyter before
   # round 1), but its methods keep the cell's file, which Python can read: the class's
   # whole text is found there (its methods alone missed an edited class attribute, the
   # README's float16 -> float32).
-  for member in vars(code).values():
-    member = getattr(member, "fget", member)  # A property's getter.
-    function = getattr(member, "__func__", member)  # A static or class method's.
-    if inspect.isfunction(function) and _own_text(function) is not None:
-      return _class_text(code, function.__code__)
-  if _defined_without_a_file(code):
-    # A cell's class with no function of its own (`class F32(CastStage): DTYPE =
+  methods = [_function_of(member) for member in vars(code).values()]
+  methods = [f for f in methods if f is not None]
+  for function in methods:
+    if (_own_text(function) is not None
+        and (text := _class_text(code, function.__code__)) is not None):
+      return text
+  if not methods:
+    # A cell's class with no method of its own (`class F32(CastStage): DTYPE =
     # tf.float32`): nothing to find its text by, so its own values stand for it (the
     # base class alone was hashed, and the edit went unseen).
     own = {k: v for k, v in vars(code).items() if not k.startswith("__")}
     return f"class {code.__qualname__}: {_stable_repr(own)}"
+  # Methods whose text Python cannot read (a `%%time` cell, the IPython terminal): the
+  # class's own values alone would miss an edited method, so nothing is recorded, as
+  # for code of no file.
   return None
+
+
+def _function_of(member: Any) -> Any:
+  """The Python function a class member runs (through a property, a static or class
+  method, `functools.wraps` decorators and `tf.function`), or None."""
+  member = getattr(member, "fget", member)
+  member = getattr(member, "__func__", member)
+  member = getattr(member, "python_function", member)  # A tf.function's.
+  member = inspect.unwrap(member) if callable(member) else member
+  return member if inspect.isfunction(member) else None
 
 
 def _defined_without_a_file(cls: type) -> bool:
@@ -136,19 +178,48 @@ def _class_text(cls: type, method_code: Any) -> str | None:
 
 
 def _qualified_name(code: Any) -> str:
-  return f"{getattr(code, '__module__', '')}.{getattr(code, '__qualname__', repr(code))}"
+  """A function's or class's module and name; an object's type's (never its `repr`,
+  which may hold its address), and its values."""
+  if hasattr(code, "__qualname__"):
+    return f"{getattr(code, '__module__', '')}.{code.__qualname__}"
+  kind = type(code)
+  return f"{kind.__module__}.{kind.__qualname__}{_stable_repr(_own_values(code))}"
 
 
-def _stable_repr(value: Any) -> str:
-  """`repr` that is the same in every process: no memory addresses."""
-  if isinstance(value, (bool, int, float, complex, str, bytes, type(None), np.generic,
-                        tf.DType)):
+def _own_values(value: Any) -> dict[str, Any]:
+  return {k: v for k, v in getattr(value, "__dict__", {}).items() if not k.startswith("__")}
+
+
+def _stable_repr(value: Any, depth: int = 0) -> str:
+  """A text of `value` that is the same in every process (no memory addresses) and
+  changes with its contents: numbers, strings, containers, arrays by their bytes,
+  dataclasses and other objects by their values, a few levels deep."""
+  if isinstance(value, (bool, int, float, complex, str, bytes, type(None), tf.DType)):
     return repr(value)
+  if isinstance(value, (np.ndarray, np.generic)):
+    array = np.asarray(value)
+    data = array.tobytes() if array.dtype != object else _stable_repr(array.tolist(), depth)
+    return (f"array({array.dtype}, {array.shape}, "
+            f"{hashlib.sha256(data if isinstance(data, bytes) else data.encode()).hexdigest()})")
+  if depth > 4:
+    return type(value).__qualname__
   if isinstance(value, (tuple, list)):
-    return f"{type(value).__name__}({', '.join(map(_stable_repr, value))})"
+    return f"{type(value).__name__}({', '.join(_stable_repr(v, depth + 1) for v in value)})"
+  if isinstance(value, (set, frozenset)):
+    return f"{type(value).__name__}({', '.join(sorted(_stable_repr(v, depth + 1) for v in value))})"
   if isinstance(value, dict):
-    return "{" + ", ".join(f"{_stable_repr(k)}: {_stable_repr(v)}"
+    return "{" + ", ".join(f"{_stable_repr(k, depth + 1)}: {_stable_repr(v, depth + 1)}"
                            for k, v in value.items()) + "}"
-  if callable(value):
-    return users_text(value) or _qualified_name(value)
-  return type(value).__qualname__
+  if isinstance(value, functools.partial):
+    return (f"partial({_stable_repr(value.func, depth + 1)}, "
+            f"{_stable_repr((value.args, value.keywords), depth + 1)})")
+  if isinstance(value, type) or inspect.isroutine(value):
+    # Its own text only (not a closure's values, or a class's bases): a function that
+    # holds itself would otherwise never end.
+    return _own_text(value) or _qualified_name(value)
+  if isinstance(value, tf.Tensor) and hasattr(value, "numpy"):
+    return _stable_repr(value.numpy(), depth)
+  # A dataclass, or any other object: its type and its own values.
+  kind = type(value)
+  return (f"{kind.__module__}.{kind.__qualname__}"
+          f"{_stable_repr(_own_values(value), depth + 1)}")

@@ -135,8 +135,11 @@ class Codec:
   # stage class of `register_stage`, whose builder is a closure of fedcompress's.
   source: Callable[..., Any] | None = dataclasses.field(default=None, compare=False)
   # Set by `register`: the digest of the user's code in this record, None for
-  # fedcompress's own (`provenance.source_digest`; a run records it).
+  # fedcompress's own (`provenance.source_digest`; a run records it), and the one runs
+  # recorded before it (`provenance.legacy_source_digest`; their resumes compare it).
   source_digest: str | None = dataclasses.field(default=None, compare=False, repr=False)
+  legacy_source_digest: str | None = dataclasses.field(default=None, compare=False,
+                                                       repr=False)
 
   @property
   def sum_compatible(self) -> bool:
@@ -248,9 +251,11 @@ def register(codec: Codec, *, overwrite: bool = False) -> Codec:
                      "replace it)")
   # Hashed now, from the code as it was loaded: a module edited on disk afterwards (not
   # reloaded) would otherwise be recorded as code that never ran.
-  codec = dataclasses.replace(codec, source_digest=provenance.source_digest(
-      {f.name: getattr(codec, f.name) for f in dataclasses.fields(codec)
-       if f.name not in ("name", "summary", "revision", "source_digest")}))
+  code = {f.name: getattr(codec, f.name) for f in dataclasses.fields(codec)
+          if f.name not in ("name", "summary", "revision", "source_digest",
+                            "legacy_source_digest")}
+  codec = dataclasses.replace(codec, source_digest=provenance.source_digest(code),
+                              legacy_source_digest=provenance.legacy_source_digest(code))
   _CODECS[codec.name] = codec
   _change += 1
   return codec

@@ -490,11 +490,14 @@ class ExperimentConfig:
     old_sources = (recorded or {}).get(rundir.CODEC_SOURCES_DIGEST)
     if isinstance(old_sources, str) and rundir.CODEC_SOURCES_DIGEST in record:
       # A codec the recording code could not hash (a decorated stage, before 4cdab92)
-      # is left out of the comparison, as a record without the key is.
-      listed = {entry.partition("=")[0] for entry in old_sources.split(",")}
+      # is left out of the comparison, as a record without the key is; one it hashed the
+      # way runs were before 6ad6c42 (its main code's text alone) is compared that way.
+      old = dict(entry.partition("=")[::2] for entry in old_sources.split(","))
       record[rundir.CODEC_SOURCES_DIGEST] = ",".join(
-          entry for entry in record[rundir.CODEC_SOURCES_DIGEST].split(",")
-          if entry.partition("=")[0] in listed)
+          f"{name}={old[name] if old[name] == get_codec(name).legacy_source_digest else digest}"
+          for name, digest in (entry.partition("=")[::2]
+                               for entry in record[rundir.CODEC_SOURCES_DIGEST].split(","))
+          if name in old)
     if self.fixed_clients and "clients_per_round" in (recorded or {}):
       # With fixed clients it has no effect; runs made before it was set to their number
       # recorded the flag's value (10 in the Shakespeare tutorial's runs).

@@ -16,6 +16,7 @@ import inspect
 import sys
 import types
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
@@ -128,3 +129,93 @@ def test_a_module_edited_after_its_import_keeps_the_digest_of_what_ran(tmp_path,
   # Not reloaded: what runs is still float16, and so is its digest.
   assert get_codec(NAME).source_digest == loaded
   assert load() != loaded
+
+
+class _Clip(te.stages.IdentityEncodingStage):
+  def __init__(self, bounds=None, init=None):
+    self.bounds, self.init = bounds, init
+
+
+class _Scale:
+  """A callable object a partial binds (its repr holds its address)."""
+
+  def __init__(self, factor):
+    self.factor = factor
+
+  def __call__(self, x):
+    return x * self.factor
+
+
+def test_bound_arrays_and_objects_count_by_their_values():
+  # An array's values were hashed as its type alone (an edited bound went unseen), and an
+  # object's repr held its address (a new process never matched: no resume).
+  small = _digest_of(functools.partial(_Clip, bounds=np.array([-1.0, 1.0])))
+  assert _digest_of(functools.partial(_Clip, bounds=np.array([-1.0, 1.0]))) == small
+  assert _digest_of(functools.partial(_Clip, bounds=np.array([-1e-4, 1e-4]))) != small
+  scaled = _digest_of(functools.partial(_Clip, init=_Scale(2.0)))
+  assert _digest_of(functools.partial(_Clip, init=_Scale(2.0))) == scaled
+  assert _digest_of(functools.partial(_Clip, init=_Scale(3.0))) != scaled
+
+
+def _builder_of(bits):
+  def build(**options):
+    return te.encoders.uniform_quantization(bits)
+  return build
+
+
+def test_a_builders_closure_counts():
+  digests = [register(Codec(NAME, _builder_of(bits)), overwrite=True).source_digest
+             for bits in (8, 8, 2)]
+  assert digests[0] == digests[1] != digests[2]
+
+
+def _cell_with_methods(body: str, dtype: str, filename: str | None):
+  """`class Cast(_CastStage)` with a method, as a cell defines it: its text in linecache
+  under `filename` (a plain cell), or nowhere (None: a `%%time` cell, IPython's terminal)."""
+  import linecache
+
+  source = f"class Cast(_CastStage):\n  DTYPE = {dtype!r}\n{body}"
+  if filename:
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+  namespace = {"__name__": "__main__", "_CastStage": _CastStage, "tf": tf}
+  exec(compile(source, filename or "<timed exec>", "exec"), namespace)  # noqa: S102
+  return namespace["Cast"]
+
+
+def test_a_cells_methods_its_text_is_found_by_or_nothing(monkeypatch):
+  monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
+  method = "  def get_params(self):\n    return {}, {}\n"
+  # Its text where Python can read a method's file, through a tf.function too.
+  traced = "  @tf.function\n  def double(self, x):\n    return 2 * x\n"
+  for number, body in enumerate((method, traced)):
+    half, wide = (_digest_of(_cell_with_methods(
+        body, dtype, f"/tmp/ipykernel_of_a_user/{number}{dtype}.py"))
+                  for dtype in ("float16", "float32"))
+    assert None not in (half, wide) and half != wide
+  # Where it cannot (a `%%time` cell): nothing of the cell's, not a digest of its
+  # attribute names that no edit changes. The base class's text is still recorded.
+  for dtype in ("float16", "float32"):
+    assert _digest_of(_cell_with_methods(method, dtype, None)) == _digest_of(_CastStage)
+
+
+def test_a_record_of_the_main_code_alone_still_resumes():
+  # Before 6ad6c42 a run recorded its codec's main code alone: a Codec with a bit formula
+  # of its own, unchanged, was refused as other code.
+  from fedcompress.harness import rundir
+  from fedcompress.harness.experiment import ExperimentConfig
+
+  def build(**options):
+    return te.encoders.uniform_quantization(options.get("bits", 8))
+
+  codec = register(Codec(NAME, build, check_options=_check_eight), overwrite=True)
+  old_digest = hashlib.sha256(inspect.getsource(build).encode()).hexdigest()[:16]
+  assert codec.source_digest != old_digest == codec.legacy_source_digest
+  from fedcompress.codecs import CodecSpec
+
+  config = ExperimentConfig(root_output_dir="/unused", experiment_name="r",
+                            aggregate_codec=CodecSpec(NAME))
+  old = {**config.record(), rundir.CODEC_SOURCES_DIGEST: f"{NAME}={old_digest}"}
+  assert rundir.differences(old, config.record_compared_with(old)) == []
+  edited = {**old, rundir.CODEC_SOURCES_DIGEST: f"{NAME}=0123456789abcdef"}
+  assert [d.split(" ")[0] for d in rundir.differences(
+      edited, config.record_compared_with(edited))] == [rundir.CODEC_SOURCES_DIGEST]
