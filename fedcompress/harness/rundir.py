@@ -361,8 +361,9 @@ def record_mismatch(run_dir: str, values: Mapping[str, Any], rounds: int) -> str
 THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
 # Variables that choose TensorFlow's kernels: an error-feedback run on the digits with
 # TF_ENABLE_ONEDNN_OPTS=0 differed in 10 of its metrics' cells (eval accuracy 0.2083 against
-# 0.1028 at round 2), and a resume under it said nothing.
-KERNEL_VARIABLES = ("TF_ENABLE_ONEDNN_OPTS", "TF_DETERMINISTIC_OPS", "CUDA_VISIBLE_DEVICES")
+# 0.1028 at round 2), and a resume under it said nothing. (Not CUDA_VISIBLE_DEVICES: a
+# scheduler sets it per job, and on these CPU runs every resume would have warned.)
+KERNEL_VARIABLES = ("TF_ENABLE_ONEDNN_OPTS", "TF_DETERMINISTIC_OPS")
 # Packages whose version can change a run's numbers.
 VERSIONED_PACKAGES = ("tensorflow", "tensorflow-federated", "tensorflow-model-optimization",
                       "numpy")

@@ -271,7 +271,7 @@ def test_an_environment_change_is_named_against_the_first_segment(tmp_path, monk
     record.close()
   assert len(warnings) == 2, warnings
   assert all("this run started in another environment (usable_cpus 4 -> 2)" in w
-             for w in warnings), warnings
+             and "with other TensorFlow kernels, by more" in w for w in warnings), warnings
 
 
 def test_a_resume_on_other_code_is_said(tmp_path, monkeypatch):
