@@ -219,6 +219,18 @@ def plot_runs(run_dirs: Sequence[str], output_path: str, labels: Sequence[str] |
     _plot(ax_bits, x, y, "-", color=color, label=f"{label} broadcast")
     x, y = _series(rows, m.ROUND, m.AGGREGATE_CUMULATIVE_BITS)
     _plot(ax_bits, x, y, "--", color=color, label=f"{label} aggregate")
+    # Beside the raw bits, never instead: what an entropy coder sent (dotted), where
+    # it differs (its raw size is its bit-packing's, several times what it sent).
+    coded = [(r[m.ROUND], _sent(r, "broadcast") + _sent(r, "aggregate")) for r in rows]
+    if any(total != r[m.BROADCAST_CUMULATIVE_BITS] + r[m.AGGREGATE_CUMULATIVE_BITS]
+           for (_, total), r in zip(coded, rows, strict=True)):
+      _plot(ax_bits, *zip(*coded, strict=True), ":", color=color,
+            label=f"{label} both ways, coded")
+      coded_frontier = [(_sent(r, "broadcast") + _sent(r, "aggregate"), r[m.EVAL_ACCURACY])
+                        for r in rows if r.get(m.EVAL_ACCURACY) is not None]
+      if coded_frontier:
+        ax_frontier.plot(*zip(*coded_frontier, strict=True), ":o", color=color,
+                         markersize=3, markerfacecolor="none", label=f"{label}, coded")
     frontier = [(r[m.BROADCAST_CUMULATIVE_BITS] + r[m.AGGREGATE_CUMULATIVE_BITS],
                  r[m.EVAL_ACCURACY]) for r in rows if r.get(m.EVAL_ACCURACY) is not None]
     if frontier:
@@ -226,10 +238,10 @@ def plot_runs(run_dirs: Sequence[str], output_path: str, labels: Sequence[str] |
                        label=label)
   ax_acc.set(title="Accuracy", xlabel="round", ylabel="accuracy")
   ax_loss.set(title="Loss", xlabel="round", ylabel="loss")
-  ax_bits.set(title="Cumulative bits (solid: broadcast, dashed: aggregate)", xlabel="round",
-              ylabel="bits")
-  ax_frontier.set(title="Eval accuracy vs cumulative total bits", xlabel="bits (both ways)",
-                  ylabel="eval accuracy")
+  ax_bits.set(title="Cumulative bits (solid: broadcast, dashed: aggregate, dotted: "
+              "both ways as coded)", xlabel="round", ylabel="bits")
+  ax_frontier.set(title="Eval accuracy vs cumulative total bits (hollow: as coded)",
+                  xlabel="bits (both ways)", ylabel="eval accuracy")
   for ax in (ax_acc, ax_loss, ax_bits):
     _round_axis(ax)
   _bit_axis(ax_bits, "y")
@@ -246,6 +258,16 @@ def plot_runs(run_dirs: Sequence[str], output_path: str, labels: Sequence[str] |
   fig.savefig(output_path, dpi=110)
   plt.close(fig)
   return output_path
+
+
+_CUMULATIVE = {"broadcast": (m.BROADCAST_CUMULATIVE_BITS, m.BROADCAST_CUMULATIVE_CODED_BITS),
+               "aggregate": (m.AGGREGATE_CUMULATIVE_BITS, m.AGGREGATE_CUMULATIVE_CODED_BITS)}
+
+
+def _sent(row: Mapping[str, Any], direction: str) -> float:
+  """A metrics row's cumulative `direction` bits as sent: coded where recorded."""
+  raw, coded = _CUMULATIVE[direction]
+  return row[raw] if row.get(coded) is None else row[coded]
 
 
 def plot_frontier(stats: Sequence[Mapping[str, Any]], output_path: str,
@@ -265,15 +287,24 @@ def plot_frontier(stats: Sequence[Mapping[str, Any]], output_path: str,
     raise ValueError("no configuration with uplink bits to plot")
   output_path = output_file(output_path)
   fig, ax = plt.subplots(figsize=(7, 5), constrained_layout=True)
+  bits = []
   for i, s in enumerate(points):
     acc = s["accuracy"]
     half = acc.half_width
-    ax.errorbar([s["uplink_bits"]], [acc.mean], yerr=None if half is None else [[half], [half]],
-                fmt="o", color=f"C{i % 10}", capsize=4,
-                label=f"{s['configuration']} (n={acc.n})")
-  bits = [s["uplink_bits"] for s in points]
+    yerr = None if half is None else [[half], [half]]
+    ax.errorbar([s["uplink_bits"]], [acc.mean], yerr=yerr, fmt="o", color=f"C{i % 10}",
+                capsize=4, label=f"{s['configuration']} (n={acc.n})")
+    bits.append(s["uplink_bits"])
+    coded = s.get("uplink_coded_bits")
+    if coded is not None and coded != s["uplink_bits"]:
+      # What an entropy coder sent, beside its raw size (an adaptive run drawn at its raw
+      # size sat right of a fixed-width one that sent more).
+      ax.errorbar([coded], [acc.mean], yerr=yerr, fmt="o", mfc="none", color=f"C{i % 10}",
+                  capsize=4)
+      ax.plot([coded, s["uplink_bits"]], [acc.mean] * 2, ":", color=f"C{i % 10}")
+      bits.append(coded)
   _log_bit_axis(ax, min(bits), max(bits))
-  ax.set(xlabel="total uplink bits (all clients, all rounds)",
+  ax.set(xlabel="total uplink bits (all clients, all rounds; hollow: as entropy-coded)",
          ylabel="final eval accuracy (mean, 95% CI)", title=title or "Rate/accuracy frontier")
   ax.grid(alpha=0.3, which="both")
   ax.legend(fontsize=8)

@@ -107,6 +107,14 @@ def compare_runs(run_dirs: Sequence[str], baseline: str | Mapping[str, str] | No
     raise ValueError(f"run_dirs is a list of run directories, got the one path {run_dirs!r}: "
                      "pass [path]")
   summaries = [run_summary(d) for d in run_dirs]
+  names = [s["run"] for s in summaries]
+  if repeated := sorted({n for n in names if names.count(n) > 1}):
+    # Tables and baselines name runs by folder: runs/a/original and runs/b/original
+    # were two rows of one name, and a baseline of that name the last of them.
+    paths = [str(d) for d, n in zip(run_dirs, names, strict=True) if n in repeated]
+    raise ValueError(f"runs compared share a folder name ({', '.join(repeated)}: "
+                     f"{', '.join(paths)}); the table names runs by folder: compare runs "
+                     "of distinct names")
   by_name = {s["run"]: s for s in summaries}
   if isinstance(baseline, str) and baseline not in by_name:
     # The first run stood in, under the baseline's name in the table's header.
@@ -120,9 +128,29 @@ def compare_runs(run_dirs: Sequence[str], baseline: str | Mapping[str, str] | No
       base = by_name[baseline[s["run"]]]
     else:
       base = by_name.get(baseline, summaries[0])
-    for key in ("broadcast_bits", "aggregate_bits"):
-      s[key.replace("_bits", "_ratio")] = base[key] / s[key] if s[key] else None
+    for direction in DIRECTIONS:
+      raw = f"{direction}_bits"
+      s[f"{direction}_ratio"] = base[raw] / s[raw] if s[raw] else None
+      # What was sent: the entropy-coded size where the run recorded one (an entropy
+      # coder's raw size is its bit-packing's, several times what it sent).
+      sent = sent_bits(s, direction)
+      s[f"{direction}_coded_ratio"] = sent_bits(base, direction) / sent if sent else None
   return summaries
+
+
+DIRECTIONS = ("broadcast", "aggregate")
+
+
+def sent_bits(summary: Mapping[str, Any], direction: str) -> int:
+  """A run's total `direction` bits as sent: coded where recorded, else raw."""
+  coded = summary.get(f"{direction}_coded_bits")
+  return summary[f"{direction}_bits"] if coded is None else coded
+
+
+def coded_directions(summaries: Sequence[Mapping[str, Any]]) -> list[str]:
+  """The directions in which some run sent other than its raw bits (an entropy coder)."""
+  return [d for d in DIRECTIONS
+          if any(sent_bits(s, d) != s[f"{d}_bits"] for s in summaries)]
 
 
 def _seconds(value: float | None) -> str:
@@ -130,15 +158,25 @@ def _seconds(value: float | None) -> str:
 
 
 def format_markdown(summaries: Sequence[dict[str, Any]], baseline: str) -> str:
+  """The comparison table; beside the raw bits, the entropy-coded bits sent and their
+  ratios in a direction where a run coded them, and a note if the runs' lengths differ."""
+  coded = coded_directions(summaries)
+  extra = "".join(f" {d} sent (coded) | {baseline}/run {d} sent |" for d in coded)
   lines = [f"| run | rounds | eval accuracy | broadcast | aggregate | {baseline}/run broadcast "
-           f"| {baseline}/run aggregate | time in rounds | wall time |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           f"| {baseline}/run aggregate |{extra} time in rounds | wall time |",
+           "|---|---:|---:|---:|---:|---:|---:|" + "---:|---:|" * len(coded) + "---:|---:|"]
   for s in summaries:
     accuracy = "n/a" if s["eval_accuracy"] is None else f"{s['eval_accuracy']:.4f}"
+    sent = "".join(f" {format_bits(sent_bits(s, d))} | {s[f'{d}_coded_ratio']:.2f}x |"
+                   for d in coded)
     lines.append(f"| {s['run']} | {s['rounds']} | {accuracy} | "
                  f"{format_bits(s['broadcast_bits'])} | {format_bits(s['aggregate_bits'])} | "
-                 f"{s['broadcast_ratio']:.2f}x | {s['aggregate_ratio']:.2f}x | "
+                 f"{s['broadcast_ratio']:.2f}x | {s['aggregate_ratio']:.2f}x |{sent} "
                  f"{s['train_time_s']:.0f}s | {_seconds(s.get('wall_time_s'))} |")
+  if len(rounds := sorted({s["rounds"] for s in summaries})) > 1:
+    # A 2-round run read as "0.50x" against a 1-round baseline, as if its codec cost that.
+    lines += ["", f"The runs differ in length ({', '.join(map(str, rounds))} rounds): the "
+              "ratios compare their totals, not their bits per round."]
   return "\n".join(lines)
 
 

@@ -320,7 +320,8 @@ def run_sweep(runs: Sequence[SweepRun], root_output_dir: str, *, experiment: str
 SEED_FILES = ("summary_seeds.csv", "frontier.png")  # What write_seed_summary adds.
 SUMMARY_COLUMNS = ("run", "rounds", "eval_accuracy", "eval_loss", "broadcast_bits",
                    "aggregate_bits", "broadcast_ratio", "aggregate_ratio", "train_time_s",
-                   "wall_time_s")
+                   "wall_time_s", "broadcast_coded_bits", "aggregate_coded_bits",
+                   "broadcast_coded_ratio", "aggregate_coded_ratio")
 
 
 def write_summary(summaries: Sequence[dict[str, Any]], root: str, baseline: str,

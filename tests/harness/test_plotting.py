@@ -221,3 +221,37 @@ def test_default_labels_tell_equal_folder_names_apart(tmp_path):
   assert plotting.default_labels(["x/s/base", "y/s/base"]) == ["x/s/base", "y/s/base"]
   assert plotting.default_labels([str(tmp_path / "r"), str(tmp_path / "r")]) == [
       str(tmp_path / "r")] * 2  # The same folder twice: its whole path.
+
+
+def test_coded_bits_are_drawn_beside_the_raw_ones(tmp_path, monkeypatch):
+  # The bits and frontier panels and the seed frontier drew raw sizes only: an adaptive
+  # run sat right of a fixed-width one that sent more.
+  from fedcompress.harness import summary
+
+  figures = []
+  monkeypatch.setattr(plotting.plt, "close", figures.append)
+  coded = _run(tmp_path, "coded", 100, rounds=2)
+  rows = reporting.read_metrics_csv(str(tmp_path / "coded" / "metrics.csv"))
+  csv = reporting.CsvReporter(str(tmp_path / "coded" / "metrics.csv"))
+  csv.start(1, 2)
+  for r in rows:
+    csv.write({**r, m.BROADCAST_CODED_BITS: 100, m.AGGREGATE_CODED_BITS: 40,
+               m.BROADCAST_CUMULATIVE_CODED_BITS: 100 * r[m.ROUND],
+               m.AGGREGATE_CUMULATIVE_CODED_BITS: 40 * r[m.ROUND]})
+  csv.close()
+  plotting.plot_runs([_run(tmp_path, "plain", 100, rounds=2), coded],
+                     str(tmp_path / "runs.png"))
+  _, _, bits, frontier = figures[0].axes
+  lines = {line.get_label(): list(line.get_xydata()) for ax in (bits, frontier)
+           for line in ax.lines}
+  assert [list(p) for p in lines["coded both ways, coded"]] == [[1, 140], [2, 280]]
+  assert [list(p) for p in lines["coded, coded"]] == [[140, 0.14], [280, 0.28]]
+  assert "plain both ways, coded" not in lines  # Nothing coded: no second line.
+  stats = [{"configuration": "adaptive", "accuracy": summary.estimate([0.5, 0.6]),
+            "uplink_bits": 1000.0, "uplink_coded_bits": 400.0},
+           {"configuration": "fixed", "accuracy": summary.estimate([0.5, 0.6]),
+            "uplink_bits": 600.0, "uplink_coded_bits": 600.0}]
+  plotting.plot_frontier(stats, str(tmp_path / "frontier.png"))
+  ax = figures[1].axes[0]
+  xs = sorted(x for line in ax.lines for x in line.get_xdata())
+  assert 400.0 in xs and 1000.0 in xs and 600.0 in xs

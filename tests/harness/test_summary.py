@@ -172,3 +172,59 @@ def test_compare_runs_refuses_an_unknown_baseline_and_a_single_path(tmp_path):
                lambda: plotting.plot_runs(runs[0], str(tmp_path / "x.png"))):
     with pytest.raises(ValueError, match="got the one path"):
       call()
+
+
+def _write_run(root, name, rounds, aggregate, aggregate_coded=None):
+  from fedcompress import metrics as m
+  from fedcompress.harness import reporting
+
+  (root / name).mkdir(parents=True)
+  csv = reporting.CsvReporter(str(root / name / "metrics.csv"))
+  csv.start(1, rounds)
+  for r in range(1, rounds + 1):
+    row = {m.ROUND: r, m.TRAIN_LOSS: 2.0, m.TRAIN_ACCURACY: 0.1, m.EVAL_LOSS: 2.0,
+           m.EVAL_ACCURACY: 0.1, m.BROADCAST_BITS: 100, m.AGGREGATE_BITS: aggregate,
+           m.BROADCAST_CUMULATIVE_BITS: 100 * r, m.AGGREGATE_CUMULATIVE_BITS: aggregate * r,
+           m.ROUND_TIME_S: 1.0}
+    if aggregate_coded is not None:
+      row.update({m.BROADCAST_CODED_BITS: 100, m.AGGREGATE_CODED_BITS: aggregate_coded,
+                  m.BROADCAST_CUMULATIVE_CODED_BITS: 100 * r,
+                  m.AGGREGATE_CUMULATIVE_CODED_BITS: aggregate_coded * r})
+    csv.write(row)
+  csv.close()
+  return str(root / name)
+
+
+def test_coded_bits_are_compared_beside_the_raw_bits(tmp_path):
+  # An entropy-coded run was compared at its raw (bit-packed) size only: uniform 8 bits
+  # and the same with Huffman both read 3.50x, though the coded one sent 9.97x fewer.
+  runs = [_write_run(tmp_path, "base", 1, 1000), _write_run(tmp_path, "fixed", 1, 250),
+          _write_run(tmp_path, "coded", 1, 250, aggregate_coded=100)]
+  rows = {s["run"]: s for s in summary.compare_runs(runs, baseline="base")}
+  assert rows["coded"]["aggregate_ratio"] == rows["fixed"]["aggregate_ratio"] == 4.0
+  assert rows["coded"]["aggregate_coded_ratio"] == 10.0
+  assert rows["fixed"]["aggregate_coded_ratio"] == 4.0  # No coder: its raw bits were sent.
+  table = summary.format_markdown(list(rows.values()), "base")
+  assert "| aggregate sent (coded) | base/run aggregate sent |" in table
+  assert "broadcast sent" not in table  # Not coded in that direction.
+  assert table.splitlines()[-1].startswith("| coded | 1 | 0.1000 | 100bit | 250bit | 1.00x | "
+                                           "4.00x | 100bit | 10.00x | ")
+  # Without any coder, the table is as before.
+  plain = summary.format_markdown(summary.compare_runs(runs[:2], baseline="base"), "base")
+  assert plain.splitlines()[:2] == [
+      "| run | rounds | eval accuracy | broadcast | aggregate | base/run broadcast | base/run "
+      "aggregate | time in rounds | wall time |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+
+def test_runs_of_one_folder_name_are_refused_and_lengths_that_differ_are_said(tmp_path):
+  # runs/a/original and runs/b/original: two rows of one name, and the baseline the last.
+  first = _write_run(tmp_path / "a", "original", 1, 1000)
+  second = _write_run(tmp_path / "b", "original", 2, 1000)
+  with pytest.raises(ValueError, match=r"runs compared share a folder name \(original: "
+                     r".*a/original, .*b/original\)"):
+    summary.compare_runs([first, second], baseline="original")
+  # A 2-round run against a 1-round one read as 0.50x, as if its codec cost that.
+  longer = _write_run(tmp_path / "b", "longer", 2, 1000)
+  table = summary.format_markdown(summary.compare_runs([first, longer]), "original")
+  assert table.splitlines()[-1] == ("The runs differ in length (1, 2 rounds): the ratios "
+                                    "compare their totals, not their bits per round.")
