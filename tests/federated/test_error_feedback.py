@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_federated as tff
+from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
 import fedcompress
 from fedcompress import metrics as m
@@ -415,15 +416,43 @@ def test_a_users_stateful_stage_is_refused_too():
     unregister("adaptive_of_a_user")
 
 
+class _LearnedScaleStage(te.core.AdaptiveEncodingStageInterface):
+  """A user's stage that sends x / s, with s (its state) last round's largest |x|: its
+  state moves, and its output is floats a quantizer can take."""
+
+  name = "learned_scale"
+  compressible_tensors_keys = ["values"]
+  commutes_with_sum = True
+  decode_needs_input_shape = False
+
+  @property
+  def state_update_aggregation_modes(self):
+    return {"max": te.core.StateAggregationMode.MAX}
+
+  def initial_state(self):
+    return {"scale": tf.constant(1.0)}
+
+  def update_state(self, state, state_update_tensors):
+    return {"scale": tf.maximum(state_update_tensors["max"], 1e-6)}
+
+  def get_params(self, state):
+    return {"scale": state["scale"]}, {"scale": state["scale"]}
+
+  def encode(self, x, encode_params):
+    return {"values": x / encode_params["scale"]}, {"max": tf.reduce_max(tf.abs(x))}
+
+  def decode(self, encoded_tensors, decode_params, num_summands=None, shape=None):
+    return encoded_tensors["values"] * decode_params["scale"]
+
+
 def test_a_users_stateful_stage_is_refused_behind_a_codec_that_says_it_keeps_state():
   # adaptive(coder=fixed) says its state stays; the chain took its word for the link
   # that says nothing, and accepted a stage whose state moves (R3, s41).
   from fedcompress.codecs import register_stage, unregister
-  from fedcompress.codecs.stages.adaptive import AdaptiveUniformEncodingStage
 
-  register_stage("adaptive_of_a_user", AdaptiveUniformEncodingStage)
+  register_stage("learned_scale_of_a_user", _LearnedScaleStage)
   try:
-    codec = CodecSpec("adaptive_of_a_user(budget_bits_per_coordinate=4)"
+    codec = CodecSpec("learned_scale_of_a_user"
                       "|adaptive(budget_bits_per_coordinate=4,coder=fixed)", threshold=0)
     assert codec.codec.moves_state(codec.options)
     with pytest.raises(ValueError, match="encoder state moves from round to round"):
@@ -431,7 +460,7 @@ def test_a_users_stateful_stage_is_refused_behind_a_codec_that_says_it_keeps_sta
     fixed = CodecSpec("randk|adaptive(budget_bits_per_coordinate=4,coder=fixed)")
     assert not fixed.codec.moves_state(fixed.options)
   finally:
-    unregister("adaptive_of_a_user")
+    unregister("learned_scale_of_a_user")
 
 
 def test_a_one_row_count_sketch_decodes_sums_exactly():
