@@ -10,8 +10,10 @@ The digest is taken at registration, from the code as Python loaded it then: rea
 record time, a module edited on disk after its import (and not reloaded) recorded text
 that never ran. It covers every callable of the record that is the user's (the builder
 or stage class, an option check, a bit formula, ...), the values a function's closure
-holds, a `functools.partial`'s bound arguments (arrays by their bytes, objects by their
-values), and, for a class, each class of the user's in its MRO. A value the code reads
+or a bound method's object holds, a `functools.partial`'s bound arguments (arrays by
+their bytes, the user's objects by their values, an installed library's objects, such as
+a Keras layer, by their type alone, modules by name), and, for a class, each class of the
+user's in its MRO. A value the code reads
 from elsewhere in its module is not covered (`--codec_modules` hashes whole files), nor
 is code whose source Python cannot find (exec'd text, `python -c`, a `%%time` cell).
 Records made before (the main code's text alone) are compared with
@@ -27,6 +29,7 @@ import inspect
 import linecache
 import os
 import sys
+import types
 from typing import Any
 
 import numpy as np
@@ -34,9 +37,10 @@ import tensorflow as tf
 
 # Installed code (the standard library, the environment's packages) and fedcompress's own
 # (the run records its commit) are not the user's codecs.
-_NOT_THE_USERS = tuple(os.path.join(os.path.abspath(p), "") for p in
-                       {sys.prefix, sys.base_prefix, sys.exec_prefix,
-                        os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
+_INSTALLED = tuple(os.path.join(os.path.abspath(p), "") for p in
+                   {sys.prefix, sys.base_prefix, sys.exec_prefix})
+_NOT_THE_USERS = (*_INSTALLED,
+                  os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ""))
 
 
 def is_users_source(path: str) -> bool:
@@ -69,11 +73,31 @@ def legacy_source_digest(fields: dict[str, Any]) -> str | None:
   `source_digest` reads it. A resume compares a record made then with this, so that
   those runs still resume where their codec's code did not change."""
   main = fields.get("source") or fields.get("build")
-  if isinstance(main, functools.partial):
-    return None  # Not recorded then.
+  if main is None:
+    return None
   candidates = inspect.getmro(main) if isinstance(main, type) else (main,)
-  return _digest([next((t for c in candidates if (t := _own_text(c)) is not None), None)]
-                 if main is not None else [])
+  return _digest([next((t for c in candidates if (t := _legacy_own_text(c)) is not None),
+                       None)])
+
+
+def _legacy_own_text(code: Any) -> str | None:
+  """1a4c582's reader, kept as it was (records made with it must match it; `_own_text`
+  has changed since): a notebook class's statement through its first readable method,
+  nothing for one with no method (its base class was hashed then)."""
+  try:
+    if not is_users_source(inspect.getsourcefile(code) or ""):
+      return None
+    return inspect.getsource(code)
+  except (OSError, TypeError):
+    pass
+  if not isinstance(code, type):
+    return None
+  for member in vars(code).values():
+    member = getattr(member, "fget", member)
+    function = getattr(member, "__func__", member)
+    if inspect.isfunction(function) and _legacy_own_text(function) is not None:
+      return _class_text(code, function.__code__)
+  return None
 
 
 def _digest(parts: list[str | None]) -> str | None:
@@ -81,28 +105,39 @@ def _digest(parts: list[str | None]) -> str | None:
   return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16] if parts else None
 
 
-def users_text(code: Any) -> str | None:
+def users_text(code: Any, depth: int = 0) -> str | None:
   """The text of the user's own code behind `code`, or None (fedcompress's own,
   installed code, or code whose source Python cannot find).
 
   A class is the text of each class of the user's in its MRO: tensor_encoding's
   `tf_style_encoding_stage`, which the README's example stage uses, wraps the class in a
   subclass of its own, defined in site-packages. A function is its text and the values
-  its closure holds. A `functools.partial` is its function's text (or name, for a
-  function not the user's) and its bound arguments.
+  its closure holds; a bound method also its object's values, and a callable object its
+  class's text and its values. A `functools.partial` is its function's text (or name,
+  for a function not the user's) and its bound arguments. Values are followed a few
+  levels deep (`depth`: how many already).
   """
   if isinstance(code, functools.partial):
-    inner = users_text(code.func) or _qualified_name(code.func)
-    return f"{inner}\n# functools.partial{_stable_repr((code.args, code.keywords))}"
-  if not isinstance(code, type):
-    text = _own_text(code)
-    cells = getattr(code, "__closure__", None) or ()
-    if text is None or not cells:
-      return text
-    # A value captured from the enclosing function (a builder made by a factory).
-    return f"{text}\n# closure{_stable_repr(tuple(_cell_value(c) for c in cells), 1)}"
-  texts = [t for c in inspect.getmro(code) if (t := _own_text(c)) is not None]
-  return "\n".join(texts) if texts else None
+    inner = users_text(code.func, depth) or _qualified_name(code.func)
+    return f"{inner}\n# functools.partial{_stable_repr((code.args, code.keywords), depth + 1)}"
+  if isinstance(code, type):
+    texts = [t for c in inspect.getmro(code) if (t := _own_text(c)) is not None]
+    return "\n".join(texts) if texts else None
+  if inspect.ismethod(code):  # `Quantizer(bits=8).build`: the object's values count.
+    inner = users_text(code.__func__, depth)
+    return None if inner is None else (
+        f"{inner}\n# self{_stable_repr(_own_values(code.__self__), depth + 1)}")
+  if not inspect.isroutine(code):  # A callable object: its class, and its values.
+    inner = users_text(type(code), depth) if callable(code) else None
+    return None if inner is None else (
+        f"{inner}\n# values{_stable_repr(_own_values(code), depth + 1)}")
+  text = _own_text(code)
+  cells = getattr(code, "__closure__", None) or ()
+  if text is None or not cells:
+    return text
+  # A value captured from the enclosing function (a builder made by a factory).
+  values = tuple(_cell_value(c) for c in cells)
+  return f"{text}\n# closure{_stable_repr(values, depth + 1)}"
 
 
 def _cell_value(cell) -> Any:
@@ -182,8 +217,7 @@ def _qualified_name(code: Any) -> str:
   which may hold its address), and its values."""
   if hasattr(code, "__qualname__"):
     return f"{getattr(code, '__module__', '')}.{code.__qualname__}"
-  kind = type(code)
-  return f"{kind.__module__}.{kind.__qualname__}{_stable_repr(_own_values(code))}"
+  return _stable_repr(code, 1)
 
 
 def _own_values(value: Any) -> dict[str, Any]:
@@ -213,13 +247,34 @@ def _stable_repr(value: Any, depth: int = 0) -> str:
   if isinstance(value, functools.partial):
     return (f"partial({_stable_repr(value.func, depth + 1)}, "
             f"{_stable_repr((value.args, value.keywords), depth + 1)})")
+  if isinstance(value, types.ModuleType):
+    # By name: a module's attributes change as the process imports more.
+    return f"module {value.__name__}"
   if isinstance(value, type) or inspect.isroutine(value):
-    # Its own text only (not a closure's values, or a class's bases): a function that
-    # holds itself would otherwise never end.
-    return _own_text(value) or _qualified_name(value)
-  if isinstance(value, tf.Tensor) and hasattr(value, "numpy"):
-    return _stable_repr(value.numpy(), depth)
-  # A dataclass, or any other object: its type and its own values.
+    # A function in a closure: its text and its own closure's values, a level deeper
+    # (the depth ends a function that holds itself).
+    return users_text(value, depth) or _qualified_name(value)
+  if isinstance(value, tf.Tensor) and value.dtype not in (tf.resource, tf.variant):
+    try:
+      return _stable_repr(value.numpy(), depth)
+    except (AttributeError, TypeError, ValueError, tf.errors.OpError):  # A graph tensor.
+      pass
   kind = type(value)
+  if _installed(kind) or not hasattr(value, "__dict__"):
+    # An installed library's object (a Keras layer, a tf.Variable): its type alone. Its
+    # attributes hold what the process did before (Keras numbers its layers' names as
+    # they are made: a cell run twice was another codec).
+    return f"{kind.__module__}.{kind.__qualname__}"
+  # A dataclass, or any other object of the user's or of fedcompress: its own values.
   return (f"{kind.__module__}.{kind.__qualname__}"
           f"{_stable_repr(_own_values(value), depth + 1)}")
+
+
+def _installed(kind: type) -> bool:
+  """Whether `kind` is defined by the standard library or an installed package (not the
+  user's code, not fedcompress's)."""
+  try:
+    path = inspect.getsourcefile(kind) or ""
+  except (OSError, TypeError):  # Built in, or of no file (a notebook's).
+    return kind.__module__ in sys.builtin_module_names or kind.__module__ == "builtins"
+  return os.path.abspath(path).startswith(_INSTALLED)

@@ -652,8 +652,7 @@ class _RunRecord:
       # moved an error-feedback run's eval accuracy from 0.21 to 0.10 in 2 rounds).
       self._warn(f"this run started in another environment ({change}); rounds from "
                  f"{first_round} on may differ from an uninterrupted run's, in their last "
-                 "digits or, with other TensorFlow kernels, by more (the raw bits sent "
-                 "do not)")
+                 "digits or, with other TensorFlow kernels, by more")
     # Recorded, not refused (docs and tools change often), but said: a codec is compared
     # on resume by its name and revision, not by its code.
     code = rundir.source_change(self._config.run_dir)

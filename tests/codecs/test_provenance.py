@@ -219,3 +219,58 @@ def test_a_record_of_the_main_code_alone_still_resumes():
   edited = {**old, rundir.CODEC_SOURCES_DIGEST: f"{NAME}=0123456789abcdef"}
   assert [d.split(" ")[0] for d in rundir.differences(
       edited, config.record_compared_with(edited))] == [rundir.CODEC_SOURCES_DIGEST]
+
+
+def _quantizer(bits):
+  def quantize(**options):
+    return te.encoders.uniform_quantization(bits)
+  return quantize
+
+
+def _builder_around(inner):
+  def build(**options):
+    return inner(**options)
+  return build
+
+
+class _QuantCodec:
+  def __init__(self, bits):
+    self.bits = bits
+
+  def build(self, **options):
+    return te.encoders.uniform_quantization(self.bits)
+
+  def __call__(self, **options):
+    return self.build(**options)
+
+
+def test_nested_closures_bound_methods_and_callable_objects_count_their_values():
+  # Review R8 (s41): each gave one digest for 8 and 2 bits (a callable object none), so
+  # a run at 8 bits resumed at 2.
+  for make in (lambda bits: _builder_around(_quantizer(bits)),
+               lambda bits: _QuantCodec(bits).build, _QuantCodec):
+    digests = [register(Codec(NAME, make(bits)), overwrite=True).source_digest
+               for bits in (8, 8, 2)]
+    assert None not in digests and digests[0] == digests[1] != digests[2]
+
+
+def test_what_the_process_did_before_does_not_change_a_digest():
+  # Keras numbers its layers' names as they are made, and a module's attributes grow
+  # with the process's imports: both made unchanged code another codec on resume. A
+  # tf.Variable ended registration in a TensorFlow traceback.
+  import json as a_module
+
+  for value in (tf.keras.layers.Dense(3), a_module, tf.Variable([1.0, 2.0])):
+    first = _digest_of(functools.partial(_Clip, init=value))
+    tf.keras.layers.Dense(3)  # The next Dense is named dense_<n+1>.
+    assert _digest_of(functools.partial(_Clip, init=value)) == first
+
+
+def test_the_legacy_digest_is_what_runs_recorded_before(monkeypatch):
+  # A cell's subclass with no method recorded its base class's text then (the bug the
+  # new digest fixes); its legacy digest must be that, or the run would be refused.
+  monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
+  cell = _cell_class("float32")
+  base = hashlib.sha256(inspect.getsource(_CastStage).encode()).hexdigest()[:16]
+  codec = register_stage(NAME, cell, overwrite=True)
+  assert codec.legacy_source_digest == base != codec.source_digest
