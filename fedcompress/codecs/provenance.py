@@ -10,10 +10,12 @@ The digest is taken at registration, from the code as Python loaded it then: rea
 record time, a module edited on disk after its import (and not reloaded) recorded text
 that never ran. It covers every callable of the record that is the user's (the builder
 or stage class, an option check, a bit formula, ...), the values a function's closure
-or a bound method's object holds, a `functools.partial`'s bound arguments (arrays by
-their bytes, the user's objects by their values, an installed library's objects, such as
-a Keras layer, by their type alone, modules by name), and, for a class, each class of the
-user's in its MRO. A value the code reads
+or a bound method's object holds, a `functools.partial`'s bound arguments, and, for a
+class, each class of the user's in its MRO (and the values of one a factory made).
+Values count by what they hold: arrays by their bytes, objects of the user's (or of a
+class of the user's derived from a library's, such as a Keras layer) by their class's
+text and their values or (derived) the text alone, an installed library's objects by
+their type, modules by name, dicts and sets in sorted order. A value the code reads
 from elsewhere in its module is not covered (`--codec_modules` hashes whole files), nor
 is code whose source Python cannot find (exec'd text, `python -c`, a `%%time` cell).
 Records made before (the main code's text alone) are compared with
@@ -22,7 +24,12 @@ Records made before (the main code's text alone) are compared with
 
 from __future__ import annotations
 
+import argparse
+import array
 import ast
+import collections
+import decimal
+import fractions
 import functools
 import hashlib
 import inspect
@@ -64,7 +71,13 @@ def source_digest(fields: dict[str, Any]) -> str | None:
         isinstance(v, functools.partial) and users_text(v.func) is None)
              and (t := users_text(v)) is not None]
     parts += [f"# {name}\n{t}" for t in texts]
-  return _digest(parts)
+  # The scheme first: a digest of this scheme never equals a legacy one of the same code,
+  # so a resume compares a record by the scheme that made it (an edited check_options
+  # beside an unchanged builder passed as the legacy digest of the builder alone).
+  return _digest([_SCHEME, *parts]) if parts else None
+
+
+_SCHEME = "fedcompress codec digest 2"
 
 
 def legacy_source_digest(fields: dict[str, Any]) -> str | None:
@@ -105,39 +118,53 @@ def _digest(parts: list[str | None]) -> str | None:
   return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16] if parts else None
 
 
-def users_text(code: Any, depth: int = 0) -> str | None:
+def users_text(code: Any, texts: _Texts | None = None) -> str | None:
   """The text of the user's own code behind `code`, or None (fedcompress's own,
   installed code, or code whose source Python cannot find).
 
-  A class is the text of each class of the user's in its MRO: tensor_encoding's
+  A class is the text of each class of the user's in its MRO (tensor_encoding's
   `tf_style_encoding_stage`, which the README's example stage uses, wraps the class in a
-  subclass of its own, defined in site-packages. A function is its text and the values
-  its closure holds; a bound method also its object's values, and a callable object its
-  class's text and its values. A `functools.partial` is its function's text (or name,
-  for a function not the user's) and its bound arguments. Values are followed a few
-  levels deep (`depth`: how many already).
+  subclass of its own, defined in site-packages), and for one made inside a function
+  its own values and its methods' closures. A function is its text and the values its
+  closure holds; a bound method its object's class and values, as a callable object. A
+  `functools.partial` is its function's text (or name, for a function not the user's)
+  and its bound arguments.
   """
+  texts = texts or _Texts()
   if isinstance(code, functools.partial):
-    inner = users_text(code.func, depth) or _qualified_name(code.func)
-    return f"{inner}\n# functools.partial{_stable_repr((code.args, code.keywords), depth + 1)}"
+    inner = users_text(code.func, texts) or _qualified_name(code.func)
+    return f"{inner}\n# functools.partial{texts.of((code.args, code.keywords))}"
   if isinstance(code, type):
-    texts = [t for c in inspect.getmro(code) if (t := _own_text(c)) is not None]
-    return "\n".join(texts) if texts else None
-  if inspect.ismethod(code):  # `Quantizer(bits=8).build`: the object's values count.
-    inner = users_text(code.__func__, depth)
-    return None if inner is None else (
-        f"{inner}\n# self{_stable_repr(_own_values(code.__self__), depth + 1)}")
+    parts = [t for c in inspect.getmro(code) if (t := _own_text(c)) is not None]
+    for c in inspect.getmro(code):
+      if parts and "<locals>" in c.__qualname__ and _own_text(c) is not None:
+        # Made by a factory (`make_stage(dtype)`): its statement's text does not change
+        # with the factory's arguments, its values and methods' closures do.
+        parts.append(f"# {c.__qualname__}{texts.of(_class_values(c))}")
+    return "\n".join(parts) if parts else None
+  if inspect.ismethod(code):  # `Quantizer(bits=8).build`: its object's class and values.
+    inner = users_text(code.__func__, texts)
+    return None if inner is None else f"{inner}\n# self{texts.of(code.__self__)}"
   if not inspect.isroutine(code):  # A callable object: its class, and its values.
-    inner = users_text(type(code), depth) if callable(code) else None
-    return None if inner is None else (
-        f"{inner}\n# values{_stable_repr(_own_values(code), depth + 1)}")
+    return texts.of(code) if callable(code) and users_text(type(code)) is not None else None
   text = _own_text(code)
   cells = getattr(code, "__closure__", None) or ()
   if text is None or not cells:
     return text
   # A value captured from the enclosing function (a builder made by a factory).
-  values = tuple(_cell_value(c) for c in cells)
-  return f"{text}\n# closure{_stable_repr(values, depth + 1)}"
+  return f"{text}\n# closure{texts.of(tuple(_cell_value(c) for c in cells))}"
+
+
+def _class_values(cls: type) -> dict[str, Any]:
+  """A class's own values, and its own functions' closure values."""
+  values = {}
+  for name, member in vars(cls).items():
+    if name.startswith("__"):
+      continue
+    function = _function_of(member)
+    values[name] = (tuple(_cell_value(c) for c in function.__closure__ or ())
+                    if function is not None else member)
+  return values
 
 
 def _cell_value(cell) -> Any:
@@ -173,7 +200,7 @@ def _own_text(code: Any) -> str | None:
     # tf.float32`): nothing to find its text by, so its own values stand for it (the
     # base class alone was hashed, and the edit went unseen).
     own = {k: v for k, v in vars(code).items() if not k.startswith("__")}
-    return f"class {code.__qualname__}: {_stable_repr(own)}"
+    return f"class {code.__qualname__}: {_Texts().of(own)}"
   # Methods whose text Python cannot read (a `%%time` cell, the IPython terminal): the
   # class's own values alone would miss an edited method, so nothing is recorded, as
   # for code of no file.
@@ -213,61 +240,90 @@ def _class_text(cls: type, method_code: Any) -> str | None:
 
 
 def _qualified_name(code: Any) -> str:
-  """A function's or class's module and name; an object's type's (never its `repr`,
-  which may hold its address), and its values."""
+  """A function's or class's module and name; an object's as `_Texts` writes it (never
+  its `repr`, which may hold its address)."""
   if hasattr(code, "__qualname__"):
     return f"{getattr(code, '__module__', '')}.{code.__qualname__}"
-  return _stable_repr(code, 1)
+  return _Texts().of(code)
+
+
+class _Texts:
+  """Texts of values, the same in every process (no memory addresses, no set or dict
+  order the process chose) and changing with their contents, for one digest.
+
+  Each object is written once; where it comes again (a structure that holds itself, or
+  one object held many times) its first visit's number stands for it, so the text stays
+  finite and its length linear in the objects held.
+  """
+
+  _MAX_DEPTH = 12  # Past it, a value is its type: Python's recursion has a limit too.
+
+  def __init__(self):
+    self._seen: dict[int, int] = {}
+    self._held: list[Any] = []  # Alive until the digest is made: ids are not reused.
+
+  def of(self, value: Any, depth: int = 0) -> str:
+    if isinstance(value, (bool, int, float, complex, str, bytes, type(None), tf.DType,
+                          decimal.Decimal, fractions.Fraction, range)):
+      return repr(value)
+    if isinstance(value, (np.ndarray, np.generic)):
+      array = np.asarray(value)
+      data = (array.tobytes() if array.dtype != object
+              else self.of(array.tolist(), depth).encode())
+      return f"array({array.dtype}, {array.shape}, {hashlib.sha256(data).hexdigest()})"
+    if isinstance(value, types.ModuleType):
+      return f"module {value.__name__}"  # Its attributes grow as the process imports.
+    if depth > self._MAX_DEPTH:
+      return type(value).__qualname__
+    if id(value) in self._seen:
+      return f"<{self._seen[id(value)]}>"
+    self._seen[id(value)] = len(self._seen)
+    self._held.append(value)
+    return self._new(value, depth + 1)
+
+  def _new(self, value: Any, depth: int) -> str:
+    kind = type(value)
+    name = f"{kind.__module__}.{kind.__qualname__}"
+    if isinstance(value, (tuple, list, collections.deque, array.array)):
+      return f"{name}({', '.join(self.of(v, depth) for v in value)})"
+    if isinstance(value, (set, frozenset)):
+      return f"{name}({', '.join(sorted(self.of(v, depth) for v in value))})"
+    if isinstance(value, (dict, types.MappingProxyType, collections.ChainMap)):
+      # Sorted: a dict built from a set has the process's hash order.
+      items = sorted(f"{self.of(k, depth)}: {self.of(v, depth)}" for k, v in value.items())
+      return f"{name}{{{', '.join(items)}}}"
+    if isinstance(value, functools.partial):
+      return (f"partial({self.of(value.func, depth)}, "
+              f"{self.of((value.args, value.keywords), depth)})")
+    if isinstance(value, type) or inspect.isroutine(value):
+      return users_text(value, self) or _qualified_name(value)
+    if isinstance(value, np.random.Generator):
+      return f"{name}{self.of(value.bit_generator.state, depth)}"
+    if isinstance(value, (tf.Tensor, tf.Variable)):
+      try:  # An eager value; a graph tensor or a resource handle has none.
+        return f"{name}{self.of(value.numpy(), depth)}"
+      except (AttributeError, TypeError, ValueError, NotImplementedError, tf.errors.OpError):
+        return name
+    own = _own_values(value)
+    if any(_installed(c) for c in kind.__mro__ if c is not object) and not isinstance(
+        value, (types.SimpleNamespace, argparse.Namespace)):
+      # An installed library's object (a Keras layer), or one of a class of the user's
+      # derived from it: its attributes hold what the process did before (Keras numbers
+      # its layers' names as they are made: a cell run twice was another codec). Its
+      # class's text stands for it.
+      return f"{name}{users_text(kind) or ''}"
+    return f"{name}{users_text(kind) or ''}{self.of(own, depth)}"
 
 
 def _own_values(value: Any) -> dict[str, Any]:
-  return {k: v for k, v in getattr(value, "__dict__", {}).items() if not k.startswith("__")}
-
-
-def _stable_repr(value: Any, depth: int = 0) -> str:
-  """A text of `value` that is the same in every process (no memory addresses) and
-  changes with its contents: numbers, strings, containers, arrays by their bytes,
-  dataclasses and other objects by their values, a few levels deep."""
-  if isinstance(value, (bool, int, float, complex, str, bytes, type(None), tf.DType)):
-    return repr(value)
-  if isinstance(value, (np.ndarray, np.generic)):
-    array = np.asarray(value)
-    data = array.tobytes() if array.dtype != object else _stable_repr(array.tolist(), depth)
-    return (f"array({array.dtype}, {array.shape}, "
-            f"{hashlib.sha256(data if isinstance(data, bytes) else data.encode()).hexdigest()})")
-  if depth > 4:
-    return type(value).__qualname__
-  if isinstance(value, (tuple, list)):
-    return f"{type(value).__name__}({', '.join(_stable_repr(v, depth + 1) for v in value)})"
-  if isinstance(value, (set, frozenset)):
-    return f"{type(value).__name__}({', '.join(sorted(_stable_repr(v, depth + 1) for v in value))})"
-  if isinstance(value, dict):
-    return "{" + ", ".join(f"{_stable_repr(k, depth + 1)}: {_stable_repr(v, depth + 1)}"
-                           for k, v in value.items()) + "}"
-  if isinstance(value, functools.partial):
-    return (f"partial({_stable_repr(value.func, depth + 1)}, "
-            f"{_stable_repr((value.args, value.keywords), depth + 1)})")
-  if isinstance(value, types.ModuleType):
-    # By name: a module's attributes change as the process imports more.
-    return f"module {value.__name__}"
-  if isinstance(value, type) or inspect.isroutine(value):
-    # A function in a closure: its text and its own closure's values, a level deeper
-    # (the depth ends a function that holds itself).
-    return users_text(value, depth) or _qualified_name(value)
-  if isinstance(value, tf.Tensor) and value.dtype not in (tf.resource, tf.variant):
-    try:
-      return _stable_repr(value.numpy(), depth)
-    except (AttributeError, TypeError, ValueError, tf.errors.OpError):  # A graph tensor.
-      pass
-  kind = type(value)
-  if _installed(kind) or not hasattr(value, "__dict__"):
-    # An installed library's object (a Keras layer, a tf.Variable): its type alone. Its
-    # attributes hold what the process did before (Keras numbers its layers' names as
-    # they are made: a cell run twice was another codec).
-    return f"{kind.__module__}.{kind.__qualname__}"
-  # A dataclass, or any other object of the user's or of fedcompress: its own values.
-  return (f"{kind.__module__}.{kind.__qualname__}"
-          f"{_stable_repr(_own_values(value), depth + 1)}")
+  """An object's attributes: its `__dict__`'s and its `__slots__`' (a slotted dataclass)."""
+  own = {k: v for k, v in getattr(value, "__dict__", {}).items() if not k.startswith("__")}
+  for cls in type(value).__mro__:
+    for slot in (cls.__dict__.get("__slots__", ()) if isinstance(cls.__dict__.get(
+        "__slots__", ()), (tuple, list)) else (cls.__dict__["__slots__"],)):
+      if not slot.startswith("__") and hasattr(value, slot):
+        own.setdefault(slot, getattr(value, slot))
+  return own
 
 
 def _installed(kind: type) -> bool:

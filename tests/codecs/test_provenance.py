@@ -45,9 +45,13 @@ def _digest_of(factory, **kw) -> str | None:
 
 
 def test_a_plain_users_class_is_its_text_alone():
-  # What runs recorded before the other fields were hashed: their records still resume.
-  assert _digest_of(_CastStage) == hashlib.sha256(
-      inspect.getsource(_CastStage).encode()).hexdigest()[:16]
+  # With the scheme's name first; the text alone is what runs recorded before the other
+  # fields were hashed, which their resumes compare (legacy_source_digest).
+  text = inspect.getsource(_CastStage)
+  codec = register_stage(NAME, _CastStage, overwrite=True)
+  assert codec.source_digest == hashlib.sha256(
+      f"fedcompress codec digest 2\n{text}".encode()).hexdigest()[:16]
+  assert codec.legacy_source_digest == hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def test_fedcompress_own_codecs_have_none():
@@ -210,10 +214,18 @@ def test_a_record_of_the_main_code_alone_still_resumes():
   codec = register(Codec(NAME, build, check_options=_check_eight), overwrite=True)
   old_digest = hashlib.sha256(inspect.getsource(build).encode()).hexdigest()[:16]
   assert codec.source_digest != old_digest == codec.legacy_source_digest
+  # A record of today's scheme is compared by it: a check edited beside an unchanged
+  # builder is another codec (it passed as the builder's legacy digest, R9 of s41).
   from fedcompress.codecs import CodecSpec
 
   config = ExperimentConfig(root_output_dir="/unused", experiment_name="r",
                             aggregate_codec=CodecSpec(NAME))
+  register(Codec(NAME, build), overwrite=True)
+  alone = {k: rundir.jsonable(v) for k, v in config.record().items()}
+  register(Codec(NAME, build, check_options=_check_two), overwrite=True)
+  assert [d.split(" ")[0] for d in rundir.differences(
+      alone, config.record_compared_with(alone))] == [rundir.CODEC_SOURCES_DIGEST]
+  register(Codec(NAME, build, check_options=_check_eight), overwrite=True)
   old = {**config.record(), rundir.CODEC_SOURCES_DIGEST: f"{NAME}={old_digest}"}
   assert rundir.differences(old, config.record_compared_with(old)) == []
   edited = {**old, rundir.CODEC_SOURCES_DIGEST: f"{NAME}=0123456789abcdef"}
@@ -274,3 +286,78 @@ def test_the_legacy_digest_is_what_runs_recorded_before(monkeypatch):
   base = hashlib.sha256(inspect.getsource(_CastStage).encode()).hexdigest()[:16]
   codec = register_stage(NAME, cell, overwrite=True)
   assert codec.legacy_source_digest == base != codec.source_digest
+
+
+class _ScaleLayer(tf.keras.layers.Layer):
+  def __init__(self, s):
+    super().__init__()
+    self.s = s
+
+  def call(self, x):
+    return x * self.s
+
+
+class _ScaleLayerEdited(tf.keras.layers.Layer):
+  def __init__(self, s):
+    super().__init__()
+    self.s = s
+
+  def call(self, x):
+    return x * self.s * 2
+
+
+class _Helped:
+  def __init__(self, bits):
+    self.bits = bits
+
+  def helper(self, x):
+    return x + 1
+
+  def build(self, **options):
+    return te.encoders.uniform_quantization(self.helper(self.bits))
+
+
+class _HelpedEdited(_Helped):
+  def helper(self, x):
+    return x + 2
+
+
+def _make_stage(dtype):
+  class Cast(_CastStage):
+    DTYPE = dtype
+  return Cast
+
+
+def test_values_count_by_what_they_hold_and_the_class_code_they_run():
+  # Review R9 (s41): each of these gave one digest for two settings, or two for one.
+  import argparse
+  import dataclasses as dc
+
+  @dc.dataclass(slots=True)
+  class Config:
+    bits: int
+
+  def bound(value):
+    return _digest_of(functools.partial(_Clip, init=value))
+
+  # A user's Keras layer: by its class's code, not Keras's numbered names.
+  assert bound(_ScaleLayer(0.5)) == bound(_ScaleLayer(0.5)) != bound(_ScaleLayerEdited(0.5))
+  for one, other in [(Config(8), Config(16)),
+                     (np.random.default_rng(0), np.random.default_rng(1)),
+                     (tf.Variable(0.5), tf.Variable(0.25)),
+                     (argparse.Namespace(bits=8), argparse.Namespace(bits=4)),
+                     ({"a": {"b": {"c": [[8]]}}}, {"a": {"b": {"c": [[4]]}}})]:
+    assert bound(one) == bound(one) != bound(other), one
+  # A dict in another insertion order (one built from a set) is the same dict.
+  assert bound(dict.fromkeys(["kernel", "bias"], 1)) == bound(dict.fromkeys(["bias", "kernel"], 1))
+  # A bound method: its object's class's other methods count too.
+  digests = [register(Codec(NAME, kind(8).build), overwrite=True).source_digest
+             for kind in (_Helped, _Helped, _HelpedEdited)]
+  assert digests[0] == digests[1] != digests[2]
+  # A class a factory makes: its values (the statement's text does not change).
+  assert _digest_of(_make_stage("float16")) == _digest_of(_make_stage("float16")) != (
+      _digest_of(_make_stage("float32")))
+  # One that holds itself is finite.
+  loop = []
+  loop.append(loop)
+  assert bound(loop) is not None
