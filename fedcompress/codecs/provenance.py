@@ -89,8 +89,11 @@ def legacy_source_digest(fields: dict[str, Any]) -> str | None:
   if main is None:
     return None
   candidates = inspect.getmro(main) if isinstance(main, type) else (main,)
-  return _digest([next((t for c in candidates if (t := _legacy_own_text(c)) is not None),
-                       None)])
+  try:
+    return _digest([next((t for c in candidates if (t := _legacy_own_text(c)) is not None),
+                         None)])
+  except Exception:  # noqa: BLE001 (the reader then failed too: no run recorded one)
+    return None
 
 
 def _legacy_own_text(code: Any) -> str | None:
@@ -147,6 +150,7 @@ def users_text(code: Any, texts: _Texts | None = None) -> str | None:
     return None if inner is None else f"{inner}\n# self{texts.of(code.__self__)}"
   if not inspect.isroutine(code):  # A callable object: its class, and its values.
     return texts.of(code) if callable(code) and users_text(type(code)) is not None else None
+  code = _unwrapped(code)  # A builder under `functools.lru_cache`: its own code.
   text = _own_text(code)
   cells = getattr(code, "__closure__", None) or ()
   if text is None or not cells:
@@ -210,11 +214,21 @@ def _own_text(code: Any) -> str | None:
 def _function_of(member: Any) -> Any:
   """The Python function a class member runs (through a property, a static or class
   method, `functools.wraps` decorators and `tf.function`), or None."""
-  member = getattr(member, "fget", member)
-  member = getattr(member, "__func__", member)
-  member = getattr(member, "python_function", member)  # A tf.function's.
-  member = inspect.unwrap(member) if callable(member) else member
-  return member if inspect.isfunction(member) else None
+  if isinstance(member, property):
+    member = member.fget
+  if isinstance(member, (staticmethod, classmethod)):
+    member = member.__func__
+  if type(member).__name__ == "Function" and hasattr(type(member), "python_function"):
+    member = member.python_function  # A tf.function's.
+  return _unwrapped(member) if inspect.isfunction(_unwrapped(member)) else None
+
+
+def _unwrapped(code: Any) -> Any:
+  """`code` under its `functools.wraps` decorators (an `lru_cache`'s), if it has any."""
+  try:
+    return inspect.unwrap(code) if callable(code) else code
+  except ValueError:  # A wrapper loop (a proxy object answers every attribute).
+    return code
 
 
 def _defined_without_a_file(cls: type) -> bool:
@@ -251,35 +265,53 @@ class _Texts:
   """Texts of values, the same in every process (no memory addresses, no set or dict
   order the process chose) and changing with their contents, for one digest.
 
-  Each object is written once; where it comes again (a structure that holds itself, or
-  one object held many times) its first visit's number stands for it, so the text stays
-  finite and its length linear in the objects held.
+  An object's text is the same wherever it comes (made once, then reused; a long one
+  by its sha256), so neither the order a set or dict is walked in nor an object held
+  twice changes the whole; an object met again inside itself is `<cycle>`. Past
+  `_MAX_DEPTH` levels (closures of closures included) a value is its type.
   """
 
-  _MAX_DEPTH = 12  # Past it, a value is its type: Python's recursion has a limit too.
+  _MAX_DEPTH = 12
 
   def __init__(self):
-    self._seen: dict[int, int] = {}
+    self._made: dict[int, str] = {}
+    self._open: set[int] = set()
     self._held: list[Any] = []  # Alive until the digest is made: ids are not reused.
+    self._depth = 0
 
   def of(self, value: Any, depth: int = 0) -> str:
+    del depth  # The instance counts the levels, across closures too.
     if isinstance(value, (bool, int, float, complex, str, bytes, type(None), tf.DType,
                           decimal.Decimal, fractions.Fraction, range)):
       return repr(value)
     if isinstance(value, (np.ndarray, np.generic)):
       array = np.asarray(value)
       data = (array.tobytes() if array.dtype != object
-              else self.of(array.tolist(), depth).encode())
+              else self.of(array.tolist()).encode())
       return f"array({array.dtype}, {array.shape}, {hashlib.sha256(data).hexdigest()})"
     if isinstance(value, types.ModuleType):
       return f"module {value.__name__}"  # Its attributes grow as the process imports.
-    if depth > self._MAX_DEPTH:
+    key = id(value)
+    if key in self._made:
+      return self._made[key]
+    if key in self._open:
+      return "<cycle>"
+    if self._depth >= self._MAX_DEPTH:
       return type(value).__qualname__
-    if id(value) in self._seen:
-      return f"<{self._seen[id(value)]}>"
-    self._seen[id(value)] = len(self._seen)
+    self._open.add(key)
     self._held.append(value)
-    return self._new(value, depth + 1)
+    self._depth += 1
+    try:
+      text = self._new(value, 0)
+    except Exception:  # noqa: BLE001 (a value's own code failed: its type stands for it)
+      text = f"{type(value).__module__}.{type(value).__qualname__}"
+    finally:
+      self._depth -= 1
+      self._open.discard(key)
+    if len(text) > 256:
+      text = f"sha256:{hashlib.sha256(text.encode()).hexdigest()}"
+    self._made[key] = text
+    return text
 
   def _new(self, value: Any, depth: int) -> str:
     kind = type(value)
@@ -316,13 +348,22 @@ class _Texts:
 
 
 def _own_values(value: Any) -> dict[str, Any]:
-  """An object's attributes: its `__dict__`'s and its `__slots__`' (a slotted dataclass)."""
-  own = {k: v for k, v in getattr(value, "__dict__", {}).items() if not k.startswith("__")}
+  """An object's attributes: its `__dict__`'s and its `__slots__`' (a slotted dataclass),
+  read without running its `__getattr__`."""
+  try:  # The instance's own dict, as `object` finds it (not a `__getattr__`'s answer).
+    attributes = object.__getattribute__(value, "__dict__")
+  except AttributeError:
+    attributes = {}
+  own = {k: v for k, v in attributes.items() if not k.startswith("__")} if isinstance(
+      attributes, dict) else {}
   for cls in type(value).__mro__:
-    for slot in (cls.__dict__.get("__slots__", ()) if isinstance(cls.__dict__.get(
-        "__slots__", ()), (tuple, list)) else (cls.__dict__["__slots__"],)):
-      if not slot.startswith("__") and hasattr(value, slot):
-        own.setdefault(slot, getattr(value, slot))
+    slots = cls.__dict__.get("__slots__", ())
+    for slot in (slots,) if isinstance(slots, str) else tuple(slots):  # A dict's keys too.
+      if isinstance(slot, str) and not slot.startswith("__") and slot not in own:
+        try:
+          own[slot] = inspect.getattr_static(value, slot).__get__(value, type(value))
+        except Exception:  # noqa: BLE001 (an unset slot, or a descriptor that fails)
+          continue
   return own
 
 

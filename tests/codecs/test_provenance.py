@@ -361,3 +361,67 @@ def test_values_count_by_what_they_hold_and_the_class_code_they_run():
   loop = []
   loop.append(loop)
   assert bound(loop) is not None
+
+
+class _DocSlots:
+  __slots__ = {"bits": "the width"}
+
+  def __init__(self, bits):
+    self.bits = bits
+
+
+class _Lazy:
+  """Answers every attribute from a dict, KeyError for the rest."""
+
+  __slots__ = ("table",)
+
+  def __init__(self, **table):
+    self.table = table
+
+  def __getattr__(self, name):
+    return self.table[name]
+
+
+def _make_holder(config):
+  class Holder:  # A factory's class holding a config object among its values.
+    CONFIG = config
+
+    def __init__(self, **options):
+      self.options = options
+  return Holder
+
+
+def test_what_registration_met_in_review_r10_is_hashed_not_a_traceback():
+  # Review R10 (s41): each of these ended register() in a traceback, or gave a digest
+  # that depended on the process's hash order.
+  shared = (8, 4)
+
+  def bound(value):
+    return _digest_of(functools.partial(_Clip, init=value))
+
+  # One value held twice: the same text whatever order the dict was built in.
+  assert bound({"kernel": shared, "bias": shared}) == bound({"bias": shared, "kernel": shared})
+  assert bound(_DocSlots(8)) != bound(_DocSlots(4))
+  assert bound(_Lazy(bits=8)) != bound(_Lazy(bits=4))
+  assert _digest_of(_make_holder(_Lazy(bits=8))) != _digest_of(_make_holder(_Lazy(bits=4)))
+  chain = abs
+  for _ in range(300):  # Closures of closures, deeper than Python's recursion allows.
+    chain = (lambda f: lambda x: f(x))(chain)
+  assert bound(chain) is not None
+
+
+@functools.lru_cache
+def _cached_eight(**options):
+  return te.encoders.uniform_quantization(8)
+
+
+@functools.lru_cache
+def _cached_two(**options):
+  return te.encoders.uniform_quantization(2)
+
+
+def test_a_builder_under_lru_cache_is_its_own_code():
+  # Its digest was None: an edited builder resumed as the same codec.
+  digests = [register(Codec(NAME, build), overwrite=True).source_digest
+             for build in (_cached_eight, _cached_two)]
+  assert None not in digests and digests[0] != digests[1]
