@@ -279,8 +279,7 @@ class _Texts:
     self._held: list[Any] = []  # Alive until the digest is made: ids are not reused.
     self._depth = 0
 
-  def of(self, value: Any, depth: int = 0) -> str:
-    del depth  # The instance counts the levels, across closures too.
+  def of(self, value: Any) -> str:
     if isinstance(value, (bool, int, float, complex, str, bytes, type(None), tf.DType,
                           decimal.Decimal, fractions.Fraction, range)):
       return repr(value)
@@ -302,7 +301,7 @@ class _Texts:
     self._held.append(value)
     self._depth += 1
     try:
-      text = self._new(value, 0)
+      text = self._new(value)
     except Exception:  # noqa: BLE001 (a value's own code failed: its type stands for it)
       text = f"{type(value).__module__}.{type(value).__qualname__}"
     finally:
@@ -313,27 +312,27 @@ class _Texts:
     self._made[key] = text
     return text
 
-  def _new(self, value: Any, depth: int) -> str:
+  def _new(self, value: Any) -> str:
     kind = type(value)
     name = f"{kind.__module__}.{kind.__qualname__}"
     if isinstance(value, (tuple, list, collections.deque, array.array)):
-      return f"{name}({', '.join(self.of(v, depth) for v in value)})"
+      return f"{name}({', '.join(self.of(v) for v in value)})"
     if isinstance(value, (set, frozenset)):
-      return f"{name}({', '.join(sorted(self.of(v, depth) for v in value))})"
+      return f"{name}({', '.join(sorted(self.of(v) for v in value))})"
     if isinstance(value, (dict, types.MappingProxyType, collections.ChainMap)):
       # Sorted: a dict built from a set has the process's hash order.
-      items = sorted(f"{self.of(k, depth)}: {self.of(v, depth)}" for k, v in value.items())
+      items = sorted(f"{self.of(k)}: {self.of(v)}" for k, v in value.items())
       return f"{name}{{{', '.join(items)}}}"
     if isinstance(value, functools.partial):
-      return (f"partial({self.of(value.func, depth)}, "
-              f"{self.of((value.args, value.keywords), depth)})")
+      return (f"partial({self.of(value.func)}, "
+              f"{self.of((value.args, value.keywords))})")
     if isinstance(value, type) or inspect.isroutine(value):
       return users_text(value, self) or _qualified_name(value)
     if isinstance(value, np.random.Generator):
-      return f"{name}{self.of(value.bit_generator.state, depth)}"
+      return f"{name}{self.of(value.bit_generator.state)}"
     if isinstance(value, (tf.Tensor, tf.Variable)):
       try:  # An eager value; a graph tensor or a resource handle has none.
-        return f"{name}{self.of(value.numpy(), depth)}"
+        return f"{name}{self.of(value.numpy())}"
       except (AttributeError, TypeError, ValueError, NotImplementedError, tf.errors.OpError):
         return name
     own = _own_values(value)
@@ -344,7 +343,7 @@ class _Texts:
       # its layers' names as they are made: a cell run twice was another codec). Its
       # class's text stands for it.
       return f"{name}{users_text(kind) or ''}"
-    return f"{name}{users_text(kind) or ''}{self.of(own, depth)}"
+    return f"{name}{users_text(kind) or ''}{self.of(own)}"
 
 
 def _own_values(value: Any) -> dict[str, Any]:
