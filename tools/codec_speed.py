@@ -1,6 +1,7 @@
 """Micro-benchmark: encode and decode time of every codec on one large tensor, graph mode.
 
   python -m tools.codec_speed [--shape=3136,512] [--reps=5] [--codecs=drive,eden]
+      [--codec_modules=my_codecs.py]
 
 The tensor is the tutorial CNN's dense kernel (3136 x 512 = 1,605,632 float32). Each
 codec's `SimpleEncoder` encode and decode are traced once into `tf.function`s and timed
@@ -21,7 +22,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fedcompress.harness.cli import ArgumentParser
-from tools.benchmark import CODEC_OPTIONS as CODECS
+from tools.benchmark import (
+  CODEC_MODULES_HELP,
+  CODEC_OPTIONS,
+  codec_options,
+  load_codec_modules,
+  split_codecs,
+)
 
 
 def median_cpu(fn: Callable[[], Any], reps: int) -> float:
@@ -62,14 +69,14 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser = ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--shape", default="3136,512")
   parser.add_argument("--reps", type=int, default=5)
-  parser.add_argument("--codecs", default=",".join(CODECS))
+  parser.add_argument("--codecs", default=",".join(CODEC_OPTIONS),
+                      help="registered codecs, codecs with inline options such as "
+                           "drive(shared_rotation=true), or codecs --codec_modules registers")
+  parser.add_argument("--codec_modules", default=None, help=CODEC_MODULES_HELP)
   args = parser.parse_args(argv)
   # Usage errors are one `error:` line and exit 2 (cli.ArgumentParser), these too.
   if args.reps < 1:
     parser.error(f"--reps must be >= 1, got {args.reps}")
-  unknown = [name for name in args.codecs.split(",") if name not in CODECS]
-  if unknown:
-    parser.error(f"unknown --codecs {', '.join(unknown)}; known: {', '.join(CODECS)}")
   try:
     shape = [int(d) for d in args.shape.split(",")]
   except ValueError:
@@ -79,14 +86,25 @@ def main(argv: Sequence[str] | None = None) -> None:
   import fedcompress
 
   fedcompress.quiet_tensorflow()
+  try:
+    load_codec_modules(args.codec_modules)
+  except ValueError as e:
+    parser.error(f"--codec_modules: {e}")
+  names = split_codecs(args.codecs)
+  options = {}
+  for name in names:
+    try:
+      options[name] = codec_options(name)
+    except ValueError as e:
+      parser.error(f"--codecs: {e}")
   import tensorflow as tf
 
   x = tf.random.stateless_normal(shape, [0, 1])
   scale = tf.function(lambda x: x * 1.0001)
   scale(x)
   print(f"{'x * 1.0001':16s} {median_cpu(lambda: scale(x), args.reps) * 1e3:8.1f} ms")
-  for name in args.codecs.split(","):
-    r = time_codec(name, CODECS[name], shape, args.reps)
+  for name in names:
+    r = time_codec(name, options[name], shape, args.reps)
     print(f"{name:16s} encode {r['encode_s'] * 1e3:8.1f} ms   decode {r['decode_s'] * 1e3:8.1f} ms",
           flush=True)
 

@@ -5,11 +5,14 @@ import os
 
 import pytest
 
+from fedcompress.codecs import registry
 from tools import codec_speed
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--codecs=bogus"], "unknown --codecs bogus"),
+    (["--codecs=bogus"], "--codecs: unknown codecs ['bogus']"),
+    (["--codecs=drive(bits=x)"], "--codecs: "),
+    (["--codecs=mine", "--codec_modules=/nonexistent/none.py"], "--codec_modules: cannot import"),
     (["--reps=0"], "--reps must be >= 1"),
     (["--shape=a,b"], "--shape must be comma-separated integers"),
     (["--shape=-5"], "--shape dimensions must be >= 1"),
@@ -39,3 +42,27 @@ def test_the_reference_row_is_a_median_as_the_codec_rows_are(monkeypatch, capsys
   reference, uniform = capsys.readouterr().out.splitlines()
   assert reference.split() == ["x", "*", "1.0001", "1.0", "ms"]
   assert uniform.split() == ["uniform", "encode", "1000.0", "ms", "decode", "1000.0", "ms"]
+
+
+_USER_CODEC = """
+from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
+
+from fedcompress.codecs import registry
+
+registry.register_stage("mine_of_codec_speed", te.stages.UniformQuantizationEncodingStage)
+"""
+
+
+def test_codecs_of_ones_own_and_with_inline_options_are_timed(tmp_path, capsys):
+  # As the other tools and the binaries take them: a module's codec by its name, and a
+  # registered codec with its options written inline.
+  module = tmp_path / "codec_speed_user_codec.py"
+  module.write_text(_USER_CODEC)
+  try:
+    codec_speed.main(["--shape=64", "--reps=1", f"--codec_modules={module}",
+                      "--codecs=mine_of_codec_speed,uniform(bits=2)"])
+  finally:  # The registry is the process's: the suite's other tests list its codecs.
+    registry.unregister("mine_of_codec_speed")
+  rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+  assert [row[0] for row in rows] == ["x", "mine_of_codec_speed", "uniform(bits=2)"]
+  assert all(row[1::3] == ["encode", "decode"] for row in rows[1:])
