@@ -64,8 +64,13 @@ def table_rows(summaries: Sequence[dict[str, Any]], root: str, baseline: str
     for direction in ("aggregate", "broadcast"):
       row[f"{direction}_bits_per_coord"] = (32 / s[f"{direction}_ratio"] if uncompressed
                                             else None)
-    coded = s.get("aggregate_coded_bits")
-    row["aggregate_coded_ratio"] = (base["aggregate_bits"] / coded if coded else None)
+    for direction in summary.DIRECTIONS:
+      # Bits as sent (an entropy coder's coded size) against the baseline's as sent, as
+      # in `summary.compare_runs`; None where this run sent its raw bits.
+      coded = s.get(f"{direction}_coded_bits")
+      row[f"{direction}_coded_ratio"] = (
+          summary.sent_bits(base, direction) / coded
+          if coded and coded != s[f"{direction}_bits"] else None)
     rows.append(row)
   return rows
 
@@ -76,19 +81,22 @@ def _epsilon(row: dict[str, Any]) -> str:
 
 
 def format_table(rows: Sequence[dict[str, Any]], title: str) -> str:
-  """Markdown table of `table_rows`; an epsilon column when a run spent privacy (--dp)."""
+  """Markdown table of `table_rows`; an epsilon column when a run spent privacy (--dp),
+  and a coded downlink ratio when a run entropy-coded its broadcast."""
   private = any(r.get("privacy_epsilon") is not None for r in rows)
+  coded_down = any(r["broadcast_coded_ratio"] is not None for r in rows)
+  directions = ("broadcast", "aggregate") if coded_down else ("aggregate",)
   lines = [f"**{title}**", "",
            "| run | codec | eval acc | vs baseline | broadcast | ratio | aggregate | ratio "
-           "| uplink bits/coord | coded uplink ratio | round time |" + (
-               " epsilon |" if private else ""),
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if private else "")]
+           "| uplink bits/coord |" + (" coded downlink ratio |" if coded_down else "")
+           + " coded uplink ratio | round time |" + (" epsilon |" if private else ""),
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if coded_down else "")
+           + "---:|---:|" + ("---:|" if private else "")]
   for r in rows:
     acc = "n/a" if r["eval_accuracy"] is None else f"{r['eval_accuracy']:.4f}"
     delta = "" if r["accuracy_delta_pp"] is None else f"{r['accuracy_delta_pp']:+.2f} pp"
-    coded = ("" if r["aggregate_coded_ratio"] is None or
-             r["aggregate_coded_bits"] == r["aggregate_bits"]
-             else f"{r['aggregate_coded_ratio']:.1f}x")
+    coded = " | ".join("" if r[f"{d}_coded_ratio"] is None else f"{r[f'{d}_coded_ratio']:.1f}x"
+                       for d in directions)
     per_coord = ("n/a" if r["aggregate_bits_per_coord"] is None
                  else f"{r['aggregate_bits_per_coord']:.2f}")
     lines.append(

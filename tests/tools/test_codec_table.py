@@ -10,7 +10,7 @@ from tools import codec_table
 
 
 def _run(root, name, agg_per_round, accuracy, codec="identity>100", coded=None,
-         epsilon=None, error_feedback="none", **config):
+         epsilon=None, error_feedback="none", broadcast_coded=None, **config):
   run = root / name
   run.mkdir()
   (run / "config.json").write_text(json.dumps({"broadcast_codec": "identity>100",
@@ -24,6 +24,9 @@ def _run(root, name, agg_per_round, accuracy, codec="identity>100", coded=None,
            m.ROUND_TIME_S: 0.5 * r, m.EVAL_ACCURACY: accuracy if r == 2 else None}
     if coded is not None:
       row.update({m.AGGREGATE_CODED_BITS: coded, m.AGGREGATE_CUMULATIVE_CODED_BITS: coded * r})
+    if broadcast_coded is not None:
+      row.update({m.BROADCAST_CODED_BITS: broadcast_coded,
+                  m.BROADCAST_CUMULATIVE_CODED_BITS: broadcast_coded * r})
     if epsilon is not None:
       row[m.PRIVACY_EPSILON] = epsilon * r
     csv.write(row)
@@ -45,6 +48,7 @@ def test_table_from_runs(tmp_path):
   table = codec_table.format_table(rows, "t")
   assert "| up_u8 | aggr: uniform(bits=8)>100 | 0.8950 | -0.50 pp |" in table
   assert "| 4.0x | 8.00 | 8.0x |" in table
+  assert "coded downlink ratio" not in table  # No run coded its broadcast.
   assert "epsilon" not in table  # No run spent privacy.
   # Hand-made runs have no run_info.json: the table says so instead of naming a commit.
   assert table.endswith("\n\nRuns made on code not recorded (baseline, up_u8).")
@@ -106,3 +110,21 @@ def test_bits_per_coordinate_needs_an_uncompressed_baseline(tmp_path):
   assert rows[1]["aggregate_ratio"] == 2.0
   assert [r["aggregate_bits_per_coord"] for r in rows] == [None, None]
   assert "| 2.0x | n/a |" in codec_table.format_table(rows, "t")
+
+
+def test_a_coded_broadcast_has_its_ratio_beside_the_uplinks(tmp_path):
+  # An entropy-coded broadcast sent 800 bits a round of its raw 3,200 (the baseline's):
+  # its coded ratio is 4.0x, in a column of its own, as summary.md shows it.
+  _run(tmp_path, "baseline", 3200, 0.90)
+  _run(tmp_path, "down_huff", 3200, 0.90, broadcast_coded=800)
+  _run(tmp_path, "up_huff", 800, 0.90, coded=400)
+  summaries = summary.compare_runs([str(tmp_path / n) for n in ("baseline", "down_huff",
+                                                                "up_huff")], baseline="baseline")
+  rows = codec_table.table_rows(summaries, str(tmp_path), "baseline")
+  assert [r["broadcast_coded_ratio"] for r in rows] == [None, 4.0, None]
+  assert [r["aggregate_coded_ratio"] for r in rows] == [None, None, 8.0]
+  lines = codec_table.format_table(rows, "t").splitlines()
+  assert "| coded downlink ratio | coded uplink ratio | round time |" in lines[2]
+  assert lines[3].count("|") == lines[2].count("|")
+  assert "| 1.0x | 32.00 | 4.0x |  | 0.75s |" in lines[5]
+  assert "| 4.0x | 8.00 |  | 8.0x | 0.75s |" in lines[6]
