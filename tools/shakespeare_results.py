@@ -11,9 +11,13 @@ and the commit that ran each segment) and `config.json` (the codecs). The first 
 the uncompressed one the others' bit ratios are taken against. Runs fine-tuned from
 different pretrained models (their pretrained accuracies differ) are refused: the
 table's first row would hold for only some of them. So are runs that differ in
-anything but their codecs (rounds, clients, epochs, ...; what `--resume` may change
-without changing results aside) or in the rounds they finished: the bit ratios would
-count those differences as the codecs' savings.
+anything but their codecs (clients, epochs, ...; what `--resume` may change without
+changing results aside) or in the rounds they finished (`config.json` keeps the first
+start's `--rounds`; a run extended with `--resume --rounds=N` is compared by the rounds
+it finished; one stopped before the rounds it was last asked for is refused too): the
+bit ratios would count those differences as the codecs' savings.
+Entropy-coded runs' totals and savings are what they sent (their coded bits), beside
+their raw size.
 """
 
 from __future__ import annotations
@@ -33,8 +37,7 @@ from tools import codec_table
 BLOCK = "shakespeare-results"
 # Recorded settings the table's runs may differ in: the codecs it compares, and what
 # never changes a run's results (output folders, checkpointing, workers, ...).
-_MAY_DIFFER = (rundir.MAY_DIFFER_ON_RESUME - {"rounds"}) | {"broadcast_codec",
-                                                            "aggregate_codec"}
+_MAY_DIFFER = rundir.MAY_DIFFER_ON_RESUME | {"broadcast_codec", "aggregate_codec"}
 FLAGS = flags.FLAGS
 flags.DEFINE_list("runs", None, "Run directories, the uncompressed run first.")
 flags.DEFINE_string("readme", None, f"Write the table into this README's {BLOCK} block.")
@@ -50,7 +53,15 @@ def read_run(run_dir: str) -> dict[str, Any]:
   with open(path) as f:
     pretrained = json.load(f)
   settings = {k: v for k, v in rundir.read_config(run_dir).items() if k not in _MAY_DIFFER}
-  return {**summary.run_summary(run_dir), "pretrained": pretrained,
+  run = summary.run_summary(run_dir)
+  # pretrained_eval.json is written when a run first finishes: one extended by
+  # `--resume --rounds=N` and stopped before N has it, and its last evaluation may be
+  # from rounds before its last one.
+  asked = rundir.recorded_rounds(run_dir)
+  if asked is not None and run["rounds"] < asked:
+    raise ValueError(f"{run_dir} stopped at round {run['rounds']} of {asked}: finish it "
+                     "(--resume) before comparing it")
+  return {**run, "pretrained": pretrained,
           "codec": codec_table.codec_of(run_dir), "settings": settings}
 
 
@@ -59,6 +70,19 @@ def _duration(seconds: float | None) -> str:
     return "n/a"
   minutes, rest = divmod(round(seconds), 60)
   return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+def _coded(run: Mapping[str, Any], direction: str) -> bool:
+  """Whether `run` sent other than its raw `direction` bits (an entropy coder)."""
+  return summary.sent_bits(run, direction) != run[f"{direction}_bits"]
+
+
+def _total(run: Mapping[str, Any], direction: str) -> str:
+  """A run's total bits one way: what it sent, and its raw size beside a coded one."""
+  raw = format_bits(run[f"{direction}_bits"])
+  if not _coded(run, direction):
+    return raw
+  return f"{format_bits(summary.sent_bits(run, direction))} coded ({raw} raw)"
 
 
 def format_block(runs: Sequence[Mapping[str, Any]]) -> str:
@@ -97,16 +121,20 @@ def format_block(runs: Sequence[Mapping[str, Any]]) -> str:
     accuracy = "n/a" if run["eval_accuracy"] is None else f"{run['eval_accuracy']:.4f}"
     rounds = f"{run['rounds']} round{'' if run['rounds'] == 1 else 's'}"
     lines.append(f"| {run['run']}, {rounds} | {run['codec']} | {accuracy} "
-                 f"| {format_bits(run['broadcast_bits'])} | {format_bits(run['aggregate_bits'])} "
+                 f"| {_total(run, 'broadcast')} | {_total(run, 'aggregate')} "
                  f"| {_duration(run['wall_time_s'])} |")
   lines.append("")
   for run in runs[1:]:
+    sent = {d: (summary.sent_bits(base, d), summary.sent_bits(run, d))
+            for d in summary.DIRECTIONS}
     lines.append(
-        f"{run['run']} sent {base['broadcast_bits'] / run['broadcast_bits']:.2f}x fewer "
-        f"broadcast bits and {base['aggregate_bits'] / run['aggregate_bits']:.2f}x fewer "
+        f"{run['run']} sent {sent['broadcast'][0] / sent['broadcast'][1]:.2f}x fewer "
+        f"broadcast bits and {sent['aggregate'][0] / sent['aggregate'][1]:.2f}x fewer "
         f"aggregate bits than {base['run']} "
-        f"({format_bits(base['broadcast_bits'] - run['broadcast_bits'])} and "
-        f"{format_bits(base['aggregate_bits'] - run['aggregate_bits'])} saved).")
+        f"({format_bits(sent['broadcast'][0] - sent['broadcast'][1])} and "
+        f"{format_bits(sent['aggregate'][0] - sent['aggregate'][1])} saved"
+        + (", as entropy-coded" if any(_coded(r, d) for r in (base, run)
+                                       for d in summary.DIRECTIONS) else "") + ").")
   sanity = first["sanity"]
   lines.append(
       f"Sanity check before training: {sanity['client_accuracy']:.4f} character accuracy "
