@@ -62,6 +62,10 @@ EXACT_COLUMNS = (m.ROUND, m.BROADCAST_BITS, m.AGGREGATE_BITS, m.BROADCAST_CUMULA
                  m.AGGREGATE_CUMULATIVE_BITS)
 # Compared within `ChaosConfig.rtol`: floating-point training results.
 CLOSE_COLUMNS = (m.TRAIN_LOSS, m.TRAIN_ACCURACY, m.EVAL_LOSS, m.EVAL_ACCURACY)
+# What `_command` sets for every segment. Checkpoints every round: a SIGINT or SIGTERM
+# is sent half a round after the previous round's checkpoint (a flagfile's own
+# --rounds_per_checkpoint, 20 in the sweeps' configs, is overridden; it changes no result).
+OWN_FLAGS = ("rounds", "root_output_dir", "experiment_name", "resume", "rounds_per_checkpoint")
 _ROUND_LINE = re.compile(r"round\s+(\d+), .*, ([0-9.]+)s$")
 _CHECKPOINT_DIR = re.compile(r"round_(\d+)$")
 
@@ -117,6 +121,13 @@ class ChaosConfig:
                        f"2..{self.rounds}, got {list(self.at_rounds)}")
     if not self.rtol >= 0:
       raise ValueError(f"rtol must be >= 0, got {self.rtol}")
+    # The runs' own flags, set by `_command`: a second value would be overridden there
+    # (or, for --rounds_per_checkpoint, leave rounds with no checkpoint to wait for).
+    given = {flag.split("=")[0].lstrip("-") for flag in self.experiment_flags}
+    named = [f for f in OWN_FLAGS if f in given or f"no{f}" in given]
+    if named:
+      raise ValueError(f"the experiment flags may not set {', '.join('--' + f for f in named)}:"
+                       " the chaos check sets them itself (--rounds is its own flag)")
 
 
 @dataclasses.dataclass
@@ -441,7 +452,7 @@ def compare_with_reference(run_dir: str, reference_dir: str, rtol: float
 def _command(config: ChaosConfig, name: str) -> list[str]:
   return [config.python, config.binary, *config.experiment_flags,
           f"--rounds={config.rounds}", f"--root_output_dir={config.root_dir}",
-          f"--experiment_name={name}", "--resume"]
+          f"--experiment_name={name}", "--resume", "--rounds_per_checkpoint=1"]
 
 
 def _send(segment: _Segment, name: str) -> None:
@@ -467,9 +478,12 @@ def _interrupt(config: ChaosConfig, run_dir: str, log_path: str, name: str,
       moment = "mid-round"
       while True:
         seen = segment.wait_for_round(round_num - 1, deadline)
-        # The previous round's checkpoint is written after its line (every round: the
-        # default --rounds_per_checkpoint=1); the next round's training starts then.
+        # The previous round's checkpoint is written after its line (every round:
+        # `_command`'s --rounds_per_checkpoint=1); the next round's training starts then.
         while seen not in checkpoint_rounds(run_dir):
+          if segment.process.poll() is not None:
+            raise RuntimeError(f"the run ended (exit {segment.process.returncode}) without "
+                               f"a checkpoint of round {seen}; see {segment.stderr_path}")
           if time.monotonic() > deadline:
             raise TimeoutError(f"checkpoint of round {seen} never appeared")
           time.sleep(0.02)

@@ -169,6 +169,30 @@ def test_resume_after_damaged_newest_checkpoint_matches_uninterrupted(tmp_path):
   assert Checkpointer(str(tmp_path / "part" / "checkpoints")).versions() == [2, 3, 4]
 
 
+@pytest.mark.parametrize("flag", ["--rounds_per_checkpoint=3", "--rounds=5", "--noresume",
+                                  "--resume", "--experiment_name=x", "--root_output_dir=y"])
+def test_flags_the_check_sets_itself_are_refused(flag):
+  # --rounds_per_checkpoint=3 left the signal waiting 15 minutes for a checkpoint of a
+  # round that never got one; the others would be overridden by the check's own.
+  config = chaos.ChaosConfig("x", experiment_flags=(*chaos.DEFAULT_EXPERIMENT_FLAGS, flag))
+  name = flag.split("=")[0].removeprefix("--no").lstrip("-")
+  with pytest.raises(ValueError, match=f"may not set --{name}: the chaos check sets"):
+    config.validate()
+
+
+def test_a_flagfiles_checkpoint_interval_gives_way_to_every_round(tmp_path, load_binary):
+  # The sweeps' flagfiles checkpoint every 20 rounds: the runs' command line checkpoints
+  # every round all the same, as the binary parses it.
+  flagfile = tmp_path / "sweep.flags"
+  flagfile.write_text("--dataset=digits\n--rounds_per_checkpoint=20\n")
+  config = chaos.ChaosConfig(str(tmp_path), experiment_flags=(f"--flagfile={flagfile}",))
+  config.validate()
+  with load_binary("experiments/emnist_compression.py") as module:
+    module.FLAGS(["emnist_compression", *chaos._command(config, "interrupted")[2:]])
+    assert module.FLAGS.rounds_per_checkpoint == 1 and module.FLAGS.dataset == "digits"
+    module.FLAGS.unparse_flags()
+
+
 def test_pick_rounds_is_seeded_distinct_and_after_round_one():
   picks = chaos.pick_rounds(8, 3, seed=0)
   assert picks == chaos.pick_rounds(8, 3, seed=0) and picks == sorted(set(picks))
