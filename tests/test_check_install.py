@@ -54,3 +54,22 @@ def test_readme_shows_the_commands_and_the_example_the_tool_runs():
       "README's plain-pip example differs from SMOKE_TEST in tools/check_install.py")
   for cmd in tool.install_commands(["pip"], "requirements.txt", "dist/fedcompress-*.whl"):
     assert "/bin/" + " ".join(cmd) in readme, f"README lost `{' '.join(cmd)}`"
+
+
+def test_an_interpreter_that_cannot_run_is_one_failed_line(tmp_path, capsys):
+  # A wrong --python ended in a FileNotFoundError traceback; a file that is not
+  # executable, where `_step` runs it, too.
+  tool = _tool()
+  assert tool.main(["--python", str(tmp_path / "python3.11"),
+                    "--wheel", str(tmp_path / "none.whl")]) == 1
+  out = capsys.readouterr().out.strip().splitlines()
+  assert len(out) == 1 and out[0].startswith("check-install: FAILED after ")
+  assert out[0].endswith(f"--python {tmp_path / 'python3.11'} is not an executable interpreter")
+  plain = tmp_path / "plain.txt"
+  plain.write_text("")
+  try:
+    tool._step("venv", [str(plain), "-m", "venv"], tmp_path / "log", timeout=10)
+  except tool.CheckFailed as e:
+    assert str(e).startswith(f"venv: cannot run {plain}: Permission denied")
+  else:
+    raise AssertionError("a file that cannot run passed its step")

@@ -93,6 +93,8 @@ def _step(label: str, cmd: list[str], log: pathlib.Path, *, timeout: float,
                             env=_child_env(), timeout=timeout, check=False).returncode
     except subprocess.TimeoutExpired:
       code = f"timeout after {timeout:.0f}s"
+    except OSError as e:  # No such interpreter, or not executable.
+      raise CheckFailed(f"{label}: cannot run {cmd[0]}: {e.strerror or e}") from None
   text = log.read_text(errors="replace")
   if show_output or code != 0:
     lines = text.splitlines()[-LOG_TAIL_LINES:]
@@ -173,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
   try:
     if not args.python:
       raise CheckFailed("no python3.11 on PATH (give --python)")
+    if shutil.which(args.python) is None:
+      raise CheckFailed(f"--python {args.python} is not an executable interpreter")
     if args.wheel is not None and not args.wheel.is_file():
       raise CheckFailed(f"no wheel at {args.wheel} (run `make dist`)")
     with tempfile.TemporaryDirectory(prefix="fedcompress-check-install-",
