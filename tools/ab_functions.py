@@ -23,7 +23,7 @@ import statistics
 import time
 from collections.abc import Sequence
 
-from fedcompress.harness.cli import ArgumentParser
+from fedcompress.harness.cli import ArgumentParser, run_script
 
 PARTS = ("encode", "decode_before_sum")
 
@@ -104,4 +104,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-  main()
+  run_script(main)

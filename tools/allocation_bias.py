@@ -23,7 +23,7 @@ import json
 import statistics
 from collections.abc import Sequence
 
-from fedcompress.harness.cli import ArgumentParser, check_output_file
+from fedcompress.harness.cli import ArgumentParser, check_output_file, run_script
 from tools import mean_error as _mean_error
 from tools.benchmark import CODEC_MODULES_HELP, load_codec_modules
 
@@ -111,4 +111,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-  main()
+  run_script(main)

@@ -186,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
   except CheckFailed as e:
     print(f"check-install: FAILED after {time.monotonic() - began:.0f}s: {e}", flush=True)
     return 1
+  except KeyboardInterrupt:  # Ctrl-C during minutes of pip: one line, not a traceback.
+    print(f"check-install: interrupted after {time.monotonic() - began:.0f}s", flush=True)
+    return 130
   print(f"check-install: OK in {time.monotonic() - began:.0f}s: {summary}", flush=True)
   return 0
 

@@ -34,7 +34,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fedcompress.harness.cli import ArgumentParser
+from fedcompress.harness.cli import ArgumentParser, run_script
 from tools.benchmark import (
   CODEC_MODULES_HELP,
   CODEC_OPTIONS,
@@ -298,4 +298,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-  main()
+  run_script(main)

@@ -18,7 +18,7 @@ import math
 import statistics
 from collections.abc import Sequence
 
-from fedcompress.harness.cli import ArgumentParser, check_output_file
+from fedcompress.harness.cli import ArgumentParser, check_output_file, run_script
 
 # (label, codec, options, published normalized MSE).
 CASES = (("drive", "drive", {}, math.pi / 2 - 1),
@@ -80,4 +80,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-  main()
+  run_script(main)

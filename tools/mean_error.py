@@ -27,7 +27,7 @@ import json
 import statistics
 from collections.abc import Sequence
 
-from fedcompress.harness.cli import ArgumentParser, check_output_file
+from fedcompress.harness.cli import ArgumentParser, check_output_file, run_script
 
 CODECS = (("drive", {}), ("eden", {"bits": 2}))
 KINDS = ("independent", "correlated", "identical")
@@ -116,4 +116,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-  main()
+  run_script(main)

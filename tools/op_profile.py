@@ -33,7 +33,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fedcompress.harness.cli import ArgumentParser, check_output_file
+from fedcompress.harness.cli import ArgumentParser, check_output_file, run_script
 from tools.benchmark import CODEC_MODULES_HELP, CODEC_OPTIONS, codec_options, load_codec_modules
 from tools.codec_cost import PARTS, CodecRound, benchmark_tensor_shapes, set_process_threads
 
@@ -201,4 +201,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-  main()
+  run_script(main)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from fedcompress.harness.cli import ArgumentParser, check_output_file
+from fedcompress.harness.cli import ArgumentParser, check_output_file, run_script
 
 
 def count_rows(dataset) -> tuple[int, int]:
@@ -84,4 +84,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-  main()
+  run_script(main)

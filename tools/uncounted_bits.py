@@ -23,7 +23,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Sequence
 
-from fedcompress.harness.cli import ArgumentParser
+from fedcompress.harness.cli import ArgumentParser, run_script
 
 DOWN = ("federated_broadcast", "federated_value_at_clients")
 UP = ("federated_aggregate", "federated_sum", "federated_mean", "federated_weighted_mean",
@@ -188,4 +188,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-  main()
+  run_script(main)

@@ -18,6 +18,7 @@ import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from fedcompress.federated import signals as _signals
 
@@ -187,3 +188,12 @@ def interruptible(main: Callable[[list[str]], int | None],
       return fail(said("terminated (SIGTERM)"), e.code)
 
   return wrapped
+
+
+def run_script(main: Callable[[list[str] | None], int | None]) -> NoReturn:
+  """Runs an argparse tool's `main(argv=None)` as `__main__`, its exit code the process's.
+
+  Ctrl-C is one `error: interrupted` line (exit 130), as in the absl binaries
+  (`interruptible`), not a KeyboardInterrupt traceback from deep inside TensorFlow.
+  """
+  sys.exit(interruptible(main)(None))

@@ -1,7 +1,10 @@
 """harness/cli.py's check of a result file, and the tools that take it before their work."""
 
+import pathlib
+
 import pytest
 
+from fedcompress.harness import cli
 from fedcompress.harness.cli import check_output_file
 
 
@@ -50,3 +53,31 @@ def test_the_tools_usage_errors_are_one_error_line(tool, capsys):
   assert err.endswith(" (--help lists the options)\n"), err
   # ab_functions says first what it lacks, the others the unknown option.
   assert "--no_such_option" in err or "are required" in err, err
+
+
+def test_run_script_says_an_interrupt_in_one_line(capsys):
+  def main(argv=None):
+    assert argv is None  # argparse reads sys.argv itself.
+    raise KeyboardInterrupt
+
+  with pytest.raises(SystemExit) as exit_info:
+    cli.run_script(main)
+  assert exit_info.value.code == cli.INTERRUPTED
+  assert capsys.readouterr().err == "error: interrupted\n"
+
+
+def test_every_argparse_tool_runs_through_run_script():
+  # Ctrl-C in codec_error, mean_error, ... printed a TensorFlow traceback ending in
+  # KeyboardInterrupt (a review), where the absl tools said it in one line.
+  tools = pathlib.Path(__file__).resolve().parents[2] / "tools"
+  argparse_tools = [path for path in sorted(tools.glob("*.py"))
+                    if "ArgumentParser(" in path.read_text()
+                    and 'if __name__ == "__main__":' in path.read_text()]
+  assert len(argparse_tools) >= 9
+  for path in argparse_tools:
+    main_block = path.read_text().split('if __name__ == "__main__":')[1]
+    said = ("run_script(main)", "interruptible(")
+    if path.name == "check_install.py":  # Stdlib only: its main says it itself.
+      said = ("except KeyboardInterrupt:",)
+      main_block = path.read_text()
+    assert any(s in main_block for s in said), path.name
