@@ -52,6 +52,11 @@ def load_pretrained(path: str) -> tf.keras.Model:
   if not os.path.exists(path):
     raise ValueError(f"--pretrained_model {path} does not exist (make one with "
                      "experiments/pretrain_char_rnn.py)")
+  if not os.path.isfile(path):
+    # A SavedModel folder loads, but a run records its model by the file's sha256: two
+    # folders read as the same model, and a resume from another was accepted.
+    raise ValueError(f"--pretrained_model {path} is not a file: give a .keras or .h5 model "
+                     "file (model.save('name.keras')), whose content the run records")
   try:
     model = tf.keras.models.load_model(path, compile=False)
     classes = char_rnn.vocab_size(model)

@@ -285,11 +285,24 @@ def test_a_stateful_pretrained_file_is_used_stateless_at_any_batch_size(tmp_path
   assert loaded(windows[:3]).shape == (3, 20, 86)
 
 
+def _char_rnn(activation=None, mask_zero=False, return_sequences=True, go_backwards=False):
+  return tf.keras.Sequential([
+      tf.keras.layers.Embedding(86, 4, mask_zero=mask_zero),
+      tf.keras.layers.GRU(8, return_sequences=return_sequences, go_backwards=go_backwards),
+      tf.keras.layers.Dense(86, activation=activation)])
+
+
 @pytest.mark.parametrize("model,message", [
     (lambda: char_rnn.create_char_rnn(vocab_size=50, embedding_dim=4, rnn_units=8),
      "predicts 50 characters"),
     (lambda: tf.keras.Sequential([tf.keras.layers.Embedding(86, 4), tf.keras.layers.Dense(86)]),
      "expected a character RNN"),
+    # Each of these loaded, trained and generated before, wrongly (a review's softmax head
+    # scored a loss near chance's and generated noise).
+    (lambda: _char_rnn(activation="softmax"), "the output layer applies softmax"),
+    (lambda: _char_rnn(mask_zero=True), "masks id 0"),
+    (lambda: _char_rnn(return_sequences=False), "must return every position in order"),
+    (lambda: _char_rnn(go_backwards=True), "must return every position in order"),
 ])
 def test_load_pretrained_refuses_other_models(tmp_path, model, message):
   path = str(tmp_path / "other.keras")
@@ -449,3 +462,14 @@ def test_unavailable_dataset_raises_a_clear_error(tmp_path):
     urllib.request.install_opener(None)
   assert "shakespeare.sqlite" in str(info.value)
   assert not (tmp_path / "cache" / "shakespeare.sqlite").exists()
+
+
+def test_a_model_folder_is_refused_for_the_file_a_run_records(tmp_path):
+  # A SavedModel folder loads, but a run records its model by the file's sha256: two
+  # folders read alike, and a resume from another folder was accepted.
+  folder = tmp_path / "savedmodel"
+  model = char_rnn.create_char_rnn(embedding_dim=4, rnn_units=8, seed=0)
+  model.save(str(folder), save_format="tf")
+  assert folder.is_dir()
+  with pytest.raises(ValueError, match="savedmodel is not a file: give a .keras or .h5"):
+    sh_task.load_pretrained(str(folder))

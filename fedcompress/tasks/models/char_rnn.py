@@ -180,8 +180,9 @@ def vocab_size(model: tf.keras.Model) -> int:
   """Characters a character model reads and predicts: any of this module's (GRU or LSTM).
 
   Raises:
-    ValueError: not one Embedding, then recurrent layers, then Dense logits over as many
-      classes as the Embedding reads.
+    ValueError: not one Embedding (not masking id 0), then recurrent layers returning
+      every position in order, then Dense logits (no activation) over as many classes
+      as the Embedding reads.
   """
   layers = model.layers
   kinds = [type(layer).__name__ for layer in layers]
@@ -191,6 +192,21 @@ def vocab_size(model: tf.keras.Model) -> int:
       or layers[-1].units != layers[0].input_dim):
     raise ValueError("expected a character RNN (Embedding, recurrent layers, Dense logits "
                      f"over the Embedding's characters), got {kinds}")
+  # Each would load, train and generate, wrongly: the loss and the sampler read the
+  # output as logits (a softmax head's probabilities read as logits gave a loss near
+  # chance's and noise for text), every position is predicted and scored (a masked id
+  # 0, which is a character here, drops it from Keras' evaluation only), in order.
+  activation = getattr(layers[-1].activation, "__name__", str(layers[-1].activation))
+  if activation != "linear":
+    raise ValueError(f"the output layer applies {activation}: a character RNN here outputs "
+                     "logits (Dense with no activation)")
+  if layers[0].mask_zero:
+    raise ValueError("the Embedding masks id 0 (mask_zero=True), which is a character here: "
+                     "every position is predicted and scored")
+  for layer in layers[1:-1]:
+    if not layer.return_sequences or layer.go_backwards:
+      raise ValueError(f"recurrent layer {layer.name} must return every position in order "
+                       "(return_sequences=True, go_backwards=False)")
   return layers[0].input_dim
 
 
