@@ -691,6 +691,8 @@ def keras_evaluator(keras_model_fn: Callable[[], tf.keras.Model], dataset: tf.da
     # of bytes that are not UTF-8 fails to decode its own message: UnicodeDecodeError.
     except (tf.errors.OpError, UnicodeDecodeError) as e:
       raise DataReadError("the evaluation on the test split", e) from e
+    if "loss" not in results:  # Keras returns {} for a dataset of no batch.
+      raise ValueError("the evaluation found no batch in the task's test set")
     out = {m.EVAL_LOSS: float(results["loss"])}
     accuracy = [v for k, v in results.items() if k.endswith("accuracy")]
     if accuracy:

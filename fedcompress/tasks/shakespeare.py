@@ -132,9 +132,16 @@ def build_shakespeare_task(pretrained: tf.keras.Model, *, cache_dir: str | None,
   # Held-out test snippets in a fixed order (no shuffle, and a fixed client order: TFF
   # joins the clients in a random order without a seed), so every round of every run,
   # whatever its --seed, is evaluated on the same windows.
-  test_dataset = sh.preprocess(
+  test_batches = sh.preprocess(
       test.create_tf_dataset_from_all_clients(seed=_EVAL_CLIENT_ORDER_SEED), shuffle_buffer=1,
-      seq_length=seq_length, max_batches=max_eval_batches).cache()
+      seq_length=seq_length, max_batches=max_eval_batches)
+  # Evaluation batches drop their remainder: a small test split (a dataset of one's
+  # own, or a long --seq_length) has none, and the first evaluation, after round 1 had
+  # trained, failed in a traceback.
+  if next(iter(test_batches.take(1)), None) is None:
+    raise ValueError(f"the test split holds less than one evaluation batch (8 windows of "
+                     f"{seq_length + 1} characters): lower --seq_length")
+  test_dataset = test_batches.cache()
   # The clients' batches: static [batch_size, seq_length] (remainders dropped or padded).
   window = tf.TensorSpec([batch_size, seq_length], tf.int64)
   input_spec = (window, window)
