@@ -34,6 +34,8 @@ from fedcompress.codecs.stages import (
 # (`fedcompress.federated.fetchsgd`): only this module may import the stages.
 CountSketch = countsketch.CountSketch
 count_sketch_columns = countsketch.column_count
+check_count_sketch_table = countsketch.check_table
+COUNT_SKETCH_DEFAULT_FRACTION = countsketch.DEFAULT_FRACTION
 
 
 def _identity_bits(num_elements: int, *, direction: str = "aggregate",

@@ -43,11 +43,17 @@ import tensorflow_federated as tff
 from tensorflow_federated.python.core.impl.types import type_conversions
 
 from fedcompress.codecs import accounting
-from fedcompress.codecs.builtin import CountSketch, count_sketch_columns
+from fedcompress.codecs.builtin import (
+  COUNT_SKETCH_DEFAULT_FRACTION,
+  CountSketch,
+  check_count_sketch_table,
+  count_sketch_columns,
+)
 from fedcompress.codecs.stages import _common
 
 
-def check_options(rows: int = 1, columns: int = 0, fraction: float = 0.05,
+def check_options(rows: int = 1, columns: int = 0,
+                  fraction: float = COUNT_SKETCH_DEFAULT_FRACTION,
                   topk: float = 0.01, momentum: float = 0.9, learning_rate: float = 1.0,
                   seed: int = 0) -> dict:
   """FetchSGD's options, checked, with their defaults.
@@ -70,10 +76,11 @@ def check_options(rows: int = 1, columns: int = 0, fraction: float = 0.05,
     raise ValueError(f"fetchsgd momentum must be < 1, got {momentum!r}")
   if learning_rate == 0:
     raise ValueError("fetchsgd learning_rate must be > 0")
-  return {"rows": _common.check_int("rows", rows, 1, 64),
-          "columns": _common.check_int("columns", columns, 0, 2**31 - 1),
-          "fraction": _common.check_fraction("fraction", fraction),
-          "topk": _common.check_fraction("topk", topk),
+  sketch = {"rows": _common.check_int("rows", rows, 1, 64),
+            "columns": _common.check_int("columns", columns, 0, 2**31 - 1),
+            "fraction": _common.check_fraction("fraction", fraction)}
+  check_count_sketch_table(**sketch, name="fetchsgd")
+  return {**sketch, "topk": _common.check_fraction("topk", topk),
           "momentum": float(momentum), "learning_rate": float(learning_rate),
           "seed": _common.check_int("seed", seed, 0, 2**31 - 1)}
 

@@ -113,6 +113,15 @@ def test_options_are_checked():
   with pytest.raises(ValueError, match="unknown aggregator"):
     AggregatorSpec("fetchsdg")
   assert AggregatorSpec("fetchsgd", {"rows": 1}).describe().startswith("fetchsgd(")
+  # Ignored beside columns, a fraction still named the run: a sweep over it made
+  # identical runs under other labels.
+  with pytest.raises(ValueError, match="fetchsgd: fraction=0.5 is used only with columns=0"):
+    AggregatorSpec("fetchsgd", {"columns": 1000, "fraction": 0.5})
+  assert AggregatorSpec("fetchsgd", {"columns": 1000}).options["columns"] == 1000
+  # Bucket ids are int32, as in the countsketch codec: TensorFlow failed on a wrapped bound.
+  with pytest.raises(ValueError, match="fetchsgd: columns=1073741824 with rows=2 puts bucket "
+                     "ids past int32"):
+    AggregatorSpec("fetchsgd", {"columns": 2**30, "rows": 2})
 
 
 def linear_model_fn():

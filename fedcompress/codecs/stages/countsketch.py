@@ -135,6 +135,10 @@ class CountSketch:
     return tf.scatter_nd(top[:, tf.newaxis], tf.gather(estimate, top), [self.num_elements])
 
 
+# The table's size as a fraction of the tensor's elements, when `columns` is not given.
+DEFAULT_FRACTION = 0.05
+
+
 def column_count(num_elements: int, rows: int, columns: int, fraction: float) -> int:
   """`columns` if given (> 0), else `ceil(fraction * n / rows)`, at least 1."""
   if columns > 0:
@@ -158,7 +162,7 @@ class CountSketchEncodingStage(te.core.EncodingStageInterface):
   ENCODED_VALUES_KEY = "table"
   SEED_PARAMS_KEY = "seed"
 
-  def __init__(self, rows: int = 5, columns: int = 0, fraction: float = 0.05,
+  def __init__(self, rows: int = 5, columns: int = 0, fraction: float = DEFAULT_FRACTION,
                seed_policy: str = "round", seed: int = 0):
     checked = check_options(rows, columns, fraction, seed_policy, seed)
     self._rows, self._columns, self._fraction = (checked["rows"], checked["columns"],
@@ -207,7 +211,7 @@ class CountSketchEncodingStage(te.core.EncodingStageInterface):
     return tf.reshape(estimate, shape)
 
 
-def check_options(rows: int = 5, columns: int = 0, fraction: float = 0.05,
+def check_options(rows: int = 5, columns: int = 0, fraction: float = DEFAULT_FRACTION,
                   seed_policy: str = "round", seed: int = 0) -> dict:
   """The `countsketch` codec's options, checked, with their defaults.
 
@@ -220,27 +224,38 @@ def check_options(rows: int = 5, columns: int = 0, fraction: float = 0.05,
              "fraction": _common.check_fraction("fraction", fraction),
              "seed_policy": _common.check_choice("seed_policy", seed_policy, SEED_POLICIES),
              "seed": _common.check_int("seed", seed, 0, 2**31 - 1)}
-  # Bucket ids are int32: each hash draws in [0, 2 * columns) and a row's ids start at
-  # row * columns, so both must fit, or the draw's bound would wrap to a negative one.
-  widest = (2**31 - 1) // max(2, options["rows"])
-  if options["columns"] > widest:
-    raise ValueError(f"countsketch: columns={options['columns']} with rows={options['rows']} "
-                     f"puts bucket ids past int32; at most {widest} columns")
+  check_table(options["rows"], options["columns"], options["fraction"], "countsketch")
   if seed and seed_policy == "round":
     raise ValueError(f"countsketch: seed={seed} needs seed_policy=fixed (with "
                      "seed_policy=round the server draws the hashes' seed each round)")
   return options
 
 
-def build(rows: int = 5, columns: int = 0, fraction: float = 0.05, seed_policy: str = "round",
-          seed: int = 0) -> te.core.Encoder:
+def check_table(rows: int, columns: int, fraction: float, name: str) -> None:
+  """Refuses a table whose bucket ids overflow int32, and a `fraction` beside given
+  `columns` (which size the table alone), naming the codec or aggregator `name`."""
+  # Bucket ids are int32: each hash draws in [0, 2 * columns) and a row's ids start at
+  # row * columns, so both must fit, or the draw's bound would wrap to a negative one.
+  widest = (2**31 - 1) // max(2, rows)
+  if columns > widest:
+    raise ValueError(f"{name}: columns={columns} with rows={rows} puts bucket ids past "
+                     f"int32; at most {widest} columns")
+  # Ignored, it would still name the run: a sweep over `fraction` at fixed `columns`
+  # made identical runs under other labels.
+  if columns and fraction != DEFAULT_FRACTION:
+    raise ValueError(f"{name}: fraction={fraction} is used only with columns=0 (it sizes the "
+                     f"table when columns is not given); columns={columns} was given")
+
+
+def build(rows: int = 5, columns: int = 0, fraction: float = DEFAULT_FRACTION,
+          seed_policy: str = "round", seed: int = 0) -> te.core.Encoder:
   """The `countsketch` encoder: the stage alone (it flattens by itself)."""
   return te.core.EncoderComposer(
       CountSketchEncodingStage(rows, columns, fraction, seed_policy, seed)).make()
 
 
 def bits_formula(num_elements: int, *, rows: int = 5, columns: int = 0,
-                 fraction: float = 0.05, seed_policy: str = "round", seed: int = 0,
+                 fraction: float = DEFAULT_FRACTION, seed_policy: str = "round", seed: int = 0,
                  direction: str = "aggregate", dtype=tf.float32) -> int:
   """Exact bits of one `num_elements`-element tensor: the table, plus the seed in a
   broadcast (where the decode parameters travel with the payload)."""
@@ -257,7 +272,7 @@ def sum_decode_exact(rows: int = 5, **_) -> bool:
 
 
 def relative_error_bound(num_elements: int, *, rows: int = 5, columns: int = 0,
-                         fraction: float = 0.05, seed_policy: str = "round",
+                         fraction: float = DEFAULT_FRACTION, seed_policy: str = "round",
                          seed: int = 0) -> float:
   """Worst-case `||x - x_hat|| / ||x||` over all inputs and hashes: `sqrt(rows n (n - 1))`.
 
