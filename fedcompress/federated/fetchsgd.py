@@ -23,6 +23,13 @@ at its last commit 833ca44): the error sketch is zeroed instead of having the sk
 `delta` subtracted, which its comment says made the model diverge, and the momentum
 sketch is zeroed at the same buckets as a cheap stand-in for momentum factor masking.
 
+A client's update is whatever its local training made of the broadcast model: in
+`build_fedavg`, its FedAvg update (its epochs over its batches at the client learning
+rate, several SGD steps). The paper's clients, and the reference code's ("for all
+non-fedavg modes, we just do a single step", `fed_worker.py`), send one gradient, which
+`learning_rate` scales: one client step over all its data at client learning rate 1
+makes the update that gradient (the README gives the flags).
+
 Clients keep nothing between rounds (no client state): momentum and error feedback live
 on the server, which is why FetchSGD suits cross-device training where a client is
 rarely sampled twice. The two sketches are part of the aggregator's state, so they are
