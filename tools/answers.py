@@ -119,10 +119,21 @@ def _code(repo: str = rundir.CHECKOUT) -> str:
 
 
 def _pretrain(path: str) -> None:
+  from fedcompress.tasks.errors import file_fingerprint
   from fedcompress.tasks.models import pretrain
 
   print(f"== pretraining the Shakespeare model into {path}: {PRETRAIN}", flush=True)
   pretrain.pretrain_char_rnn(output=path, text_files=list(DICKENS), **PRETRAIN)
+  # Beside the model, for the reruns that find it made: which settings made this file.
+  record = _pretrained_by(path)
+  with open(record + ".tmp", "w") as f:
+    json.dump({"file_fingerprint": file_fingerprint(path, whole=True),
+               "settings": {**PRETRAIN, "text_files": list(DICKENS)}}, f, indent=1)
+  durable.replace(record + ".tmp", record)
+
+
+def _pretrained_by(path: str) -> str:
+  return path + ".pretrained_by.json"
 
 
 def _parameters(name: str) -> int:
@@ -172,6 +183,11 @@ def _probe_task(name: str, seed: int):
   return setup.task, pretrained.get_weights()
 
 
+def _probe_widths() -> list[int]:
+  """The widths (b)'s entropy probe measures: (a)'s defaults and every one of --bits."""
+  return sorted({*answers_table.QUANTIZER_BITS, *_bits()})
+
+
 def entropy_probe(name: str, seeds: list[int]) -> dict[int, dict[int, dict[str, float]]]:
   """seed -> quantizer width -> entropy, Huffman and bit-packed bits per symbol.
 
@@ -185,7 +201,7 @@ def entropy_probe(name: str, seeds: list[int]) -> dict[int, dict[int, dict[str, 
   probe = DATASETS[name]["probe"]
   # (b) needs no runs: it measures every width of (a)'s default, whatever --bits says.
   codecs = {b: answers_table.huffman_codec(b)
-            for b in sorted({*answers_table.QUANTIZER_BITS, *_bits()})}
+            for b in _probe_widths()}
   pretrained = FLAGS.pretrained_model if name == "shakespeare" else None
   # A probe made by other code, or from another model at the same path, is measured
   # again, as one of other settings always was. The sweep refuses a run of other
@@ -255,7 +271,8 @@ def run_dataset(name: str, seeds: list[int]) -> dict:
   }
   return {"title": spec["title"], "experiment": spec["experiment"],
           "common_flags": common, "root_output_dir": root, "coordinates": coordinates,
-          "probe": spec["probe"], "runs": summaries, "answers": answers}
+          "probe": {**spec["probe"], "widths": _probe_widths()}, "runs": summaries,
+          "answers": answers}
 
 
 def _json(results: dict, settings: dict) -> dict:
@@ -266,6 +283,28 @@ def _json(results: dict, settings: dict) -> dict:
         "answers": {k: {"rows": a.rows, "sentence": a.sentence}
                     for k, a in result["answers"].items()}}
   return out
+
+
+def pretrained_record(path: str) -> dict:
+  """What answers.json says of the Shakespeare runs' pretrained model.
+
+  The settings it was pretrained with only when this tool trained it (`_pretrain`'s
+  record beside it, of the same content; a rerun after Ctrl-C or a --configs split finds
+  the file made): a file it was given may come from other code or settings (the
+  README's larger model), which it cannot know. The model by its content either way.
+  """
+  from fedcompress.tasks.errors import file_fingerprint
+
+  fingerprint = file_fingerprint(path, whole=True)
+  try:
+    with open(_pretrained_by(path)) as f:
+      made = json.load(f)
+  except (OSError, ValueError):  # None (a model of its own), or damaged: not known.
+    made = None
+  record = {"path": path, "file_fingerprint": fingerprint}
+  if isinstance(made, dict) and made.get("file_fingerprint") == fingerprint:
+    return {**record, "pretrained_here": made.get("settings")}
+  return {**record, "given": True}
 
 
 def main(argv):
@@ -320,8 +359,9 @@ def main(argv):
       "date": datetime.date.today().isoformat(),
       "seeds": seeds, "output": FLAGS.output,
       "configurations": configurations,
-      "pretrain": {**PRETRAIN, "text_files": list(DICKENS)},
   }
+  if "shakespeare" in FLAGS.datasets:
+    settings["pretrained_model"] = pretrained_record(FLAGS.pretrained_model)
   results = {}
   try:
     for name in FLAGS.datasets:
@@ -331,7 +371,10 @@ def main(argv):
     if code is None:
       raise
     return code
-  if FLAGS.configs or FLAGS.probe_only:
+  if FLAGS.probe_only:
+    print("probes done (--probe_only: no runs, no answers)")
+    return 0
+  if FLAGS.configs:
     print("runs done; the answers need every configuration: rerun without --configs")
     return 0
   os.makedirs(os.path.dirname(FLAGS.output) or ".", exist_ok=True)

@@ -353,8 +353,10 @@ def format_section(results: Mapping[str, Mapping[str, Any]], settings: Mapping[s
     lines += ["", f"**{result['title']}.** Each run: `{result['common_flags']}` "
               f"(`--experiment={result['experiment']}` in the sweep). (b) re-encodes, "
               f"per seed, the first-round updates of {result['probe']['clients']} "
-              f"client(s) from {result['probe']['from']} with `{huffman_codec(2)}` (and 3, "
-              "4 bits) and decodes the stream back to its symbols "
+              f"client(s) from {result['probe']['from']} with `{huffman_codec(2)}` (and "
+              + ", ".join(str(b) for b in result["probe"].get("widths", QUANTIZER_BITS)
+                          if b != 2)
+              + " bits) and decodes the stream back to its symbols "
               "(`tools/symbol_entropy.py`). Runs "
               f"{summary.format_sources(result['runs'], names=False)}."]
     for key, heading in QUESTIONS:

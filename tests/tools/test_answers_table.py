@@ -6,6 +6,7 @@ t_{0.975,2} * 0.01 / sqrt(3) = 4.302653 * 0.01 / 1.732051 = 0.024841.
 """
 
 import json
+import pathlib
 
 import pytest
 
@@ -188,6 +189,11 @@ def test_section_written_into_the_readme(tmp_path):
                             "--readme=README.md`) on abc1234, 2026-12-01; 3 seeds (0,1,2)")
   assert "**digits, 5 rounds.** Each run: `--rounds=5`" in section
   assert "first-round updates of 2 client(s) from the initializers" in section
+  assert "|huffman` (and 3, 4 bits) and decodes" in section
+  # The probe measures every --bits width too: the block names them.
+  results["digits"]["probe"]["widths"] = [2, 3, 4, 6]
+  assert "|huffman` (and 3, 4, 6 bits) and decodes" in at.format_section(results, settings)
+  del results["digits"]["probe"]["widths"]
   # Reused runs may come from older code: the block says which made them.
   assert ("Runs made on aaaa11112222 (3 runs) and bbbb33334444+modified (1 run)."
           in section)
@@ -346,3 +352,33 @@ def test_bits_per_coordinate_count_the_rounds_the_runs_ran(tmp_path, load_binary
     assert module._coordinates("digits", str(tmp_path), summaries) == 3 * 4 * parameters
     with pytest.raises(ValueError, match="ran different numbers of rounds"):
       module._coordinates("digits", str(tmp_path), [summaries[0], {"run": "b", "rounds": 2}])
+
+
+def test_answers_json_names_pretrain_settings_only_for_a_model_it_trained(load_binary,
+                                                                          tmp_path,
+                                                                          monkeypatch):
+  # It said the built-in pretraining settings for any file it was given (the README's
+  # larger model, or one made by older code), and for digits-only sweeps too; then a
+  # rerun (after Ctrl-C, or a --configs split) found its own model made and lost them.
+  import hashlib
+
+  from fedcompress.tasks.models import pretrain
+
+  given = tmp_path / "given.keras"
+  given.write_bytes(b"a model made elsewhere")
+  digest = hashlib.sha256(b"a model made elsewhere").hexdigest()
+  made = tmp_path / "made.keras"
+  # Training itself is `pretrain`'s (tests/experiments/test_pretrain_char_rnn.py): here,
+  # what the tool records of the file it made.
+  monkeypatch.setattr(pretrain, "pretrain_char_rnn",
+                      lambda output, **_: pathlib.Path(output).write_bytes(b"trained here"))
+  with load_binary("tools/answers.py") as module:
+    assert module.pretrained_record(str(given)) == {
+        "path": str(given), "file_fingerprint": f"22:{digest}", "given": True}
+    module._pretrain(str(made))
+    for _ in range(2):  # The run that made it, and every rerun.
+      record = module.pretrained_record(str(made))
+      assert record["pretrained_here"] == {**module.PRETRAIN,
+                                           "text_files": list(module.DICKENS)}
+    made.write_bytes(b"retrained by other code at the same path")
+    assert module.pretrained_record(str(made))["given"] is True
