@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> None:
   from fedcompress.harness import rundir
   from fedcompress.harness.cli import fail
   from fedcompress.tasks.datasets import shakespeare as sh
-  from fedcompress.tasks.errors import DatasetUnavailableError
+  from fedcompress.tasks.errors import DatasetUnavailableError, cached_path, file_fingerprint
 
   try:
     train, _ = sh.load_shakespeare(args.cache_dir)
@@ -78,7 +78,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{summary['at_least_twice']} at least twice; the worst {worst} "
         f"{ratios[worst]:.2f}x ({counts[worst][0]} rows for {counts[worst][1]} windows)")
   with open(args.output, "w") as f:
+    # The data it counted too: which file, and how many of its clients.
     json.dump({"client_batch_size": args.client_batch_size, "seq_length": args.seq_length,
+               "max_clients": args.max_clients, "cache_dir": args.cache_dir,
+               "data_file_fingerprint": file_fingerprint(
+                   cached_path(args.cache_dir, sh.SHAKESPEARE_SQLITE)),
                "summary": summary, "counts": counts, "source": rundir.source()}, f, indent=1)
   print(f"wrote {args.output}")
 

@@ -33,6 +33,10 @@ def test_counts_rows_and_real_windows(shakespeare_dir, tmp_path, capsys):
   padded_weights.main([f"--cache_dir={shakespeare_dir}", f"--output={output}"])
   result = json.loads(output.read_text())
   assert result["counts"] == {"ONE": [4, 1], "FIVE": [8, 5]}
+  # Which data made them: the folder, its file's fingerprint, how many of its clients.
+  sqlite = shakespeare_dir / "shakespeare.sqlite"
+  assert result["cache_dir"] == str(shakespeare_dir) and result["max_clients"] == 0
+  assert result["data_file_fingerprint"].startswith(f"{sqlite.stat().st_size}:")
   assert result["summary"] == {"clients": 2, "heavier": 2, "at_least_twice": 1,
                                "without_real_windows": 0,
                                "worst": {"client": "ONE", "ratio": 4.0}}
