@@ -46,12 +46,13 @@ def measure(codec: str, width: float, kind: str, clients: int, size: int,
   options = allocation.width_options(base, width)
   if options is None:
     raise ValueError(f"{codec} takes no width {width:g}")
-  # The figure the plan uses: measured as `AllocatedCodec` measures it.
-  c = allocation.normalized_mse(CodecSpec(codec, options, threshold=0))
+  # The figure the plan uses: measured as `AllocatedCodec` measures it. `options` holds
+  # `codec`'s inline ones too, so the codec goes by its bare name.
+  c = allocation.normalized_mse(CodecSpec(base.name, options, threshold=0))
   planned = statistics.fmean(
       planned_error(c, _mean_error.client_vectors(kind, clients, size, seed)) for seed in seeds)
   measured = statistics.fmean(
-      _mean_error.mean_error(codec, options, kind, clients, size, seeds))
+      _mean_error.mean_error(base.name, options, kind, clients, size, seeds))
   return {"width": width, "options": options, "kind": kind, "normalized_mse": c,
           "planned": planned, "measured": measured, "ratio": measured / planned}
 
@@ -91,6 +92,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     widths = allocation.parse_widths(args.widths)
   except ValueError as e:
     parser.error(f"--widths: {e}")
+  from fedcompress.codecs import CodecSpec
+
+  try:  # Inline options (eden(block_size=256)) go with every width.
+    given = sorted({"bits", "keep"} & set(CodecSpec(args.codec, threshold=0).options))
+  except ValueError as e:
+    parser.error(f"--codec: {e}")
+  if given:
+    parser.error(f"--codec: the widths set {' and '.join(given)}; leave them out of "
+                 f"{args.codec}")
   print(f"{args.codec}, {args.clients} clients, {args.size} coordinates, mean of "
         f"{args.seeds} rounds: normalized squared error of the decoded mean")
   rows = []

@@ -66,3 +66,18 @@ def test_a_codec_of_ones_own_is_measured_from_its_module(tmp_path):
   assert recorded["codec_modules"] == [str(module)]
   (row,) = recorded["rows"]
   assert row["width"] == 2 and row["measured"] > 0 and row["planned"] > 0
+
+
+def test_inline_options_go_with_every_width_and_the_widths_own_are_refused(tmp_path, capsys):
+  # eden(bits=2) was refused as "option 'bits' is given twice", though given once: the
+  # widths set bits (and keep). Other inline options go with every width.
+  output = tmp_path / "allocation_bias.json"
+  with pytest.raises(SystemExit):
+    allocation_bias.main(["--codec=eden(bits=2)", f"--output={output}"])
+  assert capsys.readouterr().err.startswith(
+      "error: --codec: the widths set bits; leave them out of eden(bits=2)")
+  allocation_bias.main(["--codec=eden(block_size=256)", "--widths=0.5,2", "--kinds=identical",
+                        "--clients=2", "--size=1024", "--seeds=1", f"--output={output}"])
+  rows = json.loads(output.read_text())["rows"]
+  assert [r["options"] for r in rows] == [{"block_size": 256, "bits": 1, "keep": 0.5},
+                                          {"block_size": 256, "bits": 2}]
