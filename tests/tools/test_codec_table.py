@@ -128,3 +128,14 @@ def test_a_coded_broadcast_has_its_ratio_beside_the_uplinks(tmp_path):
   assert lines[3].count("|") == lines[2].count("|")
   assert "| 1.0x | 32.00 | 4.0x |  | 0.75s |" in lines[5]
   assert "| 4.0x | 8.00 |  | 8.0x | 0.75s |" in lines[6]
+
+
+def test_coded_ratios_are_taken_against_what_the_baseline_sent(tmp_path):
+  # A baseline that entropy-coded its uplink too (1,600 of 3,200 raw bits a round): a
+  # run sending 400 coded bits sent 4x fewer than it, not the 8x of its raw size.
+  _run(tmp_path, "coded_base", 3200, 0.90, coded=1600)
+  _run(tmp_path, "up_huff", 800, 0.90, coded=400)
+  summaries = summary.compare_runs([str(tmp_path / "coded_base"), str(tmp_path / "up_huff")],
+                                   baseline="coded_base")
+  rows = codec_table.table_rows(summaries, str(tmp_path), "coded_base")
+  assert [r["aggregate_coded_ratio"] for r in rows] == [1.0, 4.0]
