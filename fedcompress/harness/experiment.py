@@ -903,6 +903,24 @@ def check_remote_codecs(aggregate: CodecSpec | AllocatedCodec, *, secure_aggrega
                      "draw_seed() and stateless ops, or run without --workers")
 
 
+def check_aggregation(config: ExperimentConfig, population: int | None = None) -> None:
+  """Raises what the uplink's aggregation refuses of `config`'s codec: under secure
+  aggregation or DP (`check_protected_mean`), or under the client weighting of the
+  encoded mean (`check_weighted_codec`).
+
+  `population`, the clients sampled from, checks DP's sampling too; None leaves that to
+  `check_experiment` (a sweep checks its runs before any has its data).
+  """
+  weighting = CLIENT_WEIGHTINGS[config.client_weighting]
+  if config.secure_aggregation or config.dp != "none":
+    dp = config.dp_config(config.clients_per_round if population is None else population)
+    check_protected_mean(config.aggregate_codec, secure_aggregation=config.secure_aggregation,
+                         clients_per_round=config.clients_per_round, dp=dp,
+                         client_weighting=weighting)
+  elif config.aggregator.is_mean:
+    check_weighted_codec(config.aggregate_codec, weighting)
+
+
 def check_experiment(task: FederatedTask, config: ExperimentConfig) -> None:
   """Raises what `run_experiment(task, config)` would refuse before its first round.
 
@@ -924,13 +942,7 @@ def check_experiment(task: FederatedTask, config: ExperimentConfig) -> None:
                      "aggregation sizes its field for --clients_per_round="
                      f"{config.clients_per_round}: pass --clients_per_round="
                      f"{len(config.fixed_clients)}")
-  if config.secure_aggregation or config.dp != "none":
-    check_protected_mean(config.aggregate_codec, secure_aggregation=config.secure_aggregation,
-                         clients_per_round=config.clients_per_round,
-                         dp=config.dp_config(len(task.client_ids)),
-                         client_weighting=CLIENT_WEIGHTINGS[config.client_weighting])
-  elif config.aggregator.is_mean:
-    check_weighted_codec(config.aggregate_codec, CLIENT_WEIGHTINGS[config.client_weighting])
+  check_aggregation(config, len(task.client_ids))
   check_error_feedback_on_model(lambda: task.model_fn, config)
   if runtime.is_remote():  # The binaries say it before connecting (--workers).
     check_remote_codecs(config.aggregate_codec,

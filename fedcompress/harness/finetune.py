@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import os
+from collections.abc import Sequence
 
 import tensorflow as tf
 
@@ -68,6 +69,15 @@ def _refuse_short_clients(task, clients) -> None:
                      "mean: pass --pad_short_clients, or list other clients")
 
 
+def check_uniform_weighting(client_weighting: str, pad_short_clients: bool,
+                            fixed_clients: Sequence[str] | None) -> None:
+  """Refuses uniform client weights over sampled Shakespeare clients without padding."""
+  if client_weighting == "uniform" and not pad_short_clients and not fixed_clients:
+    raise ValueError("--client_weighting=uniform counts every sampled client once, and a "
+                     "client shorter than one batch of windows would add a zero update to "
+                     "the mean: pass --pad_short_clients")
+
+
 def run_finetune(config: ExperimentConfig, *, pretrained_path: str | None,
                  cache_dir: str | None, model: str | None = None, epochs: int = 1,
                  batch_size: int = 8, seq_length: int = 100,
@@ -106,10 +116,7 @@ def run_finetune(config: ExperimentConfig, *, pretrained_path: str | None,
                      f"got {num_generate} and {temperature}")
   if (pretrained_path is None) == (model is None):
     raise ValueError("give either --pretrained_model or a --model to train from scratch")
-  if config.client_weighting == "uniform" and not pad_short_clients and not config.fixed_clients:
-    raise ValueError("--client_weighting=uniform counts every sampled client once, and a "
-                     "client shorter than one batch of windows would add a zero update to "
-                     "the mean: pass --pad_short_clients")
+  check_uniform_weighting(config.client_weighting, pad_short_clients, config.fixed_clients)
   if pretrained_path is not None and rundir.PRETRAINED_DIGEST not in config.recorded:
     # A library caller's config: the run is tied to the model's content as the
     # binary's is (shakespeare_config_from_flags).

@@ -32,7 +32,7 @@ from fedcompress.harness.experiment import (
   check_remote_codecs,
   codec_names,
 )
-from fedcompress.harness.finetune import run_finetune
+from fedcompress.harness.finetune import check_uniform_weighting, run_finetune
 from fedcompress.tasks.datasets import emnist as emnist_data
 from fedcompress.tasks.datasets import shakespeare as shakespeare_data
 from fedcompress.tasks.datasets.digits import MIN_DIRICHLET_ALPHA
@@ -417,6 +417,8 @@ def shakespeare_config_from_flags(fv: FlagValues, module_names: list[str] | None
                      "scratch)")
   if fv.model != PRETRAINED and fv.pretrained_model:
     raise ValueError(f"--model={fv.model} trains from scratch: leave --pretrained_model unset")
+  # Here too, not only when the run starts: a sweep ran the runs before such a one.
+  check_uniform_weighting(fv.client_weighting, fv.pad_short_clients, fv.clients)
   extra = {"dataset": "shakespeare"}
   if fv.pretrained_model:
     extra[rundir.PRETRAINED_DIGEST] = file_fingerprint(fv.pretrained_model, whole=True)

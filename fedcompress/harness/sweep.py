@@ -192,6 +192,11 @@ def _plan(kind: ExperimentKind, run: SweepRun, root_output_dir: str,
       # Not when the run starts: a sweep refused a codec after the runs before it.
       from fedcompress.harness.experiment import check_error_feedback_on_model
       check_error_feedback_on_model(lambda: kind.model_fn(fv), config)
+    # The same: fixed_int under example weights, or a codec secure aggregation or DP
+    # cannot take, was refused after the runs before it had run. Without the data (a
+    # finished run is skipped without it): the population is checked when a run starts.
+    from fedcompress.harness.experiment import check_aggregation
+    check_aggregation(config)
   except (flags.Error, ValueError) as e:
     raise ValueError(f"sweep run {run.name!r}: {e}") from None
   run_dir = config.run_dir
@@ -244,6 +249,21 @@ def sweep_failure(error: Exception, *, experiment: str = "emnist",
                      offline=experiment == "emnist")
 
 
+# `_runtime_settings` of a run with none of the runtime flags: the local worker, one
+# client per core (what `runtime.install` puts in place).
+_LOCAL_DEFAULT = ((), None, None)
+
+
+def _runtime_settings(fv: flags.FlagValues) -> tuple:
+  """`runtime.configure`'s arguments for a run's --workers, --max_concurrent_clients and
+  --worker_timeout_s (the timeout only with workers; none of them for a kind without)."""
+  def value(name: str) -> Any:
+    return fv[name].value if name in fv else None
+
+  workers = tuple(value("workers") or ())
+  return workers, value("max_concurrent_clients"), value("worker_timeout_s") if workers else None
+
+
 def run_sweep(runs: Sequence[SweepRun], root_output_dir: str, *, experiment: str = "emnist",
               common_flags: str = "", baseline: str | None = None,
               seeds: Sequence[int] | None = None,
@@ -252,6 +272,10 @@ def run_sweep(runs: Sequence[SweepRun], root_output_dir: str, *, experiment: str
 
   `seeds` runs every configuration once per seed (see the module docstring); the
   returned rows are then per run and seed, the seed table is in the files written.
+
+  A run's --workers, --max_concurrent_clients and --worker_timeout_s, where given, set
+  where it runs (`runtime.configure`, as its binary); runs that give none run on the
+  context in place. A sweep that configured one leaves the process on a local worker.
 
   Raises:
     ValueError: a run's flags or values are bad, or its directory holds a run made with
@@ -279,17 +303,32 @@ def run_sweep(runs: Sequence[SweepRun], root_output_dir: str, *, experiment: str
     runs = with_seeds(runs, seeds)
     names = [r.name for r in runs]
   plans = [_plan(kind, run, root_output_dir, common) for run in runs]
-  for plan in plans:
-    name = plan.run.name
-    if plan.action == "skip":
-      log(f"== {name}: finished ({plan.done} rounds), skipped")
-      continue
-    if plan.action == "resume":
-      log(f"== {name}: " + (f"resuming after round {plan.done}" if plan.done
-                            else "no checkpoint to resume from: starting over"))
-    else:
-      log(f"== {name}: {' '.join(plan.run.args)}")
-    kind.run(plan.fv, plan.config)
+  # A run that gives --workers or --max_concurrent_clients runs as its binary would run
+  # it: the sweep had run every run on the process's context, its config.json naming
+  # the workers. Runs that give neither run on the context in place (the caller's).
+  from fedcompress.federated import runtime
+
+  configured = None  # What the sweep put in place; None: the caller's context, untouched.
+  try:
+    for plan in plans:
+      name = plan.run.name
+      if plan.action == "skip":
+        log(f"== {name}: finished ({plan.done} rounds), skipped")
+        continue
+      if plan.action == "resume":
+        log(f"== {name}: " + (f"resuming after round {plan.done}" if plan.done
+                              else "no checkpoint to resume from: starting over"))
+      else:
+        log(f"== {name}: {' '.join(plan.run.args)}")
+      wanted = _runtime_settings(plan.fv)
+      if wanted != (_LOCAL_DEFAULT if configured is None else configured):
+        configured = ()  # Until it is in place: a failed connection is no context to keep.
+        runtime.configure(*wanted)
+        configured = wanted
+      kind.run(plan.fv, plan.config)
+  finally:
+    if configured not in (None, _LOCAL_DEFAULT):  # Then on one local worker per core.
+      runtime.configure()
   # With seeds, each run's bits are compared with the baseline's run of its own seed.
   ratio_baseline = ({f"{c}_seed{seed}": f"{baseline}_seed{seed}"
                      for c in configurations for seed in seeds} if seeds else baseline)

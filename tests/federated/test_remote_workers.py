@@ -256,6 +256,30 @@ def test_experiment_binary_through_workers(workers, load_binary, tmp_path):
   assert local[0][m.BROADCAST_BITS] == 2 * 15_357_536
 
 
+def test_a_sweep_runs_on_its_runs_workers_then_leaves_the_process_local(workers, tmp_path):
+  # A run's --workers are where it runs, as with its binary (the sweep ran every run on
+  # the process's context, its config.json naming the workers); a run without them runs
+  # on the context in place, here the caller's remote one, which the sweep keeps.
+  from fedcompress.harness import sweep
+
+  (address, _, pid), (other, _, other_pid) = workers
+  common = "--dataset=digits --digits_clients=4 --clients_per_round=2 --rounds=1"
+  try:
+    runtime.set_local_context()
+    before = _cpu_ticks(pid)
+    sweep.run_sweep(sweep.runs_from_grid("aggregate_encoder=identity"), str(tmp_path / "a"),
+                    common_flags=f"{common} --workers={address}")
+    assert _cpu_ticks(pid) > before and runtime.worker_pids() == []  # Nothing ran locally.
+    assert not runtime.is_remote()
+    runtime.set_remote_context([other])
+    before = _cpu_ticks(other_pid)
+    sweep.run_sweep(sweep.runs_from_grid("aggregate_encoder=identity"), str(tmp_path / "b"),
+                    common_flags=common)
+    assert _cpu_ticks(other_pid) > before and runtime.is_remote()
+  finally:
+    runtime.set_local_context()
+
+
 def test_workers_stop_cleanly(workers):
   for _, proc, _ in workers:
     proc.send_signal(signal.SIGTERM)

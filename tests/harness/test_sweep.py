@@ -55,3 +55,65 @@ def test_a_flagfile_with_a_byte_order_mark_is_said_as_such(tmp_path):
   with pytest.raises(ValueError, match=r"sweep run 'windows': '--dataset=digits' starts with "
                      r"an invisible byte-order mark \(U\+FEFF\)"):
     sweep._plan(sweep.get_experiment("emnist"), run, str(tmp_path / "out"), [])  # noqa: SLF001
+
+
+def test_refusals_that_need_no_run_come_before_any_run(tmp_path):
+  # Each was refused when its own run started, after the runs before it had run (a
+  # review): fixed_int under example weights, a codec secure aggregation cannot take,
+  # more digits clients than digits, and Shakespeare's uniform weights without padding.
+  import pytest
+
+  common = "--dataset=digits --digits_clients=4 --clients_per_round=2 --rounds=1"
+  cases = [
+      ("aggregate_encoder=identity,fixed_int", common, "emnist",
+       "sweep run 'aggregate_encoder-fixed_int': fixed_int clips and scales absolute values"),
+      ("aggregate_encoder=fixed_int,drive",
+       common + " --secure_aggregation --client_weighting=uniform", "emnist",
+       "sweep run 'aggregate_encoder-drive': --secure_aggregation needs a codec that sends"),
+      ("digits_clients=4,1500", common, "emnist",
+       "sweep run 'digits_clients-1500': --digits_clients=1500, but the digits have only"),
+      ("client_weighting=num_examples,uniform", "--model=fedopt_lstm --rounds=1",
+       "shakespeare", "sweep run 'client_weighting-uniform': --client_weighting=uniform "
+       "counts every sampled client once"),
+      ("aggregate_encoder=identity,fixed_int", "--model=fedopt_lstm --rounds=1",
+       "shakespeare", "sweep run 'aggregate_encoder-fixed_int': fixed_int clips and scales"),
+  ]
+  for grid, flags, experiment, message in cases:
+    out = tmp_path / experiment / grid.replace(",", "_")
+    with pytest.raises(ValueError, match=message):
+      sweep.run_sweep(sweep.runs_from_grid(grid), str(out), experiment=experiment,
+                      common_flags=flags)
+    assert not out.exists() or not any(out.iterdir()), grid
+
+
+def test_planning_needs_no_data(tmp_path, monkeypatch):
+  # A finished EMNIST sweep reran without its dataset (skipping every run) until a
+  # check built each run's task; the population is checked when a run starts.
+  image = sweep.get_experiment("emnist")
+
+  def no_data(fv):
+    raise AssertionError("a run's data was read while planning")
+
+  monkeypatch.setitem(sweep.EXPERIMENTS, "emnist", lambda: sweep.ExperimentKind(
+      image.define_flags, image.config, image.run, model_fn=no_data, client_ids=no_data))
+  plan = sweep._plan(sweep.get_experiment("emnist"), sweep.SweepRun("a", ()),  # noqa: SLF001
+                     str(tmp_path), ["--dataset=digits", "--secure_aggregation",
+                                     "--client_weighting=uniform",
+                                     "--aggregate_encoder=fixed_int"])
+  assert plan.action == "start"
+
+
+def test_a_runs_workers_are_used_not_only_recorded(tmp_path):
+  # The sweep ran every run on the local worker, its config.json naming --workers; the
+  # binary with the same flags connects to them. No worker listens on port 1: the run
+  # must fail connecting, and the process be left on its local worker.
+  import pytest
+
+  from fedcompress.federated import runtime
+
+  common = ("--dataset=digits --digits_clients=4 --clients_per_round=2 --rounds=1 "
+            "--workers=127.0.0.1:1 --worker_timeout_s=2")
+  with pytest.raises(Exception, match="127.0.0.1:1 not ready after 2"):
+    sweep.run_sweep(sweep.runs_from_grid("aggregate_encoder=identity"), str(tmp_path),
+                    common_flags=common)
+  assert not runtime.is_remote()
