@@ -33,6 +33,7 @@ from fedcompress.harness.experiment import (
   codec_names,
 )
 from fedcompress.harness.finetune import check_uniform_weighting, run_finetune
+from fedcompress.tasks.datasets import digits as digits_data
 from fedcompress.tasks.datasets import emnist as emnist_data
 from fedcompress.tasks.datasets import shakespeare as shakespeare_data
 from fedcompress.tasks.datasets.digits import MIN_DIRICHLET_ALPHA
@@ -465,6 +466,8 @@ def image_config_from_flags(fv: FlagValues, module_names: list[str] | None = Non
   if fv.dataset == "digits" and config.clients_per_round > fv.digits_clients:
     raise ValueError(f"--clients_per_round={config.clients_per_round} but the dataset has "
                      f"only {fv.digits_clients} clients (--digits_clients)")
+  if fv.dataset == "digits":
+    digits_data.check_num_clients(fv.digits_clients)
   return config
 
 

@@ -48,3 +48,23 @@ def test_dirichlet_split_refuses_bad_alpha():
 def test_more_clients_than_examples():
   with pytest.raises(ValueError, match="--digits_clients=2000, but the digits have only 1437"):
     digits.digits_client_data(num_clients=2000)
+
+
+def test_an_alpha_that_overflows_the_sampler_is_refused():
+  # Finite, but its gamma draws overflow: zero proportions gave a degenerate split
+  # (nearly every client one example) without a word.
+  labels = np.repeat(np.arange(3), 20)
+  with pytest.raises(ValueError, match="--digits_alpha=1.7e\\+308 overflows numpy's Dirichlet"):
+    digits.dirichlet_split(labels, 7, 1.7e308, np.random.default_rng(0))
+  parts = digits.dirichlet_split(labels, 6, 1e300, np.random.default_rng(0))
+  sizes = [len(p) for p in parts]  # Each class's 20 cut evenly: 3 or 4 per client.
+  assert sum(sizes) == 60 and min(sizes) >= 9 and max(sizes) <= 12
+
+
+def test_too_many_clients_is_known_without_the_split():
+  # The flags refuse it before a sweep's first run (or a binary's workers): the count
+  # must be the split's own.
+  train, _ = digits.digits_client_data(num_clients=digits.training_examples())
+  assert len(train.client_ids) == digits.training_examples() == 1437
+  with pytest.raises(ValueError, match="--digits_clients=1438, but the digits have only 1437"):
+    digits.check_num_clients(1438)

@@ -31,6 +31,8 @@ def digits_images() -> tuple[np.ndarray, np.ndarray]:
 # numpy's Dirichlet sampler takes time growing like 1/alpha below about 1e-6 and never
 # returns at 0, without reacting to signals; NaN gives garbage.
 MIN_DIRICHLET_ALPHA = 1e-6
+# The digits held out for the test split.
+TEST_FRACTION = 0.2
 
 
 def dirichlet_split(labels: np.ndarray, num_clients: int, alpha: float,
@@ -51,7 +53,12 @@ def dirichlet_split(labels: np.ndarray, num_clients: int, alpha: float,
   per_client: list[list[int]] = [[] for _ in range(num_clients)]
   for label in np.unique(labels):
     idx = rng.permutation(np.flatnonzero(labels == label))
-    cuts = (np.cumsum(rng.dirichlet([alpha] * num_clients)) * len(idx)).astype(int)[:-1]
+    proportions = rng.dirichlet([alpha] * num_clients)
+    # Its gamma draws overflowed: zeros (or NaN), every client then handed one example.
+    if not (np.all(np.isfinite(proportions)) and abs(proportions.sum() - 1) < 1e-6):
+      raise ValueError(f"--digits_alpha={alpha:g} overflows numpy's Dirichlet sampler over "
+                       f"{num_clients} clients; an alpha of 1e6 already splits near evenly")
+    cuts = (np.cumsum(proportions) * len(idx)).astype(int)[:-1]
     for client, part in enumerate(np.split(idx, cuts)):
       per_client[client].extend(part.tolist())
   # Every client needs at least one example: hand empty ones one from the largest.
@@ -62,8 +69,22 @@ def dirichlet_split(labels: np.ndarray, num_clients: int, alpha: float,
   return [np.array(sorted(ix), dtype=np.int64) for ix in per_client]
 
 
+def training_examples(test_fraction: float = TEST_FRACTION) -> int:
+  """Digits in the training split: `train_test_split` keeps ceil(fraction * n) for test."""
+  n = len(sk_datasets.load_digits().target)
+  return n - math.ceil(test_fraction * n)
+
+
+def check_num_clients(num_clients: int, test_fraction: float = TEST_FRACTION) -> None:
+  """Refuses more clients than training digits (each client needs one), without the
+  split itself: the flags check it before a sweep's first run."""
+  if num_clients > (train := training_examples(test_fraction)):
+    raise ValueError(f"--digits_clients={num_clients}, but the digits have only {train} "
+                     "training examples (each client needs one)")
+
+
 def digits_client_data(num_clients: int = 20, alpha: float = 1.0, seed: int = 0,
-                       test_fraction: float = 0.2):
+                       test_fraction: float = TEST_FRACTION):
   """(train, test) `ClientData` in the `emnist_all.sqlite` element format."""
   if num_clients < 1:
     raise ValueError(f"num_clients must be >= 1, got {num_clients}")
@@ -71,9 +92,7 @@ def digits_client_data(num_clients: int = 20, alpha: float = 1.0, seed: int = 0,
   train_idx, test_idx = train_test_split(np.arange(len(labels)), test_size=test_fraction,
                                          stratify=labels, random_state=seed)
   rng = np.random.default_rng(seed)
-  if num_clients > len(train_idx):
-    raise ValueError(f"--digits_clients={num_clients}, but the digits have only "
-                     f"{len(train_idx)} training examples (each client needs one)")
+  check_num_clients(num_clients, test_fraction)
   parts = dirichlet_split(labels[train_idx], num_clients, alpha, rng)
   width = len(str(num_clients - 1))
 
