@@ -125,11 +125,9 @@ def _pretrain(path: str) -> None:
   print(f"== pretraining the Shakespeare model into {path}: {PRETRAIN}", flush=True)
   pretrain.pretrain_char_rnn(output=path, text_files=list(DICKENS), **PRETRAIN)
   # Beside the model, for the reruns that find it made: which settings made this file.
-  record = _pretrained_by(path)
-  with open(record + ".tmp", "w") as f:
-    json.dump({"file_fingerprint": file_fingerprint(path, whole=True),
-               "settings": {**PRETRAIN, "text_files": list(DICKENS)}}, f, indent=1)
-  durable.replace(record + ".tmp", record)
+  durable.write_json(_pretrained_by(path), {
+      "file_fingerprint": file_fingerprint(path, whole=True),
+      "settings": {**PRETRAIN, "text_files": list(DICKENS)}}, indent=1)
 
 
 def _pretrained_by(path: str) -> str:
@@ -235,9 +233,8 @@ def entropy_probe(name: str, seeds: list[int]) -> dict[int, dict[int, dict[str, 
                                             probe["learning_rate"], seed=seed)
     result[seed] = symbol_entropy.measure_updates(codecs, updates, probe["threshold"])
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path + ".tmp", "w") as f:  # Whole or not at all, as the runs' records.
-    json.dump({"settings": key, "result": result}, f, indent=1)
-  durable.replace(path + ".tmp", path)
+  # Whole or not at all, as the runs' records.
+  durable.write_json(path, {"settings": key, "result": result}, indent=1)
   return result
 
 

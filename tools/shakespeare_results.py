@@ -72,15 +72,10 @@ def _duration(seconds: float | None) -> str:
   return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
-def _coded(run: Mapping[str, Any], direction: str) -> bool:
-  """Whether `run` sent other than its raw `direction` bits (an entropy coder)."""
-  return summary.sent_bits(run, direction) != run[f"{direction}_bits"]
-
-
 def _total(run: Mapping[str, Any], direction: str) -> str:
   """A run's total bits one way: what it sent, and its raw size beside a coded one."""
   raw = format_bits(run[f"{direction}_bits"])
-  if not _coded(run, direction):
+  if direction not in summary.coded_directions([run]):
     return raw
   return f"{format_bits(summary.sent_bits(run, direction))} coded ({raw} raw)"
 
@@ -133,8 +128,7 @@ def format_block(runs: Sequence[Mapping[str, Any]]) -> str:
         f"aggregate bits than {base['run']} "
         f"({format_bits(sent['broadcast'][0] - sent['broadcast'][1])} and "
         f"{format_bits(sent['aggregate'][0] - sent['aggregate'][1])} saved"
-        + (", as entropy-coded" if any(_coded(r, d) for r in (base, run)
-                                       for d in summary.DIRECTIONS) else "") + ").")
+        + (", as entropy-coded" if summary.coded_directions([base, run]) else "") + ").")
   sanity = first["sanity"]
   lines.append(
       f"Sanity check before training: {sanity['client_accuracy']:.4f} character accuracy "

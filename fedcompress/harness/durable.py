@@ -8,7 +8,9 @@ must be durable before the rename, and the rename itself (the directory) after i
 
 from __future__ import annotations
 
+import json
 import os
+from typing import Any
 
 
 def _fsync(path: str) -> None:
@@ -24,3 +26,12 @@ def replace(tmp: str, path: str) -> None:
   _fsync(tmp)
   os.replace(tmp, path)
   _fsync(os.path.dirname(os.path.abspath(path)))
+
+
+def write_json(path: str, value: Any, **dump_options: Any) -> None:
+  """Writes `value` as JSON (`json.dump`'s `dump_options`) to `path`, whole or not at all."""
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(value, f, **dump_options)
+    f.write("\n")
+  replace(tmp, path)

@@ -247,11 +247,7 @@ def read_run_info(run_dir: str) -> dict[str, Any]:
 
 
 def _write_json(path: str, value: Any) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(value, f, indent=2, sort_keys=True)
-    f.write("\n")
-  durable.replace(tmp, path)
+  durable.write_json(path, value, indent=2, sort_keys=True)
 
 
 def jsonable(value: Any) -> Any:
