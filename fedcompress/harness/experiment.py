@@ -832,7 +832,26 @@ def task_identity(task: FederatedTask) -> dict[str, Any]:
   """
   ids = "\n".join(sorted(str(c) for c in task.client_ids)).encode()
   return {"task_name": task.name, "task_clients": len(task.client_ids),
-          "task_client_ids_sha256": hashlib.sha256(ids).hexdigest()}
+          "task_client_ids_sha256": hashlib.sha256(ids).hexdigest(),
+          rundir.CLIENT_SAMPLING: "sorted ids"}
+
+
+def check_sampling_on_resume(task: FederatedTask, config: ExperimentConfig) -> None:
+  """Refuses to resume a run that drew its clients by position in a list that was not
+  sorted: its record predates sampling from the sorted ids (`rundir.CLIENT_SAMPLING`),
+  and its remaining rounds would train other clients than the record's code would have.
+  (Where the list is sorted, as in every built-in task, both draws are the same.)
+  """
+  record = rundir.read_config(config.run_dir) if config.resume else None
+  if (record is None or rundir.CLIENT_SAMPLING in record or config.fixed_clients
+      or list(task.client_ids) == sorted(task.client_ids)):
+    return
+  raise RunDirectoryError(
+      f"cannot resume {config.run_dir}: its clients were sampled by their position in "
+      "task.client_ids (fedcompress before client sampling used the sorted ids), and "
+      "this task's ids are not sorted, so its next rounds would sample other clients "
+      "than its first ones did; start a new run under another --experiment_name "
+      "(experiment_name=...)")
 
 
 def with_task_settings(task: FederatedTask, config: ExperimentConfig) -> ExperimentConfig:
@@ -844,6 +863,8 @@ def with_task_settings(task: FederatedTask, config: ExperimentConfig) -> Experim
   The task's name and clients (`task_identity`) are recorded for every task.
   """
   settings = {**task_identity(task), **task.settings}
+  if config.fixed_clients:  # Not sampled: runs recorded before it compare as they did.
+    del settings[rundir.CLIENT_SAMPLING]
   missing = {k: v for k, v in settings.items() if k not in config.recorded}
   if not missing:
     return config
@@ -948,6 +969,7 @@ def check_experiment(task: FederatedTask, config: ExperimentConfig) -> None:
     check_remote_codecs(config.aggregate_codec,
                         secure_aggregation=config.secure_aggregation or config.dp == "distributed")
   check_run_dir(config)
+  check_sampling_on_resume(task, config)
 
 
 _EXTENDED_ON_RESUME = ("rounds", "rounds_per_eval")

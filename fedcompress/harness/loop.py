@@ -54,13 +54,20 @@ class Process(Protocol):
 
 def sample_clients(client_ids: Sequence[str], clients_per_round: int, seed: int,
                    round_num: int) -> list[str]:
-  """`clients_per_round` distinct ids, uniformly at random, fixed by (seed, round)."""
+  """`clients_per_round` distinct ids, uniformly at random, fixed by (seed, round).
+
+  Drawn from the ids in sorted order: a run records the set of its task's ids
+  (`task_client_ids_sha256`, sorted), and positions in the list as given would pick other
+  clients for a task whose ids come in another order in another process (a `set` of
+  strings, under Python's per-process hash seed), with the same seed and the same record.
+  """
   if not 1 <= clients_per_round <= len(client_ids):
     raise ValueError(f"clients_per_round must be in 1..{len(client_ids)} "
                      f"(clients available), got {clients_per_round}")
+  ordered = sorted(client_ids)
   rng = np.random.default_rng([seed, round_num])
-  chosen = rng.choice(len(client_ids), size=clients_per_round, replace=False)
-  return [client_ids[i] for i in chosen]
+  chosen = rng.choice(len(ordered), size=clients_per_round, replace=False)
+  return [ordered[i] for i in chosen]
 
 
 @dataclasses.dataclass

@@ -100,7 +100,11 @@ _NOT_FLAGS = frozenset({"broadcast_codec", "aggregate_codec", CODEC_REVISIONS,
                         "codec_sources_sha256", "task_seed",
                         "model_seed",
                         "data_file_fingerprint", "task_name", "task_clients",
-                        "task_client_ids_sha256"})
+                        "task_client_ids_sha256", "client_sampling"})
+# How clients are sampled: "sorted ids" (`loop.sample_clients`). A record without it was
+# made when they were drawn by position in the task's list of ids, the same clients only
+# where that list was sorted (`experiment.check_sampling_on_resume`).
+CLIENT_SAMPLING = "client_sampling"
 PRETRAINED_DIGEST = "pretrained_model_sha256"  # Recorded by the Shakespeare runs.
 CODEC_MODULES_DIGEST = "codec_modules_sha256"  # The --codec_modules files' fingerprints.
 CODEC_SOURCES_DIGEST = "codec_sources_sha256"  # The user codecs' code, however registered.

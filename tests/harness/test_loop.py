@@ -78,6 +78,15 @@ def test_sampling_is_uniform_without_replacement_and_seeded():
   assert all(abs(v - 1000) < 130 for v in counts.values()), counts
   with pytest.raises(ValueError, match="1..7"):
     sample_clients(CLIENTS, 8, 0, 1)
+
+
+def test_sampling_depends_on_the_set_of_ids_not_their_order():
+  # A run records the sorted ids' digest; sampling by position picked other clients for
+  # the same ids listed in another order (a set's order changes with the hash seed), under
+  # the same seed and the same record.
+  shuffled = list(reversed(CLIENTS))
+  for round_num in range(1, 20):
+    assert sample_clients(shuffled, 3, 4, round_num) == sample_clients(CLIENTS, 3, 4, round_num)
   with pytest.raises(ValueError):
     sample_clients(CLIENTS, 0, 0, 1)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import time
 
 import pytest
@@ -213,6 +215,40 @@ def test_a_task_with_no_settings_still_records_its_name_and_clients():
   assert [p.split(" ")[0] for p in problems] == [
       "task_client_ids_sha256", "task_clients", "task_name"], problems
   assert "task_name other (recorded tiny)" in problems
+
+
+def test_a_run_that_sampled_by_position_is_resumed_only_where_its_ids_are_sorted(tmp_path):
+  # Clients are now drawn from the sorted ids; a run recorded before drew them by their
+  # position in task.client_ids, the same clients only where those were sorted.
+  from fedcompress.harness import rundir
+  from fedcompress.tasks.task import FederatedTask
+
+  def task(ids):
+    return FederatedTask("tiny", ids, None, None, None, None, None, settings={})
+
+  config = experiment.ExperimentConfig(root_output_dir=str(tmp_path), experiment_name="r",
+                                       resume=True)
+  old = experiment.with_task_settings(task(["a", "b", "c"]), config).record()
+  assert old.pop(rundir.CLIENT_SAMPLING) == "sorted ids"
+  os.makedirs(config.run_dir)
+  with open(os.path.join(config.run_dir, rundir.CONFIG_FILE), "w") as f:
+    json.dump({k: rundir.jsonable(v) for k, v in old.items()}, f)
+  experiment.check_sampling_on_resume(task(["a", "b", "c"]), config)
+  with pytest.raises(rundir.RunDirectoryError, match="not sorted"):
+    experiment.check_sampling_on_resume(task(["c", "a", "b"]), config)
+  # Fixed clients are not sampled (nor recorded so), and a new start has no record to
+  # continue.
+  fixed = dataclasses.replace(config, fixed_clients=("a",))
+  experiment.check_sampling_on_resume(task(["c", "a", "b"]), fixed)
+  assert rundir.CLIENT_SAMPLING not in experiment.with_task_settings(
+      task(["c", "a", "b"]), fixed).record()
+  experiment.check_sampling_on_resume(task(["c", "a", "b"]),
+                                      dataclasses.replace(config, resume=False))
+  # A record that has it continues whatever the order.
+  with open(os.path.join(config.run_dir, rundir.CONFIG_FILE), "w") as f:
+    json.dump({k: rundir.jsonable(v) for k, v in old.items()}
+              | {rundir.CLIENT_SAMPLING: "sorted ids"}, f)
+  experiment.check_sampling_on_resume(task(["c", "a", "b"]), config)
 
 
 def _flag_config(root, *args):
