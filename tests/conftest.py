@@ -41,7 +41,10 @@ def _openblas_kernels_for_this_cpu() -> str | None:
   return next((core for needed, core in _OPENBLAS_KERNELS if needed <= cpu_flags), None)
 
 
-if "OPENBLAS_CORETYPE" not in os.environ and (_core := _openblas_kernels_for_this_cpu()):
+# Set by whoever started the suite (some machines' environments pin one): kept, and then
+# what numpy must run.
+_OPENBLAS_KERNELS_GIVEN = os.environ.get("OPENBLAS_CORETYPE")
+if _OPENBLAS_KERNELS_GIVEN is None and (_core := _openblas_kernels_for_this_cpu()):
   os.environ["OPENBLAS_CORETYPE"] = _core
 
 quiet.quiet_tensorflow()
@@ -66,8 +69,9 @@ def _warn_once_per_test():
 
 @pytest.fixture(scope="session")
 def openblas_kernels_wanted() -> str | None:
-  """The OpenBLAS core type the suite asked numpy for (None: OpenBLAS's own choice)."""
-  return _openblas_kernels_for_this_cpu()
+  """The OpenBLAS core type the suite asked numpy for (None: OpenBLAS's own choice): the
+  environment's, where it gave one, else the best this CPU's instruction sets allow."""
+  return _OPENBLAS_KERNELS_GIVEN or _openblas_kernels_for_this_cpu()
 
 
 @pytest.fixture(scope="session")
