@@ -28,7 +28,9 @@ from fedcompress.codecs.spec import (
 )
 
 _builtin.register_builtin_codecs()
+replaced_builtin_codecs = _builtin.replaced_builtin_codecs
 
 __all__ = ["DEFAULT_THRESHOLD", "Codec", "CodecSpec", "available_codecs", "get_codec",
            "make_codec", "parse_chain", "parse_options", "register", "register_codec",
-           "register_stage", "sum_compatible_codecs", "takes_bits", "unregister"]
+           "register_stage", "replaced_builtin_codecs", "sum_compatible_codecs", "takes_bits",
+           "unregister"]

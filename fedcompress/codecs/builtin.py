@@ -11,7 +11,8 @@ from __future__ import annotations
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs.registry import Codec, NoSymbolsError, get_codec, register
+from fedcompress.codecs import registry
+from fedcompress.codecs.registry import Codec, NoSymbolsError, get_codec
 from fedcompress.codecs.stages import (
   _common,
   adaptive,
@@ -118,8 +119,25 @@ def _check_uniform_huffman(**options) -> dict:
   return _check_entropy_options(base="uniform", **options)
 
 
+# Each built-in record as registered. A codec of the user's registered over one of these
+# names (`overwrite=True`) would run under the name that config.json, the HParams and the
+# tables give the built-in one: a run of 8-bit `uniform` resumed as an int32 codec of
+# the user's called `uniform` (its bits tripled from the next round), without a word.
+_REGISTERED: dict[str, Codec] = {}
+
+
+def replaced_builtin_codecs(names) -> list[str]:
+  """Those of `names` that are built-in codecs' names registered now to other codecs."""
+  return [name for name in names if name in _REGISTERED
+          and name in registry.available_codecs() and get_codec(name) != _REGISTERED[name]]
+
+
 def register_builtin_codecs() -> None:
   """Registers every built-in codec (called once, by `fedcompress.codecs`)."""
+
+  def register(codec: Codec) -> None:
+    _REGISTERED[codec.name] = registry.register(codec)
+
   register(Codec("identity", build=te.encoders.identity, bits_formula=_identity_bits,
                  error_bound=lambda num_elements: 0.0,
                  summary="no compression: every tensor at its dtype's width",

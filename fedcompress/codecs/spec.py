@@ -105,7 +105,13 @@ def _link_takes_bits(name: str, options: Mapping[str, Any], in_chain: bool) -> b
   codec = get_codec(name)
   if in_chain and codec.code_symbols is not None:
     return False  # In a chain an entropy coder takes the symbols it gets, no width.
-  return "bits" not in options and "bits" in codec.options(options)
+  if "bits" in options:
+    return False
+  # From the names the codec takes where they are known: checking the options without
+  # `bits` refused a codec of the user's whose `bits` has no default, so --aggregate_bits
+  # was said missing. A check taking `**options` says only by what it fills in.
+  names = codec.option_names()
+  return "bits" in names if names is not None else "bits" in codec.options(options)
 
 
 def _with_bits(name: str, options: dict[str, Any], bits: int | None, *,

@@ -51,6 +51,15 @@ def import_codec_modules(entries: Sequence[str]) -> None:
     except Exception as e:  # Its own code may raise anything: said in one line.
       raise ValueError(f"cannot import {entry}: "
                        f"{type(e).__name__}: {e}") from None
+    for name in codecs.replaced_builtin_codecs(_registered()):
+      if before.get(name) is not codecs.get_codec(name):
+        if name in before:  # The registry as it was (fedcompress's own codec).
+          codecs.register(before[name], overwrite=True)
+        else:
+          codecs.unregister(name)
+        raise ValueError(f"{entry} registers a codec of its own as {name!r}, a built-in "
+                         "codec's name, which runs record and label as the built-in one: "
+                         "give yours another name")
     for name, codec in _registered().items():
       if before.get(name) is codec:
         continue

@@ -29,7 +29,7 @@ import tensorflow_federated as tff
 from absl import flags
 
 from fedcompress import metrics as m
-from fedcompress.codecs import CodecSpec, get_codec, seeding
+from fedcompress.codecs import CodecSpec, get_codec, replaced_builtin_codecs, seeding
 from fedcompress.codecs.allocation import AllocatedCodec
 from fedcompress.federated import optimizers, runtime
 from fedcompress.federated.aggregation import check_weighted_codec
@@ -488,7 +488,12 @@ class ExperimentConfig:
       if isinstance(old, str) and old != record.get(key) and _same_codec(old, spec):
         record[key] = old
     old_sources = (recorded or {}).get(rundir.CODEC_SOURCES_DIGEST)
-    if isinstance(old_sources, str) and rundir.CODEC_SOURCES_DIGEST in record:
+    if isinstance(old_sources, str) and rundir.CODEC_SOURCES_DIGEST not in record:
+      # The recorded user codecs are all gone (a built-in codec's name the first segment
+      # had registered to a codec of the user's): compared, not skipped as a key the
+      # record lacks.
+      record[rundir.CODEC_SOURCES_DIGEST] = "none"
+    elif isinstance(old_sources, str):
       # A codec the recording code could not hash (a decorated stage, before 4cdab92)
       # is left out of the comparison, as a record without the key is; one it hashed the
       # way runs were before 6ad6c42 (its main code's text alone) is compared that way.
@@ -963,6 +968,10 @@ def check_experiment(task: FederatedTask, config: ExperimentConfig) -> None:
                      "aggregation sizes its field for --clients_per_round="
                      f"{config.clients_per_round}: pass --clients_per_round="
                      f"{len(config.fixed_clients)}")
+  if replaced := replaced_builtin_codecs(config.codec_names()):
+    raise ValueError(f"codec {replaced[0]!r} is registered to a codec of the user's "
+                     "(overwrite=True) in place of the built-in one, which runs record and "
+                     "label by that name: register yours under another name")
   check_aggregation(config, len(task.client_ids))
   check_error_feedback_on_model(lambda: task.model_fn, config)
   if runtime.is_remote():  # The binaries say it before connecting (--workers).

@@ -184,3 +184,27 @@ def test_a_helper_named_as_a_standard_module_is_refused_for_that(tmp_path, monke
   with pytest.raises(ValueError, match=r"already imported another 'codecs' \(.*codecs.py, "
                      r"installed, or of the standard library\).*rename the helper module"):
     codec_modules.import_codec_modules([str(tmp_path / "entry_of_a_user.py")])
+
+
+def test_a_module_registering_over_a_built_in_codec_is_refused_and_undone(tmp_path):
+  # `overwrite=True` let a module replace `uniform` (or `identity`): runs recorded and
+  # labelled the user's codec as the built-in one, and a run of the built-in resumed with
+  # the module (or the other way round) switched codecs mid-run without a word.
+  from fedcompress import codecs
+
+  builtin = codecs.get_codec("uniform")
+  path = tmp_path / "over_uniform_of_a_user.py"
+  path.write_text(_REGISTERS.replace("same_name_of_a_user", "uniform").format(
+      stage="BitpackingEncodingStage"))
+  before = set(sys.modules)
+  try:
+    with pytest.raises(ValueError, match=r"over_uniform_of_a_user.py registers a codec of "
+                       r"its own as 'uniform', a built-in codec's name"):
+      codec_modules.import_codec_modules([str(path)])
+    assert codecs.get_codec("uniform") == builtin
+    assert codecs.replaced_builtin_codecs(["uniform"]) == []
+  finally:
+    codecs.register(builtin, overwrite=True)
+    codec_modules._REGISTERED_BY.pop("uniform", None)
+    for name in set(sys.modules) - before:
+      del sys.modules[name]
