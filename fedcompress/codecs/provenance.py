@@ -71,6 +71,8 @@ def source_digest(fields: dict[str, Any]) -> str | None:
         isinstance(v, functools.partial) and users_text(v.func) is None)
              and (t := users_text(v)) is not None]
     parts += [f"# {name}\n{t}" for t in texts]
+  if parts and (settings := fields.get("source_settings")):
+    parts.append(f"# registered with {sorted(settings.items())!r}")
   # The scheme first: a digest of this scheme never equals a legacy one of the same code,
   # so a resume compares a record by the scheme that made it (an edited check_options
   # beside an unchanged builder passed as the legacy digest of the builder alone).

@@ -134,6 +134,9 @@ class Codec:
   # The code a user's codec is made of, for a run's record (`build` where None): the
   # stage class of `register_stage`, whose builder is a closure of fedcompress's.
   source: Callable[..., Any] | None = dataclasses.field(default=None, compare=False)
+  # Arguments of the registration that change the codec beside its source
+  # (`register_stage`'s `flatten=False`): hashed with it.
+  source_settings: Mapping[str, Any] | None = dataclasses.field(default=None, compare=False)
   # Set by `register`: the digest of the user's code in this record, None for
   # fedcompress's own (`provenance.source_digest`; a run records it), and the one runs
   # recorded before it (`provenance.legacy_source_digest`; their resumes compare it).
@@ -300,7 +303,10 @@ def register_stage(name: str, stage_factory: Callable[..., Any], *, flatten: boo
     return composer.make()
 
   check = _signature_defaults(_options_source(stage_factory))
-  return register(Codec(name, builder, check_options=check, source=stage_factory),
+  # `flatten` is fedcompress's builder's, not the stage's: a cell changing only it (per-row
+  # scales of the unflattened kernel against one scale) resumed a run as the same codec.
+  return register(Codec(name, builder, check_options=check, source=stage_factory,
+                        source_settings=None if flatten else {"flatten": False}),
                   overwrite=overwrite)
 
 
