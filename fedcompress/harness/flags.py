@@ -194,10 +194,14 @@ def define_loop_flags(fv: FlagValues = flags.FLAGS, *, rounds: int = 10,
                          "rounds_per_eval", "rounds_per_checkpoint", "seed"])
 
 
+# (what, the default when unset): TFF's builders' own defaults, but sgdm's momentum
+# (TFF's build_sgdm has none: sgdm without it would be sgd) and adagrad_keras, which are
+# fedcompress's.
 _OPTIMIZER_OPTION_HELP = {
-    "momentum": "Momentum (0.9 at the server: FedAvgM)",
-    "epsilon": "Epsilon (the FedOpt paper's tau)",
-    "initial_accumulator": "Initial second-moment accumulator",
+    "momentum": ("Momentum (0.9 at the server: FedAvgM)", "none for sgd, 0.9 for sgdm"),
+    "epsilon": ("Epsilon (the FedOpt paper's tau)", "TFF's; 1e-7 for adagrad_keras"),
+    "initial_accumulator": ("Initial second-moment accumulator",
+                            "TFF's; 0.0 for adagrad_keras"),
 }
 
 
@@ -215,10 +219,10 @@ def define_optimizer_flags(fv: FlagValues = flags.FLAGS, *, client_lr: float = 0
                       flag_values=fv)
     flags.DEFINE_float(f"{side}_learning_rate", lr, f"{side.capitalize()} learning rate.",
                        flag_values=fv)
-    for option, what in _OPTIMIZER_OPTION_HELP.items():
+    for option, (what, default) in _OPTIMIZER_OPTION_HELP.items():
       takes = "|".join(n for n in names if option in OPTIMIZERS[n].options)
       flags.DEFINE_float(f"{side}_{option}", None, f"{what} of --{side}_optimizer="
-                         f"{takes}; default: TFF's.", flag_values=fv)
+                         f"{takes}; default: {default}.", flag_values=fv)
     add_number_checks(fv, [f"{side}_learning_rate"] +
                       [f"{side}_{option}" for option in OPTIMIZER_OPTIONS])
 
