@@ -50,6 +50,8 @@ from fedcompress.harness.reporting import read_metrics_csv
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARY = os.path.join(REPO_ROOT, "experiments", "emnist_compression.py")
 SIGNALS = ("SIGINT", "SIGTERM", "SIGKILL")
+# What the binaries exit with (`cli.interruptible`): 130 and 143.
+_EXIT_CODES = {name: 128 + signal.Signals[name] for name in ("SIGINT", "SIGTERM")}
 # Tutorial-style compressed run on the digits, deterministic rounding so that the
 # resumed training can be compared with the reference's.
 DEFAULT_EXPERIMENT_FLAGS = (
@@ -513,6 +515,10 @@ def _interrupt(config: ChaosConfig, run_dir: str, log_path: str, name: str,
   # or gRPC log lines either).
   if name != "SIGKILL" and (len(stderr) != 1 or not stderr[0].startswith("error: ")):
     problems.append(f"not one error line on stderr after {name}: {stderr[:4]}")
+  # And the signal's own exit code: a SIGINT said as a lost worker exited 1, which a
+  # scheduler takes for a failure to retry.
+  if code is not None and name in _EXIT_CODES and code != _EXIT_CODES[name]:
+    problems.append(f"exit code {code} after {name}, not {_EXIT_CODES[name]}")
   time.sleep(1.0)  # The kernel delivers the workers' parent-death signal.
   left = sorted(set(pid for pid in children if _alive(pid)) | set(
       _session(segment.process.pid)))

@@ -137,6 +137,12 @@ class WorkerUnavailableError(RuntimeError):
   """A TFF worker did not become ready, or stopped answering, within its time limit."""
 
 
+class WorkerInterruptedError(WorkerUnavailableError):
+  """The local worker got the SIGINT of a Ctrl-C, which reaches the whole process group:
+  the run is being interrupted (the main thread may meet this before its own
+  KeyboardInterrupt)."""
+
+
 # What a computation that failed inside a TFF worker (local or remote) raises in the
 # driver: gRPC's error, carrying the worker's message (a damaged sqlite read by the
 # client's dataset, an op that failed).
@@ -198,7 +204,7 @@ class _LocalWorkerManager:
       # interrupted. A worker forked now (from one of TFF's threads, while the main
       # thread handles the KeyboardInterrupt) would make gRPC log its fork warnings
       # under the one error line, and die at exit anyway.
-      raise WorkerUnavailableError("the local TFF worker was interrupted (SIGINT); it is "
+      raise WorkerInterruptedError("the local TFF worker was interrupted (SIGINT); it is "
                                    "not restarted in this run (the next run_experiment, or "
                                    "fedcompress.install_runtime(), starts a fresh one)")
     if self._worker is not None:

@@ -117,7 +117,8 @@ def run_failure(error: Exception, *, kept: str = RUN_KEPT, offline: bool = False
 
   The failures a run can meet: bad settings, a dataset that cannot be read, a worker
   lost, a model gone non-finite, a round failed in TFF's worker. None for anything else:
-  a bug, which the caller re-raises with its traceback:
+  a bug, which the caller re-raises with its traceback. A local worker interrupted by
+  Ctrl-C raises KeyboardInterrupt, for `cli.interruptible` to say.
 
       except Exception as e:
         code = run_failure(e)
@@ -143,6 +144,11 @@ def run_failure(error: Exception, *, kept: str = RUN_KEPT, offline: bool = False
     return fail(str(error))
   if isinstance(error, NonFiniteModelError):
     return fail(str(error), 1)
+  if isinstance(error, runtime.WorkerInterruptedError):
+    # A Ctrl-C that reached the worker before the main thread: said as the
+    # KeyboardInterrupt is (`cli.interruptible`: one line, exit 130), not as a lost worker
+    # (exit 1, which a scheduler retries).
+    raise KeyboardInterrupt from error
   if isinstance(error, runtime.WorkerUnavailableError):
     return fail(f"{error} {kept}.", 1)
   if isinstance(error, runtime.COMPUTATION_ERRORS):
