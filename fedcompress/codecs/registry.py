@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -41,6 +42,9 @@ SymbolCoder = Callable[..., te.core.Encoder]
 SumBound = Callable[..., int]
 
 DIRECTIONS = ("broadcast", "aggregate")
+# A codec's name: what `--aggregate_encoder`, options (`name(key=value,...)`) and chains
+# (`a|b`) can spell.
+NAME = re.compile(r"[^\s()|,=]+")
 
 
 def _signature_defaults(fn: Callable[..., Any]) -> OptionCheck:
@@ -249,6 +253,11 @@ def register(codec: Codec, *, overwrite: bool = False) -> Codec:
   global _change
   if not isinstance(codec.name, str) or not codec.name:
     raise ValueError("codec name must be a non-empty string")
+  if not NAME.fullmatch(codec.name):
+    # Accepted, it could never be named: every use failed as "not of the form name or
+    # name(key=value,...)".
+    raise ValueError(f"codec name {codec.name!r} holds a space or one of ( ) | , = which "
+                     "the codec flags and chains use to read codecs and their options")
   if codec.name in _CODECS and not overwrite:
     raise ValueError(f"codec {codec.name!r} is already registered (pass overwrite=True to "
                      "replace it)")

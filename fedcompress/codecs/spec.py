@@ -29,7 +29,7 @@ from typing import Any
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs import chain, tracing
+from fedcompress.codecs import chain, registry, tracing
 from fedcompress.codecs.accounting import RawBitsRules
 from fedcompress.codecs.inline import InlineEncoder
 from fedcompress.codecs.registry import Codec, get_codec
@@ -75,7 +75,7 @@ def parse_options(text: str | None) -> dict[str, Any]:
 
 
 # One link of a chain: a name, then optionally its options in parentheses.
-_LINK = re.compile(r"\s*([^\s()|,=]+)\s*(?:\(([^()]*)\))?\s*")
+_LINK = re.compile(rf"\s*({registry.NAME.pattern})\s*(?:\(([^()]*)\))?\s*")
 
 
 def parse_chain(text: str) -> list[tuple[str, dict[str, Any]]]:

@@ -281,6 +281,15 @@ def build_mean_factory(
   return RelativeErrorFactory(mean) if measure_error else mean
 
 
+def moving_state_hint(codec: CodecSpec) -> str:
+  """How to hold still the encoder state that `codec` moves, said beside a refusal of it:
+  ' (adaptive's rate offset: use coder=fixed)' where it has an `adaptive` link, else ''
+  (a codec of the user's has no such option)."""
+  if any(name == "adaptive" for name, _ in codec.resolved_links()):
+    return " (adaptive's rate offset: use coder=fixed)"
+  return ""
+
+
 def check_weighted_codec(codec: CodecSpec | AllocatedCodec | str | None,
                          client_weighting: tff.learning.ClientWeighting) -> None:
   """Refuses a fixed-range codec (`fixed_int`) under the example-weighted mean.

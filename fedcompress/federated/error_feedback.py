@@ -89,6 +89,7 @@ from fedcompress.federated.aggregation import (
   check_weighted_codec,
   encoded_sum_round,
   indexed_encoders,
+  moving_state_hint,
 )
 from fedcompress.federated.broadcast import build_encoded_broadcast_process
 from fedcompress.federated.fedavg import (
@@ -214,8 +215,8 @@ def check_error_feedback(mode: str, aggregate_codec: CodecSpec | str | None,
     # The client's round trip encodes with the codec's initial state; the aggregator
     # with its current one (adaptive's width follows last round's offset).
     raise ValueError(f"--error_feedback needs an uplink codec a client can recompute; "
-                     f"{codec.name}'s encoder state moves from round to round at the server "
-                     "(adaptive's rate offset: use coder=fixed)")
+                     f"{codec.name}'s encoder state moves from round to round at the server"
+                     f"{moving_state_hint(codec)}")
   if mode == "ef21" and client_weighting != ClientWeighting.UNIFORM:
     raise ValueError("--error_feedback=ef21 keeps the population mean of the clients' "
                      "estimates, which needs --client_weighting=uniform")

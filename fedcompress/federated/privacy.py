@@ -59,7 +59,11 @@ import tensorflow_privacy as tfp
 from tensorflow_federated.python.aggregators import differential_privacy, distributed_dp
 
 from fedcompress.codecs import CodecSpec
-from fedcompress.federated.aggregation import EncodedSumFactory, fixed_range_links
+from fedcompress.federated.aggregation import (
+  EncodedSumFactory,
+  fixed_range_links,
+  moving_state_hint,
+)
 from fedcompress.federated.secure import (
   SecureEncodedSumFactory,
   build_secure_mean_factory,
@@ -406,8 +410,8 @@ def check_protected_mean(aggregate_codec: CodecSpec | str | None, *, secure_aggr
     # set how every client encodes next round: round t's data reach round t+1's model
     # through a channel the accounted epsilon does not cover.
     raise ValueError(f"--dp does not cover {codec.name}'s encoder state, which the clients' "
-                     "updates move from round to round outside the noised mean (adaptive's "
-                     "rate offset: use coder=fixed)")
+                     "updates move from round to round outside the noised mean"
+                     f"{moving_state_hint(codec)}")
   if dp is not None and dp.mechanism == "distributed":
     if not secure_aggregation:
       raise ValueError("--dp=distributed adds its noise on the clients and needs the secure "

@@ -98,7 +98,11 @@ def dtype_bits(dtype) -> int:
   if dtype == tf.bool:
     return 8
   if dtype == tf.string:
-    raise ValueError("string tensors have no fixed width; count their bytes instead")
+    # Reached by a codec of the user's that sends bytes (its own coder's output): the
+    # message said to count them, which only fedcompress's accounting can.
+    raise ValueError("a codec sends a string tensor, whose bits fedcompress does not count "
+                     "(strings have no fixed width): send the bytes as uint8 or int32 "
+                     "words (tf.io.decode_raw), which it counts")
   return dtype.size * 8
 
 
