@@ -1019,7 +1019,9 @@ def _run_locked(task, config, initial_weights, process, console) -> ExperimentRe
       _RunRecord(config, began, warn=console.warn),
       console,
       reporting.CsvReporter(os.path.join(config.run_dir, rundir.METRICS_FILE)),
-      reporting.TensorBoardReporter(config.run_dir, hparams),
+      reporting.TensorBoardReporter(
+          config.run_dir, hparams, warn=console.warn,
+          rows_file=os.path.join(config.run_dir, rundir.METRICS_FILE)),
   ]
   if config.resume:
     _warn_rows_without_checkpoint(config.run_dir, console.warn)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shutil
 import sys
 from collections.abc import Mapping
 from typing import Any, Protocol, TextIO
@@ -215,11 +216,22 @@ def read_metrics_csv(path: str) -> list[dict[str, float | None]]:
 
 
 class TensorBoardReporter:
-  """TensorBoard scalars under the canonical tags, plus HParams for the run."""
+  """TensorBoard scalars under the canonical tags, plus HParams for the run.
 
-  def __init__(self, logdir: str, hparams: Mapping[str, Any] | None = None):
+  Args:
+    logdir: the run's folder.
+    hparams: the run's HParams.
+    rows_file: the run's metrics.csv, from which a resume writes again the rounds an
+      event file damaged before its end lost (`_purge_after`).
+    warn: says such damage (a `warning:` line).
+  """
+
+  def __init__(self, logdir: str, hparams: Mapping[str, Any] | None = None, *,
+               rows_file: str | None = None, warn=None):
     self.logdir = logdir
     self._hparams = dict(hparams or {})
+    self._rows_file = rows_file
+    self._warn = warn
     self._writer = None
 
   def start(self, first_round: int, total_rounds: int) -> None:
@@ -235,7 +247,8 @@ class TensorBoardReporter:
     # resume finds no checkpoint and starts again from round 1 (as the CSV does). The
     # HParams record is rewritten too: one per run, the latest segment's (a resume may
     # raise --rounds), as an uninterrupted run has one.
-    _purge_after(self.logdir, first_round, hparams=bool(self._hparams))
+    lost_from = _purge_after(self.logdir, first_round, hparams=bool(self._hparams),
+                             warn=self._warn)
     self._writer = tf.summary.create_file_writer(self.logdir)
     if self._hparams:
       with self._writer.as_default():
@@ -244,6 +257,10 @@ class TensorBoardReporter:
         # shared it (every `original` of every output root) into one row of one of them.
         hp.hparams(_hparam_values(self._hparams))
       self._writer.flush()
+    if lost_from < first_round and self._rows_file and os.path.exists(self._rows_file):
+      for row in read_metrics_csv(self._rows_file):
+        if lost_from <= row[m.ROUND] < first_round:
+          self.write(row)
 
   def write(self, row: Mapping[str, Any]) -> None:
     import tensorflow as tf
@@ -275,30 +292,78 @@ def _is_hparams(event) -> bool:
   return any(v.metadata.plugin_data.plugin_name == "hparams" for v in event.summary.value)
 
 
-def _purge_after(logdir: str, first_round: int, hparams: bool = False) -> None:
+def _read_events(path: str) -> tuple[list[bytes], int | None, bool]:
+  """The records of a TFRecord event file, where they end, and whether what follows
+  them is more than a record cut short by a kill (a damaged file: the records after the
+  damage cannot be read)."""
+  import struct
+
+  import tensorflow as tf
+  from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+  records, offset = [], 0
+  try:
+    for record in tf.data.TFRecordDataset(path):
+      records.append(record.numpy())
+      offset += len(records[-1]) + 16  # length, its CRC, the data, its CRC
+  except tf.errors.DataLossError:
+    with open(path, "rb") as f:
+      f.seek(offset)
+      header = f.read(12)
+      size = os.fstat(f.fileno()).st_size
+    # A kill leaves a prefix of the record it was writing: a whole header whose CRC
+    # holds names a length past the file's end.
+    damaged = len(header) == 12 and (
+        struct.unpack("<I", header[8:])[0] != masked_crc32c(header[:8])
+        or offset + 16 + struct.unpack("<Q", header[:8])[0] <= size)
+    return records, offset, damaged
+  return records, None, False
+
+
+def _purge_after(logdir: str, first_round: int, hparams: bool = False,
+                 warn=None) -> int:
   """Drops events of rounds >= `first_round` from the event files already in `logdir`,
   and with `hparams` the HParams records too (the caller writes a new one).
 
   A resumed run redoes those rounds. TensorBoard's own orphan purge (SessionLog.START)
   depends on the order of event file names, which collide within one second, so the old
   files are rewritten instead (they are TFRecord files of `Event` protos).
+
+  Returns the first round whose events the files no longer hold: `first_round`, or an
+  earlier one where a file is damaged before its end. Its records past the damage are
+  lost (a resume silently dropped them, rounds it did not redo included): the events
+  from the last round read before it on are dropped from every file, for the caller to
+  write again, and the damaged file is kept beside them under a name TensorBoard does
+  not read, with a warning through `warn`.
   """
   import tensorflow as tf
   from tensorboard.compat.proto import event_pb2
 
-  for path in tf.io.gfile.glob(os.path.join(logdir, "events.out.tfevents.*")):
-    kept, dropped = [], 0
-    try:
-      for record in tf.data.TFRecordDataset(path):
-        event = event_pb2.Event.FromString(record.numpy())
-        if event.HasField("summary") and (event.step >= first_round
-                                          or (hparams and _is_hparams(event))):
-          dropped += 1
-        else:
-          kept.append(record.numpy())
-    except tf.errors.DataLossError:
-      dropped += 1  # A record cut short by a kill: rewrite the file without it.
-    if not dropped:
+  files = {path: _read_events(path)
+           for path in tf.io.gfile.glob(os.path.join(logdir, "events.out.tfevents.*"))}
+  events = {path: [event_pb2.Event.FromString(r) for r in records]
+            for path, (records, _, _) in files.items()}
+  cutoff = first_round
+  for path, (_, offset, damaged) in files.items():
+    if damaged:
+      read = [e.step for e in events[path] if e.HasField("summary") and not _is_hparams(e)]
+      lost_from = min(first_round, max(read, default=1))
+      cutoff = min(cutoff, lost_from)
+      copy = os.path.join(logdir, "damaged." + os.path.basename(path).replace("tfevents", "tfev"))
+      shutil.copyfile(path, copy)
+      if warn is not None:
+        again = (f"the events of rounds {lost_from}-{first_round - 1} are written again "
+                 "from metrics.csv" if lost_from < first_round else
+                 "they were of rounds this resume redoes")
+        warn(f"{path} is damaged at byte {offset} (not a record cut short by a kill), so "
+             f"the records after it were lost: {again}; the damaged file is kept as "
+             f"{copy}")
+  for path, (records, offset, _) in files.items():
+    kept = [r for r, e in zip(records, events[path], strict=True)
+            if not (e.HasField("summary") and (e.step >= cutoff
+                                               or (hparams and _is_hparams(e))))]
+    # (A record cut short by a kill, or damage: the file is rewritten without it.)
+    if len(kept) == len(records) and offset is None:
       continue
     # TensorBoard reads every file with "tfevents" in its name: a copy a kill left
     # behind must not carry it, or its rounds would show twice.
@@ -307,3 +372,4 @@ def _purge_after(logdir: str, first_round: int, hparams: bool = False) -> None:
       for record in kept:
         writer.write(record)
     durable.replace(tmp, path)
+  return cutoff
