@@ -10,9 +10,11 @@ builds every run's flags in one process registers its codecs once.
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import importlib
 import importlib.util
+import io
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -43,14 +45,24 @@ def import_codec_modules(entries: Sequence[str]) -> None:
   or if it registers a codec name another entry registered in this process."""
   for entry in entries:
     before = _registered()
+    # What it prints on stderr is held until it is known to have imported: a module that
+    # parses the command line at import (argparse) printed its usage and "unrecognized
+    # arguments" for the binary's own flags, once per flag check that imports it.
+    said = io.StringIO()
     try:
-      if entry.endswith(".py"):
-        _import_file(entry)
-      else:
-        importlib.import_module(entry)
-    except Exception as e:  # Its own code may raise anything: said in one line.
+      with contextlib.redirect_stderr(said):
+        if entry.endswith(".py"):
+          _import_file(entry)
+        else:
+          importlib.import_module(entry)
+    except (Exception, SystemExit) as e:  # Its own code may raise anything: one line.
+      # SystemExit too (argparse's, sys.exit): it ended the binary as if its own flags
+      # were wrong.
+      last = said.getvalue().strip().splitlines()[-1:]
+      printed = f" (it printed: {last[0]})" if last else ""
       raise ValueError(f"cannot import {entry}: "
-                       f"{type(e).__name__}: {e}") from None
+                       f"{type(e).__name__}: {e}{printed}") from None
+    sys.stderr.write(said.getvalue())
     for name in codecs.replaced_builtin_codecs(_registered()):
       if before.get(name) is not codecs.get_codec(name):
         if name in before:  # The registry as it was (fedcompress's own codec).

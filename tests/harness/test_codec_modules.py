@@ -208,3 +208,24 @@ def test_a_module_registering_over_a_built_in_codec_is_refused_and_undone(tmp_pa
     codec_modules._REGISTERED_BY.pop("uniform", None)
     for name in set(sys.modules) - before:
       del sys.modules[name]
+
+
+def test_a_module_that_exits_at_import_is_one_line_naming_it(tmp_path, capsys):
+  # argparse at import (or sys.exit) ended the binary as if its own flags were wrong,
+  # its usage printed once per flag check that imported it.
+  path = tmp_path / "exits_of_a_user.py"
+  path.write_text("import sys\nsys.exit(2)\n")
+  with pytest.raises(ValueError, match=r"cannot import .*exits_of_a_user.py: SystemExit: 2$"):
+    codec_modules.import_codec_modules([str(path)])
+  parses = tmp_path / "parses_of_a_user.py"
+  parses.write_text("import argparse\n"
+                    "argparse.ArgumentParser(prog='binary').parse_args(['--rounds=1'])\n")
+  with pytest.raises(ValueError, match=r"cannot import .*parses_of_a_user.py: SystemExit: 2 "
+                     r"\(it printed: binary: error: unrecognized arguments: --rounds=1\)$"):
+    codec_modules.import_codec_modules([str(parses)])
+  assert capsys.readouterr().err == ""
+  # What a module that imports prints is still said.
+  warns = tmp_path / "warns_of_a_user.py"
+  warns.write_text("import sys\nprint('note: float16 only', file=sys.stderr)\n")
+  codec_modules.import_codec_modules([str(warns)])
+  assert capsys.readouterr().err == "note: float16 only\n"
