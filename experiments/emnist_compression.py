@@ -45,7 +45,7 @@ def main(argv):
     task = fc_flags.image_task_from_flags(FLAGS)
     result = run_experiment(task, config)
   except Exception as e:  # noqa: BLE001 (what is not a run's failure is re-raised)
-    code = run_failure(e, kept=kept_in(fc_flags.run_dir(FLAGS)), offline=True)
+    code = run_failure(e, kept=kept_in(fc_flags.run_dir(FLAGS), FLAGS.rounds), offline=True)
     if code is None:
       raise
     return code
@@ -59,5 +59,5 @@ if __name__ == "__main__":
   # when a bad flag ends the process early.
   runtime.install()
   # Said when the signal comes: the newest checkpoint then, or that there is none yet.
-  app.run(interruptible(main, lambda: resume_hint(fc_flags.run_dir(FLAGS))),
+  app.run(interruptible(main, lambda: resume_hint(fc_flags.run_dir(FLAGS), FLAGS.rounds)),
           flags_parser=parse_flags)

@@ -36,7 +36,7 @@ def main(argv):
     runtime.configure(FLAGS.workers, FLAGS.max_concurrent_clients, FLAGS.worker_timeout_s)
     result = fc_flags.run_shakespeare_from_flags(FLAGS, config=config)
   except Exception as e:  # noqa: BLE001 (what is not a run's failure is re-raised)
-    code = run_failure(e, kept=kept_in(fc_flags.run_dir(FLAGS)))
+    code = run_failure(e, kept=kept_in(fc_flags.run_dir(FLAGS), FLAGS.rounds))
     if code is None:
       raise
     return code
@@ -51,5 +51,5 @@ if __name__ == "__main__":
   # when a bad flag ends the process early.
   runtime.install()
   # Said when the signal comes: the newest checkpoint then, or that there is none yet.
-  app.run(interruptible(main, lambda: resume_hint(fc_flags.run_dir(FLAGS))),
+  app.run(interruptible(main, lambda: resume_hint(fc_flags.run_dir(FLAGS), FLAGS.rounds)),
           flags_parser=parse_flags)

@@ -303,8 +303,8 @@ def check_weighted_codec(codec: CodecSpec | AllocatedCodec | str | None,
   fixed = fixed_range_links(codec)
   if fixed and client_weighting != tff.learning.ClientWeighting.UNIFORM:
     raise ValueError(f"{fixed[0]} clips and scales absolute values, but the example-weighted "
-                     "mean encodes weight x update: pass --client_weighting=uniform (or "
-                     "--secure_aggregation)")
+                     "mean encodes weight x update: pass --client_weighting=uniform (which "
+                     "--secure_aggregation needs too)")
 
 
 def fixed_range_links(codec: CodecSpec | AllocatedCodec | str | None) -> list[str]:

@@ -74,22 +74,38 @@ def codec_names(codec: CodecSpec | AllocatedCodec) -> list[str]:
   return [name for name, _ in getattr(codec, "base", codec).resolved_links()]
 
 
-def resume_hint(run_dir: str) -> str:
-  """What an interrupted run keeps, for its one line: the newest checkpoint, or none."""
+def resume_hint(run_dir: str, rounds_asked: int | None = None) -> str:
+  """What an interrupted run keeps, for its one line: the newest checkpoint, or none.
+
+  `rounds_asked`: the command's --rounds, which a resume extending the run records only
+  once it has started (interrupted before, it was told it had ended).
+  """
   rounds = rundir.checkpoint_rounds(run_dir)
+  try:
+    asked = rundir.recorded_rounds(run_dir)
+  except ValueError:  # An unreadable record: said when the run is resumed.
+    asked = None
+  if rounds_asked is not None:
+    asked = max(asked or 0, rounds_asked)
+  if rounds and asked is not None and rounds[-1] >= asked:
+    # Stopped after its last round (the final evaluation, model or text): there is no
+    # round `asked + 1` to continue from.
+    return (f"checkpoint round_{rounds[-1]} of its last round is kept; rerun with --resume "
+            "to write what follows the rounds")
   if rounds:
     return (f"checkpoint round_{rounds[-1]} is kept; rerun with --resume to continue from "
             f"round {rounds[-1] + 1}")
   return "no checkpoint was written yet, so a rerun with --resume starts from round 1"
 
 
-def kept_in(run_dir: str) -> str:
-  """`run_failure`'s `kept` for one run: what `run_dir` holds now, as a sentence.
+def kept_in(run_dir: str, rounds_asked: int | None = None) -> str:
+  """`run_failure`'s `kept` for one run: what `run_dir` holds now, as a sentence
+  (`resume_hint`'s).
 
   A worker unreachable at startup fails before the run directory exists; the generic
   `RUN_KEPT` then spoke of checkpoints that were never written.
   """
-  hint = resume_hint(run_dir)
+  hint = resume_hint(run_dir, rounds_asked)
   return hint[0].upper() + hint[1:]
 
 

@@ -1,9 +1,10 @@
 """The round loop: sample clients, run a round, evaluate, report, checkpoint.
 
-Nothing here imports TFF: the loop drives any object with `initialize()`,
-`next(state, client_data)` and `get_model_weights(state)`, so it is tested against a
-fake process. Client sampling is uniform without replacement from a generator seeded
-by (seed, round), which makes round r's clients the same in a resumed run.
+The loop calls no TFF itself (its checkpoints import it): it drives any object with
+`initialize()`, `next(state, client_data)` and `get_model_weights(state)`, so it is
+tested against a fake process. Client sampling is uniform without replacement from a
+generator seeded by (seed, round), which makes round r's clients the same in a resumed
+run.
 
 Two kinds of round are not reported as if they were normal ones. A round where the
 process left every client out (`aggregate/rejected_clients` equals the clients sampled:
