@@ -10,9 +10,11 @@ run from its newest checkpoint.
 
 import sys
 
-from fedcompress.federated import quiet
+from fedcompress.harness import cli
 
-quiet.quiet_tensorflow()  # Before TensorFlow loads: it reads its log level only then.
+# Before TensorFlow loads: it reads its log level only then, and a Ctrl-C while it
+# does is one line.
+cli.start_binary(__name__)
 
 from absl import app, flags
 

@@ -13,9 +13,11 @@ A small model in minutes on a CPU, on the Dickens texts the tutorial's model saw
 
 from __future__ import annotations
 
-from fedcompress.federated import quiet
+from fedcompress.harness import cli
 
-quiet.quiet_tensorflow()  # Before TensorFlow loads: it reads its log level only then.
+# Before TensorFlow loads: it reads its log level only then, and a Ctrl-C while it
+# does is one line.
+cli.start_binary(__name__)
 
 from absl import app, flags
 

@@ -8,9 +8,11 @@ and outputs as the EMNIST experiment), evaluates after each round on held-out te
 snippets, then generates text into generated.txt and saves final_model.keras.
 """
 
-from fedcompress.federated import quiet
+from fedcompress.harness import cli
 
-quiet.quiet_tensorflow()  # Before TensorFlow loads: it reads its log level only then.
+# Before TensorFlow loads: it reads its log level only then, and a Ctrl-C while it
+# does is one line.
+cli.start_binary(__name__)
 
 from absl import app, flags
 

@@ -10,9 +10,11 @@ same TFF version. See the README for the multi-machine recipe.
 
 import signal
 
-from fedcompress.federated import quiet
+from fedcompress.harness import cli
 
-quiet.quiet_tensorflow()  # Before TensorFlow loads: it reads its log level only then.
+# Before TensorFlow loads: it reads its log level only then, and a Ctrl-C while it
+# does is one line.
+cli.start_binary(__name__)
 
 from absl import app, flags
 

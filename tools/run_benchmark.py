@@ -12,9 +12,11 @@ and, with --readme=README.md, writes that table into the README. See tools/bench
 """
 
 
-from fedcompress.federated import quiet
+from fedcompress.harness import cli
 
-quiet.quiet_tensorflow()  # Before TensorFlow loads: it reads its log level only then.
+# Before TensorFlow loads: it reads its log level only then, and a Ctrl-C while it
+# does is one line.
+cli.start_binary(__name__)
 
 from absl import app, flags
 

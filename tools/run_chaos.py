@@ -15,11 +15,11 @@ import os
 import shlex
 import time
 
-from fedcompress.federated import quiet
+from fedcompress.harness import cli
 
 # Before TensorFlow loads (to read the runs' TensorBoard files): it reads its log level
 # only then, and would print its C++ log lines among the progress lines.
-quiet.quiet_tensorflow()
+cli.start_binary(__name__)
 
 from absl import app, flags
 

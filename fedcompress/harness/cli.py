@@ -28,6 +28,41 @@ USAGE_ERROR = 2
 INTERRUPTED = 128 + signal.SIGINT
 
 
+# The SIGINT and SIGTERM handlers `start_binary` replaced, put back when `interruptible`'s
+# main starts.
+_BEFORE_MAIN: dict[int, object] = {}
+
+
+def start_binary(module_name: str) -> None:
+  """What a binary's module does first, before it imports TensorFlow:
+  `cli.start_binary(__name__)`.
+
+  Quiets TensorFlow's C++ logs (it reads their level only when it loads), and, run as
+  `__main__` (not imported, as tests do), until the binary's `interruptible` main
+  starts, says Ctrl-C and SIGTERM in one line. Importing
+  TensorFlow and TFF takes seconds, the likeliest moment for a Ctrl-C after a typo: it
+  printed a KeyboardInterrupt traceback from inside their imports, and SIGTERM ended the
+  process without a word. Nothing has been written then. A signal the process was
+  started ignoring (a background job's SIGINT) stays ignored.
+  """
+  from fedcompress.federated import quiet
+
+  quiet.quiet_tensorflow()
+  if module_name != "__main__":
+    return
+  for sig, what in ((signal.SIGINT, "interrupted"), (signal.SIGTERM, "terminated (SIGTERM)")):
+    previous = signal.getsignal(sig)
+    if previous in (signal.default_int_handler, signal.SIG_DFL):
+      _BEFORE_MAIN[sig] = previous
+      signal.signal(sig, functools.partial(_exit_while_starting, what))
+
+
+def _exit_while_starting(what: str, sig: int, frame) -> None:
+  del frame
+  os.write(2, f"error: {what} while starting; nothing was written\n".encode())
+  os._exit(128 + sig)  # No exception: it would unwind through half-imported modules.
+
+
 def fail(message: str, code: int = USAGE_ERROR) -> int:
   """Prints one `error: ...` line on stderr and returns the exit code for main()."""
   print(f"error: {one_line(message)}", file=sys.stderr, flush=True)
@@ -180,6 +215,8 @@ def interruptible(main: Callable[[list[str]], int | None],
 
   @functools.wraps(main)
   def wrapped(argv: list[str]) -> int | None:
+    while _BEFORE_MAIN:  # `start_binary`'s handlers: from here, the lines below say it.
+      signal.signal(*_BEFORE_MAIN.popitem())
     try:
       return main(argv)
     except KeyboardInterrupt:
