@@ -161,8 +161,11 @@ def bits_formula(num_elements: int, *, bits: int = 8, clip: float = 0.01,
                  rotation: bool = False, direction: str = "aggregate",
                  dtype=tf.float32) -> int:
   """Exact bits of one tensor outside secure aggregation: int32 per coordinate, and in
-  a broadcast the rotation's seed."""
-  del bits, clip, dtype
+  a broadcast the rotation's seed. Only float32 tensors are encoded (see the encode):
+  others are refused here too, so that no budget or table prices them."""
+  del bits, clip
+  if tf.as_dtype(dtype) != tf.float32:
+    raise ValueError(f"fixed_int encodes float32 tensors, got {tf.as_dtype(dtype).name}")
   seed = _BROADCAST_SEED_BITS if rotation and _common.check_direction(direction) == (
       "broadcast") else 0
   return 32 * coordinates(num_elements, rotation=rotation) + seed
