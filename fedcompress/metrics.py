@@ -63,19 +63,24 @@ def is_width(key: str) -> bool:
   return key.startswith(WIDTH_PREFIXES)
 
 
-def flatten_round_metrics(metrics: Mapping) -> dict[str, float]:
+def flatten_round_metrics(metrics: Mapping) -> dict[str, float | None]:
   """Canonical train metrics and bits out of `LearningProcessOutput.metrics`.
 
   TFF nests client training metrics under `client_work/train`; Keras names accuracy
   after its metric class, so any key ending in `accuracy` is taken as the accuracy.
+  A round whose clients held no example trained nothing, and TFF's means of it read 0.0
+  (a perfect loss): its train loss and accuracy are None. (Under uniform weighting TFF
+  gives an empty client weight 1 and so counts it as a zero update, unlike under example
+  weights, where it is left out and counted in `aggregate/rejected_clients`.)
   """
-  flat: dict[str, float] = {}
+  flat: dict[str, float | None] = {}
   train = metrics.get("client_work", {}).get("train", {})
+  trained = train.get("num_examples") != 0
   for key, value in train.items():
     if key == "loss":
-      flat[TRAIN_LOSS] = float(value)
+      flat[TRAIN_LOSS] = float(value) if trained else None
     elif key.endswith("accuracy"):
-      flat[TRAIN_ACCURACY] = float(value)
+      flat[TRAIN_ACCURACY] = float(value) if trained else None
   for key in BITS_KEYS + _PER_ROUND_OPTIONAL:
     if key in metrics:
       flat[key] = float(metrics[key]) if "error" in key else int(metrics[key])

@@ -230,6 +230,10 @@ def run_loop(process: Process, client_ids: Sequence[str],
       for reporter in reporters:
         reporter.write(row)
       rows.append(row)
+      if not rejected and m.TRAIN_LOSS in row and row[m.TRAIN_LOSS] is None:
+        warn(f"round {round_num}: its {len(sampled)} clients held no examples, so nothing "
+             "was trained (under uniform weighting each counts as a zero update); train "
+             "loss and accuracy are left empty")
       if rejected:
         what = (f"all {len(sampled)} clients were left out (non-finite updates, or no "
                 "examples): no update was averaged and train loss and accuracy are left "

@@ -227,3 +227,30 @@ def test_non_finite_model_stops_and_keeps_the_last_finite_checkpoint(tmp_path):
   assert checkpointer.versions() == [1, 2]  # ...nor checkpointed.
   state, loop = checkpointer.restore(FakeProcess().initialize())
   assert loop.round_num == 2 and np.isfinite(state["w"]).all()
+
+
+class EmptyClientsProcess(FakeProcess):
+  """Under uniform weighting: every client of round 2 held no example, none rejected."""
+
+  def next(self, state, client_data):
+    output = super().next(state, client_data)
+    train = output.metrics["client_work"]["train"]
+    train["num_examples"] = 0 if int(output.state["step"]) == 2 else 10 * len(client_data)
+    if train["num_examples"] == 0:
+      train.update(loss=0.0, sparse_categorical_accuracy=0.0)  # TFF's means of nothing.
+    return output
+
+
+def test_a_round_that_trained_on_no_examples_is_reported_empty():
+  # Under uniform weighting TFF gives an empty client weight 1: no client is rejected,
+  # and a round of only empty clients recorded train loss 0.0, a perfect loss.
+  reporter, warnings = ListReporter(), []
+  run_loop(EmptyClientsProcess(), CLIENTS, client_dataset,
+           LoopConfig(rounds=3, clients_per_round=3), reporters=[reporter],
+           warn=warnings.append)
+  row = reporter.rows[1]
+  assert row[m.TRAIN_LOSS] is None and row[m.TRAIN_ACCURACY] is None
+  assert reporter.rows[0][m.TRAIN_LOSS] == 1.0 and reporter.rows[2][m.TRAIN_LOSS] == 1 / 3
+  assert warnings == ["round 2: its 3 clients held no examples, so nothing was trained "
+                      "(under uniform weighting each counts as a zero update); train loss "
+                      "and accuracy are left empty"]
