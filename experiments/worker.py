@@ -37,7 +37,9 @@ def main(argv):
   try:
     code = runtime.serve_worker(_PORT.value, _MAX_CALLS.value,
                                 on_ready=lambda line: print(line, flush=True))
-  except RuntimeError as e:  # e.g. the port is taken: the worker exits at once.
+  except runtime.PortTakenError as e:
+    return fail(f"{e}: stop what serves it (another worker?) or pass another --port", 1)
+  except RuntimeError as e:  # The worker exited at once.
     return fail(f"{e} Is port {_PORT.value} in use? --tf_logs shows the worker's log.", 1)
   if code:  # It ended on its own, not on Ctrl-C or SIGTERM: said, not a silent exit.
     how = (f"signal {signal.Signals(-code).name}" if code < 0 and -code in _SIGNALS

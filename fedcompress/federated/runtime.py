@@ -26,6 +26,7 @@ import ctypes
 import math
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -240,9 +241,11 @@ _manager: _LocalWorkerManager | None = None
 _shut_down = threading.Event()
 
 
-def _executor_factory(get_stub: Callable[[], remote_executor_grpc_stub.RemoteExecutorGrpcStub]
+def _executor_factory(get_stub: Callable[[], remote_executor_grpc_stub.RemoteExecutorGrpcStub],
+                      made: list | None = None
                       ) -> python_executor_stacks.ResourceManagingExecutorFactory:
-  """One `RemoteExecutor` per cardinality, on the stub `get_stub()` returns."""
+  """One `RemoteExecutor` per cardinality, on the stub `get_stub()` returns; each one
+  made is appended to `made` (to be closed: `_close_remote`)."""
 
   def stack_fn(cardinalities):
     # A computation with no CLIENTS-placed value (e.g. `initialize`) infers no CLIENTS
@@ -251,6 +254,8 @@ def _executor_factory(get_stub: Callable[[], remote_executor_grpc_stub.RemoteExe
       cardinalities[placements.CLIENTS] = 0
     executor = remote_executor.RemoteExecutor(_ForgivingDisposeStub(get_stub()))
     executor.set_cardinalities(cardinalities)
+    if made is not None:
+      made.append(executor)
     return executor
 
   return python_executor_stacks.ResourceManagingExecutorFactory(executor_stack_fn=stack_fn)
@@ -433,6 +438,11 @@ class _DeadlineStub(_ForwardingStub):
 
 
 _remote_channels: list[grpc.Channel] = []
+# The executors made on remote workers, closed with the channels: a worker keeps what an
+# executor holds until the driver disposes of it, and a driver that only closed its
+# channels left 150-200 MB in each worker per run (a sweep of runs on long-lived
+# workers would run them out of memory).
+_remote_executors: list[remote_executor.RemoteExecutor] = []
 
 
 def is_remote() -> bool:
@@ -440,7 +450,28 @@ def is_remote() -> bool:
   return isinstance(tff.framework.get_context_stack().current, _RemoteContext)
 
 
+# How long closing waits for workers to free their executors. A worker that stopped
+# answering without closing its connections (a stopped process, a frozen host) would
+# hold a call, and so the driver's exit, without end.
+_CLOSE_TIMEOUT_S = 10.0
+
+
+def _close_executors(executors: list[remote_executor.RemoteExecutor]) -> None:
+  for executor in executors:
+    try:
+      # One DisposeExecutor call (not retried: a worker gone has nothing to free).
+      executor.close()
+    except Exception:  # noqa: BLE001 (at exit, after whatever ended the run)
+      pass
+
+
 def _close_remote() -> None:
+  executors = list(_remote_executors)
+  _remote_executors.clear()
+  if executors:
+    closing = threading.Thread(target=_close_executors, args=(executors,), daemon=True)
+    closing.start()
+    closing.join(_CLOSE_TIMEOUT_S)  # Past it, closing the channels cancels the calls.
   while _remote_channels:
     _remote_channels.pop().close()
 
@@ -484,7 +515,8 @@ def set_remote_context(workers: Sequence[str], *, max_concurrent_clients: int | 
           _wait_until_ready(remote_executor_grpc_stub.RemoteExecutorGrpcStub(channel),
                             address, ready_timeout_s), address, unavailable_timeout_s)
       contexts.append(async_execution_context.AsyncExecutionContext(
-          executor_fn=_executor_factory(lambda stub=stub: stub),
+          # Executors are made as computations first run, after the old ones are closed.
+          executor_fn=_executor_factory(lambda stub=stub: stub, _remote_executors),
           compiler_fn=_compile,
           transform_args=tensorflow_computation.transform_args,
           transform_result=tensorflow_computation.transform_result,
@@ -527,6 +559,31 @@ def worker_pids() -> list[int]:
     return sorted(w.process.pid for w in _live_workers if w.alive())
 
 
+class PortTakenError(RuntimeError):
+  """A worker's port has a listener already."""
+
+
+def _check_port_free(port: int) -> None:
+  """Raises PortTakenError if something listens on `port` already.
+
+  TFF's worker binds its port with SO_REUSEPORT: a second worker on a port served
+  already started, was found ready (answered by either), and the kernel then spread the
+  drivers' connections over both, an old worker of another checkout among them. A plain
+  bind (SO_REUSEADDR, so that a worker stopped a moment ago does not count) fails
+  wherever a socket listens.
+  """
+  try:  # IPv6's wildcard takes IPv4's too; a host without IPv6 has only IPv4.
+    probe = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+  except OSError:
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+  with probe:
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+      probe.bind(("", port))
+    except OSError as e:
+      raise PortTakenError(f"port {port} is taken ({e.strerror})") from None
+
+
 def serve_worker(port: int, max_concurrent_computation_calls: int | None = None, *,
                  on_ready: Callable[[str], None] = print) -> int:
   """Runs one `worker_binary` on `port` in the foreground until it exits or is signalled.
@@ -554,6 +611,7 @@ def serve_worker(port: int, max_concurrent_computation_calls: int | None = None,
     if worker.alive():
       worker.process.send_signal(signum)
 
+  _check_port_free(port)
   previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
   try:
     worker.start()

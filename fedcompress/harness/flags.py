@@ -166,7 +166,9 @@ def define_runtime_flags(fv: FlagValues = flags.FLAGS) -> None:
                     "to run rounds on; empty runs locally.", flag_values=fv)
   flags.DEFINE_float("worker_timeout_s", 120.0, "With --workers: seconds a worker may take to "
                      "accept connections, and later fail every call (dead, unreachable), "
-                     "before the run stops with an error instead of TFF retrying forever.",
+                     "before the run stops with an error instead of TFF retrying forever. "
+                     "(A worker that stops answering but keeps its connections open, a "
+                     "stopped process or a frozen host, is waited for.)",
                      flag_values=fv)
   add_number_checks(fv, ["worker_timeout_s"])
 

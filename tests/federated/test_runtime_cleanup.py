@@ -1,0 +1,37 @@
+"""What the runtime frees and checks around remote workers, without starting one."""
+
+import socket
+import time
+
+import portpicker
+import pytest
+
+from fedcompress.federated import runtime
+
+
+def test_closing_does_not_wait_for_a_worker_that_stopped_answering(monkeypatch):
+  # Disposing of an executor on a stopped worker blocks its call: the driver's exit
+  # must not wait for it without end.
+  class Stuck:
+    def close(self):
+      time.sleep(30)
+
+  monkeypatch.setattr(runtime, "_CLOSE_TIMEOUT_S", 0.2)
+  runtime._remote_executors.append(Stuck())
+  began = time.monotonic()
+  runtime._close_remote()
+  assert time.monotonic() - began < 5 and runtime._remote_executors == []
+
+
+def test_a_port_a_worker_listens_on_is_taken():
+  # TFF's worker binds with SO_REUSEPORT: a second worker on a served port started,
+  # and drivers reached either.
+  port = portpicker.pick_unused_port()
+  runtime._check_port_free(port)
+  with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as listener:
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    listener.bind(("", port))
+    listener.listen()
+    with pytest.raises(runtime.PortTakenError, match=f"port {port} is taken"):
+      runtime._check_port_free(port)
+  runtime._check_port_free(port)
