@@ -12,6 +12,7 @@ hyperparameters) is listed in the README's "What counts as a bit".
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 ROUND = "round"
 TRAIN_LOSS = "train/loss"
@@ -63,11 +64,29 @@ def is_width(key: str) -> bool:
   return key.startswith(WIDTH_PREFIXES)
 
 
+# The names Keras gives the plain accuracy, by what a model was compiled with: the strings
+# 'accuracy' and 'acc', and the classes. `train/accuracy` and `eval/accuracy` hold the
+# first of these a model reports; any name ending in "accuracy" took a top-k accuracy
+# listed first (sparse_top_k_categorical_accuracy) as the accuracy, without a word.
+ACCURACY_NAMES = ("accuracy", "acc", "sparse_categorical_accuracy", "categorical_accuracy",
+                  "binary_accuracy")
+
+
+def accuracy_of(results: Mapping[str, Any]) -> float | None:
+  """The plain accuracy among a model's metric results (`ACCURACY_NAMES`), or None."""
+  return next((float(results[k]) for k in ACCURACY_NAMES if k in results), None)
+
+
+def other_accuracies(results: Mapping[str, Any]) -> list[str]:
+  """Metric names that end in "accuracy" but are not a plain accuracy (top-k, custom)."""
+  return sorted(k for k in results if k.endswith("accuracy") and k not in ACCURACY_NAMES)
+
+
 def flatten_round_metrics(metrics: Mapping) -> dict[str, float | None]:
   """Canonical train metrics and bits out of `LearningProcessOutput.metrics`.
 
-  TFF nests client training metrics under `client_work/train`; Keras names accuracy
-  after its metric class, so any key ending in `accuracy` is taken as the accuracy.
+  TFF nests client training metrics under `client_work/train`; the accuracy is Keras'
+  plain one (`accuracy_of`).
   A round whose clients held no example trained nothing, and TFF's means of it read 0.0
   (a perfect loss): its train loss and accuracy are None. (Under uniform weighting TFF
   gives an empty client weight 1 and so counts it as a zero update, unlike under example
@@ -76,11 +95,10 @@ def flatten_round_metrics(metrics: Mapping) -> dict[str, float | None]:
   flat: dict[str, float | None] = {}
   train = metrics.get("client_work", {}).get("train", {})
   trained = train.get("num_examples") != 0
-  for key, value in train.items():
-    if key == "loss":
-      flat[TRAIN_LOSS] = float(value) if trained else None
-    elif key.endswith("accuracy"):
-      flat[TRAIN_ACCURACY] = float(value) if trained else None
+  if "loss" in train:
+    flat[TRAIN_LOSS] = float(train["loss"]) if trained else None
+  if (accuracy := accuracy_of(train)) is not None:
+    flat[TRAIN_ACCURACY] = accuracy if trained else None
   for key in BITS_KEYS + _PER_ROUND_OPTIONAL:
     if key in metrics:
       flat[key] = float(metrics[key]) if "error" in key else int(metrics[key])

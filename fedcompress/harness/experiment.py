@@ -14,6 +14,7 @@ setting that changes results, and may only raise the rounds (see
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import errno
 import hashlib
@@ -49,7 +50,7 @@ from fedcompress.federated.privacy import (
 )
 from fedcompress.harness import reporting, rundir
 from fedcompress.harness.checkpoints import Checkpointer
-from fedcompress.harness.cli import fail, warn
+from fedcompress.harness.cli import fail, warn, warn_once
 from fedcompress.harness.client_state import ClientStateStore
 from fedcompress.harness.loop import (
   LoopConfig,
@@ -706,8 +707,20 @@ class _RunRecord:
 
 def keras_evaluator(keras_model_fn: Callable[[], tf.keras.Model], dataset: tf.data.Dataset
                     ) -> Callable[[Any], dict[str, float]]:
-  """`model_weights -> {'eval/loss', 'eval/accuracy'}` on `dataset`, with one Keras model."""
+  """`model_weights -> {'eval/loss', 'eval/accuracy'}` on `dataset`, with one Keras model.
+
+  `eval/accuracy` is Keras' plain accuracy (`metrics.accuracy_of`); a model reporting
+  only other accuracies (top-k, a custom name) has none, said once.
+
+  Raises:
+    ValueError: the model is not compiled with a loss (its evaluation read a loss of 0.0
+      every round), before any round.
+  """
   model = keras_model_fn()
+  if not getattr(model, "loss", None):  # Keras keeps {} for compile(loss=None).
+    raise ValueError("task.keras_model_fn must return a model compiled with a loss "
+                     "(model.compile(loss=..., metrics=[...])): without one Keras reads "
+                     "every evaluation's loss as 0.0")
 
   def evaluate(model_weights) -> dict[str, float]:
     restore_keras_v2_classes(model)  # A TFF process built since may have swapped them.
@@ -721,9 +734,12 @@ def keras_evaluator(keras_model_fn: Callable[[], tf.keras.Model], dataset: tf.da
     if "loss" not in results:  # Keras returns {} for a dataset of no batch.
       raise ValueError("the evaluation found no batch in the task's test set")
     out = {m.EVAL_LOSS: float(results["loss"])}
-    accuracy = [v for k, v in results.items() if k.endswith("accuracy")]
-    if accuracy:
-      out[m.EVAL_ACCURACY] = float(accuracy[0])
+    if (accuracy := m.accuracy_of(results)) is not None:
+      out[m.EVAL_ACCURACY] = accuracy
+    elif others := m.other_accuracies(results):
+      warn_once(f"train/accuracy and eval/accuracy are left empty: the model reports no "
+                f"plain accuracy ({', '.join(m.ACCURACY_NAMES)}), only "
+                f"{', '.join(others)}")
     return out
 
   return evaluate
@@ -976,6 +992,12 @@ def check_experiment(task: FederatedTask, config: ExperimentConfig) -> None:
   """
   config = with_task_settings(task, config)
   config.validate()
+  if duplicated := sorted(str(c) for c, n in collections.Counter(task.client_ids).items()
+                         if n > 1):
+    # Sampled by position, one client was drawn several times in a round, and DP's
+    # epsilon was accounted for a population it counted them in.
+    raise ValueError(f"task.client_ids lists {', '.join(duplicated[:3])} more than "
+                     "once: give each client once")
   if not config.fixed_clients and config.clients_per_round > len(task.client_ids):
     raise ValueError(f"--clients_per_round={config.clients_per_round} but the dataset has "
                      f"only {len(task.client_ids)} clients")
@@ -1025,6 +1047,8 @@ def tensorboard_hparams(config: ExperimentConfig) -> dict[str, Any]:
 
 def _run_locked(task, config, initial_weights, process, console) -> ExperimentResult:
   began = time.perf_counter()
+  # Its refusals (a model compiled without a loss) come before the process is built.
+  evaluate = keras_evaluator(task.keras_model_fn, task.test_dataset)
   process = process or build_process(task, config)
   initial_state = None
   if initial_weights is not None:
@@ -1050,7 +1074,7 @@ def _run_locked(task, config, initial_weights, process, console) -> ExperimentRe
                  seed=config.seed, rounds_per_eval=config.rounds_per_eval,
                  rounds_per_checkpoint=config.rounds_per_checkpoint,
                  fixed_clients=config.fixed_clients),
-      evaluate=keras_evaluator(task.keras_model_fn, task.test_dataset),
+      evaluate=evaluate,
       reporters=reporters,
       checkpointer=Checkpointer(os.path.join(config.run_dir, CHECKPOINT_DIR)),
       initial_state=initial_state, resume=config.resume, warn=console.warn,
