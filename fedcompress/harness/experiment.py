@@ -600,6 +600,34 @@ def fetchsgd_server_note(config: ExperimentConfig) -> str | None:
           "that update as its gradient, which is not FetchSGD as published (server SGD 1.0)")
 
 
+def uncompressed_note(process: Any, config: ExperimentConfig) -> str | None:
+  """What a run says when a codec encodes none of the model's tensors: each is at or
+  below its threshold, so the run sends what an uncompressed one does (a model of one's
+  own whose largest tensor had 4,000 elements ran 'uniform(bits=8)' at the default
+  10,000 as identity, without a word; the allocated codecs refuse it)."""
+  if config.secure_aggregation or config.dp == "distributed":
+    return None  # These encode every tensor, whatever the threshold.
+  try:
+    weights = process.initialize.type_signature.result.member.global_model_weights
+  except AttributeError:  # A process whose state holds no model weights by that name.
+    return None
+  from tensorflow_federated.python.core.impl.types import type_conversions
+
+  sent = {"broadcast": weights, "aggregate": weights.trainable}
+  for direction in ("broadcast", "aggregate"):
+    codec = getattr(config, f"{direction}_codec")
+    if not isinstance(codec, CodecSpec) or codec.name == "identity":
+      continue
+    specs = tf.nest.flatten(type_conversions.type_to_tf_tensor_specs(sent[direction]))
+    if specs and not any(codec.applies_to(spec) for spec in specs):
+      largest = max(math.prod(spec.shape.as_list()) for spec in specs)
+      return (f"no tensor of the model has more than {codec.threshold} elements (the "
+              f"largest has {largest}): the {direction} codec {codec.describe()} sends "
+              "every tensor as it is, as an uncompressed run does; lower "
+              "--compression_threshold (threshold=) to encode them")
+  return None
+
+
 def fixed_int_note(config: ExperimentConfig) -> str | None:
   """What a run says when `fixed_int` is sent outside the secure sum: int32, 32 bits a
   coordinate whatever its `bits`, which then sets only its precision (a sweep over
@@ -1065,7 +1093,8 @@ def _run_locked(task, config, initial_weights, process, console) -> ExperimentRe
   ]
   if config.resume:
     _warn_rows_without_checkpoint(config.run_dir, console.warn)
-  for note in (fetchsgd_server_note(config), fixed_int_note(config), dp_codec_note(config)):
+  for note in (fetchsgd_server_note(config), fixed_int_note(config), dp_codec_note(config),
+               uncompressed_note(process, config)):
     if note:
       console.warn(note)
   loop = run_loop(

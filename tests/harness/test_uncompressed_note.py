@@ -1,0 +1,34 @@
+"""A codec that encodes none of the model's tensors is said, not run as identity silently."""
+
+import types
+
+import numpy as np
+import tensorflow_federated as tff
+
+from fedcompress import codecs
+from fedcompress.harness import experiment
+
+
+def _process(*sizes):
+  """A process whose state's model weights are float32 tensors of these sizes."""
+  weights = tff.StructType([
+      ("trainable", tff.StructType([tff.TensorType(np.float32, [n]) for n in sizes])),
+      ("non_trainable", tff.StructType([]))])
+  state = tff.FederatedType(tff.StructType([("global_model_weights", weights)]), tff.SERVER)
+  signature = types.SimpleNamespace(result=state)
+  return types.SimpleNamespace(initialize=types.SimpleNamespace(type_signature=signature))
+
+
+def _config(codec, **changes):
+  return experiment.ExperimentConfig(root_output_dir="/tmp/unused", experiment_name="r",
+                                     aggregate_codec=codecs.make_codec(codec, **changes))
+
+
+def test_a_codec_whose_threshold_no_tensor_passes_is_said():
+  note = experiment.uncompressed_note(_process(4000, 200), _config("uniform"))
+  assert note.startswith("no tensor of the model has more than 10000 elements (the largest "
+                         "has 4000): the aggregate codec uniform(bits=8)>10000 sends")
+  assert experiment.uncompressed_note(_process(4000, 200),
+                                      _config("uniform", threshold=1000)) is None
+  assert experiment.uncompressed_note(_process(10_001), _config("uniform")) is None
+  assert experiment.uncompressed_note(_process(4000), _config("identity")) is None
