@@ -18,6 +18,7 @@ import collections
 import dataclasses
 import errno
 import hashlib
+import json
 import math
 import os
 import time
@@ -526,6 +527,12 @@ class ExperimentConfig:
           for name, digest in (entry.partition("=")[::2]
                                for entry in record[rundir.CODEC_SOURCES_DIGEST].split(","))
           if name in old)
+    for key, value in self.recorded.items():
+      # A set, array or mapping (a task's setting) was stored as its str before they
+      # were recorded in full: such a record compares as it was made.
+      if (isinstance(value, (set, frozenset, Mapping, np.ndarray))
+          and (recorded or {}).get(key) == str(value)):
+        record[key] = recorded[key]
     if self.fixed_clients and "clients_per_round" in (recorded or {}):
       # With fixed clients it has no effect; runs made before it was set to their number
       # recorded the flag's value (10 in the Shakespeare tutorial's runs).
@@ -934,6 +941,13 @@ def with_task_settings(task: FederatedTask, config: ExperimentConfig) -> Experim
   The task's name and clients (`task_identity`) are recorded for every task.
   """
   settings = {**task_identity(task), **task.settings}
+  for key, value in task.settings.items():
+    if " at 0x" in json.dumps(rundir.jsonable(value)):
+      # A function's or object's default text holds its address, another in every
+      # process: the run could never be resumed, refused as run with other settings.
+      raise ValueError(f"task.settings[{key!r}] is recorded as {rundir.jsonable(value)!r}, "
+                       "which changes from one process to the next: record what names it "
+                       "(a string, a number) instead")
   if config.fixed_clients:  # Not sampled: runs recorded before it compare as they did.
     del settings[rundir.CLIENT_SAMPLING]
   missing = {k: v for k, v in settings.items() if k not in config.recorded}

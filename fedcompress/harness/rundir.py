@@ -264,6 +264,15 @@ def jsonable(value: Any) -> Any:
     # A notebook's `for seed in np.arange(3)`: stored as "1", the resume with seed=1 was
     # refused as "--seed=1 (recorded 1)".
     return jsonable(value.item())
+  # A task's settings may hold these. As their str, an array of over 1,000 values was
+  # numpy's elided text (two partitions recorded the same), and a set's order follows
+  # the per-process hash seed (a resume in a fresh process was refused).
+  if isinstance(value, np.ndarray):
+    return jsonable(value.tolist())
+  if isinstance(value, (set, frozenset)):
+    return sorted((jsonable(v) for v in value), key=json.dumps)
+  if isinstance(value, Mapping):
+    return {str(k): jsonable(v) for k, v in value.items()}
   return str(value)
 
 
