@@ -28,7 +28,13 @@ class FederatedTask:
     settings: what the task was built with that changes results (dataset, split, client
       epochs and batch size, model, the task's own seed as `task_seed`), under the
       binaries' flag names where they have one: a run records them, and a resume
-      compares them, also when the task was built in Python rather than from flags.
+      compares them, also when the task was built in Python rather than from flags
+      (numbers, strings, lists, sets, mappings, arrays; not functions).
+
+  A task's `model_fn` and `keras_model_fn` build a new model on every call, with seeded
+  initializers (and seeded dropout): unseeded, two runs of the same seed differ. The
+  Keras model is compiled with a loss; its plain accuracy (`metrics.ACCURACY_NAMES`) is
+  the one reported.
   """
 
   name: str
