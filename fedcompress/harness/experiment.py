@@ -748,9 +748,22 @@ def keras_evaluator(keras_model_fn: Callable[[], tf.keras.Model], dataset: tf.da
   only other accuracies (top-k, a custom name) has none, said once.
 
   Raises:
-    ValueError: the model is not compiled with a loss (its evaluation read a loss of 0.0
-      every round), before any round.
+    ValueError: before any round, a test set Keras cannot evaluate (not a dataset, the
+      clients' {'x', 'y'} dicts, one without end) or a model not compiled with a loss
+      (its evaluation read a loss of 0.0 every round).
   """
+  # Mistakes in the test set are said before any round: Keras' tracebacks came after the
+  # first evaluation's rounds had trained.
+  if not isinstance(dataset, tf.data.Dataset):
+    raise ValueError(f"task.test_dataset must be a tf.data.Dataset of (x, y) batches, got "
+                     f"{type(dataset).__name__}")
+  spec = dataset.element_spec
+  if isinstance(spec, Mapping) and {"x", "y"} <= set(spec):
+    raise ValueError("task.test_dataset yields {'x', 'y'} dicts, the clients' format; "
+                     "Keras evaluates (x, y) tuples: map it with lambda b: (b['x'], b['y'])")
+  if dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
+    raise ValueError("task.test_dataset repeats without end (.repeat()): the evaluation "
+                     "would never finish; take a finite part of it")
   model = keras_model_fn()
   if not getattr(model, "loss", None):  # Keras keeps {} for compile(loss=None).
     raise ValueError("task.keras_model_fn must return a model compiled with a loss "

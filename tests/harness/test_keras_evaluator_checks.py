@@ -58,3 +58,15 @@ def test_a_model_compiled_without_a_loss_is_refused_before_any_round():
     keras_evaluator(_model_fn(["accuracy"], loss=None), _DATA)
   with pytest.raises(ValueError, match="compiled with a loss"):  # Keras' traceback, after
     keras_evaluator(lambda: tf.keras.Sequential([tf.keras.Input((4,))]), _DATA)  # round 1.
+
+
+@pytest.mark.parametrize("dataset, message", [
+    (None, "must be a tf.data.Dataset of \\(x, y\\) batches, got NoneType"),
+    (tf.data.Dataset.from_tensor_slices({"x": _X, "y": _Y}).batch(10),
+     "yields \\{'x', 'y'\\} dicts, the clients' format"),
+    (_DATA.repeat(), "repeats without end"),
+])
+def test_a_test_set_keras_cannot_evaluate_is_refused_before_any_round(dataset, message):
+  # Each failed in a Keras traceback at the first evaluation, after its rounds trained.
+  with pytest.raises(ValueError, match=message):
+    keras_evaluator(_model_fn(["accuracy"]), dataset)
