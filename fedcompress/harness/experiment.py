@@ -612,27 +612,36 @@ def uncompressed_note(process: Any, config: ExperimentConfig) -> str | None:
   below its threshold, so the run sends what an uncompressed one does (a model of one's
   own whose largest tensor had 4,000 elements ran 'uniform(bits=8)' at the default
   10,000 as identity, without a word; the allocated codecs refuse it)."""
-  if config.secure_aggregation or config.dp == "distributed":
-    return None  # These encode every tensor, whatever the threshold.
+  # The secure sum (and distributed DP on it) encodes every tensor, whatever the
+  # threshold; the broadcast keeps its threshold.
+  directions = ("broadcast",) if config.secure_aggregation or config.dp == "distributed" \
+      else ("broadcast", "aggregate")
   try:
     weights = process.initialize.type_signature.result.member.global_model_weights
   except AttributeError:  # A process whose state holds no model weights by that name.
     return None
-  from tensorflow_federated.python.core.impl.types import type_conversions
+  def specs(value_type) -> list[tf.TensorSpec]:
+    if isinstance(value_type, tff.TensorType):
+      return [tf.TensorSpec(value_type.shape, value_type.dtype)]
+    return [spec for child in value_type for spec in specs(child)]
 
   sent = {"broadcast": weights, "aggregate": weights.trainable}
-  for direction in ("broadcast", "aggregate"):
+  idle = []
+  for direction in directions:
     codec = getattr(config, f"{direction}_codec")
     if not isinstance(codec, CodecSpec) or codec.name == "identity":
       continue
-    specs = tf.nest.flatten(type_conversions.type_to_tf_tensor_specs(sent[direction]))
-    if specs and not any(codec.applies_to(spec) for spec in specs):
-      largest = max(math.prod(spec.shape.as_list()) for spec in specs)
-      return (f"no tensor of the model has more than {codec.threshold} elements (the "
-              f"largest has {largest}): the {direction} codec {codec.describe()} sends "
-              "every tensor as it is, as an uncompressed run does; lower "
-              "--compression_threshold (threshold=) to encode them")
-  return None
+    tensors = specs(sent[direction])
+    if tensors and not any(codec.applies_to(spec) for spec in tensors):
+      largest = max(math.prod(spec.shape.as_list()) for spec in tensors)
+      idle.append(f"the {direction} codec {codec.describe()} (the largest tensor has "
+                  f"{largest} elements)")
+  if not idle:
+    return None
+  return (f"no tensor of the model is over its codec's threshold: {' and '.join(idle)} "
+          f"{'sends' if len(idle) == 1 else 'send'} every tensor as it is, as an "
+          "uncompressed run does; lower "
+          "--compression_threshold (threshold=) to encode them")
 
 
 def fixed_int_note(config: ExperimentConfig) -> str | None:
@@ -765,7 +774,8 @@ def keras_evaluator(keras_model_fn: Callable[[], tf.keras.Model], dataset: tf.da
     raise ValueError("task.test_dataset repeats without end (.repeat()): the evaluation "
                      "would never finish; take a finite part of it")
   model = keras_model_fn()
-  if not getattr(model, "loss", None):  # Keras keeps {} for compile(loss=None).
+  # Keras keeps {} for compile(loss=None), and a model's own losses (`add_loss`) count.
+  if getattr(model, "compiled_loss", None) is None or not (model.loss or model.losses):
     raise ValueError("task.keras_model_fn must return a model compiled with a loss "
                      "(model.compile(loss=..., metrics=[...])): without one Keras reads "
                      "every evaluation's loss as 0.0")

@@ -70,3 +70,17 @@ def test_a_test_set_keras_cannot_evaluate_is_refused_before_any_round(dataset, m
   # Each failed in a Keras traceback at the first evaluation, after its rounds trained.
   with pytest.raises(ValueError, match=message):
     keras_evaluator(_model_fn(["accuracy"]), dataset)
+
+
+def test_a_model_whose_loss_is_its_own_is_evaluated():
+  # A loss from add_loss is a real loss: such a model was refused with one that is not.
+  def build():
+    inputs = tf.keras.Input((4,))
+    outputs = tf.keras.layers.Dense(3)(inputs)
+    model = tf.keras.Model(inputs, outputs)
+    model.add_loss(tf.reduce_mean(tf.square(outputs)))
+    model.compile(metrics=["accuracy"])
+    return model
+
+  weights = tff.learning.models.ModelWeights.from_model(build())
+  assert keras_evaluator(build, _DATA)(weights)[m.EVAL_LOSS] > 0
