@@ -68,7 +68,7 @@ CLOSE_COLUMNS = (m.TRAIN_LOSS, m.TRAIN_ACCURACY, m.EVAL_LOSS, m.EVAL_ACCURACY)
 # is sent half a round after the previous round's checkpoint (a flagfile's own
 # --rounds_per_checkpoint, 20 in the sweeps' configs, is overridden; it changes no result).
 OWN_FLAGS = ("rounds", "root_output_dir", "experiment_name", "resume", "rounds_per_checkpoint")
-_ROUND_LINE = re.compile(r"round\s+(\d+), .*, ([0-9.]+)s$")
+_ROUND_LINE = re.compile(r"round\s+(\d+), .*, round_time_s=([0-9.]+)$")
 _CHECKPOINT_DIR = re.compile(r"round_(\d+)$")
 
 

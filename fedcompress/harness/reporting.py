@@ -30,23 +30,23 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def format_round_line(row: Mapping[str, Any]) -> str:
-  """One console line per round, with bits in the tutorial's Mibit/Gibit units."""
+  """One console line per round: the canonical metric names (as in metrics.csv and
+  TensorBoard), bits in the tutorial's Mibit/Gibit units."""
   parts = [f"round {row[m.ROUND]:3d}",
-           f"loss={_fmt(row.get(m.TRAIN_LOSS), '.4f')}",
-           f"accuracy={_fmt(row.get(m.TRAIN_ACCURACY), '.4f')}"]
+           f"{m.TRAIN_LOSS}={_fmt(row.get(m.TRAIN_LOSS), '.4f')}",
+           f"{m.TRAIN_ACCURACY}={_fmt(row.get(m.TRAIN_ACCURACY), '.4f')}"]
   if row.get(m.EVAL_ACCURACY) is not None:
-    parts.append(f"eval_accuracy={row[m.EVAL_ACCURACY]:.4f}")
-  parts.append(f"broadcast={format_bits(row[m.BROADCAST_BITS])} "
-               f"(total {format_bits(row[m.BROADCAST_CUMULATIVE_BITS])})")
-  parts.append(f"aggregate={format_bits(row[m.AGGREGATE_BITS])} "
-               f"(total {format_bits(row[m.AGGREGATE_CUMULATIVE_BITS])})")
-  for direction, coded, raw in (("broadcast", m.BROADCAST_CODED_BITS, m.BROADCAST_BITS),
-                                ("aggregate", m.AGGREGATE_CODED_BITS, m.AGGREGATE_BITS)):
+    parts.append(f"{m.EVAL_ACCURACY}={row[m.EVAL_ACCURACY]:.4f}")
+  for key in (m.BROADCAST_BITS, m.BROADCAST_CUMULATIVE_BITS, m.AGGREGATE_BITS,
+              m.AGGREGATE_CUMULATIVE_BITS):
+    parts.append(f"{key}={format_bits(row[key])}")
+  for coded, raw in ((m.BROADCAST_CODED_BITS, m.BROADCAST_BITS),
+                     (m.AGGREGATE_CODED_BITS, m.AGGREGATE_BITS)):
     if row.get(coded) is not None and row[coded] != row[raw]:
-      parts.append(f"{direction}_coded={format_bits(row[coded])}")
+      parts.append(f"{coded}={format_bits(row[coded])}")
   if row.get(m.AGGREGATE_RELATIVE_ERROR) is not None:
-    parts.append(f"relative_error={row[m.AGGREGATE_RELATIVE_ERROR]:.4f}")
-  parts.append(f"{row[m.ROUND_TIME_S]:.2f}s")
+    parts.append(f"{m.AGGREGATE_RELATIVE_ERROR}={row[m.AGGREGATE_RELATIVE_ERROR]:.4f}")
+  parts.append(f"{m.ROUND_TIME_S}={row[m.ROUND_TIME_S]:.2f}")
   return ", ".join(parts)
 
 

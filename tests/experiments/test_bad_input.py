@@ -601,7 +601,7 @@ class TestEmnist:
     assert self.run(binary, root, rounds=2, client_learning_rate=1e30) == 0
     out = capsys.readouterr().out
     lines = out.strip().splitlines()
-    assert "round   1, loss=n/a, accuracy=n/a" in lines[0]
+    assert "round   1, train/loss=n/a, train/accuracy=n/a" in lines[0]
     assert lines[1] == ("warning: round 1: all 2 clients were left out (non-finite "
                         "updates, or no examples): no update was averaged and train loss "
                         "and accuracy are left empty")

@@ -47,7 +47,7 @@ def test_smoke_outputs(binary, tmp_path, capsys):
   assert all(r[m.AGGREGATE_BITS] == 2 * (U8_CLIENT_BITS + 32) for r in rows)
   assert rows[1][m.BROADCAST_CUMULATIVE_BITS] == 4 * U8_CLIENT_BITS
   assert all(0.0 <= r[m.EVAL_ACCURACY] <= 1.0 for r in rows)
-  assert "round   1, loss=" in out and "29.29Mibit" in out
+  assert "round   1, train/loss=" in out and "29.29Mibit" in out
   assert out.strip().splitlines()[-1].startswith("done: 2 rounds, eval accuracy")
 
   acc = event_accumulator.EventAccumulator(str(run_dir),

@@ -26,8 +26,20 @@ def test_console_line_uses_tutorial_units():
   reporter.write(_row(10, **{m.EVAL_ACCURACY: 0.5}))
   reporter.close()
   line = out.getvalue().strip()
-  assert line.startswith("round  10, loss=0.2000, accuracy=1.0000, eval_accuracy=0.5000")
-  assert "broadcast=507.62Mibit (total 4.96Gibit)" in line
+  # DESIGN's canonical names, as in metrics.csv and TensorBoard.
+  assert line == ("round  10, train/loss=0.2000, train/accuracy=1.0000, eval/accuracy=0.5000, "
+                  "broadcast/bits=507.62Mibit, broadcast/cumulative_bits=4.96Gibit, "
+                  "aggregate/bits=507.62Mibit, aggregate/cumulative_bits=4.96Gibit, "
+                  "round_time_s=1.50")
+
+
+def test_console_line_names_coded_bits_and_error_canonically():
+  line = reporting.format_round_line(_row(1, **{m.AGGREGATE_CODED_BITS: 1 << 20,
+                                                m.BROADCAST_CODED_BITS: 532_278_400,
+                                                m.AGGREGATE_RELATIVE_ERROR: 0.125}))
+  # Coded bits only where they differ from the raw ones.
+  assert ", aggregate/coded_bits=1.00Mibit, aggregate/relative_error=0.1250," in line
+  assert "broadcast/coded_bits" not in line
 
 
 def test_csv_columns_and_resume_drop_later_rows(tmp_path):

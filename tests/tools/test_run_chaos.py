@@ -30,7 +30,7 @@ started = os.path.join(run_dir, "started")
 first_start = args["experiment_name"] == "interrupted" and not os.path.exists(started)
 open(started, "w").close()
 for r in range(1, int(args["rounds"]) + 1):
-  print(f"round {r:3d}, loss=1.0, 0.01s", flush=True)
+  print(f"round {r:3d}, train/loss=1.0, round_time_s=0.01", flush=True)
 if first_start:
   time.sleep(120)
 """
