@@ -32,11 +32,12 @@ def _define(fv):
   flags.DEFINE_integer("bits", 100, "", flag_values=fv)
   flags.DEFINE_boolean("coded", False, "", flag_values=fv)
   flags.DEFINE_boolean("resume", False, "", flag_values=fv)
+  flags.DEFINE_integer("rounds", 1, "", flag_values=fv)  # Recorded; a run writes one.
 
 
 def _config(fv):
   return ExperimentConfig(root_output_dir=fv.root_output_dir,
-                          experiment_name=fv.experiment_name, rounds=1, seed=fv.seed,
+                          experiment_name=fv.experiment_name, rounds=fv.rounds, seed=fv.seed,
                           resume=fv.resume, recorded={"gain": fv.gain, "wobble": fv.wobble,
                                                       "bits": fv.bits,
                                                       "coded": fv.coded})
@@ -89,6 +90,24 @@ def test_a_seed_axis_in_the_grid_is_refused_with_seeds(tmp_path, fake_experiment
     sweep.run_sweep(sweep.runs_from_grid("seed=1,2"), str(tmp_path), experiment="fake",
                     seeds=[0, 1], log=lambda _: None)
   assert fake_experiment == []
+
+
+def test_configurations_of_other_lengths_are_refused_with_seeds(tmp_path, fake_experiment):
+  # Their final accuracies and total bits were paired as if the codec made the difference.
+  runs = [sweep.SweepRun("base", ("--rounds=8",)), sweep.SweepRun("short", ("--rounds=1",)),
+          sweep.SweepRun("also", ("--rounds=8", "--bits=10"))]
+  with pytest.raises(ValueError, match=r"same number of rounds \(8 rounds: base, also; "
+                                       r"1 rounds: short\)"):
+    sweep.run_sweep(runs, str(tmp_path), experiment="fake", seeds=[0, 1], log=lambda _: None)
+  assert fake_experiment == []  # Before any run.
+  # Flagfiles of other lengths with one --rounds for all (common flags come after a
+  # run's flagfile, as configs/ sets --rounds) are a sweep.
+  for name, rounds in (("base", 8), ("short", 1)):
+    (tmp_path / f"{name}.flags").write_text(f"--rounds={rounds}\n")
+  runs = [sweep.SweepRun(n, (f"--flagfile={tmp_path / n}.flags",)) for n in ("base", "short")]
+  sweep.run_sweep(runs, str(tmp_path / "out"), experiment="fake", seeds=[0],
+                  common_flags="--rounds=1", log=lambda _: None)
+  assert [name for name, _ in fake_experiment] == ["base_seed0", "short_seed0"]
 
 
 def test_every_configuration_runs_once_per_seed(tmp_path, fake_experiment):
