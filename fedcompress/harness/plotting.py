@@ -132,10 +132,20 @@ def _series(rows, x_key, y_key):
   return [p[0] for p in points], [p[1] for p in points]
 
 
+# Runs past matplotlib's ten colours take them again with another marker (on every
+# line of theirs): run 10 was drawn as run 0, told apart by the legend alone.
+_MARKERS = "osD^v<>ph*"
+
+
+def _run_style(i: int) -> tuple[str, str]:
+  """Run i's colour and marker: the first ten runs are `C0`-`C9` with circles."""
+  return f"C{i % 10}", _MARKERS[(i // 10) % len(_MARKERS)]
+
+
 def _plot(ax, x, y, style: str, **kwargs) -> None:
   """`ax.plot`, with a marker where a line has one point: a one-round run's train
   curves and cumulative bits, drawn as lines alone, did not show at all."""
-  if len(x) == 1 and not any(c in style for c in "o.s^"):
+  if len(x) == 1 and not any(c in style for c in "." + _MARKERS):
     style += "o"
     kwargs.setdefault("markersize", 3)
   ax.plot(x, y, style, **kwargs)
@@ -206,36 +216,37 @@ def plot_runs(run_dirs: Sequence[str], output_path: str, labels: Sequence[str] |
   fig, axes = plt.subplots(2, 2, figsize=(13, 9), constrained_layout=True)
   (ax_acc, ax_loss), (ax_bits, ax_frontier) = axes
   for i, (rows, label) in enumerate(zip(all_rows, labels, strict=True)):
-    color = f"C{i % 10}"
+    color, marker = _run_style(i)
+    plain = "" if i < 10 else marker  # The lines without markers, for the first ten.
+    style = {"color": color, "markersize": 3}
     x, y = _series(rows, m.ROUND, m.EVAL_ACCURACY)
-    _plot(ax_acc, x, y, "-o", color=color, markersize=3, label=f"{label} eval")
+    _plot(ax_acc, x, y, "-" + marker, **style, label=f"{label} eval")
     x, y = _series(rows, m.ROUND, m.TRAIN_ACCURACY)
-    _plot(ax_acc, x, y, "--", color=color, alpha=0.7, label=f"{label} train")
+    _plot(ax_acc, x, y, "--" + plain, **style, alpha=0.7, label=f"{label} train")
     x, y = _series(rows, m.ROUND, m.EVAL_LOSS)
-    _plot(ax_loss, x, y, "-o", color=color, markersize=3, label=f"{label} eval")
+    _plot(ax_loss, x, y, "-" + marker, **style, label=f"{label} eval")
     x, y = _series(rows, m.ROUND, m.TRAIN_LOSS)
-    _plot(ax_loss, x, y, "--", color=color, alpha=0.7, label=f"{label} train")
+    _plot(ax_loss, x, y, "--" + plain, **style, alpha=0.7, label=f"{label} train")
     x, y = _series(rows, m.ROUND, m.BROADCAST_CUMULATIVE_BITS)
-    _plot(ax_bits, x, y, "-", color=color, label=f"{label} broadcast")
+    _plot(ax_bits, x, y, "-" + plain, **style, label=f"{label} broadcast")
     x, y = _series(rows, m.ROUND, m.AGGREGATE_CUMULATIVE_BITS)
-    _plot(ax_bits, x, y, "--", color=color, label=f"{label} aggregate")
+    _plot(ax_bits, x, y, "--" + plain, **style, label=f"{label} aggregate")
     # Beside the raw bits, never instead: what an entropy coder sent (dotted), where
     # it differs (its raw size is its bit-packing's, several times what it sent).
     coded = [(r[m.ROUND], _sent(r, "broadcast") + _sent(r, "aggregate")) for r in rows]
     if any(total != r[m.BROADCAST_CUMULATIVE_BITS] + r[m.AGGREGATE_CUMULATIVE_BITS]
            for (_, total), r in zip(coded, rows, strict=True)):
-      _plot(ax_bits, *zip(*coded, strict=True), ":", color=color,
+      _plot(ax_bits, *zip(*coded, strict=True), ":" + plain, **style,
             label=f"{label} both ways, coded")
       coded_frontier = [(_sent(r, "broadcast") + _sent(r, "aggregate"), r[m.EVAL_ACCURACY])
                         for r in rows if r.get(m.EVAL_ACCURACY) is not None]
       if coded_frontier:
-        ax_frontier.plot(*zip(*coded_frontier, strict=True), ":o", color=color,
-                         markersize=3, markerfacecolor="none", label=f"{label}, coded")
+        ax_frontier.plot(*zip(*coded_frontier, strict=True), ":" + marker, **style,
+                         markerfacecolor="none", label=f"{label}, coded")
     frontier = [(r[m.BROADCAST_CUMULATIVE_BITS] + r[m.AGGREGATE_CUMULATIVE_BITS],
                  r[m.EVAL_ACCURACY]) for r in rows if r.get(m.EVAL_ACCURACY) is not None]
     if frontier:
-      ax_frontier.plot(*zip(*frontier, strict=True), "-o", color=color, markersize=3,
-                       label=label)
+      ax_frontier.plot(*zip(*frontier, strict=True), "-" + marker, **style, label=label)
   ax_acc.set(title="Accuracy", xlabel="round", ylabel="accuracy")
   ax_loss.set(title="Loss", xlabel="round", ylabel="loss")
   ax_bits.set(title="Cumulative bits (solid: broadcast, dashed: aggregate, dotted: "
@@ -289,19 +300,20 @@ def plot_frontier(stats: Sequence[Mapping[str, Any]], output_path: str,
   fig, ax = plt.subplots(figsize=(7, 5), constrained_layout=True)
   bits = []
   for i, s in enumerate(points):
+    color, marker = _run_style(i)
     acc = s["accuracy"]
     half = acc.half_width
     yerr = None if half is None else [[half], [half]]
-    ax.errorbar([s["uplink_bits"]], [acc.mean], yerr=yerr, fmt="o", color=f"C{i % 10}",
+    ax.errorbar([s["uplink_bits"]], [acc.mean], yerr=yerr, fmt=marker, color=color,
                 capsize=4, label=f"{s['configuration']} (n={acc.n})")
     bits.append(s["uplink_bits"])
     coded = s.get("uplink_coded_bits")
     if coded is not None and coded != s["uplink_bits"]:
       # What an entropy coder sent, beside its raw size (an adaptive run drawn at its raw
       # size sat right of a fixed-width one that sent more).
-      ax.errorbar([coded], [acc.mean], yerr=yerr, fmt="o", mfc="none", color=f"C{i % 10}",
+      ax.errorbar([coded], [acc.mean], yerr=yerr, fmt=marker, mfc="none", color=color,
                   capsize=4)
-      ax.plot([coded, s["uplink_bits"]], [acc.mean] * 2, ":", color=f"C{i % 10}")
+      ax.plot([coded, s["uplink_bits"]], [acc.mean] * 2, ":", color=color)
       bits.append(coded)
   _log_bit_axis(ax, min(bits), max(bits))
   ax.set(xlabel="total uplink bits (all clients, all rounds; hollow: as entropy-coded)",

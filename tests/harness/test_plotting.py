@@ -255,3 +255,22 @@ def test_coded_bits_are_drawn_beside_the_raw_ones(tmp_path, monkeypatch):
   ax = figures[1].axes[0]
   xs = sorted(x for line in ax.lines for x in line.get_xdata())
   assert 400.0 in xs and 1000.0 in xs and 600.0 in xs
+
+
+def test_no_two_of_eleven_runs_are_drawn_alike(tmp_path, monkeypatch):
+  # Run i took colour C{i % 10} and the same line styles: runs 0 and 10 were identical
+  # lines, told apart by the legend alone (a 4-configuration sweep of 3 seeds has 12).
+  runs = [_run(tmp_path, f"r{i}", 100 * (i + 1), rounds=2) for i in range(11)]
+  figures = []
+  monkeypatch.setattr(plotting.plt, "close", figures.append)
+  plotting.plot_runs(runs, str(tmp_path / "cmp.png"))
+  for ax in figures[0].axes[:4]:
+    looks = {}
+    for line in ax.lines:
+      run, kind = line.get_label().split(" ", 1) if " " in line.get_label() else (
+          line.get_label(), "frontier")
+      looks.setdefault(kind, []).append(
+          (line.get_color(), line.get_linestyle(), line.get_marker()))
+    for kind, styles in looks.items():
+      assert len(styles) == 11 and len(set(styles)) == 11, (ax.get_title(), kind, styles)
+  assert plotting._run_style(0) == ("C0", "o")  # The first ten as before.
