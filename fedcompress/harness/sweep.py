@@ -25,7 +25,7 @@ import itertools
 import os
 import re
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from absl import flags
@@ -309,6 +309,7 @@ def run_sweep(runs: Sequence[SweepRun], root_output_dir: str, *, experiment: str
   except ValueError as e:
     raise ValueError(f"--common_flags: {e} in {common_flags!r}") from None
   configurations = names
+  given = {r.name: r.args for r in runs}  # Each configuration's own flags, for the summary.
   if seeds:
     if any(a.startswith("--seed=") or a == "--seed" for a in common):
       raise ValueError("--seeds sets each run's --seed: remove --seed from --common_flags")
@@ -355,7 +356,8 @@ def run_sweep(runs: Sequence[SweepRun], root_output_dir: str, *, experiment: str
   for stale in SEED_FILES:
     with contextlib.suppress(FileNotFoundError):
       os.remove(os.path.join(root_output_dir, stale))
-  write_summary(summaries, root_output_dir, baseline, same_seed=bool(seeds))
+  write_summary(summaries, root_output_dir, baseline, same_seed=bool(seeds),
+                flags_given={"--common_flags": common, **given})
   if seeds:
     by_name = {s["run"]: s for s in summaries}
     accuracy = {c: {seed: by_name[f"{c}_seed{seed}"]["eval_accuracy"] for seed in seeds}
@@ -380,9 +382,12 @@ SUMMARY_COLUMNS = ("run", "rounds", "eval_accuracy", "eval_loss", "broadcast_bit
 
 
 def write_summary(summaries: Sequence[dict[str, Any]], root: str, baseline: str,
-                  same_seed: bool = False) -> None:
+                  same_seed: bool = False,
+                  flags_given: Mapping[str, Sequence[str]] | None = None) -> None:
   """`summary.csv` and `summary.md`; `same_seed`: ratios are to the baseline's run of
-  each run's own seed."""
+  each run's own seed; `flags_given`: the flags each configuration was given (and
+  `--common_flags`), listed in `summary.md`: a summary read later told a run's name
+  but not the settings it ran with."""
   with open(os.path.join(root, "summary.csv"), "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
     writer.writeheader()
@@ -391,6 +396,10 @@ def write_summary(summaries: Sequence[dict[str, Any]], root: str, baseline: str,
   with open(os.path.join(root, "summary.md"), "w") as f:
     f.write(f"Ratios are {whose} divided by the run's (x times fewer bits). Runs "
             f"{summary.format_sources(summaries)}.\n\n")
+    if flags_given:
+      f.write("Flags given (each run's `config.json` holds every setting it resolved to):\n\n"
+              + "".join(f"- {name}: `{shlex.join(args)}`\n" if args else f"- {name}: none\n"
+                        for name, args in flags_given.items()) + "\n")
     f.write(summary.format_markdown(summaries, baseline) + "\n")
 
 

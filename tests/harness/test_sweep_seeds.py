@@ -215,3 +215,12 @@ def test_a_single_runs_failure_says_what_is_kept(capsys):
   assert capsys.readouterr().err == "error: gone. Rerun the demo.\n"
   assert experiment.run_failure(RuntimeError("a bug")) is None
   assert capsys.readouterr().err == ""
+
+
+def test_the_summary_says_what_flags_each_configuration_was_given(tmp_path, fake_experiment):
+  # summary.md named runs by folder only: read later, it did not tell what they ran with.
+  sweep.run_sweep(RUNS[:2], str(tmp_path), experiment="fake", seeds=[0],
+                  common_flags="--bits=7 --gain='0.01'", log=lambda _: None)
+  markdown = (tmp_path / "summary.md").read_text()
+  assert ("- --common_flags: `--bits=7 --gain=0.01`\n- base: none\n"
+          "- better: `--gain=0.02 --bits=10`\n") in markdown
