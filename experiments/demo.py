@@ -81,7 +81,7 @@ def main(argv):
   print("\n" + summary.format_markdown(summaries, baseline="original"))
   print(f"\ncompressed_u8 sent {compressed['broadcast_ratio']:.2f}x fewer broadcast bits "
         f"and {compressed['aggregate_ratio']:.2f}x fewer aggregate bits; final eval accuracy "
-        f"{original['eval_accuracy']:.4f} (original) vs {compressed['eval_accuracy']:.4f} "
+        f"{original['eval/accuracy']:.4f} (original) vs {compressed['eval/accuracy']:.4f} "
         "(compressed).")
   figure = plotting.plot_runs([os.path.join(root, n) for n in RUNS],
                               os.path.join(root, "comparison.png"),

@@ -38,6 +38,7 @@ cli.start_binary(__name__)
 
 from absl import app, flags
 
+from fedcompress import metrics as m
 from fedcompress.federated import runtime
 from fedcompress.harness import durable, rundir
 from fedcompress.harness.cli import check_output_file, fail, interruptible, parse_flags
@@ -256,11 +257,12 @@ def run_dataset(name: str, seeds: list[int]) -> dict:
   if FLAGS.configs:
     return None
   coordinates = _coordinates(name, root, summaries)
-  acc = answers_table.by_seed(summaries, "eval_accuracy")
-  raw = answers_table.by_seed(summaries, "aggregate_bits")
+  acc = answers_table.by_seed(summaries, m.EVAL_ACCURACY)
+  raw = answers_table.by_seed(summaries, m.AGGREGATE_CUMULATIVE_BITS)
   sent = answers_table.by_seed(
-      [{**s, "aggregate_coded_bits": s.get("aggregate_coded_bits") or s["aggregate_bits"]}
-       for s in summaries], "aggregate_coded_bits")
+      [{**s, m.AGGREGATE_CUMULATIVE_CODED_BITS: (s.get(m.AGGREGATE_CUMULATIVE_CODED_BITS)
+                                                 or s[m.AGGREGATE_CUMULATIVE_BITS])}
+       for s in summaries], m.AGGREGATE_CUMULATIVE_CODED_BITS)
   adaptive = f"adaptive{answers_table.BUDGET_BITS}"
   answers = {
       "nonuniform": answers_table.nonuniform_answer(acc, raw, coordinates),

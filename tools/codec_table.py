@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from fedcompress import metrics as m
 from fedcompress.harness import summary
 from fedcompress.units import format_bits
 
@@ -59,18 +60,18 @@ def table_rows(summaries: Sequence[dict[str, Any]], root: str, baseline: str
   for s in summaries:
     row = dict(s)
     row["codec"] = codec_of(os.path.join(root, s["run"]))
-    row["accuracy_delta_pp"] = (None if s["eval_accuracy"] is None else
-                                100 * (s["eval_accuracy"] - base["eval_accuracy"]))
+    row["accuracy_delta_pp"] = (None if s[m.EVAL_ACCURACY] is None else
+                                100 * (s[m.EVAL_ACCURACY] - base[m.EVAL_ACCURACY]))
     for direction in ("aggregate", "broadcast"):
       row[f"{direction}_bits_per_coord"] = (32 / s[f"{direction}_ratio"] if uncompressed
                                             else None)
     for direction in summary.DIRECTIONS:
       # Bits as sent (an entropy coder's coded size) against the baseline's as sent, as
       # in `summary.compare_runs`; None where this run sent its raw bits.
-      coded = s.get(f"{direction}_coded_bits")
+      coded = s.get(f"{direction}/cumulative_coded_bits")
       row[f"{direction}_coded_ratio"] = (
           summary.sent_bits(base, direction) / coded
-          if coded and coded != s[f"{direction}_bits"] else None)
+          if coded and coded != s[f"{direction}/cumulative_bits"] else None)
     rows.append(row)
   return rows
 
@@ -93,15 +94,16 @@ def format_table(rows: Sequence[dict[str, Any]], title: str) -> str:
            "|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if coded_down else "")
            + "---:|---:|" + ("---:|" if private else "")]
   for r in rows:
-    acc = "n/a" if r["eval_accuracy"] is None else f"{r['eval_accuracy']:.4f}"
+    acc = "n/a" if r[m.EVAL_ACCURACY] is None else f"{r[m.EVAL_ACCURACY]:.4f}"
     delta = "" if r["accuracy_delta_pp"] is None else f"{r['accuracy_delta_pp']:+.2f} pp"
     coded = " | ".join("" if r[f"{d}_coded_ratio"] is None else f"{r[f'{d}_coded_ratio']:.1f}x"
                        for d in directions)
     per_coord = ("n/a" if r["aggregate_bits_per_coord"] is None
                  else f"{r['aggregate_bits_per_coord']:.2f}")
     lines.append(
-        f"| {r['run']} | {r['codec']} | {acc} | {delta} | {format_bits(r['broadcast_bits'])} "
-        f"| {r['broadcast_ratio']:.1f}x | {format_bits(r['aggregate_bits'])} "
+        f"| {r['run']} | {r['codec']} | {acc} | {delta} "
+        f"| {format_bits(r[m.BROADCAST_CUMULATIVE_BITS])} "
+        f"| {r['broadcast_ratio']:.1f}x | {format_bits(r[m.AGGREGATE_CUMULATIVE_BITS])} "
         f"| {r['aggregate_ratio']:.1f}x | {per_coord} | {coded} "
         f"| {r['mean_round_time_s']:.2f}s |" + (f" {_epsilon(r)} |" if private else ""))
   # Which code made the figures, from the runs' own records (run_info.json).

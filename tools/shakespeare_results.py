@@ -74,7 +74,7 @@ def _duration(seconds: float | None) -> str:
 
 def _total(run: Mapping[str, Any], direction: str) -> str:
   """A run's total bits one way: what it sent, and its raw size beside a coded one."""
-  raw = format_bits(run[f"{direction}_bits"])
+  raw = format_bits(run[f"{direction}/cumulative_bits"])
   if direction not in summary.coded_directions([run]):
     return raw
   return f"{format_bits(summary.sent_bits(run, direction))} coded ({raw} raw)"
@@ -113,7 +113,7 @@ def format_block(runs: Sequence[Mapping[str, Any]]) -> str:
            "|---|---|---:|---:|---:|---:|",
            f"| pretrained model, before any round | | {evaluation['accuracy']:.4f} | | | |"]
   for run in runs:
-    accuracy = "n/a" if run["eval_accuracy"] is None else f"{run['eval_accuracy']:.4f}"
+    accuracy = "n/a" if run["eval/accuracy"] is None else f"{run['eval/accuracy']:.4f}"
     rounds = f"{run['rounds']} round{'' if run['rounds'] == 1 else 's'}"
     lines.append(f"| {run['run']}, {rounds} | {run['codec']} | {accuracy} "
                  f"| {_total(run, 'broadcast')} | {_total(run, 'aggregate')} "

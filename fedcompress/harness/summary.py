@@ -36,14 +36,14 @@ def run_summary(run_dir: str) -> dict[str, Any]:
       "sources": run_sources(run_dir),
       "run": os.path.basename(os.path.normpath(run_dir)),
       "rounds": int(rows[-1][m.ROUND]),
-      "eval_accuracy": last_eval.get(m.EVAL_ACCURACY),
-      "eval_loss": last_eval.get(m.EVAL_LOSS),
-      "broadcast_bits": int(rows[-1][m.BROADCAST_CUMULATIVE_BITS]),
-      "aggregate_bits": int(rows[-1][m.AGGREGATE_CUMULATIVE_BITS]),
+      m.EVAL_ACCURACY: last_eval.get(m.EVAL_ACCURACY),
+      m.EVAL_LOSS: last_eval.get(m.EVAL_LOSS),
+      m.BROADCAST_CUMULATIVE_BITS: int(rows[-1][m.BROADCAST_CUMULATIVE_BITS]),
+      m.AGGREGATE_CUMULATIVE_BITS: int(rows[-1][m.AGGREGATE_CUMULATIVE_BITS]),
       "train_time_s": float(sum(r[m.ROUND_TIME_S] for r in rows)),
       "wall_time_s": wall_time_s,
-      "broadcast_coded_bits": rows[-1].get(m.BROADCAST_CUMULATIVE_CODED_BITS),
-      "aggregate_coded_bits": rows[-1].get(m.AGGREGATE_CUMULATIVE_CODED_BITS),
+      m.BROADCAST_CUMULATIVE_CODED_BITS: rows[-1].get(m.BROADCAST_CUMULATIVE_CODED_BITS),
+      m.AGGREGATE_CUMULATIVE_CODED_BITS: rows[-1].get(m.AGGREGATE_CUMULATIVE_CODED_BITS),
       "mean_round_time_s": float(sum(r[m.ROUND_TIME_S] for r in rows)) / len(rows),
       # Differential privacy spent by the end (None without --dp).
       "privacy_epsilon": rows[-1].get(m.PRIVACY_EPSILON),
@@ -129,7 +129,7 @@ def compare_runs(run_dirs: Sequence[str], baseline: str | Mapping[str, str] | No
     else:
       base = by_name.get(baseline, summaries[0])
     for direction in DIRECTIONS:
-      raw = f"{direction}_bits"
+      raw = f"{direction}/cumulative_bits"
       s[f"{direction}_ratio"] = base[raw] / s[raw] if s[raw] else None
       # What was sent: the entropy-coded size where the run recorded one (an entropy
       # coder's raw size is its bit-packing's, several times what it sent).
@@ -143,14 +143,14 @@ DIRECTIONS = ("broadcast", "aggregate")
 
 def sent_bits(summary: Mapping[str, Any], direction: str) -> int:
   """A run's total `direction` bits as sent: coded where recorded, else raw."""
-  coded = summary.get(f"{direction}_coded_bits")
-  return summary[f"{direction}_bits"] if coded is None else coded
+  coded = summary.get(f"{direction}/cumulative_coded_bits")
+  return summary[f"{direction}/cumulative_bits"] if coded is None else coded
 
 
 def coded_directions(summaries: Sequence[Mapping[str, Any]]) -> list[str]:
   """The directions in which some run sent other than its raw bits (an entropy coder)."""
   return [d for d in DIRECTIONS
-          if any(sent_bits(s, d) != s[f"{d}_bits"] for s in summaries)]
+          if any(sent_bits(s, d) != s[f"{d}/cumulative_bits"] for s in summaries)]
 
 
 def _seconds(value: float | None) -> str:
@@ -166,11 +166,12 @@ def format_markdown(summaries: Sequence[dict[str, Any]], baseline: str) -> str:
            f"| {baseline}/run aggregate |{extra} time in rounds | wall time |",
            "|---|---:|---:|---:|---:|---:|---:|" + "---:|---:|" * len(coded) + "---:|---:|"]
   for s in summaries:
-    accuracy = "n/a" if s["eval_accuracy"] is None else f"{s['eval_accuracy']:.4f}"
+    accuracy = "n/a" if s[m.EVAL_ACCURACY] is None else f"{s[m.EVAL_ACCURACY]:.4f}"
     sent = "".join(f" {format_bits(sent_bits(s, d))} | {s[f'{d}_coded_ratio']:.2f}x |"
                    for d in coded)
     lines.append(f"| {s['run']} | {s['rounds']} | {accuracy} | "
-                 f"{format_bits(s['broadcast_bits'])} | {format_bits(s['aggregate_bits'])} | "
+                 f"{format_bits(s[m.BROADCAST_CUMULATIVE_BITS])} | "
+                 f"{format_bits(s[m.AGGREGATE_CUMULATIVE_BITS])} | "
                  f"{s['broadcast_ratio']:.2f}x | {s['aggregate_ratio']:.2f}x |{sent} "
                  f"{s['train_time_s']:.0f}s | {_seconds(s.get('wall_time_s'))} |")
   if len(rounds := sorted({s["rounds"] for s in summaries})) > 1:

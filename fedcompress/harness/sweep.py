@@ -30,6 +30,7 @@ from typing import Any
 
 from absl import flags
 
+from fedcompress import metrics as m
 from fedcompress.harness import cli, rundir, summary
 from fedcompress.harness.reporting import read_metrics_csv
 
@@ -360,7 +361,7 @@ def run_sweep(runs: Sequence[SweepRun], root_output_dir: str, *, experiment: str
                 flags_given={"--common_flags": common, **given})
   if seeds:
     by_name = {s["run"]: s for s in summaries}
-    accuracy = {c: {seed: by_name[f"{c}_seed{seed}"]["eval_accuracy"] for seed in seeds}
+    accuracy = {c: {seed: by_name[f"{c}_seed{seed}"][m.EVAL_ACCURACY] for seed in seeds}
                 for c in configurations}
     missing = [f"{c}_seed{seed}" for c, values in accuracy.items()
                for seed, v in values.items() if v is None]
@@ -368,17 +369,21 @@ def run_sweep(runs: Sequence[SweepRun], root_output_dir: str, *, experiment: str
       raise ValueError(f"runs without an evaluation: {', '.join(missing)}")
     uplink, coded = ({c: {seed: by_name[f"{c}_seed{seed}"][key] for seed in seeds}
                       for c in configurations}
-                     for key in ("aggregate_bits", "aggregate_coded_bits"))
+                     for key in (m.AGGREGATE_CUMULATIVE_BITS, m.AGGREGATE_CUMULATIVE_CODED_BITS))
     write_seed_summary(summary.seed_statistics(accuracy, baseline, uplink, coded),
                        root_output_dir, baseline)
   return summaries
 
 
 SEED_FILES = ("summary_seeds.csv", "frontier.png")  # What write_seed_summary adds.
-SUMMARY_COLUMNS = ("run", "rounds", "eval_accuracy", "eval_loss", "broadcast_bits",
-                   "aggregate_bits", "broadcast_ratio", "aggregate_ratio", "train_time_s",
-                   "wall_time_s", "broadcast_coded_bits", "aggregate_coded_bits",
-                   "broadcast_coded_ratio", "aggregate_coded_ratio")
+# The final eval metrics and the totals under their canonical names: `aggregate_bits`
+# was the run's total beside metrics.csv's per-round `aggregate/bits` and the codec's
+# --aggregate_bits width.
+SUMMARY_COLUMNS = ("run", "rounds", m.EVAL_ACCURACY, m.EVAL_LOSS, m.BROADCAST_CUMULATIVE_BITS,
+                   m.AGGREGATE_CUMULATIVE_BITS, "broadcast_ratio", "aggregate_ratio",
+                   "train_time_s", "wall_time_s", m.BROADCAST_CUMULATIVE_CODED_BITS,
+                   m.AGGREGATE_CUMULATIVE_CODED_BITS, "broadcast_coded_ratio",
+                   "aggregate_coded_ratio")
 
 
 def write_summary(summaries: Sequence[dict[str, Any]], root: str, baseline: str,

@@ -53,13 +53,13 @@ def test_sweep_summary_matches_runs_and_resumes(binary, flagfiles, tmp_path, cap
   for name, row in summary.items():
     final = finals[name]
     assert int(row["rounds"]) == final[m.ROUND] == 2
-    assert int(row["broadcast_bits"]) == final[m.BROADCAST_CUMULATIVE_BITS]
+    assert int(row["broadcast/cumulative_bits"]) == final[m.BROADCAST_CUMULATIVE_BITS]
     assert float(row["aggregate_ratio"]) == pytest.approx(
         base[m.AGGREGATE_CUMULATIVE_BITS] / final[m.AGGREGATE_CUMULATIVE_BITS])
-    assert float(row["eval_accuracy"]) == pytest.approx(final[m.EVAL_ACCURACY])
+    assert float(row["eval/accuracy"]) == pytest.approx(final[m.EVAL_ACCURACY])
     # Each run's own: their accuracies are all at chance (0.1) here, their losses not.
-    assert float(row["eval_loss"]) == pytest.approx(final[m.EVAL_LOSS])
-  assert len({float(row["eval_loss"]) for row in summary.values()}) == 3
+    assert float(row["eval/loss"]) == pytest.approx(final[m.EVAL_LOSS])
+  assert len({float(row["eval/loss"]) for row in summary.values()}) == 3
   # u4_up compresses only the uplink: broadcast ratio 1, aggregate ratio well above u8's.
   assert float(summary["u4_up"]["broadcast_ratio"]) == 1.0
   assert float(summary["u4_up"]["aggregate_ratio"]) > float(summary["u8"]["aggregate_ratio"]) > 3

@@ -53,15 +53,15 @@ def test_configurations_name_the_codecs():
 
 
 def test_by_seed_reads_run_names():
-  summaries = [{"run": "uniform2_seed0", "eval_accuracy": 0.5},
-               {"run": "uniform2_seed11", "eval_accuracy": 0.25},
-               {"run": "a_b_seed1", "eval_accuracy": 0.75}]
-  assert at.by_seed(summaries, "eval_accuracy") == {"uniform2": {0: 0.5, 11: 0.25},
+  summaries = [{"run": "uniform2_seed0", "eval/accuracy": 0.5},
+               {"run": "uniform2_seed11", "eval/accuracy": 0.25},
+               {"run": "a_b_seed1", "eval/accuracy": 0.75}]
+  assert at.by_seed(summaries, "eval/accuracy") == {"uniform2": {0: 0.5, 11: 0.25},
                                                     "a_b": {1: 0.75}}
   with pytest.raises(ValueError, match="not named"):
-    at.by_seed([{"run": "uniform2", "eval_accuracy": 0.5}], "eval_accuracy")
-  with pytest.raises(ValueError, match="has no eval_accuracy"):
-    at.by_seed([{"run": "u_seed0", "eval_accuracy": None}], "eval_accuracy")
+    at.by_seed([{"run": "uniform2", "eval/accuracy": 0.5}], "eval/accuracy")
+  with pytest.raises(ValueError, match="has no eval/accuracy"):
+    at.by_seed([{"run": "u_seed0", "eval/accuracy": None}], "eval/accuracy")
 
 
 def test_verdict_needs_the_interval_to_exclude_zero():

@@ -15,8 +15,8 @@ def _run(name: str, codec: str, bits: float, accuracy: float) -> dict:
   """A run as `read_run` returns it (what `format_block` reads of it)."""
   return {"run": name, "codec": codec, "rounds": 50, "pretrained": PRETRAINED,
           "settings": {"rounds": 50}, "sources": ["463361abffba"], "wall_time_s": 360.0,
-          "eval_accuracy": accuracy, "broadcast_bits": int(bits * GIBIT),
-          "aggregate_bits": int(bits * GIBIT)}
+          "eval/accuracy": accuracy, "broadcast/cumulative_bits": int(bits * GIBIT),
+          "aggregate/cumulative_bits": int(bits * GIBIT)}
 
 
 PLAIN = _run("sampled", "none", 15.52, 0.4911)
@@ -101,7 +101,7 @@ def test_a_run_extended_by_resume_is_compared_by_the_rounds_it_finished(
 
 def test_entropy_coded_totals_and_savings_are_what_was_sent(shakespeare_results):
   # uniform_huffman's raw size is its bit-packing's: 4.47 Gibit raw, 1.5 Gibit coded.
-  coded = {**U8, "aggregate_coded_bits": int(1.5 * GIBIT)}
+  coded = {**U8, "aggregate/cumulative_coded_bits": int(1.5 * GIBIT)}
   block = shakespeare_results.format_block([PLAIN, coded])
   assert "| 4.47Gibit | 1.50Gibit coded (4.47Gibit raw) |" in block
   assert ("sampled_u8 sent 3.47x fewer broadcast bits and 10.35x fewer aggregate bits than "
