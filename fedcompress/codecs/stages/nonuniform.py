@@ -380,9 +380,16 @@ class NonUniformQuantizationEncodingStage(_common.StatelessStage):
           lambda: _fit_sorted(unit, count, self._method, self._iters),
           lambda: _fit_histogram(histogram, n, count, self._method, self._iters))
       indices = _nearest_by_bins(histogram, unit, levels)
+    # A NaN or an infinity (the extremes propagate both) decodes as NaN everywhere, as
+    # through uniform and the rotations: the levels fitted around it were finite, +inf
+    # decoded as the top level, and a NaN among few distinct values left the sorted
+    # levels unordered, so that finite values took wrong ones. Two scalars and the
+    # codebook: finite inputs encode as before.
+    codebook = tf.where(tf.math.is_finite(low) & tf.math.is_finite(high), levels * scale,
+                        tf.constant(math.nan, cdtype))
     return collections.OrderedDict([
         (self.ENCODED_VALUES_KEY, tf.reshape(indices, x.shape)),
-        (self.CODEBOOK_KEY, tf.cast(levels * scale, x.dtype)),
+        (self.CODEBOOK_KEY, tf.cast(codebook, x.dtype)),
     ])
 
   def decode(self, encoded_tensors, decode_params, num_summands=None, shape=None):
