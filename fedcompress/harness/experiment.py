@@ -424,6 +424,9 @@ class ExperimentConfig:
         raise ValueError("--secure_aggregation and --dp take an uplink codec, not a bit "
                          "budget: drop --aggregate_bits_per_coordinate")
     if self.fixed_clients is not None:
+      if "" in self.fixed_clients:  # `--clients=A,` was "unknown client id(s): " naming none.
+        raise ValueError("--clients has an empty client id (a comma too many?): "
+                         f"{','.join(self.fixed_clients)}")
       repeated = sorted({c for c in self.fixed_clients if self.fixed_clients.count(c) > 1})
       if repeated:
         raise ValueError(f"--clients lists {', '.join(repeated)} more than once")

@@ -62,7 +62,16 @@ def load_pretrained(path: str) -> tf.keras.Model:
     classes = char_rnn.vocab_size(model)
   except Exception as e:  # h5py/zip/Keras errors: all mean "not a usable model".
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if "No model config found" in first:  # Keras names a GFile object, not the file.
+      first = ("it holds weights only (model.save_weights); give a whole model file, "
+               "model.save('name.keras'), as experiments/pretrain_char_rnn.py writes")
     raise ValueError(f"cannot load --pretrained_model {path}: {first}") from None
+  # NaN weights printed accuracies of argmax over NaN (the share of character id 0), and
+  # round 1 was then blamed for them, with advice to lower the learning rates.
+  bad = [w.name for w in model.weights if not tf.reduce_all(tf.math.is_finite(w))]
+  if bad:
+    raise ValueError(f"--pretrained_model {path} has non-finite weights (NaN or Inf): "
+                     f"{', '.join(bad)}")
   if classes != VOCAB_SIZE:
     raise ValueError(f"--pretrained_model {path} predicts {classes} characters; "
                      f"the Shakespeare vocabulary has {VOCAB_SIZE}")

@@ -184,6 +184,12 @@ def vocab_size(model: tf.keras.Model) -> int:
       every position in order, then Dense logits (no activation) over as many classes
       as the Embedding reads.
   """
+  if not isinstance(model, tf.keras.Sequential):
+    # `rebuild` makes the model anew from a Sequential's config; a functional model of
+    # the same layers was refused as if they were not the ones listed.
+    raise ValueError(f"expected a Sequential character RNN, got a {type(model).__name__} "
+                     "(a functional Keras model): build it as tf.keras.Sequential([Embedding, "
+                     "recurrent layers, Dense])")
   layers = model.layers
   kinds = [type(layer).__name__ for layer in layers]
   if (len(layers) < 3 or not isinstance(layers[0], tf.keras.layers.Embedding)
@@ -207,6 +213,13 @@ def vocab_size(model: tf.keras.Model) -> int:
     if not layer.return_sequences or layer.go_backwards:
       raise ValueError(f"recurrent layer {layer.name} must return every position in order "
                        "(return_sequences=True, go_backwards=False)")
+    # Keras draws the masks unseeded: two runs of one --seed trained differently.
+    rates = {k: getattr(layer, k, 0) for k in ("dropout", "recurrent_dropout")}
+    if any(rates.values()):
+      raise ValueError(f"recurrent layer {layer.name} has "
+                       + ", ".join(f"{k}={v}" for k, v in rates.items() if v)
+                       + ": Keras draws its masks without a seed, so runs of one --seed "
+                       "would differ; save the model with them at 0")
   return layers[0].input_dim
 
 

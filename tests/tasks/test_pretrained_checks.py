@@ -1,0 +1,92 @@
+"""What `load_pretrained` and the Shakespeare flags refuse, in one line, before a round.
+
+Each of these ran before: NaN weights printed accuracies of argmax over NaN and then
+blamed round 1; a GRU with dropout trained differently in two runs of one seed; a
+functional model was refused as if its layers were not the ones listed; a weights-only
+file was said as a GFile object; `~` in --pretrained_model was "does not exist".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl import flags
+
+from fedcompress.harness import experiment, rundir
+from fedcompress.harness import flags as fc_flags
+from fedcompress.tasks import shakespeare as sh_task
+from fedcompress.tasks.errors import file_fingerprint
+from fedcompress.tasks.models import char_rnn
+
+
+def _saved(tmp_path, model, name="model.keras"):
+  model.build([None, 5])
+  path = str(tmp_path / name)
+  model.save(path)
+  return path
+
+
+def _gru(**gru_options):
+  return tf.keras.Sequential([
+      tf.keras.layers.Embedding(86, 4, embeddings_initializer=tf.keras.initializers.Zeros()),
+      tf.keras.layers.GRU(8, return_sequences=True, **gru_options),
+      tf.keras.layers.Dense(86)])
+
+
+def test_nan_weights_are_refused_naming_them(tmp_path):
+  model = _gru()
+  model.build([None, 5])
+  weights = model.get_weights()
+  weights[0][3, 1] = np.nan
+  model.set_weights(weights)
+  with pytest.raises(ValueError, match=r"non-finite weights \(NaN or Inf\): embedding"):
+    sh_task.load_pretrained(_saved(tmp_path, model))
+
+
+@pytest.mark.parametrize("options", [{"dropout": 0.5}, {"recurrent_dropout": 0.25}])
+def test_unseeded_dropout_is_refused(tmp_path, options):
+  (option, rate), = options.items()
+  with pytest.raises(ValueError, match=f"has {option}={rate}: Keras draws its masks without"):
+    sh_task.load_pretrained(_saved(tmp_path, _gru(**options)))
+
+
+def test_a_functional_model_is_refused_as_one(tmp_path):
+  inputs = tf.keras.Input([None], dtype=tf.int64)
+  hidden = tf.keras.layers.GRU(8, return_sequences=True)(
+      tf.keras.layers.Embedding(86, 4)(inputs))
+  model = tf.keras.Model(inputs, tf.keras.layers.Dense(86)(hidden))
+  with pytest.raises(ValueError, match="expected a Sequential character RNN, got a Functional"):
+    sh_task.load_pretrained(_saved(tmp_path, model))
+
+
+def test_a_weights_only_file_is_said_as_one(tmp_path):
+  model = _gru()
+  model.build([None, 5])
+  path = str(tmp_path / "w.weights.h5")
+  model.save_weights(path)
+  with pytest.raises(ValueError, match="holds weights only .*model.save"):
+    sh_task.load_pretrained(path)
+
+
+def test_the_same_model_without_these_loads(tmp_path):
+  loaded = sh_task.load_pretrained(_saved(tmp_path, _gru()))
+  assert char_rnn.vocab_size(loaded) == 86
+
+
+def test_a_home_relative_pretrained_model_is_found(tmp_path, monkeypatch):
+  monkeypatch.setenv("HOME", str(tmp_path))
+  path = _saved(tmp_path, _gru(), "m.keras")
+  fv = flags.FlagValues()
+  fc_flags.define_shakespeare_experiment_flags(fv)
+  fv(["binary", "--pretrained_model=~/m.keras", f"--cache_dir={tmp_path / 'cache'}",
+      f"--root_output_dir={tmp_path / 'runs'}"])
+  config = fc_flags.shakespeare_config_from_flags(fv)
+  assert config.record()[rundir.PRETRAINED_DIGEST] == file_fingerprint(path, whole=True)
+  assert fc_flags._pretrained_path(fv) == path
+
+
+def test_an_empty_client_id_is_refused():
+  with pytest.raises(ValueError, match="--clients has an empty client id"):
+    experiment.ExperimentConfig(root_output_dir="/tmp/x", experiment_name="e",
+                                fixed_clients=("A", "")).validate()
