@@ -404,6 +404,12 @@ def check_protected_mean(aggregate_codec: CodecSpec | str | None, *, secure_aggr
   if secure_aggregation and not clients_per_round:
     raise ValueError("secure aggregation sizes its field from the clients per round: "
                      "pass clients_per_round")
+  if dp is not None and clients_per_round and dp.clients_per_round != clients_per_round:
+    # The field held clients_per_round clients while the noised mean divided by the
+    # other (a library call with 4 and 2 doubled the update) and the accountant
+    # assumed that many sampled.
+    raise ValueError(f"clients_per_round={clients_per_round} but the DPConfig's is "
+                     f"{dp.clients_per_round}: give both the clients a round samples")
   codec = CodecSpec.parse(aggregate_codec)
   if dp is not None and codec.codec.moves_state(codec.options):
     # Its state updates are summed from the clients' data outside the noised mean and
