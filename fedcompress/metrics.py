@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 ROUND = "round"
 TRAIN_LOSS = "train/loss"
 TRAIN_ACCURACY = "train/accuracy"
@@ -104,7 +106,9 @@ def flatten_round_metrics(metrics: Mapping) -> dict[str, float | None]:
       flat[key] = float(metrics[key]) if "error" in key else int(metrics[key])
   for key, value in metrics.items():
     if isinstance(key, str) and is_width(key):
-      flat[key] = float(value)
+      # The widths are float32 means over clients; as float64 a width 0.9 was written
+      # 0.8999999761581421, which no filter on 0.9 finds. Their shortest float32 decimal.
+      flat[key] = float(str(np.float32(value)))
   clip = metrics.get("aggregator", {}).get("dp_query_metrics", {}).get("clip")
   if clip is not None:
     flat[PRIVACY_CLIP] = float(clip)

@@ -241,3 +241,16 @@ def test_per_tensor_widths_reach_the_csv(tmp_path):
   assert columns[len(m.CANONICAL):] == ["broadcast/width/dense/kernel",
                                         "aggregate/width/dense/kernel"]
   assert float(rows[0]["broadcast/width/dense/kernel"]) == pytest.approx(0.98)
+
+
+def test_widths_reach_the_csv_as_the_widths_given(tmp_path):
+  # TFF's float32 width 0.9 was written 0.8999999761581421: no filter on 0.9 found it.
+  metrics = {m.AGGREGATE_WIDTH_PREFIX + "a": np.float32(0.9),
+             m.AGGREGATE_WIDTH_PREFIX + "b": np.float32(0.9 + 1.0) / np.float32(2)}
+  path = str(tmp_path / "metrics.csv")
+  csv_reporter = reporting.CsvReporter(path)
+  csv_reporter.start(1, 1)
+  csv_reporter.write({m.ROUND: 1, **m.flatten_round_metrics(metrics)})
+  csv_reporter.close()
+  text = open(path).read()
+  assert text.splitlines()[1].endswith(",0.9,0.95"), text
