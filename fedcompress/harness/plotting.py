@@ -19,15 +19,15 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import matplotlib
+# Figures of their own, not pyplot's: files only, and nothing of the process's matplotlib
+# state changes (`matplotlib.use("Agg")` at import stopped a notebook's inline figures
+# from showing once it imported this module).
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter
 
-matplotlib.use("Agg")  # Files only: no display on servers and in CI.
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter  # noqa: E402
-
-from fedcompress import metrics as m  # noqa: E402
-from fedcompress.harness import rundir  # noqa: E402
-from fedcompress.harness.reporting import read_metrics_csv  # noqa: E402
+from fedcompress import metrics as m
+from fedcompress.harness import rundir
+from fedcompress.harness.reporting import read_metrics_csv
 
 MAX_TICKS = 7
 # Steps that read as round numbers, in units of the axis (rounds, or Kibit/Mibit/...).
@@ -151,6 +151,12 @@ def _plot(ax, x, y, style: str, **kwargs) -> None:
   ax.plot(x, y, style, **kwargs)
 
 
+def _save(fig: Figure, output_path: str) -> str:
+  os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+  fig.savefig(output_path, dpi=110)  # The canvas for the file's format, Agg for PNG.
+  return output_path
+
+
 DEFAULT_FILE_NAME = "comparison.png"
 
 
@@ -213,7 +219,8 @@ def plot_runs(run_dirs: Sequence[str], output_path: str, labels: Sequence[str] |
     # A header alone drew empty panels, said as written.
     raise ValueError(f"no finished round to plot in {', '.join(empty)} (metrics.csv has "
                      "no rows yet)")
-  fig, axes = plt.subplots(2, 2, figsize=(13, 9), constrained_layout=True)
+  fig = Figure(figsize=(13, 9), layout="constrained")
+  axes = fig.subplots(2, 2)
   (ax_acc, ax_loss), (ax_bits, ax_frontier) = axes
   for i, (rows, label) in enumerate(zip(all_rows, labels, strict=True)):
     color, marker = _run_style(i)
@@ -265,10 +272,7 @@ def plot_runs(run_dirs: Sequence[str], output_path: str, labels: Sequence[str] |
     ax.legend(fontsize=8)
   if title:
     fig.suptitle(title)
-  os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-  fig.savefig(output_path, dpi=110)
-  plt.close(fig)
-  return output_path
+  return _save(fig, output_path)
 
 
 _CUMULATIVE = {"broadcast": (m.BROADCAST_CUMULATIVE_BITS, m.BROADCAST_CUMULATIVE_CODED_BITS),
@@ -297,7 +301,8 @@ def plot_frontier(stats: Sequence[Mapping[str, Any]], output_path: str,
   if not points:
     raise ValueError("no configuration with uplink bits to plot")
   output_path = output_file(output_path)
-  fig, ax = plt.subplots(figsize=(7, 5), constrained_layout=True)
+  fig = Figure(figsize=(7, 5), layout="constrained")
+  ax = fig.subplots()
   bits = []
   for i, s in enumerate(points):
     color, marker = _run_style(i)
@@ -320,7 +325,4 @@ def plot_frontier(stats: Sequence[Mapping[str, Any]], output_path: str,
          ylabel="final eval accuracy (mean, 95% CI)", title=title or "Rate/accuracy frontier")
   ax.grid(alpha=0.3, which="both")
   ax.legend(fontsize=8)
-  os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-  fig.savefig(output_path, dpi=110)
-  plt.close(fig)
-  return output_path
+  return _save(fig, output_path)

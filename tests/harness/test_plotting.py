@@ -1,6 +1,8 @@
 """experiments/plot.py and plotting.plot_runs: a real PNG with one line per run."""
 
 import struct
+import subprocess
+import sys
 
 import pytest
 from absl.testing import flagsaver
@@ -22,6 +24,13 @@ def _run(root, name, scale, aggregate_scale=None, rounds=5):
                m.AGGREGATE_CUMULATIVE_BITS: aggregate * r, m.ROUND_TIME_S: 1.0})
   csv.close()
   return str(root / name)
+
+
+def _keep(monkeypatch, figures):
+  """Collects the figures the plotting functions write, to inspect."""
+  save = plotting._save
+  monkeypatch.setattr(plotting, "_save",
+                      lambda fig, path: (figures.append(fig), save(fig, path))[1])
 
 
 def _png_size(path):
@@ -78,7 +87,7 @@ def test_a_one_round_run_shows_in_every_panel_and_an_empty_one_is_refused(tmp_pa
   # A one-point line draws nothing: a one-round run (the demo with --rounds=1) left the
   # bits panel empty and the train curves missing.
   figures = []
-  monkeypatch.setattr(plotting.plt, "close", figures.append)
+  _keep(monkeypatch, figures)
   plotting.plot_runs([_run(tmp_path, "one", 100, rounds=1)], str(tmp_path / "one.png"))
   for ax in figures[0].axes[:3]:
     for line in ax.lines:
@@ -143,7 +152,7 @@ def test_log_ticks_label_decades():
 def test_figure_axes_use_the_ticks(tmp_path, monkeypatch):
   runs = [_run(tmp_path, "original", 532_278_400), _run(tmp_path, "compressed", 153_575_360)]
   figures = []
-  monkeypatch.setattr(plotting.plt, "close", figures.append)  # Keep the figure to inspect.
+  _keep(monkeypatch, figures)  # Keep the figure to inspect.
   plotting.plot_runs(runs, str(tmp_path / "cmp.png"))
   (ax_acc, _), (ax_bits, ax_frontier) = figures[0].axes[0:2], figures[0].axes[2:4]
   assert list(ax_acc.get_xticks()) == [1, 2, 3, 4, 5]
@@ -163,7 +172,7 @@ def test_each_panel_draws_each_runs_columns(tmp_path, monkeypatch):
   runs = [_run(tmp_path, "original", 400, aggregate_scale=300),
           _run(tmp_path, "compressed", 200, aggregate_scale=100)]
   figures = []
-  monkeypatch.setattr(plotting.plt, "close", figures.append)
+  _keep(monkeypatch, figures)
   plotting.plot_runs(runs, str(tmp_path / "cmp.png"))
   ax_acc, ax_loss, ax_bits, ax_frontier = figures[0].axes[:4]
   rounds = [1, 2, 3, 4, 5]
@@ -195,7 +204,7 @@ def test_frontier_has_one_point_per_configuration_with_error_bars(tmp_path, monk
       "base", {"base": {0: 3e10, 1: 3e10, 2: 3e10}, "drive": {0: 1e9, 1: 1e9, 2: 1e9},
                "single": {0: 2e8}})
   figures = []
-  monkeypatch.setattr(plotting.plt, "close", figures.append)
+  _keep(monkeypatch, figures)
   out = plotting.plot_frontier(stats, str(tmp_path / "frontier"))
   assert out == str(tmp_path / "frontier.png")
   _png_size(out)
@@ -229,7 +238,7 @@ def test_coded_bits_are_drawn_beside_the_raw_ones(tmp_path, monkeypatch):
   from fedcompress.harness import summary
 
   figures = []
-  monkeypatch.setattr(plotting.plt, "close", figures.append)
+  _keep(monkeypatch, figures)
   coded = _run(tmp_path, "coded", 100, rounds=2)
   rows = reporting.read_metrics_csv(str(tmp_path / "coded" / "metrics.csv"))
   csv = reporting.CsvReporter(str(tmp_path / "coded" / "metrics.csv"))
@@ -262,7 +271,7 @@ def test_no_two_of_eleven_runs_are_drawn_alike(tmp_path, monkeypatch):
   # lines, told apart by the legend alone (a 4-configuration sweep of 3 seeds has 12).
   runs = [_run(tmp_path, f"r{i}", 100 * (i + 1), rounds=2) for i in range(11)]
   figures = []
-  monkeypatch.setattr(plotting.plt, "close", figures.append)
+  _keep(monkeypatch, figures)
   plotting.plot_runs(runs, str(tmp_path / "cmp.png"))
   for ax in figures[0].axes[:4]:
     looks = {}
@@ -274,3 +283,17 @@ def test_no_two_of_eleven_runs_are_drawn_alike(tmp_path, monkeypatch):
     for kind, styles in looks.items():
       assert len(styles) == 11 and len(set(styles)) == 11, (ax.get_title(), kind, styles)
   assert plotting._run_style(0) == ("C0", "o")  # The first ten as before.
+
+
+def test_plotting_leaves_the_processes_matplotlib_alone(tmp_path):
+  # matplotlib.use("Agg") at import stopped a notebook's inline figures from showing.
+  run = _run(tmp_path, "a", 100, rounds=2)
+  script = (
+      "import matplotlib; matplotlib.use('svg'); import matplotlib.pyplot as plt\n"
+      "from fedcompress.harness import plotting\n"
+      f"print(plotting.plot_runs([{run!r}], {str(tmp_path / 'a.png')!r}))\n"
+      "print(matplotlib.get_backend(), plt.get_fignums())\n")
+  out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       check=True).stdout.splitlines()
+  assert out[-1] == "svg []"
+  _png_size(out[-2])
