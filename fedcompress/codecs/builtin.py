@@ -168,10 +168,12 @@ def register_builtin_codecs() -> None:
   register(Codec("fixed_int", build=fixedint.build, check_options=fixedint.check_options,
                  bits_formula=fixedint.bits_formula,
                  error_bound=fixedint.relative_error_bound, sum_bound=fixedint.sum_bound,
+                 plain_note=fixedint.plain_note,
                  summary="[rotation +] clip, shared scale, stochastic rounding to integers: "
                  "sums exactly (secure aggregation)"))
   register(Codec("adaptive", build=adaptive.build, check_options=adaptive.check_options,
                  raw_bits_rules=adaptive.RAW_BITS_RULES, state_moves=adaptive.state_moves,
+                 state_hint="adaptive's rate offset: use coder=fixed",
                  # 2: width 2 when it fits, coded, instead of width 1 for good (05152f2).
                  revision=2,
                  summary="uniform width chosen each round to meet a bits-per-coordinate "

@@ -114,6 +114,11 @@ class Codec:
       offset, learned with its Huffman coder). The server's encode then depends on
       earlier rounds, which a client cannot recompute for error feedback. None: it
       does if its encoder has any state (`moves_state`).
+    state_hint: for codecs whose state can move, how to hold it still, said beside a
+      refusal of it (error feedback, DP): `adaptive`'s "use coder=fixed".
+    plain_note: for codecs whose options mislead where they are sent as they encode
+      (outside the secure sum), `(**checked_options) -> str`, said when a run starts:
+      `fixed_int` sends int32 there, so its `bits` set its precision, not its size.
     revision: 1, raised when the codec's output for the same options changes (a fix
       that changes results). `config.json` records revisions above 1, and a run is
       resumed only on the revision that made it (a run without the record was made on
@@ -134,6 +139,8 @@ class Codec:
   sum_bound: SumBound | None = None
   sum_decode_exact: Callable[..., bool] | None = None
   state_moves: Callable[..., bool] | None = None
+  state_hint: str = ""
+  plain_note: Callable[..., str] | None = None
   revision: int = 1
   # The code a user's codec is made of, for a run's record (`build` where None): the
   # stage class of `register_stage`, whose builder is a closure of fedcompress's.

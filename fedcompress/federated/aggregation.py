@@ -283,11 +283,9 @@ def build_mean_factory(
 
 def moving_state_hint(codec: CodecSpec) -> str:
   """How to hold still the encoder state that `codec` moves, said beside a refusal of it:
-  ' (adaptive's rate offset: use coder=fixed)' where it has an `adaptive` link, else ''
-  (a codec of the user's has no such option)."""
-  if any(name == "adaptive" for name, _ in codec.resolved_links()):
-    return " (adaptive's rate offset: use coder=fixed)"
-  return ""
+  its links' records' `state_hint`s, ' (adaptive's rate offset: use coder=fixed)', or ''."""
+  hints = [h for name, _ in codec.resolved_links() if (h := get_codec(name).state_hint)]
+  return f" ({'; '.join(hints)})" if hints else ""
 
 
 def check_weighted_codec(codec: CodecSpec | AllocatedCodec | str | None,

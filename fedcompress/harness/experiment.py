@@ -647,20 +647,18 @@ def uncompressed_note(process: Any, config: ExperimentConfig) -> str | None:
           "--compression_threshold (threshold=) to encode them")
 
 
-def fixed_int_note(config: ExperimentConfig) -> str | None:
-  """What a run says when `fixed_int` is sent outside the secure sum: int32, 32 bits a
-  coordinate whatever its `bits`, which then sets only its precision (a sweep over
-  --aggregate_bits=2,4,8 counted the same bits in every row, without a word)."""
+def plain_codec_note(config: ExperimentConfig) -> str | None:
+  """What a run says of a codec sent as it encodes (outside the secure sum) whose
+  options mislead there, from its record's `plain_note`: `fixed_int` sends int32, 32
+  bits a coordinate whatever its `bits` (a sweep over --aggregate_bits=2,4,8 counted the
+  same bits in every row, without a word)."""
   for direction, spec in (("broadcast", config.broadcast_codec),
                           ("aggregate", config.aggregate_codec)):
     if direction == "aggregate" and config.secure_aggregation:
       continue  # Sent in the summation field, whose width the bits do count.
-    links = getattr(spec, "base", spec).resolved_links()
-    for name, options in links:
-      if name == "fixed_int":
-        return (f"--{direction}_encoder: fixed_int sends int32 outside "
-                f"--secure_aggregation, 32 bits a coordinate: its bits={options['bits']} sets "
-                "its precision, not its size on the wire")
+    for name, options in getattr(spec, "base", spec).resolved_links():
+      if (note := get_codec(name).plain_note) is not None:
+        return f"--{direction}_encoder: {name} {note(**options)}"
   return None
 
 
@@ -1133,7 +1131,7 @@ def _run_locked(task, config, initial_weights, process, console) -> ExperimentRe
   ]
   if config.resume:
     _warn_rows_without_checkpoint(config.run_dir, console.warn)
-  for note in (fetchsgd_server_note(config), fixed_int_note(config), dp_codec_note(config),
+  for note in (fetchsgd_server_note(config), plain_codec_note(config), dp_codec_note(config),
                uncompressed_note(process, config)):
     if note:
       console.warn(note)

@@ -156,9 +156,9 @@ def test_a_resumes_hparams_are_the_record_of_the_runs_first_start(tmp_path):
 ])
 def test_fixed_int_outside_the_secure_sum_is_said_to_send_int32(overrides, direction):
   # Its bits set the scale only; outside the secure sum every coordinate is an int32.
-  from fedcompress.harness.experiment import fixed_int_note
+  from fedcompress.harness.experiment import plain_codec_note
 
-  note = fixed_int_note(_config(**overrides))
+  note = plain_codec_note(_config(**overrides))
   if direction is None:
     assert note is None
   else:

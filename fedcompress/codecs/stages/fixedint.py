@@ -69,6 +69,13 @@ def sum_bound(*, bits: int = 8, clip: float = 0.01, rotation: bool = False) -> i
   return level(bits)
 
 
+def plain_note(*, bits: int = 8, clip: float = 0.01, rotation: bool = False) -> str:
+  """What sending it as it encodes (outside the secure sum) does that `bits` does not say."""
+  del clip, rotation
+  return (f"sends int32 outside --secure_aggregation, 32 bits a coordinate: its bits={bits} "
+          "sets its precision, not its size on the wire")
+
+
 @te.core.tf_style_encoding_stage
 class SharedScaleIntegerStage(te.core.EncodingStageInterface):
   """Clip, scale by a fixed `s`, round stochastically to int32; decode divides by `s`.

@@ -1,0 +1,40 @@
+"""The start-up note and the refusal hint that belong to a codec come from its record.
+
+They were keyed on the names 'fixed_int' and 'adaptive': the same records registered
+under another name (a researcher's copy of fixed_int) sent int32 at every `bits` without
+the note, and a moving state was refused without the hint.
+"""
+
+import dataclasses
+
+import pytest
+
+from fedcompress import codecs
+from fedcompress.codecs import CodecSpec, registry
+from fedcompress.federated.aggregation import moving_state_hint
+from fedcompress.harness.experiment import ExperimentConfig, plain_codec_note
+
+_COPIES = {"my_int": "fixed_int", "my_adaptive": "adaptive"}
+
+
+@pytest.fixture
+def copies():
+  for name, original in _COPIES.items():
+    registry.register(dataclasses.replace(codecs.get_codec(original), name=name))
+  yield
+  for name in _COPIES:
+    registry.unregister(name)
+
+
+def test_a_copy_of_fixed_int_is_said_to_send_int32(copies):
+  config = ExperimentConfig(root_output_dir="/tmp/unused", experiment_name="e",
+                            aggregate_codec=CodecSpec("my_int", {"bits": 2}),
+                            client_weighting="uniform")
+  assert plain_codec_note(config) == (
+      "--aggregate_encoder: my_int sends int32 outside --secure_aggregation, 32 bits a "
+      "coordinate: its bits=2 sets its precision, not its size on the wire")
+
+
+def test_a_copy_of_adaptive_gets_its_hint(copies):
+  assert moving_state_hint(CodecSpec.parse("my_adaptive(budget_bits_per_coordinate=2.0)")) == (
+      " (adaptive's rate offset: use coder=fixed)")
