@@ -8,6 +8,7 @@ run time because of import order.
 from __future__ import annotations
 
 import ast
+import json
 import pathlib
 import subprocess
 import sys
@@ -132,8 +133,8 @@ def test_only_builtin_imports_the_stages_among_the_codec_core():
                if not m.startswith("fedcompress.codecs.stages")
                and any(i.startswith("fedcompress.codecs.stages.")
                        and not i.endswith("._common") for i in imported)}
-  # testing.py wraps stages for tests of custom stages; accounting and registry use
-  # only the shared helpers in _common.
+  # testing.py wraps stages for tests of custom stages; accounting, allocation, chain,
+  # registry, seeding and spec use only the shared helpers in _common.
   assert importers <= {"fedcompress.codecs.builtin", "fedcompress.codecs.testing"}, importers
 
 
@@ -204,3 +205,31 @@ def test_relative_imports_are_resolved(tmp_path, monkeypatch, source, expected):
   assert _imports(module, set(_modules()) | {
       "fedcompress.harness.loop", "fedcompress.codecs.stages._common"}) == expected
 
+
+
+def test_a_stage_imports_without_the_other_stages_or_the_registry_filled():
+  # fedcompress.codecs registered the built-ins at import, which imported every stage:
+  # a half-edited eden.py broke the import of topk and of its tests.
+  result = _python(
+      "import json, sys\n"
+      "import fedcompress.codecs.stages.topk\n"
+      "from fedcompress.codecs import registry\n"
+      "loaded = sorted(m for m in sys.modules if m.startswith('fedcompress.codecs.stages.'))\n"
+      "print(json.dumps([loaded, 'fedcompress.codecs.builtin' in sys.modules,"
+      " len(registry._CODECS)]))\n"
+      "import fedcompress.codecs as codecs\n"
+      "try:\n"
+      "  codecs.register_codec('uniform', lambda: None)\n"
+      "except ValueError as e:\n"
+      "  print(e)\n"
+      "print('topk' in codecs.available_codecs(), codecs.get_codec('eden').name)\n")
+  assert result.returncode == 0, result.stderr
+  lines = result.stdout.splitlines()
+  stages, builtin_imported, registered = json.loads(lines[0])
+  assert "fedcompress.codecs.stages.topk" in stages
+  assert "fedcompress.codecs.stages.eden" not in stages, stages
+  assert (builtin_imported, registered) == (False, 0)
+  # On first use the built-ins are there, and their names are taken.
+  assert lines[1] == ("codec 'uniform' is already registered (pass overwrite=True to "
+                      "replace it)")
+  assert lines[2] == "True eden"

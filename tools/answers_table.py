@@ -3,7 +3,7 @@
 The TFF compression tutorial left three questions open: does non-uniform quantization
 beat uniform, what does lossless (Huffman) coding save, and does compression that adapts
 from earlier rounds beat a fixed rate. `tools/answers.py` runs the configurations of
-`CONFIGS` once per seed; this module turns the runs' summaries
+`configurations()` once per seed; this module turns the runs' summaries
 (`fedcompress.harness.summary.run_summary` rows, named `<configuration>_seed<s>`) into
 one table per question and closes each with a sentence built from the same numbers:
 a difference is called significant only when its paired 95% Student-t interval

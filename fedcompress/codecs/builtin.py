@@ -1,6 +1,6 @@
 """The built-in codecs: one record each, the only module that names the stages together.
 
-`fedcompress.codecs` imports this module once, which registers every record below.
+The registry imports this module on its first use, which registers every record below.
 Each record takes its option check, builder, bit formula and error bound from its
 technique module (`fedcompress.codecs.stages`); entropy-coded variants are composed
 here from a base codec and the Huffman stage.
@@ -32,7 +32,8 @@ from fedcompress.codecs.stages import (
 )
 
 # The count sketch's linear map itself, for aggregators that keep memory in sketch space
-# (`fedcompress.federated.fetchsgd`): only this module may import the stages.
+# (`fedcompress.federated.fetchsgd`): only this module may import the stages (but for
+# the shared helpers in `stages/_common.py`).
 CountSketch = countsketch.CountSketch
 count_sketch_columns = countsketch.column_count
 check_count_sketch_table = countsketch.check_table
@@ -128,12 +129,13 @@ _REGISTERED: dict[str, Codec] = {}
 
 def replaced_builtin_codecs(names) -> list[str]:
   """Those of `names` that are built-in codecs' names registered now to other codecs."""
+  registered = registry.available_codecs()  # Registers the built-ins if nothing did yet.
   return [name for name in names if name in _REGISTERED
-          and name in registry.available_codecs() and get_codec(name) != _REGISTERED[name]]
+          and name in registered and get_codec(name) != _REGISTERED[name]]
 
 
 def register_builtin_codecs() -> None:
-  """Registers every built-in codec (called once, by `fedcompress.codecs`)."""
+  """Registers every built-in codec (called once, on the registry's first use)."""
 
   def register(codec: Codec) -> None:
     _REGISTERED[codec.name] = registry.register(codec)

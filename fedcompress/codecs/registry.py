@@ -243,6 +243,28 @@ class Codec:
 
 
 _CODECS: dict[str, Codec] = {}
+# What registers the built-in codecs, set by `fedcompress.codecs` (this module names no
+# codec) and called on the registry's first use. Not at import: importing one stage
+# imports that package first, and registering there imported every stage with it (a
+# half-edited `eden.py` broke the import of `topk`'s tests).
+_builtin_loader: Callable[[], None] | None = None
+
+
+def set_builtin_loader(loader: Callable[[], None]) -> None:
+  """`loader()` registers the built-in codecs the first time the registry is read."""
+  global _builtin_loader
+  _builtin_loader = loader
+
+
+def _registered() -> dict[str, Codec]:
+  """The registry, with the built-in codecs in it."""
+  global _builtin_loader
+  if _builtin_loader is not None:
+    loader, _builtin_loader = _builtin_loader, None  # It registers through here.
+    loader()
+  return _CODECS
+
+
 # How many times a name was registered or removed: what is cached per codec name (the
 # allocator's measured errors) is keyed on it too, so a codec registered again under its
 # name (a notebook cell run again, `overwrite=True`) is not taken for the one it replaced.
@@ -265,7 +287,7 @@ def register(codec: Codec, *, overwrite: bool = False) -> Codec:
     # name(key=value,...)".
     raise ValueError(f"codec name {codec.name!r} holds a space or one of ( ) | , = which "
                      "the codec flags and chains use to read codecs and their options")
-  if codec.name in _CODECS and not overwrite:
+  if codec.name in _registered() and not overwrite:
     raise ValueError(f"codec {codec.name!r} is already registered (pass overwrite=True to "
                      "replace it)")
   # Hashed now, from the code as it was loaded: a module edited on disk afterwards (not
@@ -283,7 +305,7 @@ def register(codec: Codec, *, overwrite: bool = False) -> Codec:
 def unregister(name: str) -> None:
   """Removes codec `name` (e.g. one a test or notebook registered); a no-op if absent."""
   global _change
-  _CODECS.pop(name, None)
+  _registered().pop(name, None)
   _change += 1
 
 
@@ -349,18 +371,18 @@ def _options_source(stage_factory: Callable[..., Any]) -> Callable[..., Any]:
 
 def available_codecs() -> list[str]:
   """Names of the registered codecs, sorted."""
-  return sorted(_CODECS)
+  return sorted(_registered())
 
 
 def sum_compatible_codecs() -> list[str]:
   """Names of the registered codecs whose encodings add up (secure aggregation), sorted."""
-  return sorted(name for name, codec in _CODECS.items() if codec.sum_compatible)
+  return sorted(name for name, codec in _registered().items() if codec.sum_compatible)
 
 
 def get_codec(name: str) -> Codec:
   """The record of codec `name`; ValueError listing the valid names if there is none."""
   try:
-    return _CODECS[name]
+    return _registered()[name]
   except (KeyError, TypeError):
     raise ValueError(
         f"unknown codec {name!r}; valid codecs: {', '.join(available_codecs())}") from None

@@ -14,10 +14,14 @@
 | Huffman coding in place of bit-packing | `entropy.py` (stream format `huffman.py`) |
 | bit width chosen each round to meet a bits-per-coordinate budget | `adaptive.py` |
 | a fraction of each rotated row (rates below 1 bit, eden's `keep`) | `subsample.py` |
+| count sketch: seeded hashes and signs into a table that sums | `countsketch.py` |
+| clip and round to integers on a shared scale (secure sums) | `fixedint.py` |
 
 Shared building blocks: `rotation.py` (blockwise randomized Hadamard with a per-encode
-seed), `packing.py` (32 bits per int32 word), `bitio.py` (bit fields in graph ops) and
-`_common.py` (option checks, widths, seeds).
+seed), `packing.py` (32 bits per int32 word), `bitio.py` (bit fields in graph ops),
+`selection.py` (the k largest without a full sort) and `_common.py` (option checks,
+widths, seeds; the one stage module the codec core and `federated/fetchsgd.py` use
+too).
 
 A technique module defines its stages and, where it is a codec of its own, the four
 functions its record in `fedcompress.codecs.builtin` is made of: `check_options(**options)`
