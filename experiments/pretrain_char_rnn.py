@@ -28,7 +28,7 @@ from fedcompress.tasks.datasets.text import TextInputError
 from fedcompress.tasks.models import pretrain
 
 # Nothing here runs a federated computation, but TFF is imported (through
-# fedcompress.tasks) and with it TFF 0.87's own default context, whose worker manager's
+# fedcompress.harness.flags) and with it TFF 0.87's own default context, whose worker manager's
 # __del__ uses `subprocess` after interpreter teardown has cleared it: an "Exception
 # ignored ... AttributeError" under the one error line of a flag error. Our runtime
 # replaces that context now, while modules are alive; it starts no worker until a

@@ -233,3 +233,16 @@ def test_a_stage_imports_without_the_other_stages_or_the_registry_filled():
   assert lines[1] == ("codec 'uniform' is already registered (pass overwrite=True to "
                       "replace it)")
   assert lines[2] == "True eden"
+
+
+def test_a_task_module_imports_without_the_other_tasks():
+  # fedcompress.tasks imported image.py and shakespeare.py at import: the text reader,
+  # which needs only the standard library, took TFF and every task and model (~4 s).
+  result = _python(
+      "import sys\n"
+      "import fedcompress.tasks.datasets.text\n"
+      "print('tensorflow' in sys.modules, 'fedcompress.tasks.image' in sys.modules)\n"
+      "from fedcompress.tasks import IMAGE_TASKS, FederatedTask\n"
+      "print(sorted(IMAGE_TASKS), FederatedTask.__name__)\n")
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.splitlines() == ["False False", "['digits', 'emnist'] FederatedTask"]
