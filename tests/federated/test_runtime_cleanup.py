@@ -50,6 +50,7 @@ loop.run_until_complete(asyncio.sleep(0.01))
 """
 
 
+@pytest.mark.slow  # A subprocess with remote workers.
 def test_parts_of_a_round_left_on_remote_workers_are_not_logged_at_exit():
   # Interrupted with --workers, the other workers' parts of the round were logged at
   # exit as "Task exception was never retrieved" tracebacks (~100 lines).

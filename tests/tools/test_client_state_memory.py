@@ -11,6 +11,7 @@ import pytest
 from absl.testing import flagsaver
 
 
+@pytest.mark.slow  # A probe process: imports TensorFlow, runs a round.
 def test_a_probe_is_quiet_from_its_first_import(csm, run_unquieted, tmp_path):
   from tools.benchmark import write_population_sqlite
 

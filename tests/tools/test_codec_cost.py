@@ -20,8 +20,9 @@ def test_benchmark_tensors_are_the_cnn_variables_over_the_threshold():
       [5, 5, 1, 32], [32], [5, 5, 32, 64], [64], [3136, 512], [512], [512, 10], [10]]
 
 
-@pytest.mark.parametrize("name,options", [("nonuniform", {"bits": 3}), ("topk", {"fraction": 0.1}),
-                                          ("huffman", {"base": "nonuniform"})])
+@pytest.mark.parametrize("name,options", [
+    ("nonuniform", {"bits": 3}), ("topk", {"fraction": 0.1}),
+    pytest.param("huffman", {"base": "nonuniform"}, marks=pytest.mark.slow)])  # ~15 s.
 def test_the_three_parts_in_turn_give_the_codecs_round_trip(name, options):
   # Encode, decode before sum and decode after sum of one summand, each run from what the
   # previous part gave, are the codec's decode of its encode: the parts are wired as the
@@ -56,6 +57,7 @@ def test_predicted_ratio_is_one_plus_the_codec_cost_over_the_round():
   assert codec_cost.measured_ratios({"ratios": {}}) == {}
 
 
+@pytest.mark.slow  # Builds and runs the benchmark's rounds: ~20 s.
 def test_the_round_is_timed_with_the_codecs():
   # A real uncompressed round of the benchmark's task, on the local TFF worker, timed
   # in the same interleaved run as a codec's parts. (The local context it installs stays
