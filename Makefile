@@ -3,12 +3,29 @@
 # into .tools/ (nothing is installed system-wide).
 
 SHELL := /bin/bash
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# The interpreter itself, not a pyenv shim: `uv sync --python <shim>` rebuilt all of
+# .venv (30-55 s) on every re-sync, where the interpreter's own path keeps it.
+PYTHON ?= $(shell $$(command -v python3.11 || command -v python3) -c 'import sys; print(sys.executable)')
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV_PY := .venv/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: venv test test-fast demo lint bench codec-cost answers clean requirements dist check-install
+.PHONY: help venv test test-fast demo lint bench codec-cost answers clean requirements dist \
+        check-install
+# A bare `make` lists the targets: the first rule below, .tools/bin/uv, was the default
+# goal, and `make` downloaded uv even with one on PATH.
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make test        the whole test suite (what .ci/run runs; ~12 min on 2 cores)"
+	@echo "make test-fast   the suite without slow, notebook and browser tests"
+	@echo "make demo        the EMNIST tutorial's two runs on the embedded digits, compared"
+	@echo "make venv        .venv from uv.lock (every target above builds it first)"
+	@echo "make lint        ruff"
+	@echo "make bench       speed and memory figures, every codec (~15 min)"
+	@echo "make codec-cost  each codec's share of a round, from its parts (~half a minute)"
+	@echo "make answers     the README's answers to the tutorial's three questions (long)"
+	@echo "make requirements | dist | check-install | clean   (see the Makefile)"
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -19,8 +36,10 @@ export UV_PYTHON_DOWNLOADS := never
 # compile TensorFlow's and TFF's sources again: `import tensorflow_federated` took 22 s of
 # CPU that way and 8 s with the bytecode, and the suite starts dozens of interpreters.
 # (The stamp's name changed with the flag, so a .venv synced without it is synced again.)
+# --locked: a pyproject.toml changed without `uv lock` is refused (--frozen installed
+# the old lock's packages and said nothing).
 .venv/.synced-bytecode: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
+	$(UV) sync --locked --compile-bytecode --python $(PYTHON)
 	touch $@
 
 venv: .venv/.synced-bytecode
