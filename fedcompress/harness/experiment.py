@@ -1108,7 +1108,11 @@ def tensorboard_hparams(config: ExperimentConfig) -> dict[str, Any]:
   # What a resume may extend stays the current: a run extended from 10 rounds to 20
   # shows 20, as an uninterrupted run of 20 does.
   record = {**record, **{k: current[k] for k in _EXTENDED_ON_RESUME if k in current}}
-  return {k: v for k, v in record.items() if k not in rundir.HOW_NOT_WHAT}
+  # The digits' own flags do nothing on another dataset (the binary says so).
+  unused = "digits_" if record.get("dataset") not in (None, "digits") else None
+  return {k: v for k, v in record.items()
+          if k not in rundir.HOW_NOT_WHAT | rundir.SPELLINGS
+          and not (unused and k.startswith(unused))}
 
 
 def _run_locked(task, config, initial_weights, process, console) -> ExperimentResult:

@@ -90,6 +90,17 @@ HOW_NOT_WHAT = frozenset({
     "max_concurrent_clients", "worker_timeout_s", "rounds_per_checkpoint", "cache_dir",
     "pretrained_model",  # Its path; the content's digest stays.
 })
+# Flags that spell what the record holds resolved (the codecs, with their threshold and
+# budgets, and the aggregator): left out of the HParams too, which show the resolved
+# ones, so that `uniform` at its default 8 bits, `--aggregate_bits=8` and
+# `uniform(bits=8)` group as the one setting they are (and compressed_u8.flags with
+# `--aggregate_encoder_args=bits=4` did not show aggregate_bits=8 beside the 4 bits run).
+SPELLINGS = frozenset({
+    "broadcast_encoder", "broadcast_bits", "broadcast_encoder_args", "aggregate_encoder",
+    "aggregate_bits", "aggregate_encoder_args", "broadcast_bits_per_coordinate",
+    "broadcast_widths", "aggregate_bits_per_coordinate", "aggregate_widths",
+    "compression_threshold", "aggregator_args",
+})
 # Revisions above 1 of the run's codecs (`Codec.revision`, as `adaptive=2`); a record
 # without them was made on revision 1 of every codec, so they are compared also when
 # missing, as "none".

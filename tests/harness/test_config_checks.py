@@ -129,17 +129,38 @@ def test_a_resumes_hparams_are_the_record_of_the_runs_first_start(tmp_path):
   def _config(**kw):
     return ExperimentConfig(experiment_name="x", **kw)
 
-  first = _config(root_output_dir=str(tmp_path), recorded={"aggregator_args": "topk=0.01"})
+  first = _config(root_output_dir=str(tmp_path), recorded={"temperature": 1.0})
   (tmp_path / first.experiment_name).mkdir()
   (tmp_path / first.experiment_name / rundir.CONFIG_FILE).write_text(
       json.dumps({k: rundir.jsonable(v) for k, v in first.record().items()}))
-  resumed = _config(root_output_dir=str(tmp_path), recorded={"aggregator_args": "topk=0.010"})
-  assert tensorboard_hparams(resumed)["aggregator_args"] == "topk=0.01"
+  resumed = _config(root_output_dir=str(tmp_path), recorded={"temperature": 0.5})
+  assert tensorboard_hparams(resumed)["temperature"] == 1.0
   assert tensorboard_hparams(resumed) == tensorboard_hparams(first)
   # A run extended to more rounds shows them, as an uninterrupted run of as many does.
-  extended = _config(root_output_dir=str(tmp_path), recorded={"aggregator_args": "topk=0.01"},
+  extended = _config(root_output_dir=str(tmp_path), recorded={"temperature": 1.0},
                      rounds=first.rounds + 10)
   assert tensorboard_hparams(extended)["rounds"] == first.rounds + 10
+
+
+def test_hparams_show_the_codec_that_ran_not_how_its_flags_spelled_it():
+  # Three runs of uniform(bits=8) over 10,000 (bits by default, by --aggregate_bits, by
+  # --aggregate_encoder_args) were three HParams rows; and the digits' flags, which do
+  # nothing on EMNIST, split EMNIST runs too.
+  from fedcompress.harness.experiment import tensorboard_hparams
+
+  codec = CodecSpec("uniform", {"bits": 8})
+  spellings = [{}, {"aggregate_bits": 8}, {"aggregate_encoder": "uniform(bits=8)",
+                                           "aggregate_encoder_args": "bits=8"}]
+  shown = [tensorboard_hparams(_config(aggregate_codec=codec, recorded={
+      "dataset": "emnist", "digits_clients": 20 + i, **spelled}))
+      for i, spelled in enumerate(spellings)]
+  assert shown[0] == shown[1] == shown[2]
+  assert shown[0]["aggregate_codec"] == rundir.jsonable(_config(aggregate_codec=codec)
+                                                         .record()["aggregate_codec"])
+  assert not rundir.SPELLINGS & set(shown[0]) and "digits_clients" not in shown[0]
+  digits = tensorboard_hparams(_config(recorded={"dataset": "digits", "digits_clients": 20}))
+  assert digits["digits_clients"] == 20
+  assert rundir.SPELLINGS <= rundir.MAY_DIFFER_ON_RESUME  # Compared resolved, on resume too.
 
 
 @pytest.mark.parametrize("overrides,direction", [
