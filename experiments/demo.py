@@ -48,7 +48,7 @@ def run_demo(root: str, rounds: int, client_learning_rate: float, rounds_per_eva
         f"--rounds_per_eval={rounds_per_eval}", f"--root_output_dir={root}"])
     print(f"== {name}: {fv['broadcast_encoder'].value} broadcast, "
           f"{fv['aggregate_encoder'].value} aggregate, {rounds} rounds on digits", flush=True)
-    config = fc_flags.experiment_config_from_flags(fv, module_names=[])
+    config = fc_flags.image_config_from_flags(fv)  # As the binary and the sweep make it.
     run_experiment(fc_flags.image_task_from_flags(fv), config,
                    console=reporting.ConsoleReporter(prefix=f"[{name}] "))
   return summary.compare_runs([os.path.join(root, n) for n in RUNS], baseline="original")
@@ -87,7 +87,9 @@ def main(argv):
                               os.path.join(root, "comparison.png"),
                               title=f"TFF compression tutorial on digits, {FLAGS.rounds} rounds")
   print(f"comparison figure: {os.path.abspath(figure)}")
-  print(f"TensorBoard: .venv/bin/tensorboard --logdir {os.path.abspath(root)}")
+  # Beside this interpreter: `.venv/bin/tensorboard` was not there from another folder.
+  tensorboard = os.path.join(os.path.dirname(sys.executable), "tensorboard")
+  print(f"TensorBoard: {tensorboard} --logdir {os.path.abspath(root)}")
   print(f"demo took {time.perf_counter() - began:.0f}s", file=sys.stdout)
   return 0
 
