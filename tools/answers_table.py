@@ -375,3 +375,7 @@ def _jsonable(value: Any) -> Any:
   if isinstance(value, list | tuple):
     return [_jsonable(v) for v in value]
   return value
+
+if __name__ == "__main__":  # Ran as a tool, it did nothing and exited 0.
+  raise SystemExit("tools/answers_table.py is the tables of `make answers`: run "
+                   "python -m tools.answers (--help for its flags)")

@@ -797,5 +797,8 @@ def _memory_probe_main(argv: Sequence[str]) -> None:
   print(json.dumps(result), flush=True)
 
 
-if __name__ == "__main__" and sys.argv[1:2] == ["--memory-probe"]:
+if __name__ == "__main__":
+  if sys.argv[1:2] != ["--memory-probe"]:  # Ran as a tool, it did nothing and exited 0.
+    raise SystemExit("tools/benchmark.py is the library of `make bench`: run python -m "
+                     "tools.run_benchmark (--help for its flags)")
   _memory_probe_main(sys.argv[2:])

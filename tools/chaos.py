@@ -635,3 +635,7 @@ def _run_chaos(config: ChaosConfig, log) -> ChaosReport:
     json.dump({**report.as_dict(), "config": dataclasses.asdict(config),
                "source": rundir.source()}, f, indent=2)
   return report
+
+if __name__ == "__main__":  # Ran as a tool, it did nothing and exited 0.
+  raise SystemExit("tools/chaos.py is the library of the interruption test: run "
+                   "python -m tools.run_chaos (--help for its flags)")

@@ -145,3 +145,7 @@ def update_readme(readme_path: str, name: str, text: str) -> None:
   readme = pattern.sub(lambda _: f"{begin}\n{text}\n{end}", readme)
   with open(readme_path, "w") as f:
     f.write(readme)
+
+if __name__ == "__main__":  # Ran as a tool, it did nothing and exited 0.
+  raise SystemExit("tools/codec_table.py is the codec tables' library: run "
+                   "python -m tools.compare_codecs (--help for its flags)")

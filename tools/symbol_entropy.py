@@ -133,3 +133,6 @@ def measure_updates(codecs: Mapping[int, str], updates: Sequence[Sequence[np.nda
   flat = [t for update in updates for t in update]
   return {bits: measure(codec, flat, threshold=threshold) for bits, codec in codecs.items()}
 
+if __name__ == "__main__":  # Ran as a tool, it did nothing and exited 0.
+  raise SystemExit("tools/symbol_entropy.py is the entropy probe of `make answers`: run "
+                   "python -m tools.answers (--help for its flags)")
