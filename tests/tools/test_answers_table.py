@@ -382,3 +382,35 @@ def test_answers_json_names_pretrain_settings_only_for_a_model_it_trained(load_b
                                            "text_files": list(module.DICKENS)}
     made.write_bytes(b"retrained by other code at the same path")
     assert module.pretrained_record(str(made))["given"] is True
+
+
+def test_a_home_relative_pretrained_model_is_used_not_pretrained_over(load_binary, repo_root,
+                                                                      monkeypatch, tmp_path):
+  # `--pretrained_model=~/m.keras` was missing at the literal path, so the tool pretrained
+  # one, and the pretraining (which expands ~) wrote over the user's model.
+  from absl import flags
+  from absl.testing import flagsaver
+
+  if not (repo_root / ".." / "shared" / "data" / "tff" / "shakespeare.sqlite").exists():
+    pytest.skip("needs ../shared/data/tff/shakespeare.sqlite")
+
+  class Reached(Exception):
+    pass
+
+  def stop(*_):  # The runs: not needed to see what happened to the model.
+    raise Reached
+
+  model = tmp_path / "m.keras"
+  model.write_bytes(b"the user's model")
+  monkeypatch.setenv("HOME", str(tmp_path))
+  monkeypatch.chdir(repo_root)  # main() moves there; undone after the test.
+  with load_binary("tools/answers.py") as module, flagsaver.flagsaver():
+    pretrained = []
+    monkeypatch.setattr(module, "_pretrain", pretrained.append)
+    monkeypatch.setattr(module, "run_dataset", stop)
+    flags.FLAGS(["answers", "--datasets=shakespeare", "--seeds=0", "--bits=2",
+                 "--pretrained_model=~/m.keras", f"--output={tmp_path / 'answers.json'}",
+                 f"--root_output_dir={tmp_path / 'runs'}", "--readme="])
+    with pytest.raises(Reached):
+      module.main(["answers"])
+  assert pretrained == [] and model.read_bytes() == b"the user's model"
