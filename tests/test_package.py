@@ -246,3 +246,26 @@ def test_a_task_module_imports_without_the_other_tasks():
       "print(sorted(IMAGE_TASKS), FederatedTask.__name__)\n")
   assert result.returncode == 0, result.stderr
   assert result.stdout.splitlines() == ["False False", "['digits', 'emnist'] FederatedTask"]
+
+
+def test_a_failed_load_of_the_built_ins_is_tried_again():
+  # The first use cleared the loader before it ran: a stage that failed to import left
+  # the registry empty for the process, and a user's codec could take 'uniform'.
+  result = _python(
+      "import sys\n"
+      "import fedcompress.codecs as codecs\n"
+      "sys.modules['fedcompress.codecs.stages.eden'] = None  # An import that fails.\n"
+      "try:\n"
+      "  codecs.get_codec('uniform')\n"
+      "except ImportError:\n"
+      "  print('failed')\n"
+      "del sys.modules['fedcompress.codecs.stages.eden']  # Fixed.\n"
+      "print(codecs.get_codec('uniform').name, len(codecs.available_codecs()))\n"
+      "try:\n"
+      "  codecs.register_codec('uniform', lambda: None)\n"
+      "except ValueError as e:\n"
+      "  print(e)\n")
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.splitlines() == [
+      "failed", "uniform 15",
+      "codec 'uniform' is already registered (pass overwrite=True to replace it)"]

@@ -248,6 +248,7 @@ _CODECS: dict[str, Codec] = {}
 # imports that package first, and registering there imported every stage with it (a
 # half-edited `eden.py` broke the import of `topk`'s tests).
 _builtin_loader: Callable[[], None] | None = None
+_loading = False  # The loader registers through `_registered` too.
 
 
 def set_builtin_loader(loader: Callable[[], None]) -> None:
@@ -257,11 +258,25 @@ def set_builtin_loader(loader: Callable[[], None]) -> None:
 
 
 def _registered() -> dict[str, Codec]:
-  """The registry, with the built-in codecs in it."""
-  global _builtin_loader
-  if _builtin_loader is not None:
-    loader, _builtin_loader = _builtin_loader, None  # It registers through here.
-    loader()
+  """The registry, with the built-in codecs in it.
+
+  A load that fails (a stage that does not import) is undone and tried again on the
+  next use: kept as done, the registry stayed empty for the process, and a user's codec
+  could then take a built-in's name.
+  """
+  global _builtin_loader, _loading
+  if _builtin_loader is not None and not _loading:
+    before = set(_CODECS)
+    _loading = True
+    try:
+      _builtin_loader()
+      _builtin_loader = None
+    except BaseException:
+      for name in set(_CODECS) - before:
+        del _CODECS[name]
+      raise
+    finally:
+      _loading = False
   return _CODECS
 
 
