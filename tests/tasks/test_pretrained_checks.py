@@ -51,6 +51,20 @@ def test_unseeded_dropout_is_refused(tmp_path, options):
     sh_task.load_pretrained(_saved(tmp_path, _gru(**options)))
 
 
+@pytest.mark.parametrize("cell", [
+    lambda: tf.keras.layers.GRUCell(8, dropout=0.5),
+    lambda: tf.keras.layers.StackedRNNCells([tf.keras.layers.GRUCell(8),
+                                             tf.keras.layers.GRUCell(8, recurrent_dropout=0.25)])])
+def test_unseeded_dropout_of_a_cell_is_refused(tmp_path, cell):
+  # The rates of RNN(cell) are on its cells, not the layer: accepted, two passes of one
+  # seed differed, and the binary stopped on Keras' '_dropout_mask_cache'.
+  model = tf.keras.Sequential([
+      tf.keras.layers.Embedding(86, 4), tf.keras.layers.RNN(cell(), return_sequences=True),
+      tf.keras.layers.Dense(86)])
+  with pytest.raises(ValueError, match="dropout=0.5: Keras|recurrent_dropout=0.25: Keras"):
+    sh_task.load_pretrained(_saved(tmp_path, model))
+
+
 def test_a_functional_model_is_refused_as_one(tmp_path):
   inputs = tf.keras.Input([None], dtype=tf.int64)
   hidden = tf.keras.layers.GRU(8, return_sequences=True)(

@@ -213,13 +213,17 @@ def vocab_size(model: tf.keras.Model) -> int:
     if not layer.return_sequences or layer.go_backwards:
       raise ValueError(f"recurrent layer {layer.name} must return every position in order "
                        "(return_sequences=True, go_backwards=False)")
-    # Keras draws the masks unseeded: two runs of one --seed trained differently.
-    rates = {k: getattr(layer, k, 0) for k in ("dropout", "recurrent_dropout")}
-    if any(rates.values()):
-      raise ValueError(f"recurrent layer {layer.name} has "
-                       + ", ".join(f"{k}={v}" for k, v in rates.items() if v)
-                       + ": Keras draws its masks without a seed, so runs of one --seed "
-                       "would differ; save the model with them at 0")
+    # Keras draws the masks unseeded: two runs of one --seed trained differently. The
+    # rates live on the cells (a GRU layer's is its cell's; RNN(GRUCell(dropout=...)) and
+    # stacked cells have them there only).
+    cell = getattr(layer, "cell", None)
+    for part in getattr(cell, "cells", None) or [cell]:
+      rates = {k: getattr(part, k, 0) for k in ("dropout", "recurrent_dropout")}
+      if any(rates.values()):
+        raise ValueError(f"recurrent layer {layer.name} has "
+                         + ", ".join(f"{k}={v}" for k, v in rates.items() if v)
+                         + ": Keras draws its masks without a seed, so runs of one --seed "
+                         "would differ; save the model with them at 0")
   return layers[0].input_dim
 
 
