@@ -398,13 +398,20 @@ class AllocatedCodec:
     return self.base.raw_bits_rules
 
   def describe(self) -> str:
+    return self._describe(self.base.describe())
+
+  def describe_resolved(self) -> str:
+    """`describe` with the base codec's defaults filled in (`CodecSpec.describe_resolved`)."""
+    return self._describe(self.base.describe_resolved())
+
+  def _describe(self, base: str) -> str:
     widths = ",".join(str(w) for w in self.widths)
     # Runs record this and a resume compares it: the budget is written exactly (`:g`
     # alone would make 7.0000001 and 7.0000049 one setting), and as `:g` where that is.
     short = f"{self.bits_per_coordinate:g}"
     budget = short if float(short) == self.bits_per_coordinate else repr(
         float(self.bits_per_coordinate))
-    return f"{self.base.describe()}@{budget}bpc[{widths}]"
+    return f"{base}@{budget}bpc[{widths}]"
 
   def plan(self, value_specs: Sequence[tf.TensorSpec], names: Sequence[str] | None = None,
            *, direction: str = "aggregate", reserved_bits: int = 0) -> AllocationPlan:

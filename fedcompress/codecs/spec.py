@@ -271,3 +271,12 @@ class CodecSpec:
   def describe(self) -> str:
     opts = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))
     return f"{self.name}({opts})>{self.threshold}" if opts else f"{self.name}>{self.threshold}"
+
+  def describe_resolved(self) -> str:
+    """`describe` of the codec as it runs: every link's options with their defaults, and
+    no threshold for `identity`, which encodes nothing. One string per codec however its
+    options were spelled (`uniform` and `uniform(bits=8,deterministic=False)`)."""
+    links = "|".join(
+        f"{name}({','.join(f'{k}={v}' for k, v in sorted(options.items()))})" if options
+        else name for name, options in self.resolved_links())
+    return links if self.is_identity else f"{links}>{self.threshold}"

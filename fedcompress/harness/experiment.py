@@ -1108,11 +1108,18 @@ def tensorboard_hparams(config: ExperimentConfig) -> dict[str, Any]:
   # What a resume may extend stays the current: a run extended from 10 rounds to 20
   # shows 20, as an uninterrupted run of 20 does.
   record = {**record, **{k: current[k] for k in _EXTENDED_ON_RESUME if k in current}}
-  # The digits' own flags do nothing on another dataset (the binary says so).
-  unused = "digits_" if record.get("dataset") not in (None, "digits") else None
+  # The codecs as they run, whatever spelling config.json holds (a resume runs the same
+  # codecs, or is refused).
+  record.update(broadcast_codec=config.broadcast_codec.describe_resolved(),
+                aggregate_codec=config.aggregate_codec.describe_resolved())
+  # Flags that do nothing in this run, which the binaries say: the digits' on another
+  # dataset, DP's without --dp, the field's without --dp=distributed.
+  unused = {k for k in record if (k.startswith("digits_") and record.get("dataset") not in
+                                  (None, "digits"))
+            or (k.startswith("dp_") and record.get("dp", "none") == "none")
+            or (k == "dp_field_bits" and record.get("dp") != "distributed")}
   return {k: v for k, v in record.items()
-          if k not in rundir.HOW_NOT_WHAT | rundir.SPELLINGS
-          and not (unused and k.startswith(unused))}
+          if k not in rundir.HOW_NOT_WHAT | rundir.SPELLINGS | unused}
 
 
 def _run_locked(task, config, initial_weights, process, console) -> ExperimentResult:

@@ -115,7 +115,8 @@ def test_hparams_are_the_record_without_how_segments_started():
   assert rundir.HOW_NOT_WHAT <= rundir.MAY_DIFFER_ON_RESUME  # None changes a result.
   config = _config(recorded={**how, "client_learning_rate": 0.1, "dataset": "digits"})
   hparams = tensorboard_hparams(config)
-  assert hparams == {k: v for k, v in config.record().items() if k not in how}
+  assert hparams == {**{k: v for k, v in config.record().items() if k not in how},
+                     "broadcast_codec": "identity", "aggregate_codec": "identity"}
   assert {"dataset", "client_learning_rate", "aggregate_codec", "seed"} <= set(hparams)
 
 
@@ -148,16 +149,20 @@ def test_hparams_show_the_codec_that_ran_not_how_its_flags_spelled_it():
   # nothing on EMNIST, split EMNIST runs too.
   from fedcompress.harness.experiment import tensorboard_hparams
 
-  codec = CodecSpec("uniform", {"bits": 8})
+  codecs = [CodecSpec("uniform"), CodecSpec("uniform", {"bits": 8}),
+            CodecSpec("uniform", {"bits": 8, "deterministic": False})]
   spellings = [{}, {"aggregate_bits": 8}, {"aggregate_encoder": "uniform(bits=8)",
-                                           "aggregate_encoder_args": "bits=8"}]
+                                           "aggregate_encoder_args": "deterministic=False"}]
   shown = [tensorboard_hparams(_config(aggregate_codec=codec, recorded={
-      "dataset": "emnist", "digits_clients": 20 + i, **spelled}))
-      for i, spelled in enumerate(spellings)]
+      "dataset": "emnist", "digits_clients": 20 + i, "dp_clip": 0.5 + i, **spelled}))
+      for i, (codec, spelled) in enumerate(zip(codecs, spellings, strict=True))]
   assert shown[0] == shown[1] == shown[2]
-  assert shown[0]["aggregate_codec"] == rundir.jsonable(_config(aggregate_codec=codec)
-                                                         .record()["aggregate_codec"])
+  assert shown[0]["aggregate_codec"] == "uniform(bits=8,deterministic=False,word_bits=28)>10000"
   assert not rundir.SPELLINGS & set(shown[0]) and "digits_clients" not in shown[0]
+  assert "dp_clip" not in shown[0]  # Without --dp, as the binary says, it does nothing.
+  dp = tensorboard_hparams(_config(dp="central", client_weighting="uniform",
+                                   recorded={"dp_field_bits": 16}))
+  assert dp["dp_clip"] == 0.1 and "dp_field_bits" not in dp
   digits = tensorboard_hparams(_config(recorded={"dataset": "digits", "digits_clients": 20}))
   assert digits["digits_clients"] == 20
   assert rundir.SPELLINGS <= rundir.MAY_DIFFER_ON_RESUME  # Compared resolved, on resume too.
