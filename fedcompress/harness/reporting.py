@@ -71,9 +71,10 @@ class ConsoleReporter:
     line = self._prefix + format_round_line(row)
     if self._bar is not None:
       self._bar.write(line, file=self._stream)
-      accuracy = row.get(m.EVAL_ACCURACY, row.get(m.TRAIN_ACCURACY))
-      if accuracy is not None:
-        self._bar.set_postfix(accuracy=f"{accuracy:.3f}")
+      # The round line's names (a bare `accuracy=` held eval accuracy where there was).
+      key = m.EVAL_ACCURACY if row.get(m.EVAL_ACCURACY) is not None else m.TRAIN_ACCURACY
+      if row.get(key) is not None:
+        self._bar.set_postfix({key: f"{row[key]:.3f}"})
       self._bar.update(1)
     else:
       print(line, file=self._stream, flush=True)

@@ -158,7 +158,8 @@ def _check_same_rounds(configurations: Sequence[str], rounds: Sequence[int]) -> 
     said = "; ".join(f"{r} rounds: {', '.join(names)}" for r, names in by_rounds.items())
     raise ValueError(f"--seeds compares the configurations' final accuracy and total bits, "
                      f"so they must run the same number of rounds ({said}): give one "
-                     "--rounds in --common_flags")
+                     "--rounds in --common_flags (a flagfile's gives way to it), and no "
+                     "rounds axis in --grid (it comes after them)")
 
 
 def _finished_rounds(run_dir: str) -> int:

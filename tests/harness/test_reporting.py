@@ -254,3 +254,15 @@ def test_widths_reach_the_csv_as_the_widths_given(tmp_path):
   csv_reporter.close()
   text = open(path).read()
   assert text.splitlines()[1].endswith(",0.9,0.95"), text
+
+
+def test_the_progress_bar_names_the_accuracy_it_shows(capsys):
+  # Its postfix said `accuracy=` for eval accuracy, beside round lines naming both.
+  reporter = reporting.ConsoleReporter(stream=io.StringIO(), progress=True)
+  reporter.start(1, 2)
+  reporter.write(_row(1))
+  assert reporter._bar.postfix == "train/accuracy=0.100"
+  reporter.write(_row(2, **{m.EVAL_ACCURACY: 0.5}))
+  assert reporter._bar.postfix == "eval/accuracy=0.500"
+  reporter.close()
+  assert "eval/accuracy=0.500" in capsys.readouterr().err  # As drawn.
