@@ -246,9 +246,21 @@ def check_optimizer(name: str, learning_rate: float,
                          f"{', '.join(OPTIMIZER_OPTIONS)}")
       raise ValueError(f"--{flag_prefix}{option} applies to --{flag_prefix}optimizer="
                        f"{'|'.join(takes)}, not {name}")
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
+      raise ValueError(f"--{flag_prefix}{option} must be a number, got {value!r}")
     if not (value >= 0 and math.isfinite(value)) or (option == "momentum" and value >= 1):
       raise ValueError(f"--{flag_prefix}{option} must be a finite number >= 0"
                        f"{' and < 1' if option == 'momentum' else ''}, got {value}")
+    # TFF's optimizers (and Keras' Adagrad) compute in float32: epsilon 1e39 was inf
+    # there and the model never moved, 1e-50 was 0 and round 1 ended in NaN, blamed on
+    # the learning rates, and momentum 0.9999999999 was 1.
+    with np.errstate(over="ignore"):  # inf is what is said.
+      single = float(np.float32(value))
+    if (not math.isfinite(single) or (value > 0 and single == 0)
+        or (option == "momentum" and single >= 1)):
+      raise ValueError(f"--{flag_prefix}{option}={value} is {single:g} in float32, in which "
+                       "the optimizers compute: give a value float32 holds"
+                       f"{' (below 1)' if option == 'momentum' else ''}")
   # A coordinate whose gradients have all been 0 divides 0 by 0 in TFF's Adam with
   # epsilon 0, and in its Adagrad and Yogi when their accumulator also starts at 0
   # (TFF's defaults, 0.1 and 1e-6, keep them finite; Keras' Adagrad guards itself).
