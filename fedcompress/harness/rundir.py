@@ -322,7 +322,12 @@ def differences(record: Mapping[str, Any], values: Mapping[str, Any]) -> list[st
       continue
     old, new = record[key], jsonable(values[key])
     if not _same(old, new):
-      shown = f"{key} {_text(new)}" if key in _NOT_FLAGS else f"--{key}={_text(new)}"
+      if key in _NOT_FLAGS:
+        shown = f"{key} {_text(new)}"
+      elif new is None:  # `--x=None` is no value the flag takes, nor one the user gave.
+        shown = f"--{key} unset"
+      else:
+        shown = f"--{key}={_text(new)}"
       out.append(f"{shown} (recorded {_text(old)})")
   return out
 

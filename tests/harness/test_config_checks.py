@@ -465,3 +465,10 @@ def test_numpy_values_become_python_values():
   with pytest.raises(ValueError, match=r"fixed_clients must be a list of client ids "
                      r"\(strings, as in task.client_ids\), got \(1, 2\)"):
     _config(fixed_clients=[1, 2]).validate()
+
+
+def test_a_setting_unset_on_resume_is_said_unset():
+  # It read `--server_initial_accumulator=None (recorded 0.0)`: no value the flag takes.
+  assert rundir.differences({"server_initial_accumulator": 0.0},
+                            {"server_initial_accumulator": None}) == [
+      "--server_initial_accumulator unset (recorded 0.0)"]
