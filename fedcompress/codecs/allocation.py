@@ -401,8 +401,13 @@ class AllocatedCodec:
     return self._describe(self.base.describe())
 
   def describe_resolved(self) -> str:
-    """`describe` with the base codec's defaults filled in (`CodecSpec.describe_resolved`)."""
-    return self._describe(self.base.describe_resolved())
+    """`describe` with the base codec's defaults filled in (`CodecSpec.describe_resolved`),
+    but for those the widths set per tensor (`bits`, `keep`): shown at their defaults,
+    they named a width the run never used (`uniform(bits=8,...)@2bpc`)."""
+    resolved = {k: v for k, v in self.base.resolved_options().items()
+                if k not in ("bits", "keep")}
+    return self._describe(
+        CodecSpec(self.base.name, resolved, threshold=self.base.threshold).describe())
 
   def _describe(self, base: str) -> str:
     widths = ",".join(str(w) for w in self.widths)

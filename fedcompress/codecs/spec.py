@@ -272,11 +272,12 @@ class CodecSpec:
     opts = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))
     return f"{self.name}({opts})>{self.threshold}" if opts else f"{self.name}>{self.threshold}"
 
-  def describe_resolved(self) -> str:
+  def describe_resolved(self, *, threshold: bool = True) -> str:
     """`describe` of the codec as it runs: every link's options with their defaults, and
-    no threshold for `identity`, which encodes nothing. One string per codec however its
+    no threshold for `identity`, which encodes nothing (nor with `threshold=False`: under
+    secure aggregation every tensor is encoded). One string per codec however its
     options were spelled (`uniform` and `uniform(bits=8,deterministic=False)`)."""
     links = "|".join(
         f"{name}({','.join(f'{k}={v}' for k, v in sorted(options.items()))})" if options
         else name for name, options in self.resolved_links())
-    return links if self.is_identity else f"{links}>{self.threshold}"
+    return links if self.is_identity or not threshold else f"{links}>{self.threshold}"

@@ -1122,8 +1122,11 @@ def tensorboard_hparams(config: ExperimentConfig) -> dict[str, Any]:
   record = {**record, **{k: current[k] for k in _EXTENDED_ON_RESUME if k in current}}
   # The codecs as they run, whatever spelling config.json holds (a resume runs the same
   # codecs, or is refused).
+  aggregate = config.aggregate_codec
   record.update(broadcast_codec=config.broadcast_codec.describe_resolved(),
-                aggregate_codec=config.aggregate_codec.describe_resolved())
+                aggregate_codec=aggregate.describe_resolved(
+                    threshold=not config.secure_aggregation)
+                if isinstance(aggregate, CodecSpec) else aggregate.describe_resolved())
   # Flags that do nothing in this run, which the binaries say: the digits' on another
   # dataset, DP's without --dp, the field's without --dp=distributed.
   unused = {k for k in record if (k.startswith("digits_") and record.get("dataset") not in

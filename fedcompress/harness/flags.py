@@ -593,8 +593,11 @@ def _check_privacy_flags(fv: FlagValues) -> None:
     cli.warn_once("--dp=distributed: TFF draws its noise on the clients unseeded, so a rerun "
                   "or a resumed run with the same --seed differs from this one")
   if fv.secure_aggregation:
-    _warn_unused(fv, ["compression_threshold"], "under --secure_aggregation every tensor "
-                 "is encoded (the whole update is summed in the field)")
+    if fv.broadcast_encoder == "identity" and fv.broadcast_bits_per_coordinate is None:
+      # Else the broadcast codec keeps it (29.01 against 29.29 Mibit at 100 and 10,000).
+      _warn_unused(fv, ["compression_threshold"], "under --secure_aggregation every tensor "
+                   "of the update is encoded (the whole update is summed in the field), "
+                   "and the broadcast is not compressed")
     if fv.workers:
       # TFF's mergeable form splits a round at federated_aggregate; its secure sums end up
       # after the merge, which TFF refuses at round 1 with a 600-character type dump.

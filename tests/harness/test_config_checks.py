@@ -467,6 +467,22 @@ def test_numpy_values_become_python_values():
     _config(fixed_clients=[1, 2]).validate()
 
 
+def test_hparams_show_no_width_a_budget_sets_nor_a_threshold_secure_sums_ignore():
+  # A 2-bits-per-coordinate run showed uniform(bits=8,...)@2bpc, a width it never used;
+  # under secure aggregation the aggregate codec's threshold, which it ignores, split rows.
+  from fedcompress.harness.experiment import tensorboard_hparams
+
+  budget = tensorboard_hparams(_config(aggregate_codec=AllocatedCodec(
+      CodecSpec("eden", threshold=100), 1.0, widths=(0.9, 1, 2))))
+  assert budget["aggregate_codec"] == (
+      "eden(block_size=2048,rounds=2,shared_rotation=False)>100@1bpc[0.9,1,2]")
+  secure = [tensorboard_hparams(_config(
+      secure_aggregation=True, client_weighting="uniform",
+      aggregate_codec=CodecSpec("fixed_int", threshold=t))) for t in (100, 10000)]
+  assert secure[0] == secure[1]
+  assert secure[0]["aggregate_codec"] == "fixed_int(bits=8,clip=0.01,rotation=False)"
+
+
 def test_a_setting_unset_on_resume_is_said_unset():
   # It read `--server_initial_accumulator=None (recorded 0.0)`: no value the flag takes.
   assert rundir.differences({"server_initial_accumulator": 0.0},

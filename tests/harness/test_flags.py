@@ -314,7 +314,10 @@ def test_a_flag_warning_is_said_once_per_process(capsys):
      "sizes --dp=distributed's field, not --dp=central's"),
     (["--secure_aggregation", "--aggregate_encoder=fixed_int", "--client_weighting=uniform",
       "--compression_threshold=100000"], "warning: --compression_threshold has no effect: "
-     "under --secure_aggregation every tensor is encoded"),
+     "under --secure_aggregation every tensor of the update is encoded"),
+    # The broadcast codec keeps the threshold: it was said to do nothing.
+    (["--secure_aggregation", "--aggregate_encoder=fixed_int", "--client_weighting=uniform",
+      "--broadcast_encoder=uniform", "--compression_threshold=100"], None),
     # Not a flag without effect, but a rerun that will differ: said before it runs.
     (["--dp=distributed", "--secure_aggregation", "--client_weighting=uniform",
       "--dp_field_bits=18"], "warning: --dp=distributed: TFF draws its noise on the clients "
