@@ -311,9 +311,6 @@ def pretrained_record(path: str) -> dict:
 def main(argv):
   if len(argv) > 1:
     return fail(f"unexpected arguments: {' '.join(argv[1:])}")
-  # `~` as the shell leaves it in `--pretrained_model=~/m.keras`: the model was found
-  # missing at that literal path, and the pretraining, which expands it, wrote over it.
-  FLAGS.pretrained_model = os.path.expanduser(FLAGS.pretrained_model)
   os.chdir(REPO_ROOT)
   runtime.install_signal_handlers()
   # Empty lists would run nothing and then write an empty block over the README's.

@@ -163,7 +163,26 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
     check_no_byte_order_mark(rest[1:])
   except ValueError as e:
     sys.exit(fail(str(e)))
+  expand_home(flags.FLAGS)
   return rest
+
+
+# The binaries' and tools' path flags. The shell expands `~` only at a word's start, so
+# `--root_output_dir=~/runs` came through as is: a folder named `~` was made in the
+# current one and said as `~/runs/x`, which reads as home, and a model looked for at
+# `~/m.keras` was missing where the code that wrote it had expanded it.
+PATH_FLAGS = ("root_output_dir", "cache_dir", "memory_cache_dir", "output", "readme",
+              "pretrained_model", "text_files", "flagfiles", "codec_modules")
+
+
+def expand_home(fv) -> None:
+  """`~` expanded in the `PATH_FLAGS` that `fv` defines (lists entry by entry)."""
+  for name in PATH_FLAGS:
+    if name not in fv or fv[name].value is None:
+      continue
+    value = fv[name].value
+    fv[name].value = ([os.path.expanduser(v) for v in value] if isinstance(value, list)
+                      else os.path.expanduser(value))
 
 
 _BYTE_ORDER_MARK = "\ufeff"

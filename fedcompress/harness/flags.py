@@ -416,12 +416,6 @@ def define_shakespeare_experiment_flags(fv: FlagValues = flags.FLAGS) -> None:
   fv.set_default("client_batch_size", 8)
 
 
-def _pretrained_path(fv: FlagValues) -> str | None:
-  # `~` expanded, as pretrain_char_rnn.py's --output is: the shell leaves it in
-  # `--pretrained_model=~/m.keras`, which was then "does not exist".
-  return os.path.expanduser(fv.pretrained_model) if fv.pretrained_model else None
-
-
 def shakespeare_config_from_flags(fv: FlagValues, module_names: list[str] | None = None
                                   ) -> ExperimentConfig:
   """The `ExperimentConfig` of a Shakespeare fine-tuning run (checks its fixed flags)."""
@@ -434,7 +428,7 @@ def shakespeare_config_from_flags(fv: FlagValues, module_names: list[str] | None
   check_uniform_weighting(fv.client_weighting, fv.pad_short_clients, fv.clients)
   extra = {"dataset": "shakespeare"}
   if fv.pretrained_model:
-    extra[rundir.PRETRAINED_DIGEST] = file_fingerprint(_pretrained_path(fv), whole=True)
+    extra[rundir.PRETRAINED_DIGEST] = file_fingerprint(fv.pretrained_model, whole=True)
   extra.update(_data_file_recorded(fv.cache_dir, shakespeare_data.SHAKESPEARE_SQLITE))
   return experiment_config_from_flags(
       fv, module_names=module_names or [], extra_recorded=extra,
@@ -447,7 +441,7 @@ def run_shakespeare_from_flags(fv: FlagValues, module_names: list[str] | None = 
   if not fv.pretrained_model:
     _warn_unused(fv, ["sanity_client"], "the sanity check runs on a pretrained model only")
   return run_finetune(
-      config, pretrained_path=_pretrained_path(fv), cache_dir=fv.cache_dir,
+      config, pretrained_path=fv.pretrained_model or None, cache_dir=fv.cache_dir,
       model=None if fv.model == PRETRAINED else fv.model, epochs=fv.client_epochs,
       batch_size=fv.client_batch_size, seq_length=fv.seq_length,
       max_batches=fv.max_batches_per_client,

@@ -200,6 +200,7 @@ def _plan(kind: ExperimentKind, run: SweepRun, root_output_dir: str,
     left = fv(["sweep", *flagfiles, *common, *values, *seed,
                f"--root_output_dir={root_output_dir}", f"--experiment_name={run.name}"])
     cli.check_no_byte_order_mark(left[1:])
+    cli.expand_home(fv)  # As the binaries' parser does.
     if left[1:]:  # The binaries refuse these too: a flag without its dashes does nothing.
       raise ValueError(f"unexpected arguments: {' '.join(left[1:])}")
     config = kind.config(fv)

@@ -388,7 +388,6 @@ def test_a_home_relative_pretrained_model_is_used_not_pretrained_over(load_binar
                                                                       monkeypatch, tmp_path):
   # `--pretrained_model=~/m.keras` was missing at the literal path, so the tool pretrained
   # one, and the pretraining (which expands ~) wrote over the user's model.
-  from absl import flags
   from absl.testing import flagsaver
 
   if not (repo_root / ".." / "shared" / "data" / "tff" / "shakespeare.sqlite").exists():
@@ -408,9 +407,9 @@ def test_a_home_relative_pretrained_model_is_used_not_pretrained_over(load_binar
     pretrained = []
     monkeypatch.setattr(module, "_pretrain", pretrained.append)
     monkeypatch.setattr(module, "run_dataset", stop)
-    flags.FLAGS(["answers", "--datasets=shakespeare", "--seeds=0", "--bits=2",
-                 "--pretrained_model=~/m.keras", f"--output={tmp_path / 'answers.json'}",
-                 f"--root_output_dir={tmp_path / 'runs'}", "--readme="])
+    module.parse_flags(["answers", "--datasets=shakespeare", "--seeds=0", "--bits=2",
+                        "--pretrained_model=~/m.keras", f"--output={tmp_path / 'answers.json'}",
+                        f"--root_output_dir={tmp_path / 'runs'}", "--readme="])
     with pytest.raises(Reached):
       module.main(["answers"])
   assert pretrained == [] and model.read_bytes() == b"the user's model"
