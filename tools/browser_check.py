@@ -125,3 +125,8 @@ def check_tensorboard(logdir: str, screenshot: str, *, chromium: str | None = No
   finally:
     _stop(server)
     shutil.rmtree(profile, ignore_errors=True)
+
+
+if __name__ == "__main__":  # Ran as a tool, it did nothing and exited 0.
+  raise SystemExit("tools/browser_check.py is the browser test's helper: "
+                   "import it; it has no command line")

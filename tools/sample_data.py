@@ -208,3 +208,8 @@ def write_sample_text(path: str | os.PathLike[str], text: str = DICKENS_PASSAGE,
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text((text.rstrip("\n") + "\n\n") * repeat, encoding="utf-8")
   return path
+
+
+if __name__ == "__main__":  # Ran as a tool, it did nothing and exited 0.
+  raise SystemExit("tools/sample_data.py is the notebooks' and tests' sample data: "
+                   "import it; it has no command line")

@@ -100,6 +100,9 @@ SPELLINGS = frozenset({
     "aggregate_bits", "aggregate_encoder_args", "broadcast_bits_per_coordinate",
     "broadcast_widths", "aggregate_bits_per_coordinate", "aggregate_widths",
     "compression_threshold", "aggregator_args",
+    # The modules' names or paths: their content's digest stays (`mods/x.py`,
+    # `./mods/x.py` and its absolute path were three rows of one codec).
+    "codec_modules",
 })
 # Revisions above 1 of the run's codecs (`Codec.revision`, as `adaptive=2`); a record
 # without them was made on revision 1 of every codec, so they are compared also when
