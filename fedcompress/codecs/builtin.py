@@ -58,16 +58,18 @@ def _technique(name: str, module, summary: str) -> Codec:
 
 
 # Entropy coding after a base codec: the base codec's options plus the coder's.
-# Codecs that already entropy-code cannot be a base.
-_ENTROPY_CODED = ("huffman", "uniform_huffman")
+# Codecs that already code their symbols (their records count coded streams,
+# `raw_bits_rules`: huffman, uniform_huffman, adaptive) cannot be a base.
 
 
 def _check_entropy_options(base: str = "uniform", coder: str | None = None,
                            max_code_length: int | None = None,
                            block_size: int | None = None, **base_options) -> dict:
-  if base in _ENTROPY_CODED:
-    raise ValueError(f"base codec {base!r} is already entropy coded")
   base_codec = get_codec(base)
+  if base_codec.raw_bits_rules:
+    # adaptive was let through, refused with advice to write a chain that is refused
+    # too, or (without coder=) only when its encoder was built.
+    raise ValueError(f"base codec {base!r} is already entropy coded")
   # Checked here: the base's own message would name only the base and its options.
   valid = base_codec.option_names()
   # A coder's option the base also has (eden's, drive's, hadamard's block_size;
