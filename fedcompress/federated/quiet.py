@@ -42,6 +42,13 @@ def _below_error(record) -> bool:
   return record.levelno >= logging.ERROR
 
 
+def _not_tensor_encodings_warning(record) -> bool:
+  """A root-logger filter: False (dropped) for tensor_encoding's records under ERROR."""
+  import logging
+
+  return record.levelno >= logging.ERROR or "tensor_encoding" not in record.pathname
+
+
 def quieted() -> bool:
   """Whether `quiet_tensorflow()` quieted this process (no logs were requested then)."""
   return _quieted
@@ -53,7 +60,8 @@ def quiet_tensorflow() -> None:
   Sets the C++ log levels of TensorFlow and TFF's worker (environment), ignores
   deprecation and future warnings, and lowers the Python `tensorflow` and absl loggers
   to errors (the `tensorflow` logger's records under ERROR are filtered out, so that
-  TensorFlow's own INFO level in interactive sessions does not bring them back).
+  TensorFlow's own INFO level in interactive sessions does not bring them back), and
+  drops tensor_encoding's warnings under ERROR from Python's root logger.
   For binaries and notebooks; the library itself never calls it.
   """
   global _quieted
@@ -94,3 +102,8 @@ def quiet_tensorflow() -> None:
   # written to: ..." twice. (addFilter adds the same function once.)
   tf_logger.addFilter(_below_error)
   absl_logging.set_verbosity(absl_logging.ERROR)
+  # tensor_encoding warns through Python's root logger ("This code path can temporarily
+  # allocate extra memory", each time it packs other widths than 6, 7, 8 and 12 into 28
+  # bits): the binaries' absl handler holds it back, a script's or a notebook's root
+  # logger printed it, 18 times for the README's build_fedavg example at 2 bits.
+  logging.getLogger().addFilter(_not_tensor_encodings_warning)
