@@ -96,6 +96,13 @@ class ArgumentParser(argparse.ArgumentParser):
   def error(self, message: str):
     sys.exit(fail(f"{message} (--help lists the options)"))
 
+  def parse_known_args(self, args=None, namespace=None):
+    namespace, rest = super().parse_known_args(args, namespace)
+    for name in PATH_FLAGS:  # `~` expanded, as the binaries' parse_flags does.
+      if isinstance(value := getattr(namespace, name, None), str | list):
+        setattr(namespace, name, _expanded(value))
+    return namespace, rest
+
 
 def check_output_file(path: str) -> None:
   """Makes `path`'s folder and checks that a result can be written there, before the
@@ -172,17 +179,20 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
 # current one and said as `~/runs/x`, which reads as home, and a model looked for at
 # `~/m.keras` was missing where the code that wrote it had expanded it.
 PATH_FLAGS = ("root_output_dir", "cache_dir", "memory_cache_dir", "output", "readme",
-              "pretrained_model", "text_files", "flagfiles", "codec_modules")
+              "pretrained_model", "text_files", "flagfiles", "codec_modules", "runs",
+              "configs", "benchmark_json")
+
+
+def _expanded(value):
+  return ([os.path.expanduser(v) for v in value] if isinstance(value, list)
+          else os.path.expanduser(value))
 
 
 def expand_home(fv) -> None:
   """`~` expanded in the `PATH_FLAGS` that `fv` defines (lists entry by entry)."""
   for name in PATH_FLAGS:
-    if name not in fv or fv[name].value is None:
-      continue
-    value = fv[name].value
-    fv[name].value = ([os.path.expanduser(v) for v in value] if isinstance(value, list)
-                      else os.path.expanduser(value))
+    if name in fv and fv[name].value is not None:
+      fv[name].value = _expanded(fv[name].value)
 
 
 _BYTE_ORDER_MARK = "\ufeff"

@@ -121,7 +121,7 @@ def fingerprints(entries: Sequence[str]) -> list[str]:
   sources, recorded = set(), set()
   for entry in entries:
     if entry.endswith(".py"):
-      path, package = os.path.abspath(entry), ""
+      path, package = os.path.abspath(os.path.expanduser(entry)), ""
     else:
       spec = _find_spec(entry)
       path = spec.origin if spec is not None else None
@@ -199,7 +199,9 @@ def _module_name(path: str) -> str:
 
 
 def _import_file(path: str) -> None:
-  path = os.path.abspath(path)
+  # `~` here too: the flag's validator imports the modules while absl parses, before
+  # the binaries' parse_flags expands the path flags.
+  path = os.path.abspath(os.path.expanduser(path))
   if not os.path.isfile(path):
     raise FileNotFoundError(f"no file {path}")
   name = _module_name(path)

@@ -23,3 +23,33 @@ def test_path_flags_are_expanded_and_others_kept(tmp_path, monkeypatch):
   assert fv.root_output_dir == str(tmp_path / "runs")
   assert fv.text_files == [str(tmp_path / "a.txt"), "b.txt"]
   assert fv.output is None and fv.generate_prompt == "~/x"
+
+
+def test_the_tools_argparse_parser_expands_them_too(tmp_path, monkeypatch):
+  # tools.op_profile --output=~/op.json wrote ./~/op.json and said `wrote ~/op.json`.
+  monkeypatch.setenv("HOME", str(tmp_path))
+  parser = cli.ArgumentParser()
+  parser.add_argument("--output")
+  parser.add_argument("--benchmark_json")
+  parser.add_argument("--label")
+  args = parser.parse_args(["--output=~/op.json", "--benchmark_json=~/b.json", "--label=~x"])
+  assert (args.output, args.benchmark_json, args.label) == (
+      str(tmp_path / "op.json"), str(tmp_path / "b.json"), "~x")
+
+
+def test_a_codec_module_under_home_is_imported(tmp_path, monkeypatch):
+  # Its flag's validator imports the modules while absl parses, before parse_flags.
+  from fedcompress import codecs
+  from fedcompress.harness import codec_modules
+
+  monkeypatch.setenv("HOME", str(tmp_path))
+  (tmp_path / "home_codecs.py").write_text(
+      "import fedcompress\n"
+      "from tensorflow_model_optimization.python.core.internal import tensor_encoding as te\n"
+      "fedcompress.codecs.register_stage('home_identity', te.stages.IdentityEncodingStage)\n")
+  try:
+    codec_modules.import_codec_modules(["~/home_codecs.py"])
+    assert "home_identity" in codecs.available_codecs()
+    assert "unreadable" not in " ".join(codec_modules.fingerprints(["~/home_codecs.py"]))
+  finally:
+    codecs.unregister("home_identity")
