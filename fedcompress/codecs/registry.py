@@ -117,7 +117,7 @@ class Codec:
     state_hint: for codecs whose state can move, how to hold it still, said beside a
       refusal of it (error feedback, DP): `adaptive`'s "use coder=fixed".
     plain_note: for codecs whose options mislead where they are sent as they encode
-      (outside the secure sum), `(direction, **checked_options) -> str`, said when a run
+      (outside the secure sum), `(*, direction, **checked_options) -> str`, said when a run
       starts: `fixed_int` sends int32 there, so its `bits` set its precision, not its
       size (and on the broadcast its clip clips the model's weights).
     revision: 1, raised when the codec's output for the same options changes (a fix

@@ -670,7 +670,7 @@ def plain_codec_note(config: ExperimentConfig) -> str | None:
       continue  # Sent in the summation field, whose width the bits do count.
     for name, options in getattr(spec, "base", spec).resolved_links():
       if (note := get_codec(name).plain_note) is not None:
-        return f"--{direction}_encoder: {name} {note(direction, **options)}"
+        return f"--{direction}_encoder: {name} {note(direction=direction, **options)}"
   return None
 
 

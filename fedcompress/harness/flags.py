@@ -477,6 +477,15 @@ def image_config_from_flags(fv: FlagValues, module_names: list[str] | None = Non
   return config
 
 
+def _is_identity(encoder: str) -> bool:
+  """Whether a codec flag names identity however spelled (`identity()`); False for what
+  does not parse, which the codec's own check says."""
+  try:
+    return codecs.CodecSpec.parse(encoder).is_identity
+  except ValueError:
+    return False
+
+
 def _warn_unused(fv: FlagValues, names: list[str], why: str) -> None:
   """One warning line for flags given (on the command line or in a flagfile) to no effect."""
   given = [f"--{n}" for n in names if fv[n].present]
@@ -587,7 +596,7 @@ def _check_privacy_flags(fv: FlagValues) -> None:
     cli.warn_once("--dp=distributed: TFF draws its noise on the clients unseeded, so a rerun "
                   "or a resumed run with the same --seed differs from this one")
   if fv.secure_aggregation:
-    if fv.broadcast_encoder == "identity" and fv.broadcast_bits_per_coordinate is None:
+    if _is_identity(fv.broadcast_encoder) and fv.broadcast_bits_per_coordinate is None:
       # Else the broadcast codec keeps it (29.01 against 29.29 Mibit at 100 and 10,000).
       _warn_unused(fv, ["compression_threshold"], "under --secure_aggregation every tensor "
                    "of the update is encoded (the whole update is summed in the field), "

@@ -38,3 +38,14 @@ def test_a_copy_of_fixed_int_is_said_to_send_int32(copies):
 def test_a_copy_of_adaptive_gets_its_hint(copies):
   assert moving_state_hint(CodecSpec.parse("my_adaptive(budget_bits_per_coordinate=2.0)")) == (
       " (adaptive's rate offset: use coder=fixed)")
+
+
+def test_fixed_int_on_the_broadcast_says_what_it_clips():
+  # With rotation=true it clips rotated coordinates, not the weights (35-43% of the
+  # decoded weights were outside the clip), and only in the tensors it encodes.
+  for rotation, clipped in ((False, "the weights of"), (True, "the rotated coordinates of")):
+    config = ExperimentConfig(root_output_dir="/tmp/unused", experiment_name="e",
+                              broadcast_codec=CodecSpec("fixed_int", {"rotation": rotation}))
+    assert plain_codec_note(config).endswith(
+        f"; and it clips {clipped} every tensor it encodes to [-0.01, 0.01] (its clip bounds "
+        "an update, not the model)")

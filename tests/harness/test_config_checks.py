@@ -188,8 +188,8 @@ def test_fixed_int_outside_the_secure_sum_is_said_to_send_int32(overrides, direc
   if direction is None:
     assert note is None
   else:
-    clipped = ("; and it clips every weight of the model to [-0.01, 0.01] (its clip bounds "
-               "an update, not the weights)") if direction == "broadcast" else ""
+    clipped = ("; and it clips the weights of every tensor it encodes to [-0.01, 0.01] (its "
+               "clip bounds an update, not the model)") if direction == "broadcast" else ""
     assert note == (f"--{direction}_encoder: fixed_int sends int32 outside "
                     "--secure_aggregation, 32 bits a coordinate: its bits=4 sets its "
                     "precision, not its size on the wire" + clipped)

@@ -318,6 +318,9 @@ def test_a_flag_warning_is_said_once_per_process(capsys):
     # The broadcast codec keeps the threshold: it was said to do nothing.
     (["--secure_aggregation", "--aggregate_encoder=fixed_int", "--client_weighting=uniform",
       "--broadcast_encoder=uniform", "--compression_threshold=100"], None),
+    (["--secure_aggregation", "--aggregate_encoder=fixed_int", "--client_weighting=uniform",
+      "--broadcast_encoder=identity()", "--compression_threshold=100"],
+     "warning: --compression_threshold has no effect"),
     # Not a flag without effect, but a rerun that will differ: said before it runs.
     (["--dp=distributed", "--secure_aggregation", "--client_weighting=uniform",
       "--dp_field_bits=18"], "warning: --dp=distributed: TFF draws its noise on the clients "

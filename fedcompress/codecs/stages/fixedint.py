@@ -69,17 +69,17 @@ def sum_bound(*, bits: int = 8, clip: float = 0.01, rotation: bool = False) -> i
   return level(bits)
 
 
-def plain_note(direction: str, *, bits: int = 8, clip: float = 0.01,
+def plain_note(*, direction: str, bits: int = 8, clip: float = 0.01,
                rotation: bool = False) -> str:
   """What sending it as it encodes (outside the secure sum) does that `bits` does not say,
   and on the broadcast what its clip does to the model (the digits model's dense kernels
   arrived with 75-91% of their weights clipped at the default 0.01, without a word)."""
-  del rotation
   note = (f"sends int32 outside --secure_aggregation, 32 bits a coordinate: its bits={bits} "
           "sets its precision, not its size on the wire")
   if direction == "broadcast":
-    note += (f"; and it clips every weight of the model to [-{clip:g}, {clip:g}] (its clip "
-             "bounds an update, not the weights)")
+    clipped = "the rotated coordinates of" if rotation else "the weights of"
+    note += (f"; and it clips {clipped} every tensor it encodes to [-{clip:g}, {clip:g}] (its "
+             "clip bounds an update, not the model)")
   return note
 
 
