@@ -42,11 +42,16 @@ def _below_error(record) -> bool:
   return record.levelno >= logging.ERROR
 
 
+# tensor_encoding's own files (a user's folder named tensor_encoding_study is not).
+_TENSOR_ENCODING = os.path.join("tensorflow_model_optimization", "python", "core", "internal",
+                                "tensor_encoding", "")
+
+
 def _not_tensor_encodings_warning(record) -> bool:
   """A root-logger filter: False (dropped) for tensor_encoding's records under ERROR."""
   import logging
 
-  return record.levelno >= logging.ERROR or "tensor_encoding" not in record.pathname
+  return record.levelno >= logging.ERROR or _TENSOR_ENCODING not in record.pathname
 
 
 def quieted() -> bool:
