@@ -7,6 +7,7 @@ sent, the compression ratio, the final accuracies and where the logs are.
 """
 
 import os
+import shlex
 import sys
 import time
 
@@ -79,8 +80,7 @@ def main(argv):
     return code
   original, compressed = summaries
   print("\n" + summary.format_markdown(summaries, baseline="original"))
-  print(f"\ncompressed_u8 sent {compressed['broadcast_ratio']:.2f}x fewer broadcast bits "
-        f"and {compressed['aggregate_ratio']:.2f}x fewer aggregate bits; final eval accuracy "
+  print(f"\n{summary.format_savings(compressed, original)}; final eval accuracy "
         f"{original['eval/accuracy']:.4f} (original) vs {compressed['eval/accuracy']:.4f} "
         "(compressed).")
   figure = plotting.plot_runs([os.path.join(root, n) for n in RUNS],
@@ -89,7 +89,9 @@ def main(argv):
   print(f"comparison figure: {os.path.abspath(figure)}")
   # Beside this interpreter: `.venv/bin/tensorboard` was not there from another folder.
   tensorboard = os.path.join(os.path.dirname(sys.executable), "tensorboard")
-  print(f"TensorBoard: {tensorboard} --logdir {os.path.abspath(root)}")
+  # Quoted: a folder with a space was two arguments when pasted into a shell.
+  print(f"TensorBoard: {shlex.quote(tensorboard)} --logdir "
+        f"{shlex.quote(os.path.abspath(root))}")
   print(f"demo took {time.perf_counter() - began:.0f}s", file=sys.stdout)
   return 0
 

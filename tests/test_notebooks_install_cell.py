@@ -78,6 +78,11 @@ def test_requirements_for(tmp_path):
   assert requirements_for(url, "/content/req.txt") == "/content/req.txt"
   with pytest.raises(ValueError, match="FEDCOMPRESS_REQUIREMENTS"):
     requirements_for("git+https://example.org/me/fedcompress.git", "")
+  # A local path to nothing (a typo) is said to be one, not answered with advice about
+  # FEDCOMPRESS_REQUIREMENTS, which pip would then fail on the same path with.
+  with pytest.raises(ValueError, match=r"^FEDCOMPRESS_SOURCE '.*/fedcompres' is no checkout "
+                                       r"folder or \.whl file$"):
+    requirements_for(str(tmp_path / "fedcompres"), "")
 
 
 @pytest.fixture
@@ -144,6 +149,18 @@ def test_cell_installs_requirements_then_the_package_without_resolving(run_cell,
   printed, calls = run_cell(source=wheel, installed=False)
   pip = [sys.executable, "-m", "pip", "install", "--no-deps"]
   assert calls == [pip + ["-r", str(tmp_path / "requirements.txt")], pip + [wheel]]
+  assert "Restart the kernel" in printed[-1]
+
+
+def test_cell_expands_a_home_folder_written_with_a_tilde(run_cell, tmp_path, monkeypatch):
+  # The shell expands `~` in FEDCOMPRESS_SOURCE=~/x only at a word's start; written in
+  # the cell, or as --flag=~/x style, it reached pip and isdir() as is.
+  (tmp_path / "fedcompress").mkdir()
+  monkeypatch.setenv("HOME", str(tmp_path))
+  printed, calls = run_cell(source="~/fedcompress", installed=False)
+  pip = [sys.executable, "-m", "pip", "install", "--no-deps"]
+  checkout = str(tmp_path / "fedcompress")
+  assert calls == [pip + ["-r", os.path.join(checkout, "requirements.txt")], pip + [checkout]]
   assert "Restart the kernel" in printed[-1]
 
 

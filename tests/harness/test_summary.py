@@ -228,3 +228,20 @@ def test_runs_of_one_folder_name_are_refused_and_lengths_that_differ_are_said(tm
   table = summary.format_markdown(summary.compare_runs([first, longer]), "original")
   assert table.splitlines()[-1] == ("The runs differ in length (1, 2 rounds): the ratios "
                                     "compare their totals, not their bits per round.")
+
+
+def test_savings_are_compared_per_round_when_the_lengths_differ(tmp_path):
+  # The notebook's sentence compared a 1-round run's total with a 3-round baseline's:
+  # "2.28x fewer" for a codec sending 6.84x fewer per round.
+  base = _write_run(tmp_path, "original", 1, 1000)
+  same = _write_run(tmp_path, "u8", 1, 250)
+  longer = _write_run(tmp_path, "u4", 3, 125)
+  empty = _write_run(tmp_path, "none", 1, 0)
+  rows = {s["run"]: s for s in summary.compare_runs([base, same, longer, empty])}
+  assert summary.format_savings(rows["u8"], rows["original"]) == (
+      "u8 sent 1.00x fewer broadcast bits and 4.00x fewer aggregate bits than original")
+  assert summary.format_savings(rows["u4"], rows["original"]) == (
+      "u4 sent 1.00x fewer broadcast bits and 8.00x fewer aggregate bits per round "
+      "(3 rounds against 1) than original")
+  assert summary.format_savings(rows["none"], rows["original"]).endswith(
+      "n/a fewer aggregate bits than original")
