@@ -160,7 +160,8 @@ def _bits_formula(links: Sequence[_Link]):
     total, n = 0, num_elements
     for i, link in enumerate(links):
       sent_as = direction if all_commute[i] else "broadcast"
-      total += link.codec.bits_formula(n, direction=sent_as, dtype=dtype, **link.checked)
+      # Through the record, which checks what a user's formula returns, naming its link.
+      total += link.codec.bits(n, link.checked, direction=sent_as, dtype=dtype)
       if i + 1 < len(links):
         out = link.codec.output_size(n, **link.checked)
         total -= out * width

@@ -191,9 +191,13 @@ class Codec:
         raise ValueError(f"codec {self.name!r} has no option {unknown[0]!r}; its options: "
                          f"{', '.join(valid) or 'none'}")
     try:
-      return check(**options)
+      checked = check(**options)
     except TypeError as e:  # A builder signature that binds differently.
       raise ValueError(f"codec {self.name!r}: {e}") from None
+    if not isinstance(checked, Mapping):  # A user's check that forgot its `return`.
+      raise ValueError(f"codec {self.name!r}: its check_options returned "
+                       f"{type(checked).__name__}, not the dict of the checked options")
+    return checked
 
   def option_names(self) -> list[str] | None:
     """The options the codec takes, or None when its check takes any (`**options`)."""
@@ -207,12 +211,18 @@ class Codec:
     """The codec's Encoder for `options` (checked here)."""
     checked = self.options(options)
     try:
-      return self.build(**checked)
+      encoder = self.build(**checked)
     except TypeError as e:
       # A user codec whose builder takes **options (`register_stage` of a stage class
       # without an __init__) can only refuse an option when it is built.
       raise ValueError(f"codec {self.name!r} cannot be built with options {checked}: "
                        f"{e}") from None
+    if not isinstance(encoder, te.core.Encoder):
+      # Else tensor_encoding's "The encoder must be an instance of `Encoder`", naming
+      # no codec, deep inside the first TFF build.
+      raise ValueError(f"codec {self.name!r}: its build returned {type(encoder).__name__}, "
+                       f"not a tensor_encoding Encoder{_encoder_hint(encoder)}")
+    return encoder
 
   def bits(self, num_elements: int, options: Mapping[str, Any] | None = None, *,
            direction: str = "aggregate", dtype=tf.float32) -> int:
@@ -227,13 +237,28 @@ class Codec:
       raise ValueError(f"codec {self.name!r} has no bit formula: its size depends on the "
                        "data, or it was registered without one (Codec(..., bits_formula=...))")
     checked = self.options(options)
+    dtype = tf.as_dtype(dtype)
     try:
-      return self.bits_formula(num_elements, direction=direction, dtype=tf.as_dtype(dtype),
-                               **checked)
-    except TypeError as e:  # A user's formula of another signature: said in one line.
-      raise ValueError(f"codec {self.name!r}: its bits_formula cannot be called as "
-                       "bits_formula(num_elements, *, direction, dtype, **options) with "
-                       f"options {checked}: {e}") from None
+      bits = self.bits_formula(num_elements, direction=direction, dtype=dtype, **checked)
+    except ValueError:  # A refusal of the formula's own, which says what it refuses.
+      raise
+    except Exception as e:  # noqa: BLE001 (a user's formula failing: said in one line)
+      try:  # Bound only now: a signature per call costs, and most calls succeed.
+        inspect.signature(self.bits_formula).bind(num_elements, direction=direction,
+                                                  dtype=dtype, **checked)
+      except TypeError as unbound:  # A user's formula of another signature.
+        raise ValueError(f"codec {self.name!r}: its bits_formula cannot be called as "
+                         "bits_formula(num_elements, *, direction, dtype, **options) with "
+                         f"options {checked}: {unbound}") from None
+      raise ValueError(f"codec {self.name!r}: its bits_formula failed for {num_elements} "
+                       f"elements with options {checked}: {type(e).__name__}: {e}") from e
+    # Bits are counted exactly: None (a formula without `return`) or 8064.0 summed into
+    # a run's totals as a traceback or as float bit counts.
+    if not _common.is_integer(bits) or bits < 0:
+      raise ValueError(f"codec {self.name!r}: its bits_formula returned {bits!r} for "
+                       f"{num_elements} elements; it must return the exact bits of one "
+                       "encoded tensor, a non-negative int")
+    return int(bits)
 
   def relative_error_bound(self, num_elements: int,
                            options: Mapping[str, Any] | None = None) -> float | None:
@@ -241,6 +266,16 @@ class Codec:
     if self.error_bound is None:
       return None
     return self.error_bound(num_elements, **self.options(options))
+
+
+def _encoder_hint(built: Any) -> str:
+  """How to make an Encoder of what a builder returned instead of one."""
+  if isinstance(built, te.core.EncoderComposer):
+    return " (an EncoderComposer: return its .make())"
+  if isinstance(built, te.core.EncodingStageInterface | te.core.AdaptiveEncodingStageInterface):
+    return (" (a stage: return te.core.EncoderComposer(stage).make(), or register the stage "
+            "class with register_stage)")
+  return ""
 
 
 _CODECS: dict[str, Codec] = {}

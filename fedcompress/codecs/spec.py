@@ -29,7 +29,7 @@ from typing import Any
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from fedcompress.codecs import chain, registry, tracing
+from fedcompress.codecs import chain, registry, roundtrip, tracing
 from fedcompress.codecs.accounting import RawBitsRules
 from fedcompress.codecs.inline import InlineEncoder
 from fedcompress.codecs.registry import Codec, get_codec
@@ -243,8 +243,13 @@ class CodecSpec:
   def applies_to(self, spec: tf.TensorSpec) -> bool:
     return spec.dtype.is_floating and math.prod(spec.shape.as_list()) > self.threshold
 
-  def _encoder_for(self, spec: tf.TensorSpec) -> te.core.Encoder:
-    return self.make_encoder() if self.applies_to(spec) else get_codec("identity").encoder()
+  def _encoder_for(self, spec: tf.TensorSpec, *, summed: bool = False) -> te.core.Encoder:
+    if not self.applies_to(spec):
+      return get_codec("identity").encoder()
+    encoder = self.make_encoder()
+    if any(get_codec(name).source_digest is not None for name, _ in parse_chain(self.name)):
+      roundtrip.check(encoder, spec, self.describe(), summed=summed)  # The user's code.
+    return encoder
 
   def tensor_bits(self, spec: tf.TensorSpec, direction: str = "aggregate") -> int:
     """Exact bits of one tensor of `spec` under this spec's policy (pure Python)."""
@@ -261,7 +266,7 @@ class CodecSpec:
     return InlineEncoder(self._encoder_for(spec), spec)
 
   def gather_encoder(self, spec: tf.TensorSpec) -> te.core.GatherEncoder:
-    encoder = self._encoder_for(spec)
+    encoder = self._encoder_for(spec, summed=True)
     # GatherEncoder records encoded shapes from a trial encode at construction; in a
     # throwaway graph, variable-length (entropy-coded) outputs keep unknown dimensions
     # instead of the trial's concrete ones.
