@@ -122,6 +122,7 @@ class Checkpointer:
     self.remove_partial_writes()
     template_flat = tf.nest.flatten(template_state)
     versions = self.versions()
+    unreadable = []
     for version in reversed(versions):
       # Read as saved, without imposing the template's structure (which is all
       # `FileProgramStateManager.load` adds, for `tff.Serializable` values we do not
@@ -133,6 +134,7 @@ class Checkpointer:
       except Exception as e:  # Incomplete or damaged SavedModel.
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         warn(f"checkpoint round_{version} is unreadable ({reason[:200]}); trying an older one")
+        unreadable.append(version)
         continue
       if not (isinstance(payload, dict) and set(payload) == {"process_state", "loop"}):
         raise CheckpointMismatchError(
@@ -140,6 +142,8 @@ class Checkpointer:
       flat = [np.asarray(v) for v in payload["process_state"]]
       _check_compatible(template_flat, flat, version)
       state = tf.nest.pack_sequence_as(template_state, flat)
+      for skipped in unreadable:
+        self._set_aside(skipped, warn)
       return state, LoopState(*(int(x) for x in np.asarray(payload["loop"])))
     if versions:
       raise CheckpointUnreadableError(
@@ -148,6 +152,27 @@ class Checkpointer:
           "round 1 and discard the run's rows: start a new run (another --experiment_name), "
           f"or delete {self.root_dir} to start this one over")
     return None
+
+
+  def _set_aside(self, version: int, warn: Callable[[str], None]) -> None:
+    """Renames unreadable `round_<version>` out of the versions, kept for a look.
+
+    Left as a version, it stayed the run's newest checkpoint by name: a resume
+    interrupted before it saved that round again said the unreadable one was kept,
+    and the next resume was refused as missing that round's metrics.
+    """
+    path = os.path.join(self.root_dir, f"{_PREFIX}{version}")
+    aside, n = os.path.join(self.root_dir, f"unreadable_{_PREFIX}{version}"), 1
+    while os.path.lexists(aside):
+      n += 1
+      aside = os.path.join(self.root_dir, f"unreadable_{_PREFIX}{version}_{n}")
+    try:
+      os.rename(path, aside)
+    except OSError as e:
+      warn(f"could not move the unreadable checkpoint round_{version} aside: "
+           f"{e.strerror or e}")
+      return
+    warn(f"the unreadable checkpoint round_{version} is kept as {aside}")
 
 
 def _is_text(value) -> bool:

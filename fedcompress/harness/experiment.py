@@ -710,6 +710,22 @@ def _check_writable(run_dir: str) -> None:
     raise RunDirectoryError(f"cannot write to {run_dir}: {e.strerror or e}") from None
 
 
+def _check_checkpoint_dir(path: str) -> None:
+  """Refuses a checkpoint folder that is not one, before any round or row is dropped.
+
+  A dangling symlink (checkpoints on scratch space since cleaned) or a file there ended
+  a resume in TensorFlow's NotFoundError: with the symlink, after round 1 had run again
+  and metrics.csv had lost the rows it was to redo.
+  """
+  if os.path.lexists(path) and not os.path.isdir(path):
+    what = (f"a symlink to {os.readlink(path)}, which does not exist" if os.path.islink(path)
+            else "not a folder")
+    raise RunDirectoryError(f"{path} is {what}, so no checkpoint can be read or written "
+                            "there: restore it (or remove it to start the run over)")
+  if os.path.isdir(path):
+    _check_writable(path)
+
+
 class _RunRecord:
   """Reporter that keeps the run's record: config.json once, a segment per start.
 
@@ -917,6 +933,7 @@ def run_experiment(task: FederatedTask, config: ExperimentConfig, *,
     # Again under the lock: another process may have written the run since.
     check_run_dir(config)
     _check_writable(config.run_dir)
+    _check_checkpoint_dir(os.path.join(config.run_dir, CHECKPOINT_DIR))
     return _run_locked(task, config, initial_weights, process, console)
 
 

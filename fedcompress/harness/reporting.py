@@ -250,6 +250,20 @@ class TensorBoardReporter:
     # raise --rounds), as an uninterrupted run has one.
     lost_from = _purge_after(self.logdir, first_round, hparams=bool(self._hparams),
                              warn=self._warn)
+    rows = (read_metrics_csv(self._rows_file)
+            if self._rows_file and os.path.exists(self._rows_file) else [])
+    # A round this resume does not redo whose scalars the files lack (a record cut short
+    # at their end by a power loss or a full disk, which a kill's cut record is not
+    # told from): written again from metrics.csv, as after damage.
+    incomplete = _first_incomplete_round(self.logdir, rows, lost_from)
+    if incomplete < lost_from:
+      if self._warn is not None:
+        rounds = (f"rounds {incomplete}-{first_round - 1}" if incomplete < first_round - 1
+                  else f"round {incomplete}")
+        self._warn(f"the event files in {self.logdir} lack scalars of round {incomplete}, "
+                   f"which this resume does not redo: the events of {rounds} are written "
+                   "again from metrics.csv")
+      lost_from = _purge_after(self.logdir, incomplete)
     self._writer = tf.summary.create_file_writer(self.logdir)
     if self._hparams:
       with self._writer.as_default():
@@ -258,10 +272,9 @@ class TensorBoardReporter:
         # shared it (every `original` of every output root) into one row of one of them.
         hp.hparams(_hparam_values(self._hparams))
       self._writer.flush()
-    if lost_from < first_round and self._rows_file and os.path.exists(self._rows_file):
-      for row in read_metrics_csv(self._rows_file):
-        if lost_from <= row[m.ROUND] < first_round:
-          self.write(row)
+    for row in rows:
+      if lost_from <= row[m.ROUND] < first_round:
+        self.write(row)
 
   def write(self, row: Mapping[str, Any]) -> None:
     import tensorflow as tf
@@ -319,6 +332,26 @@ def _read_events(path: str) -> tuple[list[bytes], int | None, bool]:
         or offset + 16 + struct.unpack("<Q", header[:8])[0] <= size)
     return records, offset, damaged
   return records, None, False
+
+
+def _first_incomplete_round(logdir: str, rows: list[Mapping[str, Any]], before: int) -> int:
+  """The first round below `before` of `rows` (metrics.csv's) whose scalars, as `write`
+  writes them, the event files in `logdir` do not all hold; `before` if none."""
+  import tensorflow as tf
+  from tensorboard.compat.proto import event_pb2
+
+  held: dict[int, set[str]] = {}
+  for path in tf.io.gfile.glob(os.path.join(logdir, "events.out.tfevents.*")):
+    for record in _read_events(path)[0]:
+      event = event_pb2.Event.FromString(record)
+      if event.HasField("summary") and not _is_hparams(event):
+        held.setdefault(event.step, set()).update(v.tag for v in event.summary.value)
+  for row in rows:
+    step = int(row[m.ROUND])
+    if step < before and not {k for k, v in row.items()
+                              if k != m.ROUND and v is not None} <= held.get(step, set()):
+      return step
+  return before
 
 
 def _purge_after(logdir: str, first_round: int, hparams: bool = False,

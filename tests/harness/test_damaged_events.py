@@ -90,3 +90,25 @@ def test_damage_in_rounds_the_resume_redoes_says_so(tmp_path):
   _segment(run_dir, 2, 4, warnings)  # Resumed from the checkpoint of round 1.
   assert len(warnings) == 1 and "they were of rounds this resume redoes" in warnings[0]
   assert _steps_per_tag(run_dir)[m.TRAIN_LOSS] == [1, 2, 3, 4]
+
+
+def test_a_cut_record_of_a_round_not_redone_is_written_again(tmp_path):
+  # A power loss or a full disk cut round 3's last scalar; the resume from round 3's
+  # checkpoint redid only round 4, and that scalar was gone from TensorBoard for good.
+  run_dir = str(tmp_path)
+  _segment(run_dir, 1, 3)
+  path = _event_file(run_dir)
+  data = open(path, "rb").read()
+  open(path, "wb").write(data[:-7])
+  warnings = []
+  _segment(run_dir, 4, 4, warnings)
+  assert warnings == [f"the event files in {run_dir} lack scalars of round 3, which this "
+                      "resume does not redo: the events of round 3 are written again "
+                      "from metrics.csv"], warnings
+  steps = _steps_per_tag(run_dir)
+  for tag in (m.TRAIN_LOSS, m.TRAIN_ACCURACY, m.AGGREGATE_BITS, m.AGGREGATE_CUMULATIVE_BITS):
+    assert steps[tag] == [1, 2, 3, 4], (tag, steps)
+  # A resume over whole files writes nothing again and says nothing.
+  warnings = []
+  _segment(run_dir, 5, 5, warnings)
+  assert warnings == [] and _steps_per_tag(run_dir)[m.TRAIN_LOSS] == [1, 2, 3, 4, 5]

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from fedcompress import metrics as m
+from fedcompress.harness import rundir
 from fedcompress.harness.checkpoints import (
   Checkpointer,
   CheckpointMismatchError,
@@ -73,8 +74,16 @@ def test_unreadable_newest_checkpoint_falls_back(checkpointer, damage):
   np.testing.assert_array_equal(state["w"], [2, 2, 2])
   assert state["step"] == 2 and state["w"].dtype == np.float32
   assert loop == LoopState(2, 20, 40)
-  # Said, not silent: one line naming the checkpoint skipped.
-  assert len(warnings) == 1 and warnings[0].startswith("checkpoint round_3 is unreadable (")
+  # Said, not silent: one line naming the checkpoint skipped, one where it is kept.
+  assert len(warnings) == 2 and warnings[0].startswith("checkpoint round_3 is unreadable (")
+  aside = os.path.join(checkpointer.root_dir, "unreadable_round_3")
+  assert warnings[1] == f"the unreadable checkpoint round_3 is kept as {aside}"
+  # Out of the versions: left as round_3 it stayed the newest by name, which an
+  # interrupted resume named as kept and the next resume refused as lost metrics.
+  assert os.path.isdir(aside) and checkpointer.versions() == [1, 2]
+  assert rundir.checkpoint_rounds(os.path.dirname(checkpointer.root_dir)) == [1, 2]
+  warnings.clear()
+  assert checkpointer.restore(_state(0), warn=warnings.append)[1] == loop and warnings == []
 
 
 def test_no_readable_checkpoint_is_an_error_not_a_restart(checkpointer, capsys):
