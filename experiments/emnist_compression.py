@@ -22,6 +22,7 @@ from fedcompress.federated import runtime
 from fedcompress.harness import flags as fc_flags
 from fedcompress.harness.cli import fail, interruptible, parse_flags
 from fedcompress.harness.experiment import (
+  check_run_dir,
   describe_result,
   kept_in,
   resume_hint,
@@ -43,6 +44,10 @@ def main(argv):
     # The flags first: a refused combination (--secure_aggregation on --workers) is
     # said at once, not after waiting for the workers to accept connections.
     config = fc_flags.image_config_from_flags(FLAGS, module_names=[__name__])
+    if not config.resume:
+      # A folder holding a run is refused now too, not after waiting for the workers
+      # (--worker_timeout_s), and then with the advice to resume a run of other settings.
+      check_run_dir(config)
     runtime.configure(FLAGS.workers, FLAGS.max_concurrent_clients, FLAGS.worker_timeout_s)
     task = fc_flags.image_task_from_flags(FLAGS)
     result = run_experiment(task, config)

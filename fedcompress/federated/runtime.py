@@ -303,6 +303,32 @@ def parse_worker_address(address: str) -> str:
   return address
 
 
+def _endpoints(address: str) -> set[tuple[str, int]]:
+  """(IP, port) pairs `address` reaches; its own spelling where the host does not resolve."""
+  host, _, port = address.rpartition(":")
+  try:
+    infos = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+  except OSError:  # Said when it is connected to, as before.
+    return {(host, int(port))}
+  return {(info[4][0], int(port)) for info in infos}
+
+
+def check_distinct_workers(addresses: Sequence[str]) -> None:
+  """Refuses a worker listed twice, under one spelling or two (`localhost`, `127.0.0.1`).
+
+  TFF splits a round's clients across the entries: one worker named twice took both
+  shares while the run recorded two workers.
+  """
+  seen: list[tuple[str, set[tuple[str, int]]]] = []
+  for address in addresses:
+    ends = _endpoints(address)
+    for other, other_ends in seen:
+      if ends & other_ends:
+        raise ValueError(f"workers {other} and {address} are one worker: list each worker "
+                         "once (listed twice, it ran both shares of every round)")
+    seen.append((address, ends))
+
+
 class _RemoteContext(context_base.SyncContext):
   """TFF's mergeable-computation context over remote workers.
 
@@ -500,13 +526,14 @@ def set_remote_context(workers: Sequence[str], *, max_concurrent_clients: int | 
       of TFF retrying it forever.
 
   Raises:
-    ValueError: `workers` is empty or an address is not HOST:PORT.
+    ValueError: `workers` is empty, an address is not HOST:PORT, or two name one worker.
     RuntimeError: a worker did not become ready in time.
   """
   global _manager
   addresses = [parse_worker_address(w) for w in workers]
   if not addresses:
     raise ValueError("set_remote_context needs at least one worker address")
+  check_distinct_workers(addresses)
   channels, contexts = [], []
   try:
     for address in addresses:

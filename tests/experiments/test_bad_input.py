@@ -379,6 +379,22 @@ class TestEmnist:
                            "experiments/worker.py")
     assert not root.exists()
 
+  def test_a_folder_holding_a_run_is_refused_before_the_workers_are_waited_for(
+      self, binary, tmp_path, capsys):
+    # It waited --worker_timeout_s for an unreachable worker, then advised --resume,
+    # which the run of other settings in the folder then refused.
+    port = portpicker.pick_unused_port()
+    run_dir = tmp_path / "runs" / "run"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text('{"seed": 5}')
+    started = time.monotonic()
+    rc = self.run(binary, tmp_path / "runs", workers=[f"127.0.0.1:{port}"],
+                  worker_timeout_s=60.0)
+    out, err = capsys.readouterr()
+    assert rc == USAGE_ERROR, (out, err)
+    _assert_one_error_line(err, f"{run_dir} already holds a run; pass --resume")
+    assert time.monotonic() - started < 60
+
   def test_secure_aggregation_on_unreachable_workers_is_refused_at_once(self, binary,
                                                                          tmp_path, capsys):
     # The workers were waited for first: the refusal came only once they accepted

@@ -358,6 +358,17 @@ def test_bad_worker_address(bad):
     runtime.set_remote_context([bad])
 
 
+@pytest.mark.parametrize("workers", [["127.0.0.1:47321", "127.0.0.1:47321"],
+                                     ["127.0.0.1:47321", "localhost:47321"]])
+def test_one_worker_listed_twice_is_refused(workers):
+  # Accepted, the round's shares both ran on it while the run recorded two workers.
+  with pytest.raises(ValueError, match=rf"^workers {workers[0]} and {workers[1]} are one "
+                     r"worker: list each worker once"):
+    runtime.set_remote_context(workers)
+  # Other ports of one host are other workers (refused here only for not listening).
+  runtime.check_distinct_workers(["127.0.0.1:47321", "localhost:47322"])
+
+
 def test_configure_without_workers_is_local():
   runtime.configure([], 1)
   assert not isinstance(tff.framework.get_context_stack().current, runtime._RemoteContext)
