@@ -101,6 +101,11 @@ def _attach(encoder: te.core.Encoder, child: te.core.Encoder, before: str,
     children[key] = _attach(children[key], child, before, after)
   elif key is not None and key in stage.compressible_tensors_keys:
     children[key] = child
+  elif key is None and len(keys := list(stage.compressible_tensors_keys)) > 1:
+    # A stage of the user's with several outputs: which one goes on is its to say.
+    raise ValueError(f"cannot put {after!r} after {before!r}: {before!r} ends in a stage of "
+                     f"several compressible outputs ({', '.join(keys)}); set "
+                     "ENCODED_VALUES_KEY on its class to the one the next codec takes")
   else:
     raise ValueError(f"cannot put {after!r} after {before!r}: {before!r} ends in "
                      f"{stage.name!r}, whose output no codec can take (bit-packed words or "

@@ -167,3 +167,32 @@ def test_a_bits_formula_failing_or_returning_no_int_is_said_naming_its_codec(for
       CodecSpec("rotation|formula_of_a_user", threshold=0).tensor_bits(SPEC)
   finally:
     unregister("formula_of_a_user")
+
+
+def test_a_chain_after_a_stage_of_several_outputs_asks_which_goes_on():
+  # It was refused as ending in "bit-packed words or a coded stream", which its plain
+  # float32 values are not.
+  @te.core.tf_style_encoding_stage
+  class TwoOutputs(te.core.EncodingStageInterface):
+    name = "two_outputs"
+    compressible_tensors_keys = ["values", "scale"]
+    commutes_with_sum = False
+    decode_needs_input_shape = False
+
+    def get_params(self):
+      return {}, {}
+
+    def encode(self, x, encode_params):
+      scale = tf.reduce_max(tf.abs(x))
+      return {"values": x / scale, "scale": scale}
+
+    def decode(self, encoded_tensors, decode_params, num_summands=None, shape=None):
+      return encoded_tensors["values"] * encoded_tensors["scale"]
+
+  with _registered("two_of_a_user", TwoOutputs):
+    with pytest.raises(ValueError, match=r"^cannot put 'uniform\(bits=8\)' after "
+                       r"'two_of_a_user': 'two_of_a_user' ends in a stage of several "
+                       r"compressible outputs \(values, scale\); set ENCODED_VALUES_KEY"):
+      CodecSpec("two_of_a_user|uniform(bits=8)")
+    TwoOutputs.ENCODED_VALUES_KEY = "values"
+    CodecSpec("two_of_a_user|uniform(bits=8)", threshold=0).gather_encoder(SPEC)
