@@ -155,6 +155,10 @@ class Codec:
   source_digest: str | None = dataclasses.field(default=None, compare=False, repr=False)
   legacy_source_digest: str | None = dataclasses.field(default=None, compare=False,
                                                        repr=False)
+  # Set by `register`: whether fedcompress's own loader registered it. Any other codec
+  # is the user's, also where Python cannot find its source (a REPL, `python -c`),
+  # which leaves its digest None.
+  builtin: bool = dataclasses.field(default=False, compare=False, repr=False)
 
   @property
   def sum_compatible(self) -> bool:
@@ -345,9 +349,10 @@ def register(codec: Codec, *, overwrite: bool = False) -> Codec:
   # reloaded) would otherwise be recorded as code that never ran.
   code = {f.name: getattr(codec, f.name) for f in dataclasses.fields(codec)
           if f.name not in ("name", "summary", "revision", "source_digest",
-                            "legacy_source_digest")}
+                            "legacy_source_digest", "builtin")}
   codec = dataclasses.replace(codec, source_digest=provenance.source_digest(code),
-                              legacy_source_digest=provenance.legacy_source_digest(code))
+                              legacy_source_digest=provenance.legacy_source_digest(code),
+                              builtin=_loading)
   _CODECS[codec.name] = codec
   _change += 1
   return codec

@@ -8,8 +8,9 @@ time failed deep inside a TFF build, as a bare `AssertionError`, a 60-line type 
 encodes and decodes a placeholder of the tensor's spec in a throwaway graph, and what
 breaks the contract is said as a `ValueError` naming the codec and the tensor.
 
-Only codecs with the user's code in them are traced (fedcompress's own are tested): one
-encode and decode more per tensor and build, a few milliseconds for a small stage.
+Only codecs with the user's code in them (any not registered by fedcompress's own
+loader) are traced, fedcompress's own being tested: one encode and decode more per
+tensor and build, a few milliseconds for a small stage.
 """
 
 from __future__ import annotations

@@ -247,7 +247,7 @@ class CodecSpec:
     if not self.applies_to(spec):
       return get_codec("identity").encoder()
     encoder = self.make_encoder()
-    if any(get_codec(name).source_digest is not None for name, _ in parse_chain(self.name)):
+    if not all(get_codec(name).builtin for name, _ in parse_chain(self.name)):
       roundtrip.check(encoder, spec, self.describe(), summed=summed)  # The user's code.
     return encoder
 

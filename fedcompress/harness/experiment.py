@@ -718,8 +718,10 @@ def _check_checkpoint_dir(path: str) -> None:
   and metrics.csv had lost the rows it was to redo.
   """
   if os.path.lexists(path) and not os.path.isdir(path):
-    what = (f"a symlink to {os.readlink(path)}, which does not exist" if os.path.islink(path)
-            else "not a folder")
+    what = "not a folder"
+    if os.path.islink(path):
+      what = (f"a symlink to {os.readlink(path)}, which "
+              f"{'is not a folder' if os.path.exists(path) else 'does not exist'}")
     raise RunDirectoryError(f"{path} is {what}, so no checkpoint can be read or written "
                             "there: restore it (or remove it to start the run over)")
   if os.path.isdir(path):

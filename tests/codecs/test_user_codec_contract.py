@@ -196,3 +196,26 @@ def test_a_chain_after_a_stage_of_several_outputs_asks_which_goes_on():
       CodecSpec("two_of_a_user|uniform(bits=8)")
     TwoOutputs.ENCODED_VALUES_KEY = "values"
     CodecSpec("two_of_a_user|uniform(bits=8)", threshold=0).gather_encoder(SPEC)
+
+
+def test_a_codec_whose_source_python_cannot_find_is_checked_too():
+  # Typed into a REPL or piped to `python -`: no source, so no digest, and the check
+  # keyed on the digest skipped it (the float16 decode was a bare AssertionError again).
+  namespace = {"te": te, "tf": tf}
+  exec(compile(
+      "@te.core.tf_style_encoding_stage\n"
+      "class Half(te.core.EncodingStageInterface):\n"
+      "  name = 'half'\n"
+      "  compressible_tensors_keys = ['values']\n"
+      "  commutes_with_sum = False\n"
+      "  decode_needs_input_shape = False\n"
+      "  def get_params(self):\n"
+      "    return {}, {}\n"
+      "  def encode(self, x, encode_params):\n"
+      "    return {'values': tf.cast(x, tf.float16)}\n"
+      "  def decode(self, encoded_tensors, decode_params, num_summands=None, shape=None):\n"
+      "    return encoded_tensors['values']\n", "<stdin>", "exec"), namespace)
+  with _registered("typed_of_a_user", namespace["Half"]) as spec:
+    assert get_codec("typed_of_a_user").source_digest is None
+    with pytest.raises(ValueError, match=r"it decodes to float16, not the input's float32$"):
+      spec.gather_encoder(SPEC)

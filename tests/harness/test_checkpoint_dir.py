@@ -19,7 +19,7 @@ def _config(root, *args):
   return fc_flags.image_config_from_flags(fv)
 
 
-@pytest.mark.parametrize("kind", ["dangling symlink", "file"])
+@pytest.mark.parametrize("kind", ["dangling symlink", "symlink to a file", "file"])
 def test_a_checkpoint_folder_that_is_not_one_is_refused_in_one_line(tmp_path, kind):
   # Checkpoints kept on scratch space since cleaned: the resume warned "no checkpoint",
   # dropped rows 2-3 from metrics.csv, ran round 1 again, then ended in TensorFlow's
@@ -39,6 +39,10 @@ def test_a_checkpoint_folder_that_is_not_one_is_refused_in_one_line(tmp_path, ki
   if kind == "file":
     open(checkpoints, "w").close()
     said = "is not a folder"
+  elif kind == "symlink to a file":
+    (tmp_path / "afile").write_text("x")
+    os.symlink(tmp_path / "afile", checkpoints)
+    said = f"is a symlink to {tmp_path / 'afile'}, which is not a folder"
   else:
     os.symlink(tmp_path / "scratch" / "run", checkpoints)
     said = f"is a symlink to {tmp_path / 'scratch' / 'run'}, which does not exist"
