@@ -166,7 +166,7 @@ def _bits_formula(links: Sequence[_Link]):
     for i, link in enumerate(links):
       sent_as = direction if all_commute[i] else "broadcast"
       # Through the record, which checks what a user's formula returns, naming its link.
-      total += link.codec.bits(n, link.checked, direction=sent_as, dtype=dtype)
+      total += link.codec.bits_of_checked(n, link.checked, direction=sent_as, dtype=dtype)
       if i + 1 < len(links):
         out = link.codec.output_size(n, **link.checked)
         total -= out * width

@@ -240,7 +240,13 @@ class Codec:
     if self.bits_formula is None:
       raise ValueError(f"codec {self.name!r} has no bit formula: its size depends on the "
                        "data, or it was registered without one (Codec(..., bits_formula=...))")
-    checked = self.options(options)
+    return self.bits_of_checked(num_elements, self.options(options), direction=direction,
+                                dtype=dtype)
+
+  def bits_of_checked(self, num_elements: int, checked: Mapping[str, Any], *,
+                      direction: str, dtype=tf.float32) -> int:
+    """`bits` for options `options()` returned already, which are not checked again: a
+    check may add keys that are no options (a derived `levels` beside `bits`)."""
     dtype = tf.as_dtype(dtype)
     try:
       bits = self.bits_formula(num_elements, direction=direction, dtype=dtype, **checked)

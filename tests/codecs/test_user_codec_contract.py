@@ -219,3 +219,26 @@ def test_a_codec_whose_source_python_cannot_find_is_checked_too():
     assert get_codec("typed_of_a_user").source_digest is None
     with pytest.raises(ValueError, match=r"it decodes to float16, not the input's float32$"):
       spec.gather_encoder(SPEC)
+
+
+def test_a_check_adding_a_derived_key_is_priced_in_a_chain_too():
+  # The chain's formula checked each link's checked options again, and a key the check
+  # adds (levels beside bits) was refused as an option the user never gave.
+  def check(bits=8):
+    return {"bits": bits, "levels": 2**bits}
+
+  def build(bits=8, levels=256):
+    del levels
+    return te.encoders.uniform_quantization(bits)
+
+  def formula(n, *, direction, dtype, bits, levels):
+    del direction, dtype, levels
+    return -(-n * bits // 28) * 32 + 64
+
+  register(Codec("derived_of_a_user", build, check_options=check, bits_formula=formula))
+  try:
+    alone = CodecSpec("derived_of_a_user", threshold=0).tensor_bits(SPEC)
+    chained = CodecSpec("rotation|derived_of_a_user", threshold=0).tensor_bits(SPEC)
+    assert alone == 343 * 32 + 64 and chained > alone  # ceil(1200 * 8 / 28) words
+  finally:
+    unregister("derived_of_a_user")
