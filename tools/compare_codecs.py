@@ -46,9 +46,10 @@ def main(argv):
     return fail(f"unexpected arguments: {' '.join(argv[1:])}")
   os.chdir(REPO_ROOT)
   runtime.install_signal_handlers()
+  if unmatched := [pattern for pattern in FLAGS.configs if not glob.glob(pattern)]:
+    # A typo dropped its row from the table (and, with --update_readme, the README's).
+    return fail(f"--configs: {unmatched[0]} matches no flagfile")
   paths = sorted({path for pattern in FLAGS.configs for path in glob.glob(pattern)})
-  if not paths:
-    return fail(f"no flagfile matches --configs={','.join(FLAGS.configs)}")
   if FLAGS.update_readme:
     try:
       codec_table.read_readme("README.md", FLAGS.readme_block or FLAGS.experiment)
@@ -57,7 +58,8 @@ def main(argv):
   try:
     runs = runs_from_flagfiles(paths)
     summaries = run_sweep(runs, FLAGS.root_output_dir, experiment=FLAGS.experiment,
-                          common_flags=FLAGS.common_flags, baseline=FLAGS.baseline)
+                          common_flags=FLAGS.common_flags, baseline=FLAGS.baseline,
+                          same_rounds_for="the codec table")
   except Exception as e:  # noqa: BLE001 (what is not a run's failure is re-raised)
     code = sweep_failure(e, experiment=FLAGS.experiment)
     if code is None:

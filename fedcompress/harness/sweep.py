@@ -147,16 +147,18 @@ def with_seeds(runs: Sequence[SweepRun], seeds: Sequence[int]) -> list[SweepRun]
           for run in runs for seed in seeds]
 
 
-def _check_same_rounds(configurations: Sequence[str], rounds: Sequence[int]) -> None:
-  """The seed table pairs final accuracies and total bits: at other rounds, what the
-  rounds did would read as the codec's doing (a 1-round 8-bit run against an 8-round
-  baseline showed 27.7x fewer bits, 3.47x of them the codec's)."""
+def _check_same_rounds(configurations: Sequence[str], rounds: Sequence[int],
+                       compared_by: str = "--seeds") -> None:
+  """The seed table (and the codec table) pair final accuracies and total bits: at other
+  rounds, what the rounds did would read as the codec's doing (a 1-round 8-bit run
+  against an 8-round baseline showed 27.7x fewer bits, 3.47x of them the codec's)."""
   by_rounds: dict[int, list[str]] = {}
   for name, r in zip(configurations, rounds, strict=True):
     by_rounds.setdefault(r, []).append(name)
   if len(by_rounds) > 1:
     said = "; ".join(f"{r} rounds: {', '.join(names)}" for r, names in by_rounds.items())
-    raise ValueError(f"--seeds compares the configurations' final accuracy and total bits, "
+    raise ValueError(f"{compared_by} compares the configurations' final accuracy and total "
+                     "bits, "
                      f"so they must run the same number of rounds ({said}): give one "
                      "--rounds in --common_flags (a flagfile's gives way to it), and no "
                      "rounds axis in --grid (it comes after them)")
@@ -269,6 +271,8 @@ def sweep_failure(error: Exception, *, experiment: str = "emnist",
 # `_runtime_settings` of a run with none of the runtime flags: the local worker, one
 # client per core (what `runtime.install` puts in place).
 _LOCAL_DEFAULT = ((), None, None)
+# Longest folder name, in bytes, of the file systems a run folder lives on (NAME_MAX).
+MAX_NAME_BYTES = 255
 
 
 def _runtime_settings(fv: flags.FlagValues) -> tuple:
@@ -283,12 +287,15 @@ def _runtime_settings(fv: flags.FlagValues) -> tuple:
 
 def run_sweep(runs: Sequence[SweepRun], root_output_dir: str, *, experiment: str = "emnist",
               common_flags: str = "", baseline: str | None = None,
-              seeds: Sequence[int] | None = None,
+              seeds: Sequence[int] | None = None, same_rounds_for: str | None = None,
               log: Callable[[str], None] = print) -> list[dict[str, Any]]:
   """Checks every run, then runs, skips or resumes each; writes and returns the comparison.
 
   `seeds` runs every configuration once per seed (see the module docstring); the
   returned rows are then per run and seed, the seed table is in the files written.
+
+  `same_rounds_for` names what compares the runs' totals (the codec table): their
+  rounds must then be equal, checked before any run, as with `seeds`.
 
   A run's --workers, --max_concurrent_clients and --worker_timeout_s, where given, set
   where it runs (`runtime.configure`, as its binary); runs that give none run on the
@@ -320,9 +327,16 @@ def run_sweep(runs: Sequence[SweepRun], root_output_dir: str, *, experiment: str
       raise ValueError("--seeds sets each run's --seed: drop the seed axis from --grid")
     runs = with_seeds(runs, seeds)
     names = [r.name for r in runs]
+  if long := [n for n in names if len(n.encode()) > MAX_NAME_BYTES]:
+    # Found only when the sweep reached it, after the runs before it had run.
+    raise ValueError(f"run name {long[0]!r} is {len(long[0].encode())} bytes, more than a "
+                     f"folder name can hold ({MAX_NAME_BYTES}): name the run (a flagfile's "
+                     "name) or make the grid smaller")
   plans = [_plan(kind, run, root_output_dir, common) for run in runs]
   if seeds:
     _check_same_rounds(configurations, [plan.config.rounds for plan in plans[::len(seeds)]])
+  elif same_rounds_for:
+    _check_same_rounds(configurations, [plan.config.rounds for plan in plans], same_rounds_for)
   # A run that gives --workers or --max_concurrent_clients runs as its binary would run
   # it: the sweep had run every run on the process's context, its config.json naming
   # the workers. Runs that give neither run on the context in place (the caller's).
