@@ -243,13 +243,19 @@ class CodecSpec:
   def applies_to(self, spec: tf.TensorSpec) -> bool:
     return spec.dtype.is_floating and math.prod(spec.shape.as_list()) > self.threshold
 
+  def checked_encoder(self, spec: tf.TensorSpec, *, summed: bool = False) -> te.core.Encoder:
+    """The codec's Encoder for tensors of `spec` (whatever the threshold), with a codec of
+    the user's traced once first (`roundtrip.check`; `summed`: for a sum the server
+    decodes), so that its mistakes are said naming it, not by TFF."""
+    encoder = self.make_encoder()
+    if not all(get_codec(name).builtin for name, _ in parse_chain(self.name)):
+      roundtrip.check(encoder, spec, self.describe(), summed=summed)
+    return encoder
+
   def _encoder_for(self, spec: tf.TensorSpec, *, summed: bool = False) -> te.core.Encoder:
     if not self.applies_to(spec):
       return get_codec("identity").encoder()
-    encoder = self.make_encoder()
-    if not all(get_codec(name).builtin for name, _ in parse_chain(self.name)):
-      roundtrip.check(encoder, spec, self.describe(), summed=summed)  # The user's code.
-    return encoder
+    return self.checked_encoder(spec, summed=summed)
 
   def tensor_bits(self, spec: tf.TensorSpec, direction: str = "aggregate") -> int:
     """Exact bits of one tensor of `spec` under this spec's policy (pure Python)."""

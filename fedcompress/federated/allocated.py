@@ -60,7 +60,8 @@ class _SwitchedTensor:
 
   def __init__(self, spec: tf.TensorSpec, tensor: TensorPlan, codec: str):
     self.spec = spec
-    self.encoders = [tracing.simple_encoder(c.make_encoder(), spec) for c in tensor.specs]
+    self.encoders = [tracing.simple_encoder(c.checked_encoder(spec), spec)
+                     for c in tensor.specs]
     # Per candidate: [(key, shape, dtype)] of its flat encoded dict, read off the encode
     # function SimpleEncoder traced when it was made (a private attribute of the pinned
     # tensor_encoding). A trial `encode` in a graph of its own traced the whole encoder

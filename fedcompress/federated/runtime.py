@@ -308,7 +308,7 @@ def _endpoints(address: str) -> set[tuple[str, int]]:
   host, _, port = address.rpartition(":")
   try:
     infos = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
-  except OSError:  # Said when it is connected to, as before.
+  except (OSError, UnicodeError):  # Said when it is connected to ('a..b' is no name).
     return {(host, int(port))}
   return {(info[4][0], int(port)) for info in infos}
 

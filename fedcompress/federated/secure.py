@@ -129,7 +129,7 @@ class SecureEncodedSumFactory(tff.aggregators.UnweightedAggregationFactory):
   def _encoder(self, spec: tf.TensorSpec) -> te.core.GatherEncoder:
     if not spec.dtype.is_floating:
       raise ValueError(f"secure aggregation encodes float tensors only, got {spec}")
-    encoder = self._codec.make_encoder()
+    encoder = self._codec.checked_encoder(spec, summed=True)
     with tf.Graph().as_default():
       gather = te.encoders.as_gather_encoder(encoder, spec)
     if not gather.fully_commutes_with_sum:

@@ -367,6 +367,9 @@ def test_one_worker_listed_twice_is_refused(workers):
     runtime.set_remote_context(workers)
   # Other ports of one host are other workers (refused here only for not listening).
   runtime.check_distinct_workers(["127.0.0.1:47321", "localhost:47322"])
+  # A host no name can be ('a..b' fails IDNA encoding, a UnicodeError) is left to the
+  # connection, which names the worker; the check ended the run without naming one.
+  runtime.check_distinct_workers(["a..b:8000", "c:8000"])
 
 
 def test_configure_without_workers_is_local():
