@@ -46,10 +46,13 @@ def main(argv):
     return fail(f"unexpected arguments: {' '.join(argv[1:])}")
   os.chdir(REPO_ROOT)
   runtime.install_signal_handlers()
-  if unmatched := [pattern for pattern in FLAGS.configs if not glob.glob(pattern)]:
+  patterns = [p for p in FLAGS.configs if p.strip()]  # A trailing comma gives ''.
+  if not patterns:
+    return fail("--configs names no flagfile")
+  if unmatched := [pattern for pattern in patterns if not glob.glob(pattern)]:
     # A typo dropped its row from the table (and, with --update_readme, the README's).
     return fail(f"--configs: {unmatched[0]} matches no flagfile")
-  paths = sorted({path for pattern in FLAGS.configs for path in glob.glob(pattern)})
+  paths = sorted({path for pattern in patterns for path in glob.glob(pattern)})
   if FLAGS.update_readme:
     try:
       codec_table.read_readme("README.md", FLAGS.readme_block or FLAGS.experiment)

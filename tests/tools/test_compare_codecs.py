@@ -48,6 +48,10 @@ def test_a_configs_pattern_matching_nothing_is_refused(load_binary, repo_root, m
   line = _refused(load_binary, repo_root, monkeypatch, capsys, tmp_path,
                   "configs/codecs/baseline.flags,configs/codecs/up_edne2.flags")
   assert line == "error: --configs: configs/codecs/up_edne2.flags matches no flagfile"
+  # A stray comma is no pattern (absl's list keeps it as ''): the typo is still said.
+  line = _refused(load_binary, repo_root, monkeypatch, capsys, tmp_path,
+                  ",configs/codecs/up_edne2.flags")
+  assert line == "error: --configs: configs/codecs/up_edne2.flags matches no flagfile"
 
 
 def test_configurations_of_other_rounds_are_refused_before_any_run(load_binary, repo_root,
