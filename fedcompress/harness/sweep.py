@@ -157,11 +157,12 @@ def _check_same_rounds(configurations: Sequence[str], rounds: Sequence[int],
     by_rounds.setdefault(r, []).append(name)
   if len(by_rounds) > 1:
     said = "; ".join(f"{r} rounds: {', '.join(names)}" for r, names in by_rounds.items())
+    # compare_codecs has no --grid.
+    grid = (", and no rounds axis in --grid (it comes after them)"
+            if compared_by == "--seeds" else "")
     raise ValueError(f"{compared_by} compares the configurations' final accuracy and total "
-                     "bits, "
-                     f"so they must run the same number of rounds ({said}): give one "
-                     "--rounds in --common_flags (a flagfile's gives way to it), and no "
-                     "rounds axis in --grid (it comes after them)")
+                     f"bits, so they must run the same number of rounds ({said}): give one "
+                     f"--rounds in --common_flags (a flagfile's gives way to it){grid}")
 
 
 def _finished_rounds(run_dir: str) -> int:

@@ -65,4 +65,6 @@ def test_configurations_of_other_rounds_are_refused_before_any_run(load_binary, 
                   ("u8.flags", "--rounds=1\n--aggregate_encoder=uniform\n"))
   assert line.startswith("error: the codec table compares the configurations' final "
                          "accuracy and total bits, so they must run the same number of rounds "
-                         "(3 rounds: baseline; 1 rounds: u8)"), line
+                         "(3 rounds: baseline; 1 rounds: u8): give one --rounds in "
+                         "--common_flags (a flagfile's gives way to it)"), line
+  assert "--grid" not in line  # compare_codecs has none.
