@@ -106,7 +106,7 @@ class Codec:
       codec must be decoded per client.
     sum_decode_exact: for codecs whose encodings are summed before the server decodes
       them, `(**checked_options) -> bool`: whether that decode is linear, so the decoded
-      sum is the sum of the clients' decodes (a count sketch's median over rows > 1 is
+      sum is the sum of the clients' decodes (a count sketch's median over rows > 2 is
       not). None: it is (every other codec). Client error feedback needs it: a client's
       residual is its own round trip.
     state_moves: for codecs whose encoder state can change from round to round,

@@ -469,6 +469,14 @@ def test_a_one_row_count_sketch_decodes_sums_exactly():
   assert not CodecSpec("countsketch").codec.decodes_sums_exactly({})
 
 
+def test_a_two_row_count_sketch_decodes_sums_exactly():
+  # The median of two rows is their mean, which is linear: error feedback refused it
+  # as "a count sketch's median over rows".
+  two = CodecSpec("countsketch", {"rows": 2}, threshold=0)
+  assert two.codec.decodes_sums_exactly(two.options)
+  assert _decoded_sum_minus_sum_of_decodes(two) < 1e-4
+
+
 def _decoded_sum_minus_sum_of_decodes(codec: CodecSpec) -> float:
   """max |D(sum of 3 clients' encodings) - sum of their decodes|, through a GatherEncoder."""
   from fedcompress.codecs import seeding
