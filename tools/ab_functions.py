@@ -85,18 +85,28 @@ def main(argv: Sequence[str] | None = None) -> None:
   # Zero reps leave nothing to take quartiles of, after both versions are built.
   if args.reps < 1:
     parser.error(f"--reps must be >= 1, got {args.reps}")
+  if args.threads < 0:  # TensorFlow aborts the process on it (SIGABRT, a core dump).
+    parser.error(f"--threads must be >= 0, got {args.threads}")
   import fedcompress
   from tools.benchmark import split_codecs
   from tools.codec_cost import set_process_threads
 
   # set_process_threads imports TensorFlow, which reads its log level only then.
   fedcompress.quiet_tensorflow()
+  try:  # Before anything is built: an unknown one was a 24-line ModuleNotFoundError.
+    found = importlib.util.find_spec(args.module)  # (Its package may import TensorFlow.)
+  except ImportError:  # Its package is missing too.
+    found = None
+  if found is None:
+    parser.error(f"--module: no module named {args.module!r}")
   set_process_threads(args.threads)
   try:
     times = compare(args.base, args.module, args.names.split(","), split_codecs(args.codecs),
                     args.reps, args.threads)
   except ValueError as e:
     parser.error(str(e))
+  except ImportError as e:  # --module names no module of the base's checkout.
+    parser.error(f"--module: {e}")
   for (codec, side, part), samples in times.items():
     q1, median, q3 = statistics.quantiles(samples, n=4) if len(samples) > 1 else samples * 3
     print(f"{codec:24s} {side:4s} {part:18s} {median * 1e3:7.2f} ms "

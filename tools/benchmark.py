@@ -267,15 +267,23 @@ class BenchmarkConfig:
 
   def __post_init__(self):
     positive = ("num_clients", "examples_per_client", "batch_size", "rounds")
+    # A memory step of empty rounds reported a ratio as if it had measured one.
+    positive += ("memory_examples_per_client",) if self.memory_populations else ()
     for name in positive:
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
     if self.warmup_rounds < 0:
       raise ValueError(f"warmup_rounds must be >= 0, got {self.warmup_rounds}")
+    if not 0 <= self.seed < 2**32:  # NumPy's generators take no other (a traceback).
+      raise ValueError(f"seed must be in 0..{2**32 - 1}, got {self.seed}")
+    if len(set(self.memory_populations)) != len(self.memory_populations):
+      # One probe per population: a second one of the same size was dropped unwaited.
+      raise ValueError(f"memory_populations repeats a size: {self.memory_populations}")
     load_codec_modules(",".join(self.codec_modules))
     for name in self.codecs:
       codec_options(name)  # Unknown names and bad inline options fail now, not mid-run.
-    if set(self.codec_directions) - {"uplink", "both"}:
+    if set(self.codec_directions) - {"uplink", "both"} or (
+        self.codecs and not self.codec_directions):
       raise ValueError(f"codec_directions must be uplink and/or both, got "
                        f"{self.codec_directions}")
     if any(n < self.num_clients for n in self.memory_populations):
@@ -755,15 +763,32 @@ def run_benchmark(config: BenchmarkConfig = BenchmarkConfig(),
     if log:
       log(format_codec_table(result))
   if config.memory_populations:
-    result["memory"] = measure_driver_memory(config)
+    try:
+      result["memory"] = measure_driver_memory(config)
+    except RuntimeError as e:
+      # The timing and the codec sweep (most of `make bench`) are kept, and the failure
+      # is recorded with them.
+      result["memory"] = {"error": str(e)}
+      _write_result(result, output)
+      raise MemoryProbeError(f"{e}; the timing{' and the codec sweep' if config.codecs else ''}"
+                             f" {'are' if config.codecs else 'is'} kept in {output}"
+                             if output else str(e)) from e
     result["memory"]["target_peak_rss_ratio"] = MEMORY_TARGET
     if log:
       log(format_memory(result["memory"]))
+  _write_result(result, output)
+  return result
+
+
+class MemoryProbeError(RuntimeError):
+  """A driver-memory probe failed after the timing, which was written."""
+
+
+def _write_result(result: Mapping[str, Any], output: str | None) -> None:
   if output is not None:
     with open(output, "w") as f:
       json.dump(result, f, indent=2, sort_keys=True)
       f.write("\n")
-  return result
 
 
 def format_timing(result: Mapping[str, Any]) -> str:

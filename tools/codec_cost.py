@@ -213,6 +213,10 @@ _ROUND_SETTINGS = ("num_clients", "examples_per_client", "batch_size", "threshol
                    "max_concurrent_clients")
 
 
+def _recorded_options(benchmark_result: Mapping[str, Any], name: str) -> Any:
+  return benchmark_result["codec_sweep"]["codecs"][name].get("options")
+
+
 def _other_settings(benchmark_result: Mapping[str, Any], config: BenchmarkConfig) -> list[str]:
   """`name=recorded (here value)` for each round setting the JSON ran with otherwise."""
   recorded = benchmark_result.get("config", {})
@@ -235,6 +239,8 @@ def main(argv: Sequence[str] | None = None) -> None:
   args = parser.parse_args(argv)
   if args.reps < 1:
     parser.error("--reps must be >= 1")
+  if args.threads < 0:  # TensorFlow aborts the process on it (SIGABRT, a core dump).
+    parser.error(f"--threads must be >= 0, got {args.threads}")
   measured = {}
   if args.benchmark_json:
     try:
@@ -264,6 +270,12 @@ def main(argv: Sequence[str] | None = None) -> None:
       codec_options(name)
     except ValueError as e:
       parser.error(str(e))
+  if stale := [n for n in names if n in measured and _recorded_options(benchmark_result, n)
+               != codec_options(n)]:
+    # Its ratio was of other options (a 2-bit run beside an 8-bit prediction).
+    print(f"warning: {args.benchmark_json} timed {', '.join(stale)} with other options than "
+          "these: their ratios are left out", flush=True)
+    measured = {n: r for n, r in measured.items() if n not in stale}
   shapes = benchmark_tensor_shapes()
   config = BenchmarkConfig()
   round_runner = None if args.no_round else uncompressed_round(config)

@@ -83,10 +83,21 @@ def main(argv):
     if set(config.codec_directions) != {"uplink", "both"}:
       return fail("--readme: the README's table has uplink and both-ways columns: pass "
                   "--codec_directions=uplink,both, or leave out --readme")
-  result = benchmark.run_benchmark(config, _OUTPUT.value)
+  try:
+    result = benchmark.run_benchmark(config, _OUTPUT.value)
+  except benchmark.MemoryProbeError as e:
+    return fail(str(e))  # The probe's own traceback is above it, on its stderr.
   if _README.value and config.codecs:
     codec_table.update_readme(_README.value, "benchmark", benchmark.format_codec_table(result))
   return 0
+
+
+def _populations() -> tuple[int, ...]:
+  try:
+    return tuple(int(n) for n in _POPULATIONS.value)
+  except ValueError:
+    raise ValueError(f"--memory_populations takes client counts, got "
+                     f"{','.join(_POPULATIONS.value)}") from None
 
 
 def _config() -> benchmark.BenchmarkConfig:
@@ -94,7 +105,7 @@ def _config() -> benchmark.BenchmarkConfig:
       num_clients=_CLIENTS.value, examples_per_client=_EXAMPLES.value,
       batch_size=_BATCH.value, rounds=_ROUNDS.value, warmup_rounds=_WARMUP.value,
       seed=_SEED.value, max_concurrent_clients=_MAX_CLIENTS.value,
-      memory_populations=tuple(int(n) for n in _POPULATIONS.value),
+      memory_populations=_populations(),
       memory_examples_per_client=_MEMORY_EXAMPLES.value,
       memory_cache_dir=_MEMORY_CACHE.value,
       # absl splits the list at every comma, those inside a codec's options too.

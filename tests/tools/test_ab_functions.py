@@ -57,3 +57,17 @@ def test_tensorflow_starts_quiet(tmp_path):
   assert result.returncode == 2
   assert "does not exist" in result.stderr.splitlines()[-1]
   assert "tensorflow/" not in result.stderr, result.stderr
+
+
+def test_negative_threads_and_an_unknown_module_are_one_line(capsys):
+  # --threads=-1 aborted TensorFlow (SIGABRT, a core dump); an unknown module was a
+  # 24-line ModuleNotFoundError.
+  base = [f"--base={_REPO}", "--names=fast_walsh_hadamard", "--codecs=drive", "--reps=1"]
+  for args, said in ((["--module=fedcompress.codecs.stages.rotation", "--threads=-1"],
+                      "--threads must be >= 0, got -1"),
+                     (["--module=fedcompress.codecs.stages.nosuch"],
+                      "--module: no module named 'fedcompress.codecs.stages.nosuch'")):
+    with pytest.raises(SystemExit) as exit_info:
+      ab_functions.main(base + args)
+    assert exit_info.value.code == 2
+    assert said in capsys.readouterr().err.strip().splitlines()[-1]

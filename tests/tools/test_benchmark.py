@@ -362,3 +362,37 @@ def test_a_codec_of_ones_own_is_swept_from_its_module(load_binary, tmp_path, cap
   # (a round built uncompressed instead sent exactly the uncompressed bits).
   assert bits["uplink"]["aggregate"] > bits["none"]["aggregate"]
   assert bits["uplink"]["broadcast"] == bits["none"]["broadcast"]
+
+
+def test_settings_that_measure_nothing_or_crash_later_are_refused():
+  # Each was accepted: a memory step of empty rounds reported a ratio; a seed of -1 was a
+  # NumPy traceback after TensorFlow loaded; a population given twice started two
+  # probes and waited on one; no directions timed uncompressed alone into a broken table.
+  for kwargs, said in [
+      (dict(memory_examples_per_client=0), "memory_examples_per_client must be >= 1, got 0"),
+      (dict(seed=-1), "seed must be in 0..4294967295, got -1"),
+      (dict(seed=2**32), "seed must be in 0..4294967295, got 4294967296"),
+      (dict(memory_populations=(100, 100)), r"memory_populations repeats a size: \(100, 100\)"),
+      (dict(codecs=("drive",), codec_directions=()), "codec_directions must be uplink and/or "
+                                                      r"both, got \(\)")]:
+    with pytest.raises(ValueError, match=said):
+      benchmark.BenchmarkConfig(**kwargs)
+  # Without a memory step its examples do not matter.
+  benchmark.BenchmarkConfig(memory_populations=(), memory_examples_per_client=0)
+
+
+def test_a_failing_memory_probe_keeps_the_timing(tmp_path, monkeypatch):
+  # After ~15 minutes of timing and codec sweep, a probe that failed (a bad sqlite in
+  # --memory_cache_dir) ended in two tracebacks and wrote no JSON.
+  def fail(config):
+    raise RuntimeError("memory probe for 3 clients failed (exit 1); its stderr is above")
+
+  monkeypatch.setattr(benchmark, "measure_driver_memory", fail)
+  output = tmp_path / "benchmark.json"
+  with pytest.raises(benchmark.MemoryProbeError, match=r"^memory probe for 3 clients failed "
+                     rf"\(exit 1\); its stderr is above; the timing is kept in {output}$"):
+    benchmark.run_benchmark(_TINY, str(output), log=None)
+  written = json.loads(output.read_text())
+  assert set(written["times_s"]) == set(benchmark.LABELS)
+  assert written["memory"] == {"error": "memory probe for 3 clients failed (exit 1); its "
+                                        "stderr is above"}

@@ -128,3 +128,29 @@ def test_a_module_that_cannot_be_imported_is_one_error_line(tmp_path, capsys):
     codec_cost.main(["--codecs=mine_of_a_cost", f"--codec_modules={tmp_path}/none.py"])
   assert exit_info.value.code == 2
   assert "--codec_modules: cannot import" in capsys.readouterr().err
+
+
+def test_negative_threads_are_refused_before_tensorflow_aborts(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    codec_cost.main(["--codecs=randk", "--reps=1", "--no_round", "--threads=-1"])
+  assert exit_info.value.code == 2
+  assert "--threads must be >= 0, got -1" in capsys.readouterr().err
+
+
+def test_a_benchmarks_ratio_of_other_codec_options_is_left_out(tmp_path, capsys):
+  # A JSON whose uniform ran at 2 bits stood beside the 8-bit prediction, unsaid.
+  import dataclasses
+  import json
+
+  from tools.benchmark import CODEC_OPTIONS
+
+  codecs = {"uniform": {"options": {"bits": 2}, "cpu_ratio": {"uplink": 1.05}},
+            "randk": {"options": CODEC_OPTIONS["randk"], "cpu_ratio": {"uplink": 1.07}}}
+  path = tmp_path / "bench.json"
+  path.write_text(json.dumps({"config": dataclasses.asdict(BenchmarkConfig()),
+                              "codec_sweep": {"codecs": codecs}}))
+  codec_cost.main(["--codecs=uniform,randk", "--reps=1", "--no_round",
+                   f"--benchmark_json={path}"])
+  out = capsys.readouterr().out
+  assert (f"warning: {path} timed uniform with other options than these: their ratios are "
+          "left out") in out
