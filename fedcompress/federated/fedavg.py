@@ -222,6 +222,15 @@ def default_optimizers(client_optimizer: Any, server_optimizer: Any
   return client_optimizer, server_optimizer
 
 
+# The relative error compares the protected mean with the exact one, a plain
+# federated_mean: every client's update would go up in the clear beside the secure sum,
+# and the error, released without noise, tells the norm of the exact mean outside epsilon.
+MEASURED_PROTECTED_MEAN = (
+    "measure_error sends every client's update in the clear (the exact mean it compares "
+    "with) and releases its distance to the protected mean without noise: it takes neither "
+    "--secure_aggregation nor --dp")
+
+
 @tracing.unconverted(tracing.TFF_HELPER_PACKAGES)
 def build_fedavg(
     model_fn: Callable[[], tff.learning.models.VariableModel],
@@ -256,6 +265,7 @@ def build_fedavg(
     measure_error: also report `aggregate/relative_error`, the relative error of the
       decoded mean update against the exact mean of the same round (computed with an
       extra, uncounted `federated_mean`; instrumentation for rate-distortion plots).
+      Refused with `secure_aggregation` and `dp` (`MEASURED_PROTECTED_MEAN`).
     reject_non_finite: leave client updates with NaN/Inf (or a non-positive weight)
       out of the mean (under DP: replace them by zeros, still counted) and report
       `aggregate/rejected_clients`.
@@ -290,11 +300,11 @@ def build_fedavg(
     if aggregator is not None or isinstance(aggregate_codec, AllocatedCodec):
       raise ValueError("secure aggregation and DP take the encoded mean's codec: no "
                        "aggregator and no allocated codec")
+    if measure_error:
+      raise ValueError(MEASURED_PROTECTED_MEAN)
     aggregator = build_protected_mean(aggregate_codec, secure_aggregation=secure_aggregation,
                                       clients_per_round=clients_per_round, dp=dp,
                                       client_weighting=client_weighting, seed=seed)
-    if measure_error:
-      aggregator = RelativeErrorFactory(aggregator)
   elif aggregator is None:
     check_weighted_codec(aggregate_codec, client_weighting)
     aggregator = build_mean_factory(aggregate_codec, measure_error=measure_error, seed=seed,

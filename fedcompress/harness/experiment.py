@@ -42,7 +42,7 @@ from fedcompress.federated.error_feedback import (
   check_error_feedback,
   update_specs,
 )
-from fedcompress.federated.fedavg import build_fedavg
+from fedcompress.federated.fedavg import MEASURED_PROTECTED_MEAN, build_fedavg
 from fedcompress.federated.privacy import (
   DPConfig,
   check_protected_mean,
@@ -421,6 +421,8 @@ class ExperimentConfig:
     if protected and not self.aggregator.is_mean:
       raise ValueError("--secure_aggregation and --dp protect the encoded mean: they take "
                        "no --aggregator")
+    if protected and self.measure_error:
+      raise ValueError(MEASURED_PROTECTED_MEAN)
     if self.error_feedback != "none" and not isinstance(self.aggregate_codec, AllocatedCodec):
       check_error_feedback(self.error_feedback, self.aggregate_codec,
                            CLIENT_WEIGHTINGS[self.client_weighting])

@@ -49,6 +49,13 @@ BUDGET = AllocatedCodec(CodecSpec("uniform"), 2.0)
      "decodes the summed encodings non-linearly"),
     (dict(fixed_clients=("a", "b"), dp="central", client_weighting="uniform"),
      "takes no fixed --clients"),
+    # The exact mean it compares with went up in the clear beside the secure sum, and
+    # the error, unnoised, outside epsilon (R12).
+    (dict(measure_error=True, dp="central", client_weighting="uniform"),
+     r"^measure_error sends every client's update in the clear .* it takes neither "
+     r"--secure_aggregation nor --dp$"),
+    (dict(measure_error=True, secure_aggregation=True, client_weighting="uniform",
+          aggregate_codec=CodecSpec("fixed_int")), "^measure_error sends every client's"),
 ])
 def test_refused(overrides, message):
   with pytest.raises(ValueError, match=message):
