@@ -43,6 +43,7 @@ from tensorflow_federated.python.core.impl.types import type_conversions
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
 from fedcompress.codecs import CodecSpec, sum_compatible_codecs
+from fedcompress.codecs.stages import _common
 from fedcompress.federated.aggregation import seeded_encode, seeded_get_params
 from fedcompress.federated.broadcast import encoders_init_fn, slice_structure
 
@@ -107,9 +108,11 @@ class SecureEncodedSumFactory(tff.aggregators.UnweightedAggregationFactory):
       ValueError: the codec's encodings do not add up, or `clients_per_round` < 1.
     """
     self._codec = check_sum_compatible(codec)
-    if isinstance(clients_per_round, bool) or not isinstance(clients_per_round, int) or (
-        clients_per_round < 1):
+    # A NumPy integer counts (DPConfig takes one): refused, it read "must be an integer
+    # >= 1, got 10".
+    if not _common.is_integer(clients_per_round) or clients_per_round < 1:
       raise ValueError(f"clients_per_round must be an integer >= 1, got {clients_per_round!r}")
+    clients_per_round = int(clients_per_round)
     self._clients = clients_per_round
     self._seed = int(seed)
     self._bound = self._codec.codec.sum_bound(**self._codec.resolved_options())

@@ -87,6 +87,18 @@ def test_a_sum_past_int32_is_exact_at_two_hundred_clients():
   np.testing.assert_allclose(output.result, [180.0, -180.0, 0.0], atol=clients / 32767)
 
 
+def test_clients_per_round_may_be_a_numpy_integer():
+  # DPConfig took np.int64(10), the secure sum refused it as "must be an integer >= 1,
+  # got 10".
+  codec = make_codec("fixed_int", options={"bits": 8, "clip": 1.0})
+  numpy_sized = secure.SecureEncodedSumFactory(codec, clients_per_round=np.int64(10))
+  assert numpy_sized.field_bits == secure.SecureEncodedSumFactory(
+      codec, clients_per_round=10).field_bits
+  for bad in (0, 2.0, True):
+    with pytest.raises(ValueError, match="clients_per_round must be an integer >= 1"):
+      secure.SecureEncodedSumFactory(codec, clients_per_round=bad)
+
+
 def test_a_cohort_whose_sum_the_codecs_dtype_cannot_hold_is_refused():
   # 16-bit values of 70,000 clients sum past int32, the dtype `fixed_int` decodes.
   factory = secure.SecureEncodedSumFactory(
