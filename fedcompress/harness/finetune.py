@@ -46,7 +46,7 @@ class FinetuneResult:
   generated: str
 
 
-def _refuse_short_clients(task, clients) -> None:
+def _refuse_short_clients(task, clients, padded: bool = False) -> None:
   """Refuses listed clients shorter than one batch of windows, under uniform weights.
 
   Such a client trains on nothing (335 of the 715 at the tutorial's settings). Under
@@ -63,6 +63,10 @@ def _refuse_short_clients(task, clients) -> None:
         short.append(client)
     except (tf.errors.OpError, UnicodeDecodeError) as e:  # Read here, on the driver.
       raise DataReadError(f"the length check of {client}", e) from e
+  if short and padded:
+    raise ValueError(f"--clients {', '.join(short)}: no window of text even padded, so "
+                     "under --client_weighting=uniform each would add a zero update to the "
+                     "mean: list other clients")
   if short:
     raise ValueError(f"--clients {', '.join(short)}: shorter than one batch of windows, so "
                      "under --client_weighting=uniform each would add a zero update to the "
@@ -135,8 +139,10 @@ def run_finetune(config: ExperimentConfig, *, pretrained_path: str | None,
   if pretrained_path is not None and client not in set(setup.task.client_ids):
     raise ValueError(f"unknown client id: {client}")
   check_experiment(setup.task, config)
-  if config.client_weighting == "uniform" and not pad_short_clients:
-    _refuse_short_clients(setup.task, config.fixed_clients)
+  if config.client_weighting == "uniform" and config.fixed_clients:
+    # Padded too: a client with no window even padded (one character, or empty
+    # snippets: a last window of one character is dropped) trains on nothing.
+    _refuse_short_clients(setup.task, config.fixed_clients, padded=pad_short_clients)
   sanity = pretrained_eval = None
   if pretrained_path is not None:  # A model from scratch would only show chance here.
     try:

@@ -165,6 +165,27 @@ def test_bad_input_is_one_line(binary, data_dir, tiny_model, tmp_path, capsys, o
   assert not (tmp_path / "runs" / "bad").exists()
 
 
+def test_a_listed_client_with_no_window_even_padded_is_refused(binary, tiny_model, tmp_path,
+                                                               capsys):
+  # One character: padding drops a last window of one character, so the client had no
+  # batch, and under uniform weights its zero update weighed 1 (eval loss 4.3987 against
+  # 4.3553 for the real client alone), unsaid.
+  clients = {"HAMLET": ("train", [LINES[0] * 2] * 20), "ONE": ("train", ["a"]),
+             "HORATIO": ("test", [LINES[1] * 2] * 20)}
+  tff.simulation.datasets.save_to_sql_client_data(
+      list(clients), lambda c: tf.data.Dataset.from_tensor_slices(collections.OrderedDict(
+          snippets=tf.constant(clients[c][1]))), str(tmp_path / "shakespeare.sqlite"),
+      split_names_by_client_id={c: s for c, (s, _) in clients.items()})
+  assert _run(binary, pretrained_model=tiny_model, cache_dir=str(tmp_path),
+              clients=["HAMLET", "ONE"], clients_per_round=2, client_weighting="uniform",
+              pad_short_clients=True, rounds=1, root_output_dir=str(tmp_path / "runs"),
+              experiment_name="one") == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err == ["error: --clients ONE: no window of text even padded, so under "
+                 "--client_weighting=uniform each would add a zero update to the mean: list "
+                 "other clients"], err
+
+
 def test_corrupt_pretrained_model(binary, data_dir, tmp_path, capsys):
   bad = tmp_path / "broken.keras"
   bad.write_bytes(b"not a keras zip")

@@ -378,6 +378,12 @@ def test_generate_text_rejects_bad_inputs(tiny_model):
   gen = generation.create_generation_model(tiny_model)
   with pytest.raises(ValueError, match="vocabulary"):
     generation.generate_text(gen, "caf\u00e9")
+  # Stateful of batch 8, as the tutorial's own pretrained files: a multi-line Keras
+  # error at the first character.
+  batch8 = char_rnn.create_char_rnn(embedding_dim=8, rnn_units=16, batch_size=8,
+                                    stateful=True, seed=0)
+  with pytest.raises(ValueError, match="needs a stateful batch-1 model"):
+    generation.generate_text(batch8, "abc")
 
 
 # ---------------------------------------------------------------- sanity check
