@@ -199,9 +199,9 @@ def check_error_feedback(mode: str, aggregate_codec: CodecSpec | str | None,
   """What error feedback cannot be exact with, or cannot bound: one-line ValueErrors.
 
   A client's residual is what its own round trip lost, so the server's decoded sum
-  must be the sum of the clients' decodes (not a count sketch's median over rows); and
-  EF21's server estimate is the population mean of the g_i only under uniform weights.
-  With `specs` (the update's tensors, `update_specs(model_fn)`), the codec is also
+  must be the sum of the clients' decodes (not a count sketch's median over three or
+  more rows); and EF21's server estimate is the population mean of the g_i only under
+  uniform weights. With `specs` (the update's tensors, `update_specs(model_fn)`), the codec is also
   simulated on each tensor it encodes (`residual_growth`).
   """
   if mode not in ("ef", "ef21"):
@@ -210,7 +210,7 @@ def check_error_feedback(mode: str, aggregate_codec: CodecSpec | str | None,
   if not codec.codec.decodes_sums_exactly(codec.options):
     raise ValueError(f"--error_feedback needs an uplink codec whose decoded sum is the sum "
                      f"of the clients' decodes; {codec.name} decodes the summed encodings "
-                     "non-linearly (a count sketch's median over rows)")
+                     "non-linearly (a count sketch's median over three or more rows)")
   if codec.codec.moves_state(codec.options):
     # The client's round trip encodes with the codec's initial state; the aggregator
     # with its current one (adaptive's width follows last round's offset).

@@ -23,9 +23,10 @@ clients' tables and the server decodes the summed table once. The server therefo
 recovers the heavy hitters of the *summed* vector, not of each client's: coordinates
 that are large in the sum come back well even if every client's share of them is
 small, and the error of every coordinate grows with the norm of the whole sum
-(`||sum - its large coordinates||`), not with the clients' own norms. The median is
-not linear, so decoding the summed table is not the sum of the clients' decodes
-(it equals it for `rows=1`, where decoding is a signed gather).
+(`||sum - its large coordinates||`), not with the clients' own norms. The median of
+three or more rows is not linear, so decoding the summed table is not the sum of the
+clients' decodes (it equals it for `rows=1`, where decoding is a signed gather, and for
+`rows=2`, where the median is the two rows' mean).
 
 Seed policy (`seed_policy`): `round` (default) draws a fresh seed each time
 tensor_encoding asks for parameters (in aggregation once per round, shared by the
