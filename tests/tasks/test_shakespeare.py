@@ -386,6 +386,24 @@ def test_generate_text_rejects_bad_inputs(tiny_model):
     generation.generate_text(batch8, "abc")
 
 
+def test_a_subclassed_batch1_model_generates():
+  # It has no input_shape: the batch check read it and raised AttributeError (R14).
+  class CharRnn(tf.keras.Model):
+    def __init__(self):
+      super().__init__()
+      self.embedding = tf.keras.layers.Embedding(char_vocab.VOCAB_SIZE, 8)
+      self.gru = tf.keras.layers.GRU(16, return_sequences=True, stateful=True)
+      self.dense = tf.keras.layers.Dense(char_vocab.VOCAB_SIZE)
+
+    def call(self, x, training=False):
+      return self.dense(self.gru(self.embedding(x)))
+
+  model = CharRnn()
+  model(tf.constant([[1, 2]], tf.int64))  # Built at batch 1.
+  generated = generation.generate_text(model, "ab", num_generate=5, seed=0)
+  assert generated.startswith("ab") and len(generated) == 7
+
+
 # ---------------------------------------------------------------- sanity check
 
 

@@ -34,10 +34,13 @@ def generate_text(model: tf.keras.Model, start_string: str, *, num_generate: int
     raise ValueError("start_string must not be empty")
   if temperature <= 0:
     raise ValueError(f"temperature must be > 0, got {temperature}")
-  # The batch too: the tutorial's own pretrained files are stateful GRUs of batch 8,
-  # which failed on the first character with a multi-line Keras error.
-  if not any(getattr(layer, "stateful", False) for layer in model.layers) or (
-      model.input_shape[0] != 1):
+  # The batch too, read off the layers' states (a subclassed model has no input_shape):
+  # the tutorial's own pretrained files are stateful GRUs of batch 8, which failed on the
+  # first character with a multi-line Keras error.
+  stateful = [layer for layer in model.layers if getattr(layer, "stateful", False)]
+  batches = {int(state.shape[0]) for layer in stateful for state in (layer.states or [])
+             if state is not None and state.shape[0] is not None}
+  if not stateful or batches - {1}:
     raise ValueError("generate_text needs a stateful batch-1 model: "
                      "use create_generation_model(model)")
   input_eval = tf.constant([text_to_ids(start_string, oov="error")], dtype=tf.int64)
