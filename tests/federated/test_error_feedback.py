@@ -197,7 +197,7 @@ def test_unknown_mode_and_missing_population_are_refused():
      tff.learning.ClientWeighting.UNIFORM, "countsketch decodes the summed encodings"),
     ("ef", CodecSpec("countsketch(rows=3,fraction=0.25)|fixed_int(bits=4,clip=1.0)",
                      threshold=0),
-     tff.learning.ClientWeighting.UNIFORM, "median over rows"),
+     tff.learning.ClientWeighting.UNIFORM, "median over three or more rows"),
     # The server encodes with a rate offset learned over rounds; the client's round trip
     # starts from the initial state, so its residual is not what was sent.
     ("ef", CodecSpec("adaptive", {"budget_bits_per_coordinate": 4}, threshold=0),
