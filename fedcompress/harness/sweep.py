@@ -147,8 +147,14 @@ def with_seeds(runs: Sequence[SweepRun], seeds: Sequence[int]) -> list[SweepRun]
           for run in runs for seed in seeds]
 
 
+# How to give every configuration the same rounds; the sweep's --grid may also hold them.
+_SAME_ROUNDS = "give one --rounds in --common_flags (a flagfile's gives way to it)"
+_SAME_ROUNDS_IN_A_GRID = f"{_SAME_ROUNDS}, and no rounds axis in --grid (it comes after them)"
+
+
 def _check_same_rounds(configurations: Sequence[str], rounds: Sequence[int],
-                       compared_by: str = "--seeds") -> None:
+                       compared_by: str = "--seeds", fix: str = _SAME_ROUNDS_IN_A_GRID
+                       ) -> None:
   """The seed table (and the codec table) pair final accuracies and total bits: at other
   rounds, what the rounds did would read as the codec's doing (a 1-round 8-bit run
   against an 8-round baseline showed 27.7x fewer bits, 3.47x of them the codec's)."""
@@ -157,12 +163,8 @@ def _check_same_rounds(configurations: Sequence[str], rounds: Sequence[int],
     by_rounds.setdefault(r, []).append(name)
   if len(by_rounds) > 1:
     said = "; ".join(f"{r} rounds: {', '.join(names)}" for r, names in by_rounds.items())
-    # compare_codecs has no --grid.
-    grid = (", and no rounds axis in --grid (it comes after them)"
-            if compared_by == "--seeds" else "")
     raise ValueError(f"{compared_by} compares the configurations' final accuracy and total "
-                     f"bits, so they must run the same number of rounds ({said}): give one "
-                     f"--rounds in --common_flags (a flagfile's gives way to it){grid}")
+                     f"bits, so they must run the same number of rounds ({said}): {fix}")
 
 
 def _finished_rounds(run_dir: str) -> int:
@@ -337,7 +339,9 @@ def run_sweep(runs: Sequence[SweepRun], root_output_dir: str, *, experiment: str
   if seeds:
     _check_same_rounds(configurations, [plan.config.rounds for plan in plans[::len(seeds)]])
   elif same_rounds_for:
-    _check_same_rounds(configurations, [plan.config.rounds for plan in plans], same_rounds_for)
+    # Its callers (compare_codecs) take flagfiles, no --grid.
+    _check_same_rounds(configurations, [plan.config.rounds for plan in plans], same_rounds_for,
+                       _SAME_ROUNDS)
   # A run that gives --workers or --max_concurrent_clients runs as its binary would run
   # it: the sweep had run every run on the process's context, its config.json naming
   # the workers. Runs that give neither run on the context in place (the caller's).
