@@ -28,6 +28,7 @@ from fedcompress.tasks.datasets.char_vocab import text_to_ids
 from fedcompress.tasks.errors import DataReadError, file_fingerprint
 from fedcompress.tasks.shakespeare import (
   Evaluation,
+  NoTargetError,
   SanityCheck,
   build_shakespeare_task,
   create_model,
@@ -150,6 +151,11 @@ def run_finetune(config: ExperimentConfig, *, pretrained_path: str | None,
                             seq_length=seq_length, pad_short_clients=True)
     except (tf.errors.OpError, UnicodeDecodeError) as e:  # Read here, on the driver.
       raise DataReadError(f"the sanity check on {client}", e) from e
+    except NoTargetError:
+      raise ValueError(
+          f"{'--sanity_client ' if sanity_client else 'the sanity check on client '}{client}: "
+          "no window of text even padded to check the pretrained model on: name another "
+          "client with --sanity_client") from None
     log(f"sanity check: pretrained accuracy {sanity.client_accuracy:.4f} on {client}, "
         f"{sanity.random_accuracy:.4f} on random text (chance "
         f"{sanity.expected_random_accuracy:.4f})")

@@ -199,6 +199,10 @@ def finish(model_weights: tff.learning.models.ModelWeights, model_config: dict[s
   return text
 
 
+class NoTargetError(ValueError):
+  """`evaluate` was given no (unpadded) target: its caller knows which data that was."""
+
+
 class Evaluation(NamedTuple):
   loss: float
   accuracy: float
@@ -227,7 +231,7 @@ def evaluate(model: tf.keras.Model, dataset: tf.data.Dataset) -> Evaluation:
     batches += 1
     accuracy.update_state(y, logits)
   if count == 0:
-    raise ValueError("the dataset has no (unpadded) target to evaluate on")
+    raise NoTargetError("the dataset has no (unpadded) target to evaluate on")
   return Evaluation(total_loss / count, float(accuracy.result()), batches, count)
 
 

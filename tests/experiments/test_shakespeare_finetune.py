@@ -186,6 +186,27 @@ def test_a_listed_client_with_no_window_even_padded_is_refused(binary, tiny_mode
                  "other clients"], err
 
 
+@pytest.mark.parametrize("flag_value, subject", [
+    ("ONE", "--sanity_client ONE"),
+    # Not named: the first listed client is checked (example weights let it be listed).
+    (None, "the sanity check on client ONE")])
+def test_a_sanity_client_with_no_window_is_named(binary, tiny_model, tmp_path, capsys,
+                                                 flag_value, subject):
+  clients = {"HAMLET": ("train", [LINES[0] * 2] * 20), "ONE": ("train", ["a"]),
+             "HORATIO": ("test", [LINES[1] * 2] * 20)}
+  tff.simulation.datasets.save_to_sql_client_data(
+      list(clients), lambda c: tf.data.Dataset.from_tensor_slices(collections.OrderedDict(
+          snippets=tf.constant(clients[c][1]))), str(tmp_path / "shakespeare.sqlite"),
+      split_names_by_client_id={c: s for c, (s, _) in clients.items()})
+  listed = ["HAMLET"] if flag_value else ["ONE", "HAMLET"]
+  assert _run(binary, pretrained_model=tiny_model, cache_dir=str(tmp_path),
+              clients=listed, clients_per_round=len(listed), sanity_client=flag_value,
+              rounds=1, root_output_dir=str(tmp_path / "runs"), experiment_name="s") == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err == [f"error: {subject}: no window of text even padded to check the pretrained "
+                 "model on: name another client with --sanity_client"], err
+
+
 def test_corrupt_pretrained_model(binary, data_dir, tmp_path, capsys):
   bad = tmp_path / "broken.keras"
   bad.write_bytes(b"not a keras zip")
