@@ -27,14 +27,16 @@ def budget_bits_per_coordinate(aggregate_bits_budget: float, clients_per_round: 
     aggregate_bits_budget: bits per round, total over the round's clients, that
       `aggregate/coded_bits` aims at (no flag takes it: pass the result to the codec,
       e.g. `--aggregate_encoder_args=budget_bits_per_coordinate=...` for `adaptive`,
-      which meets it exactly with `coder=fixed`; with Huffman it predicts from last
+      which stays within it with `coder=fixed` where every encoded tensor fits at width
+      1, header included (a run says which do not); with Huffman it predicts from last
       round's saving, and a round may go over, see `stages/adaptive.py`).
     clients_per_round: clients sampled per round.
     value_specs: specs of the aggregated tensors (the model's trainable weights).
     threshold: the codec's `CodecSpec.threshold`.
 
   Raises:
-    ValueError: nothing to encode, or the budget does not cover the unencoded part.
+    ValueError: nothing to encode, the budget does not cover the unencoded part, or
+      it leaves at most 1 bit per encoded coordinate, which `adaptive` cannot send.
   """
   if clients_per_round < 1:
     raise ValueError(f"clients_per_round must be >= 1, got {clients_per_round}")
@@ -51,4 +53,9 @@ def budget_bits_per_coordinate(aggregate_bits_budget: float, clients_per_round: 
   if per_client <= fixed:
     raise ValueError(f"a budget of {aggregate_bits_budget} bits for {clients_per_round} "
                      f"clients does not cover the {fixed} unencoded bits per client")
-  return (per_client - fixed) / encoded
+  budget = (per_client - fixed) / encoded
+  if budget <= 1:
+    raise ValueError(f"a budget of {aggregate_bits_budget} bits for {clients_per_round} "
+                     f"clients leaves {budget:.4g} bits per encoded coordinate, and adaptive "
+                     "sends at least 1 (width 1) besides its header")
+  return budget

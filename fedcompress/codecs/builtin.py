@@ -178,8 +178,10 @@ def register_builtin_codecs() -> None:
   register(Codec("adaptive", build=adaptive.build, check_options=adaptive.check_options,
                  raw_bits_rules=adaptive.RAW_BITS_RULES, state_moves=adaptive.state_moves,
                  state_hint="adaptive's rate offset: use coder=fixed",
+                 tensors_note=adaptive.budget_note,
                  # 2: width 2 when it fits, coded, instead of width 1 for good (05152f2).
-                 revision=2,
+                 # 3: a constant tensor's saving is not learned (a rejected client's).
+                 revision=3,
                  summary="uniform width chosen each round to meet a bits-per-coordinate "
                  "budget"))
 

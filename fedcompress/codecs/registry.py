@@ -120,6 +120,10 @@ class Codec:
       (outside the secure sum), `(*, direction, **checked_options) -> str`, said when a run
       starts: `fixed_int` sends int32 there, so its `bits` set its precision, not its
       size (and on the broadcast its clip clips the model's weights).
+    tensors_note: for codecs that cannot do what their options ask on some tensors,
+      `(num_elements, *, direction, **checked_options) -> str | None`, given the sizes
+      of the tensors it encodes, said when a run starts: `adaptive`'s budget below what
+      width 1 sends on a small tensor.
     revision: 1, raised when the codec's output for the same options changes (a fix
       that changes results). `config.json` records revisions above 1, and a run is
       resumed only on the revision that made it (a run without the record was made on
@@ -142,6 +146,7 @@ class Codec:
   state_moves: Callable[..., bool] | None = None
   state_hint: str = ""
   plain_note: Callable[..., str] | None = None
+  tensors_note: Callable[..., str | None] | None = None
   revision: int = 1
   # The code a user's codec is made of, for a run's record (`build` where None): the
   # stage class of `register_stage`, whose builder is a closure of fedcompress's.

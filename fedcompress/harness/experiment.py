@@ -629,26 +629,10 @@ def uncompressed_note(process: Any, config: ExperimentConfig) -> str | None:
   below its threshold, so the run sends what an uncompressed one does (a model of one's
   own whose largest tensor had 4,000 elements ran 'uniform(bits=8)' at the default
   10,000 as identity, without a word; the allocated codecs refuse it)."""
-  # The secure sum (and distributed DP on it) encodes every tensor, whatever the
-  # threshold; the broadcast keeps its threshold.
-  directions = ("broadcast",) if config.secure_aggregation or config.dp == "distributed" \
-      else ("broadcast", "aggregate")
-  try:
-    weights = process.initialize.type_signature.result.member.global_model_weights
-  except AttributeError:  # A process whose state holds no model weights by that name.
-    return None
-  def specs(value_type) -> list[tf.TensorSpec]:
-    if isinstance(value_type, tff.TensorType):
-      return [tf.TensorSpec(value_type.shape, value_type.dtype)]
-    return [spec for child in value_type for spec in specs(child)]
-
-  sent = {"broadcast": weights, "aggregate": weights.trainable}
   idle = []
-  for direction in directions:
-    codec = getattr(config, f"{direction}_codec")
-    if not isinstance(codec, CodecSpec) or codec.name == "identity":
+  for direction, codec, tensors in _threshold_codecs(process, config):
+    if codec.name == "identity":
       continue
-    tensors = specs(sent[direction])
     if tensors and not any(codec.applies_to(spec) for spec in tensors):
       largest = max(math.prod(spec.shape.as_list()) for spec in tensors)
       idle.append(f"the {direction} codec {codec.describe()} (the largest tensor has "
@@ -659,6 +643,42 @@ def uncompressed_note(process: Any, config: ExperimentConfig) -> str | None:
           f"{'sends' if len(idle) == 1 else 'send'} every tensor as it is, as an "
           "uncompressed run does; lower "
           "--compression_threshold (threshold=) to encode them")
+
+
+def _threshold_codecs(process: Any, config: ExperimentConfig):
+  """(direction, CodecSpec, specs of the tensors it is given) of each direction whose
+  codec applies its threshold: the broadcast's, and the aggregate's outside the secure
+  sum (which, and distributed DP on it, encodes every tensor whatever the threshold)."""
+  directions = ("broadcast",) if config.secure_aggregation or config.dp == "distributed" \
+      else ("broadcast", "aggregate")
+  try:
+    weights = process.initialize.type_signature.result.member.global_model_weights
+  except AttributeError:  # A process whose state holds no model weights by that name.
+    return []
+
+  def specs(value_type) -> list[tf.TensorSpec]:
+    if isinstance(value_type, tff.TensorType):
+      return [tf.TensorSpec(value_type.shape, value_type.dtype)]
+    return [spec for child in value_type for spec in specs(child)]
+
+  sent = {"broadcast": weights, "aggregate": weights.trainable}
+  return [(direction, codec, specs(sent[direction])) for direction in directions
+          if isinstance(codec := getattr(config, f"{direction}_codec"), CodecSpec)]
+
+
+def tensors_codec_note(process: Any, config: ExperimentConfig) -> str | None:
+  """What a run says of a codec that cannot do what its options ask on some of the
+  tensors it encodes, from its record's `tensors_note` (`adaptive` at
+  budget_bits_per_coordinate=2.0 sent 2.85 on a 101-element tensor every round, unsaid)."""
+  notes = []
+  for direction, codec, tensors in _threshold_codecs(process, config):
+    links = codec.resolved_links()
+    if len(links) != 1 or (note_of := get_codec(links[0][0]).tensors_note) is None:
+      continue  # In a chain a link encodes what the links before it send.
+    sizes = [math.prod(spec.shape.as_list()) for spec in tensors if codec.applies_to(spec)]
+    if sizes and (note := note_of(sizes, direction=direction, **links[0][1])):
+      notes.append(f"--{direction}_encoder: {links[0][0]} {note}")
+  return "; ".join(notes) or None
 
 
 def plain_codec_note(config: ExperimentConfig) -> str | None:
@@ -1179,7 +1199,7 @@ def _run_locked(task, config, initial_weights, process, console) -> ExperimentRe
   if config.resume:
     _warn_rows_without_checkpoint(config.run_dir, console.warn)
   for note in (fetchsgd_server_note(config), plain_codec_note(config), dp_codec_note(config),
-               uncompressed_note(process, config)):
+               uncompressed_note(process, config), tensors_codec_note(process, config)):
     if note:
       console.warn(note)
   loop = run_loop(

@@ -233,10 +233,10 @@ def test_a_run_of_an_earlier_codec_revision_is_not_resumed():
                 CodecSpec("randk|adaptive(budget_bits_per_coordinate=2.0)")):
     config = ExperimentConfig(aggregate_codec=codec, **base)
     record = config.record()
-    assert record[rundir.CODEC_REVISIONS] == "adaptive=2"
+    assert record[rundir.CODEC_REVISIONS] == "adaptive=3"
     before = {k: rundir.jsonable(v) for k, v in record.items() if k != rundir.CODEC_REVISIONS}
     assert rundir.differences(before, config.record_compared_with(before)) == [
-        "codec_revisions adaptive=2 (recorded none)"]
+        "codec_revisions adaptive=3 (recorded none)"]
     recorded = {k: rundir.jsonable(v) for k, v in record.items()}
     assert rundir.differences(recorded, config.record_compared_with(recorded)) == []
   # Codecs of revision 1 record nothing, so runs made before the record resume as before.

@@ -1,4 +1,5 @@
-"""A codec that encodes none of the model's tensors is said, not run as identity silently."""
+"""What a run says of its codecs and the model's tensors: a codec that encodes none of
+them (not run as identity silently), and one that cannot do what it is asked on some."""
 
 import dataclasses
 import types
@@ -48,3 +49,18 @@ def test_under_secure_aggregation_only_the_broadcast_keeps_its_threshold():
   assert "the broadcast codec uniform(bits=8)>10000" in note and "aggregate" not in note
   secure = dataclasses.replace(secure, broadcast_codec=codecs.make_codec("identity"))
   assert experiment.uncompressed_note(_process(4000), secure) is None
+
+
+def test_a_budget_that_small_tensors_cannot_meet_is_said():
+  # adaptive at 2.0 bits per coordinate sent 2.85 on a 101-element tensor every round.
+  config = _config("adaptive(budget_bits_per_coordinate=2.0,coder=fixed)", threshold=100)
+  note = experiment.tensors_codec_note(_process(101, 20_000, 50), config)
+  assert note.startswith("--aggregate_encoder: adaptive cannot meet "
+                         "budget_bits_per_coordinate=2 on 1 of its 2 tensors: width 1 sends "
+                         "2.851 bits per coordinate on the one of 101 elements"), note
+  assert experiment.tensors_codec_note(_process(20_000, 50), config) is None
+  # Both ways; and not in a chain, whose adaptive link encodes what randk sends.
+  both = dataclasses.replace(config, broadcast_codec=config.aggregate_codec)
+  assert experiment.tensors_codec_note(_process(101), both).count("cannot meet") == 2
+  chain = _config("randk(fraction=0.5)|adaptive(budget_bits_per_coordinate=2.0)", threshold=100)
+  assert experiment.tensors_codec_note(_process(101), chain) is None

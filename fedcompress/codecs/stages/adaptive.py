@@ -24,7 +24,8 @@ clients, of (measured rate - base rate at the width they used). Every encode pic
 largest `b` in `1..max_bits` whose prediction meets the budget (`1` if none does; with
 Huffman, width 1 only if width 2, coded, would not meet it: two symbols never code
 below 1 bit each, so a saving learned at width 1 cannot show that width 2 fits), and
-reports its own measured excess as `state_update_tensors` (summed over clients by
+reports its own measured excess (none for a constant tensor, which codes to about a bit
+per coordinate at any width) as `state_update_tensors` (summed over clients by
 `EncodedSumFactory`, two float32 scalars per client and tensor, counted in
 `aggregate/bits` like any client contribution). The offset of a fine uniform
 quantizer's entropy is nearly independent of `b` (one more bit halves the cells,
@@ -93,7 +94,47 @@ def _check_budget(budget) -> float:
   if not _common.is_real(budget) or not 0 < budget < float("inf"):
     raise ValueError("budget_bits_per_coordinate must be a positive number (bits per "
                      f"coordinate per client), got {budget!r}")
+  if budget <= 1:
+    # Width 1 sends a bit per coordinate (its two symbols code to a bit each) before its
+    # header: such a budget ran at width 1 and went over it, 3.5x at 0.2, unsaid.
+    raise ValueError(f"budget_bits_per_coordinate={budget:g} cannot be met: adaptive sends "
+                     "at least 1 bit per coordinate (width 1) besides its header and "
+                     "min/max; below that, send fewer coordinates (README, \"Below one bit "
+                     "per coordinate\")")
   return float(budget)
+
+
+def narrowest_rate(num_elements: int, *, direction: str = "aggregate", coder: str = "huffman",
+                   max_bits: int = DEFAULT_MAX_BITS,
+                   block_size: int = huffman.DEFAULT_BLOCK_SIZE) -> float:
+  """Bits per coordinate width 1 sends for a tensor of `num_elements`, side information
+  included: the least the codec can send for it (with Huffman too: two symbols code to
+  a bit each), so a budget below it goes over on that tensor in every round."""
+  max_code_length = max(huffman.DEFAULT_MAX_CODE_LENGTH, max_bits)
+  side = MIN_MAX_BITS + (STATE_UPDATE_BITS if _common.check_direction(direction) ==
+                         "aggregate" else 0)  # No state update goes up from a broadcast.
+  # In whole int32 words: the Huffman stream's known part is its exact size at width 1.
+  stream = -(-base_stream_bits(num_elements, 1, coder, max_code_length, block_size) // 32) * 32
+  return (stream + side) / num_elements
+
+
+def budget_note(num_elements, *, direction: str, budget_bits_per_coordinate: float,
+                coder: str = "huffman", max_bits: int = DEFAULT_MAX_BITS,
+                block_size: int = huffman.DEFAULT_BLOCK_SIZE, **unused_options) -> str | None:
+  """What a run says when some of the tensors it encodes (`num_elements`, their sizes)
+  are too small for the budget: their header and min/max alone take it up."""
+  del unused_options
+  rates = {n: narrowest_rate(n, direction=direction, coder=coder, max_bits=max_bits,
+                             block_size=block_size) for n in set(num_elements)}
+  over = sorted(n for n in num_elements if rates[n] > budget_bits_per_coordinate)
+  if not over:
+    return None
+  return (f"cannot meet budget_bits_per_coordinate={budget_bits_per_coordinate:g} on "
+          f"{len(over)} of its {len(list(num_elements))} tensors: width 1 sends "
+          f"{rates[over[0]]:.3f} bits per coordinate on the one of {over[0]} elements "
+          "(its header and min/max included), so each round goes over there; raise the "
+          f"threshold (--compression_threshold, or threshold=) to {over[-1]} to send them "
+          "unencoded, or the budget")
 
 
 @te.core.tf_style_adaptive_encoding_stage
@@ -148,7 +189,7 @@ class AdaptiveUniformEncodingStage(te.core.AdaptiveEncodingStageInterface):
   def update_state(self, state, state_update_tensors):
     count = state_update_tensors[self.COUNT_UPDATE_KEY]
     mean_excess = tf.math.divide_no_nan(state_update_tensors[self.EXCESS_UPDATE_KEY], count)
-    # No client encoded this tensor last round: keep what we knew.
+    # No client encoded this tensor last round (or each sent a constant): keep what we knew.
     offset = tf.where(count > 0, mean_excess, state[self.OFFSET_STATE_KEY])
     return collections.OrderedDict([(self.OFFSET_STATE_KEY, offset)])
 
@@ -204,14 +245,20 @@ class AdaptiveUniformEncodingStage(te.core.AdaptiveEncodingStageInterface):
     else:
       stream = stream_at(bits)
     excess = tf.cast(rate(stream) - self._base_rate(n, bits), tf.float32)
+    # A constant tensor (a client rejected for non-finite values arrives as zeros; a
+    # layer that got no gradient) codes to one symbol, about a bit per coordinate at any
+    # width: its saving says nothing of other updates, and averaged in it raised every
+    # client's width (with a rejected client each round, 3.5 bits per coordinate on a
+    # budget of 3.0). It does not count.
+    varied = tf.cast(high > low, tf.float32)
 
     encoded = collections.OrderedDict([
         (self.ENCODED_VALUES_KEY, stream),
         (self.MIN_MAX_KEY, tf.cast(tf.stack([low, high]), x.dtype)),
     ])
     state_update = collections.OrderedDict([
-        (self.EXCESS_UPDATE_KEY, excess),
-        (self.COUNT_UPDATE_KEY, tf.constant(1.0, tf.float32)),
+        (self.EXCESS_UPDATE_KEY, excess * varied),
+        (self.COUNT_UPDATE_KEY, varied),
     ])
     return encoded, state_update
 
