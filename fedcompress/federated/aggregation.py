@@ -252,7 +252,8 @@ def build_mean_factory(
     codec: CodecSpec | AllocatedCodec | str | None = None, *, measure_error: bool = False,
     names: list[str] | None = None, seed: int = 0
 ) -> tff.aggregators.WeightedAggregationFactory:
-  """Weighted mean whose numerator and denominator are both encoded sums with `codec`.
+  """Weighted mean whose numerator is an encoded sum with `codec`, and its denominator one
+  of identity (the weight, one float32 per client: see below).
 
   Args:
     codec: codec of the clients' contributions (`None` = identity). An

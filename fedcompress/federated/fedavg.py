@@ -259,8 +259,9 @@ def build_fedavg(
     broadcast_codec: codec for server -> client weights (`None` = identity); an
       `AllocatedCodec` chooses each tensor's width every round at a budget, and the
       metrics then carry `broadcast/width/<weight name>`.
-    aggregate_codec: codec for client -> server updates, numerator and denominator of
-      the mean (`None` = identity); likewise `aggregate/width/<weight name>`.
+    aggregate_codec: codec for client -> server updates, the numerator of the mean
+      (`None` = identity; the denominator, the clients' weights, is an encoded sum of
+      identity: one float32 per client); likewise `aggregate/width/<weight name>`.
     client_weighting: `NUM_EXAMPLES` (FedAvg) or `UNIFORM`.
     measure_error: also report `aggregate/relative_error`, the relative error of the
       decoded mean update against the exact mean of the same round (computed with an

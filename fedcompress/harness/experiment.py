@@ -1122,7 +1122,7 @@ def check_experiment(task: FederatedTask, config: ExperimentConfig) -> None:
                      f"only {len(task.client_ids)} clients")
   unknown = [c for c in (config.fixed_clients or ()) if c not in set(task.client_ids)]
   if unknown:
-    raise ValueError(f"unknown client id(s): {', '.join(unknown)}")
+    raise ValueError(f"--clients: unknown client id(s): {', '.join(unknown)}")
   if config.secure_aggregation and config.fixed_clients and (
       len(config.fixed_clients) != config.clients_per_round):
     # The field is sized for --clients_per_round clients: more would wrap the sum, and

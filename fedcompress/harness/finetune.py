@@ -138,7 +138,9 @@ def run_finetune(config: ExperimentConfig, *, pretrained_path: str | None,
   client = sanity_client or (config.fixed_clients[0] if config.fixed_clients else
                              "THE_TRAGEDY_OF_KING_LEAR_KING")
   if pretrained_path is not None and client not in set(setup.task.client_ids):
-    raise ValueError(f"unknown client id: {client}")
+    # The flag that named it: --sanity_client, or by default the first of --clients.
+    raise ValueError(f"--{'sanity_client' if sanity_client else 'clients'}: unknown client "
+                     f"id: {client}")
   check_experiment(setup.task, config)
   if config.client_weighting == "uniform" and config.fixed_clients:
     # Padded too: a client with no window even padded (one character, or empty

@@ -120,6 +120,7 @@ NUMBER_FLAGS: dict[str, NumberRule] = {
                                why="smaller ones make numpy's Dirichlet sampler run for hours"),
     "worker_timeout_s": _POSITIVE,  # 0 gave up on a running worker before connecting
     "max_batches_per_client": _at_least(1, optional=True),
+    "compression_threshold": _at_least(0),
     "max_eval_batches": _at_least(1),
     "temperature": _POSITIVE,
     "num_generate": _at_least(0),
@@ -266,8 +267,9 @@ def define_codec_flags(fv: FlagValues = flags.FLAGS) -> None:
                     "from PYTHONPATH.", flag_values=fv)
   flags.register_validator("codec_modules", _check_codec_modules, flag_values=fv)
   for direction, what in (("broadcast", "server -> client weights"),
-                          ("aggregate", "client -> server updates (numerator and "
-                           "denominator of the mean)")):
+                          ("aggregate", "client -> server updates (the numerator of "
+                           "the mean; its denominator, each client's weight, goes as a "
+                           "float32)")):
     flags.DEFINE_string(f"{direction}_encoder", "identity", f"Codec for {what}: one of "
                         f"{', '.join(codecs.available_codecs())}, optionally with its "
                         "options (eden(bits=1)), or a chain of them "
@@ -307,6 +309,7 @@ def define_codec_flags(fv: FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_integer("compression_threshold", codecs.DEFAULT_THRESHOLD,
                        "Only tensors with more elements than this are encoded.",
                        flag_values=fv)
+  add_number_checks(fv, ["compression_threshold"])
 
 
 def define_privacy_flags(fv: FlagValues = flags.FLAGS) -> None:
@@ -530,10 +533,18 @@ def codec_from_flags(fv: FlagValues, direction: str
                      "each other: with a budget the widths are allocated")
   if budget is not None:
     _check_allocatable(fv, direction)
-  spec = codecs.make_codec(fv[f"{direction}_encoder"].value,
-                           bits=fv[f"{direction}_bits"].value,
-                           options=fv[f"{direction}_encoder_args"].value,
-                           threshold=fv["compression_threshold"].value)
+  given = {f"{direction}_{k}": fv[f"{direction}_{k}"].value
+           for k in ("encoder", "bits", "encoder_args")}
+  try:
+    spec = codecs.make_codec(given[f"{direction}_encoder"], bits=given[f"{direction}_bits"],
+                             options=given[f"{direction}_encoder_args"],
+                             threshold=fv["compression_threshold"].value)
+  except ValueError as e:
+    # The codec's check names its option (`bits`, `clip`), not the flag that gave it:
+    # with both directions' widths set, 'bits must be an integer in 1..16, got 20' named
+    # neither, and a bad clip= read as --dp_clip's.
+    flags_given = " ".join(f"--{k}={v}" for k, v in given.items() if v not in (None, ""))
+    raise ValueError(f"{flags_given}: {e}") from None
   if budget is None:
     if fv[f"{direction}_widths"].value:
       raise ValueError(f"--{direction}_widths needs --{direction}_bits_per_coordinate")
@@ -541,11 +552,13 @@ def codec_from_flags(fv: FlagValues, direction: str
     # Not refused: a grid such as 'aggregate_encoder=uniform,identity;aggregate_bits=2,4'
     # gives it to codecs without a width too. Said, so a lone --aggregate_bits=8 over
     # the default identity does not pass for a compressed run.
-    encoder = fv[f"{direction}_encoder"].value
-    if bits is not None and not codecs.takes_bits(encoder,
-                                                  fv[f"{direction}_encoder_args"].value):
-      cli.warn_once(f"--{direction}_bits={bits} has no effect: "
-                    f"--{direction}_encoder={encoder} takes no width or sets its own")
+    encoder, args = given[f"{direction}_encoder"], given[f"{direction}_encoder_args"]
+    if bits is not None and not codecs.takes_bits(encoder, args):
+      # Which one: the options' width won over a --*_bits of another value, unsaid.
+      why = (f"--{direction}_encoder_args sets the width" if codecs.takes_bits(encoder)
+             else f"--{direction}_encoder={encoder} takes no width or sets its own")
+      cli.warn_once(f"--{direction}_bits={bits} has no effect: {why} "
+                    f"({spec.describe()} runs)")
     return spec
   widths = fv[f"{direction}_widths"].value
   # The width is allocated: a default `bits` recorded by make_codec would only mislead.

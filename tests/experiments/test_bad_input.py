@@ -297,9 +297,14 @@ class TestEmnist:
     self.check(binary, tmp_path, capsys, "--aggregator=fetchsgd replaces the encoded mean",
                aggregator="fetchsgd", aggregate_encoder="drive")
 
-  def test_negative_threshold(self, binary, tmp_path, capsys):
-    self.check(binary, tmp_path, capsys, "threshold must be a non-negative integer", "-1",
-               compression_threshold=-1)
+  def test_codec_errors_name_the_flags_that_gave_the_value(self, binary, tmp_path, capsys):
+    # Both widths set: 'bits must be an integer in 1..16, got 20' named neither flag.
+    self.check(binary, tmp_path, capsys, "--aggregate_encoder=uniform --aggregate_bits=20: "
+               "bits must be an integer in 1..16, got 20", broadcast_encoder="uniform",
+               broadcast_bits=8, aggregate_encoder="uniform", aggregate_bits=20)
+    self.check(binary, tmp_path, capsys, "--broadcast_encoder=fixed_int "
+               "--broadcast_encoder_args=clip=0: clip must be", broadcast_encoder="fixed_int",
+               broadcast_encoder_args="clip=0")
 
   def test_more_clients_per_round_than_clients(self, binary, tmp_path, capsys):
     self.check(binary, tmp_path, capsys, "--clients_per_round=17", "only 16 clients",
@@ -337,6 +342,7 @@ class TestEmnist:
       ("--seed=-1", "must be an integer in 0..4294967295"),
       ("--digits_clients=0", "must be an integer >= 1"),
       ("--rounds_per_eval=0", "must be an integer >= 1"),
+      ("--compression_threshold=-1", "must be an integer >= 0"),
   ])
   def test_number_out_of_range(self, binary, tmp_path, capsys, arg, fragment):
     name = arg.split("=")[0]
@@ -744,8 +750,14 @@ class TestShakespeare:
     assert time.monotonic() - started < 60
 
   def test_unknown_client_id(self, binary, tmp_path, capsys, data_dir, tiny_model):
-    self.check(binary, tmp_path, capsys, data_dir, tiny_model, "unknown client id: NOBODY",
-               clients=["NOBODY"])
+    self.check(binary, tmp_path, capsys, data_dir, tiny_model,
+               "--clients: unknown client id: NOBODY", clients=["NOBODY"])
+    # The flag named: the message was the same for either.
+    self.check(binary, tmp_path, capsys, data_dir, tiny_model,
+               "--sanity_client: unknown client id: NOBODY", sanity_client="NOBODY")
+    self.check(binary, tmp_path, capsys, data_dir, tiny_model,
+               "--clients: unknown client id(s): NOBODY", clients=["HAMLET", "NOBODY"],
+               clients_per_round=2)
 
   def test_missing_pretrained_model(self, binary, tmp_path, capsys, data_dir, tiny_model):
     missing = str(tmp_path / "missing.keras")

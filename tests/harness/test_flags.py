@@ -27,10 +27,9 @@ def test_every_numeric_flag_has_a_range(define):
   define(fv)
   numeric = {name for name in fv if isinstance(fv[name].parser,
                                                (flags.IntegerParser, flags.FloatParser))}
-  # Checked by the codec records (bits, threshold), or any value meaningful (<= 0: no
-  # limit).
-  elsewhere = {"broadcast_bits", "aggregate_bits", "compression_threshold",
-               "max_concurrent_clients"}
+  # Checked by the codec records (bits, with the flags named by codec_from_flags), or any
+  # value meaningful (<= 0: no limit).
+  elsewhere = {"broadcast_bits", "aggregate_bits", "max_concurrent_clients"}
   assert numeric - elsewhere <= set(fc_flags.NUMBER_FLAGS)
   assert numeric - elsewhere == {n for n in fc_flags.NUMBER_FLAGS if n in fv}
   for name in numeric - elsewhere:
@@ -307,6 +306,13 @@ def test_a_flag_warning_is_said_once_per_process(capsys):
 
 
 @pytest.mark.parametrize("args,warning", [
+    # The options' width won, and the warning said EDEN took no width.
+    (["--aggregate_encoder=eden", "--aggregate_encoder_args=bits=4", "--aggregate_bits=2"],
+     "warning: --aggregate_bits=2 has no effect: --aggregate_encoder_args sets the width "
+     "(eden(bits=4)>10000 runs)"),
+    (["--aggregate_encoder=topk", "--aggregate_bits=2"], "warning: --aggregate_bits=2 has no "
+     "effect: --aggregate_encoder=topk takes no width or sets its own (topk>10000 "
+     "runs)"),
     # A forgotten --dp: the run would train with no DP, and said nothing.
     (["--dp_noise_multiplier=1.1", "--dp_clip=0.05"], "warning: --dp_noise_multiplier, "
      "--dp_clip have no effect: --dp is none: this run has no differential privacy"),
@@ -327,7 +333,7 @@ def test_a_flag_warning_is_said_once_per_process(capsys):
      "unseeded, so a rerun or a resumed run with the same --seed differs from this one"),
     (["--dp=central", "--dp_noise_multiplier=1.1"], None),
 ])
-def test_privacy_flags_given_to_no_effect_are_said(args, warning, capsys, monkeypatch):
+def test_flags_given_to_no_effect_are_said(args, warning, capsys, monkeypatch):
   from fedcompress.harness import cli
 
   monkeypatch.setattr(cli, "_warned", set())
