@@ -13,18 +13,29 @@ from collections.abc import Sequence
 from typing import Any
 
 from fedcompress import metrics as m
-from fedcompress.harness import summary
+from fedcompress.harness import rundir, summary
 from fedcompress.units import format_bits
 
+# Settings `codec_of` names by themselves, and records of how a run ran or of a codec's
+# spelling, which change neither its bits nor its accuracy.
+_SAID = frozenset({"broadcast_codec", "aggregate_codec", "aggregator", "secure_aggregation",
+                   "dp", "error_feedback", rundir.CODEC_REVISIONS})
 
-def codec_of(run_dir: str) -> str:
+
+def _config(run_dir: str) -> dict[str, Any]:
+  with open(os.path.join(run_dir, "config.json")) as f:
+    return json.load(f)
+
+
+def codec_of(run_dir: str, baseline_dir: str | None = None) -> str:
   """What a run compressed, from its config.json: 'aggr: uniform(bits=8)>10000', 'none'.
 
   Also what changes its bits or accuracy beside the codecs: a server-side aggregator,
-  secure aggregation, differential privacy, error feedback.
+  secure aggregation, differential privacy, error feedback, and, given the baseline's
+  run, every other setting in which the two differ (`configs/secure/*.flags` set
+  --client_weighting=uniform, whose mean and bits the table put down to the codec).
   """
-  with open(os.path.join(run_dir, "config.json")) as f:
-    config = json.load(f)
+  config = _config(run_dir)
   secure = bool(config.get("secure_aggregation"))
   parts = []
   for direction in ("broadcast", "aggregate"):
@@ -46,6 +57,12 @@ def codec_of(run_dir: str) -> str:
   feedback = config.get("error_feedback", "none")  # Same codec, same bits: say so.
   if feedback != "none":
     parts.append(f"error feedback: {feedback}")
+  if baseline_dir is not None:
+    base = _config(baseline_dir)
+    skip = _SAID | rundir.HOW_NOT_WHAT | rundir.SPELLINGS
+    parts += [f"{k}={config.get(k)} (baseline: {base.get(k)})"
+              for k in sorted(set(config) | set(base))
+              if k not in skip and config.get(k) != base.get(k)]
   return "; ".join(parts) or "none"
 
 
@@ -59,7 +76,7 @@ def table_rows(summaries: Sequence[dict[str, Any]], root: str, baseline: str
   rows = []
   for s in summaries:
     row = dict(s)
-    row["codec"] = codec_of(os.path.join(root, s["run"]))
+    row["codec"] = codec_of(os.path.join(root, s["run"]), os.path.join(root, baseline))
     row["accuracy_delta_pp"] = (None if s[m.EVAL_ACCURACY] is None else
                                 100 * (s[m.EVAL_ACCURACY] - base[m.EVAL_ACCURACY]))
     for direction in ("aggregate", "broadcast"):

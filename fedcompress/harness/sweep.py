@@ -22,6 +22,7 @@ import contextlib
 import csv
 import dataclasses
 import itertools
+import json
 import os
 import re
 import shlex
@@ -167,6 +168,23 @@ def _check_same_rounds(configurations: Sequence[str], rounds: Sequence[int],
                      f"bits, so they must run the same number of rounds ({said}): {fix}")
 
 
+def _check_distinct(plans: Sequence[_Plan]) -> None:
+  """Refuses two runs that would run the same settings under other names: a sweep ran
+  `up_drive` uncompressed beside the baseline, its table saying 1.00x, when a
+  --flagfile in --common_flags (read after each run's own) overrode the run's codec."""
+  seen: dict[str, str] = {}
+  for plan in plans:
+    record = {k: rundir.jsonable(v) for k, v in plan.config.record().items()
+              if k not in rundir.HOW_NOT_WHAT | rundir.SPELLINGS}
+    key = json.dumps(record, sort_keys=True, default=str)
+    if (other := seen.setdefault(key, plan.run.name)) != plan.run.name:
+      raise ValueError(
+          f"sweep runs {other!r} and {plan.run.name!r} would run the same settings: a "
+          "--flagfile in --common_flags is read after each run's own and overrides what it "
+          "sets, and grid values that spell one value (0.1, 0.10) are one run; give the "
+          "base flagfile in each run's flags, or make the runs differ")
+
+
 def _finished_rounds(run_dir: str) -> int:
   """Rounds both reported and checkpointed: a run killed after writing its last row but
   before its last checkpoint is resumed (the round is redone), not taken as finished."""
@@ -310,6 +328,9 @@ def run_sweep(runs: Sequence[SweepRun], root_output_dir: str, *, experiment: str
   """
   if not runs:
     raise ValueError("the sweep has no runs")
+  # The runs' own flags are expanded as the binaries' parser does; the summary's reads
+  # of their files, in a folder named '~/...', were not, and failed after every run.
+  root_output_dir = os.path.expanduser(root_output_dir)
   names = [r.name for r in runs]
   if len(set(names)) != len(names):
     raise ValueError(f"run names must be unique: {names}")
@@ -336,6 +357,7 @@ def run_sweep(runs: Sequence[SweepRun], root_output_dir: str, *, experiment: str
                      f"folder name can hold ({MAX_NAME_BYTES}): name the run (a flagfile's "
                      "name) or make the grid smaller")
   plans = [_plan(kind, run, root_output_dir, common) for run in runs]
+  _check_distinct(plans)
   if seeds:
     _check_same_rounds(configurations, [plan.config.rounds for plan in plans[::len(seeds)]])
   elif same_rounds_for:

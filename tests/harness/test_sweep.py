@@ -4,6 +4,8 @@ The sweep binary end to end is in tests/experiments/test_sweep.py; the seeds in
 tests/harness/test_sweep_seeds.py.
 """
 
+import os
+
 from fedcompress.harness import sweep
 
 
@@ -117,3 +119,51 @@ def test_a_runs_workers_are_used_not_only_recorded(tmp_path):
     sweep.run_sweep(sweep.runs_from_grid("aggregate_encoder=identity"), str(tmp_path),
                     common_flags=common)
   assert not runtime.is_remote()
+
+
+def test_runs_of_other_names_with_the_same_settings_are_refused(tmp_path):
+  # A base flagfile in --common_flags, read after each run's own, ran `up_drive`
+  # uncompressed beside the baseline (1.00x in the table); a grid value spelt twice ran
+  # one setting as three runs.
+  import pytest
+
+  drive = tmp_path / "up_drive.flags"
+  drive.write_text("--aggregate_encoder=drive\n")
+  base = tmp_path / "base.flags"
+  base.write_text("--aggregate_encoder=identity\n--dataset=digits\n--rounds=1\n")
+  baseline = tmp_path / "baseline.flags"
+  baseline.write_text("--rounds=1\n")
+  runs = sweep.runs_from_flagfiles([str(baseline), str(drive)])
+  out = tmp_path / "out"
+  with pytest.raises(ValueError, match=r"^sweep runs 'baseline' and 'up_drive' would run the "
+                     r"same settings: a --flagfile in --common_flags is read after"):
+    sweep.run_sweep(runs, str(out), common_flags=f"--flagfile={base}")
+  with pytest.raises(ValueError, match=r"^sweep runs 'client_learning_rate-0.1' and "
+                     r"'client_learning_rate-0.10' would run the same settings"):
+    sweep.run_sweep(sweep.runs_from_grid("client_learning_rate=0.1,0.10"), str(out),
+                    common_flags="--dataset=digits --rounds=1")
+  assert not out.exists()
+  # Runs that differ go on: the test below runs 0.1 and 0.2.
+
+
+def test_a_root_folder_under_home_is_expanded_for_the_summary_too(tmp_path, monkeypatch):
+  # The runs' flags were expanded, the summary's reads of their files were not: every
+  # run ran, then the summary failed on '~/sw/baseline/metrics.csv'.
+  import dataclasses
+
+  monkeypatch.setenv("HOME", str(tmp_path))
+  ran = []
+  kind = dataclasses.replace(sweep.get_experiment("emnist"),
+                             run=lambda fv, config: ran.append(config.run_dir))
+  monkeypatch.setattr(sweep, "get_experiment", lambda name: kind)
+  monkeypatch.setattr(sweep.summary, "compare_runs",
+                      lambda dirs, baseline: [{"run": os.path.basename(d), "dir": d}
+                                              for d in dirs])
+  written = []
+  monkeypatch.setattr(sweep, "write_summary",
+                      lambda summaries, root, *a, **k: written.append(root))
+  sweep.run_sweep(sweep.runs_from_grid("client_learning_rate=0.1,0.2"), "~/sw",
+                  common_flags="--dataset=digits --rounds=1")
+  assert ran == [str(tmp_path / "sw" / n) for n in ("client_learning_rate-0.1",
+                                                     "client_learning_rate-0.2")]
+  assert written == [str(tmp_path / "sw")]

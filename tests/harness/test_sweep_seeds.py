@@ -102,8 +102,8 @@ def test_configurations_of_other_lengths_are_refused_with_seeds(tmp_path, fake_e
   assert fake_experiment == []  # Before any run.
   # Flagfiles of other lengths with one --rounds for all (common flags come after a
   # run's flagfile, as configs/ sets --rounds) are a sweep.
-  for name, rounds in (("base", 8), ("short", 1)):
-    (tmp_path / f"{name}.flags").write_text(f"--rounds={rounds}\n")
+  for name, rounds, bits in (("base", 8, 100), ("short", 1, 10)):
+    (tmp_path / f"{name}.flags").write_text(f"--rounds={rounds}\n--bits={bits}\n")
   runs = [sweep.SweepRun(n, (f"--flagfile={tmp_path / n}.flags",)) for n in ("base", "short")]
   sweep.run_sweep(runs, str(tmp_path / "out"), experiment="fake", seeds=[0],
                   common_flags="--rounds=1", log=lambda _: None)

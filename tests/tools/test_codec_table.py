@@ -89,6 +89,25 @@ def test_secure_aggregation_and_dp_are_named(tmp_path):
                     "secure sum; dp: distributed", "dp: central"]
 
 
+def test_other_settings_than_the_baselines_are_named(tmp_path):
+  # configs/secure/*.flags set --client_weighting=uniform, which changes the mean and
+  # the bits; the row put it all down to the codec. How a run ran, and a codec's
+  # spelling (its resolved name is shown), are not settings of the result.
+  _run(tmp_path, "baseline", 3200, 0.90, client_weighting="num_examples", seed=0,
+       workers=[], aggregate_encoder="identity")
+  _run(tmp_path, "sec", 800, 0.9, codec="fixed_int(bits=4,clip=0.01)>10000",
+       secure_aggregation=True, client_weighting="uniform", seed=0, workers=["h:1"],
+       aggregate_encoder="fixed_int")
+  _run(tmp_path, "u8", 800, 0.9, codec="uniform(bits=8)>100", client_weighting="num_examples",
+       seed=3, workers=[], aggregate_encoder="uniform")
+  names = ("baseline", "sec", "u8")
+  summaries = summary.compare_runs([str(tmp_path / n) for n in names], baseline="baseline")
+  codecs = [r["codec"] for r in codec_table.table_rows(summaries, str(tmp_path), "baseline")]
+  assert codecs == ["none", "aggr: fixed_int(bits=4,clip=0.01) on every tensor; secure sum; "
+                    "client_weighting=uniform (baseline: num_examples)",
+                    "aggr: uniform(bits=8)>100; seed=3 (baseline: 0)"]
+
+
 def test_epsilon_column_holds_the_last_rounds_epsilon(tmp_path):
   _run(tmp_path, "baseline", 3200, 0.90)
   _run(tmp_path, "dp", 3200, 0.5, epsilon=1.25)
