@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from fedcompress.codecs.accounting import tensor_bits
 from fedcompress.codecs.spec import DEFAULT_THRESHOLD, CodecSpec
+from fedcompress.codecs.stages import _common
 
 
 def budget_bits_per_coordinate(aggregate_bits_budget: float, clients_per_round: int,
@@ -38,8 +39,16 @@ def budget_bits_per_coordinate(aggregate_bits_budget: float, clients_per_round: 
     ValueError: nothing to encode, the budget does not cover the unencoded part, or
       it leaves at most 1 bit per encoded coordinate, which `adaptive` cannot send.
   """
-  if clients_per_round < 1:
-    raise ValueError(f"clients_per_round must be >= 1, got {clients_per_round}")
+  # NaN and inf totals gave NaN and inf budgets, 2.5 clients a budget of 2.5's.
+  if not _common.is_real(aggregate_bits_budget) or not 0 < aggregate_bits_budget < math.inf:
+    raise ValueError("aggregate_bits_budget must be a finite number of bits > 0, got "
+                     f"{aggregate_bits_budget!r}")
+  if not _common.is_integer(clients_per_round) or clients_per_round < 1:
+    raise ValueError(f"clients_per_round must be an integer >= 1, got {clients_per_round!r}")
+  value_specs = list(value_specs)
+  if not all(isinstance(spec, tf.TensorSpec) for spec in value_specs):
+    raise ValueError("value_specs must be tf.TensorSpecs (of the model's trainable "
+                     f"weights), got {[type(s).__name__ for s in value_specs][:3]}")
   policy = CodecSpec("identity", threshold=threshold)
   encoded, fixed = 0, 32  # The mean's float32 weight.
   for spec in value_specs:

@@ -98,3 +98,17 @@ def test_a_rejected_client_leaves_the_others_widths_as_they_were():
   alone = offsets(0)
   assert len(alone[0]) == 1 and alone[1] != alone[0]  # It learns.
   assert offsets(1) == alone
+
+
+@pytest.mark.parametrize("total, clients, specs, message", [
+    (float("nan"), 10, None, "aggregate_bits_budget must be a finite number"),
+    (float("inf"), 10, None, "aggregate_bits_budget must be a finite number"),
+    (1e7, 2.5, None, "clients_per_round must be an integer >= 1, got 2.5"),
+    (1e7, True, None, "clients_per_round must be an integer >= 1, got True"),
+    (1e7, 10, {"w": tf.TensorSpec([100_000], tf.float32)}, "value_specs must be tf.TensorSpecs"),
+])
+def test_the_budget_mapping_checks_its_arguments(total, clients, specs, message):
+  # NaN and inf gave NaN and inf budgets, 2.5 clients a budget, a dict a traceback.
+  specs = specs if specs is not None else [tf.TensorSpec([100_000], tf.float32)]
+  with pytest.raises(ValueError, match=message):
+    budget.budget_bits_per_coordinate(total, clients, specs)
