@@ -62,7 +62,9 @@ def mean_of_decodes(encoder: te.core.SimpleEncoder, x, draws: int) -> tf.Tensor:
   """Mean of `draws` independent encode/decode round trips of `x`, in one graph.
 
   For checking unbiasedness statistically: every iteration draws fresh randomness
-  (rotation seeds, sampled coordinates, stochastic rounding).
+  (rotation seeds, sampled coordinates, stochastic rounding). The decodes are summed in
+  float64 and the mean returned in `x`'s dtype: summed in float16, 1,500 draws of an
+  unbiased `uniform(bits=4)` showed a bias 216 times the noise, growing with the draws.
   """
   x = tf.convert_to_tensor(x)
 
@@ -70,10 +72,10 @@ def mean_of_decodes(encoder: te.core.SimpleEncoder, x, draws: int) -> tf.Tensor:
   def run():
     def body(i, total):
       encoded, _ = encoder.encode(x)
-      return i + 1, total + encoder.decode(encoded)
+      return i + 1, total + tf.cast(encoder.decode(encoded), tf.float64)
 
     _, total = tf.while_loop(lambda i, _: i < draws, body,
-                             (tf.constant(0), tf.zeros_like(x)))
-    return total / draws
+                             (tf.constant(0), tf.zeros(tf.shape(x), tf.float64)))
+    return tf.cast(total / draws, x.dtype)
 
   return run()
