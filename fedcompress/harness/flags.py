@@ -393,8 +393,10 @@ def define_shakespeare_experiment_flags(fv: FlagValues = flags.FLAGS) -> None:
                     flag_values=fv)
   flags.DEFINE_integer("max_batches_per_client", None, "Batches (of --client_batch_size "
                        "windows) per client and epoch (the tutorial's .take(5)); each epoch "
-                       "draws them afresh from the client's reshuffled windows, as the "
-                       "shuffle comes before the take; default all.", flag_values=fv)
+                       "draws them afresh through the tutorial's 100-window shuffle buffer, "
+                       "which the client's windows enter in order, so they come from its "
+                       "first 100 + batch size x this - 1 windows (139 at 8 x 5); default "
+                       "all.", flag_values=fv)
   flags.DEFINE_bool("pad_short_clients", False, "Pad the last window and batch (masked "
                     "out of loss and accuracy) so clients with less than one batch of "
                     "text (808 characters at 8 x 100) train.",

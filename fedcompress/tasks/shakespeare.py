@@ -129,7 +129,8 @@ def build_shakespeare_task(pretrained: tf.keras.Model, *, cache_dir: str | None,
 
   # Traced once (fedcompress/tasks/datasets/pipeline.py): built eagerly, each client's
   # pipeline kept ~0.5 MiB of the driver for good, every round. Repeated after the
-  # take: each epoch reshuffles, so with max_batches it takes other windows.
+  # take: each epoch reshuffles, so with max_batches it takes other windows, of the
+  # first shuffle_buffer + batch_size * max_batches - 1 (the buffer fills in order).
   dataset_for = pipeline.traced_client_datasets(
       train, lambda dataset, shuffle_seed: sh.preprocess(
           dataset, batch_size=batch_size, seq_length=seq_length, seed=shuffle_seed,

@@ -130,6 +130,11 @@ def test_bad_output_suffix_fails_before_training(tmp_path):
     pretrain.pretrain_char_rnn(output=tmp_path / "m.keras")
   with pytest.raises(TextInputError):
     pretrain.pretrain_char_rnn(output=tmp_path / "m.keras", text_files=["/nonexistent"])
+  # `--text_files=a.txt,`: the empty entry was read as the folder '.'.
+  for listed in (dict(text_files=["/nonexistent", ""]), dict(text_urls=["", "http://x/a"])):
+    name = next(iter(listed))
+    with pytest.raises(pretrain.PretrainConfigError, match=f"^--{name} lists an empty entry"):
+      pretrain.pretrain_char_rnn(output=tmp_path / "m.keras", **listed)
 
 
 def test_unwritable_output_and_cache_dir_fail_before_training(tmp_path):

@@ -120,6 +120,11 @@ def _check_config(output, epochs, steps_per_epoch, batch_size, seq_length, learn
                   embedding_dim, rnn_units, text_files, text_urls):
   if not text_files and not text_urls:
     raise PretrainConfigError("give at least one of --text_files or --text_urls")
+  for name, listed in (("text_files", text_files), ("text_urls", text_urls)):
+    # absl splits `a.txt,` into ['a.txt', '']; the empty path was read as the folder '.'.
+    if any(not os.fspath(entry).strip() for entry in listed or ()):
+      raise PretrainConfigError(f"--{name} lists an empty entry (a trailing or doubled "
+                                "comma?)")
   if pathlib.Path(output).suffix not in SAVE_SUFFIXES:
     raise PretrainConfigError(f"--output must end in one of {list(SAVE_SUFFIXES)}, "
                               f"got {os.fspath(output)!r}")
