@@ -454,8 +454,11 @@ class ExperimentConfig:
   def record(self) -> dict[str, Any]:
     """What config.json holds: `recorded` plus this config's own result-affecting values.
 
-    The plain fields are added under their flag names where `recorded` lacks them (a
-    config built in a notebook), so that a resume is compared with them too.
+    The plain fields are written under their flag names over what `recorded` says: a
+    config from flags changed with `dataclasses.replace` (a notebook's other learning
+    rate, codec or seed) recorded the flags' values, which never ran, and a resume with
+    yet other settings compared the flags' values with themselves and was accepted. The
+    flags that spelt a codec the config no longer runs are dropped with it.
     """
     record = {k: rundir.jsonable(v) for k, v in self.recorded.items()}
     # Fixed clients all train every round, whatever clients_per_round says (a config
@@ -485,10 +488,17 @@ class ExperimentConfig:
     for side, options in (("client", self.client_optimizer_options),
                           ("server", self.server_optimizer_options)):
       own.update({f"{side}_{k}": options.get(k) for k in OPTIMIZER_OPTIONS})
-    if "clients" not in record:
+    if "clients" in record:  # The flag, of a config from flags.
+      own["clients"] = list(self.fixed_clients or ())
+    else:
       own["fixed_clients"] = list(self.fixed_clients) if self.fixed_clients else None
-    for key, value in own.items():
-      record.setdefault(key, rundir.jsonable(value))
+    for direction in ("broadcast", "aggregate"):
+      key = f"{direction}_codec"
+      if key in record and record[key] != rundir.jsonable(own[key]):
+        for spelling in rundir.SPELLINGS:
+          if spelling.startswith(f"{direction}_"):
+            record.pop(spelling, None)
+    record.update({key: rundir.jsonable(value) for key, value in own.items()})
     return record
 
   def codec_names(self) -> list[str]:
@@ -948,6 +958,13 @@ def run_experiment(task: FederatedTask, config: ExperimentConfig, *,
     console: console reporter to use (default: stdout lines, progress bar on a tty).
   """
   config = with_task_settings(task, config)
+  if initial_weights is not None and not isinstance(initial_weights,
+                                                    tff.learning.models.ModelWeights):
+    # A Keras model or its get_weights() list ended in TFF's TypeError, printing the
+    # first weight array, after the process was built.
+    raise ValueError("initial_weights must be tff.learning.models.ModelWeights (of a Keras "
+                     "model: tff.learning.models.ModelWeights.from_model(model)), got "
+                     f"{type(initial_weights).__name__}")
   check_experiment(task, config)
   if process is not None:
     _check_process(process, task, config)
@@ -1010,7 +1027,9 @@ def check_sampling_on_resume(task: FederatedTask, config: ExperimentConfig) -> N
 
 
 def with_task_settings(task: FederatedTask, config: ExperimentConfig) -> ExperimentConfig:
-  """`config` recording `task.settings` too (the flags' values win where both name one).
+  """`config` recording `task.settings` too, over the flags' values where both name one:
+  the task is what runs (a config from flags on a task built in Python with other epochs
+  recorded the flags' epochs).
 
   A binary records its flags, the task's among them; a task built in Python (a
   notebook, the README's examples) would otherwise leave its dataset, split, epochs,
@@ -1027,10 +1046,12 @@ def with_task_settings(task: FederatedTask, config: ExperimentConfig) -> Experim
                        "(a string, a number) instead")
   if config.fixed_clients:  # Not sampled: runs recorded before it compare as they did.
     del settings[rundir.CLIENT_SAMPLING]
-  missing = {k: v for k, v in settings.items() if k not in config.recorded}
-  if not missing:
+  changed = {k: v for k, v in settings.items()
+             if k not in config.recorded
+             or rundir.jsonable(config.recorded[k]) != rundir.jsonable(v)}
+  if not changed:
     return config
-  return dataclasses.replace(config, recorded={**config.recorded, **missing})
+  return dataclasses.replace(config, recorded={**config.recorded, **changed})
 
 
 def check_error_feedback_on_model(get_model_fn: Callable[[], Callable[[], Any]],
