@@ -242,6 +242,8 @@ class Codec:
         or a direction other than 'broadcast' and 'aggregate'.
     """
     _common.check_choice("direction", direction, DIRECTIONS)
+    if not _common.is_integer(num_elements) or num_elements < 0:  # -5 gave 32 bits.
+      raise ValueError(f"num_elements must be an integer >= 0, got {num_elements!r}")
     if self.bits_formula is None:
       raise ValueError(f"codec {self.name!r} has no bit formula: its size depends on the "
                        "data, or it was registered without one (Codec(..., bits_formula=...))")

@@ -181,6 +181,12 @@ class CodecSpec:
     if not _common.is_integer(self.threshold) or self.threshold < 0:
       raise ValueError(f"threshold must be a non-negative integer, got {self.threshold!r}")
     object.__setattr__(self, "threshold", int(self.threshold))
+    if not isinstance(self.options, Mapping | None):
+      # make_codec's flag-style string ('bits=4') ended in dict()'s 'dictionary update
+      # sequence element #0 has length 1'.
+      raise ValueError(f"options must be a mapping such as {{'bits': 4}}, got "
+                       f"{self.options!r}: options as text go in the name "
+                       f"(CodecSpec('uniform(bits=4)')) or to make_codec(name, options=...)")
     # A copy: specs made in a loop from one dict the caller changes would otherwise all
     # become the last one (their descriptions and bit counts along with it).
     object.__setattr__(self, "options", dict(self.options or {}))

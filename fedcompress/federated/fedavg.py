@@ -292,6 +292,16 @@ def build_fedavg(
     asked) and `aggregate/rejected_clients` (with `reject_non_finite`), besides
     TFF's own metrics.
   """
+  # ExperimentConfig's and the flags' spellings (dp="central", aggregator="fetchsgd")
+  # ended in an AttributeError, or in a TypeError naming an inner factory's parameter.
+  if dp is not None and not isinstance(dp, DPConfig):
+    raise ValueError("dp must be a fedcompress.federated.privacy.DPConfig (e.g. "
+                     f"DPConfig('central', ...)) or None, got {dp!r}")
+  if aggregator is not None and not isinstance(
+      aggregator, tff.aggregators.WeightedAggregationFactory):
+    raise ValueError("aggregator must be a tff.aggregators.WeightedAggregationFactory (an "
+                     "AggregatorSpec's .factory()), got "
+                     f"{type(aggregator).__name__}")
   client_optimizer, server_optimizer = default_optimizers(client_optimizer, server_optimizer)
   weights_type = tff.learning.models.weights_type_from_model(model_fn)
   allocated = (isinstance(broadcast_codec, AllocatedCodec)

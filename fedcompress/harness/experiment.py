@@ -237,6 +237,9 @@ def check_optimizer(name: str, learning_rate: float,
   if not (learning_rate > 0 and math.isfinite(learning_rate)):
     raise ValueError(f"learning rate must be a finite number > 0, got {learning_rate}")
   choice = OPTIMIZERS[name]
+  if options is not None and not isinstance(options, Mapping):  # A list of pairs.
+    raise ValueError(f"{flag_prefix}optimizer_options must be a mapping such as "
+                     f"{{'momentum': 0.9}}, got {options!r}")
   given = {k: v for k, v in (options or {}).items() if v is not None}
   for option, value in given.items():
     if option not in choice.options:
@@ -399,7 +402,9 @@ class ExperimentConfig:
                        f"'..', no path separator), got {name!r}")
     for what, rate in (("client", self.client_learning_rate),
                        ("server", self.server_learning_rate)):
-      if not (rate > 0 and math.isfinite(rate)):
+      # A string ('0.1', a notebook's copy of the flag) failed in a bare TypeError.
+      if (isinstance(rate, bool) or not isinstance(rate, int | float | np.number)
+          or not (rate > 0 and math.isfinite(rate))):
         raise ValueError(f"--{what}_learning_rate must be a finite number > 0, got {rate}")
     check_optimizer(self.client_optimizer, self.client_learning_rate,
                     self.client_optimizer_options, flag_prefix="client_")
