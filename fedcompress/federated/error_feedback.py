@@ -207,11 +207,6 @@ def check_error_feedback(mode: str, aggregate_codec: CodecSpec | str | None,
   if mode not in ("ef", "ef21"):
     raise ValueError(f"unknown error feedback mode {mode!r}; valid: ef, ef21")
   codec = CodecSpec.parse(aggregate_codec)
-  if codec.name == "identity":
-    # Accepted, it fed back nothing and wrote every client's zeros (6.3 MiB on the
-    # tutorial CNN) to disk each round.
-    raise ValueError("--error_feedback has nothing to feed back with the identity uplink "
-                     "codec (every residual is 0): give --aggregate_encoder a codec")
   if not codec.codec.decodes_sums_exactly(codec.options):
     raise ValueError(f"--error_feedback needs an uplink codec whose decoded sum is the sum "
                      f"of the clients' decodes; {codec.name} decodes the summed encodings "

@@ -533,10 +533,3 @@ def test_a_codec_drawing_unseeded_in_its_encode_is_refused():
   finally:
     unregister("te_uniform_of_a_user")
 
-
-@pytest.mark.parametrize("codec", [None, "identity", CodecSpec("identity", threshold=0)])
-def test_an_uncompressed_uplink_is_refused(codec):
-  # Accepted, it fed back nothing and wrote each client's zeros to disk every round.
-  with pytest.raises(ValueError, match=r"^--error_feedback has nothing to feed back with the "
-                     "identity uplink codec"):
-    check_error_feedback("ef", codec, tff.learning.ClientWeighting.NUM_EXAMPLES)

@@ -64,3 +64,14 @@ def test_a_budget_that_small_tensors_cannot_meet_is_said():
   assert experiment.tensors_codec_note(_process(101), both).count("cannot meet") == 2
   chain = _config("randk(fraction=0.5)|adaptive(budget_bits_per_coordinate=2.0)", threshold=100)
   assert experiment.tensors_codec_note(_process(101), chain) is None
+
+
+def test_error_feedback_over_the_identity_uplink_is_said():
+  # It fed back nothing and wrote each client's zeros to disk every round, unsaid.
+  config = dataclasses.replace(_config("identity"), error_feedback="ef")
+  assert experiment.error_feedback_note(config) == (
+      "--error_feedback=ef with the identity uplink codec feeds back nothing (every residual "
+      "is 0), yet writes each client's state to client_states/ every round")
+  assert experiment.error_feedback_note(
+      dataclasses.replace(_config("topk"), error_feedback="ef")) is None
+  assert experiment.error_feedback_note(_config("identity")) is None
