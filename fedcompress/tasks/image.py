@@ -8,6 +8,8 @@ FedOpt paper's (Reddi et al. 2021).
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 
 import tensorflow as tf
@@ -26,6 +28,22 @@ IMAGE_MODELS: dict[str, Callable[..., tf.keras.Model]] = {
 DEFAULT_IMAGE_MODEL = "fedavg_cnn"
 
 
+def _check_whole(name: str, value, low: int, high: int | None = None) -> None:
+  # What the binaries' flags refuse when parsed; in Python, epochs=-1 repeated the
+  # clients' data forever (round 1 never ended), and 0, a float or a negative seed
+  # failed in TensorFlow or scikit-learn without naming the argument.
+  if (not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low
+      or (high is not None and value > high)):
+    span = f">= {low}" if high is None else f"in {low}..{high}"
+    raise ValueError(f"{name} must be an integer {span}, got {value!r}")
+
+
+def _check_task_arguments(epochs, batch_size, seed) -> None:
+  _check_whole("epochs", epochs, 1)
+  _check_whole("batch_size", batch_size, 1)
+  _check_whole("seed", seed, 0, 2**32 - 1)  # scikit-learn's and NumPy's seeds.
+
+
 def image_task(name: str, train, test, *, num_classes: int, epochs: int,
                batch_size: int, seed: int, model_seed: int | None = None,
                model: str = DEFAULT_IMAGE_MODEL,
@@ -36,6 +54,7 @@ def image_task(name: str, train, test, *, num_classes: int, epochs: int,
   """
   if model not in IMAGE_MODELS:
     raise ValueError(f"unknown model {model!r}; valid: {', '.join(sorted(IMAGE_MODELS))}")
+  _check_task_arguments(epochs, batch_size, seed)
   create_cnn = IMAGE_MODELS[model]
   model_seed = seed if model_seed is None else model_seed
 
@@ -72,6 +91,7 @@ def image_task(name: str, train, test, *, num_classes: int, epochs: int,
 def emnist_task(*, only_digits: bool = True, cache_dir: str | None = None, epochs: int = 1,
                 batch_size: int = 20, seed: int = 0,
                 model: str = DEFAULT_IMAGE_MODEL) -> FederatedTask:
+  _check_task_arguments(epochs, batch_size, seed)  # Before the data is read.
   train, test = emnist.load_emnist(only_digits, cache_dir)
   data = file_fingerprint(cached_path(cache_dir, emnist.EMNIST_SQLITE))
   return image_task("emnist", train, test, num_classes=10 if only_digits else 62,
@@ -82,6 +102,11 @@ def emnist_task(*, only_digits: bool = True, cache_dir: str | None = None, epoch
 def digits_task(*, num_clients: int = 20, alpha: float = 1.0, epochs: int = 1,
                 batch_size: int = 20, seed: int = 0,
                 model: str = DEFAULT_IMAGE_MODEL) -> FederatedTask:
+  _check_task_arguments(epochs, batch_size, seed)  # Before the data is split.
+  _check_whole("num_clients", num_clients, 1)
+  if not isinstance(alpha, numbers.Real) or isinstance(alpha, bool) or not (
+      0 < alpha < math.inf):
+    raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
   train, test = digits.digits_client_data(num_clients, alpha, seed)
   return image_task("digits", train, test, num_classes=10, epochs=epochs,
                     batch_size=batch_size, seed=seed, model=model,
