@@ -111,6 +111,18 @@ def split_codecs(text: str) -> list[str]:
   return [n for n in names if n]
 
 
+def listed_codecs(text: str) -> list[str]:
+  """`split_codecs(text)` for a tool's --codecs, refusing a list it would measure nothing
+  of (`codec_cost --codecs=` ended in ZeroDivisionError, `codec_speed` exited 0) or one
+  that names a codec twice (`build_time` kept the second's figures only)."""
+  names = split_codecs(text)
+  if not names:
+    raise ValueError("--codecs lists no codec")
+  if twice := sorted({n for n in names if names.count(n) > 1}):
+    raise ValueError(f"--codecs lists {', '.join(twice)} more than once")
+  return names
+
+
 def codec_options(name: str) -> dict[str, Any]:
   """The options a sweep runs `name` with: `CODEC_OPTIONS`' for a registered codec, and
   none for a codec written with its own, such as `drive(shared_rotation=true)`.
@@ -124,7 +136,7 @@ def codec_options(name: str) -> dict[str, Any]:
   import fedcompress
 
   fedcompress.quiet_tensorflow()  # Before TensorFlow loads, as in the tools.
-  if "(" not in name:
+  if "(" not in name and "|" not in name:  # A chain is checked whole, below.
     from fedcompress.codecs import registry
 
     if name in registry.available_codecs():  # One a --codec_modules entry registered.

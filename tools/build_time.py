@@ -27,10 +27,10 @@ from absl import app, flags
 from fedcompress.federated import quiet
 from fedcompress.harness import rundir
 from fedcompress.harness.cli import check_output_file, fail, interruptible, parse_flags
-from tools.benchmark import CODEC_MODULES_HELP, codec_options, load_codec_modules, split_codecs
+from tools.benchmark import CODEC_MODULES_HELP, codec_options, listed_codecs, load_codec_modules
 
 FLAGS = flags.FLAGS
-# A string, split by `split_codecs`: absl's list flag would split a codec's options too.
+# A string, split by `listed_codecs`: absl's list flag would split a codec's options too.
 flags.DEFINE_string("codecs", "none,uniform,drive,uniform_huffman",
                     "Codecs to build with, comma-separated ('none' = no codec; a codec may "
                     "carry its options, as uniform(bits=2,word_bits=32)).")
@@ -67,9 +67,10 @@ def _measure(codec: str) -> dict[str, Any]:
 def main(argv) -> int:
   if len(argv) > 1:
     return fail(f"unexpected arguments: {' '.join(argv[1:])}")
-  codecs = split_codecs(FLAGS.codecs)
-  if not codecs:
-    return fail("--codecs is empty")
+  try:
+    codecs = listed_codecs(FLAGS.codecs)
+  except ValueError as e:
+    return fail(str(e))
   try:
     modules = load_codec_modules(FLAGS.codec_modules)
   except ValueError as e:

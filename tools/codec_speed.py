@@ -26,8 +26,8 @@ from tools.benchmark import (
   CODEC_MODULES_HELP,
   CODEC_OPTIONS,
   codec_options,
+  listed_codecs,
   load_codec_modules,
-  split_codecs,
 )
 
 
@@ -90,7 +90,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     load_codec_modules(args.codec_modules)
   except ValueError as e:
     parser.error(f"--codec_modules: {e}")
-  names = split_codecs(args.codecs)
+  try:
+    names = listed_codecs(args.codecs)
+  except ValueError as e:
+    parser.error(str(e))
   options = {}
   for name in names:
     try:

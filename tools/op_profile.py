@@ -167,8 +167,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     modules = load_codec_modules(args.codec_modules)
   except ValueError as e:
     parser.error(f"--codec_modules: {e}")
-  if args.codec not in CODEC_OPTIONS and "(" not in args.codec and not modules:
-    parser.error(f"unknown codec {args.codec!r}; valid: {', '.join(CODEC_OPTIONS)}")
   try:
     codec_options(args.codec)  # One with inline options, or a module's: its own check.
   except ValueError as e:

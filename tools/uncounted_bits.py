@@ -156,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> None:
   if args.clients < 1:
     parser.error("--clients must be >= 1")
   names = [n.strip() for n in args.configs.split(",") if n.strip()]
+  if not names:  # It printed nothing and exited 0.
+    parser.error("--configs lists no configuration")
   unknown = sorted(set(names) - set(_CONFIG_NAMES))
   if unknown:
     parser.error(f"unknown configs {unknown}; valid: {', '.join(_CONFIG_NAMES)}")

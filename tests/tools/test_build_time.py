@@ -24,6 +24,18 @@ def test_an_unknown_codec_is_one_error_line_before_any_build(load_binary, tmp_pa
   assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("codecs, message", [
+    # Both built, the JSON keeping the second's figures only.
+    ("none,none", "error: --codecs lists none more than once"),
+    ("", "error: --codecs lists no codec")])
+def test_a_codec_twice_or_none_is_refused(load_binary, tmp_path, capsys, codecs, message):
+  with load_binary("tools/build_time.py") as module, flagsaver.flagsaver():
+    module.FLAGS["codecs"].parse(codecs)
+    module.FLAGS.output = str(tmp_path / "build_time.json")
+    assert module.main(["build_time"]) == 2
+  assert capsys.readouterr().err == message + "\n"
+
+
 # Stands in for a child (`--probe <codec>`): the figures of a build, or a failure for drive.
 _FAKE_BUILD = """
 import json, sys

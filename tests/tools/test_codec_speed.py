@@ -11,6 +11,9 @@ from tools import codec_speed
 
 @pytest.mark.parametrize("argv, message", [
     (["--codecs=bogus"], "--codecs: unknown codecs ['bogus']"),
+    # It exited 0 having measured nothing; a codec named twice was measured once.
+    (["--codecs="], "--codecs lists no codec"),
+    (["--codecs=uniform,topk,uniform"], "--codecs lists uniform more than once"),
     (["--codecs=drive(bits=x)"], "--codecs: "),
     (["--codecs=mine", "--codec_modules=/nonexistent/none.py"], "--codec_modules: cannot import"),
     (["--reps=0"], "--reps must be >= 1"),

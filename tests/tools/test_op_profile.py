@@ -91,10 +91,11 @@ def test_main_on_one_thread_prints_and_writes_json(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--codec=nope"], "unknown codec 'nope'"),
+    (["--codec=nope"], "unknown codecs ['nope']"),
     (["--codec=eden", "--options=bits=9"], "--options: bits must be"),
     (["--codec=eden", "--shapes=64xa"], "--shapes must be like"),
-    (["--codec=mine_of_a_tool"], "unknown codec 'mine_of_a_tool'"),
+    (["--codec=mine_of_a_tool"], "unknown codecs ['mine_of_a_tool']"),
+    (["--codec=randk|nope"], "unknown codec 'nope'"),
     (["--codec=mine_of_a_tool", "--codec_modules=/nonexistent/none.py"],
      "--codec_modules: cannot import")])
 def test_bad_arguments_are_one_error_line(capsys, args, message):

@@ -58,6 +58,14 @@ def test_payload_is_what_is_counted_and_the_rest_is_the_readmes_list():
   ])
 
 
+def test_no_config_is_refused(capsys):
+  # It printed nothing and exited 0.
+  with pytest.raises(SystemExit) as exit_info:
+    uncounted_bits.main(["--configs=,"])
+  assert exit_info.value.code == 2
+  assert "--configs lists no configuration" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv", [["--clients=5"],
                                   ["--configs=identity,dp_adaptive", "--clients=3"]])
 def test_too_few_clients_for_dp_adaptive_is_refused_before_any_config(capsys, argv):
