@@ -165,17 +165,22 @@ def test_bad_input_is_one_line(binary, data_dir, tiny_model, tmp_path, capsys, o
   assert not (tmp_path / "runs" / "bad").exists()
 
 
+def _write_one_character_client(folder):
+  """A shakespeare.sqlite whose client ONE holds one character: no window even padded."""
+  clients = {"HAMLET": ("train", [LINES[0] * 2] * 20), "ONE": ("train", ["a"]),
+             "HORATIO": ("test", [LINES[1] * 2] * 20)}
+  tff.simulation.datasets.save_to_sql_client_data(
+      list(clients), lambda c: tf.data.Dataset.from_tensor_slices(collections.OrderedDict(
+          snippets=tf.constant(clients[c][1]))), str(folder / "shakespeare.sqlite"),
+      split_names_by_client_id={c: s for c, (s, _) in clients.items()})
+
+
 def test_a_listed_client_with_no_window_even_padded_is_refused(binary, tiny_model, tmp_path,
                                                                capsys):
   # One character: padding drops a last window of one character, so the client had no
   # batch, and under uniform weights its zero update weighed 1 (eval loss 4.3987 against
   # 4.3553 for the real client alone), unsaid.
-  clients = {"HAMLET": ("train", [LINES[0] * 2] * 20), "ONE": ("train", ["a"]),
-             "HORATIO": ("test", [LINES[1] * 2] * 20)}
-  tff.simulation.datasets.save_to_sql_client_data(
-      list(clients), lambda c: tf.data.Dataset.from_tensor_slices(collections.OrderedDict(
-          snippets=tf.constant(clients[c][1]))), str(tmp_path / "shakespeare.sqlite"),
-      split_names_by_client_id={c: s for c, (s, _) in clients.items()})
+  _write_one_character_client(tmp_path)
   assert _run(binary, pretrained_model=tiny_model, cache_dir=str(tmp_path),
               clients=["HAMLET", "ONE"], clients_per_round=2, client_weighting="uniform",
               pad_short_clients=True, rounds=1, root_output_dir=str(tmp_path / "runs"),
@@ -192,12 +197,7 @@ def test_a_listed_client_with_no_window_even_padded_is_refused(binary, tiny_mode
     (None, "the sanity check on client ONE")])
 def test_a_sanity_client_with_no_window_is_named(binary, tiny_model, tmp_path, capsys,
                                                  flag_value, subject):
-  clients = {"HAMLET": ("train", [LINES[0] * 2] * 20), "ONE": ("train", ["a"]),
-             "HORATIO": ("test", [LINES[1] * 2] * 20)}
-  tff.simulation.datasets.save_to_sql_client_data(
-      list(clients), lambda c: tf.data.Dataset.from_tensor_slices(collections.OrderedDict(
-          snippets=tf.constant(clients[c][1]))), str(tmp_path / "shakespeare.sqlite"),
-      split_names_by_client_id={c: s for c, (s, _) in clients.items()})
+  _write_one_character_client(tmp_path)
   listed = ["HAMLET"] if flag_value else ["ONE", "HAMLET"]
   assert _run(binary, pretrained_model=tiny_model, cache_dir=str(tmp_path),
               clients=listed, clients_per_round=len(listed), sanity_client=flag_value,
