@@ -130,7 +130,11 @@ def run_finetune(config: ExperimentConfig, *, pretrained_path: str | None,
         config, recorded={**config.recorded, rundir.PRETRAINED_DIGEST: digest})
   start = (load_pretrained(pretrained_path) if pretrained_path is not None
            else create_model(model, seed=config.seed))
-  check_run_dir(config)
+  if not config.resume:
+    # A taken folder is refused before the task is built. A resume is compared once the
+    # task is (check_experiment below): the record holds the task's settings, which win
+    # over the flags' (a config from flags given other epochs here was refused).
+    check_run_dir(config)
   setup = build_shakespeare_task(start, cache_dir=cache_dir, epochs=epochs,
                                  max_batches=max_batches, pad_short_clients=pad_short_clients,
                                  max_eval_batches=max_eval_batches, seed=config.seed,
@@ -138,9 +142,12 @@ def run_finetune(config: ExperimentConfig, *, pretrained_path: str | None,
   client = sanity_client or (config.fixed_clients[0] if config.fixed_clients else
                              "THE_TRAGEDY_OF_KING_LEAR_KING")
   if pretrained_path is not None and client not in set(setup.task.client_ids):
-    # The flag that named it: --sanity_client, or by default the first of --clients.
-    raise ValueError(f"--{'sanity_client' if sanity_client else 'clients'}: unknown client "
-                     f"id: {client}")
+    # The flag that named it: --sanity_client, or by default the first of --clients, or
+    # without those, --sanity_client's own default (the tutorial's).
+    named_by = ("--sanity_client" if sanity_client or not config.fixed_clients
+                else "--clients")
+    default = "" if sanity_client or config.fixed_clients else " (its default)"
+    raise ValueError(f"{named_by}: unknown client id: {client}{default}")
   check_experiment(setup.task, config)
   if config.client_weighting == "uniform" and config.fixed_clients:
     # Padded too: a client with no window even padded (one character, or empty

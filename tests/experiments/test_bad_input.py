@@ -758,6 +758,11 @@ class TestShakespeare:
     self.check(binary, tmp_path, capsys, data_dir, tiny_model,
                "--clients: unknown client id(s): NOBODY", clients=["HAMLET", "NOBODY"],
                clients_per_round=2)
+    # Sampled clients: the tutorial's default sanity client, not in this data, is
+    # --sanity_client's default (it blamed --clients, which was not given).
+    self.check(binary, tmp_path, capsys, data_dir, tiny_model,
+               "--sanity_client: unknown client id: THE_TRAGEDY_OF_KING_LEAR_KING (its "
+               "default)", clients=[], clients_per_round=2)
 
   def test_missing_pretrained_model(self, binary, tmp_path, capsys, data_dir, tiny_model):
     missing = str(tmp_path / "missing.keras")

@@ -266,3 +266,29 @@ def test_results_block_is_built_from_the_runs(binary, data_dir, tiny_model, tmp_
   with pytest.raises(ValueError, match="u8 finished 2 rounds and plain 1"):
     shakespeare_results.format_block([runs[0], {**runs[1], "rounds": 2}])
   assert shakespeare_results.format_block(runs) == block
+
+
+def test_a_notebooks_run_with_other_epochs_than_its_flags_resumes(data_dir, tiny_model,
+                                                                    tmp_path):
+  # A config from the flags (1 epoch) run with epochs=2: config.json holds the task's 2
+  # (b004f58), and the early run-directory check compared the flags' 1 with it, so the
+  # same call resumed was refused ('--client_epochs=1 (recorded 2)').
+  from absl import flags
+
+  from fedcompress.harness import flags as fc_flags
+  from fedcompress.harness.finetune import run_finetune
+
+  def run(*args):
+    fv = flags.FlagValues()
+    fc_flags.define_shakespeare_experiment_flags(fv)
+    fv(["nb", f"--root_output_dir={tmp_path}", "--experiment_name=nb", "--clients=HAMLET",
+        f"--pretrained_model={tiny_model}", "--rounds_per_eval=1", *args])
+    return run_finetune(fc_flags.shakespeare_config_from_flags(fv),
+                        pretrained_path=tiny_model, cache_dir=str(data_dir), epochs=2,
+                        max_batches=1, max_eval_batches=1, num_generate=5)
+
+  run("--rounds=1")
+  assert json.loads((tmp_path / "nb" / "config.json").read_text())["client_epochs"] == 2
+  run("--rounds=2", "--resume")
+  rows = reporting.read_metrics_csv(str(tmp_path / "nb" / "metrics.csv"))
+  assert [int(r[m.ROUND]) for r in rows] == [1, 2]
