@@ -234,8 +234,11 @@ def check_optimizer(name: str, learning_rate: float,
   """
   if name not in OPTIMIZERS:
     raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(sorted(OPTIMIZERS))}")
-  if not (learning_rate > 0 and math.isfinite(learning_rate)):
-    raise ValueError(f"learning rate must be a finite number > 0, got {learning_rate}")
+  # A string ('0.1') failed in a bare TypeError here too (build_process, build_optimizer).
+  if (isinstance(learning_rate, bool) or not isinstance(learning_rate, int | float | np.number)
+      or not (learning_rate > 0 and math.isfinite(learning_rate))):
+    what = f"--{flag_prefix}learning_rate" if flag_prefix else "learning rate"
+    raise ValueError(f"{what} must be a finite number > 0, got {learning_rate!r}")
   choice = OPTIMIZERS[name]
   if options is not None and not isinstance(options, Mapping):  # A list of pairs.
     raise ValueError(f"{flag_prefix}optimizer_options must be a mapping such as "
@@ -712,16 +715,17 @@ def plain_codec_note(config: ExperimentConfig) -> str | None:
 
 
 def error_feedback_note(config: ExperimentConfig) -> str | None:
-  """What a run with error feedback over the identity uplink says: it feeds back nothing
-  (every residual is 0), yet writes each client's zeros (6.3 MiB on the tutorial CNN)
-  to disk every round. Not refused: a sweep's grid over codecs may hold identity."""
+  """What a run with `ef` over the identity uplink says: it feeds back nothing (every
+  residual is 0), yet writes each client's zeros (6.3 MiB on the tutorial CNN) to disk
+  every round. Not refused: a sweep's grid over codecs may hold identity. (`ef21`'s
+  states are its clients' estimates, which change its results even uncompressed.)"""
   codec = config.aggregate_codec
-  if config.error_feedback == "none" or not (isinstance(codec, CodecSpec)
-                                            and codec.name == "identity"):
+  if config.error_feedback != "ef" or not (isinstance(codec, CodecSpec)
+                                          and codec.name == "identity"):
     return None
-  return (f"--error_feedback={config.error_feedback} with the identity uplink codec feeds "
-          "back nothing (every residual is 0), yet writes each client's state to "
-          f"{CLIENT_STATE_DIR}/ every round")
+  return ("--error_feedback=ef with the identity uplink codec feeds back nothing (every "
+          f"residual is 0), yet writes each client's state to {CLIENT_STATE_DIR}/ every "
+          "round")
 
 
 def dp_codec_note(config: ExperimentConfig) -> str | None:

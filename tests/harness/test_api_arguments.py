@@ -52,3 +52,14 @@ def test_experiment_config_names_numbers_and_options_of_another_kind(changes, me
   config = ExperimentConfig(root_output_dir="/unused", experiment_name="x", **changes)
   with pytest.raises(ValueError, match=message):
     config.validate()
+
+
+def test_the_optimizer_builder_names_a_learning_rate_of_another_kind():
+  # build_process reaches it without validate(): a bare TypeError there too.
+  from fedcompress.harness.experiment import build_optimizer
+
+  with pytest.raises(ValueError, match=r"^--client_learning_rate must be a finite number > "
+                     r"0, got '0.1'$"):
+    build_optimizer("sgd", "0.1", flag_prefix="client_")
+  with pytest.raises(ValueError, match=r"^learning rate must be a finite number > 0"):
+    build_optimizer("adam", float("nan"))

@@ -75,3 +75,6 @@ def test_error_feedback_over_the_identity_uplink_is_said():
   assert experiment.error_feedback_note(
       dataclasses.replace(_config("topk"), error_feedback="ef")) is None
   assert experiment.error_feedback_note(_config("identity")) is None
+  # ef21's states are its clients' estimates: they change its results even uncompressed.
+  assert experiment.error_feedback_note(
+      dataclasses.replace(_config("identity"), error_feedback="ef21")) is None
