@@ -58,12 +58,20 @@ def codec_of(run_dir: str, baseline_dir: str | None = None) -> str:
   if feedback != "none":
     parts.append(f"error feedback: {feedback}")
   if baseline_dir is not None:
-    base = _config(baseline_dir)
-    skip = _SAID | rundir.HOW_NOT_WHAT | rundir.SPELLINGS
-    parts += [f"{k}={config.get(k)} (baseline: {base.get(k)})"
-              for k in sorted(set(config) | set(base))
-              if k not in skip and config.get(k) != base.get(k)]
+    parts += _other_settings(config, _config(baseline_dir))
   return "; ".join(parts) or "none"
+
+
+def _other_settings(config: dict[str, Any], base: dict[str, Any]) -> list[str]:
+  """Settings of `config` that differ from the baseline's `base`, each with the baseline's
+  value where it ran with one. Left out: what the run does not use (DP's flags without
+  --dp), and what one of the two records lacks (recorded by other code, compared as the
+  sweep compares them: not at all)."""
+  skip = _SAID | rundir.HOW_NOT_WHAT | rundir.SPELLINGS | rundir.unused_flags(config)
+  unused_by_base = rundir.unused_flags(base)
+  return [f"{k}={config[k]}" + ("" if k in unused_by_base else f" (baseline: {base[k]})")
+          for k in sorted(set(config) & set(base))
+          if k not in skip and config[k] != base[k]]
 
 
 def table_rows(summaries: Sequence[dict[str, Any]], root: str, baseline: str

@@ -1206,19 +1206,19 @@ def tensorboard_hparams(config: ExperimentConfig) -> dict[str, Any]:
   record = {**record, **{k: current[k] for k in _EXTENDED_ON_RESUME if k in current}}
   # The codecs as they run, whatever spelling config.json holds (a resume runs the same
   # codecs, or is refused).
-  aggregate = config.aggregate_codec
-  record.update(broadcast_codec=config.broadcast_codec.describe_resolved(),
-                aggregate_codec=aggregate.describe_resolved(
-                    threshold=not config.secure_aggregation)
-                if isinstance(aggregate, CodecSpec) else aggregate.describe_resolved())
-  # Flags that do nothing in this run, which the binaries say: the digits' on another
-  # dataset, DP's without --dp, the field's without --dp=distributed.
-  unused = {k for k in record if (k.startswith("digits_") and record.get("dataset") not in
-                                  (None, "digits"))
-            or (k.startswith("dp_") and record.get("dp", "none") == "none")
-            or (k == "dp_field_bits" and record.get("dp") != "distributed")}
+  record.update(resolved_codecs(config))
   return {k: v for k, v in record.items()
-          if k not in rundir.HOW_NOT_WHAT | rundir.SPELLINGS | unused}
+          if k not in rundir.HOW_NOT_WHAT | rundir.SPELLINGS | rundir.unused_flags(record)}
+
+
+def resolved_codecs(config: ExperimentConfig) -> dict[str, str]:
+  """Both directions' codecs with every option resolved, as they run: one text for one
+  codec however it was spelt (`uniform(bits=8)`, `uniform(bits=8,deterministic=false)`)."""
+  aggregate = config.aggregate_codec
+  return {"broadcast_codec": config.broadcast_codec.describe_resolved(),
+          "aggregate_codec": (aggregate.describe_resolved(threshold=not config.secure_aggregation)
+                              if isinstance(aggregate, CodecSpec)
+                              else aggregate.describe_resolved())}
 
 
 def _run_locked(task, config, initial_weights, process, console) -> ExperimentResult:

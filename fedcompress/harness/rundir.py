@@ -139,6 +139,15 @@ _held_lock = threading.Lock()
 CHECKPOINT_DIR = "checkpoints"  # Under a run directory: round_<N> per checkpoint.
 
 
+def unused_flags(record: Mapping[str, Any]) -> set[str]:
+  """Flags of `record` that do nothing in its run, which the binaries say: the digits'
+  on another dataset, DP's without --dp, the field's without --dp=distributed."""
+  return {k for k in record if (k.startswith("digits_") and record.get("dataset") not in
+                                (None, "digits"))
+          or (k.startswith("dp_") and record.get("dp", "none") == "none")
+          or (k == "dp_field_bits" and record.get("dp") != "distributed")}
+
+
 def checkpoint_rounds(run_dir: str) -> list[int] | None:
   """The rounds of the run's checkpoints, ascending; None without a checkpoint folder."""
   folder = os.path.join(run_dir, CHECKPOINT_DIR)

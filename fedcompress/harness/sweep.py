@@ -168,21 +168,31 @@ def _check_same_rounds(configurations: Sequence[str], rounds: Sequence[int],
                      f"bits, so they must run the same number of rounds ({said}): {fix}")
 
 
+# What names a run or says how to start it; a run's other settings, those of how it runs
+# (--max_concurrent_clients, --workers: a timing grid) included, tell runs apart.
+_NAMING = frozenset({"experiment_name", "root_output_dir", "resume"})
+
+
 def _check_distinct(plans: Sequence[_Plan]) -> None:
   """Refuses two runs that would run the same settings under other names: a sweep ran
   `up_drive` uncompressed beside the baseline, its table saying 1.00x, when a
   --flagfile in --common_flags (read after each run's own) overrode the run's codec."""
+  from fedcompress.harness.experiment import resolved_codecs
+
   seen: dict[str, str] = {}
   for plan in plans:
-    record = {k: rundir.jsonable(v) for k, v in plan.config.record().items()
-              if k not in rundir.HOW_NOT_WHAT | rundir.SPELLINGS}
-    key = json.dumps(record, sort_keys=True, default=str)
+    record = {k: rundir.jsonable(v) for k, v in plan.config.record().items()}
+    record.update(resolved_codecs(plan.config))  # One text however a codec is spelt.
+    skip = _NAMING | rundir.SPELLINGS | rundir.unused_flags(record)
+    key = json.dumps({k: v for k, v in record.items() if k not in skip}, sort_keys=True,
+                     default=str)
     if (other := seen.setdefault(key, plan.run.name)) != plan.run.name:
       raise ValueError(
-          f"sweep runs {other!r} and {plan.run.name!r} would run the same settings: a "
+          f"sweep runs {other!r} and {plan.run.name!r} would run the same settings (a "
           "--flagfile in --common_flags is read after each run's own and overrides what it "
-          "sets, and grid values that spell one value (0.1, 0.10) are one run; give the "
-          "base flagfile in each run's flags, or make the runs differ")
+          "sets; grid values may spell one setting, 0.1 and 0.10, or set a flag that does "
+          "nothing in these runs): give the base flagfile in each run's flags, or make the "
+          "runs differ")
 
 
 def _finished_rounds(run_dir: str) -> int:

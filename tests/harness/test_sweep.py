@@ -136,14 +136,25 @@ def test_runs_of_other_names_with_the_same_settings_are_refused(tmp_path):
   runs = sweep.runs_from_flagfiles([str(baseline), str(drive)])
   out = tmp_path / "out"
   with pytest.raises(ValueError, match=r"^sweep runs 'baseline' and 'up_drive' would run the "
-                     r"same settings: a --flagfile in --common_flags is read after"):
+                     r"same settings \(a --flagfile in --common_flags is read after"):
     sweep.run_sweep(runs, str(out), common_flags=f"--flagfile={base}")
   with pytest.raises(ValueError, match=r"^sweep runs 'client_learning_rate-0.1' and "
                      r"'client_learning_rate-0.10' would run the same settings"):
     sweep.run_sweep(sweep.runs_from_grid("client_learning_rate=0.1,0.10"), str(out),
                     common_flags="--dataset=digits --rounds=1")
+  # One codec spelt two ways, and a flag that does nothing without --dp (R10, s46).
+  for grid in ("aggregate_encoder=uniform(bits=8),uniform(bits=8,deterministic=false)",
+               "dp_clip=0.1,0.5"):
+    with pytest.raises(ValueError, match=r"would run the same settings"):
+      sweep.run_sweep(sweep.runs_from_grid(grid), str(out),
+                      common_flags="--dataset=digits --rounds=1")
   assert not out.exists()
-  # Runs that differ go on: the test below runs 0.1 and 0.2.
+  # Runs that differ go on: the test below runs 0.1 and 0.2; and a timing grid, whose
+  # runs differ in how they run, is planned (it was refused as the same settings).
+  plans = [sweep._plan(sweep.get_experiment("emnist"), run, str(out),  # noqa: SLF001
+                       ["--dataset=digits", "--rounds=1"])
+           for run in sweep.runs_from_grid("max_concurrent_clients=1,2")]
+  sweep._check_distinct(plans)  # noqa: SLF001
 
 
 def test_a_root_folder_under_home_is_expanded_for_the_summary_too(tmp_path, monkeypatch):

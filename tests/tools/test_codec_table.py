@@ -108,6 +108,19 @@ def test_other_settings_than_the_baselines_are_named(tmp_path):
                     "aggr: uniform(bits=8)>100; seed=3 (baseline: 0)"]
 
 
+def test_settings_a_run_does_not_use_or_one_record_lacks_are_not_named(tmp_path):
+  # The baseline's DP flags, which did nothing without --dp, were cited as if they ran;
+  # a key a baseline recorded by older code lacks was cited as 'None'.
+  _run(tmp_path, "baseline", 3200, 0.90, dp="none", dp_clip=0.1, dp_noise_multiplier=1.0)
+  _run(tmp_path, "u8", 800, 0.9, codec="uniform(bits=8)>100", dp="none", dp_clip=0.5,
+       dp_noise_multiplier=0.5, client_sampling="sorted ids")
+  _run(tmp_path, "cdp", 3200, 0.9, dp="central", dp_clip=0.5, dp_noise_multiplier=1.0)
+  names = ("baseline", "u8", "cdp")
+  summaries = summary.compare_runs([str(tmp_path / n) for n in names], baseline="baseline")
+  codecs = [r["codec"] for r in codec_table.table_rows(summaries, str(tmp_path), "baseline")]
+  assert codecs == ["none", "aggr: uniform(bits=8)>100", "dp: central; dp_clip=0.5"]
+
+
 def test_epsilon_column_holds_the_last_rounds_epsilon(tmp_path):
   _run(tmp_path, "baseline", 3200, 0.90)
   _run(tmp_path, "dp", 3200, 0.5, epsilon=1.25)
