@@ -46,9 +46,11 @@ def budget_bits_per_coordinate(aggregate_bits_budget: float, clients_per_round: 
   if not _common.is_integer(clients_per_round) or clients_per_round < 1:
     raise ValueError(f"clients_per_round must be an integer >= 1, got {clients_per_round!r}")
   value_specs = list(value_specs)
-  if not all(isinstance(spec, tf.TensorSpec) for spec in value_specs):
-    raise ValueError("value_specs must be tf.TensorSpecs (of the model's trainable "
+  if not all(hasattr(spec, "shape") and hasattr(spec, "dtype") for spec in value_specs):
+    raise ValueError("value_specs must be tf.TensorSpecs or tensors (the model's trainable "
                      f"weights), got {[type(s).__name__ for s in value_specs][:3]}")
+  # Variables too (model.trainable_variables), as before the check.
+  value_specs = [tf.TensorSpec(spec.shape, spec.dtype) for spec in value_specs]
   policy = CodecSpec("identity", threshold=threshold)
   encoded, fixed = 0, 32  # The mean's float32 weight.
   for spec in value_specs:

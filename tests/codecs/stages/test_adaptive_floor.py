@@ -105,10 +105,20 @@ def test_a_rejected_client_leaves_the_others_widths_as_they_were():
     (float("inf"), 10, None, "aggregate_bits_budget must be a finite number"),
     (1e7, 2.5, None, "clients_per_round must be an integer >= 1, got 2.5"),
     (1e7, True, None, "clients_per_round must be an integer >= 1, got True"),
-    (1e7, 10, {"w": tf.TensorSpec([100_000], tf.float32)}, "value_specs must be tf.TensorSpecs"),
+    (1e7, 10, {"w": tf.TensorSpec([100_000], tf.float32)},
+     "value_specs must be tf.TensorSpecs or tensors"),
 ])
 def test_the_budget_mapping_checks_its_arguments(total, clients, specs, message):
   # NaN and inf gave NaN and inf budgets, 2.5 clients a budget, a dict a traceback.
   specs = specs if specs is not None else [tf.TensorSpec([100_000], tf.float32)]
   with pytest.raises(ValueError, match=message):
     budget.budget_bits_per_coordinate(total, clients, specs)
+
+
+def test_the_budget_mapping_takes_a_models_variables():
+  # model.trainable_variables, as it did before its arguments were checked.
+  variables = [tf.Variable(tf.zeros([100_000])), tf.Variable(tf.zeros([10]))]
+  specs = [tf.TensorSpec([100_000], tf.float32), tf.TensorSpec([10], tf.float32)]
+  total = 10 * (100_000 * 2 + 10 * 32 + 32)
+  assert budget.budget_bits_per_coordinate(total, 10, variables, threshold=100) == \
+      budget.budget_bits_per_coordinate(total, 10, specs, threshold=100) == 2.0
