@@ -149,6 +149,12 @@ def codec_options(name: str) -> dict[str, Any]:
   return {}
 
 
+# A chain's links run at the library's defaults, not at CODEC_OPTIONS' (eden alone at 1
+# bit, in randk|eden at 2): the rows name only what was given.
+CODECS_HELP = ("codecs, comma-separated: a registered one runs with CODEC_OPTIONS' options "
+               "(hadamard at 2 bits), one written with options as given "
+               "(drive(shared_rotation=true)), a chain (randk|eden) with its links' library "
+               "defaults where it gives none, or one --codec_modules registers")
 CODEC_MODULES_HELP = ("comma-separated .py files or module names to import first, as the "
                       "experiment binaries' --codec_modules: their codecs can then be named")
 

@@ -38,6 +38,7 @@ from fedcompress.harness.cli import ArgumentParser, run_script
 from tools.benchmark import (
   CODEC_MODULES_HELP,
   CODEC_OPTIONS,
+  CODECS_HELP,
   BenchmarkConfig,
   codec_options,
   listed_codecs,
@@ -228,7 +229,7 @@ def _other_settings(benchmark_result: Mapping[str, Any], config: BenchmarkConfig
 
 def main(argv: Sequence[str] | None = None) -> None:
   parser = ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--codecs", default=",".join(CODEC_OPTIONS))
+  parser.add_argument("--codecs", default=",".join(CODEC_OPTIONS), help=CODECS_HELP)
   parser.add_argument("--reps", type=int, default=9)
   parser.add_argument("--threads", type=int, default=0,
                       help="TensorFlow inter- and intra-op threads of this process, which "

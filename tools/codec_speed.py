@@ -25,6 +25,7 @@ from fedcompress.harness.cli import ArgumentParser, run_script
 from tools.benchmark import (
   CODEC_MODULES_HELP,
   CODEC_OPTIONS,
+  CODECS_HELP,
   codec_options,
   listed_codecs,
   load_codec_modules,
@@ -69,9 +70,7 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser = ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--shape", default="3136,512")
   parser.add_argument("--reps", type=int, default=5)
-  parser.add_argument("--codecs", default=",".join(CODEC_OPTIONS),
-                      help="registered codecs, codecs with inline options such as "
-                           "drive(shared_rotation=true), or codecs --codec_modules registers")
+  parser.add_argument("--codecs", default=",".join(CODEC_OPTIONS), help=CODECS_HELP)
   parser.add_argument("--codec_modules", default=None, help=CODEC_MODULES_HELP)
   args = parser.parse_args(argv)
   # Usage errors are one `error:` line and exit 2 (cli.ArgumentParser), these too.

@@ -269,7 +269,8 @@ def define_codec_flags(fv: FlagValues = flags.FLAGS) -> None:
   for direction, what in (("broadcast", "server -> client weights"),
                           ("aggregate", "client -> server updates (the numerator of "
                            "the mean; its denominator, each client's weight, goes as a "
-                           "float32)")):
+                           "float32, and under --secure_aggregation or --dp, which take "
+                           "uniform weights, not at all)")):
     flags.DEFINE_string(f"{direction}_encoder", "identity", f"Codec for {what}: one of "
                         f"{', '.join(codecs.available_codecs())}, optionally with its "
                         "options (eden(bits=1)), or a chain of them "
@@ -557,7 +558,9 @@ def codec_from_flags(fv: FlagValues, direction: str
     encoder, args = given[f"{direction}_encoder"], given[f"{direction}_encoder_args"]
     if bits is not None and not codecs.takes_bits(encoder, args):
       # Which one: the options' width won over a --*_bits of another value, unsaid.
-      why = (f"--{direction}_encoder_args sets the width" if codecs.takes_bits(encoder)
+      # (`huffman` with base=drive: the options pick a base without one.)
+      why = (f"--{direction}_encoder_args set the width, or pick a codec without one"
+             if codecs.takes_bits(encoder)
              else f"--{direction}_encoder={encoder} takes no width or sets its own")
       cli.warn_once(f"--{direction}_bits={bits} has no effect: {why} "
                     f"({spec.describe()} runs)")

@@ -308,8 +308,8 @@ def test_a_flag_warning_is_said_once_per_process(capsys):
 @pytest.mark.parametrize("args,warning", [
     # The options' width won, and the warning said EDEN took no width.
     (["--aggregate_encoder=eden", "--aggregate_encoder_args=bits=4", "--aggregate_bits=2"],
-     "warning: --aggregate_bits=2 has no effect: --aggregate_encoder_args sets the width "
-     "(eden(bits=4)>10000 runs)"),
+     "warning: --aggregate_bits=2 has no effect: --aggregate_encoder_args set the width, or "
+     "pick a codec without one (eden(bits=4)>10000 runs)"),
     (["--aggregate_encoder=topk", "--aggregate_bits=2"], "warning: --aggregate_bits=2 has no "
      "effect: --aggregate_encoder=topk takes no width or sets its own (topk>10000 "
      "runs)"),
