@@ -63,15 +63,21 @@ def codec_of(run_dir: str, baseline_dir: str | None = None) -> str:
 
 
 def _other_settings(config: dict[str, Any], base: dict[str, Any]) -> list[str]:
-  """Settings of `config` that differ from the baseline's `base`, each with the baseline's
-  value where it ran with one. Left out: what the run does not use (DP's flags without
-  --dp), and what one of the two records lacks (recorded by other code, compared as the
-  sweep compares them: not at all)."""
+  """Settings of `config` that differ from the baseline's `base`, with the baseline's
+  value where it ran with one. A setting the run uses and the baseline does not (DP's
+  flags, when only the run has --dp) is named whatever the baseline recorded, or whether
+  it recorded it at all. Left out: what the run does not use, and what a baseline that
+  uses it lacks (recorded by older code, which the sweep does not compare either)."""
   skip = _SAID | rundir.HOW_NOT_WHAT | rundir.SPELLINGS | rundir.unused_flags(config)
-  unused_by_base = rundir.unused_flags(base)
-  return [f"{k}={config[k]}" + ("" if k in unused_by_base else f" (baseline: {base[k]})")
-          for k in sorted(set(config) & set(base))
-          if k not in skip and config[k] != base[k]]
+  # Which of the run's keys the baseline's dataset and DP leave unused, recorded or not.
+  unused_by_base = rundir.unused_flags({**dict.fromkeys(config), **base})
+  named = []
+  for k in sorted(set(config) - skip):
+    if k in unused_by_base:
+      named.append(f"{k}={config[k]}")
+    elif k in base and config[k] != base[k]:
+      named.append(f"{k}={config[k]} (baseline: {base[k]})")
+  return named
 
 
 def table_rows(summaries: Sequence[dict[str, Any]], root: str, baseline: str

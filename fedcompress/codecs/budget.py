@@ -45,10 +45,13 @@ def budget_bits_per_coordinate(aggregate_bits_budget: float, clients_per_round: 
                      f"{aggregate_bits_budget!r}")
   if not _common.is_integer(clients_per_round) or clients_per_round < 1:
     raise ValueError(f"clients_per_round must be an integer >= 1, got {clients_per_round!r}")
-  value_specs = list(value_specs)
-  if not all(hasattr(spec, "shape") and hasattr(spec, "dtype") for spec in value_specs):
-    raise ValueError("value_specs must be tf.TensorSpecs or tensors (the model's trainable "
-                     f"weights), got {[type(s).__name__ for s in value_specs][:3]}")
+  # One spec or variable alone gave 'no tensor has more than 10000 elements'.
+  value_specs = [value_specs] if hasattr(value_specs, "shape") else list(value_specs)
+  if not all(hasattr(spec, "shape") and hasattr(spec, "dtype")
+             and tf.TensorShape(spec.shape).is_fully_defined() for spec in value_specs):
+    raise ValueError("value_specs must be tf.TensorSpecs or tensors of known shapes (the "
+                     "model's trainable weights), got "
+                     f"{[getattr(s, 'shape', type(s).__name__) for s in value_specs][:3]}")
   # Variables too (model.trainable_variables), as before the check.
   value_specs = [tf.TensorSpec(spec.shape, spec.dtype) for spec in value_specs]
   policy = CodecSpec("identity", threshold=threshold)

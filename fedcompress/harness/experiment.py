@@ -408,7 +408,7 @@ class ExperimentConfig:
       # A string ('0.1', a notebook's copy of the flag) failed in a bare TypeError.
       if (isinstance(rate, bool) or not isinstance(rate, int | float | np.number)
           or not (rate > 0 and math.isfinite(rate))):
-        raise ValueError(f"--{what}_learning_rate must be a finite number > 0, got {rate}")
+        raise ValueError(f"--{what}_learning_rate must be a finite number > 0, got {rate!r}")
     check_optimizer(self.client_optimizer, self.client_learning_rate,
                     self.client_optimizer_options, flag_prefix="client_")
     check_optimizer(self.server_optimizer, self.server_learning_rate,

@@ -168,9 +168,9 @@ def _check_same_rounds(configurations: Sequence[str], rounds: Sequence[int],
                      f"bits, so they must run the same number of rounds ({said}): {fix}")
 
 
-# What names a run or says how to start it; a run's other settings, those of how it runs
-# (--max_concurrent_clients, --workers: a timing grid) included, tell runs apart.
-_NAMING = frozenset({"experiment_name", "root_output_dir", "resume"})
+# Of how a run runs, what a timing grid varies (--max_concurrent_clients, --workers) tells
+# runs apart; the rest (where it logs, checkpoints, reads its data from) does not.
+_NOT_COMPARED = rundir.HOW_NOT_WHAT - {"workers", "max_concurrent_clients"}
 
 
 def _check_distinct(plans: Sequence[_Plan]) -> None:
@@ -183,7 +183,7 @@ def _check_distinct(plans: Sequence[_Plan]) -> None:
   for plan in plans:
     record = {k: rundir.jsonable(v) for k, v in plan.config.record().items()}
     record.update(resolved_codecs(plan.config))  # One text however a codec is spelt.
-    skip = _NAMING | rundir.SPELLINGS | rundir.unused_flags(record)
+    skip = _NOT_COMPARED | rundir.SPELLINGS | rundir.unused_flags(record)
     key = json.dumps({k: v for k, v in record.items() if k not in skip}, sort_keys=True,
                      default=str)
     if (other := seen.setdefault(key, plan.run.name)) != plan.run.name:

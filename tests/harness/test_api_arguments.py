@@ -42,7 +42,7 @@ def test_codec_spec_options_as_text_and_bits_of_a_negative_size():
 @pytest.mark.parametrize("changes, message", [
     # TypeError: '>' not supported between instances of 'str' and 'int'.
     (dict(client_learning_rate="0.1"), "--client_learning_rate must be a finite number > 0, "
-     "got 0.1"),
+     "got '0.1'"),
     (dict(server_learning_rate=True), "--server_learning_rate must be a finite number > 0"),
     # AttributeError: 'list' object has no attribute 'items'.
     (dict(client_optimizer="sgdm", client_optimizer_options=[("momentum", 0.5)]),

@@ -144,7 +144,7 @@ def test_runs_of_other_names_with_the_same_settings_are_refused(tmp_path):
                     common_flags="--dataset=digits --rounds=1")
   # One codec spelt two ways, and a flag that does nothing without --dp (R10, s46).
   for grid in ("aggregate_encoder=uniform(bits=8),uniform(bits=8,deterministic=false)",
-               "dp_clip=0.1,0.5"):
+               "dp_clip=0.1,0.5", "rounds_per_checkpoint=1,2", "tf_logs=false,true"):
     with pytest.raises(ValueError, match=r"would run the same settings"):
       sweep.run_sweep(sweep.runs_from_grid(grid), str(out),
                       common_flags="--dataset=digits --rounds=1")

@@ -118,7 +118,20 @@ def test_settings_a_run_does_not_use_or_one_record_lacks_are_not_named(tmp_path)
   names = ("baseline", "u8", "cdp")
   summaries = summary.compare_runs([str(tmp_path / n) for n in names], baseline="baseline")
   codecs = [r["codec"] for r in codec_table.table_rows(summaries, str(tmp_path), "baseline")]
-  assert codecs == ["none", "aggr: uniform(bits=8)>100", "dp: central; dp_clip=0.5"]
+  assert codecs == ["none", "aggr: uniform(bits=8)>100",
+                    "dp: central; dp_clip=0.5; dp_noise_multiplier=1.0"]
+
+
+def test_a_runs_dp_settings_are_named_beside_a_baseline_without_them(tmp_path):
+  # A config built in Python without --dp records no dp_* keys: two DP runs of clips
+  # 0.05 and 0.5 both read 'dp: central' (R12, s46).
+  _run(tmp_path, "baseline", 3200, 0.90, dp="none")
+  for name, clip in (("c05", 0.05), ("c5", 0.5)):
+    _run(tmp_path, name, 3200, 0.9, dp="central", dp_clip=clip)
+  names = ("baseline", "c05", "c5")
+  summaries = summary.compare_runs([str(tmp_path / n) for n in names], baseline="baseline")
+  codecs = [r["codec"] for r in codec_table.table_rows(summaries, str(tmp_path), "baseline")]
+  assert codecs == ["none", "dp: central; dp_clip=0.05", "dp: central; dp_clip=0.5"]
 
 
 def test_epsilon_column_holds_the_last_rounds_epsilon(tmp_path):

@@ -122,3 +122,7 @@ def test_the_budget_mapping_takes_a_models_variables():
   total = 10 * (100_000 * 2 + 10 * 32 + 32)
   assert budget.budget_bits_per_coordinate(total, 10, variables, threshold=100) == \
       budget.budget_bits_per_coordinate(total, 10, specs, threshold=100) == 2.0
+  # One alone ('no tensor has more than 10000 elements'); a shape not fully known.
+  assert budget.budget_bits_per_coordinate(10 * (200_000 + 32), 10, variables[0]) == 2.0
+  with pytest.raises(ValueError, match="tensors of known shapes"):
+    budget.budget_bits_per_coordinate(1e7, 10, [tf.TensorSpec([None, 10], tf.float32)])
