@@ -69,8 +69,9 @@ def _other_settings(config: dict[str, Any], base: dict[str, Any]) -> list[str]:
   it recorded it at all. Left out: what the run does not use, and what a baseline that
   uses it lacks (recorded by older code, which the sweep does not compare either)."""
   skip = _SAID | rundir.HOW_NOT_WHAT | rundir.SPELLINGS | rundir.unused_flags(config)
-  # Which of the run's keys the baseline's dataset and DP leave unused, recorded or not.
-  unused_by_base = rundir.unused_flags({**dict.fromkeys(config), **base})
+  # Which of the run's keys the baseline's dataset and DP leave unused, recorded or not
+  # (a record without `dp`, of code before DP, ran without it).
+  unused_by_base = rundir.unused_flags({**dict.fromkeys(config), "dp": "none", **base})
   named = []
   for k in sorted(set(config) - skip):
     if k in unused_by_base:

@@ -46,7 +46,12 @@ def budget_bits_per_coordinate(aggregate_bits_budget: float, clients_per_round: 
   if not _common.is_integer(clients_per_round) or clients_per_round < 1:
     raise ValueError(f"clients_per_round must be an integer >= 1, got {clients_per_round!r}")
   # One spec or variable alone gave 'no tensor has more than 10000 elements'.
-  value_specs = [value_specs] if hasattr(value_specs, "shape") else list(value_specs)
+  if hasattr(value_specs, "shape"):
+    value_specs = [value_specs]
+  elif not isinstance(value_specs, Iterable):  # A Keras model: 'not iterable'.
+    raise ValueError("value_specs must be tf.TensorSpecs or tensors (model."
+                     f"trainable_variables), got a {type(value_specs).__name__}")
+  value_specs = list(value_specs)
   if not all(hasattr(spec, "shape") and hasattr(spec, "dtype")
              and tf.TensorShape(spec.shape).is_fully_defined() for spec in value_specs):
     raise ValueError("value_specs must be tf.TensorSpecs or tensors of known shapes (the "

@@ -141,11 +141,13 @@ CHECKPOINT_DIR = "checkpoints"  # Under a run directory: round_<N> per checkpoin
 
 def unused_flags(record: Mapping[str, Any]) -> set[str]:
   """Flags of `record` that do nothing in its run, which the binaries say: the digits'
-  on another dataset, DP's without --dp, the field's without --dp=distributed."""
+  on another dataset, DP's without --dp, the field's without --dp=distributed, and
+  Shakespeare's --sanity_client without a pretrained model (nothing to check)."""
   return {k for k in record if (k.startswith("digits_") and record.get("dataset") not in
                                 (None, "digits"))
           or (k.startswith("dp_") and record.get("dp", "none") == "none")
-          or (k == "dp_field_bits" and record.get("dp") != "distributed")}
+          or (k == "dp_field_bits" and record.get("dp") != "distributed")
+          or (k == "sanity_client" and not record.get(PRETRAINED_DIGEST))}
 
 
 def checkpoint_rounds(run_dir: str) -> list[int] | None:

@@ -148,6 +148,10 @@ def test_runs_of_other_names_with_the_same_settings_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"would run the same settings"):
       sweep.run_sweep(sweep.runs_from_grid(grid), str(out),
                       common_flags="--dataset=digits --rounds=1")
+  # Shakespeare from scratch: --sanity_client checks a pretrained model, which it has not.
+  with pytest.raises(ValueError, match=r"would run the same settings"):
+    sweep.run_sweep(sweep.runs_from_grid("sanity_client=HAMLET,KING"), str(out),
+                    experiment="shakespeare", common_flags="--model=fedopt_lstm --rounds=1")
   assert not out.exists()
   # Runs that differ go on: the test below runs 0.1 and 0.2; and a timing grid, whose
   # runs differ in how they run, is planned (it was refused as the same settings).

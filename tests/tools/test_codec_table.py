@@ -125,7 +125,7 @@ def test_settings_a_run_does_not_use_or_one_record_lacks_are_not_named(tmp_path)
 def test_a_runs_dp_settings_are_named_beside_a_baseline_without_them(tmp_path):
   # A config built in Python without --dp records no dp_* keys: two DP runs of clips
   # 0.05 and 0.5 both read 'dp: central' (R12, s46).
-  _run(tmp_path, "baseline", 3200, 0.90, dp="none")
+  _run(tmp_path, "baseline", 3200, 0.90)  # Recorded without `dp` (code before DP).
   for name, clip in (("c05", 0.05), ("c5", 0.5)):
     _run(tmp_path, name, 3200, 0.9, dp="central", dp_clip=clip)
   names = ("baseline", "c05", "c5")

@@ -126,3 +126,5 @@ def test_the_budget_mapping_takes_a_models_variables():
   assert budget.budget_bits_per_coordinate(10 * (200_000 + 32), 10, variables[0]) == 2.0
   with pytest.raises(ValueError, match="tensors of known shapes"):
     budget.budget_bits_per_coordinate(1e7, 10, [tf.TensorSpec([None, 10], tf.float32)])
+  with pytest.raises(ValueError, match=r"\(model.trainable_variables\), got a Sequential"):
+    budget.budget_bits_per_coordinate(1e7, 10, tf.keras.Sequential([tf.keras.layers.Dense(2)]))
