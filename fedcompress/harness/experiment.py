@@ -619,10 +619,13 @@ def check_run_dir(config: ExperimentConfig) -> None:
   mismatch = rundir.record_mismatch(
       run_dir, config.record_compared_with(rundir.read_config(run_dir)), config.rounds)
   if mismatch:
+    # A codec's revision is its code's, not a value a flag sets: no flag resumes it.
+    advice = ("A codec's revision is its code's: no flag gives back the recorded one. Start"
+              if f"{rundir.CODEC_REVISIONS} " in mismatch
+              else "Resume with the recorded values, or start")
     raise RunDirectoryError(
-        f"cannot resume {run_dir}: it was run with other settings: {mismatch}. Resume with "
-        "the recorded values, or start a new run under another --experiment_name "
-        "(experiment_name=...)")
+        f"cannot resume {run_dir}: it was run with other settings: {mismatch}. {advice} "
+        "a new run under another --experiment_name (experiment_name=...)")
   # (record_mismatch also checked that every round it holds is recorded.)
 
 
