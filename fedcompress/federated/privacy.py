@@ -50,6 +50,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import numbers
 from collections.abc import Mapping
 
 import dp_accounting
@@ -107,6 +108,17 @@ class DPConfig:
   target_quantile: float = 0.5
 
   def __post_init__(self):
+    # From Python a string or None reached `math.isfinite` as a bare TypeError.
+    for name, value, kind in (
+        ("--dp_noise_multiplier", self.noise_multiplier, numbers.Real),
+        ("--dp_clip", self.clip, numbers.Real), ("--dp_delta", self.delta, numbers.Real),
+        ("target quantile", self.target_quantile, numbers.Real),
+        ("clients per round", self.clients_per_round, numbers.Integral),
+        ("population", self.population, numbers.Integral),
+        ("--dp_field_bits", self.field_bits, numbers.Integral)):
+      if isinstance(value, bool) or not isinstance(value, kind):
+        what = "an integer" if kind is numbers.Integral else "a number"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
     if self.mechanism not in MECHANISMS:
       raise ValueError(f"unknown DP mechanism {self.mechanism!r}; valid: {', '.join(MECHANISMS)}")
     if not (math.isfinite(self.noise_multiplier) and self.noise_multiplier >= 0):
@@ -403,7 +415,7 @@ def check_protected_mean(aggregate_codec: CodecSpec | str | None, *, secure_aggr
                      "mean is unweighted: pass --client_weighting=uniform")
   if secure_aggregation and not clients_per_round:
     raise ValueError("secure aggregation sizes its field from the clients per round: "
-                     "pass clients_per_round")
+                     f"pass clients_per_round >= 1 (got {clients_per_round})")
   if dp is not None and clients_per_round and dp.clients_per_round != clients_per_round:
     # The field held clients_per_round clients while the noised mean divided by the
     # other (a library call with 4 and 2 doubled the update) and the accountant
