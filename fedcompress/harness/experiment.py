@@ -31,7 +31,13 @@ import tensorflow_federated as tff
 from absl import flags
 
 from fedcompress import metrics as m
-from fedcompress.codecs import CodecSpec, get_codec, replaced_builtin_codecs, seeding
+from fedcompress.codecs import (
+    CodecSpec,
+    available_codecs,
+    get_codec,
+    replaced_builtin_codecs,
+    seeding,
+)
 from fedcompress.codecs.allocation import AllocatedCodec
 from fedcompress.federated import optimizers, runtime
 from fedcompress.federated.aggregation import check_weighted_codec
@@ -72,8 +78,17 @@ RUN_KEPT = "Checkpoints written so far are kept (--resume continues)"
 
 
 def codec_names(codec: CodecSpec | AllocatedCodec) -> list[str]:
-  """The registered codecs `codec` is made of: a chain's links, a budget's base codec."""
-  return [name for name, _ in getattr(codec, "base", codec).resolved_links()]
+  """The registered codecs `codec` is made of: a chain's links, a budget's base codec,
+  and a link's `base` option naming a codec (an entropy coder's: `huffman(base=myq)` and
+  `uniform_huffman` run myq's and uniform's code, whose source and revision went
+  unrecorded, so such a run resumed on an edited myq)."""
+  names = []
+  for name, options in getattr(codec, "base", codec).resolved_links():
+    names.append(name)
+    base = options.get("base")
+    if isinstance(base, str) and base in available_codecs():
+      names.append(base)
+  return names
 
 
 def resume_hint(run_dir: str, rounds_asked: int | None = None) -> str:
