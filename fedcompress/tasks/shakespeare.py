@@ -75,12 +75,13 @@ def load_pretrained(path: str) -> tf.keras.Model:
   if classes != VOCAB_SIZE:
     raise ValueError(f"--pretrained_model {path} predicts {classes} characters; "
                      f"the Shakespeare vocabulary has {VOCAB_SIZE}")
-  if model.input_shape[0] is not None or any(
+  if model.input_shape[0] is not None or model.input_shape[1] is not None or any(
       getattr(layer, "stateful", False) for layer in model.layers):
     # The TFF tutorial's own files are stateful GRUs of batch 1 or 8. As loaded, batch 1
     # failed on the first batch of 8 windows, and batch 8 carried the GRU's state from one
     # test batch to the next in the evaluations before round 1 (which every round makes
-    # statelessly): the same weights, in the model the rounds train.
+    # statelessly): the same weights, in the model the rounds train. A fixed sequence
+    # length (`input_length`) trained, then failed at generation's seed text.
     model = char_rnn.copy_weights(model, char_rnn.rebuild(model.get_config()))
   return model
 

@@ -148,13 +148,19 @@ def rebuild(config: dict, *, batch_size: int | None = None, stateful: bool = Fal
   """A new, untrained Sequential character model from another's `get_config()`.
 
   Any of this module's models (GRU or LSTM, pretrained or not), with the input batch
-  size and the RNN layers' statefulness replaced (batch 1, stateful: for generation).
+  size and the RNN layers' statefulness replaced (batch 1, stateful: for generation),
+  taking sequences of any length.
   """
   config = copy.deepcopy(config)
   for layer in config["layers"]:
     layer_config = layer["config"]
+    # Any length: generation feeds its seed text, then one character at a time. A file
+    # saved with `Embedding(input_length=100)` trained every round, then failed there.
     if "batch_input_shape" in layer_config:
-      layer_config["batch_input_shape"] = (batch_size, *layer_config["batch_input_shape"][1:])
+      layer_config["batch_input_shape"] = (batch_size, None,
+                                           *layer_config["batch_input_shape"][2:])
+    if layer_config.get("input_length") is not None:
+      layer_config["input_length"] = None
     if "stateful" in layer_config:
       layer_config["stateful"] = stateful
   return tf.keras.Sequential.from_config(config)
