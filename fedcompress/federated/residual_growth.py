@@ -16,7 +16,7 @@ halfway. A residual that settles, or still fills up as topk's does (a dropped
 coordinate returns in a later round), grows by at most sqrt(2) over the second half
 (topk at 0.1%: 1.35x on 2^14 coordinates); one that grows by more than `LIMIT` = 2,
 more than a residual that gains a full update every round, is compounding its own
-error.
+error, unless the codec errs by less than half what it encodes (`SETTLED_RATIO`).
 
 Growth alone let slow compounders through (review R1 of s40): `kashin(bits=2)` on a
 1000 x 800 tensor grew 1.79x over the second half and `hadamard(bits=2)` on 6,000
@@ -52,6 +52,12 @@ from fedcompress.codecs import CodecSpec, registry, seeding
 
 ROUNDS = 40
 LIMIT = 2.0
+# Below this error ratio growth is not held against a codec. The residual's mean square
+# over the second half is then at most about the update's (sum e_t^2 < (sum u_t^2 +
+# sum e_t-1^2) / 2), so it cannot be gaining an update a round, and on a few coordinates
+# one round's norm over another's is noise: `nonuniform(bits=3)` on a 10-element bias
+# erred by 0.0025 times what it encoded and "grew" 6.8x (review R4 of s47).
+SETTLED_RATIO = 0.5
 _SEED = 20_181_203  # Stich et al.'s NeurIPS 2018 date: any fixed value would do.
 
 
@@ -64,7 +70,9 @@ class Trend(NamedTuple):
 
   @property
   def compounds(self) -> bool:
-    return self.growth > LIMIT or not self.error_ratio < 1.0
+    if not self.error_ratio < 1.0:
+      return True
+    return self.growth > LIMIT and self.error_ratio >= SETTLED_RATIO
 
 
 def _simulate(codec: CodecSpec, shape: tuple, dtype_name: str) -> Trend:
