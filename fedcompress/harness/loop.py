@@ -32,7 +32,16 @@ from fedcompress.harness.reporting import Reporter
 
 
 class NonFiniteModelError(RuntimeError):
-  """The model weights became NaN or infinite; the run cannot go on meaningfully."""
+  """The model weights became NaN or infinite, or a round's mean update did and was
+  dropped; the run cannot go on meaningfully."""
+
+
+def update_dropped(metrics: Mapping[str, Any]) -> bool:
+  """Whether the round's mean update was dropped as non-finite: TFF 0.87's
+  `build_apply_optimizer_finalizer` then keeps the model as it was and says so only in
+  its measurement, `finalizer/update_non_finite`."""
+  finalizer = metrics.get("finalizer")
+  return isinstance(finalizer, Mapping) and bool(finalizer.get("update_non_finite", 0))
 
 
 def all_finite(value: Any) -> bool:
@@ -210,13 +219,23 @@ def run_loop(process: Process, client_ids: Sequence[str],
         # would look like perfect training.
         row[m.TRAIN_LOSS] = row[m.TRAIN_ACCURACY] = None
       weights = process.get_model_weights(state)
+      kept = (f"checkpoint round_{last_checkpoint} is kept" if last_checkpoint
+              else "no checkpoint had been written")
       if not all_finite(weights):
-        kept = (f"checkpoint round_{last_checkpoint} is kept" if last_checkpoint
-                else "no checkpoint had been written")
         raise NonFiniteModelError(
             f"round {round_num} made the model weights non-finite (NaN or Inf), so the run "
             f"stops before reporting or checkpointing it; {kept}. Start a new run "
             "(another --experiment_name) with lower learning rates")
+      if update_dropped(output.metrics):
+        # The clients' updates were finite (a non-finite one is left out of the mean and
+        # counted), so the mean's decode made it: reported as a round, the model stood
+        # still while its bits were counted, round after round.
+        raise NonFiniteModelError(
+            f"round {round_num}'s mean update was non-finite (NaN or Inf) although every "
+            "averaged client update was finite, so TFF's optimizer left the model as it "
+            f"was; the run stops before reporting or checkpointing it; {kept}. The uplink "
+            "codec's decode (or a DP or secure-aggregation step) overflowed or divided by "
+            "zero: check it on the update's range (fedcompress.codecs.testing.round_trip)")
       last = round_num == config.rounds
       if evaluate is not None and (last or round_num % config.rounds_per_eval == 0):
         final_eval = dict(evaluate(weights))

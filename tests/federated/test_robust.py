@@ -162,3 +162,42 @@ def test_the_weight_is_sent_as_it_is_under_any_threshold():
       "fixed_int(bits=16,clip=0.01)", threshold=0)).create(VALUE_TYPE, WEIGHT_TYPE)
   output = process.next(process.initialize(), values, [1.0, 1.0])
   np.testing.assert_allclose(output.result, (values[0] + values[1]) / 2, atol=2 * 0.01 / 32767)
+
+
+@pytest.mark.slow
+def test_a_non_finite_mean_update_is_dropped_and_said_in_the_metrics():
+  # Every client finite, the codec's decode NaN: TFF's finalizer keeps the model and says
+  # so only in `finalizer/update_non_finite`, which the loop reads (s47 R5).
+  from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
+
+  from fedcompress.codecs import CodecSpec, register_stage, unregister
+  from fedcompress.harness.loop import update_dropped
+
+  @te.core.tf_style_encoding_stage
+  class NanDecodeStage(te.core.EncodingStageInterface):
+    name = "nan_decode"
+    compressible_tensors_keys = ["values"]
+    commutes_with_sum = False
+    decode_needs_input_shape = False
+
+    def get_params(self):
+      return {}, {}
+
+    def encode(self, x, encode_params):
+      return {"values": x}
+
+    def decode(self, encoded_tensors, decode_params, num_summands=None, shape=None):
+      return encoded_tensors["values"] * float("nan")
+
+  register_stage("nan_decode_of_a_test", NanDecodeStage, overwrite=True)
+  try:
+    for codec, dropped in (("nan_decode_of_a_test", True), ("identity", False)):
+      process = fedcompress.build_fedavg(linear_model_fn,
+                                         aggregate_codec=CodecSpec(codec, threshold=0))
+      output = process.next(process.initialize(), [_client(1.0, 2.0), _client(2.0, 2.0)])
+      assert output.metrics["aggregate/rejected_clients"] == 0
+      assert update_dropped(output.metrics) is dropped
+      weights = process.get_model_weights(output.state).trainable[0]
+      assert bool((weights == 0.0).all()) is dropped  # Dropped: the initial weight stays.
+  finally:
+    unregister("nan_decode_of_a_test")

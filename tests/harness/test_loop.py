@@ -7,7 +7,13 @@ import pytest
 
 from fedcompress import metrics as m
 from fedcompress.harness.checkpoints import Checkpointer
-from fedcompress.harness.loop import LoopConfig, NonFiniteModelError, run_loop, sample_clients
+from fedcompress.harness.loop import (
+    LoopConfig,
+    NonFiniteModelError,
+    run_loop,
+    sample_clients,
+    update_dropped,
+)
 
 
 @dataclasses.dataclass
@@ -254,3 +260,47 @@ def test_a_round_that_trained_on_no_examples_is_reported_empty():
   assert warnings == ["round 2: its 3 clients held no examples, so nothing was trained "
                       "(under uniform weighting each counts as a zero update); train loss "
                       "and accuracy are left empty"]
+
+
+# A round whose mean update TFF dropped as non-finite stops the run (s47 R5). TFF 0.87's
+# optimizer finalizer keeps the model when the aggregated update holds NaN or Inf and says
+# so only in `finalizer/update_non_finite`: a codec whose decode gave NaN ran 3 rounds at
+# the untrained model's eval loss, reported as normal rounds with their bits counted.
+
+
+class DroppingProcess(FakeProcess):
+  """From round `dropped_round` on, the update is dropped as TFF's finalizer drops it."""
+
+  def __init__(self, dropped_round):
+    super().__init__()
+    self.dropped_round = dropped_round
+
+  def next(self, state, client_data):
+    output = super().next(state, client_data)
+    dropped = int(output.state["step"]) >= self.dropped_round
+    if dropped:
+      output.state["w"] = state["w"]
+    output.metrics["finalizer"] = {"update_non_finite": np.int32(dropped)}
+    return output
+
+
+@pytest.mark.parametrize("metrics,dropped", [
+    ({"finalizer": {"update_non_finite": np.int32(1)}}, True),
+    ({"finalizer": {"update_non_finite": np.int32(0)}}, False),
+    ({"finalizer": {}}, False),  # A finalizer of another kind.
+    ({}, False),                 # A process without one.
+])
+def test_update_dropped_reads_the_finalizers_measurement(metrics, dropped):
+  assert update_dropped(metrics) is dropped
+
+
+def test_a_dropped_update_stops_the_run_before_its_round_is_kept(tmp_path):
+  reporter = ListReporter()
+  checkpointer = Checkpointer(str(tmp_path))
+  with pytest.raises(NonFiniteModelError, match=r"round 3's mean update was non-finite .*"
+                     "left the model as it was.*checkpoint round_2 is kept"):
+    run_loop(DroppingProcess(dropped_round=3), CLIENTS, client_dataset,
+             LoopConfig(rounds=5, clients_per_round=2), reporters=[reporter],
+             checkpointer=checkpointer)
+  assert [r[m.ROUND] for r in reporter.rows] == [1, 2]
+  assert checkpointer.versions() == [1, 2]
