@@ -49,11 +49,13 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import math
 import numbers
 from collections.abc import Mapping
 
 import dp_accounting
+import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 import tensorflow_privacy as tfp
@@ -81,6 +83,8 @@ MECHANISMS = ("central", "central_adaptive", "distributed")
 # summed by a second `SecureSumFactory` with the same three of its own.
 DISTRIBUTED_SCALAR_SUMS = 8
 DEFAULT_DELTA = 1e-5
+# TFF's DP queries hold the noise's standard deviation (clip x multiplier) as float32.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +140,17 @@ class DPConfig:
                        f"{self.field_bits}")
     if not 0 < self.target_quantile < 1:
       raise ValueError(f"target quantile must be in (0, 1), got {self.target_quantile}")
+    if self.clip * self.noise_multiplier > _FLOAT32_MAX:
+      # The noise's standard deviation is float32 in TFF's queries: it became Inf.
+      raise ValueError(f"--dp_clip x --dp_noise_multiplier = "
+                       f"{self.clip * self.noise_multiplier:.3g}, the noise's standard "
+                       "deviation, is past float32's largest number")
+    try:  # Checked now: a run failed there after training its first round, unrecorded.
+      rdp_epsilon(self.noise_multiplier, self.sampling_rate, 1, self.delta)
+    except ValueError as e:
+      raise ValueError(f"--dp_noise_multiplier={self.noise_multiplier:g} is past what "
+                       f"dp_accounting's RDP accountant computes (it fails: {e}); noise "
+                       "this large leaves nothing of the update to learn from") from None
     if self.mechanism == "distributed":
       try:  # TFF's own checks of the field against the clients (Python, no graph).
         distributed_factory(self)
@@ -159,6 +174,7 @@ class DPConfig:
     return self.clients_per_round / self.population
 
 
+@functools.lru_cache(maxsize=256)  # A DPConfig's check and a run's rounds ask again.
 def rdp_epsilon(noise_multiplier: float, sampling_rate: float, rounds: int,
                 delta: float) -> float:
   """Epsilon at `delta` after `rounds` Poisson-sampled Gaussian rounds (RDP accountant)."""

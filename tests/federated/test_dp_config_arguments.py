@@ -36,3 +36,21 @@ def test_secure_aggregation_with_no_clients_says_what_it_got():
     privacy.check_protected_mean("identity", secure_aggregation=True, clients_per_round=0,
                                  dp=None,
                                  client_weighting=tff.learning.ClientWeighting.UNIFORM)
+
+
+@pytest.mark.parametrize("noise,said", [
+    # The accountant failed after round 1 had trained, and the run kept no row of it.
+    (1e6, "--dp_noise_multiplier=1e+06 is past what dp_accounting's RDP accountant "
+          "computes (it fails: Renyi divergence cannot be negative"),
+    # Its standard deviation became float32's Inf in TFF's query.
+    (1e39, "--dp_clip x --dp_noise_multiplier = 5e+38, the noise's standard deviation, is "
+           "past float32's largest number"),
+])
+def test_noise_past_what_can_be_accounted_or_drawn_is_refused(noise, said):
+  with pytest.raises(ValueError) as info:
+    DPConfig("central", noise, 0.5, 2, 100)
+  assert str(info.value).startswith(said)
+
+
+def test_large_noise_the_accountant_computes_is_accepted():
+  assert DPConfig("central", 1e3, 0.5, 2, 100).noise_multiplier == 1e3
