@@ -302,12 +302,20 @@ def jsonable(value: Any) -> Any:
 
 
 def recorded_rounds(run_dir: str) -> int | None:
-  """The most rounds this run was ever asked for (config.json and every segment)."""
+  """The most rounds this run was ever asked for (config.json and every segment that
+  ran a round: a `--resume --rounds=400` stopped before its first round raised the
+  floor to 400 for good, with nothing of it in a row or checkpoint)."""
   config = read_config(run_dir) or {}
-  asked = [s.get("rounds") for s in read_run_info(run_dir)["segments"]]
+  asked = [s.get("rounds") for s in read_run_info(run_dir)["segments"]
+           if not _ran_nothing(s)]
   asked.append(config.get("rounds"))
   asked = [r for r in asked if isinstance(r, int) and not isinstance(r, bool)]
   return max(asked) if asked else None
+
+
+def _ran_nothing(segment: Mapping[str, Any]) -> bool:
+  first, last = segment.get("first_round"), segment.get("last_round")
+  return isinstance(first, int) and isinstance(last, int) and last < first
 
 
 def _text(value: Any) -> str:

@@ -49,3 +49,24 @@ def test_checkpoints_past_the_rows_are_not_continued(tmp_path, rows, said):
   with pytest.raises(rundir.RunDirectoryError) as info:
     rundir.record_mismatch(run_dir, {"rounds": 3}, 3)
   assert said in str(info.value) and "round 3 was checkpointed" in str(info.value)
+
+
+def _segments(run_dir, *segments):
+  import json
+  with open(f"{run_dir}/{rundir.RUN_INFO_FILE}", "w") as f:
+    json.dump({"wall_time_s": 0.0, "segments": [
+        {"rounds": rounds, "first_round": first, "last_round": last}
+        for rounds, first, last in segments]}, f)
+
+
+def test_a_resume_that_ran_no_round_does_not_raise_the_rounds_floor(tmp_path):
+  # `--resume --rounds=12` stopped before its first round (s47 R3): every later resume
+  # below 12 was refused as "rounds may only go up", with nothing of 12 in a row,
+  # a checkpoint or config.json.
+  run_dir = _run(tmp_path, rows=3, checkpoints=(1, 2, 3))
+  _segments(run_dir, (3, 1, 3), (12, 4, 3))
+  assert rundir.recorded_rounds(run_dir) == 3
+  assert rundir.record_mismatch(run_dir, {"rounds": 6}, 6) is None
+  _segments(run_dir, (3, 1, 3), (12, 4, 5))  # It ran rounds 4-5 of 12: the floor holds.
+  assert rundir.recorded_rounds(run_dir) == 12
+  assert "rounds may only go up" in rundir.record_mismatch(run_dir, {"rounds": 6}, 6)
