@@ -44,3 +44,45 @@ def test_an_imported_binary_keeps_the_process_s_handlers():
   before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
   cli.start_binary("experiments.emnist_compression")
   assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+_INTERRUPTED_MAIN = """
+import atexit, os, signal, sys, time
+from fedcompress.federated import signals
+from fedcompress.harness import cli
+cli.start_binary("__main__")
+atexit.register(lambda: print("atexit ran", flush=True))
+
+class Finalized:
+  # Python's finalization of the module, which stopped TFF's and gRPC's native threads
+  # mid-call after an interrupt: a C++ abort, exit -6 (review R3 of s47).
+  def __del__(self):
+    print("finalized", flush=True)
+
+mark = Finalized()
+
+def main(argv):
+  # SIGTERM as the binaries have it once their runtime is installed: an exception.
+  signal.signal(signal.SIGTERM, lambda n, f: signals.raise_or_redeliver(
+      n, f, signals.Terminated(n)))
+  try:
+    os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+    time.sleep(30)
+  finally:
+    print("finally ran", flush=True)
+
+sys.exit(cli.interruptible(main, "kept")([]))
+"""
+
+
+@pytest.mark.parametrize("sig, line, code", [
+    ("SIGINT", "error: interrupted; kept", 130),
+    ("SIGTERM", "error: terminated (SIGTERM); kept", 143),
+])
+def test_an_interrupted_binary_ends_after_its_finally_and_atexit_not_later(sig, line, code):
+  result = subprocess.run([sys.executable, "-c", _INTERRUPTED_MAIN, sig], capture_output=True,
+                          text=True, timeout=60, check=False,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+  assert (result.returncode, result.stderr) == (code, line + "\n")
+  # Its `finally` and atexit handlers ran, and then no finalization.
+  assert result.stdout == "finally ran\natexit ran\n"
