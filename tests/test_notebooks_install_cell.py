@@ -194,3 +194,40 @@ def test_cell_on_an_older_python_gives_its_advice_instead_of_failing(tmp_path):
     assert result.returncode == 0, (python, result.stderr)
     version = (3, minor, 0, "final", 0)
     assert result.stdout.splitlines() == [_functions()["python_advice"](version)], python
+
+
+def _fake_distribution(site: pathlib.Path, name: str, *requires: str) -> None:
+  info = site / f"{name}-1.0.dist-info"
+  info.mkdir(parents=True)
+  (info / "METADATA").write_text(
+      f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n"
+      + "".join(f"Requires-Dist: {r}\n" for r in requires))
+
+
+def test_packages_needing_a_newer_typing_extensions_are_found(tmp_path, monkeypatch):
+  # ipykernel 7.4's jupyter-client 8.10 needs typing-extensions>=4.13: the cell's
+  # install of TFF's 4.5.0 left a kernel that could not start (review R5 of s47).
+  needs = _functions()["typing_extensions_needs"]
+  assert needs() == []  # The checkout's kernel runs on 4.5.0.
+  _fake_distribution(tmp_path, "newer_client", "typing-extensions>=4.13.0")
+  _fake_distribution(tmp_path, "only_in_tests", 'typing_extensions>=4.13; extra == "test"')
+  _fake_distribution(tmp_path, "older_is_fine", "typing-extensions>=4.0")
+  monkeypatch.syspath_prepend(str(tmp_path))
+  assert needs() == ["newer_client 1.0 (typing-extensions>=4.13.0)"]
+
+
+def test_kernel_advice_names_what_needs_a_newer_typing_extensions():
+  advice = _functions()["kernel_advice"]
+  text = advice("8.22.2", ["jupyter-client 8.10.0 (typing-extensions>=4.13.0)"])
+  assert text.startswith("This kernel's jupyter-client 8.10.0 (typing-extensions>=4.13.0) "
+                         "needs a newer typing-extensions than the 4.5")
+  assert "venv kernel of its own" in text
+
+
+def test_cell_in_a_kernel_needing_a_newer_typing_extensions_does_not_install(
+    run_cell, tmp_path, monkeypatch):
+  _fake_distribution(tmp_path, "newer_client", "typing-extensions>=4.13.0")
+  monkeypatch.syspath_prepend(str(tmp_path))
+  printed, calls = run_cell(source="/somewhere/fedcompress", installed=False)
+  assert calls == []
+  assert len(printed) == 1 and printed[0].startswith("This kernel's newer_client 1.0 ")
