@@ -50,6 +50,20 @@ def _static_mismatch(decoded: Any, spec: tf.TensorSpec) -> str | None:
   return None
 
 
+def _contract_broken(error: Exception) -> str | None:
+  """Which of tensor_encoding's rules for a stage `error` most likely comes from."""
+  text = str(error)
+  if isinstance(error, AttributeError) and "has no attribute 'items'" in text:
+    # tensor_encoding reads the stage's encode output as a dict.
+    return "its stage's encode returns a tensor, not a dict of tensors"
+  if isinstance(error, TypeError) and "positional argument" in text and any(
+      f"{method}() takes" in text for method in ("get_params", "encode", "decode")):
+    # tensor_encoding passes a name to these, which the decorator's wrappers take.
+    return ("its stage class is not decorated with @te.core.tf_style_encoding_stage, or "
+            "tf_style_adaptive_encoding_stage")
+  return None
+
+
 def check(encoder: te.core.Encoder, spec: tf.TensorSpec, codec: str, *,
           summed: bool = False) -> None:
   """Raises ValueError naming `codec` where `encoder` breaks tensor_encoding's contract.
@@ -91,6 +105,8 @@ def check(encoder: te.core.Encoder, spec: tf.TensorSpec, codec: str, *,
         raise
       raise ValueError(f"{where} fails to encode and decode: {e}") from e
     except Exception as e:  # noqa: BLE001 (a user's stage failing: said in one line)
-      raise ValueError(f"{where} fails to encode and decode: {type(e).__name__}: {e}") from e
+      rule = _contract_broken(e)
+      raise ValueError(f"{where} fails to encode and decode: {type(e).__name__}: {e}"
+                       + (f" ({rule})" if rule else "")) from e
   if (mismatch := _static_mismatch(decoded, spec)) is not None:
     raise ValueError(f"{where}: it decodes to {mismatch}")
