@@ -211,6 +211,12 @@ def plot_runs(run_dirs: Sequence[str], output_path: str, labels: Sequence[str] |
                      "pass [path]")
   if not run_dirs:
     raise ValueError("no runs to plot")
+  seen: dict[str, str] = {}
+  for run_dir in run_dirs:
+    # One run given twice (`a` and `a/`) drew two lines labelled with its full path.
+    if (first := seen.get(os.path.realpath(run_dir))) is not None:
+      raise ValueError(f"{first} and {run_dir} are one run: give each run once")
+    seen[os.path.realpath(run_dir)] = run_dir
   output_path = output_file(output_path)
   labels = list(labels or default_labels(run_dirs))
   all_rows = [read_metrics_csv(os.path.join(run_dir, rundir.METRICS_FILE))

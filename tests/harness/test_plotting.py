@@ -297,3 +297,12 @@ def test_plotting_leaves_the_processes_matplotlib_alone(tmp_path):
                        check=True).stdout.splitlines()
   assert out[-1] == "svg []"
   _png_size(out[-2])
+
+
+@pytest.mark.parametrize("second", ["{run}", "{run}/", "{root}/./a"])
+def test_one_run_given_twice_is_refused(tmp_path, second):
+  # Both lines were labelled with the run's full path (R7, s47).
+  run = _run(tmp_path, "a", 100)
+  with pytest.raises(ValueError, match="are one run: give each run once"):
+    plotting.plot_runs([run, second.format(run=run, root=tmp_path)], str(tmp_path / "p.png"))
+  assert not (tmp_path / "p.png").exists()
