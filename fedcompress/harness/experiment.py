@@ -18,6 +18,7 @@ import collections
 import dataclasses
 import errno
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -236,6 +237,29 @@ def build_optimizer(name: str, learning_rate: float,
   """
   kwargs = check_optimizer(name, learning_rate, options, flag_prefix=flag_prefix)
   return OPTIMIZERS[name].build(learning_rate=learning_rate, **kwargs)
+
+
+def resolved_optimizer(name: str, learning_rate: float,
+                       options: Mapping[str, float | None] | None = None) -> str:
+  """The optimizer as TFF runs it, `kind(hyperparameter=value,...)` without its learning
+  rate: one text however it was spelt. `sgdm`, `sgdm` with momentum 0.9 and `sgd` with
+  momentum 0.9 build one optimizer, as do `adam` and `adam` with TFF's epsilon, and
+  each was its own HParams row and passed a sweep's same-settings check (review R7 of
+  s47)."""
+  optimizer = build_optimizer(name, learning_rate, options)
+  state = optimizer.initialize(tf.TensorSpec([1], tf.float32))
+  hparams = {k: v for k, v in optimizer.get_hparams(state).items() if k != "learning_rate"}
+  # The initial accumulator is a state, not a hyperparameter: its value as given, or
+  # the builder's default.
+  keyword = OPTIMIZERS[name].options.get("initial_accumulator")
+  if keyword is not None:
+    given = check_optimizer(name, learning_rate, options)
+    hparams["initial_accumulator"] = given.get(
+        keyword, inspect.signature(OPTIMIZERS[name].build).parameters[keyword].default)
+  kind = type(optimizer).__name__.lstrip("_").lower()
+  # Each value's shortest float32 decimal: TFF holds them as float32.
+  values = ",".join(f"{k}={float(str(np.float32(v)))!r}" for k, v in sorted(hparams.items()))
+  return f"{kind}({values})" if values else kind  # Plain SGD: `sgd`, as the flag says.
 
 
 def check_optimizer(name: str, learning_rate: float,
@@ -1238,11 +1262,24 @@ def tensorboard_hparams(config: ExperimentConfig) -> dict[str, Any]:
   # What a resume may extend stays the current: a run extended from 10 rounds to 20
   # shows 20, as an uninterrupted run of 20 does.
   record = {**record, **{k: current[k] for k in _EXTENDED_ON_RESUME if k in current}}
-  # The codecs as they run, whatever spelling config.json holds (a resume runs the same
-  # codecs, or is refused).
+  # The codecs and optimizers as they run, whatever spelling config.json holds (a resume
+  # runs the same ones, or is refused).
   record.update(resolved_codecs(config))
-  return {k: v for k, v in record.items()
-          if k not in rundir.HOW_NOT_WHAT | rundir.SPELLINGS | rundir.unused_flags(record)}
+  record.update(resolved_optimizers(config))
+  skip = rundir.HOW_NOT_WHAT | rundir.BESIDE_THE_ROUNDS | rundir.SPELLINGS | OPTIMIZER_SPELLINGS
+  return {k: v for k, v in record.items() if k not in skip | rundir.unused_flags(record)}
+
+
+# The optimizers' options as flags: `resolved_optimizers` holds their effect.
+OPTIMIZER_SPELLINGS = frozenset(f"{side}_{option}" for side in ("client", "server")
+                                for option in OPTIMIZER_OPTIONS)
+
+
+def resolved_optimizers(config: ExperimentConfig) -> dict[str, str]:
+  """Both optimizers as TFF runs them (`resolved_optimizer`), under their flags' names."""
+  return {f"{side}_optimizer": resolved_optimizer(
+      getattr(config, f"{side}_optimizer"), getattr(config, f"{side}_learning_rate"),
+      getattr(config, f"{side}_optimizer_options")) for side in ("client", "server")}
 
 
 def resolved_codecs(config: ExperimentConfig) -> dict[str, str]:

@@ -238,8 +238,8 @@ class TensorBoardReporter:
   def start(self, first_round: int, total_rounds: int) -> None:
     if first_round > total_rounds:
       # A resume of a finished run writes no round; the HParams stay those of the
-      # segments that made the rows (a flag that may differ on resume, such as
-      # --temperature, would otherwise show values no round ran with).
+      # segments that made the rows (a flag that may differ on resume would otherwise
+      # show values no round ran with).
       return
     import tensorflow as tf
     from tensorboard.plugins.hparams import api as hp

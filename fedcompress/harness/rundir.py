@@ -90,6 +90,13 @@ HOW_NOT_WHAT = frozenset({
     "max_concurrent_clients", "worker_timeout_s", "rounds_per_checkpoint", "cache_dir",
     "pretrained_model",  # Its path; the content's digest stays.
 })
+# Shakespeare's check of the pretrained model before the rounds and its text after them:
+# left out of the HParams too (they change neither a round nor a metric), so that two
+# runs of one training are one row, and a resume of a finished run that writes the text
+# at another temperature does not leave the HParams saying the first (review R7 of s47).
+# `generated.json` holds what made the text. A sweep still runs them as other runs.
+BESIDE_THE_ROUNDS = frozenset({"sanity_client", "generate_prompt", "temperature",
+                               "num_generate"})
 # Flags that spell what the record holds resolved (the codecs, with their threshold and
 # budgets, and the aggregator): left out of the HParams too, which show the resolved
 # ones, so that `uniform` at its default 8 bits, `--aggregate_bits=8` and

@@ -1,0 +1,67 @@
+"""One optimizer, however spelt, is one HParams row and one setting to a sweep (s47 R7).
+
+`--server_optimizer=sgdm`, `sgdm` with `--server_momentum=0.9` and `sgd` with
+`--server_momentum=0.9` build one TFF optimizer and wrote identical metrics, yet were
+three HParams session groups, and a sweep over them was accepted as distinct runs.
+"""
+
+import pytest
+
+from fedcompress.harness.experiment import (
+    ExperimentConfig,
+    resolved_optimizer,
+    tensorboard_hparams,
+)
+
+
+@pytest.mark.parametrize("a,b", [
+    (("sgdm", {}), ("sgd", {"momentum": 0.9})),
+    (("sgdm", {}), ("sgdm", {"momentum": 0.9})),
+    (("sgd", {}), ("sgd", {"momentum": 0.0})),
+    (("adam", {}), ("adam", {"epsilon": 1e-7})),
+    (("yogi", {}), ("yogi", {"initial_accumulator": 1e-6})),
+])
+def test_spellings_of_one_optimizer_resolve_alike(a, b):
+  assert resolved_optimizer(a[0], 0.1, a[1]) == resolved_optimizer(b[0], 0.1, b[1])
+
+
+@pytest.mark.parametrize("a,b", [
+    (("sgd", {}), ("sgdm", {})),
+    (("sgdm", {}), ("sgdm", {"momentum": 0.5})),
+    (("adam", {}), ("adam", {"epsilon": 1e-3})),
+    (("adagrad", {}), ("adagrad_keras", {})),
+    (("adagrad", {}), ("adagrad", {"initial_accumulator": 0.0})),
+])
+def test_other_optimizers_stay_apart(a, b):
+  assert resolved_optimizer(a[0], 0.1, a[1]) != resolved_optimizer(b[0], 0.1, b[1])
+
+
+def test_hparams_of_one_optimizer_spelt_two_ways_are_equal(tmp_path):
+  base = dict(root_output_dir=str(tmp_path), experiment_name="r", clients_per_round=2)
+  one = ExperimentConfig(server_optimizer="sgdm", **base)
+  other = ExperimentConfig(server_optimizer="sgd", server_optimizer_options={"momentum": 0.9},
+                           **base)
+  assert tensorboard_hparams(one) == tensorboard_hparams(other)
+  assert tensorboard_hparams(one)["server_optimizer"] == "sgd(momentum=0.9)"
+  assert "server_momentum" not in tensorboard_hparams(one)
+
+
+def test_a_sweep_over_spellings_of_one_optimizer_is_refused(tmp_path):
+  from fedcompress.harness import sweep
+
+  with pytest.raises(ValueError, match=r"^sweep runs 'server_optimizer-sgdm' and "
+                     r"'server_optimizer-sgd' would run the same settings"):
+    sweep.run_sweep(sweep.runs_from_grid("server_optimizer=sgdm,sgd"), str(tmp_path / "out"),
+                    common_flags="--dataset=digits --rounds=1 --server_momentum=0.9")
+  assert not (tmp_path / "out").exists()
+
+
+def test_generation_flags_are_not_hparams(tmp_path):
+  # They change no round: two runs of one training were two HParams rows, and a resume
+  # writing the text at another temperature left the HParams saying the first (R7, s47).
+  config = ExperimentConfig(root_output_dir=str(tmp_path), experiment_name="r",
+                            recorded={"temperature": 0.5, "generate_prompt": "ROMEO: ",
+                                      "num_generate": 200, "sanity_client": "HAMLET"})
+  hparams = tensorboard_hparams(config)
+  assert not {"temperature", "generate_prompt", "num_generate", "sanity_client"} & set(hparams)
+  assert "client_learning_rate" in hparams
