@@ -184,3 +184,15 @@ def test_coded_ratios_are_taken_against_what_the_baseline_sent(tmp_path):
                                    baseline="coded_base")
   rows = codec_table.table_rows(summaries, str(tmp_path), "coded_base")
   assert [r["aggregate_coded_ratio"] for r in rows] == [1.0, 4.0]
+
+
+def test_rounds_a_resume_raised_are_not_named_as_a_setting(tmp_path):
+  # config.json keeps the first start's --rounds: a baseline extended from 2 to 3 rounds
+  # by compare_codecs was said to differ from a 3-round run in "rounds=3 (baseline: 2)"
+  # (R7, s47). The table's rounds column, from metrics.csv, says the lengths.
+  _run(tmp_path, "baseline", 3200, 0.90, rounds=2, rounds_per_eval=1)
+  _run(tmp_path, "u8", 800, 0.9, codec="uniform(bits=8)>100", rounds=3, rounds_per_eval=2)
+  summaries = summary.compare_runs([str(tmp_path / n) for n in ("baseline", "u8")],
+                                   baseline="baseline")
+  codecs = [r["codec"] for r in codec_table.table_rows(summaries, str(tmp_path), "baseline")]
+  assert codecs == ["none", "aggr: uniform(bits=8)>100"]
