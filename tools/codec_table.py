@@ -72,8 +72,11 @@ def _other_settings(config: dict[str, Any], base: dict[str, Any]) -> list[str]:
   flags, when only the run has --dp) is named whatever the baseline recorded, or whether
   it recorded it at all. Left out: what the run does not use, and what a baseline that
   uses it lacks (recorded by older code, which the sweep does not compare either)."""
+  from fedcompress.harness.experiment import OPTIMIZER_SPELLINGS
+
+  config, base = _optimizers_resolved(config), _optimizers_resolved(base)
   skip = (_SAID | rundir.HOW_NOT_WHAT | rundir.BESIDE_THE_ROUNDS | rundir.SPELLINGS
-          | rundir.unused_flags(config) | _EXTENDED_ON_RESUME)
+          | OPTIMIZER_SPELLINGS | rundir.unused_flags(config) | _EXTENDED_ON_RESUME)
   # Which of the run's keys the baseline's dataset and DP leave unused, recorded or not
   # (a record without `dp`, of code before DP, ran without it).
   unused_by_base = rundir.unused_flags({**dict.fromkeys(config), "dp": "none", **base})
@@ -84,6 +87,25 @@ def _other_settings(config: dict[str, Any], base: dict[str, Any]) -> list[str]:
     elif k in base and config[k] != base[k]:
       named.append(f"{k}={config[k]} (baseline: {base[k]})")
   return named
+
+
+def _optimizers_resolved(record: dict[str, Any]) -> dict[str, Any]:
+  """`record` with each optimizer as TFF runs it (`experiment.resolved_optimizer`): `sgd`
+  with `--server_momentum=0.9` was said to differ from `sgdm` in `server_momentum=0.9
+  (baseline: None)` (review R7 of s47). A record it cannot read stays as it is."""
+  from fedcompress.harness.experiment import OPTIMIZER_OPTIONS, resolved_optimizer
+
+  out = dict(record)
+  for side in ("client", "server"):
+    name, rate = record.get(f"{side}_optimizer"), record.get(f"{side}_learning_rate")
+    if name is None or rate is None:
+      continue
+    try:
+      out[f"{side}_optimizer"] = resolved_optimizer(
+          name, rate, {o: record.get(f"{side}_{o}") for o in OPTIMIZER_OPTIONS})
+    except ValueError:  # Code that had other optimizers: compared as recorded.
+      pass
+  return out
 
 
 def table_rows(summaries: Sequence[dict[str, Any]], root: str, baseline: str

@@ -196,3 +196,21 @@ def test_rounds_a_resume_raised_are_not_named_as_a_setting(tmp_path):
                                    baseline="baseline")
   codecs = [r["codec"] for r in codec_table.table_rows(summaries, str(tmp_path), "baseline")]
   assert codecs == ["none", "aggr: uniform(bits=8)>100"]
+
+
+def test_one_optimizer_spelt_two_ways_is_no_other_setting(tmp_path):
+  # sgdm against sgd with --server_momentum=0.9: one optimizer, said to differ in
+  # "server_momentum=0.9 (baseline: None)" (R7, s47); another momentum still differs.
+  common = dict(server_learning_rate=1.0, client_optimizer="sgd", client_learning_rate=0.1)
+  _run(tmp_path, "baseline", 3200, 0.90, server_optimizer="sgdm", server_momentum=None,
+       **common)
+  _run(tmp_path, "u8", 800, 0.9, codec="uniform(bits=8)>100", server_optimizer="sgd",
+       server_momentum=0.9, **common)
+  _run(tmp_path, "u8m", 800, 0.9, codec="uniform(bits=8)>100", server_optimizer="sgd",
+       server_momentum=0.5, **common)
+  names = ("baseline", "u8", "u8m")
+  summaries = summary.compare_runs([str(tmp_path / n) for n in names], baseline="baseline")
+  codecs = [r["codec"] for r in codec_table.table_rows(summaries, str(tmp_path), "baseline")]
+  assert codecs == ["none", "aggr: uniform(bits=8)>100",
+                    "aggr: uniform(bits=8)>100; server_optimizer=sgd(momentum=0.5) "
+                    "(baseline: sgd(momentum=0.9))"]
