@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import functools
+import ipaddress
 import logging
 import math
 import os
@@ -300,7 +302,27 @@ def parse_worker_address(address: str) -> str:
   host, sep, port = address.rpartition(":")
   if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
     raise ValueError(f"worker address must be HOST:PORT, got {address!r}")
+  if ":" in host and not (host.startswith("[") and host.endswith("]")):
+    # Taken as the host '::1' of another port, it was waited for, then blamed on a
+    # worker not running (review R6 of s47).
+    raise ValueError(f"worker address must be HOST:PORT with an IPv6 host in brackets "
+                     f"([{host}]:{port}), got {address!r}")
   return address
+
+
+_THIS_HOST = "this host"
+
+
+@functools.lru_cache(maxsize=1)
+def _this_hosts_addresses() -> frozenset[str]:
+  """The addresses of this machine's own names (those a listed worker may be called by)."""
+  found = set()
+  for name in {socket.gethostname(), socket.getfqdn()}:
+    try:
+      found |= {info[4][0] for info in socket.getaddrinfo(name, None)}
+    except (OSError, UnicodeError):
+      pass
+  return frozenset(found)
 
 
 def _endpoints(address: str) -> set[tuple[str, int]]:
@@ -310,7 +332,17 @@ def _endpoints(address: str) -> set[tuple[str, int]]:
     infos = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
   except (OSError, UnicodeError):  # Said when it is connected to ('a..b' is no name).
     return {(host, int(port))}
-  return {(info[4][0], int(port)) for info in infos}
+  return {(_machine(info[4][0]), int(port)) for info in infos}
+
+
+def _machine(ip: str) -> str:
+  """`ip`, or one name for every address of this machine: 127.0.0.2, ::1, 0.0.0.0 and
+  its own interface's address all reach a worker listening here on all interfaces,
+  and two of them ran both shares of every round on one worker (review R6 of s47)."""
+  address = ipaddress.ip_address(ip.split("%")[0])
+  if address.is_loopback or address.is_unspecified or ip in _this_hosts_addresses():
+    return _THIS_HOST
+  return ip
 
 
 def check_distinct_workers(addresses: Sequence[str]) -> None:
