@@ -233,9 +233,11 @@ def run_loop(process: Process, client_ids: Sequence[str],
         raise NonFiniteModelError(
             f"round {round_num}'s mean update was non-finite (NaN or Inf) although every "
             "averaged client update was finite, so TFF's optimizer left the model as it "
-            f"was; the run stops before reporting or checkpointing it; {kept}. The uplink "
-            "codec's decode (or a DP or secure-aggregation step) overflowed or divided by "
-            "zero: check it on the update's range (fedcompress.codecs.testing.round_trip)")
+            f"was; the run stops before reporting or checkpointing it; {kept}. The "
+            "example-weighted sum of the updates overflowed (start a new run with lower "
+            "learning rates), or the uplink codec's decode, a DP or a secure-aggregation "
+            "step overflowed or divided by zero (check a codec of yours on the update's "
+            "range with fedcompress.codecs.testing.round_trip)")
       last = round_num == config.rounds
       if evaluate is not None and (last or round_num % config.rounds_per_eval == 0):
         final_eval = dict(evaluate(weights))

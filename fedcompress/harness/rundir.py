@@ -313,9 +313,12 @@ def recorded_rounds(run_dir: str) -> int | None:
   ran a round: a `--resume --rounds=400` stopped before its first round raised the
   floor to 400 for good, with nothing of it in a row or checkpoint)."""
   config = read_config(run_dir) or {}
-  asked = [s.get("rounds") for s in read_run_info(run_dir)["segments"]
-           if not _ran_nothing(s)]
-  asked.append(config.get("rounds"))
+  segments = read_run_info(run_dir)["segments"]
+  asked = [s.get("rounds") for s in segments if not _ran_nothing(s)]
+  # config.json holds the first segment's --rounds (runs of older versions recorded no
+  # segments): it counts when that segment ran a round, as the others do.
+  if not segments or not _ran_nothing(segments[0]):
+    asked.append(config.get("rounds"))
   asked = [r for r in asked if isinstance(r, int) and not isinstance(r, bool)]
   return max(asked) if asked else None
 

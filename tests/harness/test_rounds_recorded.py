@@ -70,3 +70,15 @@ def test_a_resume_that_ran_no_round_does_not_raise_the_rounds_floor(tmp_path):
   _segments(run_dir, (3, 1, 3), (12, 4, 5))  # It ran rounds 4-5 of 12: the floor holds.
   assert rundir.recorded_rounds(run_dir) == 12
   assert "rounds may only go up" in rundir.record_mismatch(run_dir, {"rounds": 6}, 6)
+
+
+def test_a_first_start_that_ran_no_round_does_not_set_the_floor(tmp_path):
+  # config.json is written when the first segment starts: a --rounds=400 stopped in its
+  # first round still refused every lower --rounds (R8 of s47).
+  run_dir = _run(tmp_path, rows=None)
+  (tmp_path / "run" / rundir.CONFIG_FILE).write_text('{"rounds": 400}')
+  _segments(run_dir, (400, 1, 0))
+  assert rundir.recorded_rounds(run_dir) is None
+  assert rundir.record_mismatch(run_dir, {"rounds": 2}, 2) is None
+  _segments(run_dir, (400, 1, 1))  # It ran round 1 of 400: the floor holds.
+  assert rundir.recorded_rounds(run_dir) == 400
