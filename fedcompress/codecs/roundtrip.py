@@ -15,6 +15,8 @@ tensor and build, a few milliseconds for a small stage.
 
 from __future__ import annotations
 
+import os
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,12 +55,20 @@ def _static_mismatch(decoded: Any, spec: tf.TensorSpec) -> str | None:
 def _contract_broken(error: Exception) -> str | None:
   """Which of tensor_encoding's rules for a stage `error` most likely comes from."""
   text = str(error)
-  if isinstance(error, AttributeError) and "has no attribute 'items'" in text:
+  # Who made the call that failed: the innermost frame outside TensorFlow's and six's
+  # own code (a tensor's missing `.items` is raised in TensorFlow's `__getattr__`).
+  callers = [f.filename for f in traceback.extract_tb(error.__traceback__)
+             if f"{os.sep}tensorflow{os.sep}" not in f.filename
+             and os.path.basename(f.filename) != "six.py"]
+  if not callers or "tensor_encoding" not in callers[-1]:
+    return None  # Raised in the stage's own code: its own mistake, said as it is.
+  if isinstance(error, AttributeError) and "Tensor' object has no attribute 'items'" in text:
     # tensor_encoding reads the stage's encode output as a dict.
     return "its stage's encode returns a tensor, not a dict of tensors"
-  if isinstance(error, TypeError) and "positional argument" in text and any(
-      f"{method}() takes" in text for method in ("get_params", "encode", "decode")):
-    # tensor_encoding passes a name to these, which the decorator's wrappers take.
+  if isinstance(error, TypeError) and (
+      "get_params() takes 1 positional argument but 2 were given" in text):
+    # tensor_encoding passes get_params a name, which the decorator's wrapper takes; a
+    # decorated stage's own methods missing an argument fail otherwise (review R9).
     return ("its stage class is not decorated with @te.core.tf_style_encoding_stage, or "
             "tf_style_adaptive_encoding_stage")
   return None

@@ -62,3 +62,29 @@ def test_a_decorated_stage_that_returns_a_dict_passes():
     CodecSpec("contract_of_a_test", threshold=0).checked_encoder(SPEC)
   finally:
     unregister("contract_of_a_test")
+
+
+@te.core.tf_style_encoding_stage
+class _NoParamsArgument(_Half):
+  def encode(self, x):  # noqa: ARG002 - leaves out encode_params: a mistake of its own.
+    return {"values": tf.cast(x, tf.float16)}
+
+
+@te.core.tf_style_encoding_stage
+class _OwnItemsError(_Half):
+  def encode(self, x, encode_params):
+    return {"values": tf.cast(x, tf.float16).items()}
+
+
+@pytest.mark.parametrize("stage", [_NoParamsArgument, _OwnItemsError])
+def test_other_mistakes_get_no_wrong_rule(stage):
+  # A decorated stage's encode without encode_params was told it lacked the decorator,
+  # and any missing `.items` was put down to an encode returning a tensor (R9 of s47).
+  register_stage("contract_of_a_test", stage, overwrite=True)
+  try:
+    with pytest.raises(ValueError) as info:
+      CodecSpec("contract_of_a_test", threshold=0).checked_encoder(SPEC)
+  finally:
+    unregister("contract_of_a_test")
+  assert "fails to encode and decode" in str(info.value)
+  assert "decorated" not in str(info.value) and "not a dict" not in str(info.value)
