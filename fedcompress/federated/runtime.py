@@ -340,6 +340,8 @@ def _machine(ip: str) -> str:
   its own interface's address all reach a worker listening here on all interfaces,
   and two of them ran both shares of every round on one worker (review R6 of s47)."""
   address = ipaddress.ip_address(ip.split("%")[0])
+  if address.version == 6 and address.ipv4_mapped is not None:  # ::ffff:127.0.0.1
+    address = address.ipv4_mapped
   if address.is_loopback or address.is_unspecified or ip in _this_hosts_addresses():
     return _THIS_HOST
   return ip

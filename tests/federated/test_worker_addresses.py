@@ -14,6 +14,7 @@ from fedcompress.federated import runtime
     ["127.0.0.1:47321", "127.0.0.2:47321"],
     ["[::1]:47321", "127.0.0.1:47321"],
     ["0.0.0.0:47321", "localhost:47321"],
+    ["[::ffff:127.0.0.1]:47321", "localhost:47321"],  # Mapped: not loopback to Python 3.11.
 ])
 def test_addresses_of_this_machine_are_one_worker(workers):
   with pytest.raises(ValueError, match=r"are one worker: list each worker once"):
