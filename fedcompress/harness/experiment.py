@@ -256,7 +256,7 @@ def resolved_optimizer(name: str, learning_rate: float,
     given = check_optimizer(name, learning_rate, options)
     hparams["initial_accumulator"] = given.get(
         keyword, inspect.signature(OPTIMIZERS[name].build).parameters[keyword].default)
-  kind = type(optimizer).__name__.lstrip("_").lower()
+  kind = "sgd" if name == "sgdm" else name  # sgdm is SGD at momentum 0.9.
   # Each value's shortest float32 decimal: TFF holds them as float32.
   values = ",".join(f"{k}={float(str(np.float32(v)))!r}" for k, v in sorted(hparams.items()))
   return f"{kind}({values})" if values else kind  # Plain SGD: `sgd`, as the flag says.

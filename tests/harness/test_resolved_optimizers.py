@@ -65,3 +65,9 @@ def test_generation_flags_are_not_hparams(tmp_path):
   hparams = tensorboard_hparams(config)
   assert not {"temperature", "generate_prompt", "num_generate", "sanity_client"} & set(hparams)
   assert "client_learning_rate" in hparams
+
+
+def test_an_optimizer_is_shown_under_its_flags_name():
+  # adagrad_keras was shown as `kerasadagrad(...)`, its class's name (R9 of s47).
+  assert resolved_optimizer("adagrad_keras", 0.1).startswith("adagrad_keras(")
+  assert resolved_optimizer("sgdm", 0.1) == "sgd(momentum=0.9)"
