@@ -18,10 +18,6 @@ from fedcompress.units import format_bits
 
 # Settings `codec_of` names by themselves, and records of how a run ran or of a codec's
 # spelling, which change neither its bits nor its accuracy.
-# What a resume may raise, which config.json keeps as first started: a baseline extended
-# from 2 to 3 rounds was said to differ from a 3-round run in "rounds=3 (baseline: 2)"
-# (review R7 of s47). The table's own rounds column, from metrics.csv, says the lengths.
-_EXTENDED_ON_RESUME = frozenset({"rounds", "rounds_per_eval"})
 _SAID = frozenset({"broadcast_codec", "aggregate_codec", "aggregator", "secure_aggregation",
                    "dp", "error_feedback", rundir.CODEC_REVISIONS})
 
@@ -72,11 +68,13 @@ def _other_settings(config: dict[str, Any], base: dict[str, Any]) -> list[str]:
   flags, when only the run has --dp) is named whatever the baseline recorded, or whether
   it recorded it at all. Left out: what the run does not use, and what a baseline that
   uses it lacks (recorded by older code, which the sweep does not compare either)."""
-  from fedcompress.harness.experiment import OPTIMIZER_SPELLINGS
-
   config, base = _optimizers_resolved(config), _optimizers_resolved(base)
+  # What a resume raised is config.json's as first started: a baseline extended from 2
+  # to 3 rounds was said to differ from a 3-round run in "rounds=3 (baseline: 2)" (review
+  # R7 of s47). The table's own rounds column, from metrics.csv, says the lengths.
   skip = (_SAID | rundir.HOW_NOT_WHAT | rundir.BESIDE_THE_ROUNDS | rundir.SPELLINGS
-          | OPTIMIZER_SPELLINGS | rundir.unused_flags(config) | _EXTENDED_ON_RESUME)
+          | rundir.OPTIMIZER_SPELLINGS | rundir.unused_flags(config)
+          | rundir.EXTENDED_ON_RESUME)
   # Which of the run's keys the baseline's dataset and DP leave unused, recorded or not
   # (a record without `dp`, of code before DP, ran without it).
   unused_by_base = rundir.unused_flags({**dict.fromkeys(config), "dp": "none", **base})

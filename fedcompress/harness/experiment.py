@@ -1245,9 +1245,6 @@ def check_experiment(task: FederatedTask, config: ExperimentConfig) -> None:
   check_sampling_on_resume(task, config)
 
 
-_EXTENDED_ON_RESUME = ("rounds", "rounds_per_eval")
-
-
 def tensorboard_hparams(config: ExperimentConfig) -> dict[str, Any]:
   """The run's HParams: config.json's record, without how or where its segments ran.
 
@@ -1261,25 +1258,22 @@ def tensorboard_hparams(config: ExperimentConfig) -> dict[str, Any]:
   record = rundir.read_config(config.run_dir) or current
   # What a resume may extend stays the current: a run extended from 10 rounds to 20
   # shows 20, as an uninterrupted run of 20 does.
-  record = {**record, **{k: current[k] for k in _EXTENDED_ON_RESUME if k in current}}
+  record = {**record, **{k: current[k] for k in rundir.EXTENDED_ON_RESUME if k in current}}
   # The codecs and optimizers as they run, whatever spelling config.json holds (a resume
   # runs the same ones, or is refused).
-  record.update(resolved_codecs(config))
-  record.update(resolved_optimizers(config))
-  skip = rundir.HOW_NOT_WHAT | rundir.BESIDE_THE_ROUNDS | rundir.SPELLINGS | OPTIMIZER_SPELLINGS
+  record.update(resolved_settings(config))
+  skip = (rundir.HOW_NOT_WHAT | rundir.BESIDE_THE_ROUNDS | rundir.SPELLINGS
+          | rundir.OPTIMIZER_SPELLINGS)
   return {k: v for k, v in record.items() if k not in skip | rundir.unused_flags(record)}
 
 
-# The optimizers' options as flags: `resolved_optimizers` holds their effect.
-OPTIMIZER_SPELLINGS = frozenset(f"{side}_{option}" for side in ("client", "server")
-                                for option in OPTIMIZER_OPTIONS)
-
-
-def resolved_optimizers(config: ExperimentConfig) -> dict[str, str]:
-  """Both optimizers as TFF runs them (`resolved_optimizer`), under their flags' names."""
-  return {f"{side}_optimizer": resolved_optimizer(
+def resolved_settings(config: ExperimentConfig) -> dict[str, str]:
+  """The codecs (`resolved_codecs`) and optimizers (`resolved_optimizer`) as they run,
+  under their flags' names: what `rundir.SPELLINGS` and `OPTIMIZER_SPELLINGS` spell."""
+  optimizers = {f"{side}_optimizer": resolved_optimizer(
       getattr(config, f"{side}_optimizer"), getattr(config, f"{side}_learning_rate"),
       getattr(config, f"{side}_optimizer_options")) for side in ("client", "server")}
+  return {**resolved_codecs(config), **optimizers}
 
 
 def resolved_codecs(config: ExperimentConfig) -> dict[str, str]:

@@ -111,6 +111,15 @@ SPELLINGS = frozenset({
     # `./mods/x.py` and its absolute path were three rows of one codec).
     "codec_modules",
 })
+# The optimizers' options (`experiment.OPTIMIZER_OPTIONS`), which the resolved
+# optimizers hold: `sgdm`, and `sgd` with `--server_momentum=0.9`, are one optimizer
+# (`experiment.resolved_optimizer`; review R7 of s47). Spellings too in the HParams, a
+# sweep and the codec table, but not among SPELLINGS: a resume compares them as given.
+OPTIMIZER_SPELLINGS = frozenset({
+    "client_momentum", "client_epsilon", "client_initial_accumulator", "server_momentum",
+    "server_epsilon", "server_initial_accumulator"})
+# What a resume may raise, which config.json keeps as the run first started.
+EXTENDED_ON_RESUME = frozenset({"rounds", "rounds_per_eval"})
 # Revisions above 1 of the run's codecs (`Codec.revision`, as `adaptive=2`); a record
 # without them was made on revision 1 of every codec, so they are compared also when
 # missing, as "none".

@@ -177,18 +177,14 @@ def _check_distinct(plans: Sequence[_Plan]) -> None:
   """Refuses two runs that would run the same settings under other names: a sweep ran
   `up_drive` uncompressed beside the baseline, its table saying 1.00x, when a
   --flagfile in --common_flags (read after each run's own) overrode the run's codec."""
-  from fedcompress.harness.experiment import (
-      OPTIMIZER_SPELLINGS,
-      resolved_codecs,
-      resolved_optimizers,
-  )
+  from fedcompress.harness.experiment import resolved_settings
 
   seen: dict[str, str] = {}
   for plan in plans:
     record = {k: rundir.jsonable(v) for k, v in plan.config.record().items()}
-    record.update(resolved_codecs(plan.config))  # One text however a codec is spelt.
-    record.update(resolved_optimizers(plan.config))  # And an optimizer.
-    skip = _NOT_COMPARED | rundir.SPELLINGS | OPTIMIZER_SPELLINGS | rundir.unused_flags(record)
+    record.update(resolved_settings(plan.config))  # One text however a codec is spelt.
+    skip = (_NOT_COMPARED | rundir.SPELLINGS | rundir.OPTIMIZER_SPELLINGS
+            | rundir.unused_flags(record))
     key = json.dumps({k: v for k, v in record.items() if k not in skip}, sort_keys=True,
                      default=str)
     if (other := seen.setdefault(key, plan.run.name)) != plan.run.name:

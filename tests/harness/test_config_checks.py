@@ -123,10 +123,8 @@ def test_hparams_are_the_record_without_how_segments_started():
   config = _config(recorded={**how, "client_learning_rate": 0.1, "dataset": "digits"})
   hparams = tensorboard_hparams(config)
   # The codecs and optimizers as they run (R7 of s47: the optimizers' options went).
-  from fedcompress.harness.experiment import OPTIMIZER_SPELLINGS
-
   assert hparams == {**{k: v for k, v in config.record().items()
-                        if k not in how and k not in OPTIMIZER_SPELLINGS},
+                        if k not in how and k not in rundir.OPTIMIZER_SPELLINGS},
                      "broadcast_codec": "identity", "aggregate_codec": "identity",
                      "client_optimizer": "sgd", "server_optimizer": "sgd"}
   assert {"dataset", "client_learning_rate", "aggregate_codec", "seed"} <= set(hparams)

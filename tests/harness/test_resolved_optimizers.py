@@ -71,3 +71,12 @@ def test_an_optimizer_is_shown_under_its_flags_name():
   # adagrad_keras was shown as `kerasadagrad(...)`, its class's name (R9 of s47).
   assert resolved_optimizer("adagrad_keras", 0.1).startswith("adagrad_keras(")
   assert resolved_optimizer("sgdm", 0.1) == "sgd(momentum=0.9)"
+
+
+def test_every_optimizer_option_is_a_spelling():
+  # The resolved optimizers hold them: HParams, sweeps and tables leave them out.
+  from fedcompress.harness import rundir
+  from fedcompress.harness.experiment import OPTIMIZER_OPTIONS
+
+  assert {f"{side}_{option}" for side in ("client", "server")
+          for option in OPTIMIZER_OPTIONS} == rundir.OPTIMIZER_SPELLINGS
