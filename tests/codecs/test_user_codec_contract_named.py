@@ -38,22 +38,28 @@ class _TensorOut(_Half):
     return tf.cast(x, tf.float16)
 
 
-@pytest.mark.parametrize("stage,said", [
-    (_Half, r"TypeError: .*get_params\(\) takes 1 positional argument but 2 were given \(its "
-            r"stage class is not decorated with @te.core.tf_style_encoding_stage, or "
-            r"tf_style_adaptive_encoding_stage\)$"),
-    (_TensorOut, r"AttributeError: .* has no attribute 'items' \(its stage's encode returns a "
-                 r"tensor, not a dict of tensors\)$"),
-])
-def test_the_broken_rule_is_named(stage, said):
+def _check_refusal(stage) -> str:
+  """What the pre-check says of `stage`, registered as a codec of the user's."""
   register_stage("contract_of_a_test", stage, overwrite=True)
   try:
     with pytest.raises(ValueError) as info:
       CodecSpec("contract_of_a_test", threshold=0).checked_encoder(SPEC)
   finally:
     unregister("contract_of_a_test")
+  return str(info.value)
+
+
+@pytest.mark.parametrize("stage,rule", [
+    (_Half, r"TypeError: .*get_params\(\) takes 1 positional argument but 2 were given \(its "
+            r"stage class is not decorated with @te.core.tf_style_encoding_stage, or "
+            r"tf_style_adaptive_encoding_stage\)$"),
+    (_TensorOut, r"AttributeError: .* has no attribute 'items' \(its stage's encode returns a "
+                 r"tensor, not a dict of tensors\)$"),
+])
+def test_the_broken_rule_is_named(stage, rule):
+  said = _check_refusal(stage)
   assert re.match(r"codec 'contract_of_a_test>0' on a float32\[40, 30\] tensor fails to encode "
-                  r"and decode: " + said, str(info.value)), str(info.value)
+                  r"and decode: " + rule, said), said
 
 
 def test_a_decorated_stage_that_returns_a_dict_passes():
@@ -80,11 +86,6 @@ class _OwnItemsError(_Half):
 def test_other_mistakes_get_no_wrong_rule(stage):
   # A decorated stage's encode without encode_params was told it lacked the decorator,
   # and any missing `.items` was put down to an encode returning a tensor (R9 of s47).
-  register_stage("contract_of_a_test", stage, overwrite=True)
-  try:
-    with pytest.raises(ValueError) as info:
-      CodecSpec("contract_of_a_test", threshold=0).checked_encoder(SPEC)
-  finally:
-    unregister("contract_of_a_test")
-  assert "fails to encode and decode" in str(info.value)
-  assert "decorated" not in str(info.value) and "not a dict" not in str(info.value)
+  said = _check_refusal(stage)
+  assert "fails to encode and decode" in said
+  assert "decorated" not in said and "not a dict" not in said
