@@ -607,11 +607,32 @@ class ExperimentConfig:
       if (isinstance(value, (set, frozenset, Mapping, np.ndarray))
           and (recorded or {}).get(key) == str(value)):
         record[key] = recorded[key]
+    for side in ("client", "server"):
+      # One optimizer spelt another way (`sgdm`, then `sgd` with --server_momentum=0.9)
+      # is compared as the recorded spelling, as HParams, sweeps and tables compare it.
+      keys = [f"{side}_optimizer", *(f"{side}_{k}" for k in OPTIMIZER_OPTIONS)]
+      if (recorded and any(k in recorded and recorded[k] != record[k] for k in keys)
+          and _recorded_optimizer(recorded, side, self) == resolved_optimizer(
+              getattr(self, f"{side}_optimizer"), getattr(self, f"{side}_learning_rate"),
+              getattr(self, f"{side}_optimizer_options"))):
+        record.update({k: recorded[k] for k in keys if k in recorded})
     if self.fixed_clients and "clients_per_round" in (recorded or {}):
       # With fixed clients it has no effect; runs made before it was set to their number
       # recorded the flag's value (10 in the Shakespeare tutorial's runs).
       record["clients_per_round"] = recorded["clients_per_round"]
     return record
+
+
+def _recorded_optimizer(recorded: Mapping[str, Any], side: str,
+                        config: ExperimentConfig) -> str | None:
+  """`resolved_optimizer` of the `side` optimizer a record holds (at `config`'s learning
+  rate, which it leaves out), or None where the record names none it can build."""
+  try:
+    return resolved_optimizer(
+        recorded[f"{side}_optimizer"], getattr(config, f"{side}_learning_rate"),
+        {k: recorded.get(f"{side}_{k}") for k in OPTIMIZER_OPTIONS})
+  except (KeyError, TypeError, ValueError):
+    return None
 
 
 @dataclasses.dataclass

@@ -114,7 +114,9 @@ SPELLINGS = frozenset({
 # The optimizers' options (`experiment.OPTIMIZER_OPTIONS`), which the resolved
 # optimizers hold: `sgdm`, and `sgd` with `--server_momentum=0.9`, are one optimizer
 # (`experiment.resolved_optimizer`; review R7 of s47). Spellings too in the HParams, a
-# sweep and the codec table, but not among SPELLINGS: a resume compares them as given.
+# sweep and the codec table, but not among SPELLINGS, every one of which a resume
+# compares resolved: it compares these as given where the optimizers they spell differ
+# (`ExperimentConfig.record_compared_with`), to name the flag.
 OPTIMIZER_SPELLINGS = frozenset({
     "client_momentum", "client_epsilon", "client_initial_accumulator", "server_momentum",
     "server_epsilon", "server_initial_accumulator"})

@@ -80,3 +80,35 @@ def test_every_optimizer_option_is_a_spelling():
 
   assert {f"{side}_{option}" for side in ("client", "server")
           for option in OPTIMIZER_OPTIONS} == rundir.OPTIMIZER_SPELLINGS
+
+
+def _from_flags(*args):
+  from absl import flags
+
+  from fedcompress.harness import flags as fc_flags
+
+  fv = flags.FlagValues()
+  fc_flags.define_image_experiment_flags(fv)
+  fv(["binary", *args])
+  return fc_flags.experiment_config_from_flags(fv, module_names=[])
+
+
+def test_a_resume_takes_one_optimizer_spelt_another_way():
+  # `sgdm` resumed as `sgd --server_momentum=0.9` was refused as other settings, though
+  # it runs the same optimizer the HParams, a sweep and the codec table call one
+  # (R9 of s47).
+  from fedcompress.harness import rundir
+
+  recorded = _from_flags("--server_optimizer=sgdm").record()
+  for spelling in (("--server_optimizer=sgd", "--server_momentum=0.9"),
+                   ("--server_optimizer=sgdm", "--server_momentum=0.9")):
+    resumed = _from_flags(*spelling)
+    assert rundir.differences(recorded, resumed.record_compared_with(recorded)) == []
+  # Another optimizer, or another learning rate, is still another setting.
+  other = _from_flags("--server_optimizer=sgdm", "--server_momentum=0.5")
+  assert rundir.differences(recorded, other.record_compared_with(recorded)) == [
+      "--server_momentum=0.5 (recorded None)"]
+  faster = _from_flags("--server_optimizer=sgd", "--server_momentum=0.9",
+                       "--server_learning_rate=2.0")
+  assert rundir.differences(recorded, faster.record_compared_with(recorded)) == [
+      "--server_learning_rate=2.0 (recorded 1.0)"]
