@@ -38,15 +38,14 @@ from fedcompress.harness.sweep import (
   EXPERIMENTS,
   parse_seeds,
   run_sweep,
-  runs_from_flagfiles,
-  runs_from_grid,
+  runs_from,
   sweep_failure,
 )
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("flagfiles", [], "One run per flagfile.")
+flags.DEFINE_list("flagfiles", [], "One run per flagfile (with --grid, the grid over each).")
 flags.DEFINE_string("grid", "", "Runs over the product of flag values: "
-                    "'flag=v1,v2;other=w1,w2'.")
+                    "'flag=v1,v2;other=w1,w2' (with --flagfiles, over each flagfile's).")
 flags.DEFINE_string("common_flags", "", "Flags added to every run, e.g. '--dataset=digits "
                     "--rounds=20'.")
 flags.DEFINE_string("root_output_dir", None, "Folder of the sweep's runs.")
@@ -63,7 +62,7 @@ def main(argv):
     return fail(f"unexpected arguments: {' '.join(argv[1:])}")
   runtime.install_signal_handlers()
   try:
-    runs = runs_from_flagfiles(FLAGS.flagfiles) + runs_from_grid(FLAGS.grid)
+    runs = runs_from(FLAGS.flagfiles, FLAGS.grid)
     seeds = parse_seeds(FLAGS.seeds)
     summaries = run_sweep(runs, FLAGS.root_output_dir, experiment=FLAGS.experiment,
                           common_flags=FLAGS.common_flags, baseline=FLAGS.baseline,

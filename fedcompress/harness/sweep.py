@@ -140,6 +140,21 @@ def runs_from_grid(grid: str) -> list[SweepRun]:
   return runs
 
 
+def runs_from(flagfiles: Sequence[str], grid: str) -> list[SweepRun]:
+  """The runs of `experiments/sweep.py`: one per flagfile, one per grid point, or, given
+  both, each grid point over each flagfile (`compressed_u8_client_learning_rate-0.05`).
+
+  Both gave the flagfiles' runs and the grid's beside them: the grid's ran the binary's
+  defaults with the axis (uncompressed FedAvg), compared with the flagfile's as if the
+  axis were all that differed (review R5 of s48).
+  """
+  files, points = runs_from_flagfiles(flagfiles), runs_from_grid(grid)
+  if not (files and points):
+    return files + points
+  # A grid value comes after its flagfile's, so that the axis is what varies.
+  return [SweepRun(f"{f.name}_{g.name}", f.args + g.args) for f in files for g in points]
+
+
 def with_seeds(runs: Sequence[SweepRun], seeds: Sequence[int]) -> list[SweepRun]:
   """Each run once per seed, named `<name>_seed<s>`, with `--seed=<s>` last of its flags."""
   if len(set(seeds)) != len(seeds):

@@ -32,6 +32,33 @@ def test_common_flags_win_over_a_runs_flagfile_and_grid_values_over_both(tmp_pat
   assert (plan.config.rounds, plan.config.clients_per_round) == (20, 4)
 
 
+def test_flagfiles_and_a_grid_run_the_grid_over_each_flagfile(tmp_path):
+  # Both gave the flagfiles' runs and the grid's beside them: the grid's ran without the
+  # flagfile's codec (uncompressed), compared with it as if the axis were all that
+  # differed (R5 of s48).
+  flagfiles = []
+  for name, bits in (("u8", 8), ("u4", 4)):
+    path = tmp_path / f"{name}.flags"
+    path.write_text(f"--aggregate_encoder=uniform\n--aggregate_bits={bits}\n")
+    flagfiles.append(str(path))
+  runs = sweep.runs_from(flagfiles, "client_learning_rate=0.05,0.1")
+  assert [r.name for r in runs] == [
+      "u8_client_learning_rate-0.05", "u8_client_learning_rate-0.1",
+      "u4_client_learning_rate-0.05", "u4_client_learning_rate-0.1"]
+  kind = sweep.get_experiment("emnist")
+  plans = [sweep._plan(kind, run, str(tmp_path / "out"), ["--dataset=digits"])  # noqa: SLF001
+           for run in runs]
+  assert [(p.config.aggregate_codec.describe_resolved(threshold=False),
+           p.config.client_learning_rate) for p in plans] == [
+      ("uniform(bits=8,deterministic=False,word_bits=28)", 0.05),
+      ("uniform(bits=8,deterministic=False,word_bits=28)", 0.1),
+      ("uniform(bits=4,deterministic=False,word_bits=28)", 0.05),
+      ("uniform(bits=4,deterministic=False,word_bits=28)", 0.1)]
+  # Either alone is as before.
+  assert [r.name for r in sweep.runs_from(flagfiles, "")] == ["u8", "u4"]
+  assert len(sweep.runs_from([], "client_learning_rate=0.05,0.1")) == 2
+
+
 def test_an_error_feedback_codec_that_compounds_is_refused_before_any_run(tmp_path):
   # The check runs on the model's tensors: it was made when each run started, so a sweep
   # ran the runs before such a codec to the end, then stopped.
