@@ -539,7 +539,13 @@ def codec_from_flags(fv: FlagValues, direction: str
   given = {f"{direction}_{k}": fv[f"{direction}_{k}"].value
            for k in ("encoder", "bits", "encoder_args")}
   try:
-    spec = codecs.make_codec(given[f"{direction}_encoder"], bits=given[f"{direction}_bits"],
+    # A width that has no effect is said below, not refused as make_codec refuses it: a
+    # grid over widths may hold codecs that set their own.
+    bits = given[f"{direction}_bits"]
+    if bits is not None and not codecs.takes_bits(given[f"{direction}_encoder"],
+                                                  given[f"{direction}_encoder_args"]):
+      bits = None
+    spec = codecs.make_codec(given[f"{direction}_encoder"], bits=bits,
                              options=given[f"{direction}_encoder_args"],
                              threshold=fv["compression_threshold"].value)
   except ValueError as e:
