@@ -207,6 +207,12 @@ class AdaptiveUniformEncodingStage(te.core.AdaptiveEncodingStageInterface):
     return total / tf.maximum(n64, 1.0)
 
   def encode(self, x, encode_params):
+    if x.dtype == tf.float64:
+      # It quantizes in float32 and prices a float32 min/max: a float64 tensor went over
+      # a coder=fixed budget by 64 bits, decoded to NaN past float32's range, and lost
+      # deviations below its resolution (review R2 of s48).
+      raise ValueError("adaptive encodes float32 tensors and narrower (it quantizes in "
+                       "float32), got float64")
     flat = tf.reshape(x, [-1])
     n = tf.size(flat)
     offset = tf.cast(encode_params[self.OFFSET_STATE_KEY], tf.float64)
