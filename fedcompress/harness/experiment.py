@@ -1066,6 +1066,12 @@ def run_experiment(task: FederatedTask, config: ExperimentConfig, *,
     raise ValueError("initial_weights must be tff.learning.models.ModelWeights (of a Keras "
                      "model: tff.learning.models.ModelWeights.from_model(model)), got "
                      f"{type(initial_weights).__name__}")
+  if initial_weights is not None and rundir.PRETRAINED_DIGEST not in config.recorded:
+    # What the run starts from, as a pretrained file's digest says it: a run from given
+    # weights and one from the model's initializer wrote the same config.json, and a
+    # resume from other weights was accepted (review R3 of s48).
+    config = dataclasses.replace(config, recorded={
+        **config.recorded, rundir.INITIAL_WEIGHTS_DIGEST: weights_digest(initial_weights)})
   check_experiment(task, config)
   if process is not None:
     _check_process(process, task, config)
@@ -1077,6 +1083,18 @@ def run_experiment(task: FederatedTask, config: ExperimentConfig, *,
     _check_writable(config.run_dir)
     _check_checkpoint_dir(os.path.join(config.run_dir, CHECKPOINT_DIR))
     return _run_locked(task, config, initial_weights, process, console)
+
+
+def weights_digest(weights: tff.learning.models.ModelWeights) -> str:
+  """`<arrays>:<sha256>` over each array's dtype, shape and values, trainable then not:
+  the same weights give the same digest however they were made or saved."""
+  arrays = [np.asarray(a) for a in tf.nest.flatten(
+      [list(weights.trainable), list(weights.non_trainable)])]
+  digest = hashlib.sha256()
+  for a in arrays:
+    digest.update(f"{a.dtype.str}{a.shape};".encode())
+    digest.update(np.ascontiguousarray(a).tobytes())
+  return f"{len(arrays)}:{digest.hexdigest()}"
 
 
 def _check_process(process: Any, task: FederatedTask, config: ExperimentConfig) -> None:

@@ -128,7 +128,8 @@ EXTENDED_ON_RESUME = frozenset({"rounds", "rounds_per_eval"})
 CODEC_REVISIONS = "codec_revisions"
 # Recorded values that are resolved codecs rather than flags (named so in messages).
 _NOT_FLAGS = frozenset({"broadcast_codec", "aggregate_codec", CODEC_REVISIONS,
-                        "pretrained_model_sha256", "codec_modules_sha256",
+                        "pretrained_model_sha256", "initial_weights_sha256",
+                        "codec_modules_sha256",
                         "codec_sources_sha256", "task_seed",
                         "model_seed",
                         "data_file_fingerprint", "task_name", "task_clients",
@@ -138,6 +139,10 @@ _NOT_FLAGS = frozenset({"broadcast_codec", "aggregate_codec", CODEC_REVISIONS,
 # where that list was sorted (`experiment.check_sampling_on_resume`).
 CLIENT_SAMPLING = "client_sampling"
 PRETRAINED_DIGEST = "pretrained_model_sha256"  # Recorded by the Shakespeare runs.
+# `run_experiment(initial_weights=...)`'s arrays (`weights_digest`), where no pretrained
+# file names them: a run from given weights and one from the model's initializer wrote
+# the same config.json (review R3 of s48).
+INITIAL_WEIGHTS_DIGEST = "initial_weights_sha256"
 CODEC_MODULES_DIGEST = "codec_modules_sha256"  # The --codec_modules files' fingerprints.
 CODEC_SOURCES_DIGEST = "codec_sources_sha256"  # The user codecs' code, however registered.
 

@@ -1,0 +1,43 @@
+"""`run_experiment(initial_weights=...)` is recorded and compared on resume (R3 of s48).
+
+A run from given weights and one from the model's initializer wrote the same
+config.json, and a resume from other weights was accepted; the binaries tie a
+Shakespeare run to its pretrained file's content.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow_federated as tff
+
+from fedcompress.harness import experiment, rundir
+from fedcompress.tasks import digits_task
+
+
+def _weights(task, shift):
+  model = task.keras_model_fn()
+  return tff.learning.models.ModelWeights(
+      trainable=[w + shift for w in model.get_weights()], non_trainable=[])
+
+
+def test_the_start_weights_are_recorded_and_a_resume_from_others_refused(tmp_path):
+  task = digits_task(num_clients=4)
+  config = experiment.ExperimentConfig(root_output_dir=str(tmp_path), experiment_name="w",
+                                       rounds=1, clients_per_round=2, rounds_per_eval=1)
+  start = _weights(task, 0.01)
+  experiment.run_experiment(task, config, initial_weights=start)
+  recorded = json.loads((tmp_path / "w" / rundir.CONFIG_FILE).read_text())
+  assert recorded[rundir.INITIAL_WEIGHTS_DIGEST] == experiment.weights_digest(start)
+  assert experiment.weights_digest(_weights(task, 0.01)) == experiment.weights_digest(start)
+  other = _weights(task, 0.02)
+  assert experiment.weights_digest(other) != experiment.weights_digest(start)
+  resumed = experiment.ExperimentConfig(root_output_dir=str(tmp_path), experiment_name="w",
+                                        rounds=2, clients_per_round=2, rounds_per_eval=1,
+                                        resume=True)
+  with pytest.raises(rundir.RunDirectoryError, match=r"initial_weights_sha256 \d+:[0-9a-f]{64} "
+                     r"\(recorded \d+:[0-9a-f]{64}\)"):
+    experiment.run_experiment(task, resumed, initial_weights=other)
+  # Nothing ran: still one round.
+  assert len(np.atleast_1d(np.loadtxt(tmp_path / "w" / rundir.METRICS_FILE, delimiter=",",
+                                      skiprows=1, usecols=0))) == 1
