@@ -260,6 +260,10 @@ class CodecSpec:
     return self.codec.encoder(self.options)
 
   def applies_to(self, spec: tf.TensorSpec) -> bool:
+    if not spec.shape.is_fully_defined():
+      # TypeError: unsupported operand type(s) for *: 'int' and 'NoneType' (R2 of s48).
+      raise ValueError(f"codecs encode tensors of a known shape, got {spec.shape} "
+                       f"({spec.dtype.name})")
     return spec.dtype.is_floating and math.prod(spec.shape.as_list()) > self.threshold
 
   def checked_encoder(self, spec: tf.TensorSpec, *, summed: bool = False) -> te.core.Encoder:
@@ -278,8 +282,9 @@ class CodecSpec:
 
   def tensor_bits(self, spec: tf.TensorSpec, direction: str = "aggregate") -> int:
     """Exact bits of one tensor of `spec` under this spec's policy (pure Python)."""
+    applies = self.applies_to(spec)  # First: it refuses a shape not fully known.
     n = math.prod(spec.shape.as_list())
-    if self.applies_to(spec):
+    if applies:
       return self.codec.bits(n, self.options, direction=direction, dtype=spec.dtype)
     return get_codec("identity").bits(n, direction=direction, dtype=spec.dtype)
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 import collections
 import math
 
+import numpy as np
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
@@ -55,6 +56,14 @@ def check_options(bits: int = 8, clip: float = 0.01, rotation: bool = False) -> 
   bits = _common.check_int("bits", bits, 2, 16)
   if not _common.is_real(clip) or not (math.isfinite(clip) and clip > 0):
     raise ValueError(f"clip must be a finite number > 0, got {clip!r}")
+  # The step clip/L is a float32: TensorFlow's CPU kernels flush numbers below float32's
+  # smallest normal one to 0, and the decode's division by the scale L/clip multiplies by
+  # the step, so below it every value was sent or decoded as 0, unsaid (R2 of s48).
+  smallest = level(bits) * float(np.finfo(np.float32).tiny)
+  if clip < smallest:
+    raise ValueError(f"clip must be at least {smallest:.3g} at bits={bits} (its step "
+                     f"clip/{level(bits)} is below float32's smallest normal number), got "
+                     f"{clip!r}")
   return {"bits": bits, "clip": float(clip), "rotation": _common.check_bool("rotation", rotation)}
 
 

@@ -1,0 +1,39 @@
+"""Two inputs that passed the codecs' checks and then misbehaved (R2 of s48).
+
+- `fixed_int` with a clip whose step clip/L is below float32's smallest normal number
+  (which TensorFlow's CPU kernels flush to 0) sent or decoded every value as 0.
+- A tensor of a partly unknown shape ended in `TypeError: unsupported operand type(s)
+  for *: 'int' and 'NoneType'` in `CodecSpec.tensor_bits` and `applies_to`.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fedcompress.codecs import CodecSpec
+from fedcompress.codecs.testing import round_trip
+
+
+@pytest.mark.parametrize("bits", [2, 8, 16])
+def test_a_clip_whose_step_is_not_a_normal_float32_is_refused(bits):
+  smallest = (2 ** (bits - 1) - 1) * np.finfo(np.float32).tiny
+  with pytest.raises(ValueError, match=rf"^clip must be at least "
+                     rf"{smallest:.3g} at bits={bits} \(its step clip/\d+ is below "
+                     r"float32's smallest normal number\), got 1e-40$"):
+    CodecSpec("fixed_int", {"bits": bits, "clip": 1e-40})
+
+
+def test_the_smallest_clip_allowed_still_encodes():
+  clip = float(np.float32(127 * np.finfo(np.float32).tiny * 1.001))
+  spec = CodecSpec("fixed_int", {"bits": 8, "clip": clip}, threshold=0)
+  x = tf.constant(np.full(100, clip / 2, np.float32))
+  _, decoded, _ = round_trip(spec.simple_encoder(tf.TensorSpec([100], tf.float32)), x)
+  assert np.all(decoded.numpy() > 0)
+
+
+@pytest.mark.parametrize("call", ["tensor_bits", "applies_to", "simple_encoder"])
+def test_a_partly_unknown_shape_is_one_line(call):
+  spec = CodecSpec("uniform", {"bits": 8})
+  with pytest.raises(ValueError, match=r"^codecs encode tensors of a known shape, got "
+                     r"\(None, 784\) \(float32\)$"):
+    getattr(spec, call)(tf.TensorSpec([None, 784], tf.float32))
