@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> None:
   if args.threads < 0:  # TensorFlow aborts the process on it (SIGABRT, a core dump).
     parser.error(f"--threads must be >= 0, got {args.threads}")
   import fedcompress
-  from tools.benchmark import split_codecs
+  from tools.benchmark import listed_codecs
   from tools.codec_cost import set_process_threads
 
   # set_process_threads imports TensorFlow, which reads its log level only then.
@@ -99,10 +99,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     found = None
   if found is None:
     parser.error(f"--module: no module named {args.module!r}")
+  try:  # Before the threads are set: an empty list measured nothing, and exited 0.
+    codecs = listed_codecs(args.codecs)
+  except ValueError as e:
+    parser.error(str(e))
   set_process_threads(args.threads)
   try:
-    times = compare(args.base, args.module, args.names.split(","), split_codecs(args.codecs),
-                    args.reps, args.threads)
+    times = compare(args.base, args.module, args.names.split(","), codecs, args.reps,
+                    args.threads)
   except ValueError as e:
     parser.error(str(e))
   except ImportError as e:  # --module names no module of the base's checkout.

@@ -249,6 +249,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
       with open(args.benchmark_json) as f:
         benchmark_result = json.load(f)
+      if not (isinstance(benchmark_result, dict)
+              and isinstance(benchmark_result.get("config"), dict)
+              and isinstance(benchmark_result.get("codec_sweep"), dict)):
+        # A list, or a config that is not one, ended in an AttributeError traceback, and
+        # a benchmark without a codec sweep left the column out unsaid (R7 of s48).
+        raise ValueError("not a `make bench` JSON with a codec sweep (`config` and "
+                         "`codec_sweep` objects)")
       measured = measured_ratios(benchmark_result)
     except (OSError, ValueError) as e:
       parser.error(f"cannot read --benchmark_json {args.benchmark_json}: {e}")

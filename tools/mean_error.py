@@ -87,8 +87,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     check_output_file(args.output)
   except ValueError as e:
     parser.error(f"--output: {e}")
-  if args.clients < 1 or args.size < 1 or args.seeds < 1:
-    parser.error("--clients, --size and --seeds must be at least 1")
+  if args.clients < 1 or args.size < 2 or args.seeds < 1:
+    # One coordinate rotates exactly: its error is 0, and the ratio divided by it.
+    parser.error("--clients and --seeds must be at least 1, and --size at least 2")
   import fedcompress
   from fedcompress.harness import rundir
 
@@ -103,11 +104,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         errors = mean_error(codec, {**options, "shared_rotation": shared}, kind,
                             args.clients, args.size, range(args.seeds))
         row["shared" if shared else "independent_rotations"] = statistics.fmean(errors)
-      row["ratio"] = row["shared"] / row["independent_rotations"]
+      # None where the own rotations' error is 0 (exact decodes): no ratio to it.
+      row["ratio"] = (row["shared"] / row["independent_rotations"]
+                      if row["independent_rotations"] else None)
       rows.append(row)
+      ratio = "n/a" if row["ratio"] is None else f"{row['ratio']:.2f}x"
       print(f"{codec} {options or ''} {kind:12s} own rotations "
             f"{row['independent_rotations']:.5f}  shared {row['shared']:.5f}  "
-            f"({row['ratio']:.2f}x)", flush=True)
+            f"({ratio})", flush=True)
   with open(args.output, "w") as f:
     # The code that measured, as run records name it (the figures move with the codecs).
     json.dump({"clients": args.clients, "size": args.size, "seeds": args.seeds,

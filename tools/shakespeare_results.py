@@ -143,6 +143,12 @@ def main(argv):
     return fail(f"unexpected arguments: {' '.join(argv[1:])}")
   if not FLAGS.runs:
     return fail("--runs is empty: give the run directories, the uncompressed run first")
+  seen = {}
+  for run_dir in FLAGS.runs:
+    # One run twice was a row twice and "r0 sent 1.00x fewer ... than r0" (R7 of s48).
+    if (first := seen.get(os.path.realpath(run_dir))) is not None:
+      return fail(f"{first} and {run_dir} are one run: give each run once")
+    seen[os.path.realpath(run_dir)] = run_dir
   try:
     block = format_block([read_run(r) for r in FLAGS.runs])
     print(block)
