@@ -30,14 +30,15 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 from absl import flags
+from tensorflow_federated.python.core.impl.types import type_conversions
 
 from fedcompress import metrics as m
 from fedcompress.codecs import (
-    CodecSpec,
-    available_codecs,
-    get_codec,
-    replaced_builtin_codecs,
-    seeding,
+  CodecSpec,
+  available_codecs,
+  get_codec,
+  replaced_builtin_codecs,
+  seeding,
 )
 from fedcompress.codecs.allocation import AllocatedCodec
 from fedcompress.federated import optimizers, runtime
@@ -1186,6 +1187,27 @@ def check_error_feedback_on_model(get_model_fn: Callable[[], Callable[[], Any]],
     check_error_feedback(config.error_feedback, config.aggregate_codec,
                          CLIENT_WEIGHTINGS[config.client_weighting],
                          update_specs(get_model_fn()))
+
+
+def check_allocation_on_model(get_model_fn: Callable[[], Callable[[], Any]],
+                              config: ExperimentConfig) -> None:
+  """The bit budgets' plans (`AllocatedCodec.plan`) on the model's own tensors, as
+  building the process makes them: a budget below the narrowest widths' cost, or a
+  codec without a bit formula, was refused only when a sweep's run started, after the
+  runs before it (review R6 of s48). `get_model_fn` is called only for a budget."""
+  allocated = [(direction, codec) for direction in ("broadcast", "aggregate")
+               if isinstance(codec := getattr(config, f"{direction}_codec"), AllocatedCodec)]
+  if not allocated:
+    return
+  model_fn = get_model_fn()
+  weights = tff.learning.models.weights_type_from_model(model_fn)
+  for direction, codec in allocated:
+    if direction == "broadcast":  # The whole model goes down; the update up, with its weight.
+      specs, reserved = tf.nest.flatten(type_conversions.type_to_tf_tensor_specs(weights)), 0
+    else:
+      specs = update_specs(model_fn)
+      reserved = CodecSpec.parse(None).tensor_bits(tf.TensorSpec([], tf.float32))
+    codec.plan(specs, direction=direction, reserved_bits=reserved)
 
 
 REMOTE_SECURE_SUMS = ("--secure_aggregation (and --dp=distributed) cannot run on --workers: "

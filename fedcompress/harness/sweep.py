@@ -256,8 +256,12 @@ def _plan(kind: ExperimentKind, run: SweepRun, root_output_dir: str,
     config.validate()
     if kind.model_fn is not None:
       # Not when the run starts: a sweep refused a codec after the runs before it.
-      from fedcompress.harness.experiment import check_error_feedback_on_model
+      from fedcompress.harness.experiment import (
+        check_allocation_on_model,
+        check_error_feedback_on_model,
+      )
       check_error_feedback_on_model(lambda: kind.model_fn(fv), config)
+      check_allocation_on_model(lambda: kind.model_fn(fv), config)
     # The same: fixed_int under example weights, or a codec secure aggregation or DP
     # cannot take, was refused after the runs before it had run. Without the data (a
     # finished run is skipped without it): the population is checked when a run starts.

@@ -59,6 +59,26 @@ def test_flagfiles_and_a_grid_run_the_grid_over_each_flagfile(tmp_path):
   assert len(sweep.runs_from([], "client_learning_rate=0.05,0.1")) == 2
 
 
+def test_a_budget_the_plan_refuses_is_refused_before_any_run(tmp_path):
+  # It was refused when its run started, after the runs before it had trained (R6 of
+  # s48): widths=16 at 2 bits a coordinate cannot cover the narrowest width.
+  import pytest
+
+  common = ["--dataset=digits", "--rounds=1", "--aggregate_encoder=uniform",
+            "--aggregate_bits_per_coordinate=2"]
+  kind = sweep.get_experiment("emnist")
+  ok, refused = sweep.runs_from_grid("aggregate_widths=1,16")
+  assert sweep._plan(kind, ok, str(tmp_path / "out"), common).action == "start"  # noqa: SLF001
+  with pytest.raises(ValueError, match=r"^sweep run 'aggregate_widths-16': a budget of 2 bits "
+                     r"per coordinate \(3326740 bits\) does not cover"):
+    sweep._plan(kind, refused, str(tmp_path / "out"), common)  # noqa: SLF001
+  down = ["--dataset=digits", "--rounds=1", "--broadcast_encoder=uniform",
+          "--broadcast_bits_per_coordinate=2", "--broadcast_widths=16"]
+  with pytest.raises(ValueError, match=r"^sweep run 'd': a budget of 2 bits per coordinate"):
+    sweep._plan(kind, sweep.SweepRun("d", ()), str(tmp_path / "out"), down)  # noqa: SLF001
+  assert not (tmp_path / "out").exists()
+
+
 def test_an_error_feedback_codec_that_compounds_is_refused_before_any_run(tmp_path):
   # The check runs on the model's tensors: it was made when each run started, so a sweep
   # ran the runs before such a codec to the end, then stopped.
