@@ -393,6 +393,22 @@ class AllocatedCodec:
   def name(self) -> str:
     return self.base.name
 
+  def check_widths_cost_apart(self) -> None:
+    """Raises ValueError where every width costs the same bits, leaving a budget nothing
+    to allocate: `fixed_int` sends an int32 a coordinate whatever its `bits` outside the
+    secure sum, and the plan chose among candidates of one cost by the clipping error
+    they share (width 6, where 8 cost the same), recorded as a budgeted allocation
+    (review R6 of s48). A codec without a bit formula is left to the plan, which names
+    it. (Not made in the constructor: prices are also looked at for such codecs.)"""
+    if len(self.widths) < 2 or self.base.codec.bits_formula is None:
+      return
+    costs = {self.base.codec.bits(2**16, width_options(self.base, w), direction="broadcast")
+             for w in self.widths}
+    if len(costs) == 1:
+      raise ValueError(f"codec {self.base.name!r} sends the same bits at every width "
+                       f"{list(self.widths)}: a bit budget has nothing to allocate; give it "
+                       "a fixed width instead")
+
   @property
   def raw_bits_rules(self):
     return self.base.raw_bits_rules

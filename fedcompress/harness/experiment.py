@@ -416,10 +416,12 @@ class ExperimentConfig:
       if not isinstance(getattr(self, name), (bool, np.bool_)):  # resume="no" resumed.
         raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
     for name in ("broadcast_codec", "aggregate_codec"):
-      if not isinstance(getattr(self, name), (CodecSpec, AllocatedCodec)):
+      if not isinstance(codec := getattr(self, name), (CodecSpec, AllocatedCodec)):
         raise ValueError(f"{name} must be a fedcompress.CodecSpec (as "
                          f"CodecSpec('uniform(bits=8)', threshold=10000)) or a bit budget, "
-                         f"got {getattr(self, name)!r}")
+                         f"got {codec!r}")
+      if isinstance(codec, AllocatedCodec):
+        codec.check_widths_cost_apart()
     if not isinstance(self.aggregator, AggregatorSpec):
       raise ValueError(f"aggregator must be an AggregatorSpec (as AggregatorSpec('median')), "
                        f"got {self.aggregator!r}")
