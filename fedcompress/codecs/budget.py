@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import tensorflow as tf
 
@@ -48,6 +48,10 @@ def budget_bits_per_coordinate(aggregate_bits_budget: float, clients_per_round: 
   # One spec or variable alone gave 'no tensor has more than 10000 elements'.
   if hasattr(value_specs, "shape"):
     value_specs = [value_specs]
+  elif isinstance(value_specs, Mapping):  # Its keys were named as the specs given.
+    raise ValueError("value_specs must be tf.TensorSpecs or tensors (model."
+                     "trainable_variables), got a mapping: give its values, "
+                     "list(value_specs.values())")
   elif not isinstance(value_specs, Iterable):  # A Keras model: 'not iterable'.
     raise ValueError("value_specs must be tf.TensorSpecs or tensors (model."
                      f"trainable_variables), got a {type(value_specs).__name__}")
@@ -67,7 +71,10 @@ def budget_bits_per_coordinate(aggregate_bits_budget: float, clients_per_round: 
     else:
       fixed += tensor_bits(spec.shape.as_list(), spec.dtype)
   if encoded == 0:
-    raise ValueError(f"no tensor has more than {threshold} elements: nothing to encode")
+    # Only float tensors are encoded: an int32 one of 50,000 elements was said to have
+    # at most 10,000 (review R6 of s48).
+    raise ValueError(f"no float tensor has more than {threshold} elements: nothing to "
+                     "encode")
   per_client = aggregate_bits_budget / clients_per_round
   if per_client <= fixed:
     raise ValueError(f"a budget of {aggregate_bits_budget} bits for {clients_per_round} "
