@@ -68,7 +68,14 @@ from fedcompress.harness.loop import (
   run_loop,
 )
 from fedcompress.harness.rundir import RunDirectoryError
-from fedcompress.tasks.errors import DataReadError, DatasetUnavailableError, error_cause
+from fedcompress.tasks.errors import (
+  PRETRAINED_FINGERPRINT_PREFIX,
+  DataReadError,
+  DatasetUnavailableError,
+  error_cause,
+  file_fingerprint,
+  weights_fingerprint,
+)
 from fedcompress.tasks.models.keras_compat import restore_keras_v2_classes
 from fedcompress.tasks.task import FederatedTask
 
@@ -610,6 +617,14 @@ class ExperimentConfig:
       if (isinstance(value, (set, frozenset, Mapping, np.ndarray))
           and (recorded or {}).get(key) == str(value)):
         record[key] = recorded[key]
+    old_model = (recorded or {}).get(rundir.PRETRAINED_DIGEST)
+    path = self.recorded.get("pretrained_model")
+    if (isinstance(old_model, str) and isinstance(path, str)
+        and not old_model.startswith(PRETRAINED_FINGERPRINT_PREFIX)
+        and old_model == file_fingerprint(path, whole=True)):
+      # Recorded by the file's bytes, before runs took the model by its weights: the
+      # same file is the same model.
+      record[rundir.PRETRAINED_DIGEST] = old_model
     for side in ("client", "server"):
       # One optimizer spelt another way (`sgdm`, then `sgd` with --server_momentum=0.9)
       # is compared as the recorded spelling, as HParams, sweeps and tables compare it.
@@ -1091,13 +1106,8 @@ def run_experiment(task: FederatedTask, config: ExperimentConfig, *,
 def weights_digest(weights: tff.learning.models.ModelWeights) -> str:
   """`<arrays>:<sha256>` over each array's dtype, shape and values, trainable then not:
   the same weights give the same digest however they were made or saved."""
-  arrays = [np.asarray(a) for a in tf.nest.flatten(
-      [list(weights.trainable), list(weights.non_trainable)])]
-  digest = hashlib.sha256()
-  for a in arrays:
-    digest.update(f"{a.dtype.str}{a.shape};".encode())
-    digest.update(np.ascontiguousarray(a).tobytes())
-  return f"{len(arrays)}:{digest.hexdigest()}"
+  return weights_fingerprint(tf.nest.flatten(
+      [list(weights.trainable), list(weights.non_trainable)]))
 
 
 def _check_process(process: Any, task: FederatedTask, config: ExperimentConfig) -> None:

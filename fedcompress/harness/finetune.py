@@ -25,7 +25,7 @@ from fedcompress.harness.experiment import (
   run_experiment,
 )
 from fedcompress.tasks.datasets.char_vocab import text_to_ids
-from fedcompress.tasks.errors import DataReadError, file_fingerprint
+from fedcompress.tasks.errors import DataReadError
 from fedcompress.tasks.shakespeare import (
   Evaluation,
   NoTargetError,
@@ -35,6 +35,7 @@ from fedcompress.tasks.shakespeare import (
   evaluate,
   finish,
   load_pretrained,
+  pretrained_fingerprint,
   sanity_check,
 )
 
@@ -125,7 +126,7 @@ def run_finetune(config: ExperimentConfig, *, pretrained_path: str | None,
   if pretrained_path is not None and rundir.PRETRAINED_DIGEST not in config.recorded:
     # A library caller's config: the run is tied to the model's content as the
     # binary's is (shakespeare_config_from_flags).
-    digest = file_fingerprint(pretrained_path, whole=True)
+    digest = pretrained_fingerprint(pretrained_path)
     config = dataclasses.replace(
         config, recorded={**config.recorded, rundir.PRETRAINED_DIGEST: digest})
   start = (load_pretrained(pretrained_path) if pretrained_path is not None

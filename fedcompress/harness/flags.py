@@ -38,6 +38,7 @@ from fedcompress.tasks.datasets import emnist as emnist_data
 from fedcompress.tasks.datasets import shakespeare as shakespeare_data
 from fedcompress.tasks.datasets.digits import MIN_DIRICHLET_ALPHA
 from fedcompress.tasks.errors import cached_path, file_fingerprint
+from fedcompress.tasks.shakespeare import pretrained_fingerprint
 
 FlagValues = flags.FlagValues
 
@@ -434,7 +435,7 @@ def shakespeare_config_from_flags(fv: FlagValues, module_names: list[str] | None
   check_uniform_weighting(fv.client_weighting, fv.pad_short_clients, fv.clients)
   extra = {"dataset": "shakespeare"}
   if fv.pretrained_model:
-    extra[rundir.PRETRAINED_DIGEST] = file_fingerprint(fv.pretrained_model, whole=True)
+    extra[rundir.PRETRAINED_DIGEST] = pretrained_fingerprint(fv.pretrained_model)
   extra.update(_data_file_recorded(fv.cache_dir, shakespeare_data.SHAKESPEARE_SQLITE))
   return experiment_config_from_flags(
       fv, module_names=module_names or [], extra_recorded=extra,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 from collections.abc import Callable
 from typing import Any
@@ -132,6 +133,29 @@ def file_fingerprint(path: str, *, whole: bool = False) -> str | None:
 
 
 _FINGERPRINT_BYTES = 2**20
+
+
+# What a run records of its pretrained model (`rundir.PRETRAINED_DIGEST`) since it is
+# taken by its weights (`shakespeare.pretrained_fingerprint`); runs recorded before hold
+# the file's `file_fingerprint`.
+PRETRAINED_FINGERPRINT_PREFIX = "weights:"
+
+
+def weights_fingerprint(arrays: Any, architecture: Any = None) -> str:
+  """`<arrays>:<sha256>` over each array's dtype, shape and values in order (and, given,
+  the JSON of `architecture`): what a run records of the weights it starts from, the
+  same however they were made or saved (a `.keras` file holds Python object ids and the
+  time it was saved, so the same weights saved twice were two files)."""
+  import numpy as np  # Not at import: the task loaders' errors need none.
+
+  digest = hashlib.sha256()
+  if architecture is not None:
+    digest.update(json.dumps(architecture, sort_keys=True, default=repr).encode())
+  arrays = [np.asarray(a) for a in arrays]
+  for a in arrays:
+    digest.update(f"{a.dtype.str}{a.shape};".encode())
+    digest.update(np.ascontiguousarray(a).tobytes())
+  return f"{len(arrays)}:{digest.hexdigest()}"
 
 
 def load_cached(load: Callable[[str | None], Any], dataset: str,

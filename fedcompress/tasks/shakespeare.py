@@ -24,7 +24,12 @@ import tensorflow_federated as tff
 from fedcompress.tasks.datasets import pipeline
 from fedcompress.tasks.datasets import shakespeare as sh
 from fedcompress.tasks.datasets.char_vocab import PAD_ID, VOCAB_SIZE, random_text
-from fedcompress.tasks.errors import cached_path, file_fingerprint
+from fedcompress.tasks.errors import (
+  PRETRAINED_FINGERPRINT_PREFIX,
+  cached_path,
+  file_fingerprint,
+  weights_fingerprint,
+)
 from fedcompress.tasks.models import char_rnn
 from fedcompress.tasks.models.generation import create_generation_model, generate_text
 from fedcompress.tasks.models.keras_compat import restore_keras_v2_classes
@@ -84,6 +89,34 @@ def load_pretrained(path: str) -> tf.keras.Model:
     # length (`input_length`) trained, then failed at generation's seed text.
     model = char_rnn.copy_weights(model, char_rnn.rebuild(model.get_config()))
   return model
+
+
+def pretrained_fingerprint(path: str) -> str:
+  """`weights:<arrays>:<sha256>` of the model `load_pretrained(path)` gives: its weights
+  and its layers' configurations (names left out), so that the README's pretraining,
+  run again, gives the same model. The sha256 of the `.keras` file, recorded before,
+  changed with every save (Keras writes Python object ids and the time into it), and a
+  run could not be resumed on a model made again (review R4 of s48).
+
+  Raises:
+    ValueError: as `load_pretrained`.
+  """
+  if not os.path.isfile(path):
+    load_pretrained(path)  # Raises, naming what is wrong.
+  stat = os.stat(path)
+  # Once per file and version of it: a binary takes it for its config, and again to run.
+  key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+  if key not in _PRETRAINED_FINGERPRINTS:
+    model = load_pretrained(path)
+    layers = [(type(layer).__name__,
+               {k: v for k, v in layer.get_config().items() if k != "name"})
+              for layer in model.layers]
+    _PRETRAINED_FINGERPRINTS[key] = PRETRAINED_FINGERPRINT_PREFIX + weights_fingerprint(
+        model.get_weights(), layers)
+  return _PRETRAINED_FINGERPRINTS[key]
+
+
+_PRETRAINED_FINGERPRINTS: dict[tuple[str, int, int], str] = {}
 
 
 @dataclasses.dataclass

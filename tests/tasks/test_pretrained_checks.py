@@ -101,10 +101,52 @@ def test_a_home_relative_pretrained_model_is_found(tmp_path, monkeypatch):
   assert (fv.pretrained_model, fv.cache_dir, fv.generate_prompt) == (
       path, str(tmp_path / "cache"), "~/ stays")
   config = fc_flags.shakespeare_config_from_flags(fv)
-  assert config.record()[rundir.PRETRAINED_DIGEST] == file_fingerprint(path, whole=True)
+  assert config.record()[rundir.PRETRAINED_DIGEST] == sh_task.pretrained_fingerprint(path)
 
 
 def test_an_empty_client_id_is_refused():
   with pytest.raises(ValueError, match="--clients has an empty client id"):
     experiment.ExperimentConfig(root_output_dir="/tmp/x", experiment_name="e",
                                 fixed_clients=("A", "")).validate()
+
+
+def _config(path, tmp_path):
+  fv = flags.FlagValues()
+  fc_flags.define_shakespeare_experiment_flags(fv)
+  fv(["binary", f"--pretrained_model={path}", f"--root_output_dir={tmp_path / 'runs'}"])
+  return fc_flags.shakespeare_config_from_flags(fv)
+
+
+def test_a_model_saved_again_with_the_same_weights_is_the_same_model(tmp_path):
+  # The run recorded the .keras file's sha256, which Keras' Python object ids and save
+  # time change: the README's pretraining run again, with the same weights, could not
+  # resume a run (R4 of s48).
+  model = _gru()
+  first = _saved(tmp_path, model, "a.keras")
+  again = _saved(tmp_path, tf.keras.models.load_model(first), "b.keras")
+  assert file_fingerprint(first, whole=True) != file_fingerprint(again, whole=True)
+  assert (sh_task.pretrained_fingerprint(first) == sh_task.pretrained_fingerprint(again)
+          and sh_task.pretrained_fingerprint(first).startswith("weights:"))
+  recorded = _config(first, tmp_path).record()
+  assert rundir.differences(recorded, _config(again, tmp_path).record_compared_with(
+      recorded)) == []
+  # Other weights are another model.
+  other = _gru()
+  other.build([None, 5])
+  other.set_weights([w + 1.0 for w in model.get_weights()])
+  changed = _saved(tmp_path, other, "c.keras")
+  assert sh_task.pretrained_fingerprint(changed) != sh_task.pretrained_fingerprint(first)
+  (difference,) = rundir.differences(
+      recorded, _config(changed, tmp_path).record_compared_with(recorded))
+  assert difference.startswith("pretrained_model_sha256 weights:")
+
+
+def test_a_run_recorded_by_the_files_bytes_resumes_on_that_file(tmp_path):
+  path = _saved(tmp_path, _gru(), "a.keras")
+  config = _config(path, tmp_path)
+  legacy = {**config.record(), rundir.PRETRAINED_DIGEST: file_fingerprint(path, whole=True)}
+  assert rundir.differences(legacy, config.record_compared_with(legacy)) == []
+  # Another file is refused, as before.
+  other = _saved(tmp_path, _gru(), "b.keras")
+  legacy_other = {**legacy, rundir.PRETRAINED_DIGEST: file_fingerprint(other, whole=True)}
+  assert len(rundir.differences(legacy_other, config.record_compared_with(legacy_other))) == 1
