@@ -191,6 +191,12 @@ class Codec:
     Raises:
       ValueError: an unknown option (the message lists the valid ones) or a bad value.
     """
+    if options is not None and not isinstance(options, Mapping):
+      # 'bits=4' ended in dict()'s "dictionary update sequence element #0 has length 1"
+      # here, under bits(), encoder() and relative_error_bound() (review R3 of s48).
+      raise ValueError(f"codec {self.name!r}: options must be a mapping such as "
+                       f"{{'bits': 4}}, got {options!r} (options as text go to "
+                       "make_codec(name, options=...))")
     options = dict(options or {})
     check = self.check_options or _signature_defaults(self.build)
     valid = self.option_names()
@@ -302,6 +308,7 @@ _CODECS: dict[str, Codec] = {}
 # half-edited `eden.py` broke the import of `topk`'s tests).
 _builtin_loader: Callable[[], None] | None = None
 _loading = False  # The loader registers through `_registered` too.
+_BUILTINS: dict[str, Codec] = {}  # The records the loader registered, by name.
 
 
 def set_builtin_loader(loader: Callable[[], None]) -> None:
@@ -327,6 +334,7 @@ def _registered() -> dict[str, Codec]:
     except BaseException:
       for name in set(_CODECS) - before:
         del _CODECS[name]
+        _BUILTINS.pop(name, None)
       raise
     finally:
       _loading = False
@@ -367,14 +375,25 @@ def register(codec: Codec, *, overwrite: bool = False) -> Codec:
                               legacy_source_digest=provenance.legacy_source_digest(code),
                               builtin=_loading)
   _CODECS[codec.name] = codec
+  if _loading:
+    _BUILTINS[codec.name] = codec
   _change += 1
   return codec
 
 
 def unregister(name: str) -> None:
-  """Removes codec `name` (e.g. one a test or notebook registered); a no-op if absent."""
+  """Removes codec `name` (e.g. one a test or notebook registered); a no-op if absent.
+
+  A built-in codec's name registered over (`overwrite=True`) gets its built-in codec
+  back: it was removed, and `uniform`, with every codec built on it, was unknown for the
+  rest of the process (review R3 of s48). A built-in codec itself stays.
+  """
   global _change
-  _registered().pop(name, None)
+  registered = _registered()
+  if name in _BUILTINS:
+    registered[name] = _BUILTINS[name]
+  else:
+    registered.pop(name, None)
   _change += 1
 
 

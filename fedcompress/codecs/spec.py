@@ -303,6 +303,19 @@ class CodecSpec:
     with tf.Graph().as_default():
       return te.encoders.as_gather_encoder(encoder, spec)
 
+  def __hash__(self) -> int:
+    # The generated hash fails on the options dict ("unhashable type: 'dict'"): a spec
+    # could not key a notebook's results (review R3 of s48). Equal specs hash alike.
+    def value(v):  # 8 and 8.0 are equal options, and hash alike; a list by its text.
+      try:
+        hash(v)
+      except TypeError:
+        return repr(v)
+      return v
+
+    return hash((self.name, frozenset((k, value(v)) for k, v in self.options.items()),
+                 self.threshold))
+
   def describe(self) -> str:
     opts = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))
     return f"{self.name}({opts})>{self.threshold}" if opts else f"{self.name}>{self.threshold}"

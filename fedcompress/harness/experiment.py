@@ -1308,7 +1308,9 @@ def check_experiment(task: FederatedTask, config: ExperimentConfig) -> None:
   if replaced := replaced_builtin_codecs(config.codec_names()):
     raise ValueError(f"codec {replaced[0]!r} is registered to a codec of the user's "
                      "(overwrite=True) in place of the built-in one, which runs record and "
-                     "label by that name: register yours under another name")
+                     "label by that name: register yours under another name "
+                     f"(fedcompress.codecs.unregister({replaced[0]!r}) gives the built-in "
+                     "back)")
   check_aggregation(config, len(task.client_ids))
   check_error_feedback_on_model(lambda: task.model_fn, config)
   if runtime.is_remote():  # The binaries say it before connecting (--workers).
