@@ -940,6 +940,19 @@ def keras_evaluator(keras_model_fn: Callable[[], tf.keras.Model], dataset: tf.da
     raise ValueError("task.test_dataset repeats without end (.repeat()): the evaluation "
                      "would never finish; take a finite part of it")
   model = keras_model_fn()
+  try:
+    wanted = model.input_shape
+  except (AttributeError, ValueError):  # A subclassed model not built yet: not known.
+    wanted = None
+  given = spec[0] if isinstance(spec, tuple) and spec else None
+  if (isinstance(given, tf.TensorSpec) and isinstance(wanted, tuple)
+      and all(d is None or isinstance(d, int) for d in wanted)
+      and given.shape.rank == len(wanted) - 1):
+    # `create_tf_dataset_from_all_clients()` without `.batch()`: it trained until the
+    # first evaluation, then failed in a Keras traceback (review R3 of s48).
+    raise ValueError(f"task.test_dataset yields unbatched elements of shape "
+                     f"{tuple(given.shape)}; the model takes batches of {wanted}: add "
+                     ".batch(n)")
   # Keras keeps {} for compile(loss=None), and a model's own losses (`add_loss`) count.
   if getattr(model, "compiled_loss", None) is None or not (model.loss or model.losses):
     raise ValueError("task.keras_model_fn must return a model compiled with a loss "
@@ -1084,6 +1097,8 @@ def run_experiment(task: FederatedTask, config: ExperimentConfig, *,
     raise ValueError("initial_weights must be tff.learning.models.ModelWeights (of a Keras "
                      "model: tff.learning.models.ModelWeights.from_model(model)), got "
                      f"{type(initial_weights).__name__}")
+  if initial_weights is not None:
+    _check_initial_weights(initial_weights, task)
   if initial_weights is not None and rundir.PRETRAINED_DIGEST not in config.recorded:
     # What the run starts from, as a pretrained file's digest says it: a run from given
     # weights and one from the model's initializer wrote the same config.json, and a
@@ -1101,6 +1116,27 @@ def run_experiment(task: FederatedTask, config: ExperimentConfig, *,
     _check_writable(config.run_dir)
     _check_checkpoint_dir(os.path.join(config.run_dir, CHECKPOINT_DIR))
     return _run_locked(task, config, initial_weights, process, console)
+
+
+def _check_initial_weights(weights: tff.learning.models.ModelWeights,
+                           task: FederatedTask) -> None:
+  """Refuses weights that do not fit `task.model_fn`: another architecture's ended in a
+  26-frame TFF TypeError printing the first weight array (review R3 of s48)."""
+  wanted = tff.learning.models.weights_type_from_model(task.model_fn)
+
+  def shapes(part) -> list[tuple]:
+    return [tuple(np.shape(w)) for w in part]
+
+  for name in ("trainable", "non_trainable"):
+    model = [tuple(tf.TensorShape(t.shape).as_list()) for t in getattr(wanted, name)]
+    given = shapes(getattr(weights, name))
+    if len(given) != len(model):
+      raise ValueError(f"initial_weights do not fit task.model_fn: {len(given)} {name} "
+                       f"tensors given, the model has {len(model)}")
+    for i, (a, b) in enumerate(zip(given, model, strict=True)):
+      if a != b:
+        raise ValueError(f"initial_weights do not fit task.model_fn: {name} tensor {i} "
+                         f"has shape {a}, the model's {b}")
 
 
 def weights_digest(weights: tff.learning.models.ModelWeights) -> str:

@@ -41,3 +41,32 @@ def test_the_start_weights_are_recorded_and_a_resume_from_others_refused(tmp_pat
   # Nothing ran: still one round.
   assert len(np.atleast_1d(np.loadtxt(tmp_path / "w" / rundir.METRICS_FILE, delimiter=",",
                                       skiprows=1, usecols=0))) == 1
+
+
+def test_weights_of_another_model_are_one_line(tmp_path):
+  # A 26-frame TFF TypeError printing the first weight array (R3 of s48).
+  task = digits_task(num_clients=4)
+  config = experiment.ExperimentConfig(root_output_dir=str(tmp_path), experiment_name="o",
+                                       rounds=1, clients_per_round=2)
+  weights = task.keras_model_fn().get_weights()
+  fewer = tff.learning.models.ModelWeights(trainable=weights[:-2], non_trainable=[])
+  with pytest.raises(ValueError, match=rf"^initial_weights do not fit task.model_fn: "
+                     rf"{len(weights) - 2} trainable tensors given, the model has "
+                     rf"{len(weights)}$"):
+    experiment.run_experiment(task, config, initial_weights=fewer)
+  swapped = tff.learning.models.ModelWeights(
+      trainable=[weights[1], weights[0], *weights[2:]], non_trainable=[])
+  with pytest.raises(ValueError, match=r"^initial_weights do not fit task.model_fn: "
+                     r"trainable tensor 0 has shape \(32,\), the model's \(5, 5, 1, 32\)$"):
+    experiment.run_experiment(task, config, initial_weights=swapped)
+  assert not (tmp_path / "o").exists()
+
+
+def test_an_unbatched_test_set_is_said_before_any_round():
+  # It trained until the first evaluation, then failed in a Keras traceback (R3 of s48).
+  task = digits_task(num_clients=4)
+  with pytest.raises(ValueError, match=r"^task.test_dataset yields unbatched elements of "
+                     r"shape \(28, 28, 1\); the model takes batches of \(None, 28, 28, 1\): "
+                     r"add .batch\(n\)$"):
+    experiment.keras_evaluator(task.keras_model_fn, task.test_dataset.unbatch())
+  experiment.keras_evaluator(task.keras_model_fn, task.test_dataset)
