@@ -195,6 +195,13 @@ def default_labels(run_dirs: Sequence[str]) -> list[str]:
   return ["/".join(p[-depth:]) for p in parts]
 
 
+def _shown(label: str) -> str:
+  """`label` as a legend shows it: matplotlib leaves out of every legend, unsaid, what a
+  label starting with `_` names (a run `_baseline` was drawn but in no legend; review
+  R5 of s48), so such a label starts with a space."""
+  return f" {label}" if str(label).startswith("_") else str(label)
+
+
 def plot_runs(run_dirs: Sequence[str], output_path: str, labels: Sequence[str] | None = None,
               title: str | None = None) -> str:
   """Writes the four-panel comparison figure of `run_dirs`; returns the file written.
@@ -218,7 +225,7 @@ def plot_runs(run_dirs: Sequence[str], output_path: str, labels: Sequence[str] |
       raise ValueError(f"{first} and {run_dir} are one run: give each run once")
     seen[os.path.realpath(run_dir)] = run_dir
   output_path = output_file(output_path)
-  labels = list(labels or default_labels(run_dirs))
+  labels = [_shown(label) for label in (labels or default_labels(run_dirs))]
   all_rows = [read_metrics_csv(os.path.join(run_dir, rundir.METRICS_FILE))
               for run_dir in run_dirs]
   if empty := [d for d, rows in zip(run_dirs, all_rows, strict=True) if not rows]:
@@ -316,7 +323,7 @@ def plot_frontier(stats: Sequence[Mapping[str, Any]], output_path: str,
     half = acc.half_width
     yerr = None if half is None else [[half], [half]]
     ax.errorbar([s["uplink_bits"]], [acc.mean], yerr=yerr, fmt=marker, color=color,
-                capsize=4, label=f"{s['configuration']} (n={acc.n})")
+                capsize=4, label=_shown(f"{s['configuration']} (n={acc.n})"))
     bits.append(s["uplink_bits"])
     coded = s.get("uplink_coded_bits")
     if coded is not None and coded != s["uplink_bits"]:

@@ -306,3 +306,22 @@ def test_one_run_given_twice_is_refused(tmp_path, second):
   with pytest.raises(ValueError, match="are one run: give each run once"):
     plotting.plot_runs([run, second.format(run=run, root=tmp_path)], str(tmp_path / "p.png"))
   assert not (tmp_path / "p.png").exists()
+
+
+def test_a_run_named_with_a_leading_underscore_is_in_the_legends(tmp_path, monkeypatch):
+  # matplotlib leaves `_`-labelled artists out of every legend: `_baseline` was drawn
+  # but in no legend (R5 of s48), in the frontier of a seed sweep too.
+  from fedcompress.harness import summary
+
+  runs = [_run(tmp_path, "_baseline", 400), _run(tmp_path, "drive", 100)]
+  figures = []
+  _keep(monkeypatch, figures)
+  plotting.plot_runs(runs, str(tmp_path / "cmp.png"))
+  for ax in figures[0].axes[:4]:
+    shown = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("_baseline" in t for t in shown) and any("drive" in t for t in shown), shown
+  stats = summary.seed_statistics({"_base": {0: 0.9, 1: 0.91}, "d": {0: 0.8, 1: 0.82}},
+                                  "_base", {"_base": {0: 3e9, 1: 3e9}, "d": {0: 1e9, 1: 1e9}})
+  plotting.plot_frontier(stats, str(tmp_path / "frontier.png"))
+  shown = [t.get_text() for t in figures[-1].axes[0].get_legend().get_texts()]
+  assert shown == [" _base (n=2)", "d (n=2)"]
