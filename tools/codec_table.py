@@ -22,6 +22,12 @@ _SAID = frozenset({"broadcast_codec", "aggregate_codec", "aggregator", "secure_a
                    "dp", "error_feedback", rundir.CODEC_REVISIONS})
 
 
+# The values of `_SAID`'s settings that `codec_of` leaves unsaid.
+_SAID_DEFAULTS = {"broadcast_codec": "identity", "aggregate_codec": "identity",
+                  "aggregator": "mean", "secure_aggregation": False, "dp": "none",
+                  "error_feedback": "none"}
+
+
 def _config(run_dir: str) -> dict[str, Any]:
   with open(os.path.join(run_dir, "config.json")) as f:
     return json.load(f)
@@ -84,6 +90,17 @@ def _other_settings(config: dict[str, Any], base: dict[str, Any]) -> list[str]:
       named.append(f"{k}={config[k]}")
     elif k in base and config[k] != base[k]:
       named.append(f"{k}={config[k]} (baseline: {base[k]})")
+  # What `codec_of` says only where the run has it: a run without what the baseline has
+  # (top-k against a top-k + error feedback baseline) read as the same setting (review
+  # R5 of s48).
+  def unsaid(k: str, value: Any) -> bool:  # A codec is recorded with its threshold.
+    default = _SAID_DEFAULTS[k]
+    return str(value).startswith(default) if k.endswith("_codec") else value == default
+
+  for k, default in _SAID_DEFAULTS.items():
+    theirs = base.get(k, default)
+    if unsaid(k, config.get(k, default)) and not unsaid(k, theirs):
+      named.append(f"{k}={default} (baseline: {theirs})".replace("|", "\\|"))
   return named
 
 

@@ -214,3 +214,19 @@ def test_one_optimizer_spelt_two_ways_is_no_other_setting(tmp_path):
   assert codecs == ["none", "aggr: uniform(bits=8)>100",
                     "aggr: uniform(bits=8)>100; server_optimizer=sgd(momentum=0.5) "
                     "(baseline: sgd(momentum=0.9))"]
+
+
+def test_what_only_the_baseline_has_is_named(tmp_path):
+  # Top-k against a top-k + error feedback baseline read as the same setting, and a run
+  # without the baseline's secure sum, DP or compressed broadcast too (R5 of s48).
+  _run(tmp_path, "topk_ef", 100, 0.85, codec="topk(fraction=0.01)>100", error_feedback="ef",
+       broadcast_codec="uniform(bits=8)>100", secure_aggregation=True, dp="central")
+  _run(tmp_path, "topk", 100, 0.6, codec="topk(fraction=0.01)>100", secure_aggregation=False,
+       dp="none")
+  summaries = summary.compare_runs([str(tmp_path / n) for n in ("topk_ef", "topk")],
+                                   baseline="topk_ef")
+  codecs = [r["codec"] for r in codec_table.table_rows(summaries, str(tmp_path), "topk_ef")]
+  assert codecs[1] == (
+      "aggr: topk(fraction=0.01)>100; broadcast_codec=identity (baseline: "
+      "uniform(bits=8)>100); secure_aggregation=False (baseline: True); dp=none (baseline: "
+      "central); error_feedback=none (baseline: ef)")
