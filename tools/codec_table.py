@@ -182,6 +182,8 @@ def format_table(rows: Sequence[dict[str, Any]], title: str) -> str:
         f"| {r['mean_round_time_s']:.2f}s |" + (f" {_epsilon(r)} |" if private else ""))
   # Which code made the figures, from the runs' own records (run_info.json).
   lines += ["", f"Runs {summary.format_sources(rows)}."]
+  if note := summary.format_timing_note(rows):
+    lines += ["", note]
   return "\n".join(lines)
 
 

@@ -95,6 +95,17 @@ def format_sources(summaries: Sequence[Mapping[str, Any]], names: bool = True) -
                        else ", ".join(parts[:-1]) + " and " + parts[-1])
 
 
+def format_timing_note(summaries: Sequence[Mapping[str, Any]]) -> str | None:
+  """What a table says of runs a sweep skipped as finished whose times were measured
+  with other runtime settings than its flags give now (`timed_with`, set by the sweep):
+  the title and flags named the new ones beside the old times (review R5 of s48)."""
+  other = [f"{s['run']} ({s['timed_with']})" for s in summaries if s.get("timed_with")]
+  if not other:
+    return None
+  return (f"Times of runs finished before, with other runtime settings than these flags "
+          f"give: {', '.join(other)}; delete their folders to time them again.")
+
+
 def compare_runs(run_dirs: Sequence[str], baseline: str | Mapping[str, str] | None = None
                  ) -> list[dict[str, Any]]:
   """`run_summary` of each run plus bit ratios baseline/run (x times fewer bits).

@@ -326,6 +326,19 @@ _LOCAL_DEFAULT = ((), None, None)
 MAX_NAME_BYTES = 255
 
 
+def _timed_otherwise(plan: _Plan) -> str | None:
+  """`max_concurrent_clients=None, ...` where the finished run `plan` skips was timed with
+  other runtime settings (as its config.json holds them) than its flags give now."""
+  record = rundir.read_config(plan.config.run_dir) or {}
+  workers, concurrent, _ = _runtime_settings(plan.fv)
+  recorded = {"workers": tuple(record.get("workers") or ()),
+              "max_concurrent_clients": record.get("max_concurrent_clients")}
+  now = {"workers": workers, "max_concurrent_clients": concurrent}
+  other = [f"{k}={(','.join(v) or 'none') if k == 'workers' else v}" for k, v in recorded.items()
+           if k in record and v != now[k]]
+  return ", ".join(other) or None
+
+
 def _runtime_settings(fv: flags.FlagValues) -> tuple:
   """`runtime.configure`'s arguments for a run's --workers, --max_concurrent_clients and
   --worker_timeout_s (the timeout only with workers; none of them for a kind without)."""
@@ -400,11 +413,15 @@ def run_sweep(runs: Sequence[SweepRun], root_output_dir: str, *, experiment: str
   from fedcompress.federated import runtime
 
   configured = None  # What the sweep put in place; None: the caller's context, untouched.
+  timed_with = {}  # Skipped runs whose times were measured with other runtime settings.
   try:
     for plan in plans:
       name = plan.run.name
       if plan.action == "skip":
-        log(f"== {name}: finished ({plan.done} rounds), skipped")
+        if otherwise := _timed_otherwise(plan):
+          timed_with[name] = otherwise
+        log(f"== {name}: finished ({plan.done} rounds), skipped"
+            + (f"; its times were measured with {otherwise}" if otherwise else ""))
         continue
       if plan.action == "resume":
         log(f"== {name}: " + (f"resuming after round {plan.done}" if plan.done
@@ -425,6 +442,9 @@ def run_sweep(runs: Sequence[SweepRun], root_output_dir: str, *, experiment: str
                      for c in configurations for seed in seeds} if seeds else baseline)
   summaries = summary.compare_runs([os.path.join(root_output_dir, n) for n in names],
                                    ratio_baseline)
+  for s in summaries:
+    if s["run"] in timed_with:
+      s["timed_with"] = timed_with[s["run"]]
   # A seed table and plot of an earlier sweep into this folder would sit beside the new
   # summary as if they were of these runs; they are written anew below, or not at all.
   for stale in SEED_FILES:
@@ -479,6 +499,8 @@ def write_summary(summaries: Sequence[dict[str, Any]], root: str, baseline: str,
               + "".join(f"- {name}: `{shlex.join(args)}`\n" if args else f"- {name}: none\n"
                         for name, args in flags_given.items()) + "\n")
     f.write(summary.format_markdown(summaries, baseline) + "\n")
+    if note := summary.format_timing_note(summaries):
+      f.write(f"\n{note}\n")
 
 
 def write_seed_summary(stats: Sequence[dict[str, Any]], root: str, baseline: str) -> None:

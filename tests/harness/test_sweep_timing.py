@@ -1,0 +1,39 @@
+"""A finished run a sweep skips keeps its times: a table says which were measured with
+other runtime settings than its flags give (R5 of s48).
+
+The title and "Flags given" named the new --max_concurrent_clients beside round times
+measured with the old one, without a word.
+"""
+
+import pytest
+
+from fedcompress.harness import sweep
+
+pytestmark = pytest.mark.slow  # one real round
+
+COMMON = "--dataset=digits --digits_clients=4 --clients_per_round=2 --rounds=1"
+
+
+def test_times_of_other_runtime_settings_are_said(tmp_path):
+  from tools import codec_table
+
+  runs = sweep.runs_from_grid("client_learning_rate=0.05")
+  out = str(tmp_path / "out")
+  logs = []
+  sweep.run_sweep(runs, out, common_flags=COMMON, log=logs.append)
+  assert "timed" not in (tmp_path / "out" / "summary.md").read_text()
+  logs.clear()
+  summaries = sweep.run_sweep(runs, out, common_flags=f"{COMMON} --max_concurrent_clients=1",
+                              log=logs.append)
+  assert logs == ["== client_learning_rate-0.05: finished (1 rounds), skipped; its times "
+                  "were measured with max_concurrent_clients=None"]
+  note = ("Times of runs finished before, with other runtime settings than these flags "
+          "give: client_learning_rate-0.05 (max_concurrent_clients=None); delete their "
+          "folders to time them again.")
+  assert (tmp_path / "out" / "summary.md").read_text().rstrip().endswith(note)
+  rows = codec_table.table_rows(summaries, out, "client_learning_rate-0.05")
+  assert codec_table.format_table(rows, "t").endswith(note)
+  # The same settings again: nothing to say.
+  logs.clear()
+  sweep.run_sweep(runs, out, common_flags=COMMON, log=logs.append)
+  assert logs == ["== client_learning_rate-0.05: finished (1 rounds), skipped"]
