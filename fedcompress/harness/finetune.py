@@ -126,9 +126,13 @@ def run_finetune(config: ExperimentConfig, *, pretrained_path: str | None,
   if pretrained_path is not None and rundir.PRETRAINED_DIGEST not in config.recorded:
     # A library caller's config: the run is tied to the model's content as the
     # binary's is (shakespeare_config_from_flags).
+    # With the path, as the binary's record has it: a run recorded by the file's bytes
+    # (before the model was taken by its weights) is compared through it, and was
+    # refused on the very same file without it (review R9 of s48).
     digest = pretrained_fingerprint(pretrained_path)
-    config = dataclasses.replace(
-        config, recorded={**config.recorded, rundir.PRETRAINED_DIGEST: digest})
+    config = dataclasses.replace(config, recorded={
+        "pretrained_model": pretrained_path, **config.recorded,
+        rundir.PRETRAINED_DIGEST: digest})
   start = (load_pretrained(pretrained_path) if pretrained_path is not None
            else create_model(model, seed=config.seed))
   if not config.resume:

@@ -234,6 +234,26 @@ class _Plan:
   done: int = 0
 
 
+def _check_on_model(kind: ExperimentKind, fv: flags.FlagValues, config: Any,
+                    name: str) -> None:
+  """What a run's start refuses on its model's tensors (error feedback that compounds,
+  a bit budget its plan cannot meet), checked before any run: a sweep refused them after
+  the runs before it had run. Only for runs to start or resume: the model of an EMNIST
+  run comes with its task, which reads (or downloads) the dataset, and a finished run is
+  skipped without it (review R9 of s48)."""
+  if kind.model_fn is None:
+    return
+  from fedcompress.harness.experiment import (
+    check_allocation_on_model,
+    check_error_feedback_on_model,
+  )
+  try:
+    check_error_feedback_on_model(lambda: kind.model_fn(fv), config)
+    check_allocation_on_model(lambda: kind.model_fn(fv), config)
+  except ValueError as e:
+    raise ValueError(f"sweep run {name!r}: {e}") from None
+
+
 def _plan(kind: ExperimentKind, run: SweepRun, root_output_dir: str,
           common: Sequence[str]) -> _Plan:
   """Parses and checks one run's flags and decides what to do with its directory."""
@@ -254,23 +274,17 @@ def _plan(kind: ExperimentKind, run: SweepRun, root_output_dir: str,
       raise ValueError(f"unexpected arguments: {' '.join(left[1:])}")
     config = kind.config(fv)
     config.validate()
-    if kind.model_fn is not None:
-      # Not when the run starts: a sweep refused a codec after the runs before it.
-      from fedcompress.harness.experiment import (
-        check_allocation_on_model,
-        check_error_feedback_on_model,
-      )
-      check_error_feedback_on_model(lambda: kind.model_fn(fv), config)
-      check_allocation_on_model(lambda: kind.model_fn(fv), config)
-    # The same: fixed_int under example weights, or a codec secure aggregation or DP
-    # cannot take, was refused after the runs before it had run. Without the data (a
-    # finished run is skipped without it): the population is checked when a run starts.
+    # As for the checks on the model (`_check_on_model`): fixed_int under example
+    # weights, or a codec secure aggregation or DP cannot take, was refused after the
+    # runs before it had run. Without the data (a finished run is skipped without it):
+    # the population is checked when a run starts.
     from fedcompress.harness.experiment import check_aggregation
     check_aggregation(config)
   except (flags.Error, ValueError) as e:
     raise ValueError(f"sweep run {run.name!r}: {e}") from None
   run_dir = config.run_dir
   if not rundir.has_run(run_dir):
+    _check_on_model(kind, fv, config, run.name)
     return _Plan(run, fv, config, "start")
   try:
     mismatch = rundir.record_mismatch(
@@ -285,6 +299,7 @@ def _plan(kind: ExperimentKind, run: SweepRun, root_output_dir: str,
         f"{run_dir} to run it again")
   if done >= config.rounds:
     return _Plan(run, fv, config, "skip", done)
+  _check_on_model(kind, fv, config, run.name)
   fv.resume = True
   # The rounds a resume keeps are those checkpointed: none if `checkpoints/` is gone
   # (a finished run without it is skipped above, from its rows).

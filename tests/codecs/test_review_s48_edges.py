@@ -6,6 +6,8 @@
   for *: 'int' and 'NoneType'` in `CodecSpec.tensor_bits` and `applies_to`.
 """
 
+import math
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -48,10 +50,13 @@ def test_adaptive_budget_note_puts_the_budget_first():
                               budget_bits_per_coordinate=2.0, coder="fixed")
   worst = adaptive.narrowest_rate(101, coder="fixed")
   assert worst > adaptive.narrowest_rate(150, coder="fixed") > 2.0
+  advised = math.ceil(worst * 1000) / 1000  # Rounded up: 2.851 left the note as it was.
   assert note.endswith(
-      f"so each round goes over there; raise the budget to {worst:.3f} to cover them, or the "
-      "threshold (--compression_threshold, or threshold=) to 150 to send them unencoded (32 "
-      "bits a float32 coordinate, more than width 1; the flag sets both directions')")
+      f"so each round goes over there; raise the budget to {advised:.3f} to cover them, or "
+      "the threshold (--compression_threshold, or threshold=) to 150 to send them unencoded "
+      "(32 bits a float32 coordinate, more than width 1; the flag sets both directions)")
+  assert adaptive.budget_note([101, 1_000_000], direction="aggregate",
+                              budget_bits_per_coordinate=advised, coder="fixed") is None
 
 
 def test_budget_mapping_messages_say_what_was_given():

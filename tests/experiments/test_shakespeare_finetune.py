@@ -292,3 +292,33 @@ def test_a_notebooks_run_with_other_epochs_than_its_flags_resumes(data_dir, tiny
   run("--rounds=2", "--resume")
   rows = reporting.read_metrics_csv(str(tmp_path / "nb" / "metrics.csv"))
   assert [int(r[m.ROUND]) for r in rows] == [1, 2]
+
+
+def test_a_library_run_recorded_by_its_files_bytes_resumes_on_that_file(data_dir, tiny_model,
+                                                                         tmp_path):
+  # Runs recorded their model by the .keras file's sha256 before it was taken by its
+  # weights; a notebook's run (a config of its own, no --pretrained_model flag) was
+  # refused on the very same file: the record's path was the flag's only (R9 of s48).
+  from fedcompress.harness import rundir
+  from fedcompress.harness.experiment import ExperimentConfig
+  from fedcompress.harness.finetune import run_finetune
+  from fedcompress.tasks.errors import file_fingerprint
+
+  def run(rounds, resume=False):
+    config = ExperimentConfig(root_output_dir=str(tmp_path), experiment_name="lib",
+                              rounds=rounds, rounds_per_eval=1, fixed_clients=("HAMLET",),
+                              clients_per_round=1, resume=resume)
+    return run_finetune(config, pretrained_path=tiny_model, cache_dir=str(data_dir),
+                        max_batches=1, max_eval_batches=1, num_generate=5)
+
+  run(1)
+  path = tmp_path / "lib" / rundir.CONFIG_FILE
+  record = json.loads(path.read_text())
+  assert record[rundir.PRETRAINED_DIGEST].startswith("weights:")
+  # As the code before wrote it: the file's bytes, and no path.
+  record[rundir.PRETRAINED_DIGEST] = file_fingerprint(tiny_model, whole=True)
+  del record["pretrained_model"]
+  path.write_text(json.dumps(record))
+  run(2, resume=True)
+  rows = reporting.read_metrics_csv(str(tmp_path / "lib" / "metrics.csv"))
+  assert [int(r[m.ROUND]) for r in rows] == [1, 2]

@@ -37,3 +37,24 @@ def test_times_of_other_runtime_settings_are_said(tmp_path):
   logs.clear()
   sweep.run_sweep(runs, out, common_flags=COMMON, log=logs.append)
   assert logs == ["== client_learning_rate-0.05: finished (1 rounds), skipped"]
+
+
+def test_a_finished_budgeted_run_is_skipped_without_building_its_model(tmp_path):
+  # The plan check built the task (reading, or downloading, federated EMNIST) for every
+  # budgeted run, finished or not: a sweep of finished runs failed without the data
+  # (R9 of s48).
+  import dataclasses
+
+  common = f"{COMMON} --aggregate_encoder=uniform --aggregate_bits_per_coordinate=4"
+  runs = sweep.runs_from_grid("client_learning_rate=0.05")
+  out = str(tmp_path / "out")
+  sweep.run_sweep(runs, out, common_flags=common, log=lambda _: None)
+
+  def no_data(fv):
+    raise ValueError("the model's task reads the dataset")
+
+  kind = dataclasses.replace(sweep.get_experiment("emnist"), model_fn=no_data)
+  plan = sweep._plan(kind, runs[0], out, common.split())  # noqa: SLF001
+  assert plan.action == "skip"
+  with pytest.raises(ValueError, match="the model's task reads the dataset"):
+    sweep._plan(kind, runs[0], str(tmp_path / "new"), common.split())  # noqa: SLF001

@@ -62,6 +62,7 @@ spends 64 bits per tensor less than budgeted.
 from __future__ import annotations
 
 import collections
+import math
 
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
@@ -134,10 +135,10 @@ def budget_note(num_elements, *, direction: str, budget_bits_per_coordinate: flo
           f"{len(over)} of its {len(list(num_elements))} tensors: width 1 sends "
           f"{rates[over[0]]:.3f} bits per coordinate on the one of {over[0]} elements "
           "(its header and min/max included), so each round goes over there; raise the "
-          f"budget to {max(rates[n] for n in over):.3f} to cover them, or the threshold "
-          f"(--compression_threshold, or threshold=) to {over[-1]} to send them unencoded "
-          "(32 bits a float32 coordinate, more than width 1; the flag sets both "
-          "directions')")
+          f"budget to {math.ceil(max(rates[n] for n in over) * 1000) / 1000:.3f} to cover "
+          f"them, or the threshold (--compression_threshold, or threshold=) to {over[-1]} "
+          "to send them unencoded (32 bits a float32 coordinate, more than width 1; the "
+          "flag sets both directions)")
 
 
 @te.core.tf_style_adaptive_encoding_stage
