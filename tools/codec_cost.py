@@ -204,9 +204,18 @@ def predicted_ratio(costs: Mapping[str, float], round_cpu_s: float, num_clients:
 
 
 def measured_ratios(benchmark: Mapping[str, Any]) -> dict[str, float]:
-  """`{codec: uplink CPU ratio}` of a `make bench` JSON's codec sweep."""
-  return {name: run["cpu_ratio"]["uplink"]
-          for name, run in benchmark.get("codec_sweep", {}).get("codecs", {}).items()
+  """`{codec: uplink CPU ratio}` of a `make bench` JSON's codec sweep.
+
+  Raises:
+    ValueError: the sweep's codecs are not objects of ratios (R8 of s48: a list there
+      ended in an AttributeError traceback).
+  """
+  codecs = benchmark.get("codec_sweep", {}).get("codecs", {})
+  if not isinstance(codecs, dict) or not all(
+      isinstance(run, dict) and isinstance(run.get("cpu_ratio", {}), dict)
+      for run in codecs.values()):
+    raise ValueError("its codec_sweep.codecs is not an object of codecs and their ratios")
+  return {name: run["cpu_ratio"]["uplink"] for name, run in codecs.items()
           if "uplink" in run.get("cpu_ratio", {})}
 
 

@@ -540,8 +540,8 @@ def codec_from_flags(fv: FlagValues, direction: str
   given = {f"{direction}_{k}": fv[f"{direction}_{k}"].value
            for k in ("encoder", "bits", "encoder_args")}
   try:
-    # A width that has no effect is said below, not refused as make_codec refuses it: a
-    # grid over widths may hold codecs that set their own.
+    # A width that has no effect is said below, naming the flags: not given to
+    # make_codec, whose own warning would say it a second time.
     bits = given[f"{direction}_bits"]
     if bits is not None and not codecs.takes_bits(given[f"{direction}_encoder"],
                                                   given[f"{direction}_encoder_args"]):

@@ -43,3 +43,13 @@ def test_a_width_some_link_takes_applies_there():
     make_codec("eden(bits=1)|huffman", bits=3)
   assert make_codec("randk(fraction=0.1)|uniform", bits=3).name == (
       "randk(fraction=0.1)|uniform(bits=3)")
+
+
+def test_a_call_that_is_refused_is_not_warned_of_first():
+  # The warning came before the refusal of the same call (R8 of s48).
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    with pytest.raises(ValueError, match="options of a chain go inside it"):
+      make_codec("randk(fraction=0.1)|eden(bits=1)", bits=3, options="keep=0.5")
+    with pytest.raises(ValueError, match="bits must be an integer"):
+      make_codec("uniform(bits=99)", bits=2)

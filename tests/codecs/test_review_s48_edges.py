@@ -70,3 +70,21 @@ def test_budget_mapping_messages_say_what_was_given():
   with pytest.raises(ValueError, match=r"got a mapping: give its values, "
                      r"list\(value_specs.values\(\)\)$"):
     budget.budget_bits_per_coordinate(1e7, 10, {"w": tf.TensorSpec([50_000], tf.float32)})
+
+
+@pytest.mark.parametrize("bits,clip", [(2, 1e38), (8, 1e39)])
+def test_a_clip_whose_scale_is_not_a_normal_float32_is_refused(bits, clip):
+  # clip=1e38 at 2 bits decoded every value to NaN, 1e39 (Inf as a float32) to zeros
+  # (R8 of s48).
+  with pytest.raises(ValueError, match=rf"^clip must be at most \S+ at bits={bits} \(its "
+                     r"scale \d+/clip must be a normal float32 number\)"):
+    CodecSpec("fixed_int", {"bits": bits, "clip": clip})
+
+
+def test_the_largest_clip_allowed_still_encodes():
+  clip = float(np.float32(1 / np.finfo(np.float32).tiny / 1.001))
+  spec = CodecSpec("fixed_int", {"bits": 2, "clip": clip}, threshold=0)
+  x = tf.constant(np.full(100, clip / 2, np.float32))
+  _, decoded, _ = round_trip(spec.simple_encoder(tf.TensorSpec([100], tf.float32)), x)
+  assert np.all(np.isfinite(decoded.numpy())) and np.all(decoded.numpy() >= 0)
+  assert np.mean(decoded.numpy().astype(np.float64)) == pytest.approx(clip / 2, rel=0.25)

@@ -60,3 +60,14 @@ def test_shakespeare_results_refuses_one_run_twice(load_binary, tmp_path, capsys
       assert module.main(["shakespeare_results"]) == 2
   assert capsys.readouterr().err.strip() == (
       f"error: {run} and {run}/ are one run: give each run once")
+
+
+@pytest.mark.parametrize("codecs", ["[]", '{"uniform": 3}', '{"uniform": {"cpu_ratio": []}}'])
+def test_codec_cost_refuses_a_sweep_whose_codecs_are_not_objects(tmp_path, capsys, codecs):
+  # An AttributeError traceback (R8 of s48).
+  path = tmp_path / "b.json"
+  path.write_text(f'{{"config": {{}}, "codec_sweep": {{"codecs": {codecs}}}}}')
+  line = _refusal(capsys, lambda: codec_cost.main(
+      ["--codecs=randk", "--reps=1", "--no_round", f"--benchmark_json={path}"]))
+  assert line == (f"error: cannot read --benchmark_json {path}: its codec_sweep.codecs is "
+                  "not an object of codecs and their ratios (--help lists the options)")

@@ -64,6 +64,13 @@ def check_options(bits: int = 8, clip: float = 0.01, rotation: bool = False) -> 
     raise ValueError(f"clip must be at least {smallest:.3g} at bits={bits} (its step "
                      f"clip/{level(bits)} is below float32's smallest normal number), got "
                      f"{clip!r}")
+  # And the other way: the scale L/clip flushes to 0 past L / (that number), and a clip
+  # past float32's largest is Inf (NaN or zeros decoded; review R8 of s48).
+  largest = min(level(bits) / float(np.finfo(np.float32).tiny),
+                float(np.finfo(np.float32).max))
+  if clip > largest:
+    raise ValueError(f"clip must be at most {largest:.3g} at bits={bits} (its scale "
+                     f"{level(bits)}/clip must be a normal float32 number), got {clip!r}")
   return {"bits": bits, "clip": float(clip), "rotation": _common.check_bool("rotation", rotation)}
 
 
