@@ -1099,12 +1099,14 @@ def run_experiment(task: FederatedTask, config: ExperimentConfig, *,
                      f"{type(initial_weights).__name__}")
   if initial_weights is not None:
     _check_initial_weights(initial_weights, task)
-  if initial_weights is not None and rundir.PRETRAINED_DIGEST not in config.recorded:
-    # What the run starts from, as a pretrained file's digest says it: a run from given
-    # weights and one from the model's initializer wrote the same config.json, and a
-    # resume from other weights was accepted (review R3 of s48).
+  if rundir.PRETRAINED_DIGEST not in config.recorded:
+    # What the run starts from, as a pretrained file's digest says it (None: the model's
+    # initializer): a run from given weights and one from the initializer wrote the same
+    # config.json, and a resume from other weights, or with none, was accepted (reviews
+    # R3 and R8 of s48).
     config = dataclasses.replace(config, recorded={
-        **config.recorded, rundir.INITIAL_WEIGHTS_DIGEST: weights_digest(initial_weights)})
+        **config.recorded, rundir.INITIAL_WEIGHTS_DIGEST:
+        None if initial_weights is None else weights_digest(initial_weights)})
   check_experiment(task, config)
   if process is not None:
     _check_process(process, task, config)

@@ -170,7 +170,10 @@ def unused_flags(record: Mapping[str, Any]) -> set[str]:
                                 (None, "digits"))
           or (k.startswith("dp_") and record.get("dp", "none") == "none")
           or (k == "dp_field_bits" and record.get("dp") != "distributed")
-          or (k == "sanity_client" and not record.get(PRETRAINED_DIGEST))}
+          or (k == "sanity_client" and not record.get(PRETRAINED_DIGEST))
+          # Not a flag: None, the model's initializer, is what every binary's run starts
+          # from, and nothing to show beside the seed.
+          or (k == INITIAL_WEIGHTS_DIGEST and record[k] is None)}
 
 
 def checkpoint_rounds(run_dir: str) -> list[int] | None:

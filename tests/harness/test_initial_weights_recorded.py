@@ -43,6 +43,31 @@ def test_the_start_weights_are_recorded_and_a_resume_from_others_refused(tmp_pat
                                       skiprows=1, usecols=0))) == 1
 
 
+def test_a_run_from_the_initializer_and_one_from_weights_do_not_resume_each_other(tmp_path):
+  # Recorded only when given, the digest was compared neither way: a run from the
+  # initializer resumed with weights ignored them, and one from weights resumed without
+  # them restarted from the initializer where no checkpoint was kept (R8 of s48).
+  task = digits_task(num_clients=4)
+
+  def config(name, rounds, resume=False):
+    return experiment.ExperimentConfig(root_output_dir=str(tmp_path), experiment_name=name,
+                                       rounds=rounds, clients_per_round=2, resume=resume)
+
+  experiment.run_experiment(task, config("scratch", 1))
+  recorded = json.loads((tmp_path / "scratch" / rundir.CONFIG_FILE).read_text())
+  assert recorded[rundir.INITIAL_WEIGHTS_DIGEST] is None
+  assert rundir.INITIAL_WEIGHTS_DIGEST not in experiment.tensorboard_hparams(
+      config("scratch", 1))
+  with pytest.raises(rundir.RunDirectoryError, match=r"initial_weights_sha256 \d+:[0-9a-f]{64} "
+                     r"\(recorded None\)"):
+    experiment.run_experiment(task, config("scratch", 2, resume=True),
+                              initial_weights=_weights(task, 0.01))
+  experiment.run_experiment(task, config("given", 1), initial_weights=_weights(task, 0.01))
+  with pytest.raises(rundir.RunDirectoryError, match=r"initial_weights_sha256 None "
+                     r"\(recorded \d+:[0-9a-f]{64}\)"):
+    experiment.run_experiment(task, config("given", 2, resume=True))
+
+
 def test_weights_of_another_model_are_one_line(tmp_path):
   # A 26-frame TFF TypeError printing the first weight array (R3 of s48).
   task = digits_task(num_clients=4)
