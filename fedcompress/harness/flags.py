@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 from absl import flags
@@ -38,7 +39,12 @@ from fedcompress.tasks.datasets import emnist as emnist_data
 from fedcompress.tasks.datasets import shakespeare as shakespeare_data
 from fedcompress.tasks.datasets.digits import MIN_DIRICHLET_ALPHA
 from fedcompress.tasks.errors import cached_path, file_fingerprint
-from fedcompress.tasks.shakespeare import pretrained_fingerprint
+from fedcompress.tasks.shakespeare import (
+  create_model,
+  load_pretrained,
+  pretrained_fingerprint,
+  tff_model_fn,
+)
 
 FlagValues = flags.FlagValues
 
@@ -455,6 +461,16 @@ def run_shakespeare_from_flags(fv: FlagValues, module_names: list[str] | None = 
       pad_short_clients=fv.pad_short_clients, max_eval_batches=fv.max_eval_batches,
       sanity_client=fv.sanity_client, prompt=fv.generate_prompt,
       temperature=fv.temperature, num_generate=fv.num_generate, generate_seed=fv.seed)
+
+
+def shakespeare_model_fn(fv: FlagValues) -> Callable[[], Any]:
+  """The run's TFF model_fn, from its pretrained model or `--model`, without its data:
+  for the sweep's checks on the model's tensors before any run (a budget its plan cannot
+  meet was refused when its run started, after the runs before it; review R9 of s48)."""
+  start = (load_pretrained(fv.pretrained_model) if fv.pretrained_model
+           else create_model(fv.model, seed=fv.seed))
+  return tff_model_fn(start.get_config(), batch_size=fv.client_batch_size,
+                      seq_length=fv.seq_length)[0]
 
 
 def _data_file_recorded(cache_dir: str | None, file_name: str) -> dict[str, str]:

@@ -83,7 +83,8 @@ def _shakespeare_kind() -> ExperimentKind:
   return ExperimentKind(fc_flags.define_shakespeare_experiment_flags,
                         fc_flags.shakespeare_config_from_flags,
                         lambda fv, config: fc_flags.run_shakespeare_from_flags(
-                            fv, config=config))
+                            fv, config=config),
+                        model_fn=fc_flags.shakespeare_model_fn)
 
 
 EXPERIMENTS: dict[str, Callable[[], ExperimentKind]] = {"emnist": _image_kind,

@@ -186,15 +186,8 @@ def build_shakespeare_task(pretrained: tf.keras.Model, *, cache_dir: str | None,
     raise ValueError(f"the test split holds less than one evaluation batch (8 windows of "
                      f"{seq_length + 1} characters): lower --seq_length")
   test_dataset = test_batches.cache()
-  # The clients' batches: static [batch_size, seq_length] (remainders dropped or padded).
-  window = tf.TensorSpec([batch_size, seq_length], tf.int64)
-  input_spec = (window, window)
-
-  def model_fn() -> tff.learning.models.VariableModel:
-    return tff.learning.models.from_keras_model(
-        char_rnn.rebuild(model_config), input_spec=input_spec,
-        loss=char_rnn.MaskedSparseCategoricalCrossentropy(),
-        metrics=[char_rnn.FlattenedCategoricalAccuracy()])
+  model_fn, input_spec = tff_model_fn(model_config, batch_size=batch_size,
+                                      seq_length=seq_length)
 
   task = FederatedTask(name="shakespeare", client_ids=list(train.client_ids),
                        client_dataset=client_dataset, test_dataset=test_dataset,
@@ -208,6 +201,23 @@ def build_shakespeare_task(pretrained: tf.keras.Model, *, cache_dir: str | None,
                                  "data_file_fingerprint": file_fingerprint(
                                      cached_path(cache_dir, sh.SHAKESPEARE_SQLITE))})
   return ShakespeareSetup(task, train, model_config, initial_weights)
+
+
+def tff_model_fn(model_config: dict[str, Any], *, batch_size: int, seq_length: int
+                 ) -> tuple[Callable[[], tff.learning.models.VariableModel], tuple]:
+  """The TFF model of the char-RNN `model_config` and its input spec: the clients'
+  batches, static [batch_size, seq_length] (remainders dropped or padded). Needs no
+  data: a sweep checks a run's tensors with it before any run."""
+  window = tf.TensorSpec([batch_size, seq_length], tf.int64)
+  input_spec = (window, window)
+
+  def model_fn() -> tff.learning.models.VariableModel:
+    return tff.learning.models.from_keras_model(
+        char_rnn.rebuild(model_config), input_spec=input_spec,
+        loss=char_rnn.MaskedSparseCategoricalCrossentropy(),
+        metrics=[char_rnn.FlattenedCategoricalAccuracy()])
+
+  return model_fn, input_spec
 
 
 def finish(model_weights: tff.learning.models.ModelWeights, model_config: dict[str, Any],

@@ -322,3 +322,24 @@ def test_a_library_run_recorded_by_its_files_bytes_resumes_on_that_file(data_dir
   run(2, resume=True)
   rows = reporting.read_metrics_csv(str(tmp_path / "lib" / "metrics.csv"))
   assert [int(r[m.ROUND]) for r in rows] == [1, 2]
+
+
+def test_a_shakespeare_sweep_checks_budgets_before_any_run(data_dir, tiny_model, tmp_path):
+  # Its kind built no model before the runs: the first run of a grid trained, then a
+  # budget its plan could not meet stopped the second (R9 of s48).
+  from fedcompress.harness import sweep
+
+  common = ["--clients=HAMLET", f"--pretrained_model={tiny_model}",
+            f"--cache_dir={data_dir}", "--rounds=1", "--aggregate_encoder=uniform",
+            "--aggregate_bits_per_coordinate=8", "--compression_threshold=100"]
+  kind = sweep.get_experiment("shakespeare")
+  ok, refused = sweep.runs_from_grid("aggregate_widths=1,16")
+  assert sweep._plan(kind, ok, str(tmp_path / "out"), common).action == "start"  # noqa: SLF001
+  with pytest.raises(ValueError, match=r"^sweep run 'aggregate_widths-16': a budget of 8 "
+                     r"bits per coordinate \(\d+ bits\) does not cover"):
+    sweep._plan(kind, refused, str(tmp_path / "out"), common)  # noqa: SLF001
+  # From scratch too (--model=fedopt_lstm), and without the data.
+  scratch = ["--model=fedopt_lstm", f"--cache_dir={tmp_path / 'none'}", *common[3:]]
+  with pytest.raises(ValueError, match=r"^sweep run 'aggregate_widths-16': a budget of 8"):
+    sweep._plan(kind, refused, str(tmp_path / "out"), scratch)  # noqa: SLF001
+  assert not (tmp_path / "out").exists()
