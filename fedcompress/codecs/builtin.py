@@ -54,7 +54,8 @@ def _technique(name: str, module, summary: str) -> Codec:
                bits_formula=module.bits_formula, error_bound=module.relative_error_bound,
                summary=summary, output_size=getattr(module, "output_size", None),
                error_gain=getattr(module, "error_gain", None),
-               sum_decode_exact=getattr(module, "sum_decode_exact", None))
+               sum_decode_exact=getattr(module, "sum_decode_exact", None),
+               plain_note=getattr(module, "plain_note", None))
 
 
 # Entropy coding after a base codec: the base codec's options plus the coder's.

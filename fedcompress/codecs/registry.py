@@ -117,9 +117,10 @@ class Codec:
     state_hint: for codecs whose state can move, how to hold it still, said beside a
       refusal of it (error feedback, DP): `adaptive`'s "use coder=fixed".
     plain_note: for codecs whose options mislead where they are sent as they encode
-      (outside the secure sum), `(*, direction, **checked_options) -> str`, said when a run
-      starts: `fixed_int` sends int32 there, so its `bits` set its precision, not its
-      size (and on the broadcast its clip clips the model's weights).
+      (outside the secure sum), `(*, direction, **checked_options) -> str | None`, said
+      when a run starts: `fixed_int` sends int32 there, so its `bits` set its precision,
+      not its size (and on the broadcast its clip clips the model's weights); `topk`,
+      `randk` and `countsketch` on the broadcast sparsify the model's weights.
     tensors_note: for codecs that cannot do what their options ask on some tensors,
       `(num_elements, *, direction, **checked_options) -> str | None`, given the sizes
       of the tensors it encodes, said when a run starts: `adaptive`'s budget below what
@@ -145,7 +146,7 @@ class Codec:
   sum_decode_exact: Callable[..., bool] | None = None
   state_moves: Callable[..., bool] | None = None
   state_hint: str = ""
-  plain_note: Callable[..., str] | None = None
+  plain_note: Callable[..., str | None] | None = None
   tensors_note: Callable[..., str | None] | None = None
   revision: int = 1
   # The code a user's codec is made of, for a run's record (`build` where None): the

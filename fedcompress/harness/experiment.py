@@ -790,8 +790,9 @@ def plain_codec_note(config: ExperimentConfig) -> str | None:
     if direction == "aggregate" and config.secure_aggregation:
       continue  # Sent in the summation field, whose width the bits do count.
     for name, options in getattr(spec, "base", spec).resolved_links():
-      if (note := get_codec(name).plain_note) is not None:
-        return f"--{direction}_encoder: {name} {note(direction=direction, **options)}"
+      note_of = get_codec(name).plain_note
+      if note_of is not None and (note := note_of(direction=direction, **options)):
+        return f"--{direction}_encoder: {name} {note}"
   return None
 
 

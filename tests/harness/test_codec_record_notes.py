@@ -49,3 +49,25 @@ def test_fixed_int_on_the_broadcast_says_what_it_clips():
     assert plain_codec_note(config).endswith(
         f"; and it clips {clipped} every tensor it encodes to [-0.01, 0.01] (its clip bounds "
         "an update, not the model)")
+
+
+@pytest.mark.parametrize("codec,said", [
+    ("topk", "topk keeps a 0.01 fraction of each tensor's coordinates, the largest in "
+     "magnitude, and zeroes the rest"),
+    ("randk(fraction=0.1)|uniform(bits=4)", "randk keeps a 0.1 fraction of each tensor's "
+     "coordinates, chosen at random, and zeroes the rest"),
+    ("countsketch", "countsketch decodes each tensor it encodes from a count sketch's "
+     "estimate")])
+def test_a_sparsifier_on_the_broadcast_is_said_to_act_on_the_weights(codec, said):
+  # Every client trained from a model with 99% of its weights zeroed (round 1's train
+  # loss 13.99 against 2.26 uncompressed), without a word (R1 of s48).
+  down = ExperimentConfig(root_output_dir="/tmp/unused", experiment_name="e",
+                          broadcast_codec=CodecSpec(codec))
+  assert plain_codec_note(down) == (
+      f"--broadcast_encoder: {said}: on the broadcast these are the model's weights, not an "
+      f"update, so every client starts its round from that "
+      f"{'estimate (a sketch' if codec == 'countsketch' else 'model (a sparsifier'} goes on "
+      "the uplink)")
+  up = ExperimentConfig(root_output_dir="/tmp/unused", experiment_name="e",
+                        aggregate_codec=CodecSpec(codec))
+  assert plain_codec_note(up) is None

@@ -161,6 +161,19 @@ class RandKEncodingStage(_common.StatelessStage):
     return tf.reshape(tf.scatter_nd(indices[:, tf.newaxis], values, [n]), shape)
 
 
+def plain_note(*, direction: str, fraction: float = 0.01, unbiased: bool = True
+               ) -> str | None:
+  """On the broadcast, what it does to the model: it encodes the weights themselves, and
+  every client trained from a model with 99% of them zeroed, unsaid (review R1 of s48)."""
+  del unbiased
+  if direction != "broadcast":
+    return None
+  return (f"keeps a {fraction:g} fraction of each tensor's coordinates, chosen at random, "
+          "and zeroes the rest: on the broadcast these are the model's weights, not "
+          "an update, so every client starts its round from that model (a sparsifier "
+          "goes on the uplink)")
+
+
 def check_options(fraction: float = 0.01, unbiased: bool = True) -> dict:
   """The `randk` codec's options, checked, with their defaults."""
   return {"fraction": _common.check_fraction("fraction", fraction),
