@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_federated as tff
 
 from fedcompress.harness import experiment, rundir
@@ -95,3 +96,26 @@ def test_an_unbatched_test_set_is_said_before_any_round():
                      r"add .batch\(n\)$"):
     experiment.keras_evaluator(task.keras_model_fn, task.test_dataset.unbatch())
   experiment.keras_evaluator(task.keras_model_fn, task.test_dataset)
+
+
+def test_batches_keras_expands_are_not_taken_for_unbatched_ones():
+  # (B, 28, 28) images on a (28, 28, 1) CNN, which Keras evaluates, were refused as
+  # unbatched (R10 of s48).
+  task = digits_task(num_clients=4)
+  squeezed = task.test_dataset.map(lambda x, y: (tf.squeeze(x, -1), y))
+  assert tuple(squeezed.element_spec[0].shape) == (None, 28, 28)
+  experiment.keras_evaluator(task.keras_model_fn, squeezed)
+
+
+def test_float64_initial_weights_are_one_line(tmp_path):
+  # A 30-frame TFF TypeError after the run directory was taken (R10 of s48).
+  task = digits_task(num_clients=4)
+  config = experiment.ExperimentConfig(root_output_dir=str(tmp_path), experiment_name="d",
+                                       rounds=1, clients_per_round=2)
+  weights = tff.learning.models.ModelWeights(
+      trainable=[w.astype(np.float64) for w in task.keras_model_fn().get_weights()],
+      non_trainable=[])
+  with pytest.raises(ValueError, match=r"^initial_weights do not fit task.model_fn: "
+                     r"trainable tensor 0 is float64, the model's float32$"):
+    experiment.run_experiment(task, config, initial_weights=weights)
+  assert not (tmp_path / "d").exists()
