@@ -211,9 +211,13 @@ def measured_ratios(benchmark: Mapping[str, Any]) -> dict[str, float]:
       ended in an AttributeError traceback).
   """
   codecs = benchmark.get("codec_sweep", {}).get("codecs", {})
-  if not isinstance(codecs, dict) or not all(
-      isinstance(run, dict) and isinstance(run.get("cpu_ratio", {}), dict)
-      for run in codecs.values()):
+
+  def ratio_ok(run) -> bool:  # A string or null ratio failed at the table, after timing.
+    ratios = run.get("cpu_ratio", {}) if isinstance(run, dict) else None
+    uplink = ratios.get("uplink", 1.0) if isinstance(ratios, dict) else None
+    return isinstance(uplink, int | float) and not isinstance(uplink, bool)
+
+  if not isinstance(codecs, dict) or not all(ratio_ok(run) for run in codecs.values()):
     raise ValueError("its codec_sweep.codecs is not an object of codecs and their ratios")
   return {name: run["cpu_ratio"]["uplink"] for name, run in codecs.items()
           if "uplink" in run.get("cpu_ratio", {})}

@@ -25,7 +25,9 @@ _SAID = frozenset({"broadcast_codec", "aggregate_codec", "aggregator", "secure_a
 # The values of `_SAID`'s settings that `codec_of` leaves unsaid.
 _SAID_DEFAULTS = {"broadcast_codec": "identity", "aggregate_codec": "identity",
                   "aggregator": "mean", "secure_aggregation": False, "dp": "none",
-                  "error_feedback": "none"}
+                  "error_feedback": "none",
+                  # The model's initializer: left out as an unused flag where it is None.
+                  rundir.INITIAL_WEIGHTS_DIGEST: None}
 
 
 def _config(run_dir: str) -> dict[str, Any]:
@@ -95,7 +97,9 @@ def _other_settings(config: dict[str, Any], base: dict[str, Any]) -> list[str]:
   # R5 of s48).
   def unsaid(k: str, value: Any) -> bool:  # A codec is recorded with its threshold.
     default = _SAID_DEFAULTS[k]
-    return str(value).startswith(default) if k.endswith("_codec") else value == default
+    if k.endswith("_codec"):
+      return str(value).startswith(default)
+    return value == default
 
   for k, default in _SAID_DEFAULTS.items():
     theirs = base.get(k, default)

@@ -286,7 +286,14 @@ class Codec:
 
   def relative_error_bound(self, num_elements: int,
                            options: Mapping[str, Any] | None = None) -> float | None:
-    """Worst-case `||x - x_hat|| / ||x||` over all inputs (float rounding aside), or None."""
+    """Worst-case `||x - x_hat|| / ||x||` over all inputs (float rounding aside), or None.
+
+    Raises:
+      ValueError: `num_elements` is not an integer >= 1 (-5 gave a bound, 0 a
+        ZeroDivisionError; review R10 of s48), or a bad option.
+    """
+    if not _common.is_integer(num_elements) or num_elements < 1:
+      raise ValueError(f"num_elements must be an integer >= 1, got {num_elements!r}")
     if self.error_bound is None:
       return None
     return self.error_bound(num_elements, **self.options(options))

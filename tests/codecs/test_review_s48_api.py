@@ -1,5 +1,7 @@
 """Library calls that failed or could not be undone (R3 of s48)."""
 
+import re
+
 import pytest
 
 from fedcompress import codecs
@@ -41,3 +43,14 @@ def test_unregistering_a_built_in_name_registered_over_gives_the_built_in_back()
   assert make_codec("uniform_huffman").describe() == "uniform_huffman(bits=8)>10000"
   codecs.unregister("uniform")  # A built-in codec itself stays.
   assert get_codec("uniform") == builtin
+
+
+@pytest.mark.parametrize("n", [-5, 0, 2.5, "100"])
+def test_an_error_bound_of_no_tensor_is_one_line(n):
+  # topk gave 0.0 and eden 3.18 for -5; 0, a fraction or text raised ZeroDivisionError,
+  # AttributeError or TypeError (R10 of s48).
+  for name in ("topk", "eden", "identity"):
+    with pytest.raises(ValueError, match=rf"^num_elements must be an integer >= 1, got "
+                       rf"{re.escape(repr(n))}$"):
+      get_codec(name).relative_error_bound(n)
+  assert get_codec("identity").relative_error_bound(1) == 0.0

@@ -230,3 +230,17 @@ def test_what_only_the_baseline_has_is_named(tmp_path):
       "aggr: topk(fraction=0.01)>100; broadcast_codec=identity (baseline: "
       "uniform(bits=8)>100); secure_aggregation=False (baseline: True); dp=none (baseline: "
       "central); error_feedback=none (baseline: ef)")
+
+
+def test_a_baseline_started_from_given_weights_is_named(tmp_path):
+  # A run from the initializer against a baseline from given weights read as the same
+  # setting; the other way round it was named (R10 of s48).
+  _run(tmp_path, "given", 3200, 0.9, initial_weights_sha256="8:abc")
+  _run(tmp_path, "init", 3200, 0.9, initial_weights_sha256=None)
+  for baseline, other, said in (
+      ("given", "init", "initial_weights_sha256=None (baseline: 8:abc)"),
+      ("init", "given", "initial_weights_sha256=8:abc")):
+    summaries = summary.compare_runs([str(tmp_path / n) for n in (baseline, other)],
+                                     baseline=baseline)
+    rows = codec_table.table_rows(summaries, str(tmp_path), baseline)
+    assert rows[1]["codec"] == said

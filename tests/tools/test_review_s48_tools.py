@@ -62,7 +62,11 @@ def test_shakespeare_results_refuses_one_run_twice(load_binary, tmp_path, capsys
       f"error: {run} and {run}/ are one run: give each run once")
 
 
-@pytest.mark.parametrize("codecs", ["[]", '{"uniform": 3}', '{"uniform": {"cpu_ratio": []}}'])
+@pytest.mark.parametrize("codecs", [
+    "[]", '{"uniform": 3}', '{"uniform": {"cpu_ratio": []}}',
+    # A string or null ratio failed at the table, after the timing (R10 of s48).
+    '{"uniform": {"cpu_ratio": {"uplink": "fast"}}}',
+    '{"uniform": {"cpu_ratio": {"uplink": null}}}'])
 def test_codec_cost_refuses_a_sweep_whose_codecs_are_not_objects(tmp_path, capsys, codecs):
   # An AttributeError traceback (R8 of s48).
   path = tmp_path / "b.json"
