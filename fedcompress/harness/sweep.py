@@ -343,15 +343,30 @@ MAX_NAME_BYTES = 255
 
 
 def _timed_otherwise(plan: _Plan) -> str | None:
-  """`max_concurrent_clients=None, ...` where the finished run `plan` skips was timed with
-  other runtime settings (as its config.json holds them) than its flags give now."""
+  """`max_concurrent_clients=None (one per core), ...` where the finished run `plan`
+  skips was timed, in some segment that ran rounds, with other runtime settings than its
+  flags give now: config.json's first start, or what a resume changed (a segment's
+  `changed`; review R10 of s48). Compared as given: an explicit value equal to the
+  default is named too."""
   record = rundir.read_config(plan.config.run_dir) or {}
   workers, concurrent, _ = _runtime_settings(plan.fv)
-  recorded = {"workers": tuple(record.get("workers") or ()),
-              "max_concurrent_clients": record.get("max_concurrent_clients")}
   now = {"workers": workers, "max_concurrent_clients": concurrent}
-  other = [f"{k}={(','.join(v) or 'none') if k == 'workers' else v}" for k, v in recorded.items()
-           if k in record and v != now[k]]
+  segments = [s for s in rundir.read_run_info(plan.config.run_dir)["segments"]
+              if isinstance(s, dict) and s.get("last_round", 0) >= s.get("first_round", 1)]
+
+  def shown(key: str, value: Any) -> str:
+    if key == "workers":
+      return ",".join(value) or "none"
+    return "None (one per core)" if value is None else str(value)
+
+  other = []
+  for key in now:
+    if key not in record:
+      continue
+    values = [record[key]] if not segments else [
+        (s.get("changed") or {}).get(key, record[key]) for s in segments]
+    used = dict.fromkeys(tuple(v or ()) if key == "workers" else v for v in values)
+    other += [f"{key}={shown(key, v)}" for v in used if v != now[key]]
   return ", ".join(other) or None
 
 

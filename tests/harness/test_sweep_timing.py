@@ -26,10 +26,10 @@ def test_times_of_other_runtime_settings_are_said(tmp_path):
   summaries = sweep.run_sweep(runs, out, common_flags=f"{COMMON} --max_concurrent_clients=1",
                               log=logs.append)
   assert logs == ["== client_learning_rate-0.05: finished (1 rounds), skipped; its times "
-                  "were measured with max_concurrent_clients=None"]
+                  "were measured with max_concurrent_clients=None (one per core)"]
   note = ("Times of runs finished before, with other runtime settings than these flags "
-          "give: client_learning_rate-0.05 (max_concurrent_clients=None); delete their "
-          "folders to time them again.")
+          "give: client_learning_rate-0.05 (max_concurrent_clients=None (one per core)); "
+          "delete their folders to time them again.")
   assert (tmp_path / "out" / "summary.md").read_text().rstrip().endswith(note)
   rows = codec_table.table_rows(summaries, out, "client_learning_rate-0.05")
   assert codec_table.format_table(rows, "t").endswith(note)
@@ -37,6 +37,16 @@ def test_times_of_other_runtime_settings_are_said(tmp_path):
   logs.clear()
   sweep.run_sweep(runs, out, common_flags=COMMON, log=logs.append)
   assert logs == ["== client_learning_rate-0.05: finished (1 rounds), skipped"]
+  # A round resumed with other settings counts too: config.json keeps the first start's
+  # (R10 of s48).
+  longer = sweep.runs_from_grid("client_learning_rate=0.05")
+  sweep.run_sweep(longer, out, common_flags=COMMON.replace("--rounds=1", "--rounds=2")
+                  + " --max_concurrent_clients=1", log=lambda _: None)
+  logs.clear()
+  sweep.run_sweep(longer, out, common_flags=COMMON.replace("--rounds=1", "--rounds=2"),
+                  log=logs.append)
+  assert logs == ["== client_learning_rate-0.05: finished (2 rounds), skipped; its times "
+                  "were measured with max_concurrent_clients=1"]
 
 
 def test_a_finished_budgeted_run_is_skipped_without_building_its_model(tmp_path):
