@@ -207,9 +207,11 @@ def _check_distinct(plans: Sequence[_Plan]) -> None:
       raise ValueError(
           f"sweep runs {other!r} and {plan.run.name!r} would run the same settings (a "
           "--flagfile in --common_flags is read after each run's own and overrides what it "
-          "sets; grid values may spell one setting, 0.1 and 0.10, set a flag that does "
-          "nothing in these runs, or only change where a run logs, checkpoints or reads "
-          "its data): give the base flagfile in each run's flags, or make the runs differ")
+          "sets, as a --grid axis over --flagfiles is after each file; grid values may "
+          "spell one setting, 0.1 and 0.10, set a flag that does nothing in these runs, or "
+          "only change where a run logs, checkpoints or reads its data): give the base "
+          "flagfile in each run's flags, vary in the grid what the flagfiles do not set, "
+          "or make the runs differ")
 
 
 def _finished_rounds(run_dir: str) -> int:

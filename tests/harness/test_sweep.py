@@ -33,6 +33,8 @@ def test_common_flags_win_over_a_runs_flagfile_and_grid_values_over_both(tmp_pat
 
 
 def test_flagfiles_and_a_grid_run_the_grid_over_each_flagfile(tmp_path):
+  import pytest
+
   # Both gave the flagfiles' runs and the grid's beside them: the grid's ran without the
   # flagfile's codec (uncompressed), compared with it as if the axis were all that
   # differed (R5 of s48).
@@ -54,6 +56,12 @@ def test_flagfiles_and_a_grid_run_the_grid_over_each_flagfile(tmp_path):
       ("uniform(bits=8,deterministic=False,word_bits=28)", 0.1),
       ("uniform(bits=4,deterministic=False,word_bits=28)", 0.05),
       ("uniform(bits=4,deterministic=False,word_bits=28)", 0.1)]
+  # A grid axis that overrides what the flagfiles differ in makes them one run: the
+  # refusal says the grid comes after each file (R8 of s48).
+  with pytest.raises(ValueError, match=r"would run the same settings .*as a --grid axis "
+                     r"over --flagfiles is after each file"):
+    sweep.run_sweep(sweep.runs_from(flagfiles, "aggregate_bits=2"), str(tmp_path / "o2"),
+                    common_flags="--dataset=digits --rounds=1")
   # Either alone is as before.
   assert [r.name for r in sweep.runs_from(flagfiles, "")] == ["u8", "u4"]
   assert len(sweep.runs_from([], "client_learning_rate=0.05,0.1")) == 2
