@@ -948,10 +948,12 @@ def keras_evaluator(keras_model_fn: Callable[[], tf.keras.Model], dataset: tf.da
   given = spec[0] if isinstance(spec, tuple) and spec else None
   if (isinstance(given, tf.TensorSpec) and isinstance(wanted, tuple)
       and all(d is None or isinstance(d, int) for d in wanted)
-      and given.shape.is_fully_defined() and tuple(given.shape) == tuple(wanted[1:])):
+      and given.shape.is_fully_defined() and given.shape.rank == len(wanted) - 1
+      and all(w is None or g == w for g, w in zip(given.shape, wanted[1:], strict=True))):
     # `create_tf_dataset_from_all_clients()` without `.batch()`: it trained until the
     # first evaluation, then failed in a Keras traceback (review R3 of s48). Its
-    # elements are one input each, of the model's input shape without its batch axis;
+    # elements are one input each, of the model's input shape without its batch axis
+    # (a None of the model's, a sequence's length, takes any size: review R11);
     # batches one axis short of the model's input (images (B, 28, 28) for (28, 28, 1)),
     # which Keras takes, have a batch axis of no fixed size (review R10).
     raise ValueError(f"task.test_dataset yields unbatched elements of shape "
@@ -1144,11 +1146,13 @@ def _check_initial_weights(weights: tff.learning.models.ModelWeights,
         raise ValueError(f"initial_weights do not fit task.model_fn: {name} tensor {i} "
                          f"has shape {a}, the model's {b}")
     # float64 arrays (drawn with NumPy) ended in a 30-frame TFF TypeError (review R10).
+    # Values without a dtype of their own (Python lists) are converted to the model's,
+    # as TFF does (review R11).
     for i, (w, t) in enumerate(zip(getattr(weights, name), getattr(wanted, name),
                                    strict=True)):
-      if tf.as_dtype(np.asarray(w).dtype) != t.dtype:
+      if hasattr(w, "dtype") and tf.as_dtype(w.dtype) != t.dtype:
         raise ValueError(f"initial_weights do not fit task.model_fn: {name} tensor {i} "
-                         f"is {np.asarray(w).dtype}, the model's {t.dtype.name}")
+                         f"is {tf.as_dtype(w.dtype).name}, the model's {t.dtype.name}")
 
 
 def weights_digest(weights: tff.learning.models.ModelWeights) -> str:

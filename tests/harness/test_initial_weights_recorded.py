@@ -119,3 +119,31 @@ def test_float64_initial_weights_are_one_line(tmp_path):
                      r"trainable tensor 0 is float64, the model's float32$"):
     experiment.run_experiment(task, config, initial_weights=weights)
   assert not (tmp_path / "d").exists()
+
+
+def test_weights_as_python_lists_are_taken():
+  # Refused as float64 (numpy's reading of an untyped list), though TFF reads them as
+  # the model's float32 and the run trained (R11 of s48).
+  task = digits_task(num_clients=4)
+  weights = tff.learning.models.ModelWeights(
+      trainable=[w.tolist() for w in task.keras_model_fn().get_weights()], non_trainable=[])
+  experiment._check_initial_weights(weights, task)  # noqa: SLF001
+
+
+def test_an_unbatched_test_set_of_sequences_is_said():
+  # A model of sequences of any length, (None, None): the exact-shape check let its
+  # unbatched (80,) windows through to a Keras traceback (R11 of s48).
+  def model_fn():
+    model = tf.keras.Sequential([tf.keras.layers.InputLayer(input_shape=(None,)),
+                                 tf.keras.layers.Embedding(10, 4),
+                                 tf.keras.layers.Dense(10)])
+    model.compile(loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+  windows = tf.data.Dataset.from_tensor_slices((tf.zeros([16, 80], tf.int64),
+                                                tf.zeros([16, 80], tf.int64)))
+  with pytest.raises(ValueError, match=r"^task.test_dataset yields unbatched elements of "
+                     r"shape \(80,\); the model takes batches of \(None, None\)"):
+    experiment.keras_evaluator(model_fn, windows)
+  experiment.keras_evaluator(model_fn, windows.batch(8))
+  experiment.keras_evaluator(model_fn, windows.batch(8, drop_remainder=True))
