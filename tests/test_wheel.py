@@ -47,3 +47,11 @@ def test_wheel_holds_only_the_library(wheel_files):
 def test_wheel_has_every_library_module(wheel_files):
   source = sorted(str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "fedcompress").rglob("*.py"))
   assert sorted(f for f in wheel_files if f.endswith(".py")) == source
+
+
+def test_wheel_has_the_native_kernels_sources(wheel_files):
+  # fedcompress.native compiles them where the package is installed.
+  source = sorted(str(p.relative_to(REPO_ROOT))
+                  for p in (REPO_ROOT / "fedcompress" / "native" / "src").iterdir())
+  assert source == ["fedcompress/native/src/fc_ops.cc", "fedcompress/native/src/worker_hook.c"]
+  assert set(source) <= set(wheel_files)

@@ -58,6 +58,7 @@ from tensorflow_federated.python.core.impl.executors import (
 )
 from tensorflow_federated.python.core.impl.types import placements
 
+from fedcompress import native
 from fedcompress.federated import quiet as _quiet
 from fedcompress.federated import signals as _signals
 
@@ -76,12 +77,7 @@ _live_workers: set[LocalWorker] = set()
 _lock = threading.Lock()
 
 
-def worker_binary_path() -> str:
-  """Path of the C++ `worker_binary` shipped inside the TFF wheel."""
-  path = os.path.join(os.path.dirname(tff.__file__), "data", "worker_binary")
-  if not os.path.isfile(path):
-    raise RuntimeError(f"TFF's worker_binary is missing at {path}; reinstall tensorflow-federated.")
-  return path
+worker_binary_path = native.worker_binary_path
 
 
 def _die_with_parent() -> None:
@@ -108,9 +104,14 @@ class LocalWorker:
         f"--max_concurrent_computation_calls={self.max_concurrent_computation_calls}",
     ]
     out = None if _quiet.tf_logs_requested() else subprocess.DEVNULL
+    env = None
+    preload = native.worker_preload()
+    if preload is not None:  # The codecs' native kernels (fedcompress/native).
+      env = dict(os.environ)
+      env["LD_PRELOAD"] = " ".join(p for p in (preload, env.get("LD_PRELOAD")) if p)
     self.process = subprocess.Popen(
-        args, stdin=subprocess.DEVNULL, stdout=out, stderr=out, preexec_fn=_die_with_parent
-    )
+        args, stdin=subprocess.DEVNULL, stdout=out, stderr=out, preexec_fn=_die_with_parent,
+        env=env)
     with _lock:
       _live_workers.add(self)
     return self
@@ -162,7 +163,11 @@ def describe_computation_error(error: BaseException) -> str:
   first = text.splitlines()[0] if text else type(error).__name__
   for prefix in ("Failed to run computation: ", "Step() failed: "):
     first = first.removeprefix(prefix)
-  return first.split(" [[{{")[0]
+  first = first.split(" [[{{")[0]
+  if "Op type not registered 'Fedcompress" in first:
+    first += (" (a worker without fedcompress's native ops: start it with experiments/worker.py"
+              " from a checkout that can build them, or set FEDCOMPRESS_NATIVE=0 here)")
+  return first
 
 
 def wait_for_stub(target: str, timeout_s: float = _READY_TIMEOUT_S,
