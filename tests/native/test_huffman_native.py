@@ -37,9 +37,8 @@ def _symbols(n, bits, seed):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _native_built():
-  if native.ops() is None:
-    pytest.fail(f"the native ops did not build here: {native.unavailable_reason()}")
+def _native_built(native_ops):
+  return native_ops
 
 
 @pytest.mark.parametrize("n,bits,length,block", CASES)

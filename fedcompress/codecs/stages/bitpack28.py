@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
+from fedcompress import native
 from fedcompress.codecs.stages import _common
 
 _WORD_BITS = _common.TE_BITPACK_WORD_BITS
@@ -32,6 +33,8 @@ _WORD_BITS_U64 = np.uint64(_WORD_BITS)
 _HALF_U64 = np.uint64(32)
 # Dtypes tensor_encoding's stage records with a zero of that dtype (float32 needs none).
 _MARKED_DTYPES = (tf.float16, tf.bfloat16, tf.float64)
+# The value types of the native packing kernels (fedcompress/native).
+_NATIVE_DTYPES = _MARKED_DTYPES + (tf.float32,)
 
 
 def pack_8_in_28(values: tf.Tensor) -> tf.Tensor:
@@ -39,10 +42,16 @@ def pack_8_in_28(values: tf.Tensor) -> tf.Tensor:
 
   Equal to `tf_utils.pack_into_int(tf.cast(values, tf.int32), 8, 28)`.
   """
-  flat = tf.cast(tf.reshape(values, [-1]), tf.uint8)
-  n = flat.shape.num_elements()
+  n = values.shape.num_elements()
   if n is None:
     raise ValueError("pack_8_in_28 needs a statically known number of values")
+  native_ops = native.ops()
+  if native_ops is not None and values.dtype in _NATIVE_DTYPES:
+    # One pass, the same words: the 8-bit uniform codec's encode of the CNN's kernels
+    # 3.5 -> 1 ms per client (README, speed).
+    return tf.reshape(native_ops.fedcompress_pack8_in28(values),
+                      [_common.packed_words(n, 8, _WORD_BITS), 1])
+  flat = tf.cast(tf.reshape(values, [-1]), tf.uint8)
   groups = tf.reshape(tf.pad(flat, [[0, -n % 7]]), [-1, 7])
   # Each group as one uint64 (a zero eighth byte), 56 bits: the low 28 stay, the high
   # 28 move up to bit 32, so its two little-endian uint32 halves are the two words. The
@@ -58,6 +67,12 @@ def pack_8_in_28(values: tf.Tensor) -> tf.Tensor:
 
 def unpack_8_from_28(words: tf.Tensor, shape, dtype: tf.DType = tf.float32) -> tf.Tensor:
   """Inverse of `pack_8_in_28`: the values as `dtype`, reshaped to `shape`."""
+  native_ops = native.ops()
+  num_values = _common.static_num_elements(shape)
+  if native_ops is not None and dtype in _NATIVE_DTYPES and isinstance(num_values, int):
+    values = native_ops.fedcompress_unpack8_from28(tf.reshape(words, [-1]), T=dtype,
+                                                   num_values=num_values)
+    return tf.reshape(values, shape)
   flat = tf.reshape(words, [-1])
   pairs = tf.reshape(tf.pad(flat, [[0, tf.shape(flat)[0] % 2]]), [-1, 2])
   # A pair read as one uint64 is `w0 | w1 << 32`; moving w1 down to bit 28 gives the
