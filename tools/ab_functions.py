@@ -23,6 +23,7 @@ import statistics
 import time
 from collections.abc import Sequence
 
+from fedcompress import native
 from fedcompress.harness.cli import ArgumentParser, run_script
 
 PARTS = ("encode", "decode_before_sum")
@@ -104,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> None:
   except ValueError as e:
     parser.error(str(e))
   set_process_threads(args.threads)
+  native.use()  # The codecs as TFF's worker runs them: with the native kernels.
   try:
     times = compare(args.base, args.module, args.names.split(","), codecs, args.reps,
                     args.threads)

@@ -739,6 +739,7 @@ def run_benchmark(config: BenchmarkConfig = BenchmarkConfig(),
     and `cpu_ratios` (the same from CPU time), every sample, `memory`, `targets`, and the
     environment.
   """
+  from fedcompress import native
   from fedcompress.federated import runtime
   from fedcompress.harness import rundir
 
@@ -768,6 +769,8 @@ def run_benchmark(config: BenchmarkConfig = BenchmarkConfig(),
           "max_concurrent_clients": (config.max_concurrent_clients
                                      if config.max_concurrent_clients is not None
                                      else runtime.default_max_concurrent_clients()),
+          # The codecs' native kernels or their graph ops (fedcompress/native).
+          "native_kernels": native.ops() is not None,
           "keras_floor": "model.fit, one epoch, same pipeline and examples",
           "memory_metric": "VmHWM of a fresh driver process; tracemalloc peak",
       },

@@ -34,6 +34,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fedcompress import native
 from fedcompress.harness.cli import ArgumentParser, run_script
 from tools.benchmark import (
   CODEC_MODULES_HELP,
@@ -282,6 +283,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
   fedcompress.quiet_tensorflow()  # Before TensorFlow loads, as in the other tools.
   set_process_threads(args.threads)
+  native.use()  # The codecs as TFF's worker runs them: with the native kernels.
   # After: a module of one's own may build tensors when imported.
   try:
     load_codec_modules(args.codec_modules)

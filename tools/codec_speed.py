@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from fedcompress import native
 from fedcompress.harness.cli import ArgumentParser, run_script
 from tools.benchmark import (
   CODEC_MODULES_HELP,
@@ -85,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> None:
   import fedcompress
 
   fedcompress.quiet_tensorflow()
+  native.use()  # The codecs as TFF's worker runs them: with the native kernels.
   try:
     load_codec_modules(args.codec_modules)
   except ValueError as e:

@@ -33,6 +33,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fedcompress import native
 from fedcompress.harness.cli import ArgumentParser, check_output_file, run_script
 from tools.benchmark import CODEC_MODULES_HELP, CODEC_OPTIONS, codec_options, load_codec_modules
 from tools.codec_cost import PARTS, CodecRound, benchmark_tensor_shapes, set_process_threads
@@ -162,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
   fedcompress.quiet_tensorflow()  # Before TensorFlow loads: it reads its log level only then.
   set_process_threads(args.threads)  # Before anything creates TensorFlow's thread pools.
+  native.use()  # The codecs as TFF's worker runs them: with the native kernels.
   # After: a module of one's own may build tensors when imported.
   try:
     modules = load_codec_modules(args.codec_modules)

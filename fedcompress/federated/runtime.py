@@ -28,6 +28,7 @@ import ipaddress
 import logging
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -96,6 +97,7 @@ class LocalWorker:
     self.port = port or portpicker.pick_unused_port()
     self.max_concurrent_computation_calls = max_concurrent_computation_calls
     self.process: subprocess.Popen[bytes] | None = None
+    self.native_kernels = False  # Whether `start()` gave it the native kernels.
 
   def start(self) -> LocalWorker:
     args = [
@@ -106,6 +108,7 @@ class LocalWorker:
     out = None if _quiet.tf_logs_requested() else subprocess.DEVNULL
     env = None
     preload = native.worker_preload()
+    self.native_kernels = preload is not None
     if preload is not None:  # The codecs' native kernels (fedcompress/native).
       env = dict(os.environ)
       env["LD_PRELOAD"] = " ".join(p for p in (preload, env.get("LD_PRELOAD")) if p)
@@ -164,9 +167,13 @@ def describe_computation_error(error: BaseException) -> str:
   for prefix in ("Failed to run computation: ", "Step() failed: "):
     first = first.removeprefix(prefix)
   first = first.split(" [[{{")[0]
-  if "Op type not registered 'Fedcompress" in first:
-    first += (" (a worker without fedcompress's native ops: start it with experiments/worker.py"
-              " from a checkout that can build them, or set FEDCOMPRESS_NATIVE=0 here)")
+  missing = re.search(r"Op type not registered '(Fedcompress\w+)'", first)
+  if missing:
+    # TensorFlow's line goes on about tf.contrib and lists the binary's ops.
+    return (f"the TFF worker has no kernel {missing.group(1)}: it was started without "
+            "fedcompress's native kernels (remote workers: start them with "
+            "experiments/worker.py where the kernels build, or run this driver with "
+            "FEDCOMPRESS_NATIVE=0)")
   return first
 
 
@@ -289,6 +296,9 @@ def set_local_context(max_concurrent_clients: int | None = None) -> None:
   calls = default_max_concurrent_clients() if max_concurrent_clients is None else (
       max_concurrent_clients)
   manager = _LocalWorkerManager(calls)
+  # Its worker is started with the codecs' native kernels where they build: graphs
+  # traced from now on use them (before, and in other TFF contexts, the graph ops).
+  native.use()
 
   context = sync_execution_context.SyncExecutionContext(
       executor_fn=_executor_factory(manager.get_stub),
@@ -572,6 +582,9 @@ def set_remote_context(workers: Sequence[str], *, max_concurrent_clients: int | 
   addresses = [parse_worker_address(w) for w in workers]
   if not addresses:
     raise ValueError("set_remote_context needs at least one worker address")
+  # experiments/worker.py starts its worker with the native kernels where they build
+  # (FEDCOMPRESS_NATIVE=0 here if they cannot there: `describe_computation_error`).
+  native.use()
   check_distinct_workers(addresses)
   channels, contexts = [], []
   try:
@@ -695,8 +708,12 @@ def serve_worker(port: int, max_concurrent_computation_calls: int | None = None,
     finally:
       channel.close()
     if not received:
+      kernels = ("with fedcompress's native kernels" if worker.native_kernels else
+                 f"WITHOUT fedcompress's native kernels ({native.unavailable_reason()}): "
+                 "drivers must run with FEDCOMPRESS_NATIVE=0")
       on_ready(f"TFF worker ready on port {port} (pid {worker.process.pid}, "
-               f"max_concurrent_computation_calls={calls}); Ctrl-C or SIGTERM stops it.")
+               f"max_concurrent_computation_calls={calls}), {kernels}; Ctrl-C or SIGTERM "
+               "stops it.")
     # Polled, not one untimed wait: a signal arriving during an untimed wait leaves it
     # untimed (the syscall resumes), so a worker that did not stop on the forwarded
     # signal was never killed (seen once: worker.py still up 30 s after SIGTERM).

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from fedcompress import metrics as m
+from fedcompress import native
 from fedcompress.harness import durable, reporting
 
 CONFIG_FILE = "config.json"
@@ -461,7 +462,10 @@ def environment() -> dict[str, Any]:
           "kernel_variables": {k: os.environ.get(k) for k in KERNEL_VARIABLES},
           "packages": {p: version(p) for p in VERSIONED_PACKAGES},
           "python": platform.python_version(), "machine": platform.machine(),
-          "cpu": cpu(), "source": source()}
+          "cpu": cpu(), "source": source(),
+          # Whether the codecs ran their native kernels (fedcompress/native) or their
+          # graph ops: the same bits, other round times.
+          "native_kernels": native.ops() is not None}
 
 
 # Instruction sets by which TensorFlow's kernels (oneDNN, Eigen) choose how to add up

@@ -24,9 +24,10 @@ import hashlib
 import importlib.util
 import os
 import re
+import shlex
 import shutil
+import signal
 import subprocess
-import sys
 import tempfile
 
 from fedcompress.native import elf
@@ -67,13 +68,15 @@ def cache_root() -> str:
   return os.path.join(base, "fedcompress", "native")
 
 
-def _compilers() -> tuple[str, str]:
-  cxx = os.environ.get("CXX", "g++")
-  cc = os.environ.get("CC", "gcc")
-  for tool in (cxx, cc):
-    if shutil.which(tool) is None:
-      raise BuildError(f"no C/C++ compiler: {tool!r} is not on PATH (set CXX / CC)")
-  return cxx, cc
+def _compilers() -> tuple[list[str], list[str]]:
+  """The C++ and C compiler commands (`CXX`, `CC`: a program, with arguments if any)."""
+  commands = []
+  for variable, default in (("CXX", "g++"), ("CC", "gcc")):
+    command = shlex.split(os.environ.get(variable, default))
+    if not command or shutil.which(command[0]) is None:
+      raise BuildError(f"no C/C++ compiler: {variable}={' '.join(command)!r} is not on PATH")
+    commands.append(command)
+  return commands[0], commands[1]
 
 
 def _tf_flags() -> tuple[list[str], list[str], str]:
@@ -82,26 +85,37 @@ def _tf_flags() -> tuple[list[str], list[str], str]:
           tf.__version__)
 
 
-def _key(worker_build_id: str, cxx: str, cc: str, compile_flags: list[str],
+def _key(worker_build_id: str, cxx: list[str], cc: list[str], compile_flags: list[str],
          tf_version: str) -> str:
   digest = hashlib.sha256()
-  for name in _SOURCES:
-    with open(os.path.join(_SRC, name), "rb") as f:
-      digest.update(f.read())
-  for text in (worker_build_id, cxx, cc, tf_version, *compile_flags,
-               _version_line(cxx), _version_line(cc), open(__file__, "rb").read().hex()):
+  # Every file of the build (the sources, this recipe, the symbol reader).
+  here = os.path.dirname(os.path.abspath(__file__))
+  for path in sorted([*(os.path.join(_SRC, name) for name in _SOURCES),
+                      os.path.join(here, "build.py"), os.path.join(here, "elf.py")]):
+    with open(path, "rb") as f:
+      digest.update(f.read() + b"\0")
+  for text in (worker_build_id, *cxx, *cc, tf_version, *compile_flags,
+               _version_line(cxx), _version_line(cc)):
     digest.update(text.encode() + b"\0")
   return digest.hexdigest()[:20]
 
 
-def _version_line(tool: str) -> str:
-  out = subprocess.run([tool, "--version"], capture_output=True, text=True, check=False)
-  return out.stdout.splitlines()[0] if out.stdout else tool
+def _version_line(command: list[str]) -> str:
+  out = subprocess.run([*command, "--version"], capture_output=True, text=True, check=False)
+  return out.stdout.splitlines()[0] if out.stdout else " ".join(command)
+
+
+def _interrupted(returncode: int) -> None:
+  # A compiler stopped by Ctrl-C (which reaches the whole process group): the build
+  # did not fail, it was interrupted.
+  if returncode == -signal.SIGINT:
+    raise KeyboardInterrupt
 
 
 def _run(args: list[str]) -> None:
   done = subprocess.run(args, capture_output=True, text=True, timeout=_COMPILE_TIMEOUT_S,
                         check=False)
+  _interrupted(done.returncode)
   if done.returncode != 0:
     lines = (done.stderr or done.stdout).strip().splitlines()
     raise BuildError(f"{' '.join(args[:2])} ... failed: " + "\n".join(lines[-15:]))
@@ -140,8 +154,8 @@ def _trampolines(worker_object: str, worker_binary: str) -> str:
   return "\n".join(lines) + "\n"
 
 
-def _compile_into(out_dir: str, worker_binary: str, build_id: str, cxx: str, cc: str,
-                  compile_flags: list[str], link_flags: list[str]) -> None:
+def _compile_into(out_dir: str, worker_binary: str, build_id: str, cxx: list[str],
+                  cc: list[str], compile_flags: list[str], link_flags: list[str]) -> None:
   source = os.path.join(_SRC, "fc_ops.cc")
   # -O3: GCC vectorizes loops such as the level search's compares only from -O3.
   common = ["-O3", "-fPIC", *compile_flags]
@@ -149,26 +163,31 @@ def _compile_into(out_dir: str, worker_binary: str, build_id: str, cxx: str, cc:
   worker_o = os.path.join(out_dir, "fc_ops_worker.o")
   # The two compiles of the large TensorFlow headers (~4 s each) run side by side.
   jobs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-          for args in ([cxx, "-shared", *common, "-DFEDCOMPRESS_FOR_PYTHON", source, "-o",
+          for args in ([*cxx, "-shared", *common, "-DFEDCOMPRESS_FOR_PYTHON", source, "-o",
                         python_so, *link_flags],
-                       [cxx, "-c", *common, "-fno-rtti", source, "-o", worker_o])]
+                       [*cxx, "-c", *common, "-fno-rtti", source, "-o", worker_o])]
   failures = []
   for job in jobs:
     output, _ = job.communicate(timeout=_COMPILE_TIMEOUT_S)
+    _interrupted(job.returncode)
     if job.returncode != 0:
       failures.append(f"{' '.join(job.args[:2])} ... failed: "
                       + "\n".join(output.strip().splitlines()[-15:]))
   if failures:
     raise BuildError("\n".join(failures))
   asm = os.path.join(out_dir, "trampolines.S")
+  try:
+    text = _trampolines(worker_o, worker_binary)
+  except elf.ElfError as e:  # E.g. a stripped worker_binary: no symbol table.
+    raise BuildError(str(e)) from None
   with open(asm, "w") as f:
-    f.write(_trampolines(worker_o, worker_binary))
+    f.write(text)
   hook_o = os.path.join(out_dir, "worker_hook.o")
-  _run([cc, "-c", "-O2", "-fPIC", f'-DFC_BUILD_ID="{build_id}"',
+  _run([*cc, "-c", "-O2", "-fPIC", f'-DFC_BUILD_ID="{build_id}"',
         os.path.join(_SRC, "worker_hook.c"), "-o", hook_o])
   tramp_o = os.path.join(out_dir, "trampolines.o")
-  _run([cc, "-c", asm, "-o", tramp_o])
-  _run([cxx, "-shared", "-Wl,-z,defs", worker_o, tramp_o, hook_o, "-o",
+  _run([*cc, "-c", asm, "-o", tramp_o])
+  _run([*cxx, "-shared", "-Wl,-z,defs", worker_o, tramp_o, hook_o, "-o",
         os.path.join(out_dir, "fc_ops_worker.so"), "-ldl"])
 
 
@@ -182,8 +201,27 @@ def _locked(path: str):
       fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _preloads(library: str) -> bool:
+  """Whether the dynamic loader preloads `library` and runs its hook: in `true`, which is
+  not the worker, the hook says so (and registers nothing). A damaged library is
+  skipped by the loader with a warning, and a worker would run without the kernels."""
+  program = shutil.which("true") or "/bin/true"
+  done = subprocess.run([program], env={**os.environ, "LD_PRELOAD": library},
+                        capture_output=True, text=True, timeout=60, check=False)
+  return done.returncode == 0 and "is not the worker_binary" in done.stderr
+
+
+def _complete(libraries: Libraries) -> bool:
+  return all(os.path.isfile(p) and os.path.getsize(p) > 0
+             for p in (libraries.python, libraries.worker)) and _preloads(libraries.worker)
+
+
 def build(worker_binary: str, *, log=None) -> Libraries:
-  """The two libraries for this worker_binary, built into the cache if not there yet."""
+  """The two libraries for this worker_binary, built into the cache if not there yet.
+
+  A cache entry that is incomplete or whose worker library the loader refuses (a build
+  killed midway, a damaged file) is built again.
+  """
   cxx, cc = _compilers()
   try:
     with elf.ElfFile(worker_binary) as binary:
@@ -192,29 +230,34 @@ def build(worker_binary: str, *, log=None) -> Libraries:
     raise BuildError(f"cannot read {worker_binary}: {e}") from None
   compile_flags, link_flags, tf_version = _tf_flags()
   key = _key(build_id, cxx, cc, compile_flags, tf_version)
-  root = cache_root()
+  root = os.path.abspath(cache_root())
+  if any(c in root for c in " :\t\n"):
+    # LD_PRELOAD separates libraries by spaces and colons.
+    raise BuildError(f"the cache {root!r} holds a space or colon, which LD_PRELOAD cannot "
+                     "carry: set FEDCOMPRESS_NATIVE_CACHE to another folder")
   final = os.path.join(root, key)
   libraries = Libraries(os.path.join(final, "fc_ops_python.so"),
                         os.path.join(final, "fc_ops_worker.so"))
-  if os.path.exists(libraries.worker) and os.path.exists(libraries.python):
+  if os.path.isdir(final) and _complete(libraries):
     return libraries
   try:
     os.makedirs(root, exist_ok=True)
     with _locked(os.path.join(root, f"{key}.lock")):
-      if os.path.exists(final):  # Built by another process while this one waited.
-        return libraries
+      if os.path.isdir(final):
+        if _complete(libraries):  # Built by another process while this one waited.
+          return libraries
+        shutil.rmtree(final)
       if log is not None:
-        log(f"fedcompress: building its native ops into {final} (once, ~10 s)")
+        log(f"fedcompress: building its native kernels into {final} (once, ~15 s)")
       staging = tempfile.mkdtemp(prefix=f"{key}.", dir=root)
       try:
         _compile_into(staging, worker_binary, build_id, cxx, cc, compile_flags, link_flags)
+        os.chmod(staging, 0o755)  # mkdtemp's 0700 kept other users of a shared cache out.
         os.rename(staging, final)
       finally:
         shutil.rmtree(staging, ignore_errors=True)
   except OSError as e:
     raise BuildError(f"cannot build in {root}: {e}") from None
+  if not _complete(libraries):
+    raise BuildError(f"the loader refuses the worker library built at {libraries.worker}")
   return libraries
-
-
-if __name__ == "__main__":  # python -m fedcompress.native.build: build now, print paths.
-  print(build(worker_binary_path(), log=lambda s: print(s, file=sys.stderr)))

@@ -4,6 +4,7 @@ when nothing can be built."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -34,7 +35,8 @@ def test_a_file_that_is_not_elf_is_refused(tmp_path):
     elf.ElfFile(str(tmp_path / "empty"))
 
 
-def test_the_build_is_cached_and_reused(tmp_path, monkeypatch, native_ops):
+def test_the_build_is_cached_reused_and_rebuilt_when_damaged(tmp_path, monkeypatch,
+                                                             native_ops):
   del native_ops  # Skips where no compiler is.
   monkeypatch.setenv("FEDCOMPRESS_NATIVE_CACHE", str(tmp_path))
   said = []
@@ -43,9 +45,33 @@ def test_the_build_is_cached_and_reused(tmp_path, monkeypatch, native_ops):
   assert os.path.isfile(first.python) and os.path.isfile(first.worker)
   again = build.build(native.worker_binary_path(), log=said.append)
   assert again == first and len(said) == 1  # Nothing built the second time.
-  # No staging directory is left behind.
-  assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == [
-      os.path.basename(os.path.dirname(first.python))]
+  # No staging directory is left behind, and other users may read the entry.
+  entries = [p for p in tmp_path.iterdir() if p.is_dir()]
+  assert [p.name for p in entries] == [os.path.basename(os.path.dirname(first.python))]
+  assert entries[0].stat().st_mode & 0o755 == 0o755
+  # A worker library the loader refuses (a build killed midway) is built again: the
+  # worker would otherwise run without the kernels, every round failing.
+  with open(first.worker, "w"):
+    pass
+  assert build.build(native.worker_binary_path(), log=said.append) == first
+  assert len(said) == 2 and os.path.getsize(first.worker) > 0
+
+
+def test_a_cache_path_ld_preload_cannot_carry_is_refused(tmp_path, monkeypatch):
+  monkeypatch.setenv("FEDCOMPRESS_NATIVE_CACHE", str(tmp_path / "my cache"))
+  with pytest.raises(build.BuildError, match="space or colon"):
+    build.build(native.worker_binary_path())
+
+
+def test_compilers_may_carry_arguments(monkeypatch):
+  monkeypatch.setenv("CXX", "g++ -Wall")
+  monkeypatch.setenv("CC", "gcc")
+  if shutil.which("g++") is None or shutil.which("gcc") is None:
+    pytest.skip("no compiler here")
+  assert build._compilers() == (["g++", "-Wall"], ["gcc"])
+  monkeypatch.setenv("CC", "/nonexistent/cc -O2")
+  with pytest.raises(build.BuildError, match="CC='/nonexistent/cc -O2' is not on PATH"):
+    build._compilers()
 
 
 def _python(code: str, env: dict) -> subprocess.CompletedProcess:
@@ -58,25 +84,75 @@ def test_without_a_compiler_the_codecs_use_their_graph_ops(tmp_path):
       import numpy as np, tensorflow as tf
       from fedcompress import native
       from fedcompress.codecs.stages import huffman
-      assert native.ops() is None and native.worker_preload() is None
+      assert not native.use() and native.ops() is None and native.worker_preload() is None
       symbols = tf.constant([3, 1, 1, 0, 2, 1])
       stream = huffman.huffman_encode(symbols, 2)
       assert list(huffman.huffman_decode(stream).numpy()) == [3, 1, 1, 0, 2, 1]
       print("reason:", native.unavailable_reason())
   """, {"CXX": "/nonexistent/g++", "FEDCOMPRESS_NATIVE_CACHE": str(tmp_path)})
   assert done.returncode == 0, done.stderr[-2000:]
-  assert "reason: no C/C++ compiler: '/nonexistent/g++' is not on PATH" in done.stdout
+  assert "reason: no C/C++ compiler: CXX='/nonexistent/g++' is not on PATH" in done.stdout
   # Said once, on stderr, with what it means.
-  assert done.stderr.count("fedcompress: native ops unavailable, the codecs use their "
+  assert done.stderr.count("fedcompress: native kernels unavailable, the codecs use their "
                            "TensorFlow graph ops (same bits, slower)") == 1
   assert not any(tmp_path.iterdir())
 
 
-def test_fedcompress_native_0_turns_them_off(tmp_path):
+@pytest.mark.parametrize("value,said", [("0", False), ("off", False), ("disable", True)])
+def test_fedcompress_native_turns_them_off(tmp_path, value, said):
   done = _python("""
       from fedcompress import native
-      print(native.ops(), native.worker_preload(), native.unavailable_reason())
-  """, {"FEDCOMPRESS_NATIVE": "0", "FEDCOMPRESS_NATIVE_CACHE": str(tmp_path)})
+      print(native.use(), native.ops(), native.worker_preload())
+      print(native.unavailable_reason())
+  """, {"FEDCOMPRESS_NATIVE": value, "FEDCOMPRESS_NATIVE_CACHE": str(tmp_path)})
   assert done.returncode == 0, done.stderr[-2000:]
-  assert done.stdout.split() == ["None", "None", "FEDCOMPRESS_NATIVE=0"]
-  assert "native ops unavailable" not in done.stderr  # Asked for: nothing to warn about.
+  assert done.stdout.splitlines()[0].split() == ["False", "None", "None"]
+  # Asked for: nothing to warn about. A value not understood is said, and taken as off.
+  assert ("native kernels unavailable" in done.stderr) == said
+  if said:
+    assert "FEDCOMPRESS_NATIVE='disable' is none of 1, true, yes, on, 0, false, no, off" in (
+        done.stdout)
+
+
+def test_only_graphs_traced_after_use_hold_the_kernels(tmp_path):
+  # TFF's own context starts workers without them (the codecs worked there before the
+  # kernels, and must still): the kernels go into graphs once the runtime says its
+  # workers have them.
+  done = _python("""
+      import tensorflow as tf
+      from fedcompress import native
+      from fedcompress.codecs.stages import huffman
+
+      def ops_traced():
+        graph = tf.Graph()
+        with graph.as_default():
+          huffman.huffman_encode(tf.range(10) % 3, 2)
+        return any(op.type.startswith("Fedcompress") for op in graph.get_operations())
+
+      before = ops_traced()
+      assert native.use()
+      print(before, ops_traced())
+  """, {"FEDCOMPRESS_NATIVE_CACHE": os.environ.get("FEDCOMPRESS_NATIVE_CACHE",
+                                                  build.cache_root())})
+  if shutil.which("g++") is None:
+    pytest.skip("no compiler here")
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.split() == ["False", "True"]
+
+
+def test_building_ahead_says_where_or_why_not(tmp_path):
+  done = subprocess.run([sys.executable, "-m", "fedcompress.native"], capture_output=True,
+                        text=True, timeout=600,
+                        env={**os.environ, "CXX": "/nonexistent/g++",
+                             "FEDCOMPRESS_NATIVE_CACHE": str(tmp_path)})
+  assert done.returncode == 1
+  assert done.stderr.strip() == ("error: no C/C++ compiler: CXX='/nonexistent/g++' is not "
+                                 "on PATH")
+
+
+def test_a_runs_record_says_whether_the_kernels_ran(native_ops):
+  from fedcompress.harness import rundir
+
+  assert rundir.environment()["native_kernels"] is True  # conftest installed the runtime
+  with native.disabled():
+    assert rundir.environment()["native_kernels"] is False

@@ -126,3 +126,22 @@ def test_a_bad_stream_is_an_error_not_a_crash():
         tf.constant([0, 7]), tf.constant([0, 1], tf.int64), tf.constant([1, 1], tf.int64),
         tf.constant([2], tf.int64), tf.constant([32], tf.int64), tf.constant(0, tf.int64),
         block_size=1024)
+
+
+def test_a_cut_stream_is_an_error():
+  # The graph decoder's table path fails where its gathers leave its padded words (a
+  # stream cut to its first 40 words), and reads zeros short of that (its search path,
+  # codes over 16 bits, clamps); the kernel fails on any block that reads past the
+  # stream's last word.
+  symbols = _symbols(5000, 8, seed=9)
+  with pytest.raises(tf.errors.InvalidArgumentError):
+    with native.disabled():
+      huffman.huffman_decode(huffman.huffman_encode(symbols, 8, max_code_length=15)[:40],
+                             max_code_length=15)
+  for length in (15, 20):
+    stream = huffman.huffman_encode(symbols, 8, max_code_length=length)
+    for cut in (stream[:40], stream[:-40], stream[:-1]):
+      with pytest.raises(tf.errors.InvalidArgumentError, match="ends before its symbols"):
+        huffman.huffman_decode(cut, max_code_length=length)
+    np.testing.assert_array_equal(huffman.huffman_decode(stream, max_code_length=length),
+                                  symbols.numpy())

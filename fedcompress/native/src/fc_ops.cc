@@ -39,6 +39,7 @@ class BitReader {
     avail_ = 64 - int(pos % 32);
   }
   uint64_t peek(int bits) const { return buf_ >> (64 - bits); }
+  int64_t position() const { return next_ * 32 - avail_; }  // Of the next bit.
   void skip(int bits) {
     buf_ <<= bits;
     avail_ -= bits;
@@ -110,6 +111,10 @@ class HuffmanDecodeBlocksOp : public tf::OpKernel {
     const uint32_t* words = reinterpret_cast<const uint32_t*>(words_t.flat<int32_t>().data());
     const int64_t num_words = words_t.NumElements();
     auto reader = [&](int64_t b) { return BitReader(words, num_words, pos(b)); };
+    // A block that read past the stream's last word: the stream was cut (the graph
+    // decoder's gathers fail there too).
+    bool cut = false;
+    auto ended = [&](const BitReader& r) { cut |= r.position() > 32 * num_words; };
     auto count = [&](int64_t b) { return std::min<int64_t>(block_size_, n - b * block_size_); };
 
     if (L > 16) {  // A table over 2**L windows would outgrow the caches: search the starts.
@@ -122,7 +127,9 @@ class HuffmanDecodeBlocksOp : public tf::OpKernel {
           o[k] = symbols(i);
           r.skip(int(lengths(i)));
         }
+        ended(r);
       }
+      OP_REQUIRES(ctx, !cut, tf::errors::InvalidArgument("the stream ends before its symbols"));
       return;
     }
     std::vector<uint32_t> table(size_t{1} << L);
@@ -149,6 +156,10 @@ class HuffmanDecodeBlocksOp : public tf::OpKernel {
         r2.skip(int(e2 & 0xFF));
         r3.skip(int(e3 & 0xFF));
       }
+      ended(r0);
+      ended(r1);
+      ended(r2);
+      ended(r3);
     }
     for (; b < num_blocks; ++b) {
       BitReader r = reader(b);
@@ -158,7 +169,9 @@ class HuffmanDecodeBlocksOp : public tf::OpKernel {
         o[k] = int32_t(e >> 8);
         r.skip(int(e & 0xFF));
       }
+      ended(r);
     }
+    OP_REQUIRES(ctx, !cut, tf::errors::InvalidArgument("the stream ends before its symbols"));
   }
 
  private:
@@ -268,7 +281,9 @@ class HuffmanEncodeOp : public tf::OpKernel {
 // tensor_encoding's 28-bit packing of 8-bit values, as fedcompress/codecs/stages/
 // bitpack28.py's graph ops write it: each group of seven values, least significant
 // byte first, is 56 bits; its low 28 bits are one word and its high 28 the next.
-// Values are integers in [0, 255] of type T, cast to uint8 as tf.cast does.
+// Values are integers in [0, 255] of type T (what the quantizers give), cast to uint8 as
+// tf.cast does them; out-of-range values and NaN, which tf.cast itself casts differently
+// by vector and by element in float16 and bfloat16, may give other words here.
 template <typename T>
 class Pack8In28Op : public tf::OpKernel {
  public:
