@@ -357,7 +357,8 @@ def huffman_encode(symbols: tf.Tensor, num_bits, *, max_code_length: int = 16,
   native_ops = native.ops()
   if native_ops is not None:
     # The fields below written by one C++ kernel, the same words: uniform_huffman's
-    # encode of the CNN's kernels 24 -> 15 ms per client (README, speed).
+    # encode of the CNN's kernels 29.0 -> 13.0 ms per client (`tools.codec_cost`,
+    # docs/speed_history.md).
     header_values, header_widths = _header(n, num_bits)
     return native_ops.fedcompress_huffman_encode(
         symbols, codes, tf.where(multi, tf.cast(lengths, tf.int64), 0),
@@ -449,7 +450,8 @@ def huffman_decode(stream: tf.Tensor, *, max_code_length: int = 16,
     native_ops = native.ops()
     if native_ops is not None:
       # The loop below as one C++ kernel, the same symbols: decode before sum of
-      # uniform_huffman's CNN kernels 35 -> 3 ms per client (README, speed).
+      # uniform_huffman's CNN kernels 47.9 -> 6.5 ms per client (`tools.codec_cost`,
+      # docs/speed_history.md).
       decoded = native_ops.fedcompress_huffman_decode_blocks(
           tf.reshape(tf.cast(stream, tf.int32), [-1]), tf.cast(pos, tf.int64), code_symbols,
           code_lengths, code_starts, n, block_size=block_size,
